@@ -1,0 +1,78 @@
+import { assert } from "../util/assert.ts";
+
+/**
+ * Every bound of a node, in one place (SPEC §7). Each may be changed by a flag or env var
+ * (`config/schema.ts`); these are the defaults and their reasons.
+ */
+export interface Limits {
+  /** Largest request body read; larger bodies get 413 while being read. @default 1 MiB */
+  requestBytesMax: number;
+  /** Deepest nesting of `[`/`{` in a value. @default 64 */
+  valueDepthMax: number;
+  /** Longest table or key name in UTF-8 bytes. @default 256 */
+  nameBytesMax: number;
+  /** Most keys in one `POST /{table}/keys`. @default 1000 */
+  batchKeysMax: number;
+  /** Largest `?limit` of a listing page. @default 100,000 */
+  listCountMax: number;
+  /** Lifetime of a user token. @default 24 h */
+  tokenLifetimeSecs: number;
+  /** Failed logins allowed per user and per client address in one window. @default 10 */
+  loginFailuresMax: number;
+  /** The failed-login window. @default 60 s */
+  loginWindowMs: number;
+  /** Most login-failure counters kept; the oldest are forgotten beyond it. @default 100,000 */
+  loginCountersMax: number;
+  /** Most SSE subscribers of one node. @default 20,000 */
+  subscribersMax: number;
+  /** Events queued for one subscriber before it is disconnected as too slow. @default 512 */
+  sseQueueDepthMax: number;
+  /** Events remembered per key for `Last-Event-ID` replay. @default 64 */
+  sseHistoryDepth: number;
+  /** Keys (and tables) whose history is remembered; the least recently changed are forgotten. @default 10,000 */
+  sseHistoryKeysMax: number;
+  /** Interval of `: keepalive` comments. SPEC §4 requires at most 15 s. @default 15 s */
+  sseKeepaliveMs: number;
+  /** Records in one WAL batch (one write, one encryption, one sync). @default 4096 */
+  walBatchRecordsMax: number;
+  /** WAL size that triggers a checkpoint into `storage.db` and a WAL truncation. @default 64 MiB */
+  walCheckpointBytes: number;
+  /** Longest a graceful shutdown may take before the node exits anyway. @default 10 s */
+  shutdownMsMax: number;
+}
+
+/** The default limits. */
+export const defaultLimits: Readonly<Limits> = Object.freeze({
+  requestBytesMax: 1 << 20,
+  valueDepthMax: 64,
+  nameBytesMax: 256,
+  batchKeysMax: 1_000,
+  listCountMax: 100_000,
+  tokenLifetimeSecs: 24 * 60 * 60,
+  loginFailuresMax: 10,
+  loginWindowMs: 60_000,
+  loginCountersMax: 100_000,
+  subscribersMax: 20_000,
+  sseQueueDepthMax: 512,
+  sseHistoryDepth: 64,
+  sseHistoryKeysMax: 10_000,
+  sseKeepaliveMs: 15_000,
+  walBatchRecordsMax: 4_096,
+  walCheckpointBytes: 64 << 20,
+  shutdownMsMax: 10_000,
+});
+
+/** Bytes of a WAL record header (length + CRC); see `store/mod.ts`. */
+export const recordHeaderBytes = 8;
+
+/** Checks the relations between limits; called at load and on every configured set. */
+export function assertLimits(limits: Limits): void {
+  assert(limits.requestBytesMax >= 64, "requestBytesMax must allow a minimal body");
+  assert(limits.nameBytesMax >= 1);
+  assert(limits.valueDepthMax >= 1);
+  assert(limits.sseKeepaliveMs <= 15_000, "SPEC §4: keepalive at least every 15 s");
+  assert(limits.sseHistoryDepth >= 1);
+  assert(limits.walCheckpointBytes > limits.requestBytesMax + 2 * limits.nameBytesMax + recordHeaderBytes);
+}
+
+assertLimits(defaultLimits);

@@ -1,0 +1,72 @@
+import { z } from "zod";
+import { defaultLimits, type Limits } from "./limits.ts";
+import { logLevels } from "../util/log.ts";
+
+/** `host:port`, with `[v6]:port` for IPv6. Port 0 picks a free port. */
+export const HostPort = z.string().transform((text, context) => {
+  const match = /^(?:\[([^\]]+)\]|([^:\s\/]+)):(\d{1,5})$/.exec(text);
+  const port = match === null ? NaN : Number(match[3]);
+  if (match === null || !(port >= 0 && port <= 65535)) {
+    context.addIssue({ code: "custom", message: `"${text}" is not host:port (for example 127.0.0.1:6660)` });
+    return z.NEVER;
+  }
+  return { hostname: match[1] ?? match[2]!, port };
+});
+export type HostPort = z.output<typeof HostPort>;
+
+const secret = z.string().refine((text) => new TextEncoder().encode(text).length >= 32, {
+  message: "must be at least 32 bytes",
+});
+
+const positiveInt = z.coerce.number().int().positive();
+
+/** Limits settable from the outside, with the env var that sets each (flag: the same name, kebab-case). */
+export const limitEnvNames = {
+  requestBytesMax: "DYNA_REQUEST_BYTES_MAX",
+  valueDepthMax: "DYNA_VALUE_DEPTH_MAX",
+  nameBytesMax: "DYNA_NAME_BYTES_MAX",
+  batchKeysMax: "DYNA_BATCH_KEYS_MAX",
+  tokenLifetimeSecs: "DYNA_TOKEN_LIFETIME_SECS",
+  loginFailuresMax: "DYNA_LOGIN_FAILURES_MAX",
+  subscribersMax: "DYNA_SUBSCRIBERS_MAX",
+  sseQueueDepthMax: "DYNA_SSE_QUEUE_DEPTH_MAX",
+  sseKeepaliveMs: "DYNA_SSE_KEEPALIVE_MS",
+  walCheckpointBytes: "DYNA_WAL_CHECKPOINT_BYTES",
+} as const satisfies Partial<Record<keyof Limits, string>>;
+
+const limitsShape = Object.fromEntries(
+  Object.keys(limitEnvNames).map((name) => [name, positiveInt.optional()]),
+) as Record<keyof typeof limitEnvNames, z.ZodOptional<typeof positiveInt>>;
+
+/** The one schema of a node's configuration (SPEC §1, §7). Input is strings, as from flags and env. */
+export const ConfigSchema = z.object({
+  listen: HostPort,
+  join: HostPort.optional(),
+  dataDir: z.string().min(1).default("."),
+  jwtSecret: secret.optional(),
+  clusterSecret: secret.optional(),
+  mode: z.enum(["http", "https"]).default("http"),
+  certPath: z.string().min(1).default("cert/cert.pem"),
+  keyPath: z.string().min(1).default("cert/key.pem"),
+  snapLimit: z.coerce.number().int().min(1).default(100),
+  snapIntervalSecs: positiveInt.default(3600),
+  logLevel: z.enum(logLevels).default("info"),
+  limits: z.object(limitsShape).default({}).transform((given): Limits => {
+    const merged: Limits = { ...defaultLimits };
+    for (const [name, value] of Object.entries(given)) {
+      if (value !== undefined) merged[name as keyof Limits] = value;
+    }
+    return merged;
+  }),
+}).superRefine((config, context) => {
+  if (config.limits.sseKeepaliveMs > 15_000) {
+    context.addIssue({
+      code: "custom",
+      path: ["limits", "sseKeepaliveMs"],
+      message: "must be at most 15000",
+    });
+  }
+});
+
+/** A node's configuration after validation. */
+export type Config = z.output<typeof ConfigSchema>;

@@ -1,0 +1,64 @@
+import type { Context } from "hono";
+import { KvError } from "../util/errors.ts";
+import type { AppDeps } from "./deps.ts";
+import { decodeName, decodeTable } from "./schemas.ts";
+
+/** The raw (still percent-encoded) path segments of a request, without the leading empty one. */
+export function rawSegments(url: string): string[] {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return [];
+  let end = url.indexOf("?", start);
+  if (end === -1) end = url.length;
+  const hash = url.indexOf("#", start);
+  if (hash !== -1 && hash < end) end = hash;
+  return url.slice(start + 1, end).split("/");
+}
+
+/** Table and key of a `/{table}/<verb>/{key}` or `/{table}/<verb>` request, decoded and checked. */
+export function tableAndKey(c: Context, deps: AppDeps): { table: string; key: string } {
+  const segments = rawSegments(c.req.url);
+  const table = decodeTable(segments[0] ?? "", deps.limits.nameBytesMax);
+  const key = decodeName(segments[2] ?? "", { what: "key", bytesMax: deps.limits.nameBytesMax });
+  return { table, key };
+}
+
+/** The decoded, checked table of a `/{table}/...` request. */
+export function tableOf(c: Context, deps: AppDeps): string {
+  return decodeTable(rawSegments(c.req.url)[0] ?? "", deps.limits.nameBytesMax);
+}
+
+/** The client's IP address, for rate limits. */
+export function clientAddress(c: Context): string {
+  const env = c.env as { remoteAddr?: { hostname?: unknown } } | undefined;
+  const hostname = env?.remoteAddr?.hostname;
+  return typeof hostname === "string" ? hostname : "unknown";
+}
+
+/** Missing or malformed `Authorization` header. */
+export class UnauthorizedError extends KvError {
+  constructor(message: string) {
+    super("unauthorized", message);
+  }
+}
+
+/**
+ * The user a request acts as, from `Authorization: Bearer <jwt>`.
+ *
+ * @throws {UnauthorizedError} without a bearer token; the authenticator's error for a bad one.
+ */
+export async function requireUser(c: Context, deps: AppDeps): Promise<string> {
+  const header = c.req.header("authorization");
+  if (header === undefined) throw new UnauthorizedError("this request needs Authorization: Bearer <token>");
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (match === null) throw new UnauthorizedError("Authorization must be Bearer <token>");
+  return await deps.auth.verify(match[1]!);
+}
+
+/** A JSON response of text that is already serialized. */
+export function jsonText(
+  text: string,
+  status: 200 | 201 = 200,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(text, { status, headers: { "content-type": "application/json", ...headers } });
+}

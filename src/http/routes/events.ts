@@ -1,0 +1,41 @@
+import type { Hono } from "hono";
+import type { AppDeps, EventSubscription } from "../deps.ts";
+import { tableAndKey, tableOf } from "../request.ts";
+import { parseLastEventId } from "../schemas.ts";
+
+const streamHeaders = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-store",
+  "x-accel-buffering": "no",
+};
+
+/** The live-update routes of SPEC §4: one key, or a whole table. */
+export function registerEventRoutes(app: Hono, deps: AppDeps): void {
+  app.get("/:table/subscribe/:key", (c) => {
+    const { table, key } = tableAndKey(c, deps);
+    const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
+    const current = deps.store.getEntry(table, key);
+    const subscription = deps.broker.subscribeKey(
+      table,
+      key,
+      lastEventId === undefined ? { current } : { current, lastEventId },
+    );
+    return eventStream(subscription, c.req.raw.signal);
+  });
+
+  app.get("/:table/subscribe", (c) => {
+    const table = tableOf(c, deps);
+    const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
+    const sequence = deps.store.stats().sequence;
+    const subscription = deps.broker.subscribeTable(
+      table,
+      lastEventId === undefined ? { sequence } : { sequence, lastEventId },
+    );
+    return eventStream(subscription, c.req.raw.signal);
+  });
+}
+
+function eventStream(subscription: EventSubscription, signal: AbortSignal): Response {
+  signal.addEventListener("abort", () => subscription.close(), { once: true });
+  return new Response(subscription.stream, { status: 200, headers: streamHeaders });
+}

@@ -1,0 +1,123 @@
+import { z } from "zod";
+import { InvalidRequestError, KvError } from "../util/errors.ts";
+import { isJsonObject } from "../util/json.ts";
+
+const utf8 = new TextEncoder();
+
+/** A table or key name was refused (SPEC §2). */
+export class InvalidNameError extends KvError {
+  constructor(message: string) {
+    super("invalid_name", message);
+  }
+}
+
+/** A table name reserved for the node itself (`_*`, `auth`). */
+export class ReservedTableError extends KvError {
+  constructor(table: string) {
+    super(
+      "reserved_table",
+      `table "${table}" is reserved: names starting with "_" and "auth" cannot be used`,
+    );
+  }
+}
+
+/**
+ * Decodes one raw path segment and checks it as a name: 1 to `bytesMax` bytes of UTF-8, no `/`, no
+ * control characters.
+ *
+ * @throws {InvalidNameError}
+ */
+export function decodeName(
+  raw: string,
+  options: { what: "table" | "key" | "user"; bytesMax: number },
+): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(raw);
+  } catch {
+    throw new InvalidNameError(`${options.what} name is not valid percent-encoded UTF-8`);
+  }
+  checkName(name, options);
+  return name;
+}
+
+/**
+ * Checks a decoded name.
+ *
+ * @throws {InvalidNameError}
+ */
+export function checkName(name: string, options: { what: "table" | "key" | "user"; bytesMax: number }): void {
+  if (name.length === 0) throw new InvalidNameError(`${options.what} name is empty`);
+  const bytes = name.length > options.bytesMax / 3 ? utf8.encode(name).length : name.length * 3;
+  if (bytes > options.bytesMax) {
+    throw new InvalidNameError(`${options.what} name is ${bytes} bytes, the limit is ${options.bytesMax}`);
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f/]/.test(name)) {
+    throw new InvalidNameError(`${options.what} name contains "/" or a control character`);
+  }
+  if (/[\ud800-\udfff]/.test(name) && !name.isWellFormed()) {
+    throw new InvalidNameError(`${options.what} name is not valid UTF-8`);
+  }
+}
+
+/** Decodes and checks a table name for the KV routes (reserved names refused). */
+export function decodeTable(raw: string, bytesMax: number): string {
+  const table = decodeName(raw, { what: "table", bytesMax });
+  if (table.startsWith("_") || table === "auth") throw new ReservedTableError(table);
+  return table;
+}
+
+/** `POST /auth/{user}` body. */
+export const AuthBody = z.object({ secret: z.string().min(1).max(1024) });
+
+/** `?limit=N&after=KEY` of the listing routes. */
+export const ListQuery = z.object({
+  limit: z.string().regex(/^\d{1,9}$/, "limit must be a positive integer").transform(Number).optional(),
+  after: z.string().optional(),
+});
+
+/** Parses a body with a zod schema, turning failures into one `InvalidRequestError`. */
+export function parseWith<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    const issues = result.error.issues.map((issue) => `${issue.path.join(".") || what}: ${issue.message}`);
+    throw new InvalidRequestError(`invalid ${what}: ${issues.join("; ")}`);
+  }
+  return result.data;
+}
+
+/**
+ * The `value` of a `PUT`/`PATCH` body `{"value": ...}`. Checked by hand, not by zod, because the value is
+ * any JSON and zod would copy it.
+ *
+ * @throws {InvalidRequestError} when the body is not an object with a `value` member.
+ */
+export function valueOfBody(body: unknown, options: { objectOnly: boolean }): unknown {
+  if (!isJsonObject(body) || !Object.hasOwn(body, "value")) {
+    throw new InvalidRequestError('request body must be a JSON object with a "value" member');
+  }
+  const value = body.value;
+  if (options.objectOnly && !isJsonObject(value)) {
+    throw new InvalidRequestError('PATCH "value" must be a JSON object (a merge patch, RFC 7396)');
+  }
+  return value;
+}
+
+/**
+ * Parses `If-Match` into a version: `"7"`, `7` or `W/"7"`.
+ *
+ * @throws {InvalidRequestError} when it is not a version.
+ */
+export function parseIfMatch(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
+  if (match === null) throw new InvalidRequestError('If-Match must be a version, for example "7"');
+  return Number(match[1]);
+}
+
+/** `Last-Event-ID` as a non-negative integer, or undefined when absent or not a number. */
+export function parseLastEventId(header: string | null): number | undefined {
+  if (header === null || !/^\s*\d{1,15}\s*$/.test(header)) return undefined;
+  return Number(header);
+}

@@ -1,0 +1,67 @@
+import type { Limits } from "../config/limits.ts";
+import type { Clock } from "../util/clock.ts";
+import type { Logger } from "../util/log.ts";
+import type { Fs } from "./fs.ts";
+
+/** The current state of one key in the index: a live value or a tombstone. */
+export interface Entry {
+  readonly version: number;
+  /** Milliseconds since the epoch when the write was accepted. */
+  readonly timestamp: number;
+  /** The user who created the key (for a tombstone: the owner at deletion). */
+  readonly owner: string;
+  readonly deleted: boolean;
+  /**
+   * The bytes a reader gets, prepared once at write time.
+   * Live: the VersionedValue, `{"value":...,"version":n,"timestamp":t,"owner":"o"}`.
+   * Tombstone: the value of a `Deleted` event, `{"key":"k","version":n,"timestamp":t}`.
+   */
+  readonly json: string;
+}
+
+/** One durable change, published in commit order after its WAL record is synced. */
+export interface ChangeEvent {
+  readonly kind: "Updated" | "Deleted";
+  readonly table: string;
+  readonly key: string;
+  readonly version: number;
+  /** Store-wide commit sequence: grows by 1 per change, across restarts. */
+  readonly sequence: number;
+  /** `Entry.json` of the new state. */
+  readonly json: string;
+}
+
+/** Conditions and identity of a write. */
+export interface WriteOptions {
+  /** The user writing; must own the key unless it is new or a tombstone. */
+  owner: string;
+  /** When given, the write happens only if the key's current version equals it (`If-Match`). */
+  ifVersion?: number;
+}
+
+/** Options of `Store.open`. */
+export interface StoreOptions {
+  /** Directory every file lives in; created when missing. */
+  dir: string;
+  fs: Fs;
+  clock: Clock;
+  logger: Logger;
+  limits: Limits;
+  /** Key and key id every file is encrypted with. */
+  encryption: { key: CryptoKey; keyId: string };
+  /** Snapshots kept (`SNAP_LIMIT`). */
+  snapshotLimit: number;
+  /** Seconds between snapshots (`SNAP_INTERVAL_SECS`); 0 turns the timer off. */
+  snapshotIntervalSecs: number;
+}
+
+/** Counters the store exposes to `/stats`. */
+export interface StoreStats {
+  walBatchCount: number;
+  walRecordCount: number;
+  walBytes: number;
+  checkpointCount: number;
+  snapshotCount: number;
+  /** Sequence of the last durable change. */
+  sequence: number;
+}

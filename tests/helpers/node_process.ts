@@ -1,0 +1,168 @@
+/**
+ * Runs a real node (`main.ts` in a child process) on 127.0.0.1:0 with its own data dir, and talks to it
+ * over HTTP only. `await using node = await NodeProcess.start()` stops it and removes the dir.
+ */
+const mainPath = new URL("../../main.ts", import.meta.url).pathname;
+
+/** Options of {@linkcode NodeProcess.start}. */
+export interface NodeOptions {
+  /** Data dir to use; a fresh temp dir when omitted (and removed at dispose). */
+  dataDir?: string;
+  /** Extra env vars. */
+  env?: Record<string, string>;
+  /** Extra arguments after the listen address. */
+  args?: string[];
+  /** Listen address; default 127.0.0.1:0. */
+  listen?: string;
+}
+
+/** A running node child process. */
+export class NodeProcess implements AsyncDisposable {
+  readonly baseUrl: string;
+  readonly dataDir: string;
+  readonly #child: Deno.ChildProcess;
+  readonly #ownsDir: boolean;
+  readonly #stderr: Promise<string>;
+  #exited: Promise<Deno.CommandStatus>;
+
+  private constructor(options: {
+    child: Deno.ChildProcess;
+    baseUrl: string;
+    dataDir: string;
+    ownsDir: boolean;
+    stderr: Promise<string>;
+  }) {
+    this.#child = options.child;
+    this.baseUrl = options.baseUrl;
+    this.dataDir = options.dataDir;
+    this.#ownsDir = options.ownsDir;
+    this.#stderr = options.stderr;
+    this.#exited = options.child.status;
+  }
+
+  /** Starts a node and waits for its `listening on` line. */
+  static async start(options: NodeOptions = {}): Promise<NodeProcess> {
+    const ownsDir = options.dataDir === undefined;
+    const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dynarust_test_" });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        mainPath,
+        options.listen ?? "127.0.0.1:0",
+        "--data-dir",
+        dataDir,
+        ...(options.args ?? []),
+      ],
+      env: { DYNA_LOG: "warn", ...(options.env ?? {}) },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let output = "";
+    for (;;) { // until the first line, or the child exits
+      const { done, value } = await reader.read();
+      if (done) break;
+      output += value;
+      if (output.includes("\n")) break;
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    (async () => {
+      while (!(await reader.read()).done) { /* drain */ }
+    })().catch(() => {});
+    const match = /^listening on (https?:\/\/\S+)/.exec(output);
+    if (match === null) {
+      const status = await child.status;
+      throw new Error(`node did not start (exit ${status.code}): ${output}${await stderr}`);
+    }
+    return new NodeProcess({ child, baseUrl: match[1]!, dataDir, ownsDir, stderr });
+  }
+
+  /** Runs `main.ts` to completion with the given arguments (for config errors, --help). */
+  static async runToExit(args: string[], env: Record<string, string> = {}): Promise<{
+    code: number;
+    stdout: string;
+    stderr: string;
+  }> {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", mainPath, ...args],
+      env: { DYNA_LOG: "warn", ...env },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+    };
+  }
+
+  /** The PID of the child. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** `fetch` against this node. */
+  fetch(path: string, init?: RequestInit): Promise<Response> {
+    return fetch(`${this.baseUrl}${path}`, init);
+  }
+
+  /** Sends a signal and waits for the exit status. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already exited
+    }
+    return await this.#exited;
+  }
+
+  /** Everything the node printed on stderr (after it exited). */
+  stderrText(): Promise<string> {
+    return this.#stderr;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+    await this.#stderr.catch(() => "");
+    if (this.#ownsDir) await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Registers (or logs in) a user and returns the token. */
+export async function tokenFor(
+  node: NodeProcess,
+  user: string,
+  secret = "correct horse battery",
+): Promise<string> {
+  const response = await node.fetch(`/auth/${user}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret }),
+  });
+  const body = await response.json();
+  if (typeof body.token !== "string") throw new Error(`no token for ${user}: ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+/** A `PUT` of `{"value": value}` with a bearer token. */
+export function putValue(
+  node: NodeProcess,
+  path: string,
+  value: unknown,
+  options: { token: string; headers?: Record<string, string> },
+): Promise<Response> {
+  return node.fetch(path, {
+    method: "PUT",
+    headers: {
+      "content-type": "application/json",
+      authorization: `Bearer ${options.token}`,
+      ...options.headers,
+    },
+    body: JSON.stringify({ value }),
+  });
+}

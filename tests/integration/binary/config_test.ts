@@ -1,0 +1,69 @@
+// Goal: SPEC §1 start-up behaviour of the real entry point: refusal of bad configuration with one clear
+// line and exit 78, --help and --version, the loopback-only generated JWT secret.
+// Method: run main.ts as a child process to completion (or to its first line) and read its output.
+import assert from "node:assert/strict";
+import { NodeProcess } from "../../helpers/node_process.ts";
+
+Deno.test("config: --help and --version exit 0", async () => {
+  const help = await NodeProcess.runToExit(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /usage: dynarust <LISTEN_ADDRESS> \[JOIN_ADDRESS\]/);
+  assert.match(help.stdout, /JWT_SECRET/);
+  const version = await NodeProcess.runToExit(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^dynarust \d+\.\d+\.\d+/);
+});
+
+Deno.test("config: bad configuration is refused with exit 78 and a line naming the setting", async () => {
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [[], {}, /LISTEN_ADDRESS is required/],
+    [["nonsense"], {}, /LISTEN_ADDRESS.*not host:port/],
+    [["127.0.0.1:99999"], {}, /LISTEN_ADDRESS/],
+    [["0.0.0.0:0"], {}, /JWT_SECRET is required/],
+    [["127.0.0.1:0"], { JWT_SECRET: "short" }, /JWT_SECRET: must be at least 32 bytes/],
+    [["127.0.0.1:0"], { DYNA_MODE: "gopher" }, /DYNA_MODE/],
+    [["127.0.0.1:0"], { SNAP_LIMIT: "-1" }, /SNAP_LIMIT/],
+    [["127.0.0.1:0", "127.0.0.1:1"], {}, /CLUSTER_SECRET is required/],
+    [["127.0.0.1:0", "--no-such-flag"], {}, /no-such-flag/],
+    [["127.0.0.1:0"], { DYNA_MODE: "https", DYNA_CERT: "/nonexistent/cert.pem" }, /DYNA_CERT/],
+    [["127.0.0.1:0", "--data-dir", "/proc/forbidden"], {}, /data/i],
+  ];
+  for (const [args, env, expected] of cases) {
+    const result = await NodeProcess.runToExit(args, env);
+    assert.equal(result.code, 78, `${args.join(" ")} ${JSON.stringify(env)}: ${result.stderr}`);
+    assert.match(result.stderr, expected);
+    assert.equal(result.stdout, "", "nothing was served");
+    assert.ok(!result.stderr.includes("short"), "a secret is never echoed");
+  }
+});
+
+Deno.test("config: without JWT_SECRET a loopback node generates one, keeps it, and tokens survive restarts", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_config_" });
+  try {
+    const login = (node: NodeProcess) =>
+      node.fetch("/auth/alice", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ secret: "pw" }),
+      }).then((response) => response.json());
+    let token: string;
+    {
+      await using node = await NodeProcess.start({ dataDir });
+      token = (await login(node)).token;
+      await node.stop("SIGTERM");
+      assert.match(await node.stderrText(), /JWT_SECRET is not set/);
+    }
+    const info = await Deno.stat(`${dataDir}/jwt_secret`);
+    assert.equal((info.mode ?? 0) & 0o777, 0o600);
+    await using node = await NodeProcess.start({ dataDir });
+    const response = await node.fetch("/t/key/k", {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}` },
+      body: '{"value":1}',
+    });
+    assert.equal(response.status, 201, "a token of the first run is valid after a restart");
+    await response.body?.cancel();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -1,0 +1,124 @@
+// Goal: SPEC §4 against a real node: order, ids, Deleted events, keepalive, resume with Last-Event-ID,
+// whole-table streams, and the disconnection of a subscriber too slow to keep up.
+// Method: a node child process; fetch-based SSE readers; a raw TCP subscriber that never reads.
+import assert from "node:assert/strict";
+import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
+import { SseReader } from "../../helpers/sse_reader.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
+
+Deno.test("sse: events of a key arrive in version order with id = version, then Deleted", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  await using events = await SseReader.open(`${node.baseUrl}/notifications/subscribe/status`);
+  assert.equal(events.response.headers.get("content-type"), "text/event-stream");
+  assert.equal(events.response.headers.get("cache-control"), "no-store");
+  await Promise.all(
+    Array.from(
+      { length: 20 },
+      (_, index) =>
+        putValue(node, "/notifications/key/status", { index }, { token }).then((response) =>
+          response.body?.cancel()
+        ),
+    ),
+  );
+  for (let version = 1; version <= 20; version += 1) {
+    const event = await events.nextEvent();
+    assert.equal(event.id, String(version));
+    assert.equal(event.data.event, "Updated");
+    assert.equal((event.data.value as { version: number }).version, version);
+    assert.equal((event.data.value as { owner: string }).owner, "alice");
+  }
+  await node.fetch("/notifications/key/status", {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${token}` },
+  })
+    .then((response) => response.body?.cancel());
+  const deleted = await events.nextEvent();
+  assert.equal(deleted.id, "21");
+  assert.equal(deleted.data.event, "Deleted");
+  assert.deepEqual(Object.keys(deleted.data.value as object).sort(), ["key", "timestamp", "version"]);
+});
+
+Deno.test("sse: keepalive comments flow on an idle stream", async () => {
+  await using node = await NodeProcess.start({ env: { DYNA_SSE_KEEPALIVE_MS: "100" } });
+  await using events = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
+  let keepalives = 0;
+  while (keepalives < 2) {
+    const frame = await events.next(2_000);
+    assert.ok(frame !== undefined);
+    assert.equal(frame.data, undefined, "no event on an idle key");
+    if (frame.comment === "keepalive") keepalives += 1;
+  }
+});
+
+Deno.test("sse: Last-Event-ID replays what was missed, or the current value when the gap is too old", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  for (let index = 1; index <= 5; index += 1) {
+    await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
+  }
+  {
+    await using events = await SseReader.open(`${node.baseUrl}/t/subscribe/k`, { "last-event-id": "2" });
+    for (const version of [3, 4, 5]) assert.equal((await events.nextEvent()).id, String(version));
+    await (await putValue(node, "/t/key/k", 6, { token })).body?.cancel();
+    assert.equal(
+      (await events.nextEvent()).id,
+      "6",
+      "live events follow the replay without a gap or a repeat",
+    );
+  }
+  for (let index = 7; index <= 200; index += 1) {
+    await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
+  }
+  await using old = await SseReader.open(`${node.baseUrl}/t/subscribe/k`, { "last-event-id": "1" });
+  const current = await old.nextEvent();
+  assert.equal(current.id, "200");
+  assert.equal((current.data.value as { value: number }).value, 200);
+});
+
+Deno.test("sse: a table stream names each key and resumes", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  await using events = await SseReader.open(`${node.baseUrl}/devices/subscribe`);
+  await (await putValue(node, "/devices/key/a", 1, { token })).body?.cancel();
+  await (await putValue(node, "/devices/key/b", 2, { token })).body?.cancel();
+  await (await putValue(node, "/other/key/a", 3, { token })).body?.cancel();
+  const first = await events.nextEvent();
+  const second = await events.nextEvent();
+  assert.deepEqual([first.data.key, second.data.key], ["a", "b"]);
+  assert.ok(Number(second.id) > Number(first.id));
+  await using resumed = await SseReader.open(`${node.baseUrl}/devices/subscribe`, {
+    "last-event-id": first.id,
+  });
+  const replayed = await resumed.nextEvent();
+  assert.equal(replayed.data.key, "b");
+  assert.equal(replayed.id, second.id);
+});
+
+Deno.test("sse: a subscriber that never reads is disconnected and the node keeps serving others", async () => {
+  await using node = await NodeProcess.start({ env: { DYNA_SSE_QUEUE_DEPTH_MAX: "8" } });
+  const token = await tokenFor(node, "alice");
+  const url = new URL(node.baseUrl);
+  const stalled = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  await stalled.write(new TextEncoder().encode("GET /big/subscribe/k HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await waitFor(async () => (await (await node.fetch("/stats")).json()).active_sse_connections === 1, {
+    timeoutMs: 5_000,
+  });
+  await using live = await SseReader.open(`${node.baseUrl}/big/subscribe/k`);
+  const big = "x".repeat(256 * 1024);
+  let dropped = 0;
+  for (let index = 1; index <= 400 && dropped === 0; index += 1) {
+    await (await putValue(node, "/big/key/k", `${index}${big}`, { token })).body?.cancel();
+    assert.equal(
+      (await live.nextEvent()).id,
+      String(index),
+      "the reading subscriber gets every event in order",
+    );
+    if (index % 10 === 0) dropped = (await (await node.fetch("/stats")).json()).dropped_sse_subscribers;
+  }
+  assert.equal(dropped, 1, "the stalled subscriber was disconnected");
+  stalled.close();
+  await waitFor(async () => (await (await node.fetch("/stats")).json()).active_sse_connections === 1, {
+    timeoutMs: 5_000,
+  });
+});
