@@ -81,7 +81,7 @@ async function openStore(config: Config, logger: Logger) {
     jwtSecret = result.secret;
     logger.warn(
       result.created
-        ? "JWT_SECRET is not set: generated one for this loopback node and stored it encrypted in the data dir"
+        ? "JWT_SECRET is not set: generated one for this loopback node, stored encrypted in the data dir"
         : "JWT_SECRET is not set: using the one generated earlier in the data dir (loopback only)",
     );
   }

@@ -29,8 +29,10 @@ export interface Limits {
   sseQueueDepthMax: number;
   /** Events remembered per key for `Last-Event-ID` replay. @default 64 */
   sseHistoryDepth: number;
-  /** Keys (and tables) whose history is remembered; the least recently changed are forgotten. @default 10,000 */
+  /** Keys (and tables) with a remembered history; least recently changed go first. @default 10,000 */
   sseHistoryKeysMax: number;
+  /** Bytes of frames all histories together may hold; least recently changed go first. @default 64 MiB */
+  sseHistoryBytesMax: number;
   /** Interval of `: keepalive` comments. SPEC §4 requires at most 15 s. @default 15 s */
   sseKeepaliveMs: number;
   /** Records in one WAL batch (one write, one encryption, one sync). @default 4096 */
@@ -56,6 +58,7 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   sseQueueDepthMax: 512,
   sseHistoryDepth: 64,
   sseHistoryKeysMax: 10_000,
+  sseHistoryBytesMax: 64 << 20,
   sseKeepaliveMs: 15_000,
   walBatchRecordsMax: 4_096,
   walCheckpointBytes: 64 << 20,

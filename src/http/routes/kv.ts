@@ -67,8 +67,8 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     return jsonText(deletedBody);
   });
 
-  app.get("/:table/store", (c) => listing(c.req.raw, tableOf(c, deps), "store"));
-  app.get("/:table/keys", (c) => listing(c.req.raw, tableOf(c, deps), "keys"));
+  app.get("/:table/store", (c) => listing(c.req.raw, { table: tableOf(c, deps), shape: "store" }, deps));
+  app.get("/:table/keys", (c) => listing(c.req.raw, { table: tableOf(c, deps), shape: "keys" }, deps));
 
   app.post("/:table/keys", async (c) => {
     const table = tableOf(c, deps);
@@ -81,23 +81,26 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     }
     return jsonText(`{${parts.join(",")}}`);
   });
+}
 
-  function listing(request: Request, table: string, shape: "store" | "keys"): Response {
-    const url = new URL(request.url);
-    const query = parseWith(ListQuery, Object.fromEntries(url.searchParams), "query");
-    if (query.after !== undefined) checkName(query.after, { what: "key", bytesMax: limits.nameBytesMax });
-    if (query.limit !== undefined && (query.limit < 1 || query.limit > limits.listCountMax)) {
-      throw new InvalidRequestError(
-        `limit is ${query.limit}; it must be between 1 and ${limits.listCountMax}`,
-      );
-    }
-    if (!store.hasTable(table)) throw new TableNotFoundError(table);
-    const options = {
-      limit: query.limit ?? Number.MAX_SAFE_INTEGER,
-      ...(query.after === undefined ? {} : { after: query.after }),
-    };
-    return streamListing(store.entries(table, options), shape);
+/** Where and what a listing route reads. */
+interface ListingTarget {
+  table: string;
+  shape: "store" | "keys";
+}
+
+function listing(request: Request, what: ListingTarget, deps: AppDeps): Response {
+  const { limits, store } = deps;
+  const url = new URL(request.url);
+  const query = parseWith(ListQuery, Object.fromEntries(url.searchParams), "query");
+  if (query.after !== undefined) checkName(query.after, { what: "key", bytesMax: limits.nameBytesMax });
+  if (query.limit !== undefined && (query.limit < 1 || query.limit > limits.listCountMax)) {
+    throw new InvalidRequestError(`limit is ${query.limit}; it must be between 1 and ${limits.listCountMax}`);
   }
+  if (!store.hasTable(what.table)) throw new TableNotFoundError(what.table);
+  const limit = query.limit ?? Number.MAX_SAFE_INTEGER;
+  const options = query.after === undefined ? { limit } : { limit, after: query.after };
+  return streamListing(store.entries(what.table, options), what.shape);
 }
 
 function withVersion(owner: string, ifVersion: number | undefined) {

@@ -1,0 +1,128 @@
+/**
+ * Users and their tokens: registration and login with a slow salted hash, HS256 user tokens, and a
+ * limit on failed logins per user and per client address (SPEC §3 row 1, §7).
+ *
+ * The module owns the hashing, the token format and the limiter. It knows nothing of HTTP, of the
+ * store or of the disk: users are kept through the {@linkcode UserDirectory} that `main.ts` adapts
+ * over the store, and time comes from the injected `Clock`.
+ *
+ * @example
+ * ```ts
+ * const auth = new Auth({ secret: config.jwtSecret, limits: config.limits, clock: systemClock, users });
+ * const { created, token } = await auth.authenticate("alice", "correct horse", "203.0.113.7");
+ * const user = await auth.verify(token); // "alice"
+ * ```
+ *
+ * @module
+ */
+import type { Limits } from "../config/limits.ts";
+import { assert } from "../util/assert.ts";
+import type { Clock } from "../util/clock.ts";
+import { WrongSecretError } from "./errors.ts";
+import { LoginLimiter } from "./login_limiter.ts";
+import { hashSecret, pbkdf2IterationsMin, type UserRecord, verifySecret } from "./passwords.ts";
+import { signToken, type TokenKey, verifyToken } from "./tokens.ts";
+
+export { RateLimitedError, TokenInvalidError, type TokenInvalidReason, WrongSecretError } from "./errors.ts";
+export { pbkdf2IterationsMin, type UserRecord } from "./passwords.ts";
+
+/** Where users are kept; `main.ts` adapts the store to it. */
+export interface UserDirectory {
+  /** The user's record, or `undefined` when there is no such user. */
+  get(user: string): UserRecord | undefined;
+  /**
+   * Creates the user durably with a conditional write. Resolves `"exists"` when the user already
+   * exists (another request created it first); `get` must then return that record.
+   */
+  create(user: string, record: UserRecord): Promise<"created" | "exists">;
+}
+
+/** Options of {@linkcode Auth}. */
+export interface AuthOptions {
+  /** `JWT_SECRET`, at least 32 bytes of UTF-8. */
+  secret: string;
+  limits: Limits;
+  clock: Clock;
+  users: UserDirectory;
+  /** PBKDF2-SHA-256 iterations for new users. @default 600_000 */
+  iterations?: number;
+  /** Allows `iterations` below 600,000 so unit tests run fast. Never set outside tests. @default false */
+  allowWeakHashForTests?: boolean;
+}
+
+/** The outcome of {@linkcode Auth.authenticate}. */
+export interface Authenticated {
+  /** Whether the call registered a new user (201) rather than logging in (200). */
+  created: boolean;
+  /** An HS256 JWT for the user. */
+  token: string;
+}
+
+/** Registers users, logs them in and verifies their tokens. */
+export class Auth {
+  readonly #tokenKey: TokenKey;
+  readonly #limits: Limits;
+  readonly #users: UserDirectory;
+  readonly #iterations: number;
+  readonly #limiter: LoginLimiter;
+
+  constructor(options: AuthOptions) {
+    const key = new TextEncoder().encode(options.secret);
+    assert(key.length >= 32, "JWT_SECRET must be at least 32 bytes");
+    const iterations = options.iterations ?? pbkdf2IterationsMin;
+    assert(Number.isSafeInteger(iterations), "iterations must be an integer");
+    assert(iterations >= 1, "iterations must be positive");
+    if (options.allowWeakHashForTests !== true) {
+      assert(iterations >= pbkdf2IterationsMin, `iterations must be at least ${pbkdf2IterationsMin}`);
+    }
+    this.#tokenKey = { key, clock: options.clock };
+    this.#limits = options.limits;
+    this.#users = options.users;
+    this.#iterations = iterations;
+    this.#limiter = new LoginLimiter({ limits: options.limits, clock: options.clock });
+  }
+
+  /**
+   * SPEC §3 row 1: a new user is registered (`created: true`); an existing user with the right secret
+   * gets a fresh token (`created: false`). The name and body are validated by the HTTP layer.
+   *
+   * @param client the client address, for the per-address failure limit.
+   * @throws {RateLimitedError} before any hashing, when the user or the address is over its failures.
+   * @throws {WrongSecretError} when the user exists and the secret does not match.
+   */
+  async authenticate(user: string, secret: string, client: string): Promise<Authenticated> {
+    assert(typeof user === "string", "user must be a string");
+    assert(typeof secret === "string", "secret must be a string");
+    assert(typeof client === "string", "client must be a string");
+    assert(user.length > 0, "user must not be empty");
+    const attempt = { user, client };
+    this.#limiter.assertAllowed(attempt);
+    if (this.#users.get(user) === undefined) {
+      // A new user costs one hash, as a login does, so timing does not tell whether a user exists.
+      const record = await hashSecret(secret, { iterations: this.#iterations });
+      const outcome = await this.#users.create(user, record);
+      if (outcome === "created") return { created: true, token: await this.#sign(user) };
+      assert(outcome === "exists", "create resolves created or exists");
+    }
+    const ticket = this.#limiter.begin(attempt);
+    const record = this.#users.get(user);
+    assert(record !== undefined, "an existing user must be readable");
+    if (!(await verifySecret(secret, record))) throw new WrongSecretError();
+    this.#limiter.succeed(ticket);
+    return { created: false, token: await this.#sign(user) };
+  }
+
+  /**
+   * Verifies a user token and returns the user name (`sub`).
+   *
+   * @throws {TokenInvalidError} when the token is malformed, forged, of another algorithm or expired.
+   */
+  async verify(token: string): Promise<string> {
+    assert(typeof token === "string", "token must be a string");
+    return await verifyToken(this.#tokenKey, token);
+  }
+
+  async #sign(user: string): Promise<string> {
+    return await signToken(this.#tokenKey, { user, lifetimeSecs: this.#limits.tokenLifetimeSecs });
+  }
+}

@@ -1,0 +1,71 @@
+import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { assert } from "../util/assert.ts";
+import type { Clock } from "../util/clock.ts";
+import { TokenInvalidError, type TokenInvalidReason } from "./errors.ts";
+
+/** What signing and verifying a user token need. */
+export interface TokenKey {
+  /** HMAC key bytes (the UTF-8 of `JWT_SECRET`). */
+  key: Uint8Array;
+  clock: Clock;
+}
+
+/** Signs an HS256 JWT with `sub` = `user`, `iat` = now and `exp` = now + `lifetimeSecs`. */
+export async function signToken(
+  tokenKey: TokenKey,
+  claims: { user: string; lifetimeSecs: number },
+): Promise<string> {
+  assert(claims.user.length > 0, "user must not be empty");
+  assert(Number.isSafeInteger(claims.lifetimeSecs), "lifetimeSecs must be an integer");
+  assert(claims.lifetimeSecs > 0, "lifetimeSecs must be positive");
+  const issuedAtSecs = Math.floor(tokenKey.clock.nowMs() / 1000);
+  return await new SignJWT({})
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(claims.user)
+    .setIssuedAt(issuedAtSecs)
+    .setExpirationTime(issuedAtSecs + claims.lifetimeSecs)
+    .sign(tokenKey.key);
+}
+
+/**
+ * Verifies an HS256 JWT against the key and the injected clock and returns its `sub`.
+ *
+ * @throws {TokenInvalidError} when the token is malformed, signed with another key or algorithm,
+ * expired, or lacks a string `sub` or a numeric `exp`.
+ */
+export async function verifyToken(tokenKey: TokenKey, token: string): Promise<string> {
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(token, tokenKey.key, {
+      algorithms: ["HS256"],
+      currentDate: new Date(tokenKey.clock.nowMs()),
+      requiredClaims: ["sub", "exp"],
+    }));
+  } catch (error) {
+    const reason = reasonOf(error);
+    throw new TokenInvalidError(reason, `Cannot verify token: ${reasonMessages[reason]}`, { cause: error });
+  }
+  if (typeof payload.sub !== "string" || payload.sub.length === 0) {
+    throw new TokenInvalidError("claims_invalid", `Cannot verify token: ${reasonMessages.claims_invalid}`);
+  }
+  if (typeof payload.exp !== "number") {
+    throw new TokenInvalidError("claims_invalid", `Cannot verify token: ${reasonMessages.claims_invalid}`);
+  }
+  return payload.sub;
+}
+
+const reasonMessages = {
+  malformed: "it is not a well-formed JWT",
+  bad_signature: "its signature does not match this cluster's key",
+  algorithm_not_allowed: "its algorithm is not the only one allowed, HS256",
+  expired: "it has expired",
+  claims_invalid: "a required claim (sub, exp) is missing or invalid",
+} as const satisfies Record<TokenInvalidReason, string>;
+
+function reasonOf(error: unknown): TokenInvalidReason {
+  if (error instanceof joseErrors.JWTExpired) return "expired";
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "bad_signature";
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "algorithm_not_allowed";
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return "claims_invalid";
+  return "malformed";
+}

@@ -1,0 +1,194 @@
+// Goal: Auth registers, logs in and limits failed logins as SPEC §3 row 1 and §7 say.
+// Method: an in-memory UserDirectory, a ManualClock, and 1000 PBKDF2 iterations except where the
+// default itself is under test.
+import assert from "node:assert/strict";
+import { Auth, RateLimitedError, WrongSecretError } from "../../../src/auth/mod.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
+import { ManualClock } from "../../../src/util/clock.ts";
+import { MemoryUsers, testLimits, testSecret } from "./memory_users.ts";
+
+function makeAuth(options: { users?: MemoryUsers; clock?: ManualClock } = {}) {
+  const users = options.users ?? new MemoryUsers();
+  const clock = options.clock ?? new ManualClock();
+  const auth = new Auth({
+    secret: testSecret,
+    limits: testLimits(),
+    clock,
+    users,
+    iterations: 1000,
+    allowWeakHashForTests: true,
+  });
+  return { auth, users, clock };
+}
+
+async function assertWrongSecret(promise: Promise<unknown>): Promise<void> {
+  await assert.rejects(promise, WrongSecretError);
+}
+
+async function assertRateLimited(promise: Promise<unknown>, retryAfterSecs: number): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof RateLimitedError);
+    assert.equal(error.code, "rate_limited");
+    assert.deepEqual(error.headers, { "Retry-After": String(retryAfterSecs) });
+    assert.match(error.message, /limit is 10 \(loginFailuresMax\) per 60000 ms/);
+    return true;
+  });
+}
+
+Deno.test("Auth.authenticate() registers a new user, then logs it in with the right secret", async () => {
+  const { auth, users } = makeAuth();
+  const first = await auth.authenticate("alice", "s3cret-alice", "10.0.0.1");
+  assert.equal(first.created, true);
+  assert.equal(await auth.verify(first.token), "alice");
+  const record = users.records.get("alice");
+  assert.ok(record !== undefined);
+  assert.equal(record.iterations, 1000);
+  assert.equal(Uint8Array.fromBase64(record.salt).length, 16);
+  assert.equal(Uint8Array.fromBase64(record.hash).length, 32);
+  assert.ok(!JSON.stringify(record).includes("s3cret-alice"));
+
+  const second = await auth.authenticate("alice", "s3cret-alice", "10.0.0.2");
+  assert.equal(second.created, false);
+  assert.equal(await auth.verify(second.token), "alice");
+  assert.equal(users.createCount, 1);
+});
+
+Deno.test("Auth.authenticate() rejects a wrong secret with WrongSecretError, not echoing it", async () => {
+  const { auth } = makeAuth();
+  await auth.authenticate("alice", "right-secret", "10.0.0.1");
+  await assert.rejects(auth.authenticate("alice", "wrong-secret", "10.0.0.1"), (error: unknown) => {
+    assert.ok(error instanceof WrongSecretError);
+    assert.equal(error.code, "wrong_secret");
+    assert.ok(!error.message.includes("wrong-secret"));
+    assert.ok(!error.message.includes("right-secret"));
+    return true;
+  });
+});
+
+Deno.test("Auth.authenticate() refuses the 11th failure of a user in a window, before hashing", async () => {
+  const { auth, users, clock } = makeAuth();
+  await auth.authenticate("alice", "right", "registrar");
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "client-0"));
+  clock.advance(20_000);
+  for (let index = 1; index < 10; index += 1) {
+    // Distinct addresses, so only the per-user limit can trigger; the 10th failure is still allowed.
+    await assertWrongSecret(auth.authenticate("alice", "wrong", `client-${index}`));
+  }
+  const getCountBefore = users.getCount;
+  await assertRateLimited(auth.authenticate("alice", "right", "fresh-client"), 40);
+  assert.equal(users.getCount, getCountBefore, "refused before the user is even looked up");
+
+  clock.advance(39_999);
+  await assertRateLimited(auth.authenticate("alice", "right", "fresh-client"), 1);
+  clock.advance(1);
+  const after = await auth.authenticate("alice", "right", "fresh-client");
+  assert.equal(after.created, false);
+});
+
+Deno.test("Auth.authenticate() limits failures per client address across different users", async () => {
+  const { auth } = makeAuth();
+  for (let index = 0; index <= 10; index += 1) {
+    // Eleven registrations from one address: registering is not a failure.
+    await auth.authenticate(`user-${index}`, "right", "registrar");
+  }
+  for (let index = 0; index < 10; index += 1) {
+    await assertWrongSecret(auth.authenticate(`user-${index}`, "wrong", "attacker"));
+  }
+  await assertRateLimited(auth.authenticate("user-10", "right", "attacker"), 60);
+  await assertRateLimited(auth.authenticate("someone-new", "right", "attacker"), 60);
+  const other = await auth.authenticate("user-10", "right", "other-address");
+  assert.equal(other.created, false);
+});
+
+Deno.test("Auth.authenticate() success resets the user's failures but not the address's", async () => {
+  const { auth } = makeAuth();
+  await auth.authenticate("alice", "alice-secret", "registrar");
+  await auth.authenticate("bob", "bob-secret", "registrar");
+  for (let index = 0; index < 9; index += 1) {
+    await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
+  }
+  await auth.authenticate("alice", "alice-secret", "shared");
+  await assertWrongSecret(auth.authenticate("bob", "wrong", "shared")); // the address's 10th failure
+  await assertRateLimited(auth.authenticate("bob", "bob-secret", "shared"), 60);
+  for (let index = 0; index < 10; index += 1) {
+    // Without the reset, alice would be refused from the second of these on.
+    await assertWrongSecret(auth.authenticate("alice", "wrong", `client-${index}`));
+  }
+  await assertRateLimited(auth.authenticate("alice", "alice-secret", "client-x"), 60);
+});
+
+Deno.test("Auth.authenticate() races two registrations with one secret: one creates, one logs in", async () => {
+  const { auth, users } = makeAuth();
+  const results = await Promise.all([
+    auth.authenticate("carol", "same", "10.0.0.1"),
+    auth.authenticate("carol", "same", "10.0.0.2"),
+  ]);
+  assert.deepEqual(results.map((result) => result.created).sort(), [false, true]);
+  assert.equal(users.createCount, 2, "both raced to create");
+  for (const result of results) assert.equal(await auth.verify(result.token), "carol");
+});
+
+Deno.test("Auth.authenticate() races two registrations with two secrets: one gets WrongSecretError", async () => {
+  const { auth, users } = makeAuth();
+  const settled = await Promise.allSettled([
+    auth.authenticate("dave", "first", "10.0.0.1"),
+    auth.authenticate("dave", "second", "10.0.0.2"),
+  ]);
+  const fulfilled = settled.filter((outcome) => outcome.status === "fulfilled");
+  const rejected = settled.filter((outcome) => outcome.status === "rejected");
+  assert.equal(fulfilled.length, 1);
+  assert.equal(rejected.length, 1);
+  assert.equal(fulfilled[0]!.value.created, true);
+  assert.ok(rejected[0]!.reason instanceof WrongSecretError);
+  assert.equal(users.records.size, 1);
+  const winner = settled[0]!.status === "fulfilled" ? "first" : "second";
+  const login = await auth.authenticate("dave", winner, "10.0.0.3");
+  assert.equal(login.created, false);
+});
+
+Deno.test("Auth uses 600,000 PBKDF2 iterations by default", async () => {
+  const users = new MemoryUsers();
+  const auth = new Auth({ secret: testSecret, limits: testLimits(), clock: new ManualClock(), users });
+  const result = await auth.authenticate("erin", "erin-secret", "10.0.0.1");
+  assert.equal(result.created, true);
+  assert.equal(users.records.get("erin")?.iterations, 600_000);
+});
+
+Deno.test("Auth constructor asserts a strong hash and a 32-byte secret", () => {
+  const base = { limits: testLimits(), clock: new ManualClock(), users: new MemoryUsers() };
+  assert.throws(() => new Auth({ ...base, secret: testSecret, iterations: 599_999 }), AssertionError);
+  assert.throws(() => new Auth({ ...base, secret: "x".repeat(31) }), AssertionError);
+  new Auth({ ...base, secret: "x".repeat(32) });
+  new Auth({ ...base, secret: testSecret, iterations: 1000, allowWeakHashForTests: true });
+});
+
+Deno.test("Auth.verify() accepts a token until its lifetime ends", async () => {
+  const { auth, clock } = makeAuth();
+  const { token } = await auth.authenticate("frank", "frank-secret", "10.0.0.1");
+  clock.advance(testLimits().tokenLifetimeSecs * 1000 - 1000);
+  assert.equal(await auth.verify(token), "frank");
+  clock.advance(1000);
+  await assert.rejects(auth.verify(token), {
+    name: "TokenInvalidError",
+    code: "token_invalid",
+    reason: "expired",
+  });
+});
+
+Deno.test("Auth.authenticate() counts a burst of concurrent guesses before their hashes finish", async () => {
+  const { auth } = makeAuth();
+  await auth.authenticate("grace", "right", "registrar");
+  const settleOrder: string[] = [];
+  await Promise.all(
+    Array.from({ length: 25 }, (_, index) =>
+      auth.authenticate("grace", "wrong", `client-${index}`).then(
+        () => settleOrder.push("ok"),
+        (error: unknown) => settleOrder.push(error instanceof Error ? error.name : "other"),
+      )),
+  );
+  // The 15 over the limit are refused at once, without hashing, while the first 10 still hash.
+  assert.deepEqual(settleOrder, [
+    ...Array.from({ length: 15 }, () => "RateLimitedError"),
+    ...Array.from({ length: 10 }, () => "WrongSecretError"),
+  ]);
+});

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { checkName, decodeName, decodeTable, parseIfMatch, parseLastEventId } from "../../../src/http/schemas.ts";
+import { readBodyText, readJsonBody } from "../../../src/http/body.ts";
+import { rawSegments } from "../../../src/http/request.ts";
+import { KvError } from "../../../src/util/errors.ts";
+
+function codeOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof KvError, String(error));
+    return error.code;
+  }
+  return "none";
+}
+
+async function asyncCodeOf(run: () => Promise<unknown>): Promise<string> {
+  try {
+    await run();
+  } catch (error) {
+    assert.ok(error instanceof KvError, String(error));
+    return error.code;
+  }
+  return "none";
+}
+
+Deno.test("decodeName() accepts 1..nameBytesMax UTF-8 bytes and refuses / and control characters", () => {
+  const options = { what: "key" as const, bytesMax: 256 };
+  assert.equal(decodeName("caf%C3%A9", options), "café");
+  assert.equal(decodeName("a".repeat(256), options), "a".repeat(256));
+  assert.equal(codeOf(() => decodeName("a".repeat(257), options)), "invalid_name");
+  assert.equal(decodeName("%C3%A9".repeat(128), options), "é".repeat(128), "256 bytes of two-byte characters");
+  assert.equal(codeOf(() => decodeName(`${"%C3%A9".repeat(128)}a`, options)), "invalid_name");
+  assert.equal(codeOf(() => decodeName("", options)), "invalid_name");
+  assert.equal(codeOf(() => decodeName("a%2Fb", options)), "invalid_name");
+  assert.equal(codeOf(() => decodeName("a%0Ab", options)), "invalid_name");
+  assert.equal(codeOf(() => decodeName("a%7F", options)), "invalid_name");
+  assert.equal(codeOf(() => decodeName("%E0%A4%A", options)), "invalid_name");
+  assert.equal(codeOf(() => checkName("\ud800", options)), "invalid_name");
+});
+
+Deno.test("decodeTable() refuses reserved tables", () => {
+  assert.equal(decodeTable("default", 256), "default");
+  assert.equal(codeOf(() => decodeTable("_users", 256)), "reserved_table");
+  assert.equal(codeOf(() => decodeTable("auth", 256)), "reserved_table");
+  assert.equal(decodeTable("authors", 256), "authors");
+});
+
+Deno.test("parseIfMatch() and parseLastEventId() read versions", () => {
+  assert.equal(parseIfMatch(null), undefined);
+  assert.equal(parseIfMatch('"7"'), 7);
+  assert.equal(parseIfMatch("7"), 7);
+  assert.equal(parseIfMatch('W/"7"'), 7);
+  assert.equal(codeOf(() => parseIfMatch('"abc"')), "invalid_request");
+  assert.equal(parseLastEventId("12"), 12);
+  assert.equal(parseLastEventId("x"), undefined);
+  assert.equal(parseLastEventId(null), undefined);
+});
+
+Deno.test("rawSegments() keeps percent-encoding and drops the query", () => {
+  assert.deepEqual(rawSegments("http://h:1/t/key/a%2Fb?x=1"), ["t", "key", "a%2Fb"]);
+  assert.deepEqual(rawSegments("http://h:1/stats"), ["stats"]);
+});
+
+Deno.test("readBodyText() reads up to bytesMax and refuses bytesMax + 1 while reading", async () => {
+  const request = (body: BodyInit | null, headers: Record<string, string> = {}) =>
+    new Request("http://h/", { method: "POST", body, headers });
+  assert.equal(await readBodyText(request("x".repeat(10)), 10), "x".repeat(10));
+  assert.equal(await asyncCodeOf(() => readBodyText(request("x".repeat(11)), 10)), "payload_too_large");
+  assert.equal(
+    await asyncCodeOf(() => readBodyText(request("x", { "content-length": "11" }), 10)),
+    "payload_too_large",
+  );
+  let pulled = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled += 1;
+      controller.enqueue(new Uint8Array(1024));
+    },
+  });
+  assert.equal(await asyncCodeOf(() => readBodyText(request(endless), 4096)), "payload_too_large");
+  assert.ok(pulled < 10, "an endless body is cut off near the limit");
+  assert.equal(await asyncCodeOf(() => readBodyText(request(new Uint8Array([0xff, 0xfe])), 10)), "invalid_request");
+});
+
+Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 400", async () => {
+  const request = (body: string) => new Request("http://h/", { method: "POST", body });
+  const limits = { bytesMax: 1 << 20, depthMax: 3 };
+  assert.deepEqual(await readJsonBody(request("[[[1]]]"), limits), [[[1]]]);
+  assert.equal(await asyncCodeOf(() => readJsonBody(request("[[[[1]]]]"), limits)), "invalid_request");
+  assert.equal(await asyncCodeOf(() => readJsonBody(request("{"), limits)), "invalid_request");
+  assert.equal(await asyncCodeOf(() => readJsonBody(request("   "), limits)), "invalid_request");
+  assert.equal(await asyncCodeOf(() => readJsonBody(request("[".repeat(500_000)), limits)), "invalid_request");
+});

@@ -1,0 +1,285 @@
+// Enforces STYLE.md B2 ("Which way dependencies point") over `src/**/*.ts` and `main.ts`.
+//
+// Usage: deno run --allow-read tools/check_imports.ts [--root DIR]   (default: the working directory)
+// Prints `file:line: rule` for each violation and exits 1, or prints "imports ok" and exits 0.
+//
+// Import and export-from specifiers are found with regular expressions anchored at the start of a
+// line, so examples inside doc comments (` * import ...`) are not taken for imports. The rules:
+// - each module imports only the modules and packages its row of the B2 table allows;
+// - code outside a module imports only its `mod.ts`, except the leaf utilities `src/util/*.ts` and
+//   `src/config/*.ts`, and `src/store/types.ts` with `import type`; `sse` imports `store` only as types;
+// - one door per side effect: within `src/`, only `src/store/fs.ts` touches the disk, only
+//   `src/cluster/transport_http.ts` calls `fetch`, and nothing serves, reads args or env, handles
+//   signals, spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise.
+
+/** One broken rule. */
+export interface Violation {
+  file: string;
+  line: number;
+  rule: string;
+}
+
+interface ImportRef {
+  specifier: string;
+  line: number;
+  typeOnly: boolean;
+}
+
+const moduleRules: Record<string, { modules: readonly string[]; packages: readonly string[] }> = {
+  util: { modules: [], packages: [] },
+  config: { modules: ["util"], packages: ["zod"] },
+  store: { modules: ["util", "config"], packages: [] },
+  auth: { modules: ["util", "config"], packages: ["jose"] },
+  sse: { modules: ["util", "config", "store"], packages: [] },
+  cluster: { modules: ["util", "config"], packages: ["zod"] },
+  http: { modules: ["util", "config", "store", "auth", "sse", "cluster"], packages: ["hono", "zod"] },
+};
+/** Modules another module may reach only with `import type`. */
+const typeOnlyModules: Record<string, readonly string[]> = { sse: ["store"] };
+/** Leaf utilities whose files may be imported directly. */
+const leafModules = new Set(["util", "config"]);
+const sideEffectBuiltins = new Set([
+  "child_process",
+  "cluster",
+  "dgram",
+  "fs",
+  "fs/promises",
+  "http",
+  "http2",
+  "https",
+  "net",
+  "process",
+  "tls",
+  "worker_threads",
+]);
+
+const fsCallNames = [
+  "open",
+  "create",
+  "writeFile",
+  "readFile",
+  "rename",
+  "remove",
+  "mkdir",
+  "readDir",
+  "truncate",
+  "ftruncate",
+  "stat",
+  "lstat",
+  "writeTextFile",
+  "readTextFile",
+  "makeTempDir",
+  "makeTempFile",
+  "chmod",
+  "chown",
+  "fsync",
+  "fdatasync",
+  "copyFile",
+  "link",
+  "symlink",
+  "realPath",
+  "readLink",
+  "utime",
+];
+const mainOnlyCallNames = [
+  "serve",
+  "exit",
+  "env",
+  "args",
+  "addSignalListener",
+  "removeSignalListener",
+  "listen",
+  "listenTls",
+  "connect",
+  "connectTls",
+  "Command",
+  "kill",
+];
+const fsCall = new RegExp(`\\bDeno\\.(${fsCallNames.join("|")})(Sync)?\\b`);
+const mainOnlyCall = new RegExp(`\\bDeno\\.(${mainOnlyCallNames.join("|")})\\b`);
+const fetchCall = /(?:^|[^.\w$])fetch\s*\(|\bglobalThis\.fetch\b/;
+
+/** Every import and export-from of `text`, with its line and whether it imports types only. */
+export function findImports(text: string): ImportRef[] {
+  const found: ImportRef[] = [];
+  const lineOf = (index: number) => text.slice(0, index).split("\n").length;
+  const staticForm = /^[ \t]*(?:import|export)\s+(type\s+)?([\w\s{},*$]*?)\s*\bfrom\s*["']([^"'\n]+)["']/gm;
+  for (const match of text.matchAll(staticForm)) {
+    const typeOnly = match[1] !== undefined || isTypeOnlyClause(match[2]!);
+    found.push({ specifier: match[3]!, line: lineOf(match.index), typeOnly });
+  }
+  for (const match of text.matchAll(/^[ \t]*import\s*["']([^"'\n]+)["']/gm)) {
+    found.push({ specifier: match[1]!, line: lineOf(match.index), typeOnly: false });
+  }
+  for (const match of text.matchAll(/\bimport\s*\(\s*["']([^"'\n]+)["']\s*\)/g)) {
+    found.push({ specifier: match[1]!, line: lineOf(match.index), typeOnly: false });
+  }
+  return found.sort((left, right) => left.line - right.line);
+}
+
+/** `{ type A, type B as C }`: every name imported as a type. */
+function isTypeOnlyClause(clause: string): boolean {
+  const braces = /^\{([^}]*)\}$/.exec(clause.trim());
+  if (braces === null) return false;
+  const names = braces[1]!.split(",").map((name) => name.trim()).filter((name) => name.length > 0);
+  return names.length > 0 && names.every((name) => /^type\s/.test(name));
+}
+
+/** `from` joined with a relative `specifier`, normalized; `undefined` when it leaves the root. */
+export function resolveRelative(from: string, specifier: string): string | undefined {
+  const segments = from.split("/").slice(0, -1);
+  for (const segment of specifier.split("/")) {
+    if (segment === "..") {
+      if (segments.length === 0) return undefined;
+      segments.pop();
+    } else if (segment !== "." && segment !== "") {
+      segments.push(segment);
+    }
+  }
+  return segments.join("/");
+}
+
+/** The module of a path under `src/` (`src/store/wal.ts` → `store`), or `undefined`. */
+function moduleOf(path: string): string | undefined {
+  const parts = path.split("/");
+  return parts[0] === "src" && parts.length >= 3 ? parts[1] : undefined;
+}
+
+/** The package a bare specifier names: `hono/streaming` → `hono`, `npm:zod@4` → `zod`, `node:fs` as is. */
+function packageOf(specifier: string): string {
+  if (specifier.startsWith("node:")) return specifier;
+  const bare = specifier.replace(/^(npm|jsr):\/?/, "");
+  const parts = bare.split("/");
+  const name = bare.startsWith("@") ? `${parts[0]}/${parts[1] ?? ""}` : parts[0]!;
+  return name.replace(/(.)@.*$/, "$1");
+}
+
+/** The rule a relative import from `file` to `target` breaks, if any. */
+function checkModuleImport(file: string, target: string | undefined, ref: ImportRef): string | undefined {
+  const source = moduleOf(file);
+  if (target === undefined) return `import "${ref.specifier}" leaves the project`;
+  const reached = moduleOf(target);
+  if (reached === undefined) {
+    return source === undefined ? undefined : `src/${source} may not import ${target} (outside src/)`;
+  }
+  if (reached === source) return undefined;
+  if (source !== undefined) {
+    if (!moduleRules[source]!.modules.includes(reached)) {
+      return `${source} may not import ${reached} (STYLE.md B2)`;
+    }
+    if (typeOnlyModules[source]?.includes(reached) === true && !ref.typeOnly) {
+      return `${source} may import ${reached} only with "import type" (STYLE.md B2)`;
+    }
+  }
+  if (leafModules.has(reached) || target === `src/${reached}/mod.ts`) return undefined;
+  if (target === "src/store/types.ts" && ref.typeOnly) return undefined;
+  return `import src/${reached}/mod.ts, not ${target} (mod.ts is a module's only entry point)`;
+}
+
+/** The rule a package import from `file` breaks, if any. */
+function checkPackageImport(file: string, specifier: string): string | undefined {
+  const source = moduleOf(file);
+  if (/^https?:/.test(specifier)) return `import "${specifier}": remote imports are not allowed`;
+  if (source === undefined) return undefined;
+  const name = packageOf(specifier);
+  if (name.startsWith("node:")) {
+    const builtin = name.slice("node:".length);
+    if (!sideEffectBuiltins.has(builtin)) return undefined;
+    if (file === "src/store/fs.ts" && builtin.startsWith("fs")) return undefined;
+    return `${source} may not import ${name}: one door per side effect (STYLE.md B2)`;
+  }
+  if (moduleRules[source]!.packages.includes(name)) return undefined;
+  return `${source} may not import package "${name}" (STYLE.md B2)`;
+}
+
+/** The side-effect rules a line of `file` breaks. */
+function checkCalls(file: string, line: string): string[] {
+  const code = stripLineComment(line);
+  if (code === undefined) return [];
+  const rules: string[] = [];
+  const fs = fsCall.exec(code);
+  if (fs !== null && file !== "src/store/fs.ts") {
+    rules.push(`Deno.${fs[1]}: only src/store/fs.ts touches the disk`);
+  }
+  const mainOnly = mainOnlyCall.exec(code);
+  if (mainOnly !== null) {
+    rules.push(`Deno.${mainOnly[1]}: only main.ts may serve, read args/env, signal or exit`);
+  }
+  if (fetchCall.test(code) && file !== "src/cluster/transport_http.ts") {
+    rules.push("fetch: only src/cluster/transport_http.ts calls fetch");
+  }
+  return rules;
+}
+
+/** The code of a line without a trailing `//` comment; `undefined` for a comment line. */
+function stripLineComment(line: string): string | undefined {
+  const trimmed = line.trimStart();
+  if (trimmed.startsWith("//") || trimmed.startsWith("*") || trimmed.startsWith("/*")) return undefined;
+  const comment = /(^|\s)\/\/.*$/.exec(line);
+  if (comment === null) return line;
+  const before = line.slice(0, comment.index);
+  const quotes = (before.match(/["'`]/g) ?? []).length;
+  return quotes % 2 === 0 ? before : line;
+}
+
+/** Every violation of B2 in one file, `file` being its path relative to the root. */
+export function checkFile(file: string, text: string): Violation[] {
+  const violations: Violation[] = [];
+  const source = moduleOf(file);
+  if (file.startsWith("src/") && (source === undefined || moduleRules[source] === undefined)) {
+    violations.push({ file, line: 1, rule: `src/${source ?? ""} is not a module of STYLE.md B2` });
+    return violations;
+  }
+  for (const ref of findImports(text)) {
+    const relative = ref.specifier.startsWith("./") || ref.specifier.startsWith("../");
+    const rule = relative
+      ? checkModuleImport(file, resolveRelative(file, ref.specifier), ref)
+      : checkPackageImport(file, ref.specifier);
+    if (rule !== undefined) violations.push({ file, line: ref.line, rule });
+  }
+  if (source === undefined) return violations;
+  text.split("\n").forEach((line, index) => {
+    for (const rule of checkCalls(file, line)) violations.push({ file, line: index + 1, rule });
+  });
+  return violations;
+}
+
+async function listTsFiles(root: string, dir: string): Promise<string[]> {
+  const files: string[] = [];
+  const pending = [dir];
+  // Bounded by the number of directories under src/.
+  while (pending.length > 0) {
+    const current = pending.pop()!;
+    for await (const entry of Deno.readDir(`${root}/${current}`)) {
+      const path = `${current}/${entry.name}`;
+      if (entry.isDirectory) pending.push(path);
+      else if (entry.isFile && entry.name.endsWith(".ts")) files.push(path);
+    }
+  }
+  return files.sort();
+}
+
+/** The `--root` argument, or the working directory. */
+export function parseRoot(args: readonly string[]): string {
+  if (args.length === 0) return ".";
+  if (args.length === 2 && args[0] === "--root" && args[1] !== undefined) return args[1];
+  throw new Error(`usage: --root DIR; got: ${args.join(" ")}`);
+}
+
+async function main(): Promise<number> {
+  const root = parseRoot(Deno.args);
+  const files = await listTsFiles(root, "src");
+  const hasMain = await Deno.stat(`${root}/main.ts`).then(() => true, () => false);
+  if (hasMain) files.push("main.ts");
+  const violations: Violation[] = [];
+  for (const file of files) violations.push(...checkFile(file, await Deno.readTextFile(`${root}/${file}`)));
+  for (const violation of violations) console.error(`${violation.file}:${violation.line}: ${violation.rule}`);
+  if (violations.length > 0) {
+    console.error(`${violations.length} import rule violation(s)`);
+    return 1;
+  }
+  console.log("imports ok");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
