@@ -20,6 +20,7 @@ export const statusByCode = {
   unsupported_media_type: 415,
   rate_limited: 429,
   too_many_subscribers: 503,
+  subscriber_too_slow: 503,
   unavailable: 503,
   storage_failed: 503,
   storage_full: 507,

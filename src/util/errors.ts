@@ -19,6 +19,7 @@ export type ErrorCode =
   | "unsupported_media_type"
   | "rate_limited"
   | "too_many_subscribers"
+  | "subscriber_too_slow"
   | "unavailable"
   | "storage_failed"
   | "storage_full"

@@ -1,0 +1,61 @@
+import type { ChangeEvent, Entry } from "../store/types.ts";
+import { assert } from "../util/assert.ts";
+
+const encoder = new TextEncoder();
+
+/** The first bytes of every stream, so headers and a first byte flow at once. Shared: never mutate. */
+export const connectedFrame: Uint8Array = encoder.encode(": connected\n\n");
+
+/** The keepalive comment (SPEC §4), one instance for every stream. Shared: never mutate. */
+export const keepaliveFrame: Uint8Array = encoder.encode(": keepalive\n\n");
+
+function assertEventId(id: number): void {
+  assert(Number.isSafeInteger(id), "event id must be a safe integer");
+  assert(id >= 1, "event id must be at least 1");
+}
+
+/** An SSE `data:` line ends at a line break, so a JSON text with a raw one would corrupt the stream. */
+function assertSingleLine(json: string): void {
+  assert(json.length > 0, "event json must not be empty");
+  assert(!json.includes("\n") && !json.includes("\r"), "event json must be a single line");
+}
+
+function assertKind(kind: string): void {
+  assert(kind === "Updated" || kind === "Deleted", `unknown event kind ${kind}`);
+}
+
+/**
+ * The key-stream frame of a change: `id: <version>` and `{"event":..,"value":<json>}`, with
+ * `event.json` inserted verbatim.
+ */
+export function encodeKeyFrame(event: ChangeEvent): Uint8Array {
+  assertEventId(event.version);
+  assertKind(event.kind);
+  assertSingleLine(event.json);
+  return encoder.encode(`id: ${event.version}\ndata: {"event":"${event.kind}","value":${event.json}}\n\n`);
+}
+
+/** The table-stream frame of a change: `id: <sequence>` and `{"event":..,"key":<string>,"value":<json>}`. */
+export function encodeTableFrame(event: ChangeEvent): Uint8Array {
+  assertEventId(event.sequence);
+  assertKind(event.kind);
+  assertSingleLine(event.json);
+  const key = JSON.stringify(event.key);
+  return encoder.encode(
+    `id: ${event.sequence}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`,
+  );
+}
+
+/** The key-stream frame of a key's current state: `Updated`, or `Deleted` for a tombstone. */
+export function encodeEntryFrame(entry: Entry): Uint8Array {
+  assertEventId(entry.version);
+  assertSingleLine(entry.json);
+  const kind = entry.deleted ? "Deleted" : "Updated";
+  return encoder.encode(`id: ${entry.version}\ndata: {"event":"${kind}","value":${entry.json}}\n\n`);
+}
+
+/** The table-stream frame telling a client its gap is older than the history: re-read `/{table}/store`. */
+export function encodeResyncFrame(sequence: number): Uint8Array {
+  assertEventId(sequence);
+  return encoder.encode(`id: ${sequence}\ndata: {"event":"Resync"}\n\n`);
+}

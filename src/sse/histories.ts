@@ -1,0 +1,141 @@
+import { assert } from "../util/assert.ts";
+import { type Frame, FrameHistory } from "./history.ts";
+
+/** Which stream a history replays: one key's (ids are versions) or one table's (ids are sequences). */
+export type HistoryKind = "key" | "table";
+
+/** What a reader of {@linkcode Histories} may see of one history; changes go through `remember`. */
+export type HistoryView = Pick<FrameHistory, "framesAfter" | "newestId" | "frameCount" | "frameBytes">;
+
+/** Options of {@linkcode Histories}. */
+export interface HistoriesOptions {
+  /** Frames per history (`sseHistoryDepth`). */
+  depthMax: number;
+  /** Histories of each kind (`sseHistoryKeysMax`): at most this many keys and this many tables. */
+  topicsMax: number;
+  /** Bytes of frames held by key and table histories together (`sseHistoryBytesMax`). */
+  bytesMax: number;
+}
+
+/** Options of {@linkcode Histories.remember}. */
+export interface RememberOptions {
+  kind: HistoryKind;
+  /** The key's topic (table and key) or the table's name. */
+  topic: string;
+  frame: Frame;
+}
+
+interface Slot {
+  readonly kind: HistoryKind;
+  readonly topic: string;
+  readonly history: FrameHistory;
+}
+
+/**
+ * The `Last-Event-ID` replay histories of every key and table, bounded three ways: `depthMax` frames
+ * each, `topicsMax` histories of each kind, and `bytesMax` bytes of frames over all histories.
+ *
+ * The byte budget is one pool shared by key and table histories, not a half each: a table with many
+ * keys fills its key histories far more than its one table history, and a fixed split would leave half
+ * the budget idle. Only the frames' `bytes.length` is counted, not the objects around them.
+ *
+ * When a frame does not fit, the least recently changed histories, of either kind, are forgotten whole;
+ * the history being appended to is kept, unless it alone is over the budget: then its oldest frames go,
+ * and if its newest frame alone is over, the whole history goes. A forgotten history, or one that lost
+ * its oldest frames, answers `framesAfter` with `undefined` for the lost ids, so the broker falls back
+ * to the current value (keys) or a `Resync` (tables).
+ */
+export class Histories {
+  readonly #depthMax: number;
+  readonly #topicsMax: number;
+  readonly #bytesMax: number;
+  readonly #slotsByKind: Record<HistoryKind, Map<string, Slot>> = { key: new Map(), table: new Map() };
+  /** Every slot, least recently changed first (Set insertion order). */
+  readonly #recency = new Set<Slot>();
+  /** Sum of `frameBytes` over every slot. */
+  #frameBytes = 0;
+
+  constructor(options: HistoriesOptions) {
+    assert(Number.isSafeInteger(options.depthMax));
+    assert(options.depthMax >= 1);
+    assert(Number.isSafeInteger(options.topicsMax));
+    assert(options.topicsMax >= 1);
+    assert(Number.isSafeInteger(options.bytesMax));
+    assert(options.bytesMax >= 0);
+    this.#depthMax = options.depthMax;
+    this.#topicsMax = options.topicsMax;
+    this.#bytesMax = options.bytesMax;
+  }
+
+  /** Bytes of frames held by all histories together; at most `bytesMax`. */
+  get frameBytes(): number {
+    return this.#frameBytes;
+  }
+
+  /** Histories held, of both kinds. */
+  get historyCount(): number {
+    return this.#recency.size;
+  }
+
+  /** The history of one key or table, or undefined when none is remembered. */
+  history(kind: HistoryKind, topic: string): HistoryView | undefined {
+    return this.#slotsByKind[kind].get(topic)?.history;
+  }
+
+  /**
+   * Appends `frame` to the history of `topic`, making it the most recently changed, then forgets
+   * histories or frames until every bound holds again.
+   */
+  remember(options: RememberOptions): void {
+    const { kind, topic, frame } = options;
+    const slots = this.#slotsByKind[kind];
+    let slot = slots.get(topic);
+    if (slot === undefined) {
+      slot = { kind, topic, history: new FrameHistory({ depthMax: this.#depthMax, first: frame }) };
+      this.#frameBytes += slot.history.frameBytes;
+    } else {
+      // A version at or below the newest (a conflict resolved after a partition) is not remembered;
+      // subscribers skip it too, since each sends ids in increasing order only.
+      const bytesBefore = slot.history.frameBytes;
+      slot.history.append(frame);
+      this.#frameBytes += slot.history.frameBytes - bytesBefore;
+      slots.delete(topic);
+      this.#recency.delete(slot);
+    }
+    slots.set(topic, slot);
+    this.#recency.add(slot);
+    if (slots.size > this.#topicsMax) this.#forget(slots.values().next().value!);
+    this.#fitBytes(slot);
+    assert(slots.size <= this.#topicsMax);
+    assert(this.#frameBytes <= this.#bytesMax);
+  }
+
+  /** Brings the bytes held back within `bytesMax` after `appended` grew (and nothing else did). */
+  #fitBytes(appended: Slot): void {
+    const history = appended.history;
+    // Loop bound: at most depthMax frames, and each pass forgets one.
+    while (history.frameBytes > this.#bytesMax && history.frameCount > 1) {
+      const bytesBefore = history.frameBytes;
+      history.forgetOldest();
+      this.#frameBytes -= bytesBefore - history.frameBytes;
+    }
+    if (history.frameBytes > this.#bytesMax) this.#forget(appended); // its newest frame alone is over
+    for (const slot of this.#recency) {
+      if (this.#frameBytes <= this.#bytesMax) break;
+      // `appended` is the most recent and fits alone, so the loop stops before reaching it.
+      assert(slot !== appended);
+      this.#forget(slot);
+    }
+    assert(this.#frameBytes >= 0);
+    assert(this.#frameBytes <= this.#bytesMax);
+  }
+
+  #forget(slot: Slot): void {
+    const deleted = this.#slotsByKind[slot.kind].delete(slot.topic);
+    assert(deleted);
+    const unlisted = this.#recency.delete(slot);
+    assert(unlisted);
+    this.#frameBytes -= slot.history.frameBytes;
+    assert(this.#frameBytes >= 0);
+  }
+}

@@ -1,0 +1,90 @@
+import { assert } from "../util/assert.ts";
+
+/** One encoded frame and the id it was sent with (a version on key streams, a sequence on table streams). */
+export interface Frame {
+  readonly id: number;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * The last `depthMax` frames of one key or table, for `Last-Event-ID` replay. It holds every frame
+ * with an id above `floorId`: frames are appended in id order and only the oldest are forgotten.
+ */
+export class FrameHistory {
+  readonly #depthMax: number;
+  readonly #frames: Frame[] = [];
+  /** Every frame of this history with an id above this one is held. */
+  #floorId: number;
+  /** Sum of `bytes.length` over `#frames`. */
+  #frameBytes: number;
+
+  constructor(options: { depthMax: number; first: Frame }) {
+    assert(Number.isSafeInteger(options.depthMax));
+    assert(options.depthMax >= 1);
+    // No id lies strictly between `first.id - 1` and `first.id`, so nothing before `first` is claimed.
+    this.#floorId = options.first.id - 1;
+    this.#depthMax = options.depthMax;
+    this.#frames.push(options.first);
+    this.#frameBytes = options.first.bytes.length;
+  }
+
+  /** Id of the newest frame held. */
+  get newestId(): number {
+    const newest = this.#frames[this.#frames.length - 1];
+    assert(newest !== undefined, "a history is never empty");
+    return newest.id;
+  }
+
+  /** Frames held, oldest first; at most `depthMax`. */
+  get frameCount(): number {
+    return this.#frames.length;
+  }
+
+  /** Bytes of the frames held: the sum of their `bytes.length`. */
+  get frameBytes(): number {
+    return this.#frameBytes;
+  }
+
+  /**
+   * Appends `frame`, forgetting the oldest beyond `depthMax`.
+   *
+   * @returns false, and holds nothing new, when `frame.id` is not above the newest id.
+   */
+  append(frame: Frame): boolean {
+    if (frame.id <= this.newestId) return false;
+    this.#frames.push(frame);
+    this.#frameBytes += frame.bytes.length;
+    if (this.#frames.length > this.#depthMax) this.forgetOldest();
+    assert(this.#frames.length <= this.#depthMax);
+    assert(this.#floorId < this.#frames[0]!.id);
+    return true;
+  }
+
+  /**
+   * Forgets the oldest frame (to fit a byte budget), raising the floor so that `framesAfter` reports
+   * the lost frame as a gap. The newest frame is never forgotten: a history is never empty.
+   */
+  forgetOldest(): void {
+    assert(this.#frames.length >= 2, "a history keeps its newest frame");
+    const forgotten = this.#frames.shift()!;
+    this.#floorId = forgotten.id;
+    this.#frameBytes -= forgotten.bytes.length;
+    assert(this.#frameBytes >= 0);
+    assert(this.#floorId < this.#frames[0]!.id);
+  }
+
+  /**
+   * The frames after `id`, oldest first.
+   *
+   * @returns undefined when a frame after `id` may have been forgotten (the gap is older than the history).
+   */
+  framesAfter(id: number): Frame[] | undefined {
+    assert(Number.isSafeInteger(id));
+    if (id < this.#floorId) return undefined;
+    let start = this.#frames.length;
+    while (start > 0 && this.#frames[start - 1]!.id > id) start -= 1;
+    const frames = this.#frames.slice(start);
+    if (frames.length > 0) assert(frames[0]!.id > id);
+    return frames;
+  }
+}

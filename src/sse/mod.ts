@@ -1,0 +1,28 @@
+/**
+ * Live updates (SPEC §4): the broker that fans durable changes out to server-sent-event streams, one per
+ * key (`GET /{table}/subscribe/{key}`) or per table (`GET /{table}/subscribe`).
+ *
+ * It owns the wire format of the events, the bounded per-subscriber queues, the `Last-Event-ID` replay
+ * histories and the keepalive timer. It knows nothing of HTTP, hono or the cluster: the HTTP layer turns
+ * a {@linkcode Subscription}'s stream into a `text/event-stream` response, and `main.ts` forwards each
+ * store `ChangeEvent` to {@linkcode Broker.publish}.
+ *
+ * @example
+ * ```ts
+ * const broker = new Broker({ limits: config.limits, logger });
+ * broker.publish(event); // main.ts: each durable store change, in commit order
+ * // http: GET /users/subscribe/alice with `Last-Event-ID: 7`; `current` read from the store just before
+ * const subscription = broker.subscribeKey("users", "alice", { lastEventId: 7, current });
+ * return new Response(subscription.stream, { headers: { "content-type": "text/event-stream" } });
+ * ```
+ *
+ * @module
+ */
+export {
+  Broker,
+  type BrokerOptions,
+  type SubscribeKeyOptions,
+  type SubscribeTableOptions,
+  type Subscription,
+} from "./broker.ts";
+export { SubscriberTooSlowError, TooManySubscribersError } from "./errors.ts";

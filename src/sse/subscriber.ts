@@ -1,0 +1,110 @@
+import { assert } from "../util/assert.ts";
+import { connectedFrame } from "./event_format.ts";
+import { SubscriberTooSlowError } from "./errors.ts";
+import type { Frame } from "./history.ts";
+
+/** Why a subscriber stopped: its client went away, it was closed, or its queue overflowed. */
+export type CloseReason = "cancelled" | "closed" | "overflow";
+
+/** Options of {@linkcode Subscriber}. */
+export interface SubscriberOptions {
+  /** Live frames queued before the subscriber is disconnected as too slow. */
+  queueDepthMax: number;
+  /** Frames with an id at or below this one are never sent (the client has them). */
+  lastId: number;
+  /** Called exactly once, when the subscriber stops for any reason. */
+  onClose: (subscriber: Subscriber, reason: CloseReason) => void;
+}
+
+/**
+ * One open event stream with a bounded queue. Frames are sent in strictly increasing id order, each at
+ * most once; a live frame that finds the queue full disconnects the subscriber without its backlog.
+ */
+export class Subscriber {
+  /** The bytes of the event stream, starting with `: connected`. */
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly #queueDepthMax: number;
+  readonly #onClose: (subscriber: Subscriber, reason: CloseReason) => void;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #lastId: number;
+  #closed = false;
+
+  constructor(options: SubscriberOptions) {
+    assert(Number.isSafeInteger(options.queueDepthMax));
+    assert(options.queueDepthMax >= 1);
+    assert(Number.isSafeInteger(options.lastId));
+    assert(options.lastId >= 0);
+    this.#queueDepthMax = options.queueDepthMax;
+    this.#onClose = options.onClose;
+    this.#lastId = options.lastId;
+    this.stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      cancel: () => this.#stop("cancelled"),
+    }, new CountQueuingStrategy({ highWaterMark: options.queueDepthMax }));
+    assert(this.#controller !== undefined, "ReadableStream calls start() synchronously");
+    this.#controller.enqueue(connectedFrame);
+  }
+
+  /** Id of the last frame sent, or the id the client said it has. */
+  get lastId(): number {
+    return this.#lastId;
+  }
+
+  /** True once the subscriber has stopped; it then sends nothing more. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Queues a frame of the replay, which is bounded by the history depth and so never overflows.
+   * Frames the client already has are skipped.
+   */
+  replay(frame: Frame): void {
+    assert(!this.#closed);
+    if (frame.id <= this.#lastId) return;
+    this.#controller.enqueue(frame.bytes);
+    this.#lastId = frame.id;
+  }
+
+  /**
+   * Queues a live frame, unless the client already has it. A full queue disconnects the subscriber.
+   *
+   * @returns false when this frame overflowed the queue and the subscriber was disconnected.
+   */
+  send(frame: Frame): boolean {
+    if (this.#closed || frame.id <= this.#lastId) return true;
+    const queuedCount = this.#queueDepthMax - (this.#controller.desiredSize ?? 0);
+    if (queuedCount >= this.#queueDepthMax) {
+      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#queueDepthMax }));
+      this.#stop("overflow");
+      return false;
+    }
+    this.#controller.enqueue(frame.bytes);
+    this.#lastId = frame.id;
+    assert(queuedCount + 1 <= this.#queueDepthMax);
+    return true;
+  }
+
+  /** Queues a comment (keepalive) if the queue is empty; a stream with frames pending needs none. */
+  sendComment(bytes: Uint8Array): void {
+    if (this.#closed) return;
+    if (this.#controller.desiredSize !== this.#queueDepthMax) return;
+    this.#controller.enqueue(bytes);
+  }
+
+  /** Ends the stream after the frames already queued; the subscriber is unregistered now. */
+  close(): void {
+    if (this.#closed) return;
+    this.#controller.close();
+    this.#stop("closed");
+  }
+
+  #stop(reason: CloseReason): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#onClose(this, reason);
+    assert(this.#closed);
+  }
+}

@@ -1,0 +1,276 @@
+// Goal: the Broker keeps every bound of SPEC §4 and §7: subscribers, per-subscriber queues, histories,
+// the one keepalive timer; and it cleans up after cancelled streams and on close.
+// Method: publish into a Broker with small limits and read its streams; wait on frames, never sleep.
+// Deno 2.9's op sanitizer does not report a leaked setInterval, so the tests check keepaliveRunning.
+import assert from "node:assert/strict";
+import { Broker, TooManySubscribersError } from "../../../src/sse/mod.ts";
+import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
+import { UnavailableError } from "../../../src/util/errors.ts";
+import { silentLogger } from "../../../src/util/log.ts";
+import type { Limits } from "../../../src/config/limits.ts";
+import {
+  entryOf,
+  EventMaker,
+  FrameReader,
+  keyFrameText,
+  liveJson,
+  recordingLogger,
+  testLimits,
+  withTimeout,
+} from "./sse_helpers.ts";
+
+const connected = ": connected\n\n";
+
+function makeBroker(overrides: Partial<Limits> = {}): Broker {
+  return new Broker({ limits: testLimits(overrides), logger: silentLogger });
+}
+
+Deno.test("Broker disconnects a slow subscriber at sseQueueDepthMax + 1 while a fast one gets everything", async () => {
+  const logger = recordingLogger();
+  const broker = new Broker({ limits: testLimits({ sseQueueDepthMax: 4 }), logger });
+  const events = new EventMaker();
+  const slow = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  const fast = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  assert.equal(await slow.next(), connected);
+  assert.equal(await fast.next(), connected);
+  for (let version = 1; version <= 4; version += 1) {
+    broker.publish(events.updated({ table: "t", key: "k", version }));
+    assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
+  }
+  assert.equal(broker.activeCount, 2, "at sseQueueDepthMax the slow subscriber is still open");
+  assert.equal(broker.droppedCount, 0);
+  for (let version = 5; version <= 12; version += 1) {
+    broker.publish(events.updated({ table: "t", key: "k", version }));
+    assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
+  }
+  assert.equal(broker.activeCount, 1);
+  assert.equal(broker.droppedCount, 1);
+  assert.deepEqual(logger.debugMessages, ["sse: disconnected a slow subscriber"]);
+  await assert.rejects(slow.reader.read(), SubscriberTooSlowError, "the backlog is dropped, not delivered");
+  broker.close();
+  assert.deepEqual(await fast.rest(), []);
+});
+
+Deno.test("Broker holds sseQueueDepthMax frames for a subscriber that has not read yet", async () => {
+  const broker = makeBroker({ sseQueueDepthMax: 3 });
+  const events = new EventMaker();
+  const reader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  assert.equal(await reader.next(), connected);
+  for (const key of ["a", "b", "c"]) broker.publish(events.updated({ table: "t", key, version: 1 }));
+  assert.equal(broker.droppedCount, 0);
+  broker.close();
+  assert.equal((await reader.rest()).length, 3);
+});
+
+Deno.test("Broker accepts subscribersMax subscriptions and refuses one more", async () => {
+  const broker = makeBroker({ subscribersMax: 3 });
+  const readers = [
+    new FrameReader(broker.subscribeKey("t", "a", { current: undefined }).stream),
+    new FrameReader(broker.subscribeKey("t", "b", { current: undefined }).stream),
+    new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream),
+  ];
+  assert.equal(broker.activeCount, 3);
+  const refused = (error: unknown) => {
+    assert.ok(error instanceof TooManySubscribersError);
+    assert.equal(error.code, "too_many_subscribers");
+    assert.match(error.message, /3 subscribers are open, limit is subscribersMax=3/);
+    return true;
+  };
+  assert.throws(() => broker.subscribeKey("t", "c", { current: undefined }), refused);
+  assert.throws(() => broker.subscribeTable("t", { sequence: 0 }), refused);
+  assert.equal(broker.activeCount, 3);
+  await readers[0]!.cancel();
+  const again = new FrameReader(broker.subscribeKey("t", "c", { current: undefined }).stream);
+  assert.equal(broker.activeCount, 3);
+  broker.close();
+  for (const reader of [...readers.slice(1), again]) assert.deepEqual(await reader.rest(), [connected]);
+});
+
+Deno.test("Broker unregisters a cancelled stream and sends it nothing more", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const keyReader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  const tableReader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  assert.equal(broker.activeCount, 2);
+  await keyReader.cancel();
+  assert.equal(broker.activeCount, 1);
+  assert.equal(broker.keepaliveRunning, true);
+  await tableReader.cancel();
+  assert.equal(broker.activeCount, 0);
+  assert.equal(broker.keepaliveRunning, false, "the last subscriber left: the timer stops");
+  broker.publish(events.updated({ table: "t", key: "k", version: 1 })); // nobody left: must not throw
+});
+
+Deno.test("Subscription.close() ends the stream after the queued frames and unregisters it", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const subscription = broker.subscribeKey("t", "k", { current: undefined });
+  const reader = new FrameReader(subscription.stream);
+  broker.publish(events.updated({ table: "t", key: "k", version: 1 }));
+  subscription.close();
+  subscription.close();
+  assert.equal(broker.activeCount, 0);
+  assert.equal(broker.keepaliveRunning, false);
+  broker.publish(events.updated({ table: "t", key: "k", version: 2 }));
+  assert.deepEqual(await reader.rest(), [connected, keyFrameText("Updated", 1, liveJson(1, 1))]);
+});
+
+Deno.test("Broker sends one shared keepalive to every open stream every sseKeepaliveMs", async () => {
+  const broker = makeBroker({ sseKeepaliveMs: 20 });
+  const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  const second = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  assert.equal(await first.next(), connected);
+  assert.equal(await second.next(), connected);
+  const firstKeepalive = await withTimeout(first.nextBytes(), 2_000);
+  const secondKeepalive = await withTimeout(second.nextBytes(), 2_000);
+  assert.equal(new TextDecoder().decode(firstKeepalive), ": keepalive\n\n");
+  assert.equal(secondKeepalive, firstKeepalive, "one Uint8Array for every stream");
+  assert.equal(await withTimeout(first.next(), 2_000), ": keepalive\n\n", "it repeats");
+  await first.cancel();
+  await second.cancel();
+  assert.equal(broker.keepaliveRunning, false);
+});
+
+Deno.test("Broker restarts the keepalive timer for a subscriber that arrives after all had left", async () => {
+  const broker = makeBroker({ sseKeepaliveMs: 20 });
+  assert.equal(broker.keepaliveRunning, false, "no timer before the first subscriber");
+  await new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream).cancel();
+  assert.equal(broker.activeCount, 0);
+  assert.equal(broker.keepaliveRunning, false);
+  const reader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  assert.equal(await reader.next(), connected);
+  assert.equal(await withTimeout(reader.next(), 2_000), ": keepalive\n\n");
+  broker.close();
+  assert.deepEqual(await reader.rest(), []);
+});
+
+Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to the current value past it", async () => {
+  const broker = makeBroker({ sseHistoryDepth: 3 });
+  const events = new EventMaker();
+  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  const atMax = new FrameReader(
+    broker.subscribeKey("t", "k", { lastEventId: 0, current: entryOf({ key: "k", version: 3 }) }).stream,
+  );
+  broker.publish(events.updated({ table: "t", key: "k", version: 4 }));
+  const current = entryOf({ key: "k", version: 4 });
+  const overMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
+  const withinMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
+  broker.close();
+  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+  assert.deepEqual(await atMax.rest(), [connected, frame(1), frame(2), frame(3), frame(4)]);
+  assert.deepEqual(await overMax.rest(), [connected, keyFrameText("Updated", 4, current.json)]);
+  assert.deepEqual(await withinMax.rest(), [connected, frame(2), frame(3), frame(4)]);
+});
+
+Deno.test("Broker remembers sseHistoryKeysMax keys and forgets the least recently changed one", async () => {
+  const broker = makeBroker({ sseHistoryKeysMax: 2 });
+  const events = new EventMaker();
+  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+  const resume = (key: string, version: number) =>
+    new FrameReader(
+      broker.subscribeKey("t", key, { lastEventId: 0, current: entryOf({ key, version }) }).stream,
+    );
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
+  broker.publish(events.updated({ table: "t", key: "b", version: 1 }));
+  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // a is now the most recent
+  const aAtMax = resume("a", 2);
+  const bAtMax = resume("b", 1);
+  broker.publish(events.updated({ table: "t", key: "c", version: 7 })); // b is forgotten
+  const aOverMax = resume("a", 2);
+  const bOverMax = resume("b", 1);
+  broker.close();
+  assert.deepEqual(await aAtMax.rest(), [connected, frame(1), frame(2)]);
+  assert.deepEqual(await bAtMax.rest(), [connected, frame(1)]);
+  assert.deepEqual(await aOverMax.rest(), [connected, frame(1), frame(2)], "replayed from history");
+  const bCurrent = entryOf({ key: "b", version: 1 });
+  assert.deepEqual(await bOverMax.rest(), [connected, keyFrameText("Updated", 1, bCurrent.json)]);
+});
+
+Deno.test("Broker remembers sseHistoryKeysMax tables and sends Resync for a forgotten one", async () => {
+  const broker = makeBroker({ sseHistoryKeysMax: 2 });
+  const events = new EventMaker();
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // sequence 1
+  broker.publish(events.updated({ table: "u", key: "a", version: 1 })); // sequence 2
+  const tAtMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 2 }).stream);
+  broker.publish(events.updated({ table: "v", key: "a", version: 1 })); // sequence 3, t is forgotten
+  const tOverMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 3 }).stream);
+  broker.close();
+  assert.deepEqual(await tAtMax.rest(), [
+    connected,
+    `id: 1\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
+  ]);
+  assert.deepEqual(await tOverMax.rest(), [connected, 'id: 3\ndata: {"event":"Resync"}\n\n']);
+});
+
+Deno.test("Broker.close() ends every stream and refuses new subscriptions", async () => {
+  const broker = makeBroker();
+  const reader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  broker.close();
+  assert.equal(broker.activeCount, 0);
+  assert.equal(broker.keepaliveRunning, false);
+  assert.deepEqual(await reader.rest(), [connected]);
+  assert.throws(() => broker.subscribeKey("t", "k", { current: undefined }), UnavailableError);
+  broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 1 }));
+});
+
+Deno.test("Broker.publish() asserts that sequences grow (commit order)", () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const first = events.updated({ table: "t", key: "k", version: 1 });
+  broker.publish(first);
+  assert.throws(() => broker.publish(first), AssertionError);
+  assert.throws(() => broker.publish({ ...first, sequence: 0 }), AssertionError);
+});
+
+/** Bytes of the key and table frames of an `Updated` of a one-letter key, one-digit version and sequence. */
+function eventBytes(): { keyFrameBytes: number; tableFrameBytes: number } {
+  const encoder = new TextEncoder();
+  const json = liveJson(1, 1);
+  return {
+    keyFrameBytes: encoder.encode(keyFrameText("Updated", 1, json)).length,
+    tableFrameBytes: encoder.encode(`id: 1\ndata: {"event":"Updated","key":"a","value":${json}}\n\n`).length,
+  };
+}
+
+Deno.test("Broker.historyBytes counts key and table frames and stays within sseHistoryBytesMax", () => {
+  const { keyFrameBytes, tableFrameBytes } = eventBytes();
+  const broker = makeBroker({ sseHistoryBytesMax: 2 * (keyFrameBytes + tableFrameBytes) });
+  const events = new EventMaker();
+  assert.equal(broker.historyBytes, 0);
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
+  assert.equal(broker.historyBytes, keyFrameBytes + tableFrameBytes);
+  broker.publish(events.updated({ table: "u", key: "b", version: 1 }));
+  assert.equal(broker.historyBytes, 2 * (keyFrameBytes + tableFrameBytes), "at sseHistoryBytesMax");
+  broker.publish(events.updated({ table: "v", key: "c", version: 1 }));
+  assert.equal(broker.historyBytes, 2 * (keyFrameBytes + tableFrameBytes), "one over: the oldest went");
+});
+
+Deno.test("Broker resumes a key or table evicted by sseHistoryBytesMax: value, Resync", async () => {
+  const { keyFrameBytes, tableFrameBytes } = eventBytes();
+  const broker = makeBroker({ sseHistoryBytesMax: 2 * (keyFrameBytes + tableFrameBytes) });
+  const events = new EventMaker();
+  const current = entryOf({ key: "a", version: 1 });
+  const resumeKey = () => new FrameReader(broker.subscribeKey("t", "a", { lastEventId: 0, current }).stream);
+  const resumeTable = (sequence: number) =>
+    new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence }).stream);
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // sequence 1
+  broker.publish(events.updated({ table: "u", key: "b", version: 1 })); // sequence 2: at the max
+  const keyAtMax = resumeKey();
+  const tableAtMax = resumeTable(2);
+  broker.publish(events.updated({ table: "v", key: "c", version: 1 })); // sequence 3: a and t are forgotten
+  const keyOverMax = resumeKey();
+  const tableOverMax = resumeTable(3);
+  const keptKey = new FrameReader(broker.subscribeKey("u", "b", { lastEventId: 0, current }).stream);
+  broker.close();
+  const tableFrame = `id: 1\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`;
+  assert.deepEqual(await keyAtMax.rest(), [connected, keyFrameText("Updated", 1, liveJson(1, 1))]);
+  assert.deepEqual(await tableAtMax.rest(), [connected, tableFrame]);
+  assert.deepEqual(await keyOverMax.rest(), [connected, keyFrameText("Updated", 1, current.json)]);
+  assert.deepEqual(await tableOverMax.rest(), [connected, 'id: 3\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(
+    await keptKey.rest(),
+    [connected, keyFrameText("Updated", 1, liveJson(1, 1))],
+    "b is kept",
+  );
+});

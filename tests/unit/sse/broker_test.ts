@@ -1,0 +1,205 @@
+// Goal: the Broker fans changes out to key and table streams in order, once each, resumes from
+// Last-Event-ID, and keeps every bound of SPEC §4 (subscribers, queues, histories, keepalive).
+// Method: publish ChangeEvents into a Broker and read its streams with readers; no sockets, no sleeps.
+import assert from "node:assert/strict";
+import { Broker } from "../../../src/sse/mod.ts";
+import { silentLogger } from "../../../src/util/log.ts";
+import type { Limits } from "../../../src/config/limits.ts";
+import {
+  entryOf,
+  EventMaker,
+  FrameReader,
+  keyFrameText,
+  liveJson,
+  testLimits,
+  tombstoneJson,
+} from "./sse_helpers.ts";
+
+const connected = ": connected\n\n";
+
+function makeBroker(overrides: Partial<Limits> = {}): Broker {
+  return new Broker({ limits: testLimits(overrides), logger: silentLogger });
+}
+
+Deno.test("Broker key stream sends Updated and Deleted frames byte-exact, in version order", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const reader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  broker.publish(events.updated({ table: "t", key: "k", version: 1, value: { n: 1 } }));
+  broker.publish(events.updated({ table: "t", key: "other", version: 1 }));
+  broker.publish(events.updated({ table: "t", key: "k", version: 2, value: "two" }));
+  broker.publish(events.deleted({ table: "t", key: "k", version: 3 }));
+  broker.close();
+  assert.deepEqual(await reader.rest(), [
+    connected,
+    keyFrameText("Updated", 1, liveJson({ n: 1 }, 1)),
+    keyFrameText("Updated", 2, liveJson("two", 2)),
+    keyFrameText("Deleted", 3, tombstoneJson("k", 3)),
+  ]);
+});
+
+Deno.test("Broker table stream sends every key of its table with the sequence as id", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const reader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
+  broker.publish(events.updated({ table: "other", key: "a", version: 1 }));
+  broker.publish(events.deleted({ table: "t", key: 'b"', version: 4 }));
+  broker.close();
+  assert.deepEqual(await reader.rest(), [
+    connected,
+    `id: 1\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
+    `id: 3\ndata: {"event":"Deleted","key":"b\\"","value":${tombstoneJson('b"', 4)}}\n\n`,
+  ]);
+});
+
+Deno.test("Broker keeps tables and keys apart even when their concatenations are equal", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const reader = new FrameReader(broker.subscribeKey("ab", "c", { current: undefined }).stream);
+  broker.publish(events.updated({ table: "a", key: "bc", version: 1 }));
+  broker.publish(events.updated({ table: "ab", key: "c", version: 5 }));
+  broker.close();
+  assert.deepEqual(await reader.rest(), [connected, keyFrameText("Updated", 5, liveJson(5, 5))]);
+});
+
+Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then goes live", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  const current = entryOf({ key: "k", version: 3 });
+  const reader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
+  broker.publish(events.deleted({ table: "t", key: "k", version: 4 }));
+  broker.close();
+  assert.deepEqual(await reader.rest(), [
+    connected,
+    keyFrameText("Updated", 2, liveJson(2, 2)),
+    keyFrameText("Updated", 3, liveJson(3, 3)),
+    keyFrameText("Deleted", 4, tombstoneJson("k", 4)),
+  ]);
+});
+
+Deno.test("Broker.subscribeKey() without Last-Event-ID replays nothing", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  const current = entryOf({ key: "k", version: 2 });
+  const reader = new FrameReader(broker.subscribeKey("t", "k", { current }).stream);
+  broker.close();
+  assert.deepEqual(await reader.rest(), [connected]);
+});
+
+Deno.test("Broker.subscribeKey() sends the current value when the gap is older than the history", async () => {
+  const broker = makeBroker({ sseHistoryDepth: 2 });
+  const events = new EventMaker();
+  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  const live = entryOf({ key: "k", version: 3, value: "now" });
+  const liveReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current: live }).stream);
+  const tombstone = entryOf({ key: "k", version: 3, deleted: true });
+  const goneReader = new FrameReader(
+    broker.subscribeKey("t", "k", { lastEventId: 0, current: tombstone }).stream,
+  );
+  // A key this broker never saw change (changed before a restart): the history is missing entirely.
+  const unseen = entryOf({ key: "u", version: 9 });
+  const unseenReader = new FrameReader(
+    broker.subscribeKey("t", "u", { lastEventId: 4, current: unseen }).stream,
+  );
+  broker.close();
+  assert.deepEqual(await liveReader.rest(), [connected, keyFrameText("Updated", 3, live.json)]);
+  assert.deepEqual(await goneReader.rest(), [connected, keyFrameText("Deleted", 3, tombstone.json)]);
+  assert.deepEqual(await unseenReader.rest(), [connected, keyFrameText("Updated", 9, unseen.json)]);
+});
+
+Deno.test("Broker.subscribeKey() sends nothing when Last-Event-ID is at or past the current version", async () => {
+  const broker = makeBroker();
+  const current = entryOf({ key: "k", version: 5 });
+  const atReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 5, current }).stream);
+  const pastReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 8, current }).stream);
+  const noneReader = new FrameReader(
+    broker.subscribeKey("t", "n", { lastEventId: 2, current: undefined }).stream,
+  );
+  broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 6 }));
+  broker.close();
+  assert.deepEqual(await atReader.rest(), [connected, keyFrameText("Updated", 6, liveJson(6, 6))]);
+  assert.deepEqual(await pastReader.rest(), [connected], "versions at or below Last-Event-ID are skipped");
+  assert.deepEqual(await noneReader.rest(), [connected]);
+});
+
+Deno.test("Broker never sends a version twice between replay and live", async () => {
+  const broker = makeBroker({ sseHistoryDepth: 2 });
+  const events = new EventMaker();
+  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  // The gap is older than the history, and the index is already at version 4, not yet published.
+  const current = entryOf({ key: "k", version: 4 });
+  const reader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
+  broker.publish(events.updated({ table: "t", key: "k", version: 4 }));
+  broker.publish(events.updated({ table: "t", key: "k", version: 4, value: "same version again" }));
+  broker.publish(events.updated({ table: "t", key: "k", version: 5 }));
+  broker.close();
+  assert.deepEqual(await reader.rest(), [
+    connected,
+    keyFrameText("Updated", 4, current.json),
+    keyFrameText("Updated", 5, liveJson(5, 5)),
+  ]);
+});
+
+Deno.test("Broker.subscribeTable() replays the table history after Last-Event-ID", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // sequence 1
+  broker.publish(events.updated({ table: "x", key: "a", version: 1 })); // sequence 2
+  broker.publish(events.updated({ table: "t", key: "b", version: 1 })); // sequence 3
+  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // sequence 4
+  const reader = new FrameReader(
+    broker.subscribeTable("t", { lastEventId: 1, sequence: events.sequence }).stream,
+  );
+  broker.publish(events.deleted({ table: "t", key: "b", version: 2 })); // sequence 5
+  broker.close();
+  assert.deepEqual(await reader.rest(), [
+    connected,
+    `id: 3\ndata: {"event":"Updated","key":"b","value":${liveJson(1, 1)}}\n\n`,
+    `id: 4\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
+    `id: 5\ndata: {"event":"Deleted","key":"b","value":${tombstoneJson("b", 2)}}\n\n`,
+  ]);
+});
+
+Deno.test("Broker.subscribeTable() sends Resync when the gap is older than the table history", async () => {
+  const broker = makeBroker({ sseHistoryDepth: 2 });
+  const events = new EventMaker();
+  for (const key of ["a", "b", "c"]) broker.publish(events.updated({ table: "t", key, version: 1 }));
+  const oldReader = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 3 }).stream);
+  const unseenReader = new FrameReader(broker.subscribeTable("u", { lastEventId: 1, sequence: 3 }).stream);
+  const currentReader = new FrameReader(broker.subscribeTable("u", { lastEventId: 3, sequence: 3 }).stream);
+  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // sequence 4
+  broker.close();
+  assert.deepEqual(await oldReader.rest(), [
+    connected,
+    'id: 3\ndata: {"event":"Resync"}\n\n',
+    `id: 4\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
+  ]);
+  assert.deepEqual(await unseenReader.rest(), [connected, 'id: 3\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await currentReader.rest(), [connected]);
+});
+
+Deno.test("Broker encodes each frame once: every subscriber and the replay get the same bytes", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  const second = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  const tableFirst = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const tableSecond = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  broker.publish(events.updated({ table: "t", key: "k", version: 1 }));
+  const replayed = new FrameReader(
+    broker.subscribeKey("t", "k", { lastEventId: 0, current: undefined }).stream,
+  );
+  const readers = [first, second, tableFirst, tableSecond, replayed];
+  for (const reader of readers) assert.equal(await reader.next(), connected);
+  const keyBytes = await first.nextBytes();
+  assert.equal(await second.nextBytes(), keyBytes);
+  assert.equal(await replayed.nextBytes(), keyBytes);
+  const tableBytes = await tableFirst.nextBytes();
+  assert.equal(await tableSecond.nextBytes(), tableBytes);
+  assert.notEqual(tableBytes, keyBytes);
+  for (const reader of readers) await reader.cancel();
+  assert.equal(broker.activeCount, 0);
+});

@@ -1,0 +1,85 @@
+// Goal: the SSE frames are byte-exact to SPEC §4 and carry the store's json verbatim.
+// Method: encode events and entries directly and compare the decoded text.
+import assert from "node:assert/strict";
+import {
+  connectedFrame,
+  encodeEntryFrame,
+  encodeKeyFrame,
+  encodeResyncFrame,
+  encodeTableFrame,
+  keepaliveFrame,
+} from "../../../src/sse/event_format.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
+import type { ChangeEvent } from "../../../src/store/types.ts";
+import { entryOf, tombstoneJson } from "./sse_helpers.ts";
+
+const decoder = new TextDecoder();
+const text = (bytes: Uint8Array) => decoder.decode(bytes);
+
+// Odd spacing and key order prove the json is inserted, never parsed and re-stringified.
+const oddJson = '{"value": {"b":1 , "a":[2]},"version":7,"timestamp":9,"owner":"alice"}';
+
+function event(overrides: Partial<ChangeEvent> = {}): ChangeEvent {
+  return { kind: "Updated", table: "t", key: "k", version: 7, sequence: 42, json: oddJson, ...overrides };
+}
+
+Deno.test("encodeKeyFrame() writes an Updated frame with the json verbatim", () => {
+  assert.equal(text(encodeKeyFrame(event())), `id: 7\ndata: {"event":"Updated","value":${oddJson}}\n\n`);
+});
+
+Deno.test("encodeKeyFrame() writes a Deleted frame with the tombstone json", () => {
+  const json = tombstoneJson("k", 8);
+  assert.equal(
+    text(encodeKeyFrame(event({ kind: "Deleted", version: 8, json }))),
+    'id: 8\ndata: {"event":"Deleted","value":{"key":"k","version":8,"timestamp":1700000000008}}\n\n',
+  );
+});
+
+Deno.test("encodeTableFrame() uses the sequence as id and escapes the key as a JSON string", () => {
+  const key = 'a "quoted" \\ key é';
+  assert.equal(
+    text(encodeTableFrame(event({ key }))),
+    `id: 42\ndata: {"event":"Updated","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
+  );
+  assert.equal(
+    text(encodeTableFrame(event({ kind: "Deleted" }))),
+    `id: 42\ndata: {"event":"Deleted","key":"k","value":${oddJson}}\n\n`,
+  );
+});
+
+Deno.test("encodeEntryFrame() writes Updated for a live entry and Deleted for a tombstone", () => {
+  const live = entryOf({ key: "k", version: 3, value: { n: 1 } });
+  assert.equal(text(encodeEntryFrame(live)), `id: 3\ndata: {"event":"Updated","value":${live.json}}\n\n`);
+  const tombstone = entryOf({ key: "k", version: 4, deleted: true });
+  assert.equal(
+    text(encodeEntryFrame(tombstone)),
+    `id: 4\ndata: {"event":"Deleted","value":${tombstone.json}}\n\n`,
+  );
+});
+
+Deno.test("encodeResyncFrame() tells the client to re-read the table", () => {
+  assert.equal(text(encodeResyncFrame(12)), 'id: 12\ndata: {"event":"Resync"}\n\n');
+});
+
+Deno.test("connectedFrame and keepaliveFrame are SSE comments", () => {
+  assert.equal(text(connectedFrame), ": connected\n\n");
+  assert.equal(text(keepaliveFrame), ": keepalive\n\n");
+});
+
+Deno.test("encodeKeyFrame() rejects json with a line break, which would split the data line", () => {
+  assert.throws(() => encodeKeyFrame(event({ json: '{"value":\n1}' })), AssertionError);
+  assert.throws(() => encodeTableFrame(event({ json: '{"value":\r1}' })), AssertionError);
+  assert.throws(() => encodeKeyFrame(event({ json: "" })), AssertionError);
+});
+
+Deno.test("encodeKeyFrame() rejects an id that is not a positive safe integer", () => {
+  assert.throws(() => encodeKeyFrame(event({ version: 0 })), AssertionError);
+  assert.throws(() => encodeKeyFrame(event({ version: 1.5 })), AssertionError);
+  assert.throws(() => encodeTableFrame(event({ sequence: Number.MAX_SAFE_INTEGER + 1 })), AssertionError);
+  assert.throws(() => encodeResyncFrame(0), AssertionError);
+});
+
+Deno.test("encodeKeyFrame() rejects an unknown kind", () => {
+  const bad = { ...event(), kind: "Renamed" } as unknown as ChangeEvent;
+  assert.throws(() => encodeKeyFrame(bad), AssertionError);
+});

@@ -1,0 +1,108 @@
+// Goal: Histories keeps every history within depthMax frames, topicsMax histories of each kind and
+// bytesMax bytes over all of them, forgetting the least recently changed first and never losing track
+// of a gap.
+// Method: remember frames of known sizes and check what is held, what is forgotten, and frameBytes.
+import assert from "node:assert/strict";
+import { Histories, type HistoryKind } from "../../../src/sse/histories.ts";
+import type { Frame } from "../../../src/sse/history.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
+
+function frame(id: number, frameBytes: number): Frame {
+  return { id, bytes: new Uint8Array(frameBytes) };
+}
+
+function makeHistories(options: { bytesMax: number; depthMax?: number; topicsMax?: number }): Histories {
+  return new Histories({
+    depthMax: options.depthMax ?? 8,
+    topicsMax: options.topicsMax ?? 100,
+    bytesMax: options.bytesMax,
+  });
+}
+
+function held(histories: Histories, kind: HistoryKind, topic: string): number[] | undefined {
+  return histories.history(kind, topic)?.framesAfter(0)?.map((kept) => kept.id);
+}
+
+Deno.test("Histories holds frames of exactly bytesMax bytes", () => {
+  const histories = makeHistories({ bytesMax: 10 });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 4) });
+  histories.remember({ kind: "table", topic: "t", frame: frame(1, 6) });
+  assert.equal(histories.frameBytes, 10);
+  assert.equal(histories.historyCount, 2);
+  assert.deepEqual(held(histories, "key", "a"), [1]);
+  assert.deepEqual(held(histories, "table", "t"), [1]);
+});
+
+Deno.test("Histories forgets the least recently changed history at bytesMax + 1", () => {
+  const histories = makeHistories({ bytesMax: 10 });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 4) });
+  histories.remember({ kind: "table", topic: "t", frame: frame(1, 6) });
+  histories.remember({ kind: "key", topic: "b", frame: frame(1, 1) });
+  assert.equal(histories.frameBytes, 7);
+  assert.equal(histories.history("key", "a"), undefined);
+  assert.deepEqual(held(histories, "table", "t"), [1]);
+  assert.deepEqual(held(histories, "key", "b"), [1]);
+});
+
+Deno.test("Histories forgets whole histories of either kind, least recently changed first", () => {
+  const histories = makeHistories({ bytesMax: 12 });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 3) });
+  histories.remember({ kind: "table", topic: "t", frame: frame(1, 3) });
+  histories.remember({ kind: "key", topic: "b", frame: frame(1, 3) });
+  histories.remember({ kind: "key", topic: "a", frame: frame(2, 3) }); // order now: t, b, a
+  assert.equal(histories.frameBytes, 12);
+  histories.remember({ kind: "table", topic: "u", frame: frame(1, 3) });
+  assert.equal(histories.history("table", "t"), undefined, "t was the least recently changed");
+  assert.deepEqual(held(histories, "key", "b"), [1]);
+  histories.remember({ kind: "key", topic: "c", frame: frame(1, 3) });
+  assert.equal(histories.history("key", "b"), undefined);
+  assert.deepEqual(held(histories, "key", "a"), [1, 2], "a changed after b: kept whole");
+  assert.deepEqual(held(histories, "table", "u"), [1]);
+  assert.equal(histories.frameBytes, 12);
+  assert.equal(histories.historyCount, 3);
+});
+
+Deno.test("Histories forgets the oldest frames of a history that alone is over bytesMax", () => {
+  const histories = makeHistories({ bytesMax: 10 });
+  histories.remember({ kind: "key", topic: "b", frame: frame(1, 2) });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 4) });
+  histories.remember({ kind: "key", topic: "a", frame: frame(2, 4) });
+  assert.equal(histories.frameBytes, 10);
+  histories.remember({ kind: "key", topic: "a", frame: frame(3, 4) });
+  assert.equal(histories.frameBytes, 10, "a is trimmed to 8 bytes, then b fits beside it");
+  assert.deepEqual(held(histories, "key", "b"), [1]);
+  const a = histories.history("key", "a");
+  assert.equal(a?.framesAfter(0), undefined, "a knows it lost frame 1");
+  assert.deepEqual(a?.framesAfter(1)?.map((kept) => kept.id), [2, 3]);
+});
+
+Deno.test("Histories forgets a history whose newest frame alone is over bytesMax", () => {
+  const histories = makeHistories({ bytesMax: 10 });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 4) });
+  histories.remember({ kind: "key", topic: "b", frame: frame(1, 10) });
+  assert.equal(histories.history("key", "a"), undefined, "b at bytesMax fits only alone");
+  assert.deepEqual(held(histories, "key", "b"), [1]);
+  histories.remember({ kind: "key", topic: "b", frame: frame(2, 11) });
+  assert.equal(histories.history("key", "b"), undefined, "its frames are lost: the history goes");
+  histories.remember({ kind: "table", topic: "t", frame: frame(3, 11) });
+  assert.equal(histories.history("table", "t"), undefined, "a new history over bytesMax is not kept");
+  assert.equal(histories.frameBytes, 0);
+  assert.equal(histories.historyCount, 0);
+});
+
+Deno.test("Histories keeps topicsMax histories of each kind and frees the bytes of a forgotten one", () => {
+  const histories = makeHistories({ bytesMax: 100, topicsMax: 1 });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 5) });
+  histories.remember({ kind: "table", topic: "t", frame: frame(1, 7) });
+  assert.equal(histories.historyCount, 2, "the bound is per kind");
+  histories.remember({ kind: "key", topic: "b", frame: frame(1, 3) });
+  assert.equal(histories.history("key", "a"), undefined);
+  assert.deepEqual(held(histories, "table", "t"), [1]);
+  assert.equal(histories.frameBytes, 10);
+});
+
+Deno.test("Histories rejects bounds below their minimum", () => {
+  assert.throws(() => makeHistories({ bytesMax: -1 }), AssertionError);
+  assert.throws(() => makeHistories({ bytesMax: 10, depthMax: 0 }), AssertionError);
+  assert.throws(() => makeHistories({ bytesMax: 10, topicsMax: 0 }), AssertionError);
+});

@@ -1,0 +1,142 @@
+// Shared fixtures of the sse unit tests: limits, change events, entries and a stream reader that
+// decodes one frame per chunk (the broker enqueues each frame as one chunk).
+import { defaultLimits, type Limits } from "../../../src/config/limits.ts";
+import type { ChangeEvent, Entry } from "../../../src/store/types.ts";
+import type { Logger, LogLevel } from "../../../src/util/log.ts";
+
+const decoder = new TextDecoder();
+
+/** Default limits with test overrides; the keepalive is long unless a test asks for a short one. */
+export function testLimits(overrides: Partial<Limits> = {}): Limits {
+  return { ...defaultLimits, sseKeepaliveMs: 15_000, ...overrides };
+}
+
+/** The VersionedValue json the store would prepare. */
+export function liveJson(value: unknown, version: number): string {
+  return JSON.stringify({ value, version, timestamp: 1_700_000_000_000 + version, owner: "alice" });
+}
+
+/** The tombstone json the store would prepare. */
+export function tombstoneJson(key: string, version: number): string {
+  return JSON.stringify({ key, version, timestamp: 1_700_000_000_000 + version });
+}
+
+/** Makes change events with a store-wide sequence that grows by 1. */
+export class EventMaker {
+  #sequence = 0;
+
+  get sequence(): number {
+    return this.#sequence;
+  }
+
+  updated(options: { table: string; key: string; version: number; value?: unknown }): ChangeEvent {
+    this.#sequence += 1;
+    const json = liveJson(options.value ?? options.version, options.version);
+    return {
+      kind: "Updated",
+      table: options.table,
+      key: options.key,
+      version: options.version,
+      sequence: this.#sequence,
+      json,
+    };
+  }
+
+  deleted(options: { table: string; key: string; version: number }): ChangeEvent {
+    this.#sequence += 1;
+    const json = tombstoneJson(options.key, options.version);
+    return {
+      kind: "Deleted",
+      table: options.table,
+      key: options.key,
+      version: options.version,
+      sequence: this.#sequence,
+      json,
+    };
+  }
+}
+
+/** A live entry or a tombstone as the store's index holds it. */
+export function entryOf(
+  options: { key: string; version: number; deleted?: boolean; value?: unknown },
+): Entry {
+  const deleted = options.deleted ?? false;
+  const json = deleted
+    ? tombstoneJson(options.key, options.version)
+    : liveJson(options.value ?? options.version, options.version);
+  return {
+    version: options.version,
+    timestamp: 1_700_000_000_000 + options.version,
+    owner: "alice",
+    deleted,
+    json,
+  };
+}
+
+/** The expected key-stream frame text. */
+export function keyFrameText(kind: "Updated" | "Deleted", id: number, json: string): string {
+  return `id: ${id}\ndata: {"event":"${kind}","value":${json}}\n\n`;
+}
+
+/** Reads a stream one chunk (one frame) at a time. */
+export class FrameReader {
+  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.reader = stream.getReader();
+  }
+
+  /** The next chunk as bytes; fails the test when the stream has ended. */
+  async nextBytes(): Promise<Uint8Array> {
+    const result = await this.reader.read();
+    if (result.done) throw new Error("stream ended, a frame was expected");
+    return result.value;
+  }
+
+  /** The next chunk as text. */
+  async next(): Promise<string> {
+    return decoder.decode(await this.nextBytes());
+  }
+
+  /** Every chunk left until the stream ends (call after the stream was closed). */
+  async rest(options: { frameCountMax: number } = { frameCountMax: 10_000 }): Promise<string[]> {
+    const texts: string[] = [];
+    for (let frameIndex = 0; frameIndex <= options.frameCountMax; frameIndex += 1) {
+      const result = await this.reader.read();
+      if (result.done) return texts;
+      texts.push(decoder.decode(result.value));
+    }
+    throw new Error(`stream still open after ${options.frameCountMax} frames`);
+  }
+
+  /** Cancels the stream, as a client that went away. */
+  async cancel(): Promise<void> {
+    await this.reader.cancel();
+  }
+}
+
+/** Races `promise` against a timeout that is always cleared, so a missing frame fails instead of hanging. */
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A logger that records debug messages. */
+export function recordingLogger(): Logger & { debugMessages: string[] } {
+  const debugMessages: string[] = [];
+  return {
+    debugMessages,
+    error: () => {},
+    warn: () => {},
+    info: () => {},
+    debug: (message: string) => debugMessages.push(message),
+    enabled: (_level: LogLevel) => true,
+  };
+}

@@ -1,0 +1,90 @@
+// Goal: a Subscriber sends frames once and in id order, bounds its queue and reports why it stopped.
+// Method: drive one Subscriber directly and read its stream with a reader.
+import assert from "node:assert/strict";
+import { keepaliveFrame } from "../../../src/sse/event_format.ts";
+import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
+import type { Frame } from "../../../src/sse/history.ts";
+import { type CloseReason, Subscriber } from "../../../src/sse/subscriber.ts";
+import { FrameReader } from "./sse_helpers.ts";
+
+const encoder = new TextEncoder();
+
+function frame(id: number): Frame {
+  return { id, bytes: encoder.encode(`id: ${id}\n\n`) };
+}
+
+function makeSubscriber(options: { queueDepthMax: number; lastId?: number }) {
+  const reasons: CloseReason[] = [];
+  const subscriber = new Subscriber({
+    queueDepthMax: options.queueDepthMax,
+    lastId: options.lastId ?? 0,
+    onClose: (closing, reason) => {
+      assert.equal(closing, subscriber);
+      reasons.push(reason);
+    },
+  });
+  return { subscriber, reasons, reader: new FrameReader(subscriber.stream) };
+}
+
+Deno.test("Subscriber starts with the connected comment", async () => {
+  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 4 });
+  assert.equal(await reader.next(), ": connected\n\n");
+  subscriber.close();
+  assert.deepEqual(await reader.rest(), []);
+});
+
+Deno.test("Subscriber.send() skips ids at or below the last id sent", async () => {
+  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 8, lastId: 2 });
+  for (const id of [1, 2, 3, 3, 5, 4, 6]) subscriber.send(frame(id));
+  assert.equal(subscriber.lastId, 6);
+  subscriber.close();
+  assert.deepEqual(await reader.rest(), [": connected\n\n", "id: 3\n\n", "id: 5\n\n", "id: 6\n\n"]);
+});
+
+Deno.test("Subscriber holds sseQueueDepthMax live frames", async () => {
+  const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 3 });
+  await reader.next(); // empty the queue of the connected comment
+  for (const id of [1, 2, 3]) assert.equal(subscriber.send(frame(id)), true);
+  assert.equal(subscriber.closed, false);
+  subscriber.close();
+  assert.deepEqual(await reader.rest(), ["id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
+  assert.deepEqual(reasons, ["closed"]);
+});
+
+Deno.test("Subscriber is disconnected without its backlog at sseQueueDepthMax + 1", async () => {
+  const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 3 });
+  await reader.next();
+  for (const id of [1, 2, 3]) subscriber.send(frame(id));
+  assert.equal(subscriber.send(frame(4)), false);
+  assert.equal(subscriber.closed, true);
+  assert.deepEqual(reasons, ["overflow"]);
+  await assert.rejects(reader.reader.read(), SubscriberTooSlowError);
+  assert.equal(subscriber.send(frame(5)), true, "a closed subscriber ignores frames");
+  assert.deepEqual(reasons, ["overflow"], "onClose is called once");
+});
+
+Deno.test("Subscriber.replay() is not bounded by the queue: the replay is bounded by the history", async () => {
+  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1 });
+  for (const id of [1, 2, 3]) subscriber.replay(frame(id));
+  assert.equal(subscriber.closed, false);
+  subscriber.close();
+  assert.deepEqual(await reader.rest(), [": connected\n\n", "id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
+});
+
+Deno.test("Subscriber.sendComment() sends a keepalive only when nothing is queued", async () => {
+  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 4 });
+  subscriber.sendComment(keepaliveFrame); // the connected comment is still queued: skipped
+  assert.equal(await reader.next(), ": connected\n\n");
+  subscriber.sendComment(keepaliveFrame);
+  assert.equal(await reader.nextBytes(), keepaliveFrame);
+  subscriber.close();
+  assert.deepEqual(await reader.rest(), []);
+});
+
+Deno.test("Subscriber reports a cancelled stream once", async () => {
+  const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 4 });
+  await reader.cancel();
+  assert.equal(subscriber.closed, true);
+  subscriber.close();
+  assert.deepEqual(reasons, ["cancelled"]);
+});
