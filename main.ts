@@ -12,12 +12,12 @@ import { Auth, type UserDirectory, type UserRecord } from "./src/auth/mod.ts";
 import { Broker } from "./src/sse/mod.ts";
 import {
   DenoFs,
+  encryptionKeyBase64,
   importEncryptionKey,
   loadOrCreateSecretFile,
   Store,
   VersionConflictError,
 } from "./src/store/mod.ts";
-import { encryptionKeyBase64 } from "./src/store/encryption_key.ts";
 import { createApp, type NodePhase } from "./src/http/mod.ts";
 
 /** The version `--version` prints. */

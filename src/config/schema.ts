@@ -34,8 +34,18 @@ export const limitEnvNames = {
   walCheckpointBytes: "DYNA_WAL_CHECKPOINT_BYTES",
 } as const satisfies Partial<Record<keyof Limits, string>>;
 
+/** Upper bounds of settable limits; the store's frame size (256 MiB) caps one record. */
+const limitMaxima: Partial<Record<keyof typeof limitEnvNames, number>> = {
+  requestBytesMax: 64 << 20,
+  nameBytesMax: 4096,
+  valueDepthMax: 10_000,
+};
+
 const limitsShape = Object.fromEntries(
-  Object.keys(limitEnvNames).map((name) => [name, positiveInt.optional()]),
+  Object.keys(limitEnvNames).map((name) => {
+    const maximum = limitMaxima[name as keyof typeof limitEnvNames];
+    return [name, (maximum === undefined ? positiveInt : positiveInt.max(maximum)).optional()];
+  }),
 ) as Record<keyof typeof limitEnvNames, z.ZodOptional<typeof positiveInt>>;
 
 /** The one schema of a node's configuration (SPEC §1, §7). Input is strings, as from flags and env. */

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { checkName, decodeName, decodeTable, parseIfMatch, parseLastEventId } from "../../../src/http/schemas.ts";
+import {
+  checkName,
+  decodeName,
+  decodeTable,
+  parseIfMatch,
+  parseLastEventId,
+} from "../../../src/http/schemas.ts";
 import { readBodyText, readJsonBody } from "../../../src/http/body.ts";
 import { rawSegments } from "../../../src/http/request.ts";
 import { KvError } from "../../../src/util/errors.ts";
@@ -29,7 +35,11 @@ Deno.test("decodeName() accepts 1..nameBytesMax UTF-8 bytes and refuses / and co
   assert.equal(decodeName("caf%C3%A9", options), "café");
   assert.equal(decodeName("a".repeat(256), options), "a".repeat(256));
   assert.equal(codeOf(() => decodeName("a".repeat(257), options)), "invalid_name");
-  assert.equal(decodeName("%C3%A9".repeat(128), options), "é".repeat(128), "256 bytes of two-byte characters");
+  assert.equal(
+    decodeName("%C3%A9".repeat(128), options),
+    "é".repeat(128),
+    "256 bytes of two-byte characters",
+  );
   assert.equal(codeOf(() => decodeName(`${"%C3%A9".repeat(128)}a`, options)), "invalid_name");
   assert.equal(codeOf(() => decodeName("", options)), "invalid_name");
   assert.equal(codeOf(() => decodeName("a%2Fb", options)), "invalid_name");
@@ -80,7 +90,10 @@ Deno.test("readBodyText() reads up to bytesMax and refuses bytesMax + 1 while re
   });
   assert.equal(await asyncCodeOf(() => readBodyText(request(endless), 4096)), "payload_too_large");
   assert.ok(pulled < 10, "an endless body is cut off near the limit");
-  assert.equal(await asyncCodeOf(() => readBodyText(request(new Uint8Array([0xff, 0xfe])), 10)), "invalid_request");
+  assert.equal(
+    await asyncCodeOf(() => readBodyText(request(new Uint8Array([0xff, 0xfe])), 10)),
+    "invalid_request",
+  );
 });
 
 Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 400", async () => {
@@ -90,5 +103,8 @@ Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 40
   assert.equal(await asyncCodeOf(() => readJsonBody(request("[[[[1]]]]"), limits)), "invalid_request");
   assert.equal(await asyncCodeOf(() => readJsonBody(request("{"), limits)), "invalid_request");
   assert.equal(await asyncCodeOf(() => readJsonBody(request("   "), limits)), "invalid_request");
-  assert.equal(await asyncCodeOf(() => readJsonBody(request("[".repeat(500_000)), limits)), "invalid_request");
+  assert.equal(
+    await asyncCodeOf(() => readJsonBody(request("[".repeat(500_000)), limits)),
+    "invalid_request",
+  );
 });

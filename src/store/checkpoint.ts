@@ -1,0 +1,218 @@
+import { assert } from "../util/assert.ts";
+import type { Encryption } from "./crypto.ts";
+import { WalCorruptError } from "./errors.ts";
+import {
+  checkFileHeader,
+  encodeFileHeader,
+  encodeFrame,
+  fileHeaderBytes,
+  readFully,
+  scanFrames,
+} from "./frame.ts";
+import { type Fs, type FsFile, parentDir } from "./fs.ts";
+import type { Entry } from "./types.ts";
+import {
+  decodeRecord,
+  type DeleteRecord,
+  encodeRecord,
+  type PutRecord,
+  RecordDecodeError,
+  recordOfEntry,
+} from "./wal_record.ts";
+
+/** Plaintext gathered into one frame of a state file before it is encrypted and written. */
+export const stateFramePlaintextBytes = 256 * 1024;
+/** Name of the compacted state in the data dir. */
+export const storageFileName = "storage.db";
+/** Directory of snapshots inside the data dir. */
+export const snapshotDirName = "snapshots";
+/** Suffix of a file being written; one left by a crash is removed at open. */
+export const tmpSuffix = ".tmp";
+
+/** One key of a state cut. */
+export interface StateItem {
+  readonly table: string;
+  readonly key: string;
+  readonly entry: Entry;
+}
+
+/** Options of {@linkcode writeStateFile}. */
+export interface WriteStateOptions {
+  fs: Fs;
+  /** Final path; the file is written to `path + ".tmp"`, synced, renamed and its directory synced. */
+  path: string;
+  encryption: Encryption;
+  /** Every entry, tombstones included. Must not change while it is consumed. */
+  items: Iterable<StateItem>;
+  /** Sequence of the last change the items include. */
+  sequence: number;
+  timestamp: number;
+}
+
+async function writeStateFrames(file: FsFile, options: WriteStateOptions): Promise<number> {
+  const header = encodeFileHeader("state", options.encryption.keyId);
+  await file.write(header);
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let entryCount = 0;
+  const flush = async () => {
+    await file.write(await encodeFrame({ encryption: options.encryption, header, records: pending }));
+    pending = [];
+    pendingBytes = 0;
+  };
+  for (const item of options.items) {
+    const encoded = encodeRecord(recordOfEntry(item));
+    pending.push(encoded);
+    pendingBytes += 4 + encoded.length;
+    entryCount += 1;
+    if (pendingBytes >= stateFramePlaintextBytes) await flush();
+  }
+  pending.push(encodeRecord({
+    op: "checkpointEnd",
+    sequence: options.sequence,
+    entryCount,
+    timestamp: options.timestamp,
+  }));
+  await flush();
+  return entryCount;
+}
+
+/**
+ * Writes a complete state file (`storage.db` or a snapshot) atomically and durably: tmp file, sync,
+ * rename, directory sync. On failure the tmp file is removed and the previous file is untouched.
+ *
+ * @returns the number of entries written.
+ */
+export async function writeStateFile(options: WriteStateOptions): Promise<number> {
+  assert(Number.isSafeInteger(options.sequence));
+  assert(options.sequence >= 0);
+  const tmpPath = options.path + tmpSuffix;
+  let entryCount: number;
+  const file = await options.fs.createFile(tmpPath);
+  try {
+    entryCount = await writeStateFrames(file, options);
+    await file.syncData();
+  } catch (error) {
+    file.close();
+    await options.fs.remove(tmpPath).catch(() => {});
+    throw error;
+  }
+  file.close();
+  await options.fs.rename(tmpPath, options.path);
+  await options.fs.syncDir(parentDir(options.path));
+  return entryCount;
+}
+
+/** What a state file held besides its entries. */
+export interface StateFileSummary {
+  sequence: number;
+  entryCount: number;
+}
+
+function corrupt(path: string, offset: number, reason: string): WalCorruptError {
+  return new WalCorruptError({ path, offset, reason });
+}
+
+/**
+ * Reads a state file, passing every entry record to `onRecord` in file order. Such files are only ever
+ * renamed into place complete, so any damage, a torn tail included, is corruption.
+ *
+ * @returns undefined when the file does not exist.
+ * @throws {WalCorruptError} naming the file and offset of the damage.
+ * @throws {WrongKeyError} when it was written under another key.
+ */
+export async function readStateFile(
+  options: { fs: Fs; path: string; encryption: Encryption },
+  onRecord: (record: PutRecord | DeleteRecord) => void,
+): Promise<StateFileSummary | undefined> {
+  const { path } = options;
+  const file = await options.fs.openRead(path);
+  if (file === undefined) return undefined;
+  try {
+    const sizeBytes = await file.sizeBytes();
+    const header = new Uint8Array(fileHeaderBytes);
+    if (await readFully(file, header) < fileHeaderBytes) throw corrupt(path, 0, "shorter than its header");
+    checkFileHeader({ path, bytes: header, kind: "state", keyId: options.encryption.keyId });
+    let summary: StateFileSummary | undefined;
+    let entryCount = 0;
+    const result = await scanFrames(
+      { file, path, sizeBytes, encryption: options.encryption, header },
+      (records, offset) => {
+        for (const bytes of records) {
+          if (summary !== undefined) throw corrupt(path, offset, "records follow the checkpoint end");
+          const record = decodeStateRecord(bytes, { path, offset });
+          if (record.op === "checkpointEnd") {
+            if (record.entryCount !== entryCount) throw corrupt(path, offset, "entry count does not match");
+            summary = { sequence: record.sequence, entryCount };
+          } else {
+            entryCount += 1;
+            onRecord(record);
+          }
+        }
+      },
+    );
+    if (result.torn !== undefined) throw corrupt(path, result.torn.offset, result.torn.reason);
+    if (summary === undefined) throw corrupt(path, result.endOffset, "no checkpoint end record");
+    return summary;
+  } finally {
+    file.close();
+  }
+}
+
+function decodeStateRecord(bytes: Uint8Array, at: { path: string; offset: number }) {
+  try {
+    return decodeRecord(bytes);
+  } catch (error) {
+    if (error instanceof RecordDecodeError) throw corrupt(at.path, at.offset, error.message);
+    throw error;
+  }
+}
+
+/** File name of a snapshot taken at `timestampMs`. */
+export function snapshotFileName(timestampMs: number): string {
+  assert(Number.isSafeInteger(timestampMs));
+  return `snapshot_${timestampMs}.json`;
+}
+
+const snapshotNamePattern = /^snapshot_(\d+)\.json$/;
+
+/** Snapshots in `snapshotDir`, oldest first. */
+export async function listSnapshots(
+  fs: Fs,
+  snapshotDir: string,
+): Promise<Array<{ name: string; timestampMs: number }>> {
+  const snapshots: Array<{ name: string; timestampMs: number }> = [];
+  for (const name of await fs.readDir(snapshotDir)) {
+    const match = snapshotNamePattern.exec(name);
+    if (match !== null) snapshots.push({ name, timestampMs: Number(match[1]) });
+  }
+  return snapshots.sort((left, right) => left.timestampMs - right.timestampMs);
+}
+
+/** Deletes all but the newest `snapshotLimit` snapshots. */
+export async function pruneSnapshots(
+  options: { fs: Fs; snapshotDir: string; snapshotLimit: number },
+): Promise<void> {
+  assert(options.snapshotLimit >= 1);
+  const snapshots = await listSnapshots(options.fs, options.snapshotDir);
+  const excess = snapshots.slice(0, Math.max(0, snapshots.length - options.snapshotLimit));
+  for (const snapshot of excess) await options.fs.remove(`${options.snapshotDir}/${snapshot.name}`);
+  if (excess.length > 0) await options.fs.syncDir(options.snapshotDir);
+}
+
+/**
+ * Removes the `.tmp` files of state files (`storage.db.tmp`, `snapshot_<ms>.json.tmp`) that a crash left
+ * in `dir`: they were never renamed into place, so they hold nothing needed. Other files are left alone,
+ * since the data dir may be a directory the user shares (the default is the working directory).
+ */
+export async function removeTmpFiles(fs: Fs, dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await fs.readDir(dir)) {
+    if (!name.endsWith(tmpSuffix)) continue;
+    const finalName = name.slice(0, -tmpSuffix.length);
+    if (finalName !== storageFileName && !snapshotNamePattern.test(finalName)) continue;
+    await fs.remove(`${dir}/${name}`);
+    removed.push(name);
+  }
+  return removed;
+}

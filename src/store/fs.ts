@@ -1,0 +1,459 @@
+import { assert } from "../util/assert.ts";
+
+/** An open file. Reads move a position; writes of an `openAppend` file always go to its end. */
+export interface FsFile {
+  /** Reads up to `buffer.length` bytes at the current position; `null` at the end of the file. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes every byte of `bytes` (looping over partial writes). */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Makes the file's data (and its size) durable: `fdatasync`. */
+  syncData(): Promise<void>;
+  /** Cuts or extends the file to `lengthBytes`. */
+  truncate(lengthBytes: number): Promise<void>;
+  /** The file's current size. */
+  sizeBytes(): Promise<number>;
+  close(): void;
+}
+
+/** What `Fs.stat` tells. */
+export interface FsStat {
+  sizeBytes: number;
+  /** Permission bits, e.g. `0o600`. */
+  permissions: number;
+}
+
+/**
+ * The one door to the disk: nothing else in the code base touches files. `DenoFs` is the real one,
+ * `MemoryFs` a model for tests that can lose unsynced data in a simulated crash.
+ */
+export interface Fs {
+  /** Creates `path` and its parents; no error when it exists. */
+  mkdir(path: string): Promise<void>;
+  /** Opens an existing file for reading; undefined when it does not exist. */
+  openRead(path: string): Promise<FsFile | undefined>;
+  /** Opens (creating when missing) a file for reading and appending. */
+  openAppend(path: string, options?: { permissions?: number }): Promise<FsFile>;
+  /** Creates or empties a file and opens it for writing. */
+  createFile(path: string, options?: { permissions?: number }): Promise<FsFile>;
+  /** The whole content of a small file; undefined when it does not exist. */
+  readFile(path: string): Promise<Uint8Array | undefined>;
+  stat(path: string): Promise<FsStat | undefined>;
+  /** Names (not paths) in a directory; empty when it does not exist. */
+  readDir(path: string): Promise<string[]>;
+  /** Atomically replaces `target` by `source`. Durable only after `syncDir` of the directory. */
+  rename(source: string, target: string): Promise<void>;
+  /** Removes a file; no error when it does not exist. */
+  remove(path: string): Promise<void>;
+  /** Makes the directory's entries (creations, renames, removals) durable. */
+  syncDir(path: string): Promise<void>;
+}
+
+/** True when `error` is "no space left on device" (ENOSPC, os error 28), from any Fs. */
+export function isNoSpaceError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if ((error as { code?: unknown }).code === "ENOSPC") return true;
+  return /No space left on device|os error 28\b/.test(error.message);
+}
+
+/** The parent directory of a `/`-separated path. */
+export function parentDir(path: string): string {
+  const index = path.lastIndexOf("/");
+  if (index < 0) return ".";
+  if (index === 0) return "/";
+  return path.slice(0, index);
+}
+
+class DenoFsFile implements FsFile {
+  readonly #file: Deno.FsFile;
+
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    return this.#file.read(buffer);
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    // Bounded: every iteration writes at least one byte or throws.
+    while (offset < bytes.length) {
+      const written = await this.#file.write(bytes.subarray(offset));
+      assert(written > 0, "write made no progress");
+      offset += written;
+    }
+  }
+
+  syncData(): Promise<void> {
+    return this.#file.syncData();
+  }
+
+  truncate(lengthBytes: number): Promise<void> {
+    return this.#file.truncate(lengthBytes);
+  }
+
+  async sizeBytes(): Promise<number> {
+    return (await this.#file.stat()).size;
+  }
+
+  close(): void {
+    this.#file.close();
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound;
+}
+
+/** The real file system, through `Deno.*`. */
+export class DenoFs implements Fs {
+  async mkdir(path: string): Promise<void> {
+    await Deno.mkdir(path, { recursive: true });
+  }
+
+  async openRead(path: string): Promise<FsFile | undefined> {
+    try {
+      return new DenoFsFile(await Deno.open(path, { read: true }));
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async openAppend(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+    const file = await Deno.open(path, {
+      read: true,
+      append: true,
+      create: true,
+      ...(options.permissions === undefined ? {} : { mode: options.permissions }),
+    });
+    return new DenoFsFile(file);
+  }
+
+  async createFile(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+    const file = await Deno.open(path, {
+      write: true,
+      create: true,
+      truncate: true,
+      ...(options.permissions === undefined ? {} : { mode: options.permissions }),
+    });
+    // `mode` only applies to a new file and is masked by the umask: set it explicitly.
+    if (options.permissions !== undefined) await Deno.chmod(path, options.permissions);
+    return new DenoFsFile(file);
+  }
+
+  async readFile(path: string): Promise<Uint8Array | undefined> {
+    try {
+      return await Deno.readFile(path);
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async stat(path: string): Promise<FsStat | undefined> {
+    try {
+      const info = await Deno.stat(path);
+      return { sizeBytes: info.size, permissions: (info.mode ?? 0) & 0o777 };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async readDir(path: string): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(path)) names.push(entry.name);
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
+    return names;
+  }
+
+  async rename(source: string, target: string): Promise<void> {
+    await Deno.rename(source, target);
+  }
+
+  async remove(path: string): Promise<void> {
+    try {
+      await Deno.remove(path);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+
+  async syncDir(path: string): Promise<void> {
+    const dir = await Deno.open(path, { read: true });
+    try {
+      await dir.sync();
+    } finally {
+      dir.close();
+    }
+  }
+}
+
+/**
+ * One file of `MemoryFs`. Bytes below `durableLength` are durable unless listed in `undo`, which keeps
+ * the durable bytes that unsynced writes or truncations replaced, so a crash can restore them.
+ */
+class MemoryInode {
+  bytes = new Uint8Array(64);
+  length = 0;
+  durableLength = 0;
+  undo: Array<{ offset: number; bytes: Uint8Array }> = [];
+  permissions: number;
+
+  constructor(permissions: number) {
+    this.permissions = permissions;
+  }
+
+  #ensureCapacity(lengthBytes: number): void {
+    if (lengthBytes <= this.bytes.length) return;
+    const grown = new Uint8Array(Math.max(lengthBytes, this.bytes.length * 2));
+    grown.set(this.bytes.subarray(0, this.length));
+    this.bytes = grown;
+  }
+
+  writeAt(offset: number, data: Uint8Array): void {
+    assert(offset <= this.length);
+    if (offset < this.durableLength) {
+      const end = Math.min(this.durableLength, offset + data.length);
+      this.undo.push({ offset, bytes: this.bytes.slice(offset, end) });
+    }
+    this.#ensureCapacity(offset + data.length);
+    this.bytes.set(data, offset);
+    this.length = Math.max(this.length, offset + data.length);
+  }
+
+  truncate(lengthBytes: number): void {
+    if (lengthBytes < this.durableLength) {
+      this.undo.push({ offset: lengthBytes, bytes: this.bytes.slice(lengthBytes, this.durableLength) });
+    }
+    if (lengthBytes < this.length) this.bytes.fill(0, lengthBytes, this.length);
+    this.#ensureCapacity(lengthBytes);
+    this.length = lengthBytes;
+  }
+
+  sync(): void {
+    this.durableLength = this.length;
+    this.undo = [];
+  }
+
+  content(): Uint8Array {
+    return this.bytes.slice(0, this.length);
+  }
+
+  /** The file as a crash would leave it: only synced bytes. */
+  durableCopy(): MemoryInode {
+    const copy = new MemoryInode(this.permissions);
+    const bytes = new Uint8Array(Math.max(this.length, this.durableLength));
+    bytes.set(this.bytes.subarray(0, this.length));
+    for (let index = this.undo.length - 1; index >= 0; index -= 1) {
+      const saved = this.undo[index]!;
+      bytes.set(saved.bytes, saved.offset);
+    }
+    copy.writeAt(0, bytes.subarray(0, this.durableLength));
+    copy.sync();
+    return copy;
+  }
+}
+
+class MemoryFsFile implements FsFile {
+  readonly #fs: MemoryFs;
+  readonly #inode: MemoryInode;
+  readonly #append: boolean;
+  #position = 0;
+  #closed = false;
+
+  constructor(options: { fs: MemoryFs; inode: MemoryInode; append: boolean }) {
+    this.#fs = options.fs;
+    this.#inode = options.inode;
+    this.#append = options.append;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new Deno.errors.BadResource("file is closed");
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    this.#checkOpen();
+    const available = this.#inode.length - this.#position;
+    if (available <= 0) return Promise.resolve(buffer.length === 0 ? 0 : null);
+    const count = Math.min(available, buffer.length);
+    buffer.set(this.#inode.bytes.subarray(this.#position, this.#position + count));
+    this.#position += count;
+    return Promise.resolve(count);
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    const offset = this.#append ? this.#inode.length : this.#position;
+    const grownBytes = Math.max(0, offset + bytes.length - this.#inode.length);
+    const fitBytes = this.#fs.reserveBytes(grownBytes);
+    const written = fitBytes < grownBytes ? bytes.subarray(0, bytes.length - (grownBytes - fitBytes)) : bytes;
+    this.#inode.writeAt(offset, written);
+    this.#position = offset + written.length;
+    if (written.length < bytes.length) return Promise.reject(noSpaceError());
+    return Promise.resolve();
+  }
+
+  syncData(): Promise<void> {
+    this.#checkOpen();
+    this.#inode.sync();
+    return Promise.resolve();
+  }
+
+  truncate(lengthBytes: number): Promise<void> {
+    this.#checkOpen();
+    const grownBytes = Math.max(0, lengthBytes - this.#inode.length);
+    if (this.#fs.reserveBytes(grownBytes) < grownBytes) return Promise.reject(noSpaceError());
+    this.#inode.truncate(lengthBytes);
+    return Promise.resolve();
+  }
+
+  sizeBytes(): Promise<number> {
+    this.#checkOpen();
+    return Promise.resolve(this.#inode.length);
+  }
+
+  close(): void {
+    this.#checkOpen();
+    this.#closed = true;
+  }
+}
+
+function noSpaceError(): Error {
+  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+}
+
+function notFoundError(path: string): Error {
+  return new Deno.errors.NotFound(`No such file or directory: ${path}`);
+}
+
+/**
+ * An in-memory `Fs` for tests. It models durability: file data is durable after `syncData`, directory
+ * entries (creations, renames, removals) after `syncDir` of their directory; `crashCopy()` returns the
+ * file system a power cut would leave. Directories themselves are durable at once. With `capacityBytes`
+ * a write that does not fit writes what fits and fails with ENOSPC, like a full disk.
+ */
+export class MemoryFs implements Fs {
+  #live = new Map<string, MemoryInode>();
+  #durable = new Map<string, MemoryInode>();
+  #dirs = new Set<string>(["/", "."]);
+  /** Total bytes all files may hold; `Infinity` for no limit. */
+  capacityBytes: number;
+
+  constructor(options: { capacityBytes?: number } = {}) {
+    this.capacityBytes = options.capacityBytes ?? Infinity;
+  }
+
+  /** @internal How many of `bytes` more bytes fit within `capacityBytes`. */
+  reserveBytes(bytes: number): number {
+    if (this.capacityBytes === Infinity) return bytes;
+    let usedBytes = 0;
+    for (const inode of this.#live.values()) usedBytes += inode.length;
+    return Math.max(0, Math.min(bytes, this.capacityBytes - usedBytes));
+  }
+
+  #requireDir(path: string): void {
+    if (!this.#dirs.has(parentDir(path))) throw notFoundError(parentDir(path));
+  }
+
+  mkdir(path: string): Promise<void> {
+    // Bounded by the number of `/` in the path.
+    for (let current = path; !this.#dirs.has(current); current = parentDir(current)) this.#dirs.add(current);
+    return Promise.resolve();
+  }
+
+  openRead(path: string): Promise<FsFile | undefined> {
+    const inode = this.#live.get(path);
+    if (inode === undefined) return Promise.resolve(undefined);
+    return Promise.resolve(new MemoryFsFile({ fs: this, inode, append: false }));
+  }
+
+  openAppend(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+    this.#requireDir(path);
+    let inode = this.#live.get(path);
+    if (inode === undefined) {
+      inode = new MemoryInode(options.permissions ?? 0o644);
+      this.#live.set(path, inode);
+    }
+    return Promise.resolve(new MemoryFsFile({ fs: this, inode, append: true }));
+  }
+
+  createFile(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+    this.#requireDir(path);
+    const inode = new MemoryInode(options.permissions ?? 0o644);
+    this.#live.set(path, inode);
+    return Promise.resolve(new MemoryFsFile({ fs: this, inode, append: false }));
+  }
+
+  readFile(path: string): Promise<Uint8Array | undefined> {
+    return Promise.resolve(this.#live.get(path)?.content());
+  }
+
+  stat(path: string): Promise<FsStat | undefined> {
+    const inode = this.#live.get(path);
+    if (inode === undefined) return Promise.resolve(undefined);
+    return Promise.resolve({ sizeBytes: inode.length, permissions: inode.permissions });
+  }
+
+  readDir(path: string): Promise<string[]> {
+    const names: string[] = [];
+    for (const candidate of [...this.#live.keys(), ...this.#dirs]) {
+      if (candidate !== path && parentDir(candidate) === path) names.push(candidate.slice(path.length + 1));
+    }
+    return Promise.resolve(names);
+  }
+
+  rename(source: string, target: string): Promise<void> {
+    const inode = this.#live.get(source);
+    if (inode === undefined) return Promise.reject(notFoundError(source));
+    this.#requireDir(target);
+    this.#live.delete(source);
+    this.#live.set(target, inode);
+    return Promise.resolve();
+  }
+
+  remove(path: string): Promise<void> {
+    this.#live.delete(path);
+    return Promise.resolve();
+  }
+
+  syncDir(path: string): Promise<void> {
+    if (!this.#dirs.has(path)) return Promise.reject(notFoundError(path));
+    for (const name of new Set([...this.#live.keys(), ...this.#durable.keys()])) {
+      if (parentDir(name) !== path) continue;
+      const inode = this.#live.get(name);
+      if (inode === undefined) this.#durable.delete(name);
+      else this.#durable.set(name, inode);
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * The file system a power cut would leave now: synced data of files whose directory entry was synced.
+   * The copy is independent of this one; open files of this one do not reach it.
+   */
+  crashCopy(): MemoryFs {
+    const copy = new MemoryFs({ capacityBytes: this.capacityBytes });
+    for (const dir of this.#dirs) copy.#dirs.add(dir);
+    for (const [path, inode] of this.#durable) {
+      const durable = inode.durableCopy();
+      copy.#live.set(path, durable);
+      copy.#durable.set(path, durable);
+    }
+    return copy;
+  }
+
+  /** Writes a whole file durably (entry included): for tests that prepare or damage files. */
+  async writeFileDurably(path: string, bytes: Uint8Array): Promise<void> {
+    const file = await this.createFile(path);
+    await file.write(bytes);
+    await file.syncData();
+    file.close();
+    await this.syncDir(parentDir(path));
+  }
+}

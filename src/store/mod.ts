@@ -1,0 +1,119 @@
+/**
+ * The storage engine of one node: an in-memory index of every key, made durable by an encrypted,
+ * group-committed write-ahead log, compacted into `storage.db` and copied into snapshots. It owns every
+ * file of the data dir and touches them only through the {@linkcode Fs} seam. It knows nothing of HTTP,
+ * users' secrets, tokens or the cluster: it stores `(table, key) -> JSON value` with a version and an
+ * owner, and reports each durable change to `onChange` listeners.
+ *
+ * ```ts
+ * const encryption = await importEncryptionKey(encryptionKeyBase64);
+ * const store = await Store.open({
+ *   dir: "./data", fs: new DenoFs(), clock: systemClock, logger, limits: defaultLimits, encryption,
+ *   snapshotLimit: 100, snapshotIntervalSecs: 3600,
+ * });
+ * const entry = await store.put("fruits", "apple", { color: "red" }, { owner: "alice" }); // durable now
+ * store.get("fruits", "apple")?.json;
+ * // '{"value":{"color":"red"},"version":1,"timestamp":...,"owner":"alice"}'
+ * await store.close();
+ * ```
+ *
+ * # On-disk format, version 1
+ *
+ * All integers are big-endian. Every file lives in the data dir:
+ *
+ * | file | magic | content |
+ * |---|---|---|
+ * | `wal.log` | `DYNW` | frames of WAL batches, appended; cut back to its header after each checkpoint |
+ * | `storage.db` | `DYNS` | the whole state at the last checkpoint |
+ * | `snapshots/snapshot_<ms>.json` | `DYNS` | the whole state at `<ms>` (ms since the epoch) |
+ * | secret files (e.g. a generated JWT secret) | `DYNK` | one frame holding one record: the secret's UTF-8 |
+ *
+ * ## File header (21 bytes)
+ *
+ * `magic` (4 ASCII bytes) `format version` (1 byte, = 1) `key id` (16 ASCII lowercase hex). The key id is
+ * the first 16 hex characters of SHA-256("dynarust-key-id\0" + raw key); a file whose key id differs
+ * from the build's is refused with `WrongKeyError` and never modified.
+ *
+ * ## Frame (20-byte header + ciphertext)
+ *
+ * ```
+ * u32 ciphertext length L | u32 CRC-32 (IEEE, zlib) of the ciphertext | 12-byte random IV | L bytes
+ * ```
+ * The ciphertext is AES-256-GCM (16-byte tag included in L) of the plaintext, with the 21-byte file header
+ * as additional authenticated data, so a frame cannot be moved into another kind of file or another key's
+ * file. One frame is encrypted at a time, never one record. The plaintext is:
+ * ```
+ * u8 flags (bit 0: deflate-raw compressed; other bits 0) | body
+ * body (after inflating when bit 0 is set) = { u32 record length | record bytes }+
+ * ```
+ * A body of at least 1 KiB is deflated (node:zlib `deflateRawSync`) when that makes it smaller. A
+ * plaintext is at most 256 MiB. One WAL batch is one frame; state files use frames of about 256 KiB.
+ * Random 96-bit IVs are safe under one key up to the 2^32 frames NIST SP 800-38D allows; one frame
+ * per batch keeps a node far below that.
+ *
+ * ## Record
+ *
+ * ```
+ * u8  op           1 = put, 2 = delete (tombstone), 3 = checkpoint end
+ * u64 sequence     store-wide commit sequence, +1 per write; 0 for entries of state files
+ * u64 version      version of the key (>= 1); for op 3: the number of entry records before it
+ * u64 timestamp    ms since the epoch of the write (op 3: of the checkpoint)
+ * u32 T, T bytes   table, UTF-8 (empty for op 3)
+ * u32 K, K bytes   key, UTF-8 (empty for op 3)
+ * u32 O, O bytes   owner, UTF-8 (empty for op 3)
+ * rest             put: the value's JSON, UTF-8 (never empty); otherwise nothing
+ * ```
+ * `Entry.json` is rebuilt from these fields by concatenation, without parsing the value. u64 fields
+ * hold safe integers (< 2^53).
+ *
+ * ## State files (`storage.db`, snapshots)
+ *
+ * Header, then one record per key (tombstones included) in any order, then exactly one checkpoint-end
+ * record whose sequence is the last change included and whose count matches. They are written to
+ * `<name>.tmp`, synced, renamed over the old file and the directory is synced, so they are always
+ * complete: any damage in them, at the tail too, is `WalCorruptError`. A `.tmp` file found at open is
+ * an interrupted write and is removed.
+ *
+ * ## Recovery
+ *
+ * 1. Remove `*.tmp` in the data dir and `snapshots/`.
+ * 2. Load `storage.db` if present (its key id checked first).
+ * 3. Replay `wal.log` frame by frame. A WAL shorter than its header is rewritten (nothing after a torn
+ *    header was acknowledged). Within the WAL, sequences strictly increase. A record is applied only
+ *    when its version is above the key's current one, so WAL records already in `storage.db` (a crash
+ *    between the checkpoint's rename and the WAL truncation) are harmless.
+ * 4. A frame that is damaged (length past the end of the file, length out of range, CRC mismatch, or
+ *    GCM authentication failure) is a **torn tail** when it is the last thing in the file: it runs past
+ *    the end, ends exactly at the end, or only zero bytes follow it (a zero-filled tail). The file is
+ *    truncated at the frame's offset and synced, and a warning names the file and the offset; every
+ *    frame before it is kept. A damaged frame followed by other bytes is `WalCorruptError` naming the
+ *    file and offset, and the node does not start. A frame that authenticates but does not decode is
+ *    corruption too. Limitation: a bit flip in the length field of a middle frame that makes it run past
+ *    the end of the file cannot be told from a torn tail.
+ *
+ * ## Checkpoint
+ *
+ * When the WAL grows past `walCheckpointBytes` (checked after each batch) and at close: WAL flushing
+ * pauses, every visible entry is written to `storage.db` as above, then the WAL is truncated to its
+ * header and synced, and flushing resumes.
+ *
+ * @module
+ */
+
+export { type Encryption, importEncryptionKey } from "./crypto.ts";
+export {
+  ForbiddenError,
+  KeyNotFoundError,
+  NotAnObjectError,
+  StorageFailedError,
+  StorageFullError,
+  StoreClosedError,
+  VersionConflictError,
+  WalCorruptError,
+  WrongKeyError,
+} from "./errors.ts";
+export { DenoFs, type Fs, type FsFile, type FsStat, MemoryFs } from "./fs.ts";
+export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
+export { Store } from "./store.ts";
+export type { ChangeEvent, Entry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
+export { encryptionKeyBase64 } from "./encryption_key.ts";

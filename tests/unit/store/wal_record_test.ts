@@ -1,0 +1,109 @@
+// Goal: records round trip through their binary layout and rebuild Entry.json without parsing values.
+// Method: encode and decode every op with odd strings and large numbers; damage bytes and check errors.
+import assert from "node:assert/strict";
+import {
+  decodeRecord,
+  encodeRecord,
+  entryOf,
+  type PutRecord,
+  RecordDecodeError,
+  recordFixedBytes,
+  recordOfEntry,
+  valueJsonOf,
+  type WalRecord,
+} from "../../../src/store/wal_record.ts";
+
+const put: PutRecord = {
+  op: "put",
+  sequence: 2 ** 53 - 1,
+  version: 7,
+  timestamp: 1_700_000_000_123,
+  table: "fruits ünïcode",
+  key: 'k"ey\\ 🍎',
+  owner: 'al"ice',
+  valueJson: '{"n":1,"s":"a,\\"version\\":9 🍐"}',
+};
+
+Deno.test("encodeRecord()/decodeRecord() round trip every op", () => {
+  const records: WalRecord[] = [
+    put,
+    { op: "delete", sequence: 8, version: 8, timestamp: 5, table: "t", key: "k", owner: "o" },
+    { op: "checkpointEnd", sequence: 42, entryCount: 3, timestamp: 9 },
+  ];
+  for (const record of records) assert.deepEqual(decodeRecord(encodeRecord(record)), record);
+  assert.equal(encodeRecord(records[2]!).length, recordFixedBytes);
+});
+
+Deno.test("encodeRecord() writes UTF-8 exactly like TextEncoder, ASCII, mixed, long and astral", () => {
+  const texts = [
+    "plain",
+    "ascii then é",
+    "é first",
+    "🍎".repeat(40),
+    `${"x".repeat(100)}ü`,
+    "\u07ff\u0800\uffff",
+  ];
+  for (const text of texts) {
+    const record: PutRecord = { ...put, key: text, owner: text, valueJson: JSON.stringify(text) };
+    const bytes = encodeRecord(record);
+    const expected = new TextEncoder().encode(JSON.stringify(text));
+    assert.deepEqual(bytes.subarray(bytes.length - expected.length), expected);
+    assert.deepEqual(decodeRecord(bytes), record);
+  }
+});
+
+Deno.test("entryOf() builds the live VersionedValue and the tombstone JSON by concatenation", () => {
+  const live = entryOf(put);
+  assert.deepEqual(JSON.parse(live.json), {
+    value: JSON.parse(put.valueJson),
+    version: 7,
+    timestamp: 1_700_000_000_123,
+    owner: 'al"ice',
+  });
+  assert.equal(live.deleted, false);
+  assert.equal(valueJsonOf(live), put.valueJson);
+  const tombstone = entryOf({
+    op: "delete",
+    sequence: 1,
+    version: 8,
+    timestamp: 5,
+    table: "t",
+    key: 'k"',
+    owner: "o",
+  });
+  assert.equal(tombstone.json, '{"key":"k\\"","version":8,"timestamp":5}');
+  assert.equal(tombstone.deleted, true);
+  assert.equal(tombstone.owner, "o");
+});
+
+Deno.test("recordOfEntry() rewrites an entry with sequence 0 and the same value bytes", () => {
+  const record = recordOfEntry({ table: put.table, key: put.key, entry: entryOf(put) });
+  assert.deepEqual(record, { ...put, sequence: 0 });
+});
+
+Deno.test("decodeRecord() rejects damaged layouts", () => {
+  const bytes = encodeRecord(put);
+  const cases: Array<[string, Uint8Array]> = [
+    ["too short", bytes.subarray(0, recordFixedBytes - 1)],
+    ["unknown op", Uint8Array.of(9, ...bytes.subarray(1))],
+    ["string past the end", bytes.subarray(0, 40)],
+    ["put without value", encodeRecord({ ...put, valueJson: "" })],
+  ];
+  const unsafe = bytes.slice();
+  unsafe[1] = 0xff; // the sequence's high bytes
+  cases.push(["unsafe integer", unsafe]);
+  const zeroVersion = encodeRecord({ ...put, version: 1 });
+  zeroVersion[16] = 0;
+  cases.push(["version 0", zeroVersion]);
+  const badUtf8 = bytes.slice();
+  badUtf8[29] = 0xff; // first byte of the table name
+  cases.push(["bad UTF-8", badUtf8]);
+  for (const [name, damaged] of cases) {
+    assert.throws(() => decodeRecord(damaged), RecordDecodeError, name);
+  }
+});
+
+Deno.test("encodeRecord() asserts that numbers are safe non-negative integers", () => {
+  assert.throws(() => encodeRecord({ ...put, sequence: 2 ** 53 }), /safe integer/);
+  assert.throws(() => encodeRecord({ ...put, version: -1 }), /negative/);
+});
