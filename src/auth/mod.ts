@@ -21,7 +21,7 @@ import type { Clock } from "../util/clock.ts";
 import { WrongSecretError } from "./errors.ts";
 import { LoginLimiter } from "./login_limiter.ts";
 import { hashSecret, pbkdf2IterationsMin, type UserRecord, verifySecret } from "./passwords.ts";
-import { signToken, type TokenKey, verifyToken } from "./tokens.ts";
+import { signToken, type TokenKey, type VerifiedToken, verifyTokenClaims } from "./tokens.ts";
 
 export { RateLimitedError, TokenInvalidError, type TokenInvalidReason, WrongSecretError } from "./errors.ts";
 export { pbkdf2IterationsMin, type UserRecord } from "./passwords.ts";
@@ -48,6 +48,8 @@ export interface AuthOptions {
   iterations?: number;
   /** Allows `iterations` below 600,000 so unit tests run fast. Never set outside tests. @default false */
   allowWeakHashForTests?: boolean;
+  /** Verified tokens remembered, so a repeated token costs no HMAC. @default 10_000 */
+  verifiedTokensMax?: number;
 }
 
 /** The outcome of {@linkcode Auth.authenticate}. */
@@ -58,6 +60,9 @@ export interface Authenticated {
   token: string;
 }
 
+/** Most verified tokens remembered by default (about 300 bytes each). */
+export const verifiedTokensMaxDefault = 10_000;
+
 /** Registers users, logs them in and verifies their tokens. */
 export class Auth {
   readonly #tokenKey: TokenKey;
@@ -65,6 +70,12 @@ export class Auth {
   readonly #users: UserDirectory;
   readonly #iterations: number;
   readonly #limiter: LoginLimiter;
+  /**
+   * Tokens already verified, so a client sending the same token on every request costs one map lookup, not
+   * one HMAC. Bounded to `verifiedTokensMax`; the oldest go first. `exp` is still checked on every hit.
+   */
+  readonly #verified = new Map<string, VerifiedToken>();
+  readonly #verifiedTokensMax: number;
 
   constructor(options: AuthOptions) {
     const key = new TextEncoder().encode(options.secret);
@@ -80,6 +91,13 @@ export class Auth {
     this.#users = options.users;
     this.#iterations = iterations;
     this.#limiter = new LoginLimiter({ limits: options.limits, clock: options.clock });
+    this.#verifiedTokensMax = options.verifiedTokensMax ?? verifiedTokensMaxDefault;
+    assert(this.#verifiedTokensMax >= 1, "verifiedTokensMax must be positive");
+  }
+
+  /** How many verified tokens are remembered now. */
+  get verifiedTokenCount(): number {
+    return this.#verified.size;
   }
 
   /**
@@ -119,7 +137,16 @@ export class Auth {
    */
   async verify(token: string): Promise<string> {
     assert(typeof token === "string", "token must be a string");
-    return await verifyToken(this.#tokenKey, token);
+    const known = this.#verified.get(token);
+    if (known !== undefined && this.#tokenKey.clock.nowMs() < known.expiresAtMs) return known.user;
+    this.#verified.delete(token);
+    const verified = await verifyTokenClaims(this.#tokenKey, token);
+    if (this.#verified.size >= this.#verifiedTokensMax) {
+      this.#verified.delete(this.#verified.keys().next().value!);
+    }
+    this.#verified.set(token, verified);
+    assert(this.#verified.size <= this.#verifiedTokensMax);
+    return verified.user;
   }
 
   async #sign(user: string): Promise<string> {

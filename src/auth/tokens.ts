@@ -34,6 +34,22 @@ export async function signToken(
  * expired, or lacks a string `sub` or a numeric `exp`.
  */
 export async function verifyToken(tokenKey: TokenKey, token: string): Promise<string> {
+  return (await verifyTokenClaims(tokenKey, token)).user;
+}
+
+/** The claims of a verified token that the node uses. */
+export interface VerifiedToken {
+  user: string;
+  /** `exp` in milliseconds since the epoch. */
+  expiresAtMs: number;
+}
+
+/**
+ * Like {@linkcode verifyToken}, also returning when the token expires.
+ *
+ * @throws {TokenInvalidError} as `verifyToken`.
+ */
+export async function verifyTokenClaims(tokenKey: TokenKey, token: string): Promise<VerifiedToken> {
   let payload;
   try {
     ({ payload } = await jwtVerify(token, tokenKey.key, {
@@ -51,7 +67,7 @@ export async function verifyToken(tokenKey: TokenKey, token: string): Promise<st
   if (typeof payload.exp !== "number") {
     throw new TokenInvalidError("claims_invalid", `Cannot verify token: ${reasonMessages.claims_invalid}`);
   }
-  return payload.sub;
+  return { user: payload.sub, expiresAtMs: payload.exp * 1000 };
 }
 
 const reasonMessages = {

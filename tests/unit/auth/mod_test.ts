@@ -7,7 +7,7 @@ import { AssertionError } from "../../../src/util/assert.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import { MemoryUsers, testLimits, testSecret } from "./memory_users.ts";
 
-function makeAuth(options: { users?: MemoryUsers; clock?: ManualClock } = {}) {
+function makeAuth(options: { users?: MemoryUsers; clock?: ManualClock; verifiedTokensMax?: number } = {}) {
   const users = options.users ?? new MemoryUsers();
   const clock = options.clock ?? new ManualClock();
   const auth = new Auth({
@@ -17,6 +17,7 @@ function makeAuth(options: { users?: MemoryUsers; clock?: ManualClock } = {}) {
     users,
     iterations: 1000,
     allowWeakHashForTests: true,
+    ...(options.verifiedTokensMax === undefined ? {} : { verifiedTokensMax: options.verifiedTokensMax }),
   });
   return { auth, users, clock };
 }
@@ -191,4 +192,26 @@ Deno.test("Auth.authenticate() counts a burst of concurrent guesses before their
     ...Array.from({ length: 15 }, () => "RateLimitedError"),
     ...Array.from({ length: 10 }, () => "WrongSecretError"),
   ]);
+});
+
+Deno.test("Auth.verify() remembers at most verifiedTokensMax tokens and never a forged one", async () => {
+  const { auth, clock } = makeAuth({ verifiedTokensMax: 2 });
+  const tokens: string[] = [];
+  for (const user of ["u1", "u2", "u3"]) {
+    tokens.push((await auth.authenticate(user, "secret", "10.0.0.9")).token);
+    clock.advance(1000); // distinct iat, so distinct tokens
+  }
+  assert.equal(await auth.verify(tokens[0]!), "u1");
+  assert.equal(await auth.verify(tokens[1]!), "u2");
+  assert.equal(auth.verifiedTokenCount, 2, "at max");
+  assert.equal(await auth.verify(tokens[2]!), "u3");
+  assert.equal(auth.verifiedTokenCount, 2, "max + 1 evicts the oldest");
+  assert.equal(await auth.verify(tokens[0]!), "u1", "an evicted token is verified again");
+  const [head, , signature] = tokens[0]!.split(".");
+  const forged = `${head}.${
+    btoa(JSON.stringify({ sub: "root", exp: 9_999_999_999 })).replace(/=+$/, "")
+  }.${signature}`;
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    await assert.rejects(auth.verify(forged), { code: "token_invalid" });
+  }
 });
