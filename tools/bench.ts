@@ -95,6 +95,82 @@ async function measureNode(): Promise<{ get: WrkResult; put: WrkResult; rssMb: n
   }
 }
 
+const loremWords = (
+  "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore " +
+  "et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ex ea " +
+  "commodo consequat duis aute irure in reprehenderit voluptate velit esse cillum fugiat nulla pariatur " +
+  "excepteur sint occaecat cupidatat non proident sunt culpa qui officia deserunt mollit anim id est laborum"
+).split(" ");
+
+/** 50 words of lorem ipsum chosen by a seeded generator (mulberry32), like a real lorem generator. */
+function lorem(seed: number): string {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(state ^ (state >>> 15), state | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return Array.from({ length: 50 }, () => loremWords[Math.floor(next() * loremWords.length)]).join(" ");
+}
+
+async function duBytes(dir: string): Promise<number> {
+  const output = await new Deno.Command("du", { args: ["-sb", dir], stdout: "piped" }).output();
+  return Number(new TextDecoder().decode(output.stdout).split("\t")[0]);
+}
+
+interface LoadResult {
+  recordCount: number;
+  loadPerSec: number;
+  rssMb: number;
+  diskBytes: number;
+  restartToServingMs: number;
+  rssAfterRestartMb: number;
+}
+
+async function measureLoad(recordCount: number): Promise<LoadResult> {
+  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_bench_load_" });
+  let node = await startServer(["main.ts", "127.0.0.1:0", "--data-dir", dataDir]);
+  try {
+    const auth = await fetch(`${node.url}/auth/bench`, { method: "POST", body: '{"secret":"bench-secret"}' });
+    const { token } = await auth.json();
+    const startedMs = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: 64 }, async () => {
+      while (next < recordCount) {
+        const index = next++;
+        const response = await fetch(`${node.url}/lorem/key/r${index}`, {
+          method: "PUT",
+          headers: { authorization: `Bearer ${token}` },
+          body: JSON.stringify({ value: { id: index, text: lorem(index) } }),
+        });
+        await response.body?.cancel();
+      }
+    }));
+    const loadPerSec = recordCount / ((performance.now() - startedMs) / 1000);
+    const rss = rssMb(node.child.pid);
+    await stop(node.child);
+    const diskBytes = await duBytes(dataDir);
+    const restartedMs = performance.now();
+    node = await startServer(["main.ts", "127.0.0.1:0", "--data-dir", dataDir]);
+    const restartToServingMs = performance.now() - restartedMs;
+    const check = await fetch(`${node.url}/lorem/key/r${recordCount - 1}`);
+    if (check.status !== 200) throw new Error(`record lost across restart: ${check.status}`);
+    await check.body?.cancel();
+    return {
+      recordCount,
+      loadPerSec,
+      rssMb: rss,
+      diskBytes,
+      restartToServingMs,
+      rssAfterRestartMb: rssMb(node.child.pid),
+    };
+  } finally {
+    await stop(node.child);
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
 async function main(): Promise<void> {
   for (const tool of ["wrk", "taskset"]) {
     if (!(await have(tool))) {
@@ -122,6 +198,16 @@ async function main(): Promise<void> {
     );
   }
   console.log(`\nnode RSS after the run: ${node.rssMb.toFixed(0)} MB`);
+  const recordCount = Number(Deno.env.get("BENCH_RECORDS") ?? 100_000);
+  console.log(`\nloading ${recordCount} records of 50-word lorem ipsum...`);
+  const load = await measureLoad(recordCount);
+  console.log(
+    `load ${load.loadPerSec.toFixed(0)} records/s, RSS ${load.rssMb.toFixed(0)} MB, ` +
+      `data dir ${(load.diskBytes / 1e6).toFixed(1)} MB, restart to serving ${
+        load.restartToServingMs.toFixed(0)
+      } ms, ` +
+      `RSS after restart ${load.rssAfterRestartMb.toFixed(0)} MB`,
+  );
   await Deno.mkdir(`${root}bench`, { recursive: true });
   await Deno.writeTextFile(
     `${root}bench/results.json`,

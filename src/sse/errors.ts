@@ -16,6 +16,14 @@ export class TooManySubscribersError extends KvError {
  * body (the stream has started); the client sees the stream end and reconnects with `Last-Event-ID`.
  */
 export class SubscriberTooSlowError extends KvError {
+  /**
+   * Deno.serve prints the error that ends a response stream; this makes that print one log-shaped line
+   * instead of a stack trace.
+   */
+  [Symbol.for("Deno.customInspect")](): string {
+    return `${new Date().toISOString()} WARN ${this.message}`;
+  }
+
   constructor(options: { queueDepthMax: number }) {
     super(
       "subscriber_too_slow",

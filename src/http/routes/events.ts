@@ -20,7 +20,7 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
       key,
       lastEventId === undefined ? { current } : { current, lastEventId },
     );
-    return eventStream(subscription, c.req.raw.signal);
+    return eventStream(subscription);
   });
 
   app.get("/:table/subscribe", (c) => {
@@ -31,11 +31,11 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
       table,
       lastEventId === undefined ? { sequence } : { sequence, lastEventId },
     );
-    return eventStream(subscription, c.req.raw.signal);
+    return eventStream(subscription);
   });
 }
 
-function eventStream(subscription: EventSubscription, signal: AbortSignal): Response {
-  signal.addEventListener("abort", () => subscription.close(), { once: true });
+/** The response of a subscription; a client that goes away cancels the stream, which unsubscribes it. */
+function eventStream(subscription: EventSubscription): Response {
   return new Response(subscription.stream, { status: 200, headers: streamHeaders });
 }

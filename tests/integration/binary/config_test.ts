@@ -3,6 +3,10 @@
 // Method: run main.ts as a child process to completion (or to its first line) and read its output.
 import assert from "node:assert/strict";
 import { NodeProcess } from "../../helpers/node_process.ts";
+import { DenoFs, importEncryptionKey, Store } from "../../../src/store/mod.ts";
+import { defaultLimits } from "../../../src/config/limits.ts";
+import { systemClock } from "../../../src/util/clock.ts";
+import { silentLogger } from "../../../src/util/log.ts";
 
 Deno.test("config: --help and --version exit 0", async () => {
   const help = await NodeProcess.runToExit(["--help"]);
@@ -63,6 +67,38 @@ Deno.test("config: without JWT_SECRET a loopback node generates one, keeps it, a
     });
     assert.equal(response.status, 201, "a token of the first run is valid after a restart");
     await response.body?.cancel();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("config: a data dir written under another build key is refused with exit 78 and left untouched", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_otherkey_" });
+  try {
+    const otherKey = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+    const encryption = await importEncryptionKey(otherKey);
+    const store = await Store.open({
+      dir: dataDir,
+      fs: new DenoFs(),
+      clock: systemClock,
+      logger: silentLogger,
+      limits: defaultLimits,
+      encryption,
+      snapshotLimit: 1,
+      snapshotIntervalSecs: 0,
+    });
+    await store.put("t", "k", "written under another key", { owner: "alice" });
+    await store.close();
+    const before = await Deno.readFile(`${dataDir}/storage.db`);
+    const result = await NodeProcess.runToExit(["127.0.0.1:0", "--data-dir", dataDir]);
+    assert.equal(result.code, 78, result.stderr);
+    assert.match(result.stderr, new RegExp(`key id ${encryption.keyId}`));
+    assert.equal(result.stdout, "");
+    assert.deepEqual(
+      await Deno.readFile(`${dataDir}/storage.db`),
+      before,
+      "the refused file is not modified",
+    );
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }

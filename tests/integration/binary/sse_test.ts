@@ -37,6 +37,11 @@ Deno.test("sse: events of a key arrive in version order with id = version, then 
   assert.equal(deleted.id, "21");
   assert.equal(deleted.data.event, "Deleted");
   assert.deepEqual(Object.keys(deleted.data.value as object).sort(), ["key", "timestamp", "version"]);
+  await events[Symbol.asyncDispose]();
+  await waitFor(async () => (await (await node.fetch("/stats")).json()).active_sse_connections === 0, {
+    timeoutMs: 5_000,
+    what: "a subscriber that went away to be unsubscribed",
+  });
 });
 
 Deno.test("sse: keepalive comments flow on an idle stream", async () => {
