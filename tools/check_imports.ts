@@ -11,6 +11,7 @@
 // - one door per side effect: within `src/`, only `src/store/fs.ts` touches the disk, only
 //   `src/cluster/transport_http.ts` calls `fetch`, and nothing serves, reads args or env, handles
 //   signals, spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise.
+import { listFiles, parseRoot } from "./source_tree.ts";
 
 /** One broken rule. */
 export interface Violation {
@@ -244,31 +245,9 @@ export function checkFile(file: string, text: string): Violation[] {
   return violations;
 }
 
-async function listTsFiles(root: string, dir: string): Promise<string[]> {
-  const files: string[] = [];
-  const pending = [dir];
-  // Bounded by the number of directories under src/.
-  while (pending.length > 0) {
-    const current = pending.pop()!;
-    for await (const entry of Deno.readDir(`${root}/${current}`)) {
-      const path = `${current}/${entry.name}`;
-      if (entry.isDirectory) pending.push(path);
-      else if (entry.isFile && entry.name.endsWith(".ts")) files.push(path);
-    }
-  }
-  return files.sort();
-}
-
-/** The `--root` argument, or the working directory. */
-export function parseRoot(args: readonly string[]): string {
-  if (args.length === 0) return ".";
-  if (args.length === 2 && args[0] === "--root" && args[1] !== undefined) return args[1];
-  throw new Error(`usage: --root DIR; got: ${args.join(" ")}`);
-}
-
 async function main(): Promise<number> {
   const root = parseRoot(Deno.args);
-  const files = await listTsFiles(root, "src");
+  const files = (await listFiles(root, "src", { recursive: true })).filter((path) => path.endsWith(".ts"));
   const hasMain = await Deno.stat(`${root}/main.ts`).then(() => true, () => false);
   if (hasMain) files.push("main.ts");
   const violations: Violation[] = [];

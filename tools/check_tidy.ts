@@ -11,6 +11,7 @@
 // regular expression literals are blanked first, so braces inside them do not count; then `function`
 // declarations and expressions, methods (a line that starts with a name, its parameters, an optional
 // return type and `{`) and arrow functions with a block body are matched to their closing brace.
+import { listFiles, parseRoot } from "./source_tree.ts";
 
 /** One broken rule; `line` is 0 for a rule about a whole directory. */
 export interface TidyViolation {
@@ -287,28 +288,6 @@ export function checkTidyFile(file: string, text: string): TidyViolation[] {
   return violations.sort((left, right) => left.line - right.line);
 }
 
-async function listFiles(root: string, dir: string, options: { recursive: boolean }): Promise<string[]> {
-  const files: string[] = [];
-  const pending = [dir];
-  // Bounded by the number of directories under `dir`.
-  while (pending.length > 0) {
-    const current = pending.pop()!;
-    let entries: Deno.DirEntry[];
-    try {
-      entries = await Array.fromAsync(Deno.readDir(`${root}/${current}`));
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) continue;
-      throw error;
-    }
-    for (const entry of entries) {
-      const path = `${current}/${entry.name}`;
-      if (entry.isDirectory && options.recursive) pending.push(path);
-      else if (entry.isFile) files.push(path);
-    }
-  }
-  return files.sort();
-}
-
 function isTestFile(path: string): boolean {
   return /(^|\/)([^/]*[_.])?test\.(ts|tsx|js|mjs|jsx)$/.test(path);
 }
@@ -334,13 +313,6 @@ async function checkModulesTested(root: string): Promise<TidyViolation[]> {
     violations.push({ file: `src/${module}/`, line: 0, rule });
   }
   return violations;
-}
-
-/** The `--root` argument, or the working directory. */
-export function parseRoot(args: readonly string[]): string {
-  if (args.length === 0) return ".";
-  if (args.length === 2 && args[0] === "--root" && args[1] !== undefined) return args[1];
-  throw new Error(`usage: --root DIR; got: ${args.join(" ")}`);
 }
 
 async function main(): Promise<number> {
