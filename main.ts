@@ -16,18 +16,22 @@ import {
   importEncryptionKey,
   loadOrCreateSecretFile,
   Store,
-  VersionConflictError,
 } from "./src/store/mod.ts";
 import { createApp, type NodePhase } from "./src/http/mod.ts";
+import {
+  type ClusterConfig,
+  ClusterNode,
+  lanClusterConfig,
+  localTestClusterConfig,
+  usersTable,
+} from "./src/cluster/mod.ts";
+import type { Hono } from "hono";
 
 /** The version `--version` prints. */
 export const version = "0.1.0";
 
 /** Exit code when the data on disk cannot be used (`EX_DATAERR`). */
 const dataExitCode = 65;
-
-/** The reserved table that holds users. */
-const usersTable = "_users";
 
 function parseInvocation(): Invocation | number {
   try {
@@ -39,7 +43,7 @@ function parseInvocation(): Invocation | number {
   }
 }
 
-function userDirectory(store: Store): UserDirectory {
+function userDirectory(store: Store, cluster: ClusterNode): UserDirectory {
   return {
     get(user) {
       const entry = store.get(usersTable, user);
@@ -47,10 +51,11 @@ function userDirectory(store: Store): UserDirectory {
     },
     async create(user, record) {
       try {
-        await store.put(usersTable, user, record, { owner: user, ifVersion: 0 });
+        const conditions = { owner: user, ifVersion: 0 };
+        await cluster.write({ op: "put", table: usersTable, key: user, value: record, conditions });
         return "created";
       } catch (error) {
-        if (error instanceof VersionConflictError) return "exists";
+        if (error instanceof KvError && error.code === "version_conflict") return "exists";
         throw error;
       }
     },
@@ -110,71 +115,196 @@ async function checkDataDir(dir: string): Promise<void> {
   }
 }
 
-async function run(config: Config): Promise<number> {
-  const logger = createLogger({ level: config.logLevel });
-  const tls = await readTls(config);
-  await checkDataDir(config.dataDir);
+/** The cluster settings of this node, or undefined for a cluster of one without `CLUSTER_SECRET`. */
+function clusterConfigOf(config: Config): ClusterConfig | undefined {
+  if (config.clusterSecret === undefined) return undefined;
+  const preset = config.clusterPreset === "local-test" ? localTestClusterConfig : lanClusterConfig;
+  return {
+    ...preset(config.clusterSecret),
+    replicationFactor: config.replicationFactor,
+    writeQuorum: config.writeQuorum,
+  };
+}
+
+/** The `host:port` peers dial: DYNA_ADVERTISE, else the listen address with the real port. */
+function advertisedAddress(config: Config, port: number): string {
+  const chosen = config.advertise ?? config.listen;
+  const wildcard = chosen.hostname === "0.0.0.0" || chosen.hostname === "::";
+  const hostname = wildcard ? Deno.hostname() : chosen.hostname;
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  return `${host}:${config.advertise?.port ?? port}`;
+}
+
+/** Everything a running node is made of. */
+interface RunningNode {
+  store: Store;
+  broker: Broker;
+  cluster: ClusterNode;
+  app: Hono;
+}
+
+async function buildNode(config: Config, logger: Logger, self: string, onFatal: (error: Error) => void) {
   const { store, jwtSecret } = await openStore(config, logger);
   const broker = new Broker({ limits: config.limits, logger });
   store.onChange((event) => broker.publish(event));
+  const cluster = await ClusterNode.create({
+    self,
+    config: clusterConfigOf(config),
+    store,
+    sink: broker,
+    clock: systemClock,
+    logger,
+    scheme: config.mode,
+  });
   const auth = new Auth({
     secret: jwtSecret,
     limits: config.limits,
     clock: systemClock,
-    users: userDirectory(store),
+    users: userDirectory(store, cluster),
   });
-  let phase: NodePhase = "starting";
-  let address = `${config.listen.hostname}:${config.listen.port}`;
-  const startedMs = systemClock.nowMs();
-  const stopped = Promise.withResolvers<number>();
   const app = createApp({
-    store,
+    kv: cluster,
     broker,
     auth,
     limits: config.limits,
     clock: systemClock,
     logger,
-    membership:
-      () => [{ id: address, address, status: "alive", incarnation: 0, lastSeenMs: systemClock.nowMs() }],
+    membership: () => cluster.members(),
+    nodeStats: () => nodeStats(store, broker, cluster),
+    internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
     phase: () => phase,
-    onFatal: (error) => {
-      logger.error("internal invariant broken; stopping so that recovery starts from the disk", {
-        error: String(error),
-      });
-      stopped.resolve(70);
-    },
+    onFatal,
   });
+  return { store, broker, cluster, app } satisfies RunningNode;
+}
+
+function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
+  const wal = store.stats();
+  const replication = cluster.replicator.stats;
+  return {
+    tables: store.tableCounts(),
+    activeSseConnections: broker.activeCount,
+    extra: {
+      dropped_sse_subscribers: broker.droppedCount,
+      sequence: wal.sequence,
+      wal: {
+        batches: wal.walBatchCount,
+        records: wal.walRecordCount,
+        bytes: wal.walBytes,
+        checkpoints: wal.checkpointCount,
+        snapshots: wal.snapshotCount,
+      },
+      cluster: {
+        members: cluster.members().length,
+        pipeline_backlog: cluster.replicator.pipelineBacklog(),
+        hints: replication.hintCount,
+        hints_dropped: replication.hintsDropped,
+        forwarded_writes: replication.forwardedWrites,
+        forwarded_reads: replication.forwardedReads,
+        rebalanced_keys: cluster.rebalancer.movedCount,
+        purged_keys: cluster.rebalancer.purgedCount,
+        anti_entropy_rounds: cluster.antiEntropy?.roundCount ?? 0,
+        anti_entropy_pushed: cluster.antiEntropy?.pushedCount ?? 0,
+      },
+    },
+  };
+}
+
+let phase: NodePhase = "starting";
+
+async function run(config: Config): Promise<number> {
+  const logger = createLogger({ level: config.logLevel });
+  const tls = await readTls(config);
+  await checkDataDir(config.dataDir);
+  const startedMs = systemClock.nowMs();
+  const stopped = Promise.withResolvers<number>();
+  let node: RunningNode | undefined;
+  const listening = Promise.withResolvers<number>();
+  // The server listens first so port 0 is resolved; it answers 503 until the node is built.
   const server = Deno.serve({
     hostname: config.listen.hostname,
     port: config.listen.port,
     ...(tls ?? {}),
-    onListen: ({ hostname, port }) => {
-      address = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
-      console.log(`listening on ${config.mode}://${address}`);
-    },
-  }, app.fetch);
+    onListen: ({ port }) => listening.resolve(port),
+  }, (request, info) => node === undefined ? startingResponse() : node.app.fetch(request, info));
+  const self = advertisedAddress(config, await listening.promise);
+  try {
+    node = await buildNode(config, logger, self, (error) => {
+      logger.error("internal invariant broken; stopping so that recovery starts from the disk", {
+        error: String(error),
+      });
+      stopped.resolve(70);
+    });
+  } catch (error) {
+    await server.shutdown();
+    throw error;
+  }
+  console.log(`listening on ${config.mode}://${self}`);
+  if (config.join !== undefined) await joinOrExit(node.cluster, config, server);
+  node.cluster.start();
   phase = "serving";
   logger.info("serving", {
-    address,
+    address: self,
     startup_ms: systemClock.nowMs() - startedMs,
-    keys: store.stats().sequence,
+    sequence: node.store.stats().sequence,
   });
-
   const stop = () => stopped.resolve(0);
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
   const code = await stopped.promise;
+  await drain({ node, server, config, logger });
+  return code;
+}
+
+function startingResponse(): Response {
+  return new Response(
+    JSON.stringify({
+      type: "about:blank",
+      title: "Service Unavailable",
+      status: 503,
+      detail: "node is starting",
+      code: "unavailable",
+    }),
+    {
+      status: 503,
+      headers: { "content-type": "application/problem+json", "retry-after": "1" },
+    },
+  );
+}
+
+async function joinOrExit(cluster: ClusterNode, config: Config, server: Deno.HttpServer): Promise<void> {
+  const seed = `${config.join!.hostname}:${config.join!.port}`;
+  try {
+    await cluster.join(seed);
+  } catch (error) {
+    const refused = error instanceof KvError && error.code === "cluster_join_refused";
+    await server.shutdown();
+    throw new JoinError(
+      refused
+        ? `join refused by ${seed}: CLUSTER_SECRET does not match (403)`
+        : `cannot join ${seed}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+/** Joining the cluster failed; the node exits 1 with this message. */
+class JoinError extends Error {}
+
+async function drain(
+  options: { node: RunningNode; server: Deno.HttpServer; config: Config; logger: Logger },
+) {
+  const { node, server, config, logger } = options;
   phase = "draining";
-  logger.info("shutting down: refusing new requests, finishing accepted writes");
-  broker.close();
+  logger.info("shutting down: refusing new requests, finishing accepted writes, handing off keys");
+  node.broker.close();
   const deadline = AbortSignal.timeout(config.limits.shutdownMsMax);
+  await node.cluster.leave(config.limits.shutdownMsMax / 2);
   await Promise.race([
     server.shutdown(),
     new Promise((resolve) => deadline.addEventListener("abort", resolve)),
   ]);
-  await store.close();
+  await node.store.close();
   logger.info("stopped");
-  return code;
 }
 
 async function main(): Promise<number> {
@@ -198,6 +328,10 @@ async function main(): Promise<number> {
     if (error instanceof KvError && (error.code === "wrong_key" || error.code === "wal_corrupt")) {
       console.error(`dynarust: ${error.message}`);
       return error.code === "wrong_key" ? configExitCode : dataExitCode;
+    }
+    if (error instanceof JoinError) {
+      console.error(`dynarust: ${error.message}`);
+      return 1;
     }
     if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.AddrInUse) {
       console.error(`dynarust: ${error.message}`);

@@ -24,6 +24,10 @@ const envSettings = {
   snapLimit: { env: ["SNAP_LIMIT"], flag: "snap-limit" },
   snapIntervalSecs: { env: ["SNAP_INTERVAL_SECS"], flag: "snap-interval-secs" },
   logLevel: { env: ["DYNA_LOG", "RUST_LOG"], flag: "log" },
+  advertise: { env: ["DYNA_ADVERTISE"], flag: "advertise" },
+  clusterPreset: { env: ["DYNA_CLUSTER_PRESET"], flag: "cluster-preset" },
+  replicationFactor: { env: ["REPLICATION_FACTOR"], flag: "replication-factor" },
+  writeQuorum: { env: ["WRITE_QUORUM"], flag: "write-quorum" },
 } as const;
 
 function kebab(name: string): string {
@@ -128,6 +132,11 @@ function crossCheck(config: Config): string[] {
   }
   if (config.join !== undefined && config.clusterSecret === undefined) {
     issues.push("CLUSTER_SECRET is required to join a cluster");
+  }
+  if (config.writeQuorum > config.replicationFactor) {
+    issues.push(
+      `WRITE_QUORUM ${config.writeQuorum} is more than REPLICATION_FACTOR ${config.replicationFactor}`,
+    );
   }
   return issues;
 }

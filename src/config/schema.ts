@@ -61,6 +61,14 @@ export const ConfigSchema = z.object({
   snapLimit: z.coerce.number().int().min(1).default(100),
   snapIntervalSecs: positiveInt.default(3600),
   logLevel: z.enum(logLevels).default("info"),
+  /** The `host:port` other nodes reach this one at; default: the listen address. */
+  advertise: HostPort.optional(),
+  /** Cluster timing preset: `lan` (default) or `local-test` (short intervals for tests on one machine). */
+  clusterPreset: z.enum(["lan", "local-test"]).default("lan"),
+  /** Nodes each key lives on (all nodes when fewer). */
+  replicationFactor: z.coerce.number().int().min(1).max(16).default(3),
+  /** Acknowledgements a write waits for, the coordinator's own included; 0 = a majority of the replicas. */
+  writeQuorum: z.coerce.number().int().min(0).max(16).default(0),
   limits: z.object(limitsShape).default({}).transform((given): Limits => {
     const merged: Limits = { ...defaultLimits };
     for (const [name, value] of Object.entries(given)) {

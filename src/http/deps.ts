@@ -1,19 +1,34 @@
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
-import type { ChangeEvent, Entry, StoreStats, WriteOptions } from "../store/types.ts";
 
-/** What the HTTP layer needs of the store. */
-export interface KvStore {
-  get(table: string, key: string): Entry | undefined;
-  getEntry(table: string, key: string): Entry | undefined;
-  put(table: string, key: string, value: unknown, options: WriteOptions): Promise<Entry>;
-  patch(table: string, key: string, patch: Record<string, unknown>, options: WriteOptions): Promise<Entry>;
-  delete(table: string, key: string, options: WriteOptions): Promise<Entry>;
-  hasTable(table: string): boolean;
-  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]>;
-  tableCounts(): Map<string, number>;
-  stats(): StoreStats;
+/** A key's state as the HTTP layer serves it: the bytes prepared at write time and the version. */
+export interface EntryView {
+  readonly version: number;
+  readonly deleted: boolean;
+  /** A VersionedValue, or a tombstone's Deleted-event value. */
+  readonly json: string;
+}
+
+/** A client write after authentication. */
+export interface KvWrite {
+  op: "put" | "patch" | "delete";
+  table: string;
+  key: string;
+  value?: unknown;
+  conditions: { owner: string; ifVersion?: number };
+}
+
+/** What the HTTP layer needs of the (possibly distributed) key-value store. */
+export interface Kv {
+  /** The key's state, tombstones included; a promise when another node must answer. */
+  read(table: string, key: string): EntryView | undefined | Promise<EntryView | undefined>;
+  write(request: KvWrite): Promise<EntryView>;
+  /** Live keys in key order. @throws a `table_not_found` KvError from the first `next()`. */
+  list(
+    table: string,
+    options: { after?: string; limit: number },
+  ): AsyncIterable<{ key: string; json: string }>;
 }
 
 /** An open event stream. */
@@ -27,11 +42,9 @@ export interface EventBroker {
   subscribeKey(
     table: string,
     key: string,
-    options: { lastEventId?: number; current: Entry | undefined },
+    options: { lastEventId?: number; current: EntryView | undefined },
   ): EventSubscription;
-  subscribeTable(table: string, options: { lastEventId?: number; sequence: number }): EventSubscription;
-  readonly activeCount: number;
-  readonly droppedCount: number;
+  subscribeTable(table: string, options: { lastEventId?: number }): EventSubscription;
 }
 
 /** What the HTTP layer needs of authentication. */
@@ -43,7 +56,6 @@ export interface Authenticator {
 /** One member as `GET /membership` shows it. */
 export interface MemberView {
   id: string;
-  address: string;
   status: "alive" | "suspect" | "dead" | "left";
   incarnation: number;
   lastSeenMs: number;
@@ -54,17 +66,19 @@ export type NodePhase = "starting" | "serving" | "draining";
 
 /** Everything `createApp` needs; built in `main.ts`. */
 export interface AppDeps {
-  store: KvStore;
+  kv: Kv;
   broker: EventBroker;
   auth: Authenticator;
   limits: Limits;
   clock: Clock;
   logger: Logger;
-  /** This node's members view. */
+  /** This node's view of the members. */
   membership(): MemberView[];
+  /** Counters of this node for `/stats`: `tables` (name → live keys held here) and anything else. */
+  nodeStats(): { tables: Map<string, number>; activeSseConnections: number; extra: Record<string, unknown> };
+  /** Serves an authenticated node-to-node request (`POST /_internal/{kind}`). */
+  internal(kind: string, headers: Headers, bodyText: string): Promise<unknown>;
   phase(): NodePhase;
   /** Called with a programmer error (AssertionError): the node must stop. */
   onFatal(error: Error): void;
 }
-
-export type { ChangeEvent, Entry };

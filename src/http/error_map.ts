@@ -27,6 +27,9 @@ export const statusByCode = {
   config_invalid: 500,
   wal_corrupt: 500,
   wrong_key: 500,
+  cluster_unauthorized: 403,
+  cluster_join_refused: 403,
+  peer_unavailable: 503,
 } as const satisfies Record<ErrorCode, ContentfulStatusCode>;
 
 const titleByStatus: Record<number, string> = {

@@ -18,14 +18,16 @@ import { kvErrorResponse, problemResponse } from "./error_map.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import { registerKvRoutes } from "./routes/kv.ts";
-import { registerNodeRoutes, type RequestStats } from "./routes/node.ts";
+import { registerInternalRoutes, registerNodeRoutes, type RequestStats } from "./routes/node.ts";
 
 export type {
   AppDeps,
   Authenticator,
+  EntryView,
   EventBroker,
   EventSubscription,
-  KvStore,
+  Kv,
+  KvWrite,
   MemberView,
   NodePhase,
 } from "./deps.ts";
@@ -42,6 +44,7 @@ const allowedMethods: Array<[string, string]> = [
   ["/:table/keys", "GET, HEAD, POST"],
   ["/:table/subscribe/:key", "GET, HEAD"],
   ["/:table/subscribe", "GET, HEAD"],
+  ["/_internal/:kind", "POST"],
 ];
 
 /** Builds the app. `deps` stay owned by the caller. */
@@ -51,7 +54,10 @@ export function createApp(deps: AppDeps): Hono {
 
   app.use(async (c, next) => {
     const startedMs = deps.clock.monotonicMs();
-    if (deps.phase() !== "serving" && c.req.path !== "/health") {
+    // While draining, peers still talk to this node: it hands its keys off through them.
+    const exempt = c.req.path === "/health" ||
+      (deps.phase() === "draining" && c.req.path.startsWith("/_internal/"));
+    if (deps.phase() !== "serving" && !exempt) {
       c.res = problemResponse(
         { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },
         { "retry-after": "1" },
@@ -66,6 +72,7 @@ export function createApp(deps: AppDeps): Hono {
     }
   });
 
+  registerInternalRoutes(app, deps);
   registerAuthRoutes(app, deps);
   registerNodeRoutes(app, deps, requestStats);
   registerKvRoutes(app, deps);

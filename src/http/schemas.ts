@@ -118,6 +118,7 @@ export function parseIfMatch(header: string | null): number | undefined {
 
 /** `Last-Event-ID` as a non-negative integer, or undefined when absent or not a number. */
 export function parseLastEventId(header: string | null): number | undefined {
-  if (header === null || !/^\s*\d{1,15}\s*$/.test(header)) return undefined;
-  return Number(header);
+  if (header === null || !/^\s*\d{1,16}\s*$/.test(header)) return undefined;
+  const id = Number(header);
+  return Number.isSafeInteger(id) ? id : undefined;
 }

@@ -1,6 +1,7 @@
 import type { Limits } from "../config/limits.ts";
 import type { ChangeEvent, Entry } from "../store/types.ts";
 import { assert } from "../util/assert.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import {
@@ -31,6 +32,12 @@ export interface BrokerOptions {
    */
   limits: Limits;
   logger: Logger;
+  /**
+   * Sets the first table-stream id: `clock.nowMs() * 1000`, so ids keep growing across restarts as
+   * long as the wall clock does not go back and fewer than 1000 changes a millisecond were published.
+   * @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** Options of {@linkcode Broker.subscribeKey}. */
@@ -43,10 +50,13 @@ export interface SubscribeKeyOptions {
 
 /** Options of {@linkcode Broker.subscribeTable}. */
 export interface SubscribeTableOptions {
-  /** The client's `Last-Event-ID` (a sequence of this node), validated by the caller as an integer >= 0. */
+  /** The client's `Last-Event-ID` (a table-stream id), validated by the caller as a safe integer >= 0. */
   lastEventId?: number;
-  /** The store's sequence of the last durable change, read just before this call. */
-  sequence: number;
+  /**
+   * Ignored: table-stream ids are the broker's own, not store sequences. Kept so that callers written
+   * for the old signature still compile.
+   */
+  sequence?: number;
 }
 
 type Subscribers = Map<string, Set<Subscriber>>;
@@ -57,8 +67,13 @@ function topicOf(table: string, key: string): string {
 }
 
 /**
- * Fans durable changes out to SSE subscribers (SPEC §4). Each change is encoded once per stream kind and
- * the same bytes go to every subscriber and into a bounded history for `Last-Event-ID` replay.
+ * Fans changes out to SSE subscribers (SPEC §4). Each change is encoded once per stream kind and the
+ * same bytes go to every subscriber and into a bounded history for `Last-Event-ID` replay.
+ *
+ * Changes come from the local store and, for keys this node does not replicate, forwarded by their
+ * coordinator; the same change may come both ways, and late. So a change is published only when its
+ * version is above the highest already published for its key, and table streams are numbered by the
+ * broker itself, not by store sequences.
  */
 export class Broker {
   readonly #limits: Limits;
@@ -69,8 +84,14 @@ export class Broker {
   /** Key histories by topic and table histories by table, within `sseHistory*` bounds. */
   readonly #histories: Histories;
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
+  /**
+   * Highest version published per key topic, least recently changed first (Map insertion order);
+   * at most `sseHistoryKeysMax`. An evicted key relies on each subscriber sending ids in increasing order.
+   */
+  readonly #publishedVersions = new Map<string, number>();
   #droppedCount = 0;
-  #sequence = 0;
+  /** Id of the newest table-stream frame, or the starting id before the first. */
+  #tableId: number;
   #closed = false;
 
   constructor(options: BrokerOptions) {
@@ -88,6 +109,9 @@ export class Broker {
       bytesMax: limits.sseHistoryBytesMax,
     });
     this.#logger = options.logger;
+    this.#tableId = Math.floor((options.clock ?? systemClock).nowMs()) * 1000;
+    assert(Number.isSafeInteger(this.#tableId), "table-stream ids must be safe integers");
+    assert(this.#tableId >= 1, "a Resync before the first change needs an id >= 1");
   }
 
   /** Open subscriptions. */
@@ -105,23 +129,32 @@ export class Broker {
     return this.#droppedCount;
   }
 
+  /** Keys whose highest published version is remembered; at most `sseHistoryKeysMax`. */
+  get publishedVersionCount(): number {
+    return this.#publishedVersions.size;
+  }
+
   /** Bytes of encoded frames held by all replay histories (key and table); at most `sseHistoryBytesMax`. */
   get historyBytes(): number {
     return this.#histories.frameBytes;
   }
 
   /**
-   * Takes one durable change, in commit order: encodes its key-stream and table-stream frames once,
+   * Takes one change, local or forwarded: unless its key already had this version or a higher one
+   * published, gives it the next table-stream id, encodes its key-stream and table-stream frames once,
    * remembers them in the bounded histories and queues them to every subscriber of the key and table.
+   * `event.sequence` is ignored.
    */
   publish(event: ChangeEvent): void {
-    assert(Number.isSafeInteger(event.sequence));
-    assert(event.sequence > this.#sequence, "changes are published in commit order");
-    this.#sequence = event.sequence;
+    assert(Number.isSafeInteger(event.version));
+    assert(event.version >= 1);
     if (this.#closed) return;
     const topic = topicOf(event.table, event.key);
+    if (!this.#notePublishedVersion(topic, event.version)) return;
+    this.#tableId += 1;
+    assert(Number.isSafeInteger(this.#tableId));
     const keyFrame: Frame = { id: event.version, bytes: encodeKeyFrame(event) };
-    const tableFrame: Frame = { id: event.sequence, bytes: encodeTableFrame(event) };
+    const tableFrame: Frame = { id: this.#tableId, bytes: encodeTableFrame(event, this.#tableId) };
     this.#histories.remember({ kind: "key", topic, frame: keyFrame });
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
     for (const subscriber of this.#keySubscribers.get(topic) ?? []) subscriber.send(keyFrame);
@@ -130,7 +163,8 @@ export class Broker {
 
   /**
    * Opens a stream of the changes of one key. With `lastEventId`, first replays the remembered changes
-   * after it, or, when the gap is older than the history, one frame of `current`.
+   * after it, or, when the gap is older than the history, one frame of `current` followed by the
+   * remembered changes newer than `current` (published after the caller read it).
    *
    * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
    * @throws {UnavailableError} after {@linkcode Broker.close}.
@@ -143,33 +177,38 @@ export class Broker {
     const frames = this.#histories.history("key", topic)?.framesAfter(lastId);
     if (frames !== undefined) {
       for (const frame of frames) subscriber.replay(frame);
-    } else if (options.current !== undefined && options.current.version > lastId) {
-      subscriber.replay({ id: options.current.version, bytes: encodeEntryFrame(options.current) });
+    } else {
+      this.#replayCurrent(subscriber, { topic, current: options.current });
     }
     assert(subscriber.lastId >= lastId);
     return this.#handOut(subscriber);
   }
 
   /**
-   * Opens a stream of the changes of every key of one table, with ids that are this node's sequences.
-   * With `lastEventId`, first replays the remembered changes after it, or, when the gap is older than
-   * the history, one `Resync` frame telling the client to re-read `/{table}/store`.
+   * Opens a stream of the changes of every key of one table, with ids that are this broker's own.
+   * With `lastEventId`, first replays the remembered changes after it; when the gap is older than the
+   * history, or `lastEventId` is beyond the newest id (another node's, or from before a clock went back),
+   * sends one `Resync` frame telling the client to re-read `/{table}/store`. `options.sequence` is ignored.
    *
    * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
    * @throws {UnavailableError} after {@linkcode Broker.close}.
    */
   subscribeTable(table: string, options: SubscribeTableOptions): Subscription {
-    assert(Number.isSafeInteger(options.sequence));
-    assert(options.sequence >= 0);
-    const lastId = options.lastEventId ?? 0;
+    const lastEventId = options.lastEventId;
+    const tableId = this.#tableId;
+    const ahead = lastEventId !== undefined && lastEventId > tableId;
+    // A client ahead of this broker starts just below the newest id, so that the Resync and every
+    // later frame pass the subscriber's increasing-id check.
+    const lastId = ahead ? tableId - 1 : lastEventId ?? 0;
     const subscriber = this.#register(this.#tableSubscribers, table, lastId);
-    if (options.lastEventId === undefined) return this.#handOut(subscriber);
-    const frames = this.#histories.history("table", table)?.framesAfter(lastId);
+    if (lastEventId === undefined) return this.#handOut(subscriber);
+    const frames = ahead ? undefined : this.#histories.history("table", table)?.framesAfter(lastId);
     if (frames !== undefined) {
       for (const frame of frames) subscriber.replay(frame);
-    } else if (options.sequence > lastId) {
-      subscriber.replay({ id: options.sequence, bytes: encodeResyncFrame(options.sequence) });
+    } else if (tableId > lastId) {
+      subscriber.replay({ id: tableId, bytes: encodeResyncFrame(tableId) });
     }
+    if (ahead) assert(subscriber.lastId === tableId);
     assert(subscriber.lastId >= lastId);
     return this.#handOut(subscriber);
   }
@@ -181,6 +220,39 @@ export class Broker {
     this.#stopKeepalive();
     assert(this.#subscribers.size === 0);
     assert(this.#keySubscribers.size === 0 && this.#tableSubscribers.size === 0);
+  }
+
+  /**
+   * Records `version` as the highest published for `topic`, making the topic the most recently changed.
+   *
+   * @returns false, and records nothing, when the topic already had this version or a higher one.
+   */
+  #notePublishedVersion(topic: string, version: number): boolean {
+    const published = this.#publishedVersions.get(topic);
+    if (published !== undefined && version <= published) return false;
+    this.#publishedVersions.delete(topic);
+    this.#publishedVersions.set(topic, version);
+    if (this.#publishedVersions.size > this.#limits.sseHistoryKeysMax) {
+      const leastRecent = this.#publishedVersions.keys().next().value!;
+      assert(leastRecent !== topic);
+      this.#publishedVersions.delete(leastRecent);
+    }
+    assert(this.#publishedVersions.size <= this.#limits.sseHistoryKeysMax);
+    return true;
+  }
+
+  /**
+   * Resumes a key stream whose gap is older than the history: one frame of `current`, then the
+   * remembered frames with a higher version, which were published after the caller read `current`.
+   */
+  #replayCurrent(subscriber: Subscriber, options: { topic: string; current: Entry | undefined }): void {
+    const current = options.current;
+    if (current !== undefined) {
+      subscriber.replay({ id: current.version, bytes: encodeEntryFrame(current) });
+    }
+    const newer = this.#histories.history("key", options.topic)?.framesHeldAfter(current?.version ?? 0);
+    for (const frame of newer ?? []) subscriber.replay(frame);
+    if (current !== undefined) assert(subscriber.lastId >= current.version);
   }
 
   #register(registry: Subscribers, topic: string, lastId: number): Subscriber {

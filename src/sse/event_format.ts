@@ -35,14 +35,18 @@ export function encodeKeyFrame(event: ChangeEvent): Uint8Array {
   return encoder.encode(`id: ${event.version}\ndata: {"event":"${event.kind}","value":${event.json}}\n\n`);
 }
 
-/** The table-stream frame of a change: `id: <sequence>` and `{"event":..,"key":<string>,"value":<json>}`. */
-export function encodeTableFrame(event: ChangeEvent): Uint8Array {
-  assertEventId(event.sequence);
+/**
+ * The table-stream frame of a change: `id: <id>` and `{"event":..,"key":<string>,"value":<json>}`.
+ *
+ * @param id The broker's own table-stream id, not `event.sequence` (a forwarded change has none here).
+ */
+export function encodeTableFrame(event: ChangeEvent, id: number): Uint8Array {
+  assertEventId(id);
   assertKind(event.kind);
   assertSingleLine(event.json);
   const key = JSON.stringify(event.key);
   return encoder.encode(
-    `id: ${event.sequence}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`,
+    `id: ${id}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`,
   );
 }
 
@@ -55,7 +59,7 @@ export function encodeEntryFrame(entry: Entry): Uint8Array {
 }
 
 /** The table-stream frame telling a client its gap is older than the history: re-read `/{table}/store`. */
-export function encodeResyncFrame(sequence: number): Uint8Array {
-  assertEventId(sequence);
-  return encoder.encode(`id: ${sequence}\ndata: {"event":"Resync"}\n\n`);
+export function encodeResyncFrame(id: number): Uint8Array {
+  assertEventId(id);
+  return encoder.encode(`id: ${id}\ndata: {"event":"Resync"}\n\n`);
 }

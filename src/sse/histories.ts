@@ -1,11 +1,14 @@
 import { assert } from "../util/assert.ts";
 import { type Frame, FrameHistory } from "./history.ts";
 
-/** Which stream a history replays: one key's (ids are versions) or one table's (ids are sequences). */
+/** Which stream a history replays: one key's (ids are versions) or one table's (the broker's table ids). */
 export type HistoryKind = "key" | "table";
 
 /** What a reader of {@linkcode Histories} may see of one history; changes go through `remember`. */
-export type HistoryView = Pick<FrameHistory, "framesAfter" | "newestId" | "frameCount" | "frameBytes">;
+export type HistoryView = Pick<
+  FrameHistory,
+  "framesAfter" | "framesHeldAfter" | "newestId" | "frameCount" | "frameBytes"
+>;
 
 /** Options of {@linkcode Histories}. */
 export interface HistoriesOptions {

@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 
-/** One encoded frame and the id it was sent with (a version on key streams, a sequence on table streams). */
+/** One encoded frame and its id: a version on key streams, the broker's own id on table streams. */
 export interface Frame {
   readonly id: number;
   readonly bytes: Uint8Array;
@@ -81,10 +81,20 @@ export class FrameHistory {
   framesAfter(id: number): Frame[] | undefined {
     assert(Number.isSafeInteger(id));
     if (id < this.#floorId) return undefined;
+    return this.framesHeldAfter(id);
+  }
+
+  /**
+   * The frames held with an id above `id`, oldest first, even when older frames after `id` were
+   * forgotten: the newest state this history knows, for a client that already had a gap.
+   */
+  framesHeldAfter(id: number): Frame[] {
+    assert(Number.isSafeInteger(id));
     let start = this.#frames.length;
     while (start > 0 && this.#frames[start - 1]!.id > id) start -= 1;
     const frames = this.#frames.slice(start);
     if (frames.length > 0) assert(frames[0]!.id > id);
+    assert(frames.length <= this.#depthMax);
     return frames;
   }
 }

@@ -5,12 +5,14 @@
  * It owns the wire format of the events, the bounded per-subscriber queues, the `Last-Event-ID` replay
  * histories and the keepalive timer. It knows nothing of HTTP, hono or the cluster: the HTTP layer turns
  * a {@linkcode Subscription}'s stream into a `text/event-stream` response, and `main.ts` forwards each
- * store `ChangeEvent` to {@linkcode Broker.publish}.
+ * store `ChangeEvent`, and each change a coordinator forwards for a key this node does not replicate, to
+ * {@linkcode Broker.publish}, which drops a version already published for its key. Table-stream ids are
+ * the broker's own, starting at `clock.nowMs() * 1000`.
  *
  * @example
  * ```ts
  * const broker = new Broker({ limits: config.limits, logger });
- * broker.publish(event); // main.ts: each durable store change, in commit order
+ * broker.publish(event); // main.ts: each store change or forwarded change; duplicates are dropped
  * // http: GET /users/subscribe/alice with `Last-Event-ID: 7`; `current` read from the store just before
  * const subscription = broker.subscribeKey("users", "alice", { lastEventId: 7, current });
  * return new Response(subscription.stream, { headers: { "content-type": "text/event-stream" } });

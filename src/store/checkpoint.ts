@@ -12,6 +12,7 @@ import {
 import { type Fs, type FsFile, parentDir } from "./fs.ts";
 import type { Entry } from "./types.ts";
 import {
+  type CheckpointEndRecord,
   decodeRecord,
   type DeleteRecord,
   encodeRecord,
@@ -159,13 +160,20 @@ export async function readStateFile(
   }
 }
 
-function decodeStateRecord(bytes: Uint8Array, at: { path: string; offset: number }) {
+function decodeStateRecord(
+  bytes: Uint8Array,
+  at: { path: string; offset: number },
+): PutRecord | DeleteRecord | CheckpointEndRecord {
+  let record;
   try {
-    return decodeRecord(bytes);
+    record = decodeRecord(bytes);
   } catch (error) {
     if (error instanceof RecordDecodeError) throw corrupt(at.path, at.offset, error.message);
     throw error;
   }
+  // A state file holds the keys present; a purged key is simply absent from it.
+  if (record.op === "purge") throw corrupt(at.path, at.offset, "purge record in a state file");
+  return record;
 }
 
 /** File name of a snapshot taken at `timestampMs`. */

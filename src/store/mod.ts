@@ -3,7 +3,10 @@
  * group-committed write-ahead log, compacted into `storage.db` and copied into snapshots. It owns every
  * file of the data dir and touches them only through the {@linkcode Fs} seam. It knows nothing of HTTP,
  * users' secrets, tokens or the cluster: it stores `(table, key) -> JSON value` with a version and an
- * owner, and reports each durable change to `onChange` listeners.
+ * owner, and reports each durable change to `onChange` listeners. For replication it applies states shipped
+ * from other nodes by one deterministic conflict rule (`applyReplicas`, `compareReplicaEntries`), reads them
+ * out (`replicaOf`, `scan`) and drops keys that moved away (`purge`); which node holds which key is not its
+ * business.
  *
  * ```ts
  * const encryption = await importEncryptionKey(encryptionKeyBase64);
@@ -54,17 +57,22 @@
  * ## Record
  *
  * ```
- * u8  op           1 = put, 2 = delete (tombstone), 3 = checkpoint end
- * u64 sequence     store-wide commit sequence, +1 per write; 0 for entries of state files
- * u64 version      version of the key (>= 1); for op 3: the number of entry records before it
- * u64 timestamp    ms since the epoch of the write (op 3: of the checkpoint)
+ * u8  op           1 = put, 2 = delete (tombstone), 3 = checkpoint end, 4 = purge
+ * u64 sequence     store-wide commit sequence, +1 per write; 0 for entries of state files;
+ *                  op 4: the sequence of the last write before it (a purge takes none)
+ * u64 version      version of the key (>= 1); op 3: the number of entry records before it; op 4: 0
+ * u64 timestamp    ms since the epoch of the write (op 3: of the checkpoint; op 4: of the purge)
  * u32 T, T bytes   table, UTF-8 (empty for op 3)
  * u32 K, K bytes   key, UTF-8 (empty for op 3)
- * u32 O, O bytes   owner, UTF-8 (empty for op 3)
+ * u32 O, O bytes   owner, UTF-8 (empty for ops 3 and 4)
  * rest             put: the value's JSON, UTF-8 (never empty); otherwise nothing
  * ```
  * `Entry.json` is rebuilt from these fields by concatenation, without parsing the value. u64 fields
- * hold safe integers (< 2^53).
+ * hold safe integers (< 2^53). A put or delete is a local write or a replica's state shipped from another
+ * node (the same record either way). A purge drops the key from this node without a tombstone (it moved
+ * to other nodes); it appears only in the WAL, never in a state file. Format version 1 gained op 4
+ * without a version bump: a file written before it never holds one, and a build without it refuses a
+ * WAL that does (`WalCorruptError`, "unknown record op 4") instead of misreading it.
  *
  * ## State files (`storage.db`, snapshots)
  *
@@ -79,9 +87,12 @@
  * 1. Remove `*.tmp` in the data dir and `snapshots/`.
  * 2. Load `storage.db` if present (its key id checked first).
  * 3. Replay `wal.log` frame by frame. A WAL shorter than its header is rewritten (nothing after a torn
- *    header was acknowledged). Within the WAL, sequences strictly increase. A record is applied only
- *    when its version is above the key's current one, so WAL records already in `storage.db` (a crash
- *    between the checkpoint's rename and the WAL truncation) are harmless.
+ *    header was acknowledged). Within the WAL, sequences strictly increase (a purge repeats the sequence
+ *    before it). A put or delete is applied only when it wins against the key's current state by the
+ *    replica conflict rule (`compareReplicaEntries`: version, then timestamp, tombstone, value, owner),
+ *    which every logged write obeyed when it was accepted; a purge removes the key. So WAL records
+ *    already in `storage.db` (a crash between the checkpoint's rename and the WAL truncation) are
+ *    harmless: replay reaches the same final state from the newer `storage.db`.
  * 4. A frame that is damaged (length past the end of the file, length out of range, CRC mismatch, or
  *    GCM authentication failure) is a **torn tail** when it is the last thing in the file: it runs past
  *    the end, ends exactly at the end, or only zero bytes follow it (a zero-filled tail). The file is
@@ -114,6 +125,7 @@ export {
 } from "./errors.ts";
 export { DenoFs, type Fs, type FsFile, type FsStat, MemoryFs } from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
+export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
-export type { ChangeEvent, Entry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
+export type { ChangeEvent, Entry, ReplicaEntry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
 export { encryptionKeyBase64 } from "./encryption_key.ts";

@@ -31,16 +31,25 @@ import {
   scanFrames,
 } from "./frame.ts";
 import { type FsFile, isNoSpaceError } from "./fs.ts";
-import type { ChangeEvent, Entry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
+import {
+  checkReplicaEntry,
+  compareReplicaEntries,
+  recordOfReplica,
+  replicaOfEntry,
+  replicaOfRecord,
+} from "./replica.ts";
+import type { ChangeEvent, Entry, ReplicaEntry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
 import {
   decodeRecord,
   type DeleteRecord,
   encodeRecord,
   entryOf,
+  type PurgeRecord,
   type PutRecord,
   RecordDecodeError,
   recordFixedBytes,
+  setRecordSequence,
   valueJsonOf,
 } from "./wal_record.ts";
 
@@ -48,22 +57,54 @@ import {
 export const walFileName = "wal.log";
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
+/**
+ * Turns a replica apply or a purge waits for the pending writes of its keys before it compares. Each turn
+ * waits for one batch; a key written again meanwhile takes another turn. Past the bound it compares
+ * against the pending state, which still keeps versions monotonic.
+ */
+const settleTurnsMax = 64;
 
-/** One table of the visible index. Keys are never removed (tombstones stay), only added. */
+/**
+ * One table of the visible index. Deletes keep a tombstone; only a purge removes a key, and a table left
+ * without keys is removed with it.
+ */
 interface TableState {
   readonly entries: Map<string, Entry>;
   liveCount: number;
-  /** Every key in code-unit order, built on demand; `addedKeys` are merged in at the next listing. */
+  /**
+   * Every key in code-unit order, built on demand: `addedKeys` are merged in and `purgedKeys` filtered out
+   * at the next listing. A key is in `sortedKeys` or `addedKeys` at most once, purged or not.
+   */
   sortedKeys: string[];
   addedKeys: string[];
+  readonly purgedKeys: Set<string>;
 }
 
-/** A write between acceptance and durability. */
+/**
+ * A write between acceptance and durability: a local write (version + 1), a replica's state (wins by
+ * the conflict rule) or a purge (no entry, no change event).
+ */
 interface PendingWrite {
   readonly encoded: Uint8Array;
   readonly table: string;
   readonly key: string;
   readonly sequence: number;
+  readonly kind: "local" | "replica" | "purge";
+  /** The key's new state; undefined for a purge. */
+  readonly entry: Entry | undefined;
+}
+
+/** The newest pending write of a key, and a promise that settles when it is durable or dropped. */
+interface PendingKey {
+  readonly write: PendingWrite;
+  readonly settled: Promise<unknown>;
+}
+
+/** A replica's state, checked and encoded, waiting for the decision against the current state. */
+interface PreparedReplica {
+  readonly table: string;
+  readonly key: string;
+  readonly encoded: Uint8Array;
   readonly entry: Entry;
 }
 
@@ -80,7 +121,7 @@ export class Store {
   readonly #options: StoreOptions;
   readonly #tables = new Map<string, TableState>();
   /** Writes accepted but not yet durable, newest per key: sequences writes, never read by `get`. */
-  readonly #pending = new Map<string, Map<string, Entry>>();
+  readonly #pending = new Map<string, Map<string, PendingKey>>();
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
   readonly #recordBytesMax: number;
   #wal: Wal<PendingWrite> | undefined;
@@ -204,7 +245,11 @@ export class Store {
     const result = await scanFrames({ file, path, sizeBytes, encryption, header }, (records, offset) => {
       for (const bytes of records) {
         const record = decodeWalRecord(bytes, { path, offset });
-        if (record.sequence <= lastSequence) {
+        // A purge is not a change: it carries the sequence of the last change before it.
+        const increases = record.op === "purge"
+          ? record.sequence >= lastSequence
+          : record.sequence > lastSequence;
+        if (!increases) {
           throw new WalCorruptError({
             path,
             offset,
@@ -232,7 +277,7 @@ export class Store {
   #tableFor(table: string): TableState {
     let state = this.#tables.get(table);
     if (state === undefined) {
-      state = { entries: new Map(), liveCount: 0, sortedKeys: [], addedKeys: [] };
+      state = { entries: new Map(), liveCount: 0, sortedKeys: [], addedKeys: [], purgedKeys: new Set() };
       this.#tables.set(table, state);
     }
     return state;
@@ -240,39 +285,83 @@ export class Store {
 
   #setVisible(state: TableState, key: string, entry: Entry): void {
     const previous = state.entries.get(key);
-    if (previous === undefined) state.addedKeys.push(key);
-    else if (!previous.deleted) state.liveCount -= 1;
+    // A key purged since the last listing is still in the key arrays: it only stops being purged.
+    if (previous === undefined && !state.purgedKeys.delete(key)) state.addedKeys.push(key);
+    else if (previous !== undefined && !previous.deleted) state.liveCount -= 1;
     if (!entry.deleted) state.liveCount += 1;
     state.entries.set(key, entry);
     assert(state.liveCount >= 0);
     assert(state.liveCount <= state.entries.size);
   }
 
-  /** Applies a record from a file, only when it is newer than what the index holds: replay is idempotent. */
-  #applyRecovered(record: PutRecord | DeleteRecord): void {
+  /** Removes a key from the index (a purge); a table left empty goes too. Returns whether it was there. */
+  #removeVisible(table: string, key: string): boolean {
+    const state = this.#tables.get(table);
+    const previous = state?.entries.get(key);
+    if (state === undefined || previous === undefined) return false;
+    if (!previous.deleted) state.liveCount -= 1;
+    state.entries.delete(key);
+    state.purgedKeys.add(key);
+    if (state.entries.size === 0) this.#tables.delete(table);
+    assert(state.liveCount >= 0);
+    assert(state.liveCount <= state.entries.size);
+    return true;
+  }
+
+  /**
+   * Applies a record from a file, only when it wins against what the index holds (the conflict rule, which
+   * every logged write obeyed when it was accepted): replay is idempotent. A purge removes the key.
+   */
+  #applyRecovered(record: PutRecord | DeleteRecord | PurgeRecord): void {
+    if (record.op === "purge") {
+      this.#removeVisible(record.table, record.key);
+      return;
+    }
     const state = this.#tableFor(record.table);
     const current = state.entries.get(record.key);
-    if (current !== undefined && current.version >= record.version) return;
+    if (
+      current !== undefined && compareReplicaEntries(replicaOfRecord(record), replicaOfEntry(current)) <= 0
+    ) {
+      return;
+    }
     this.#setVisible(state, record.key, entryOf(record));
+  }
+
+  /** Makes one durable write visible and takes it out of the overlay when it is still the key's newest. */
+  #applyDurableWrite(write: PendingWrite): void {
+    if (write.kind === "purge") {
+      assert(write.entry === undefined);
+      assert(
+        write.sequence === this.#sequenceDurable,
+        "a purge carries the sequence of the change before it",
+      );
+      assert(this.#removeVisible(write.table, write.key), "a purge is queued only for a present key");
+    } else {
+      assert(write.entry !== undefined);
+      assert(write.sequence === this.#sequenceDurable + 1, "batches must become durable in sequence order");
+      this.#sequenceDurable = write.sequence;
+      const state = this.#tableFor(write.table);
+      const previous = state.entries.get(write.key);
+      if (write.kind === "local") assert(write.entry.version === (previous?.version ?? 0) + 1);
+      if (write.kind === "replica" && previous !== undefined) {
+        assert(compareReplicaEntries(replicaOfEntry(write.entry), replicaOfEntry(previous)) > 0);
+      }
+      this.#setVisible(state, write.key, write.entry);
+    }
+    const pendingTable = this.#pending.get(write.table);
+    if (pendingTable?.get(write.key)?.write === write) {
+      pendingTable.delete(write.key);
+      if (pendingTable.size === 0) this.#pending.delete(write.table);
+    }
   }
 
   /** A batch is durable: make it visible, then tell listeners, in commit order. */
   #applyDurable(writes: readonly PendingWrite[]): void {
-    for (const write of writes) {
-      assert(write.sequence === this.#sequenceDurable + 1, "batches must become durable in sequence order");
-      this.#sequenceDurable = write.sequence;
-      const state = this.#tableFor(write.table);
-      assert(write.entry.version === (state.entries.get(write.key)?.version ?? 0) + 1);
-      this.#setVisible(state, write.key, write.entry);
-      const pendingTable = this.#pending.get(write.table);
-      if (pendingTable?.get(write.key) === write.entry) {
-        pendingTable.delete(write.key);
-        if (pendingTable.size === 0) this.#pending.delete(write.table);
-      }
-    }
+    for (const write of writes) this.#applyDurableWrite(write);
     assert(this.#sequenceDurable <= this.#sequenceAccepted);
     const listeners = [...this.#listeners];
     for (const write of writes) {
+      if (write.entry === undefined) continue; // a purge is not a change
       const event: ChangeEvent = {
         kind: write.entry.deleted ? "Deleted" : "Updated",
         table: write.table,
@@ -304,9 +393,14 @@ export class Store {
     });
   }
 
-  /** The state later writes are checked against: the newest pending write, else the visible entry. */
+  /**
+   * The state later writes are checked against: the newest pending write (undefined for a pending purge),
+   * else the visible entry.
+   */
   #current(table: string, key: string): Entry | undefined {
-    return this.#pending.get(table)?.get(key) ?? this.#tables.get(table)?.entries.get(key);
+    const pending = this.#pending.get(table)?.get(key);
+    if (pending !== undefined) return pending.write.entry;
+    return this.#tables.get(table)?.entries.get(key);
   }
 
   #checkWritable(operation: string): void {
@@ -362,12 +456,10 @@ export class Store {
     const { table, key, owner } = target;
     const previous = this.#current(table, key);
     const version = (previous?.version ?? 0) + 1;
-    const sequence = this.#sequenceAccepted + 1;
     const timestamp = this.#options.clock.nowMs();
     assert(Number.isSafeInteger(version));
-    assert(Number.isSafeInteger(sequence));
     assert(Number.isSafeInteger(timestamp));
-    const common = { sequence, version, timestamp, table, key, owner };
+    const common = { sequence: 0, version, timestamp, table, key, owner };
     const record: PutRecord | DeleteRecord = intent.op === "put"
       ? { op: "put", ...common, valueJson: intent.valueJson }
       : { op: "delete", ...common };
@@ -379,12 +471,28 @@ export class Store {
       );
     }
     const entry = entryOf(record);
+    return this.#enqueue({ encoded, table, key, kind: "local", entry }).then(() => entry);
+  }
+
+  /**
+   * Gives an encoded write its sequence (the next one for a change, the current one for a purge), makes it
+   * the key's newest pending state and queues it on the WAL; resolves once it is durable and visible.
+   */
+  #enqueue(prepared: Omit<PendingWrite, "sequence">): Promise<void> {
+    if (prepared.kind === "purge") assert(prepared.entry === undefined);
+    if (prepared.kind !== "purge") assert(prepared.entry !== undefined);
+    const sequence = prepared.kind === "purge" ? this.#sequenceAccepted : this.#sequenceAccepted + 1;
+    assert(Number.isSafeInteger(sequence));
+    assert(sequence >= 1);
+    setRecordSequence(prepared.encoded, sequence);
     this.#sequenceAccepted = sequence;
-    let pendingTable = this.#pending.get(table);
-    if (pendingTable === undefined) this.#pending.set(table, pendingTable = new Map());
-    pendingTable.set(key, entry);
+    const write: PendingWrite = { ...prepared, sequence };
     assert(this.#wal !== undefined);
-    return this.#wal.append({ encoded, table, key, sequence, entry }).then(() => entry);
+    const durable = this.#wal.append(write);
+    let pendingTable = this.#pending.get(write.table);
+    if (pendingTable === undefined) this.#pending.set(write.table, pendingTable = new Map());
+    pendingTable.set(write.key, { write, settled: durable.catch(() => {}) });
+    return durable;
   }
 
   /** The live entry of a key, or undefined when it is missing or deleted. Only durable writes are seen. */
@@ -448,12 +556,163 @@ export class Store {
     return this.#commit({ table, key, owner: live.owner }, { op: "delete" });
   }
 
-  /** True when the table was ever written (a table of tombstones counts). */
+  /**
+   * Applies a replica's state durably if it wins against the key's current state by
+   * {@linkcode compareReplicaEntries}; a missing key is always won. It first waits for pending writes
+   * of the key, then compares, so a local write in flight is neither lost nor regressed. An applied
+   * state is published like a local write (same kind, version and json, next sequence), after its sync.
+   *
+   * @returns "stale" when the current state wins or is identical; nothing is written then.
+   * @throws {InvalidRequestError} when the entry breaks a rule of {@linkcode ReplicaEntry} or a limit.
+   * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
+   */
+  async applyReplica(table: string, key: string, entry: ReplicaEntry): Promise<"applied" | "stale"> {
+    const [result] = await this.applyReplicas([{ table, key, entry }]);
+    assert(result !== undefined);
+    return result;
+  }
+
+  /**
+   * {@linkcode Store.applyReplica} for many keys at once: every item is checked first (one bad item
+   * refuses the list), then the winners are queued together, so they share one WAL batch and one sync
+   * when they fit one (`walBatchRecordsMax` records, 16 MiB). A key listed twice is compared against
+   * its earlier item. Resolves once every applied item is durable.
+   *
+   * @returns "applied" or "stale" per item, in order.
+   * @throws the errors of {@linkcode Store.applyReplica}.
+   */
+  async applyReplicas(
+    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
+  ): Promise<Array<"applied" | "stale">> {
+    const operation = "apply replicas";
+    this.#checkWritable(operation);
+    const prepared = items.map((item) => this.#prepareReplica(item));
+    const { results, durable } = await this.#afterSettled(
+      { targets: prepared, operation },
+      () => this.#enqueueReplicas(prepared),
+    );
+    await Promise.all(durable);
+    assert(results.length === items.length);
+    return results;
+  }
+
+  #prepareReplica(item: { table: string; key: string; entry: ReplicaEntry }): PreparedReplica {
+    const { table, key } = item;
+    this.#checkName("table", table);
+    this.#checkName("key", key);
+    checkReplicaEntry(item.entry, { valueCodeUnitsMax: this.#recordBytesMax });
+    const record = recordOfReplica(item);
+    const encoded = encodeRecord(record);
+    if (encoded.length > this.#recordBytesMax) {
+      throw new InvalidRequestError(
+        `Cannot apply a replica of key "${key}" of table "${table}": ` +
+          `its record is ${encoded.length} bytes, limit is ${this.#recordBytesMax} ` +
+          `(requestBytesMax + 3 * nameBytesMax + ${recordFixedBytes})`,
+      );
+    }
+    const entry = entryOf(record);
+    assert(entry.version === item.entry.version);
+    assert(entry.deleted === item.entry.deleted);
+    assert(replicaOfEntry(entry).valueJson === item.entry.valueJson, "the value must round-trip unparsed");
+    return { table, key, encoded, entry };
+  }
+
+  /** Decides every prepared replica against the current state, in order, and queues the winners. */
+  #enqueueReplicas(
+    prepared: readonly PreparedReplica[],
+  ): { results: Array<"applied" | "stale">; durable: Promise<void>[] } {
+    const results: Array<"applied" | "stale"> = [];
+    const durable: Promise<void>[] = [];
+    for (const { table, key, encoded, entry } of prepared) {
+      const current = this.#current(table, key);
+      if (
+        current !== undefined && compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current)) <= 0
+      ) {
+        results.push("stale");
+        continue;
+      }
+      durable.push(this.#enqueue({ encoded, table, key, kind: "replica", entry }));
+      results.push("applied");
+    }
+    return { results, durable };
+  }
+
+  /**
+   * Runs `decide` once no key of `targets` has a pending write (or after `settleTurnsMax` turns), with
+   * the store still writable. Without pending writes it runs synchronously, in the caller's turn, so the
+   * writes it queues join the current batch.
+   */
+  async #afterSettled<T>(
+    options: { targets: ReadonlyArray<{ table: string; key: string }>; operation: string },
+    decide: () => T,
+  ): Promise<T> {
+    for (let turn = 0; turn < settleTurnsMax; turn += 1) {
+      const settling: Promise<unknown>[] = [];
+      for (const { table, key } of options.targets) {
+        const pending = this.#pending.get(table)?.get(key);
+        if (pending !== undefined) settling.push(pending.settled);
+      }
+      if (settling.length === 0) break;
+      await Promise.all(settling);
+      this.#checkWritable(options.operation);
+    }
+    return decide();
+  }
+
+  /**
+   * The key's durable state (a tombstone included) in replica form, or undefined when this node does
+   * not hold it. The value's JSON is sliced out of `Entry.json`, never parsed.
+   */
+  replicaOf(table: string, key: string): ReplicaEntry | undefined {
+    const entry = this.getEntry(table, key);
+    return entry === undefined ? undefined : replicaOfEntry(entry);
+  }
+
+  /**
+   * Every durable key of every table (reserved ones too), tombstones included, in no particular order.
+   * Lazy: it walks the index itself, without copying it. Changes made while it runs may or may not be
+   * seen; a key is never seen in a state it did not hold.
+   */
+  *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+    for (const [table, state] of this.#tables) {
+      for (const [key, entry] of state.entries) yield { table, key, entry };
+    }
+  }
+
+  /**
+   * Drops a key from this node without leaving a tombstone, durably (a `purge` WAL record), once its
+   * pending writes are settled: for a key that no longer belongs to this node. No change event is
+   * published and no sequence is taken. A key this node does not hold is left alone.
+   *
+   * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
+   */
+  async purge(table: string, key: string): Promise<void> {
+    assert(table.length > 0);
+    assert(key.length > 0);
+    const operation = "purge";
+    this.#checkWritable(operation);
+    const durable = await this.#afterSettled({ targets: [{ table, key }], operation }, () => {
+      if (this.#current(table, key) === undefined) return [];
+      const timestamp = this.#options.clock.nowMs();
+      const encoded = encodeRecord({ op: "purge", sequence: 0, timestamp, table, key });
+      return [this.#enqueue({ encoded, table, key, kind: "purge", entry: undefined })];
+    });
+    await Promise.all(durable);
+  }
+
+  /** True when the table holds a key, live or a tombstone (a table whose keys were all purged does not). */
   hasTable(table: string): boolean {
     return this.#tables.has(table);
   }
 
   #sortedKeys(state: TableState): string[] {
+    if (state.purgedKeys.size > 0) {
+      // New arrays, so a listing in progress keeps its own (and skips keys it no longer finds).
+      const purged = state.purgedKeys;
+      state.sortedKeys = state.sortedKeys.filter((key) => !purged.has(key));
+      state.addedKeys = state.addedKeys.filter((key) => !purged.has(key));
+      purged.clear();
+    }
     if (state.addedKeys.length > 0) {
       // A new array, so a listing in progress keeps its own. Timsort merges the sorted run and the additions.
       state.sortedKeys = state.sortedKeys.concat(state.addedKeys).sort();
@@ -478,8 +737,7 @@ export class Store {
     for (; index < keys.length && count < options.limit; index += 1) {
       const key = keys[index]!;
       const entry = state.entries.get(key);
-      assert(entry !== undefined);
-      if (entry.deleted) continue;
+      if (entry === undefined || entry.deleted) continue; // undefined: purged while this listing ran
       count += 1;
       yield [key, entry];
     }
@@ -686,7 +944,10 @@ function firstIndexAfter(keys: readonly string[], after: string): number {
   return low;
 }
 
-function decodeWalRecord(bytes: Uint8Array, at: { path: string; offset: number }): PutRecord | DeleteRecord {
+function decodeWalRecord(
+  bytes: Uint8Array,
+  at: { path: string; offset: number },
+): PutRecord | DeleteRecord | PurgeRecord {
   let record;
   try {
     record = decodeRecord(bytes);

@@ -65,3 +65,18 @@ export interface StoreStats {
   /** Sequence of the last durable change. */
   sequence: number;
 }
+
+/**
+ * A key's state as shipped between replicas: everything `Entry` holds, with the value's JSON instead of
+ * the reader's bytes. `valueJson` is absent for a tombstone.
+ */
+export interface ReplicaEntry {
+  /** Version of the key, >= 1. */
+  version: number;
+  /** Milliseconds since the epoch when the coordinator accepted the write. */
+  timestamp: number;
+  owner: string;
+  deleted: boolean;
+  /** The value's JSON, exactly as the coordinator serialized it; only for a live value. */
+  valueJson?: string;
+}

@@ -26,6 +26,18 @@ export interface DeleteRecord {
   readonly owner: string;
 }
 
+/**
+ * Drops a key from this node without a tombstone (the key moved to other nodes). Not a change: its
+ * sequence is the one of the last change before it, and it only appears in the WAL.
+ */
+export interface PurgeRecord {
+  readonly op: "purge";
+  readonly sequence: number;
+  readonly timestamp: number;
+  readonly table: string;
+  readonly key: string;
+}
+
 /** The last record of `storage.db` and of a snapshot: the store's sequence and the entry count before it. */
 export interface CheckpointEndRecord {
   readonly op: "checkpointEnd";
@@ -35,10 +47,10 @@ export interface CheckpointEndRecord {
 }
 
 /** One record of a WAL batch or a state file; the binary layout is specified in `mod.ts`. */
-export type WalRecord = PutRecord | DeleteRecord | CheckpointEndRecord;
+export type WalRecord = PutRecord | DeleteRecord | PurgeRecord | CheckpointEndRecord;
 
-const opCodes = { put: 1, delete: 2, checkpointEnd: 3 } as const;
-const opNames = [undefined, "put", "delete", "checkpointEnd"] as const;
+const opCodes = { put: 1, delete: 2, checkpointEnd: 3, purge: 4 } as const;
+const opNames = [undefined, "put", "delete", "checkpointEnd", "purge"] as const;
 
 /** Bytes of the fixed part of a record: op, sequence, version, timestamp, three string lengths. */
 export const recordFixedBytes = 1 + 8 * 3 + 4 * 3;
@@ -97,16 +109,18 @@ function writeUtf8(text: string, bytes: Uint8Array, offset: number): number {
 
 /** Encodes one record (without its length prefix) into one exactly sized buffer. */
 export function encodeRecord(record: WalRecord): Uint8Array {
-  const isEntry = record.op !== "checkpointEnd";
-  const strings = [isEntry ? record.table : "", isEntry ? record.key : "", isEntry ? record.owner : ""];
+  const hasKey = record.op !== "checkpointEnd";
+  const hasOwner = record.op === "put" || record.op === "delete";
+  const strings = [hasKey ? record.table : "", hasKey ? record.key : "", hasOwner ? record.owner : ""];
   const value = record.op === "put" ? record.valueJson : "";
+  const count = record.op === "checkpointEnd" ? record.entryCount : hasOwner ? record.version : 0;
   let size = recordFixedBytes + utf8Length(value);
   for (const text of strings) size += utf8Length(text);
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
   view.setUint8(0, opCodes[record.op]);
   setUint64(view, 1, record.sequence);
-  setUint64(view, 9, record.op === "checkpointEnd" ? record.entryCount : record.version);
+  setUint64(view, 9, count);
   setUint64(view, 17, record.timestamp);
   let offset = 25;
   for (const text of strings) {
@@ -117,6 +131,17 @@ export function encodeRecord(record: WalRecord): Uint8Array {
   offset += writeUtf8(value, bytes, offset);
   assert(offset === bytes.length, "record size mismatch");
   return bytes;
+}
+
+/**
+ * Writes the commit sequence into an encoded put, delete or purge record: the one field assigned when the
+ * write is queued, after the record was encoded and its size checked.
+ */
+export function setRecordSequence(bytes: Uint8Array, sequence: number): void {
+  assert(bytes.length >= recordFixedBytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  assert(view.getUint8(0) !== opCodes.checkpointEnd, "a checkpoint end has no commit sequence");
+  setUint64(view, 1, sequence);
 }
 
 /** Decodes UTF-8; short ASCII strings (names) without `TextDecoder`, which is slower for them. */
@@ -160,6 +185,12 @@ export function decodeRecord(bytes: Uint8Array): WalRecord {
   if (op === "checkpointEnd") {
     if (owner.end !== bytes.length) throw new RecordDecodeError("checkpointEnd record has trailing bytes");
     return { op, sequence, entryCount: version, timestamp };
+  }
+  if (op === "purge") {
+    if (version !== 0) throw new RecordDecodeError("purge record has a version");
+    if (owner.end !== key.end + 4) throw new RecordDecodeError("purge record has an owner");
+    if (owner.end !== bytes.length) throw new RecordDecodeError("purge record has trailing bytes");
+    return { op, sequence, timestamp, table: table.text, key: key.text };
   }
   if (version < 1) throw new RecordDecodeError("entry record has version 0");
   const common = { sequence, version, timestamp, table: table.text, key: key.text, owner: owner.text };

@@ -25,7 +25,10 @@ export type ErrorCode =
   | "storage_full"
   | "config_invalid"
   | "wal_corrupt"
-  | "wrong_key";
+  | "wrong_key"
+  | "cluster_unauthorized"
+  | "cluster_join_refused"
+  | "peer_unavailable";
 
 /** Base of every expected error. `message` is safe to send to a client: no secret, token or value. */
 export class KvError extends Error {

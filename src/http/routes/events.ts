@@ -11,10 +11,10 @@ const streamHeaders = {
 
 /** The live-update routes of SPEC §4: one key, or a whole table. */
 export function registerEventRoutes(app: Hono, deps: AppDeps): void {
-  app.get("/:table/subscribe/:key", (c) => {
+  app.get("/:table/subscribe/:key", async (c) => {
     const { table, key } = tableAndKey(c, deps);
     const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
-    const current = deps.store.getEntry(table, key);
+    const current = await deps.kv.read(table, key);
     const subscription = deps.broker.subscribeKey(
       table,
       key,
@@ -26,11 +26,7 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
   app.get("/:table/subscribe", (c) => {
     const table = tableOf(c, deps);
     const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
-    const sequence = deps.store.stats().sequence;
-    const subscription = deps.broker.subscribeTable(
-      table,
-      lastEventId === undefined ? { sequence } : { sequence, lastEventId },
-    );
+    const subscription = deps.broker.subscribeTable(table, lastEventId === undefined ? {} : { lastEventId });
     return eventStream(subscription);
   });
 }

@@ -1,43 +1,43 @@
-import type { Entry } from "../deps.ts";
-
 const encoder = new TextEncoder();
 /** Entries serialized per chunk of the streamed answer. */
 const chunkEntryCount = 512;
 
+type Listed = { key: string; json: string };
+
 /**
  * Streams a table listing as one JSON document, a chunk at a time, so a million-key table never becomes
- * one string: `store` is `{"key":VersionedValue,...}`, `keys` is `["key",...]`.
+ * one string: `store` is `{"key":VersionedValue,...}`, `keys` is `["key",...]`. `first` is the iterator's
+ * first result, read by the caller so an unknown table is answered 404 before the stream starts.
  */
-export function streamListing(entries: Iterable<[string, Entry]>, shape: "store" | "keys"): Response {
-  const iterator = entries[Symbol.iterator]();
+export function streamListing(
+  source: { first: IteratorResult<Listed>; iterator: AsyncIterator<Listed> },
+  shape: "store" | "keys",
+): Response {
+  const { iterator } = source;
+  let pending: IteratorResult<Listed> | undefined = source.first;
   let first = true;
-  let finished = false;
   const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (finished) return;
+    async pull(controller) {
       const parts: string[] = [first ? (shape === "store" ? "{" : "[") : ""];
+      let finished = false;
       for (let count = 0; count < chunkEntryCount; count += 1) {
-        const next = iterator.next();
+        const next: IteratorResult<Listed> = pending ?? await iterator.next();
+        pending = undefined;
         if (next.done === true) {
           finished = true;
           parts.push(shape === "store" ? "}" : "]");
           break;
         }
-        const [key, entry] = next.value;
         const separator = first ? "" : ",";
         first = false;
-        parts.push(
-          shape === "store"
-            ? `${separator}${JSON.stringify(key)}:${entry.json}`
-            : `${separator}${JSON.stringify(key)}`,
-        );
+        const name = JSON.stringify(next.value.key);
+        parts.push(shape === "store" ? `${separator}${name}:${next.value.json}` : `${separator}${name}`);
       }
       controller.enqueue(encoder.encode(parts.join("")));
       if (finished) controller.close();
     },
-    cancel() {
-      finished = true;
-      iterator.return?.();
+    async cancel() {
+      await iterator.return?.();
     },
   });
   return new Response(stream, { status: 200, headers: { "content-type": "application/json" } });

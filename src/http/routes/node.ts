@@ -1,7 +1,8 @@
 import type { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { problemResponse } from "../error_map.ts";
-import { jsonText } from "../request.ts";
+import { jsonText, rawSegments } from "../request.ts";
+import { readBodyText } from "../body.ts";
 
 /** Counters of the HTTP layer shown by `/stats`. */
 export interface RequestStats {
@@ -9,17 +10,17 @@ export interface RequestStats {
   latencyMsTotal: number;
 }
 
-/** `/stats`, `/health` and `/membership` (SPEC §3 rows 9–11). */
+/** `/stats`, `/health`, `/membership` (SPEC §3 rows 9–11) and the node-to-node door. */
 export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: RequestStats): void {
   app.get("/stats", () => {
+    const stats = deps.nodeStats();
     const tables: Record<string, number> = {};
     let totalKeys = 0;
-    for (const [table, count] of deps.store.tableCounts()) {
+    for (const [table, count] of stats.tables) {
       if (table.startsWith("_")) continue; // reserved tables (users) are not part of the KV view
       Object.defineProperty(tables, table, { value: count, enumerable: true });
       totalKeys += count;
     }
-    const store = deps.store.stats();
     return jsonText(JSON.stringify({
       tables,
       total_keys: totalKeys,
@@ -27,16 +28,8 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
       average_latency_ms: requestStats.requestCount === 0
         ? 0
         : requestStats.latencyMsTotal / requestStats.requestCount,
-      active_sse_connections: deps.broker.activeCount,
-      dropped_sse_subscribers: deps.broker.droppedCount,
-      sequence: store.sequence,
-      wal: {
-        batches: store.walBatchCount,
-        records: store.walRecordCount,
-        bytes: store.walBytes,
-        checkpoints: store.checkpointCount,
-        snapshots: store.snapshotCount,
-      },
+      active_sse_connections: stats.activeSseConnections,
+      ...stats.extra,
     }));
   });
 
@@ -51,11 +44,23 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
   app.get("/membership", () => {
     const nodes = deps.membership().map((member) => ({
       id: member.id,
-      address: member.address,
+      address: member.id,
       status: member.status,
       incarnation: member.incarnation,
       last_seen_ms: member.lastSeenMs,
     }));
     return jsonText(JSON.stringify({ nodes }));
+  });
+}
+
+/** Largest node-to-node request body read (anti-entropy batches of large values). */
+export const internalBodyBytesMax = 64 << 20;
+
+/** `POST /_internal/{kind}`: authenticated by the cluster module before anything else is done. */
+export function registerInternalRoutes(app: Hono, deps: AppDeps): void {
+  app.post("/_internal/:kind", async (c) => {
+    const kind = rawSegments(c.req.url)[1] ?? "";
+    const bodyText = await readBodyText(c.req.raw, internalBodyBytesMax);
+    return jsonText(JSON.stringify(await deps.internal(kind, c.req.raw.headers, bodyText)));
   });
 }

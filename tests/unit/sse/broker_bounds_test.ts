@@ -7,6 +7,7 @@ import { Broker, TooManySubscribersError } from "../../../src/sse/mod.ts";
 import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import { UnavailableError } from "../../../src/util/errors.ts";
+import { ManualClock } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import type { Limits } from "../../../src/config/limits.ts";
 import {
@@ -22,8 +23,9 @@ import {
 
 const connected = ": connected\n\n";
 
+/** The clock reads 1 ms, so table-stream ids start at 1000: the n-th published change has id 1000 + n. */
 function makeBroker(overrides: Partial<Limits> = {}): Broker {
-  return new Broker({ limits: testLimits(overrides), logger: silentLogger });
+  return new Broker({ limits: testLimits(overrides), logger: silentLogger, clock: new ManualClock(1) });
 }
 
 Deno.test("Broker disconnects a slow subscriber at sseQueueDepthMax + 1 while a fast one gets everything", async () => {
@@ -55,7 +57,7 @@ Deno.test("Broker disconnects a slow subscriber at sseQueueDepthMax + 1 while a 
 Deno.test("Broker holds sseQueueDepthMax frames for a subscriber that has not read yet", async () => {
   const broker = makeBroker({ sseQueueDepthMax: 3 });
   const events = new EventMaker();
-  const reader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const reader = new FrameReader(broker.subscribeTable("t", {}).stream);
   assert.equal(await reader.next(), connected);
   for (const key of ["a", "b", "c"]) broker.publish(events.updated({ table: "t", key, version: 1 }));
   assert.equal(broker.droppedCount, 0);
@@ -68,7 +70,7 @@ Deno.test("Broker accepts subscribersMax subscriptions and refuses one more", as
   const readers = [
     new FrameReader(broker.subscribeKey("t", "a", { current: undefined }).stream),
     new FrameReader(broker.subscribeKey("t", "b", { current: undefined }).stream),
-    new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream),
+    new FrameReader(broker.subscribeTable("t", {}).stream),
   ];
   assert.equal(broker.activeCount, 3);
   const refused = (error: unknown) => {
@@ -78,7 +80,7 @@ Deno.test("Broker accepts subscribersMax subscriptions and refuses one more", as
     return true;
   };
   assert.throws(() => broker.subscribeKey("t", "c", { current: undefined }), refused);
-  assert.throws(() => broker.subscribeTable("t", { sequence: 0 }), refused);
+  assert.throws(() => broker.subscribeTable("t", {}), refused);
   assert.equal(broker.activeCount, 3);
   await readers[0]!.cancel();
   const again = new FrameReader(broker.subscribeKey("t", "c", { current: undefined }).stream);
@@ -91,7 +93,7 @@ Deno.test("Broker unregisters a cancelled stream and sends it nothing more", asy
   const broker = makeBroker();
   const events = new EventMaker();
   const keyReader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  const tableReader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const tableReader = new FrameReader(broker.subscribeTable("t", {}).stream);
   assert.equal(broker.activeCount, 2);
   await keyReader.cancel();
   assert.equal(broker.activeCount, 1);
@@ -119,7 +121,7 @@ Deno.test("Subscription.close() ends the stream after the queued frames and unre
 Deno.test("Broker sends one shared keepalive to every open stream every sseKeepaliveMs", async () => {
   const broker = makeBroker({ sseKeepaliveMs: 20 });
   const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  const second = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const second = new FrameReader(broker.subscribeTable("t", {}).stream);
   assert.equal(await first.next(), connected);
   assert.equal(await second.next(), connected);
   const firstKeepalive = await withTimeout(first.nextBytes(), 2_000);
@@ -190,22 +192,22 @@ Deno.test("Broker remembers sseHistoryKeysMax keys and forgets the least recentl
 Deno.test("Broker remembers sseHistoryKeysMax tables and sends Resync for a forgotten one", async () => {
   const broker = makeBroker({ sseHistoryKeysMax: 2 });
   const events = new EventMaker();
-  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // sequence 1
-  broker.publish(events.updated({ table: "u", key: "a", version: 1 })); // sequence 2
-  const tAtMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 2 }).stream);
-  broker.publish(events.updated({ table: "v", key: "a", version: 1 })); // sequence 3, t is forgotten
-  const tOverMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 3 }).stream);
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // id 1001
+  broker.publish(events.updated({ table: "u", key: "a", version: 1 })); // id 1002
+  const tAtMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
+  broker.publish(events.updated({ table: "v", key: "a", version: 1 })); // id 1003, t is forgotten
+  const tOverMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
   broker.close();
   assert.deepEqual(await tAtMax.rest(), [
     connected,
-    `id: 1\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
+    `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
   ]);
-  assert.deepEqual(await tOverMax.rest(), [connected, 'id: 3\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await tOverMax.rest(), [connected, 'id: 1003\ndata: {"event":"Resync"}\n\n']);
 });
 
 Deno.test("Broker.close() ends every stream and refuses new subscriptions", async () => {
   const broker = makeBroker();
-  const reader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const reader = new FrameReader(broker.subscribeTable("t", {}).stream);
   broker.close();
   assert.equal(broker.activeCount, 0);
   assert.equal(broker.keepaliveRunning, false);
@@ -214,22 +216,35 @@ Deno.test("Broker.close() ends every stream and refuses new subscriptions", asyn
   broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 1 }));
 });
 
-Deno.test("Broker.publish() asserts that sequences grow (commit order)", () => {
+Deno.test("Broker.publish() ignores event.sequence and asserts the version is a positive safe integer", () => {
   const broker = makeBroker();
   const events = new EventMaker();
   const first = events.updated({ table: "t", key: "k", version: 1 });
-  broker.publish(first);
-  assert.throws(() => broker.publish(first), AssertionError);
-  assert.throws(() => broker.publish({ ...first, sequence: 0 }), AssertionError);
+  broker.publish({ ...first, sequence: 0 }); // a forwarded change has no local sequence
+  broker.publish({ ...first, key: "j", sequence: 0 });
+  assert.equal(broker.publishedVersionCount, 2);
+  assert.throws(() => broker.publish({ ...first, version: 0 }), AssertionError);
+  assert.throws(() => broker.publish({ ...first, version: 2.5 }), AssertionError);
 });
 
-/** Bytes of the key and table frames of an `Updated` of a one-letter key, one-digit version and sequence. */
+Deno.test("Broker asserts that its first table-stream id is a positive safe integer", () => {
+  const limits = testLimits();
+  assert.throws(
+    () => new Broker({ limits, logger: silentLogger, clock: new ManualClock(0) }),
+    AssertionError,
+  );
+  const farFuture = new ManualClock(Number.MAX_SAFE_INTEGER / 100);
+  assert.throws(() => new Broker({ limits, logger: silentLogger, clock: farFuture }), AssertionError);
+});
+
+/** Bytes of the key and table frames of an `Updated` of a one-letter key, one-digit version, 4-digit id. */
 function eventBytes(): { keyFrameBytes: number; tableFrameBytes: number } {
   const encoder = new TextEncoder();
   const json = liveJson(1, 1);
   return {
     keyFrameBytes: encoder.encode(keyFrameText("Updated", 1, json)).length,
-    tableFrameBytes: encoder.encode(`id: 1\ndata: {"event":"Updated","key":"a","value":${json}}\n\n`).length,
+    tableFrameBytes: encoder.encode(`id: 1001\ndata: {"event":"Updated","key":"a","value":${json}}\n\n`)
+      .length,
   };
 }
 
@@ -252,22 +267,21 @@ Deno.test("Broker resumes a key or table evicted by sseHistoryBytesMax: value, R
   const events = new EventMaker();
   const current = entryOf({ key: "a", version: 1 });
   const resumeKey = () => new FrameReader(broker.subscribeKey("t", "a", { lastEventId: 0, current }).stream);
-  const resumeTable = (sequence: number) =>
-    new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence }).stream);
-  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // sequence 1
-  broker.publish(events.updated({ table: "u", key: "b", version: 1 })); // sequence 2: at the max
+  const resumeTable = () => new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // id 1001
+  broker.publish(events.updated({ table: "u", key: "b", version: 1 })); // id 1002: at the max
   const keyAtMax = resumeKey();
-  const tableAtMax = resumeTable(2);
-  broker.publish(events.updated({ table: "v", key: "c", version: 1 })); // sequence 3: a and t are forgotten
+  const tableAtMax = resumeTable();
+  broker.publish(events.updated({ table: "v", key: "c", version: 1 })); // id 1003: a and t are forgotten
   const keyOverMax = resumeKey();
-  const tableOverMax = resumeTable(3);
+  const tableOverMax = resumeTable();
   const keptKey = new FrameReader(broker.subscribeKey("u", "b", { lastEventId: 0, current }).stream);
   broker.close();
-  const tableFrame = `id: 1\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`;
+  const tableFrame = `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`;
   assert.deepEqual(await keyAtMax.rest(), [connected, keyFrameText("Updated", 1, liveJson(1, 1))]);
   assert.deepEqual(await tableAtMax.rest(), [connected, tableFrame]);
   assert.deepEqual(await keyOverMax.rest(), [connected, keyFrameText("Updated", 1, current.json)]);
-  assert.deepEqual(await tableOverMax.rest(), [connected, 'id: 3\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await tableOverMax.rest(), [connected, 'id: 1003\ndata: {"event":"Resync"}\n\n']);
   assert.deepEqual(
     await keptKey.rest(),
     [connected, keyFrameText("Updated", 1, liveJson(1, 1))],

@@ -3,6 +3,7 @@
 // Method: publish ChangeEvents into a Broker and read its streams with readers; no sockets, no sleeps.
 import assert from "node:assert/strict";
 import { Broker } from "../../../src/sse/mod.ts";
+import { ManualClock } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import type { Limits } from "../../../src/config/limits.ts";
 import {
@@ -17,8 +18,9 @@ import {
 
 const connected = ": connected\n\n";
 
+/** The clock reads 1 ms, so table-stream ids start at 1000: the n-th published change has id 1000 + n. */
 function makeBroker(overrides: Partial<Limits> = {}): Broker {
-  return new Broker({ limits: testLimits(overrides), logger: silentLogger });
+  return new Broker({ limits: testLimits(overrides), logger: silentLogger, clock: new ManualClock(1) });
 }
 
 Deno.test("Broker key stream sends Updated and Deleted frames byte-exact, in version order", async () => {
@@ -38,18 +40,18 @@ Deno.test("Broker key stream sends Updated and Deleted frames byte-exact, in ver
   ]);
 });
 
-Deno.test("Broker table stream sends every key of its table with the sequence as id", async () => {
+Deno.test("Broker table stream sends every key of its table with the broker's own ids", async () => {
   const broker = makeBroker();
   const events = new EventMaker();
-  const reader = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const reader = new FrameReader(broker.subscribeTable("t", {}).stream);
   broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
   broker.publish(events.updated({ table: "other", key: "a", version: 1 }));
   broker.publish(events.deleted({ table: "t", key: 'b"', version: 4 }));
   broker.close();
   assert.deepEqual(await reader.rest(), [
     connected,
-    `id: 1\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
-    `id: 3\ndata: {"event":"Deleted","key":"b\\"","value":${tombstoneJson('b"', 4)}}\n\n`,
+    `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
+    `id: 1003\ndata: {"event":"Deleted","key":"b\\"","value":${tombstoneJson('b"', 4)}}\n\n`,
   ]);
 });
 
@@ -146,20 +148,18 @@ Deno.test("Broker never sends a version twice between replay and live", async ()
 Deno.test("Broker.subscribeTable() replays the table history after Last-Event-ID", async () => {
   const broker = makeBroker();
   const events = new EventMaker();
-  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // sequence 1
-  broker.publish(events.updated({ table: "x", key: "a", version: 1 })); // sequence 2
-  broker.publish(events.updated({ table: "t", key: "b", version: 1 })); // sequence 3
-  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // sequence 4
-  const reader = new FrameReader(
-    broker.subscribeTable("t", { lastEventId: 1, sequence: events.sequence }).stream,
-  );
-  broker.publish(events.deleted({ table: "t", key: "b", version: 2 })); // sequence 5
+  broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // id 1001
+  broker.publish(events.updated({ table: "x", key: "a", version: 1 })); // id 1002
+  broker.publish(events.updated({ table: "t", key: "b", version: 1 })); // id 1003
+  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // id 1004
+  const reader = new FrameReader(broker.subscribeTable("t", { lastEventId: 1001 }).stream);
+  broker.publish(events.deleted({ table: "t", key: "b", version: 2 })); // id 1005
   broker.close();
   assert.deepEqual(await reader.rest(), [
     connected,
-    `id: 3\ndata: {"event":"Updated","key":"b","value":${liveJson(1, 1)}}\n\n`,
-    `id: 4\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
-    `id: 5\ndata: {"event":"Deleted","key":"b","value":${tombstoneJson("b", 2)}}\n\n`,
+    `id: 1003\ndata: {"event":"Updated","key":"b","value":${liveJson(1, 1)}}\n\n`,
+    `id: 1004\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
+    `id: 1005\ndata: {"event":"Deleted","key":"b","value":${tombstoneJson("b", 2)}}\n\n`,
   ]);
 });
 
@@ -167,17 +167,18 @@ Deno.test("Broker.subscribeTable() sends Resync when the gap is older than the t
   const broker = makeBroker({ sseHistoryDepth: 2 });
   const events = new EventMaker();
   for (const key of ["a", "b", "c"]) broker.publish(events.updated({ table: "t", key, version: 1 }));
-  const oldReader = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 3 }).stream);
-  const unseenReader = new FrameReader(broker.subscribeTable("u", { lastEventId: 1, sequence: 3 }).stream);
-  const currentReader = new FrameReader(broker.subscribeTable("u", { lastEventId: 3, sequence: 3 }).stream);
-  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // sequence 4
+  // `sequence` is ignored: the Resync carries the broker's newest id, 1003.
+  const oldReader = new FrameReader(broker.subscribeTable("t", { lastEventId: 0, sequence: 99 }).stream);
+  const unseenReader = new FrameReader(broker.subscribeTable("u", { lastEventId: 1001 }).stream);
+  const currentReader = new FrameReader(broker.subscribeTable("u", { lastEventId: 1003 }).stream);
+  broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // id 1004
   broker.close();
   assert.deepEqual(await oldReader.rest(), [
     connected,
-    'id: 3\ndata: {"event":"Resync"}\n\n',
-    `id: 4\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
+    'id: 1003\ndata: {"event":"Resync"}\n\n',
+    `id: 1004\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
   ]);
-  assert.deepEqual(await unseenReader.rest(), [connected, 'id: 3\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await unseenReader.rest(), [connected, 'id: 1003\ndata: {"event":"Resync"}\n\n']);
   assert.deepEqual(await currentReader.rest(), [connected]);
 });
 
@@ -186,8 +187,8 @@ Deno.test("Broker encodes each frame once: every subscriber and the replay get t
   const events = new EventMaker();
   const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
   const second = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  const tableFirst = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
-  const tableSecond = new FrameReader(broker.subscribeTable("t", { sequence: 0 }).stream);
+  const tableFirst = new FrameReader(broker.subscribeTable("t", {}).stream);
+  const tableSecond = new FrameReader(broker.subscribeTable("t", {}).stream);
   broker.publish(events.updated({ table: "t", key: "k", version: 1 }));
   const replayed = new FrameReader(
     broker.subscribeKey("t", "k", { lastEventId: 0, current: undefined }).stream,

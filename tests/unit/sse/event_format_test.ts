@@ -35,15 +35,15 @@ Deno.test("encodeKeyFrame() writes a Deleted frame with the tombstone json", () 
   );
 });
 
-Deno.test("encodeTableFrame() uses the sequence as id and escapes the key as a JSON string", () => {
+Deno.test("encodeTableFrame() uses the given id, not the sequence, and escapes the key as JSON", () => {
   const key = 'a "quoted" \\ key é';
   assert.equal(
-    text(encodeTableFrame(event({ key }))),
+    text(encodeTableFrame(event({ key }), 42)),
     `id: 42\ndata: {"event":"Updated","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
   );
   assert.equal(
-    text(encodeTableFrame(event({ kind: "Deleted" }))),
-    `id: 42\ndata: {"event":"Deleted","key":"k","value":${oddJson}}\n\n`,
+    text(encodeTableFrame(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001)),
+    `id: 1700000000000001\ndata: {"event":"Deleted","key":"k","value":${oddJson}}\n\n`,
   );
 });
 
@@ -68,14 +68,15 @@ Deno.test("connectedFrame and keepaliveFrame are SSE comments", () => {
 
 Deno.test("encodeKeyFrame() rejects json with a line break, which would split the data line", () => {
   assert.throws(() => encodeKeyFrame(event({ json: '{"value":\n1}' })), AssertionError);
-  assert.throws(() => encodeTableFrame(event({ json: '{"value":\r1}' })), AssertionError);
+  assert.throws(() => encodeTableFrame(event({ json: '{"value":\r1}' }), 1), AssertionError);
   assert.throws(() => encodeKeyFrame(event({ json: "" })), AssertionError);
 });
 
 Deno.test("encodeKeyFrame() rejects an id that is not a positive safe integer", () => {
   assert.throws(() => encodeKeyFrame(event({ version: 0 })), AssertionError);
   assert.throws(() => encodeKeyFrame(event({ version: 1.5 })), AssertionError);
-  assert.throws(() => encodeTableFrame(event({ sequence: Number.MAX_SAFE_INTEGER + 1 })), AssertionError);
+  assert.throws(() => encodeTableFrame(event(), Number.MAX_SAFE_INTEGER + 1), AssertionError);
+  assert.throws(() => encodeTableFrame(event(), 0), AssertionError);
   assert.throws(() => encodeResyncFrame(0), AssertionError);
 });
 

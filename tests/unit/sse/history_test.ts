@@ -33,7 +33,7 @@ Deno.test("FrameHistory forgets the oldest frame at depthMax + 1", () => {
   assert.deepEqual(ids(history.framesAfter(1)), [2, 3, 4]);
 });
 
-Deno.test("FrameHistory keeps gaps between ids (a table history holds every sequence of its table)", () => {
+Deno.test("FrameHistory keeps gaps between ids (a table history holds only its own table's ids)", () => {
   const history = new FrameHistory({ depthMax: 2, first: frame(10) });
   history.append(frame(20));
   history.append(frame(30));
@@ -78,4 +78,14 @@ Deno.test("FrameHistory.forgetOldest() reports the lost frame as a gap and keeps
   assert.deepEqual(ids(history.framesAfter(2)), [3]);
   assert.equal(history.framesAfter(1), undefined);
   assert.throws(() => history.forgetOldest(), AssertionError, "a history is never empty");
+});
+
+Deno.test("FrameHistory.framesHeldAfter() returns the frames held past a gap, where framesAfter() says undefined", () => {
+  const history = new FrameHistory({ depthMax: 2, first: frame(1) });
+  for (const id of [2, 3, 4]) history.append(frame(id));
+  assert.equal(history.framesAfter(1), undefined);
+  assert.deepEqual(ids(history.framesHeldAfter(1)), [3, 4]);
+  assert.deepEqual(ids(history.framesHeldAfter(0)), [3, 4]);
+  assert.deepEqual(ids(history.framesHeldAfter(3)), [4]);
+  assert.deepEqual(ids(history.framesHeldAfter(4)), []);
 });

@@ -5,10 +5,12 @@ import {
   decodeRecord,
   encodeRecord,
   entryOf,
+  type PurgeRecord,
   type PutRecord,
   RecordDecodeError,
   recordFixedBytes,
   recordOfEntry,
+  setRecordSequence,
   valueJsonOf,
   type WalRecord,
 } from "../../../src/store/wal_record.ts";
@@ -106,4 +108,38 @@ Deno.test("decodeRecord() rejects damaged layouts", () => {
 Deno.test("encodeRecord() asserts that numbers are safe non-negative integers", () => {
   assert.throws(() => encodeRecord({ ...put, sequence: 2 ** 53 }), /safe integer/);
   assert.throws(() => encodeRecord({ ...put, version: -1 }), /negative/);
+});
+
+const purge: PurgeRecord = { op: "purge", sequence: 12, timestamp: 77, table: "fruits", key: 'k"ey 🍎' };
+
+Deno.test("encodeRecord()/decodeRecord() round trip a purge: op 4, version 0, no owner, no value", () => {
+  const bytes = encodeRecord(purge);
+  assert.equal(bytes[0], 4);
+  assert.deepEqual(bytes.subarray(9, 17), new Uint8Array(8), "version field is 0");
+  assert.equal(bytes.length, recordFixedBytes + 6 + new TextEncoder().encode(purge.key).length);
+  assert.deepEqual(decodeRecord(bytes), purge);
+});
+
+Deno.test("decodeRecord() rejects a purge with a version, an owner or trailing bytes", () => {
+  const withVersion = encodeRecord(purge);
+  withVersion[16] = 1;
+  assert.throws(() => decodeRecord(withVersion), /purge record has a version/);
+  const asDelete = encodeRecord({ ...purge, op: "delete", version: 1, owner: "o" });
+  asDelete[0] = 4;
+  asDelete.fill(0, 9, 17);
+  assert.throws(() => decodeRecord(asDelete), /purge record has an owner/);
+  const trailing = Uint8Array.of(...encodeRecord(purge), 0x31);
+  assert.throws(() => decodeRecord(trailing), /purge record has trailing bytes/);
+});
+
+Deno.test("setRecordSequence() writes the sequence of an encoded record and refuses a checkpoint end", () => {
+  const bytes = encodeRecord({ ...put, sequence: 0 });
+  setRecordSequence(bytes, 2 ** 53 - 1);
+  assert.deepEqual(decodeRecord(bytes), put);
+  const purgeBytes = encodeRecord({ ...purge, sequence: 0 });
+  setRecordSequence(purgeBytes, 12);
+  assert.deepEqual(decodeRecord(purgeBytes), purge);
+  const end = encodeRecord({ op: "checkpointEnd", sequence: 1, entryCount: 0, timestamp: 1 });
+  assert.throws(() => setRecordSequence(end, 2), /checkpoint end/);
+  assert.throws(() => setRecordSequence(bytes, -1), /negative/);
 });

@@ -1,0 +1,69 @@
+/**
+ * What the cluster needs of this node's store, declared here so the cluster never imports the store
+ * (STYLE B2); `main.ts` passes the store itself, which has this shape.
+ */
+
+/** A key's state as shipped between replicas. `valueJson` is absent for a tombstone. */
+export interface ReplicaEntry {
+  version: number;
+  timestamp: number;
+  owner: string;
+  deleted: boolean;
+  valueJson?: string;
+}
+
+/** A key's current state as the store holds it. */
+export interface EntryView {
+  readonly version: number;
+  readonly timestamp: number;
+  readonly owner: string;
+  readonly deleted: boolean;
+  /** The bytes a reader gets (VersionedValue, or a tombstone's Deleted-event value). */
+  readonly json: string;
+}
+
+/** Identity and condition of a client write. */
+export interface WriteConditions {
+  owner: string;
+  ifVersion?: number;
+}
+
+/** The store operations replication uses. */
+export interface LocalStore {
+  getEntry(table: string, key: string): EntryView | undefined;
+  put(table: string, key: string, value: unknown, options: WriteConditions): Promise<EntryView>;
+  patch(
+    table: string,
+    key: string,
+    patch: Record<string, unknown>,
+    options: WriteConditions,
+  ): Promise<EntryView>;
+  delete(table: string, key: string, options: WriteConditions): Promise<EntryView>;
+  applyReplicas(
+    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
+  ): Promise<Array<"applied" | "stale">>;
+  replicaOf(table: string, key: string): ReplicaEntry | undefined;
+  scan(): Iterable<{ table: string; key: string; entry: EntryView }>;
+  purge(table: string, key: string): Promise<void>;
+  hasTable(table: string): boolean;
+  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, EntryView]>;
+}
+
+/** A change for local subscribers (the SSE broker). */
+export interface ChangeSink {
+  publish(event: {
+    kind: "Updated" | "Deleted";
+    table: string;
+    key: string;
+    version: number;
+    sequence: number;
+    json: string;
+  }): void;
+}
+
+/** The membership view replication follows. */
+export interface MembershipView {
+  liveIds(): string[];
+  ringIds(): string[];
+  onChange(listener: () => void): () => void;
+}

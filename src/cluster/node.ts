@@ -1,0 +1,226 @@
+import type { Clock } from "../util/clock.ts";
+import { UnavailableError } from "../util/errors.ts";
+import type { Logger } from "../util/log.ts";
+import { AntiEntropy } from "./anti_entropy.ts";
+import { type ListedEntry, listLocal, listTable } from "./listing.ts";
+import type { ChangeSink, EntryView, LocalStore, MembershipView } from "./local_store.ts";
+import { InternalHandler } from "./transport.ts";
+import { RequestSigner } from "./mac.ts";
+import { Membership } from "./membership.ts";
+import { Rebalancer } from "./rebalance.ts";
+import { ListRequest } from "./replication_wire.ts";
+import { type ClientWrite, Replicator } from "./replicator.ts";
+import type { Transport } from "./transport.ts";
+import { HttpTransport } from "./transport_http.ts";
+import type { ClusterConfig, Member } from "./types.ts";
+import { InvalidRequestError } from "../util/errors.ts";
+
+/** Options of {@linkcode ClusterNode.create}. */
+export interface ClusterNodeOptions {
+  /** This node's id: the `host:port` peers dial. */
+  self: string;
+  /** Cluster settings; undefined runs a cluster of one that refuses every node-to-node request. */
+  config: ClusterConfig | undefined;
+  store: LocalStore;
+  sink: ChangeSink;
+  clock: Clock;
+  logger: Logger;
+  /** The node-to-node transport; default: HTTP(S) with `fetch`. Tests inject a faulty one. */
+  transport?: Transport;
+  scheme?: "http" | "https";
+  /** CA certificates peers' TLS certificates are checked against (https). */
+  caCerts?: string[];
+}
+
+/** A transport for a cluster of one: there is no one to talk to. */
+const noTransport: Transport = {
+  request: () => Promise.reject(new UnavailableError("this node is not in a cluster")),
+};
+
+/**
+ * One node's part of the cluster: membership (SWIM over HTTP), placement, replication, anti-entropy and
+ * rebalancing, behind the few calls the HTTP layer makes. A node without `CLUSTER_SECRET` is a cluster
+ * of one through the same code path.
+ */
+export class ClusterNode {
+  readonly self: string;
+  readonly replicator: Replicator;
+  readonly membership: Membership | undefined;
+  readonly antiEntropy: AntiEntropy | undefined;
+  readonly rebalancer: Rebalancer;
+  readonly #handler: InternalHandler | undefined;
+  readonly #options: ClusterNodeOptions;
+  readonly #transport: Transport;
+
+  private constructor(options: ClusterNodeOptions, parts: {
+    transport: Transport;
+    membership: Membership | undefined;
+    handler: InternalHandler | undefined;
+  }) {
+    this.self = options.self;
+    this.#options = options;
+    this.#transport = parts.transport;
+    this.membership = parts.membership;
+    this.#handler = parts.handler;
+    const view: MembershipView = parts.membership ?? soloView(options.self);
+    this.replicator = new Replicator({
+      ...options,
+      transport: parts.transport,
+      membership: view,
+      config: options.config ?? soloConfig,
+    });
+    this.rebalancer = new Rebalancer({
+      store: options.store,
+      pusher: this.replicator,
+      logger: options.logger,
+    });
+    this.replicator.onPlacementChange((previous, next) => this.rebalancer.onPlacementChange(previous, next));
+    this.antiEntropy = options.config === undefined ? undefined : new AntiEntropy({
+      store: options.store,
+      pusher: this.replicator,
+      transport: parts.transport,
+      placement: () => this.replicator.placement,
+      clock: options.clock,
+      logger: options.logger,
+      intervalMs: options.config.antiEntropyIntervalMs,
+      timeoutMs: options.config.requestTimeoutMs * 5,
+    });
+    if (parts.handler !== undefined) this.#register(parts.handler);
+  }
+
+  /** Builds the node's cluster part; nothing runs until `start()`. */
+  static async create(options: ClusterNodeOptions): Promise<ClusterNode> {
+    const { config } = options;
+    if (config === undefined) {
+      return new ClusterNode(options, { transport: noTransport, membership: undefined, handler: undefined });
+    }
+    const signer = await RequestSigner.create(config.secret);
+    const transport = options.transport ?? new HttpTransport({
+      self: options.self,
+      signer,
+      clock: options.clock,
+      scheme: options.scheme ?? "http",
+      ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),
+    });
+    const membership = new Membership({
+      self: options.self,
+      config,
+      transport,
+      clock: options.clock,
+      logger: options.logger,
+    });
+    const handler = new InternalHandler({ signer, clock: options.clock, windowMs: config.requestWindowMs });
+    return new ClusterNode(options, { transport, membership, handler });
+  }
+
+  #register(handler: InternalHandler): void {
+    this.membership?.registerHandlers(handler);
+    for (const [kind, run] of Object.entries(this.replicator.handlers())) handler.register(kind, run);
+    for (const [kind, run] of Object.entries(this.antiEntropy?.handlers() ?? {})) handler.register(kind, run);
+    handler.register("list", (body) => {
+      const parsed = ListRequest.safeParse(body);
+      if (!parsed.success) throw new InvalidRequestError("malformed list request");
+      const request = parsed.data.after === undefined
+        ? { table: parsed.data.table, limit: parsed.data.limit }
+        : { table: parsed.data.table, limit: parsed.data.limit, after: parsed.data.after };
+      return Promise.resolve(listLocal(this.#options.store, request));
+    });
+  }
+
+  /** Joins the cluster through `seed`. @throws {JoinRefusedError} on a wrong secret. */
+  async join(seed: string): Promise<void> {
+    if (this.membership === undefined) throw new UnavailableError("CLUSTER_SECRET is not set");
+    await this.membership.join(seed);
+  }
+
+  /** Starts gossip and anti-entropy. */
+  start(): void {
+    this.membership?.start();
+    this.antiEntropy?.start();
+  }
+
+  /**
+   * Leaves gracefully (SIGTERM): tells the cluster, hands every key to its replicas without this node,
+   * then stops. Bounded by `deadlineMs`.
+   */
+  async leave(deadlineMs: number): Promise<void> {
+    this.antiEntropy?.stop();
+    if (this.membership === undefined) return;
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs));
+    const handOff = (async () => {
+      await this.membership!.leave();
+      await this.rebalancer.idle();
+    })();
+    await Promise.race([handOff, deadline]);
+    this.stop();
+  }
+
+  /** Stops every timer and pipeline. */
+  stop(): void {
+    this.antiEntropy?.stop();
+    this.membership?.stop();
+    this.replicator.close();
+  }
+
+  /** Every known member, self included. */
+  members(): Member[] {
+    if (this.membership !== undefined) return this.membership.members();
+    const now = this.#options.clock.nowMs();
+    return [{ id: this.self, status: "alive", incarnation: 0, lastSeenMs: now, statusChangedMs: now }];
+  }
+
+  /** Serves one authenticated node-to-node request (the HTTP layer's `/_internal/{kind}`). */
+  handleInternal(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
+    if (this.#handler === undefined) {
+      return Promise.reject(
+        new UnavailableError("this node does not accept cluster requests (no CLUSTER_SECRET)"),
+      );
+    }
+    return this.#handler.handle(kind, headers, bodyText);
+  }
+
+  /** A key's live state or tombstone, from a replica. */
+  read(table: string, key: string): EntryView | undefined | Promise<EntryView | undefined> {
+    const placement = this.replicator.placement;
+    if (placement.fullyReplicated) return this.#options.store.getEntry(table, key);
+    return this.replicator.readEntry(table, key);
+  }
+
+  /** A client write, routed to the key's coordinator. */
+  write(request: ClientWrite): Promise<EntryView> {
+    return this.replicator.write(request);
+  }
+
+  /** A table's live keys in key order, across the cluster. */
+  list(table: string, options: { after?: string; limit: number }): AsyncIterable<ListedEntry> {
+    return listTable({
+      table,
+      limit: options.limit,
+      ...(options.after === undefined ? {} : { after: options.after }),
+      placement: this.replicator.placement,
+      store: this.#options.store,
+      transport: this.#transport,
+      timeoutMs: this.#options.config?.requestTimeoutMs ?? 1_000,
+    });
+  }
+}
+
+function soloView(self: string): MembershipView {
+  return { liveIds: () => [self], ringIds: () => [self], onChange: () => () => {} };
+}
+
+/** Settings of a cluster of one; only placement reads them. */
+const soloConfig: ClusterConfig = {
+  secret: "",
+  probeIntervalMs: 1_000,
+  probeTimeoutMs: 500,
+  indirectProbeCount: 0,
+  suspicionMult: 1,
+  deadReapMs: 1_000,
+  replicationFactor: 1,
+  writeQuorum: 1,
+  virtualNodeCount: 1,
+  requestTimeoutMs: 1_000,
+  antiEntropyIntervalMs: 1_000,
+  requestWindowMs: 1_000,
+};

@@ -1,0 +1,54 @@
+import { assert } from "../util/assert.ts";
+import { Ring } from "./ring.ts";
+import type { ClusterConfig } from "./types.ts";
+
+/** The reserved table of users: every node holds every user, so a login is answered locally anywhere. */
+export const usersTable = "_users";
+
+/**
+ * Where keys live, for one view of the membership: the ring over the members that hold data and the set
+ * of members that answer now. Rebuilt (never mutated) whenever the membership changes.
+ */
+export class Placement {
+  readonly self: string;
+  readonly ringIds: readonly string[];
+  readonly #live: ReadonlySet<string>;
+  readonly #ring: Ring;
+  readonly #replicationFactor: number;
+
+  constructor(options: {
+    self: string;
+    ringIds: readonly string[];
+    liveIds: readonly string[];
+    config: Pick<ClusterConfig, "replicationFactor" | "virtualNodeCount">;
+  }) {
+    assert(options.config.replicationFactor >= 1);
+    this.self = options.self;
+    // The membership lists this node in the ring until it leaves; then its keys go to the others.
+    this.ringIds = options.ringIds;
+    this.#live = new Set([...options.liveIds, options.self]);
+    this.#ring = new Ring({ memberIds: this.ringIds, virtualNodeCount: options.config.virtualNodeCount });
+    this.#replicationFactor = options.config.replicationFactor;
+  }
+
+  /** The replicas of a key, in preference order: `replicationFactor` members (all for users). */
+  replicasOf(table: string, key: string): string[] {
+    const count = table === usersTable ? this.ringIds.length : this.#replicationFactor;
+    return this.#ring.replicasOf(table, key, count);
+  }
+
+  /** True when every ring member holds every key (the cluster is no larger than the replication factor). */
+  get fullyReplicated(): boolean {
+    return this.ringIds.length <= this.#replicationFactor;
+  }
+
+  /** Whether `id` answers now (alive or suspect), in this view. */
+  isLive(id: string): boolean {
+    return this.#live.has(id);
+  }
+
+  /** The live members of the view, self included. */
+  liveIds(): string[] {
+    return [...this.#live].sort();
+  }
+}

@@ -1,0 +1,101 @@
+import { z } from "zod";
+
+const name = z.string().min(1).max(4096);
+const safeVersion = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+/** A key's state as shipped between replicas (the store's `ReplicaEntry`). */
+export const ReplicaEntryWire = z.object({
+  version: safeVersion,
+  timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  owner: z.string().max(4096),
+  deleted: z.boolean(),
+  valueJson: z.string().optional(),
+});
+export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
+
+/** One item of an `apply` batch: a replica to store, or a change to publish to local subscribers only. */
+export const ApplyItem = z.discriminatedUnion("store", [
+  z.object({ store: z.literal(true), table: name, key: name, entry: ReplicaEntryWire }),
+  z.object({
+    store: z.literal(false),
+    table: name,
+    key: name,
+    kind: z.enum(["Updated", "Deleted"]),
+    version: safeVersion,
+    json: z.string(),
+  }),
+]);
+export type ApplyItem = z.output<typeof ApplyItem>;
+
+/** Items per `apply` request. */
+export const applyItemsMax = 512;
+
+/** `apply`: replicas and notifications from a coordinator, in its order. */
+export const ApplyRequest = z.object({ items: z.array(ApplyItem).max(applyItemsMax) });
+
+/** `write`: a client write forwarded to the key's coordinator, already authenticated as `owner`. */
+export const WriteRequest = z.object({
+  op: z.enum(["put", "patch", "delete"]),
+  table: name,
+  key: name,
+  value: z.unknown().optional(),
+  owner: z.string().min(1).max(4096),
+  ifVersion: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+});
+export type WriteRequest = z.output<typeof WriteRequest>;
+
+/** The answer to a forwarded write: the entry, or the error to re-raise at the caller. */
+export const WriteReply = z.union([
+  z.object({ json: z.string(), version: safeVersion, deleted: z.boolean() }),
+  z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
+]);
+
+/** `read`: a key read forwarded to a replica. */
+export const ReadRequest = z.object({ table: name, key: name });
+/** The answer to `read`: the entry (tombstones included) or null. */
+export const ReadReply = z.object({
+  entry: z.object({ json: z.string(), version: safeVersion, deleted: z.boolean() }).nullable(),
+});
+
+/** `list`: one sorted page of a table's live keys on one node. */
+export const ListRequest = z.object({
+  table: name,
+  after: name.optional(),
+  limit: z.number().int().positive().max(10_000),
+});
+/** The answer to `list`. */
+export const ListReply = z.object({
+  exists: z.boolean(),
+  entries: z.array(z.object({ key: name, json: z.string(), version: safeVersion })),
+});
+
+/** Buckets of an anti-entropy digest. */
+export const digestBucketCount = 256;
+
+/** `digest`: the sender's bucket hashes over the keys both nodes replicate. */
+export const DigestRequest = z.object({ buckets: z.array(z.string().max(64)).length(digestBucketCount) });
+/** The buckets that differ. */
+export const DigestReply = z.object({
+  differing: z.array(z.number().int().min(0).max(digestBucketCount - 1)),
+});
+
+/** What anti-entropy compares of a key: enough to see that two replicas differ, not who wins. */
+export const KeySummary = z.object({
+  table: name,
+  key: name,
+  version: safeVersion,
+  timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  deleted: z.boolean(),
+});
+export type KeySummary = z.output<typeof KeySummary>;
+
+/** Summaries per `sync` request or reply; a larger bucket is not repaired this round (see DESIGN.md). */
+export const syncSummariesMax = 20_000;
+
+/** `sync`: the sender's key summaries of one differing bucket; the answer holds the receiver's. */
+export const SyncRequest = z.object({
+  bucket: z.number().int().min(0).max(digestBucketCount - 1),
+  summaries: z.array(KeySummary).max(syncSummariesMax),
+});
+/** The receiver's summaries of the same bucket. */
+export const SyncReply = z.object({ summaries: z.array(KeySummary).max(syncSummariesMax) });

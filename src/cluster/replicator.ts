@@ -1,0 +1,446 @@
+import { assert } from "../util/assert.ts";
+import type { Clock } from "../util/clock.ts";
+import { type ErrorCode, InvalidRequestError, KvError, UnavailableError } from "../util/errors.ts";
+import type { Logger } from "../util/log.ts";
+import type {
+  ChangeSink,
+  EntryView,
+  LocalStore,
+  MembershipView,
+  ReplicaEntry,
+  WriteConditions,
+} from "./local_store.ts";
+import { PeerPipeline } from "./pipeline.ts";
+import { Placement, usersTable } from "./placement.ts";
+import {
+  type ApplyItem,
+  ApplyRequest,
+  ReadReply,
+  ReadRequest,
+  type ReplicaEntryWire,
+  WriteReply,
+  WriteRequest,
+} from "./replication_wire.ts";
+import type { Transport } from "./transport.ts";
+import type { ClusterConfig } from "./types.ts";
+
+/** Hints kept for replicas that were down, across all peers; beyond it anti-entropy catches up. */
+export const hintsMax = 100_000;
+
+/** Error codes a coordinator's answer may carry back to the client unchanged. */
+const forwardedCodes: ReadonlySet<string> = new Set<ErrorCode>([
+  "invalid_request",
+  "invalid_name",
+  "forbidden",
+  "key_not_found",
+  "version_conflict",
+  "payload_too_large",
+  "unavailable",
+  "storage_failed",
+  "storage_full",
+]);
+
+/** An error raised by the coordinator of a forwarded write, re-raised here with its code. */
+export class ForwardedError extends KvError {}
+
+/** A client write as the HTTP layer hands it over, after authentication. */
+export type ClientWrite = Omit<WriteRequest, "owner" | "ifVersion"> & { conditions: WriteConditions };
+
+/** Options of {@linkcode Replicator}. */
+export interface ReplicatorOptions {
+  self: string;
+  config: ClusterConfig;
+  transport: Transport;
+  membership: MembershipView;
+  store: LocalStore;
+  sink: ChangeSink;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** Counters of replication for `/stats`. */
+export interface ReplicationStats {
+  pipelineBacklog: number;
+  hintCount: number;
+  hintsDropped: number;
+  forwardedWrites: number;
+  forwardedReads: number;
+}
+
+/**
+ * Partitioned replication: routes each client read and write to the key's replicas, coordinates the
+ * writes of keys whose first live replica is this node (one place assigns the versions of a key), ships
+ * the result to the other replicas through ordered per-peer pipelines, waits for the write quorum, keeps
+ * hints for replicas that are down, and forwards each change to the nodes that do not hold the key so
+ * their subscribers see it. See DESIGN.md.
+ */
+export class Replicator {
+  readonly self: string;
+  readonly #options: ReplicatorOptions;
+  #placement: Placement;
+  readonly #pipelines = new Map<string, PeerPipeline>();
+  readonly #hints = new Map<string, Set<string>>();
+  #hintCount = 0;
+  readonly stats: ReplicationStats = {
+    pipelineBacklog: 0,
+    hintCount: 0,
+    hintsDropped: 0,
+    forwardedWrites: 0,
+    forwardedReads: 0,
+  };
+  readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
+  readonly #unsubscribe: () => void;
+
+  constructor(options: ReplicatorOptions) {
+    this.self = options.self;
+    this.#options = options;
+    this.#placement = this.#makePlacement();
+    this.#unsubscribe = options.membership.onChange(() => this.#onMembershipChange());
+  }
+
+  /** The current placement (ring and live set). */
+  get placement(): Placement {
+    return this.#placement;
+  }
+
+  /** Calls `listener(previous, next)` after each placement change. */
+  onPlacementChange(listener: (previous: Placement, next: Placement) => void): void {
+    this.#placementListeners.push(listener);
+  }
+
+  /** Stops following the membership and fails what is still queued. */
+  close(): void {
+    this.#unsubscribe();
+    for (const pipeline of this.#pipelines.values()) pipeline.close();
+    this.#pipelines.clear();
+  }
+
+  #makePlacement(): Placement {
+    const { membership, config } = this.#options;
+    return new Placement({
+      self: this.self,
+      ringIds: membership.ringIds(),
+      liveIds: membership.liveIds(),
+      config,
+    });
+  }
+
+  #onMembershipChange(): void {
+    const previous = this.#placement;
+    this.#placement = this.#makePlacement();
+    for (const [peer, pipeline] of this.#pipelines) {
+      if (!this.#placement.ringIds.includes(peer) && !this.#placement.isLive(peer)) {
+        pipeline.close();
+        this.#pipelines.delete(peer);
+      }
+    }
+    for (const peer of this.#hints.keys()) if (this.#placement.isLive(peer)) this.#deliverHints(peer);
+    for (const listener of this.#placementListeners) listener(previous, this.#placement);
+  }
+
+  /** Reads a key's current state (tombstones included) from a replica: this node when it is one. */
+  async readEntry(table: string, key: string): Promise<EntryView | undefined> {
+    const replicas = this.#placement.replicasOf(table, key);
+    if (replicas.includes(this.self)) return this.#options.store.getEntry(table, key);
+    this.stats.forwardedReads += 1;
+    let lastError: unknown;
+    for (const replica of replicas.filter((id) => this.#placement.isLive(id))) {
+      try {
+        const reply = await this.#options.transport.request(replica, "read", { table, key }, {
+          timeoutMs: this.#options.config.requestTimeoutMs,
+        });
+        const parsed = ReadReply.parse(reply);
+        if (parsed.entry === null) return undefined;
+        return { ...parsed.entry, timestamp: 0, owner: "" };
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw new UnavailableError(`Cannot read key "${key}": no replica answered`, { cause: lastError });
+  }
+
+  /**
+   * A client write: coordinated here when this node is the key's first live replica, else forwarded
+   * to that replica.
+   *
+   * @throws the store's errors (forbidden, version_conflict, key_not_found, ...), or UnavailableError
+   * when no replica can take the write or the write quorum was not reached.
+   */
+  async write(request: ClientWrite): Promise<EntryView> {
+    const replicas = this.#placement.replicasOf(request.table, request.key);
+    const coordinators = replicas.filter((id) => this.#placement.isLive(id));
+    if (coordinators.length === 0) {
+      throw new UnavailableError(
+        `Cannot write key "${request.key}": none of its ${replicas.length} replicas is up`,
+      );
+    }
+    if (coordinators[0] === this.self) return await this.#coordinate(request, replicas);
+    this.stats.forwardedWrites += 1;
+    let lastError: unknown;
+    for (const coordinator of coordinators) {
+      if (coordinator === this.self) return await this.#coordinate(request, replicas);
+      try {
+        return await this.#forwardWrite(coordinator, request);
+      } catch (error) {
+        if (error instanceof KvError) throw error;
+        lastError = error;
+        // Only a request that never arrived may be retried elsewhere; see DESIGN.md.
+        if (!isUnreachable(error)) break;
+      }
+    }
+    throw new UnavailableError(`Cannot write key "${request.key}": its coordinator did not answer`, {
+      cause: lastError,
+    });
+  }
+
+  async #forwardWrite(coordinator: string, request: ClientWrite): Promise<EntryView> {
+    const { conditions, ...rest } = request;
+    const body: WriteRequest = { ...rest, owner: conditions.owner };
+    if (conditions.ifVersion !== undefined) body.ifVersion = conditions.ifVersion;
+    const reply = WriteReply.parse(
+      await this.#options.transport.request(coordinator, "write", body, {
+        timeoutMs: this.#options.config.requestTimeoutMs * 2,
+      }),
+    );
+    if ("error" in reply) {
+      const code = forwardedCodes.has(reply.error.code) ? reply.error.code as ErrorCode : "unavailable";
+      throw new ForwardedError(code, reply.error.message);
+    }
+    return { json: reply.json, version: reply.version, deleted: reply.deleted, timestamp: 0, owner: "" };
+  }
+
+  async #coordinate(request: ClientWrite, replicas: readonly string[]): Promise<EntryView> {
+    const entry = await this.#applyLocally(request);
+    const others = replicas.filter((id) => id !== this.self);
+    const quorum = writeQuorumOf({
+      table: request.table,
+      replicaCount: replicas.length,
+      config: this.#options.config,
+    });
+    const live = others.filter((id) => this.#placement.isLive(id));
+    for (const id of others) if (!live.includes(id)) this.#addHint(id, request.table, request.key);
+    const needed = Math.min(quorum - 1, live.length);
+    const acknowledgements = this.#replicateTo(live, request.table, request.key);
+    this.#notifyOthers(request, entry, replicas);
+    const acknowledged = await waitForCount(acknowledgements, needed);
+    if (acknowledged < needed) {
+      throw new UnavailableError(
+        `Key "${request.key}" is durable on ${acknowledged + 1} of ${replicas.length} replicas; ` +
+          `the write quorum is ${quorum}. The others will catch up.`,
+      );
+    }
+    return entry;
+  }
+
+  async #applyLocally(request: ClientWrite): Promise<EntryView> {
+    const { store } = this.#options;
+    switch (request.op) {
+      case "put":
+        return await store.put(request.table, request.key, request.value, request.conditions);
+      case "patch":
+        if (typeof request.value !== "object" || request.value === null || Array.isArray(request.value)) {
+          throw new InvalidRequestError('PATCH "value" must be a JSON object');
+        }
+        return await store.patch(request.table, request.key, request.value as Record<string, unknown>, {
+          ...request.conditions,
+        });
+      case "delete":
+        return await store.delete(request.table, request.key, request.conditions);
+    }
+  }
+
+  /** Ships the key's current state to `peers`; each promise settles true on acknowledgement. */
+  #replicateTo(peers: readonly string[], table: string, key: string): Promise<boolean>[] {
+    const entry = this.#options.store.replicaOf(table, key);
+    if (entry === undefined) return [];
+    return peers.map((peer) => {
+      const sent = this.#pipeline(peer).send({ store: true, table, key, entry });
+      if (!sent.accepted) {
+        this.#addHint(peer, table, key);
+        return Promise.resolve(false);
+      }
+      return sent.acknowledged.then(() => true, () => {
+        this.#addHint(peer, table, key);
+        return false;
+      });
+    });
+  }
+
+  /** Forwards the change to live nodes that do not hold the key, for their subscribers. */
+  #notifyOthers(request: ClientWrite, entry: EntryView, replicas: readonly string[]): void {
+    const item: ApplyItem = {
+      store: false,
+      table: request.table,
+      key: request.key,
+      kind: entry.deleted ? "Deleted" : "Updated",
+      version: entry.version,
+      json: entry.json,
+    };
+    for (const peer of this.#placement.liveIds()) {
+      if (peer !== this.self && !replicas.includes(peer)) this.#pipeline(peer).send(item);
+    }
+  }
+
+  #pipeline(peer: string): PeerPipeline {
+    assert(peer !== this.self, "no pipeline to self");
+    let pipeline = this.#pipelines.get(peer);
+    if (pipeline === undefined) {
+      pipeline = new PeerPipeline({
+        peer,
+        transport: this.#options.transport,
+        timeoutMs: this.#options.config.requestTimeoutMs,
+        logger: this.#options.logger,
+      });
+      this.#pipelines.set(peer, pipeline);
+    }
+    return pipeline;
+  }
+
+  /** Ships keys to a peer (rebalancing, anti-entropy); resolves true when all were acknowledged. */
+  async pushKeys(peer: string, keys: ReadonlyArray<{ table: string; key: string }>): Promise<boolean> {
+    const results = await Promise.all(
+      keys.flatMap(({ table, key }) => this.#replicateTo([peer], table, key)),
+    );
+    return results.every((ok) => ok);
+  }
+
+  #addHint(peer: string, table: string, key: string): void {
+    let keys = this.#hints.get(peer);
+    if (keys === undefined) {
+      keys = new Set();
+      this.#hints.set(peer, keys);
+    }
+    const hint = `${table}\u0000${key}`;
+    if (keys.has(hint)) return;
+    if (this.#hintCount >= hintsMax) {
+      this.stats.hintsDropped += 1; // anti-entropy delivers it instead
+      return;
+    }
+    keys.add(hint);
+    this.#hintCount += 1;
+    this.stats.hintCount = this.#hintCount;
+  }
+
+  #deliverHints(peer: string): void {
+    const keys = this.#hints.get(peer);
+    if (keys === undefined) return;
+    this.#hints.delete(peer);
+    this.#hintCount -= keys.size;
+    this.stats.hintCount = this.#hintCount;
+    assert(this.#hintCount >= 0);
+    const items = [...keys].map((hint) => {
+      const [table, key] = hint.split("\u0000") as [string, string];
+      return { table, key };
+    });
+    this.#options.logger.info("delivering hints", { peer, keys: items.length });
+    void this.pushKeys(peer, items);
+  }
+
+  /** Total items waiting in pipelines. */
+  pipelineBacklog(): number {
+    let backlog = 0;
+    for (const pipeline of this.#pipelines.values()) backlog += pipeline.backlog;
+    this.stats.pipelineBacklog = backlog;
+    return backlog;
+  }
+
+  /** Handlers of the internal kinds this class serves. */
+  handlers(): Record<string, (body: unknown, sender: string) => Promise<unknown>> {
+    return {
+      apply: (body) => this.#handleApply(body),
+      write: (body) => this.#handleWrite(body),
+      read: (body) => this.#handleRead(body),
+    };
+  }
+
+  async #handleApply(body: unknown): Promise<unknown> {
+    const { items } = parseBody(ApplyRequest, body);
+    const stored = items.flatMap((item) =>
+      item.store === true ? [{ table: item.table, key: item.key, entry: replicaEntryOf(item.entry) }] : []
+    );
+    if (stored.length > 0) await this.#options.store.applyReplicas(stored);
+    for (const item of items) {
+      if (item.store === false) {
+        const { table, key, kind, version, json } = item;
+        this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
+      }
+    }
+    return { ok: true };
+  }
+
+  async #handleWrite(body: unknown): Promise<unknown> {
+    const request = parseBody(WriteRequest, body);
+    const { owner, ifVersion, ...rest } = request;
+    const conditions: WriteConditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
+    try {
+      const replicas = this.#placement.replicasOf(request.table, request.key);
+      const entry = await this.#coordinate({ ...rest, conditions }, replicas);
+      return { json: entry.json, version: entry.version, deleted: entry.deleted };
+    } catch (error) {
+      if (error instanceof KvError) return { error: { code: error.code, message: error.message } };
+      throw error;
+    }
+  }
+
+  #handleRead(body: unknown): Promise<unknown> {
+    const { table, key } = parseBody(ReadRequest, body);
+    const entry = this.#options.store.getEntry(table, key);
+    return Promise.resolve({
+      entry: entry === undefined
+        ? null
+        : { json: entry.json, version: entry.version, deleted: entry.deleted },
+    });
+  }
+}
+
+/**
+ * Acknowledgements a write of `table` waits for, its coordinator's included: the configured quorum
+ * (default a majority of the replicas); every replica for users, so a user registered on one node can
+ * log in on any live node at once.
+ */
+export function writeQuorumOf(options: {
+  table: string;
+  replicaCount: number;
+  config: Pick<ClusterConfig, "writeQuorum">;
+}): number {
+  if (options.table === usersTable) return options.replicaCount;
+  if (options.config.writeQuorum > 0) return Math.min(options.config.writeQuorum, options.replicaCount);
+  return Math.floor(options.replicaCount / 2) + 1;
+}
+
+/** A wire entry as the store takes it (an absent `valueJson` is left out, not undefined). */
+function replicaEntryOf(wire: ReplicaEntryWire): ReplicaEntry {
+  const { valueJson, ...rest } = wire;
+  return valueJson === undefined ? rest : { ...rest, valueJson };
+}
+
+function parseBody<T>(
+  schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } },
+  body: unknown,
+): T {
+  const result = schema.safeParse(body);
+  if (!result.success) throw new InvalidRequestError("malformed internal request");
+  return result.data;
+}
+
+function isUnreachable(error: unknown): boolean {
+  return typeof error === "object" && error !== null &&
+    (error as { failure?: unknown }).failure === "unreachable";
+}
+
+/** Resolves with how many of `promises` resolved true once `count` did, or once all settled. */
+function waitForCount(promises: readonly Promise<boolean>[], count: number): Promise<number> {
+  if (count <= 0) return Promise.resolve(0);
+  return new Promise((resolve) => {
+    let succeeded = 0;
+    let settled = 0;
+    for (const promise of promises) {
+      void promise.then((ok) => {
+        settled += 1;
+        if (ok) succeeded += 1;
+        if (succeeded === count || settled === promises.length) resolve(succeeded);
+      });
+    }
+    if (promises.length === 0) resolve(0);
+  });
+}

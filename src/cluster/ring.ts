@@ -1,0 +1,123 @@
+import { assert } from "../util/assert.ts";
+
+const encoder = new TextEncoder();
+
+/** FNV-1a 32-bit offset basis and prime. */
+const fnvOffsetBasis = 0x811c9dc5;
+const fnvPrime = 0x01000193;
+
+/** FNV-1a, 32 bits, over `bytes`. */
+export function fnv1a32(bytes: Uint8Array): number {
+  let hash = fnvOffsetBasis;
+  for (const byte of bytes) {
+    hash ^= byte;
+    hash = Math.imul(hash, fnvPrime);
+  }
+  return hash >>> 0;
+}
+
+/** MurmurHash3's 32-bit finalizer: spreads FNV's weak low-bit avalanche over all 32 bits. */
+export function fmix32(value: number): number {
+  let hash = value >>> 0;
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  hash ^= hash >>> 16;
+  return hash >>> 0;
+}
+
+/** `fmix32(fnv1a32(utf8(text)))`: the ring's one hash function. */
+export function hashText(text: string): number {
+  return fmix32(fnv1a32(encoder.encode(text)));
+}
+
+/**
+ * The ring position of a key: `fmix32(fnv1a32(utf8(table + "\u0000" + key)))`, an unsigned 32-bit
+ * integer. It is part of the cluster's protocol: every node, of every version, must compute the same
+ * value, so it never changes (a change would move every key). NUL cannot occur in a name, so distinct
+ * (table, key) pairs give distinct inputs.
+ */
+export function keyHash(table: string, key: string): number {
+  return hashText(`${table}\u0000${key}`);
+}
+
+/** Options of {@linkcode Ring}. */
+export interface RingOptions {
+  /** The members in the ring (order does not matter); see `Membership.ringIds()`. */
+  memberIds: readonly string[];
+  /** Points per member: `hashText(`${memberId}#${index}`)` for index 0..count-1. */
+  virtualNodeCount: number;
+}
+
+/**
+ * A consistent-hash ring. A key's replicas are the first distinct members clockwise from its
+ * {@linkcode keyHash}; adding or removing one member of n moves about 1/n of the keys.
+ * Immutable: build a new ring when the members change.
+ */
+export class Ring {
+  readonly #memberIds: readonly string[];
+  /** Sorted positions of every virtual node. */
+  readonly #positions: Uint32Array;
+  /** `#owners[i]` is the index in `#memberIds` of the member at `#positions[i]`. */
+  readonly #owners: Uint32Array;
+
+  constructor(options: RingOptions) {
+    assert(Number.isSafeInteger(options.virtualNodeCount));
+    assert(options.virtualNodeCount >= 1);
+    const memberIds = [...new Set(options.memberIds)].sort();
+    assert(memberIds.length === options.memberIds.length, "ring member ids must be distinct");
+    const points: Array<{ position: number; owner: number }> = [];
+    memberIds.forEach((memberId, owner) => {
+      for (let index = 0; index < options.virtualNodeCount; index += 1) {
+        points.push({ position: hashText(`${memberId}#${index}`), owner });
+      }
+    });
+    // Ties (rare) are broken by member id order, so every node builds the same ring.
+    points.sort((left, right) => left.position - right.position || left.owner - right.owner);
+    this.#memberIds = memberIds;
+    this.#positions = Uint32Array.from(points, (point) => point.position);
+    this.#owners = Uint32Array.from(points, (point) => point.owner);
+    assert(this.#positions.length === memberIds.length * options.virtualNodeCount);
+  }
+
+  /** The members of the ring, sorted. */
+  memberIds(): readonly string[] {
+    return this.#memberIds;
+  }
+
+  /**
+   * The `count` distinct members that hold `(table, key)`, in preference order (the first is the
+   * coordinator). `count` is capped at the number of members; an empty ring gives [].
+   */
+  replicasOf(table: string, key: string, count: number): string[] {
+    assert(Number.isSafeInteger(count));
+    assert(count >= 0);
+    const wanted = Math.min(count, this.#memberIds.length);
+    const replicas: string[] = [];
+    if (wanted === 0) return replicas;
+    const start = lowerBound(this.#positions, keyHash(table, key));
+    const seen = new Set<number>();
+    // Bounded: one pass around the ring at most.
+    for (let step = 0; step < this.#positions.length && replicas.length < wanted; step += 1) {
+      const owner = this.#owners[(start + step) % this.#positions.length]!;
+      if (seen.has(owner)) continue;
+      seen.add(owner);
+      replicas.push(this.#memberIds[owner]!);
+    }
+    assert(replicas.length === wanted);
+    return replicas;
+  }
+}
+
+/** The index of the first position ≥ `hash`, or 0 when there is none (the ring wraps). */
+function lowerBound(positions: Uint32Array, hash: number): number {
+  let low = 0;
+  let high = positions.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (positions[middle]! < hash) low = middle + 1;
+    else high = middle;
+  }
+  return low === positions.length ? 0 : low;
+}

@@ -1,0 +1,132 @@
+import { assert } from "../util/assert.ts";
+import type { Clock } from "../util/clock.ts";
+import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
+import { jsonDepth } from "../util/json.ts";
+import { UnknownKindError } from "./errors.ts";
+import type { RequestSigner } from "./mac.ts";
+
+/**
+ * Largest node-to-node request or reply body. Membership messages are far smaller (see `peersMax`);
+ * replication batches must stay under it.
+ */
+export const internalMessageBytesMax = 4 << 20;
+/** Deepest JSON nesting of an internal message: a value's 64 levels plus the message's own wrapping. */
+export const internalJsonDepthMax = 128;
+/** Most kinds one handler serves. */
+const kindsMax = 64;
+/** A request kind: lower-case words joined by `-`, so it is safe as a path segment. */
+const kindPattern = /^[a-z][a-z0-9-]{0,62}$/;
+
+/** The path of a node-to-node request of `kind`: `/_internal/<kind>`. */
+export function internalPath(kind: string): string {
+  assert(kindPattern.test(kind), "invalid internal request kind");
+  return `/_internal/${kind}`;
+}
+
+/** The seam between the cluster and the network; tests replace it with an in-memory fake. */
+export interface Transport {
+  /**
+   * Sends one signed `POST /_internal/<kind>` to `target` (`host:port`) and returns the parsed JSON reply.
+   *
+   * @throws {PeerRequestError} with `failure` "unreachable", "timeout", "refused" (HTTP 401/403) or
+   * "invalid_reply" (another non-2xx, bad JSON or a reply over {@linkcode internalMessageBytesMax}), and
+   * `status` when there was a reply.
+   */
+  request(target: string, kind: string, body: unknown, options: { timeoutMs: number }): Promise<unknown>;
+}
+
+/** Handles the body of one authenticated internal request; `sender` is the verified sender id. */
+export type InternalRequestHandler = (body: unknown, sender: string) => Promise<unknown>;
+
+/** Options of {@linkcode InternalHandler}. */
+export interface InternalHandlerOptions {
+  signer: RequestSigner;
+  clock: Clock;
+  /** Largest accepted difference between the sender's and this node's clock. */
+  windowMs: number;
+}
+
+/**
+ * The server side of the transport: the HTTP layer hands it every `POST /_internal/<kind>` and renders
+ * the returned value as JSON (or the thrown `KvError` as problem+json).
+ */
+export class InternalHandler {
+  readonly #signer: RequestSigner;
+  readonly #clock: Clock;
+  readonly #windowMs: number;
+  readonly #handlers = new Map<string, InternalRequestHandler>();
+
+  constructor(options: InternalHandlerOptions) {
+    assert(Number.isSafeInteger(options.windowMs));
+    assert(options.windowMs > 0);
+    this.#signer = options.signer;
+    this.#clock = options.clock;
+    this.#windowMs = options.windowMs;
+  }
+
+  /** Serves `kind` with `handler`; each kind is registered once. */
+  register(kind: string, handler: InternalRequestHandler): void {
+    assert(kindPattern.test(kind), `invalid internal request kind "${kind}"`);
+    assert(!this.#handlers.has(kind), `internal request kind "${kind}" is registered twice`);
+    assert(this.#handlers.size < kindsMax);
+    this.#handlers.set(kind, handler);
+  }
+
+  /** The kinds registered so far, sorted. */
+  kinds(): string[] {
+    return [...this.#handlers.keys()].sort();
+  }
+
+  /**
+   * Authenticates one request, parses its JSON body and runs the handler of `kind`.
+   *
+   * @throws {PayloadTooLargeError} when the body is over {@linkcode internalMessageBytesMax}.
+   * @throws {ClusterAuthError} when authentication fails; checked before anything else about the request.
+   * @throws {UnknownKindError} (code `not_found`) when no handler serves `kind`.
+   * @throws {InvalidRequestError} when the body is not JSON or too deeply nested.
+   */
+  async handle(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
+    const bodyBytes = utf8BytesAtLeast(bodyText);
+    if (bodyBytes > internalMessageBytesMax) {
+      throw new PayloadTooLargeError(
+        `Cluster request body is ${bodyBytes} bytes or more, limit is ${internalMessageBytesMax} bytes`,
+      );
+    }
+    const path = `/_internal/${kind}`;
+    const nowMs = this.#clock.nowMs();
+    const sender = await this.#signer.verify({ path, headers, bodyText, nowMs, windowMs: this.#windowMs });
+    const handler = this.#handlers.get(kind);
+    if (handler === undefined) throw new UnknownKindError(kind);
+    return await handler(parseInternalJson(bodyText), sender);
+  }
+}
+
+/**
+ * The UTF-8 size of `text`, exact when it may be within {@linkcode internalMessageBytesMax}; a text of
+ * more code units than that is only counted by code units (a lower bound), to skip encoding it.
+ */
+function utf8BytesAtLeast(text: string): number {
+  if (text.length > internalMessageBytesMax || text.length * 3 <= internalMessageBytesMax) {
+    return text.length;
+  }
+  return new TextEncoder().encode(text).length;
+}
+
+/**
+ * Parses an internal message, checking its depth first so a hostile text is rejected before it is built.
+ *
+ * @throws {InvalidRequestError} when it is not JSON or nested deeper than {@linkcode internalJsonDepthMax}.
+ */
+export function parseInternalJson(text: string): unknown {
+  const depth = jsonDepth(text);
+  if (depth > internalJsonDepthMax) {
+    throw new InvalidRequestError(
+      `Cluster message nests ${depth} levels deep, limit is ${internalJsonDepthMax}`,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new InvalidRequestError("Cluster message is not valid JSON", { cause: error });
+  }
+}

@@ -1,0 +1,187 @@
+import { assert } from "../util/assert.ts";
+import type { Clock } from "../util/clock.ts";
+import { isJsonObject } from "../util/json.ts";
+import { PeerRequestError } from "./errors.ts";
+import type { RequestSigner } from "./mac.ts";
+import { internalMessageBytesMax, internalPath, parseInternalJson, type Transport } from "./transport.ts";
+import { isMemberId } from "./wire.ts";
+import type { PeerFailure } from "./types.ts";
+
+/** Options of {@linkcode HttpTransport}. */
+export interface HttpTransportOptions {
+  /** This node's id (`host:port`), sent as the sender of every request. */
+  self: string;
+  signer: RequestSigner;
+  clock: Clock;
+  /** @default "http" */
+  scheme?: "http" | "https";
+  /** PEM certificates to trust for https peers (a private CA or self-signed certificates). */
+  caCerts?: string[];
+}
+
+/** A failed request before its classification into a {@linkcode PeerRequestError}. */
+class ReplyError extends Error {
+  readonly failure: PeerFailure;
+  readonly status: number;
+  readonly remoteCode: string | undefined;
+
+  constructor(options: { failure: PeerFailure; detail: string; status: number; remoteCode?: string }) {
+    super(options.detail);
+    this.failure = options.failure;
+    this.status = options.status;
+    this.remoteCode = options.remoteCode;
+  }
+}
+
+/**
+ * The real transport: one `fetch` per request, signed with the cluster key, bounded in time by
+ * `AbortSignal.timeout` (which also covers reading the reply) and in size by `internalMessageBytesMax`.
+ */
+export class HttpTransport implements Transport {
+  readonly #self: string;
+  readonly #signer: RequestSigner;
+  readonly #clock: Clock;
+  readonly #scheme: "http" | "https";
+  readonly #client: Deno.HttpClient | undefined;
+
+  constructor(options: HttpTransportOptions) {
+    assert(isMemberId(options.self), "self must be host:port");
+    this.#self = options.self;
+    this.#signer = options.signer;
+    this.#clock = options.clock;
+    this.#scheme = options.scheme ?? "http";
+    const useCaCerts = options.caCerts !== undefined && options.caCerts.length > 0;
+    this.#client = useCaCerts ? Deno.createHttpClient({ caCerts: options.caCerts! }) : undefined;
+  }
+
+  /** Releases the https client, if one was made. */
+  close(): void {
+    this.#client?.close();
+  }
+
+  /** Sends one signed request; see {@linkcode Transport.request}. @throws {PeerRequestError} */
+  async request(
+    target: string,
+    kind: string,
+    body: unknown,
+    options: { timeoutMs: number },
+  ): Promise<unknown> {
+    assert(isMemberId(target), "target must be host:port");
+    assert(Number.isSafeInteger(options.timeoutMs));
+    assert(options.timeoutMs > 0);
+    const path = internalPath(kind);
+    const bodyText = JSON.stringify(body);
+    assert(bodyText !== undefined, "an internal request body must be JSON");
+    const headers = await this.#signer.sign({
+      path,
+      sender: this.#self,
+      bodyText,
+      nowMs: this.#clock.nowMs(),
+    });
+    try {
+      const signal = AbortSignal.timeout(options.timeoutMs);
+      const init: RequestInit & { client?: Deno.HttpClient } = {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: bodyText,
+        signal,
+        redirect: "manual",
+      };
+      if (this.#client !== undefined) init.client = this.#client;
+      const response = await fetch(`${this.#scheme}://${target}${path}`, init);
+      return await readReply(response);
+    } catch (error) {
+      throw classifyFailure({ target, kind, timeoutMs: options.timeoutMs, error });
+    }
+  }
+}
+
+/** The parsed body of a 2xx reply. @throws {ReplyError} for any other reply. */
+async function readReply(response: Response): Promise<unknown> {
+  const text = new TextDecoder().decode(await readBounded(response));
+  const status = response.status;
+  if (status < 200 || status > 299) {
+    const remoteCode = remoteCodeOf(text);
+    const detail = `HTTP ${status}${remoteCode === undefined ? "" : `, code ${remoteCode}`}`;
+    const failure = status === 401 || status === 403 ? "refused" : "invalid_reply";
+    throw new ReplyError(
+      remoteCode === undefined ? { failure, detail, status } : { failure, detail, status, remoteCode },
+    );
+  }
+  try {
+    return parseInternalJson(text);
+  } catch {
+    throw new ReplyError({ failure: "invalid_reply", detail: "the reply is not JSON", status });
+  }
+}
+
+/** The `code` of a problem+json body, when it has a well-formed one. */
+function remoteCodeOf(text: string): string | undefined {
+  try {
+    const parsed = parseInternalJson(text);
+    if (!isJsonObject(parsed) || typeof parsed.code !== "string") return undefined;
+    return /^[a-z_]{1,64}$/.test(parsed.code) ? parsed.code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The reply's bytes, refusing one over {@linkcode internalMessageBytesMax} as soon as it is seen. */
+async function readBounded(response: Response): Promise<Uint8Array> {
+  const declared = Number(response.headers.get("content-length") ?? "0");
+  if (declared > internalMessageBytesMax) {
+    await response.body?.cancel();
+    const detail = `the reply is ${declared} bytes, limit is ${internalMessageBytesMax}`;
+    throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
+  }
+  if (response.body === null) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  // Bounded: stops at the end of the body or once it passes internalMessageBytesMax.
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.length;
+    if (bytes > internalMessageBytesMax) {
+      await reader.cancel();
+      const detail = `the reply is over ${internalMessageBytesMax} bytes`;
+      throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
+    }
+    chunks.push(value);
+  }
+  const joined = new Uint8Array(bytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}
+
+/** Turns whatever a request threw into a {@linkcode PeerRequestError}. */
+function classifyFailure(
+  options: { target: string; kind: string; timeoutMs: number; error: unknown },
+): PeerRequestError {
+  const { target, kind, error } = options;
+  if (error instanceof ReplyError) {
+    return new PeerRequestError({
+      target,
+      kind,
+      failure: error.failure,
+      detail: error.message,
+      status: error.status,
+      ...(error.remoteCode === undefined ? {} : { remoteCode: error.remoteCode }),
+    });
+  }
+  if (error instanceof DOMException && error.name === "TimeoutError") {
+    return new PeerRequestError({
+      target,
+      kind,
+      failure: "timeout",
+      detail: `${options.timeoutMs} ms`,
+      cause: error,
+    });
+  }
+  return new PeerRequestError({ target, kind, failure: "unreachable", cause: error });
+}

@@ -1,0 +1,103 @@
+import { assert } from "../util/assert.ts";
+import { InvalidRequestError } from "../util/errors.ts";
+import type { Entry, ReplicaEntry } from "./types.ts";
+import { type DeleteRecord, type PutRecord, valueJsonOf } from "./wal_record.ts";
+
+/** -1, 0 or 1 by UTF-16 code-unit order (what `<` on strings does). */
+function compareCodeUnits(left: string, right: string): number {
+  if (left === right) return 0;
+  return left > right ? 1 : -1;
+}
+
+function assertReplicaShape(entry: ReplicaEntry): void {
+  assert(Number.isSafeInteger(entry.version));
+  assert(entry.version >= 1);
+  assert(Number.isSafeInteger(entry.timestamp));
+  if (entry.deleted) assert(entry.valueJson === undefined, "a tombstone carries no value");
+  if (!entry.deleted) assert(entry.valueJson !== undefined, "a live value carries its JSON");
+}
+
+/**
+ * The conflict rule between two states of one key (SPEC §2), the same on every node: the higher version
+ * wins; then the later timestamp; then, at equal version and timestamp, a tombstone wins over a live
+ * value; then the larger `valueJson` in UTF-16 code-unit order; then the larger owner. It is a total
+ * order: antisymmetric (`sign(compare(a, b)) === -sign(compare(b, a))`) and transitive, so every replica
+ * converges on the same state whatever order the states arrive in.
+ *
+ * @returns a positive number when `a` wins, negative when `b` wins, 0 when they are identical.
+ */
+export function compareReplicaEntries(a: ReplicaEntry, b: ReplicaEntry): number {
+  assertReplicaShape(a);
+  assertReplicaShape(b);
+  if (a.version !== b.version) return a.version > b.version ? 1 : -1;
+  if (a.timestamp !== b.timestamp) return a.timestamp > b.timestamp ? 1 : -1;
+  if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
+  const valueOrder = compareCodeUnits(a.valueJson ?? "", b.valueJson ?? "");
+  if (valueOrder !== 0) return valueOrder;
+  return compareCodeUnits(a.owner, b.owner);
+}
+
+/** The replica form of an index entry; the value's JSON is sliced out of `Entry.json`, never parsed. */
+export function replicaOfEntry(entry: Entry): ReplicaEntry {
+  const { version, timestamp, owner } = entry;
+  if (entry.deleted) return { version, timestamp, owner, deleted: true };
+  return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry) };
+}
+
+/** The replica form of a put or delete record (for the conflict rule during recovery). */
+export function replicaOfRecord(record: PutRecord | DeleteRecord): ReplicaEntry {
+  const { version, timestamp, owner } = record;
+  if (record.op === "delete") return { version, timestamp, owner, deleted: true };
+  return { version, timestamp, owner, deleted: false, valueJson: record.valueJson };
+}
+
+/** The record that writes a replica's state; its sequence (0 here) is set when it is queued. */
+export function recordOfReplica(
+  target: { table: string; key: string; entry: ReplicaEntry },
+): PutRecord | DeleteRecord {
+  const { table, key, entry } = target;
+  assertReplicaShape(entry);
+  const common = { sequence: 0, version: entry.version, timestamp: entry.timestamp, table, key };
+  if (entry.deleted) return { op: "delete", ...common, owner: entry.owner };
+  assert(entry.valueJson !== undefined);
+  return { op: "put", ...common, owner: entry.owner, valueJson: entry.valueJson };
+}
+
+/**
+ * Checks a replica's state received from a peer, whose shape only was validated: numbers in range, a
+ * value iff live, well-formed strings. The value is not parsed (the peer is authenticated and produced
+ * it with `JSON.stringify`); its length is checked against `valueCodeUnitsMax` before anything else
+ * reads it.
+ *
+ * @throws {InvalidRequestError} naming the violated rule; never the value.
+ */
+export function checkReplicaEntry(entry: ReplicaEntry, options: { valueCodeUnitsMax: number }): void {
+  const { version, timestamp, owner, deleted, valueJson } = entry;
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new InvalidRequestError(`A replica's version must be a positive safe integer, got ${version}`);
+  }
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new InvalidRequestError(
+      `A replica's timestamp must be a non-negative safe integer, got ${timestamp}`,
+    );
+  }
+  if (typeof owner !== "string" || owner.length === 0 || !owner.isWellFormed()) {
+    throw new InvalidRequestError("A replica's owner is empty or not valid Unicode");
+  }
+  if (typeof deleted !== "boolean") {
+    throw new InvalidRequestError("A replica's deleted flag is not a boolean");
+  }
+  if (deleted) {
+    if (valueJson !== undefined) throw new InvalidRequestError("A tombstone replica carries a value");
+    return;
+  }
+  if (typeof valueJson !== "string" || valueJson.length === 0) {
+    throw new InvalidRequestError("A live replica carries no value");
+  }
+  if (valueJson.length > options.valueCodeUnitsMax) {
+    throw new InvalidRequestError(
+      `A replica's value is ${valueJson.length} UTF-16 code units, limit is ${options.valueCodeUnitsMax}`,
+    );
+  }
+  if (!valueJson.isWellFormed()) throw new InvalidRequestError("A replica's value is not valid Unicode");
+}

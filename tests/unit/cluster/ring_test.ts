@@ -1,0 +1,73 @@
+// Goal: the ring spreads keys evenly, moves about 1/n of them when a member joins, gives each key
+// distinct replicas, and computes the same positions on every node and in every version.
+// Method: build rings over fixed member ids and count placements of 10,000 keys.
+import assert from "node:assert/strict";
+import { fmix32, fnv1a32, keyHash, lanClusterConfig, Ring } from "../../../src/cluster/mod.ts";
+
+const virtualNodeCount = lanClusterConfig("unused-secret-0123456789abcdef01234").virtualNodeCount;
+const fiveIds = ["10.0.0.1:6660", "10.0.0.2:6660", "10.0.0.3:6660", "10.0.0.4:6660", "10.0.0.5:6660"];
+const keyCount = 10_000;
+
+function primaries(ring: Ring): string[] {
+  return Array.from({ length: keyCount }, (_, index) => ring.replicasOf("users", `user-${index}`, 1)[0]!);
+}
+
+Deno.test("fnv1a32() and fmix32() match known test vectors", () => {
+  const utf8 = (text: string) => new TextEncoder().encode(text);
+  assert.equal(fnv1a32(utf8("")), 0x811c9dc5);
+  assert.equal(fnv1a32(utf8("a")), 0xe40c292c);
+  assert.equal(fnv1a32(utf8("foobar")), 0xbf9cf968);
+  assert.equal(fmix32(0), 0);
+  assert.equal(fmix32(1), 0x514e28b7);
+});
+
+Deno.test("keyHash() is stable: golden values never change", () => {
+  assert.equal(keyHash("users", "alice"), keyHash("users", "alice"));
+  assert.notEqual(keyHash("users", "alice"), keyHash("usersa", "lice"));
+  assert.deepEqual(
+    [keyHash("users", "alice"), keyHash("t", ""), keyHash("表", "キー")],
+    [4124019922, 2289336383, 2766200159], // cross-checked with an independent Python implementation
+  );
+});
+
+Deno.test("Ring.replicasOf() spreads 10k keys over 5 members within ±25% of a fair share", () => {
+  const ring = new Ring({ memberIds: fiveIds, virtualNodeCount });
+  const counts = new Map<string, number>();
+  for (const id of primaries(ring)) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const fair = keyCount / fiveIds.length;
+  for (const id of fiveIds) {
+    const count = counts.get(id) ?? 0;
+    assert.ok(Math.abs(count - fair) <= 0.25 * fair, `${id} holds ${count} keys, fair is ${fair}`);
+  }
+});
+
+Deno.test("Ring: adding a sixth member moves about 1/6 of the keys, all to the newcomer", () => {
+  const before = primaries(new Ring({ memberIds: fiveIds, virtualNodeCount }));
+  const newcomer = "10.0.0.6:6660";
+  const after = primaries(new Ring({ memberIds: [...fiveIds, newcomer], virtualNodeCount }));
+  let movedCount = 0;
+  for (let index = 0; index < keyCount; index += 1) {
+    if (before[index] === after[index]) continue;
+    movedCount += 1;
+    assert.equal(after[index], newcomer, "a key only moves to the new member");
+  }
+  const fraction = movedCount / keyCount;
+  assert.ok(fraction > 0.75 / 6 && fraction < 1.25 / 6, `moved ${fraction}`);
+});
+
+Deno.test("Ring.replicasOf() gives distinct members, capped at the member count, the same for any input order", () => {
+  const ring = new Ring({ memberIds: fiveIds, virtualNodeCount });
+  const shuffled = new Ring({ memberIds: [...fiveIds].reverse(), virtualNodeCount });
+  for (let index = 0; index < 500; index += 1) {
+    const replicas = ring.replicasOf("t", `k${index}`, 3);
+    assert.equal(replicas.length, 3);
+    assert.equal(new Set(replicas).size, 3);
+    assert.deepEqual(shuffled.replicasOf("t", `k${index}`, 3), replicas);
+    assert.deepEqual(ring.replicasOf("t", `k${index}`, 2), replicas.slice(0, 2));
+  }
+  assert.equal(ring.replicasOf("t", "k", 9).length, 5);
+  assert.deepEqual(ring.replicasOf("t", "k", 0), []);
+  assert.deepEqual(new Ring({ memberIds: [], virtualNodeCount }).replicasOf("t", "k", 3), []);
+  assert.deepEqual(new Ring({ memberIds: ["a:1"], virtualNodeCount: 1 }).replicasOf("t", "k", 3), ["a:1"]);
+  assert.deepEqual(ring.memberIds(), fiveIds);
+});

@@ -1,0 +1,107 @@
+// Goal: InternalHandler authenticates before anything else, then routes by kind and parses the body
+// within its bounds, throwing the documented KvError for each failure.
+// Method: sign requests with RequestSigner and hand them to a handler on a ManualClock.
+import assert from "node:assert/strict";
+import {
+  ClusterAuthError,
+  InternalHandler,
+  internalJsonDepthMax,
+  internalMessageBytesMax,
+  internalPath,
+  RequestSigner,
+  UnknownKindError,
+} from "../../../src/cluster/mod.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
+import { ManualClock } from "../../../src/util/clock.ts";
+import { InvalidRequestError, PayloadTooLargeError } from "../../../src/util/errors.ts";
+
+const secret = "transport-test-secret-0123456789abcd";
+const sender = "127.0.0.1:7001";
+
+async function setup() {
+  const clock = new ManualClock();
+  const signer = await RequestSigner.create(secret);
+  const handler = new InternalHandler({ signer, clock, windowMs: 30_000 });
+  const received: Array<{ body: unknown; sender: string }> = [];
+  handler.register("echo", (body, from) => {
+    received.push({ body, sender: from });
+    return Promise.resolve({ echoed: body });
+  });
+  const headersFor = async (kind: string, bodyText: string, options: { signer?: RequestSigner } = {}) =>
+    new Headers(
+      await (options.signer ?? signer).sign({
+        path: internalPath(kind),
+        sender,
+        bodyText,
+        nowMs: clock.nowMs(),
+      }),
+    );
+  return { clock, handler, received, headersFor };
+}
+
+Deno.test("InternalHandler.handle() runs the kind's handler with the parsed body and the verified sender", async () => {
+  const { handler, received, headersFor } = await setup();
+  const bodyText = '{"n":1}';
+  assert.deepEqual(await handler.handle("echo", await headersFor("echo", bodyText), bodyText), {
+    echoed: { n: 1 },
+  });
+  assert.deepEqual(received, [{ body: { n: 1 }, sender }]);
+  assert.deepEqual(handler.kinds(), ["echo"]);
+});
+
+Deno.test("InternalHandler.handle() checks authentication before the kind and the body", async () => {
+  const { handler, received, headersFor } = await setup();
+  const wrong = await RequestSigner.create("wrong-secret-0123456789abcdef0123456");
+  for (const [kind, bodyText] of [["echo", "{}"], ["nope", "{}"], ["echo", "not json"]]) {
+    const headers = await headersFor(kind!, bodyText!, { signer: wrong });
+    await assert.rejects(handler.handle(kind!, headers, bodyText!), ClusterAuthError);
+  }
+  await assert.rejects(handler.handle("echo", new Headers(), "{}"), ClusterAuthError);
+  assert.equal(received.length, 0);
+});
+
+Deno.test("InternalHandler.handle() refuses a request signed for another kind (path)", async () => {
+  const { handler, headersFor } = await setup();
+  handler.register("other", () => Promise.resolve({}));
+  await assert.rejects(handler.handle("other", await headersFor("echo", "{}"), "{}"), ClusterAuthError);
+});
+
+Deno.test("InternalHandler.handle() throws not_found for an unknown kind and invalid_request for bad JSON", async () => {
+  const { handler, headersFor } = await setup();
+  await assert.rejects(handler.handle("nope", await headersFor("nope", "{}"), "{}"), (error: unknown) => {
+    assert.ok(error instanceof UnknownKindError);
+    assert.equal(error.code, "not_found");
+    return true;
+  });
+  await assert.rejects(handler.handle("echo", await headersFor("echo", "{"), "{"), InvalidRequestError);
+  await assert.rejects(handler.handle("echo", await headersFor("echo", ""), ""), InvalidRequestError);
+});
+
+Deno.test("InternalHandler.handle() takes JSON nested internalJsonDepthMax deep and refuses one level more", async () => {
+  const { handler, headersFor } = await setup();
+  const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  const atMax = nested(internalJsonDepthMax);
+  assert.ok(await handler.handle("echo", await headersFor("echo", atMax), atMax));
+  const over = nested(internalJsonDepthMax + 1);
+  await assert.rejects(
+    handler.handle("echo", await headersFor("echo", over), over),
+    /129 levels deep, limit is 128/,
+  );
+});
+
+Deno.test("InternalHandler.handle() takes a body of internalMessageBytesMax bytes and refuses one more", async () => {
+  const { handler, headersFor } = await setup();
+  const bodyOf = (bytes: number) => `"${"é".repeat((bytes - 2) / 2)}"`;
+  const atMax = bodyOf(internalMessageBytesMax);
+  assert.equal(new TextEncoder().encode(atMax).length, internalMessageBytesMax);
+  assert.equal(typeof await handler.handle("echo", await headersFor("echo", atMax), atMax), "object");
+  const over = `${atMax} `;
+  await assert.rejects(handler.handle("echo", await headersFor("echo", over), over), PayloadTooLargeError);
+});
+
+Deno.test("InternalHandler.register() refuses a kind twice or a kind that is not a path segment", async () => {
+  const { handler } = await setup();
+  assert.throws(() => handler.register("echo", () => Promise.resolve({})), AssertionError);
+  assert.throws(() => handler.register("../x", () => Promise.resolve({})), AssertionError);
+  assert.throws(() => internalPath("Bad Kind"), AssertionError);
+});

@@ -1,0 +1,97 @@
+// Goal: the replica conflict rule is a total order that every node evaluates the same way, and a
+// replica's state sent by a peer is checked before it reaches the WAL.
+// Method: a table with one case per tie-break level, checked in both directions; a sorted set checked
+// for consistency; checkReplicaEntry() on valid and invalid entries.
+import assert from "node:assert/strict";
+import { InvalidRequestError } from "../../../src/util/errors.ts";
+import { compareReplicaEntries, type ReplicaEntry } from "../../../src/store/mod.ts";
+import { checkReplicaEntry, replicaOfEntry } from "../../../src/store/replica.ts";
+import { entryOf } from "../../../src/store/wal_record.ts";
+
+const base: ReplicaEntry = { version: 3, timestamp: 1_000, owner: "bob", deleted: false, valueJson: '"b"' };
+const tombstone: ReplicaEntry = { version: 3, timestamp: 1_000, owner: "bob", deleted: true };
+
+/** Pairs whose first member wins, one per level of the rule. */
+const winners: Array<{ level: string; winner: ReplicaEntry; loser: ReplicaEntry }> = [
+  { level: "higher version", winner: { ...base, version: 4, timestamp: 1 }, loser: base },
+  { level: "higher version over a tombstone", winner: { ...base, version: 4 }, loser: tombstone },
+  { level: "later timestamp", winner: { ...base, timestamp: 1_001, valueJson: '"a"' }, loser: base },
+  { level: "later timestamp beats a tombstone", winner: { ...base, timestamp: 1_001 }, loser: tombstone },
+  { level: "tombstone over a live value", winner: tombstone, loser: { ...base, valueJson: '"zzz"' } },
+  { level: "larger valueJson", winner: { ...base, valueJson: '"c"', owner: "a" }, loser: base },
+  {
+    level: "valueJson by code units",
+    winner: { ...base, valueJson: '"\uFF21"' },
+    loser: { ...base, valueJson: '"😀"' },
+  },
+  { level: "valueJson prefix", winner: { ...base, valueJson: '"b"1' }, loser: base },
+  { level: "larger owner", winner: { ...base, owner: "carol" }, loser: base },
+  { level: "larger owner of tombstones", winner: { ...tombstone, owner: "carol" }, loser: tombstone },
+];
+
+Deno.test("compareReplicaEntries() orders every tie-break level and is antisymmetric", () => {
+  for (const { level, winner, loser } of winners) {
+    assert.equal(compareReplicaEntries(winner, loser), 1, level);
+    assert.equal(compareReplicaEntries(loser, winner), -1, level);
+  }
+  assert.equal(compareReplicaEntries(base, { ...base }), 0);
+  assert.equal(compareReplicaEntries(tombstone, { ...tombstone }), 0);
+});
+
+Deno.test("compareReplicaEntries() is a total order: sign(a, b) = -sign(b, a) and sorting is consistent", () => {
+  const entries: ReplicaEntry[] = [base, tombstone];
+  for (const { winner, loser } of winners) entries.push(winner, loser);
+  for (const a of entries) {
+    for (const b of entries) {
+      assert.equal(Math.sign(compareReplicaEntries(a, b)), -Math.sign(compareReplicaEntries(b, a)) || 0);
+    }
+  }
+  const sorted = [...entries].sort(compareReplicaEntries);
+  for (let low = 0; low < sorted.length; low += 1) {
+    for (let high = low; high < sorted.length; high += 1) {
+      assert(compareReplicaEntries(sorted[low]!, sorted[high]!) <= 0, "transitive");
+    }
+  }
+});
+
+Deno.test('replicaOfEntry() slices the value out of Entry.json, even when a string holds ,"version":', () => {
+  const valueJson = JSON.stringify({ s: ',"version":9,"timestamp":1,"owner":"x"}', n: [1] });
+  const record = { sequence: 1, version: 2, timestamp: 5, table: "t", key: "k", owner: ',"version":' };
+  const live = entryOf({ op: "put", ...record, valueJson });
+  assert.deepEqual(replicaOfEntry(live), {
+    version: 2,
+    timestamp: 5,
+    owner: ',"version":',
+    deleted: false,
+    valueJson,
+  });
+  const dead = entryOf({ op: "delete", ...record });
+  assert.deepEqual(replicaOfEntry(dead), { version: 2, timestamp: 5, owner: ',"version":', deleted: true });
+});
+
+Deno.test("checkReplicaEntry() accepts valid entries and refuses each broken rule with InvalidRequestError", () => {
+  const options = { valueCodeUnitsMax: 10 };
+  checkReplicaEntry(base, options);
+  checkReplicaEntry(tombstone, options);
+  checkReplicaEntry({ ...base, timestamp: 0 }, options);
+  checkReplicaEntry({ ...base, version: Number.MAX_SAFE_INTEGER, valueJson: "x".repeat(10) }, options);
+  const broken: Array<[string, ReplicaEntry, RegExp]> = [
+    ["version 0", { ...base, version: 0 }, /version/],
+    ["fractional version", { ...base, version: 1.5 }, /version/],
+    ["unsafe version", { ...base, version: 2 ** 53 }, /version/],
+    ["negative timestamp", { ...base, timestamp: -1 }, /timestamp/],
+    ["unsafe timestamp", { ...base, timestamp: 2 ** 53 }, /timestamp/],
+    ["empty owner", { ...base, owner: "" }, /owner/],
+    ["lone surrogate owner", { ...base, owner: "\uD800" }, /owner/],
+    ["tombstone with a value", { ...tombstone, valueJson: "1" }, /tombstone/],
+    ["live without a value", { version: 1, timestamp: 1, owner: "a", deleted: false }, /no value/],
+    ["live with an empty value", { ...base, valueJson: "" }, /no value/],
+    ["value at max + 1", { ...base, valueJson: "x".repeat(11) }, /11 UTF-16 code units, limit is 10/],
+    ["lone surrogate value", { ...base, valueJson: '"\uDC00"' }, /Unicode/],
+    ["deleted not a boolean", { ...base, deleted: "no" as unknown as boolean }, /deleted/],
+  ];
+  for (const [name, entry, message] of broken) {
+    assert.throws(() => checkReplicaEntry(entry, options), InvalidRequestError, name);
+    assert.throws(() => checkReplicaEntry(entry, options), message, name);
+  }
+});
