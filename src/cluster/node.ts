@@ -5,6 +5,7 @@ import { AntiEntropy } from "./anti_entropy.ts";
 import { type ListedEntry, listLocal, listTable } from "./listing.ts";
 import type { ChangeSink, EntryView, LocalStore, MembershipView } from "./local_store.ts";
 import { InternalHandler } from "./transport.ts";
+import { ClusterAuthError } from "./errors.ts";
 import { RequestSigner } from "./mac.ts";
 import { Membership } from "./membership.ts";
 import { Rebalancer } from "./rebalance.ts";
@@ -147,6 +148,7 @@ export class ClusterNode {
     this.antiEntropy?.stop();
     if (this.membership === undefined) return;
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs));
+    this.rebalancer.purgeEnabled = false;
     const handOff = (async () => {
       await this.membership!.leave();
       await this.rebalancer.idle();
@@ -172,9 +174,8 @@ export class ClusterNode {
   /** Serves one authenticated node-to-node request (the HTTP layer's `/_internal/{kind}`). */
   handleInternal(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
     if (this.#handler === undefined) {
-      return Promise.reject(
-        new UnavailableError("this node does not accept cluster requests (no CLUSTER_SECRET)"),
-      );
+      const reason = "this node accepts no cluster requests: CLUSTER_SECRET is not set";
+      return Promise.reject(new ClusterAuthError({ path: `/_internal/${kind}`, reason }));
     }
     return this.#handler.handle(kind, headers, bodyText);
   }

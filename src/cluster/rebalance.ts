@@ -25,6 +25,11 @@ export class Rebalancer {
   #pending: { previous: Placement; next: Placement } | undefined;
   movedCount = 0;
   purgedCount = 0;
+  /**
+   * Whether keys this node no longer replicates are purged after the hand-off. Off while leaving: a node
+   * stopped with SIGTERM is often restarted, and its data dir should come back with its keys.
+   */
+  purgeEnabled = true;
 
   constructor(options: { store: LocalStore; pusher: KeyPusher; logger: Logger }) {
     this.#store = options.store;
@@ -79,7 +84,7 @@ export class Rebalancer {
       if (!staying) leaving.push({ table, key, targets });
     }
     const failed = await this.#pushAll(outgoing);
-    await this.#purge(leaving, failed);
+    if (this.purgeEnabled) await this.#purge(leaving, failed);
     if (outgoing.size > 0 || leaving.length > 0) {
       this.#logger.info("rebalanced", { moved: this.movedCount, purged: this.purgedCount });
     }

@@ -182,7 +182,7 @@ export class Replicator {
       try {
         return await this.#forwardWrite(coordinator, request);
       } catch (error) {
-        if (error instanceof KvError) throw error;
+        if (error instanceof ForwardedError) throw error;
         lastError = error;
         // Only a request that never arrived may be retried elsewhere; see DESIGN.md.
         if (!isUnreachable(error)) break;

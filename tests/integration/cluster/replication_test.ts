@@ -1,0 +1,90 @@
+// Goal: SPEC §5 data placement with real node processes: any node answers any request; each key lives on
+// REPLICATION_FACTOR nodes (all when fewer); users registered on one node log in on any; listings merge
+// across nodes; write→read-elsewhere latency is printed for the notes.
+// Method: TestCluster; a node's own copy is read with a signed internal `read`, as a peer would.
+import assert from "node:assert/strict";
+import { putValue } from "../../helpers/node_process.ts";
+import { TestCluster } from "../../helpers/test_cluster.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
+
+async function login(cluster: TestCluster, index: number, user: string, secret = "pw"): Promise<Response> {
+  return await cluster.node(index).fetch(`/auth/${user}`, {
+    method: "POST",
+    body: JSON.stringify({ secret }),
+  });
+}
+
+Deno.test("cluster: a user registered on one node logs in on every node; a write anywhere reads everywhere", async () => {
+  await using cluster = await TestCluster.start({ nodeCount: 3 });
+  const created = await login(cluster, 0, "alice");
+  assert.equal(created.status, 201);
+  const { token } = await created.json();
+  for (const index of [1, 2]) {
+    const again = await login(cluster, index, "alice");
+    assert.equal(again.status, 200, `login on node ${index}`);
+    await again.body?.cancel();
+    const wrong = await login(cluster, index, "alice", "nope");
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+  }
+  const latenciesMs: number[] = [];
+  for (let index = 0; index < 60; index += 1) {
+    const writer = index % 3;
+    const reader = (index + 1) % 3;
+    const startedMs = performance.now();
+    const written = await putValue(cluster.node(writer), `/t/key/k${index}`, { index }, { token });
+    assert.equal(written.status, 201);
+    const { version } = await written.json();
+    await waitFor(async () => {
+      const response = await cluster.node(reader).fetch(`/t/key/k${index}`);
+      if (response.status !== 200) {
+        await response.body?.cancel();
+        return false;
+      }
+      return (await response.json()).version === version;
+    }, { timeoutMs: 5_000, intervalMs: 1 });
+    latenciesMs.push(performance.now() - startedMs);
+  }
+  latenciesMs.sort((a, b) => a - b);
+  console.log(
+    `write→read on another node (3 nodes, 60 writes): p50 ${latenciesMs[30]!.toFixed(1)} ms, ` +
+      `p99 ${latenciesMs[59]!.toFixed(1)} ms`,
+  );
+  const bob = await (await login(cluster, 2, "bob")).json();
+  const forbidden = await putValue(cluster.node(1), "/t/key/k0", "mine", { token: bob.token });
+  assert.equal(forbidden.status, 403, "ownership holds whichever node takes the write");
+  await forbidden.body?.cancel();
+});
+
+Deno.test("cluster: with 5 nodes and REPLICATION_FACTOR 3 each key lives on exactly 3 nodes", async () => {
+  await using cluster = await TestCluster.start({ nodeCount: 5 });
+  const { token } = await (await login(cluster, 0, "alice")).json();
+  const keyCount = 40;
+  for (let index = 0; index < keyCount; index += 1) {
+    const response = await putValue(cluster.node(index % 5), `/spread/key/k${index}`, index, { token });
+    assert.equal(response.status, 201);
+    await response.body?.cancel();
+  }
+  await waitFor(async () => {
+    for (let index = 0; index < keyCount; index += 1) {
+      let count = 0;
+      for (const node of [0, 1, 2, 3, 4]) {
+        if ((await cluster.localEntry(node, "spread", `k${index}`)) !== null) count += 1;
+      }
+      if (count !== 3) return false;
+    }
+    return true;
+  }, { timeoutMs: 5_000, what: "every key on exactly 3 nodes" });
+  for (const node of [0, 1, 2, 3, 4]) {
+    const read = await cluster.node(node).fetch(`/spread/key/k7`);
+    assert.equal((await read.json()).value, 7, `node ${node} answers a key it may not hold`);
+  }
+  const keys: string[] = await (await cluster.node(3).fetch("/spread/keys")).json();
+  assert.equal(keys.length, keyCount, "the listing merges every node's keys");
+  assert.deepEqual(keys, [...keys].sort());
+  const page = await (await cluster.node(1).fetch("/spread/keys?limit=5&after=k1")).json();
+  assert.deepEqual(page, keys.filter((key) => key > "k1").slice(0, 5));
+  const store = await (await cluster.node(2).fetch("/spread/store")).json();
+  assert.equal(Object.keys(store).length, keyCount);
+  assert.equal((await cluster.node(4).fetch("/nothing/keys")).status, 404);
+});
