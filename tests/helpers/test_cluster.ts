@@ -19,7 +19,7 @@ interface Slot {
   process: NodeProcess | undefined;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -57,7 +57,7 @@ export class TestCluster implements AsyncDisposable {
   /** Adds a node that joins the first live one; returns its index. */
   async add(options: NodeOptions = {}): Promise<number> {
     const dataDir = await Deno.makeTempDir({ prefix: "dynarust_cluster_" });
-    this.#slots.push({ dataDir, port: await freePort(), process: undefined });
+    this.#slots.push({ dataDir, port: freePort(), process: undefined });
     const index = this.#slots.length - 1;
     await this.restart(index, options);
     return index;
