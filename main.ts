@@ -26,6 +26,7 @@ import {
   usersTable,
 } from "./src/cluster/mod.ts";
 import type { Hono } from "hono";
+import type { Transport } from "./src/cluster/mod.ts";
 
 /** The version `--version` prints. */
 export const version = "0.1.0";
@@ -143,7 +144,37 @@ interface RunningNode {
   app: Hono;
 }
 
-async function buildNode(config: Config, logger: Logger, self: string, onFatal: (error: Error) => void) {
+/** Options of {@linkcode startNode}; tests inject a logger and a fault-injecting transport. */
+export interface StartOptions {
+  logger?: Logger;
+  /** Wraps the node-to-node transport (a faulty transport in tests). */
+  wrapTransport?: (transport: Transport) => Transport;
+  /** Called once the address is known, before joining. */
+  onListening?: (address: string) => void;
+}
+
+/** A running node. */
+export interface NodeHandle {
+  readonly self: string;
+  readonly url: string;
+  readonly store: Store;
+  readonly cluster: ClusterNode;
+  /** Resolves with an exit code when the node must stop on its own (a broken invariant). */
+  readonly fatal: Promise<number>;
+  /** Stops the node: gracefully (leave, hand off, checkpoint) or abruptly (no goodbye, as a crash). */
+  stop(options: { graceful: boolean }): Promise<void>;
+}
+
+interface BuildOptions {
+  self: string;
+  logger: Logger;
+  phase: () => NodePhase;
+  onFatal: (error: Error) => void;
+  wrapTransport: ((transport: Transport) => Transport) | undefined;
+}
+
+async function buildNode(config: Config, options: BuildOptions): Promise<RunningNode> {
+  const { logger, self } = options;
   const { store, jwtSecret } = await openStore(config, logger);
   const broker = new Broker({ limits: config.limits, logger });
   store.onChange((event) => broker.publish(event));
@@ -155,6 +186,7 @@ async function buildNode(config: Config, logger: Logger, self: string, onFatal: 
     clock: systemClock,
     logger,
     scheme: config.mode,
+    ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
   });
   const auth = new Auth({
     secret: jwtSecret,
@@ -172,10 +204,10 @@ async function buildNode(config: Config, logger: Logger, self: string, onFatal: 
     membership: () => cluster.members(),
     nodeStats: () => nodeStats(store, broker, cluster),
     internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
-    phase: () => phase,
-    onFatal,
+    phase: options.phase,
+    onFatal: options.onFatal,
   });
-  return { store, broker, cluster, app } satisfies RunningNode;
+  return { store, broker, cluster, app };
 }
 
 function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
@@ -210,14 +242,19 @@ function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
   };
 }
 
-let phase: NodePhase = "starting";
-
-async function run(config: Config): Promise<number> {
-  const logger = createLogger({ level: config.logLevel });
+/**
+ * Starts a node: listens (so port 0 resolves and the address is known), opens the store, builds the
+ * cluster and the app, joins `JOIN_ADDRESS` when given, and serves.
+ *
+ * @throws {ConfigError}, the store's WrongKeyError/WalCorruptError, or JoinError.
+ */
+export async function startNode(config: Config, options: StartOptions = {}): Promise<NodeHandle> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
   const tls = await readTls(config);
   await checkDataDir(config.dataDir);
   const startedMs = systemClock.nowMs();
-  const stopped = Promise.withResolvers<number>();
+  const fatal = Promise.withResolvers<number>();
+  let phase: NodePhase = "starting";
   let node: RunningNode | undefined;
   const listening = Promise.withResolvers<number>();
   // The server listens first so port 0 is resolved; it answers 503 until the node is built.
@@ -229,30 +266,53 @@ async function run(config: Config): Promise<number> {
   }, (request, info) => node === undefined ? startingResponse() : node.app.fetch(request, info));
   const self = advertisedAddress(config, await listening.promise);
   try {
-    node = await buildNode(config, logger, self, (error) => {
-      logger.error("internal invariant broken; stopping so that recovery starts from the disk", {
-        error: String(error),
-      });
-      stopped.resolve(70);
+    node = await buildNode(config, {
+      self,
+      logger,
+      phase: () => phase,
+      wrapTransport: options.wrapTransport,
+      onFatal: (error) => {
+        logger.error("internal invariant broken; stopping so recovery starts from the disk", {
+          error: String(error),
+        });
+        fatal.resolve(70);
+      },
     });
+    options.onListening?.(self);
+    if (config.join !== undefined) await joinCluster(node.cluster, config);
   } catch (error) {
+    node?.cluster.stop();
+    await node?.store.close();
     await server.shutdown();
     throw error;
   }
-  console.log(`listening on ${config.mode}://${self}`);
-  if (config.join !== undefined) await joinOrExit(node.cluster, config, server);
   node.cluster.start();
   phase = "serving";
-  logger.info("serving", {
-    address: self,
-    startup_ms: systemClock.nowMs() - startedMs,
-    sequence: node.store.stats().sequence,
+  logger.info("serving", { address: self, startup_ms: systemClock.nowMs() - startedMs });
+  const running = node;
+  return {
+    self,
+    url: `${config.mode}://${self}`,
+    store: running.store,
+    cluster: running.cluster,
+    fatal: fatal.promise,
+    stop: async ({ graceful }) => {
+      phase = "draining";
+      await stopNode({ node: running, server, config, logger, graceful });
+    },
+  };
+}
+
+async function run(config: Config): Promise<number> {
+  const handle = await startNode(config, {
+    onListening: (address) => console.log(`listening on ${config.mode}://${address}`),
   });
+  const stopped = Promise.withResolvers<number>();
   const stop = () => stopped.resolve(0);
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
-  const code = await stopped.promise;
-  await drain({ node, server, config, logger });
+  const code = await Promise.race([stopped.promise, handle.fatal]);
+  await handle.stop({ graceful: code === 0 });
   return code;
 }
 
@@ -272,13 +332,12 @@ function startingResponse(): Response {
   );
 }
 
-async function joinOrExit(cluster: ClusterNode, config: Config, server: Deno.HttpServer): Promise<void> {
+async function joinCluster(cluster: ClusterNode, config: Config): Promise<void> {
   const seed = `${config.join!.hostname}:${config.join!.port}`;
   try {
     await cluster.join(seed);
   } catch (error) {
     const refused = error instanceof KvError && error.code === "cluster_join_refused";
-    await server.shutdown();
     throw new JoinError(
       refused
         ? `join refused by ${seed}: CLUSTER_SECRET does not match (403)`
@@ -290,15 +349,17 @@ async function joinOrExit(cluster: ClusterNode, config: Config, server: Deno.Htt
 /** Joining the cluster failed; the node exits 1 with this message. */
 class JoinError extends Error {}
 
-async function drain(
-  options: { node: RunningNode; server: Deno.HttpServer; config: Config; logger: Logger },
-) {
+async function stopNode(
+  options: { node: RunningNode; server: Deno.HttpServer; config: Config; logger: Logger; graceful: boolean },
+): Promise<void> {
   const { node, server, config, logger } = options;
-  phase = "draining";
-  logger.info("shutting down: refusing new requests, finishing accepted writes, handing off keys");
+  logger.info(
+    options.graceful ? "shutting down: leaving the cluster, finishing accepted writes" : "stopping abruptly",
+  );
   node.broker.close();
+  if (options.graceful) await node.cluster.leave(config.limits.shutdownMsMax / 2);
+  else node.cluster.stop();
   const deadline = AbortSignal.timeout(config.limits.shutdownMsMax);
-  await node.cluster.leave(config.limits.shutdownMsMax / 2);
   await Promise.race([
     server.shutdown(),
     new Promise((resolve) => deadline.addEventListener("abort", resolve)),

@@ -26,8 +26,10 @@ export interface ClusterNodeOptions {
   sink: ChangeSink;
   clock: Clock;
   logger: Logger;
-  /** The node-to-node transport; default: HTTP(S) with `fetch`. Tests inject a faulty one. */
+  /** The node-to-node transport; default: HTTP(S) with `fetch`. */
   transport?: Transport;
+  /** Wraps the transport (tests inject faults: partitions, drops, delays). */
+  wrapTransport?: (transport: Transport) => Transport;
   scheme?: "http" | "https";
   /** CA certificates peers' TLS certificates are checked against (https). */
   caCerts?: string[];
@@ -96,13 +98,14 @@ export class ClusterNode {
       return new ClusterNode(options, { transport: noTransport, membership: undefined, handler: undefined });
     }
     const signer = await RequestSigner.create(config.secret);
-    const transport = options.transport ?? new HttpTransport({
+    const base = options.transport ?? new HttpTransport({
       self: options.self,
       signer,
       clock: options.clock,
       scheme: options.scheme ?? "http",
       ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),
     });
+    const transport = options.wrapTransport?.(base) ?? base;
     const membership = new Membership({
       self: options.self,
       config,
