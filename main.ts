@@ -148,7 +148,7 @@ interface RunningNode {
 export interface StartOptions {
   logger?: Logger;
   /** Wraps the node-to-node transport (a faulty transport in tests). */
-  wrapTransport?: (transport: Transport) => Transport;
+  wrapTransport?: (transport: Transport, self: string) => Transport;
   /** Called once the address is known, before joining. */
   onListening?: (address: string) => void;
 }
@@ -170,7 +170,7 @@ interface BuildOptions {
   logger: Logger;
   phase: () => NodePhase;
   onFatal: (error: Error) => void;
-  wrapTransport: ((transport: Transport) => Transport) | undefined;
+  wrapTransport: ((transport: Transport, self: string) => Transport) | undefined;
 }
 
 async function buildNode(config: Config, options: BuildOptions): Promise<RunningNode> {

@@ -29,7 +29,7 @@ export interface ClusterNodeOptions {
   /** The node-to-node transport; default: HTTP(S) with `fetch`. */
   transport?: Transport;
   /** Wraps the transport (tests inject faults: partitions, drops, delays). */
-  wrapTransport?: (transport: Transport) => Transport;
+  wrapTransport?: (transport: Transport, self: string) => Transport;
   scheme?: "http" | "https";
   /** CA certificates peers' TLS certificates are checked against (https). */
   caCerts?: string[];
@@ -105,7 +105,7 @@ export class ClusterNode {
       scheme: options.scheme ?? "http",
       ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),
     });
-    const transport = options.wrapTransport?.(base) ?? base;
+    const transport = options.wrapTransport?.(base, options.self) ?? base;
     const membership = new Membership({
       self: options.self,
       config,
