@@ -56,7 +56,7 @@ export class InProcessCluster implements AsyncDisposable {
     let lastError: unknown;
     for (const seed of seeds.length === 0 ? [undefined] : seeds) {
       try {
-        slot.handle = await this.#startSlot(slot, seed?.handle!.self);
+        slot.handle = await this.#startSlot(slot, seed?.handle?.self);
         return;
       } catch (error) {
         lastError = error;
