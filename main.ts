@@ -233,6 +233,7 @@ function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
         hints_dropped: replication.hintsDropped,
         forwarded_writes: replication.forwardedWrites,
         forwarded_reads: replication.forwardedReads,
+        read_repairs: replication.readRepairs,
         rebalanced_keys: cluster.rebalancer.movedCount,
         purged_keys: cluster.rebalancer.purgedCount,
         anti_entropy_rounds: cluster.antiEntropy?.roundCount ?? 0,

@@ -55,7 +55,10 @@ export const ReadRequest = z.object({ table: name, key: name });
 /** The answer to `read`: the entry (tombstones included) or null. */
 export const ReadReply = z.object({
   entry: z.object({ json: z.string(), version: safeVersion, deleted: z.boolean() }).nullable(),
+  /** The same state in replica form, so a reader can repair a stale replica with it. */
+  replica: ReplicaEntryWire.nullable().optional(),
 });
+export type ReadReply = z.output<typeof ReadReply>;
 
 /** `list`: one sorted page of a table's live keys on one node. */
 export const ListRequest = z.object({

@@ -16,6 +16,7 @@ import {
   type ApplyItem,
   ApplyRequest,
   ReadReply,
+  type ReadReply as ReadReplyWire,
   ReadRequest,
   type ReplicaEntryWire,
   WriteReply,
@@ -65,6 +66,8 @@ export interface ReplicationStats {
   hintsDropped: number;
   forwardedWrites: number;
   forwardedReads: number;
+  /** Stale replicas sent the newest state by a forwarded read. */
+  readRepairs: number;
 }
 
 /**
@@ -87,6 +90,7 @@ export class Replicator {
     hintsDropped: 0,
     forwardedWrites: 0,
     forwardedReads: 0,
+    readRepairs: 0,
   };
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
@@ -138,25 +142,52 @@ export class Replicator {
     for (const listener of this.#placementListeners) listener(previous, this.#placement);
   }
 
-  /** Reads a key's current state (tombstones included) from a replica: this node when it is one. */
+  /**
+   * Reads a key's current state (tombstones included) from a replica: this node when it is one, else
+   * every live replica at once, answering with the first reply. When all have answered, replicas that
+   * hold an older version get the newest state (read repair).
+   */
   async readEntry(table: string, key: string): Promise<EntryView | undefined> {
     const replicas = this.#placement.replicasOf(table, key);
     if (replicas.includes(this.self)) return this.#options.store.getEntry(table, key);
     this.stats.forwardedReads += 1;
-    let lastError: unknown;
-    for (const replica of replicas.filter((id) => this.#placement.isLive(id))) {
-      try {
-        const reply = await this.#options.transport.request(replica, "read", { table, key }, {
-          timeoutMs: this.#options.config.requestTimeoutMs,
-        });
-        const parsed = ReadReply.parse(reply);
-        if (parsed.entry === null) return undefined;
-        return { ...parsed.entry, timestamp: 0, owner: "" };
-      } catch (error) {
-        lastError = error;
-      }
+    const live = replicas.filter((id) => this.#placement.isLive(id));
+    const replies = live.map((replica) =>
+      this.#options.transport.request(replica, "read", { table, key }, {
+        timeoutMs: this.#options.config.requestTimeoutMs,
+      }).then((reply) => ReadReply.parse(reply))
+    );
+    void Promise.allSettled(replies).then((settled) => this.#repair({ table, key, live, settled }));
+    try {
+      const first = await Promise.any(replies);
+      return first.entry === null ? undefined : { ...first.entry, timestamp: 0, owner: "" };
+    } catch (error) {
+      throw new UnavailableError(`Cannot read key "${key}": no replica answered`, { cause: error });
     }
-    throw new UnavailableError(`Cannot read key "${key}": no replica answered`, { cause: lastError });
+  }
+
+  /** Sends the newest state seen by a forwarded read to the replicas that answered with an older one. */
+  #repair(options: {
+    table: string;
+    key: string;
+    live: readonly string[];
+    settled: PromiseSettledResult<ReadReplyWire>[];
+  }): void {
+    let newest: ReplicaEntry | undefined;
+    for (const result of options.settled) {
+      const replica = result.status === "fulfilled" ? result.value.replica : undefined;
+      if (replica === undefined || replica === null) continue;
+      if (newest === undefined || replica.version > newest.version) newest = replicaEntryOf(replica);
+    }
+    if (newest === undefined) return;
+    options.settled.forEach((result, index) => {
+      if (result.status !== "fulfilled") return;
+      const version = result.value.entry?.version ?? 0;
+      if (version >= newest!.version) return;
+      this.stats.readRepairs += 1;
+      const item = { store: true as const, table: options.table, key: options.key, entry: newest! };
+      this.#pipeline(options.live[index]!).send(item);
+    });
   }
 
   /**
@@ -386,9 +417,8 @@ export class Replicator {
     const { table, key } = parseBody(ReadRequest, body);
     const entry = this.#options.store.getEntry(table, key);
     return Promise.resolve({
-      entry: entry === undefined
-        ? null
-        : { json: entry.json, version: entry.version, deleted: entry.deleted },
+      entry: entry === undefined ? null : { json: entry.json, version: entry.version, deleted: entry.deleted },
+      replica: this.#options.store.replicaOf(table, key) ?? null,
     });
   }
 }

@@ -167,3 +167,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "partition: a read through a node without a copy repairs a replica that missed a write",
+  ...options,
+  async fn() {
+    await using cluster = await InProcessCluster.start({ nodeCount: 5 });
+    const token = await tokenOf(cluster, 0);
+    const placement = cluster.node(0).cluster.replicator.placement;
+    const ids = [0, 1, 2, 3, 4].map((index) => cluster.id(index));
+    let key = "";
+    for (let index = 0; key === ""; index += 1) {
+      if (!placement.replicasOf("t", `rr${index}`).includes(ids[0]!)) key = `rr${index}`;
+    }
+    const [coordinator, , stale] = placement.replicasOf("t", key).map((id) => ids.indexOf(id));
+    assert.equal((await put(cluster, coordinator!, key, "old", token)).status, 201);
+    await waitFor(
+      () =>
+        [coordinator!, stale!].every((index) => cluster.node(index).store.getEntry("t", key) !== undefined),
+      {
+        timeoutMs: 5_000,
+        what: "the replicas to hold the first write",
+      },
+    );
+    cluster.network.blockOneWay(cluster.id(coordinator!), cluster.id(stale!));
+    const written = await put(cluster, coordinator!, key, "new", token);
+    assert.equal(written.status, 201, "the write reaches a quorum without the cut-off replica");
+    const staleEntry = cluster.node(stale!).store.getEntry("t", key);
+    assert.equal(staleEntry?.version, 1, "the cut-off replica missed the write");
+    const read = await cluster.fetch(0, `/t/key/${key}`);
+    assert.equal((await read.json()).value, "new");
+    await waitFor(() => cluster.node(stale!).store.getEntry("t", key)?.version === 2, {
+      timeoutMs: 5_000,
+      what: "the stale replica to be repaired",
+    });
+    assert.ok(cluster.node(0).cluster.replicator.stats.readRepairs >= 1, "the repair came from the read");
+  },
+});
