@@ -416,8 +416,9 @@ export class Replicator {
   #handleRead(body: unknown): Promise<unknown> {
     const { table, key } = parseBody(ReadRequest, body);
     const entry = this.#options.store.getEntry(table, key);
+    const { json, version, deleted } = entry ?? { json: "", version: 0, deleted: false };
     return Promise.resolve({
-      entry: entry === undefined ? null : { json: entry.json, version: entry.version, deleted: entry.deleted },
+      entry: entry === undefined ? null : { json, version, deleted },
       replica: this.#options.store.replicaOf(table, key) ?? null,
     });
   }
