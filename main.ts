@@ -167,6 +167,7 @@ export interface NodeHandle {
 
 interface BuildOptions {
   self: string;
+  tls: { cert: string; key: string } | undefined;
   logger: Logger;
   phase: () => NodePhase;
   onFatal: (error: Error) => void;
@@ -186,6 +187,8 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     clock: systemClock,
     logger,
     scheme: config.mode,
+    // Nodes of one cluster share a certificate (or a CA); peers are trusted only when it signed theirs.
+    ...(options.tls === undefined ? {} : { caCerts: [options.tls.cert] }),
     ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
   });
   const auth = new Auth({
@@ -269,6 +272,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
   try {
     node = await buildNode(config, {
       self,
+      tls,
       logger,
       phase: () => phase,
       wrapTransport: options.wrapTransport,
