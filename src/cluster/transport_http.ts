@@ -1,3 +1,4 @@
+import { readBounded } from "../util/bytes.ts";
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { isJsonObject } from "../util/json.ts";
@@ -98,7 +99,7 @@ export class HttpTransport implements Transport {
 
 /** The parsed body of a 2xx reply. @throws {ReplyError} for any other reply. */
 async function readReply(response: Response): Promise<unknown> {
-  const text = new TextDecoder().decode(await readBounded(response));
+  const text = new TextDecoder().decode(await readReplyBytes(response));
   const status = response.status;
   if (status < 200 || status > 299) {
     const remoteCode = remoteCodeOf(text);
@@ -127,7 +128,7 @@ function remoteCodeOf(text: string): string | undefined {
 }
 
 /** The reply's bytes, refusing one over {@linkcode internalMessageBytesMax} as soon as it is seen. */
-async function readBounded(response: Response): Promise<Uint8Array> {
+async function readReplyBytes(response: Response): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? "0");
   if (declared > internalMessageBytesMax) {
     await response.body?.cancel();
@@ -135,28 +136,12 @@ async function readBounded(response: Response): Promise<Uint8Array> {
     throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
   }
   if (response.body === null) return new Uint8Array(0);
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let bytes = 0;
-  // Bounded: stops at the end of the body or once it passes internalMessageBytesMax.
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    bytes += value.length;
-    if (bytes > internalMessageBytesMax) {
-      await reader.cancel();
-      const detail = `the reply is over ${internalMessageBytesMax} bytes`;
-      throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
-    }
-    chunks.push(value);
+  const read = await readBounded(response.body, internalMessageBytesMax);
+  if (read.over) {
+    const detail = `the reply is over ${internalMessageBytesMax} bytes`;
+    throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
   }
-  const joined = new Uint8Array(bytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
+  return read.bytes;
 }
 
 /** Turns whatever a request threw into a {@linkcode PeerRequestError}. */

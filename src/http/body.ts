@@ -1,5 +1,6 @@
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
 import { jsonDepth } from "../util/json.ts";
+import { readBounded } from "../util/bytes.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -16,35 +17,15 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
     throw new PayloadTooLargeError(`request body is ${declared} bytes, the limit is ${bytesMax}`);
   }
   if (request.body === null) return "";
-  const chunks: Uint8Array[] = [];
-  let bytes = 0;
-  const reader = request.body.getReader();
-  for (;;) { // ends at the body's end or at the limit
-    const { done, value } = await reader.read();
-    if (done) break;
-    bytes += value.byteLength;
-    if (bytes > bytesMax) {
-      await reader.cancel().catch(() => {});
-      throw new PayloadTooLargeError(`request body is over ${bytesMax} bytes (read ${bytes} so far)`);
-    }
-    chunks.push(value);
+  const read = await readBounded(request.body, bytesMax);
+  if (read.over) {
+    throw new PayloadTooLargeError(`request body is over ${bytesMax} bytes (read ${read.bytes} so far)`);
   }
-  const whole = chunks.length === 1 ? chunks[0]! : concat(chunks, bytes);
   try {
-    return utf8.decode(whole);
+    return utf8.decode(read.bytes);
   } catch (error) {
     throw new InvalidRequestError("request body is not valid UTF-8", { cause: error });
   }
-}
-
-function concat(chunks: Uint8Array[], bytes: number): Uint8Array {
-  const whole = new Uint8Array(bytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    whole.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return whole;
 }
 
 /**
