@@ -284,7 +284,11 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       },
     });
     options.onListening?.(self);
-    if (config.join !== undefined) await joinCluster(node.cluster, config);
+    if (config.join !== undefined) {
+      await joinCluster(node.cluster, config);
+      // Coordinating writes with stale keys would order them before what the others hold: catch up first.
+      await node.cluster.catchUp(config.limits.shutdownMsMax);
+    }
   } catch (error) {
     node?.cluster.stop();
     await node?.store.close();

@@ -1,7 +1,7 @@
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
-import type { LocalStore } from "./local_store.ts";
+import type { EntryView, LocalStore } from "./local_store.ts";
 import type { Placement } from "./placement.ts";
 import type { KeyPusher } from "./rebalance.ts";
 import {
@@ -80,6 +80,17 @@ export class AntiEntropy {
     await this.syncWith(peers[Math.floor(random() * peers.length)]!);
   }
 
+  /**
+   * Catches this node up with every live peer once (used right after joining, before serving): resolves
+   * when each peer has pushed what this node lacks, or after `deadlineMs`.
+   */
+  async catchUp(deadlineMs: number): Promise<void> {
+    const placement = this.#options.placement();
+    const peers = placement.liveIds().filter((id) => id !== placement.self);
+    const rounds = Promise.allSettled(peers.map((peer) => this.syncWith(peer)));
+    await Promise.race([rounds, new Promise((resolve) => setTimeout(resolve, deadlineMs))]);
+  }
+
   /** Compares digests with `peer` and repairs the buckets that differ, in both directions. */
   async syncWith(peer: string): Promise<void> {
     const { transport, timeoutMs } = this.#options;
@@ -88,13 +99,11 @@ export class AntiEntropy {
     const { differing } = DigestReply.parse(
       await transport.request(peer, "digest", { buckets }, { timeoutMs }),
     );
-    for (const bucket of differing) {
-      const summaries = this.#summaries(peer, bucket);
-      if (summaries === undefined) continue;
-      const reply = SyncReply.parse(
-        await transport.request(peer, "sync", { bucket, summaries }, { timeoutMs }),
-      );
-      await this.#pushDiffering(peer, summaries, reply.summaries);
+    if (differing.length === 0) return;
+    const mine = this.#summaries(peer, new Set(differing));
+    for (const group of groupBuckets(mine)) {
+      const reply = SyncReply.parse(await transport.request(peer, "sync", { buckets: group }, { timeoutMs }));
+      await this.#pushDiffering(peer, group, reply.buckets);
     }
   }
 
@@ -117,27 +126,24 @@ export class AntiEntropy {
     return { differing };
   }
 
-  #handleSync(body: unknown, sender: string): Promise<unknown> {
+  async #handleSync(body: unknown, sender: string): Promise<unknown> {
     const parsed = SyncRequest.safeParse(body);
     if (!parsed.success) throw new InvalidRequestError("malformed sync");
-    const mine = this.#summaries(sender, parsed.data.bucket) ?? [];
-    // The answer goes back at once; this side's pushes travel through replication in the background.
-    void this.#pushDiffering(sender, mine, parsed.data.summaries).catch(() => {});
-    return Promise.resolve({ summaries: mine.length <= syncSummariesMax ? mine : [] });
+    const mine = this.#summaries(sender, new Set(parsed.data.buckets.map((entry) => entry.bucket)));
+    // The answer waits for this side's pushes, so a node catching up knows it has them when sync returns.
+    await this.#pushDiffering(sender, mine, parsed.data.buckets).catch(() => {});
+    return { buckets: mine };
   }
 
   /** Pushes to `peer` every key of `mine` that `theirs` lacks or holds in another state. */
-  async #pushDiffering(
-    peer: string,
-    mine: readonly KeySummary[],
-    theirs: readonly KeySummary[],
-  ): Promise<void> {
-    const known = new Map(theirs.map((summary) => [`${summary.table}\u0000${summary.key}`, summary]));
-    const keys = mine.filter((summary) => {
+  async #pushDiffering(peer: string, mine: readonly Bucket[], theirs: readonly Bucket[]): Promise<void> {
+    const known = new Map<string, KeySummary>();
+    for (const bucket of theirs) {
+      for (const summary of bucket.summaries) known.set(`${summary.table}\u0000${summary.key}`, summary);
+    }
+    const keys = mine.flatMap((bucket) => bucket.summaries).filter((summary) => {
       const other = known.get(`${summary.table}\u0000${summary.key}`);
-      return other === undefined || other.version !== summary.version ||
-        other.timestamp !== summary.timestamp ||
-        other.deleted !== summary.deleted;
+      return other === undefined || other.contentHash !== summary.contentHash;
     }).map(({ table, key }) => ({ table, key }));
     if (keys.length === 0) return;
     this.pushedCount += keys.length;
@@ -157,35 +163,67 @@ export class AntiEntropy {
     for (const { table, key, entry } of this.#options.store.scan()) {
       if (!this.#shared(placement, peer, table, key)) continue;
       const bucket = keyHash(table, key) % digestBucketCount;
-      const hash = keyHash(
-        table,
-        `${key}\u0000${entry.version}\u0000${entry.timestamp}\u0000${entry.deleted}`,
-      );
+      const hash = contentHashOf(table, key, entry);
       sums[bucket] = (sums[bucket]! + hash) >>> 0;
       xors[bucket] = (xors[bucket]! ^ hash) >>> 0;
     }
     return Array.from(sums, (sum, index) => `${sum}.${xors[index]}`);
   }
 
-  /** This node's summaries of one bucket shared with `peer`; undefined when over `syncSummariesMax`. */
-  #summaries(peer: string, bucket: number): KeySummary[] | undefined {
+  /** This node's summaries of the given buckets for keys shared with `peer`, in one scan of the store. */
+  #summaries(peer: string, buckets: ReadonlySet<number>): Bucket[] {
     const placement = this.#options.placement();
-    const summaries: KeySummary[] = [];
+    const byBucket = new Map<number, KeySummary[]>([...buckets].map((bucket) => [bucket, []]));
     for (const { table, key, entry } of this.#options.store.scan()) {
-      if (keyHash(table, key) % digestBucketCount !== bucket) continue;
-      if (!this.#shared(placement, peer, table, key)) continue;
-      if (summaries.length === syncSummariesMax) {
-        this.#options.logger.warn("anti-entropy bucket too large to repair this round", { peer, bucket });
-        return undefined;
-      }
+      const summaries = byBucket.get(keyHash(table, key) % digestBucketCount);
+      if (summaries === undefined || !this.#shared(placement, peer, table, key)) continue;
+      const { version, timestamp, deleted } = entry;
       summaries.push({
         table,
         key,
-        version: entry.version,
-        timestamp: entry.timestamp,
-        deleted: entry.deleted,
+        version,
+        timestamp,
+        deleted,
+        contentHash: contentHashOf(table, key, entry),
       });
     }
-    return summaries;
+    const result: Bucket[] = [];
+    for (const [bucket, summaries] of byBucket) {
+      if (summaries.length <= syncSummariesMax) result.push({ bucket, summaries });
+      else this.#options.logger.warn("anti-entropy bucket too large to repair this round", { peer, bucket });
+    }
+    return result;
   }
+}
+
+/**
+ * A key's state as one 32-bit hash: its bytes (`Entry.json` holds value, version, timestamp and owner, or
+ * a tombstone's key, version and timestamp) plus whether it is a tombstone.
+ */
+function contentHashOf(table: string, key: string, entry: EntryView): number {
+  return keyHash(table, `${key}\u0000${entry.deleted ? "deleted" : "live"}\u0000${entry.json}`);
+}
+
+/** Key summaries of one digest bucket. */
+interface Bucket {
+  bucket: number;
+  summaries: KeySummary[];
+}
+
+/** Splits buckets into `sync` requests of at most `syncSummariesMax` summaries each. */
+function groupBuckets(buckets: readonly Bucket[]): Bucket[][] {
+  const groups: Bucket[][] = [];
+  let group: Bucket[] = [];
+  let count = 0;
+  for (const bucket of buckets) {
+    if (group.length > 0 && count + bucket.summaries.length > syncSummariesMax) {
+      groups.push(group);
+      group = [];
+      count = 0;
+    }
+    group.push(bucket);
+    count += bucket.summaries.length;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
 }

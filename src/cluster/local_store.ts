@@ -41,7 +41,7 @@ export interface LocalStore {
   delete(table: string, key: string, options: WriteConditions): Promise<EntryView>;
   applyReplicas(
     items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
-  ): Promise<Array<"applied" | "stale">>;
+  ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
   scan(): Iterable<{ table: string; key: string; entry: EntryView }>;
   purge(table: string, key: string): Promise<void>;

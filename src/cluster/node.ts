@@ -137,6 +137,11 @@ export class ClusterNode {
     await this.membership.join(seed);
   }
 
+  /** Pulls what this node missed from every live peer (after joining, before serving) in `deadlineMs`. */
+  async catchUp(deadlineMs: number): Promise<void> {
+    await this.antiEntropy?.catchUp(deadlineMs);
+  }
+
   /** Starts gossip and anti-entropy. */
   start(): void {
     this.membership?.start();

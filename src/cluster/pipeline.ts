@@ -47,6 +47,7 @@ export class PeerPipeline {
   readonly #logger: Logger;
   #queue: Pending[] = [];
   #sending = false;
+  #inFlight = 0;
   #closed = false;
 
   constructor(options: { peer: string; transport: Transport; timeoutMs: number; logger: Logger }) {
@@ -58,7 +59,7 @@ export class PeerPipeline {
 
   /** Items queued or in flight. */
   get backlog(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#inFlight;
   }
 
   /**
@@ -67,7 +68,7 @@ export class PeerPipeline {
    * @returns false (and queues nothing) when the backlog is full or the pipeline is closed.
    */
   send(item: ApplyItem): { accepted: false } | { accepted: true; acknowledged: Promise<void> } {
-    if (this.#closed || this.#queue.length >= pipelineItemsMax) return { accepted: false };
+    if (this.#closed || this.backlog >= pipelineItemsMax) return { accepted: false };
     const acknowledged = new Promise<void>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
     acknowledged.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
     if (!this.#sending) void this.#drain();
@@ -90,6 +91,7 @@ export class PeerPipeline {
       while (this.#queue.length > 0 && !this.#closed) {
         const batch = this.#queue.splice(0, batchLength(this.#queue));
         assert(batch.length > 0);
+        this.#inFlight = batch.length;
         try {
           await this.#transport.request(this.peer, "apply", { items: batch.map((pending) => pending.item) }, {
             timeoutMs: this.#timeoutMs,
@@ -98,6 +100,8 @@ export class PeerPipeline {
         } catch (error) {
           this.#logger.debug("replication batch failed", { peer: this.peer, items: batch.length });
           for (const pending of batch) pending.reject(error);
+        } finally {
+          this.#inFlight = 0;
         }
       }
     } finally {

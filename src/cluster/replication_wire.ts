@@ -89,16 +89,20 @@ export const KeySummary = z.object({
   version: safeVersion,
   timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   deleted: z.boolean(),
+  /** A hash of the key's bytes (value and owner), so equal versions with different content differ. */
+  contentHash: z.number().int().nonnegative().max(0xffffffff),
 });
 export type KeySummary = z.output<typeof KeySummary>;
 
 /** Summaries per `sync` request or reply; a larger bucket is not repaired this round (see DESIGN.md). */
 export const syncSummariesMax = 20_000;
 
-/** `sync`: the sender's key summaries of one differing bucket; the answer holds the receiver's. */
-export const SyncRequest = z.object({
+const BucketSummaries = z.object({
   bucket: z.number().int().min(0).max(digestBucketCount - 1),
   summaries: z.array(KeySummary).max(syncSummariesMax),
 });
-/** The receiver's summaries of the same bucket. */
-export const SyncReply = z.object({ summaries: z.array(KeySummary).max(syncSummariesMax) });
+
+/** `sync`: the sender's key summaries of some differing buckets; the answer holds the receiver's. */
+export const SyncRequest = z.object({ buckets: z.array(BucketSummaries).max(digestBucketCount) });
+/** The receiver's summaries of the same buckets. */
+export const SyncReply = z.object({ buckets: z.array(BucketSummaries).max(digestBucketCount) });

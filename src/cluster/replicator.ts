@@ -138,7 +138,11 @@ export class Replicator {
         this.#pipelines.delete(peer);
       }
     }
-    for (const peer of this.#hints.keys()) if (this.#placement.isLive(peer)) this.#deliverHints(peer);
+    for (const peer of [...this.#hints.keys()]) {
+      // A peer reaped or gone from the ring no longer replicates those keys: its hints are void.
+      if (this.#placement.isLive(peer)) this.#deliverHints(peer);
+      else if (!this.#placement.ringIds.includes(peer)) this.#dropHints(peer);
+    }
     for (const listener of this.#placementListeners) listener(previous, this.#placement);
   }
 
@@ -241,8 +245,11 @@ export class Replicator {
   }
 
   async #coordinate(request: ClientWrite, replicas: readonly string[]): Promise<EntryView> {
-    const entry = await this.#applyLocally(request);
     const others = replicas.filter((id) => id !== this.self);
+    if (this.#options.store.getEntry(request.table, request.key) === undefined) {
+      await this.#catchUpKey(request.table, request.key, others.filter((id) => this.#placement.isLive(id)));
+    }
+    const entry = await this.#applyLocally(request);
     const quorum = writeQuorumOf({
       table: request.table,
       replicaCount: replicas.length,
@@ -261,6 +268,28 @@ export class Replicator {
       );
     }
     return entry;
+  }
+
+  /**
+   * Before coordinating the first write of a key this node does not hold (it just became a replica, or
+   * the key is new), takes the newest state the other live replicas hold, so owner and version checks
+   * run against it and the write is ordered after it. A key nobody holds costs one round trip.
+   */
+  async #catchUpKey(table: string, key: string, peers: readonly string[]): Promise<void> {
+    if (peers.length === 0) return;
+    const replies = await Promise.allSettled(
+      peers.map((peer) =>
+        this.#options.transport.request(peer, "read", { table, key }, {
+          timeoutMs: this.#options.config.requestTimeoutMs,
+        }).then((reply) => ReadReply.parse(reply))
+      ),
+    );
+    const found = replies.flatMap((result) =>
+      result.status === "fulfilled" && result.value.replica ? [replicaEntryOf(result.value.replica)] : []
+    );
+    if (found.length > 0) {
+      await this.#options.store.applyReplicas(found.map((entry) => ({ table, key, entry })));
+    }
   }
 
   async #applyLocally(request: ClientWrite): Promise<EntryView> {
@@ -350,6 +379,15 @@ export class Replicator {
     keys.add(hint);
     this.#hintCount += 1;
     this.stats.hintCount = this.#hintCount;
+  }
+
+  #dropHints(peer: string): void {
+    const keys = this.#hints.get(peer);
+    if (keys === undefined) return;
+    this.#hints.delete(peer);
+    this.#hintCount -= keys.size;
+    this.stats.hintCount = this.#hintCount;
+    assert(this.#hintCount >= 0);
   }
 
   #deliverHints(peer: string): void {

@@ -54,9 +54,8 @@ export function createApp(deps: AppDeps): Hono {
 
   app.use(async (c, next) => {
     const startedMs = deps.clock.monotonicMs();
-    // While draining, peers still talk to this node: it hands its keys off through them.
-    const exempt = c.req.path === "/health" ||
-      (deps.phase() === "draining" && c.req.path.startsWith("/_internal/"));
+    // Peers talk to this node while it starts (it catches up) and drains (it hands its keys off).
+    const exempt = c.req.path === "/health" || c.req.path.startsWith("/_internal/");
     if (deps.phase() !== "serving" && !exempt) {
       c.res = problemResponse(
         { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },

@@ -127,5 +127,13 @@ export { DenoFs, type Fs, type FsFile, type FsStat, MemoryFs } from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
-export type { ChangeEvent, Entry, ReplicaEntry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
+export type {
+  ChangeEvent,
+  Entry,
+  ReplicaEntry,
+  ReplicaResult,
+  StoreOptions,
+  StoreStats,
+  WriteOptions,
+} from "./types.ts";
 export { encryptionKeyBase64 } from "./encryption_key.ts";

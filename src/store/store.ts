@@ -38,7 +38,15 @@ import {
   replicaOfEntry,
   replicaOfRecord,
 } from "./replica.ts";
-import type { ChangeEvent, Entry, ReplicaEntry, StoreOptions, StoreStats, WriteOptions } from "./types.ts";
+import type {
+  ChangeEvent,
+  Entry,
+  ReplicaEntry,
+  ReplicaResult,
+  StoreOptions,
+  StoreStats,
+  WriteOptions,
+} from "./types.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
 import {
   decodeRecord,
@@ -562,11 +570,11 @@ export class Store {
    * of the key, then compares, so a local write in flight is neither lost nor regressed. An applied
    * state is published like a local write (same kind, version and json, next sequence), after its sync.
    *
-   * @returns "stale" when the current state wins or is identical; nothing is written then.
+   * @returns "stale" when the current state wins, "identical" when it is the same; nothing is written then.
    * @throws {InvalidRequestError} when the entry breaks a rule of {@linkcode ReplicaEntry} or a limit.
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
-  async applyReplica(table: string, key: string, entry: ReplicaEntry): Promise<"applied" | "stale"> {
+  async applyReplica(table: string, key: string, entry: ReplicaEntry): Promise<ReplicaResult> {
     const [result] = await this.applyReplicas([{ table, key, entry }]);
     assert(result !== undefined);
     return result;
@@ -578,12 +586,12 @@ export class Store {
    * when they fit one (`walBatchRecordsMax` records, 16 MiB). A key listed twice is compared against
    * its earlier item. Resolves once every applied item is durable.
    *
-   * @returns "applied" or "stale" per item, in order.
+   * @returns "applied", "identical" or "stale" per item, in order.
    * @throws the errors of {@linkcode Store.applyReplica}.
    */
   async applyReplicas(
     items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
-  ): Promise<Array<"applied" | "stale">> {
+  ): Promise<Array<ReplicaResult>> {
     const operation = "apply replicas";
     this.#checkWritable(operation);
     const prepared = items.map((item) => this.#prepareReplica(item));
@@ -620,15 +628,16 @@ export class Store {
   /** Decides every prepared replica against the current state, in order, and queues the winners. */
   #enqueueReplicas(
     prepared: readonly PreparedReplica[],
-  ): { results: Array<"applied" | "stale">; durable: Promise<void>[] } {
-    const results: Array<"applied" | "stale"> = [];
+  ): { results: Array<ReplicaResult>; durable: Promise<void>[] } {
+    const results: Array<ReplicaResult> = [];
     const durable: Promise<void>[] = [];
     for (const { table, key, encoded, entry } of prepared) {
       const current = this.#current(table, key);
-      if (
-        current !== undefined && compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current)) <= 0
-      ) {
-        results.push("stale");
+      const order = current === undefined
+        ? 1
+        : compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current));
+      if (order <= 0) {
+        results.push(order === 0 ? "identical" : "stale");
         continue;
       }
       durable.push(this.#enqueue({ encoded, table, key, kind: "replica", entry }));

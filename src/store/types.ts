@@ -80,3 +80,9 @@ export interface ReplicaEntry {
   /** The value's JSON, exactly as the coordinator serialized it; only for a live value. */
   valueJson?: string;
 }
+
+/**
+ * What applying a replica did: `applied` (it won and is durable), `identical` (this node already holds
+ * exactly that state) or `stale` (this node holds a state that wins over it).
+ */
+export type ReplicaResult = "applied" | "identical" | "stale";

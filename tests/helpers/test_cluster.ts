@@ -74,6 +74,12 @@ export class TestCluster implements AsyncDisposable {
       args: [...(seed === undefined ? [] : [`127.0.0.1:${seed.port}`]), ...(options.args ?? [])],
     });
     slot.process = process;
+    // The node prints its address before it joins and catches up; it serves once /health says so.
+    await waitFor(async () => {
+      const response = await process.fetch("/health");
+      await response.body?.cancel();
+      return response.status === 200;
+    }, { timeoutMs: 30_000, intervalMs: 20, what: `node ${index} to serve` });
     return process;
   }
 
@@ -105,7 +111,9 @@ export class TestCluster implements AsyncDisposable {
 
   /** Members and their status as node `index` sees them. */
   async membership(index: number): Promise<Map<string, string>> {
-    const body = await (await this.node(index).fetch("/membership")).json();
+    const response = await this.node(index).fetch("/membership");
+    const body = await response.json();
+    if (response.status !== 200) return new Map();
     return new Map(body.nodes.map((node: { id: string; status: string }) => [node.id, node.status]));
   }
 

@@ -1,0 +1,208 @@
+// Goal: PeerPipeline keeps one ordered stream of `apply` requests per peer: one request in flight, the
+// next carrying everything queued meanwhile up to applyItemsMax items and batchBytesMax bytes, a backlog
+// bounded by pipelineItemsMax, a failed request failing exactly its batch, and close() failing what waits.
+// Method: a ManualTransport holds every request until the test answers it; no network, no timers.
+import assert from "node:assert/strict";
+import { batchBytesMax, PeerPipeline, pipelineItemsMax } from "../../../src/cluster/pipeline.ts";
+import { type ApplyItem, applyItemsMax } from "../../../src/cluster/replication_wire.ts";
+import { PeerRequestError } from "../../../src/cluster/mod.ts";
+import { silentLogger } from "../../../src/util/log.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
+import { ManualTransport, nodeB } from "./fake_cluster.ts";
+
+function makePipeline(): { transport: ManualTransport; pipeline: PeerPipeline } {
+  const transport = new ManualTransport();
+  const pipeline = new PeerPipeline({ peer: nodeB, transport, timeoutMs: 1_000, logger: silentLogger });
+  return { transport, pipeline };
+}
+
+/** A stored item of key `key` whose value JSON is `valueChars` characters long. */
+function item(key: string, valueChars = 8): ApplyItem {
+  const valueJson = JSON.stringify("v".repeat(Math.max(0, valueChars - 2)));
+  assert.equal(valueJson.length, Math.max(2, valueChars));
+  return {
+    store: true,
+    table: "t",
+    key,
+    entry: { version: 1, timestamp: 1, owner: "alice", deleted: false, valueJson },
+  };
+}
+
+function keysOf(body: unknown): string[] {
+  return (body as { items: ApplyItem[] }).items.map((sent) => sent.key);
+}
+
+/** Sends `item` and returns its acknowledgement, failing when the pipeline refused it. */
+function sendAccepted(pipeline: PeerPipeline, sent: ApplyItem): Promise<void> {
+  const result = pipeline.send(sent);
+  assert.ok(result.accepted);
+  return result.acknowledged;
+}
+
+async function waitForRequests(transport: ManualTransport, count: number): Promise<void> {
+  await waitFor(() => transport.requests.length >= count, { timeoutMs: 2_000, what: `${count} requests` });
+}
+
+Deno.test("PeerPipeline.send() keeps one request in flight and sends later items in order", async () => {
+  const { transport, pipeline } = makePipeline();
+  const first = sendAccepted(pipeline, item("a"));
+  const second = sendAccepted(pipeline, item("b"));
+  const third = sendAccepted(pipeline, item("c"));
+  assert.equal(transport.requests.length, 1);
+  assert.equal(transport.at(0).target, nodeB);
+  assert.equal(transport.at(0).kind, "apply");
+  assert.deepEqual(keysOf(transport.at(0).body), ["a"]);
+  assert.equal(pipeline.backlog, 3, "two queued and one in flight");
+  transport.at(0).resolve({ ok: true });
+  await first;
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keysOf(transport.at(1).body), ["b", "c"]);
+  assert.equal(pipeline.backlog, 2, "the second batch is in flight");
+  const fourth = sendAccepted(pipeline, item("d"));
+  assert.equal(transport.requests.length, 2, "still one request in flight");
+  transport.at(1).resolve({ ok: true });
+  await Promise.all([second, third]);
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
+  transport.at(2).resolve({ ok: true });
+  await fourth;
+});
+
+Deno.test("PeerPipeline batches at most applyItemsMax items per request (max and max + 1)", async () => {
+  const { transport, pipeline } = makePipeline();
+  const acknowledgements = [sendAccepted(pipeline, item("first"))];
+  for (let index = 0; index < applyItemsMax + 1; index += 1) {
+    acknowledgements.push(sendAccepted(pipeline, item(`k${String(index).padStart(4, "0")}`)));
+  }
+  transport.at(0).resolve({ ok: true });
+  await waitForRequests(transport, 2);
+  const batch = keysOf(transport.at(1).body);
+  assert.equal(batch.length, applyItemsMax);
+  assert.equal(batch[0], "k0000");
+  assert.equal(batch.at(-1), `k${String(applyItemsMax - 1).padStart(4, "0")}`);
+  transport.at(1).resolve({ ok: true });
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), [`k${String(applyItemsMax).padStart(4, "0")}`]);
+  transport.at(2).resolve({ ok: true });
+  await Promise.all(acknowledgements);
+});
+
+// itemBytes = 2 * valueJson.length + table.length + key.length + 160; table "t" and a 3-char key
+// make an item of valueJson length (half - 164) / 2 exactly half of batchBytesMax.
+const halfBatchBytes = batchBytesMax / 2;
+const halfValueChars = (halfBatchBytes - 1 - 3 - 160) / 2;
+
+Deno.test("PeerPipeline batches up to batchBytesMax: two halves share a request", async () => {
+  assert.ok(Number.isSafeInteger(halfValueChars));
+  const { transport, pipeline } = makePipeline();
+  const acknowledgements = [sendAccepted(pipeline, item("x"))];
+  acknowledgements.push(sendAccepted(pipeline, item("h01", halfValueChars)));
+  acknowledgements.push(sendAccepted(pipeline, item("h02", halfValueChars)));
+  acknowledgements.push(sendAccepted(pipeline, item("h03", halfValueChars)));
+  transport.at(0).resolve({ ok: true });
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keysOf(transport.at(1).body), ["h01", "h02"], "exactly batchBytesMax fits");
+  transport.at(1).resolve({ ok: true });
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), ["h03"]);
+  transport.at(2).resolve({ ok: true });
+  await Promise.all(acknowledgements);
+});
+
+Deno.test("PeerPipeline batches up to batchBytesMax: one byte over splits the request", async () => {
+  const { transport, pipeline } = makePipeline();
+  const acknowledgements = [sendAccepted(pipeline, item("x"))];
+  acknowledgements.push(sendAccepted(pipeline, item("h01", halfValueChars)));
+  acknowledgements.push(sendAccepted(pipeline, item("h002", halfValueChars))); // one key char more
+  transport.at(0).resolve({ ok: true });
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keysOf(transport.at(1).body), ["h01"]);
+  transport.at(1).resolve({ ok: true });
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), ["h002"]);
+  transport.at(2).resolve({ ok: true });
+  await Promise.all(acknowledgements);
+});
+
+Deno.test("PeerPipeline sends an item over batchBytesMax alone rather than never", async () => {
+  const { transport, pipeline } = makePipeline();
+  const acknowledgements = [sendAccepted(pipeline, item("x"))];
+  acknowledgements.push(sendAccepted(pipeline, item("big", batchBytesMax)));
+  acknowledgements.push(sendAccepted(pipeline, item("small")));
+  transport.at(0).resolve({ ok: true });
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keysOf(transport.at(1).body), ["big"]);
+  transport.at(1).resolve({ ok: true });
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), ["small"]);
+  transport.at(2).resolve({ ok: true });
+  await Promise.all(acknowledgements);
+});
+
+Deno.test("PeerPipeline.send() holds pipelineItemsMax items (in flight included) and refuses the next", async () => {
+  const { transport, pipeline } = makePipeline();
+  const acknowledgements = [sendAccepted(pipeline, item("in-flight"))];
+  for (let index = 1; index < pipelineItemsMax; index += 1) {
+    acknowledgements.push(sendAccepted(pipeline, item(`k${index}`)));
+  }
+  assert.equal(pipeline.backlog, pipelineItemsMax);
+  assert.deepEqual(pipeline.send(item("over")), { accepted: false });
+  assert.equal(pipeline.backlog, pipelineItemsMax);
+  // Drain everything: each answer releases the next batch.
+  const requestCount = 1 + Math.ceil((pipelineItemsMax - 1) / applyItemsMax);
+  for (let index = 0; index < requestCount; index += 1) {
+    transport.at(index).resolve({ ok: true });
+    if (index + 1 < requestCount) await waitForRequests(transport, index + 2);
+  }
+  await Promise.all(acknowledgements);
+  assert.equal(transport.requests.length, requestCount);
+  assert.equal(pipeline.backlog, 0);
+  const after = sendAccepted(pipeline, item("after")); // room again once drained
+  transport.at(transport.requests.length - 1).resolve({ ok: true });
+  await after;
+});
+
+Deno.test({
+  name: "PeerPipeline.backlog counts the items in flight, as documented",
+  fn: async () => {
+    const { transport, pipeline } = makePipeline();
+    const acknowledged = sendAccepted(pipeline, item("a"));
+    assert.equal(pipeline.backlog, 1);
+    transport.at(0).resolve({ ok: true });
+    await acknowledged;
+  },
+});
+
+Deno.test("PeerPipeline rejects every item of a failed batch and goes on with the next", async () => {
+  const { transport, pipeline } = makePipeline();
+  const first = sendAccepted(pipeline, item("a"));
+  const second = sendAccepted(pipeline, item("b"));
+  const third = sendAccepted(pipeline, item("c"));
+  transport.at(0).resolve({ ok: true });
+  await first;
+  await waitForRequests(transport, 2);
+  const failure = new PeerRequestError({ target: nodeB, kind: "apply", failure: "timeout" });
+  transport.at(1).reject(failure);
+  await assert.rejects(second, (error) => error === failure);
+  await assert.rejects(third, (error) => error === failure);
+  const fourth = sendAccepted(pipeline, item("d"));
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
+  transport.at(2).resolve({ ok: true });
+  await fourth;
+});
+
+Deno.test("PeerPipeline.close() fails queued items, lets the in-flight batch finish and refuses more", async () => {
+  const { transport, pipeline } = makePipeline();
+  const inFlight = sendAccepted(pipeline, item("a"));
+  const queuedB = sendAccepted(pipeline, item("b"));
+  const queuedC = sendAccepted(pipeline, item("c"));
+  pipeline.close();
+  assert.equal(pipeline.backlog, 1, "only the batch in flight is left");
+  await assert.rejects(queuedB, /pipeline to 127\.0\.0\.1:7002 closed/);
+  await assert.rejects(queuedC, /closed/);
+  assert.deepEqual(pipeline.send(item("d")), { accepted: false });
+  transport.at(0).resolve({ ok: true });
+  await inFlight;
+  assert.equal(transport.requests.length, 1, "nothing is sent after close()");
+});
