@@ -237,6 +237,7 @@ function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
         forwarded_writes: replication.forwardedWrites,
         forwarded_reads: replication.forwardedReads,
         read_repairs: replication.readRepairs,
+        stale_rejections: replication.staleRejections,
         rebalanced_keys: cluster.rebalancer.movedCount,
         purged_keys: cluster.rebalancer.purgedCount,
         anti_entropy_rounds: cluster.antiEntropy?.roundCount ?? 0,

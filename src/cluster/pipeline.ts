@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
-import { type ApplyItem, applyItemsMax } from "./replication_wire.ts";
+import { type ApplyItem, applyItemsMax, ApplyReply, type ApplyResult } from "./replication_wire.ts";
 import type { Transport } from "./transport.ts";
 
 /** Items waiting for one peer before new ones are refused (and left to hints and anti-entropy). */
@@ -31,7 +31,7 @@ function batchLength(queue: readonly Pending[]): number {
 
 interface Pending {
   item: ApplyItem;
-  resolve: () => void;
+  resolve: (result: ApplyResult) => void;
   reject: (error: unknown) => void;
 }
 
@@ -67,9 +67,11 @@ export class PeerPipeline {
    *
    * @returns false (and queues nothing) when the backlog is full or the pipeline is closed.
    */
-  send(item: ApplyItem): { accepted: false } | { accepted: true; acknowledged: Promise<void> } {
+  send(item: ApplyItem): { accepted: false } | { accepted: true; acknowledged: Promise<ApplyResult> } {
     if (this.#closed || this.backlog >= pipelineItemsMax) return { accepted: false };
-    const acknowledged = new Promise<void>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
+    const acknowledged = new Promise<ApplyResult>((resolve, reject) =>
+      this.#queue.push({ item, resolve, reject })
+    );
     acknowledged.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
     if (!this.#sending) void this.#drain();
     return { accepted: true, acknowledged };
@@ -93,10 +95,11 @@ export class PeerPipeline {
         assert(batch.length > 0);
         this.#inFlight = batch.length;
         try {
-          await this.#transport.request(this.peer, "apply", { items: batch.map((pending) => pending.item) }, {
-            timeoutMs: this.#timeoutMs,
-          });
-          for (const pending of batch) pending.resolve();
+          const reply = await this.#transport.request(this.peer, "apply", {
+            items: batch.map((pending) => pending.item),
+          }, { timeoutMs: this.#timeoutMs });
+          const results = resultsOf(reply, batch.length);
+          batch.forEach((pending, index) => pending.resolve(results[index]!));
         } catch (error) {
           this.#logger.debug("replication batch failed", { peer: this.peer, items: batch.length });
           for (const pending of batch) pending.reject(error);
@@ -108,4 +111,15 @@ export class PeerPipeline {
       this.#sending = false;
     }
   }
+}
+
+const applied: ApplyResult = { result: "applied" };
+
+/** The per-item results of an `apply` answer; a peer that sent none applied everything. */
+function resultsOf(reply: unknown, count: number): ApplyResult[] {
+  const parsed = ApplyReply.safeParse(reply);
+  if (!parsed.success || parsed.data.results.length !== count) {
+    return Array.from({ length: count }, () => applied);
+  }
+  return parsed.data.results;
 }

@@ -33,6 +33,16 @@ export const applyItemsMax = 512;
 /** `apply`: replicas and notifications from a coordinator, in its order. */
 export const ApplyRequest = z.object({ items: z.array(ApplyItem).max(applyItemsMax) });
 
+/** What applying one item did on the receiver; `newer` is its own state when it holds a winning one. */
+export const ApplyResult = z.object({
+  result: z.enum(["applied", "identical", "stale"]),
+  newer: ReplicaEntryWire.optional(),
+});
+export type ApplyResult = z.output<typeof ApplyResult>;
+
+/** The answer to `apply`: one result per item, in order. */
+export const ApplyReply = z.object({ results: z.array(ApplyResult).max(applyItemsMax) });
+
 /** `write`: a client write forwarded to the key's coordinator, already authenticated as `owner`. */
 export const WriteRequest = z.object({
   op: z.enum(["put", "patch", "delete"]),

@@ -15,6 +15,7 @@ import { Placement, usersTable } from "./placement.ts";
 import {
   type ApplyItem,
   ApplyRequest,
+  type ApplyResult,
   ReadReply,
   type ReadReply as ReadReplyWire,
   ReadRequest,
@@ -68,6 +69,8 @@ export interface ReplicationStats {
   forwardedReads: number;
   /** Stale replicas sent the newest state by a forwarded read. */
   readRepairs: number;
+  /** Replications refused because the replica held a newer state (this node was behind). */
+  staleRejections: number;
 }
 
 /**
@@ -91,6 +94,7 @@ export class Replicator {
     forwardedWrites: 0,
     forwardedReads: 0,
     readRepairs: 0,
+    staleRejections: 0,
   };
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
@@ -319,7 +323,17 @@ export class Replicator {
         this.#addHint(peer, table, key);
         return Promise.resolve(false);
       }
-      return sent.acknowledged.then(() => true, () => {
+      return sent.acknowledged.then((outcome) => {
+        if (outcome.result !== "stale") return true;
+        // The replica holds a state that wins over this one: this write does not count, and this node
+        // takes the newer state so its next write is ordered after it.
+        this.stats.staleRejections += 1;
+        if (outcome.newer !== undefined) {
+          const newer = replicaEntryOf(outcome.newer);
+          void this.#options.store.applyReplicas([{ table, key, entry: newer }]).catch(() => {});
+        }
+        return false;
+      }, () => {
         this.#addHint(peer, table, key);
         return false;
       });
@@ -427,14 +441,20 @@ export class Replicator {
     const stored = items.flatMap((item) =>
       item.store === true ? [{ table: item.table, key: item.key, entry: replicaEntryOf(item.entry) }] : []
     );
-    if (stored.length > 0) await this.#options.store.applyReplicas(stored);
-    for (const item of items) {
+    const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
+    let storedIndex = 0;
+    const results = items.map((item): ApplyResult => {
       if (item.store === false) {
         const { table, key, kind, version, json } = item;
         this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
+        return { result: "applied" };
       }
-    }
-    return { ok: true };
+      const result = outcomes[storedIndex++]!;
+      if (result !== "stale") return { result };
+      const newer = this.#options.store.replicaOf(item.table, item.key);
+      return newer === undefined ? { result } : { result, newer };
+    });
+    return { results };
   }
 
   async #handleWrite(body: unknown): Promise<unknown> {

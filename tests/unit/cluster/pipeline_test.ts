@@ -4,7 +4,7 @@
 // Method: a ManualTransport holds every request until the test answers it; no network, no timers.
 import assert from "node:assert/strict";
 import { batchBytesMax, PeerPipeline, pipelineItemsMax } from "../../../src/cluster/pipeline.ts";
-import { type ApplyItem, applyItemsMax } from "../../../src/cluster/replication_wire.ts";
+import { type ApplyItem, applyItemsMax, type ApplyResult } from "../../../src/cluster/replication_wire.ts";
 import { PeerRequestError } from "../../../src/cluster/mod.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
@@ -33,7 +33,7 @@ function keysOf(body: unknown): string[] {
 }
 
 /** Sends `item` and returns its acknowledgement, failing when the pipeline refused it. */
-function sendAccepted(pipeline: PeerPipeline, sent: ApplyItem): Promise<void> {
+function sendAccepted(pipeline: PeerPipeline, sent: ApplyItem): Promise<ApplyResult> {
   const result = pipeline.send(sent);
   assert.ok(result.accepted);
   return result.acknowledged;

@@ -4,6 +4,7 @@
 // Method: a FakeCluster of real Stores on MemoryFs wired by a fake Transport that can make a target
 // unreachable or time out, and a fake MembershipView changed by hand; settle() waits for background work.
 import assert from "node:assert/strict";
+import { waitFor } from "../../helpers/wait_for.ts";
 import { PeerRequestError, usersTable } from "../../../src/cluster/mod.ts";
 import type { ApplyItem } from "../../../src/cluster/replication_wire.ts";
 import { type ClientWrite, ForwardedError, writeQuorumOf } from "../../../src/cluster/replicator.ts";
@@ -359,15 +360,22 @@ Deno.test("Replicator.handlers().apply stores replicas by the conflict rule and 
     { store: true, table, key: "stored", entry },
     { store: false, table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" },
   ];
-  assert.deepEqual(await apply!({ items }, nodeB), { ok: true });
+  assert.deepEqual(await apply!({ items }, nodeB), {
+    results: [{ result: "applied" }, { result: "applied" }],
+  });
   assert.deepEqual(cluster.node(nodeA).store.replicaOf(table, "stored"), entry);
   assert.equal(cluster.node(nodeA).store.getEntry(table, "elsewhere"), undefined);
   assert.deepEqual(cluster.node(nodeA).sink.events, [
     { kind: "Deleted", table, key: "elsewhere", version: 4, sequence: 0, json: "{}" },
   ]);
-  // An older state is stale: the newer one stays.
-  await apply!({ items: [{ store: true, table, key: "stored", entry: { ...entry, version: 2 } }] }, nodeB);
+  // An older state is stale: the newer one stays and is sent back; the same state is identical.
+  const stale = await apply!({
+    items: [{ store: true, table, key: "stored", entry: { ...entry, version: 2 } }],
+  }, nodeB);
+  assert.deepEqual(stale, { results: [{ result: "stale", newer: entry }] });
   assert.equal(versionOn(cluster, nodeA, "stored"), 3);
+  const same = await apply!({ items: [{ store: true, table, key: "stored", entry }] }, nodeB);
+  assert.deepEqual(same, { results: [{ result: "identical" }] });
   await assert.rejects(async () => await apply!({ items: [{ store: true }] }, nodeB), InvalidRequestError);
   await assert.rejects(async () => await apply!({}, nodeB), InvalidRequestError);
 });
@@ -467,4 +475,25 @@ Deno.test("Replicator.readEntry() fails with UnavailableError when no replica an
     cluster.node(nodeA).replicator.readEntry(table, key),
     (error) => error instanceof UnavailableError && /no replica answered/.test(error.message),
   );
+});
+
+Deno.test("Replicator.write() does not count a replica that holds a newer state, and takes that state", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA]);
+  const coordinator = cluster.node(nodeA);
+  const replicas = coordinator.replicator.placement.replicasOf(table, key);
+  const newer = { version: 9, timestamp: 50, owner: "alice", deleted: false, valueJson: '"newest"' };
+  for (const id of replicas.filter((id) => id !== nodeA)) {
+    await cluster.node(id).store.applyReplicas([{ table, key, entry: newer }]);
+  }
+  await coordinator.store.applyReplicas([{
+    table,
+    key,
+    entry: { ...newer, version: 1, valueJson: '"old"' },
+  }]);
+  await assert.rejects(coordinator.replicator.write(put(key, "stale write")), UnavailableError);
+  assert.ok(coordinator.replicator.stats.staleRejections >= 1);
+  await waitFor(() => versionOn(cluster, nodeA, key) === 9, { timeoutMs: 2_000 });
+  const retried = await coordinator.replicator.write(put(key, "after"));
+  assert.equal(retried.version, 10, "the next write is ordered after the newer state");
 });
