@@ -10,6 +10,9 @@ export interface TokenKey {
   clock: Clock;
 }
 
+/** Clock difference tolerated between nodes for `iat` (tokens of one node are valid on every node). */
+export const clockToleranceMs = 60_000;
+
 /** Signs an HS256 JWT with `sub` = `user`, `iat` = now and `exp` = now + `lifetimeSecs`. */
 export async function signToken(
   tokenKey: TokenKey,
@@ -65,6 +68,10 @@ export async function verifyTokenClaims(tokenKey: TokenKey, token: string): Prom
     throw new TokenInvalidError("claims_invalid", `Cannot verify token: ${reasonMessages.claims_invalid}`);
   }
   if (typeof payload.exp !== "number") {
+    throw new TokenInvalidError("claims_invalid", `Cannot verify token: ${reasonMessages.claims_invalid}`);
+  }
+  // jose checks `iat` only with maxTokenAge; a token issued in the future is not valid yet.
+  if (typeof payload.iat === "number" && payload.iat * 1000 > tokenKey.clock.nowMs() + clockToleranceMs) {
     throw new TokenInvalidError("claims_invalid", `Cannot verify token: ${reasonMessages.claims_invalid}`);
   }
   return { user: payload.sub, expiresAtMs: payload.exp * 1000 };

@@ -1,6 +1,18 @@
 import { z } from "zod";
 
-const name = z.string().min(1).max(4096);
+/** A table or key name as SPEC §2 allows it (the HTTP layer checked it; a peer's message is checked again). */
+// deno-lint-ignore no-control-regex
+const name = z.string().min(1).max(1024).regex(/^[^\u0000-\u001f\u007f-\u009f/]+$/, "not a valid name");
+
+/** Text that must be one JSON document (a stored value, an event's value): parsed once to check it. */
+const jsonText = z.string().refine((text) => {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}, "not valid JSON");
 const safeVersion = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
 /** A key's state as shipped between replicas (the store's `ReplicaEntry`). */
@@ -9,7 +21,7 @@ export const ReplicaEntryWire = z.object({
   timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   owner: z.string().max(4096),
   deleted: z.boolean(),
-  valueJson: z.string().optional(),
+  valueJson: jsonText.optional(),
 });
 export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
 
@@ -22,7 +34,7 @@ export const ApplyItem = z.discriminatedUnion("store", [
     key: name,
     kind: z.enum(["Updated", "Deleted"]),
     version: safeVersion,
-    json: z.string(),
+    json: jsonText,
   }),
 ]);
 export type ApplyItem = z.output<typeof ApplyItem>;

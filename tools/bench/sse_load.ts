@@ -66,37 +66,36 @@ function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) / 1024;
 }
 
+/** Writes at `writesPerSec` from 32 paced workers (a bounded number of requests in flight). */
 async function writeLoad(port: number, token: string, versions: number[]): Promise<number> {
   let errors = 0;
   const intervalMs = 1000 / writesPerSec;
   const startedMs = performance.now();
   const total = writesPerSec * durationSecs;
-  let sent = 0;
-  const inFlight = new Set<Promise<void>>();
-  while (sent < total) {
-    const dueMs = startedMs + sent * intervalMs;
-    if (performance.now() < dueMs) {
-      await new Promise((resolve) => setTimeout(resolve, dueMs - performance.now()));
-    }
-    const key = sent % keyCount;
-    const write = fetch(`http://127.0.0.1:${port}/load/key/k${key}`, {
-      method: "PUT",
-      headers: { authorization: `Bearer ${token}` },
-      body: JSON.stringify({ value: { n: sent } }),
-    }).then(async (response) => {
-      if (response.status === 201) versions[key] = Math.max(versions[key]!, (await response.json()).version);
-      else {
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < total) {
+      const index = next++;
+      const waitMs = startedMs + index * intervalMs - performance.now();
+      if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      const key = index % keyCount;
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/load/key/k${key}`, {
+          method: "PUT",
+          headers: { authorization: `Bearer ${token}` },
+          body: JSON.stringify({ value: { n: index } }),
+        });
+        if (response.status === 201) {
+          versions[key] = Math.max(versions[key]!, (await response.json()).version);
+        } else {
+          errors += 1;
+          await response.body?.cancel();
+        }
+      } catch {
         errors += 1;
-        await response.body?.cancel();
       }
-    }, () => {
-      errors += 1;
-    });
-    inFlight.add(write);
-    void write.finally(() => inFlight.delete(write));
-    sent += 1;
-  }
-  await Promise.all(inFlight);
+    }
+  }));
   return errors;
 }
 

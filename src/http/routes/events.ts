@@ -13,6 +13,7 @@ const streamHeaders = {
 export function registerEventRoutes(app: Hono, deps: AppDeps): void {
   app.get("/:table/subscribe/:key", async (c) => {
     const { table, key } = tableAndKey(c, deps);
+    if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
     const current = await deps.kv.read(table, key);
     const subscription = deps.broker.subscribeKey(
@@ -25,6 +26,8 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
 
   app.get("/:table/subscribe", (c) => {
     const table = tableOf(c, deps);
+    // A HEAD must not subscribe: nobody would ever read (or cancel) the stream.
+    if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
     const subscription = deps.broker.subscribeTable(table, lastEventId === undefined ? {} : { lastEventId });
     return eventStream(subscription);
