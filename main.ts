@@ -13,6 +13,8 @@ import { Broker } from "./src/sse/mod.ts";
 import {
   DenoFs,
   encryptionKeyBase64,
+  type Failpoints,
+  type Fs,
   importEncryptionKey,
   loadOrCreateSecretFile,
   Store,
@@ -63,8 +65,9 @@ function userDirectory(store: Store, cluster: ClusterNode): UserDirectory {
   };
 }
 
-async function openStore(config: Config, logger: Logger) {
-  const fs = new DenoFs();
+async function openStore(config: Config, options: { logger: Logger; disk: DiskOptions }) {
+  const { logger } = options;
+  const fs = options.disk.fs ?? new DenoFs();
   const encryption = await importEncryptionKey(encryptionKeyBase64);
   const store = await Store.open({
     dir: config.dataDir,
@@ -75,6 +78,8 @@ async function openStore(config: Config, logger: Logger) {
     encryption,
     snapshotLimit: config.snapLimit,
     snapshotIntervalSecs: config.snapIntervalSecs,
+    repair: config.repair,
+    ...(options.disk.failpoints === undefined ? {} : { failpoints: options.disk.failpoints }),
   });
   let jwtSecret = config.jwtSecret;
   if (jwtSecret === undefined) {
@@ -144,8 +149,16 @@ interface RunningNode {
   app: Hono;
 }
 
-/** Options of {@linkcode startNode}; tests inject a logger and a fault-injecting transport. */
-export interface StartOptions {
+/** The disk of a node; tests inject a fault-injecting file system and failpoints. */
+interface DiskOptions {
+  /** The file system every store file goes through. @default new DenoFs() */
+  fs?: Fs;
+  /** Named failpoints of the store. @default the inert ones */
+  failpoints?: Failpoints;
+}
+
+/** Options of {@linkcode startNode}; tests inject a logger, a fault-injecting transport and disk. */
+export interface StartOptions extends DiskOptions {
   logger?: Logger;
   /** Wraps the node-to-node transport (a faulty transport in tests). */
   wrapTransport?: (transport: Transport, self: string) => Transport;
@@ -172,11 +185,12 @@ interface BuildOptions {
   phase: () => NodePhase;
   onFatal: (error: Error) => void;
   wrapTransport: ((transport: Transport, self: string) => Transport) | undefined;
+  disk: DiskOptions;
 }
 
 async function buildNode(config: Config, options: BuildOptions): Promise<RunningNode> {
   const { logger, self } = options;
-  const { store, jwtSecret } = await openStore(config, logger);
+  const { store, jwtSecret } = await openStore(config, { logger, disk: options.disk });
   const broker = new Broker({ limits: config.limits, logger });
   store.onChange((event) => broker.publish(event));
   const cluster = await ClusterNode.create({
@@ -277,6 +291,10 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       logger,
       phase: () => phase,
       wrapTransport: options.wrapTransport,
+      disk: {
+        ...(options.fs === undefined ? {} : { fs: options.fs }),
+        ...(options.failpoints === undefined ? {} : { failpoints: options.failpoints }),
+      },
       onFatal: (error) => {
         logger.error("internal invariant broken; stopping so recovery starts from the disk", {
           error: String(error),
@@ -398,6 +416,12 @@ async function main(): Promise<number> {
     }
     if (error instanceof KvError && (error.code === "wrong_key" || error.code === "wal_corrupt")) {
       console.error(`dynarust: ${error.message}`);
+      if (error.code === "wal_corrupt") {
+        console.error(
+          "dynarust: to start anyway, run with --repair (or DYNA_REPAIR=1): it keeps a <file>.broken.<ms> " +
+            "copy, drops what follows the damage and logs what was lost",
+        );
+      }
       return error.code === "wrong_key" ? configExitCode : dataExitCode;
     }
     if (error instanceof JoinError) {

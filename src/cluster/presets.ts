@@ -40,11 +40,12 @@ export function lanClusterConfig(secret: string): ClusterConfig {
 export function localTestClusterConfig(secret: string): ClusterConfig {
   return {
     ...lanClusterConfig(secret),
-    // Ten probes a second: loopback round trips are sub-millisecond.
-    probeIntervalMs: 100,
-    // Under the interval; generous for loopback even on a loaded CI machine.
-    probeTimeoutMs: 80,
-    // 2 intervals, the floor of the formula: a suspect is dead 200 ms after it is suspected.
+    // Five probes a second: loopback round trips are sub-millisecond, yet a CI machine running many
+    // test processes on two cores stalls a node for tens of milliseconds at a time.
+    probeIntervalMs: 200,
+    // Under the interval, and long enough that such a stall is not taken for a failure.
+    probeTimeoutMs: 150,
+    // 2 intervals, the floor of the formula: a suspect is dead 400 ms after it is suspected.
     suspicionMult: 2,
     // A dead node leaves the ring after 3 s, so tests of re-replication finish quickly.
     deadReapMs: 3_000,

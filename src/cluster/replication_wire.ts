@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-/** A table or key name as SPEC §2 allows it (the HTTP layer checked it; a peer's message is checked again). */
+/** A table or key name as SPEC §2 allows it (checked at the HTTP edge, and again in a peer's message). */
 // deno-lint-ignore no-control-regex
 const name = z.string().min(1).max(1024).regex(/^[^\u0000-\u001f\u007f-\u009f/]+$/, "not a valid name");
 

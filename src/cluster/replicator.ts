@@ -152,8 +152,9 @@ export class Replicator {
 
   /**
    * Reads a key's current state (tombstones included) from a replica: this node when it is one, else
-   * every live replica at once, answering with the first reply. When all have answered, replicas that
-   * hold an older version get the newest state (read repair).
+   * every live replica at once, answering with the newest of the first majority of replies (so a write
+   * acknowledged by a majority is seen). When all have answered, replicas that hold an older version get
+   * the newest state (read repair).
    */
   async readEntry(table: string, key: string): Promise<EntryView | undefined> {
     const replicas = this.#placement.replicasOf(table, key);
@@ -166,12 +167,13 @@ export class Replicator {
       }).then((reply) => ReadReply.parse(reply))
     );
     void Promise.allSettled(replies).then((settled) => this.#repair({ table, key, live, settled }));
-    try {
-      const first = await Promise.any(replies);
-      return first.entry === null ? undefined : { ...first.entry, timestamp: 0, owner: "" };
-    } catch (error) {
-      throw new UnavailableError(`Cannot read key "${key}": no replica answered`, { cause: error });
+    const answers = await firstAnswers(replies, Math.floor(replicas.length / 2) + 1);
+    if (answers.length === 0) throw new UnavailableError(`Cannot read key "${key}": no replica answered`);
+    let newest = answers[0]!.entry;
+    for (const { entry } of answers) {
+      if (entry !== null && (newest === null || entry.version > newest.version)) newest = entry;
     }
+    return newest === null ? undefined : { ...newest, timestamp: 0, owner: "" };
   }
 
   /** Sends the newest state seen by a forwarded read to the replicas that answered with an older one. */
@@ -515,6 +517,27 @@ function parseBody<T>(
 function isUnreachable(error: unknown): boolean {
   return typeof error === "object" && error !== null &&
     (error as { failure?: unknown }).failure === "unreachable";
+}
+
+/**
+ * The first `count` answers of `replies` (a read quorum: with a majority write quorum, one of them holds
+ * the newest acknowledged write), or every answer when fewer succeed.
+ */
+function firstAnswers<T>(replies: readonly Promise<T>[], count: number): Promise<T[]> {
+  return new Promise((resolve) => {
+    const answers: T[] = [];
+    let settled = 0;
+    const done = () => {
+      if (answers.length >= count || settled === replies.length) resolve(answers);
+    };
+    for (const reply of replies) {
+      reply.then((answer) => answers.push(answer), () => {}).finally(() => {
+        settled += 1;
+        done();
+      });
+    }
+    if (replies.length === 0) resolve(answers);
+  });
 }
 
 /** Resolves with how many of `promises` resolved true once `count` did, or once all settled. */

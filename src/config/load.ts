@@ -66,6 +66,7 @@ export function loadConfig(
       options: {
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
+        repair: { type: "boolean" },
         ...Object.fromEntries(flagNames().map((name) => [name, { type: "string" as const }])),
       },
     });
@@ -90,6 +91,7 @@ export function loadConfig(
     listen: positionals[0],
     join: positionals[1],
     dataDir: values["data-dir"],
+    repair: values.repair === true ? "true" : options.env.DYNA_REPAIR,
     limits: Object.fromEntries(
       Object.entries(limitEnvNames).map(([name, envName]) => [name, pick(kebab(name), [envName])]),
     ),
@@ -111,6 +113,7 @@ const pathNames: Record<string, string> = {
   listen: "LISTEN_ADDRESS",
   join: "JOIN_ADDRESS",
   dataDir: "--data-dir",
+  repair: "DYNA_REPAIR",
   ...Object.fromEntries(Object.entries(envSettings).map(([name, setting]) => [name, setting.env[0]])),
   ...limitEnvNames,
 };
@@ -165,6 +168,7 @@ export function helpText(): string {
     "  LISTEN_ADDRESS          host:port to serve on (port 0 picks a free port)",
     "  JOIN_ADDRESS            host:port of a live member to join",
     "  --data-dir DIR          where every file of this node lives (default: .)",
+    "  --repair                env DYNA_REPAIR=1: repair damaged data files at start, keeping .broken copies",
     ...envLines,
     ...limitLines,
     "  --help, --version",

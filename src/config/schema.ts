@@ -69,6 +69,11 @@ export const ConfigSchema = z.object({
   replicationFactor: z.coerce.number().int().min(1).max(16).default(3),
   /** Acknowledgements a write waits for, the coordinator's own included; 0 = a majority of the replicas. */
   writeQuorum: z.coerce.number().int().min(0).max(16).default(0),
+  /**
+   * Repair damaged data files at start instead of refusing them (`--repair`, `DYNA_REPAIR=1`): keeps a
+   * `.broken.<ms>` copy and drops what follows the damage, logging what was lost. Off: the node exits 65.
+   */
+  repair: z.stringbool().default(false),
   limits: z.object(limitsShape).default({}).transform((given): Limits => {
     const merged: Limits = { ...defaultLimits };
     for (const [name, value] of Object.entries(given)) {

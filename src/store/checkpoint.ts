@@ -1,6 +1,7 @@
 import { assert } from "../util/assert.ts";
 import type { Encryption } from "./crypto.ts";
 import { WalCorruptError } from "./errors.ts";
+import type { FailpointName, Failpoints } from "./failpoints.ts";
 import {
   checkFileHeader,
   encodeFileHeader,
@@ -48,6 +49,8 @@ export interface WriteStateOptions {
   /** Sequence of the last change the items include. */
   sequence: number;
   timestamp: number;
+  /** Failpoints reached once the tmp file is synced (before the rename) and, when given, after the rename. */
+  failpoints?: { points: Failpoints; beforeRename: FailpointName; afterRename?: FailpointName };
 }
 
 async function writeStateFrames(file: FsFile, options: WriteStateOptions): Promise<number> {
@@ -99,7 +102,12 @@ export async function writeStateFile(options: WriteStateOptions): Promise<number
     throw error;
   }
   file.close();
+  const failpoints = options.failpoints;
+  if (failpoints?.points.armed) await failpoints.points.reach(failpoints.beforeRename);
   await options.fs.rename(tmpPath, options.path);
+  if (failpoints?.points.armed && failpoints.afterRename !== undefined) {
+    await failpoints.points.reach(failpoints.afterRename);
+  }
   await options.fs.syncDir(parentDir(options.path));
   return entryCount;
 }

@@ -245,6 +245,15 @@ class MemoryInode {
     return this.bytes.slice(0, this.length);
   }
 
+  /** The file as it is now, every byte synced. */
+  liveCopy(): MemoryInode {
+    const copy = new MemoryInode(this.permissions);
+    copy.writeAt(0, this.bytes.subarray(0, this.length));
+    copy.sync();
+    assert(copy.length === this.length);
+    return copy;
+  }
+
   /** The file as a crash would leave it: only synced bytes. */
   durableCopy(): MemoryInode {
     const copy = new MemoryInode(this.permissions);
@@ -435,15 +444,18 @@ export class MemoryFs implements Fs {
 
   /**
    * The file system a power cut would leave now: synced data of files whose directory entry was synced.
-   * The copy is independent of this one; open files of this one do not reach it.
+   * With `keepUnsynced`, what a crash of the process alone leaves: the kernel still writes back every
+   * byte and entry, synced or not. The copy is independent of this one; open files of this one do not
+   * reach it.
    */
-  crashCopy(): MemoryFs {
+  crashCopy(options: { keepUnsynced?: boolean } = {}): MemoryFs {
     const copy = new MemoryFs({ capacityBytes: this.capacityBytes });
     for (const dir of this.#dirs) copy.#dirs.add(dir);
-    for (const [path, inode] of this.#durable) {
-      const durable = inode.durableCopy();
-      copy.#live.set(path, durable);
-      copy.#durable.set(path, durable);
+    const keepUnsynced = options.keepUnsynced ?? false;
+    for (const [path, inode] of keepUnsynced ? this.#live : this.#durable) {
+      const kept = keepUnsynced ? inode.liveCopy() : inode.durableCopy();
+      copy.#live.set(path, kept);
+      copy.#durable.set(path, kept);
     }
     return copy;
   }

@@ -85,7 +85,7 @@
  * ## Recovery
  *
  * 1. Remove `*.tmp` in the data dir and `snapshots/`.
- * 2. Load `storage.db` if present (its key id checked first).
+ * 2. Load `storage.db` if present (its key id checked first); when it is missing, see 5.
  * 3. Replay `wal.log` frame by frame. A WAL shorter than its header is rewritten (nothing after a torn
  *    header was acknowledged). Within the WAL, sequences strictly increase (a purge repeats the sequence
  *    before it). A put or delete is applied only when it wins against the key's current state by the
@@ -102,11 +102,42 @@
  *    corruption too. Limitation: a bit flip in the length field of a middle frame that makes it run past
  *    the end of the file cannot be told from a torn tail.
  *
+ *    After a write or sync error the WAL cuts its last frame off again (best effort), so a write that
+ *    was answered with an error is not replayed after a restart without a power cut.
+ * 5. A missing `storage.db` (never checkpointed, or lost) is replaced by the newest snapshot that reads
+ *    cleanly (damaged ones are skipped with a warning), then the WAL is replayed over it as above. When
+ *    the WAL's first change is more than one past the base's sequence, the gap is logged as lost writes;
+ *    a missing WAL next to a state file is logged too. Nothing else changes on disk.
+ *
+ * ## Repair (`--repair`, `DYNA_REPAIR=1`, `StoreOptions.repair`)
+ *
+ * Off by default: a damaged file stops the node (exit 65) with file and offset. With it, at open:
+ * - a WAL damaged at offset X is copied to `wal.log.broken.<ms>` (synced), then cut at X (the start of
+ *   the first damaged frame: every frame before it is kept) and synced; the dropped byte count is logged;
+ * - a damaged `storage.db` is renamed to `storage.db.broken.<ms>` and recovery goes on as if it were
+ *   missing (newest readable snapshot plus the WAL, or the WAL alone), logging the lost sequences;
+ * - the repaired state is then checkpointed into a new `storage.db`.
+ * `<ms>` is the clock's time, bumped while a file has that name. A wrong-key file is never repaired.
+ *
  * ## Checkpoint
  *
  * When the WAL grows past `walCheckpointBytes` (checked after each batch) and at close: WAL flushing
  * pauses, every visible entry is written to `storage.db` as above, then the WAL is truncated to its
  * header and synced, and flushing resumes.
+ *
+ * ## Failpoints
+ *
+ * `StoreOptions.failpoints` (a {@linkcode Failpoints}, inert by default) names the places a crash test
+ * stops the store at; what a crash at each leaves on disk, and what recovery makes of it:
+ *
+ * | failpoint | reached | a crash there leaves |
+ * |---|---|---|
+ * | `wal.afterAppendBeforeSync` | batch written, not synced | frame lost or torn; never acknowledged |
+ * | `wal.midTruncate` | WAL cut to its header, not synced | new `storage.db` + old or empty WAL |
+ * | `checkpoint.afterTmpWriteBeforeRename` | `storage.db.tmp` synced | old `storage.db` + WAL; tmp removed |
+ * | `checkpoint.afterRenameBeforeDirSync` | renamed, dir not synced | old or new `storage.db` + whole WAL |
+ * | `checkpoint.afterRenameBeforeWalTruncate` | new `storage.db` durable | it + whole WAL (replayed again) |
+ * | `snapshot.beforeRename` | `snapshot_<ms>.json.tmp` synced | tmp removed at open; old snapshots kept |
  *
  * @module
  */
@@ -123,7 +154,15 @@ export {
   WalCorruptError,
   WrongKeyError,
 } from "./errors.ts";
-export { DenoFs, type Fs, type FsFile, type FsStat, MemoryFs } from "./fs.ts";
+export {
+  type FailpointAction,
+  FailpointError,
+  type FailpointName,
+  failpointNames,
+  Failpoints,
+  inertFailpoints,
+} from "./failpoints.ts";
+export { DenoFs, type Fs, type FsFile, type FsStat, isNoSpaceError, MemoryFs } from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";

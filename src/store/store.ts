@@ -29,7 +29,9 @@ import {
   framePlaintextBytesMax,
   readFully,
   scanFrames,
+  type ScanResult,
 } from "./frame.ts";
+import { type Failpoints, inertFailpoints } from "./failpoints.ts";
 import { type FsFile, isNoSpaceError } from "./fs.ts";
 import {
   checkReplicaEntry,
@@ -47,6 +49,7 @@ import type {
   StoreStats,
   WriteOptions,
 } from "./types.ts";
+import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
 import {
   decodeRecord,
@@ -71,6 +74,11 @@ const timerDelayMsMax = 2 ** 31 - 1;
  * against the pending state, which still keeps versions monotonic.
  */
 const settleTurnsMax = 64;
+/**
+ * Repairs one open may make: a damaged storage.db moved aside, then the WAL cut (which can find a second
+ * damaged frame only before the first cut, so one WAL cut suffices); one spare.
+ */
+const repairAttemptsMax = 3;
 
 /**
  * One table of the visible index. Deletes keep a tombstone; only a purge removes a key, and a table left
@@ -132,6 +140,7 @@ export class Store {
   readonly #pending = new Map<string, Map<string, PendingKey>>();
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
   readonly #recordBytesMax: number;
+  readonly #failpoints: Failpoints;
   #wal: Wal<PendingWrite> | undefined;
   #sequenceDurable = 0;
   #sequenceAccepted = 0;
@@ -153,6 +162,7 @@ export class Store {
     assert(Number.isSafeInteger(options.snapshotIntervalSecs));
     assert(options.snapshotIntervalSecs >= 0);
     this.#options = options;
+    this.#failpoints = options.failpoints ?? inertFailpoints;
     this.#recordBytesMax = options.limits.requestBytesMax + 3 * options.limits.nameBytesMax +
       recordFixedBytes;
     assert(
@@ -163,17 +173,38 @@ export class Store {
   }
 
   /**
-   * Opens the store in `options.dir` (created when missing): loads `storage.db`, replays the WAL (cutting
-   * off a torn tail with a warning) and starts the snapshot timer.
+   * Opens the store in `options.dir` (created when missing): loads `storage.db` (or, when it is missing,
+   * the newest readable snapshot), replays the WAL (cutting off a torn tail with a warning) and starts the
+   * snapshot timer. With `repair`, a damaged file is first kept as `<name>.broken.<ms>`, then the WAL is
+   * cut at its last good frame or a damaged `storage.db` is moved aside, and the store opens on what is
+   * left, logging what was lost.
    *
    * @throws {WrongKeyError} when a file was written under another key; nothing is modified.
-   * @throws {WalCorruptError} when a file is damaged other than at the WAL's tail.
+   * @throws {WalCorruptError} when a file is damaged other than at the WAL's tail (and `repair` is off).
    */
   static async open(options: StoreOptions): Promise<Store> {
     const store = new Store(options);
-    await store.#recover();
+    const repaired = await store.#recover();
+    if (repaired) await store.#checkpointRepaired();
     store.#scheduleSnapshot();
     return store;
+  }
+
+  /** Makes the repaired state storage.db at once; the .broken copies stay for a human to inspect. */
+  async #checkpointRepaired(): Promise<void> {
+    const { logger } = this.#options;
+    try {
+      await this.checkpoint();
+      logger.warn("repair done: the recovered state is checkpointed into storage.db", {
+        sequence: this.#sequenceDurable,
+      });
+    } catch (error) {
+      // Nothing is lost: the snapshot and the WAL it was recovered from are still there.
+      logger.error("repair done, but its checkpoint failed; the next start recovers the same state", {
+        sequence: this.#sequenceDurable,
+        error: String(error),
+      });
+    }
   }
 
   get #dir(): string {
@@ -184,37 +215,141 @@ export class Store {
     return `${this.#dir}/${walFileName}`;
   }
 
+  get #storagePath(): string {
+    return `${this.#dir}/${storageFileName}`;
+  }
+
   get #snapshotDir(): string {
     return `${this.#dir}/${snapshotDirName}`;
   }
 
-  async #recover(): Promise<void> {
-    const { fs, logger, encryption } = this.#options;
+  /** Recovers the state from the files, repairing them when allowed; returns whether it repaired any. */
+  async #recover(): Promise<boolean> {
+    const { fs, logger } = this.#options;
     await fs.mkdir(this.#dir);
     await fs.mkdir(this.#snapshotDir);
     const removed = [...await removeTmpFiles(fs, this.#dir), ...await removeTmpFiles(fs, this.#snapshotDir)];
     if (removed.length > 0) logger.info("removed files left by an interrupted write", { files: removed });
-    const summary = await readStateFile(
-      { fs, path: `${this.#dir}/${storageFileName}`, encryption },
-      (record) => this.#applyRecovered(record),
-    );
-    this.#sequenceDurable = summary?.sequence ?? 0;
     const snapshots = await listSnapshots(fs, this.#snapshotDir);
     this.#lastSnapshotMs = snapshots.at(-1)?.timestampMs ?? 0;
-    const file = await fs.openAppend(this.#walPath);
-    try {
-      const sizeBytes = await this.#recoverWal(file);
-      this.#wal = this.#createWal(file, sizeBytes);
-    } catch (error) {
-      file.close();
-      throw error;
+    let repairCount = 0;
+    let recovered = false;
+    // Bounded: each repair moves storage.db aside or cuts the WAL shorter; repairAttemptsMax stops a
+    // repair that would not make progress.
+    while (!recovered) {
+      try {
+        await this.#recoverFiles();
+        recovered = true;
+      } catch (error) {
+        const repairable = error instanceof WalCorruptError && this.#options.repair === true;
+        if (!repairable || repairCount >= repairAttemptsMax) throw error;
+        await this.#repairFile(error);
+        repairCount += 1;
+        this.#tables.clear();
+        this.#sequenceDurable = 0;
+      }
     }
+    assert(this.#wal !== undefined);
+    assert(Number.isSafeInteger(this.#sequenceDurable));
     this.#sequenceAccepted = this.#sequenceDurable;
     logger.info("store opened", {
       dir: this.#dir,
       sequence: this.#sequenceDurable,
       tables: this.#tables.size,
     });
+    return repairCount > 0;
+  }
+
+  /** One recovery attempt: the base state, then the WAL; on success the WAL is open for appends. */
+  async #recoverFiles(): Promise<void> {
+    const { fs, logger } = this.#options;
+    assert(this.#wal === undefined, "a failed attempt never opens the WAL for appends");
+    assert(this.#tables.size === 0, "each attempt starts from an empty index");
+    const base = await this.#loadBase();
+    this.#sequenceDurable = base.sequence;
+    const walExisted = await fs.stat(this.#walPath) !== undefined;
+    if (!walExisted && base.source !== undefined) {
+      logger.warn(`${this.#walPath} is missing: writes after sequence ${base.sequence} are lost, if any`, {
+        file: this.#walPath,
+        base: base.source,
+      });
+    }
+    const file = await fs.openAppend(this.#walPath);
+    try {
+      const { sizeBytes, firstSequence } = await this.#recoverWal(file);
+      if (firstSequence !== undefined && firstSequence > base.sequence + 1) {
+        logger.warn(
+          `writes with sequences ${base.sequence + 1} to ${firstSequence - 1} are lost: ` +
+            `they were in neither ${base.source ?? "a state file"} nor ${this.#walPath}`,
+          { lostCount: firstSequence - 1 - base.sequence },
+        );
+      }
+      this.#wal = this.#createWal(file, sizeBytes);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Loads `storage.db`, or when it is missing the newest snapshot that reads cleanly (damaged ones are
+   * skipped with a warning), or nothing.
+   *
+   * @returns the sequence of the last change in the base and the file it came from.
+   */
+  async #loadBase(): Promise<{ sequence: number; source: string | undefined }> {
+    const { fs, logger, encryption } = this.#options;
+    const apply = (record: PutRecord | DeleteRecord) => this.#applyRecovered(record);
+    const summary = await readStateFile({ fs, path: this.#storagePath, encryption }, apply);
+    if (summary !== undefined) return { sequence: summary.sequence, source: this.#storagePath };
+    const snapshots = await listSnapshots(fs, this.#snapshotDir);
+    // Bounded by the snapshots on disk; newest first.
+    for (const snapshot of snapshots.reverse()) {
+      const path = `${this.#snapshotDir}/${snapshot.name}`;
+      try {
+        const found = await readStateFile({ fs, path, encryption }, apply);
+        assert(found !== undefined, "a listed snapshot exists");
+        logger.warn(`${this.#storagePath} is missing: starting from ${path} and the WAL`, {
+          file: path,
+          sequence: found.sequence,
+        });
+        return { sequence: found.sequence, source: path };
+      } catch (error) {
+        if (!(error instanceof WalCorruptError)) throw error;
+        logger.warn(`skipping a damaged snapshot: ${error.message}`, { file: path, offset: error.offset });
+        this.#tables.clear();
+      }
+    }
+    assert(this.#tables.size === 0);
+    return { sequence: 0, source: undefined };
+  }
+
+  /** Repairs the file `error` names: keeps a copy and cuts the WAL, or moves storage.db aside. */
+  async #repairFile(error: WalCorruptError): Promise<void> {
+    const { fs, clock, logger } = this.#options;
+    assert(Number.isSafeInteger(error.offset));
+    assert(error.offset >= 0);
+    if (error.path === this.#walPath) {
+      const copyPath = await keepBrokenCopy({ fs, path: error.path, clock });
+      const droppedBytes = await truncateWalAt({ fs, path: error.path, clock, offset: error.offset });
+      assert(droppedBytes > 0, "the damage lies inside the file");
+      logger.error(
+        `repair: cut ${error.path} at byte offset ${error.offset}: the writes in the ${droppedBytes} bytes ` +
+          `after it are lost; the damaged file was copied to ${copyPath}`,
+        { file: error.path, offset: error.offset, droppedBytes, copy: copyPath, reason: error.message },
+      );
+      return;
+    }
+    if (error.path === this.#storagePath) {
+      const movedPath = await moveAside({ fs, path: error.path, clock });
+      logger.error(
+        `repair: moved the damaged ${error.path} to ${movedPath}; recovering from the newest readable ` +
+          "snapshot and the WAL (writes in neither are lost and reported below)",
+        { file: error.path, offset: error.offset, moved: movedPath, reason: error.message },
+      );
+      return;
+    }
+    throw error;
   }
 
   #createWal(file: FsFile, sizeBytes: number): Wal<PendingWrite> {
@@ -225,14 +360,18 @@ export class Store {
       encryption: this.#options.encryption,
       sizeBytes,
       batchRecordsMax: this.#options.limits.walBatchRecordsMax,
+      failpoints: this.#failpoints,
       onDurable: (writes) => this.#applyDurable(writes),
       onFailed: (error, fatal) => this.#dropPending(error, fatal),
       onFlushed: () => this.#maybeCheckpoint(),
     });
   }
 
-  /** Replays the WAL into the index; returns its size after any torn tail was cut off. */
-  async #recoverWal(file: FsFile): Promise<number> {
+  /**
+   * Replays the WAL into the index. Returns its size after any torn tail was cut off, and the sequence
+   * of its first change (undefined when it holds none).
+   */
+  async #recoverWal(file: FsFile): Promise<{ sizeBytes: number; firstSequence: number | undefined }> {
     const { fs, logger, encryption } = this.#options;
     const path = this.#walPath;
     const header = encodeFileHeader("wal", encryption.keyId);
@@ -244,13 +383,35 @@ export class Store {
       await file.write(header);
       await file.syncData();
       await fs.syncDir(this.#dir);
-      return fileHeaderBytes;
+      return { sizeBytes: fileHeaderBytes, firstSequence: undefined };
     }
     const found = new Uint8Array(fileHeaderBytes);
     assert(await readFully(file, found) === fileHeaderBytes);
     checkFileHeader({ path, bytes: found, kind: "wal", keyId: encryption.keyId });
+    const { result, firstSequence } = await this.#replayWal(file, { sizeBytes, header });
+    if (result.torn === undefined) return { sizeBytes, firstSequence };
+    const { offset, reason } = result.torn;
+    logger.warn(`cut off a torn tail of ${path} at byte offset ${offset}`, {
+      file: path,
+      offset,
+      droppedBytes: sizeBytes - offset,
+      reason,
+    });
+    await file.truncate(offset);
+    await file.syncData();
+    return { sizeBytes: offset, firstSequence };
+  }
+
+  /** Applies every record of the WAL's frames, checking that sequences increase. */
+  async #replayWal(
+    file: FsFile,
+    options: { sizeBytes: number; header: Uint8Array },
+  ): Promise<{ result: ScanResult; firstSequence: number | undefined }> {
+    const path = this.#walPath;
     let lastSequence = 0;
-    const result = await scanFrames({ file, path, sizeBytes, encryption, header }, (records, offset) => {
+    let firstSequence: number | undefined;
+    const scan = { file, path, sizeBytes: options.sizeBytes, encryption: this.#options.encryption };
+    const result = await scanFrames({ ...scan, header: options.header }, (records, offset) => {
       for (const bytes of records) {
         const record = decodeWalRecord(bytes, { path, offset });
         // A purge is not a change: it carries the sequence of the last change before it.
@@ -265,21 +426,13 @@ export class Store {
           });
         }
         lastSequence = record.sequence;
+        if (record.op !== "purge") firstSequence ??= record.sequence;
         this.#applyRecovered(record);
       }
     });
+    if (firstSequence !== undefined) assert(firstSequence <= lastSequence);
     this.#sequenceDurable = Math.max(this.#sequenceDurable, lastSequence);
-    if (result.torn === undefined) return sizeBytes;
-    const { offset, reason } = result.torn;
-    logger.warn(`cut off a torn tail of ${path} at byte offset ${offset}`, {
-      file: path,
-      offset,
-      droppedBytes: sizeBytes - offset,
-      reason,
-    });
-    await file.truncate(offset);
-    await file.syncData();
-    return offset;
+    return { result, firstSequence };
   }
 
   #tableFor(table: string): TableState {
@@ -803,7 +956,14 @@ export class Store {
           items,
           sequence,
           timestamp: this.#options.clock.nowMs(),
+          failpoints: {
+            points: this.#failpoints,
+            beforeRename: "checkpoint.afterTmpWriteBeforeRename",
+            afterRename: "checkpoint.afterRenameBeforeDirSync",
+          },
         });
+        const failpoints = this.#failpoints;
+        if (failpoints.armed) await failpoints.reach("checkpoint.afterRenameBeforeWalTruncate");
       } catch (error) {
         throw this.#storageError(`write ${path}`, error);
       }
@@ -859,7 +1019,15 @@ export class Store {
     const path = `${this.#snapshotDir}/${snapshotFileName(timestampMs)}`;
     const { fs, encryption, snapshotLimit } = this.#options;
     try {
-      await writeStateFile({ fs, path, encryption, items, sequence, timestamp: timestampMs });
+      await writeStateFile({
+        fs,
+        path,
+        encryption,
+        items,
+        sequence,
+        timestamp: timestampMs,
+        failpoints: { points: this.#failpoints, beforeRename: "snapshot.beforeRename" },
+      });
       this.#snapshotCount += 1;
       await pruneSnapshots({ fs, snapshotDir: this.#snapshotDir, snapshotLimit });
     } catch (error) {

@@ -1,6 +1,7 @@
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
+import type { Failpoints } from "./failpoints.ts";
 import type { Fs } from "./fs.ts";
 
 /** The current state of one key in the index: a live value or a tombstone. */
@@ -53,6 +54,15 @@ export interface StoreOptions {
   snapshotLimit: number;
   /** Seconds between snapshots (`SNAP_INTERVAL_SECS`); 0 turns the timer off. */
   snapshotIntervalSecs: number;
+  /**
+   * Repair damaged files at open instead of refusing them (`--repair`): keep a `<name>.broken.<ms>`
+   * copy, cut the WAL at its last good frame, move a damaged `storage.db` aside and recover from the
+   * newest readable snapshot plus the WAL. What is lost is logged. A wrong-key file is never repaired.
+   * @default false
+   */
+  repair?: boolean;
+  /** Named failpoints for crash tests. @default inertFailpoints (never armed; one property check each) */
+  failpoints?: Failpoints;
 }
 
 /** Counters the store exposes to `/stats`. */

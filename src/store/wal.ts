@@ -1,6 +1,7 @@
 import { assert } from "../util/assert.ts";
 import type { Encryption } from "./crypto.ts";
 import { StorageFailedError, StorageFullError } from "./errors.ts";
+import type { Failpoints } from "./failpoints.ts";
 import { encodeFrame, fileHeaderBytes } from "./frame.ts";
 import { type FsFile, isNoSpaceError } from "./fs.ts";
 
@@ -26,6 +27,8 @@ export interface WalOptions<Item extends WalItem> {
   encryption: Encryption;
   sizeBytes: number;
   batchRecordsMax: number;
+  /** Reached between the write and the sync of a batch, and in the middle of a truncation. */
+  failpoints: Failpoints;
   /** Called once per batch after its sync and before its appends resolve, in batch order. */
   onDurable: (items: readonly Item[]) => void;
   /**
@@ -146,9 +149,14 @@ export class Wal<Item extends WalItem> {
       return;
     }
     try {
+      const failpoints = this.#options.failpoints;
+      if (failpoints.armed) await failpoints.reach("wal.afterAppendBeforeSync");
       await this.#options.file.syncData();
     } catch (error) {
       // After a failed fsync the state of the page cache is unknown (fsyncgate): never retry, never ack.
+      // The frame is cut off (best effort), so a restart without a power cut does not replay a write
+      // that was answered with an error.
+      await this.#rollBack();
       this.#fail(batch, new StorageFailedError(`Cannot sync ${this.#options.path}`, { cause: error }), true);
       return;
     }
@@ -163,21 +171,33 @@ export class Wal<Item extends WalItem> {
   /** A failed write: on ENOSPC cut the partial frame off and stay usable; otherwise stop for good. */
   async #failWrite(batch: Waiter<Item>[], cause: unknown): Promise<void> {
     const path = this.#options.path;
-    if (isNoSpaceError(cause)) {
-      try {
-        await this.#options.file.truncate(this.#sizeBytes);
-        const error = new StorageFullError(`Cannot append to ${path}: the disk is full`, { cause });
-        this.#fail(batch, error, false);
-        return;
-      } catch (truncateError) {
-        const error = new StorageFailedError(`Cannot roll back ${path} after a full disk`, {
-          cause: truncateError,
-        });
-        this.#fail(batch, error, true);
-        return;
-      }
+    const rollBackError = await this.#rollBack();
+    if (!isNoSpaceError(cause)) {
+      this.#fail(batch, new StorageFailedError(`Cannot write ${path}`, { cause }), true);
+    } else if (rollBackError === undefined) {
+      this.#fail(batch, new StorageFullError(`Cannot append to ${path}: the disk is full`, { cause }), false);
+    } else {
+      const error = new StorageFailedError(`Cannot roll back ${path} after a full disk`, {
+        cause: rollBackError,
+      });
+      this.#fail(batch, error, true);
     }
-    this.#fail(batch, new StorageFailedError(`Cannot write ${path}`, { cause }), true);
+  }
+
+  /**
+   * Cuts the file back to its last durable frame, dropping a partial or unsynced one.
+   *
+   * @returns the error of the truncation, or undefined when it succeeded.
+   */
+  async #rollBack(): Promise<unknown> {
+    assert(this.#sizeBytes >= fileHeaderBytes);
+    try {
+      await this.#options.file.truncate(this.#sizeBytes);
+      return undefined;
+    } catch (error) {
+      // Recovery cuts a partial frame as a torn tail; a whole one is replayed (it may be on disk).
+      return error;
+    }
   }
 
   #fail(batch: Waiter<Item>[], error: StorageFailedError | StorageFullError, fatal: boolean): void {
@@ -216,6 +236,8 @@ export class Wal<Item extends WalItem> {
     assert(this.#flushing === undefined);
     try {
       await this.#options.file.truncate(fileHeaderBytes);
+      const failpoints = this.#options.failpoints;
+      if (failpoints.armed) await failpoints.reach("wal.midTruncate");
       await this.#options.file.syncData();
     } catch (cause) {
       const error = new StorageFailedError(`Cannot truncate ${this.#options.path}`, { cause });

@@ -53,7 +53,7 @@ Deno.test("Membership: a stopped member is suspected, then declared dead within 
   await network.roundsUntil(() => others.some((node) => network.statusOf(node.id, victim.id) !== "alive"), 4);
   const suspectedMs = network.clock.nowMs();
   const timeoutMs = suspicionTimeoutMs(network.config, 5);
-  assert.equal(timeoutMs, 200);
+  assert.equal(timeoutMs, 2 * network.config.probeIntervalMs, "the floor of the formula: two intervals");
   const timeoutRounds = timeoutMs / network.config.probeIntervalMs;
   await network.roundsUntil(
     () => others.every((node) => network.statusOf(node.id, victim.id) === "dead"),

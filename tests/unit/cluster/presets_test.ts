@@ -18,7 +18,7 @@ Deno.test("suspicionTimeoutMs() is suspicionMult * max(1, log10(n + 1)) * probeI
   assert.equal(suspicionTimeoutMs(lan, 9), 1_500);
   assert.equal(suspicionTimeoutMs(lan, 99), 3_000);
   assert.equal(suspicionTimeoutMs(lan, 20), Math.ceil(3 * Math.log10(21) * 500));
-  assert.equal(suspicionTimeoutMs(localTestClusterConfig(secret), 5), 200);
+  assert.equal(suspicionTimeoutMs(localTestClusterConfig(secret), 5), 400);
   assert.equal(suspicionTimeoutMs({ ...lan, suspicionMult: 1 }, 5), 1_000, "floor of 2 intervals");
 });
 
@@ -41,8 +41,8 @@ Deno.test("localTestClusterConfig() keeps the LAN settings it does not shorten a
   const local = localTestClusterConfig(secret);
   assertClusterConfig(local);
   assert.equal(local.secret, secret);
-  assert.equal(local.probeIntervalMs, 100);
-  assert.equal(local.probeTimeoutMs, 80);
+  assert.equal(local.probeIntervalMs, 200);
+  assert.equal(local.probeTimeoutMs, 150);
   assert.equal(local.deadReapMs, 3_000);
   assert.equal(local.replicationFactor, lanClusterConfig(secret).replicationFactor);
   assert.equal(local.indirectProbeCount, 3);
