@@ -204,3 +204,33 @@ Deno.test({
     assert.ok(cluster.node(0).cluster.replicator.stats.readRepairs >= 1, "the repair came from the read");
   },
 });
+
+Deno.test({
+  name: "partition: dropped and delayed node-to-node requests lose no acknowledged write",
+  ...options,
+  async fn() {
+    const random = Random.fromEnv("drops and delays");
+    await using cluster = await InProcessCluster.start({ nodeCount: 3, random });
+    const token = await tokenOf(cluster, 0);
+    cluster.network.dropRate = 0.2;
+    cluster.network.delayMsMax = 20;
+    const acknowledged = new Map<string, number>();
+    for (let index = 0; index < 40; index += 1) {
+      const key = `drop-${index % 10}`;
+      const result = await put(cluster, random.int(3), key, index, token);
+      if (result.status === 201) {
+        acknowledged.set(key, Math.max(acknowledged.get(key) ?? 0, result.body.version));
+      }
+    }
+    console.log(
+      `drops and delays: ${acknowledged.size} keys acknowledged, ${cluster.network.droppedCount} dropped`,
+    );
+    assert.ok(cluster.network.droppedCount > 0, "requests were really dropped");
+    cluster.network.heal();
+    await cluster.waitConverged();
+    for (const [key, version] of acknowledged) {
+      const json = JSON.parse(await waitIdentical(cluster, key));
+      assert.ok(json.version >= version, `${key}: final version ${json.version} < acknowledged ${version}`);
+    }
+  },
+});
