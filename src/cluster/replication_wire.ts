@@ -27,7 +27,17 @@ export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
 
 /** One item of an `apply` batch: a replica to store, or a change to publish to local subscribers only. */
 export const ApplyItem = z.discriminatedUnion("store", [
-  z.object({ store: z.literal(true), table: name, key: name, entry: ReplicaEntryWire }),
+  z.object({
+    store: z.literal(true),
+    table: name,
+    key: name,
+    entry: ReplicaEntryWire,
+    /**
+     * A coordinator's new write: the replica acknowledges it only when its version is newer than the one
+     * it holds (or it is identical). Without it (hints, anti-entropy, rebalancing) the conflict rule decides.
+     */
+    strict: z.boolean().optional(),
+  }),
   z.object({
     store: z.literal(false),
     table: name,

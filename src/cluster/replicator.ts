@@ -264,7 +264,11 @@ export class Replicator {
     const live = others.filter((id) => this.#placement.isLive(id));
     for (const id of others) if (!live.includes(id)) this.#addHint(id, request.table, request.key);
     const needed = Math.min(quorum - 1, live.length);
-    const acknowledgements = this.#replicateTo(live, request.table, request.key);
+    const acknowledgements = this.#replicateTo(live, {
+      table: request.table,
+      key: request.key,
+      strict: true,
+    });
     this.#notifyOthers(request, entry, replicas);
     const acknowledged = await waitForCount(acknowledgements, needed);
     if (acknowledged < needed) {
@@ -316,11 +320,21 @@ export class Replicator {
   }
 
   /** Ships the key's current state to `peers`; each promise settles true on acknowledgement. */
-  #replicateTo(peers: readonly string[], table: string, key: string): Promise<boolean>[] {
+  #replicateTo(
+    peers: readonly string[],
+    target: { table: string; key: string; strict: boolean },
+  ): Promise<boolean>[] {
+    const { table, key, strict } = target;
     const entry = this.#options.store.replicaOf(table, key);
     if (entry === undefined) return [];
     return peers.map((peer) => {
-      const sent = this.#pipeline(peer).send({ store: true, table, key, entry });
+      const sent = this.#pipeline(peer).send({
+        store: true,
+        table,
+        key,
+        entry,
+        ...(strict ? { strict } : {}),
+      });
       if (!sent.accepted) {
         this.#addHint(peer, table, key);
         return Promise.resolve(false);
@@ -375,7 +389,7 @@ export class Replicator {
   /** Ships keys to a peer (rebalancing, anti-entropy); resolves true when all were acknowledged. */
   async pushKeys(peer: string, keys: ReadonlyArray<{ table: string; key: string }>): Promise<boolean> {
     const results = await Promise.all(
-      keys.flatMap(({ table, key }) => this.#replicateTo([peer], table, key)),
+      keys.flatMap(({ table, key }) => this.#replicateTo([peer], { table, key, strict: false })),
     );
     return results.every((ok) => ok);
   }
@@ -440,23 +454,39 @@ export class Replicator {
 
   async #handleApply(body: unknown): Promise<unknown> {
     const { items } = parseBody(ApplyRequest, body);
-    const stored = items.flatMap((item) =>
-      item.store === true ? [{ table: item.table, key: item.key, entry: replicaEntryOf(item.entry) }] : []
+    // A coordinator's write that does not move this replica's version forward is a second writer of that
+    // version (a coordinator that is behind): refused, so versions acknowledged to clients only grow.
+    const refused = items.map((item) => item.store === true && item.strict === true && this.#behind(item));
+    const stored = items.flatMap((item, index) =>
+      item.store === true && !refused[index]
+        ? [{ table: item.table, key: item.key, entry: replicaEntryOf(item.entry) }]
+        : []
     );
     const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
     let storedIndex = 0;
-    const results = items.map((item): ApplyResult => {
+    const results = items.map((item, index): ApplyResult => {
       if (item.store === false) {
         const { table, key, kind, version, json } = item;
         this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
         return { result: "applied" };
       }
-      const result = outcomes[storedIndex++]!;
+      const result = refused[index] ? "stale" : outcomes[storedIndex++]!;
       if (result !== "stale") return { result };
       const newer = this.#options.store.replicaOf(item.table, item.key);
       return newer === undefined ? { result } : { result, newer };
     });
     return { results };
+  }
+
+  /** Whether a coordinator's write is at or below the version this replica holds, with other content. */
+  #behind(item: { table: string; key: string; entry: ReplicaEntryWire }): boolean {
+    const current = this.#options.store.replicaOf(item.table, item.key);
+    if (current === undefined || item.entry.version > current.version) return false;
+    const incoming = replicaEntryOf(item.entry);
+    const identical = incoming.version === current.version && incoming.timestamp === current.timestamp &&
+      incoming.deleted === current.deleted && incoming.valueJson === current.valueJson &&
+      incoming.owner === current.owner;
+    return !identical;
   }
 
   async #handleWrite(body: unknown): Promise<unknown> {

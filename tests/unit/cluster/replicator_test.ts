@@ -497,3 +497,36 @@ Deno.test("Replicator.write() does not count a replica that holds a newer state,
   const retried = await coordinator.replicator.write(put(key, "after"));
   assert.equal(retried.version, 10, "the next write is ordered after the newer state");
 });
+
+Deno.test("Replicator.handlers().apply refuses a coordinator's write that does not move the version forward", async () => {
+  await using cluster = await FakeCluster.start();
+  const { apply } = cluster.node(nodeA).replicator.handlers();
+  const held = { version: 2, timestamp: 10, owner: "alice", deleted: false, valueJson: '"acknowledged"' };
+  await cluster.node(nodeA).store.applyReplicas([{ table, key: "k", entry: held }]);
+  const rival = { ...held, timestamp: 20, valueJson: '"second writer of v2"' };
+  const strict = await apply!(
+    { items: [{ store: true, table, key: "k", entry: rival, strict: true }] },
+    nodeB,
+  );
+  assert.deepEqual(
+    strict,
+    { results: [{ result: "stale", newer: held }] },
+    "a second writer of v2 is refused",
+  );
+  assert.deepEqual(cluster.node(nodeA).store.replicaOf(table, "k"), held);
+  const again = await apply!({ items: [{ store: true, table, key: "k", entry: held, strict: true }] }, nodeB);
+  assert.deepEqual(again, { results: [{ result: "identical" }] }, "a re-delivery of the same write is fine");
+  const next = { ...held, version: 3, timestamp: 30, valueJson: '"v3"' };
+  const forward = await apply!(
+    { items: [{ store: true, table, key: "k", entry: next, strict: true }] },
+    nodeB,
+  );
+  assert.deepEqual(forward, { results: [{ result: "applied" }] });
+  const repair = { ...next, timestamp: 40, valueJson: '"anti-entropy winner"' };
+  const converged = await apply!({ items: [{ store: true, table, key: "k", entry: repair }] }, nodeB);
+  assert.deepEqual(
+    converged,
+    { results: [{ result: "applied" }] },
+    "without strict the conflict rule decides",
+  );
+});
