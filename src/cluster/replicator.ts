@@ -411,22 +411,24 @@ export class Replicator {
     this.stats.hintCount = this.#hintCount;
   }
 
-  #dropHints(peer: string): void {
+  /** Removes and returns the hints kept for `peer`. */
+  #takeHints(peer: string): Set<string> | undefined {
     const keys = this.#hints.get(peer);
-    if (keys === undefined) return;
+    if (keys === undefined) return undefined;
     this.#hints.delete(peer);
     this.#hintCount -= keys.size;
     this.stats.hintCount = this.#hintCount;
     assert(this.#hintCount >= 0);
+    return keys;
+  }
+
+  #dropHints(peer: string): void {
+    this.#takeHints(peer);
   }
 
   #deliverHints(peer: string): void {
-    const keys = this.#hints.get(peer);
+    const keys = this.#takeHints(peer);
     if (keys === undefined) return;
-    this.#hints.delete(peer);
-    this.#hintCount -= keys.size;
-    this.stats.hintCount = this.#hintCount;
-    assert(this.#hintCount >= 0);
     const items = [...keys].map((hint) => {
       const [table, key] = hint.split("\u0000") as [string, string];
       return { table, key };
