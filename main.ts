@@ -19,7 +19,7 @@ import {
   loadOrCreateSecretFile,
   Store,
 } from "./src/store/mod.ts";
-import { createApp, type NodePhase } from "./src/http/mod.ts";
+import { type App, createApp, type NodePhase } from "./src/http/mod.ts";
 import {
   type ClusterConfig,
   ClusterNode,
@@ -27,7 +27,6 @@ import {
   localTestClusterConfig,
   usersTable,
 } from "./src/cluster/mod.ts";
-import type { Hono } from "hono";
 import type { Transport } from "./src/cluster/mod.ts";
 
 /** The version `--version` prints. */
@@ -146,7 +145,7 @@ interface RunningNode {
   store: Store;
   broker: Broker;
   cluster: ClusterNode;
-  app: Hono;
+  app: App;
 }
 
 /** The disk of a node; tests inject a fault-injecting file system and failpoints. */

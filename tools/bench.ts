@@ -54,10 +54,13 @@ async function wrk(url: string, script: string, env: Record<string, string> = {}
   const output = await new Deno.Command("taskset", { args: args(durationSecs), env, stdout: "piped" })
     .output();
   const text = new TextDecoder().decode(output.stdout);
+  if (!/Requests\/sec/.test(text)) {
+    throw new Error(`wrk gave no figures: ${text}${new TextDecoder().decode(output.stderr)}`);
+  }
   return {
     requestsPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? 0),
-    p50Ms: toMs(/50%\s+(\S+)/.exec(text)?.[1] ?? "0ms"),
-    p99Ms: toMs(/99%\s+(\S+)/.exec(text)?.[1] ?? "0ms"),
+    p50Ms: toMs(/^\s+50%\s+(\S+)/m.exec(text)?.[1] ?? "0ms"),
+    p99Ms: toMs(/^\s+99%\s+(\S+)/m.exec(text)?.[1] ?? "0ms"),
     non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? 0),
   };
 }
