@@ -19,7 +19,7 @@ import {
   loadOrCreateSecretFile,
   Store,
 } from "./src/store/mod.ts";
-import { type App, createApp, type NodePhase } from "./src/http/mod.ts";
+import { type App, createApp, type NodePhase, problemResponse } from "./src/http/mod.ts";
 import {
   type ClusterConfig,
   ClusterNode,
@@ -281,7 +281,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     port: config.listen.port,
     ...(tls ?? {}),
     onListen: ({ port }) => listening.resolve(port),
-  }, (request, info) => node === undefined ? startingResponse() : node.app.fetch(request, info));
+  }, (request, info) => node === undefined ? startingResponse() : node.app.handle(request, info));
   const self = advertisedAddress(config, await listening.promise);
   try {
     node = await buildNode(config, {
@@ -344,19 +344,9 @@ async function run(config: Config): Promise<number> {
 }
 
 function startingResponse(): Response {
-  return new Response(
-    JSON.stringify({
-      type: "about:blank",
-      title: "Service Unavailable",
-      status: 503,
-      detail: "node is starting",
-      code: "unavailable",
-    }),
-    {
-      status: 503,
-      headers: { "content-type": "application/problem+json", "retry-after": "1" },
-    },
-  );
+  return problemResponse({ status: 503, code: "unavailable", detail: "node is starting" }, {
+    "retry-after": "1",
+  });
 }
 
 async function joinCluster(cluster: ClusterNode, config: Config): Promise<void> {

@@ -120,7 +120,7 @@ async function fill(cursor: Cursor, options: Parameters<typeof listTable>[0]): P
 /** A page request of the `list` kind. */
 export interface ListRequest {
   table: string;
-  after?: string;
+  after?: string | undefined;
   limit: number;
 }
 

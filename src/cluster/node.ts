@@ -1,5 +1,5 @@
 import type { Clock } from "../util/clock.ts";
-import { UnavailableError } from "../util/errors.ts";
+import { InvalidRequestError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { AntiEntropy } from "./anti_entropy.ts";
 import { type ListedEntry, listLocal, listTable } from "./listing.ts";
@@ -14,7 +14,6 @@ import { type ClientWrite, Replicator } from "./replicator.ts";
 import type { Transport } from "./transport.ts";
 import { HttpTransport } from "./transport_http.ts";
 import type { ClusterConfig, Member } from "./types.ts";
-import { InvalidRequestError } from "../util/errors.ts";
 
 /** Options of {@linkcode ClusterNode.create}. */
 export interface ClusterNodeOptions {
@@ -124,10 +123,7 @@ export class ClusterNode {
     handler.register("list", (body) => {
       const parsed = ListRequest.safeParse(body);
       if (!parsed.success) throw new InvalidRequestError("malformed list request");
-      const request = parsed.data.after === undefined
-        ? { table: parsed.data.table, limit: parsed.data.limit }
-        : { table: parsed.data.table, limit: parsed.data.limit, after: parsed.data.after };
-      return Promise.resolve(listLocal(this.#options.store, request));
+      return Promise.resolve(listLocal(this.#options.store, parsed.data));
     });
   }
 

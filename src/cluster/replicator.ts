@@ -145,7 +145,7 @@ export class Replicator {
     for (const peer of [...this.#hints.keys()]) {
       // A peer reaped or gone from the ring no longer replicates those keys: its hints are void.
       if (this.#placement.isLive(peer)) this.#deliverHints(peer);
-      else if (!this.#placement.ringIds.includes(peer)) this.#dropHints(peer);
+      else if (!this.#placement.ringIds.includes(peer)) this.#takeHints(peer);
     }
     for (const listener of this.#placementListeners) listener(previous, this.#placement);
   }
@@ -420,10 +420,6 @@ export class Replicator {
     this.stats.hintCount = this.#hintCount;
     assert(this.#hintCount >= 0);
     return keys;
-  }
-
-  #dropHints(peer: string): void {
-    this.#takeHints(peer);
   }
 
   #deliverHints(peer: string): void {

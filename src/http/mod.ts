@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * const app = createApp({ store, broker, auth, limits, clock, logger, membership, phase, onFatal });
- * Deno.serve({ hostname: "127.0.0.1", port: 0 }, app.fetch);
+ * Deno.serve({ hostname: "127.0.0.1", port: 0 }, app.handle);
  * ```
  * @module
  */
@@ -46,9 +46,9 @@ const allowedMethods: Array<[string, string]> = [
   ["/:table/subscribe", "GET, HEAD"],
 ];
 
-/** The node's HTTP handler: `fetch(request, info)` as `Deno.serve` calls it. */
+/** The node's HTTP handler: `handle(request, info)` has the shape of a `Deno.serve` handler. */
 export interface App {
-  fetch(request: Request, info?: unknown): Response | Promise<Response>;
+  handle(request: Request, info?: unknown): Response | Promise<Response>;
 }
 
 /** The prefix of node-to-node requests. */
@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps): App {
   const internalApp = withErrors(new Hono(), deps);
   registerInternalRoutes(internalApp, deps);
   return {
-    fetch: (request, info) => {
+    handle: (request, info) => {
       const app = pathStart(request.url).startsWith(internalPrefix) ? internalApp : publicApp;
       return app.fetch(request, info);
     },
