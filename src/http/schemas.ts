@@ -31,11 +31,14 @@ export function decodeName(
   raw: string,
   options: { what: "table" | "key" | "user"; bytesMax: number },
 ): string {
-  let name: string;
-  try {
-    name = decodeURIComponent(raw);
-  } catch {
-    throw new InvalidNameError(`${options.what} name is not valid percent-encoded UTF-8`);
+  let name = raw;
+  // Without a "%" there is nothing to decode: reads skip decodeURIComponent on the common path.
+  if (raw.includes("%")) {
+    try {
+      name = decodeURIComponent(raw);
+    } catch {
+      throw new InvalidNameError(`${options.what} name is not valid percent-encoded UTF-8`);
+    }
   }
   checkName(name, options);
   return name;

@@ -1,6 +1,6 @@
 import type { Context, Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
-import type { AppDeps, KvWrite } from "../deps.ts";
+import type { AppDeps, EntryView, KvWrite } from "../deps.ts";
 import { readJsonBody } from "../body.ts";
 import { jsonText, requireUser, tableAndKey, tableOf } from "../request.ts";
 import { checkName, ListQuery, parseIfMatch, parseWith, valueOfBody } from "../schemas.ts";
@@ -20,13 +20,13 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
   const { limits, kv } = deps;
   const bodyLimits = { bytesMax: limits.requestBytesMax, depthMax: limits.valueDepthMax + 1 };
 
-  app.get("/:table/key/:key", async (c) => {
+  // Synchronous when this node holds the key: Deno.serve answers a plain Response faster than a promise.
+  app.get("/:table/key/:key", (c): Response | Promise<Response> => {
     const { table, key } = tableAndKey(c, deps);
-    const entry = await kv.read(table, key);
-    if (entry === undefined || entry.deleted) throw new KeyAbsentError(table, key);
-    const etag = `"${entry.version}"`;
-    if (c.req.header("if-none-match") === etag) return new Response(null, { status: 304, headers: { etag } });
-    return jsonText(entry.json, 200, { etag });
+    const entry = kv.read(table, key);
+    return entry instanceof Promise
+      ? entry.then((settled) => readAnswer(c, table, key, settled))
+      : readAnswer(c, table, key, entry);
   });
 
   const write = async (c: Context, op: KvWrite["op"]) => {
@@ -60,6 +60,13 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     });
     return jsonText(`{${parts.join(",")}}`);
   });
+}
+
+function readAnswer(c: Context, table: string, key: string, entry: EntryView | undefined): Response {
+  if (entry === undefined || entry.deleted) throw new KeyAbsentError(table, key);
+  const etag = `"${entry.version}"`;
+  if (c.req.header("if-none-match") === etag) return new Response(null, { status: 304, headers: { etag } });
+  return new Response(entry.json, { status: 200, headers: { "content-type": "application/json", etag } });
 }
 
 /** Where and what a listing route reads. */
