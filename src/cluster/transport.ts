@@ -94,7 +94,7 @@ export class InternalHandler {
     }
     const path = `/_internal/${kind}`;
     const nowMs = this.#clock.nowMs();
-    const sender = await this.#signer.verify({ path, headers, bodyText, nowMs, windowMs: this.#windowMs });
+    const sender = this.#signer.verify({ path, headers, bodyText, nowMs, windowMs: this.#windowMs });
     const handler = this.#handlers.get(kind);
     if (handler === undefined) throw new UnknownKindError(kind);
     return await handler(parseInternalJson(bodyText), sender);

@@ -73,7 +73,7 @@ export class HttpTransport implements Transport {
     const path = internalPath(kind);
     const bodyText = JSON.stringify(body);
     assert(bodyText !== undefined, "an internal request body must be JSON");
-    const headers = await this.#signer.sign({
+    const headers = this.#signer.sign({
       path,
       sender: this.#self,
       bodyText,

@@ -224,7 +224,7 @@ type BadAuth = (options: {
   body: string;
   signer: RequestSigner;
   wrongSigner: RequestSigner;
-}) => Promise<Record<string, string>>;
+}) => Record<string, string> | Promise<Record<string, string>>;
 
 const sender = "127.0.0.1:1";
 const hourMs = 3_600_000;
