@@ -1,8 +1,11 @@
 // The GET limit of this machine: a bare Hono route reading a prepared JSON string from a Map, the same
-// shape of answer dynarust gives. Usage: deno run -A tools/bench/hono_baseline.ts <port>
+// body dynarust answers. With `--etag` it also sends the `ETag` header SPEC §3 requires of a GET, which
+// takes Deno.serve off its fastest path (a body with at most a Content-Type); that variant is the limit
+// for a GET that keeps the contract. Usage: deno run -A tools/bench/hono_baseline.ts <port> [--etag]
 import { Hono } from "hono";
 
 const port = Number(Deno.args[0] ?? 8002);
+const withEtag = Deno.args.includes("--etag");
 const values = new Map<string, string>();
 for (let index = 0; index < 1000; index += 1) {
   values.set(
@@ -14,7 +17,10 @@ const app = new Hono();
 app.get("/t/key/:key", (c) => {
   const json = values.get(c.req.param("key"));
   if (json === undefined) return c.json({ error: "not found" }, 404);
-  return new Response(json, { headers: { "content-type": "application/json" } });
+  const headers: Record<string, string> = withEtag
+    ? { "content-type": "application/json", etag: '"1"' }
+    : { "content-type": "application/json" };
+  return new Response(json, { headers });
 });
 Deno.serve({
   hostname: "127.0.0.1",

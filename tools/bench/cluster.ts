@@ -1,0 +1,251 @@
+/**
+ * Scenario `cluster`: three dynarust nodes on this machine, all pinned to CPU0 (so they share one core,
+ * as three processes on one busy machine would; load on CPU1), with `DYNA_CLUSTER_PRESET=local-test`.
+ * Once `/membership` shows three alive members on every node and the user logs in on every node, it
+ * measures:
+ *
+ * - write throughput: wrk durable PUTs (put.lua, 64 connections) against node 1;
+ * - write → read on another node: PUT on node 1 and, from the moment it is sent, GETs on node 2 (even
+ *   samples) or node 3 (odd samples) back to back until the new key answers 200; 500 samples.
+ *
+ * @module
+ */
+import { attemptStep, type BenchContext, type Scenario, skippedBecauseMissing } from "./context.ts";
+import { type DynarustNode, putValue, registerUser, startDynarust } from "./dynarust.ts";
+import { warmupSecs } from "./http.ts";
+import {
+  makeDataDir,
+  removeDataDir,
+  rssMb,
+  type Settings,
+  summarize,
+  type Summary,
+  waitUntil,
+} from "./lib.ts";
+import { formatCount, formatMs, formatRatio } from "./report.ts";
+import { describeHttp, type HttpFigures, runWrk } from "./wrk.ts";
+
+const nodeCount = 3;
+const sampleCount = 500;
+/** A sample not visible on the other node after this long counts as lost. */
+const sampleTimeoutMs = 2_000;
+const latencyTarget = "write → read elsewhere p99 ≤ 20 ms";
+const user = "bench";
+const password = "bench-secret";
+
+function randomSecret(): string {
+  return btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+}
+
+/** Starts node 1, then nodes 2 and 3 joining it. */
+async function startCluster(dataDirs: readonly string[], nodes: DynarustNode[]): Promise<void> {
+  const env = {
+    CLUSTER_SECRET: randomSecret(),
+    JWT_SECRET: randomSecret(),
+    DYNA_CLUSTER_PRESET: "local-test",
+  };
+  for (const [index, dataDir] of dataDirs.entries()) {
+    const join = nodes[0]?.address;
+    nodes.push(
+      await startDynarust({
+        name: `node ${index + 1}`,
+        dataDir,
+        env,
+        ...(join === undefined ? {} : { join }),
+      }),
+    );
+  }
+}
+
+async function aliveCount(node: DynarustNode): Promise<number> {
+  const response = await fetch(`${node.url}/membership`, { signal: AbortSignal.timeout(2_000) });
+  const body = await response.json() as { nodes: { status: string }[] };
+  return body.nodes.filter((member) => member.status === "alive").length;
+}
+
+async function loginStatus(node: DynarustNode): Promise<number> {
+  const response = await fetch(`${node.url}/auth/${user}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret: password }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  await response.body?.cancel();
+  return response.status;
+}
+
+/** Waits for three alive members everywhere, registers the user on node 1, waits for logins elsewhere. */
+async function prepareCluster(nodes: readonly DynarustNode[], signal: AbortSignal): Promise<string> {
+  for (const node of nodes) {
+    await waitUntil(async () => await aliveCount(node) >= nodeCount, {
+      timeoutMs: 30_000,
+      what: `${nodeCount} alive members on ${node.address}`,
+      intervalMs: 100,
+      signal,
+    });
+  }
+  const token = await registerUser(nodes[0]!.url, user, password);
+  for (const node of nodes.slice(1)) {
+    await waitUntil(async () => await loginStatus(node) === 200, {
+      timeoutMs: 30_000,
+      what: `login of the user on ${node.address}`,
+      intervalMs: 200,
+      signal,
+    });
+  }
+  return token;
+}
+
+async function getStatus(url: string): Promise<number> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+    await response.body?.cancel();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** One write on node 1 and back-to-back reads on `reader` until it shows; NaN when it never does. */
+async function sampleOnce(
+  options: { writer: DynarustNode; reader: DynarustNode; token: string; key: string },
+): Promise<{ latencyMs: number; writeOk: boolean }> {
+  const sentMs = performance.now();
+  const write = putValue({
+    url: options.writer.url,
+    token: options.token,
+    table: "lag",
+    key: options.key,
+    value: { sent_ms: Date.now() },
+  });
+  let latencyMs = NaN;
+  // Bounded by sampleTimeoutMs.
+  while (performance.now() - sentMs < sampleTimeoutMs) {
+    if (await getStatus(`${options.reader.url}/lag/key/${options.key}`) === 200) {
+      latencyMs = performance.now() - sentMs;
+      break;
+    }
+  }
+  const result = await write.catch(() => ({ status: 0, version: 0 }));
+  return { latencyMs, writeOk: result.version > 0 };
+}
+
+async function sampleLatency(nodes: readonly DynarustNode[], token: string, signal: AbortSignal) {
+  const latencies: number[] = [];
+  let lostCount = 0;
+  let writeErrorCount = 0;
+  for (let sample = 0; sample < sampleCount; sample += 1) {
+    signal.throwIfAborted();
+    const reader = nodes[1 + (sample % 2)]!;
+    const result = await sampleOnce({ writer: nodes[0]!, reader, token, key: `s${sample}` });
+    if (!result.writeOk) writeErrorCount += 1;
+    if (Number.isNaN(result.latencyMs)) lostCount += 1;
+    else latencies.push(result.latencyMs);
+  }
+  return { latencyMs: summarize(latencies), lostCount, writeErrorCount };
+}
+
+/** Figures of the cluster scenario. */
+interface ClusterFigures {
+  put: HttpFigures | string;
+  writeToReadMs: Summary;
+  lostCount: number;
+  writeErrorCount: number;
+  rssMb: number[];
+}
+
+async function measureCluster(context: BenchContext, signal: AbortSignal): Promise<ClusterFigures> {
+  const { settings, installed } = context;
+  const dataDirs = await Promise.all(
+    Array.from({ length: nodeCount }, (_, index) => makeDataDir(`node${index + 1}`)),
+  );
+  const nodes: DynarustNode[] = [];
+  try {
+    await startCluster(dataDirs, nodes);
+    const token = await prepareCluster(nodes, signal);
+    const put = installed.has("wrk")
+      ? await runWrk({
+        url: nodes[0]!.url,
+        script: "put.lua",
+        secs: settings.wrkSecs,
+        warmupSecs: warmupSecs(settings),
+        env: { BENCH_TOKEN: token },
+      })
+      : skippedBecauseMissing("wrk");
+    const latency = await sampleLatency(nodes, token, signal);
+    return {
+      put,
+      writeToReadMs: latency.latencyMs,
+      lostCount: latency.lostCount,
+      writeErrorCount: latency.writeErrorCount,
+      rssMb: nodes.map((node) => Math.round(rssMb(node.process.pid))),
+    };
+  } finally {
+    await Promise.all(nodes.map((node) => node.process.stop()));
+    await Promise.all(dataDirs.map(removeDataDir));
+  }
+}
+
+function clusterSecs(settings: Settings): number {
+  return 12 + settings.wrkSecs + warmupSecs(settings) + 5;
+}
+
+function reportCluster(context: BenchContext, figures: ClusterFigures): void {
+  const { report } = context;
+  const label = "3-node cluster (all nodes on CPU0)";
+  const single = (report.figures["http"]?.["dynarust"] as { put: HttpFigures } | undefined)?.put;
+  if (typeof figures.put === "string") {
+    report.problem(`${label}: durable PUT via node 1`, figures.put);
+  } else {
+    report.info({
+      scenario: `${label}: durable PUT via node 1, 64 conn`,
+      figure: describeHttp(figures.put),
+      baseline: single === undefined ? "—" : `1 node ${formatCount(single.requestsPerSec)} req/s`,
+      ratio: single === undefined ? "—" : formatRatio(figures.put.requestsPerSec, single.requestsPerSec),
+    });
+  }
+  const { writeToReadMs } = figures;
+  report.check({
+    scenario: `${label}: write on node 1 → read on node 2/3`,
+    figure: `p50 ${formatMs(writeToReadMs.p50)} · p99 ${
+      formatMs(writeToReadMs.p99)
+    } · ${writeToReadMs.count}/${sampleCount} seen · ${figures.writeErrorCount} write errors`,
+    target: latencyTarget,
+    value: writeToReadMs.p99,
+    unit: "ms",
+    met: writeToReadMs.p99 <= 20 && figures.lostCount === 0,
+  });
+}
+
+async function runCluster(context: BenchContext): Promise<void> {
+  const figures = await attemptStep(
+    context,
+    {
+      name: "cluster: 3 nodes, PUT throughput, write → read elsewhere",
+      expectedSecs: clusterSecs(context.settings),
+    },
+    (signal) => measureCluster(context, signal),
+  );
+  if (figures === undefined) {
+    context.report.unmeasured({
+      scenario: "3-node cluster",
+      target: latencyTarget,
+      why: "not measured: step failed",
+    });
+    return;
+  }
+  context.report.record("cluster", {
+    placement: "3 nodes on CPU0, load on CPU1",
+    samples: sampleCount,
+    ...figures,
+  });
+  reportCluster(context, figures);
+}
+
+/** Scenario `cluster`; see the module doc. */
+export const clusterScenario: Scenario = {
+  name: "cluster",
+  title: "3-node cluster: PUT throughput via one node, write → read-on-another-node latency",
+  expectedSecs: clusterSecs,
+  run: runCluster,
+};

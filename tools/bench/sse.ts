@@ -1,0 +1,360 @@
+/**
+ * The live-update scenarios, all measured by `sse_client.ts` (raw-TCP subscribers and paced writes from
+ * one process pinned to CPU1; servers on CPU0; both with a raised open-file limit):
+ *
+ * - `sse`: one subscriber, 300 writes/s for BENCH_SECS: latency from PUT sent to event received.
+ * - `fanout`: 1,000 and 5,000 subscribers on one key, 10 warm-up events then up to 100 events 50 ms
+ *   apart, against the bare `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and
+ *   schedule. dynarust's writes are durable PUTs (fsync before the event); the baseline's are not.
+ * - `subscribers`: 10,000 subscribers over 1,000 keys: all connected, 3 writes per key delivered, then
+ *   the node's RSS.
+ *
+ * @module
+ */
+import { attemptStep, type BenchContext, type Scenario } from "./context.ts";
+import { type DynarustNode, registerUser, startDynarust } from "./dynarust.ts";
+import {
+  denoPath,
+  fileLimitOf,
+  freePort,
+  loadCpu,
+  makeDataDir,
+  PinnedProcess,
+  removeDataDir,
+  serverCpu,
+  type Settings,
+} from "./lib.ts";
+import { formatCount, formatMs, formatRatio } from "./report.ts";
+import type { ClientPlan, ClientResult } from "./sse_client.ts";
+
+/** A server under SSE load: its URL, pid, a token for writes, and how to stop it. */
+interface SseServer {
+  url: string;
+  pid: number;
+  token: string;
+  fileLimit: number | undefined;
+  stop(): Promise<void>;
+}
+
+async function startNodeServer(subscribersMax: number): Promise<SseServer> {
+  const dataDir = await makeDataDir("sse");
+  let node: DynarustNode | undefined;
+  try {
+    node = await startDynarust({
+      name: "dynarust",
+      dataDir,
+      env: { DYNA_SUBSCRIBERS_MAX: String(subscribersMax) },
+    });
+    const token = await registerUser(node.url, "bench", "bench-secret");
+    const running = node;
+    return {
+      url: node.url,
+      pid: node.process.pid,
+      token,
+      fileLimit: fileLimitOf(node.process.pid),
+      stop: async () => {
+        await running.process.stop();
+        await removeDataDir(dataDir);
+      },
+    };
+  } catch (error) {
+    await node?.process.stop();
+    await removeDataDir(dataDir);
+    throw error;
+  }
+}
+
+async function startBaselineServer(): Promise<SseServer> {
+  const process = PinnedProcess.start({
+    name: "sse baseline",
+    cpu: serverCpu,
+    command: denoPath,
+    args: ["run", "-A", "tools/bench/sse_baseline.ts", String(freePort())],
+  });
+  try {
+    const match = await process.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
+    return {
+      url: match[1]!,
+      pid: process.pid,
+      token: "none",
+      fileLimit: fileLimitOf(process.pid),
+      stop: () => process.stop(),
+    };
+  } catch (error) {
+    await process.stop();
+    throw error;
+  }
+}
+
+/** Runs `sse_client.ts` pinned to the load CPU and returns what it measured. */
+async function runClient(
+  plan: Omit<ClientPlan, "url" | "token" | "serverPid">,
+  server: SseServer,
+  timeoutMs: number,
+): Promise<ClientResult> {
+  const fullPlan: ClientPlan = { ...plan, url: server.url, token: server.token, serverPid: server.pid };
+  const client = PinnedProcess.start({
+    name: "sse client",
+    cpu: loadCpu,
+    command: denoPath,
+    args: ["run", "-A", "tools/bench/sse_client.ts", JSON.stringify(fullPlan)],
+  });
+  const status = await client.waitForExit({ timeoutMs });
+  const line = client.stdout.trim().split("\n").findLast((candidate) => candidate.startsWith("{"));
+  if (!status.success || line === undefined) {
+    throw new Error(`sse client exited ${status.code}: ${client.stderrTail.slice(-500)}`);
+  }
+  return JSON.parse(line) as ClientResult;
+}
+
+function describeLatency(result: ClientResult): string {
+  const { latencyMs } = result;
+  return `p50 ${formatMs(latencyMs.p50)} · p99 ${formatMs(latencyMs.p99)} · ` +
+    `${formatCount(result.deliveredCount)}/${formatCount(result.expectedCount)} delivered`;
+}
+
+// ---- sse: one subscriber, 300 writes/s ----
+
+const latencyTarget = "p99 ≤ 2 ms";
+const writesPerSec = 300;
+
+async function runLatency(context: BenchContext): Promise<void> {
+  const { settings, report } = context;
+  const label = "SSE, 1 subscriber, 300 writes/s";
+  const result = await attemptStep(
+    context,
+    { name: "SSE: 1 subscriber, 300 writes/s", expectedSecs: settings.wrkSecs + 4 },
+    async () => {
+      const server = await startNodeServer(1_000);
+      try {
+        return await runClient(
+          {
+            table: "live",
+            keyCount: 1,
+            subscriberCount: 1,
+            connectBatchSize: 1,
+            connectTimeoutMs: 10_000,
+            warmupWriteCount: writesPerSec,
+            writeCount: writesPerSec * settings.wrkSecs,
+            writeIntervalMs: 1000 / writesPerSec,
+            writeConcurrency: 4,
+            drainMs: 3_000,
+          },
+          server,
+          (settings.wrkSecs + 40) * 1000,
+        );
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+  if (result === undefined) {
+    report.unmeasured({ scenario: label, target: latencyTarget, why: "not measured: step failed" });
+    return;
+  }
+  report.record("sse", { writesPerSecTarget: writesPerSec, durationSecs: settings.wrkSecs, ...result });
+  report.check({
+    scenario: `${label}: PUT sent → event received`,
+    figure: `${describeLatency(result)} · ${result.writesPerSec ?? "n/a"} writes/s sent`,
+    target: latencyTarget,
+    value: result.latencyMs.p99,
+    unit: "ms",
+    met: result.latencyMs.p99 <= 2 && result.deliveredCount === result.expectedCount,
+  });
+}
+
+/** Scenario `sse`; see the module doc. */
+export const sseLatencyScenario: Scenario = {
+  name: "sse",
+  title: "SSE latency: 1 subscriber, 300 writes/s, PUT sent → event received",
+  expectedSecs: (settings) => settings.wrkSecs + 4,
+  run: runLatency,
+};
+
+// ---- fanout: 1,000 and 5,000 subscribers on one key ----
+
+/** Events of each fan-out run: 10 per BENCH_SECS second, between 20 and 100. */
+function fanoutEventCount(settings: Settings): number {
+  return Math.max(20, Math.min(100, settings.wrkSecs * 10));
+}
+
+function fanoutPlan(
+  settings: Settings,
+  subscriberCount: number,
+): Omit<ClientPlan, "url" | "token" | "serverPid"> {
+  return {
+    table: "fan",
+    keyCount: 1,
+    subscriberCount,
+    connectBatchSize: 250,
+    connectTimeoutMs: 60_000,
+    warmupWriteCount: 10,
+    writeCount: fanoutEventCount(settings),
+    writeIntervalMs: 50,
+    writeConcurrency: 1,
+    drainMs: 5_000,
+  };
+}
+
+function fanoutSecs(settings: Settings, subscriberCount: number): number {
+  return subscriberCount / 1_500 + (fanoutEventCount(settings) + 10) * 0.05 + 3;
+}
+
+async function measureFanout(
+  context: BenchContext,
+  options: { subscriberCount: number; server: "baseline" | "dynarust" },
+): Promise<ClientResult | undefined> {
+  const { settings } = context;
+  const { subscriberCount } = options;
+  const expectedSecs = fanoutSecs(settings, subscriberCount);
+  return await attemptStep(
+    context,
+    { name: `SSE fan-out: ${formatCount(subscriberCount)} subscribers, ${options.server}`, expectedSecs },
+    async () => {
+      const server = options.server === "baseline"
+        ? await startBaselineServer()
+        : await startNodeServer(subscriberCount + 1_000);
+      try {
+        const result = await runClient(
+          fanoutPlan(settings, subscriberCount),
+          server,
+          (expectedSecs * 4 + 60) * 1000,
+        );
+        return { ...result, serverFileLimit: server.fileLimit ?? null };
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+}
+
+async function runFanout(context: BenchContext): Promise<void> {
+  const { report, settings } = context;
+  for (const subscriberCount of [1_000, 5_000]) {
+    const baseline = await measureFanout(context, { subscriberCount, server: "baseline" });
+    const dynarust = await measureFanout(context, { subscriberCount, server: "dynarust" });
+    report.record("fanout", {
+      [`subscribers${subscriberCount}`]: {
+        events: fanoutEventCount(settings),
+        intervalMs: 50,
+        baseline,
+        dynarust,
+      },
+    });
+    const label = `SSE fan-out, ${formatCount(subscriberCount)} subscribers, 1 key`;
+    const target = subscriberCount === 5_000 ? "dynarust p99 ≤ 1.25× baseline p99" : undefined;
+    if (baseline === undefined || dynarust === undefined) {
+      const why = "not measured: step failed";
+      if (target !== undefined) report.unmeasured({ scenario: label, target, why });
+      continue;
+    }
+    const row = {
+      scenario: label,
+      figure: `dynarust ${describeLatency(dynarust)}`,
+      baseline: `Deno.serve fan-out ${describeLatency(baseline)}`,
+      ratio: `p99 ${formatRatio(dynarust.latencyMs.p99, baseline.latencyMs.p99)}`,
+    };
+    if (target === undefined) {
+      report.info(row);
+      continue;
+    }
+    const ratio = dynarust.latencyMs.p99 / baseline.latencyMs.p99;
+    const complete = dynarust.deliveredCount === dynarust.expectedCount && dynarust.subscribersFailed === 0;
+    report.check({ ...row, target, value: ratio, unit: "× baseline p99", met: ratio <= 1.25 && complete });
+  }
+}
+
+/** Scenario `fanout`; see the module doc. */
+export const fanoutScenario: Scenario = {
+  name: "fanout",
+  title: "SSE fan-out: 1,000 and 5,000 subscribers on one key, dynarust vs bare Deno.serve",
+  expectedSecs: (settings) => 2 * (fanoutSecs(settings, 1_000) + fanoutSecs(settings, 5_000)),
+  run: runFanout,
+};
+
+// ---- subscribers: 10,000 over 1,000 keys ----
+
+const manySubscriberCount = 10_000;
+const manyKeyCount = 1_000;
+const writesPerKey = 3;
+const rssTarget = "RSS ≤ 700 MB";
+const completeTarget = "all connected, every event delivered";
+
+async function runMany(context: BenchContext): Promise<void> {
+  const { report } = context;
+  const label = `SSE, ${formatCount(manySubscriberCount)} subscribers over ${formatCount(manyKeyCount)} keys`;
+  const result = await attemptStep(
+    context,
+    {
+      name: `SSE: ${formatCount(manySubscriberCount)} subscribers over ${formatCount(manyKeyCount)} keys`,
+      expectedSecs: 25,
+    },
+    async () => {
+      const server = await startNodeServer(manySubscriberCount + 2_000);
+      try {
+        const result = await runClient(
+          {
+            table: "many",
+            keyCount: manyKeyCount,
+            subscriberCount: manySubscriberCount,
+            connectBatchSize: 250,
+            connectTimeoutMs: 120_000,
+            warmupWriteCount: 0,
+            writeCount: manyKeyCount * writesPerKey,
+            writeIntervalMs: 2,
+            writeConcurrency: 16,
+            drainMs: 15_000,
+          },
+          server,
+          240_000,
+        );
+        return { ...result, serverFileLimit: server.fileLimit ?? null };
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+  if (result === undefined) {
+    for (const target of [completeTarget, rssTarget]) {
+      report.unmeasured({ scenario: label, target, why: "not measured: step failed" });
+    }
+    return;
+  }
+  report.record("subscribers", {
+    subscriberCount: manySubscriberCount,
+    keyCount: manyKeyCount,
+    writesPerKey,
+    ...result,
+  });
+  const complete = result.subscribersConnected === manySubscriberCount &&
+    result.deliveredCount === result.expectedCount && result.subscribersMissingEvents === 0;
+  report.check({
+    scenario: `${label}: connected and delivered`,
+    figure: `${formatCount(result.subscribersConnected)} connected (node counts ${
+      result.serverSubscriberCount ?? "n/a"
+    }) in ${formatMs(result.connectMs)} · ${describeLatency(result)}`,
+    target: completeTarget,
+    value: result.subscribersConnected,
+    unit: "subscribers",
+    met: complete,
+  });
+  const rss = result.serverRssMbAfterWrites ?? NaN;
+  report.check({
+    scenario: `${label}: node RSS`,
+    figure: `${rss.toFixed(0)} MB after the writes (${
+      result.serverRssMbAfterConnect?.toFixed(0) ?? "n/a"
+    } MB after connecting)`,
+    target: rssTarget,
+    value: rss,
+    unit: "MB",
+    met: rss <= 700,
+  });
+}
+
+/** Scenario `subscribers`; see the module doc. */
+export const manySubscribersScenario: Scenario = {
+  name: "subscribers",
+  title: "10,000 SSE subscribers over 1,000 keys: connected, delivered, node RSS",
+  expectedSecs: () => 25,
+  run: runMany,
+};

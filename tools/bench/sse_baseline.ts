@@ -1,0 +1,76 @@
+/**
+ * The bare SSE fan-out baseline of this machine: `Deno.serve` and one `ReadableStream` per subscriber,
+ * each event encoded once and the same bytes enqueued to every subscriber, nothing else (no store, no
+ * fsync, no history, no per-subscriber queue bound). It speaks just enough of dynarust's API for the
+ * same client to measure both with the same schedule:
+ *
+ * - `GET /{table}/subscribe/{key}`: an event stream that starts with `: connected`; every subscriber
+ *   gets every event, whatever its key (the bench uses one key);
+ * - `PUT /{table}/key/{key}` body `{"value": ...}`: publishes `id: <version>` and
+ *   `data: {"event":"Updated","value":{"value":...,"version":n,"timestamp":ms,"owner":"bench"}}` and
+ *   answers 201 with the versioned value; no authentication;
+ * - `GET /stats`: `{"active_sse_connections": n, "rss": bytes}`; `GET /health`: 200.
+ *
+ * Adapted from the probe `sse_server.ts` that measured this machine's fan-out limit.
+ * Usage: `deno run -A tools/bench/sse_baseline.ts <port>`; prints `listening on http://127.0.0.1:PORT`.
+ *
+ * @module
+ */
+const port = Number(Deno.args[0] ?? 8003);
+const encoder = new TextEncoder();
+const subscribers = new Set<ReadableStreamDefaultController<Uint8Array>>();
+const connectedFrame = encoder.encode(": connected\n\n");
+const streamHeaders = { "content-type": "text/event-stream", "cache-control": "no-store" };
+const jsonHeaders = { "content-type": "application/json" };
+let version = 0;
+
+function subscribe(): Response {
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(streamController) {
+      controller = streamController;
+      subscribers.add(streamController);
+      streamController.enqueue(connectedFrame);
+    },
+    cancel() {
+      if (controller !== undefined) subscribers.delete(controller);
+    },
+  });
+  return new Response(body, { headers: streamHeaders });
+}
+
+/** Encodes the event once and enqueues the same bytes to every subscriber. */
+async function publish(request: Request): Promise<Response> {
+  const body = await request.json() as { value?: unknown };
+  version += 1;
+  const entryJson = `{"value":${
+    JSON.stringify(body.value ?? null)
+  },"version":${version},"timestamp":${Date.now()},"owner":"bench"}`;
+  const frame = encoder.encode(`id: ${version}\ndata: {"event":"Updated","value":${entryJson}}\n\n`);
+  for (const controller of subscribers) {
+    try {
+      controller.enqueue(frame);
+    } catch {
+      subscribers.delete(controller);
+    }
+  }
+  return new Response(entryJson, { status: 201, headers: jsonHeaders });
+}
+
+function handle(request: Request): Response | Promise<Response> {
+  const path = new URL(request.url).pathname;
+  if (request.method === "GET" && /^\/[^/]+\/subscribe\/[^/]+$/.test(path)) return subscribe();
+  if (request.method === "PUT" && /^\/[^/]+\/key\/[^/]+$/.test(path)) return publish(request);
+  if (path === "/stats") {
+    const stats = { active_sse_connections: subscribers.size, rss: Deno.memoryUsage().rss };
+    return new Response(JSON.stringify(stats), { headers: jsonHeaders });
+  }
+  if (path === "/health") return new Response('{"status":"ok"}', { headers: jsonHeaders });
+  return new Response("not found", { status: 404 });
+}
+
+Deno.serve({
+  hostname: "127.0.0.1",
+  port,
+  onListen: ({ port: listenPort }) => console.log(`listening on http://127.0.0.1:${listenPort}`),
+}, handle);
