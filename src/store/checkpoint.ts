@@ -60,7 +60,7 @@ async function writeStateFrames(file: FsFile, options: WriteStateOptions): Promi
   let pendingBytes = 0;
   let entryCount = 0;
   const flush = async () => {
-    await file.write(await encodeFrame({ encryption: options.encryption, header, records: pending }));
+    await file.write(encodeFrame({ encryption: options.encryption, header, records: pending }));
     pending = [];
     pendingBytes = 0;
   };

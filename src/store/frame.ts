@@ -84,10 +84,13 @@ function packRecords(records: readonly Uint8Array[]): Uint8Array {
   return packed;
 }
 
-/** Encrypts `records` (already encoded) into one frame: one compression, one encryption, one CRC. */
-export async function encodeFrame(
+/**
+ * Encrypts `records` (already encoded) into one frame: one compression, one encryption, one CRC.
+ * Synchronous, so a WAL batch goes from records to bytes on disk without waiting for the event loop.
+ */
+export function encodeFrame(
   options: { encryption: Encryption; header: Uint8Array; records: readonly Uint8Array[] },
-): Promise<Uint8Array> {
+): Uint8Array {
   assert(options.records.length > 0);
   const packed = packRecords(options.records);
   assert(packed.length < framePlaintextBytesMax, "frame plaintext over framePlaintextBytesMax");
@@ -97,7 +100,7 @@ export async function encodeFrame(
   const plaintext = new Uint8Array(1 + body.length);
   plaintext[0] = useDeflated ? flagDeflated : 0;
   plaintext.set(body, 1);
-  const { iv, ciphertext } = await encrypt(options.encryption.key, {
+  const { iv, ciphertext } = encrypt(options.encryption.cipherKey, {
     plaintext,
     additionalData: options.header,
   });

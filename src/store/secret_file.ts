@@ -59,7 +59,7 @@ async function readSecretFile(options: SecretFileOptions): Promise<string | unde
 async function writeSecretFile(options: SecretFileOptions, secret: string): Promise<void> {
   const { fs, path, encryption } = options;
   const header = encodeFileHeader("secret", encryption.keyId);
-  const frame = await encodeFrame({ encryption, header, records: [encoder.encode(secret)] });
+  const frame = encodeFrame({ encryption, header, records: [encoder.encode(secret)] });
   const tmpPath = `${path}.tmp`;
   await fs.mkdir(parentDir(path));
   const file = await fs.createFile(tmpPath, { permissions: secretFilePermissions });

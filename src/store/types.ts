@@ -1,3 +1,4 @@
+import type { Encryption } from "./crypto.ts";
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -49,7 +50,7 @@ export interface StoreOptions {
   logger: Logger;
   limits: Limits;
   /** Key and key id every file is encrypted with. */
-  encryption: { key: CryptoKey; keyId: string };
+  encryption: Encryption;
   /** Snapshots kept (`SNAP_LIMIT`). */
   snapshotLimit: number;
   /** Seconds between snapshots (`SNAP_INTERVAL_SECS`); 0 turns the timer off. */

@@ -137,7 +137,7 @@ export class Wal<Item extends WalItem> {
   }
 
   async #flushBatch(batch: Waiter<Item>[]): Promise<void> {
-    const frame = await encodeFrame({
+    const frame = encodeFrame({
       encryption: this.#options.encryption,
       header: this.#options.header,
       records: batch.map((waiter) => waiter.item.encoded),

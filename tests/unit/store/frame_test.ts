@@ -22,8 +22,8 @@ import { otherEncryption, testEncryption } from "./test_store.ts";
 const header = encodeFileHeader("wal", testEncryption.keyId);
 const encoder = new TextEncoder();
 
-async function frameOf(records: string[]): Promise<Uint8Array> {
-  return await encodeFrame({
+function frameOf(records: string[]): Uint8Array {
+  return encodeFrame({
     encryption: testEncryption,
     header,
     records: records.map((text) => encoder.encode(text)),
@@ -64,7 +64,7 @@ Deno.test("encodeFileHeader() writes magic, format version and key id; checkFile
 });
 
 Deno.test("encodeFrame() lays out length, CRC-32, IV and ciphertext; small plaintext is not compressed", async () => {
-  const frame = await frameOf(["one", "two"]);
+  const frame = frameOf(["one", "two"]);
   const view = new DataView(frame.buffer);
   const ciphertext = frame.subarray(frameHeaderBytes);
   assert.equal(view.getUint32(0), ciphertext.length);
@@ -79,7 +79,7 @@ Deno.test("encodeFrame() lays out length, CRC-32, IV and ciphertext; small plain
 
 Deno.test("encodeFrame() deflates a plaintext of at least 1 KiB", async () => {
   const big = "x".repeat(compressPlaintextBytesMin);
-  const frame = await frameOf([big, "tail"]);
+  const frame = frameOf([big, "tail"]);
   assert(frame.length < compressPlaintextBytesMin);
   const plaintext = await plaintextOf(frame);
   assert.equal(plaintext[0], 1);
@@ -91,7 +91,7 @@ Deno.test("encodeFrame() deflates a plaintext of at least 1 KiB", async () => {
 
 Deno.test("encodeFrame() keeps an incompressible plaintext uncompressed", async () => {
   const noise = crypto.getRandomValues(new Uint8Array(4096));
-  const frame = await encodeFrame({ encryption: testEncryption, header, records: [noise] });
+  const frame = encodeFrame({ encryption: testEncryption, header, records: [noise] });
   const plaintext = await plaintextOf(frame);
   assert.equal(plaintext[0], 0);
   assert.deepEqual(decodeFramePlaintext(plaintext), [noise]);
@@ -118,7 +118,7 @@ async function fileOfFrames(count: number): Promise<{ fs: MemoryFs; bytes: Uint8
   const offsets: number[] = [];
   let offset = fileHeaderBytes;
   for (let index = 0; index < count; index += 1) {
-    const frame = await frameOf([`record ${index}`]);
+    const frame = frameOf([`record ${index}`]);
     offsets.push(offset);
     offset += frame.length;
     parts.push(frame);
@@ -201,7 +201,7 @@ Deno.test("scanFrames() throws WalCorruptError naming file and offset for a dama
 
 Deno.test("scanFrames() rejects frames encrypted under another key or for another file kind", async () => {
   const { fs, bytes } = await fileOfFrames(2);
-  const foreign = await encodeFrame({
+  const foreign = encodeFrame({
     encryption: testEncryption,
     header: encodeFileHeader("state", testEncryption.keyId),
     records: [encoder.encode("moved")],

@@ -381,13 +381,18 @@ Deno.test("Store: a replica waiting behind a local write that fails on a full di
   const gate = holdWalSyncs(fs);
   const blocker = store.put("t", "blocker", 1, alice);
   await waitFor(gate.held, { timeoutMs: 2_000 });
-  inner.capacityBytes = (await inner.stat(walPath))!.sizeBytes;
+  // The next WAL write (the batch holding the local write) finds the disk full; later ones fit.
+  let fullWrites = 1;
+  fs.hooks.beforeWrite = (path) => {
+    if (path !== walPath || fullWrites === 0) return;
+    fullWrites -= 1;
+    throw new Error("No space left on device (os error 28)");
+  };
   const local = store.put("t", "k", "v2 local", alice);
   const replica = store.applyReplica("t", "k", live(2, '"v2 replica"', { timestamp: t0 - 5 }));
   gate.release();
   await blocker;
   await assert.rejects(() => local, /disk is full/);
-  inner.capacityBytes = Infinity;
   assert.equal(await replica, "applied", "a stale verdict against the failed write would have lost it");
   assert.equal(store.get("t", "k")?.version, 2);
   assert.equal((await store.put("t", "k", "v3", alice)).version, 3);
