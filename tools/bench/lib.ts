@@ -400,3 +400,45 @@ export async function removeDataDir(dir: string): Promise<void> {
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** Latency quantiles (ms) of one floor of this machine, measured by `probe.ts`. */
+export interface ProbeFigures {
+  probe: "fsync" | "rtt";
+  sampleCount: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * Runs `probe.ts` on the server CPU: `fsync` (one small append + fdatasync, 300 a second) or `rtt` (one
+ * POST round trip between two Deno processes). About 6 s each.
+ */
+export async function measureFloor(probe: "fsync" | "rtt"): Promise<ProbeFigures> {
+  const dataDir = await makeDataDir("probe");
+  const process = PinnedProcess.start({
+    name: `${probe} probe`,
+    cpu: serverCpu,
+    command: denoPath,
+    args: ["run", "-A", "tools/bench/probe.ts", probe, dataDir],
+  });
+  try {
+    const status = await process.waitForExit({ timeoutMs: 60_000 });
+    const line = process.stdout.trim().split("\n").findLast((candidate) => candidate.startsWith("{"));
+    if (!status.success || line === undefined) {
+      throw new Error(`${probe} probe exited ${status.code}: ${process.stderrTail.slice(-500)}`);
+    }
+    return JSON.parse(line) as ProbeFigures;
+  } finally {
+    await process.stop();
+    await removeDataDir(dataDir);
+  }
+}
+
+/** A floor as a table figure: `p50 … · p99 …`. */
+export function describeFloor(figures: ProbeFigures): string {
+  return `p50 ${figures.p50.toFixed(2)} ms · p90 ${figures.p90.toFixed(2)} ms · p99 ${
+    figures.p99.toFixed(2)
+  } ms`;
+}

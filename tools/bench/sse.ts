@@ -15,10 +15,12 @@ import { attemptStep, type BenchContext, type Scenario } from "./context.ts";
 import { type DynarustNode, registerUser, startDynarust } from "./dynarust.ts";
 import {
   denoPath,
+  describeFloor,
   fileLimitOf,
   freePort,
   loadCpu,
   makeDataDir,
+  measureFloor,
   PinnedProcess,
   removeDataDir,
   serverCpu,
@@ -118,44 +120,85 @@ function describeLatency(result: ClientResult): string {
 const latencyTarget = "p99 ≤ 2 ms";
 const writesPerSec = 300;
 
+function latencyPlan(settings: Settings): Omit<ClientPlan, "url" | "token" | "serverPid"> {
+  return {
+    table: "live",
+    keyCount: 1,
+    subscriberCount: 1,
+    connectBatchSize: 1,
+    connectTimeoutMs: 10_000,
+    warmupWriteCount: writesPerSec,
+    writeCount: writesPerSec * settings.wrkSecs,
+    writeIntervalMs: 1000 / writesPerSec,
+    writeConcurrency: 4,
+    drainMs: 3_000,
+  };
+}
+
+/** The 1-subscriber latency run against one server, stopped afterwards. */
+async function measureLatency(settings: Settings, start: () => Promise<SseServer>): Promise<ClientResult> {
+  const server = await start();
+  try {
+    return await runClient(latencyPlan(settings), server, (settings.wrkSecs + 40) * 1000);
+  } finally {
+    await server.stop();
+  }
+}
+
 async function runLatency(context: BenchContext): Promise<void> {
   const { settings, report } = context;
   const label = "SSE, 1 subscriber, 300 writes/s";
+  // The same client and schedule against the bare fan-out server, whose PUT publishes at once (no
+  // checks, no fsync): the least a write → event can take on this machine.
+  const baseline = await attemptStep(
+    context,
+    { name: "SSE: 1 subscriber, 300 writes/s, bare Deno.serve baseline", expectedSecs: settings.wrkSecs + 4 },
+    () => measureLatency(settings, startBaselineServer),
+  );
+  const fsync = await attemptStep(
+    context,
+    { name: "SSE: the fsync floor (append + fdatasync, 300/s)", expectedSecs: 7 },
+    () => measureFloor("fsync"),
+  );
   const result = await attemptStep(
     context,
     { name: "SSE: 1 subscriber, 300 writes/s", expectedSecs: settings.wrkSecs + 4 },
-    async () => {
-      const server = await startNodeServer(1_000);
-      try {
-        return await runClient(
-          {
-            table: "live",
-            keyCount: 1,
-            subscriberCount: 1,
-            connectBatchSize: 1,
-            connectTimeoutMs: 10_000,
-            warmupWriteCount: writesPerSec,
-            writeCount: writesPerSec * settings.wrkSecs,
-            writeIntervalMs: 1000 / writesPerSec,
-            writeConcurrency: 4,
-            drainMs: 3_000,
-          },
-          server,
-          (settings.wrkSecs + 40) * 1000,
-        );
-      } finally {
-        await server.stop();
-      }
-    },
+    () => measureLatency(settings, () => startNodeServer(1_000)),
   );
+  if (baseline !== undefined) {
+    report.info({
+      scenario: `${label}: bare Deno.serve baseline (publish, no fsync)`,
+      figure: describeLatency(baseline),
+      baseline: "—",
+      ratio: "—",
+    });
+  }
+  if (fsync !== undefined) {
+    report.info({
+      scenario: `${label}: floor, one append + fdatasync at 300/s (no HTTP)`,
+      figure: describeFloor(fsync),
+      baseline: "—",
+      ratio: "—",
+    });
+  }
   if (result === undefined) {
     report.unmeasured({ scenario: label, target: latencyTarget, why: "not measured: step failed" });
     return;
   }
-  report.record("sse", { writesPerSecTarget: writesPerSec, durationSecs: settings.wrkSecs, ...result });
+  report.record("sse", {
+    writesPerSecTarget: writesPerSec,
+    durationSecs: settings.wrkSecs,
+    ...result,
+    ...(baseline === undefined ? {} : { baseline }),
+    ...(fsync === undefined ? {} : { fsyncFloor: fsync }),
+  });
   report.check({
     scenario: `${label}: PUT sent → event received`,
     figure: `${describeLatency(result)} · ${result.writesPerSec ?? "n/a"} writes/s sent`,
+    ...(baseline === undefined ? {} : {
+      baseline: `bare baseline p99 ${formatMs(baseline.latencyMs.p99)}`,
+      ratio: formatRatio(result.latencyMs.p99, baseline.latencyMs.p99),
+    }),
     target: latencyTarget,
     value: result.latencyMs.p99,
     unit: "ms",
@@ -167,7 +210,7 @@ async function runLatency(context: BenchContext): Promise<void> {
 export const sseLatencyScenario: Scenario = {
   name: "sse",
   title: "SSE latency: 1 subscriber, 300 writes/s, PUT sent → event received",
-  expectedSecs: (settings) => settings.wrkSecs + 4,
+  expectedSecs: (settings) => 2 * (settings.wrkSecs + 4) + 7,
   run: runLatency,
 };
 
