@@ -323,40 +323,64 @@ const writesPerKey = 3;
 const rssTarget = "RSS ≤ 700 MB";
 const completeTarget = "all connected, every event delivered";
 
+function manyPlan(): Omit<ClientPlan, "url" | "token" | "serverPid"> {
+  return {
+    table: "many",
+    keyCount: manyKeyCount,
+    subscriberCount: manySubscriberCount,
+    connectBatchSize: 250,
+    connectTimeoutMs: 120_000,
+    warmupWriteCount: 0,
+    writeCount: manyKeyCount * writesPerKey,
+    writeIntervalMs: 2,
+    writeConcurrency: 16,
+    drainMs: 15_000,
+  };
+}
+
+async function measureMany(start: () => Promise<SseServer>) {
+  const server = await start();
+  try {
+    const result = await runClient(manyPlan(), server, 240_000);
+    return { ...result, serverFileLimit: server.fileLimit ?? null };
+  } finally {
+    await server.stop();
+  }
+}
+
 async function runMany(context: BenchContext): Promise<void> {
   const { report } = context;
   const label = `SSE, ${formatCount(manySubscriberCount)} subscribers over ${formatCount(manyKeyCount)} keys`;
+  // What Deno.serve alone holds for as many open streams: the floor under the RSS target.
+  const baseline = await attemptStep(
+    context,
+    {
+      name: `SSE: ${formatCount(manySubscriberCount)} subscribers, bare Deno.serve baseline`,
+      expectedSecs: 25,
+    },
+    () => measureMany(startBaselineServer),
+  );
   const result = await attemptStep(
     context,
     {
       name: `SSE: ${formatCount(manySubscriberCount)} subscribers over ${formatCount(manyKeyCount)} keys`,
       expectedSecs: 25,
     },
-    async () => {
-      const server = await startNodeServer(manySubscriberCount + 2_000);
-      try {
-        const result = await runClient(
-          {
-            table: "many",
-            keyCount: manyKeyCount,
-            subscriberCount: manySubscriberCount,
-            connectBatchSize: 250,
-            connectTimeoutMs: 120_000,
-            warmupWriteCount: 0,
-            writeCount: manyKeyCount * writesPerKey,
-            writeIntervalMs: 2,
-            writeConcurrency: 16,
-            drainMs: 15_000,
-          },
-          server,
-          240_000,
-        );
-        return { ...result, serverFileLimit: server.fileLimit ?? null };
-      } finally {
-        await server.stop();
-      }
-    },
+    () => measureMany(() => startNodeServer(manySubscriberCount + 2_000)),
   );
+  const baselineRss = baseline?.serverRssMbAfterWrites ?? undefined;
+  if (baseline !== undefined) {
+    report.info({
+      scenario: `${label}: bare Deno.serve baseline RSS`,
+      figure: `${baselineRss?.toFixed(0) ?? "n/a"} MB after the writes (${
+        baseline.serverRssMbAfterConnect?.toFixed(0) ?? "n/a"
+      } MB after connecting) · ${formatCount(baseline.deliveredCount)}/${
+        formatCount(baseline.expectedCount)
+      } delivered`,
+      baseline: "—",
+      ratio: "—",
+    });
+  }
   if (result === undefined) {
     for (const target of [completeTarget, rssTarget]) {
       report.unmeasured({ scenario: label, target, why: "not measured: step failed" });
@@ -368,6 +392,7 @@ async function runMany(context: BenchContext): Promise<void> {
     keyCount: manyKeyCount,
     writesPerKey,
     ...result,
+    ...(baseline === undefined ? {} : { baseline }),
   });
   const complete = result.subscribersConnected === manySubscriberCount &&
     result.deliveredCount === result.expectedCount && result.subscribersMissingEvents === 0;
@@ -387,6 +412,10 @@ async function runMany(context: BenchContext): Promise<void> {
     figure: `${rss.toFixed(0)} MB after the writes (${
       result.serverRssMbAfterConnect?.toFixed(0) ?? "n/a"
     } MB after connecting)`,
+    ...(baselineRss === undefined ? {} : {
+      baseline: `bare Deno.serve ${baselineRss.toFixed(0)} MB`,
+      ratio: formatRatio(rss, baselineRss),
+    }),
     target: rssTarget,
     value: rss,
     unit: "MB",
@@ -398,6 +427,6 @@ async function runMany(context: BenchContext): Promise<void> {
 export const manySubscribersScenario: Scenario = {
   name: "subscribers",
   title: "10,000 SSE subscribers over 1,000 keys: connected, delivered, node RSS",
-  expectedSecs: () => 25,
+  expectedSecs: () => 50,
   run: runMany,
 };

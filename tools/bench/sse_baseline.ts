@@ -4,8 +4,8 @@
  * fsync, no history, no per-subscriber queue bound). It speaks just enough of dynarust's API for the
  * same client to measure both with the same schedule:
  *
- * - `GET /{table}/subscribe/{key}`: an event stream that starts with `: connected`; every subscriber
- *   gets every event, whatever its key (the bench uses one key);
+ * - `GET /{table}/subscribe/{key}`: an event stream that starts with `: connected`, then every event
+ *   of that key;
  * - `PUT /{table}/key/{key}` body `{"value": ...}`: publishes `id: <version>` and
  *   `data: {"event":"Updated","value":{"value":...,"version":n,"timestamp":ms,"owner":"bench"}}` and
  *   answers 201 with the versioned value; no authentication;
@@ -18,40 +18,50 @@
  */
 const port = Number(Deno.args[0] ?? 8003);
 const encoder = new TextEncoder();
-const subscribers = new Set<ReadableStreamDefaultController<Uint8Array>>();
+/** Subscribers by key: a PUT fans out to its key's subscribers only. */
+const subscribersByKey = new Map<string, Set<ReadableStreamDefaultController<Uint8Array>>>();
+let subscriberCount = 0;
 const connectedFrame = encoder.encode(": connected\n\n");
 const streamHeaders = { "content-type": "text/event-stream", "cache-control": "no-store" };
 const jsonHeaders = { "content-type": "application/json" };
 let version = 0;
 
-function subscribe(): Response {
+function subscribe(key: string): Response {
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  let subscribers = subscribersByKey.get(key);
+  if (subscribers === undefined) {
+    subscribers = new Set();
+    subscribersByKey.set(key, subscribers);
+  }
+  const keySubscribers = subscribers;
   const body = new ReadableStream<Uint8Array>({
     start(streamController) {
       controller = streamController;
-      subscribers.add(streamController);
+      keySubscribers.add(streamController);
+      subscriberCount += 1;
       streamController.enqueue(connectedFrame);
     },
     cancel() {
-      if (controller !== undefined) subscribers.delete(controller);
+      if (controller !== undefined && keySubscribers.delete(controller)) subscriberCount -= 1;
     },
   });
   return new Response(body, { headers: streamHeaders });
 }
 
 /** Encodes the event once and enqueues the same bytes to every subscriber. */
-async function publish(request: Request): Promise<Response> {
+async function publish(request: Request, key: string): Promise<Response> {
   const body = await request.json() as { value?: unknown };
   version += 1;
   const entryJson = `{"value":${
     JSON.stringify(body.value ?? null)
   },"version":${version},"timestamp":${Date.now()},"owner":"bench"}`;
   const frame = encoder.encode(`id: ${version}\ndata: {"event":"Updated","value":${entryJson}}\n\n`);
+  const subscribers = subscribersByKey.get(key) ?? new Set();
   for (const controller of subscribers) {
     try {
       controller.enqueue(frame);
     } catch {
-      subscribers.delete(controller);
+      if (subscribers.delete(controller)) subscriberCount -= 1;
     }
   }
   return new Response(entryJson, { status: 201, headers: jsonHeaders });
@@ -59,10 +69,14 @@ async function publish(request: Request): Promise<Response> {
 
 function handle(request: Request): Response | Promise<Response> {
   const path = new URL(request.url).pathname;
-  if (request.method === "GET" && /^\/[^/]+\/subscribe\/[^/]+$/.test(path)) return subscribe();
-  if (request.method === "PUT" && /^\/[^/]+\/key\/[^/]+$/.test(path)) return publish(request);
+  const subscribePath = /^\/([^/]+)\/subscribe\/([^/]+)$/.exec(path);
+  if (request.method === "GET" && subscribePath !== null) {
+    return subscribe(`${subscribePath[1]}/${subscribePath[2]}`);
+  }
+  const keyPath = /^\/([^/]+)\/key\/([^/]+)$/.exec(path);
+  if (request.method === "PUT" && keyPath !== null) return publish(request, `${keyPath[1]}/${keyPath[2]}`);
   if (path === "/stats") {
-    const stats = { active_sse_connections: subscribers.size, rss: Deno.memoryUsage().rss };
+    const stats = { active_sse_connections: subscriberCount, rss: Deno.memoryUsage().rss };
     return new Response(JSON.stringify(stats), { headers: jsonHeaders });
   }
   if (path === "/health") return new Response('{"status":"ok"}', { headers: jsonHeaders });
