@@ -31,7 +31,13 @@ export interface Limits {
   sseHistoryDepth: number;
   /** Keys (and tables) with a remembered history; least recently changed go first. @default 10,000 */
   sseHistoryKeysMax: number;
-  /** Bytes of frames all histories together may hold; least recently changed go first. @default 64 MiB */
+  /**
+   * Memory all histories' frames together may take, each counted as its bytes plus 256 bytes of objects
+   * around it; least recently changed histories go first. A frame is its value's JSON plus about 60
+   * bytes, so with 1 KiB values the default holds about 12,000 frames (one change of each of the
+   * `sseHistoryKeysMax` keys, or 64 changes of each of 190 keys) in a tenth of a 150 MB node; the
+   * former default, 64 MiB without the overhead, could grow past 200 MB with small values. @default 16 MiB
+   */
   sseHistoryBytesMax: number;
   /** Interval of `: keepalive` comments. SPEC §4 requires at most 15 s. @default 15 s */
   sseKeepaliveMs: number;
@@ -58,7 +64,7 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   sseQueueDepthMax: 512,
   sseHistoryDepth: 64,
   sseHistoryKeysMax: 10_000,
-  sseHistoryBytesMax: 64 << 20,
+  sseHistoryBytesMax: 16 << 20,
   sseKeepaliveMs: 15_000,
   walBatchRecordsMax: 4_096,
   walCheckpointBytes: 64 << 20,

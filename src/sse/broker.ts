@@ -61,6 +61,13 @@ export interface SubscribeTableOptions {
 
 type Subscribers = Map<string, Set<Subscriber>>;
 
+/**
+ * Bytes a remembered frame takes besides its payload, counted against `sseHistoryBytesMax`: the frame
+ * object, its `Uint8Array`, `ArrayBuffer` and backing store, and its slot in the history (measured in a
+ * heap snapshot of 10,000 key histories: about 300 bytes; a round figure is enough for a bound).
+ */
+export const historyFrameOverheadBytes = 256;
+
 /** Unambiguous map key of a (table, key) pair: the table's length fixes where the key starts. */
 function topicOf(table: string, key: string): string {
   return `${table.length}:${table}${key}`;
@@ -107,6 +114,7 @@ export class Broker {
       depthMax: limits.sseHistoryDepth,
       topicsMax: limits.sseHistoryKeysMax,
       bytesMax: limits.sseHistoryBytesMax,
+      frameOverheadBytes: historyFrameOverheadBytes,
     });
     this.#logger = options.logger;
     this.#tableId = Math.floor((options.clock ?? systemClock).nowMs()) * 1000;
@@ -134,7 +142,10 @@ export class Broker {
     return this.#publishedVersions.size;
   }
 
-  /** Bytes of encoded frames held by all replay histories (key and table); at most `sseHistoryBytesMax`. */
+  /**
+   * Bytes counted for the frames of all replay histories (key and table): each frame's encoded bytes plus
+   * {@linkcode historyFrameOverheadBytes}; at most `sseHistoryBytesMax`.
+   */
   get historyBytes(): number {
     return this.#histories.frameBytes;
   }

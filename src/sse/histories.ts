@@ -18,6 +18,12 @@ export interface HistoriesOptions {
   topicsMax: number;
   /** Bytes of frames held by key and table histories together (`sseHistoryBytesMax`). */
   bytesMax: number;
+  /**
+   * Bytes counted for each frame besides its own: the objects that hold it. With it, `bytesMax` bounds
+   * the memory the frames take, not only their payload.
+   * @default 0
+   */
+  frameOverheadBytes?: number;
 }
 
 /** Options of {@linkcode Histories.remember}. */
@@ -40,7 +46,7 @@ interface Slot {
  *
  * The byte budget is one pool shared by key and table histories, not a half each: a table with many
  * keys fills its key histories far more than its one table history, and a fixed split would leave half
- * the budget idle. Only the frames' `bytes.length` is counted, not the objects around them.
+ * the budget idle. A frame counts as its `bytes.length` plus `frameOverheadBytes`.
  *
  * When a frame does not fit, the least recently changed histories, of either kind, are forgotten whole;
  * the history being appended to is kept, unless it alone is over the budget: then its oldest frames go,
@@ -52,10 +58,11 @@ export class Histories {
   readonly #depthMax: number;
   readonly #topicsMax: number;
   readonly #bytesMax: number;
+  readonly #frameOverheadBytes: number;
   readonly #slotsByKind: Record<HistoryKind, Map<string, Slot>> = { key: new Map(), table: new Map() };
   /** Every slot, least recently changed first (Set insertion order). */
   readonly #recency = new Set<Slot>();
-  /** Sum of `frameBytes` over every slot. */
+  /** Sum of the counted bytes (payload and overhead) of every frame held. */
   #frameBytes = 0;
 
   constructor(options: HistoriesOptions) {
@@ -65,12 +72,16 @@ export class Histories {
     assert(options.topicsMax >= 1);
     assert(Number.isSafeInteger(options.bytesMax));
     assert(options.bytesMax >= 0);
+    const frameOverheadBytes = options.frameOverheadBytes ?? 0;
+    assert(Number.isSafeInteger(frameOverheadBytes));
+    assert(frameOverheadBytes >= 0);
     this.#depthMax = options.depthMax;
     this.#topicsMax = options.topicsMax;
     this.#bytesMax = options.bytesMax;
+    this.#frameOverheadBytes = frameOverheadBytes;
   }
 
-  /** Bytes of frames held by all histories together; at most `bytesMax`. */
+  /** Bytes counted for the frames of all histories together (payload and overhead); at most `bytesMax`. */
   get frameBytes(): number {
     return this.#frameBytes;
   }
@@ -95,13 +106,13 @@ export class Histories {
     let slot = slots.get(topic);
     if (slot === undefined) {
       slot = { kind, topic, history: new FrameHistory({ depthMax: this.#depthMax, first: frame }) };
-      this.#frameBytes += slot.history.frameBytes;
+      this.#frameBytes += this.#costOf(slot.history);
     } else {
       // A version at or below the newest (a conflict resolved after a partition) is not remembered;
       // subscribers skip it too, since each sends ids in increasing order only.
-      const bytesBefore = slot.history.frameBytes;
+      const bytesBefore = this.#costOf(slot.history);
       slot.history.append(frame);
-      this.#frameBytes += slot.history.frameBytes - bytesBefore;
+      this.#frameBytes += this.#costOf(slot.history) - bytesBefore;
       slots.delete(topic);
       this.#recency.delete(slot);
     }
@@ -117,12 +128,12 @@ export class Histories {
   #fitBytes(appended: Slot): void {
     const history = appended.history;
     // Loop bound: at most depthMax frames, and each pass forgets one.
-    while (history.frameBytes > this.#bytesMax && history.frameCount > 1) {
-      const bytesBefore = history.frameBytes;
+    while (this.#costOf(history) > this.#bytesMax && history.frameCount > 1) {
+      const bytesBefore = this.#costOf(history);
       history.forgetOldest();
-      this.#frameBytes -= bytesBefore - history.frameBytes;
+      this.#frameBytes -= bytesBefore - this.#costOf(history);
     }
-    if (history.frameBytes > this.#bytesMax) this.#forget(appended); // its newest frame alone is over
+    if (this.#costOf(history) > this.#bytesMax) this.#forget(appended); // its newest frame alone is over
     for (const slot of this.#recency) {
       if (this.#frameBytes <= this.#bytesMax) break;
       // `appended` is the most recent and fits alone, so the loop stops before reaching it.
@@ -138,7 +149,12 @@ export class Histories {
     assert(deleted);
     const unlisted = this.#recency.delete(slot);
     assert(unlisted);
-    this.#frameBytes -= slot.history.frameBytes;
+    this.#frameBytes -= this.#costOf(slot.history);
     assert(this.#frameBytes >= 0);
+  }
+
+  /** Bytes counted for the frames of one history: payload plus overhead. */
+  #costOf(history: FrameHistory): number {
+    return history.frameBytes + history.frameCount * this.#frameOverheadBytes;
   }
 }

@@ -12,7 +12,8 @@ export interface Frame {
  */
 export class FrameHistory {
   readonly #depthMax: number;
-  readonly #frames: Frame[] = [];
+  /** Oldest first. Starts as a one-element literal: most histories (keys written once) stay that size. */
+  readonly #frames: Frame[];
   /** Every frame of this history with an id above this one is held. */
   #floorId: number;
   /** Sum of `bytes.length` over `#frames`. */
@@ -24,7 +25,7 @@ export class FrameHistory {
     // No id lies strictly between `first.id - 1` and `first.id`, so nothing before `first` is claimed.
     this.#floorId = options.first.id - 1;
     this.#depthMax = options.depthMax;
-    this.#frames.push(options.first);
+    this.#frames = [options.first];
     this.#frameBytes = options.first.bytes.length;
   }
 

@@ -11,15 +11,14 @@ import {
   scanFrames,
 } from "./frame.ts";
 import { type Fs, type FsFile, parentDir } from "./fs.ts";
-import type { Entry } from "./types.ts";
+import type { IndexCut } from "./visible_index.ts";
 import {
   type CheckpointEndRecord,
-  decodeRecord,
-  type DeleteRecord,
+  decodeRecordHead,
   encodeRecord,
-  type PutRecord,
   RecordDecodeError,
-  recordOfEntry,
+  type RecordHead,
+  setRecordSequence,
 } from "./wal_record.ts";
 
 /** Plaintext gathered into one frame of a state file before it is encrypted and written. */
@@ -31,21 +30,14 @@ export const snapshotDirName = "snapshots";
 /** Suffix of a file being written; one left by a crash is removed at open. */
 export const tmpSuffix = ".tmp";
 
-/** One key of a state cut. */
-export interface StateItem {
-  readonly table: string;
-  readonly key: string;
-  readonly entry: Entry;
-}
-
 /** Options of {@linkcode writeStateFile}. */
 export interface WriteStateOptions {
   fs: Fs;
   /** Final path; the file is written to `path + ".tmp"`, synced, renamed and its directory synced. */
   path: string;
   encryption: Encryption;
-  /** Every entry, tombstones included. Must not change while it is consumed. */
-  items: Iterable<StateItem>;
+  /** Every key's record, tombstones included, as the index held them at the cut. */
+  cut: IndexCut;
   /** Sequence of the last change the items include. */
   sequence: number;
   timestamp: number;
@@ -56,29 +48,42 @@ export interface WriteStateOptions {
 async function writeStateFrames(file: FsFile, options: WriteStateOptions): Promise<number> {
   const header = encodeFileHeader("state", options.encryption.keyId);
   await file.write(header);
+  const { addresses, pages } = options.cut;
+  // Records are copied here (pages are shared and never modified) to carry sequence 0, as a state
+  // file's do; a frame's are gathered in one buffer, reused once the frame is written.
+  let scratch = new Uint8Array(stateFramePlaintextBytes);
+  let scratchBytes = 0;
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
-  let entryCount = 0;
   const flush = async () => {
-    await file.write(encodeFrame({ encryption: options.encryption, header, records: pending }));
+    await file.write(await encodeFrame({ encryption: options.encryption, header, records: pending }));
     pending = [];
     pendingBytes = 0;
+    scratchBytes = 0;
   };
-  for (const item of options.items) {
-    const encoded = encodeRecord(recordOfEntry(item));
-    pending.push(encoded);
-    pendingBytes += 4 + encoded.length;
-    entryCount += 1;
+  for (const address of addresses) {
+    const { bytes, start, end } = pages.recordAt(address);
+    const length = end - start;
+    if (scratchBytes + length > scratch.length) {
+      scratch = new Uint8Array(Math.max(stateFramePlaintextBytes, length));
+      scratchBytes = 0;
+    }
+    const record = scratch.subarray(scratchBytes, scratchBytes + length);
+    record.set(bytes.subarray(start, end));
+    setRecordSequence(record, 0);
+    pending.push(record);
+    scratchBytes += length;
+    pendingBytes += 4 + length;
     if (pendingBytes >= stateFramePlaintextBytes) await flush();
   }
   pending.push(encodeRecord({
     op: "checkpointEnd",
     sequence: options.sequence,
-    entryCount,
+    entryCount: addresses.length,
     timestamp: options.timestamp,
   }));
   await flush();
-  return entryCount;
+  return addresses.length;
 }
 
 /**
@@ -122,9 +127,17 @@ function corrupt(path: string, offset: number, reason: string): WalCorruptError 
   return new WalCorruptError({ path, offset, reason });
 }
 
+/** The records of one frame of a state file: `heads[i]` describes `records[i]` (a put or delete). */
+export interface StateFrame {
+  /** Every record of the frame, the checkpoint end included when it is the last frame. */
+  readonly records: readonly Uint8Array[];
+  readonly heads: readonly RecordHead[];
+}
+
 /**
- * Reads a state file, passing every entry record to `onRecord` in file order. Such files are only ever
- * renamed into place complete, so any damage, a torn tail included, is corruption.
+ * Reads a state file, passing the entry records of each frame to `onFrame` in file order, each checked.
+ * Such files are only ever renamed into place complete, so any damage, a torn tail included, is
+ * corruption.
  *
  * @returns undefined when the file does not exist.
  * @throws {WalCorruptError} naming the file and offset of the damage.
@@ -132,7 +145,7 @@ function corrupt(path: string, offset: number, reason: string): WalCorruptError 
  */
 export async function readStateFile(
   options: { fs: Fs; path: string; encryption: Encryption },
-  onRecord: (record: PutRecord | DeleteRecord) => void,
+  onFrame: (frame: StateFrame) => void,
 ): Promise<StateFileSummary | undefined> {
   const { path } = options;
   const file = await options.fs.openRead(path);
@@ -147,6 +160,7 @@ export async function readStateFile(
     const result = await scanFrames(
       { file, path, sizeBytes, encryption: options.encryption, header },
       (records, offset) => {
+        const heads: RecordHead[] = [];
         for (const bytes of records) {
           if (summary !== undefined) throw corrupt(path, offset, "records follow the checkpoint end");
           const record = decodeStateRecord(bytes, { path, offset });
@@ -155,9 +169,10 @@ export async function readStateFile(
             summary = { sequence: record.sequence, entryCount };
           } else {
             entryCount += 1;
-            onRecord(record);
+            heads.push(record);
           }
         }
+        onFrame({ records, heads });
       },
     );
     if (result.torn !== undefined) throw corrupt(path, result.torn.offset, result.torn.reason);
@@ -171,10 +186,10 @@ export async function readStateFile(
 function decodeStateRecord(
   bytes: Uint8Array,
   at: { path: string; offset: number },
-): PutRecord | DeleteRecord | CheckpointEndRecord {
+): RecordHead | CheckpointEndRecord {
   let record;
   try {
-    record = decodeRecord(bytes);
+    record = decodeRecordHead(bytes, 0, bytes.length);
   } catch (error) {
     if (error instanceof RecordDecodeError) throw corrupt(at.path, at.offset, error.message);
     throw error;

@@ -67,7 +67,8 @@
  * u32 O, O bytes   owner, UTF-8 (empty for ops 3 and 4)
  * rest             put: the value's JSON, UTF-8 (never empty); otherwise nothing
  * ```
- * `Entry.json` is rebuilt from these fields by concatenation, without parsing the value. u64 fields
+ * In memory the index keeps each key's current record in this layout and decodes `Entry.json` from it
+ * (`{"value":`, the value's bytes, then the other fields) without parsing the value. u64 fields
  * hold safe integers (< 2^53). A put or delete is a local write or a replica's state shipped from another
  * node (the same record either way). A purge drops the key from this node without a tombstone (it moved
  * to other nodes); it appears only in the WAL, never in a state file. Format version 1 gained op 4

@@ -44,13 +44,6 @@ export function replicaOfEntry(entry: Entry): ReplicaEntry {
   return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry) };
 }
 
-/** The replica form of a put or delete record (for the conflict rule during recovery). */
-export function replicaOfRecord(record: PutRecord | DeleteRecord): ReplicaEntry {
-  const { version, timestamp, owner } = record;
-  if (record.op === "delete") return { version, timestamp, owner, deleted: true };
-  return { version, timestamp, owner, deleted: false, valueJson: record.valueJson };
-}
-
 /** The record that writes a replica's state; its sequence (0 here) is set when it is queued. */
 export function recordOfReplica(
   target: { table: string; key: string; entry: ReplicaEntry },

@@ -8,7 +8,8 @@ import {
   removeTmpFiles,
   snapshotDirName,
   snapshotFileName,
-  type StateItem,
+  type StateFileSummary,
+  type StateFrame,
   storageFileName,
   writeStateFile,
 } from "./checkpoint.ts";
@@ -33,13 +34,7 @@ import {
 } from "./frame.ts";
 import { type Failpoints, inertFailpoints } from "./failpoints.ts";
 import { type FsFile, isNoSpaceError } from "./fs.ts";
-import {
-  checkReplicaEntry,
-  compareReplicaEntries,
-  recordOfReplica,
-  replicaOfEntry,
-  replicaOfRecord,
-} from "./replica.ts";
+import { checkReplicaEntry, compareReplicaEntries, recordOfReplica, replicaOfEntry } from "./replica.ts";
 import type {
   ChangeEvent,
   Entry,
@@ -51,15 +46,17 @@ import type {
 } from "./types.ts";
 import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
+import { VisibleIndex } from "./visible_index.ts";
 import {
-  decodeRecord,
+  decodeRecordHead,
   type DeleteRecord,
   encodeRecord,
-  entryOf,
+  entryOfEncoded,
   type PurgeRecord,
   type PutRecord,
   RecordDecodeError,
   recordFixedBytes,
+  type RecordHead,
   setRecordSequence,
   valueJsonOf,
 } from "./wal_record.ts";
@@ -79,22 +76,6 @@ const settleTurnsMax = 64;
  * damaged frame only before the first cut, so one WAL cut suffices); one spare.
  */
 const repairAttemptsMax = 3;
-
-/**
- * One table of the visible index. Deletes keep a tombstone; only a purge removes a key, and a table left
- * without keys is removed with it.
- */
-interface TableState {
-  readonly entries: Map<string, Entry>;
-  liveCount: number;
-  /**
-   * Every key in code-unit order, built on demand: `addedKeys` are merged in and `purgedKeys` filtered out
-   * at the next listing. A key is in `sortedKeys` or `addedKeys` at most once, purged or not.
-   */
-  sortedKeys: string[];
-  addedKeys: string[];
-  readonly purgedKeys: Set<string>;
-}
 
 /**
  * A write between acceptance and durability: a local write (version + 1), a replica's state (wins by
@@ -135,7 +116,8 @@ const encoder = new TextEncoder();
  */
 export class Store {
   readonly #options: StoreOptions;
-  readonly #tables = new Map<string, TableState>();
+  /** The visible state: durable writes only. */
+  readonly #index = new VisibleIndex();
   /** Writes accepted but not yet durable, newest per key: sequences writes, never read by `get`. */
   readonly #pending = new Map<string, Map<string, PendingKey>>();
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
@@ -245,17 +227,19 @@ export class Store {
         if (!repairable || repairCount >= repairAttemptsMax) throw error;
         await this.#repairFile(error);
         repairCount += 1;
-        this.#tables.clear();
+        this.#index.clear();
         this.#sequenceDurable = 0;
       }
     }
+    // Recovery overwrote keys of earlier frames: move what is left of mostly dead pages.
+    this.#index.compact();
     assert(this.#wal !== undefined);
     assert(Number.isSafeInteger(this.#sequenceDurable));
     this.#sequenceAccepted = this.#sequenceDurable;
     logger.info("store opened", {
       dir: this.#dir,
       sequence: this.#sequenceDurable,
-      tables: this.#tables.size,
+      tables: this.#index.tableCount,
     });
     return repairCount > 0;
   }
@@ -264,7 +248,7 @@ export class Store {
   async #recoverFiles(): Promise<void> {
     const { fs, logger } = this.#options;
     assert(this.#wal === undefined, "a failed attempt never opens the WAL for appends");
-    assert(this.#tables.size === 0, "each attempt starts from an empty index");
+    assert(this.#index.tableCount === 0, "each attempt starts from an empty index");
     const base = await this.#loadBase();
     this.#sequenceDurable = base.sequence;
     const walExisted = await fs.stat(this.#walPath) !== undefined;
@@ -298,16 +282,15 @@ export class Store {
    * @returns the sequence of the last change in the base and the file it came from.
    */
   async #loadBase(): Promise<{ sequence: number; source: string | undefined }> {
-    const { fs, logger, encryption } = this.#options;
-    const apply = (record: PutRecord | DeleteRecord) => this.#applyRecovered(record);
-    const summary = await readStateFile({ fs, path: this.#storagePath, encryption }, apply);
+    const { fs, logger } = this.#options;
+    const summary = await this.#readStateFile(this.#storagePath);
     if (summary !== undefined) return { sequence: summary.sequence, source: this.#storagePath };
     const snapshots = await listSnapshots(fs, this.#snapshotDir);
     // Bounded by the snapshots on disk; newest first.
     for (const snapshot of snapshots.reverse()) {
       const path = `${this.#snapshotDir}/${snapshot.name}`;
       try {
-        const found = await readStateFile({ fs, path, encryption }, apply);
+        const found = await this.#readStateFile(path);
         assert(found !== undefined, "a listed snapshot exists");
         logger.warn(`${this.#storagePath} is missing: starting from ${path} and the WAL`, {
           file: path,
@@ -317,11 +300,30 @@ export class Store {
       } catch (error) {
         if (!(error instanceof WalCorruptError)) throw error;
         logger.warn(`skipping a damaged snapshot: ${error.message}`, { file: path, offset: error.offset });
-        this.#tables.clear();
+        this.#index.clear();
       }
     }
-    assert(this.#tables.size === 0);
+    assert(this.#index.tableCount === 0);
     return { sequence: 0, source: undefined };
+  }
+
+  /**
+   * Reads a state file into the index, each frame indexed while the next is read.
+   *
+   * @throws the errors of {@linkcode readStateFile}.
+   */
+  async #readStateFile(path: string): Promise<StateFileSummary | undefined> {
+    const { fs, encryption } = this.#options;
+    const queue = (frame: StateFrame) => this.#index.queueFrame(frame.records, frame.heads);
+    let summary: StateFileSummary | undefined;
+    try {
+      summary = await readStateFile({ fs, path, encryption }, queue);
+    } catch (error) {
+      await this.#index.loadQueued().catch(() => {}); // the read's error is the one to report
+      throw error;
+    }
+    await this.#index.loadQueued();
+    return summary;
   }
 
   /** Repairs the file `error` names: keeps a copy and cuts the WAL, or moves storage.db aside. */
@@ -412,6 +414,7 @@ export class Store {
     let firstSequence: number | undefined;
     const scan = { file, path, sizeBytes: options.sizeBytes, encryption: this.#options.encryption };
     const result = await scanFrames({ ...scan, header: options.header }, (records, offset) => {
+      const heads: Array<RecordHead | PurgeRecord> = [];
       for (const bytes of records) {
         const record = decodeWalRecord(bytes, { path, offset });
         // A purge is not a change: it carries the sequence of the last change before it.
@@ -427,65 +430,18 @@ export class Store {
         }
         lastSequence = record.sequence;
         if (record.op !== "purge") firstSequence ??= record.sequence;
-        this.#applyRecovered(record);
+        heads.push(record);
       }
+      // Applied after the whole frame decoded (a damaged frame changes nothing), while the next is read.
+      this.#index.queueFrame(records, heads);
+    }).catch(async (error) => {
+      await this.#index.loadQueued().catch(() => {}); // the read's error is the one to report
+      throw error;
     });
+    await this.#index.loadQueued();
     if (firstSequence !== undefined) assert(firstSequence <= lastSequence);
     this.#sequenceDurable = Math.max(this.#sequenceDurable, lastSequence);
     return { result, firstSequence };
-  }
-
-  #tableFor(table: string): TableState {
-    let state = this.#tables.get(table);
-    if (state === undefined) {
-      state = { entries: new Map(), liveCount: 0, sortedKeys: [], addedKeys: [], purgedKeys: new Set() };
-      this.#tables.set(table, state);
-    }
-    return state;
-  }
-
-  #setVisible(state: TableState, key: string, entry: Entry): void {
-    const previous = state.entries.get(key);
-    // A key purged since the last listing is still in the key arrays: it only stops being purged.
-    if (previous === undefined && !state.purgedKeys.delete(key)) state.addedKeys.push(key);
-    else if (previous !== undefined && !previous.deleted) state.liveCount -= 1;
-    if (!entry.deleted) state.liveCount += 1;
-    state.entries.set(key, entry);
-    assert(state.liveCount >= 0);
-    assert(state.liveCount <= state.entries.size);
-  }
-
-  /** Removes a key from the index (a purge); a table left empty goes too. Returns whether it was there. */
-  #removeVisible(table: string, key: string): boolean {
-    const state = this.#tables.get(table);
-    const previous = state?.entries.get(key);
-    if (state === undefined || previous === undefined) return false;
-    if (!previous.deleted) state.liveCount -= 1;
-    state.entries.delete(key);
-    state.purgedKeys.add(key);
-    if (state.entries.size === 0) this.#tables.delete(table);
-    assert(state.liveCount >= 0);
-    assert(state.liveCount <= state.entries.size);
-    return true;
-  }
-
-  /**
-   * Applies a record from a file, only when it wins against what the index holds (the conflict rule, which
-   * every logged write obeyed when it was accepted): replay is idempotent. A purge removes the key.
-   */
-  #applyRecovered(record: PutRecord | DeleteRecord | PurgeRecord): void {
-    if (record.op === "purge") {
-      this.#removeVisible(record.table, record.key);
-      return;
-    }
-    const state = this.#tableFor(record.table);
-    const current = state.entries.get(record.key);
-    if (
-      current !== undefined && compareReplicaEntries(replicaOfRecord(record), replicaOfEntry(current)) <= 0
-    ) {
-      return;
-    }
-    this.#setVisible(state, record.key, entryOf(record));
   }
 
   /** Makes one durable write visible and takes it out of the overlay when it is still the key's newest. */
@@ -496,18 +452,21 @@ export class Store {
         write.sequence === this.#sequenceDurable,
         "a purge carries the sequence of the change before it",
       );
-      assert(this.#removeVisible(write.table, write.key), "a purge is queued only for a present key");
+      assert(this.#index.remove(write.table, write.key), "a purge is queued only for a present key");
     } else {
       assert(write.entry !== undefined);
       assert(write.sequence === this.#sequenceDurable + 1, "batches must become durable in sequence order");
       this.#sequenceDurable = write.sequence;
-      const state = this.#tableFor(write.table);
-      const previous = state.entries.get(write.key);
-      if (write.kind === "local") assert(write.entry.version === (previous?.version ?? 0) + 1);
-      if (write.kind === "replica" && previous !== undefined) {
-        assert(compareReplicaEntries(replicaOfEntry(write.entry), replicaOfEntry(previous)) > 0);
+      const { table, key, encoded } = write;
+      if (write.kind === "local") {
+        assert(write.entry.version === (this.#index.versionOf(table, key) ?? 0) + 1);
+      } else {
+        const previous = this.#index.get(table, key);
+        if (previous !== undefined) {
+          assert(compareReplicaEntries(replicaOfEntry(write.entry), replicaOfEntry(previous)) > 0);
+        }
       }
-      this.#setVisible(state, write.key, write.entry);
+      this.#index.applyRecord({ table, key, encoded, deleted: write.entry.deleted });
     }
     const pendingTable = this.#pending.get(write.table);
     if (pendingTable?.get(write.key)?.write === write) {
@@ -519,6 +478,7 @@ export class Store {
   /** A batch is durable: make it visible, then tell listeners, in commit order. */
   #applyDurable(writes: readonly PendingWrite[]): void {
     for (const write of writes) this.#applyDurableWrite(write);
+    this.#index.compact();
     assert(this.#sequenceDurable <= this.#sequenceAccepted);
     const listeners = [...this.#listeners];
     for (const write of writes) {
@@ -561,7 +521,7 @@ export class Store {
   #current(table: string, key: string): Entry | undefined {
     const pending = this.#pending.get(table)?.get(key);
     if (pending !== undefined) return pending.write.entry;
-    return this.#tables.get(table)?.entries.get(key);
+    return this.#index.get(table, key);
   }
 
   #checkWritable(operation: string): void {
@@ -631,7 +591,9 @@ export class Store {
           `${this.#recordBytesMax} (requestBytesMax + 3 * nameBytesMax + ${recordFixedBytes})`,
       );
     }
-    const entry = entryOf(record);
+    const entry = entryOfEncoded(encoded);
+    assert(entry.version === version);
+    assert(entry.timestamp === timestamp);
     return this.#enqueue({ encoded, table, key, kind: "local", entry }).then(() => entry);
   }
 
@@ -658,13 +620,12 @@ export class Store {
 
   /** The live entry of a key, or undefined when it is missing or deleted. Only durable writes are seen. */
   get(table: string, key: string): Entry | undefined {
-    const entry = this.#tables.get(table)?.entries.get(key);
-    return entry === undefined || entry.deleted ? undefined : entry;
+    return this.#index.getLive(table, key);
   }
 
   /** The entry of a key including a tombstone. Only durable writes are seen. */
   getEntry(table: string, key: string): Entry | undefined {
-    return this.#tables.get(table)?.entries.get(key);
+    return this.#index.get(table, key);
   }
 
   /**
@@ -771,7 +732,7 @@ export class Store {
           `(requestBytesMax + 3 * nameBytesMax + ${recordFixedBytes})`,
       );
     }
-    const entry = entryOf(record);
+    const entry = entryOfEncoded(encoded);
     assert(entry.version === item.entry.version);
     assert(entry.deleted === item.entry.deleted);
     assert(replicaOfEntry(entry).valueJson === item.entry.valueJson, "the value must round-trip unparsed");
@@ -835,10 +796,8 @@ export class Store {
    * Lazy: it walks the index itself, without copying it. Changes made while it runs may or may not be
    * seen; a key is never seen in a state it did not hold.
    */
-  *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
-    for (const [table, state] of this.#tables) {
-      for (const [key, entry] of state.entries) yield { table, key, entry };
-    }
+  scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+    return this.#index.scan();
   }
 
   /**
@@ -864,52 +823,20 @@ export class Store {
 
   /** True when the table holds a key, live or a tombstone (a table whose keys were all purged does not). */
   hasTable(table: string): boolean {
-    return this.#tables.has(table);
-  }
-
-  #sortedKeys(state: TableState): string[] {
-    if (state.purgedKeys.size > 0) {
-      // New arrays, so a listing in progress keeps its own (and skips keys it no longer finds).
-      const purged = state.purgedKeys;
-      state.sortedKeys = state.sortedKeys.filter((key) => !purged.has(key));
-      state.addedKeys = state.addedKeys.filter((key) => !purged.has(key));
-      purged.clear();
-    }
-    if (state.addedKeys.length > 0) {
-      // A new array, so a listing in progress keeps its own. Timsort merges the sorted run and the additions.
-      state.sortedKeys = state.sortedKeys.concat(state.addedKeys).sort();
-      state.addedKeys = [];
-    }
-    assert(state.sortedKeys.length === state.entries.size);
-    return state.sortedKeys;
+    return this.#index.hasTable(table);
   }
 
   /**
    * Live entries of a table in ascending code-unit order of their keys, after `after` (exclusive), at most
    * `limit`, read lazily from the current state.
    */
-  *entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]> {
-    assert(Number.isSafeInteger(options.limit));
-    assert(options.limit >= 0);
-    const state = this.#tables.get(table);
-    if (state === undefined) return;
-    const keys = this.#sortedKeys(state);
-    let index = options.after === undefined ? 0 : firstIndexAfter(keys, options.after);
-    let count = 0;
-    for (; index < keys.length && count < options.limit; index += 1) {
-      const key = keys[index]!;
-      const entry = state.entries.get(key);
-      if (entry === undefined || entry.deleted) continue; // undefined: purged while this listing ran
-      count += 1;
-      yield [key, entry];
-    }
+  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]> {
+    return this.#index.entries(table, options);
   }
 
   /** Live keys per table, for every table ever written. */
   tableCounts(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const [table, state] of this.#tables) counts.set(table, state.liveCount);
-    return counts;
+    return this.#index.tableCounts();
   }
 
   /**
@@ -921,14 +848,6 @@ export class Store {
     const wrapped = (event: ChangeEvent) => listener(event);
     this.#listeners.add(wrapped);
     return () => this.#listeners.delete(wrapped);
-  }
-
-  #visibleItems(): StateItem[] {
-    const items: StateItem[] = [];
-    for (const [table, state] of this.#tables) {
-      for (const [key, entry] of state.entries) items.push({ table, key, entry });
-    }
-    return items;
   }
 
   #storageError(operation: string, cause: unknown): StorageFailedError | StorageFullError {
@@ -948,12 +867,11 @@ export class Store {
       const path = `${this.#dir}/${storageFileName}`;
       try {
         // Flushing is paused, so the visible state cannot change while it is written.
-        const items = this.#visibleItems();
         await writeStateFile({
           fs: this.#options.fs,
           path,
           encryption: this.#options.encryption,
-          items,
+          cut: this.#index.cut(),
           sequence,
           timestamp: this.#options.clock.nowMs(),
           failpoints: {
@@ -1012,7 +930,7 @@ export class Store {
 
   async #writeSnapshot(): Promise<string> {
     // The cut is taken synchronously, so writes go on while it is written.
-    const items = this.#visibleItems();
+    const cut = this.#index.cut();
     const sequence = this.#sequenceDurable;
     const timestampMs = Math.max(this.#options.clock.nowMs(), this.#lastSnapshotMs + 1);
     this.#lastSnapshotMs = timestampMs;
@@ -1023,7 +941,7 @@ export class Store {
         fs,
         path,
         encryption,
-        items,
+        cut,
         sequence,
         timestamp: timestampMs,
         failpoints: { points: this.#failpoints, beforeRename: "snapshot.beforeRename" },
@@ -1072,6 +990,8 @@ export class Store {
       checkpointCount: this.#checkpointCount,
       snapshotCount: this.#snapshotCount,
       sequence: this.#sequenceDurable,
+      indexPageBytes: this.#index.pageStats.pageBytes,
+      indexLiveBytes: this.#index.pageStats.liveBytes,
     };
   }
 
@@ -1109,25 +1029,13 @@ export class Store {
   }
 }
 
-/** Index of the first key greater than `after` in a sorted array (binary search, code-unit order). */
-function firstIndexAfter(keys: readonly string[], after: string): number {
-  let low = 0;
-  let high = keys.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (keys[middle]! <= after) low = middle + 1;
-    else high = middle;
-  }
-  return low;
-}
-
 function decodeWalRecord(
   bytes: Uint8Array,
   at: { path: string; offset: number },
-): PutRecord | DeleteRecord | PurgeRecord {
+): RecordHead | PurgeRecord {
   let record;
   try {
-    record = decodeRecord(bytes);
+    record = decodeRecordHead(bytes, 0, bytes.length);
   } catch (error) {
     if (error instanceof RecordDecodeError) throw new WalCorruptError({ ...at, reason: error.message });
     throw error;

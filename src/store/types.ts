@@ -14,7 +14,7 @@ export interface Entry {
   readonly owner: string;
   readonly deleted: boolean;
   /**
-   * The bytes a reader gets, prepared once at write time.
+   * The bytes a reader gets, decoded from the key's record without parsing the value.
    * Live: the VersionedValue, `{"value":...,"version":n,"timestamp":t,"owner":"o"}`.
    * Tombstone: the value of a `Deleted` event, `{"key":"k","version":n,"timestamp":t}`.
    */
@@ -75,6 +75,10 @@ export interface StoreStats {
   snapshotCount: number;
   /** Sequence of the last durable change. */
   sequence: number;
+  /** Bytes of the pages holding the index's records (live, dead and free). */
+  indexPageBytes: number;
+  /** Bytes of the records keys point at; the rest of `indexPageBytes` waits for compaction. */
+  indexLiveBytes: number;
 }
 
 /**

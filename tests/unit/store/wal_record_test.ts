@@ -3,15 +3,20 @@
 import assert from "node:assert/strict";
 import {
   decodeRecord,
+  decodeRecordHead,
+  type DeleteRecord,
   encodeRecord,
+  entryAt,
   entryOf,
+  entryOfEncoded,
   type PurgeRecord,
   type PutRecord,
   RecordDecodeError,
   recordFixedBytes,
-  recordOfEntry,
   setRecordSequence,
+  tableAndKeyAt,
   valueJsonOf,
+  versionAt,
   type WalRecord,
 } from "../../../src/store/wal_record.ts";
 
@@ -78,9 +83,52 @@ Deno.test("entryOf() builds the live VersionedValue and the tombstone JSON by co
   assert.equal(tombstone.owner, "o");
 });
 
-Deno.test("recordOfEntry() rewrites an entry with sequence 0 and the same value bytes", () => {
-  const record = recordOfEntry({ table: put.table, key: put.key, entry: entryOf(put) });
-  assert.deepEqual(record, { ...put, sequence: 0 });
+Deno.test("entryAt() decodes the same entry entryOf() concatenates, for puts and tombstones", () => {
+  const records: Array<PutRecord | DeleteRecord> = [
+    put,
+    { ...put, owner: "plain", valueJson: '"ascii"' },
+    { ...put, valueJson: JSON.stringify({ text: "x".repeat(70_000) }) },
+    { op: "delete", sequence: 3, version: 4, timestamp: 5, table: "t", key: 'k"🍎', owner: "ö" },
+  ];
+  for (const record of records) {
+    const bytes = encodeRecord(record);
+    const padded = new Uint8Array(bytes.length + 10);
+    padded.set(bytes, 3);
+    assert.deepEqual(entryAt({ bytes: padded, start: 3, end: 3 + bytes.length }), entryOf(record));
+    assert.deepEqual(entryOfEncoded(bytes), entryOf(record));
+    assert.equal(versionAt({ bytes, start: 0, end: bytes.length }), record.version);
+    assert.deepEqual(tableAndKeyAt({ bytes, start: 0, end: bytes.length }), {
+      table: record.table,
+      key: record.key,
+    });
+  }
+});
+
+Deno.test("decodeRecordHead() reads what indexing needs and checks the owner and value bytes", () => {
+  const bytes = encodeRecord(put);
+  assert.deepEqual(decodeRecordHead(bytes, 0, bytes.length), {
+    op: "put",
+    sequence: put.sequence,
+    version: put.version,
+    table: put.table,
+    key: put.key,
+  });
+  const badValue = bytes.slice();
+  badValue[bytes.length - 3] = 0xff;
+  assert.throws(() => decodeRecordHead(badValue, 0, badValue.length), /not valid UTF-8/);
+  const badOwner = encodeRecord({ ...put, owner: "é", valueJson: '"v"' });
+  badOwner[badOwner.length - 3 - 2] = 0xff; // the first of the owner's two bytes, before the 3-byte value
+  assert.throws(() => decodeRecordHead(badOwner, 0, badOwner.length), /not valid UTF-8/);
+  const end = encodeRecord({ op: "checkpointEnd", sequence: 5, entryCount: 2, timestamp: 9 });
+  assert.deepEqual(decodeRecordHead(end, 0, end.length), {
+    op: "checkpointEnd",
+    sequence: 5,
+    entryCount: 2,
+    timestamp: 9,
+  });
+  const purgeBytes = encodeRecord(purge);
+  assert.deepEqual(decodeRecordHead(purgeBytes, 0, purgeBytes.length), purge);
+  assert.throws(() => decodeRecordHead(bytes, 0, 40), RecordDecodeError);
 });
 
 Deno.test("decodeRecord() rejects damaged layouts", () => {

@@ -1,0 +1,290 @@
+import { assert } from "../util/assert.ts";
+
+/**
+ * Bytes of the address space one slot of the page directory covers. A page takes the slots its record
+ * starts fall in: a write page or a page of one large record one slot, a page read from a file one per
+ * 64 KiB.
+ */
+export const slotBytes = 64 * 1024;
+/** Bytes of a page records are appended to; a record that does not fit one gets a page of its own. */
+export const writePageBytes = slotBytes;
+
+/**
+ * A run of records, each after its u32 length as in a frame's plaintext: a frame read from a file
+ * (adopted as is, without a copy) or a page written records are appended to.
+ */
+export interface Page {
+  readonly bytes: Uint8Array;
+  /** Address of `bytes[0]`. */
+  readonly base: number;
+  /** Slots of the directory naming this page, from `base / slotBytes`. */
+  readonly slotCount: number;
+  /** Bytes holding records (length prefixes included); the rest of a write page is free. */
+  usedBytes: number;
+  /** Bytes of the records some key points at, length prefixes included. */
+  liveBytes: number;
+  /** False while records may still be appended (the write page) or indexed (a page being adopted). */
+  sealed: boolean;
+  /** True while it waits in the sparse queue. */
+  queued: boolean;
+}
+
+/** Where one record lies: `bytes[start, end)`, its u32 length just before `start`. */
+export interface RecordSpan {
+  readonly bytes: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** The pages as they were at one moment, to read a cut of addresses while the pages change. */
+export interface PagesView {
+  /** The record at `address`, as it was when the view was taken. */
+  recordAt(address: number): RecordSpan;
+}
+
+function lengthAt(bytes: Uint8Array, offset: number): number {
+  return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
+    bytes[offset + 3]!) >>> 0;
+}
+
+function writeLength(bytes: Uint8Array, offset: number, length: number): void {
+  bytes[offset] = length >>> 24;
+  bytes[offset + 1] = (length >>> 16) & 0xff;
+  bytes[offset + 2] = (length >>> 8) & 0xff;
+  bytes[offset + 3] = length & 0xff;
+}
+
+function spanIn(slots: ReadonlyArray<Page | undefined>, address: number): RecordSpan {
+  assert(Number.isSafeInteger(address) && address >= 0, "an address is a non-negative integer");
+  const page = slots[Math.floor(address / slotBytes)];
+  assert(page !== undefined, "an address names a page in the directory");
+  const offset = address - page.base;
+  const start = offset + 4;
+  const end = start + lengthAt(page.bytes, offset);
+  assert(end <= page.usedBytes, "a record lies inside its page");
+  return { bytes: page.bytes, start, end };
+}
+
+/**
+ * The records the visible index points at, packed in pages, each named by an address: a number, so that
+ * the index of a million keys holds a million small integers instead of a million objects and strings
+ * for the garbage collector to trace and copy. Pages are never modified once written, so a view taken
+ * before changes still reads the records it saw.
+ *
+ * Each page counts the bytes of its records some key points at (`retain`/`release`). A page nobody
+ * points at is dropped; a sealed page with less than half of its bytes live is queued as sparse, and the
+ * index moves its live records to the write page (`compact`), so dead bytes stay below about as many
+ * as live ones.
+ */
+export class RecordPages {
+  /** Page by slot: the page holding address `a` is `slots[floor(a / slotBytes)]`. */
+  readonly #slots: Array<Page | undefined> = [];
+  /** Slots of dropped pages, reused one at a time by write pages. */
+  readonly #freeSlots: number[] = [];
+  readonly #sparse: Page[] = [];
+  #writePage: Page | undefined;
+  #liveBytes = 0;
+  #pageBytes = 0;
+
+  /** Bytes of records some key points at, length prefixes included. */
+  get liveBytes(): number {
+    return this.#liveBytes;
+  }
+
+  /** Bytes of every page held (live, dead and, in the write page, free). */
+  get pageBytes(): number {
+    return this.#pageBytes;
+  }
+
+  /** Pages held. */
+  get pageCount(): number {
+    let count = 0;
+    for (let slot = 0; slot < this.#slots.length; slot += 1) {
+      const page = this.#slots[slot];
+      if (page !== undefined && page.base === slot * slotBytes) count += 1;
+    }
+    return count;
+  }
+
+  /**
+   * Takes `bytes` (a frame's plaintext records, read from a file) as a page as is. Its records are
+   * addressed by {@linkcode RecordPages.addressOf} while it is being indexed; `seal` ends that.
+   */
+  adopt(bytes: Uint8Array): Page {
+    assert(bytes.length > 0);
+    const slotCount = Math.ceil(bytes.length / slotBytes);
+    const firstSlot = this.#slots.length;
+    const page = this.#newPage({ bytes, firstSlot, slotCount, usedBytes: bytes.length });
+    for (let slot = 0; slot < slotCount; slot += 1) this.#slots.push(page);
+    assert(this.#slots.length === firstSlot + slotCount);
+    return page;
+  }
+
+  /** The address of `record`, a view into the bytes of `page` just after its u32 length prefix. */
+  addressOf(page: Page, record: Uint8Array): number {
+    assert(record.buffer === page.bytes.buffer, "the record lies in the page's buffer");
+    const offset = record.byteOffset - 4 - page.bytes.byteOffset;
+    assert(offset >= 0 && offset + 4 + record.length <= page.usedBytes);
+    assert(lengthAt(page.bytes, offset) === record.length, "the length prefix precedes the record");
+    return page.base + offset;
+  }
+
+  /** Ends the indexing of an adopted page: it is dropped at once when no key points into it. */
+  seal(page: Page): void {
+    assert(!page.sealed);
+    page.sealed = true;
+    this.#settle(page);
+  }
+
+  /** Copies an encoded record into the write page (a page of its own when larger); returns its address. */
+  append(record: Uint8Array): number {
+    assert(record.length > 0);
+    const framedBytes = 4 + record.length;
+    if (framedBytes > writePageBytes) {
+      const page = this.#newPage({
+        bytes: new Uint8Array(framedBytes),
+        firstSlot: this.#takeSlot(),
+        slotCount: 1,
+        usedBytes: 0,
+      });
+      this.#slots[page.base / slotBytes] = page;
+      return this.#appendTo(page, record);
+    }
+    let page = this.#writePage;
+    if (page === undefined || page.usedBytes + framedBytes > page.bytes.length) {
+      if (page !== undefined) this.#sealWritePage(page);
+      page = this.#newPage({
+        bytes: new Uint8Array(writePageBytes),
+        firstSlot: this.#takeSlot(),
+        slotCount: 1,
+        usedBytes: 0,
+      });
+      this.#slots[page.base / slotBytes] = page;
+      this.#writePage = page;
+    }
+    return this.#appendTo(page, record);
+  }
+
+  /** The record at `address`. */
+  recordAt(address: number): RecordSpan {
+    return spanIn(this.#slots, address);
+  }
+
+  /** The first byte (the op) of the record at `address`. */
+  opAt(address: number): number {
+    const span = spanIn(this.#slots, address);
+    return span.bytes[span.start]!;
+  }
+
+  /** A key now points at the record at `address`. */
+  retain(address: number): void {
+    const page = this.#pageAt(address);
+    const bytes = 4 + lengthAt(page.bytes, address - page.base);
+    page.liveBytes += bytes;
+    this.#liveBytes += bytes;
+    assert(page.liveBytes <= page.usedBytes);
+  }
+
+  /** No key points at the record at `address` any more: its page may be dropped or become sparse. */
+  release(address: number): void {
+    const page = this.#pageAt(address);
+    const bytes = 4 + lengthAt(page.bytes, address - page.base);
+    page.liveBytes -= bytes;
+    this.#liveBytes -= bytes;
+    assert(page.liveBytes >= 0);
+    assert(this.#liveBytes >= 0);
+    this.#settle(page);
+  }
+
+  /**
+   * Takes the sparse pages queued since the last call: the caller moves their live records elsewhere
+   * (reading them with {@linkcode RecordPages.records}), and each is dropped when its last goes.
+   */
+  takeSparse(): Page[] {
+    const pages = this.#sparse.splice(0);
+    for (const page of pages) page.queued = false;
+    return pages.filter((page) => this.#slots[page.base / slotBytes] === page);
+  }
+
+  /** Every record of `page` with its address, in page order, live or not. */
+  *records(page: Page): Iterable<{ address: number; span: RecordSpan }> {
+    let offset = 0;
+    // Bounded by the page's used bytes: each step moves past one record.
+    while (offset < page.usedBytes) {
+      assert(offset + 4 <= page.usedBytes);
+      const start = offset + 4;
+      const end = start + lengthAt(page.bytes, offset);
+      assert(end <= page.usedBytes);
+      yield { address: page.base + offset, span: { bytes: page.bytes, start, end } };
+      offset = end;
+    }
+  }
+
+  /** A view of the pages as they are now; later drops and reuse of slots do not change what it reads. */
+  view(): PagesView {
+    const slots = this.#slots.slice();
+    return { recordAt: (address) => spanIn(slots, address) };
+  }
+
+  #newPage(options: { bytes: Uint8Array; firstSlot: number; slotCount: number; usedBytes: number }): Page {
+    this.#pageBytes += options.bytes.length;
+    return {
+      bytes: options.bytes,
+      base: options.firstSlot * slotBytes,
+      slotCount: options.slotCount,
+      usedBytes: options.usedBytes,
+      liveBytes: 0,
+      sealed: false,
+      queued: false,
+    };
+  }
+
+  #appendTo(page: Page, record: Uint8Array): number {
+    const offset = page.usedBytes;
+    assert(offset + 4 + record.length <= page.bytes.length);
+    writeLength(page.bytes, offset, record.length);
+    page.bytes.set(record, offset + 4);
+    page.usedBytes = offset + 4 + record.length;
+    if (page !== this.#writePage) page.sealed = true; // a page of one large record is complete
+    return page.base + offset;
+  }
+
+  #sealWritePage(page: Page): void {
+    assert(page === this.#writePage);
+    this.#writePage = undefined;
+    page.sealed = true;
+    this.#settle(page);
+  }
+
+  #takeSlot(): number {
+    return this.#freeSlots.pop() ?? this.#slots.push(undefined) - 1;
+  }
+
+  #pageAt(address: number): Page {
+    const page = this.#slots[Math.floor(address / slotBytes)];
+    assert(page !== undefined, "an address names a page in the directory");
+    return page;
+  }
+
+  /** Drops a sealed page nobody points into, or queues it when less than half of it is live. */
+  #settle(page: Page): void {
+    if (!page.sealed) return;
+    if (page.liveBytes === 0) {
+      this.#drop(page);
+    } else if (page.liveBytes * 2 < page.usedBytes && !page.queued) {
+      page.queued = true;
+      this.#sparse.push(page);
+    }
+  }
+
+  #drop(page: Page): void {
+    const firstSlot = page.base / slotBytes;
+    if (this.#slots[firstSlot] !== page) return; // dropped already
+    for (let slot = firstSlot; slot < firstSlot + page.slotCount; slot += 1) {
+      this.#slots[slot] = undefined;
+      this.#freeSlots.push(slot);
+    }
+    this.#pageBytes -= page.bytes.length;
+    assert(this.#pageBytes >= 0);
+  }
+}

@@ -1,0 +1,150 @@
+// Goal: the index keeps every key's record as bytes in pages and answers like a map of entries: frames
+// read from files are indexed by the conflict rule without copying, writes replace records, purges
+// remove keys, a cut keeps reading what it saw, and mostly dead pages are compacted away.
+// Method: records encoded with encodeRecord and framed as a frame's plaintext holds them; entries
+// compared with the concatenation reference entryOf(); page bytes checked against live bytes.
+import assert from "node:assert/strict";
+import { VisibleIndex } from "../../../src/store/visible_index.ts";
+import {
+  decodeRecordHead,
+  type DeleteRecord,
+  encodeRecord,
+  entryOf,
+  type PurgeRecord,
+  type PutRecord,
+  type WalRecord,
+} from "../../../src/store/wal_record.ts";
+
+function put(key: string, version: number, value: unknown, extra: Partial<PutRecord> = {}): PutRecord {
+  const valueJson = JSON.stringify(value);
+  return {
+    op: "put",
+    sequence: 0,
+    version,
+    timestamp: 1_000 + version,
+    table: "t",
+    key,
+    owner: "o",
+    valueJson,
+    ...extra,
+  };
+}
+
+function del(key: string, version: number): DeleteRecord {
+  return { op: "delete", sequence: 0, version, timestamp: 1_000 + version, table: "t", key, owner: "o" };
+}
+
+/** The records as one frame's plaintext holds them (back to back, each after its u32 length). */
+function frameOf(records: WalRecord[]) {
+  const encoded = records.map((record) => encodeRecord(record));
+  const packed = new Uint8Array(encoded.reduce((sum, item) => sum + 4 + item.length, 0));
+  const views: Uint8Array[] = [];
+  let offset = 0;
+  for (const item of encoded) {
+    new DataView(packed.buffer).setUint32(offset, item.length);
+    packed.set(item, offset + 4);
+    views.push(packed.subarray(offset + 4, offset + 4 + item.length));
+    offset += 4 + item.length;
+  }
+  const heads = views.map((view) => decodeRecordHead(view, 0, view.length));
+  return { records: views, heads: heads as Array<Exclude<(typeof heads)[number], { op: "checkpointEnd" }>> };
+}
+
+Deno.test("VisibleIndex.loadFrame() indexes a frame's records in place and decodes entries on demand", () => {
+  const index = new VisibleIndex();
+  const records = [put("a", 1, { n: 1 }), put("é🍎", 2, "ü"), del("gone", 3)];
+  const frame = frameOf(records);
+  index.loadFrame(frame.records, frame.heads);
+  assert.deepEqual(index.get("t", "a"), entryOf(records[0] as PutRecord));
+  assert.deepEqual(index.get("t", "é🍎"), entryOf(records[1] as PutRecord));
+  assert.deepEqual(index.get("t", "gone"), entryOf(records[2] as DeleteRecord));
+  assert.equal(index.getLive("t", "gone"), undefined);
+  assert.equal(index.versionOf("t", "gone"), 3);
+  assert.deepEqual(index.tableCounts(), new Map([["t", 2]]));
+  const { pageBytes, liveBytes } = index.pageStats;
+  assert.equal(pageBytes, liveBytes, "the frame's bytes are the page: nothing copied, nothing dead");
+});
+
+Deno.test("VisibleIndex.loadFrame() applies the conflict rule and purges, whatever the frame order", () => {
+  const index = new VisibleIndex();
+  const first = frameOf([put("k", 5, "five"), put("x", 1, 1), put("tie", 2, "a")]);
+  index.loadFrame(first.records, first.heads);
+  const purge: PurgeRecord = { op: "purge", sequence: 0, timestamp: 9, table: "t", key: "x" };
+  const second = frameOf([put("k", 4, "older"), purge, del("tie", 2)]);
+  index.loadFrame(second.records, second.heads);
+  assert.equal(JSON.parse(index.get("t", "k")!.json).value, "five", "a lower version loses");
+  assert.equal(index.get("t", "x"), undefined, "a purge removes the key");
+  assert.equal(index.get("t", "tie")!.deleted, true, "at equal version and timestamp a tombstone wins");
+  assert.deepEqual(index.tableCounts(), new Map([["t", 1]]));
+  const newer = frameOf([put("k", 6, "six")]);
+  index.loadFrame(newer.records, newer.heads);
+  assert.equal(index.versionOf("t", "k"), 6);
+});
+
+Deno.test("VisibleIndex.loadFrame() copies records that do not lie back to back in one buffer", () => {
+  const index = new VisibleIndex();
+  const a = frameOf([put("a", 1, "a")]);
+  const b = frameOf([put("b", 1, "b")]);
+  index.loadFrame([a.records[0]!, b.records[0]!], [a.heads[0]!, b.heads[0]!]);
+  assert.equal(JSON.parse(index.get("t", "b")!.json).value, "b");
+  a.records[0]!.fill(0);
+  assert.equal(JSON.parse(index.get("t", "a")!.json).value, "a", "the record was copied");
+});
+
+Deno.test("VisibleIndex.applyRecord() replaces records and compact() keeps dead bytes bounded", () => {
+  const index = new VisibleIndex();
+  const text = "x".repeat(500);
+  for (let round = 1; round <= 200; round += 1) {
+    for (let key = 0; key < 50; key += 1) {
+      const encoded = encodeRecord(put(`k${key}`, round, { round, text }));
+      index.applyRecord({ table: "t", key: `k${key}`, encoded, deleted: false });
+    }
+    index.compact();
+  }
+  assert.equal(JSON.parse(index.get("t", "k7")!.json).value.round, 200);
+  const { pageBytes, liveBytes } = index.pageStats;
+  assert(liveBytes > 50 * 500);
+  assert(pageBytes <= 2 * liveBytes + 2 * 65_536, `${pageBytes} page bytes for ${liveBytes} live`);
+});
+
+Deno.test("VisibleIndex.cut() keeps reading the records it saw while keys change and pages go", () => {
+  const index = new VisibleIndex();
+  for (let key = 0; key < 300; key += 1) {
+    index.applyRecord({
+      table: "t",
+      key: `k${key}`,
+      encoded: encodeRecord(put(`k${key}`, 1, key)),
+      deleted: false,
+    });
+  }
+  const cut = index.cut();
+  for (let key = 0; key < 300; key += 1) {
+    index.applyRecord({
+      table: "t",
+      key: `k${key}`,
+      encoded: encodeRecord(put(`k${key}`, 2, -key)),
+      deleted: false,
+    });
+    if (key % 2 === 0) index.remove("t", `k${key}`);
+  }
+  index.compact();
+  assert.equal(cut.addresses.length, 300);
+  const versions = cut.addresses.map((address) => {
+    const { bytes, start } = cut.pages.recordAt(address);
+    return new DataView(bytes.buffer, bytes.byteOffset).getUint32(start + 13);
+  });
+  assert.deepEqual(new Set(versions), new Set([1]));
+  assert.equal(index.tableCounts().get("t"), 150);
+});
+
+Deno.test("VisibleIndex.entries() lists live keys in order; remove() drops a table with its last key", () => {
+  const index = new VisibleIndex();
+  const frame = frameOf([put("b", 1, 1), put("a", 1, 1), del("c", 1), put("d", 1, 1)]);
+  index.loadFrame(frame.records, frame.heads);
+  assert.deepEqual([...index.entries("t", { limit: 10 })].map(([key]) => key), ["a", "b", "d"]);
+  assert.deepEqual([...index.entries("t", { after: "b", limit: 10 })].map(([key]) => key), ["d"]);
+  for (const key of ["a", "b", "c", "d"]) assert(index.remove("t", key));
+  assert.equal(index.remove("t", "a"), false);
+  assert.equal(index.hasTable("t"), false);
+  assert.equal(index.pageStats.pageBytes, 0, "a page nobody points into is dropped");
+});
