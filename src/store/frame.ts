@@ -22,6 +22,8 @@ export const compressPlaintextBytesMin = 1024;
 export const framePlaintextBytesMax = 256 * 1024 * 1024;
 /** Largest ciphertext of one frame. */
 export const frameCiphertextBytesMax = framePlaintextBytesMax + tagBytes;
+/** Output chunk of inflate: one state frame's plaintext at once. */
+const inflateChunkBytes = 256 * 1024;
 /** Bit 0 of a frame's flag byte: the records are deflate-raw compressed. */
 const flagDeflated = 0b1;
 
@@ -125,7 +127,10 @@ export function decodeFramePlaintext(plaintext: Uint8Array): Uint8Array[] {
   let packed = plaintext.subarray(1);
   if (flag & flagDeflated) {
     try {
-      packed = new Uint8Array(inflateRawSync(packed, { maxOutputLength: framePlaintextBytesMax }));
+      // Large output chunks: the default 16 KiB ones made inflating a 256 KiB state frame ~4x slower.
+      packed = new Uint8Array(
+        inflateRawSync(packed, { maxOutputLength: framePlaintextBytesMax, chunkSize: inflateChunkBytes }),
+      );
     } catch (error) {
       throw new RecordDecodeError("frame does not inflate", { cause: error });
     }
