@@ -279,3 +279,21 @@ Deno.test("Store.close() waits for accepted writes, then refuses writes with Sto
   assert.equal(Object.keys(dumpTable(reopened, "t")).length, 20);
   await reopened.close();
 });
+
+Deno.test("Store.close() rewrites storage.db only when the WAL holds writes since the last checkpoint", async () => {
+  const fs = new HookedFs(new MemoryFs());
+  const renames: string[] = [];
+  fs.hooks.beforeRename = (_source, target) => void renames.push(target);
+  const first = await openStore(storeOptions({ fs }));
+  await first.put("t", "k", "v1", alice);
+  await first.close();
+  assert.equal(renames.filter((target) => target.endsWith("storage.db")).length, 1);
+  const second = await openStore(storeOptions({ fs }));
+  await second.close();
+  assert.equal(renames.filter((target) => target.endsWith("storage.db")).length, 1, "nothing changed");
+  const third = await openStore(storeOptions({ fs }));
+  assert.equal(JSON.parse(third.get("t", "k")!.json).value, "v1");
+  await third.put("t", "k", "v2", alice);
+  await third.close();
+  assert.equal(renames.filter((target) => target.endsWith("storage.db")).length, 2);
+});
