@@ -28,7 +28,7 @@ import {
   sleep,
 } from "./lib.ts";
 import { recordOf, recordTable } from "./lorem.ts";
-import { formatCount, formatMs } from "./report.ts";
+import { formatCount, formatMs, formatRatio } from "./report.ts";
 
 /** Records per second the HTTP load is expected to reach here, for the progress display. */
 const expectedLoadPerSec = 3_000;
@@ -128,6 +128,39 @@ async function loadRecords(settings: Settings, signal: AbortSignal): Promise<Loa
   }
 }
 
+/**
+ * The control of the RSS target: a node taking the same PUTs (same bodies, read, parsed and checked) with
+ * every one refused by the store because another user owns the key (403), so nothing is kept. Its RSS is
+ * what the runtime, the HTTP server and V8's heap sizing hold under this load by themselves.
+ */
+async function measureControl(settings: Settings, signal: AbortSignal): Promise<number> {
+  const dataDir = await makeDataDir("control");
+  try {
+    const node = await startDynarust({ name: "dynarust control", dataDir });
+    try {
+      const ownerToken = await registerUser(node.url, "owner", "owner-secret");
+      const taken = await writeMany(
+        { url: node.url, token: ownerToken, table: recordTable, count: 1, concurrency: 1 },
+        () => ({ key: "taken", value: "owned by someone else" }),
+        signal,
+      );
+      if (taken.errorCount !== 0) throw new Error("the control key could not be written");
+      const token = await registerUser(node.url, "bench", "bench-secret");
+      const { errorCount } = await writeMany(
+        { url: node.url, token, table: recordTable, count: settings.recordCount, concurrency: 64 },
+        (index) => ({ key: "taken", value: recordOf(index).value }),
+        signal,
+      );
+      if (errorCount !== settings.recordCount) throw new Error("a control PUT was accepted");
+      return rssMb(node.process.pid);
+    } finally {
+      await node.process.stop();
+    }
+  } finally {
+    await removeDataDir(dataDir);
+  }
+}
+
 function recordsSecs(settings: Settings): number {
   return settings.recordCount / expectedLoadPerSec + 8;
 }
@@ -139,7 +172,7 @@ const recordTargets = {
   rssRestart: "RSS after restart ≤ 150 MB",
 };
 
-function reportRecords(context: BenchContext, figures: LoadFigures): void {
+function reportRecords(context: BenchContext, figures: LoadFigures, controlRssMb: number | undefined): void {
   const { report } = context;
   const label = `${formatCount(figures.recordCount)} records (50 words each)`;
   report.info({
@@ -148,6 +181,14 @@ function reportRecords(context: BenchContext, figures: LoadFigures): void {
     baseline: "—",
     ratio: "—",
   });
+  if (controlRssMb !== undefined) {
+    report.info({
+      scenario: `${label}: control, the same PUTs each refused by the store (403, nothing kept): node RSS`,
+      figure: `${controlRssMb.toFixed(1)} MB`,
+      baseline: "—",
+      ratio: "—",
+    });
+  }
   const rows: [string, string, number, string, number][] = [
     [`${label}: node RSS after loading`, recordTargets.rss, figures.rssMbAfterLoad, "MB", 150],
     [`${label}: data dir on disk`, recordTargets.disk, figures.diskBytesRunning / megabyte, "MB", 15],
@@ -161,7 +202,10 @@ function reportRecords(context: BenchContext, figures: LoadFigures): void {
         (figures.diskBytesStopped / megabyte).toFixed(1)
       } MB after a graceful stop)`;
     }
-    report.check({ scenario, figure, target, value, unit, met: value <= limit });
+    const versusControl = target === recordTargets.rss && controlRssMb !== undefined
+      ? { baseline: `control ${controlRssMb.toFixed(1)} MB`, ratio: formatRatio(value, controlRssMb) }
+      : {};
+    report.check({ scenario, figure, ...versusControl, target, value, unit, met: value <= limit });
   }
 }
 
@@ -181,20 +225,29 @@ async function runRecords(context: BenchContext): Promise<void> {
     }
     return;
   }
+  const controlRssMb = await attemptStep(
+    context,
+    {
+      name: `records: control, ${formatCount(settings.recordCount)} refused PUTs`,
+      expectedSecs: recordsSecs(settings),
+    },
+    (signal) => measureControl(settings, signal),
+  );
   report.record("records", {
     ...figures,
+    ...(controlRssMb === undefined ? {} : { controlRssMb }),
     loadPerSec: round(figures.loadPerSec, 0),
     note: "disk target: the data dir while the node runs after loading (WAL not yet checkpointed); " +
       "restart: graceful stop (SIGTERM), then from spawn until GET of the last record answers 200",
   });
-  reportRecords(context, figures);
+  reportRecords(context, figures, controlRssMb);
 }
 
 /** Scenario `records`; see the module doc. */
 export const recordsScenario: Scenario = {
   name: "records",
   title: "BENCH_RECORDS lorem records over HTTP: load rate, RSS, disk, restart time",
-  expectedSecs: recordsSecs,
+  expectedSecs: (settings) => 2 * recordsSecs(settings),
   run: runRecords,
 };
 
