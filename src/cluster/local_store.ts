@@ -30,6 +30,8 @@ export interface WriteConditions {
 
 /** The store operations replication uses. */
 export interface LocalStore {
+  /** True when the key has an entry here, a tombstone included. */
+  holds(table: string, key: string): boolean;
   getEntry(table: string, key: string): EntryView | undefined;
   put(table: string, key: string, value: unknown, options: WriteConditions): Promise<EntryView>;
   patch(

@@ -252,7 +252,7 @@ export class Replicator {
 
   async #coordinate(request: ClientWrite, replicas: readonly string[]): Promise<EntryView> {
     const others = replicas.filter((id) => id !== this.self);
-    if (this.#options.store.getEntry(request.table, request.key) === undefined) {
+    if (!this.#options.store.holds(request.table, request.key)) {
       await this.#catchUpKey(request.table, request.key, others.filter((id) => this.#placement.isLive(id)));
     }
     const entry = await this.#applyLocally(request);
@@ -325,6 +325,7 @@ export class Replicator {
     target: { table: string; key: string; strict: boolean },
   ): Promise<boolean>[] {
     const { table, key, strict } = target;
+    if (peers.length === 0) return [];
     const entry = this.#options.store.replicaOf(table, key);
     if (entry === undefined) return [];
     return peers.map((peer) => {

@@ -623,6 +623,11 @@ export class Store {
     return this.#index.getLive(table, key);
   }
 
+  /** True when the key has a durable entry (a tombstone included); cheaper than decoding it. */
+  holds(table: string, key: string): boolean {
+    return this.#index.versionOf(table, key) !== undefined;
+  }
+
   /** The entry of a key including a tombstone. Only durable writes are seen. */
   getEntry(table: string, key: string): Entry | undefined {
     return this.#index.get(table, key);
