@@ -51,6 +51,7 @@ import {
   decodeRecordHead,
   type DeleteRecord,
   encodeRecord,
+  type EntryHead,
   entryOfEncoded,
   type PurgeRecord,
   type PutRecord,
@@ -524,6 +525,13 @@ export class Store {
     return this.#index.get(table, key);
   }
 
+  /** What `#current` gives, without decoding a durable record's value (writes check only this). */
+  #currentHead(table: string, key: string): EntryHead | undefined {
+    const pending = this.#pending.get(table)?.get(key);
+    if (pending !== undefined) return pending.write.entry;
+    return this.#index.headOf(table, key);
+  }
+
   #checkWritable(operation: string): void {
     if (this.#state !== "open") throw new StoreClosedError(operation);
     if (this.#failure !== undefined) throw this.#failure;
@@ -542,18 +550,18 @@ export class Store {
     }
   }
 
-  /** Checks names, owner and version conditions; returns the live entry, if any. */
+  /** Checks names, owner and version conditions; returns the live entry's head, if any. */
   #checkWrite(
     target: { table: string; key: string; operation: string },
     options: WriteOptions,
-  ): Entry | undefined {
+  ): EntryHead | undefined {
     this.#checkWritable(target.operation);
     this.#checkName("table", target.table);
     this.#checkName("key", target.key);
     if (options.owner.length === 0 || !options.owner.isWellFormed()) {
       throw new InvalidRequestError("The owner name is empty or not valid Unicode");
     }
-    const current = this.#current(target.table, target.key);
+    const current = this.#currentHead(target.table, target.key);
     const live = current === undefined || current.deleted ? undefined : current;
     if (live === undefined && target.operation !== "put") throw new KeyNotFoundError(target);
     if (live !== undefined && live.owner !== options.owner) throw new ForbiddenError(target);
@@ -575,7 +583,7 @@ export class Store {
   /** Sequences an accepted write, queues it on the WAL and resolves once it is durable and visible. */
   #commit(target: { table: string; key: string; owner: string }, intent: WriteIntent): Promise<Entry> {
     const { table, key, owner } = target;
-    const previous = this.#current(table, key);
+    const previous = this.#currentHead(table, key);
     const version = (previous?.version ?? 0) + 1;
     const timestamp = this.#options.clock.nowMs();
     assert(Number.isSafeInteger(version));
@@ -664,7 +672,9 @@ export class Store {
     const live = this.#checkWrite({ table, key, operation: "patch" }, options);
     assert(live !== undefined);
     if (!isJsonObject(patch)) throw new InvalidRequestError("A patch must be a JSON object");
-    const current: unknown = JSON.parse(valueJsonOf(live));
+    const liveEntry = this.#current(table, key);
+    assert(liveEntry !== undefined && !liveEntry.deleted);
+    const current: unknown = JSON.parse(valueJsonOf(liveEntry));
     if (!isJsonObject(current)) throw new NotAnObjectError({ table, key });
     const valueJson = JSON.stringify(mergePatch(current, patch));
     return this.#commit({ table, key, owner: live.owner }, { op: "put", valueJson });

@@ -4,6 +4,8 @@ import { compareReplicaEntries, replicaOfEntry } from "./replica.ts";
 import type { Entry } from "./types.ts";
 import {
   entryAt,
+  type EntryHead,
+  headAt,
   opCodeOf,
   type PurgeRecord,
   type RecordHead,
@@ -83,6 +85,12 @@ export class VisibleIndex {
     if (address === undefined) return undefined;
     const span = this.#pages.recordAt(address);
     return span.bytes[span.start] === deleteOpCode ? undefined : entryAt(span);
+  }
+
+  /** Version, owner and kind of a key's record (a tombstone's too), without decoding its value. */
+  headOf(table: string, key: string): EntryHead | undefined {
+    const address = this.#tables.get(table)?.addresses.get(key);
+    return address === undefined ? undefined : headAt(this.#pages.recordAt(address));
   }
 
   /** The version of a key's record (a tombstone's too), read without decoding the entry. */

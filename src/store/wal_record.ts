@@ -402,6 +402,25 @@ export function entryAt(span: RecordSpan): Entry {
   return { version, timestamp, owner, deleted: false, json };
 }
 
+/** What a write's checks need of a key's state: no value, no JSON. */
+export interface EntryHead {
+  readonly version: number;
+  readonly owner: string;
+  readonly deleted: boolean;
+}
+
+/**
+ * The version, owner and kind of the put or delete record in `span`, without decoding its value: a
+ * write's owner and version checks need no more.
+ */
+export function headAt(span: RecordSpan): EntryHead {
+  const { bytes, start, end } = span;
+  const layout = readLayout(bytes, start, end);
+  assert(layout.op === "put" || layout.op === "delete", "only a put or delete record has a head");
+  const owner = ownerNames.read(bytes, layout.ownerStart, layout.valueStart);
+  return { version: layout.count, owner, deleted: layout.op === "delete" };
+}
+
 /** The version of the put or delete record in `span`, read without decoding anything else. */
 export function versionAt(span: RecordSpan): number {
   return u64At(span.bytes, span.start + 9, span.start);
