@@ -31,11 +31,15 @@ export function warmupSecs(settings: Settings): number {
   return Math.min(3, settings.wrkSecs);
 }
 
-/** One bare baseline server (`script` run with its port and `args`) under one wrk script. */
-async function measureBaseline(
-  settings: Settings,
-  options: { script: string; args?: string[]; wrkScript: string },
-): Promise<HttpFigures> {
+/** A server under measurement: where it listens, the token its PUTs carry, and how to stop it. */
+interface RunningServer {
+  url: string;
+  token: string;
+  stop(): Promise<void>;
+}
+
+/** Starts one bare baseline server (`script` run with its port, `args` and a data dir) on the server CPU. */
+async function startBaseline(options: { script: string; args?: string[] }): Promise<RunningServer> {
   const port = freePort();
   const dataDir = await makeDataDir("baseline");
   const server = PinnedProcess.start({
@@ -44,19 +48,72 @@ async function measureBaseline(
     command: denoPath,
     args: ["run", "-A", `tools/bench/${options.script}`, String(port), ...(options.args ?? []), dataDir],
   });
-  try {
-    const match = await server.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
-    return await runWrk({
-      url: match[1]!,
-      script: options.wrkScript,
-      secs: settings.wrkSecs,
-      warmupSecs: warmupSecs(settings),
-      env: { BENCH_TOKEN: "none" },
-    });
-  } finally {
+  const stop = async () => {
     await server.stop();
     await removeDataDir(dataDir);
+  };
+  try {
+    const match = await server.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
+    return { url: match[1]!, token: "none", stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
+}
+
+/** Starts a dynarust node with 1000 keys (`k0`..`k999`) written, for get.lua and put.lua. */
+async function startPreloadedNode(signal: AbortSignal): Promise<RunningServer & { pid: number }> {
+  const dataDir = await makeDataDir("http");
+  const node = await startDynarust({ name: "dynarust", dataDir });
+  const stop = async () => {
+    await node.process.stop();
+    await removeDataDir(dataDir);
+  };
+  try {
+    const token = await registerUser(node.url, "bench", "bench-secret");
+    const preload = await writeMany(
+      { url: node.url, token, table: "t", count: 1000, concurrency: 64 },
+      (index) => ({ key: `k${index}`, value: { n: index, s: "hello" } }),
+      signal,
+    );
+    if (preload.errorCount > 0) throw new Error(`${preload.errorCount} of 1000 preload PUTs failed`);
+    return { url: node.url, token, pid: node.process.pid, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** One wrk measurement of the scenario: which figure, on which server, with which script. */
+interface Measurement {
+  figure: "limit" | "getWithEtag" | "durablePut" | "get" | "put" | "etcdPut" | "etcdGet";
+  server: RunningServer;
+  script: string;
+}
+
+/**
+ * Measures every entry once per round, in the same order each round, and keeps each figure's best round
+ * (the highest rate). The first round warms each server up first.
+ */
+async function measureRounds(
+  settings: Settings,
+  measurements: readonly Measurement[],
+): Promise<Map<Measurement["figure"], HttpFigures>> {
+  const best = new Map<Measurement["figure"], HttpFigures>();
+  for (let round = 0; round < settings.httpRounds; round += 1) {
+    for (const { figure, server, script } of measurements) {
+      const figures = await runWrk({
+        url: server.url,
+        script,
+        secs: settings.wrkSecs,
+        warmupSecs: round === 0 ? warmupSecs(settings) : 0,
+        env: { BENCH_TOKEN: server.token },
+      });
+      const kept = best.get(figure);
+      if (kept === undefined || figures.requestsPerSec > kept.requestsPerSec) best.set(figure, figures);
+    }
+  }
+  return best;
 }
 
 /** The two physical limits beside the GET limit: a GET with an ETag, and a group-committed durable PUT. */
@@ -70,43 +127,6 @@ interface NodeFigures {
   get: HttpFigures;
   put: HttpFigures;
   rssMb: number;
-}
-
-async function measureDynarust(settings: Settings, signal: AbortSignal): Promise<NodeFigures> {
-  const dataDir = await makeDataDir("http");
-  try {
-    const node = await startDynarust({ name: "dynarust", dataDir });
-    try {
-      const token = await registerUser(node.url, "bench", "bench-secret");
-      const preload = await writeMany(
-        { url: node.url, token, table: "t", count: 1000, concurrency: 64 },
-        (index) => ({ key: `k${index}`, value: { n: index, s: "hello" } }),
-        signal,
-      );
-      if (preload.errorCount > 0) throw new Error(`${preload.errorCount} of 1000 preload PUTs failed`);
-      const common = { url: node.url, secs: settings.wrkSecs, warmupSecs: warmupSecs(settings) };
-      const get = await runWrk({ ...common, script: "get.lua" });
-      const put = await runWrk({ ...common, script: "put.lua", env: { BENCH_TOKEN: token } });
-      return { get, put, rssMb: rssMb(node.process.pid) };
-    } finally {
-      await node.process.stop();
-    }
-  } finally {
-    await removeDataDir(dataDir);
-  }
-}
-
-async function measureEtcd(settings: Settings): Promise<{ put: HttpFigures; get: HttpFigures }> {
-  const etcd = await startEtcd();
-  try {
-    const common = { url: etcd.url, secs: settings.wrkSecs, warmupSecs: warmupSecs(settings) };
-    // The PUT warm-up creates k0..k999, which the GET run reads.
-    const put = await runWrk({ ...common, script: "etcd_put.lua" });
-    const get = await runWrk({ ...common, script: "etcd_get.lua" });
-    return { put, get };
-  } finally {
-    await etcd.stop();
-  }
 }
 
 function reportGet(context: BenchContext, limit: HttpFigures | undefined, node: NodeFigures | undefined) {
@@ -211,56 +231,85 @@ function reportPut(
   });
 }
 
+/** All of the scenario's figures, measured with every server up at once, in interleaved rounds. */
+interface HttpRun {
+  limit: HttpFigures;
+  limits: Limits;
+  node: NodeFigures;
+  etcd?: { put: HttpFigures; get: HttpFigures };
+}
+
+async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<HttpRun> {
+  const { settings, installed } = context;
+  const servers: RunningServer[] = [];
+  try {
+    const limitServer = await startBaseline({ script: "hono_baseline.ts" });
+    servers.push(limitServer);
+    const etagServer = await startBaseline({ script: "hono_baseline.ts", args: ["--etag"] });
+    servers.push(etagServer);
+    const putServer = await startBaseline({ script: "put_baseline.ts" });
+    servers.push(putServer);
+    const node = await startPreloadedNode(signal);
+    servers.push(node);
+    const measurements: Measurement[] = [
+      { figure: "limit", server: limitServer, script: "get.lua" },
+      { figure: "getWithEtag", server: etagServer, script: "get.lua" },
+      { figure: "get", server: node, script: "get.lua" },
+      { figure: "durablePut", server: putServer, script: "put.lua" },
+      { figure: "put", server: node, script: "put.lua" },
+    ];
+    if (installed.has("etcd")) {
+      const etcd = await startEtcd();
+      servers.push({ url: etcd.url, token: "none", stop: () => etcd.stop() });
+      // The PUT runs first each round; its warm-up creates k0..k999, which the GET runs read.
+      measurements.push({ figure: "etcdPut", server: servers.at(-1)!, script: "etcd_put.lua" });
+      measurements.push({ figure: "etcdGet", server: servers.at(-1)!, script: "etcd_get.lua" });
+    }
+    const best = await measureRounds(settings, measurements);
+    const figure = (name: Measurement["figure"]) => best.get(name)!;
+    return {
+      limit: figure("limit"),
+      limits: { getWithEtag: figure("getWithEtag"), durablePut: figure("durablePut") },
+      node: { get: figure("get"), put: figure("put"), rssMb: rssMb(node.pid) },
+      ...(installed.has("etcd") ? { etcd: { put: figure("etcdPut"), get: figure("etcdGet") } } : {}),
+    };
+  } finally {
+    for (const server of servers.toReversed()) await server.stop();
+  }
+}
+
 async function runHttp(context: BenchContext): Promise<void> {
   const { settings, report, installed } = context;
   if (!installed.has("wrk")) {
     report.problem(scenarioLabel, skippedBecauseMissing("wrk"), [...getTargets, ...putTargets]);
     return;
   }
-  const stepSecs = settings.wrkSecs + warmupSecs(settings);
-  const limit = await attemptStep(
-    context,
-    { name: "HTTP: GET limit (Hono+Map)", expectedSecs: stepSecs + 1 },
-    () => measureBaseline(settings, { script: "hono_baseline.ts", wrkScript: "get.lua" }),
-  );
-  const limits: Limits = {};
-  const getWithEtag = await attemptStep(
-    context,
-    { name: "HTTP: GET limit with ETag (Hono+Map)", expectedSecs: stepSecs + 1 },
-    () => measureBaseline(settings, { script: "hono_baseline.ts", args: ["--etag"], wrkScript: "get.lua" }),
-  );
-  if (getWithEtag !== undefined) limits.getWithEtag = getWithEtag;
-  const durablePut = await attemptStep(
-    context,
-    { name: "HTTP: durable PUT limit (Hono+Map, group commit)", expectedSecs: stepSecs + 1 },
-    () => measureBaseline(settings, { script: "put_baseline.ts", wrkScript: "put.lua" }),
-  );
-  if (durablePut !== undefined) limits.durablePut = durablePut;
-  const node = await attemptStep(
-    context,
-    { name: "HTTP: dynarust GET and durable PUT", expectedSecs: 2 * stepSecs + 3 },
-    (signal) => measureDynarust(settings, signal),
-  );
   const etcdMissing = installed.has("etcd") ? undefined : skippedBecauseMissing("etcd");
-  const etcd = etcdMissing !== undefined ? undefined : await attemptStep(
-    context,
-    { name: "HTTP: etcd PUT and GET", expectedSecs: 2 * stepSecs + 2 },
-    () => measureEtcd(settings),
-  );
   if (etcdMissing !== undefined) report.problems["etcd"] = etcdMissing;
+  const run = await attemptStep(
+    context,
+    {
+      name: `HTTP: limits, dynarust and etcd, ${settings.httpRounds} interleaved rounds`,
+      expectedSecs: httpSecs(settings) - 2,
+    },
+    (signal) => measureHttp(context, signal),
+  );
   report.record("http", {
-    getLimit: limit,
-    ...limits,
-    dynarust: node,
-    etcd: etcd ?? etcdMissing ?? "failed",
+    rounds: settings.httpRounds,
+    note: "every server up at once, measured in interleaved rounds; each figure is its best round",
+    getLimit: run?.limit,
+    ...run?.limits,
+    dynarust: run?.node,
+    etcd: run?.etcd ?? etcdMissing ?? "failed",
   });
-  reportGet(context, limit, node);
+  reportGet(context, run?.limit, run?.node);
   reportPut(context, {
-    ...(limit === undefined ? {} : { limit }),
-    ...(node === undefined ? {} : { node }),
-    ...(etcd === undefined ? {} : { etcd }),
+    ...(run === undefined ? {} : { limit: run.limit, node: run.node }),
+    ...(run?.etcd === undefined ? {} : { etcd: run.etcd }),
   }, etcdMissing);
-  reportLimits(context, { limits, ...(limit === undefined ? {} : { limit }), node, etcd });
+  if (run !== undefined) {
+    reportLimits(context, { limits: run.limits, limit: run.limit, node: run.node, etcd: run.etcd });
+  }
 }
 
 /**
@@ -323,11 +372,16 @@ function reportLimits(
   }
 }
 
+/** Seconds the scenario should take: 7 wrk runs per round, warm-ups in the first. */
+function httpSecs(settings: Settings): number {
+  return 7 * settings.httpRounds * settings.wrkSecs + 7 * warmupSecs(settings) + 20;
+}
+
 /** Scenario `http`; see the module doc. */
 export const httpScenario: Scenario = {
   name: "http",
   title: "HTTP GET/PUT, 64 connections: GET limit (Hono+Map), dynarust, etcd",
-  expectedSecs: (settings) => 7 * (settings.wrkSecs + warmupSecs(settings)) + 16,
+  expectedSecs: httpSecs,
   run: runHttp,
 };
 

@@ -46,6 +46,11 @@ export interface Settings {
   recordCount: number;
   /** Records prepared for the restart-time scenario. @default 1000000 */
   restartRecordCount: number;
+  /**
+   * Interleaved rounds of the HTTP scenario (`BENCH_ROUNDS`): every server is measured once per round and
+   * its best round kept, so a burst of noise on a shared host hits one round, not one server. @default 2
+   */
+  httpRounds: number;
 }
 
 function positiveIntegerFromEnv(name: string, fallback: number): number {
@@ -80,6 +85,7 @@ export function readSettings(scenarioNames: readonly string[]): Settings {
     only,
     recordCount: positiveIntegerFromEnv("BENCH_RECORDS", 100_000),
     restartRecordCount: positiveIntegerFromEnv("BENCH_RESTART_RECORDS", 1_000_000),
+    httpRounds: positiveIntegerFromEnv("BENCH_ROUNDS", 2),
   };
 }
 
