@@ -3,15 +3,20 @@ import { KvError } from "../util/errors.ts";
 import type { AppDeps } from "./deps.ts";
 import { decodeName, decodeTable } from "./schemas.ts";
 
-/** The raw (still percent-encoded) path segments of a request, without the leading empty one. */
-export function rawSegments(url: string): string[] {
+/** The raw (still percent-encoded) path of a URL, without scheme, host, query or fragment. */
+export function pathOf(url: string): string {
   const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start === -1) return [];
+  if (start === -1) return "/";
   let end = url.indexOf("?", start);
   if (end === -1) end = url.length;
   const hash = url.indexOf("#", start);
   if (hash !== -1 && hash < end) end = hash;
-  return url.slice(start + 1, end).split("/");
+  return url.slice(start, end);
+}
+
+/** The raw (still percent-encoded) path segments of a request, without the leading empty one. */
+export function rawSegments(url: string): string[] {
+  return pathOf(url).slice(1).split("/");
 }
 
 /** Table and key of a `/{table}/<verb>/{key}` or `/{table}/<verb>` request, decoded and checked. */

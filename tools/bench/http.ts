@@ -118,8 +118,8 @@ async function measureRounds(
 
 /** The two physical limits beside the GET limit: a GET with an ETag, and a group-committed durable PUT. */
 interface Limits {
-  getWithEtag?: HttpFigures;
-  durablePut?: HttpFigures;
+  getWithEtag: HttpFigures;
+  durablePut: HttpFigures;
 }
 
 /** dynarust's GET and durable PUT figures, and its RSS after both. */
@@ -307,69 +307,48 @@ async function runHttp(context: BenchContext): Promise<void> {
     ...(run === undefined ? {} : { limit: run.limit, node: run.node }),
     ...(run?.etcd === undefined ? {} : { etcd: run.etcd }),
   }, etcdMissing);
-  if (run !== undefined) {
-    reportLimits(context, { limits: run.limits, limit: run.limit, node: run.node, etcd: run.etcd });
-  }
+  if (run !== undefined) reportLimits(context, run);
 }
 
 /**
  * The rows that say how far the targets are from physics: the GET limit with SPEC's ETag header, and a
  * bare durable PUT (parse, Map, one write and one fsync per batch, no encryption), each against dynarust.
  */
-function reportLimits(
-  context: BenchContext,
-  figures: {
-    limits: Limits;
-    limit?: HttpFigures;
-    node: NodeFigures | undefined;
-    etcd: { put: HttpFigures } | undefined;
-  },
-): void {
+function reportLimits(context: BenchContext, run: HttpRun): void {
   const { report } = context;
-  const { limits, limit, node, etcd } = figures;
-  if (limits.getWithEtag !== undefined) {
-    report.info({
-      scenario: `${scenarioLabel}: GET limit with SPEC's ETag header (Hono+Map)`,
-      figure: describeHttp(limits.getWithEtag),
-      baseline: limit === undefined ? "—" : `GET limit ${formatCount(limit.requestsPerSec)} req/s`,
-      ratio: limit === undefined ? "—" : formatRatio(limits.getWithEtag.requestsPerSec, limit.requestsPerSec),
-    });
-    if (node !== undefined) {
-      report.info({
-        scenario: `${scenarioLabel}: dynarust GET vs the ETag limit`,
-        figure: `${formatCount(node.get.requestsPerSec)} req/s`,
-        baseline: `GET limit with ETag ${formatCount(limits.getWithEtag.requestsPerSec)} req/s`,
-        ratio: formatRatio(node.get.requestsPerSec, limits.getWithEtag.requestsPerSec),
-      });
-    }
-  }
-  if (limits.durablePut !== undefined) {
-    const versus = etcd === undefined ? { baseline: "—", ratio: "—" } : {
+  const { limits, limit, node, etcd } = run;
+  report.info({
+    scenario: `${scenarioLabel}: GET limit with SPEC's ETag header (Hono+Map)`,
+    figure: describeHttp(limits.getWithEtag),
+    baseline: `GET limit ${formatCount(limit.requestsPerSec)} req/s`,
+    ratio: formatRatio(limits.getWithEtag.requestsPerSec, limit.requestsPerSec),
+  });
+  report.info({
+    scenario: `${scenarioLabel}: dynarust GET vs the ETag limit`,
+    figure: `${formatCount(node.get.requestsPerSec)} req/s`,
+    baseline: `GET limit with ETag ${formatCount(limits.getWithEtag.requestsPerSec)} req/s`,
+    ratio: formatRatio(node.get.requestsPerSec, limits.getWithEtag.requestsPerSec),
+  });
+  report.info({
+    scenario: `${scenarioLabel}: durable PUT limit (Hono+Map, group commit, no encryption)`,
+    figure: describeHttp(limits.durablePut),
+    ...(etcd === undefined ? { baseline: "—", ratio: "—" } : {
       baseline: `etcd PUT ${formatCount(etcd.put.requestsPerSec)} req/s`,
       ratio: formatRatio(limits.durablePut.requestsPerSec, etcd.put.requestsPerSec),
-    };
-    report.info({
-      scenario: `${scenarioLabel}: durable PUT limit (Hono+Map, group commit, no encryption)`,
-      figure: describeHttp(limits.durablePut),
-      ...versus,
-    });
-    if (limit !== undefined) {
-      report.info({
-        scenario: `${scenarioLabel}: durable PUT limit vs GET limit`,
-        figure: `${formatCount(limits.durablePut.requestsPerSec)} req/s`,
-        baseline: `GET limit ${formatCount(limit.requestsPerSec)} req/s`,
-        ratio: formatRatio(limits.durablePut.requestsPerSec, limit.requestsPerSec),
-      });
-    }
-    if (node !== undefined) {
-      report.info({
-        scenario: `${scenarioLabel}: dynarust PUT vs the durable PUT limit`,
-        figure: `${formatCount(node.put.requestsPerSec)} req/s`,
-        baseline: `durable PUT limit ${formatCount(limits.durablePut.requestsPerSec)} req/s`,
-        ratio: formatRatio(node.put.requestsPerSec, limits.durablePut.requestsPerSec),
-      });
-    }
-  }
+    }),
+  });
+  report.info({
+    scenario: `${scenarioLabel}: durable PUT limit vs GET limit`,
+    figure: `${formatCount(limits.durablePut.requestsPerSec)} req/s`,
+    baseline: `GET limit ${formatCount(limit.requestsPerSec)} req/s`,
+    ratio: formatRatio(limits.durablePut.requestsPerSec, limit.requestsPerSec),
+  });
+  report.info({
+    scenario: `${scenarioLabel}: dynarust PUT vs the durable PUT limit`,
+    figure: `${formatCount(node.put.requestsPerSec)} req/s`,
+    baseline: `durable PUT limit ${formatCount(limits.durablePut.requestsPerSec)} req/s`,
+    ratio: formatRatio(node.put.requestsPerSec, limits.durablePut.requestsPerSec),
+  });
 }
 
 /** Seconds the scenario should take: 7 wrk runs per round, warm-ups in the first. */

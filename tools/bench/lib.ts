@@ -408,13 +408,8 @@ export function messageOf(error: unknown): string {
 }
 
 /** Latency quantiles (ms) of one floor of this machine, measured by `probe.ts`. */
-export interface ProbeFigures {
+export interface ProbeFigures extends Summary {
   probe: "fsync" | "rtt";
-  sampleCount: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
 }
 
 /**

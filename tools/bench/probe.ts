@@ -2,14 +2,10 @@
 //   fsync <dir> — one 300-byte append + fdatasync, 300 times a second (what one durable write waits for);
 //   rtt         — one small POST round trip between two Deno processes over loopback (one hop between nodes).
 // Usage: deno run -A tools/bench/probe.ts fsync <dir> | rtt
+import { summarize } from "./lib.ts";
+
 const sampleCount = 1_500;
 const pauseMs = 3;
-
-function quantiles(samples: number[]): { p50: number; p90: number; p99: number; max: number } {
-  const sorted = samples.toSorted((left, right) => left - right);
-  const at = (fraction: number) => sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1]! };
-}
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, pauseMs));
 
@@ -77,9 +73,9 @@ if (mode === "serve") {
       new Response(await request.text(), { headers: { "content-type": "application/json" } }),
   );
 } else if (mode === "fsync" && dir !== undefined) {
-  console.log(JSON.stringify({ probe: "fsync", sampleCount, ...quantiles(await probeFsync(dir)) }));
+  console.log(JSON.stringify({ probe: "fsync", ...summarize(await probeFsync(dir)) }));
 } else if (mode === "rtt") {
-  console.log(JSON.stringify({ probe: "rtt", sampleCount, ...quantiles(await probeRoundTrip()) }));
+  console.log(JSON.stringify({ probe: "rtt", ...summarize(await probeRoundTrip()) }));
 } else {
   console.error("usage: probe.ts fsync <dir> | rtt");
   Deno.exit(2);

@@ -66,7 +66,7 @@ function readAnswer(c: Context, table: string, key: string, entry: EntryView | u
   if (entry === undefined || entry.deleted) throw new KeyAbsentError(table, key);
   const etag = `"${entry.version}"`;
   if (c.req.header("if-none-match") === etag) return new Response(null, { status: 304, headers: { etag } });
-  return new Response(entry.json, { status: 200, headers: { "content-type": "application/json", etag } });
+  return jsonText(entry.json, 200, { etag });
 }
 
 /** Where and what a listing route reads. */
