@@ -26,6 +26,8 @@ export interface EntryView {
 export interface WriteConditions {
   owner: string;
   ifVersion?: number;
+  /** Called synchronously once the store accepted the write, before it is durable (see the store's). */
+  onAccepted?: (accepted: ReplicaEntry) => void;
 }
 
 /** The store operations replication uses. */

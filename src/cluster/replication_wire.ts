@@ -73,6 +73,11 @@ export const WriteRequest = z.object({
   value: z.unknown().optional(),
   owner: z.string().min(1).max(4096),
   ifVersion: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * Sent by a forwarder that is itself a replica of the key: its state of the key, null when it holds
+   * none. The coordinator counts it as that replica's catch-up answer instead of asking again.
+   */
+  forwarderState: ReplicaEntryWire.nullable().optional(),
 });
 export type WriteRequest = z.output<typeof WriteRequest>;
 

@@ -46,7 +46,15 @@ const forwardedCodes: ReadonlySet<string> = new Set<ErrorCode>([
 export class ForwardedError extends KvError {}
 
 /** A client write as the HTTP layer hands it over, after authentication. */
-export type ClientWrite = Omit<WriteRequest, "owner" | "ifVersion"> & { conditions: WriteConditions };
+export type ClientWrite = Omit<WriteRequest, "owner" | "ifVersion" | "forwarderState"> & {
+  conditions: WriteConditions;
+};
+
+/** A replica's answer about a key already in hand when coordinating: the forwarder's own state. */
+interface KnownState {
+  replica: string;
+  entry: ReplicaEntry | undefined;
+}
 
 /** Options of {@linkcode Replicator}. */
 export interface ReplicatorOptions {
@@ -238,6 +246,9 @@ export class Replicator {
     const { conditions, ...rest } = request;
     const body: WriteRequest = { ...rest, owner: conditions.owner };
     if (conditions.ifVersion !== undefined) body.ifVersion = conditions.ifVersion;
+    if (this.#placement.replicasOf(request.table, request.key).includes(this.self)) {
+      body.forwarderState = this.#options.store.replicaOf(request.table, request.key) ?? null;
+    }
     const reply = WriteReply.parse(
       await this.#options.transport.request(coordinator, "write", body, {
         timeoutMs: this.#options.config.requestTimeoutMs * 2,
@@ -250,30 +261,50 @@ export class Replicator {
     return { json: reply.json, version: reply.version, deleted: reply.deleted, timestamp: 0, owner: "" };
   }
 
-  async #coordinate(request: ClientWrite, replicas: readonly string[]): Promise<EntryView> {
+  async #coordinate(
+    request: ClientWrite,
+    replicas: readonly string[],
+    known?: KnownState,
+  ): Promise<EntryView> {
+    const { table, key } = request;
     const others = replicas.filter((id) => id !== this.self);
-    if (!this.#options.store.holds(request.table, request.key)) {
-      await this.#catchUpKey(request.table, request.key, others.filter((id) => this.#placement.isLive(id)));
+    const quorum = writeQuorumOf({ table, replicaCount: replicas.length, config: this.#options.config });
+    if (!this.#options.store.holds(table, key)) {
+      await this.#catchUpKey({
+        table,
+        key,
+        peers: others.filter((id) => this.#placement.isLive(id)),
+        answersNeeded: Math.max(1, replicas.length - quorum),
+        known: known !== undefined && others.includes(known.replica) ? known : undefined,
+      });
     }
-    const entry = await this.#applyLocally(request);
-    const quorum = writeQuorumOf({
-      table: request.table,
-      replicaCount: replicas.length,
-      config: this.#options.config,
-    });
     const live = others.filter((id) => this.#placement.isLive(id));
-    for (const id of others) if (!live.includes(id)) this.#addHint(id, request.table, request.key);
+    for (const id of others) if (!live.includes(id)) this.#addHint(id, table, key);
     const needed = Math.min(quorum - 1, live.length);
-    const acknowledgements = this.#replicateTo(live, {
-      table: request.table,
-      key: request.key,
-      strict: true,
-    });
+    // Shipped to the other replicas as soon as the store accepted it, so their fsyncs run alongside ours.
+    let acknowledgements: Promise<boolean>[] | undefined;
+    const conditions: WriteConditions = {
+      ...request.conditions,
+      onAccepted: (accepted) => {
+        acknowledgements = this.#replicateTo(live, { table, key, strict: true }, accepted);
+      },
+    };
+    let entry: EntryView;
+    try {
+      entry = await this.#applyLocally({ ...request, conditions });
+    } catch (error) {
+      if (acknowledgements === undefined) throw error;
+      throw new UnavailableError(
+        `Key "${key}" was sent to its replicas but could not be made durable here; it may or may not win.`,
+        { cause: error },
+      );
+    }
+    assert(acknowledgements !== undefined, "a durable write was accepted first");
     this.#notifyOthers(request, entry, replicas);
     const acknowledged = await waitForCount(acknowledgements, needed);
     if (acknowledged < needed) {
       throw new UnavailableError(
-        `Key "${request.key}" is durable on ${acknowledged + 1} of ${replicas.length} replicas; ` +
+        `Key "${key}" is durable on ${acknowledged + 1} of ${replicas.length} replicas; ` +
           `the write quorum is ${quorum}. The others will catch up.`,
       );
     }
@@ -283,23 +314,42 @@ export class Replicator {
   /**
    * Before coordinating the first write of a key this node does not hold (it just became a replica, or
    * the key is new), takes the newest state the other live replicas hold, so owner and version checks
-   * run against it and the write is ordered after it. A key nobody holds costs one round trip.
+   * run against it and the write is ordered after it. With this node's own (empty) answer, the first
+   * `answersNeeded` answers make a read quorum that overlaps every write quorum; a forwarder's `known`
+   * state is one of them, so a forwarded write of a new key on three replicas waits for nobody. Later
+   * replies are applied when they come, under the conflict rule.
    */
-  async #catchUpKey(table: string, key: string, peers: readonly string[]): Promise<void> {
-    if (peers.length === 0) return;
-    const replies = await Promise.allSettled(
-      peers.map((peer) =>
-        this.#options.transport.request(peer, "read", { table, key }, {
-          timeoutMs: this.#options.config.requestTimeoutMs,
-        }).then((reply) => ReadReply.parse(reply))
-      ),
+  async #catchUpKey(options: {
+    table: string;
+    key: string;
+    peers: readonly string[];
+    answersNeeded: number;
+    known: KnownState | undefined;
+  }): Promise<void> {
+    const { table, key, known } = options;
+    const take = async (entries: ReadonlyArray<ReplicaEntry | undefined>) => {
+      const found = entries.flatMap((entry) => entry === undefined ? [] : [{ table, key, entry }]);
+      if (found.length > 0) await this.#options.store.applyReplicas(found);
+    };
+    if (known !== undefined) await take([known.entry]);
+    const replies = options.peers.filter((peer) => peer !== known?.replica).map((peer) =>
+      this.#readReplica(table, key, peer)
     );
-    const found = replies.flatMap((result) =>
-      result.status === "fulfilled" && result.value.replica ? [replicaEntryOf(result.value.replica)] : []
+    void Promise.allSettled(replies).then((settled) =>
+      take(settled.map((result) => result.status === "fulfilled" ? result.value : undefined))
+    ).catch(() => {});
+    const answersNeeded = options.answersNeeded - (known === undefined ? 0 : 1);
+    if (answersNeeded > 0) await take(await firstAnswers(replies, answersNeeded));
+  }
+
+  /** One replica's state of a key, undefined when it holds none. */
+  async #readReplica(table: string, key: string, peer: string): Promise<ReplicaEntry | undefined> {
+    const reply = ReadReply.parse(
+      await this.#options.transport.request(peer, "read", { table, key }, {
+        timeoutMs: this.#options.config.requestTimeoutMs,
+      }),
     );
-    if (found.length > 0) {
-      await this.#options.store.applyReplicas(found.map((entry) => ({ table, key, entry })));
-    }
+    return reply.replica ? replicaEntryOf(reply.replica) : undefined;
   }
 
   async #applyLocally(request: ClientWrite): Promise<EntryView> {
@@ -319,15 +369,14 @@ export class Replicator {
     }
   }
 
-  /** Ships the key's current state to `peers`; each promise settles true on acknowledgement. */
+  /** Ships `entry` (the key's current state) to `peers`; each promise settles true on acknowledgement. */
   #replicateTo(
     peers: readonly string[],
     target: { table: string; key: string; strict: boolean },
+    entry = this.#options.store.replicaOf(target.table, target.key),
   ): Promise<boolean>[] {
     const { table, key, strict } = target;
-    if (peers.length === 0) return [];
-    const entry = this.#options.store.replicaOf(table, key);
-    if (entry === undefined) return [];
+    if (peers.length === 0 || entry === undefined) return [];
     return peers.map((peer) => {
       const sent = this.#pipeline(peer).send({
         store: true,
@@ -446,7 +495,7 @@ export class Replicator {
   handlers(): Record<string, (body: unknown, sender: string) => Promise<unknown>> {
     return {
       apply: (body) => this.#handleApply(body),
-      write: (body) => this.#handleWrite(body),
+      write: (body, sender) => this.#handleWrite(body, sender),
       read: (body) => this.#handleRead(body),
     };
   }
@@ -488,13 +537,16 @@ export class Replicator {
     return !identical;
   }
 
-  async #handleWrite(body: unknown): Promise<unknown> {
+  async #handleWrite(body: unknown, sender: string): Promise<unknown> {
     const request = parseBody(WriteRequest, body);
-    const { owner, ifVersion, ...rest } = request;
+    const { owner, ifVersion, forwarderState, ...rest } = request;
     const conditions: WriteConditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
+    const known = forwarderState === undefined
+      ? undefined
+      : { replica: sender, entry: forwarderState === null ? undefined : replicaEntryOf(forwarderState) };
     try {
       const replicas = this.#placement.replicasOf(request.table, request.key);
-      const entry = await this.#coordinate({ ...rest, conditions }, replicas);
+      const entry = await this.#coordinate({ ...rest, conditions }, replicas, known);
       return { json: entry.json, version: entry.version, deleted: entry.deleted };
     } catch (error) {
       if (error instanceof KvError) return { error: { code: error.code, message: error.message } };

@@ -581,7 +581,11 @@ export class Store {
   }
 
   /** Sequences an accepted write, queues it on the WAL and resolves once it is durable and visible. */
-  #commit(target: { table: string; key: string; owner: string }, intent: WriteIntent): Promise<Entry> {
+  #commit(
+    target: { table: string; key: string; owner: string },
+    intent: WriteIntent,
+    onAccepted: WriteOptions["onAccepted"],
+  ): Promise<Entry> {
     const { table, key, owner } = target;
     const previous = this.#currentHead(table, key);
     const version = (previous?.version ?? 0) + 1;
@@ -602,7 +606,9 @@ export class Store {
     const entry = entryOfEncoded(encoded);
     assert(entry.version === version);
     assert(entry.timestamp === timestamp);
-    return this.#enqueue({ encoded, table, key, kind: "local", entry }).then(() => entry);
+    const durable = this.#enqueue({ encoded, table, key, kind: "local", entry }).then(() => entry);
+    onAccepted?.(replicaOfEntry(entry));
+    return durable;
   }
 
   /**
@@ -653,7 +659,8 @@ export class Store {
     const live = this.#checkWrite({ table, key, operation: "put" }, options);
     const valueJson = JSON.stringify(value);
     if (typeof valueJson !== "string") throw new InvalidRequestError("The value is not JSON");
-    return this.#commit({ table, key, owner: live?.owner ?? options.owner }, { op: "put", valueJson });
+    const owner = live?.owner ?? options.owner;
+    return this.#commit({ table, key, owner }, { op: "put", valueJson }, options.onAccepted);
   }
 
   /**
@@ -677,7 +684,7 @@ export class Store {
     const current: unknown = JSON.parse(valueJsonOf(liveEntry));
     if (!isJsonObject(current)) throw new NotAnObjectError({ table, key });
     const valueJson = JSON.stringify(mergePatch(current, patch));
-    return this.#commit({ table, key, owner: live.owner }, { op: "put", valueJson });
+    return this.#commit({ table, key, owner: live.owner }, { op: "put", valueJson }, options.onAccepted);
   }
 
   /**
@@ -690,7 +697,7 @@ export class Store {
   async delete(table: string, key: string, options: WriteOptions): Promise<Entry> {
     const live = this.#checkWrite({ table, key, operation: "delete" }, options);
     assert(live !== undefined);
-    return this.#commit({ table, key, owner: live.owner }, { op: "delete" });
+    return this.#commit({ table, key, owner: live.owner }, { op: "delete" }, options.onAccepted);
   }
 
   /**

@@ -16,7 +16,7 @@ import { ListRequest } from "../../../src/cluster/replication_wire.ts";
 import { Replicator } from "../../../src/cluster/replicator.ts";
 import type { PeerFailure } from "../../../src/cluster/types.ts";
 import { defaultLimits } from "../../../src/config/limits.ts";
-import { importEncryptionKey, MemoryFs, Store } from "../../../src/store/mod.ts";
+import { type Fs, importEncryptionKey, MemoryFs, Store } from "../../../src/store/mod.ts";
 import { type Clock, ManualClock } from "../../../src/util/clock.ts";
 import { InvalidRequestError, KvError } from "../../../src/util/errors.ts";
 import { silentLogger } from "../../../src/util/log.ts";
@@ -35,11 +35,11 @@ export function testClusterConfig(overrides: Partial<ClusterConfig> = {}): Clust
   return { ...localTestClusterConfig("fake-cluster-secret-0123456789abcdef"), ...overrides };
 }
 
-/** Opens an empty Store on a fresh MemoryFs, timers off. */
-export function openTestStore(clock: Clock = new ManualClock()): Promise<Store> {
+/** Opens an empty Store on `fs` (a fresh MemoryFs by default), timers off. */
+export function openTestStore(clock: Clock = new ManualClock(), fs: Fs = new MemoryFs()): Promise<Store> {
   return Store.open({
     dir: "/data",
-    fs: new MemoryFs(),
+    fs,
     clock,
     logger: silentLogger,
     limits: defaultLimits,
@@ -233,18 +233,21 @@ export class FakeCluster implements AsyncDisposable {
     this.membership = new FakeMembership(ids);
   }
 
-  /** Starts `ids` (default A, B, C), each with its own Store, Replicator and AntiEntropy. */
+  /**
+   * Starts `ids` (default A, B, C), each with its own Store, Replicator and AntiEntropy; `fsOf` gives a
+   * node's file system (a fresh MemoryFs by default).
+   */
   static async start(
-    options: { ids?: readonly string[]; config?: Partial<ClusterConfig> } = {},
+    options: { ids?: readonly string[]; config?: Partial<ClusterConfig>; fsOf?: (id: string) => Fs } = {},
   ): Promise<FakeCluster> {
     const ids = options.ids ?? [nodeA, nodeB, nodeC];
     const cluster = new FakeCluster(ids, testClusterConfig(options.config));
-    for (const id of ids) await cluster.#addNode(id);
+    for (const id of ids) await cluster.#addNode(id, options.fsOf?.(id) ?? new MemoryFs());
     return cluster;
   }
 
-  async #addNode(id: string): Promise<void> {
-    const store = await openTestStore(this.clock);
+  async #addNode(id: string, fs: Fs): Promise<void> {
+    const store = await openTestStore(this.clock, fs);
     const sink = new RecordingSink();
     const transport = this.network.transport(id);
     const replicator = new Replicator({

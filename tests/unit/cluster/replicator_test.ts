@@ -8,7 +8,9 @@ import { waitFor } from "../../helpers/wait_for.ts";
 import { PeerRequestError, usersTable } from "../../../src/cluster/mod.ts";
 import type { ApplyItem } from "../../../src/cluster/replication_wire.ts";
 import { type ClientWrite, ForwardedError, writeQuorumOf } from "../../../src/cluster/replicator.ts";
-import { InvalidRequestError, UnavailableError } from "../../../src/util/errors.ts";
+import { InvalidRequestError, KvError, UnavailableError } from "../../../src/util/errors.ts";
+import { MemoryFs } from "../../../src/store/mod.ts";
+import { FaultyFs } from "../../helpers/faulty_fs.ts";
 import {
   FakeCluster,
   findKey,
@@ -266,6 +268,79 @@ Deno.test("Replicator.write() succeeds with a quorum of 2 of 3 while one live re
   await cluster.network.settle();
   assert.equal(versionOn(cluster, nodeB, key), 1);
   assert.equal(replicator.stats.hintCount, 1);
+});
+
+Deno.test("Replicator.write() ships a write to the other replicas before its own fsync finishes", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA]);
+  const coordinatorVersions: Array<number | undefined> = [];
+  for (const id of [nodeB, nodeC]) {
+    const apply = cluster.node(id).replicator.handlers().apply!;
+    cluster.network.register(id, {
+      apply: (body, sender) => {
+        coordinatorVersions.push(versionOn(cluster, nodeA, key));
+        return apply(body, sender);
+      },
+    });
+  }
+  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  assert.equal(entry.version, 1);
+  assert.deepEqual(coordinatorVersions, [undefined, undefined], "sent while not yet durable on A");
+  await cluster.network.settle();
+  assert.equal(versionOn(cluster, nodeB, key), 1);
+  assert.equal(versionOn(cluster, nodeC, key), 1);
+});
+
+Deno.test("Replicator.write() answers unavailable when a write shipped to replicas fails to sync here", async () => {
+  const faultyFs = new FaultyFs(new MemoryFs());
+  await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? faultyFs : new MemoryFs() });
+  const key = keyWithReplicas(cluster, [nodeA]);
+  faultyFs.failSyncs();
+  await assert.rejects(cluster.node(nodeA).replicator.write(put(key, { n: 1 })), (error) => {
+    assert.ok(error instanceof UnavailableError);
+    assert.match(error.message, /may or may not win/);
+    assert.ok(error.cause instanceof KvError);
+    return true;
+  });
+  await cluster.network.settle();
+  assert.equal(versionOn(cluster, nodeB, key), 1, "the replicas took it: the outcome is indeterminate");
+  faultyFs.heal();
+});
+
+Deno.test("Replicator.write() of a new key waits for the first catch-up answer only, applying later ones", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA, nodeB, nodeC]);
+  const newer = { version: 5, timestamp: 50, owner: "bob", deleted: false, valueJson: '"bob\'s"' };
+  await cluster.node(nodeC).store.applyReplicas([{ table, key, entry: newer }]);
+  let releaseC = () => {};
+  const heldC = new Promise<void>((resolve) => releaseC = resolve);
+  const read = cluster.node(nodeC).replicator.handlers().read!;
+  cluster.network.register(nodeC, { read: async (body, sender) => (await heldC, await read(body, sender)) });
+  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  assert.equal(entry.version, 1, "B's empty answer with A's own makes a read quorum of 2 of 3");
+  releaseC();
+  await waitFor(() => versionOn(cluster, nodeA, key) === 5, { timeoutMs: 2_000 });
+  assert.equal(cluster.node(nodeA).store.getEntry(table, key)?.owner, "bob", "the late, newer answer won");
+});
+
+Deno.test("Replicator.write() forwarded by a replica counts the forwarder's state and reads nobody", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA, nodeB, nodeC]);
+  const entry = await cluster.node(nodeB).replicator.write(put(key, { n: 1 }));
+  assert.equal(entry.version, 1);
+  await cluster.network.settle();
+  assert.deepEqual(cluster.network.sentWhere({ kind: "read" }).map(({ target }) => target), [nodeC]);
+  const bobs = { version: 3, timestamp: 50, owner: "bob", deleted: false, valueJson: '"bob\'s"' };
+  const other = findKey((candidate) => {
+    const replicas = cluster.placement(nodeA).replicasOf(table, candidate);
+    return replicas[0] === nodeA && replicas[1] === nodeB;
+  }, "bob");
+  await cluster.node(nodeB).store.applyReplicas([{ table, key: other, entry: bobs }]);
+  await assert.rejects(
+    cluster.node(nodeB).replicator.write(put(other, "alice's")),
+    (error) => error instanceof ForwardedError && error.code === "forbidden",
+  );
+  assert.equal(versionOn(cluster, nodeA, other), 3, "the coordinator took the forwarder's state");
 });
 
 Deno.test("Replicator.write() of a user waits for every live replica", async () => {
