@@ -6,7 +6,9 @@
  *
  * - write throughput: wrk durable PUTs (put.lua, 64 connections) against node 1;
  * - write → read on another node: PUT on node 1 and, from the moment it is sent, GETs on node 2 (even
- *   samples) or node 3 (odd samples) back to back until the new key answers 200; 500 samples.
+ *   samples) or node 3 (odd samples) back to back until the new key answers 200; 500 samples. The same
+ *   samples are taken first against three bare processes with the same hops (`cluster_baseline.ts`):
+ *   what this machine gives a write that is forwarded, synced on two nodes and read on a third.
  *
  * @module
  */
@@ -14,12 +16,17 @@ import { attemptStep, type BenchContext, type Scenario, skippedBecauseMissing } 
 import { type DynarustNode, putValue, registerUser, startDynarust } from "./dynarust.ts";
 import { warmupSecs } from "./http.ts";
 import {
+  benchDir,
+  denoPath,
   describeFloor,
+  freePort,
   makeDataDir,
   measureFloor,
+  PinnedProcess,
   type ProbeFigures,
   removeDataDir,
   rssMb,
+  serverCpu,
   type Settings,
   summarize,
   type Summary,
@@ -41,6 +48,43 @@ function randomSecret(): string {
 }
 
 /** Starts node 1, then nodes 2 and 3 joining it. */
+/** Anything the latency sampler writes to and reads from. */
+interface Served {
+  url: string;
+}
+
+/**
+ * Three `cluster_baseline.ts` processes on the server CPU, serving; the caller stops them. Their ports are
+ * chosen free here, since each must know the others' before it starts.
+ */
+async function startBaselineCluster(dataDirs: readonly string[]): Promise<PinnedProcess[]> {
+  const ports = dataDirs.map(() => freePort());
+  const processes = dataDirs.map((dataDir, index) =>
+    PinnedProcess.start({
+      name: `baseline node ${index + 1}`,
+      cpu: serverCpu,
+      command: denoPath,
+      args: ["run", "-A", `${benchDir}cluster_baseline.ts`, String(index), dataDir, ...ports.map(String)],
+    })
+  );
+  await Promise.all(processes.map((process) => process.waitForLine(/listening on/, { timeoutMs: 30_000 })));
+  return processes;
+}
+
+/** The latency of the bare 3-process baseline (cluster_baseline.ts), sampled like dynarust's. */
+async function sampleBaseline(signal: AbortSignal): Promise<Summary> {
+  const dataDirs = await Promise.all([1, 2, 3].map((index) => makeDataDir(`baseline${index}`)));
+  let processes: PinnedProcess[] = [];
+  try {
+    processes = await startBaselineCluster(dataDirs);
+    const urls = processes.map((process) => ({ url: process.stdout.match(/listening on (\S+)/)![1]! }));
+    return (await sampleLatency(urls, "", signal)).latencyMs;
+  } finally {
+    await Promise.all(processes.map((process) => process.stop()));
+    await Promise.all(dataDirs.map(removeDataDir));
+  }
+}
+
 async function startCluster(dataDirs: readonly string[], nodes: DynarustNode[]): Promise<void> {
   const env = {
     CLUSTER_SECRET: randomSecret(),
@@ -115,7 +159,7 @@ async function getStatus(url: string): Promise<number> {
  * at most about 1 ms higher.
  */
 async function sampleOnce(
-  options: { writer: DynarustNode; reader: DynarustNode; token: string; key: string },
+  options: { writer: Served; reader: Served; token: string; key: string },
 ): Promise<{ latencyMs: number; writeOk: boolean }> {
   const sentMs = performance.now();
   const write = putValue({
@@ -138,7 +182,7 @@ async function sampleOnce(
   return { latencyMs, writeOk: result.version > 0 };
 }
 
-async function sampleLatency(nodes: readonly DynarustNode[], token: string, signal: AbortSignal) {
+async function sampleLatency(nodes: readonly Served[], token: string, signal: AbortSignal) {
   const latencies: number[] = [];
   let lostCount = 0;
   let writeErrorCount = 0;
@@ -157,6 +201,8 @@ async function sampleLatency(nodes: readonly DynarustNode[], token: string, sign
 interface ClusterFigures {
   put: HttpFigures | string;
   writeToReadMs: Summary;
+  /** The same samples against three bare processes with the same hops (cluster_baseline.ts). */
+  baselineWriteToReadMs: Summary;
   lostCount: number;
   writeErrorCount: number;
   rssMb: number[];
@@ -172,6 +218,7 @@ async function measureCluster(context: BenchContext, signal: AbortSignal): Promi
   );
   const nodes: DynarustNode[] = [];
   try {
+    const baselineWriteToReadMs = await sampleBaseline(signal);
     await startCluster(dataDirs, nodes);
     const token = await prepareCluster(nodes, signal);
     // Latency first, on a cluster with nothing queued; the throughput run leaves pipelines and
@@ -186,6 +233,10 @@ async function measureCluster(context: BenchContext, signal: AbortSignal): Promi
         env: { BENCH_TOKEN: token },
       })
       : skippedBecauseMissing("wrk");
+    const exited = nodes.find((node) => node.process.exited);
+    if (exited !== undefined) {
+      throw new Error(`${exited.process.name} exited during the run: ${exited.process.stderrTail.slice(-800)}`);
+    }
     const roundTripFloor = await measureFloor("rtt");
     const fsyncFloor = await measureFloor("fsync");
     return {
@@ -193,6 +244,7 @@ async function measureCluster(context: BenchContext, signal: AbortSignal): Promi
       roundTripFloor,
       fsyncFloor,
       writeToReadMs: latency.latencyMs,
+      baselineWriteToReadMs,
       lostCount: latency.lostCount,
       writeErrorCount: latency.writeErrorCount,
       rssMb: nodes.map((node) => Math.round(rssMb(node.process.pid))),
@@ -204,7 +256,7 @@ async function measureCluster(context: BenchContext, signal: AbortSignal): Promi
 }
 
 function clusterSecs(settings: Settings): number {
-  return 12 + settings.wrkSecs + warmupSecs(settings) + 5 + 14;
+  return 12 + 8 + settings.wrkSecs + warmupSecs(settings) + 5 + 14;
 }
 
 function reportCluster(context: BenchContext, figures: ClusterFigures): void {
@@ -235,12 +287,14 @@ function reportCluster(context: BenchContext, figures: ClusterFigures): void {
       ratio: "—",
     });
   }
-  const { writeToReadMs } = figures;
+  const { writeToReadMs, baselineWriteToReadMs: baseline } = figures;
   report.check({
     scenario: `${label}: write on node 1 → read on node 2/3`,
     figure: `p50 ${formatMs(writeToReadMs.p50)} · p99 ${
       formatMs(writeToReadMs.p99)
     } · ${writeToReadMs.count}/${sampleCount} seen · ${figures.writeErrorCount} write errors`,
+    baseline: `bare 3 processes, same hops: p50 ${formatMs(baseline.p50)} · p99 ${formatMs(baseline.p99)}`,
+    ratio: `p99 ${formatRatio(writeToReadMs.p99, baseline.p99)}`,
     target: latencyTarget,
     value: writeToReadMs.p99,
     unit: "ms",

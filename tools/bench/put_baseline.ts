@@ -4,41 +4,12 @@
 // whatever dynarust adds costs throughput against this.
 // Usage: deno run -A tools/bench/put_baseline.ts <port> <data dir>
 import { Hono } from "hono";
+import { GroupCommitLog } from "./group_commit.ts";
 
 const port = Number(Deno.args[0] ?? 8004);
 const dataDir = Deno.args[1] ?? await Deno.makeTempDir({ prefix: "put_baseline_" });
-const encoder = new TextEncoder();
-const file = await Deno.open(`${dataDir}/log`, { create: true, append: true });
+const log = await GroupCommitLog.open(`${dataDir}/log`);
 const values = new Map<string, string>();
-let waiting: Array<{ bytes: Uint8Array; resolve: () => void }> = [];
-let flushing = false;
-
-async function flush(): Promise<void> {
-  // Ends when no write is waiting; each turn writes at least one.
-  while (waiting.length > 0) {
-    const batch = waiting;
-    waiting = [];
-    const joined = new Uint8Array(batch.reduce((total, write) => total + write.bytes.length, 0));
-    let offset = 0;
-    for (const write of batch) {
-      joined.set(write.bytes, offset);
-      offset += write.bytes.length;
-    }
-    for (let written = 0; written < joined.length;) written += await file.write(joined.subarray(written));
-    await file.syncData();
-    for (const write of batch) write.resolve();
-  }
-  flushing = false;
-}
-
-function append(line: string): Promise<void> {
-  return new Promise((resolve) => {
-    waiting.push({ bytes: encoder.encode(line), resolve });
-    if (flushing) return;
-    flushing = true;
-    queueMicrotask(() => void flush());
-  });
-}
 
 const app = new Hono();
 app.put("/t/key/:key", async (c) => {
@@ -46,7 +17,7 @@ app.put("/t/key/:key", async (c) => {
   const body = JSON.parse(text) as { value: unknown };
   const key = c.req.param("key");
   const json = JSON.stringify({ value: body.value, version: 1, timestamp: Date.now(), owner: "bench" });
-  await append(`${key}\t${json}\n`);
+  await log.append(`${key}\t${json}\n`);
   values.set(key, json);
   return new Response(json, { status: 201, headers: { "content-type": "application/json" } });
 });
