@@ -18,7 +18,7 @@ import type { AppDeps } from "./deps.ts";
 import { kvErrorResponse, problemResponse } from "./error_map.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
-import { registerKvRoutes } from "./routes/kv.ts";
+import { readKey, registerKvRoutes } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
 import { registerInternalRoutes, registerNodeRoutes, type RequestStats } from "./routes/node.ts";
 
@@ -103,12 +103,31 @@ export function createApp(deps: AppDeps): App {
         );
       }
       const startedMs = deps.clock.monotonicMs();
-      const response = (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
+      const response = readsKey(request, path)
+        ? readKeyOrError(request, path, deps)
+        : (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
       return response instanceof Promise
         ? response.then((settled) => finish(request, settled, startedMs))
         : finish(request, response, startedMs);
     },
   };
+}
+
+/** `GET /{table}/key/{key}`, the most frequent request, answered without Hono's routing and context. */
+function readsKey(request: Request, path: string): boolean {
+  if (request.method !== "GET") return false;
+  const second = path.indexOf("/", 1);
+  return second > 1 && path.startsWith("/key/", second) && path.indexOf("/", second + 5) === -1 &&
+    second + 5 < path.length;
+}
+
+function readKeyOrError(request: Request, path: string, deps: AppDeps): Response | Promise<Response> {
+  try {
+    const response = readKey(request, path.slice(1).split("/"), deps);
+    return response instanceof Promise ? response.catch((error) => errorResponse(error, deps)) : response;
+  } catch (error) {
+    return errorResponse(error, deps);
+  }
 }
 
 /** A path of one segment, or `/auth/{user}`: served by the node app. */
@@ -131,11 +150,14 @@ function registerMethodNotAllowed(app: Hono, methods: Array<[string, string]>): 
 /** One rendering of errors for both apps: problem+json from the error table. */
 function withErrors(app: Hono, deps: AppDeps): Hono {
   app.notFound(() => problemResponse({ status: 404, code: "not_found", detail: "no such route" }));
-  app.onError((error) => {
-    if (error instanceof KvError) return kvErrorResponse(error);
-    if (error instanceof AssertionError) deps.onFatal(error);
-    else deps.logger.error("unexpected error while serving a request", { error: String(error) });
-    return problemResponse({ status: 500, code: "internal", detail: "internal error" });
-  });
+  app.onError((error) => errorResponse(error, deps));
   return app;
+}
+
+/** The answer to an error thrown while serving: problem+json from the error table, or a 500. */
+function errorResponse(error: unknown, deps: AppDeps): Response {
+  if (error instanceof KvError) return kvErrorResponse(error);
+  if (error instanceof AssertionError) deps.onFatal(error);
+  else deps.logger.error("unexpected error while serving a request", { error: String(error) });
+  return problemResponse({ status: 500, code: "internal", detail: "internal error" });
 }

@@ -21,7 +21,11 @@ export function rawSegments(url: string): string[] {
 
 /** Table and key of a `/{table}/<verb>/{key}` or `/{table}/<verb>` request, decoded and checked. */
 export function tableAndKey(c: Context, deps: AppDeps): { table: string; key: string } {
-  const segments = rawSegments(c.req.url);
+  return tableAndKeyOf(rawSegments(c.req.url), deps);
+}
+
+/** Table and key from the raw segments of a `/{table}/<verb>/{key}` path, decoded and checked. */
+export function tableAndKeyOf(segments: readonly string[], deps: AppDeps): { table: string; key: string } {
   const table = decodeTable(segments[0] ?? "", deps.limits.nameBytesMax);
   const key = decodeName(segments[2] ?? "", { what: "key", bytesMax: deps.limits.nameBytesMax });
   return { table, key };

@@ -2,7 +2,7 @@ import type { Context, Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, KvWrite } from "../deps.ts";
 import { readJsonBody } from "../body.ts";
-import { jsonText, requireUser, tableAndKey, tableOf } from "../request.ts";
+import { jsonText, rawSegments, requireUser, tableAndKey, tableAndKeyOf, tableOf } from "../request.ts";
 import { checkName, ListQuery, parseIfMatch, parseWith, valueOfBody } from "../schemas.ts";
 import { streamListing } from "./listing.ts";
 
@@ -20,14 +20,7 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
   const { limits, kv } = deps;
   const bodyLimits = { bytesMax: limits.requestBytesMax, depthMax: limits.valueDepthMax + 1 };
 
-  // Synchronous when this node holds the key: Deno.serve answers a plain Response faster than a promise.
-  app.get("/:table/key/:key", (c): Response | Promise<Response> => {
-    const { table, key } = tableAndKey(c, deps);
-    const entry = kv.read(table, key);
-    return entry instanceof Promise
-      ? entry.then((settled) => readAnswer(c, table, key, settled))
-      : readAnswer(c, table, key, entry);
-  });
+  app.get("/:table/key/:key", (c) => readKey(c.req.raw, rawSegments(c.req.url), deps));
 
   const write = async (c: Context, op: KvWrite["op"]) => {
     const { table, key } = tableAndKey(c, deps);
@@ -62,10 +55,30 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
   });
 }
 
-function readAnswer(c: Context, table: string, key: string, entry: EntryView | undefined): Response {
+/**
+ * `GET /{table}/key/{key}` (SPEC §3 row 2) from the raw path segments. Synchronous when this node holds the
+ * key: Deno.serve answers a plain Response faster than a promise. `createApp` calls it before any routing.
+ *
+ * @throws {KeyAbsentError} and the name errors of `decodeTable`/`decodeName`.
+ */
+export function readKey(
+  request: Request,
+  segments: readonly string[],
+  deps: AppDeps,
+): Response | Promise<Response> {
+  const { table, key } = tableAndKeyOf(segments, deps);
+  const entry = deps.kv.read(table, key);
+  return entry instanceof Promise
+    ? entry.then((settled) => readAnswer(request, table, key, settled))
+    : readAnswer(request, table, key, entry);
+}
+
+function readAnswer(request: Request, table: string, key: string, entry: EntryView | undefined): Response {
   if (entry === undefined || entry.deleted) throw new KeyAbsentError(table, key);
   const etag = `"${entry.version}"`;
-  if (c.req.header("if-none-match") === etag) return new Response(null, { status: 304, headers: { etag } });
+  if (request.headers.get("if-none-match") === etag) {
+    return new Response(null, { status: 304, headers: { etag } });
+  }
   return jsonText(entry.json, 200, { etag });
 }
 
