@@ -316,8 +316,8 @@ export class Replicator {
    * the key is new), takes the newest state the other live replicas hold, so owner and version checks
    * run against it and the write is ordered after it. With this node's own (empty) answer, the first
    * `answersNeeded` answers make a read quorum that overlaps every write quorum; a forwarder's `known`
-   * state is one of them, so a forwarded write of a new key on three replicas waits for nobody. Later
-   * replies are applied when they come, under the conflict rule.
+   * state is one of them, so a forwarded write of a new key on three replicas reads nothing. Replies
+   * beyond the first needed are applied when they come, under the conflict rule.
    */
   async #catchUpKey(options: {
     table: string;
@@ -332,14 +332,15 @@ export class Replicator {
       if (found.length > 0) await this.#options.store.applyReplicas(found);
     };
     if (known !== undefined) await take([known.entry]);
+    const answersNeeded = options.answersNeeded - (known === undefined ? 0 : 1);
+    if (answersNeeded <= 0) return;
     const replies = options.peers.filter((peer) => peer !== known?.replica).map((peer) =>
       this.#readReplica(table, key, peer)
     );
     void Promise.allSettled(replies).then((settled) =>
       take(settled.map((result) => result.status === "fulfilled" ? result.value : undefined))
     ).catch(() => {});
-    const answersNeeded = options.answersNeeded - (known === undefined ? 0 : 1);
-    if (answersNeeded > 0) await take(await firstAnswers(replies, answersNeeded));
+    await take(await firstAnswers(replies, answersNeeded));
   }
 
   /** One replica's state of a key, undefined when it holds none. */

@@ -329,7 +329,7 @@ Deno.test("Replicator.write() forwarded by a replica counts the forwarder's stat
   const entry = await cluster.node(nodeB).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
   await cluster.network.settle();
-  assert.deepEqual(cluster.network.sentWhere({ kind: "read" }).map(({ target }) => target), [nodeC]);
+  assert.deepEqual(cluster.network.sentWhere({ kind: "read" }), [], "B's state and A's make a quorum");
   const bobs = { version: 3, timestamp: 50, owner: "bob", deleted: false, valueJson: '"bob\'s"' };
   const other = findKey((candidate) => {
     const replicas = cluster.placement(nodeA).replicasOf(table, candidate);
