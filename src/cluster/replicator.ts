@@ -293,7 +293,7 @@ export class Replicator {
     try {
       entry = await this.#applyLocally({ ...request, conditions });
     } catch (error) {
-      if (acknowledgements === undefined) throw error;
+      if (acknowledgements === undefined || live.length === 0) throw error; // shipped nowhere: not written
       throw new UnavailableError(
         `Key "${key}" was sent to its replicas but could not be made durable here; it may or may not win.`,
         { cause: error },
