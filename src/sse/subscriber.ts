@@ -19,8 +19,13 @@ export interface SubscriberOptions {
 /**
  * One open event stream with a bounded queue. Frames are sent in strictly increasing id order, each at
  * most once; a live frame that finds the queue full disconnects the subscriber without its backlog.
+ *
+ * A node holds thousands of these for hours, so each keeps as little as it can: the subscriber is its own
+ * stream's underlying source (`start` and `cancel` live on the prototype, where closures would cost each
+ * stream two functions and a context), and the queue bound is a plain `highWaterMark` with the default
+ * size algorithm (a `CountQueuingStrategy` keeps a closure and a converted copy of itself per stream).
  */
-export class Subscriber {
+export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   /** The bytes of the event stream, starting with `: connected`. */
   readonly stream: ReadableStream<Uint8Array>;
   readonly #queueDepthMax: number;
@@ -37,14 +42,21 @@ export class Subscriber {
     this.#queueDepthMax = options.queueDepthMax;
     this.#onClose = options.onClose;
     this.#lastId = options.lastId;
-    this.stream = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#controller = controller;
-      },
-      cancel: () => this.#stop("cancelled"),
-    }, new CountQueuingStrategy({ highWaterMark: options.queueDepthMax }));
+    // Each chunk counts 1 against the high-water mark: `desiredSize` is queueDepthMax minus chunks queued.
+    this.stream = new ReadableStream<Uint8Array>(this, { highWaterMark: options.queueDepthMax });
     assert(this.#controller !== undefined, "ReadableStream calls start() synchronously");
     this.#controller.enqueue(connectedFrame);
+  }
+
+  /** Underlying-source callback, called once by the stream's constructor: keeps the controller. */
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    assert(this.#controller === undefined, "a subscriber's stream starts once");
+    this.#controller = controller;
+  }
+
+  /** Underlying-source callback, called by the stream when its reader cancels it: the client went away. */
+  cancel(): void {
+    this.#stop("cancelled");
   }
 
   /** Id of the last frame sent, or the id the client said it has. */

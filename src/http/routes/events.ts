@@ -11,17 +11,17 @@ const streamHeaders = {
 
 /** The live-update routes of SPEC §4: one key, or a whole table. */
 export function registerEventRoutes(app: Hono, deps: AppDeps): void {
-  app.get("/:table/subscribe/:key", async (c) => {
+  app.get("/:table/subscribe/:key", (c) => {
     const { table, key } = tableAndKey(c, deps);
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
-    const current = await deps.kv.read(table, key);
-    const subscription = deps.broker.subscribeKey(
-      table,
-      key,
-      lastEventId === undefined ? { current } : { current, lastEventId },
-    );
-    return eventStream(subscription);
+    // Only a resume can need the current value (a gap older than the history), so a fresh subscribe
+    // skips the read and is answered synchronously: thousands of clients connecting at once then leave
+    // no pending read, promise or context behind each.
+    if (lastEventId === undefined) {
+      return eventStream(deps.broker.subscribeKey(table, key, { current: undefined }));
+    }
+    return resumeKeyStream(deps, { table, key, lastEventId });
   });
 
   app.get("/:table/subscribe", (c) => {
@@ -32,6 +32,16 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     const subscription = deps.broker.subscribeTable(table, lastEventId === undefined ? {} : { lastEventId });
     return eventStream(subscription);
   });
+}
+
+/** A key stream resumed after `lastEventId`: reads the current value first, for a gap older than history. */
+async function resumeKeyStream(
+  deps: AppDeps,
+  options: { table: string; key: string; lastEventId: number },
+): Promise<Response> {
+  const { table, key, lastEventId } = options;
+  const current = await deps.kv.read(table, key);
+  return eventStream(deps.broker.subscribeKey(table, key, { current, lastEventId }));
 }
 
 /** The response of a subscription; a client that goes away cancels the stream, which unsubscribes it. */
