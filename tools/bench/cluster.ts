@@ -235,7 +235,9 @@ async function measureCluster(context: BenchContext, signal: AbortSignal): Promi
       : skippedBecauseMissing("wrk");
     const exited = nodes.find((node) => node.process.exited);
     if (exited !== undefined) {
-      throw new Error(`${exited.process.name} exited during the run: ${exited.process.stderrTail.slice(-800)}`);
+      throw new Error(
+        `${exited.process.name} exited during the run: ${exited.process.stderrTail.slice(-800)}`,
+      );
     }
     const roundTripFloor = await measureFloor("rtt");
     const fsyncFloor = await measureFloor("fsync");
