@@ -7,19 +7,26 @@ import {
   encodeFileHeader,
   encodeFrame,
   fileHeaderBytes,
+  type FrameRecords,
   readFully,
+  recordEndAt,
+  recordsOf,
   scanFrames,
 } from "./frame.ts";
 import { type Fs, type FsFile, parentDir } from "./fs.ts";
 import type { IndexCut } from "./visible_index.ts";
 import {
   type CheckpointEndRecord,
+  checkRecordAt,
   decodeRecordHead,
   encodeRecord,
+  opCodeOf,
   RecordDecodeError,
-  type RecordHead,
   setRecordSequence,
 } from "./wal_record.ts";
+
+const purgeOpCode = opCodeOf("purge");
+const checkpointEndOpCode = opCodeOf("checkpointEnd");
 
 /** Plaintext gathered into one frame of a state file before it is encrypted and written. */
 export const stateFramePlaintextBytes = 256 * 1024;
@@ -127,11 +134,11 @@ function corrupt(path: string, offset: number, reason: string): WalCorruptError 
   return new WalCorruptError({ path, offset, reason });
 }
 
-/** The records of one frame of a state file: `heads[i]` describes `records[i]` (a put or delete). */
+/** One frame of a state file: its first `entryCount` records are puts and deletes, each checked. */
 export interface StateFrame {
   /** Every record of the frame, the checkpoint end included when it is the last frame. */
-  readonly records: readonly Uint8Array[];
-  readonly heads: readonly RecordHead[];
+  readonly records: FrameRecords;
+  readonly entryCount: number;
 }
 
 /**
@@ -160,19 +167,15 @@ export async function readStateFile(
     const result = await scanFrames(
       { file, path, sizeBytes, encryption: options.encryption, header },
       (records, offset) => {
-        const heads: RecordHead[] = [];
-        for (const bytes of records) {
-          if (summary !== undefined) throw corrupt(path, offset, "records follow the checkpoint end");
-          const record = decodeStateRecord(bytes, { path, offset });
-          if (record.op === "checkpointEnd") {
-            if (record.entryCount !== entryCount) throw corrupt(path, offset, "entry count does not match");
-            summary = { sequence: record.sequence, entryCount };
-          } else {
-            entryCount += 1;
-            heads.push(record);
-          }
+        if (summary !== undefined) throw corrupt(path, offset, "records follow the checkpoint end");
+        const frameEntryCount = checkStateFrame(records, { path, offset });
+        entryCount += frameEntryCount;
+        if (frameEntryCount < records.count) {
+          const end = checkpointEndOf(records, { path, offset });
+          if (end.entryCount !== entryCount) throw corrupt(path, offset, "entry count does not match");
+          summary = { sequence: end.sequence, entryCount };
         }
-        onFrame({ records, heads });
+        onFrame({ records, entryCount: frameEntryCount });
       },
     );
     if (result.torn !== undefined) throw corrupt(path, result.torn.offset, result.torn.reason);
@@ -183,19 +186,41 @@ export async function readStateFile(
   }
 }
 
-function decodeStateRecord(
-  bytes: Uint8Array,
-  at: { path: string; offset: number },
-): RecordHead | CheckpointEndRecord {
-  let record;
-  try {
-    record = decodeRecordHead(bytes, 0, bytes.length);
-  } catch (error) {
-    if (error instanceof RecordDecodeError) throw corrupt(at.path, at.offset, error.message);
-    throw error;
+/**
+ * Checks every record of a state file's frame; returns how many puts and deletes come before the
+ * checkpoint end, which may only be the frame's last record.
+ */
+function checkStateFrame(records: FrameRecords, at: { path: string; offset: number }): number {
+  const { bytes } = records;
+  let entryCount = 0;
+  let offset = 0;
+  // Bounded: each step moves past one record, whose end decodeFramePlaintext checked.
+  for (let index = 0; index < records.count; index += 1) {
+    const end = recordEndAt(bytes, offset);
+    let op: number;
+    try {
+      op = checkRecordAt(bytes, offset + 4, end);
+    } catch (error) {
+      if (error instanceof RecordDecodeError) throw corrupt(at.path, at.offset, error.message);
+      throw error;
+    }
+    // A state file holds the keys present; a purged key is simply absent from it.
+    if (op === purgeOpCode) throw corrupt(at.path, at.offset, "purge record in a state file");
+    if (op === checkpointEndOpCode) {
+      if (index !== records.count - 1) throw corrupt(at.path, at.offset, "records follow the checkpoint end");
+    } else {
+      entryCount += 1;
+    }
+    offset = end;
   }
-  // A state file holds the keys present; a purged key is simply absent from it.
-  if (record.op === "purge") throw corrupt(at.path, at.offset, "purge record in a state file");
+  return entryCount;
+}
+
+/** The checkpoint end record that is the last record of `records`, checked before. */
+function checkpointEndOf(records: FrameRecords, at: { path: string; offset: number }): CheckpointEndRecord {
+  const last = recordsOf(records).at(-1)!;
+  const record = decodeRecordHead(last, 0, last.length);
+  if (record.op !== "checkpointEnd") throw corrupt(at.path, at.offset, "no checkpoint end record");
   return record;
 }
 

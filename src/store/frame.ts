@@ -22,8 +22,13 @@ export const compressPlaintextBytesMin = 1024;
 export const framePlaintextBytesMax = 256 * 1024 * 1024;
 /** Largest ciphertext of one frame. */
 export const frameCiphertextBytesMax = framePlaintextBytesMax + tagBytes;
-/** Output chunk of inflate: one state frame's plaintext at once. */
-const inflateChunkBytes = 256 * 1024;
+/**
+ * Output buffer of inflate: a state frame's plaintext (256 KiB and the record that crosses it) at once.
+ * The default 16 KiB chunks made inflating a state frame ~4x slower. Only the pages written are resident.
+ */
+const inflateChunkBytes = 320 * 1024;
+/** Bytes read from a file at once while scanning its frames. */
+const scanReadBytes = 1024 * 1024;
 /** Bit 0 of a frame's flag byte: the records are deflate-raw compressed. */
 const flagDeflated = 0b1;
 
@@ -116,37 +121,94 @@ export function encodeFrame(
 }
 
 /**
- * Splits a decrypted frame plaintext into its records.
+ * The records of one frame, as its plaintext holds them: in `bytes`, each after its u32 length, back to
+ * back from the first byte to the last. Their lengths were checked to fit; their content was not.
+ */
+export interface FrameRecords {
+  readonly bytes: Uint8Array;
+  /** Records in `bytes` (at least one). */
+  readonly count: number;
+  /**
+   * The deflated body `bytes` was inflated from, when the frame was compressed: about 5x smaller, a
+   * page may hold it instead and inflate it again ({@linkcode inflateRecords}) when a record is read.
+   * Then `bytes` is the only view of its buffer, which a page adopting it frees (`RecordPages.adopt`).
+   */
+  readonly deflated?: Uint8Array;
+}
+
+/** Where the record whose u32 length prefix starts at `offset` of a frame's records ends. */
+export function recordEndAt(bytes: Uint8Array, offset: number): number {
+  return offset + 4 + (((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
+    bytes[offset + 3]!) >>> 0);
+}
+
+/** Each record of `frame` as a view of its bytes, in order; for callers that need an array of few. */
+export function recordsOf(frame: FrameRecords): Uint8Array[] {
+  const records: Uint8Array[] = [];
+  // Bounded: each step moves past one record, whose end decodeFramePlaintext checked.
+  for (let offset = 0; offset < frame.bytes.length;) {
+    const end = recordEndAt(frame.bytes, offset);
+    records.push(frame.bytes.subarray(offset + 4, end));
+    offset = end;
+  }
+  assert(records.length === frame.count);
+  return records;
+}
+
+/**
+ * Inflates a frame's body. The output goes to one buffer of `inflateChunkBytes` (beyond what a state
+ * frame holds), which is kept as it is when at least half full: copying it, or zlib joining chunks,
+ * would write every byte of a restart's state a second time into fresh memory, which costs more than
+ * the inflating.
+ */
+function inflateBody(deflated: Uint8Array, chunkBytes: number): Uint8Array {
+  let inflated: Uint8Array;
+  try {
+    inflated = inflateRawSync(deflated, { maxOutputLength: framePlaintextBytesMax, chunkSize: chunkBytes });
+  } catch (error) {
+    throw new RecordDecodeError("frame does not inflate", { cause: error });
+  }
+  // Either way the result is the only view of its buffer (zlib's chunk, or an exactly sized copy of
+  // output that fills less than half of it, or shares Buffer's pool).
+  if (inflated.length * 2 < inflated.buffer.byteLength) return new Uint8Array(inflated);
+  return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
+}
+
+/**
+ * Inflates again the `deflated` body of a frame read before (see {@linkcode FrameRecords}), whose
+ * records take `lengthBytes`, into a buffer of about that size.
+ */
+export function inflateRecords(deflated: Uint8Array, lengthBytes: number): Uint8Array {
+  // zlib's chunks are at least 64 bytes; one byte more than the output ends it within the first chunk.
+  const records = inflateBody(deflated, Math.max(64, lengthBytes + 1));
+  assert(records.length === lengthBytes, "a frame read before inflates as it did");
+  return records;
+}
+
+/**
+ * Splits a decrypted frame plaintext into its records, checking that their lengths fit.
  *
  * @throws {RecordDecodeError} when the flag or the length prefixes are not valid.
  */
-export function decodeFramePlaintext(plaintext: Uint8Array): Uint8Array[] {
+export function decodeFramePlaintext(plaintext: Uint8Array): FrameRecords {
   if (plaintext.length < 1) throw new RecordDecodeError("frame has no flag byte");
   const flag = plaintext[0]!;
   if ((flag & ~flagDeflated) !== 0) throw new RecordDecodeError(`unknown frame flags ${flag}`);
-  let packed = plaintext.subarray(1);
-  if (flag & flagDeflated) {
-    try {
-      // Large output chunks: the default 16 KiB ones made inflating a 256 KiB state frame ~4x slower.
-      packed = new Uint8Array(
-        inflateRawSync(packed, { maxOutputLength: framePlaintextBytesMax, chunkSize: inflateChunkBytes }),
-      );
-    } catch (error) {
-      throw new RecordDecodeError("frame does not inflate", { cause: error });
-    }
-  }
-  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
-  const records: Uint8Array[] = [];
+  const body = plaintext.subarray(1);
+  const deflated = (flag & flagDeflated) !== 0;
+  const bytes = deflated ? inflateBody(body, inflateChunkBytes) : body;
+  let count = 0;
   let offset = 0;
-  while (offset < packed.length) {
-    if (offset + 4 > packed.length) throw new RecordDecodeError("frame ends inside a record length");
-    const end = offset + 4 + view.getUint32(offset);
-    if (end > packed.length) throw new RecordDecodeError("frame ends inside a record");
-    records.push(packed.subarray(offset + 4, end));
+  // Bounded: each step moves past at least the 4 bytes of a length.
+  while (offset < bytes.length) {
+    if (offset + 4 > bytes.length) throw new RecordDecodeError("frame ends inside a record length");
+    const end = recordEndAt(bytes, offset);
+    if (end > bytes.length) throw new RecordDecodeError("frame ends inside a record");
+    count += 1;
     offset = end;
   }
-  if (records.length === 0) throw new RecordDecodeError("frame holds no record");
-  return records;
+  if (count === 0) throw new RecordDecodeError("frame holds no record");
+  return deflated ? { bytes, count, deflated: body } : { bytes, count };
 }
 
 /** Reads until `buffer` is full or the file ends; returns the bytes read. */
@@ -175,17 +237,64 @@ type FrameRead =
   | { kind: "good"; plaintext: Uint8Array; end: number }
   | { kind: "bad"; end: number; reason: string };
 
+/**
+ * Reads a file front to back through one buffer, refilled about 1 MiB at a time, so that scanning a
+ * file of many frames issues few reads and does not allocate each frame's ciphertext anew.
+ */
+class ScanReader {
+  readonly #file: FsFile;
+  #buffer: Uint8Array;
+  #start = 0;
+  #end = 0;
+
+  constructor(file: FsFile, sizeBytes: number) {
+    this.#file = file;
+    this.#buffer = new Uint8Array(Math.max(frameHeaderBytes, Math.min(scanReadBytes, sizeBytes)));
+  }
+
+  /** The next `count` bytes, fewer at the end of the file; a view valid until the next call. */
+  async take(count: number): Promise<Uint8Array> {
+    if (this.#end - this.#start < count) await this.#fill(count);
+    const taken = Math.min(count, this.#end - this.#start);
+    const bytes = this.#buffer.subarray(this.#start, this.#start + taken);
+    this.#start += taken;
+    return bytes;
+  }
+
+  async #fill(count: number): Promise<void> {
+    const kept = this.#end - this.#start;
+    if (count > this.#buffer.length) {
+      const larger = new Uint8Array(count); // a frame larger than the buffer
+      larger.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#buffer = larger;
+    } else {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+    }
+    this.#start = 0;
+    this.#end = kept;
+    // Bounded: every read adds at least one byte or stops at the end of the file.
+    while (this.#end < count) {
+      const read = await this.#file.read(this.#buffer.subarray(this.#end));
+      if (read === null || read === 0) break;
+      this.#end += read;
+    }
+    assert(this.#end <= this.#buffer.length);
+  }
+}
+
 async function readFrame(
-  options: ScanOptions & { offset: number },
+  options: ScanOptions & { reader: ScanReader; offset: number },
 ): Promise<FrameRead> {
-  const { file, offset, sizeBytes } = options;
+  const { reader, offset, sizeBytes } = options;
   if (sizeBytes - offset < frameHeaderBytes) {
     return { kind: "bad", end: sizeBytes + 1, reason: "partial frame header" };
   }
-  const header = new Uint8Array(frameHeaderBytes);
-  assert(await readFully(file, header) === frameHeaderBytes);
-  const view = new DataView(header.buffer);
+  const header = await reader.take(frameHeaderBytes);
+  assert(header.length === frameHeaderBytes);
+  const view = new DataView(header.buffer, header.byteOffset, frameHeaderBytes);
   const length = view.getUint32(0);
+  const crc = view.getUint32(4);
+  const iv = header.slice(8); // the next take may move the buffer's bytes
   const end = offset + frameHeaderBytes + length;
   if (end > sizeBytes) {
     return { kind: "bad", end, reason: `frame of ${length} bytes runs past the end of the file` };
@@ -193,26 +302,22 @@ async function readFrame(
   if (length < tagBytes + 1 || length > frameCiphertextBytesMax) {
     return { kind: "bad", end, reason: `frame length ${length} is out of range` };
   }
-  const ciphertext = new Uint8Array(length);
-  assert(await readFully(file, ciphertext) === length);
-  if (crc32(ciphertext) !== view.getUint32(4)) return { kind: "bad", end, reason: "CRC-32 mismatch" };
-  const plaintext = await decrypt(options.encryption.key, {
-    iv: header.subarray(8),
-    ciphertext,
-    additionalData: options.header,
-  });
+  const ciphertext = await reader.take(length);
+  assert(ciphertext.length === length);
+  if (crc32(ciphertext) !== crc) return { kind: "bad", end, reason: "CRC-32 mismatch" };
+  const plaintext = await decrypt(options.encryption.key, { iv, ciphertext, additionalData: options.header });
   if (plaintext === undefined) return { kind: "bad", end, reason: "AES-GCM authentication failed" };
   return { kind: "good", plaintext, end };
 }
 
-/** True when every byte from the file position to its end is zero (a zero-filled torn tail). */
-async function restIsZero(file: FsFile): Promise<boolean> {
-  const chunk = new Uint8Array(64 * 1024);
+/** True when every byte from the reader's position to the end of the file is zero (a zero-filled tail). */
+async function restIsZero(reader: ScanReader): Promise<boolean> {
+  const chunkBytes = 64 * 1024;
   // Bounded by the file size.
   while (true) {
-    const count = await readFully(file, chunk);
-    for (let index = 0; index < count; index += 1) if (chunk[index] !== 0) return false;
-    if (count < chunk.length) return true;
+    const chunk = await reader.take(chunkBytes);
+    for (let index = 0; index < chunk.length; index += 1) if (chunk[index] !== 0) return false;
+    if (chunk.length < chunkBytes) return true;
   }
 }
 
@@ -229,26 +334,27 @@ export interface ScanOptions {
 
 /**
  * Reads every frame after the file header (the file position must be just after it) and passes the
- * records of each to `onFrame`, in order. A damaged frame that is the last thing in the file (it runs
- * past the end, ends exactly at the end, or only zero bytes follow it) is reported as `torn`; a damaged
- * frame followed by other bytes throws.
+ * records of each to `onFrame`, in order; they stay valid after the call (a page may adopt them). A
+ * damaged frame that is the last thing in the file (it runs past the end, ends exactly at the end, or
+ * only zero bytes follow it) is reported as `torn`; a damaged frame followed by other bytes throws.
  *
  * @throws {WalCorruptError} naming the file and the offset of the damaged frame.
  */
 export async function scanFrames(
   options: ScanOptions,
-  onFrame: (records: Uint8Array[], offset: number) => void,
+  onFrame: (records: FrameRecords, offset: number) => void,
 ): Promise<ScanResult> {
   let offset = fileHeaderBytes;
   let frameCount = 0;
+  const reader = new ScanReader(options.file, options.sizeBytes - offset);
   while (offset < options.sizeBytes) {
-    const frame = await readFrame({ ...options, offset });
+    const frame = await readFrame({ ...options, reader, offset });
     if (frame.kind === "bad") {
-      const isTail = frame.end >= options.sizeBytes || await restIsZero(options.file);
+      const isTail = frame.end >= options.sizeBytes || await restIsZero(reader);
       if (!isTail) throw new WalCorruptError({ path: options.path, offset, reason: frame.reason });
       return { endOffset: offset, frameCount, torn: { offset, reason: frame.reason } };
     }
-    let records: Uint8Array[];
+    let records: FrameRecords;
     try {
       records = decodeFramePlaintext(frame.plaintext);
     } catch (error) {

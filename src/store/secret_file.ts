@@ -7,6 +7,7 @@ import {
   encodeFrame,
   fileHeaderBytes,
   readFully,
+  recordsOf,
   scanFrames,
 } from "./frame.ts";
 import { type Fs, parentDir } from "./fs.ts";
@@ -40,7 +41,7 @@ async function readSecretFile(options: SecretFileOptions): Promise<string | unde
     const found: Uint8Array[] = [];
     const result = await scanFrames(
       { file, path, sizeBytes, encryption, header },
-      (records) => found.push(...records),
+      (frame) => found.push(...recordsOf(frame)),
     );
     if (result.torn !== undefined) throw new WalCorruptError({ path, ...result.torn });
     if (found.length !== 1) {

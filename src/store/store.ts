@@ -29,6 +29,7 @@ import {
   fileHeaderBytes,
   framePlaintextBytesMax,
   readFully,
+  recordEndAt,
   scanFrames,
   type ScanResult,
 } from "./frame.ts";
@@ -48,22 +49,23 @@ import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
 import { VisibleIndex } from "./visible_index.ts";
 import {
-  decodeRecordHead,
+  checkRecordAt,
   type DeleteRecord,
   encodeRecord,
   type EntryHead,
   entryOfEncoded,
-  type PurgeRecord,
+  opCodeOf,
   type PutRecord,
   RecordDecodeError,
   recordFixedBytes,
-  type RecordHead,
+  sequenceAt,
   setRecordSequence,
   valueJsonOf,
 } from "./wal_record.ts";
 
 /** File name of the write-ahead log in the data dir. */
 export const walFileName = "wal.log";
+const purgeOpCode = opCodeOf("purge");
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
 /**
@@ -315,7 +317,7 @@ export class Store {
    */
   async #readStateFile(path: string): Promise<StateFileSummary | undefined> {
     const { fs, encryption } = this.#options;
-    const queue = (frame: StateFrame) => this.#index.queueFrame(frame.records, frame.heads);
+    const queue = (frame: StateFrame) => this.#index.queueFrame(frame.records, frame.entryCount);
     let summary: StateFileSummary | undefined;
     try {
       summary = await readStateFile({ fs, path, encryption }, queue);
@@ -414,27 +416,24 @@ export class Store {
     let lastSequence = 0;
     let firstSequence: number | undefined;
     const scan = { file, path, sizeBytes: options.sizeBytes, encryption: this.#options.encryption };
-    const result = await scanFrames({ ...scan, header: options.header }, (records, offset) => {
-      const heads: Array<RecordHead | PurgeRecord> = [];
-      for (const bytes of records) {
-        const record = decodeWalRecord(bytes, { path, offset });
+    const result = await scanFrames({ ...scan, header: options.header }, (frame, offset) => {
+      const { bytes } = frame;
+      let recordOffset = 0;
+      // Bounded: each step moves past one record, whose end decodeFramePlaintext checked.
+      for (let index = 0; index < frame.count; index += 1) {
+        const end = recordEndAt(bytes, recordOffset);
+        const { op, sequence } = checkWalRecord(bytes, { start: recordOffset + 4, end }, { path, offset });
         // A purge is not a change: it carries the sequence of the last change before it.
-        const increases = record.op === "purge"
-          ? record.sequence >= lastSequence
-          : record.sequence > lastSequence;
+        const increases = op === purgeOpCode ? sequence >= lastSequence : sequence > lastSequence;
         if (!increases) {
-          throw new WalCorruptError({
-            path,
-            offset,
-            reason: `sequence ${record.sequence} does not increase`,
-          });
+          throw new WalCorruptError({ path, offset, reason: `sequence ${sequence} does not increase` });
         }
-        lastSequence = record.sequence;
-        if (record.op !== "purge") firstSequence ??= record.sequence;
-        heads.push(record);
+        lastSequence = sequence;
+        if (op !== purgeOpCode) firstSequence ??= sequence;
+        recordOffset = end;
       }
-      // Applied after the whole frame decoded (a damaged frame changes nothing), while the next is read.
-      this.#index.queueFrame(records, heads);
+      // Applied after the whole frame was checked (a damaged frame changes nothing), while the next is read.
+      this.#index.queueFrame(frame, frame.count);
     }).catch(async (error) => {
       await this.#index.loadQueued().catch(() => {}); // the read's error is the one to report
       throw error;
@@ -815,8 +814,9 @@ export class Store {
 
   /**
    * Every durable key of every table (reserved ones too), tombstones included, in no particular order.
-   * Lazy: it walks the index itself, without copying it. Changes made while it runs may or may not be
-   * seen; a key is never seen in a state it did not hold.
+   * Lazy: it walks a copy of the index's record addresses (8 bytes a key), decoding each entry as it
+   * yields it. Changes made while it runs may or may not be seen; a key is never seen in a state it did
+   * not hold.
    */
   scan(): Iterable<{ table: string; key: string; entry: Entry }> {
     return this.#index.scan();
@@ -1055,20 +1055,23 @@ export class Store {
   }
 }
 
-function decodeWalRecord(
+/** Checks a WAL record (a put, delete or purge) in `bytes[start, end)`; returns its op code and sequence. */
+function checkWalRecord(
   bytes: Uint8Array,
+  record: { start: number; end: number },
   at: { path: string; offset: number },
-): RecordHead | PurgeRecord {
-  let record;
+): { op: number; sequence: number } {
+  let op;
   try {
-    record = decodeRecordHead(bytes, 0, bytes.length);
+    op = checkRecordAt(bytes, record.start, record.end);
   } catch (error) {
     if (error instanceof RecordDecodeError) throw new WalCorruptError({ ...at, reason: error.message });
     throw error;
   }
-  if (record.op === "checkpointEnd") {
+  if (op === opCodeOf("checkpointEnd")) {
     throw new WalCorruptError({ ...at, reason: "checkpoint record in the WAL" });
   }
-  if (record.sequence < 1) throw new WalCorruptError({ ...at, reason: "record without a sequence" });
-  return record;
+  const sequence = sequenceAt(bytes, record.start);
+  if (sequence < 1) throw new WalCorruptError({ ...at, reason: "record without a sequence" });
+  return { op, sequence };
 }

@@ -1,30 +1,24 @@
 import { assert } from "../util/assert.ts";
+import { type FrameRecords, recordEndAt } from "./frame.ts";
+import { hashKeyBytes, keyFieldAt, KeyTable } from "./key_table.ts";
 import { type Page, type PagesView, RecordPages, type RecordSpan } from "./record_pages.ts";
 import { compareReplicaEntries, replicaOfEntry } from "./replica.ts";
 import type { Entry } from "./types.ts";
-import {
-  entryAt,
-  type EntryHead,
-  headAt,
-  opCodeOf,
-  type PurgeRecord,
-  type RecordHead,
-  tableAndKeyAt,
-  versionAt,
-} from "./wal_record.ts";
+import { entryAt, type EntryHead, headAt, keyAt, opCodeOf, tableNameAt, versionAt } from "./wal_record.ts";
 
 /**
  * One table of the index: key -> address of the key's current record (a live value or a tombstone).
  * Deletes keep a tombstone; only a purge removes a key, and a table left without keys is removed with it.
  */
 interface TableState {
-  readonly addresses: Map<string, number>;
+  readonly keys: KeyTable;
   liveCount: number;
   /**
-   * Every key in code-unit order, built on demand: `addedKeys` are merged in and `purgedKeys` filtered out
-   * at the next listing. A key is in `sortedKeys` or `addedKeys` at most once, purged or not.
+   * Every key in code-unit order, built at the first listing (a restart decodes no key before it):
+   * then `addedKeys` are merged in and `purgedKeys` filtered out at each listing. A key is in
+   * `sortedKeys` or `addedKeys` at most once, purged or not; both stay empty while `sortedKeys` is unbuilt.
    */
-  sortedKeys: string[];
+  sortedKeys: string[] | undefined;
   addedKeys: string[];
   readonly purgedKeys: Set<string>;
 }
@@ -32,19 +26,20 @@ interface TableState {
 /** Every record of the index at one moment, for a state file written while the index changes. */
 export interface IndexCut {
   /** Address of each key's record, tombstones included. */
-  readonly addresses: readonly number[];
+  readonly addresses: Float64Array;
   readonly pages: PagesView;
 }
 
 const deleteOpCode = opCodeOf("delete");
+const purgeOpCode = opCodeOf("purge");
 
 /**
  * The visible state of a store: every key's current record, durable writes only. The records stay in
  * their binary form (the WAL record layout) in {@linkcode RecordPages}, as read from the files or as the
- * WAL wrote them; a key maps to the address of its record, and an `Entry` is decoded when asked for. So
- * the index of a million keys is a million small integers in one `Map` per table, not a million objects
- * and strings: recovery allocates little beyond the frames it reads, and the garbage collector has
- * little to trace or copy.
+ * WAL wrote them; a key maps to the address of its record in a {@linkcode KeyTable} per table, and an
+ * `Entry` is decoded when asked for. So the index of a million keys is two typed arrays, not a million
+ * objects and strings: recovery allocates little beyond the frames it reads, decodes no key, and the
+ * garbage collector has little to trace or copy.
  */
 export class VisibleIndex {
   readonly #tables = new Map<string, TableState>();
@@ -73,15 +68,22 @@ export class VisibleIndex {
     return this.#tables.has(table);
   }
 
+  #addressOf(table: string, key: string): number | undefined {
+    const keys = this.#tables.get(table)?.keys;
+    if (keys === undefined) return undefined;
+    const slot = keys.findString(key);
+    return slot < 0 ? undefined : keys.addressAt(slot);
+  }
+
   /** The entry of a key, a tombstone included. */
   get(table: string, key: string): Entry | undefined {
-    const address = this.#tables.get(table)?.addresses.get(key);
+    const address = this.#addressOf(table, key);
     return address === undefined ? undefined : entryAt(this.#pages.recordAt(address));
   }
 
   /** The live entry of a key; undefined for a tombstone, which is not decoded. */
   getLive(table: string, key: string): Entry | undefined {
-    const address = this.#tables.get(table)?.addresses.get(key);
+    const address = this.#addressOf(table, key);
     if (address === undefined) return undefined;
     const span = this.#pages.recordAt(address);
     return span.bytes[span.start] === deleteOpCode ? undefined : entryAt(span);
@@ -89,42 +91,74 @@ export class VisibleIndex {
 
   /** Version, owner and kind of a key's record (a tombstone's too), without decoding its value. */
   headOf(table: string, key: string): EntryHead | undefined {
-    const address = this.#tables.get(table)?.addresses.get(key);
+    const address = this.#addressOf(table, key);
     return address === undefined ? undefined : headAt(this.#pages.recordAt(address));
   }
 
   /** The version of a key's record (a tombstone's too), read without decoding the entry. */
   versionOf(table: string, key: string): number | undefined {
-    const address = this.#tables.get(table)?.addresses.get(key);
+    const address = this.#addressOf(table, key);
     return address === undefined ? undefined : versionAt(this.#pages.recordAt(address));
   }
 
   /**
-   * Indexes the records of one frame read from a file, in order: a put or delete when it wins against
-   * the key's current record by the replica conflict rule, a purge by removing the key. `heads[i]`
-   * describes `records[i]`; records after the heads (a checkpoint end) are not indexed. The frame's
-   * bytes become a page as they are, without a copy, when the records lie back to back in one buffer.
+   * Indexes the first `entryCount` records of a frame read from a file, each checked before (see
+   * `checkRecordAt`), in order: a put or delete when it wins against the key's current record by the
+   * replica conflict rule, a purge by removing the key. Records after them (a checkpoint end) are not
+   * indexed. The frame's bytes become a page as they are, without a copy.
    */
-  loadFrame(records: readonly Uint8Array[], heads: ReadonlyArray<RecordHead | PurgeRecord>): void {
-    assert(heads.length <= records.length);
-    if (heads.length === 0) return;
-    const page = this.#adoptFrame(records);
-    for (let index = 0; index < heads.length; index += 1) {
-      const head = heads[index]!;
-      if (head.op === "purge") {
-        this.remove(head.table, head.key);
-        continue;
+  loadFrame(frame: FrameRecords, entryCount: number): void {
+    assert(entryCount <= frame.count);
+    if (entryCount === 0) return;
+    const { bytes } = frame;
+    const page = this.#pages.adopt(bytes, frame.deflated);
+    let table = "";
+    let state: TableState | undefined;
+    let offset = 0;
+    for (let index = 0; index < entryCount; index += 1) {
+      const start = offset + 4;
+      const keyField = keyFieldAt(bytes, start);
+      const name = tableNameAt(bytes, start, keyField); // interned: one string per run of a table
+      if (bytes[start] === purgeOpCode) {
+        this.remove(name, keyAt(bytes, keyField));
+        state = undefined; // the table may have gone with its last key
+      } else {
+        if (state === undefined || name !== table) {
+          table = name;
+          state = this.#tableFor(table);
+        }
+        this.#loadRecord(state, page, offset);
       }
-      const record = records[index]!;
-      const state = this.#tableFor(head.table);
-      const current = state.addresses.get(head.key);
-      if (current !== undefined && !this.#wins({ bytes: record, start: 0, end: record.length }, current)) {
-        continue;
-      }
-      const address = page === undefined ? this.#pages.append(record) : this.#pages.addressOf(page, record);
-      this.#set(state, { key: head.key, address, deleted: head.op === "delete", previous: current });
+      offset = recordEndAt(bytes, offset);
     }
-    if (page !== undefined) this.#pages.seal(page);
+    this.#pages.seal(page);
+  }
+
+  /**
+   * Indexes the put or delete record whose length prefix is at `offset` of a page being adopted, when
+   * it wins against the key's current record.
+   */
+  #loadRecord(state: TableState, page: Page, offset: number): void {
+    const { bytes } = page;
+    const start = offset + 4;
+    const keyField = keyFieldAt(bytes, start);
+    const keyEnd = recordEndAt(bytes, keyField);
+    const hash = hashKeyBytes(bytes, keyField + 4, keyEnd);
+    state.keys.reserve();
+    const slot = state.keys.findBytes(hash, bytes, keyField + 4, keyEnd);
+    const deleted = bytes[start] === deleteOpCode;
+    const address = this.#pages.addressIn(page, offset);
+    if (slot < 0) {
+      state.keys.insertAt(-1 - slot, hash, address);
+      if (state.sortedKeys !== undefined) trackAddedKey(state, keyAt(bytes, keyField));
+      this.#added(state, deleted);
+    } else {
+      const current = state.keys.addressAt(slot);
+      if (!this.#wins({ bytes, start, end: recordEndAt(bytes, offset) }, current)) return;
+      state.keys.replaceAt(slot, address);
+      this.#replaced(state, current, deleted);
+    }
+    this.#pages.retain(address);
   }
 
   /**
@@ -133,8 +167,8 @@ export class VisibleIndex {
    * while that read and its decryption run on other threads, instead of before it issues them.
    * {@linkcode VisibleIndex.loadQueued} waits for every queued frame.
    */
-  queueFrame(records: readonly Uint8Array[], heads: ReadonlyArray<RecordHead | PurgeRecord>): void {
-    const queued = this.#queued.then(() => this.loadFrame(records, heads));
+  queueFrame(frame: FrameRecords, entryCount: number): void {
+    const queued = this.#queued.then(() => this.loadFrame(frame, entryCount));
     queued.catch(() => {}); // observed by loadQueued
     this.#queued = queued;
   }
@@ -151,25 +185,58 @@ export class VisibleIndex {
    * it wins). Its bytes are copied into a page.
    */
   applyRecord(options: { table: string; key: string; encoded: Uint8Array; deleted: boolean }): void {
-    const { table, key, encoded } = options;
+    const { table, key, encoded, deleted } = options;
     const state = this.#tableFor(table);
-    const previous = state.addresses.get(key);
+    const keyField = keyFieldAt(encoded, 0);
+    const keyEnd = recordEndAt(encoded, keyField);
+    const hash = hashKeyBytes(encoded, keyField + 4, keyEnd);
+    state.keys.reserve();
+    const slot = state.keys.findBytes(hash, encoded, keyField + 4, keyEnd);
     const address = this.#pages.append(encoded);
-    this.#set(state, { key, address, deleted: options.deleted, previous });
+    if (slot < 0) {
+      state.keys.insertAt(-1 - slot, hash, address);
+      if (state.sortedKeys !== undefined) trackAddedKey(state, key);
+      this.#added(state, deleted);
+    } else {
+      const previous = state.keys.addressAt(slot);
+      state.keys.replaceAt(slot, address);
+      this.#replaced(state, previous, deleted);
+    }
+    this.#pages.retain(address);
+  }
+
+  /** Bookkeeping of a key just added to `state.keys`. */
+  #added(state: TableState, deleted: boolean): void {
+    if (!deleted) state.liveCount += 1;
+    assert(state.liveCount <= state.keys.count);
+  }
+
+  /** Bookkeeping of a key whose record at `previous` was just replaced. */
+  #replaced(state: TableState, previous: number, deleted: boolean): void {
+    if (this.#pages.opAt(previous) !== deleteOpCode) state.liveCount -= 1;
+    this.#pages.release(previous);
+    if (!deleted) state.liveCount += 1;
+    assert(state.liveCount >= 0);
+    assert(state.liveCount <= state.keys.count);
   }
 
   /** Removes a key (a purge); a table left empty goes too. Returns whether it was there. */
   remove(table: string, key: string): boolean {
     const state = this.#tables.get(table);
-    const previous = state?.addresses.get(key);
-    if (state === undefined || previous === undefined) return false;
+    return state !== undefined && this.#removeKey(table, state, key);
+  }
+
+  #removeKey(table: string, state: TableState, key: string): boolean {
+    const slot = state.keys.findString(key);
+    if (slot < 0) return false;
+    const previous = state.keys.addressAt(slot);
     if (this.#pages.opAt(previous) !== deleteOpCode) state.liveCount -= 1;
     this.#pages.release(previous);
-    state.addresses.delete(key);
-    state.purgedKeys.add(key);
-    if (state.addresses.size === 0) this.#tables.delete(table);
+    state.keys.deleteAt(slot);
+    if (state.sortedKeys !== undefined) state.purgedKeys.add(key);
+    if (state.keys.count === 0) this.#tables.delete(table);
     assert(state.liveCount >= 0);
-    assert(state.liveCount <= state.addresses.size);
+    assert(state.liveCount <= state.keys.count);
     return true;
   }
 
@@ -181,11 +248,31 @@ export class VisibleIndex {
     for (const page of this.#pages.takeSparse()) this.#compactPage(page);
   }
 
-  /** Every key of every table with its entry, tombstones included, decoded lazily, in no particular order. */
+  /**
+   * Every key of every table with its entry, tombstones included, in no particular order, decoded
+   * lazily. It walks the keys present when it started; each is read in its state at the step that
+   * yields it, and skipped when purged by then. Keys added meanwhile are not seen.
+   */
   *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
-    for (const [table, state] of this.#tables) {
-      for (const [key, address] of state.addresses) {
-        yield { table, key, entry: entryAt(this.#pages.recordAt(address)) };
+    // The table's slots move as keys come and go, so the walk follows a copy of the addresses, read
+    // through a view of the pages as they were (the records there stay readable whatever changes).
+    const tables = [...this.#tables].map(([table, state]) => {
+      const addresses = new Float64Array(state.keys.count);
+      state.keys.copyAddresses(addresses, 0);
+      return { table, addresses };
+    });
+    const pages = this.#pages.view();
+    for (const { table, addresses } of tables) {
+      for (const address of addresses) {
+        const keys = this.#tables.get(table)?.keys;
+        if (keys === undefined) continue; // purged with its last key
+        const { bytes, start } = pages.recordAt(address);
+        const keyField = keyFieldAt(bytes, start);
+        const keyEnd = recordEndAt(bytes, keyField);
+        const slot = keys.findBytes(hashKeyBytes(bytes, keyField + 4, keyEnd), bytes, keyField + 4, keyEnd);
+        if (slot < 0) continue;
+        const span = this.#pages.recordAt(keys.addressAt(slot));
+        yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), entry: entryAt(span) };
       }
     }
   }
@@ -205,9 +292,9 @@ export class VisibleIndex {
     for (; index < keys.length && count < options.limit; index += 1) {
       const key = keys[index]!;
       // Read at each step: the table may have changed while the caller held the iterator.
-      const address = state.addresses.get(key);
-      if (address === undefined) continue;
-      const span = this.#pages.recordAt(address);
+      const slot = state.keys.findString(key);
+      if (slot < 0) continue;
+      const span = this.#pages.recordAt(state.keys.addressAt(slot));
       if (span.bytes[span.start] === deleteOpCode) continue;
       count += 1;
       yield [key, entryAt(span)];
@@ -223,39 +310,28 @@ export class VisibleIndex {
 
   /** Every record of the index now; reading it later sees these records whatever changes meanwhile. */
   cut(): IndexCut {
-    const addresses: number[] = [];
-    for (const state of this.#tables.values()) {
-      for (const address of state.addresses.values()) addresses.push(address);
-    }
+    let count = 0;
+    for (const state of this.#tables.values()) count += state.keys.count;
+    const addresses = new Float64Array(count);
+    let filled = 0;
+    for (const state of this.#tables.values()) filled = state.keys.copyAddresses(addresses, filled);
+    assert(filled === count);
     return { addresses, pages: this.#pages.view() };
   }
 
   #tableFor(table: string): TableState {
     let state = this.#tables.get(table);
     if (state === undefined) {
-      state = { addresses: new Map(), liveCount: 0, sortedKeys: [], addedKeys: [], purgedKeys: new Set() };
+      state = {
+        keys: new KeyTable(this.#pages),
+        liveCount: 0,
+        sortedKeys: undefined,
+        addedKeys: [],
+        purgedKeys: new Set(),
+      };
       this.#tables.set(table, state);
     }
     return state;
-  }
-
-  #set(
-    state: TableState,
-    change: { key: string; address: number; deleted: boolean; previous: number | undefined },
-  ): void {
-    const { key, address, previous } = change;
-    if (previous === undefined) {
-      // A key purged since the last listing is still in the key arrays: it only stops being purged.
-      if (!state.purgedKeys.delete(key)) state.addedKeys.push(key);
-    } else {
-      if (this.#pages.opAt(previous) !== deleteOpCode) state.liveCount -= 1;
-      this.#pages.release(previous);
-    }
-    if (!change.deleted) state.liveCount += 1;
-    this.#pages.retain(address);
-    state.addresses.set(key, address);
-    assert(state.liveCount >= 0);
-    assert(state.liveCount <= state.addresses.size);
   }
 
   /** True when `record` wins against the record at `current`: the higher version, else the full rule. */
@@ -267,39 +343,36 @@ export class VisibleIndex {
     return compareReplicaEntries(replicaOfEntry(entryAt(record)), replicaOfEntry(entryAt(currentSpan))) > 0;
   }
 
-  /**
-   * The frame's records as one adopted page when they lie back to back in one buffer (as a frame's
-   * plaintext holds them); otherwise undefined, and each indexed record is copied into a page.
-   */
-  #adoptFrame(records: readonly Uint8Array[]): Page | undefined {
-    const first = records[0]!;
-    const last = records[records.length - 1]!;
-    if (first.byteOffset < 4) return undefined;
-    let expected = first.byteOffset;
-    for (const record of records) {
-      if (record.buffer !== first.buffer || record.byteOffset !== expected) return undefined;
-      expected = record.byteOffset + record.length + 4;
-    }
-    const start = first.byteOffset - 4;
-    const bytes = new Uint8Array(first.buffer, start, last.byteOffset + last.length - start);
-    return this.#pages.adopt(bytes);
-  }
-
   #compactPage(page: Page): void {
     for (const { address, span } of this.#pages.records(page)) {
-      const op = span.bytes[span.start]!;
+      const { bytes, start } = span;
+      const op = bytes[start]!;
       if (op !== deleteOpCode && op !== opCodeOf("put")) continue;
-      const { table, key } = tableAndKeyAt(span);
-      const state = this.#tables.get(table);
-      if (state === undefined || state.addresses.get(key) !== address) continue;
-      const moved = this.#pages.append(span.bytes.subarray(span.start, span.end));
+      const keyField = keyFieldAt(bytes, start);
+      const keys = this.#tables.get(tableNameAt(bytes, start, keyField))?.keys;
+      if (keys === undefined) continue;
+      const keyEnd = recordEndAt(bytes, keyField);
+      const slot = keys.findBytes(hashKeyBytes(bytes, keyField + 4, keyEnd), bytes, keyField + 4, keyEnd);
+      if (slot < 0 || keys.addressAt(slot) !== address) continue;
+      const moved = this.#pages.append(bytes.subarray(start, span.end));
       this.#pages.retain(moved);
-      state.addresses.set(key, moved);
+      keys.replaceAt(slot, moved);
       this.#pages.release(address);
     }
   }
 
   #sortedKeys(state: TableState): string[] {
+    if (state.sortedKeys === undefined) {
+      const addresses = new Float64Array(state.keys.count);
+      state.keys.copyAddresses(addresses, 0);
+      const keys: string[] = [];
+      for (const address of addresses) {
+        const { bytes, start } = this.#pages.recordAt(address);
+        keys.push(keyAt(bytes, keyFieldAt(bytes, start)));
+      }
+      state.sortedKeys = keys.sort();
+      assert(state.addedKeys.length === 0 && state.purgedKeys.size === 0);
+    }
     if (state.purgedKeys.size > 0) {
       // New arrays, so a listing in progress keeps its own (and skips keys it no longer finds).
       const purged = state.purgedKeys;
@@ -312,9 +385,16 @@ export class VisibleIndex {
       state.sortedKeys = state.sortedKeys.concat(state.addedKeys).sort();
       state.addedKeys = [];
     }
-    assert(state.sortedKeys.length === state.addresses.size);
+    assert(state.sortedKeys.length === state.keys.count);
     return state.sortedKeys;
   }
+}
+
+/** Keeps the sorted listing of a table, once built, aware of a key just added. */
+function trackAddedKey(state: TableState, key: string): void {
+  assert(state.sortedKeys !== undefined);
+  // A key purged since the last listing is still in the key arrays: it only stops being purged.
+  if (!state.purgedKeys.delete(key)) state.addedKeys.push(key);
 }
 
 /** Index of the first key greater than `after` in a sorted array (binary search, code-unit order). */

@@ -156,11 +156,36 @@ function decodeUtf8(bytes: Uint8Array): string {
   }
 }
 
-/** True when every byte of `bytes[start, end)` is below 0x80 (one pass: the common case is all ASCII). */
+/** The buffer `asciiWords` views, as 32-bit words: the last one checked, a frame read at open. */
+let asciiBuffer: ArrayBufferLike | undefined;
+let asciiWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
+/** Ranges shorter than this are checked byte by byte. */
+const asciiWordRangeBytesMin = 32;
+
+/**
+ * True when every byte of `bytes[start, end)` is below 0x80 (one pass: the common case is all ASCII).
+ * Long ranges are read 4 bytes at a time through a view of their whole buffer, which an open's values
+ * share frame by frame: 2-3x faster over the state of a restart.
+ */
 function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
   let union = 0;
-  for (let index = start; index < end; index += 1) union |= bytes[index]!;
-  return union < 0x80;
+  if (end - start < asciiWordRangeBytesMin) {
+    for (let index = start; index < end; index += 1) union |= bytes[index]!;
+    return union < 0x80;
+  }
+  if (bytes.buffer !== asciiBuffer) {
+    asciiBuffer = bytes.buffer;
+    asciiWords = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
+  }
+  // Bytes before the first whole word, the words, then the bytes after the last.
+  const wordStart = (bytes.byteOffset + start + 3) >>> 2;
+  const wordEnd = (bytes.byteOffset + end) >>> 2;
+  const middleStart = wordStart * 4 - bytes.byteOffset;
+  const middleEnd = wordEnd * 4 - bytes.byteOffset;
+  for (let index = start; index < middleStart; index += 1) union |= bytes[index]!;
+  for (let word = wordStart; word < wordEnd; word += 1) union |= asciiWords[word]!;
+  for (let index = middleEnd; index < end; index += 1) union |= bytes[index]!;
+  return (union & 0x8080_8080) === 0;
 }
 
 /**
@@ -347,6 +372,50 @@ export function decodeRecordHead(
   ownerNames.read(bytes, ownerStart, valueStart);
   if (op === "put" && !isAscii(bytes, valueStart, end)) decodeUtf8(bytes.subarray(valueStart, end));
   return { op, sequence, version: count, table, key };
+}
+
+/** Checks that `bytes[start, end)` is valid UTF-8 (a key), without decoding it when it is ASCII. */
+function checkUtf8(bytes: Uint8Array, start: number, end: number): void {
+  if (!isAscii(bytes, start, end)) decodeUtf8(bytes.subarray(start, end));
+}
+
+/**
+ * Checks the record in `bytes[start, end)` as {@linkcode decodeRecordHead} does (layout, and UTF-8 of
+ * its names and value), without building anything for it: a file's records are checked once at open,
+ * then indexed from their bytes.
+ *
+ * @returns the record's op code (see {@linkcode opCodeOf}).
+ * @throws {RecordDecodeError} when the bytes do not follow the layout.
+ */
+export function checkRecordAt(bytes: Uint8Array, start: number, end: number): number {
+  const layout = readLayout(bytes, start, end);
+  const { op, keyStart, ownerStart, valueStart } = layout;
+  if (op === "checkpointEnd") return opCodes.checkpointEnd;
+  tableNames.read(bytes, layout.tableStart, keyStart);
+  checkUtf8(bytes, keyStart + 4, ownerStart);
+  if (op === "purge") return opCodes.purge;
+  ownerNames.read(bytes, ownerStart, valueStart);
+  if (op === "delete") return opCodes.delete;
+  checkUtf8(bytes, valueStart, end);
+  return opCodes.put;
+}
+
+/** The commit sequence of a record {@linkcode checkRecordAt} checked. */
+export function sequenceAt(bytes: Uint8Array, start: number): number {
+  return u64At(bytes, start + 1, start);
+}
+
+/**
+ * The table of the put, delete or purge record at `bytes[start]`, checked before; its key's u32 length
+ * is at `keyField` (see `keyFieldAt`), where the table ends.
+ */
+export function tableNameAt(bytes: Uint8Array, start: number, keyField: number): string {
+  return tableNames.read(bytes, start + 25, keyField);
+}
+
+/** The key of the put, delete or purge record at `bytes[start]`, checked before. */
+export function keyAt(bytes: Uint8Array, keyField: number): string {
+  return fieldText(bytes, keyField, keyField + 4 + u32At(bytes, keyField));
 }
 
 /** `,"owner":<JSON string>}`, the end of a live `Entry.json`, per interned owner; bounded the same way. */

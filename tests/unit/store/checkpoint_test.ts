@@ -3,13 +3,23 @@
 // Method: Stores on MemoryFs with a small walCheckpointBytes; crashCopy() at chosen file operations.
 import assert from "node:assert/strict";
 import { ManualClock } from "../../../src/util/clock.ts";
-import { listSnapshots, readStateFile } from "../../../src/store/checkpoint.ts";
-import { fileHeaderBytes } from "../../../src/store/frame.ts";
+import { listSnapshots, readStateFile, type StateFrame } from "../../../src/store/checkpoint.ts";
+import { fileHeaderBytes, recordsOf } from "../../../src/store/frame.ts";
 import { MemoryFs } from "../../../src/store/fs.ts";
 import { StorageFullError } from "../../../src/store/mod.ts";
+import { decodeRecord } from "../../../src/store/wal_record.ts";
 import { dumpTable, HookedFs, openStore, storeOptions, testEncryption, waitFor } from "./test_store.ts";
 
 const alice = { owner: "alice" };
+
+/** The keys of a state file frame's entry records. */
+function keysOf(frame: StateFrame): string[] {
+  return recordsOf(frame.records).slice(0, frame.entryCount).map((bytes) => {
+    const record = decodeRecord(bytes);
+    assert(record.op === "put" || record.op === "delete");
+    return record.key;
+  });
+}
 
 Deno.test("Store: the WAL is checkpointed into storage.db once it passes walCheckpointBytes", async () => {
   const fs = new MemoryFs();
@@ -88,7 +98,7 @@ Deno.test("Store.close() writes a final checkpoint: the WAL is empty and storage
   const seen: string[] = [];
   const summary = await readStateFile(
     { fs, path: "/data/storage.db", encryption: testEncryption },
-    (frame) => seen.push(...frame.heads.map((head) => head.key)),
+    (frame) => seen.push(...keysOf(frame)),
   );
   assert.deepEqual(summary, { sequence: 3000, entryCount: 3000 });
   assert.equal(new Set(seen).size, 3000);
@@ -134,7 +144,7 @@ Deno.test("Store.snapshot() writes a readable snapshot and keeps only the newest
   const keys: string[] = [];
   const summary = await readStateFile(
     { fs, path: paths[4]!, encryption: testEncryption },
-    (frame) => keys.push(...frame.heads.map((head) => head.key)),
+    (frame) => keys.push(...keysOf(frame)),
   );
   assert.deepEqual(summary, { sequence: 5, entryCount: 5 });
   assert.deepEqual(keys.sort(), ["k0", "k1", "k2", "k3", "k4"]);
@@ -181,7 +191,11 @@ Deno.test("Store: rewriting keys keeps the index pages compact, before and after
   await readStateFile(
     { fs, path: snapshotPath, encryption: testEncryption },
     (frame) =>
-      cut.push(...frame.records.slice(0, frame.heads.length).map((bytes) => new TextDecoder().decode(bytes))),
+      cut.push(
+        ...recordsOf(frame.records).slice(0, frame.entryCount).map((bytes) =>
+          new TextDecoder().decode(bytes)
+        ),
+      ),
   );
   assert(cut.some((text) => text.includes('"round":40') && text.includes("k0")), "the cut holds k0 before");
   assert.equal(JSON.parse(reopened.get("t", "k0")!.json).value, "after the cut");

@@ -12,11 +12,14 @@ import {
   encodeFrame,
   fileHeaderBytes,
   frameHeaderBytes,
+  inflateRecords,
   readFully,
+  recordsOf,
   scanFrames,
 } from "../../../src/store/frame.ts";
 import { MemoryFs } from "../../../src/store/fs.ts";
 import { RecordDecodeError } from "../../../src/store/wal_record.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
 import { otherEncryption, testEncryption } from "./test_store.ts";
 
 const header = encodeFileHeader("wal", testEncryption.keyId);
@@ -71,10 +74,13 @@ Deno.test("encodeFrame() lays out length, CRC-32, IV and ciphertext; small plain
   assert.equal(view.getUint32(4), crc32(ciphertext));
   const plaintext = await plaintextOf(frame);
   assert.equal(plaintext[0], 0);
-  assert.deepEqual(decodeFramePlaintext(plaintext).map((bytes) => new TextDecoder().decode(bytes)), [
-    "one",
-    "two",
-  ]);
+  assert.deepEqual(
+    recordsOf(decodeFramePlaintext(plaintext)).map((bytes) => new TextDecoder().decode(bytes)),
+    [
+      "one",
+      "two",
+    ],
+  );
 });
 
 Deno.test("encodeFrame() deflates a plaintext of at least 1 KiB", async () => {
@@ -83,10 +89,13 @@ Deno.test("encodeFrame() deflates a plaintext of at least 1 KiB", async () => {
   assert(frame.length < compressPlaintextBytesMin);
   const plaintext = await plaintextOf(frame);
   assert.equal(plaintext[0], 1);
-  assert.deepEqual(decodeFramePlaintext(plaintext).map((bytes) => new TextDecoder().decode(bytes)), [
-    big,
-    "tail",
-  ]);
+  assert.deepEqual(
+    recordsOf(decodeFramePlaintext(plaintext)).map((bytes) => new TextDecoder().decode(bytes)),
+    [
+      big,
+      "tail",
+    ],
+  );
 });
 
 Deno.test("encodeFrame() keeps an incompressible plaintext uncompressed", async () => {
@@ -94,7 +103,7 @@ Deno.test("encodeFrame() keeps an incompressible plaintext uncompressed", async 
   const frame = encodeFrame({ encryption: testEncryption, header, records: [noise] });
   const plaintext = await plaintextOf(frame);
   assert.equal(plaintext[0], 0);
-  assert.deepEqual(decodeFramePlaintext(plaintext), [noise]);
+  assert.deepEqual(recordsOf(decodeFramePlaintext(plaintext)), [noise]);
 });
 
 Deno.test("decodeFramePlaintext() rejects unknown flags, bad lengths, bad deflate and empty frames", () => {
@@ -143,7 +152,7 @@ async function scan(fs: MemoryFs, bytes: Uint8Array) {
     const seen: string[] = [];
     const result = await scanFrames(
       { file, path: "/d/f", sizeBytes: bytes.length, encryption: testEncryption, header },
-      (records) => seen.push(...records.map((record) => new TextDecoder().decode(record))),
+      (frame) => seen.push(...recordsOf(frame).map((record) => new TextDecoder().decode(record))),
     );
     return { result, seen };
   } finally {
@@ -211,4 +220,86 @@ Deno.test("scanFrames() rejects frames encrypted under another key or for anothe
   spliced.set(foreign, bytes.length);
   spliced.fill(7, bytes.length + foreign.length);
   await assert.rejects(() => scan(fs, spliced), /AES-GCM authentication failed/);
+});
+
+/** A file of the header then `frames`, and the offset of each frame. */
+function fileOf(frames: Uint8Array[]): { bytes: Uint8Array; offsets: number[] } {
+  const offsets: number[] = [];
+  let size = fileHeaderBytes;
+  for (const frame of frames) {
+    offsets.push(size);
+    size += frame.length;
+  }
+  const bytes = new Uint8Array(size);
+  bytes.set(header);
+  frames.forEach((frame, index) => bytes.set(frame, offsets[index]!));
+  return { bytes, offsets };
+}
+
+Deno.test("scanFrames() reads frames across its read buffer, one larger than it included", async () => {
+  const noise = (length: number) => {
+    const bytes = new Uint8Array(length);
+    for (let at = 0; at < length; at += 65_536) crypto.getRandomValues(bytes.subarray(at, at + 65_536));
+    return bytes;
+  };
+  const frames: Uint8Array[] = [];
+  const expected: string[] = [];
+  for (let index = 0; index < 40; index += 1) {
+    const record = index === 20 ? noise(1_500_000) : noise(40_000 + index);
+    frames.push(
+      encodeFrame({ encryption: testEncryption, header, records: [record, encoder.encode(`#${index}`)] }),
+    );
+    expected.push(`${record.length}`, `#${index}`);
+  }
+  const { bytes } = fileOf(frames);
+  assert(bytes.length > 2 * 1024 * 1024, "several refills of the 1 MiB read buffer");
+  const fs = new MemoryFs();
+  await fs.mkdir("/d");
+  await fs.writeFileDurably("/d/f", bytes);
+  const file = await fs.openRead("/d/f");
+  assert(file !== undefined);
+  const seen: string[] = [];
+  try {
+    await readFully(file, new Uint8Array(fileHeaderBytes));
+    const result = await scanFrames(
+      { file, path: "/d/f", sizeBytes: bytes.length, encryption: testEncryption, header },
+      (frame) => {
+        const [record, name] = recordsOf(frame);
+        seen.push(`${record!.length}`, new TextDecoder().decode(name));
+      },
+    );
+    assert.deepEqual(result, { endOffset: bytes.length, frameCount: 40 });
+  } finally {
+    file.close();
+  }
+  assert.deepEqual(seen, expected);
+});
+
+Deno.test("scanFrames() tells a long zero-filled tail from zeros followed by data", async () => {
+  const { bytes } = fileOf([frameOf(["a"]), frameOf(["b"])]);
+  const padded = new Uint8Array(bytes.length + 2_500_000);
+  padded.set(bytes);
+  const fs = new MemoryFs();
+  await fs.mkdir("/d");
+  const tail = await scan(fs, padded);
+  assert.deepEqual(tail.seen, ["a", "b"]);
+  assert.equal(tail.result.torn?.offset, bytes.length);
+  padded[padded.length - 1] = 1;
+  await assert.rejects(() => scan(fs, padded), WalCorruptError);
+});
+
+Deno.test("decodeFramePlaintext() inflates any size exactly; inflateRecords() inflates the same bytes again", async () => {
+  for (const size of [2_000, 300_000, 330_000, 2_000_000]) {
+    const text = Array.from({ length: size / 10 }, (_, index) => `${index % 997}`.padStart(10, "-")).join("");
+    const frame = frameOf([text, "end"]);
+    const records = decodeFramePlaintext(await plaintextOf(frame));
+    assert.deepEqual(recordsOf(records).map((bytes) => new TextDecoder().decode(bytes)), [text, "end"]);
+    assert.equal(records.bytes.length, 4 + text.length + 4 + 3, "the records and nothing more");
+    assert(records.deflated !== undefined);
+    assert(records.deflated.length < records.bytes.length / 4);
+    assert.deepEqual(inflateRecords(records.deflated, records.bytes.length), records.bytes);
+    assert.throws(() => inflateRecords(records.deflated!, records.bytes.length + 1), AssertionError);
+  }
+  const small = decodeFramePlaintext(await plaintextOf(frameOf(["tiny"])));
+  assert.equal(small.deflated, undefined, "an uncompressed frame has nothing to inflate");
 });

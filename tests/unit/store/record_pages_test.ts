@@ -3,6 +3,7 @@
 // and a view taken earlier still reads what it saw.
 // Method: small records of known bytes, retain/release by hand, page counts and bytes checked.
 import assert from "node:assert/strict";
+import { deflateRawSync } from "node:zlib";
 import { RecordPages, writePageBytes } from "../../../src/store/record_pages.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
@@ -111,7 +112,7 @@ Deno.test("RecordPages.adopt() uses a frame's bytes as is; seal() drops it when 
   const page = pages.adopt(
     new Uint8Array(records[0]!.buffer, 0, records[2]!.byteOffset + records[2]!.length),
   );
-  const addresses = records.map((item) => pages.addressOf(page, item));
+  const addresses = records.map((item) => pages.addressIn(page, item.byteOffset - 4));
   assert.deepEqual(bytesAt(pages, addresses[2]!), record(9));
   assert.equal(pages.recordAt(addresses[1]!).bytes.buffer, records[0]!.buffer, "no copy");
   pages.retain(addresses[2]!);
@@ -122,7 +123,9 @@ Deno.test("RecordPages.adopt() uses a frame's bytes as is; seal() drops it when 
   const other = pages.adopt(new Uint8Array(framed([record(1)])[0]!.buffer));
   pages.seal(other);
   assert.equal(pages.pageCount, 0, "an adopted page nobody points into is dropped at seal");
-  assert.throws(() => pages.addressOf(page, record(1)), AssertionError);
+  assert.throws(() => pages.addressIn(page, 0), AssertionError, "a sealed page is no longer addressed");
+  const open = pages.adopt(new Uint8Array(framed([record(1)])[0]!.buffer));
+  assert.throws(() => pages.addressIn(open, 1), AssertionError, "an offset inside a record is refused");
 });
 
 Deno.test("RecordPages.view() reads records as they were after their page was dropped and its slot reused", () => {
@@ -136,4 +139,40 @@ Deno.test("RecordPages.view() reads records as they were after their page was dr
   assert.equal(Math.floor(reused / writePageBytes), Math.floor(first / writePageBytes));
   assert.deepEqual(bytesAt(view, first), record(1, writePageBytes - 4));
   assert.deepEqual(bytesAt(pages, reused), record(3, writePageBytes - 4));
+});
+
+Deno.test("RecordPages: an adopted page with deflated bytes goes cold at seal and inflates at its first read", () => {
+  const pages = new RecordPages();
+  const records = framed([record(5, 40_000), record(6, 50_000), record(7, 30)]);
+  const bytes = new Uint8Array(records[0]!.buffer);
+  const sizeBytes = bytes.length;
+  const deflated = deflateRawSync(bytes);
+  const page = pages.adopt(bytes, deflated);
+  const addresses = records.map((item) => pages.addressIn(page, item.byteOffset - 4));
+  for (const address of addresses) pages.retain(address);
+  const view = pages.view();
+  pages.seal(page);
+  assert.equal(page.cold, true, "only the deflated bytes are held");
+  assert.equal(bytes.length, 0, "the page owned the inflated bytes and freed them");
+  assert.equal(pages.pageBytes, sizeBytes, "a cold page counts its records' bytes");
+  assert.deepEqual(bytesAt(view, addresses[1]!), record(6, 50_000), "a view taken before reads it too");
+  assert.equal(page.cold, false, "inflated once, then kept");
+  assert.deepEqual(bytesAt(pages, addresses[2]!), record(7, 30));
+  assert.notEqual(pages.recordAt(addresses[0]!).bytes, bytes, "the records were inflated anew");
+  for (const address of addresses) pages.release(address);
+  assert.equal(pages.pageBytes, 0);
+});
+
+Deno.test("RecordPages: a page sealed sparse stays inflated for the compaction that reads it next", () => {
+  const pages = new RecordPages();
+  const records = framed([record(1, 1_000), record(2, 1_000), record(3, 1_000)]);
+  const bytes = new Uint8Array(records[0]!.buffer);
+  const page = pages.adopt(bytes, deflateRawSync(bytes));
+  const address = pages.addressIn(page, records[1]!.byteOffset - 4);
+  pages.retain(address);
+  pages.seal(page);
+  assert.equal(page.cold, false);
+  assert.deepEqual(pages.takeSparse(), [page]);
+  const unsealed = pages.adopt(new Uint8Array(framed([record(4)])[0]!.buffer));
+  assert.throws(() => unsealed.cool(), AssertionError, "a page being indexed does not go cold");
 });

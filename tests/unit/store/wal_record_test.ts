@@ -2,6 +2,7 @@
 // Method: encode and decode every op with odd strings and large numbers; damage bytes and check errors.
 import assert from "node:assert/strict";
 import {
+  checkRecordAt,
   decodeRecord,
   decodeRecordHead,
   type DeleteRecord,
@@ -9,12 +10,16 @@ import {
   entryAt,
   entryOf,
   entryOfEncoded,
+  keyAt,
+  opCodeOf,
   type PurgeRecord,
   type PutRecord,
   RecordDecodeError,
   recordFixedBytes,
+  sequenceAt,
   setRecordSequence,
   tableAndKeyAt,
+  tableNameAt,
   valueJsonOf,
   versionAt,
   type WalRecord,
@@ -129,6 +134,51 @@ Deno.test("decodeRecordHead() reads what indexing needs and checks the owner and
   const purgeBytes = encodeRecord(purge);
   assert.deepEqual(decodeRecordHead(purgeBytes, 0, purgeBytes.length), purge);
   assert.throws(() => decodeRecordHead(bytes, 0, 40), RecordDecodeError);
+});
+
+Deno.test("checkRecordAt() checks a record in place as decodeRecordHead() does and returns its op code", () => {
+  const end: WalRecord = { op: "checkpointEnd", sequence: 5, entryCount: 2, timestamp: 9 };
+  const deleted: DeleteRecord = { ...put, op: "delete", sequence: 3 };
+  for (const record of [put, deleted, purge, end]) {
+    const encoded = encodeRecord(record);
+    const bytes = new Uint8Array(encoded.length + 10);
+    bytes.set(encoded, 7);
+    assert.equal(checkRecordAt(bytes, 7, 7 + encoded.length), opCodeOf(record.op));
+    assert.equal(sequenceAt(bytes, 7), record.sequence);
+    if (record.op !== "checkpointEnd") {
+      const keyField = 7 + 25 + 4 + new TextEncoder().encode(record.table).length;
+      assert.equal(tableNameAt(bytes, 7, keyField), record.table);
+      assert.equal(keyAt(bytes, keyField), record.key);
+    }
+  }
+  const short = encodeRecord(put);
+  assert.throws(() => checkRecordAt(short, 0, 40), RecordDecodeError);
+  const badKey = encodeRecord({ ...put, key: "é" });
+  badKey[25 + 4 + new TextEncoder().encode(put.table).length + 4] = 0xff;
+  assert.throws(() => checkRecordAt(badKey, 0, badKey.length), /not valid UTF-8/);
+});
+
+Deno.test("checkRecordAt() finds a byte that is not UTF-8 anywhere in a long value, at any alignment", () => {
+  const valueJson = JSON.stringify("v".repeat(70));
+  for (let shift = 0; shift < 4; shift += 1) {
+    const encoded = encodeRecord({ ...put, valueJson });
+    const buffer = new Uint8Array(encoded.length + shift);
+    const bytes = buffer.subarray(shift);
+    bytes.set(encoded);
+    assert.equal(checkRecordAt(bytes, 0, bytes.length), opCodeOf("put"));
+    const valueStart = bytes.length - valueJson.length;
+    for (let at = valueStart; at < bytes.length; at += 1) {
+      const damaged = buffer.slice();
+      damaged[shift + at] = 0x80;
+      assert.throws(
+        () => checkRecordAt(damaged.subarray(shift), 0, bytes.length),
+        /not valid UTF-8/,
+        `shift ${shift}, byte ${at - valueStart} of the value`,
+      );
+    }
+  }
+  const text = encodeRecord({ ...put, valueJson: JSON.stringify("é🍎".repeat(30)) });
+  assert.equal(checkRecordAt(text, 0, text.length), opCodeOf("put"), "valid UTF-8 beyond ASCII passes");
 });
 
 Deno.test("decodeRecord() rejects damaged layouts", () => {
