@@ -27,6 +27,7 @@ import {
   removeDataDir,
   rssMb,
   serverCpu,
+  serverV8Flags,
   type Settings,
   summarize,
   type Summary,
@@ -64,7 +65,15 @@ async function startBaselineCluster(dataDirs: readonly string[]): Promise<Pinned
       name: `baseline node ${index + 1}`,
       cpu: serverCpu,
       command: denoPath,
-      args: ["run", "-A", `${benchDir}cluster_baseline.ts`, String(index), dataDir, ...ports.map(String)],
+      args: [
+        "run",
+        "-A",
+        serverV8Flags,
+        `${benchDir}cluster_baseline.ts`,
+        String(index),
+        dataDir,
+        ...ports.map(String),
+      ],
     })
   );
   await Promise.all(processes.map((process) => process.waitForLine(/listening on/, { timeoutMs: 30_000 })));

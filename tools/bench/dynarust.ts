@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { deadlineSignal, denoPath, PinnedProcess, serverCpu, waitUntil } from "./lib.ts";
+import { deadlineSignal, denoPath, PinnedProcess, serverCpu, serverV8Flags, waitUntil } from "./lib.ts";
 
 /** A running node. */
 export interface DynarustNode {
@@ -33,7 +33,7 @@ export interface NodeOptions {
 /** The arguments of `deno run` for a node. */
 export function nodeArgs(options: { listen: string; join?: string; dataDir: string }): string[] {
   const join = options.join === undefined ? [] : [options.join];
-  return ["run", "-A", "main.ts", options.listen, ...join, "--data-dir", options.dataDir];
+  return ["run", "-A", serverV8Flags, "main.ts", options.listen, ...join, "--data-dir", options.dataDir];
 }
 
 /**

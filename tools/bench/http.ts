@@ -16,6 +16,7 @@ import {
   removeDataDir,
   rssMb,
   serverCpu,
+  serverV8Flags,
   type Settings,
 } from "./lib.ts";
 import { type RedisFigures, runRedisBenchmark, startEtcd, startRedis } from "./peers.ts";
@@ -46,7 +47,15 @@ async function startBaseline(options: { script: string; args?: string[] }): Prom
     name: options.script,
     cpu: serverCpu,
     command: denoPath,
-    args: ["run", "-A", `tools/bench/${options.script}`, String(port), ...(options.args ?? []), dataDir],
+    args: [
+      "run",
+      "-A",
+      serverV8Flags,
+      `tools/bench/${options.script}`,
+      String(port),
+      ...(options.args ?? []),
+      dataDir,
+    ],
   });
   const stop = async () => {
     await server.stop();

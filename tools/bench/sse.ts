@@ -24,6 +24,7 @@ import {
   PinnedProcess,
   removeDataDir,
   serverCpu,
+  serverV8Flags,
   type Settings,
 } from "./lib.ts";
 import { formatCount, formatMs, formatRatio } from "./report.ts";
@@ -71,7 +72,7 @@ async function startBaselineServer(): Promise<SseServer> {
     name: "sse baseline",
     cpu: serverCpu,
     command: denoPath,
-    args: ["run", "-A", "tools/bench/sse_baseline.ts", String(freePort())],
+    args: ["run", "-A", serverV8Flags, "tools/bench/sse_baseline.ts", String(freePort())],
   });
   try {
     const match = await process.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });

@@ -2,6 +2,8 @@
 // subscriber receives every event of its key, in order, with no errors, and that RSS stays flat after
 // warm-up. Run pinned apart from the node: `deno task bench:sse-load` (this process on CPU1, the node on
 // CPU0). Settings by env: SSE_SUBSCRIBERS (5000), SSE_KEYS (500), SSE_WRITES_PER_SEC (500), SSE_SECS (120).
+import { serverV8Flags } from "./lib.ts";
+
 const root = new URL("../../", import.meta.url).pathname;
 const subscriberCount = Number(Deno.env.get("SSE_SUBSCRIBERS") ?? 5_000);
 const keyCount = Number(Deno.env.get("SSE_KEYS") ?? 500);
@@ -18,7 +20,18 @@ interface Subscriber {
 
 async function startNode(dataDir: string): Promise<{ child: Deno.ChildProcess; port: number }> {
   const child = new Deno.Command("taskset", {
-    args: ["-c", "0", Deno.execPath(), "run", "-A", `${root}main.ts`, "127.0.0.1:0", "--data-dir", dataDir],
+    args: [
+      "-c",
+      "0",
+      Deno.execPath(),
+      "run",
+      "-A",
+      serverV8Flags,
+      `${root}main.ts`,
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+    ],
     env: { DYNA_LOG: "warn", DYNA_SUBSCRIBERS_MAX: String(subscriberCount + 100) },
     stdout: "piped",
     stderr: "inherit",
