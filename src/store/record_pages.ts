@@ -130,6 +130,7 @@ function spanIn(slots: ReadonlyArray<Page | undefined>, address: number): Record
 export class RecordPages {
   /** Page by slot: the page holding address `a` is `slots[floor(a / slotBytes)]`. */
   readonly #slots: Array<Page | undefined> = [];
+  #dropCount = 0;
   /** Slots of dropped pages, reused one at a time by write pages. */
   readonly #freeSlots: number[] = [];
   readonly #sparse: Page[] = [];
@@ -140,6 +141,14 @@ export class RecordPages {
   /** Bytes of records some key points at, length prefixes included. */
   get liveBytes(): number {
     return this.#liveBytes;
+  }
+
+  /**
+   * Pages dropped so far. The bytes at an address never change while its page is held; once a page is
+   * dropped its slots may hold other records, so what was decoded from an address is stale when this moved.
+   */
+  get dropCount(): number {
+    return this.#dropCount;
   }
 
   /** Bytes of every page held (live, dead and, in the write page, free). */
@@ -343,6 +352,7 @@ export class RecordPages {
   #drop(page: Page): void {
     const firstSlot = page.base / slotBytes;
     if (this.#slots[firstSlot] !== page) return; // dropped already
+    this.#dropCount += 1;
     for (let slot = firstSlot; slot < firstSlot + page.slotCount; slot += 1) {
       this.#slots[slot] = undefined;
       this.#freeSlots.push(slot);

@@ -195,3 +195,29 @@ Deno.test("VisibleIndex.entries() lists live keys in order; remove() drops a tab
   assert.equal(index.hasTable("t"), false);
   assert.equal(index.pageStats.pageBytes, 0, "a page nobody points into is dropped");
 });
+
+Deno.test("VisibleIndex.get() never answers a kept entry once its page went and the address is reused", () => {
+  const index = new VisibleIndex();
+  const text = "y".repeat(700);
+  const expected = new Map<string, number>();
+  for (let round = 1; round <= 120; round += 1) {
+    for (let key = 0; key < 40; key += 1) {
+      // Keys rewritten at different rates, so pages empty unevenly and slots are reused at new offsets.
+      if ((round + key) % (1 + (key % 3)) !== 0) continue;
+      const name = `k${key}`;
+      index.applyRecord({
+        table: "t",
+        key: name,
+        encoded: encodeRecord(put(name, round, { round, text })),
+        deleted: false,
+      });
+      expected.set(name, round);
+    }
+    index.compact();
+    for (const [name, version] of expected) {
+      const entry = index.getLive("t", name);
+      assert.equal(entry?.version, version, `${name} in round ${round}`);
+      assert.equal(JSON.parse(entry.json).value.round, version);
+    }
+  }
+});
