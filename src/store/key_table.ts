@@ -1,5 +1,6 @@
 import { assert } from "../util/assert.ts";
 import type { PagesView, RecordSpan } from "./record_pages.ts";
+import { fieldLengthAt, keyFieldAt } from "./wal_record.ts";
 
 /**
  * Slots of a new table. A power of two: a slot is found by masking a hash.
@@ -47,22 +48,11 @@ export function hashKeyString(key: string): number {
   return finishHash(hash, key.length);
 }
 
-function u32At(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
-    bytes[offset + 3]!) >>> 0;
-}
-
-/** Offset of the key's u32 length in the record starting at `start` (after op, 3 u64 and the table). */
-export function keyFieldAt(bytes: Uint8Array, start: number): number {
-  const tableField = start + 25;
-  return tableField + 4 + u32At(bytes, tableField);
-}
-
 /** True when the record `span` holds the key `bytes[start, end)`. */
 function holdsKey(span: RecordSpan, bytes: Uint8Array, start: number, end: number): boolean {
   const keyField = keyFieldAt(span.bytes, span.start);
   const length = end - start;
-  if (u32At(span.bytes, keyField) !== length) return false;
+  if (fieldLengthAt(span.bytes, keyField) !== length) return false;
   const keyStart = keyField + 4;
   for (let index = 0; index < length; index += 1) {
     if (bytes[start + index] !== span.bytes[keyStart + index]) return false;
@@ -140,7 +130,7 @@ export class KeyTable {
       if (slots[2 * slot] !== stamp) continue;
       const { bytes, start } = this.#pages.recordAt(stored - 1);
       const keyField = keyFieldAt(bytes, start);
-      if (u32At(bytes, keyField) !== key.length) continue;
+      if (fieldLengthAt(bytes, keyField) !== key.length) continue;
       let same = true;
       for (let index = 0; same && index < key.length; index += 1) {
         same = bytes[keyField + 4 + index] === key.charCodeAt(index);

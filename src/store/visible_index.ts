@@ -1,10 +1,19 @@
 import { assert } from "../util/assert.ts";
 import { type FrameRecords, recordEndAt } from "./frame.ts";
-import { hashKeyBytes, keyFieldAt, KeyTable } from "./key_table.ts";
+import { hashKeyBytes, KeyTable } from "./key_table.ts";
 import { type Page, type PagesView, RecordPages, type RecordSpan } from "./record_pages.ts";
 import { compareReplicaEntries, replicaOfEntry } from "./replica.ts";
 import type { Entry } from "./types.ts";
-import { entryAt, type EntryHead, headAt, keyAt, opCodeOf, tableNameAt, versionAt } from "./wal_record.ts";
+import {
+  entryAt,
+  type EntryHead,
+  headAt,
+  keyAt,
+  keyFieldAt,
+  opCodeOf,
+  tableNameAt,
+  versionAt,
+} from "./wal_record.ts";
 
 /**
  * One table of the index: key -> address of the key's current record (a live value or a tombstone).

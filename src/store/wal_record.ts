@@ -196,6 +196,9 @@ function decodeCheckedUtf8(bytes: Uint8Array): string {
   return isAscii(bytes, 0, bytes.length) ? looseDecoder.decode(bytes) : decodeUtf8(bytes);
 }
 
+/** Where a record's table field starts: after the op byte and the three u64 (sequence, count, timestamp). */
+const tableFieldOffset = 25;
+
 function u32At(bytes: Uint8Array, offset: number): number {
   return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) |
     bytes[offset + 3]!) >>> 0;
@@ -247,7 +250,7 @@ function readLayout(bytes: Uint8Array, start: number, end: number): RecordLayout
   const sequence = u64At(bytes, start + 1, start);
   const count = u64At(bytes, start + 9, start);
   const timestamp = u64At(bytes, start + 17, start);
-  const tableStart = start + 25;
+  const tableStart = start + tableFieldOffset;
   const keyStart = stringEnd(bytes, tableStart, end);
   const ownerStart = stringEnd(bytes, keyStart, end);
   const valueStart = stringEnd(bytes, ownerStart, end);
@@ -410,7 +413,18 @@ export function sequenceAt(bytes: Uint8Array, start: number): number {
  * is at `keyField` (see `keyFieldAt`), where the table ends.
  */
 export function tableNameAt(bytes: Uint8Array, start: number, keyField: number): string {
-  return tableNames.read(bytes, start + 25, keyField);
+  return tableNames.read(bytes, start + tableFieldOffset, keyField);
+}
+
+/** Offset of the key's u32 length in the record starting at `start` (after op, 3 u64 and the table). */
+export function keyFieldAt(bytes: Uint8Array, start: number): number {
+  const tableField = start + tableFieldOffset;
+  return tableField + 4 + u32At(bytes, tableField);
+}
+
+/** The byte length of the string field (a u32 length, then the bytes) at `field`. */
+export function fieldLengthAt(bytes: Uint8Array, field: number): number {
+  return u32At(bytes, field);
 }
 
 /** The key of the put, delete or purge record at `bytes[start]`, checked before. */

@@ -3,10 +3,10 @@
 // Method: records encoded with encodeRecord in a fake page directory (address -> record); a seeded
 // random mix of inserts, rewrites and deletes checked step by step against a Map.
 import assert from "node:assert/strict";
-import { hashKeyBytes, hashKeyString, keyFieldAt, KeyTable } from "../../../src/store/key_table.ts";
+import { hashKeyBytes, hashKeyString, KeyTable } from "../../../src/store/key_table.ts";
 import type { PagesView, RecordSpan } from "../../../src/store/record_pages.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
-import { encodeRecord } from "../../../src/store/wal_record.ts";
+import { encodeRecord, keyFieldAt } from "../../../src/store/wal_record.ts";
 
 /** Records by address, as the record pages would hold them. */
 class FakePages implements PagesView {
