@@ -17,7 +17,6 @@ import { type DynarustNode, putValue, registerUser, startDynarust } from "./dyna
 import { warmupSecs } from "./http.ts";
 import {
   benchDir,
-  denoPath,
   describeFloor,
   freePort,
   makeDataDir,
@@ -26,9 +25,8 @@ import {
   type ProbeFigures,
   removeDataDir,
   rssMb,
-  serverCpu,
-  serverV8Flags,
   type Settings,
+  startServerScript,
   summarize,
   type Summary,
   waitUntil,
@@ -61,19 +59,10 @@ interface Served {
 async function startBaselineCluster(dataDirs: readonly string[]): Promise<PinnedProcess[]> {
   const ports = dataDirs.map(() => freePort());
   const processes = dataDirs.map((dataDir, index) =>
-    PinnedProcess.start({
+    startServerScript({
       name: `baseline node ${index + 1}`,
-      cpu: serverCpu,
-      command: denoPath,
-      args: [
-        "run",
-        "-A",
-        serverV8Flags,
-        `${benchDir}cluster_baseline.ts`,
-        String(index),
-        dataDir,
-        ...ports.map(String),
-      ],
+      script: `${benchDir}cluster_baseline.ts`,
+      args: [String(index), dataDir, ...ports.map(String)],
     })
   );
   await Promise.all(processes.map((process) => process.waitForLine(/listening on/, { timeoutMs: 30_000 })));

@@ -5,6 +5,7 @@
 // Map; it answers 201 once its own sync and one other node's are done. A GET answers 200 once the node
 // holds the key. No authentication, no encryption, no checks, no events, no membership.
 // Usage: deno run -A tools/bench/cluster_baseline.ts <self index> <data dir> <port 0> <port 1> <port 2>
+import { hashText } from "../../src/cluster/ring.ts";
 import { GroupCommitLog } from "./group_commit.ts";
 
 const self = Number(Deno.args[0]);
@@ -17,11 +18,7 @@ const values = new Map<string, string>();
 const created = JSON.stringify({ version: 1 });
 
 function coordinatorOf(key: string): number {
-  let hash = 0x811c9dc5;
-  for (let index = 0; index < key.length; index += 1) {
-    hash = Math.imul(hash ^ key.charCodeAt(index), 0x01000193) >>> 0;
-  }
-  return hash % urls.length;
+  return hashText(key) % urls.length;
 }
 
 async function store(key: string, text: string): Promise<void> {

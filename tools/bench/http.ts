@@ -8,17 +8,7 @@
  */
 import { attemptStep, type BenchContext, type Scenario, skippedBecauseMissing } from "./context.ts";
 import { registerUser, startDynarust, writeMany } from "./dynarust.ts";
-import {
-  denoPath,
-  freePort,
-  makeDataDir,
-  PinnedProcess,
-  removeDataDir,
-  rssMb,
-  serverCpu,
-  serverV8Flags,
-  type Settings,
-} from "./lib.ts";
+import { freePort, makeDataDir, removeDataDir, rssMb, type Settings, startServerScript } from "./lib.ts";
 import { type RedisFigures, runRedisBenchmark, startEtcd, startRedis } from "./peers.ts";
 import { formatCount, formatRatio } from "./report.ts";
 import { describeHttp, type HttpFigures, runWrk } from "./wrk.ts";
@@ -43,19 +33,10 @@ interface RunningServer {
 async function startBaseline(options: { script: string; args?: string[] }): Promise<RunningServer> {
   const port = freePort();
   const dataDir = await makeDataDir("baseline");
-  const server = PinnedProcess.start({
+  const server = startServerScript({
     name: options.script,
-    cpu: serverCpu,
-    command: denoPath,
-    args: [
-      "run",
-      "-A",
-      serverV8Flags,
-      `tools/bench/${options.script}`,
-      String(port),
-      ...(options.args ?? []),
-      dataDir,
-    ],
+    script: `tools/bench/${options.script}`,
+    args: [String(port), ...(options.args ?? []), dataDir],
   });
   const stop = async () => {
     await server.stop();

@@ -330,6 +330,18 @@ export class PinnedProcess {
   }
 }
 
+/** Starts `deno run -A <serverV8Flags> <script> <args>` (a baseline server) pinned to the server CPU. */
+export function startServerScript(
+  options: { name: string; script: string; args: readonly string[] },
+): PinnedProcess {
+  return PinnedProcess.start({
+    name: options.name,
+    cpu: serverCpu,
+    command: denoPath,
+    args: ["run", "-A", serverV8Flags, options.script, ...options.args],
+  });
+}
+
 /** Stops every process still running, all at once; for the end of a run and for Ctrl-C. */
 export async function stopAllProcesses(): Promise<void> {
   await Promise.all([...liveProcesses].map((process) => process.stop({ timeoutMs: 5_000 })));

@@ -23,9 +23,8 @@ import {
   measureFloor,
   PinnedProcess,
   removeDataDir,
-  serverCpu,
-  serverV8Flags,
   type Settings,
+  startServerScript,
 } from "./lib.ts";
 import { formatCount, formatMs, formatRatio } from "./report.ts";
 import type { ClientPlan, ClientResult } from "./sse_client.ts";
@@ -68,11 +67,10 @@ async function startNodeServer(subscribersMax: number): Promise<SseServer> {
 }
 
 async function startBaselineServer(): Promise<SseServer> {
-  const process = PinnedProcess.start({
+  const process = startServerScript({
     name: "sse baseline",
-    cpu: serverCpu,
-    command: denoPath,
-    args: ["run", "-A", serverV8Flags, "tools/bench/sse_baseline.ts", String(freePort())],
+    script: "tools/bench/sse_baseline.ts",
+    args: [String(freePort())],
   });
   try {
     const match = await process.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
