@@ -225,11 +225,14 @@ export class Replicator {
     }
     if (coordinators[0] === this.self) return await this.#coordinate(request, replicas);
     this.stats.forwardedWrites += 1;
+    const forwarderState = replicas.includes(this.self)
+      ? this.#options.store.replicaOf(request.table, request.key) ?? null
+      : undefined;
     let lastError: unknown;
     for (const coordinator of coordinators) {
       if (coordinator === this.self) return await this.#coordinate(request, replicas);
       try {
-        return await this.#forwardWrite(coordinator, request);
+        return await this.#forwardWrite(coordinator, request, forwarderState);
       } catch (error) {
         if (error instanceof ForwardedError) throw error;
         lastError = error;
@@ -242,13 +245,16 @@ export class Replicator {
     });
   }
 
-  async #forwardWrite(coordinator: string, request: ClientWrite): Promise<EntryView> {
+  /** `forwarderState`: this node's state of the key when it is a replica (null: it holds none). */
+  async #forwardWrite(
+    coordinator: string,
+    request: ClientWrite,
+    forwarderState: ReplicaEntry | null | undefined,
+  ): Promise<EntryView> {
     const { conditions, ...rest } = request;
     const body: WriteRequest = { ...rest, owner: conditions.owner };
     if (conditions.ifVersion !== undefined) body.ifVersion = conditions.ifVersion;
-    if (this.#placement.replicasOf(request.table, request.key).includes(this.self)) {
-      body.forwarderState = this.#options.store.replicaOf(request.table, request.key) ?? null;
-    }
+    if (forwarderState !== undefined) body.forwarderState = forwarderState;
     const reply = WriteReply.parse(
       await this.#options.transport.request(coordinator, "write", body, {
         timeoutMs: this.#options.config.requestTimeoutMs * 2,
@@ -282,8 +288,9 @@ export class Replicator {
     for (const id of others) if (!live.includes(id)) this.#addHint(id, table, key);
     const needed = Math.min(quorum - 1, live.length);
     // Shipped to the other replicas as soon as the store accepted it, so their fsyncs run alongside ours.
-    let acknowledgements: Promise<boolean>[] | undefined;
-    const conditions: WriteConditions = {
+    // With no live peer (a single node) nothing is shipped and the store builds no replica form.
+    let acknowledgements: Promise<boolean>[] | undefined = live.length === 0 ? [] : undefined;
+    const conditions: WriteConditions = live.length === 0 ? request.conditions : {
       ...request.conditions,
       onAccepted: (accepted) => {
         acknowledgements = this.#replicateTo(live, { table, key, strict: true }, accepted);
