@@ -174,9 +174,12 @@ export class AntiEntropy {
   #summaries(peer: string, buckets: ReadonlySet<number>): Bucket[] {
     const placement = this.#options.placement();
     const byBucket = new Map<number, KeySummary[]>([...buckets].map((bucket) => [bucket, []]));
-    for (const { table, key, entry } of this.#options.store.scan()) {
+    const { store } = this.#options;
+    for (const { table, key } of store.scanKeys()) {
       const summaries = byBucket.get(keyHash(table, key) % digestBucketCount);
       if (summaries === undefined || !this.#shared(placement, peer, table, key)) continue;
+      const entry = store.getEntry(table, key);
+      if (entry === undefined) continue;
       const { version, timestamp, deleted } = entry;
       summaries.push({
         table,

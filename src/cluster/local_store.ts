@@ -48,6 +48,8 @@ export interface LocalStore {
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
   scan(): Iterable<{ table: string; key: string; entry: EntryView }>;
+  /** The keys `scan` yields, without their entries. */
+  scanKeys(): Iterable<{ table: string; key: string }>;
   purge(table: string, key: string): Promise<void>;
   hasTable(table: string): boolean;
   entries(table: string, options: { after?: string; limit: number }): Iterable<[string, EntryView]>;

@@ -69,7 +69,7 @@ export class Rebalancer {
   async pass(previous: Placement, next: Placement): Promise<void> {
     const outgoing = new Map<string, Array<{ table: string; key: string }>>();
     const leaving: Array<{ table: string; key: string; targets: string[] }> = [];
-    for (const { table, key } of this.#store.scan()) {
+    for (const { table, key } of this.#store.scanKeys()) {
       const replicas = next.replicasOf(table, key);
       const before = new Set(previous.replicasOf(table, key));
       const staying = replicas.includes(next.self);

@@ -822,6 +822,11 @@ export class Store {
     return this.#index.scan();
   }
 
+  /** Every key {@linkcode scan} yields, without decoding entries (placement passes need only keys). */
+  scanKeys(): Iterable<{ table: string; key: string }> {
+    return this.#index.scanKeys();
+  }
+
   /**
    * Drops a key from this node without leaving a tombstone, durably (a `purge` WAL record), once its
    * pending writes are settled: for a key that no longer belongs to this node. No change event is

@@ -300,6 +300,23 @@ export class VisibleIndex {
    * yields it, and skipped when purged by then. Keys added meanwhile are not seen.
    */
   *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+    for (const { table, span } of this.#walk()) {
+      yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), entry: entryAt(span) };
+    }
+  }
+
+  /**
+   * Every key of every table, tombstones included, as {@linkcode scan} walks them, without decoding
+   * their entries: what a pass that only places keys needs.
+   */
+  *scanKeys(): Iterable<{ table: string; key: string }> {
+    for (const { table, span } of this.#walk()) {
+      yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)) };
+    }
+  }
+
+  /** The walk of {@linkcode scan}: each key's current record, read at the step that yields it. */
+  *#walk(): Iterable<{ table: string; span: RecordSpan }> {
     // The table's slots move as keys come and go, so the walk follows a copy of the addresses, read
     // through a view of the pages as they were (the records there stay readable whatever changes).
     const tables = [...this.#tables].map(([table, state]) => {
@@ -317,8 +334,7 @@ export class VisibleIndex {
         const keyEnd = recordEndAt(bytes, keyField);
         const slot = keys.findBytes(hashKeyBytes(bytes, keyField + 4, keyEnd), bytes, keyField + 4, keyEnd);
         if (slot < 0) continue;
-        const span = this.#pages.recordAt(keys.addressAt(slot));
-        yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), entry: entryAt(span) };
+        yield { table, span: this.#pages.recordAt(keys.addressAt(slot)) };
       }
     }
   }

@@ -241,6 +241,8 @@ Deno.test("Store.scan() yields every key of every table, tombstones and reserved
   await store.applyReplica("u", "c", dead(3));
   const seen = [...store.scan()].map(({ table, key, entry }) => `${table}/${key}/${entry.deleted}`).sort();
   assert.deepEqual(seen, ["_users/alice/false", "t/a/false", "t/b/true", "u/c/true"]);
+  const keys = [...store.scanKeys()].map(({ table, key }) => `${table}/${key}`).sort();
+  assert.deepEqual(keys, ["_users/alice", "t/a", "t/b", "u/c"], "scanKeys() walks the same keys");
   const iterator = store.scan()[Symbol.iterator]();
   const first = iterator.next();
   assert(!first.done);
