@@ -63,11 +63,11 @@ export async function requireUser(c: Context, deps: AppDeps): Promise<string> {
   return await deps.auth.verify(match[1]!);
 }
 
-/** A JSON response of text that is already serialized. */
-export function jsonText(
-  text: string,
-  status: 200 | 201 = 200,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(text, { status, headers: { "content-type": "application/json", ...headers } });
+/** A JSON response of text that is already serialized, with the record's `ETag` when given. */
+export function jsonText(text: string, status: 200 | 201 = 200, etag?: string): Response {
+  // One literal per shape: spreading an options object into the headers costs a GET a few percent.
+  const headers = etag === undefined
+    ? { "content-type": "application/json" }
+    : { "content-type": "application/json", etag };
+  return new Response(text, { status, headers });
 }

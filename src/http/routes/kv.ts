@@ -33,7 +33,7 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     }
     const value = valueOfBody(await readJsonBody(c.req.raw, bodyLimits), { objectOnly: op === "patch" });
     const entry = await kv.write({ op, table, key, value, conditions });
-    return jsonText(entry.json, 201, { etag: `"${entry.version}"` });
+    return jsonText(entry.json, 201, `"${entry.version}"`);
   };
   app.put("/:table/key/:key", (c) => write(c, "put"));
   app.patch("/:table/key/:key", (c) => write(c, "patch"));
@@ -79,7 +79,7 @@ function readAnswer(request: Request, table: string, key: string, entry: EntryVi
   if (request.headers.get("if-none-match") === etag) {
     return new Response(null, { status: 304, headers: { etag } });
   }
-  return jsonText(entry.json, 200, { etag });
+  return jsonText(entry.json, 200, etag);
 }
 
 /** Where and what a listing route reads. */
