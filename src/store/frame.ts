@@ -174,6 +174,13 @@ function inflateBody(deflated: Uint8Array, chunkBytes: number): Uint8Array {
   return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
 }
 
+/** Deflates records held in memory; {@linkcode inflateRecords} gives them back. */
+export function deflateRecords(records: Uint8Array): Uint8Array {
+  const deflated = deflateRawSync(records);
+  // An exactly sized copy: zlib's output may sit in a larger chunk, which the copy lets go of.
+  return deflated.length * 2 < deflated.buffer.byteLength ? new Uint8Array(deflated) : deflated;
+}
+
 /**
  * Inflates again the `deflated` body of a frame read before (see {@linkcode FrameRecords}), whose
  * records take `lengthBytes`, into a buffer of about that size.

@@ -1,5 +1,5 @@
 import { assert } from "../util/assert.ts";
-import { inflateRecords } from "./frame.ts";
+import { deflateRecords, inflateRecords } from "./frame.ts";
 
 /**
  * Bytes of the address space one slot of the page directory covers. A page takes the slots its record
@@ -64,6 +64,18 @@ export class Page {
   /** True while the page holds only its deflated bytes. */
   get cold(): boolean {
     return this.#bytes === undefined;
+  }
+
+  /**
+   * Deflates a sealed write page and keeps only that, as a page read from a file is kept after a restart:
+   * records written and not read again take about a fifth of the memory. The buffer is left to the
+   * garbage collector rather than freed at once, since a span read before may still point into it.
+   */
+  freeze(): void {
+    assert(this.sealed, "a page is frozen once nothing is appended to it");
+    if (this.#bytes === undefined || this.#deflated !== undefined) return;
+    this.#deflated = deflateRecords(this.#bytes);
+    this.#bytes = undefined;
   }
 
   /**
@@ -154,6 +166,16 @@ export class RecordPages {
   /** Bytes of every page held (live, dead and, in the write page, free). */
   get pageBytes(): number {
     return this.#pageBytes;
+  }
+
+  /** Pages held that keep only their deflated records. */
+  get coldPageCount(): number {
+    let count = 0;
+    for (let slot = 0; slot < this.#slots.length; slot += 1) {
+      const page = this.#slots[slot];
+      if (page !== undefined && page.base === slot * slotBytes && page.cold) count += 1;
+    }
+    return count;
   }
 
   /** Pages held. */
@@ -326,6 +348,8 @@ export class RecordPages {
     this.#writePage = undefined;
     page.sealed = true;
     this.#settle(page);
+    // A page about to be compacted or dropped is read or let go of soon: deflating it would be wasted.
+    if (page.liveBytes > 0 && !page.queued) page.freeze();
   }
 
   #takeSlot(): number {

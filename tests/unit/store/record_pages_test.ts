@@ -176,3 +176,33 @@ Deno.test("RecordPages: a page sealed sparse stays inflated for the compaction t
   const unsealed = pages.adopt(new Uint8Array(framed([record(4)])[0]!.buffer));
   assert.throws(() => unsealed.cool(), AssertionError, "a page being indexed does not go cold");
 });
+
+Deno.test("RecordPages: a write page sealed with live records is kept deflated until one is read", () => {
+  const pages = new RecordPages();
+  const perPage = Math.floor(writePageBytes / 104);
+  const append = (index: number) => {
+    const address = pages.append(record(index % 251));
+    pages.retain(address);
+    return address;
+  };
+  const addresses = Array.from({ length: perPage }, (_, index) => append(index));
+  const first = pages.recordAt(addresses[0]!);
+  addresses.push(append(perPage));
+  assert.equal(pages.pageCount, 2, "the last append sealed the first page");
+  assert.equal(pages.coldPageCount, 1, "the sealed page holds only its deflated records");
+  assert.deepEqual(first.bytes.slice(first.start, first.end), record(0), "a span read before still reads");
+  assert.deepEqual(bytesAt(pages.view(), addresses[1]!), record(1), "the page inflates at its first read");
+  assert.equal(pages.coldPageCount, 0, "inflated once, then kept");
+  for (const [index, address] of addresses.entries()) {
+    assert.deepEqual(bytesAt(pages, address), record(index % 251));
+  }
+  assert.equal(pages.pageBytes, 2 * writePageBytes, "a frozen page counts its records' bytes");
+});
+
+Deno.test("RecordPages: a write page sealed with no live record is dropped, not deflated", () => {
+  const pages = new RecordPages();
+  const perPage = Math.floor(writePageBytes / 104);
+  for (let index = 0; index <= perPage; index += 1) pages.append(record(index % 251));
+  assert.equal(pages.coldPageCount, 0);
+  assert.equal(pages.pageCount, 1, "the first page was dropped when sealed");
+});
