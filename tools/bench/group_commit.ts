@@ -7,19 +7,24 @@
 
 const encoder = new TextEncoder();
 
-/** Appends lines to one file; each `append` resolves once its line is on disk. */
+/**
+ * Appends lines to one file; each `append` resolves once its line is on disk. With `seal`, each batch is
+ * written as `seal` transforms it (the contract baseline compresses and encrypts it, as dynarust's WAL does).
+ */
 export class GroupCommitLog {
   readonly #file: Deno.FsFile;
+  readonly #seal: ((batch: Uint8Array) => Uint8Array) | undefined;
   #waiting: Array<{ bytes: Uint8Array; resolve: () => void }> = [];
   #flushing = false;
 
-  private constructor(file: Deno.FsFile) {
+  private constructor(file: Deno.FsFile, seal: ((batch: Uint8Array) => Uint8Array) | undefined) {
     this.#file = file;
+    this.#seal = seal;
   }
 
   /** Opens (creates) `path` for appending. */
-  static async open(path: string): Promise<GroupCommitLog> {
-    return new GroupCommitLog(await Deno.open(path, { create: true, append: true }));
+  static async open(path: string, seal?: (batch: Uint8Array) => Uint8Array): Promise<GroupCommitLog> {
+    return new GroupCommitLog(await Deno.open(path, { create: true, append: true }), seal);
   }
 
   /** Resolves once `line` is written and synced. */
@@ -37,12 +42,13 @@ export class GroupCommitLog {
     while (this.#waiting.length > 0) {
       const batch = this.#waiting;
       this.#waiting = [];
-      const joined = new Uint8Array(batch.reduce((total, write) => total + write.bytes.length, 0));
+      let joined: Uint8Array = new Uint8Array(batch.reduce((total, write) => total + write.bytes.length, 0));
       let offset = 0;
       for (const write of batch) {
         joined.set(write.bytes, offset);
         offset += write.bytes.length;
       }
+      if (this.#seal !== undefined) joined = this.#seal(joined);
       for (let written = 0; written < joined.length;) {
         written += await this.#file.write(joined.subarray(written));
       }

@@ -76,7 +76,7 @@ async function startPreloadedNode(signal: AbortSignal): Promise<RunningServer & 
 
 /** One wrk measurement of the scenario: which figure, on which server, with which script. */
 interface Measurement {
-  figure: "limit" | "getWithEtag" | "durablePut" | "get" | "put" | "etcdPut" | "etcdGet";
+  figure: "limit" | "getWithEtag" | "durablePut" | "contractPut" | "get" | "put" | "etcdPut" | "etcdGet";
   server: RunningServer;
   script: string;
 }
@@ -110,6 +110,8 @@ async function measureRounds(
 interface Limits {
   getWithEtag: HttpFigures;
   durablePut: HttpFigures;
+  /** The durable PUT limit with SPEC's ETag and encrypted, deflated batches (`put_baseline.ts --contract`). */
+  contractPut: HttpFigures;
 }
 
 /** dynarust's GET and durable PUT figures, and its RSS after both. */
@@ -239,6 +241,8 @@ async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<
     servers.push(etagServer);
     const putServer = await startBaseline({ script: "put_baseline.ts" });
     servers.push(putServer);
+    const contractPutServer = await startBaseline({ script: "put_baseline.ts", args: ["--contract"] });
+    servers.push(contractPutServer);
     const node = await startPreloadedNode(signal);
     servers.push(node);
     const measurements: Measurement[] = [
@@ -246,6 +250,7 @@ async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<
       { figure: "getWithEtag", server: etagServer, script: "get.lua" },
       { figure: "get", server: node, script: "get.lua" },
       { figure: "durablePut", server: putServer, script: "put.lua" },
+      { figure: "contractPut", server: contractPutServer, script: "put.lua" },
       { figure: "put", server: node, script: "put.lua" },
     ];
     if (installed.has("etcd")) {
@@ -259,7 +264,11 @@ async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<
     const figure = (name: Measurement["figure"]) => best.get(name)!;
     return {
       limit: figure("limit"),
-      limits: { getWithEtag: figure("getWithEtag"), durablePut: figure("durablePut") },
+      limits: {
+        getWithEtag: figure("getWithEtag"),
+        durablePut: figure("durablePut"),
+        contractPut: figure("contractPut"),
+      },
       node: { get: figure("get"), put: figure("put"), rssMb: rssMb(node.pid) },
       ...(installed.has("etcd") ? { etcd: { put: figure("etcdPut"), get: figure("etcdGet") } } : {}),
     };
@@ -302,7 +311,8 @@ async function runHttp(context: BenchContext): Promise<void> {
 
 /**
  * The rows that say how far the targets are from physics: the GET limit with SPEC's ETag header, and a
- * bare durable PUT (parse, Map, one write and one fsync per batch, no encryption), each against dynarust.
+ * bare durable PUT (parse, Map, one write and one fsync per batch, no encryption) and the same with the
+ * contract's ETag and encrypted batches, each against dynarust.
  */
 function reportLimits(context: BenchContext, run: HttpRun): void {
   const { report } = context;
@@ -339,11 +349,25 @@ function reportLimits(context: BenchContext, run: HttpRun): void {
     baseline: `durable PUT limit ${formatCount(limits.durablePut.requestsPerSec)} req/s`,
     ratio: formatRatio(node.put.requestsPerSec, limits.durablePut.requestsPerSec),
   });
+  report.info({
+    scenario: `${scenarioLabel}: durable PUT limit with SPEC's ETag and encrypted, deflated batches`,
+    figure: describeHttp(limits.contractPut),
+    ...(etcd === undefined ? { baseline: "—", ratio: "—" } : {
+      baseline: `etcd PUT ${formatCount(etcd.put.requestsPerSec)} req/s`,
+      ratio: formatRatio(limits.contractPut.requestsPerSec, etcd.put.requestsPerSec),
+    }),
+  });
+  report.info({
+    scenario: `${scenarioLabel}: dynarust PUT vs the contract PUT limit`,
+    figure: `${formatCount(node.put.requestsPerSec)} req/s`,
+    baseline: `contract PUT limit ${formatCount(limits.contractPut.requestsPerSec)} req/s`,
+    ratio: formatRatio(node.put.requestsPerSec, limits.contractPut.requestsPerSec),
+  });
 }
 
-/** Seconds the scenario should take: 7 wrk runs per round, warm-ups in the first. */
+/** Seconds the scenario should take: 8 wrk runs per round, warm-ups in the first. */
 function httpSecs(settings: Settings): number {
-  return 7 * settings.httpRounds * settings.wrkSecs + 7 * warmupSecs(settings) + 20;
+  return 8 * settings.httpRounds * settings.wrkSecs + 8 * warmupSecs(settings) + 20;
 }
 
 /** Scenario `http`; see the module doc. */
