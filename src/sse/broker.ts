@@ -6,14 +6,14 @@ import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import {
   encodeEntryFrame,
-  encodeKeyFrame,
   encodeResyncFrame,
-  encodeTableFrame,
   keepaliveFrame,
+  keyFrameText,
+  tableFrameText,
 } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
 import { Histories } from "./histories.ts";
-import type { Frame } from "./history.ts";
+import { frameOf, TextFrame } from "./history.ts";
 import { type CloseReason, Subscriber } from "./subscriber.ts";
 
 /** One open event stream, as handed to the HTTP layer. */
@@ -164,8 +164,9 @@ export class Broker {
     if (!this.#notePublishedVersion(topic, event.version)) return;
     this.#tableId += 1;
     assert(Number.isSafeInteger(this.#tableId));
-    const keyFrame: Frame = { id: event.version, bytes: encodeKeyFrame(event) };
-    const tableFrame: Frame = { id: this.#tableId, bytes: encodeTableFrame(event, this.#tableId) };
+    // Kept as text until a subscriber needs the bytes: most frames are only remembered.
+    const keyFrame = new TextFrame(event.version, keyFrameText(event));
+    const tableFrame = new TextFrame(this.#tableId, tableFrameText(event, this.#tableId));
     this.#histories.remember({ kind: "key", topic, frame: keyFrame });
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
     for (const subscriber of this.#keySubscribers.get(topic) ?? []) subscriber.send(keyFrame);
@@ -217,7 +218,7 @@ export class Broker {
     if (frames !== undefined) {
       for (const frame of frames) subscriber.replay(frame);
     } else if (tableId > lastId) {
-      subscriber.replay({ id: tableId, bytes: encodeResyncFrame(tableId) });
+      subscriber.replay(frameOf(tableId, encodeResyncFrame(tableId)));
     }
     if (ahead) assert(subscriber.lastId === tableId);
     assert(subscriber.lastId >= lastId);
@@ -259,7 +260,7 @@ export class Broker {
   #replayCurrent(subscriber: Subscriber, options: { topic: string; current: Entry | undefined }): void {
     const current = options.current;
     if (current !== undefined) {
-      subscriber.replay({ id: current.version, bytes: encodeEntryFrame(current) });
+      subscriber.replay(frameOf(current.version, encodeEntryFrame(current)));
     }
     const newer = this.#histories.history("key", options.topic)?.framesHeldAfter(current?.version ?? 0);
     for (const frame of newer ?? []) subscriber.replay(frame);

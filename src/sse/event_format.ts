@@ -28,11 +28,16 @@ function assertKind(kind: string): void {
  * The key-stream frame of a change: `id: <version>` and `{"event":..,"value":<json>}`, with
  * `event.json` inserted verbatim.
  */
-export function encodeKeyFrame(event: ChangeEvent): Uint8Array {
+export function keyFrameText(event: ChangeEvent): string {
   assertEventId(event.version);
   assertKind(event.kind);
   assertSingleLine(event.json);
-  return encoder.encode(`id: ${event.version}\ndata: {"event":"${event.kind}","value":${event.json}}\n\n`);
+  return `id: ${event.version}\ndata: {"event":"${event.kind}","value":${event.json}}\n\n`;
+}
+
+/** {@linkcode keyFrameText}, encoded. */
+export function encodeKeyFrame(event: ChangeEvent): Uint8Array {
+  return encoder.encode(keyFrameText(event));
 }
 
 /**
@@ -40,14 +45,17 @@ export function encodeKeyFrame(event: ChangeEvent): Uint8Array {
  *
  * @param id The broker's own table-stream id, not `event.sequence` (a forwarded change has none here).
  */
-export function encodeTableFrame(event: ChangeEvent, id: number): Uint8Array {
+export function tableFrameText(event: ChangeEvent, id: number): string {
   assertEventId(id);
   assertKind(event.kind);
   assertSingleLine(event.json);
   const key = JSON.stringify(event.key);
-  return encoder.encode(
-    `id: ${id}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`,
-  );
+  return `id: ${id}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`;
+}
+
+/** {@linkcode tableFrameText}, encoded. */
+export function encodeTableFrame(event: ChangeEvent, id: number): Uint8Array {
+  return encoder.encode(tableFrameText(event, id));
 }
 
 /** The key-stream frame of a key's current state: `Updated`, or `Deleted` for a tombstone. */

@@ -46,7 +46,7 @@ interface Slot {
  *
  * The byte budget is one pool shared by key and table histories, not a half each: a table with many
  * keys fills its key histories far more than its one table history, and a fixed split would leave half
- * the budget idle. A frame counts as its `bytes.length` plus `frameOverheadBytes`.
+ * the budget idle. A frame counts as its `byteLength` plus `frameOverheadBytes`.
  *
  * When a frame does not fit, the least recently changed histories, of either kind, are forgotten whole;
  * the history being appended to is kept, unless it alone is over the budget: then its oldest frames go,

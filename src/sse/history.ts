@@ -1,9 +1,64 @@
 import { assert } from "../util/assert.ts";
 
-/** One encoded frame and its id: a version on key streams, the broker's own id on table streams. */
+/** One frame and its id: a version on key streams, the broker's own id on table streams. */
 export interface Frame {
   readonly id: number;
+  /** Bytes of the frame's UTF-8 encoding, what a history counts it as. */
+  readonly byteLength: number;
+  /** The UTF-8 encoding sent to subscribers. */
   readonly bytes: Uint8Array;
+}
+
+/** A frame of bytes already encoded. */
+export function frameOf(id: number, bytes: Uint8Array): Frame {
+  return { id, byteLength: bytes.length, bytes };
+}
+
+const encoder = new TextEncoder();
+
+/** Bytes of the UTF-8 encoding of `text`, counted without encoding it. */
+export function utf8ByteLength(text: string): number {
+  let bytes = text.length;
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (code < 0x80) continue;
+    if (code < 0x800) bytes += 1;
+    else if (code >= 0xd800 && code <= 0xdbff && index + 1 < text.length) {
+      const next = text.charCodeAt(index + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2; // a surrogate pair: 2 UTF-16 units, 4 bytes
+        index += 1;
+      } else bytes += 2; // a lone surrogate encodes as U+FFFD: 3 bytes
+    } else bytes += 2;
+  }
+  return bytes;
+}
+
+/**
+ * A frame kept as text and encoded at its first send, then kept encoded. Most frames are only
+ * remembered for a replay that never comes: a publish with no subscriber then encodes nothing and keeps
+ * no ArrayBuffer per frame for the garbage collector to track.
+ */
+export class TextFrame implements Frame {
+  readonly id: number;
+  readonly byteLength: number;
+  #text: string | undefined;
+  #bytes: Uint8Array | undefined;
+
+  constructor(id: number, text: string) {
+    this.id = id;
+    this.#text = text;
+    this.byteLength = utf8ByteLength(text);
+  }
+
+  get bytes(): Uint8Array {
+    if (this.#bytes === undefined) {
+      this.#bytes = encoder.encode(this.#text!);
+      this.#text = undefined;
+      assert(this.#bytes.length === this.byteLength, "a frame encodes to the bytes it was counted as");
+    }
+    return this.#bytes;
+  }
 }
 
 /**
@@ -16,7 +71,7 @@ export class FrameHistory {
   readonly #frames: Frame[];
   /** Every frame of this history with an id above this one is held. */
   #floorId: number;
-  /** Sum of `bytes.length` over `#frames`. */
+  /** Sum of `byteLength` over `#frames`. */
   #frameBytes: number;
 
   constructor(options: { depthMax: number; first: Frame }) {
@@ -26,7 +81,7 @@ export class FrameHistory {
     this.#floorId = options.first.id - 1;
     this.#depthMax = options.depthMax;
     this.#frames = [options.first];
-    this.#frameBytes = options.first.bytes.length;
+    this.#frameBytes = options.first.byteLength;
   }
 
   /** Id of the newest frame held. */
@@ -41,7 +96,7 @@ export class FrameHistory {
     return this.#frames.length;
   }
 
-  /** Bytes of the frames held: the sum of their `bytes.length`. */
+  /** Bytes of the frames held: the sum of their `byteLength`. */
   get frameBytes(): number {
     return this.#frameBytes;
   }
@@ -54,7 +109,7 @@ export class FrameHistory {
   append(frame: Frame): boolean {
     if (frame.id <= this.newestId) return false;
     this.#frames.push(frame);
-    this.#frameBytes += frame.bytes.length;
+    this.#frameBytes += frame.byteLength;
     if (this.#frames.length > this.#depthMax) this.forgetOldest();
     assert(this.#frames.length <= this.#depthMax);
     assert(this.#floorId < this.#frames[0]!.id);
@@ -69,7 +124,7 @@ export class FrameHistory {
     assert(this.#frames.length >= 2, "a history keeps its newest frame");
     const forgotten = this.#frames.shift()!;
     this.#floorId = forgotten.id;
-    this.#frameBytes -= forgotten.bytes.length;
+    this.#frameBytes -= forgotten.byteLength;
     assert(this.#frameBytes >= 0);
     assert(this.#floorId < this.#frames[0]!.id);
   }

@@ -4,11 +4,11 @@
 // Method: remember frames of known sizes and check what is held, what is forgotten, and frameBytes.
 import assert from "node:assert/strict";
 import { Histories, type HistoryKind } from "../../../src/sse/histories.ts";
-import type { Frame } from "../../../src/sse/history.ts";
+import { type Frame, frameOf } from "../../../src/sse/history.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
 function frame(id: number, frameBytes: number): Frame {
-  return { id, bytes: new Uint8Array(frameBytes) };
+  return frameOf(id, new Uint8Array(frameBytes));
 }
 
 function makeHistories(options: { bytesMax: number; depthMax?: number; topicsMax?: number }): Histories {

@@ -1,11 +1,11 @@
 // Goal: FrameHistory keeps the last depthMax frames and says when a gap is older than what it holds.
 // Method: append frames with known ids and query framesAfter at the edges.
 import assert from "node:assert/strict";
-import { type Frame, FrameHistory } from "../../../src/sse/history.ts";
+import { type Frame, FrameHistory, frameOf, TextFrame, utf8ByteLength } from "../../../src/sse/history.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
 function frame(id: number): Frame {
-  return { id, bytes: new Uint8Array([id]) };
+  return frameOf(id, new Uint8Array([id]));
 }
 
 function ids(frames: Frame[] | undefined): number[] | undefined {
@@ -56,13 +56,13 @@ Deno.test("FrameHistory rejects a depthMax below 1", () => {
 });
 
 Deno.test("FrameHistory.frameBytes sums the bytes held as frames come and go", () => {
-  const history = new FrameHistory({ depthMax: 2, first: { id: 1, bytes: new Uint8Array(3) } });
+  const history = new FrameHistory({ depthMax: 2, first: frameOf(1, new Uint8Array(3)) });
   assert.equal(history.frameBytes, 3);
-  history.append({ id: 2, bytes: new Uint8Array(5) });
+  history.append(frameOf(2, new Uint8Array(5)));
   assert.equal(history.frameBytes, 8);
-  history.append({ id: 3, bytes: new Uint8Array(7) });
+  history.append(frameOf(3, new Uint8Array(7)));
   assert.equal(history.frameBytes, 12, "frame 1 went at depthMax + 1");
-  history.append({ id: 3, bytes: new Uint8Array(100) });
+  history.append(frameOf(3, new Uint8Array(100)));
   assert.equal(history.frameBytes, 12, "an id at or below the newest adds nothing");
 });
 
@@ -88,4 +88,34 @@ Deno.test("FrameHistory.framesHeldAfter() returns the frames held past a gap, wh
   assert.deepEqual(ids(history.framesHeldAfter(0)), [3, 4]);
   assert.deepEqual(ids(history.framesHeldAfter(3)), [4]);
   assert.deepEqual(ids(history.framesHeldAfter(4)), []);
+});
+
+Deno.test("utf8ByteLength() counts what TextEncoder writes, lone surrogates included", () => {
+  const encoder = new TextEncoder();
+  const texts = [
+    "",
+    "ascii",
+    "é",
+    "€uro",
+    "😀",
+    "a😀b",
+    "\ud800",
+    "\udc00x",
+    "x\ud800",
+    "\ud800\ud800\udc00",
+  ];
+  for (const text of texts) {
+    assert.equal(utf8ByteLength(text), encoder.encode(text).length, JSON.stringify(text));
+  }
+});
+
+Deno.test("TextFrame counts its UTF-8 bytes up front and encodes them once, at the first read", () => {
+  const text = 'id: 3\ndata: {"event":"Updated","value":"é😀"}\n\n';
+  const frame = new TextFrame(3, text);
+  assert.equal(frame.byteLength, new TextEncoder().encode(text).length);
+  const history = new FrameHistory({ depthMax: 4, first: frame });
+  assert.equal(history.frameBytes, frame.byteLength, "a history counts it before any encoding");
+  const bytes = frame.bytes;
+  assert.equal(new TextDecoder().decode(bytes), text);
+  assert.equal(frame.bytes, bytes, "encoded once, then kept");
 });

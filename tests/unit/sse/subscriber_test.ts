@@ -3,14 +3,14 @@
 import assert from "node:assert/strict";
 import { keepaliveFrame } from "../../../src/sse/event_format.ts";
 import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
-import type { Frame } from "../../../src/sse/history.ts";
+import { type Frame, frameOf } from "../../../src/sse/history.ts";
 import { type CloseReason, Subscriber } from "../../../src/sse/subscriber.ts";
 import { FrameReader } from "./sse_helpers.ts";
 
 const encoder = new TextEncoder();
 
 function frame(id: number): Frame {
-  return { id, bytes: encoder.encode(`id: ${id}\n\n`) };
+  return frameOf(id, encoder.encode(`id: ${id}\n\n`));
 }
 
 function makeSubscriber(options: { queueDepthMax: number; lastId?: number }) {
