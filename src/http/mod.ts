@@ -14,11 +14,11 @@ import { Hono } from "hono";
 import { RegExpRouter } from "hono/router/reg-exp-router";
 import { AssertionError } from "../util/assert.ts";
 import { KvError } from "../util/errors.ts";
-import type { AppDeps } from "./deps.ts";
+import type { AppDeps, KvWrite } from "./deps.ts";
 import { kvErrorResponse, problemResponse } from "./error_map.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
-import { readKey, registerKvRoutes } from "./routes/kv.ts";
+import { readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
 import { registerInternalRoutes, registerNodeRoutes, type RequestStats } from "./routes/node.ts";
 
@@ -102,7 +102,8 @@ export function createApp(deps: AppDeps): App {
           { "retry-after": "1" },
         );
       }
-      if (readsKey(request, path)) {
+      const keyPath = isKeyPath(path);
+      if (keyPath && request.method === "GET") {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
         const response = readKeyOrError(request, path, deps);
@@ -111,7 +112,10 @@ export function createApp(deps: AppDeps): App {
         return response.then((settled) => finish(request, settled, waitedFromMs));
       }
       const startedMs = deps.clock.monotonicMs();
-      const response = (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
+      const op = keyPath ? writeOpOf(request.method) : undefined;
+      const response = op !== undefined
+        ? writeKey(request, path.slice(1).split("/"), deps, op).catch((error) => errorResponse(error, deps))
+        : (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
       return response instanceof Promise
         ? response.then((settled) => finish(request, settled, startedMs))
         : finish(request, response, startedMs);
@@ -119,12 +123,28 @@ export function createApp(deps: AppDeps): App {
   };
 }
 
-/** `GET /{table}/key/{key}`, the most frequent request, answered without Hono's routing and context. */
-function readsKey(request: Request, path: string): boolean {
-  if (request.method !== "GET") return false;
+/**
+ * A `/{table}/key/{key}` path: the most frequent requests (GET, PUT, PATCH, DELETE) go straight to their
+ * handler, without Hono's routing and context.
+ */
+function isKeyPath(path: string): boolean {
   const second = path.indexOf("/", 1);
   return second > 1 && path.startsWith("/key/", second) && path.indexOf("/", second + 5) === -1 &&
     second + 5 < path.length;
+}
+
+/** The write a method makes on a key path, or undefined for another method (Hono answers it). */
+function writeOpOf(method: string): KvWrite["op"] | undefined {
+  switch (method) {
+    case "PUT":
+      return "put";
+    case "PATCH":
+      return "patch";
+    case "DELETE":
+      return "delete";
+    default:
+      return undefined;
+  }
 }
 
 function readKeyOrError(request: Request, path: string, deps: AppDeps): Response | Promise<Response> {

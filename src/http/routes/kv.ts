@@ -1,8 +1,8 @@
-import type { Context, Hono } from "hono";
+import type { Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, KvWrite } from "../deps.ts";
 import { readJsonBody } from "../body.ts";
-import { jsonText, rawSegments, requireUser, tableAndKey, tableAndKeyOf, tableOf } from "../request.ts";
+import { jsonText, rawSegments, requireUser, tableAndKeyOf, tableOf } from "../request.ts";
 import { checkName, ListQuery, parseIfMatch, parseWith, valueOfBody } from "../schemas.ts";
 import { streamListing } from "./listing.ts";
 
@@ -18,26 +18,11 @@ const deletedBody = JSON.stringify({ message: "Deleted" });
 /** The key-value routes of SPEC §3 rows 2–7. */
 export function registerKvRoutes(app: Hono, deps: AppDeps): void {
   const { limits, kv } = deps;
-  const bodyLimits = { bytesMax: limits.requestBytesMax, depthMax: limits.valueDepthMax + 1 };
 
   app.get("/:table/key/:key", (c) => readKey(c.req.raw, rawSegments(c.req.url), deps));
 
-  const write = async (c: Context, op: KvWrite["op"]) => {
-    const { table, key } = tableAndKey(c, deps);
-    const owner = await requireUser(c, deps);
-    const ifVersion = parseIfMatch(c.req.header("if-match") ?? null);
-    const conditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
-    if (op === "delete") {
-      await kv.write({ op, table, key, conditions });
-      return jsonText(deletedBody);
-    }
-    const value = valueOfBody(await readJsonBody(c.req.raw, bodyLimits), { objectOnly: op === "patch" });
-    const entry = await kv.write({ op, table, key, value, conditions });
-    return jsonText(entry.json, 201, `"${entry.version}"`);
-  };
-  app.put("/:table/key/:key", (c) => write(c, "put"));
-  app.patch("/:table/key/:key", (c) => write(c, "patch"));
-  app.delete("/:table/key/:key", (c) => write(c, "delete"));
+  // GET is routed here for HEAD; GET, PUT, PATCH and DELETE of a key reach `readKey` and `writeKey`
+  // from `createApp` before any routing.
 
   app.get("/:table/store", (c) => listing(c.req.raw, { table: tableOf(c, deps), shape: "store" }, deps));
   app.get("/:table/keys", (c) => listing(c.req.raw, { table: tableOf(c, deps), shape: "keys" }, deps));
@@ -53,6 +38,32 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     });
     return jsonText(`{${parts.join(",")}}`);
   });
+}
+
+/**
+ * `PUT`, `PATCH` and `DELETE /{table}/key/{key}` (SPEC §3 rows 3–5) from the raw path segments.
+ * `createApp` calls it before any routing.
+ *
+ * @throws the name, authorization, body and store errors the error table maps.
+ */
+export async function writeKey(
+  request: Request,
+  segments: readonly string[],
+  deps: AppDeps,
+  op: KvWrite["op"],
+): Promise<Response> {
+  const { table, key } = tableAndKeyOf(segments, deps);
+  const owner = await requireUser(request, deps);
+  const ifVersion = parseIfMatch(request.headers.get("if-match"));
+  const conditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
+  if (op === "delete") {
+    await deps.kv.write({ op, table, key, conditions });
+    return jsonText(deletedBody);
+  }
+  const limits = { bytesMax: deps.limits.requestBytesMax, depthMax: deps.limits.valueDepthMax + 1 };
+  const value = valueOfBody(await readJsonBody(request, limits), { objectOnly: op === "patch" });
+  const entry = await deps.kv.write({ op, table, key, value, conditions });
+  return jsonText(entry.json, 201, `"${entry.version}"`);
 }
 
 /**
