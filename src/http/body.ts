@@ -16,12 +16,14 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
   if (declared !== null && Number(declared) > bytesMax) {
     throw new PayloadTooLargeError(`request body is ${declared} bytes, the limit is ${bytesMax}`);
   }
-  if (request.body === null) return "";
   let bytes: Uint8Array;
   if (declared !== null) {
     // HTTP/1.1 framing holds a body with a Content-Length to exactly that many bytes, so reading it whole
-    // is bounded; Deno takes a body read whole in one step instead of chunk by chunk.
+    // is bounded; Deno takes a body read whole in one step instead of chunk by chunk. `request.body` is
+    // not touched: it would build a ReadableStream first (~2% of a PUT).
     bytes = await request.bytes();
+  } else if (request.body === null) {
+    return "";
   } else {
     const read = await readBounded(request.body, bytesMax);
     if (read.over) {
