@@ -33,6 +33,7 @@ export class Placement {
 
   /** The replicas of a key, in preference order: `replicationFactor` members (all for users). */
   replicasOf(table: string, key: string): string[] {
+    if (this.ringIds.length === 1) return [this.ringIds[0]!]; // a single node: no hash to compute
     const count = table === usersTable ? this.ringIds.length : this.#replicationFactor;
     return this.#ring.replicasOf(table, key, count);
   }

@@ -275,7 +275,8 @@ export class Replicator {
     const { table, key } = request;
     const others = replicas.filter((id) => id !== this.self);
     const quorum = writeQuorumOf({ table, replicaCount: replicas.length, config: this.#options.config });
-    if (!this.#options.store.holds(table, key)) {
+    // With no other replica (a single node) there is nobody to catch up from.
+    if (others.length > 0 && !this.#options.store.holds(table, key)) {
       await this.#catchUpKey({
         table,
         key,
