@@ -4,7 +4,7 @@
 // Method: small records of known bytes, retain/release by hand, page counts and bytes checked.
 import assert from "node:assert/strict";
 import { deflateRawSync } from "node:zlib";
-import { RecordPages, writePageBytes } from "../../../src/store/record_pages.ts";
+import { freezeLagPages, RecordPages, writePageBytes } from "../../../src/store/record_pages.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
 function record(fill: number, length = 100): Uint8Array {
@@ -177,7 +177,7 @@ Deno.test("RecordPages: a page sealed sparse stays inflated for the compaction t
   assert.throws(() => unsealed.cool(), AssertionError, "a page being indexed does not go cold");
 });
 
-Deno.test("RecordPages: a write page sealed with live records is kept deflated until one is read", () => {
+Deno.test("RecordPages: a write page still dense freezeLagPages seals later is kept deflated until read", () => {
   const pages = new RecordPages();
   const perPage = Math.floor(writePageBytes / 104);
   const append = (index: number) => {
@@ -187,16 +187,38 @@ Deno.test("RecordPages: a write page sealed with live records is kept deflated u
   };
   const addresses = Array.from({ length: perPage }, (_, index) => append(index));
   const first = pages.recordAt(addresses[0]!);
-  addresses.push(append(perPage));
-  assert.equal(pages.pageCount, 2, "the last append sealed the first page");
-  assert.equal(pages.coldPageCount, 1, "the sealed page holds only its deflated records");
+  for (let index = perPage; index < perPage * (freezeLagPages + 1); index += 1) addresses.push(append(index));
+  assert.equal(pages.coldPageCount, 0, "sealed pages wait freezeLagPages seals before deflating");
+  addresses.push(append(perPage * (freezeLagPages + 1)));
+  assert.equal(pages.pageCount, freezeLagPages + 2);
+  assert.equal(pages.coldPageCount, 1, "the first page holds only its deflated records");
   assert.deepEqual(first.bytes.slice(first.start, first.end), record(0), "a span read before still reads");
   assert.deepEqual(bytesAt(pages.view(), addresses[1]!), record(1), "the page inflates at its first read");
   assert.equal(pages.coldPageCount, 0, "inflated once, then kept");
   for (const [index, address] of addresses.entries()) {
     assert.deepEqual(bytesAt(pages, address), record(index % 251));
   }
-  assert.equal(pages.pageBytes, 2 * writePageBytes, "a frozen page counts its records' bytes");
+  assert.equal(
+    pages.pageBytes,
+    (freezeLagPages + 2) * writePageBytes,
+    "a frozen page counts its records' bytes",
+  );
+});
+
+Deno.test("RecordPages: a write page that turned sparse before its turn is not deflated", () => {
+  const pages = new RecordPages();
+  const perPage = Math.floor(writePageBytes / 104);
+  const firstPage = Array.from({ length: perPage }, (_, index) => {
+    const address = pages.append(record(index % 251));
+    pages.retain(address);
+    return address;
+  });
+  for (const address of firstPage.slice(0, perPage - 1)) pages.release(address); // overwritten
+  for (let index = 0; index < perPage * (freezeLagPages + 1); index += 1) {
+    pages.retain(pages.append(record(1)));
+  }
+  assert.equal(pages.coldPageCount, 0, "at its turn the first page was sparse: compaction reads it next");
+  assert.deepEqual(bytesAt(pages, firstPage.at(-1)!), record((perPage - 1) % 251));
 });
 
 Deno.test("RecordPages: a write page sealed with no live record is dropped, not deflated", () => {
