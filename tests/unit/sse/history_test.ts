@@ -119,3 +119,35 @@ Deno.test("TextFrame counts its UTF-8 bytes up front and encodes them once, at t
   assert.equal(new TextDecoder().decode(bytes), text);
   assert.equal(frame.bytes, bytes, "encoded once, then kept");
 });
+
+Deno.test("FrameHistory holds what a plain list would through appends and forgets in any order", () => {
+  let seed = 7;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let round = 0; round < 50; round += 1) {
+    const depthMax = 1 + Math.floor(next() * 6);
+    const history = new FrameHistory({ depthMax, first: frameOf(1, new Uint8Array(1)) });
+    const model: Frame[] = [frameOf(1, new Uint8Array(1))];
+    let id = 1;
+    for (let step = 0; step < 40; step += 1) {
+      if (next() < 0.25 && model.length >= 2) {
+        history.forgetOldest();
+        model.shift();
+      } else {
+        id += 1 + Math.floor(next() * 2);
+        const frame = frameOf(id, new Uint8Array(id % 5));
+        assert.equal(history.append(frame), true);
+        model.push(frame);
+        if (model.length > depthMax) model.shift();
+      }
+      assert.deepEqual(history.framesHeldAfter(0).map((frame) => frame.id), model.map((frame) => frame.id));
+      assert.equal(history.frameCount, model.length);
+      assert.equal(history.newestId, model.at(-1)!.id);
+      assert.equal(history.frameBytes, model.reduce((sum, frame) => sum + frame.byteLength, 0));
+      const pivot = model[Math.floor(next() * model.length)]!.id;
+      assert.deepEqual(
+        history.framesHeldAfter(pivot).map((frame) => frame.id),
+        model.filter((frame) => frame.id > pivot).map((frame) => frame.id),
+      );
+    }
+  }
+});
