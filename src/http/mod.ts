@@ -20,7 +20,7 @@ import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import { readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
-import { registerInternalRoutes, registerNodeRoutes, type RequestStats } from "./routes/node.ts";
+import { internalAnswer, registerNodeRoutes, type RequestStats } from "./routes/node.ts";
 
 export type {
   AppDeps,
@@ -80,8 +80,8 @@ export function createApp(deps: AppDeps): App {
   registerEventRoutes(tableApp, deps);
   registerMethodNotAllowed(tableApp, tableMethods);
   // Peers talk to this node in every phase: while it starts (it catches up) and drains (it hands off).
+  // Their POSTs go to `internalAnswer` before any routing; this app only answers anything else with a 404.
   const internalApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
-  registerInternalRoutes(internalApp, deps);
   const finish = (request: Request, response: Response, startedMs: number | undefined): Response => {
     requestStats.requestCount += 1;
     if (startedMs !== undefined) requestStats.latencyMsTotal += deps.clock.monotonicMs() - startedMs;
@@ -95,7 +95,14 @@ export function createApp(deps: AppDeps): App {
     // every answer into a promise, which Deno.serve answers on a slower path.
     handle: (request, info) => {
       const path = pathOf(request.url);
-      if (path.startsWith(internalPrefix)) return internalApp.fetch(request, info);
+      if (path.startsWith(internalPrefix)) {
+        // A peer's request: straight to the cluster, without Hono's routing (other methods get its 405).
+        const kind = path.slice(internalPrefix.length);
+        if (request.method !== "POST" || kind.length === 0 || kind.includes("/")) {
+          return internalApp.fetch(request, info);
+        }
+        return internalAnswer(request, kind, deps).catch((error) => errorResponse(error, deps));
+      }
       if (deps.phase() !== "serving" && path !== "/health") {
         return problemResponse(
           { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },

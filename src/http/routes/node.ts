@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { problemResponse } from "../error_map.ts";
-import { jsonText, rawSegments } from "../request.ts";
+import { jsonText } from "../request.ts";
 import { readBodyText } from "../body.ts";
 
 /** Counters of the HTTP layer shown by `/stats`. */
@@ -56,11 +56,11 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
 /** Largest node-to-node request body read (anti-entropy batches of large values). */
 export const internalBodyBytesMax = 64 << 20;
 
-/** `POST /_internal/{kind}`: authenticated by the cluster module before anything else is done. */
-export function registerInternalRoutes(app: Hono, deps: AppDeps): void {
-  app.post("/_internal/:kind", async (c) => {
-    const kind = rawSegments(c.req.url)[1] ?? "";
-    const bodyText = await readBodyText(c.req.raw, internalBodyBytesMax);
-    return jsonText(JSON.stringify(await deps.internal(kind, c.req.raw.headers, bodyText)));
-  });
+/**
+ * `POST /_internal/{kind}`, a node-to-node request: its body handed to the cluster, which checks the
+ * signature. `createApp` calls it before any routing.
+ */
+export async function internalAnswer(request: Request, kind: string, deps: AppDeps): Promise<Response> {
+  const bodyText = await readBodyText(request, internalBodyBytesMax);
+  return jsonText(JSON.stringify(await deps.internal(kind, request.headers, bodyText)));
 }
