@@ -96,7 +96,7 @@ export function createApp(deps: AppDeps): App {
     handle: (request, info) => {
       const path = pathOf(request.url);
       if (path.startsWith(internalPrefix)) {
-        // A peer's request: straight to the cluster, without Hono's routing (other methods get its 405).
+        // A peer's request: straight to the cluster, without Hono's routing (anything else gets its 404).
         const kind = path.slice(internalPrefix.length);
         if (request.method !== "POST" || kind.length === 0 || kind.includes("/")) {
           return internalApp.fetch(request, info);
