@@ -74,8 +74,9 @@ function topicOf(table: string, key: string): string {
 }
 
 /**
- * Fans changes out to SSE subscribers (SPEC §4). Each change is encoded once per stream kind and the
- * same bytes go to every subscriber and into a bounded history for `Last-Event-ID` replay.
+ * Fans changes out to SSE subscribers (SPEC §4). Each change becomes one frame per stream kind, kept as
+ * text in a bounded history for `Last-Event-ID` replay and encoded once, when a subscriber first needs it;
+ * the same bytes then go to every subscriber.
  *
  * Changes come from the local store and, for keys this node does not replicate, forwarded by their
  * coordinator; the same change may come both ways, and late. So a change is published only when its
@@ -152,7 +153,7 @@ export class Broker {
 
   /**
    * Takes one change, local or forwarded: unless its key already had this version or a higher one
-   * published, gives it the next table-stream id, encodes its key-stream and table-stream frames once,
+   * published, gives it the next table-stream id, builds its key-stream and table-stream frames once,
    * remembers them in the bounded histories and queues them to every subscriber of the key and table.
    * `event.sequence` is ignored.
    */
