@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import { utf8Length } from "../util/bytes.ts";
 
 /** One frame and its id: a version on key streams, the broker's own id on table streams. */
 export interface Frame {
@@ -16,24 +17,6 @@ export function frameOf(id: number, bytes: Uint8Array): Frame {
 
 const encoder = new TextEncoder();
 
-/** Bytes of the UTF-8 encoding of `text`, counted without encoding it. */
-export function utf8ByteLength(text: string): number {
-  let bytes = text.length;
-  for (let index = 0; index < text.length; index += 1) {
-    const code = text.charCodeAt(index);
-    if (code < 0x80) continue;
-    if (code < 0x800) bytes += 1;
-    else if (code >= 0xd800 && code <= 0xdbff && index + 1 < text.length) {
-      const next = text.charCodeAt(index + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        bytes += 2; // a surrogate pair: 2 UTF-16 units, 4 bytes
-        index += 1;
-      } else bytes += 2; // a lone surrogate encodes as U+FFFD: 3 bytes
-    } else bytes += 2;
-  }
-  return bytes;
-}
-
 /**
  * A frame kept as text and encoded at its first send, then kept encoded. Most frames are only
  * remembered for a replay that never comes: a publish with no subscriber then encodes nothing and keeps
@@ -48,7 +31,7 @@ export class TextFrame implements Frame {
   constructor(id: number, text: string) {
     this.id = id;
     this.#text = text;
-    this.byteLength = utf8ByteLength(text);
+    this.byteLength = utf8Length(text);
   }
 
   get bytes(): Uint8Array {

@@ -1,6 +1,7 @@
 import { assert } from "../util/assert.ts";
 import type { RecordSpan } from "./record_pages.ts";
 import type { Entry } from "./types.ts";
+import { utf8Length } from "../util/bytes.ts";
 
 /** A write of a live value. */
 export interface PutRecord {
@@ -71,24 +72,6 @@ function setUint64(view: DataView, offset: number, value: number): void {
   assert(value >= 0, "u64 field must not be negative");
   view.setUint32(offset, Math.floor(value / twoPow32));
   view.setUint32(offset + 4, value >>> 0);
-}
-
-/** Bytes of `text` in UTF-8 (a lone surrogate counts as U+FFFD, 3 bytes, as `TextEncoder` writes it). */
-function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let index = 0; index < text.length; index += 1) {
-    const code = text.charCodeAt(index);
-    if (code < 0x80) continue;
-    if (code < 0x800) {
-      bytes += 1;
-    } else if ((code & 0xfc00) === 0xd800 && (text.charCodeAt(index + 1) & 0xfc00) === 0xdc00) {
-      bytes += 2; // a surrogate pair: 2 code units, 4 bytes
-      index += 1;
-    } else {
-      bytes += 2;
-    }
-  }
-  return bytes;
 }
 
 /** Writes `text` as UTF-8 at `offset`; ASCII by hand (the common case), the rest through `encodeInto`. */

@@ -1,7 +1,7 @@
 // Goal: FrameHistory keeps the last depthMax frames and says when a gap is older than what it holds.
 // Method: append frames with known ids and query framesAfter at the edges.
 import assert from "node:assert/strict";
-import { type Frame, FrameHistory, frameOf, TextFrame, utf8ByteLength } from "../../../src/sse/history.ts";
+import { type Frame, FrameHistory, frameOf, TextFrame } from "../../../src/sse/history.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
 function frame(id: number): Frame {
@@ -88,25 +88,6 @@ Deno.test("FrameHistory.framesHeldAfter() returns the frames held past a gap, wh
   assert.deepEqual(ids(history.framesHeldAfter(0)), [3, 4]);
   assert.deepEqual(ids(history.framesHeldAfter(3)), [4]);
   assert.deepEqual(ids(history.framesHeldAfter(4)), []);
-});
-
-Deno.test("utf8ByteLength() counts what TextEncoder writes, lone surrogates included", () => {
-  const encoder = new TextEncoder();
-  const texts = [
-    "",
-    "ascii",
-    "é",
-    "€uro",
-    "😀",
-    "a😀b",
-    "\ud800",
-    "\udc00x",
-    "x\ud800",
-    "\ud800\ud800\udc00",
-  ];
-  for (const text of texts) {
-    assert.equal(utf8ByteLength(text), encoder.encode(text).length, JSON.stringify(text));
-  }
 });
 
 Deno.test("TextFrame counts its UTF-8 bytes up front and encodes them once, at the first read", () => {
