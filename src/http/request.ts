@@ -56,8 +56,8 @@ export class UnauthorizedError extends KvError {
  * @throws {UnauthorizedError} without a bearer token; the authenticator's error for a bad one.
  */
 export async function requireUser(request: Request, deps: AppDeps): Promise<string> {
-  const header = request.headers.get("authorization") ?? undefined;
-  if (header === undefined) throw new UnauthorizedError("this request needs Authorization: Bearer <token>");
+  const header = request.headers.get("authorization");
+  if (header === null) throw new UnauthorizedError("this request needs Authorization: Bearer <token>");
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (match === null) throw new UnauthorizedError("Authorization must be Bearer <token>");
   return await deps.auth.verify(match[1]!);

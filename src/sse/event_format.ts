@@ -35,11 +35,6 @@ export function keyFrameText(event: ChangeEvent): string {
   return `id: ${event.version}\ndata: {"event":"${event.kind}","value":${event.json}}\n\n`;
 }
 
-/** {@linkcode keyFrameText}, encoded. */
-export function encodeKeyFrame(event: ChangeEvent): Uint8Array {
-  return encoder.encode(keyFrameText(event));
-}
-
 /**
  * The table-stream frame of a change: `id: <id>` and `{"event":..,"key":<string>,"value":<json>}`.
  *
@@ -51,11 +46,6 @@ export function tableFrameText(event: ChangeEvent, id: number): string {
   assertSingleLine(event.json);
   const key = JSON.stringify(event.key);
   return `id: ${id}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`;
-}
-
-/** {@linkcode tableFrameText}, encoded. */
-export function encodeTableFrame(event: ChangeEvent, id: number): Uint8Array {
-  return encoder.encode(tableFrameText(event, id));
 }
 
 /** The key-stream frame of a key's current state: `Updated`, or `Deleted` for a tombstone. */

@@ -170,15 +170,21 @@ function inflateBody(deflated: Uint8Array, chunkBytes: number): Uint8Array {
   }
   // Either way the result is the only view of its buffer (zlib's chunk, or an exactly sized copy of
   // output that fills less than half of it, or shares Buffer's pool).
-  if (inflated.length * 2 < inflated.buffer.byteLength) return new Uint8Array(inflated);
-  return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
+  return ownedBytes(inflated);
+}
+
+/**
+ * zlib's output as the only view of a buffer about its size: as is when it fills at least half of its
+ * buffer, else an exactly sized copy, so a larger chunk (or Buffer's shared pool) is let go of.
+ */
+function ownedBytes(output: Uint8Array): Uint8Array {
+  if (output.length * 2 < output.buffer.byteLength) return new Uint8Array(output);
+  return new Uint8Array(output.buffer, output.byteOffset, output.length);
 }
 
 /** Deflates records held in memory; {@linkcode inflateRecords} gives them back. */
 export function deflateRecords(records: Uint8Array): Uint8Array {
-  const deflated = deflateRawSync(records);
-  // An exactly sized copy: zlib's output may sit in a larger chunk, which the copy lets go of.
-  return deflated.length * 2 < deflated.buffer.byteLength ? new Uint8Array(deflated) : deflated;
+  return ownedBytes(deflateRawSync(records));
 }
 
 /**

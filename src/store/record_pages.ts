@@ -174,20 +174,20 @@ export class RecordPages {
 
   /** Pages held that keep only their deflated records. */
   get coldPageCount(): number {
-    let count = 0;
-    for (let slot = 0; slot < this.#slots.length; slot += 1) {
-      const page = this.#slots[slot];
-      if (page !== undefined && page.base === slot * slotBytes && page.cold) count += 1;
-    }
-    return count;
+    return this.#countPages((page) => page.cold);
   }
 
   /** Pages held. */
   get pageCount(): number {
+    return this.#countPages(() => true);
+  }
+
+  /** Pages held for which `test` holds; each counted once, at its first slot. */
+  #countPages(test: (page: Page) => boolean): number {
     let count = 0;
     for (let slot = 0; slot < this.#slots.length; slot += 1) {
       const page = this.#slots[slot];
-      if (page !== undefined && page.base === slot * slotBytes) count += 1;
+      if (page !== undefined && page.base === slot * slotBytes && test(page)) count += 1;
     }
     return count;
   }

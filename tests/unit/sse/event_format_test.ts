@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import {
   connectedFrame,
   encodeEntryFrame,
-  encodeKeyFrame,
   encodeResyncFrame,
-  encodeTableFrame,
   keepaliveFrame,
+  keyFrameText,
+  tableFrameText,
 } from "../../../src/sse/event_format.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import type { ChangeEvent } from "../../../src/store/types.ts";
@@ -23,26 +23,26 @@ function event(overrides: Partial<ChangeEvent> = {}): ChangeEvent {
   return { kind: "Updated", table: "t", key: "k", version: 7, sequence: 42, json: oddJson, ...overrides };
 }
 
-Deno.test("encodeKeyFrame() writes an Updated frame with the json verbatim", () => {
-  assert.equal(text(encodeKeyFrame(event())), `id: 7\ndata: {"event":"Updated","value":${oddJson}}\n\n`);
+Deno.test("keyFrameText() writes an Updated frame with the json verbatim", () => {
+  assert.equal(keyFrameText(event()), `id: 7\ndata: {"event":"Updated","value":${oddJson}}\n\n`);
 });
 
-Deno.test("encodeKeyFrame() writes a Deleted frame with the tombstone json", () => {
+Deno.test("keyFrameText() writes a Deleted frame with the tombstone json", () => {
   const json = tombstoneJson("k", 8);
   assert.equal(
-    text(encodeKeyFrame(event({ kind: "Deleted", version: 8, json }))),
+    keyFrameText(event({ kind: "Deleted", version: 8, json })),
     'id: 8\ndata: {"event":"Deleted","value":{"key":"k","version":8,"timestamp":1700000000008}}\n\n',
   );
 });
 
-Deno.test("encodeTableFrame() uses the given id, not the sequence, and escapes the key as JSON", () => {
+Deno.test("tableFrameText() uses the given id, not the sequence, and escapes the key as JSON", () => {
   const key = 'a "quoted" \\ key é';
   assert.equal(
-    text(encodeTableFrame(event({ key }), 42)),
+    tableFrameText(event({ key }), 42),
     `id: 42\ndata: {"event":"Updated","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
   );
   assert.equal(
-    text(encodeTableFrame(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001)),
+    tableFrameText(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001),
     `id: 1700000000000001\ndata: {"event":"Deleted","key":"k","value":${oddJson}}\n\n`,
   );
 });
@@ -66,21 +66,21 @@ Deno.test("connectedFrame and keepaliveFrame are SSE comments", () => {
   assert.equal(text(keepaliveFrame), ": keepalive\n\n");
 });
 
-Deno.test("encodeKeyFrame() rejects json with a line break, which would split the data line", () => {
-  assert.throws(() => encodeKeyFrame(event({ json: '{"value":\n1}' })), AssertionError);
-  assert.throws(() => encodeTableFrame(event({ json: '{"value":\r1}' }), 1), AssertionError);
-  assert.throws(() => encodeKeyFrame(event({ json: "" })), AssertionError);
+Deno.test("keyFrameText() rejects json with a line break, which would split the data line", () => {
+  assert.throws(() => keyFrameText(event({ json: '{"value":\n1}' })), AssertionError);
+  assert.throws(() => tableFrameText(event({ json: '{"value":\r1}' }), 1), AssertionError);
+  assert.throws(() => keyFrameText(event({ json: "" })), AssertionError);
 });
 
-Deno.test("encodeKeyFrame() rejects an id that is not a positive safe integer", () => {
-  assert.throws(() => encodeKeyFrame(event({ version: 0 })), AssertionError);
-  assert.throws(() => encodeKeyFrame(event({ version: 1.5 })), AssertionError);
-  assert.throws(() => encodeTableFrame(event(), Number.MAX_SAFE_INTEGER + 1), AssertionError);
-  assert.throws(() => encodeTableFrame(event(), 0), AssertionError);
+Deno.test("keyFrameText() rejects an id that is not a positive safe integer", () => {
+  assert.throws(() => keyFrameText(event({ version: 0 })), AssertionError);
+  assert.throws(() => keyFrameText(event({ version: 1.5 })), AssertionError);
+  assert.throws(() => tableFrameText(event(), Number.MAX_SAFE_INTEGER + 1), AssertionError);
+  assert.throws(() => tableFrameText(event(), 0), AssertionError);
   assert.throws(() => encodeResyncFrame(0), AssertionError);
 });
 
-Deno.test("encodeKeyFrame() rejects an unknown kind", () => {
+Deno.test("keyFrameText() rejects an unknown kind", () => {
   const bad = { ...event(), kind: "Renamed" } as unknown as ChangeEvent;
-  assert.throws(() => encodeKeyFrame(bad), AssertionError);
+  assert.throws(() => keyFrameText(bad), AssertionError);
 });
