@@ -4,16 +4,11 @@ import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
-import {
-  encodeEntryFrame,
-  encodeResyncFrame,
-  keepaliveFrame,
-  keyFrameText,
-  tableFrameText,
-} from "./event_format.ts";
+import { RecencyLink, RecencyList } from "../util/recency.ts";
+import { changeFrames, encodeEntryFrame, encodeResyncFrame, keepaliveFrame } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
 import { Histories } from "./histories.ts";
-import { frameOf, TextFrame } from "./history.ts";
+import { frameOf } from "./history.ts";
 import { type CloseReason, Subscriber } from "./subscriber.ts";
 
 /** One open event stream, as handed to the HTTP layer. */
@@ -61,6 +56,12 @@ export interface SubscribeTableOptions {
 
 type Subscribers = Map<string, Set<Subscriber>>;
 
+/** The highest version published of one key topic. */
+interface PublishedVersion {
+  readonly topic: string;
+  version: number;
+}
+
 /**
  * Bytes a remembered frame takes besides its payload, counted against `sseHistoryBytesMax`: the frame
  * object, its `Uint8Array`, `ArrayBuffer` and backing store, and its slot in the history (measured in a
@@ -93,10 +94,12 @@ export class Broker {
   readonly #histories: Histories;
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
   /**
-   * Highest version published per key topic, least recently changed first (Map insertion order);
-   * at most `sseHistoryKeysMax`. An evicted key relies on each subscriber sending ids in increasing order.
+   * Highest version published per key topic; at most `sseHistoryKeysMax`, the least recently changed
+   * (first in `#publishedRecency`) evicted first. An evicted key relies on each subscriber sending ids in
+   * increasing order.
    */
-  readonly #publishedVersions = new Map<string, number>();
+  readonly #publishedVersions = new Map<string, RecencyLink<PublishedVersion>>();
+  readonly #publishedRecency = new RecencyList<PublishedVersion>();
   #droppedCount = 0;
   /** Id of the newest table-stream frame, or the starting id before the first. */
   #tableId: number;
@@ -166,8 +169,7 @@ export class Broker {
     this.#tableId += 1;
     assert(Number.isSafeInteger(this.#tableId));
     // Kept as text until a subscriber needs the bytes: most frames are only remembered.
-    const keyFrame = new TextFrame(event.version, keyFrameText(event));
-    const tableFrame = new TextFrame(this.#tableId, tableFrameText(event, this.#tableId));
+    const { key: keyFrame, table: tableFrame } = changeFrames(event, this.#tableId);
     this.#histories.remember({ kind: "key", topic, frame: keyFrame });
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
     for (const subscriber of this.#keySubscribers.get(topic) ?? []) subscriber.send(keyFrame);
@@ -241,16 +243,24 @@ export class Broker {
    * @returns false, and records nothing, when the topic already had this version or a higher one.
    */
   #notePublishedVersion(topic: string, version: number): boolean {
-    const published = this.#publishedVersions.get(topic);
-    if (published !== undefined && version <= published) return false;
-    this.#publishedVersions.delete(topic);
-    this.#publishedVersions.set(topic, version);
+    let published = this.#publishedVersions.get(topic);
+    if (published === undefined) {
+      published = new RecencyLink({ topic, version });
+      this.#publishedVersions.set(topic, published);
+    } else {
+      if (version <= published.item.version) return false;
+      published.item.version = version;
+    }
+    this.#publishedRecency.touch(published);
     if (this.#publishedVersions.size > this.#limits.sseHistoryKeysMax) {
-      const leastRecent = this.#publishedVersions.keys().next().value!;
-      assert(leastRecent !== topic);
-      this.#publishedVersions.delete(leastRecent);
+      const leastRecent = this.#publishedRecency.oldest!;
+      assert(leastRecent.topic !== topic);
+      const link = this.#publishedVersions.get(leastRecent.topic)!;
+      this.#publishedRecency.remove(link);
+      this.#publishedVersions.delete(leastRecent.topic);
     }
     assert(this.#publishedVersions.size <= this.#limits.sseHistoryKeysMax);
+    assert(this.#publishedRecency.size === this.#publishedVersions.size);
     return true;
   }
 

@@ -1,5 +1,7 @@
 import type { ChangeEvent, Entry } from "../store/types.ts";
 import { assert } from "../util/assert.ts";
+import { utf8Length } from "../util/bytes.ts";
+import type { Frame } from "./history.ts";
 
 const encoder = new TextEncoder();
 
@@ -24,28 +26,89 @@ function assertKind(kind: string): void {
   assert(kind === "Updated" || kind === "Deleted", `unknown event kind ${kind}`);
 }
 
+const notPrintableAscii = /[^\x20-\x7e]/;
+
+/** Decimal digits of a positive safe integer, without building its string. */
+function digitCount(id: number): number {
+  let digits = 1;
+  for (let power = 10; id >= power; power *= 10) digits += 1; // at most 16 passes for a safe integer
+  return digits;
+}
+
+/** `id: ` and the line breaks and punctuation around `data:`, which every change frame has. */
+const frameFixedBytes = 'id: \ndata: {"event":"","value":}\n\n'.length;
+/** What a table-stream frame adds to a key-stream one besides the key: `"key":` and a comma. */
+const tableFrameKeyBytes = '"key":,'.length;
+
 /**
- * The key-stream frame of a change: `id: <version>` and `{"event":..,"value":<json>}`, with
- * `event.json` inserted verbatim.
+ * One frame of a change, kept as its parts until a subscriber needs its bytes: most frames are only
+ * remembered for a replay that never comes, and held this way a remembered frame is one small object
+ * (sharing the change's json with the other stream's frame) for the garbage collector to trace, not a
+ * tree of joined strings. The text is built and encoded at the first read of `bytes`, then kept.
  */
-export function keyFrameText(event: ChangeEvent): string {
-  assertEventId(event.version);
-  assertKind(event.kind);
-  assertSingleLine(event.json);
-  return `id: ${event.version}\ndata: {"event":"${event.kind}","value":${event.json}}\n\n`;
+class ChangeFrame implements Frame {
+  readonly id: number;
+  readonly byteLength: number;
+  readonly #kind: ChangeEvent["kind"];
+  /** The key as a JSON string on table-stream frames; undefined on key-stream frames. */
+  #keyJson: string | undefined;
+  #json: string;
+  #bytes: Uint8Array | undefined = undefined;
+
+  constructor(options: {
+    id: number;
+    kind: ChangeEvent["kind"];
+    keyJson: string | undefined;
+    json: string;
+    jsonBytes: number;
+  }) {
+    const { id, kind, keyJson, json } = options;
+    this.id = id;
+    this.#kind = kind;
+    this.#keyJson = keyJson;
+    this.#json = json;
+    const keyBytes = keyJson === undefined ? 0 : tableFrameKeyBytes + utf8Length(keyJson);
+    this.byteLength = frameFixedBytes + digitCount(id) + kind.length + keyBytes + options.jsonBytes;
+  }
+
+  get bytes(): Uint8Array {
+    if (this.#bytes === undefined) {
+      const key = this.#keyJson === undefined ? "" : `"key":${this.#keyJson},`;
+      this.#bytes = encoder.encode(
+        `id: ${this.id}\ndata: {"event":"${this.#kind}",${key}"value":${this.#json}}\n\n`,
+      );
+      this.#keyJson = undefined;
+      this.#json = "";
+      assert(this.#bytes.length === this.byteLength, "a frame encodes to the bytes it was counted as");
+    }
+    return this.#bytes;
+  }
 }
 
 /**
- * The table-stream frame of a change: `id: <id>` and `{"event":..,"key":<string>,"value":<json>}`.
+ * The two frames of one change, encoded at their first send (see `ChangeFrame`):
  *
- * @param id The broker's own table-stream id, not `event.sequence` (a forwarded change has none here).
+ * - key stream: `id: <version>` and `{"event":..,"value":<json>}`;
+ * - table stream: `id: <tableId>` and `{"event":..,"key":<string>,"value":<json>}`.
+ *
+ * `event.json` is inserted verbatim in both; its UTF-8 length is counted once for the two.
+ *
+ * @param tableId The broker's own table-stream id, not `event.sequence` (a forwarded change has none here).
  */
-export function tableFrameText(event: ChangeEvent, id: number): string {
-  assertEventId(id);
+export function changeFrames(event: ChangeEvent, tableId: number): { key: Frame; table: Frame } {
+  assertEventId(event.version);
+  assertEventId(tableId);
   assertKind(event.kind);
-  assertSingleLine(event.json);
-  const key = JSON.stringify(event.key);
-  return `id: ${id}\ndata: {"event":"${event.kind}","key":${key},"value":${event.json}}\n\n`;
+  const { kind, json } = event;
+  // One native scan answers both questions for the usual json, printable ASCII (JSON.stringify escapes
+  // control characters): it is a single line, and its UTF-8 length is its length.
+  const printableAscii = json.length > 0 && !notPrintableAscii.test(json);
+  if (!printableAscii) assertSingleLine(json);
+  const jsonBytes = printableAscii ? json.length : utf8Length(json);
+  return {
+    key: new ChangeFrame({ id: event.version, kind, keyJson: undefined, json, jsonBytes }),
+    table: new ChangeFrame({ id: tableId, kind, keyJson: JSON.stringify(event.key), json, jsonBytes }),
+  };
 }
 
 /** The key-stream frame of a key's current state: `Updated`, or `Deleted` for a tombstone. */

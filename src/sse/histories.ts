@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import { RecencyLink, RecencyList } from "../util/recency.ts";
 import { type Frame, FrameHistory } from "./history.ts";
 
 /** Which stream a history replays: one key's (ids are versions) or one table's (the broker's table ids). */
@@ -34,10 +35,20 @@ export interface RememberOptions {
   frame: Frame;
 }
 
-interface Slot {
+class Slot {
   readonly kind: HistoryKind;
   readonly topic: string;
   readonly history: FrameHistory;
+  /** Its place among all slots, by last change. */
+  readonly recent = new RecencyLink<Slot>(this);
+  /** Its place among the slots of its kind, by last change. */
+  readonly recentOfKind = new RecencyLink<Slot>(this);
+
+  constructor(kind: HistoryKind, topic: string, history: FrameHistory) {
+    this.kind = kind;
+    this.topic = topic;
+    this.history = history;
+  }
 }
 
 /**
@@ -60,8 +71,13 @@ export class Histories {
   readonly #bytesMax: number;
   readonly #frameOverheadBytes: number;
   readonly #slotsByKind: Record<HistoryKind, Map<string, Slot>> = { key: new Map(), table: new Map() };
-  /** Every slot, least recently changed first (Set insertion order). */
-  readonly #recency = new Set<Slot>();
+  /** Every slot, least recently changed first. */
+  readonly #recency = new RecencyList<Slot>();
+  /** The slots of each kind, least recently changed first. */
+  readonly #recencyByKind: Record<HistoryKind, RecencyList<Slot>> = {
+    key: new RecencyList(),
+    table: new RecencyList(),
+  };
   /** Sum of the counted bytes (payload and overhead) of every frame held. */
   #frameBytes = 0;
 
@@ -105,7 +121,8 @@ export class Histories {
     const slots = this.#slotsByKind[kind];
     let slot = slots.get(topic);
     if (slot === undefined) {
-      slot = { kind, topic, history: new FrameHistory({ depthMax: this.#depthMax, first: frame }) };
+      slot = new Slot(kind, topic, new FrameHistory({ depthMax: this.#depthMax, first: frame }));
+      slots.set(topic, slot);
       this.#frameBytes += this.#costOf(slot.history);
     } else {
       // A version at or below the newest (a conflict resolved after a partition) is not remembered;
@@ -113,12 +130,11 @@ export class Histories {
       const bytesBefore = this.#costOf(slot.history);
       slot.history.append(frame);
       this.#frameBytes += this.#costOf(slot.history) - bytesBefore;
-      slots.delete(topic);
-      this.#recency.delete(slot);
     }
-    slots.set(topic, slot);
-    this.#recency.add(slot);
-    if (slots.size > this.#topicsMax) this.#forget(slots.values().next().value!);
+    this.#recency.touch(slot.recent);
+    const ofKind = this.#recencyByKind[kind];
+    ofKind.touch(slot.recentOfKind);
+    if (slots.size > this.#topicsMax) this.#forget(ofKind.oldest!);
     this.#fitBytes(slot);
     assert(slots.size <= this.#topicsMax);
     assert(this.#frameBytes <= this.#bytesMax);
@@ -134,11 +150,12 @@ export class Histories {
       this.#frameBytes -= bytesBefore - this.#costOf(history);
     }
     if (this.#costOf(history) > this.#bytesMax) this.#forget(appended); // its newest frame alone is over
-    for (const slot of this.#recency) {
-      if (this.#frameBytes <= this.#bytesMax) break;
-      // `appended` is the most recent and fits alone, so the loop stops before reaching it.
-      assert(slot !== appended);
-      this.#forget(slot);
+    // Loop bound: each pass forgets one slot. `appended` is the most recent and fits alone, so the loop
+    // stops before reaching it.
+    while (this.#frameBytes > this.#bytesMax) {
+      const oldest = this.#recency.oldest!;
+      assert(oldest !== appended);
+      this.#forget(oldest);
     }
     assert(this.#frameBytes >= 0);
     assert(this.#frameBytes <= this.#bytesMax);
@@ -147,8 +164,8 @@ export class Histories {
   #forget(slot: Slot): void {
     const deleted = this.#slotsByKind[slot.kind].delete(slot.topic);
     assert(deleted);
-    const unlisted = this.#recency.delete(slot);
-    assert(unlisted);
+    this.#recency.remove(slot.recent);
+    this.#recencyByKind[slot.kind].remove(slot.recentOfKind);
     this.#frameBytes -= this.#costOf(slot.history);
     assert(this.#frameBytes >= 0);
   }

@@ -1,5 +1,4 @@
 import { assert } from "../util/assert.ts";
-import { utf8Length } from "../util/bytes.ts";
 
 /** One frame and its id: a version on key streams, the broker's own id on table streams. */
 export interface Frame {
@@ -15,46 +14,23 @@ export function frameOf(id: number, bytes: Uint8Array): Frame {
   return { id, byteLength: bytes.length, bytes };
 }
 
-const encoder = new TextEncoder();
-
-/**
- * A frame kept as text and encoded at its first send, then kept encoded. Most frames are only
- * remembered for a replay that never comes: a publish with no subscriber then encodes nothing and keeps
- * no ArrayBuffer per frame for the garbage collector to track.
- */
-export class TextFrame implements Frame {
-  readonly id: number;
-  readonly byteLength: number;
-  #text: string | undefined;
-  #bytes: Uint8Array | undefined;
-
-  constructor(id: number, text: string) {
-    this.id = id;
-    this.#text = text;
-    this.byteLength = utf8Length(text);
-  }
-
-  get bytes(): Uint8Array {
-    if (this.#bytes === undefined) {
-      this.#bytes = encoder.encode(this.#text!);
-      this.#text = undefined;
-      assert(this.#bytes.length === this.byteLength, "a frame encodes to the bytes it was counted as");
-    }
-    return this.#bytes;
-  }
-}
-
 /**
  * The last `depthMax` frames of one key or table, for `Last-Event-ID` replay. It holds every frame
  * with an id above `floorId`: frames are appended in id order and only the oldest are forgotten.
  */
 export class FrameHistory {
   readonly #depthMax: number;
-  /** Oldest first. Starts as a one-element literal: most histories (keys written once) stay that size. */
-  readonly #frames: Frame[];
+  /**
+   * A ring: `#count` frames from slot `#oldest` on, wrapping at the end; freed slots hold undefined. It
+   * starts as a one-element literal (most histories, of keys written once, stay that size) and grows up
+   * to `depthMax` slots. A ring, not `push` and `shift`: at depthMax every append would shift the array.
+   */
+  #frames: Array<Frame | undefined>;
+  #oldest = 0;
+  #count = 1;
   /** Every frame of this history with an id above this one is held. */
   #floorId: number;
-  /** Sum of `byteLength` over `#frames`. */
+  /** Sum of `byteLength` over the frames held. */
   #frameBytes: number;
 
   constructor(options: { depthMax: number; first: Frame }) {
@@ -67,16 +43,22 @@ export class FrameHistory {
     this.#frameBytes = options.first.byteLength;
   }
 
+  /** The `index`-th frame held, oldest first. */
+  #at(index: number): Frame {
+    assert(index >= 0 && index < this.#count);
+    const slot = this.#oldest + index;
+    const capacity = this.#frames.length;
+    return this.#frames[slot < capacity ? slot : slot - capacity]!;
+  }
+
   /** Id of the newest frame held. */
   get newestId(): number {
-    const newest = this.#frames[this.#frames.length - 1];
-    assert(newest !== undefined, "a history is never empty");
-    return newest.id;
+    return this.#at(this.#count - 1).id;
   }
 
   /** Frames held, oldest first; at most `depthMax`. */
   get frameCount(): number {
-    return this.#frames.length;
+    return this.#count;
   }
 
   /** Bytes of the frames held: the sum of their `byteLength`. */
@@ -91,11 +73,23 @@ export class FrameHistory {
    */
   append(frame: Frame): boolean {
     if (frame.id <= this.newestId) return false;
-    this.#frames.push(frame);
+    const capacity = this.#frames.length;
+    if (this.#count === capacity && capacity < this.#depthMax) {
+      // Full below depthMax: grow, with the oldest frame first again.
+      if (this.#oldest !== 0) {
+        this.#frames = [...this.#frames.slice(this.#oldest), ...this.#frames.slice(0, this.#oldest)];
+        this.#oldest = 0;
+      }
+      this.#frames.push(frame);
+    } else {
+      if (this.#count === capacity) this.#dropOldest(); // at depthMax
+      const slot = this.#oldest + this.#count;
+      this.#frames[slot < capacity ? slot : slot - capacity] = frame;
+    }
+    this.#count += 1;
     this.#frameBytes += frame.byteLength;
-    if (this.#frames.length > this.#depthMax) this.forgetOldest();
-    assert(this.#frames.length <= this.#depthMax);
-    assert(this.#floorId < this.#frames[0]!.id);
+    assert(this.#count <= this.#depthMax);
+    assert(this.#floorId < this.#at(0).id);
     return true;
   }
 
@@ -104,12 +98,18 @@ export class FrameHistory {
    * the lost frame as a gap. The newest frame is never forgotten: a history is never empty.
    */
   forgetOldest(): void {
-    assert(this.#frames.length >= 2, "a history keeps its newest frame");
-    const forgotten = this.#frames.shift()!;
+    assert(this.#count >= 2, "a history keeps its newest frame");
+    this.#dropOldest();
+  }
+
+  #dropOldest(): void {
+    const forgotten = this.#at(0);
+    this.#frames[this.#oldest] = undefined;
+    this.#oldest = this.#oldest + 1 === this.#frames.length ? 0 : this.#oldest + 1;
+    this.#count -= 1;
     this.#floorId = forgotten.id;
     this.#frameBytes -= forgotten.byteLength;
     assert(this.#frameBytes >= 0);
-    assert(this.#floorId < this.#frames[0]!.id);
   }
 
   /**
@@ -129,9 +129,10 @@ export class FrameHistory {
    */
   framesHeldAfter(id: number): Frame[] {
     assert(Number.isSafeInteger(id));
-    let start = this.#frames.length;
-    while (start > 0 && this.#frames[start - 1]!.id > id) start -= 1;
-    const frames = this.#frames.slice(start);
+    let start = this.#count;
+    while (start > 0 && this.#at(start - 1).id > id) start -= 1;
+    const frames: Frame[] = [];
+    for (let index = start; index < this.#count; index += 1) frames.push(this.#at(index));
     if (frames.length > 0) assert(frames[0]!.id > id);
     assert(frames.length <= this.#depthMax);
     return frames;

@@ -2,12 +2,11 @@
 // Method: encode events and entries directly and compare the decoded text.
 import assert from "node:assert/strict";
 import {
+  changeFrames,
   connectedFrame,
   encodeEntryFrame,
   encodeResyncFrame,
   keepaliveFrame,
-  keyFrameText,
-  tableFrameText,
 } from "../../../src/sse/event_format.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import type { ChangeEvent } from "../../../src/store/types.ts";
@@ -15,6 +14,22 @@ import { entryOf, tombstoneJson } from "./sse_helpers.ts";
 
 const decoder = new TextDecoder();
 const text = (bytes: Uint8Array) => decoder.decode(bytes);
+const encoder = new TextEncoder();
+
+/** The key frame's text, after checking the bytes it was counted as are the bytes it encodes to. */
+function keyFrameText(change: ChangeEvent, tableId = 1): string {
+  const frame = changeFrames(change, tableId).key;
+  const counted = frame.byteLength;
+  assert.equal(counted, frame.bytes.length);
+  return text(frame.bytes);
+}
+
+function tableFrameText(change: ChangeEvent, tableId: number): string {
+  const frame = changeFrames(change, tableId).table;
+  const counted = frame.byteLength;
+  assert.equal(counted, frame.bytes.length);
+  return text(frame.bytes);
+}
 
 // Odd spacing and key order prove the json is inserted, never parsed and re-stringified.
 const oddJson = '{"value": {"b":1 , "a":[2]},"version":7,"timestamp":9,"owner":"alice"}';
@@ -23,11 +38,11 @@ function event(overrides: Partial<ChangeEvent> = {}): ChangeEvent {
   return { kind: "Updated", table: "t", key: "k", version: 7, sequence: 42, json: oddJson, ...overrides };
 }
 
-Deno.test("keyFrameText() writes an Updated frame with the json verbatim", () => {
+Deno.test("changeFrames() writes an Updated key frame with the json verbatim", () => {
   assert.equal(keyFrameText(event()), `id: 7\ndata: {"event":"Updated","value":${oddJson}}\n\n`);
 });
 
-Deno.test("keyFrameText() writes a Deleted frame with the tombstone json", () => {
+Deno.test("changeFrames() writes a Deleted key frame with the tombstone json", () => {
   const json = tombstoneJson("k", 8);
   assert.equal(
     keyFrameText(event({ kind: "Deleted", version: 8, json })),
@@ -35,7 +50,7 @@ Deno.test("keyFrameText() writes a Deleted frame with the tombstone json", () =>
   );
 });
 
-Deno.test("tableFrameText() uses the given id, not the sequence, and escapes the key as JSON", () => {
+Deno.test("changeFrames() gives the table frame the given id, not the sequence, and escapes the key as JSON", () => {
   const key = 'a "quoted" \\ key é';
   assert.equal(
     tableFrameText(event({ key }), 42),
@@ -45,6 +60,24 @@ Deno.test("tableFrameText() uses the given id, not the sequence, and escapes the
     tableFrameText(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001),
     `id: 1700000000000001\ndata: {"event":"Deleted","key":"k","value":${oddJson}}\n\n`,
   );
+});
+
+Deno.test("changeFrames() counts the UTF-8 bytes of json and key that are not ASCII", () => {
+  const json = '{"value":"é😀 \\ud83d","version":7,"timestamp":9,"owner":"ö"}';
+  const frames = changeFrames(event({ key: "ключ 🔑", json }), 9);
+  for (const frame of [frames.key, frames.table]) {
+    const counted = frame.byteLength;
+    assert.equal(counted, encoder.encode(text(frame.bytes)).length);
+    assert.equal(counted, frame.bytes.length);
+  }
+  assert.ok(frames.table.byteLength > frames.key.byteLength);
+});
+
+Deno.test("changeFrames() encodes a frame once, at its first read, then keeps the bytes", () => {
+  const frame = changeFrames(event(), 3).key;
+  const bytes = frame.bytes;
+  assert.equal(frame.bytes, bytes);
+  assert.equal(text(bytes), `id: 7\ndata: {"event":"Updated","value":${oddJson}}\n\n`);
 });
 
 Deno.test("encodeEntryFrame() writes Updated for a live entry and Deleted for a tombstone", () => {
@@ -66,13 +99,13 @@ Deno.test("connectedFrame and keepaliveFrame are SSE comments", () => {
   assert.equal(text(keepaliveFrame), ": keepalive\n\n");
 });
 
-Deno.test("keyFrameText() rejects json with a line break, which would split the data line", () => {
+Deno.test("changeFrames() rejects json with a line break, which would split the data line", () => {
   assert.throws(() => keyFrameText(event({ json: '{"value":\n1}' })), AssertionError);
   assert.throws(() => tableFrameText(event({ json: '{"value":\r1}' }), 1), AssertionError);
   assert.throws(() => keyFrameText(event({ json: "" })), AssertionError);
 });
 
-Deno.test("keyFrameText() rejects an id that is not a positive safe integer", () => {
+Deno.test("changeFrames() rejects an id that is not a positive safe integer", () => {
   assert.throws(() => keyFrameText(event({ version: 0 })), AssertionError);
   assert.throws(() => keyFrameText(event({ version: 1.5 })), AssertionError);
   assert.throws(() => tableFrameText(event(), Number.MAX_SAFE_INTEGER + 1), AssertionError);
@@ -80,7 +113,7 @@ Deno.test("keyFrameText() rejects an id that is not a positive safe integer", ()
   assert.throws(() => encodeResyncFrame(0), AssertionError);
 });
 
-Deno.test("keyFrameText() rejects an unknown kind", () => {
+Deno.test("changeFrames() rejects an unknown kind", () => {
   const bad = { ...event(), kind: "Renamed" } as unknown as ChangeEvent;
   assert.throws(() => keyFrameText(bad), AssertionError);
 });

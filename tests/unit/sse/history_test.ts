@@ -1,7 +1,7 @@
 // Goal: FrameHistory keeps the last depthMax frames and says when a gap is older than what it holds.
 // Method: append frames with known ids and query framesAfter at the edges.
 import assert from "node:assert/strict";
-import { type Frame, FrameHistory, frameOf, TextFrame } from "../../../src/sse/history.ts";
+import { type Frame, FrameHistory, frameOf } from "../../../src/sse/history.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
 function frame(id: number): Frame {
@@ -88,17 +88,6 @@ Deno.test("FrameHistory.framesHeldAfter() returns the frames held past a gap, wh
   assert.deepEqual(ids(history.framesHeldAfter(0)), [3, 4]);
   assert.deepEqual(ids(history.framesHeldAfter(3)), [4]);
   assert.deepEqual(ids(history.framesHeldAfter(4)), []);
-});
-
-Deno.test("TextFrame counts its UTF-8 bytes up front and encodes them once, at the first read", () => {
-  const text = 'id: 3\ndata: {"event":"Updated","value":"é😀"}\n\n';
-  const frame = new TextFrame(3, text);
-  assert.equal(frame.byteLength, new TextEncoder().encode(text).length);
-  const history = new FrameHistory({ depthMax: 4, first: frame });
-  assert.equal(history.frameBytes, frame.byteLength, "a history counts it before any encoding");
-  const bytes = frame.bytes;
-  assert.equal(new TextDecoder().decode(bytes), text);
-  assert.equal(frame.bytes, bytes, "encoded once, then kept");
 });
 
 Deno.test("FrameHistory holds what a plain list would through appends and forgets in any order", () => {
