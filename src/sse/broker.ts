@@ -4,7 +4,6 @@ import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
-import { RecencyLink, RecencyList } from "../util/recency.ts";
 import { changeFrames, encodeEntryFrame, encodeResyncFrame, keepaliveFrame } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
 import { Histories } from "./histories.ts";
@@ -56,16 +55,11 @@ export interface SubscribeTableOptions {
 
 type Subscribers = Map<string, Set<Subscriber>>;
 
-/** The highest version published of one key topic. */
-interface PublishedVersion {
-  readonly topic: string;
-  version: number;
-}
-
 /**
  * Bytes a remembered frame takes besides its payload, counted against `sseHistoryBytesMax`: the frame
- * object, its `Uint8Array`, `ArrayBuffer` and backing store, and its slot in the history (measured in a
- * heap snapshot of 10,000 key histories: about 300 bytes; a round figure is enough for a bound).
+ * object and its slot in the history. Measured as about 300 bytes in a heap snapshot of 10,000 key
+ * histories when frames were held as bytes (object, `Uint8Array`, `ArrayBuffer`, backing store); a frame
+ * held as its change's text takes less, so the figure stays a bound.
  */
 export const historyFrameOverheadBytes = 256;
 
@@ -93,13 +87,6 @@ export class Broker {
   /** Key histories by topic and table histories by table, within `sseHistory*` bounds. */
   readonly #histories: Histories;
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
-  /**
-   * Highest version published per key topic; at most `sseHistoryKeysMax`, the least recently changed
-   * (first in `#publishedRecency`) evicted first. An evicted key relies on each subscriber sending ids in
-   * increasing order.
-   */
-  readonly #publishedVersions = new Map<string, RecencyLink<PublishedVersion>>();
-  readonly #publishedRecency = new RecencyList<PublishedVersion>();
   #droppedCount = 0;
   /** Id of the newest table-stream frame, or the starting id before the first. */
   #tableId: number;
@@ -143,7 +130,7 @@ export class Broker {
 
   /** Keys whose highest published version is remembered; at most `sseHistoryKeysMax`. */
   get publishedVersionCount(): number {
-    return this.#publishedVersions.size;
+    return this.#histories.topicCount("key");
   }
 
   /**
@@ -165,12 +152,12 @@ export class Broker {
     assert(event.version >= 1);
     if (this.#closed) return;
     const topic = topicOf(event.table, event.key);
-    if (!this.#notePublishedVersion(topic, event.version)) return;
+    // Kept as text until a subscriber needs the bytes: most frames are only remembered.
+    const { key: keyFrame, table: tableFrame } = changeFrames(event, this.#tableId + 1);
+    // The key's history also knows its newest published version, when the byte budget took its frames.
+    if (!this.#histories.remember({ kind: "key", topic, frame: keyFrame })) return;
     this.#tableId += 1;
     assert(Number.isSafeInteger(this.#tableId));
-    // Kept as text until a subscriber needs the bytes: most frames are only remembered.
-    const { key: keyFrame, table: tableFrame } = changeFrames(event, this.#tableId);
-    this.#histories.remember({ kind: "key", topic, frame: keyFrame });
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
     for (const subscriber of this.#keySubscribers.get(topic) ?? []) subscriber.send(keyFrame);
     for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) subscriber.send(tableFrame);
@@ -235,33 +222,6 @@ export class Broker {
     this.#stopKeepalive();
     assert(this.#subscribers.size === 0);
     assert(this.#keySubscribers.size === 0 && this.#tableSubscribers.size === 0);
-  }
-
-  /**
-   * Records `version` as the highest published for `topic`, making the topic the most recently changed.
-   *
-   * @returns false, and records nothing, when the topic already had this version or a higher one.
-   */
-  #notePublishedVersion(topic: string, version: number): boolean {
-    let published = this.#publishedVersions.get(topic);
-    if (published === undefined) {
-      published = new RecencyLink({ topic, version });
-      this.#publishedVersions.set(topic, published);
-    } else {
-      if (version <= published.item.version) return false;
-      published.item.version = version;
-    }
-    this.#publishedRecency.touch(published);
-    if (this.#publishedVersions.size > this.#limits.sseHistoryKeysMax) {
-      const leastRecent = this.#publishedRecency.oldest!;
-      assert(leastRecent.topic !== topic);
-      const link = this.#publishedVersions.get(leastRecent.topic)!;
-      this.#publishedRecency.remove(link);
-      this.#publishedVersions.delete(leastRecent.topic);
-    }
-    assert(this.#publishedVersions.size <= this.#limits.sseHistoryKeysMax);
-    assert(this.#publishedRecency.size === this.#publishedVersions.size);
-    return true;
   }
 
   /**

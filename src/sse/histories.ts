@@ -38,32 +38,39 @@ export interface RememberOptions {
 class Slot {
   readonly kind: HistoryKind;
   readonly topic: string;
-  readonly history: FrameHistory;
-  /** Its place among all slots, by last change. */
+  /** The frames held; undefined once the byte budget took them all (the slot still knows `newestId`). */
+  history: FrameHistory | undefined = undefined;
+  /** Id of the newest frame remembered, whether or not it is still held. */
+  newestId: number;
+  /** Its place among the slots holding frames, by last change. */
   readonly recent = new RecencyLink<Slot>(this);
   /** Its place among the slots of its kind, by last change. */
   readonly recentOfKind = new RecencyLink<Slot>(this);
 
-  constructor(kind: HistoryKind, topic: string, history: FrameHistory) {
+  constructor(kind: HistoryKind, topic: string, newestId: number) {
     this.kind = kind;
     this.topic = topic;
-    this.history = history;
+    this.newestId = newestId;
   }
 }
 
 /**
  * The `Last-Event-ID` replay histories of every key and table, bounded three ways: `depthMax` frames
- * each, `topicsMax` histories of each kind, and `bytesMax` bytes of frames over all histories.
+ * each, `topicsMax` topics of each kind, and `bytesMax` bytes of frames over all histories. Each topic
+ * also keeps the id of its newest frame, so a change that is not newer (the same change forwarded
+ * twice, or a late one) is recognized and not remembered.
  *
  * The byte budget is one pool shared by key and table histories, not a half each: a table with many
  * keys fills its key histories far more than its one table history, and a fixed split would leave half
  * the budget idle. A frame counts as its `byteLength` plus `frameOverheadBytes`.
  *
- * When a frame does not fit, the least recently changed histories, of either kind, are forgotten whole;
- * the history being appended to is kept, unless it alone is over the budget: then its oldest frames go,
- * and if its newest frame alone is over, the whole history goes. A forgotten history, or one that lost
- * its oldest frames, answers `framesAfter` with `undefined` for the lost ids, so the broker falls back
- * to the current value (keys) or a `Resync` (tables).
+ * When a frame does not fit, the frames of the least recently changed histories, of either kind, are
+ * forgotten whole (their topics keep their newest id); the history being appended to is kept, unless it
+ * alone is over the budget: then its oldest frames go, and if its newest frame alone is over, all of
+ * them. Past `topicsMax` topics of a kind, the least recently changed topic is forgotten with its
+ * frames. A forgotten history, or one that lost its oldest frames, answers `framesAfter` with
+ * `undefined` for the lost ids, so the broker falls back to the current value (keys) or a `Resync`
+ * (tables).
  */
 export class Histories {
   readonly #depthMax: number;
@@ -71,7 +78,7 @@ export class Histories {
   readonly #bytesMax: number;
   readonly #frameOverheadBytes: number;
   readonly #slotsByKind: Record<HistoryKind, Map<string, Slot>> = { key: new Map(), table: new Map() };
-  /** Every slot, least recently changed first. */
+  /** The slots holding frames, least recently changed first. */
   readonly #recency = new RecencyList<Slot>();
   /** The slots of each kind, least recently changed first. */
   readonly #recencyByKind: Record<HistoryKind, RecencyList<Slot>> = {
@@ -102,12 +109,17 @@ export class Histories {
     return this.#frameBytes;
   }
 
-  /** Histories held, of both kinds. */
+  /** Histories holding frames, of both kinds. */
   get historyCount(): number {
     return this.#recency.size;
   }
 
-  /** The history of one key or table, or undefined when none is remembered. */
+  /** Topics of `kind` whose newest id is known; at most `topicsMax`. */
+  topicCount(kind: HistoryKind): number {
+    return this.#slotsByKind[kind].size;
+  }
+
+  /** The history of one key or table, or undefined when it holds no frame. */
   history(kind: HistoryKind, topic: string): HistoryView | undefined {
     return this.#slotsByKind[kind].get(topic)?.history;
   }
@@ -115,18 +127,26 @@ export class Histories {
   /**
    * Appends `frame` to the history of `topic`, making it the most recently changed, then forgets
    * histories or frames until every bound holds again.
+   *
+   * @returns false, and remembers nothing, when the topic's newest frame has this id or a higher one:
+   * a version at or below the newest (a change forwarded twice, or a conflict resolved after a
+   * partition) is not remembered, and subscribers skip it too, since each sends ids in increasing order.
    */
-  remember(options: RememberOptions): void {
+  remember(options: RememberOptions): boolean {
     const { kind, topic, frame } = options;
     const slots = this.#slotsByKind[kind];
     let slot = slots.get(topic);
     if (slot === undefined) {
-      slot = new Slot(kind, topic, new FrameHistory({ depthMax: this.#depthMax, first: frame }));
+      slot = new Slot(kind, topic, frame.id);
       slots.set(topic, slot);
+    } else if (frame.id <= slot.newestId) {
+      return false;
+    }
+    slot.newestId = frame.id;
+    if (slot.history === undefined) {
+      slot.history = new FrameHistory({ depthMax: this.#depthMax, first: frame });
       this.#frameBytes += this.#costOf(slot.history);
     } else {
-      // A version at or below the newest (a conflict resolved after a partition) is not remembered;
-      // subscribers skip it too, since each sends ids in increasing order only.
       const bytesBefore = this.#costOf(slot.history);
       slot.history.append(frame);
       this.#frameBytes += this.#costOf(slot.history) - bytesBefore;
@@ -134,40 +154,48 @@ export class Histories {
     this.#recency.touch(slot.recent);
     const ofKind = this.#recencyByKind[kind];
     ofKind.touch(slot.recentOfKind);
-    if (slots.size > this.#topicsMax) this.#forget(ofKind.oldest!);
+    if (slots.size > this.#topicsMax) this.#forgetTopic(ofKind.oldest!);
     this.#fitBytes(slot);
     assert(slots.size <= this.#topicsMax);
     assert(this.#frameBytes <= this.#bytesMax);
+    return true;
   }
 
   /** Brings the bytes held back within `bytesMax` after `appended` grew (and nothing else did). */
   #fitBytes(appended: Slot): void {
-    const history = appended.history;
+    const history = appended.history!;
     // Loop bound: at most depthMax frames, and each pass forgets one.
     while (this.#costOf(history) > this.#bytesMax && history.frameCount > 1) {
       const bytesBefore = this.#costOf(history);
       history.forgetOldest();
       this.#frameBytes -= bytesBefore - this.#costOf(history);
     }
-    if (this.#costOf(history) > this.#bytesMax) this.#forget(appended); // its newest frame alone is over
-    // Loop bound: each pass forgets one slot. `appended` is the most recent and fits alone, so the loop
-    // stops before reaching it.
+    if (this.#costOf(history) > this.#bytesMax) this.#forgetFrames(appended); // its newest frame alone is over
+    // Loop bound: each pass forgets the frames of one slot. `appended` is the most recent and fits alone,
+    // so the loop stops before reaching it.
     while (this.#frameBytes > this.#bytesMax) {
       const oldest = this.#recency.oldest!;
       assert(oldest !== appended);
-      this.#forget(oldest);
+      this.#forgetFrames(oldest);
     }
     assert(this.#frameBytes >= 0);
     assert(this.#frameBytes <= this.#bytesMax);
   }
 
-  #forget(slot: Slot): void {
+  /** Forgets the frames of `slot`; the slot stays, with its newest id. */
+  #forgetFrames(slot: Slot): void {
+    this.#frameBytes -= this.#costOf(slot.history!);
+    assert(this.#frameBytes >= 0);
+    slot.history = undefined;
+    this.#recency.remove(slot.recent);
+  }
+
+  /** Forgets `slot` whole: its frames and its newest id. */
+  #forgetTopic(slot: Slot): void {
+    if (slot.history !== undefined) this.#forgetFrames(slot);
     const deleted = this.#slotsByKind[slot.kind].delete(slot.topic);
     assert(deleted);
-    this.#recency.remove(slot.recent);
     this.#recencyByKind[slot.kind].remove(slot.recentOfKind);
-    this.#frameBytes -= this.#costOf(slot.history);
-    assert(this.#frameBytes >= 0);
   }
 
   /** Bytes counted for the frames of one history: payload plus overhead. */

@@ -101,6 +101,25 @@ Deno.test("Histories keeps topicsMax histories of each kind and frees the bytes 
   assert.equal(histories.frameBytes, 10);
 });
 
+Deno.test("Histories refuses an id not above the newest, even after the byte budget took the frames", () => {
+  const histories = makeHistories({ bytesMax: 10, topicsMax: 2 });
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 4) }), true);
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 4) }), false, "the same id");
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(4, 4) }), false, "a lower id");
+  assert.equal(histories.frameBytes, 4, "a refused frame is not counted");
+  histories.remember({ kind: "key", topic: "b", frame: frame(1, 10) });
+  assert.equal(histories.history("key", "a"), undefined, "a's frames went for b's");
+  assert.equal(histories.topicCount("key"), 2, "a's topic stays, with its newest id");
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 1) }), false);
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(6, 1) }), true);
+  assert.equal(held(histories, "key", "a"), undefined, "frames before 6 were lost: a gap");
+  assert.deepEqual(histories.history("key", "a")?.framesHeldAfter(0).map((kept) => kept.id), [6]);
+  histories.remember({ kind: "key", topic: "c", frame: frame(1, 1) });
+  assert.equal(histories.topicCount("key"), 2, "past topicsMax, b (least recently changed) is forgotten");
+  assert.equal(histories.remember({ kind: "key", topic: "b", frame: frame(1, 1) }), true, "b is new again");
+  assert.equal(histories.frameBytes, 2);
+});
+
 Deno.test("Histories rejects bounds below their minimum", () => {
   assert.throws(() => makeHistories({ bytesMax: -1 }), AssertionError);
   assert.throws(() => makeHistories({ bytesMax: 10, depthMax: 0 }), AssertionError);
