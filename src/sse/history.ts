@@ -32,6 +32,11 @@ export class FrameHistory {
   #floorId: number;
   /** Sum of `byteLength` over the frames held. */
   #frameBytes: number;
+  /**
+   * Id of the newest frame, kept here so that an append reads no frame but the one it drops: a history
+   * is touched at random among thousands, and each frame read is likely a cache miss.
+   */
+  #newestId: number;
 
   constructor(options: { depthMax: number; first: Frame }) {
     assert(Number.isSafeInteger(options.depthMax));
@@ -41,6 +46,7 @@ export class FrameHistory {
     this.#depthMax = options.depthMax;
     this.#frames = [options.first];
     this.#frameBytes = options.first.byteLength;
+    this.#newestId = options.first.id;
   }
 
   /** The `index`-th frame held, oldest first. */
@@ -53,7 +59,7 @@ export class FrameHistory {
 
   /** Id of the newest frame held. */
   get newestId(): number {
-    return this.#at(this.#count - 1).id;
+    return this.#newestId;
   }
 
   /** Frames held, oldest first; at most `depthMax`. */
@@ -72,7 +78,7 @@ export class FrameHistory {
    * @returns false, and holds nothing new, when `frame.id` is not above the newest id.
    */
   append(frame: Frame): boolean {
-    if (frame.id <= this.newestId) return false;
+    if (frame.id <= this.#newestId) return false;
     const capacity = this.#frames.length;
     if (this.#count === capacity && capacity < this.#depthMax) {
       // Full below depthMax: grow, with the oldest frame first again.
@@ -88,8 +94,9 @@ export class FrameHistory {
     }
     this.#count += 1;
     this.#frameBytes += frame.byteLength;
+    this.#newestId = frame.id;
     assert(this.#count <= this.#depthMax);
-    assert(this.#floorId < this.#at(0).id);
+    assert(this.#floorId < this.#newestId);
     return true;
   }
 
@@ -100,6 +107,7 @@ export class FrameHistory {
   forgetOldest(): void {
     assert(this.#count >= 2, "a history keeps its newest frame");
     this.#dropOldest();
+    assert(this.#floorId < this.#at(0).id);
   }
 
   #dropOldest(): void {
