@@ -49,7 +49,8 @@
  * u8 flags (bit 0: deflate-raw compressed; other bits 0) | body
  * body (after inflating when bit 0 is set) = { u32 record length | record bytes }+
  * ```
- * A body of at least 1 KiB is deflated (node:zlib `deflateRawSync`) when that makes it smaller. A
+ * A body of at least 1 KiB is deflated (node:zlib `deflateRawSync`) when that makes it smaller: below
+ * 4 KiB at level 1 with a 4 KiB window (small WAL batches, for speed), else at the default level. A
  * plaintext is at most 256 MiB. One WAL batch is one frame; state files use frames of about 256 KiB.
  * Random 96-bit IVs are safe under one key up to the 2^32 frames NIST SP 800-38D allows; one frame
  * per batch keeps a node far below that.
