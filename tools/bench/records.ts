@@ -89,7 +89,7 @@ interface LoadFigures {
   loadMs: number;
   loadPerSec: number;
   rssMbAfterLoad: number;
-  /** RSS once the node has been idle `idleSettleMs` after loading (V8's memory reducer has run). */
+  /** RSS once the node has been idle `idleSettleMs` after loading (time for V8's memory reducer, which may or may not run). */
   rssMbIdle: number;
   diskBytesRunning: number;
   diskBytesStopped: number;
@@ -199,7 +199,7 @@ function reportRecords(context: BenchContext, figures: LoadFigures, controlRssMb
     });
   }
   report.info({
-    scenario: `${label}: node RSS after ${idleSettleMs / 1000} s idle (V8's memory reducer has run)`,
+    scenario: `${label}: node RSS after ${idleSettleMs / 1000} s idle`,
     figure: `${figures.rssMbIdle.toFixed(1)} MB`,
     baseline: "—",
     ratio: "—",
