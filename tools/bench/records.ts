@@ -89,7 +89,7 @@ interface LoadFigures {
   loadMs: number;
   loadPerSec: number;
   rssMbAfterLoad: number;
-  /** RSS once the node has been idle `idleSettleMs` after loading (time for V8's memory reducer, which may or may not run). */
+  /** RSS once the node has been idle `idleSettleMs` after loading (V8's memory reducer may have run). */
   rssMbIdle: number;
   diskBytesRunning: number;
   diskBytesStopped: number;
