@@ -170,7 +170,8 @@ export class Histories {
       history.forgetOldest();
       this.#frameBytes -= bytesBefore - this.#costOf(history);
     }
-    if (this.#costOf(history) > this.#bytesMax) this.#forgetFrames(appended); // its newest frame alone is over
+    // Its newest frame alone is over.
+    if (this.#costOf(history) > this.#bytesMax) this.#forgetFrames(appended);
     // Loop bound: each pass forgets the frames of one slot. `appended` is the most recent and fits alone,
     // so the loop stops before reaching it.
     while (this.#frameBytes > this.#bytesMax) {
