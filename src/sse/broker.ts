@@ -154,12 +154,14 @@ export class Broker {
     const topic = topicOf(event.table, event.key);
     // Kept as text until a subscriber needs the bytes: most frames are only remembered.
     const { key: keyFrame, table: tableFrame } = changeFrames(event, this.#tableId + 1);
-    // The key's history also knows its newest published version, when the byte budget took its frames.
-    if (!this.#histories.remember({ kind: "key", topic, frame: keyFrame })) return;
+    // The key's history also knows its newest published version, when it holds no frames.
+    const keySubscribers = this.#keySubscribers.get(topic);
+    const watched = keySubscribers !== undefined;
+    if (!this.#histories.remember({ kind: "key", topic, frame: keyFrame, watched })) return;
     this.#tableId += 1;
     assert(Number.isSafeInteger(this.#tableId));
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
-    for (const subscriber of this.#keySubscribers.get(topic) ?? []) subscriber.send(keyFrame);
+    for (const subscriber of keySubscribers ?? []) subscriber.send(keyFrame);
     for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) subscriber.send(tableFrame);
   }
 
@@ -175,6 +177,8 @@ export class Broker {
     const lastId = options.lastEventId ?? 0;
     const topic = topicOf(table, key);
     const subscriber = this.#register(this.#keySubscribers, topic, lastId);
+    // Its changes are remembered from now on, for this client's own resumption.
+    this.#histories.watch("key", topic);
     if (options.lastEventId === undefined) return this.#handOut(subscriber);
     const frames = this.#histories.history("key", topic)?.framesAfter(lastId);
     if (frames !== undefined) {

@@ -33,6 +33,8 @@ export interface RememberOptions {
   /** The key's topic (table and key) or the table's name. */
   topic: string;
   frame: Frame;
+  /** The topic has a subscriber now: from this frame on, its frames are kept (see `watch`). */
+  watched?: boolean;
 }
 
 class Slot {
@@ -42,6 +44,8 @@ class Slot {
   history: FrameHistory | undefined = undefined;
   /** Id of the newest frame remembered, whether or not it is still held. */
   newestId: number;
+  /** Its frames are kept: it is a table, or a key that has had a subscriber (see `Histories.watch`). */
+  watched: boolean;
   /** Its place among the slots holding frames, by last change. */
   readonly recent = new RecencyLink<Slot>(this);
   /** Its place among the slots of its kind, by last change. */
@@ -51,14 +55,22 @@ class Slot {
     this.kind = kind;
     this.topic = topic;
     this.newestId = newestId;
+    this.watched = kind === "table";
   }
 }
 
 /**
- * The `Last-Event-ID` replay histories of every key and table, bounded three ways: `depthMax` frames
- * each, `topicsMax` topics of each kind, and `bytesMax` bytes of frames over all histories. Each topic
- * also keeps the id of its newest frame, so a change that is not newer (the same change forwarded
- * twice, or a late one) is recognized and not remembered.
+ * The `Last-Event-ID` replay histories of every table and of the keys that have had a subscriber, bounded
+ * three ways: `depthMax` frames each, `topicsMax` topics of each kind, and `bytesMax` bytes of frames over
+ * all histories. Each topic also keeps the id of its newest frame, so a change that is not newer (the same
+ * change forwarded twice, or a late one) is recognized and not remembered.
+ *
+ * A key's frames are kept only once it is watched: from its first subscription on this node (`watch`),
+ * or from a change published while it has a subscriber. Only a client that was subscribed here resumes
+ * a key here with `Last-Event-ID`; one that resumes a key never watched here (after moving to another
+ * node) gets its current value, as for a gap older than the history. Keeping every key's frames, which
+ * no one may ever ask for, cost a durable PUT about a tenth of its CPU: thousands of random keys' frames
+ * held for seconds are what a generational collector and a cache handle worst.
  *
  * The byte budget is one pool shared by key and table histories, not a half each: a table with many
  * keys fills its key histories far more than its one table history, and a fixed split would leave half
@@ -125,8 +137,27 @@ export class Histories {
   }
 
   /**
-   * Appends `frame` to the history of `topic`, making it the most recently changed, then forgets
-   * histories or frames until every bound holds again.
+   * From now on, keeps the frames of `topic`, as long as the topic is remembered (it is forgotten after
+   * `topicsMax` other topics of its kind changed since its last change).
+   */
+  watch(kind: HistoryKind, topic: string): void {
+    const slots = this.#slotsByKind[kind];
+    let slot = slots.get(topic);
+    if (slot === undefined) {
+      slot = new Slot(kind, topic, 0);
+      slots.set(topic, slot);
+      const ofKind = this.#recencyByKind[kind];
+      ofKind.touch(slot.recentOfKind);
+      if (slots.size > this.#topicsMax) this.#forgetTopic(ofKind.oldest!);
+    }
+    slot.watched = true;
+    assert(slots.size <= this.#topicsMax);
+  }
+
+  /**
+   * Notes `frame` as the newest of `topic`, making the topic the most recently changed, and appends it to
+   * the topic's history when the topic is watched; then forgets histories or frames until every bound
+   * holds again.
    *
    * @returns false, and remembers nothing, when the topic's newest frame has this id or a higher one:
    * a version at or below the newest (a change forwarded twice, or a conflict resolved after a
@@ -143,19 +174,22 @@ export class Histories {
       return false;
     }
     slot.newestId = frame.id;
-    if (slot.history === undefined) {
-      slot.history = new FrameHistory({ depthMax: this.#depthMax, first: frame });
-      this.#frameBytes += this.#costOf(slot.history);
-    } else {
-      const bytesBefore = this.#costOf(slot.history);
-      slot.history.append(frame);
-      this.#frameBytes += this.#costOf(slot.history) - bytesBefore;
-    }
-    this.#recency.touch(slot.recent);
+    if (options.watched === true) slot.watched = true;
     const ofKind = this.#recencyByKind[kind];
     ofKind.touch(slot.recentOfKind);
     if (slots.size > this.#topicsMax) this.#forgetTopic(ofKind.oldest!);
-    this.#fitBytes(slot);
+    if (slot.watched) {
+      if (slot.history === undefined) {
+        slot.history = new FrameHistory({ depthMax: this.#depthMax, first: frame });
+        this.#frameBytes += this.#costOf(slot.history);
+      } else {
+        const bytesBefore = this.#costOf(slot.history);
+        slot.history.append(frame);
+        this.#frameBytes += this.#costOf(slot.history) - bytesBefore;
+      }
+      this.#recency.touch(slot.recent);
+      this.#fitBytes(slot);
+    }
     assert(slots.size <= this.#topicsMax);
     assert(this.#frameBytes <= this.#bytesMax);
     return true;

@@ -59,7 +59,15 @@ Deno.test("sse: keepalive comments flow on an idle stream", async () => {
 Deno.test("sse: Last-Event-ID replays what was missed, or the current value when the gap is too old", async () => {
   await using node = await NodeProcess.start();
   const token = await tokenFor(node, "alice");
-  for (let index = 1; index <= 5; index += 1) {
+  {
+    // The client's first connection: from it on, the node remembers k's changes for its resumption.
+    await using first = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
+    for (let index = 1; index <= 2; index += 1) {
+      await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
+    }
+    for (const version of [1, 2]) assert.equal((await first.nextEvent()).id, String(version));
+  }
+  for (let index = 3; index <= 5; index += 1) {
     await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
   }
   {

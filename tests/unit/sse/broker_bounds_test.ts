@@ -19,6 +19,7 @@ import {
   liveJson,
   recordingLogger,
   testLimits,
+  watchKeys,
   withTimeout,
 } from "./sse_helpers.ts";
 
@@ -151,6 +152,7 @@ Deno.test("Broker restarts the keepalive timer for a subscriber that arrives aft
 Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to the current value past it", async () => {
   const broker = makeBroker({ sseHistoryDepth: 3 });
   const events = new EventMaker();
+  watchKeys(broker, "t", ["k"]);
   for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
   const atMax = new FrameReader(
     broker.subscribeKey("t", "k", { lastEventId: 0, current: entryOf({ key: "k", version: 3 }) }).stream,
@@ -174,6 +176,7 @@ Deno.test("Broker remembers sseHistoryKeysMax keys and forgets the least recentl
     new FrameReader(
       broker.subscribeKey("t", key, { lastEventId: 0, current: entryOf({ key, version }) }).stream,
     );
+  watchKeys(broker, "t", ["a", "b"]);
   broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
   broker.publish(events.updated({ table: "t", key: "b", version: 1 }));
   broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // a is now the most recent
@@ -256,6 +259,7 @@ Deno.test("Broker.historyBytes counts key and table frames with their overhead, 
   const { keyFrameBytes, tableFrameBytes } = eventBytes();
   const broker = makeBroker({ sseHistoryBytesMax: 2 * (keyFrameBytes + tableFrameBytes) });
   const events = new EventMaker();
+  for (const [table, key] of [["t", "a"], ["u", "b"], ["v", "c"]]) watchKeys(broker, table!, [key!]);
   assert.equal(broker.historyBytes, 0);
   broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
   assert.equal(broker.historyBytes, keyFrameBytes + tableFrameBytes);
@@ -272,6 +276,7 @@ Deno.test("Broker resumes a key or table evicted by sseHistoryBytesMax: value, R
   const current = entryOf({ key: "a", version: 1 });
   const resumeKey = () => new FrameReader(broker.subscribeKey("t", "a", { lastEventId: 0, current }).stream);
   const resumeTable = () => new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
+  for (const [table, key] of [["t", "a"], ["u", "b"], ["v", "c"]]) watchKeys(broker, table!, [key!]);
   broker.publish(events.updated({ table: "t", key: "a", version: 1 })); // id 1001
   broker.publish(events.updated({ table: "u", key: "b", version: 1 })); // id 1002: at the max
   const keyAtMax = resumeKey();

@@ -17,6 +17,7 @@ import {
   liveJson,
   testLimits,
   tombstoneJson,
+  watchKeys,
 } from "./sse_helpers.ts";
 
 const connected = ": connected\n\n";
@@ -117,6 +118,7 @@ Deno.test("Broker remembers the published versions of sseHistoryKeysMax keys and
 Deno.test("Broker.subscribeKey() past the history sends the current value, then the newer remembered versions", async () => {
   const broker = makeBroker({ limits: { sseHistoryDepth: 2 } });
   const events = new EventMaker();
+  watchKeys(broker, "t", ["k"]);
   for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
   // The caller read version 3 from the store; versions 4 and 5 were published before it subscribed.
   const current = entryOf({ key: "k", version: 3, value: "read" });

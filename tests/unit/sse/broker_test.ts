@@ -14,6 +14,7 @@ import {
   liveJson,
   testLimits,
   tombstoneJson,
+  watchKeys,
 } from "./sse_helpers.ts";
 
 const connected = ": connected\n\n";
@@ -68,6 +69,7 @@ Deno.test("Broker keeps tables and keys apart even when their concatenations are
 Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then goes live", async () => {
   const broker = makeBroker();
   const events = new EventMaker();
+  watchKeys(broker, "t", ["k"]);
   for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
   const current = entryOf({ key: "k", version: 3 });
   const reader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
@@ -79,6 +81,24 @@ Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then g
     keyFrameText("Updated", 3, liveJson(3, 3)),
     keyFrameText("Deleted", 4, tombstoneJson("k", 4)),
   ]);
+});
+
+Deno.test("Broker remembers a key's changes only once it was subscribed here; before that, a resume gets the current value", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  assert.equal(broker.historyBytes > 0, true, "the table's frames are remembered");
+  const before = broker.historyBytes;
+  const current = entryOf({ key: "k", version: 2 });
+  // A client that was subscribed on another node resumes here: nothing of k was remembered.
+  const moved = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
+  broker.publish(events.updated({ table: "t", key: "k", version: 3 }));
+  assert.ok(broker.historyBytes > before, "from the subscription on, k's changes are remembered");
+  const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 2, current }).stream);
+  broker.close();
+  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+  assert.deepEqual(await moved.rest(), [connected, keyFrameText("Updated", 2, current.json), frame(3)]);
+  assert.deepEqual(await resumed.rest(), [connected, frame(3)], "replayed from the history");
 });
 
 Deno.test("Broker.subscribeKey() without Last-Event-ID replays nothing", async () => {

@@ -1,6 +1,7 @@
 // Shared fixtures of the sse unit tests: limits, change events, entries and a stream reader that
 // decodes one frame per chunk (the broker enqueues each frame as one chunk).
 import { defaultLimits, type Limits } from "../../../src/config/limits.ts";
+import type { Broker } from "../../../src/sse/mod.ts";
 import type { ChangeEvent, Entry } from "../../../src/store/types.ts";
 import type { Logger, LogLevel } from "../../../src/util/log.ts";
 
@@ -79,6 +80,14 @@ export function keyFrameText(kind: "Updated" | "Deleted", id: number, json: stri
 }
 
 /** Reads a stream one chunk (one frame) at a time. */
+/**
+ * Subscribes once to each key and leaves the streams unread (the broker's close ends them): a client's
+ * first connection, after which the broker remembers the key's changes for that client's resumption.
+ */
+export function watchKeys(broker: Broker, table: string, keys: readonly string[]): void {
+  for (const key of keys) broker.subscribeKey(table, key, { current: undefined });
+}
+
 export class FrameReader {
   readonly reader: ReadableStreamDefaultReader<Uint8Array>;
 
