@@ -2,7 +2,8 @@
  * The live-update scenarios, all measured by `sse_client.ts` (raw-TCP subscribers and paced writes from
  * one process pinned to CPU1; servers on CPU0; both with a raised open-file limit):
  *
- * - `sse`: one subscriber, 300 writes/s for BENCH_SECS: latency from PUT sent to event received.
+ * - `sse`: one subscriber, 300 writes/s for BENCH_SECS: latency from PUT sent to event received, against
+ *   the bare baseline twice: publishing at once, and durable (each value appended and fdatasynced first).
  * - `fanout`: 1,000 and 5,000 subscribers on one key, 10 warm-up events then up to 100 events 50 ms
  *   apart, against the bare `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and
  *   schedule. dynarust's writes are durable PUTs (fsync before the event); the baseline's are not.
@@ -66,23 +67,23 @@ async function startNodeServer(subscribersMax: number): Promise<SseServer> {
   }
 }
 
-async function startBaselineServer(): Promise<SseServer> {
+/** The bare baseline; `durable`: each PUT's value appended and fdatasynced before its event. */
+async function startBaselineServer(options: { durable: boolean } = { durable: false }): Promise<SseServer> {
+  const dataDir = options.durable ? await makeDataDir("sse-baseline") : undefined;
   const process = startServerScript({
     name: "sse baseline",
     script: "tools/bench/sse_baseline.ts",
-    args: [String(freePort())],
+    args: [String(freePort()), ...(dataDir === undefined ? [] : ["--durable", dataDir])],
   });
+  const stop = async () => {
+    await process.stop();
+    if (dataDir !== undefined) await removeDataDir(dataDir);
+  };
   try {
     const match = await process.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
-    return {
-      url: match[1]!,
-      pid: process.pid,
-      token: "none",
-      fileLimit: fileLimitOf(process.pid),
-      stop: () => process.stop(),
-    };
+    return { url: match[1]!, pid: process.pid, token: "none", fileLimit: fileLimitOf(process.pid), stop };
   } catch (error) {
-    await process.stop();
+    await stop();
     throw error;
   }
 }
@@ -154,6 +155,16 @@ async function runLatency(context: BenchContext): Promise<void> {
     { name: "SSE: 1 subscriber, 300 writes/s, bare Deno.serve baseline", expectedSecs: settings.wrkSecs + 4 },
     () => measureLatency(settings, startBaselineServer),
   );
+  // The same with each PUT's value appended and fdatasynced before its event: the least a durable
+  // write → event can take here.
+  const durable = await attemptStep(
+    context,
+    {
+      name: "SSE: 1 subscriber, 300 writes/s, bare durable baseline",
+      expectedSecs: settings.wrkSecs + 4,
+    },
+    () => measureLatency(settings, () => startBaselineServer({ durable: true })),
+  );
   const fsync = await attemptStep(
     context,
     { name: "SSE: the fsync floor (append + fdatasync, 300/s)", expectedSecs: 7 },
@@ -168,6 +179,14 @@ async function runLatency(context: BenchContext): Promise<void> {
     report.info({
       scenario: `${label}: bare Deno.serve baseline (publish, no fsync)`,
       figure: describeLatency(baseline),
+      baseline: "—",
+      ratio: "—",
+    });
+  }
+  if (durable !== undefined) {
+    report.info({
+      scenario: `${label}: bare Deno.serve baseline, durable (append + fdatasync, then publish)`,
+      figure: describeLatency(durable),
       baseline: "—",
       ratio: "—",
     });
@@ -189,14 +208,15 @@ async function runLatency(context: BenchContext): Promise<void> {
     durationSecs: settings.wrkSecs,
     ...result,
     ...(baseline === undefined ? {} : { baseline }),
+    ...(durable === undefined ? {} : { durableBaseline: durable }),
     ...(fsync === undefined ? {} : { fsyncFloor: fsync }),
   });
   report.check({
     scenario: `${label}: PUT sent → event received`,
     figure: `${describeLatency(result)} · ${result.writesPerSec ?? "n/a"} writes/s sent`,
-    ...(baseline === undefined ? {} : {
-      baseline: `bare baseline p99 ${formatMs(baseline.latencyMs.p99)}`,
-      ratio: formatRatio(result.latencyMs.p99, baseline.latencyMs.p99),
+    ...(durable === undefined ? {} : {
+      baseline: `bare durable baseline p99 ${formatMs(durable.latencyMs.p99)}`,
+      ratio: formatRatio(result.latencyMs.p99, durable.latencyMs.p99),
     }),
     target: latencyTarget,
     value: result.latencyMs.p99,
@@ -209,7 +229,7 @@ async function runLatency(context: BenchContext): Promise<void> {
 export const sseLatencyScenario: Scenario = {
   name: "sse",
   title: "SSE latency: 1 subscriber, 300 writes/s, PUT sent → event received",
-  expectedSecs: (settings) => 2 * (settings.wrkSecs + 4) + 7,
+  expectedSecs: (settings) => 3 * (settings.wrkSecs + 4) + 7,
   run: runLatency,
 };
 

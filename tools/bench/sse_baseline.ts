@@ -11,12 +11,21 @@
  *   answers 201 with the versioned value; no authentication;
  * - `GET /stats`: `{"active_sse_connections": n, "rss": bytes}`; `GET /health`: 200.
  *
+ * With a data dir (`--durable <dir>`), a PUT first appends its value to a log there and waits for its
+ * fdatasync (group commit, `group_commit.ts`), then publishes and answers: the least a durable write →
+ * event can take on this machine, the floor of the 1-subscriber latency target.
+ *
  * Adapted from the probe `sse_server.ts` that measured this machine's fan-out limit.
- * Usage: `deno run -A tools/bench/sse_baseline.ts <port>`; prints `listening on http://127.0.0.1:PORT`.
+ * Usage: `deno run -A tools/bench/sse_baseline.ts <port> [--durable <dir>]`; prints
+ * `listening on http://127.0.0.1:PORT`.
  *
  * @module
  */
+import { GroupCommitLog } from "./group_commit.ts";
+
 const port = Number(Deno.args[0] ?? 8003);
+const durableDir = Deno.args[1] === "--durable" ? Deno.args[2] : undefined;
+const log = durableDir === undefined ? undefined : await GroupCommitLog.open(`${durableDir}/log`);
 const encoder = new TextEncoder();
 /** Subscribers by key: a PUT fans out to its key's subscribers only. */
 const subscribersByKey = new Map<string, Set<ReadableStreamDefaultController<Uint8Array>>>();
@@ -51,10 +60,10 @@ function subscribe(key: string): Response {
 /** Encodes the event once and enqueues the same bytes to every subscriber. */
 async function publish(request: Request, key: string): Promise<Response> {
   const body = await request.json() as { value?: unknown };
+  const valueJson = JSON.stringify(body.value ?? null);
+  await log?.append(`${key}\t${valueJson}\n`);
   version += 1;
-  const entryJson = `{"value":${
-    JSON.stringify(body.value ?? null)
-  },"version":${version},"timestamp":${Date.now()},"owner":"bench"}`;
+  const entryJson = `{"value":${valueJson},"version":${version},"timestamp":${Date.now()},"owner":"bench"}`;
   const frame = encoder.encode(`id: ${version}\ndata: {"event":"Updated","value":${entryJson}}\n\n`);
   const subscribers = subscribersByKey.get(key) ?? new Set();
   for (const controller of subscribers) {
