@@ -131,14 +131,21 @@ export class Auth {
   }
 
   /**
-   * Verifies a user token and returns the user name (`sub`).
+   * Verifies a user token and returns the user name (`sub`): at once for a token verified before and not
+   * expired (every request of a client but its first), else once its signature is checked. Answering a
+   * known token synchronously spares a write two promises and their turns of the microtask queue.
    *
-   * @throws {TokenInvalidError} when the token is malformed, forged, of another algorithm or expired.
+   * @throws {TokenInvalidError} (as a rejected promise) when the token is malformed, forged, of another
+   * algorithm or expired.
    */
-  async verify(token: string): Promise<string> {
+  verify(token: string): string | Promise<string> {
     assert(typeof token === "string", "token must be a string");
     const known = this.#verified.get(token);
     if (known !== undefined && this.#tokenKey.clock.nowMs() < known.expiresAtMs) return known.user;
+    return this.#verifySignature(token);
+  }
+
+  async #verifySignature(token: string): Promise<string> {
     this.#verified.delete(token);
     const verified = await verifyTokenClaims(this.#tokenKey, token);
     if (this.#verified.size >= this.#verifiedTokensMax) {

@@ -50,7 +50,8 @@ export interface EventBroker {
 /** What the HTTP layer needs of authentication. */
 export interface Authenticator {
   authenticate(user: string, secret: string, client: string): Promise<{ created: boolean; token: string }>;
-  verify(token: string): Promise<string>;
+  /** The user a token names; synchronous when it was verified before. Rejects a bad token. */
+  verify(token: string): string | Promise<string>;
 }
 
 /** One member as `GET /membership` shows it. */

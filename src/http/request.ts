@@ -51,16 +51,18 @@ export class UnauthorizedError extends KvError {
 }
 
 /**
- * The user a request acts as, from `Authorization: Bearer <jwt>`.
+ * The user a request acts as, from `Authorization: Bearer <jwt>`; synchronous for a token the
+ * authenticator verified before.
  *
- * @throws {UnauthorizedError} without a bearer token; the authenticator's error for a bad one.
+ * @throws {UnauthorizedError} without a bearer token; the authenticator's error (a rejected promise) for a
+ * bad one.
  */
-export async function requireUser(request: Request, deps: AppDeps): Promise<string> {
+export function requireUser(request: Request, deps: AppDeps): string | Promise<string> {
   const header = request.headers.get("authorization");
   if (header === null) throw new UnauthorizedError("this request needs Authorization: Bearer <token>");
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (match === null) throw new UnauthorizedError("Authorization must be Bearer <token>");
-  return await deps.auth.verify(match[1]!);
+  return deps.auth.verify(match[1]!);
 }
 
 /** A JSON response of text that is already serialized, with the record's `ETag` when given. */

@@ -53,7 +53,8 @@ export async function writeKey(
   op: KvWrite["op"],
 ): Promise<Response> {
   const { table, key } = tableAndKeyOf(segments, deps);
-  const owner = await requireUser(request, deps);
+  const user = requireUser(request, deps);
+  const owner = typeof user === "string" ? user : await user;
   const ifVersion = parseIfMatch(request.headers.get("if-match"));
   const conditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
   if (op === "delete") {

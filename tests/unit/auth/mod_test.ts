@@ -169,11 +169,23 @@ Deno.test("Auth.verify() accepts a token until its lifetime ends", async () => {
   clock.advance(testLimits().tokenLifetimeSecs * 1000 - 1000);
   assert.equal(await auth.verify(token), "frank");
   clock.advance(1000);
-  await assert.rejects(auth.verify(token), {
+  await assert.rejects(async () => await auth.verify(token), {
     name: "TokenInvalidError",
     code: "token_invalid",
     reason: "expired",
   });
+});
+
+Deno.test("Auth.verify() answers a token it verified before at once, and checks a new one", async () => {
+  const { auth } = makeAuth();
+  const { token } = await auth.authenticate("gina", "gina-secret", "10.0.0.1");
+  const first = auth.verify(token);
+  assert.equal(await first, "gina");
+  assert.equal(auth.verify(token), "gina", "known: a string, no promise");
+  const forged = `${token.slice(0, -2)}xx`;
+  const checked = auth.verify(forged);
+  assert.ok(checked instanceof Promise, "unknown: its signature is checked first");
+  await assert.rejects(checked, { code: "token_invalid" });
 });
 
 Deno.test("Auth.authenticate() counts a burst of concurrent guesses before their hashes finish", async () => {
@@ -212,6 +224,6 @@ Deno.test("Auth.verify() remembers at most verifiedTokensMax tokens and never a 
     btoa(JSON.stringify({ sub: "root", exp: 9_999_999_999 })).replace(/=+$/, "")
   }.${signature}`;
   for (let attempt = 0; attempt < 2; attempt += 1) {
-    await assert.rejects(auth.verify(forged), { code: "token_invalid" });
+    await assert.rejects(async () => await auth.verify(forged), { code: "token_invalid" });
   }
 });
