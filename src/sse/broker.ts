@@ -71,7 +71,9 @@ function topicOf(table: string, key: string): string {
 /**
  * Fans changes out to SSE subscribers (SPEC §4). Each change becomes one frame per stream kind, kept as
  * text in a bounded history for `Last-Event-ID` replay and encoded once, when a subscriber first needs it;
- * the same bytes then go to every subscriber.
+ * the same bytes then go to every subscriber. A table's frames are always remembered, a key's from its
+ * first subscription on this node (see `Histories`): resuming a key here without ever having subscribed
+ * here gets its current value.
  *
  * Changes come from the local store and, for keys this node does not replicate, forwarded by their
  * coordinator; the same change may come both ways, and late. So a change is published only when its
