@@ -5,10 +5,10 @@
  * It owns the wire format of the events, the bounded per-subscriber queues, the `Last-Event-ID` replay
  * histories (every table's; a key's from its first subscription on this node) and the keepalive timer.
  * It knows nothing of HTTP, hono or the cluster: the HTTP layer turns a {@linkcode Subscription}'s stream
- * into a `text/event-stream` response, and `main.ts` forwards each
- * store `ChangeEvent`, and each change a coordinator forwards for a key this node does not replicate, to
- * {@linkcode Broker.publish}, which drops a version already published for its key. Table-stream ids are
- * the broker's own, starting at `clock.nowMs() * 1000`.
+ * into a `text/event-stream` response, and `main.ts` forwards each store `ChangeEvent`, and each change a
+ * coordinator forwards for a key this node does not replicate, to {@linkcode Broker.publish}, which drops
+ * a version already published for its key. Table-stream ids are the broker's own, starting at
+ * `clock.nowMs() * 1000`.
  *
  * @example
  * ```ts
