@@ -146,9 +146,7 @@ export class Histories {
     if (slot === undefined) {
       slot = new Slot(kind, topic, 0);
       slots.set(topic, slot);
-      const ofKind = this.#recencyByKind[kind];
-      ofKind.touch(slot.recentOfKind);
-      if (slots.size > this.#topicsMax) this.#forgetTopic(ofKind.oldest!);
+      this.#touchTopic(slot);
     }
     slot.watched = true;
     assert(slots.size <= this.#topicsMax);
@@ -175,9 +173,7 @@ export class Histories {
     }
     slot.newestId = frame.id;
     if (options.watched === true) slot.watched = true;
-    const ofKind = this.#recencyByKind[kind];
-    ofKind.touch(slot.recentOfKind);
-    if (slots.size > this.#topicsMax) this.#forgetTopic(ofKind.oldest!);
+    this.#touchTopic(slot);
     if (slot.watched) {
       if (slot.history === undefined) {
         slot.history = new FrameHistory({ depthMax: this.#depthMax, first: frame });
@@ -193,6 +189,13 @@ export class Histories {
     assert(slots.size <= this.#topicsMax);
     assert(this.#frameBytes <= this.#bytesMax);
     return true;
+  }
+
+  /** Makes `slot` the most recently changed of its kind, forgetting the least recent past `topicsMax`. */
+  #touchTopic(slot: Slot): void {
+    const ofKind = this.#recencyByKind[slot.kind];
+    ofKind.touch(slot.recentOfKind);
+    if (this.#slotsByKind[slot.kind].size > this.#topicsMax) this.#forgetTopic(ofKind.oldest!);
   }
 
   /** Brings the bytes held back within `bytesMax` after `appended` grew (and nothing else did). */

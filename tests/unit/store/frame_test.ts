@@ -296,7 +296,8 @@ Deno.test("decodeFramePlaintext() inflates any size exactly; inflateRecords() in
     assert.deepEqual(recordsOf(records).map((bytes) => new TextDecoder().decode(bytes)), [text, "end"]);
     assert.equal(records.bytes.length, 4 + text.length + 4 + 3, "the records and nothing more");
     assert(records.deflated !== undefined);
-    assert(records.deflated.length < records.bytes.length / 2);
+    // Below 4 KiB a frame is deflated for speed (level 1, 4 KiB window), which keeps less of it.
+    assert(records.deflated.length < records.bytes.length / (size < 4_096 ? 2 : 4));
     assert.deepEqual(inflateRecords(records.deflated, records.bytes.length), records.bytes);
     assert.throws(() => inflateRecords(records.deflated!, records.bytes.length + 1), AssertionError);
   }
