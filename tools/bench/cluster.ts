@@ -1,6 +1,8 @@
 /**
  * Scenario `cluster`: three dynarust nodes on this machine, all pinned to CPU0 (so they share one core,
- * as three processes on one busy machine would; load on CPU1), with `DYNA_CLUSTER_PRESET=local-test`.
+ * as three processes on one busy machine would; load on CPU1), with the default cluster timing (`lan`: what
+ * a user's nodes run; `local-test`'s 5 probes and 2 anti-entropy rounds a second per node cost the shared
+ * core ~3x the idle CPU).
  * Once `/membership` shows three alive members on every node and the user logs in on every node, it
  * measures:
  *
@@ -93,7 +95,6 @@ async function startCluster(dataDirs: readonly string[], nodes: DynarustNode[]):
   const env = {
     CLUSTER_SECRET: randomSecret(),
     JWT_SECRET: randomSecret(),
-    DYNA_CLUSTER_PRESET: "local-test",
   };
   for (const [index, dataDir] of dataDirs.entries()) {
     const join = nodes[0]?.address;
