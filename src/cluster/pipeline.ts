@@ -1,60 +1,115 @@
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
-import { type ApplyItem, applyItemsMax, ApplyReply, type ApplyResult } from "./replication_wire.ts";
+import {
+  type ApplyItem,
+  applyItemsMax,
+  ApplyReply,
+  type ApplyResult,
+  writeItemsMax,
+  type WriteReplyWire,
+  type WriteRequest,
+  WritesReply,
+} from "./replication_wire.ts";
 import type { Transport } from "./transport.ts";
 
 /** Items waiting for one peer before new ones are refused (and left to hints and anti-entropy). */
 export const pipelineItemsMax = 20_000;
 
 /**
- * Estimated bytes of one `apply` request: under the transport's 4 MiB with room for JSON escaping,
+ * Estimated bytes of one batch request: under the transport's 4 MiB with room for JSON escaping,
  * which can double a value's text inside a string.
  */
 export const batchBytesMax = 3 << 20;
 
-function itemBytes(item: ApplyItem): number {
-  const text = item.store ? item.entry.valueJson ?? "" : item.json;
-  return 2 * text.length + item.table.length + item.key.length + 160;
+/** What a {@linkcode PeerPipeline} sends: the request kind, its batch limits, and how to read its answer. */
+export interface BatchKind<Item, Result> {
+  /** The internal request kind; its body is `{ items }`. */
+  readonly kind: string;
+  readonly itemsMax: number;
+  /** Estimated bytes of one item in the request. */
+  itemBytes(item: Item): number;
+  /**
+   * The per-item results of an answer, in order.
+   *
+   * @throws when the answer cannot be used: every item of the batch fails with that error.
+   */
+  resultsOf(reply: unknown, count: number): Result[];
 }
 
-/** Items in the next request: at least one, at most `applyItemsMax` and `batchBytesMax`. */
-function batchLength(queue: readonly Pending[]): number {
-  let bytes = 0;
-  let length = 0;
-  while (length < queue.length && length < applyItemsMax) {
-    bytes += itemBytes(queue[length]!.item);
-    if (length > 0 && bytes > batchBytesMax) break;
-    length += 1;
-  }
-  return length;
-}
+const applied: ApplyResult = { result: "applied" };
 
-interface Pending {
-  item: ApplyItem;
-  resolve: (result: ApplyResult) => void;
+/** `apply` batches: replicas and notifications, in order. */
+export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
+  kind: "apply",
+  itemsMax: applyItemsMax,
+  itemBytes(item) {
+    const text = item.store ? item.entry.valueJson ?? "" : item.json;
+    return 2 * text.length + item.table.length + item.key.length + 160;
+  },
+  // A peer that sent no results applied everything.
+  resultsOf(reply, count) {
+    const parsed = ApplyReply.safeParse(reply);
+    if (!parsed.success || parsed.data.results.length !== count) {
+      return Array.from({ length: count }, () => applied);
+    }
+    return parsed.data.results;
+  },
+};
+
+/** `writes` batches: client writes forwarded to their coordinator, each answered on its own. */
+export const writeBatches: BatchKind<WriteRequest, WriteReplyWire> = {
+  kind: "writes",
+  itemsMax: writeItemsMax,
+  itemBytes(item) {
+    const valueChars = item.value === undefined ? 0 : JSON.stringify(item.value).length;
+    const stateChars = item.forwarderState?.valueJson?.length ?? 0;
+    return 2 * (valueChars + stateChars) + item.table.length + item.key.length + item.owner.length + 200;
+  },
+  resultsOf(reply, count) {
+    const parsed = WritesReply.safeParse(reply);
+    if (!parsed.success || parsed.data.results.length !== count) {
+      throw new Error(`the answer to a batch of ${count} forwarded writes is malformed`);
+    }
+    return parsed.data.results;
+  },
+};
+
+interface Pending<Item, Result> {
+  item: Item;
+  resolve: (result: Result) => void;
   reject: (error: unknown) => void;
 }
 
 /**
- * The ordered stream of `apply` items to one peer: one request in flight at a time, each carrying every
- * item queued meanwhile (up to `applyItemsMax`), so items arrive in the order they were sent and a
- * busy peer costs one request per batch, not per write.
+ * The ordered stream of batch items to one peer: one request in flight at a time, each carrying every
+ * item queued meanwhile (up to the kind's `itemsMax` and `batchBytesMax`), so items arrive in the order
+ * they were sent and a busy peer costs one request per batch, not per write.
  */
-export class PeerPipeline {
+export class PeerPipeline<Item, Result> {
   readonly peer: string;
   readonly #transport: Transport;
   readonly #timeoutMs: number;
   readonly #logger: Logger;
-  #queue: Pending[] = [];
+  readonly #batches: BatchKind<Item, Result>;
+  #queue: Pending<Item, Result>[] = [];
   #sending = false;
   #inFlight = 0;
   #closed = false;
 
-  constructor(options: { peer: string; transport: Transport; timeoutMs: number; logger: Logger }) {
+  constructor(
+    options: {
+      peer: string;
+      transport: Transport;
+      timeoutMs: number;
+      logger: Logger;
+      batches: BatchKind<Item, Result>;
+    },
+  ) {
     this.peer = options.peer;
     this.#transport = options.transport;
     this.#timeoutMs = options.timeoutMs;
     this.#logger = options.logger;
+    this.#batches = options.batches;
   }
 
   /** Items queued or in flight. */
@@ -67,9 +122,9 @@ export class PeerPipeline {
    *
    * @returns false (and queues nothing) when the backlog is full or the pipeline is closed.
    */
-  send(item: ApplyItem): { accepted: false } | { accepted: true; acknowledged: Promise<ApplyResult> } {
+  send(item: Item): { accepted: false } | { accepted: true; acknowledged: Promise<Result> } {
     if (this.#closed || this.backlog >= pipelineItemsMax) return { accepted: false };
-    const acknowledged = new Promise<ApplyResult>((resolve, reject) =>
+    const acknowledged = new Promise<Result>((resolve, reject) =>
       this.#queue.push({ item, resolve, reject })
     );
     acknowledged.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
@@ -85,23 +140,36 @@ export class PeerPipeline {
     for (const pending of queue) pending.reject(new Error(`pipeline to ${this.peer} closed`));
   }
 
+  /** Items in the next request: at least one, at most `itemsMax` and `batchBytesMax`. */
+  #batchLength(): number {
+    let bytes = 0;
+    let length = 0;
+    while (length < this.#queue.length && length < this.#batches.itemsMax) {
+      bytes += this.#batches.itemBytes(this.#queue[length]!.item);
+      if (length > 0 && bytes > batchBytesMax) break;
+      length += 1;
+    }
+    return length;
+  }
+
   async #drain(): Promise<void> {
     assert(!this.#sending);
     this.#sending = true;
     try {
-      // Bounded by the queue: each round removes up to applyItemsMax items.
+      // Bounded by the queue: each round removes up to itemsMax items.
       while (this.#queue.length > 0 && !this.#closed) {
-        const batch = this.#queue.splice(0, batchLength(this.#queue));
+        const batch = this.#queue.splice(0, this.#batchLength());
         assert(batch.length > 0);
         this.#inFlight = batch.length;
         try {
-          const reply = await this.#transport.request(this.peer, "apply", {
+          const reply = await this.#transport.request(this.peer, this.#batches.kind, {
             items: batch.map((pending) => pending.item),
           }, { timeoutMs: this.#timeoutMs });
-          const results = resultsOf(reply, batch.length);
+          const results = this.#batches.resultsOf(reply, batch.length);
           batch.forEach((pending, index) => pending.resolve(results[index]!));
         } catch (error) {
-          this.#logger.debug("replication batch failed", { peer: this.peer, items: batch.length });
+          const { kind } = this.#batches;
+          this.#logger.debug("batch failed", { peer: this.peer, kind, items: batch.length });
           for (const pending of batch) pending.reject(error);
         } finally {
           this.#inFlight = 0;
@@ -111,15 +179,4 @@ export class PeerPipeline {
       this.#sending = false;
     }
   }
-}
-
-const applied: ApplyResult = { result: "applied" };
-
-/** The per-item results of an `apply` answer; a peer that sent none applied everything. */
-function resultsOf(reply: unknown, count: number): ApplyResult[] {
-  const parsed = ApplyReply.safeParse(reply);
-  if (!parsed.success || parsed.data.results.length !== count) {
-    return Array.from({ length: count }, () => applied);
-  }
-  return parsed.data.results;
 }

@@ -86,6 +86,16 @@ export const WriteReply = z.union([
   z.object({ json: z.string(), version: safeVersion, deleted: z.boolean() }),
   z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
+export type WriteReplyWire = z.output<typeof WriteReply>;
+
+/** Forwarded writes per `writes` request. */
+export const writeItemsMax = 512;
+
+/** `writes`: client writes forwarded to one coordinator together, each coordinated on its own. */
+export const WritesRequest = z.object({ items: z.array(WriteRequest).max(writeItemsMax) });
+
+/** The answer to `writes`: one `write` answer per item, in order. */
+export const WritesReply = z.object({ results: z.array(WriteReply).max(writeItemsMax) });
 
 /** `read`: a key read forwarded to a replica. */
 export const ReadRequest = z.object({ table: name, key: name });

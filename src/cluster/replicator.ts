@@ -10,7 +10,7 @@ import type {
   ReplicaEntry,
   WriteConditions,
 } from "./local_store.ts";
-import { PeerPipeline } from "./pipeline.ts";
+import { applyBatches, type BatchKind, PeerPipeline, writeBatches } from "./pipeline.ts";
 import { Placement, usersTable } from "./placement.ts";
 import {
   type ApplyItem,
@@ -21,7 +21,9 @@ import {
   ReadRequest,
   type ReplicaEntryWire,
   WriteReply,
+  type WriteReplyWire,
   WriteRequest,
+  WritesRequest,
 } from "./replication_wire.ts";
 import type { Transport } from "./transport.ts";
 import type { ClusterConfig } from "./types.ts";
@@ -92,7 +94,9 @@ export class Replicator {
   readonly self: string;
   readonly #options: ReplicatorOptions;
   #placement: Placement;
-  readonly #pipelines = new Map<string, PeerPipeline>();
+  readonly #pipelines = new Map<string, PeerPipeline<ApplyItem, ApplyResult>>();
+  /** Forwarded client writes, batched per coordinator. */
+  readonly #writePipelines = new Map<string, PeerPipeline<WriteRequest, WriteReplyWire>>();
   readonly #hints = new Map<string, Set<string>>();
   #hintCount = 0;
   readonly stats: ReplicationStats = {
@@ -127,8 +131,10 @@ export class Replicator {
   /** Stops following the membership and fails what is still queued. */
   close(): void {
     this.#unsubscribe();
-    for (const pipeline of this.#pipelines.values()) pipeline.close();
-    this.#pipelines.clear();
+    for (const pipelines of [this.#pipelines, this.#writePipelines]) {
+      for (const pipeline of pipelines.values()) pipeline.close();
+      pipelines.clear();
+    }
   }
 
   #makePlacement(): Placement {
@@ -144,10 +150,12 @@ export class Replicator {
   #onMembershipChange(): void {
     const previous = this.#placement;
     this.#placement = this.#makePlacement();
-    for (const [peer, pipeline] of this.#pipelines) {
-      if (!this.#placement.ringIds.includes(peer) && !this.#placement.isLive(peer)) {
-        pipeline.close();
-        this.#pipelines.delete(peer);
+    for (const pipelines of [this.#pipelines, this.#writePipelines]) {
+      for (const [peer, pipeline] of pipelines) {
+        if (!this.#placement.ringIds.includes(peer) && !this.#placement.isLive(peer)) {
+          pipeline.close();
+          pipelines.delete(peer);
+        }
       }
     }
     for (const peer of [...this.#hints.keys()]) {
@@ -245,7 +253,11 @@ export class Replicator {
     });
   }
 
-  /** `forwarderState`: this node's state of the key when it is a replica (null: it holds none). */
+  /**
+   * `forwarderState`: this node's state of the key when it is a replica (null: it holds none). Sent in the
+   * coordinator's `writes` pipeline, so forwarded writes that wait together share one request; alone (as a
+   * `write`) when the pipeline is full, or when the coordinator does not serve `writes` (an older node).
+   */
   async #forwardWrite(
     coordinator: string,
     request: ClientWrite,
@@ -255,11 +267,20 @@ export class Replicator {
     const body: WriteRequest = { ...rest, owner: conditions.owner };
     if (conditions.ifVersion !== undefined) body.ifVersion = conditions.ifVersion;
     if (forwarderState !== undefined) body.forwarderState = forwarderState;
-    const reply = WriteReply.parse(
-      await this.#options.transport.request(coordinator, "write", body, {
-        timeoutMs: this.#options.config.requestTimeoutMs * 2,
-      }),
-    );
+    const sent = this.#writePipeline(coordinator).send(body);
+    let reply: WriteReplyWire;
+    try {
+      if (!sent.accepted) throw new Error("the writes pipeline is full");
+      reply = await sent.acknowledged;
+    } catch (error) {
+      // Only a batch that was never taken is sent again: an unknown kind runs nothing.
+      if (sent.accepted && !isUnknownKind(error)) throw error;
+      reply = WriteReply.parse(
+        await this.#options.transport.request(coordinator, "write", body, {
+          timeoutMs: this.#options.config.requestTimeoutMs * 2,
+        }),
+      );
+    }
     if ("error" in reply) {
       const code = forwardedCodes.has(reply.error.code) ? reply.error.code as ErrorCode : "unavailable";
       throw new ForwardedError(code, reply.error.message);
@@ -430,19 +451,39 @@ export class Replicator {
     }
   }
 
-  #pipeline(peer: string): PeerPipeline {
+  #pipeline(peer: string): PeerPipeline<ApplyItem, ApplyResult> {
     assert(peer !== this.self, "no pipeline to self");
     let pipeline = this.#pipelines.get(peer);
     if (pipeline === undefined) {
-      pipeline = new PeerPipeline({
-        peer,
-        transport: this.#options.transport,
-        timeoutMs: this.#options.config.requestTimeoutMs,
-        logger: this.#options.logger,
-      });
+      pipeline = this.#newPipeline(peer, applyBatches, this.#options.config.requestTimeoutMs);
       this.#pipelines.set(peer, pipeline);
     }
     return pipeline;
+  }
+
+  #writePipeline(coordinator: string): PeerPipeline<WriteRequest, WriteReplyWire> {
+    assert(coordinator !== this.self, "no pipeline to self");
+    let pipeline = this.#writePipelines.get(coordinator);
+    if (pipeline === undefined) {
+      // A forwarded write may wait for a catch-up read and two fsyncs: twice a replica request's time.
+      pipeline = this.#newPipeline(coordinator, writeBatches, this.#options.config.requestTimeoutMs * 2);
+      this.#writePipelines.set(coordinator, pipeline);
+    }
+    return pipeline;
+  }
+
+  #newPipeline<Item, Result>(
+    peer: string,
+    batches: BatchKind<Item, Result>,
+    timeoutMs: number,
+  ): PeerPipeline<Item, Result> {
+    return new PeerPipeline({
+      peer,
+      transport: this.#options.transport,
+      timeoutMs,
+      logger: this.#options.logger,
+      batches,
+    });
   }
 
   /** Ships keys to a peer (rebalancing, anti-entropy); resolves true when all were acknowledged. */
@@ -504,7 +545,20 @@ export class Replicator {
   handlers(): Record<string, (body: unknown, sender: string) => Promise<unknown>> {
     return {
       apply: (body) => this.#handleApply(body),
-      write: (body, sender) => this.#handleWrite(body, sender),
+      write: (body, sender) => this.#coordinateForwarded(parseBody(WriteRequest, body), sender),
+      writes: async (body, sender) => {
+        const { items } = parseBody(WritesRequest, body);
+        // Coordinated together, so their WAL records share batches, and each answered on its own.
+        const results = await Promise.all(
+          items.map((item) =>
+            this.#coordinateForwarded(item, sender).catch((error: unknown) => {
+              this.#options.logger.error("a forwarded write failed", { key: item.key, error: String(error) });
+              return { error: { code: "unavailable", message: "the coordinator failed to write it" } };
+            })
+          ),
+        );
+        return { results };
+      },
       read: (body) => this.#handleRead(body),
     };
   }
@@ -546,8 +600,8 @@ export class Replicator {
     return !identical;
   }
 
-  async #handleWrite(body: unknown, sender: string): Promise<unknown> {
-    const request = parseBody(WriteRequest, body);
+  /** A forwarded write: its entry, or the KvError to re-raise at the forwarder. */
+  async #coordinateForwarded(request: WriteRequest, sender: string): Promise<WriteReplyWire> {
     const { owner, ifVersion, forwarderState, ...rest } = request;
     const conditions: WriteConditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
     const known = forwarderState === undefined
@@ -602,6 +656,17 @@ function parseBody<T>(
   const result = schema.safeParse(body);
   if (!result.success) throw new InvalidRequestError("malformed internal request");
   return result.data;
+}
+
+/** A peer's answer that it serves no such request kind (it runs an older version): nothing ran. */
+function isUnknownKind(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { failure, status, remoteCode } = error as {
+    failure?: unknown;
+    status?: unknown;
+    remoteCode?: unknown;
+  };
+  return failure === "invalid_reply" && (status === 404 || remoteCode === "not_found");
 }
 
 function isUnreachable(error: unknown): boolean {

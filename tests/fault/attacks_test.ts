@@ -263,7 +263,19 @@ Deno.test("attacks: internal requests replayed outside their time window or to a
   assert.equal((await send("/_internal/leave", oldLeave, leaveBody)).status, 403, "an old leave is refused");
 
   for (
-    const kind of ["list", "write", "apply", "leave", "join", "ping", "ping-req", "digest", "sync", "read%2f"]
+    const kind of [
+      "list",
+      "write",
+      "writes",
+      "apply",
+      "leave",
+      "join",
+      "ping",
+      "ping-req",
+      "digest",
+      "sync",
+      "read%2f",
+    ]
   ) {
     const replayed = await send(`/_internal/${kind}`, captured, body);
     assert.equal(replayed.status, 403, `the captured read replayed to ${kind}: ${replayed.text}`);

@@ -123,6 +123,7 @@ function wellFormedBody(kind: string, peer: string): string {
       }],
     },
     write: { op: "put", table: "t", key: "forged", value: "forged", owner: "mallory" },
+    writes: { items: [{ op: "put", table: "t", key: "forged", value: "forged", owner: "mallory" }] },
     read: { table: "t", key: "k" },
     list: { table: "t", limit: 10 },
     digest: { buckets: Array.from({ length: 256 }, () => "") },
@@ -199,6 +200,14 @@ function malformedBody(random: Random, kind: string): string {
       { op: "put", table: "t", key: "k", owner: "" },
       { op: "put", table: "t", key: "k", owner: "a", ifVersion: -1, value: 1 },
       { op: "put", table: "t", key: "k".repeat(5_000), owner: "a", value: 1 },
+    ],
+    writes: [
+      { items: "x" },
+      { items: [{ op: "drop", table: "t", key: "k", owner: "a" }] },
+      { items: [{ op: "put", table: "t", key: "k", owner: "a", value: 1 }, { op: "put", table: "t" }] },
+      {
+        items: Array.from({ length: 513 }, () => ({ op: "put", table: "t", key: "k", owner: "a", value: 1 })),
+      },
     ],
     read: [{ table: "t" }, { table: "t", key: "" }, { table: 1, key: "k" }],
     list: [{ table: "t", limit: 0 }, { table: "t", limit: 10_001 }, { table: "t" }, { table: "", limit: 1 }],

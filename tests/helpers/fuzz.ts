@@ -16,6 +16,7 @@ export const internalKinds = [
   "leave",
   "apply",
   "write",
+  "writes",
   "read",
   "list",
   "digest",

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { NodeProcess } from "../../helpers/node_process.ts";
 import { clusterSecret, jwtSecret, TestCluster } from "../../helpers/test_cluster.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
+import { internalKinds } from "../../helpers/fuzz.ts";
 
 Deno.test("cluster: 5 nodes join at runtime and every node sees every other alive", async () => {
   await using cluster = await TestCluster.start({ nodeCount: 3 });
@@ -40,7 +41,7 @@ Deno.test("cluster: a joiner with a wrong CLUSTER_SECRET is refused and exits no
 Deno.test("cluster: every internal route refuses requests without or with wrong credentials", async () => {
   await using cluster = await TestCluster.start({ nodeCount: 1 });
   await using solo = await NodeProcess.start();
-  const kinds = ["join", "ping", "ping-req", "leave", "apply", "write", "read", "list", "digest", "sync"];
+  const kinds = internalKinds;
   const body = JSON.stringify({ table: "t", key: "k" });
   for (const kind of kinds) {
     const bare = await cluster.node(0).fetch(`/_internal/${kind}`, { method: "POST", body });

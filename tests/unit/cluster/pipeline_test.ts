@@ -1,18 +1,36 @@
 // Goal: PeerPipeline keeps one ordered stream of `apply` requests per peer: one request in flight, the
 // next carrying everything queued meanwhile up to applyItemsMax items and batchBytesMax bytes, a backlog
-// bounded by pipelineItemsMax, a failed request failing exactly its batch, and close() failing what waits.
+// bounded by pipelineItemsMax, a failed request failing exactly its batch, and close() failing what waits;
+// the same pipeline carries forwarded writes (`writes`), whose answer must hold one result per item.
 // Method: a ManualTransport holds every request until the test answers it; no network, no timers.
 import assert from "node:assert/strict";
-import { batchBytesMax, PeerPipeline, pipelineItemsMax } from "../../../src/cluster/pipeline.ts";
-import { type ApplyItem, applyItemsMax, type ApplyResult } from "../../../src/cluster/replication_wire.ts";
+import {
+  applyBatches,
+  batchBytesMax,
+  PeerPipeline,
+  pipelineItemsMax,
+  writeBatches,
+} from "../../../src/cluster/pipeline.ts";
+import {
+  type ApplyItem,
+  applyItemsMax,
+  type ApplyResult,
+  type WriteRequest,
+} from "../../../src/cluster/replication_wire.ts";
 import { PeerRequestError } from "../../../src/cluster/mod.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 import { ManualTransport, nodeB } from "./fake_cluster.ts";
 
-function makePipeline(): { transport: ManualTransport; pipeline: PeerPipeline } {
+function makePipeline(): { transport: ManualTransport; pipeline: PeerPipeline<ApplyItem, ApplyResult> } {
   const transport = new ManualTransport();
-  const pipeline = new PeerPipeline({ peer: nodeB, transport, timeoutMs: 1_000, logger: silentLogger });
+  const pipeline = new PeerPipeline({
+    peer: nodeB,
+    transport,
+    timeoutMs: 1_000,
+    logger: silentLogger,
+    batches: applyBatches,
+  });
   return { transport, pipeline };
 }
 
@@ -33,7 +51,7 @@ function keysOf(body: unknown): string[] {
 }
 
 /** Sends `item` and returns its acknowledgement, failing when the pipeline refused it. */
-function sendAccepted(pipeline: PeerPipeline, sent: ApplyItem): Promise<ApplyResult> {
+function sendAccepted(pipeline: PeerPipeline<ApplyItem, ApplyResult>, sent: ApplyItem): Promise<ApplyResult> {
   const result = pipeline.send(sent);
   assert.ok(result.accepted);
   return result.acknowledged;
@@ -205,4 +223,39 @@ Deno.test("PeerPipeline.close() fails queued items, lets the in-flight batch fin
   transport.at(0).resolve({ ok: true });
   await inFlight;
   assert.equal(transport.requests.length, 1, "nothing is sent after close()");
+});
+
+Deno.test("PeerPipeline of forwarded writes: answers each item in order, fails a batch with a malformed answer", async () => {
+  const transport = new ManualTransport();
+  const pipeline = new PeerPipeline({
+    peer: nodeB,
+    transport,
+    timeoutMs: 1_000,
+    logger: silentLogger,
+    batches: writeBatches,
+  });
+  const write = (key: string): WriteRequest => ({
+    op: "put",
+    table: "t",
+    key,
+    value: { n: 1 },
+    owner: "alice",
+  });
+  const send = (key: string) => {
+    const sent = pipeline.send(write(key));
+    assert.ok(sent.accepted);
+    return sent.acknowledged;
+  };
+  const [a, b, c] = [send("a"), send("b"), send("c")];
+  assert.equal(transport.at(0).kind, "writes");
+  transport.at(0).resolve({ results: [{ json: "{}", version: 1, deleted: false }] });
+  assert.deepEqual(await a, { json: "{}", version: 1, deleted: false });
+  await waitForRequests(transport, 2);
+  assert.deepEqual((transport.at(1).body as { items: WriteRequest[] }).items.map((item) => item.key), [
+    "b",
+    "c",
+  ]);
+  transport.at(1).resolve({ results: [{ json: "{}", version: 1, deleted: false }] }); // one result for two
+  await assert.rejects(b, /malformed/);
+  await assert.rejects(c, /malformed/, "unlike apply, a write without its answer is not taken as done");
 });

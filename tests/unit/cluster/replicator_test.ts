@@ -5,7 +5,7 @@
 // unreachable or time out, and a fake MembershipView changed by hand; settle() waits for background work.
 import assert from "node:assert/strict";
 import { waitFor } from "../../helpers/wait_for.ts";
-import { PeerRequestError, usersTable } from "../../../src/cluster/mod.ts";
+import { PeerRequestError, UnknownKindError, usersTable } from "../../../src/cluster/mod.ts";
 import type { ApplyItem } from "../../../src/cluster/replication_wire.ts";
 import { type ClientWrite, ForwardedError, writeQuorumOf } from "../../../src/cluster/replicator.ts";
 import { InvalidRequestError, KvError, UnavailableError } from "../../../src/util/errors.ts";
@@ -124,7 +124,7 @@ Deno.test("Replicator.write() coordinates locally when this node is the key's fi
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
   assert.equal(versionOn(cluster, nodeA, key), 1);
-  assert.equal(cluster.network.sentWhere({ kind: "write" }).length, 0);
+  assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0);
   await cluster.network.settle();
   assert.deepEqual(
     cluster.node(nodeB).store.replicaOf(table, key),
@@ -144,7 +144,7 @@ Deno.test("Replicator.write() forwards to the first live replica when that is an
   assert.equal(entry.version, 1);
   assert.equal(entry.json, cluster.node(nodeB).store.getEntry(table, key)?.json);
   assert.deepEqual(
-    cluster.network.sentWhere({ kind: "write" }).map(({ source, target }) => [source, target]),
+    cluster.network.sentWhere({ kind: "writes" }).map(({ source, target }) => [source, target]),
     [[nodeA, nodeB]],
   );
   assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 1);
@@ -158,7 +158,7 @@ Deno.test("Replicator.write() retries on the next live replica when the first is
   cluster.network.fail(nodeB, "unreachable");
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
-  assert.deepEqual(cluster.network.sentWhere({ kind: "write" }).map(({ target }) => target), [nodeB, nodeC]);
+  assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB, nodeC]);
   assert.equal(versionOn(cluster, nodeC, key), 1, "C coordinated");
   assert.equal(versionOn(cluster, nodeB, key), undefined);
   await cluster.network.settle();
@@ -172,7 +172,7 @@ Deno.test("Replicator.write() coordinates itself when it is the next live replic
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
   assert.equal(versionOn(cluster, nodeA, key), 1);
-  assert.deepEqual(cluster.network.sentWhere({ kind: "write" }).map(({ target }) => target), [nodeB]);
+  assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB]);
 });
 
 Deno.test("Replicator.write() does not retry elsewhere after a timeout: the write may have applied", async () => {
@@ -187,7 +187,7 @@ Deno.test("Replicator.write() does not retry elsewhere after a timeout: the writ
     assert.equal(error.cause.failure, "timeout");
     return true;
   });
-  assert.deepEqual(cluster.network.sentWhere({ kind: "write" }).map(({ target }) => target), [nodeB]);
+  assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB]);
   for (const id of [nodeA, nodeB, nodeC]) assert.equal(versionOn(cluster, id, key), undefined);
 });
 
@@ -231,7 +231,8 @@ Deno.test("Replicator.write() turns a forwarded code it does not pass on into un
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeB]);
   cluster.network.register(nodeB, {
-    write: () => Promise.resolve({ error: { code: "wal_corrupt", message: "segment 3 is corrupt" } }),
+    writes: () =>
+      Promise.resolve({ results: [{ error: { code: "wal_corrupt", message: "segment 3 is corrupt" } }] }),
   });
   await assert.rejects(cluster.node(nodeA).replicator.write(put(key, 1)), (error) => {
     assert.ok(error instanceof ForwardedError);
@@ -239,6 +240,41 @@ Deno.test("Replicator.write() turns a forwarded code it does not pass on into un
     assert.equal(error.message, "segment 3 is corrupt");
     return true;
   });
+});
+
+Deno.test("Replicator.write() sends forwarded writes that wait together in one request, each answered alone", async () => {
+  await using cluster = await FakeCluster.start();
+  const [first, second, bobs] = ["f", "s", "b"].map((prefix) =>
+    findKey((key) => cluster.placement(nodeA).replicasOf(table, key)[0] === nodeB, prefix)
+  ) as [string, string, string];
+  await cluster.node(nodeC).replicator.write(put(bobs, "bob's", { owner: "bob" }));
+  await cluster.network.settle();
+  const requestsBefore = cluster.network.sentWhere({ kind: "writes", source: nodeA }).length;
+  const replicator = cluster.node(nodeA).replicator;
+  const results = await Promise.allSettled([
+    replicator.write(put(first, 1)),
+    replicator.write(put(second, 2)),
+    replicator.write(put(bobs, "alice's")),
+  ]);
+  const batches = cluster.network.sentWhere({ kind: "writes", source: nodeA }).slice(requestsBefore)
+    .map(({ body }) => (body as { items: { key: string }[] }).items.map((item) => item.key));
+  assert.deepEqual(batches, [[first], [second, bobs]], "the first goes at once, the next two wait together");
+  assert.equal(results[0].status === "fulfilled" && results[0].value.version, 1);
+  assert.equal(results[1].status === "fulfilled" && JSON.parse(results[1].value.json).value, 2);
+  assert.ok(results[2].status === "rejected" && results[2].reason instanceof ForwardedError);
+  assert.equal((results[2].reason as ForwardedError).code, "forbidden");
+  const kept = cluster.node(nodeB).store.getEntry(table, bobs);
+  assert.deepEqual([kept?.owner, kept?.version], ["bob", 1], "the refused one changed nothing");
+});
+
+Deno.test("Replicator.write() forwards alone to a coordinator that does not serve batches (an older node)", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeB]);
+  cluster.network.register(nodeB, { writes: () => Promise.reject(new UnknownKindError("writes")) });
+  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  assert.equal(entry.version, 1);
+  assert.deepEqual(cluster.network.sentWhere({ kind: "write" }).map(({ target }) => target), [nodeB]);
+  assert.equal(versionOn(cluster, nodeB, key), 1);
 });
 
 Deno.test("Replicator.write() answers UnavailableError when the quorum is missed, keeping hints", async () => {
