@@ -12,18 +12,15 @@ import { waitFor } from "./wait_for.ts";
 export const clusterSecret = "test-cluster-secret-0123456789abcdef";
 export const jwtSecret = "test-jwt-secret-0123456789abcdef-0123";
 
-/** One node slot: its data dir survives restarts of the process in it. */
+/**
+ * One node slot: its data dir and port survive restarts of the process in it. The port is 0 until the
+ * first process bound one: a port probed free beforehand can be taken by a parallel test before the
+ * node binds it ("Address already in use").
+ */
 interface Slot {
   dataDir: string;
   port: number;
   process: NodeProcess | undefined;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** A test cluster of node processes. */
@@ -57,7 +54,7 @@ export class TestCluster implements AsyncDisposable {
   /** Adds a node that joins the first live one; returns its index. */
   async add(options: NodeOptions = {}): Promise<number> {
     const dataDir = await Deno.makeTempDir({ prefix: "dynarust_cluster_" });
-    this.#slots.push({ dataDir, port: freePort(), process: undefined });
+    this.#slots.push({ dataDir, port: 0, process: undefined });
     const index = this.#slots.length - 1;
     await this.restart(index, options);
     return index;
@@ -74,6 +71,7 @@ export class TestCluster implements AsyncDisposable {
       args: [...(seed === undefined ? [] : [`127.0.0.1:${seed.port}`]), ...(options.args ?? [])],
     });
     slot.process = process;
+    slot.port = Number(new URL(process.baseUrl).port);
     // The node prints its address before it joins and catches up; it serves once /health says so.
     await waitFor(async () => {
       const response = await process.fetch("/health");
