@@ -32,13 +32,6 @@ function makeSecrets() {
 }
 type Secrets = ReturnType<typeof makeSecrets>;
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** A node process whose stdout and stderr are both kept in full. */
 class LoggedNode implements AsyncDisposable {
   readonly baseUrl: string;
@@ -365,13 +358,9 @@ Deno.test("secrets: a 2-node cluster at debug level prints no secret, token or s
     CLUSTER_SECRET: secrets.clusterSecret,
     DYNA_CLUSTER_PRESET: "local-test",
   };
-  const firstPort = freePort();
-  await using first = await LoggedNode.start({ env, listen: `127.0.0.1:${firstPort}` });
-  await using second = await LoggedNode.start({
-    env,
-    listen: `127.0.0.1:${freePort()}`,
-    join: `127.0.0.1:${firstPort}`,
-  });
+  // Port 0: a port probed free beforehand could be taken by a parallel test before the node binds it.
+  await using first = await LoggedNode.start({ env });
+  await using second = await LoggedNode.start({ env, join: new URL(first.baseUrl).host });
   await waitFor(async () => {
     const views = await Promise.all(
       [first, second].map(async (node) => (await (await node.fetch("/membership")).json()).nodes),

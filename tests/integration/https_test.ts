@@ -150,19 +150,13 @@ Deno.test({
   },
 });
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** Starts node `index` of an https cluster on `port`, joining `seed` when given, and waits until it serves. */
+/** Starts a node of an https cluster on a port of its own, joining `seed` when given, and waits until it serves. */
 async function startClusterNode(
-  options: { client: Deno.HttpClient; certificate: NodeCertificate; port: number; seed?: string },
+  options: { client: Deno.HttpClient; certificate: NodeCertificate; seed?: string },
 ): Promise<NodeProcess> {
+  // Port 0: a port probed free beforehand could be taken by a parallel test before the node binds it.
   const node = await NodeProcess.start({
-    listen: `127.0.0.1:${options.port}`,
+    listen: "127.0.0.1:0",
     env: {
       CLUSTER_SECRET: clusterSecret,
       JWT_SECRET: jwtSecret,
@@ -172,7 +166,7 @@ async function startClusterNode(
     args: options.seed === undefined ? [] : [options.seed],
   });
   try {
-    assert.equal(node.baseUrl, `https://127.0.0.1:${options.port}`);
+    assert.match(node.baseUrl, /^https:\/\/127\.0\.0\.1:[0-9]+$/);
     await waitFor(() => serving(options.client, node.baseUrl), {
       timeoutMs: 30_000,
       what: "a node to serve",
@@ -207,13 +201,12 @@ Deno.test({
     stack.defer(() => Deno.remove(dir, { recursive: true }));
     const { ca, nodes: certificates } = await makeCertificates(dir, 3);
     const client = stack.adopt(Deno.createHttpClient({ caCerts: [ca] }), (used) => used.close());
-    const ports = certificates.map(() => freePort());
-    const ids = ports.map((port) => `127.0.0.1:${port}`);
     const nodes: NodeProcess[] = [];
     for (const [index, certificate] of certificates.entries()) {
-      const seed = index === 0 ? {} : { seed: ids[0]! };
-      nodes.push(stack.use(await startClusterNode({ client, certificate, port: ports[index]!, ...seed })));
+      const seed = index === 0 ? {} : { seed: new URL(nodes[0]!.baseUrl).host };
+      nodes.push(stack.use(await startClusterNode({ client, certificate, ...seed })));
     }
+    const ids = nodes.map((node) => new URL(node.baseUrl).host);
     await waitFor(() => converged(client, nodes, ids), { timeoutMs: 20_000, what: "membership over https" });
 
     const token = await register(client, nodes[0]!.baseUrl, "alice");
