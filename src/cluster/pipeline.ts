@@ -60,10 +60,11 @@ export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
 export const writeBatches: BatchKind<WriteRequest, WriteReplyWire> = {
   kind: "writes",
   itemsMax: writeItemsMax,
+  // Up to 3 bytes per UTF-16 unit: UTF-8 of the BMP, or an escaped quote in the state's value text.
   itemBytes(item) {
     const valueChars = item.value === undefined ? 0 : JSON.stringify(item.value).length;
     const stateChars = item.forwarderState?.valueJson?.length ?? 0;
-    return 2 * (valueChars + stateChars) + item.table.length + item.key.length + item.owner.length + 200;
+    return 3 * (valueChars + stateChars + item.table.length + item.key.length + item.owner.length) + 200;
   },
   resultsOf(reply, count) {
     const parsed = WritesReply.safeParse(reply);

@@ -259,3 +259,38 @@ Deno.test("PeerPipeline of forwarded writes: answers each item in order, fails a
   await assert.rejects(b, /malformed/);
   await assert.rejects(c, /malformed/, "unlike apply, a write without its answer is not taken as done");
 });
+
+Deno.test("PeerPipeline of forwarded writes counts 3 bytes per character, so a batch of CJK text fits the limit", async () => {
+  const transport = new ManualTransport();
+  const pipeline = new PeerPipeline({
+    peer: nodeB,
+    transport,
+    timeoutMs: 1_000,
+    logger: silentLogger,
+    batches: writeBatches,
+  });
+  // Each value is ~1.2 MB in UTF-8: three of them (3.6 MB) would pass the transport's 4 MiB with the rest.
+  const value = "中".repeat(400_000);
+  const sent = ["a", "b", "c", "d"].map((key) =>
+    pipeline.send({ op: "put", table: "t", key, value, owner: "alice" } satisfies WriteRequest)
+  );
+  const keys = (index: number) =>
+    (transport.at(index).body as { items: WriteRequest[] }).items.map((item) => item.key);
+  const answer = (count: number) => ({
+    results: Array.from({ length: count }, () => ({ json: "{}", version: 1, deleted: false })),
+  });
+  assert.deepEqual(keys(0), ["a"]);
+  transport.at(0).resolve(answer(1));
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keys(1), ["b", "c"], "a third value would take the batch over batchBytesMax");
+  const bodyBytes = new TextEncoder().encode(JSON.stringify(transport.at(1).body)).length;
+  assert.ok(bodyBytes < batchBytesMax, `${bodyBytes} bytes`);
+  transport.at(1).resolve(answer(2));
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keys(2), ["d"]);
+  transport.at(2).resolve(answer(1));
+  for (const result of sent) {
+    assert.ok(result.accepted);
+    assert.deepEqual(await result.acknowledged, { json: "{}", version: 1, deleted: false });
+  }
+});
