@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   applyBatches,
   batchBytesMax,
+  type BatchKind,
   PeerPipeline,
   pipelineItemsMax,
   writeBatches,
@@ -22,16 +23,23 @@ import { silentLogger } from "../../../src/util/log.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 import { ManualTransport, nodeB } from "./fake_cluster.ts";
 
-function makePipeline(): { transport: ManualTransport; pipeline: PeerPipeline<ApplyItem, ApplyResult> } {
+/** A pipeline of `batches` to node B over a ManualTransport. */
+function pipelineOf<Item, Result>(
+  batches: BatchKind<Item, Result>,
+): { transport: ManualTransport; pipeline: PeerPipeline<Item, Result> } {
   const transport = new ManualTransport();
   const pipeline = new PeerPipeline({
     peer: nodeB,
     transport,
     timeoutMs: 1_000,
     logger: silentLogger,
-    batches: applyBatches,
+    batches,
   });
   return { transport, pipeline };
+}
+
+function makePipeline(): { transport: ManualTransport; pipeline: PeerPipeline<ApplyItem, ApplyResult> } {
+  return pipelineOf(applyBatches);
 }
 
 /** A stored item of key `key` whose value JSON is `valueChars` characters long. */
@@ -226,14 +234,7 @@ Deno.test("PeerPipeline.close() fails queued items, lets the in-flight batch fin
 });
 
 Deno.test("PeerPipeline of forwarded writes: answers each item in order, fails a batch with a malformed answer", async () => {
-  const transport = new ManualTransport();
-  const pipeline = new PeerPipeline({
-    peer: nodeB,
-    transport,
-    timeoutMs: 1_000,
-    logger: silentLogger,
-    batches: writeBatches,
-  });
+  const { transport, pipeline } = pipelineOf(writeBatches);
   const write = (key: string): WriteRequest => ({
     op: "put",
     table: "t",
@@ -261,14 +262,7 @@ Deno.test("PeerPipeline of forwarded writes: answers each item in order, fails a
 });
 
 Deno.test("PeerPipeline of forwarded writes counts 3 bytes per character, so a batch of CJK text fits the limit", async () => {
-  const transport = new ManualTransport();
-  const pipeline = new PeerPipeline({
-    peer: nodeB,
-    transport,
-    timeoutMs: 1_000,
-    logger: silentLogger,
-    batches: writeBatches,
-  });
+  const { transport, pipeline } = pipelineOf(writeBatches);
   // Each value is ~1.2 MB in UTF-8: three of them (3.6 MB) would pass the transport's 4 MiB with the rest.
   const value = "中".repeat(400_000);
   const sent = ["a", "b", "c", "d"].map((key) =>
