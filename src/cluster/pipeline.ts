@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import { utf8Length } from "../util/bytes.ts";
 import type { Logger } from "../util/log.ts";
 import {
   type ApplyItem,
@@ -42,9 +43,10 @@ const applied: ApplyResult = { result: "applied" };
 export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
   kind: "apply",
   itemsMax: applyItemsMax,
+  // A value's JSON text travels inside a JSON string: at most twice its UTF-8 bytes once escaped.
   itemBytes(item) {
     const text = item.store ? item.entry.valueJson ?? "" : item.json;
-    return 2 * text.length + item.table.length + item.key.length + 160;
+    return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) + 160;
   },
   // A peer that sent no results applied everything.
   resultsOf(reply, count) {
@@ -60,11 +62,12 @@ export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
 export const writeBatches: BatchKind<WriteRequest, WriteReplyWire> = {
   kind: "writes",
   itemsMax: writeItemsMax,
-  // Up to 3 bytes per UTF-16 unit: UTF-8 of the BMP, or an escaped quote in the state's value text.
+  // The value travels as JSON, the forwarder's state as a JSON string (escaped: at most twice its bytes).
   itemBytes(item) {
-    const valueChars = item.value === undefined ? 0 : JSON.stringify(item.value).length;
-    const stateChars = item.forwarderState?.valueJson?.length ?? 0;
-    return 3 * (valueChars + stateChars + item.table.length + item.key.length + item.owner.length) + 200;
+    const valueBytes = item.value === undefined ? 0 : utf8Length(JSON.stringify(item.value));
+    const stateBytes = 2 * utf8Length(item.forwarderState?.valueJson ?? "");
+    const nameBytes = utf8Length(item.table) + utf8Length(item.key) + utf8Length(item.owner);
+    return valueBytes + stateBytes + nameBytes + 200;
   },
   resultsOf(reply, count) {
     const parsed = WritesReply.safeParse(reply);

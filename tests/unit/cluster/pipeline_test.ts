@@ -113,7 +113,7 @@ Deno.test("PeerPipeline batches at most applyItemsMax items per request (max and
   await Promise.all(acknowledgements);
 });
 
-// itemBytes = 2 * valueJson.length + table.length + key.length + 160; table "t" and a 3-char key
+// itemBytes = 2 * UTF-8 bytes of valueJson + those of table and key + 160; table "t" and a 3-char key
 // make an item of valueJson length (half - 164) / 2 exactly half of batchBytesMax.
 const halfBatchBytes = batchBytesMax / 2;
 const halfValueChars = (halfBatchBytes - 1 - 3 - 160) / 2;
@@ -287,4 +287,30 @@ Deno.test("PeerPipeline of forwarded writes counts 3 bytes per character, so a b
     assert.ok(result.accepted);
     assert.deepEqual(await result.acknowledged, { json: "{}", version: 1, deleted: false });
   }
+});
+
+Deno.test("PeerPipeline of replicas counts a value's UTF-8 bytes, so a batch of CJK text splits in time", async () => {
+  const { transport, pipeline } = makePipeline();
+  // 200,000 characters of 3 bytes: 0.6 MB each, counted twice for escaping; three of them are over the limit.
+  const cjk = (key: string): ApplyItem => ({
+    store: true,
+    table: "t",
+    key,
+    entry: {
+      version: 1,
+      timestamp: 1,
+      owner: "alice",
+      deleted: false,
+      valueJson: JSON.stringify("中".repeat(200_000)),
+    },
+  });
+  const acknowledgements = ["a", "b", "c", "d"].map((key) => sendAccepted(pipeline, cjk(key)));
+  transport.at(0).resolve({ ok: true });
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keysOf(transport.at(1).body), ["b", "c"]);
+  transport.at(1).resolve({ ok: true });
+  await waitForRequests(transport, 3);
+  assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
+  transport.at(2).resolve({ ok: true });
+  await Promise.all(acknowledgements);
 });
