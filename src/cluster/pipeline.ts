@@ -80,6 +80,8 @@ export const writeBatches: BatchKind<WriteRequest, WriteReplyWire> = {
 
 interface Pending<Item, Result> {
   item: Item;
+  /** `itemBytes(item)`, measured once when queued. */
+  bytes: number;
   resolve: (result: Result) => void;
   reject: (error: unknown) => void;
 }
@@ -129,7 +131,7 @@ export class PeerPipeline<Item, Result> {
   send(item: Item): { accepted: false } | { accepted: true; acknowledged: Promise<Result> } {
     if (this.#closed || this.backlog >= pipelineItemsMax) return { accepted: false };
     const acknowledged = new Promise<Result>((resolve, reject) =>
-      this.#queue.push({ item, resolve, reject })
+      this.#queue.push({ item, bytes: this.#batches.itemBytes(item), resolve, reject })
     );
     acknowledged.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
     if (!this.#sending) void this.#drain();
@@ -149,7 +151,7 @@ export class PeerPipeline<Item, Result> {
     let bytes = 0;
     let length = 0;
     while (length < this.#queue.length && length < this.#batches.itemsMax) {
-      bytes += this.#batches.itemBytes(this.#queue[length]!.item);
+      bytes += this.#queue[length]!.bytes;
       if (length > 0 && bytes > batchBytesMax) break;
       length += 1;
     }

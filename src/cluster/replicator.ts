@@ -267,20 +267,22 @@ export class Replicator {
     const body: WriteRequest = { ...rest, owner: conditions.owner };
     if (conditions.ifVersion !== undefined) body.ifVersion = conditions.ifVersion;
     if (forwarderState !== undefined) body.forwarderState = forwarderState;
-    const sent = this.#writePipeline(coordinator).send(body);
-    let reply: WriteReplyWire;
-    try {
-      if (!sent.accepted) throw new Error("the writes pipeline is full");
-      reply = await sent.acknowledged;
-    } catch (error) {
-      // Only a batch that was never taken is sent again: an unknown kind runs nothing.
-      if (sent.accepted && !isUnknownKind(error)) throw error;
-      reply = WriteReply.parse(
-        await this.#options.transport.request(coordinator, "write", body, {
-          timeoutMs: this.#options.config.requestTimeoutMs * 2,
-        }),
-      );
+    const sent = this.#pipelineTo(this.#writePipelines, coordinator, writeBatches, this.#forwardTimeoutMs)
+      .send(body);
+    let reply: WriteReplyWire | undefined;
+    if (sent.accepted) {
+      try {
+        reply = await sent.acknowledged;
+      } catch (error) {
+        // Only a batch that was never taken is sent again: an unknown kind runs nothing.
+        if (!isUnknownKind(error)) throw error;
+      }
     }
+    reply ??= WriteReply.parse(
+      await this.#options.transport.request(coordinator, "write", body, {
+        timeoutMs: this.#forwardTimeoutMs,
+      }),
+    );
     if ("error" in reply) {
       const code = forwardedCodes.has(reply.error.code) ? reply.error.code as ErrorCode : "unavailable";
       throw new ForwardedError(code, reply.error.message);
@@ -452,38 +454,29 @@ export class Replicator {
   }
 
   #pipeline(peer: string): PeerPipeline<ApplyItem, ApplyResult> {
-    assert(peer !== this.self, "no pipeline to self");
-    let pipeline = this.#pipelines.get(peer);
-    if (pipeline === undefined) {
-      pipeline = this.#newPipeline(peer, applyBatches, this.#options.config.requestTimeoutMs);
-      this.#pipelines.set(peer, pipeline);
-    }
-    return pipeline;
+    return this.#pipelineTo(this.#pipelines, peer, applyBatches, this.#options.config.requestTimeoutMs);
   }
 
-  #writePipeline(coordinator: string): PeerPipeline<WriteRequest, WriteReplyWire> {
-    assert(coordinator !== this.self, "no pipeline to self");
-    let pipeline = this.#writePipelines.get(coordinator);
-    if (pipeline === undefined) {
-      // A forwarded write may wait for a catch-up read and two fsyncs: twice a replica request's time.
-      pipeline = this.#newPipeline(coordinator, writeBatches, this.#options.config.requestTimeoutMs * 2);
-      this.#writePipelines.set(coordinator, pipeline);
-    }
-    return pipeline;
+  /** A forwarded write may wait for a catch-up read and two fsyncs: twice a replica request's time. */
+  get #forwardTimeoutMs(): number {
+    return this.#options.config.requestTimeoutMs * 2;
   }
 
-  #newPipeline<Item, Result>(
+  /** The pipeline of `batches` to `peer` in `pipelines`, made on first use. */
+  #pipelineTo<Item, Result>(
+    pipelines: Map<string, PeerPipeline<Item, Result>>,
     peer: string,
     batches: BatchKind<Item, Result>,
     timeoutMs: number,
   ): PeerPipeline<Item, Result> {
-    return new PeerPipeline({
-      peer,
-      transport: this.#options.transport,
-      timeoutMs,
-      logger: this.#options.logger,
-      batches,
-    });
+    assert(peer !== this.self, "no pipeline to self");
+    let pipeline = pipelines.get(peer);
+    if (pipeline === undefined) {
+      const { transport, logger } = this.#options;
+      pipeline = new PeerPipeline({ peer, transport, timeoutMs, logger, batches });
+      pipelines.set(peer, pipeline);
+    }
+    return pipeline;
   }
 
   /** Ships keys to a peer (rebalancing, anti-entropy); resolves true when all were acknowledged. */
