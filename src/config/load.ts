@@ -24,6 +24,7 @@ const envSettings = {
   snapLimit: { env: ["SNAP_LIMIT"], flag: "snap-limit" },
   snapIntervalSecs: { env: ["SNAP_INTERVAL_SECS"], flag: "snap-interval-secs" },
   logLevel: { env: ["DYNA_LOG", "RUST_LOG"], flag: "log" },
+  logFormat: { env: ["DYNA_LOG_FORMAT"], flag: "log-format" },
   advertise: { env: ["DYNA_ADVERTISE"], flag: "advertise" },
   clusterPreset: { env: ["DYNA_CLUSTER_PRESET"], flag: "cluster-preset" },
   replicationFactor: { env: ["REPLICATION_FACTOR"], flag: "replication-factor" },

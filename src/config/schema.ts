@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defaultLimits, type Limits } from "./limits.ts";
-import { logLevels } from "../util/log.ts";
+import { logFormats, logLevels } from "../util/log.ts";
 
 /** `host:port`, with `[v6]:port` for IPv6. Port 0 picks a free port. */
 export const HostPort = z.string().transform((text, context) => {
@@ -61,6 +61,8 @@ export const ConfigSchema = z.object({
   snapLimit: z.coerce.number().int().min(1).default(100),
   snapIntervalSecs: positiveInt.default(3600),
   logLevel: z.enum(logLevels).default("info"),
+  /** `text` lines for people, `json` lines (one object each) for log shippers. */
+  logFormat: z.enum(logFormats).default("text"),
   /** The `host:port` other nodes reach this one at; default: the listen address. */
   advertise: HostPort.optional(),
   /** Cluster timing preset: `lan` (default) or `local-test` (short intervals for tests on one machine). */

@@ -103,3 +103,27 @@ Deno.test("config: a data dir written under another build key is refused with ex
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("config: --log-format json writes every log line as one JSON object, request logs at debug", async () => {
+  await using node = await NodeProcess.start({ args: ["--log-format", "json", "--log", "debug"] });
+  const health = await node.fetch("/health");
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+  const missing = await node.fetch("/t/key/nothing-here");
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
+  assert.equal((await node.stop("SIGTERM")).code, 0);
+  const lines = (await node.stderrText()).split("\n").filter((line) => line !== "");
+  const events = lines.map((line) => {
+    const event = JSON.parse(line);
+    assert.equal(typeof event.time, "string", line);
+    assert.ok(["error", "warn", "info", "debug"].includes(event.level), line);
+    assert.equal(typeof event.msg, "string", line);
+    return event;
+  });
+  assert.ok(events.some((event) => event.level === "warn" && /JWT_SECRET is not set/.test(event.msg)));
+  assert.ok(events.some((event) => event.msg === "serving" && event.level === "info"));
+  const requests = events.filter((event) => event.msg === "request");
+  assert.ok(requests.some((event) => event.method === "GET" && event.status === 404), lines.join("\n"));
+  assert.ok(events.some((event) => event.msg === "stopped"));
+});

@@ -40,6 +40,13 @@ Deno.test("loadConfig() applies defaults, env and flags, flags winning", () => {
   assert.equal(run(["127.0.0.1:1"], { DYNA_LOG: "warn", RUST_LOG: "debug" }).logLevel, "warn");
 });
 
+Deno.test("loadConfig() takes the log format from --log-format or DYNA_LOG_FORMAT, text by default", () => {
+  assert.equal(run(["127.0.0.1:1"]).logFormat, "text");
+  assert.equal(run(["127.0.0.1:1"], { DYNA_LOG_FORMAT: "json" }).logFormat, "json");
+  assert.equal(run(["127.0.0.1:1", "--log-format", "text"], { DYNA_LOG_FORMAT: "json" }).logFormat, "text");
+  assert.match(issuesOf(["127.0.0.1:1", "--log-format", "xml"])[0]!, /^DYNA_LOG_FORMAT: /);
+});
+
 Deno.test("loadConfig() lists every problem at once", () => {
   const issues = issuesOf(["bad", "also bad"], { SNAP_LIMIT: "x", DYNA_MODE: "ftp" });
   assert.equal(issues.length, 4, issues.join("\n"));
