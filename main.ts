@@ -19,7 +19,7 @@ import {
   loadOrCreateSecretFile,
   Store,
 } from "./src/store/mod.ts";
-import { type App, createApp, type NodePhase, problemResponse } from "./src/http/mod.ts";
+import { type App, createApp, type NodeMetrics, type NodePhase, problemResponse } from "./src/http/mod.ts";
 import {
   type ClusterConfig,
   ClusterNode,
@@ -219,6 +219,8 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     logger,
     membership: () => cluster.members(),
     nodeStats: () => nodeStats(store, broker, cluster),
+    nodeMetrics: () => nodeMetrics(store, broker, cluster),
+    version,
     internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
     phase: options.phase,
     onFatal: options.onFatal,
@@ -260,6 +262,23 @@ function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
   };
 }
 
+function nodeMetrics(store: Store, broker: Broker, cluster: ClusterNode): NodeMetrics {
+  const stats = store.stats();
+  const replication = cluster.replicator.stats;
+  return {
+    tables: store.tableCounts(),
+    walBatchRecords: stats.wal.batchRecords,
+    walSyncSeconds: stats.wal.syncSeconds,
+    walBytes: stats.walBytes,
+    sseConnections: broker.activeCount,
+    sseDropped: broker.droppedCount,
+    replicationBacklog: cluster.replicator.pipelineBacklog(),
+    hintBacklog: replication.hintCount,
+    hintsDropped: replication.hintsDropped,
+    forwardedWrites: replication.forwardedWrites,
+  };
+}
+
 /**
  * Starts a node: listens (so port 0 resolves and the address is known), opens the store, builds the
  * cluster and the app, joins `JOIN_ADDRESS` when given, and serves.
@@ -267,7 +286,7 @@ function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
  * @throws {ConfigError}, the store's WrongKeyError/WalCorruptError, or JoinError.
  */
 export async function startNode(config: Config, options: StartOptions = {}): Promise<NodeHandle> {
-  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const tls = await readTls(config);
   await checkDataDir(config.dataDir);
   const startedMs = systemClock.nowMs();

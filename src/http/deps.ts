@@ -1,6 +1,7 @@
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
+import type { Histogram } from "../util/metrics.ts";
 
 /** A key's state as the HTTP layer serves it: the bytes prepared at write time and the version. */
 export interface EntryView {
@@ -65,18 +66,37 @@ export interface MemberView {
 /** The life cycle of a node as `/health` reports it. */
 export type NodePhase = "starting" | "serving" | "draining";
 
+/** What `/metrics` reports of the parts below the HTTP layer. */
+export interface NodeMetrics {
+  /** Name → live keys held here, internal tables included. */
+  tables: ReadonlyMap<string, number>;
+  walBatchRecords: Histogram;
+  walSyncSeconds: Histogram;
+  walBytes: number;
+  sseConnections: number;
+  sseDropped: number;
+  replicationBacklog: number;
+  hintBacklog: number;
+  hintsDropped: number;
+  forwardedWrites: number;
+}
+
 /** Everything `createApp` needs; built in `main.ts`. */
 export interface AppDeps {
   kv: Kv;
   broker: EventBroker;
   auth: Authenticator;
   limits: Limits;
+  /** The node's version, for `/openapi.json`. */
+  version: string;
   clock: Clock;
   logger: Logger;
   /** This node's view of the members. */
   membership(): MemberView[];
   /** Counters of this node for `/stats`: `tables` (name → live keys held here) and anything else. */
   nodeStats(): { tables: Map<string, number>; activeSseConnections: number; extra: Record<string, unknown> };
+  /** Counters of this node for `/metrics`. */
+  nodeMetrics(): NodeMetrics;
   /** Serves an authenticated node-to-node request (`POST /_internal/{kind}`). */
   internal(kind: string, headers: Headers, bodyText: string): Promise<unknown>;
   phase(): NodePhase;

@@ -20,7 +20,9 @@ import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import { readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
-import { internalAnswer, registerNodeRoutes, type RequestStats } from "./routes/node.ts";
+import { internalAnswer, registerNodeRoutes } from "./routes/node.ts";
+import { RequestMetrics, routeOf } from "./metrics.ts";
+import { allowedMethods } from "./api.ts";
 
 export type {
   AppDeps,
@@ -31,26 +33,14 @@ export type {
   Kv,
   KvWrite,
   MemberView,
+  NodeMetrics,
   NodePhase,
 } from "./deps.ts";
 export { problemResponse } from "./error_map.ts";
 
-/** Node-level paths (one segment, or `/auth/{user}`), with the methods each allows; others are a 405. */
-const nodeMethods: Array<[string, string]> = [
-  ["/auth/:user", "POST"],
-  ["/stats", "GET, HEAD"],
-  ["/health", "GET, HEAD"],
-  ["/membership", "GET, HEAD"],
-];
-
-/** Table paths (`/{table}/...`, two or three segments), with the methods each allows. */
-const tableMethods: Array<[string, string]> = [
-  ["/:table/key/:key", "GET, HEAD, PUT, PATCH, DELETE"],
-  ["/:table/store", "GET, HEAD"],
-  ["/:table/keys", "GET, HEAD, POST"],
-  ["/:table/subscribe/:key", "GET, HEAD"],
-  ["/:table/subscribe", "GET, HEAD"],
-];
+/** Node-level paths (one segment, or `/auth/{user}`) and table paths (`/{table}/...`), with their methods. */
+const nodeMethods = allowedMethods().filter(([path]) => !path.startsWith("/:table/"));
+const tableMethods = allowedMethods().filter(([path]) => path.startsWith("/:table/"));
 
 /** The node's HTTP handler: `handle(request, info)` has the shape of a `Deno.serve` handler. */
 export interface App {
@@ -59,6 +49,8 @@ export interface App {
 
 /** The prefix of node-to-node requests. */
 const internalPrefix = "/_internal/";
+/** The route template of `/{table}/key/{key}` in metrics. */
+const keyRoute = "/{table}/key/{key}";
 /** The prefix of the login route, the one node path with two segments. */
 const authPrefix = "/auth/";
 
@@ -70,7 +62,7 @@ const authPrefix = "/auth/";
  * Hono falls back to its slower trie router.
  */
 export function createApp(deps: AppDeps): App {
-  const requestStats: RequestStats = { requestCount: 0, latencyMsTotal: 0 };
+  const requestStats = new RequestMetrics();
   const nodeApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
   registerAuthRoutes(nodeApp, deps);
   registerNodeRoutes(nodeApp, deps, requestStats);
@@ -82,9 +74,9 @@ export function createApp(deps: AppDeps): App {
   // Peers talk to this node in every phase: while it starts (it catches up) and drains (it hands off).
   // Their POSTs go to `internalAnswer` before any routing; this app only answers anything else with a 404.
   const internalApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
-  const finish = (request: Request, response: Response, startedMs: number | undefined): Response => {
-    requestStats.requestCount += 1;
-    if (startedMs !== undefined) requestStats.latencyMsTotal += deps.clock.monotonicMs() - startedMs;
+  const finish = (request: Request, route: string, response: Response, startedMs: number | undefined) => {
+    const latencyMs = startedMs === undefined ? 0 : deps.clock.monotonicMs() - startedMs;
+    requestStats.record(request.method, route, response.status, latencyMs);
     if (deps.logger.enabled("debug")) {
       deps.logger.debug("request", { method: request.method, url: request.url, status: response.status });
     }
@@ -114,18 +106,19 @@ export function createApp(deps: AppDeps): App {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
         const response = readKeyOrError(request, path, deps);
-        if (!(response instanceof Promise)) return finish(request, response, undefined);
+        if (!(response instanceof Promise)) return finish(request, keyRoute, response, undefined);
         const waitedFromMs = deps.clock.monotonicMs();
-        return response.then((settled) => finish(request, settled, waitedFromMs));
+        return response.then((settled) => finish(request, keyRoute, settled, waitedFromMs));
       }
       const startedMs = deps.clock.monotonicMs();
       const op = keyPath ? writeOpOf(request.method) : undefined;
+      const route = keyPath ? keyRoute : routeOf(path);
       const response = op !== undefined
         ? writeKey(request, path.slice(1).split("/"), deps, op).catch((error) => errorResponse(error, deps))
         : (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
       return response instanceof Promise
-        ? response.then((settled) => finish(request, settled, startedMs))
-        : finish(request, response, startedMs);
+        ? response.then((settled) => finish(request, route, settled, startedMs))
+        : finish(request, route, response, startedMs);
     },
   };
 }

@@ -64,15 +64,35 @@ export function checkName(name: string, options: { what: "table" | "key" | "user
   }
 }
 
+/** A table the node keeps for itself (users): not reachable through, nor counted by, the KV routes. */
+export function isInternalTable(table: string): boolean {
+  return table.startsWith("_");
+}
+
 /** Decodes and checks a table name for the KV routes (reserved names refused). */
 export function decodeTable(raw: string, bytesMax: number): string {
   const table = decodeName(raw, { what: "table", bytesMax });
-  if (table.startsWith("_") || table === "auth") throw new ReservedTableError(table);
+  if (isInternalTable(table) || table === "auth") throw new ReservedTableError(table);
   return table;
 }
 
 /** `POST /auth/{user}` body. */
 export const AuthBody = z.object({ secret: z.string().min(1).max(1024) });
+
+/** Any JSON value. */
+export const JsonValue = z.json();
+
+/**
+ * `PUT` body. The route checks it with `valueOfBody` (zod would copy the value); a test holds the two to
+ * the same verdicts.
+ */
+export const ValueBody = z.object({ value: JsonValue });
+
+/** `PATCH` body: an object to merge (RFC 7396). Checked like `ValueBody`. */
+export const MergePatchBody = z.object({ value: z.record(z.string(), JsonValue) });
+
+/** `POST /{table}/keys` body: key names. Checked by `batchKeys`, which also counts and checks each name. */
+export const KeyListBody = z.array(z.string());
 
 /** `?limit=N&after=KEY` of the listing routes. */
 export const ListQuery = z.object({

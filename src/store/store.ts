@@ -46,7 +46,8 @@ import type {
   WriteOptions,
 } from "./types.ts";
 import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
-import { Wal, walBatchBytesMax } from "./wal.ts";
+import { Wal, walBatchBytesMax, type WalMetrics } from "./wal.ts";
+import { countBounds, Histogram, secondsBounds } from "../util/metrics.ts";
 import { VisibleIndex } from "./visible_index.ts";
 import {
   checkRecordAt,
@@ -126,6 +127,11 @@ export class Store {
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
   readonly #recordBytesMax: number;
   readonly #failpoints: Failpoints;
+  /** Kept across the WAL files of one open store. */
+  readonly #walMetrics: WalMetrics = {
+    batchRecords: new Histogram(countBounds),
+    syncSeconds: new Histogram(secondsBounds),
+  };
   #wal: Wal<PendingWrite> | undefined;
   #sequenceDurable = 0;
   #sequenceAccepted = 0;
@@ -366,6 +372,8 @@ export class Store {
       sizeBytes,
       batchRecordsMax: this.#options.limits.walBatchRecordsMax,
       failpoints: this.#failpoints,
+      clock: this.#options.clock,
+      metrics: this.#walMetrics,
       onDurable: (writes) => this.#applyDurable(writes),
       onFailed: (error, fatal) => this.#dropPending(error, fatal),
       onFlushed: () => this.#maybeCheckpoint(),
@@ -1019,6 +1027,7 @@ export class Store {
       sequence: this.#sequenceDurable,
       indexPageBytes: this.#index.pageStats.pageBytes,
       indexLiveBytes: this.#index.pageStats.liveBytes,
+      wal: this.#walMetrics,
     };
   }
 

@@ -1,3 +1,4 @@
+import type { WalMetrics } from "./wal.ts";
 import type { Encryption } from "./crypto.ts";
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
@@ -85,6 +86,8 @@ export interface StoreStats {
   indexPageBytes: number;
   /** Bytes of the records keys point at; the rest of `indexPageBytes` waits for compaction. */
   indexLiveBytes: number;
+  /** Records per WAL batch, and seconds per WAL sync, since open. */
+  wal: WalMetrics;
 }
 
 /**

@@ -1,4 +1,6 @@
 import { assert } from "../util/assert.ts";
+import type { Clock } from "../util/clock.ts";
+import type { Histogram } from "../util/metrics.ts";
 import type { Encryption } from "./crypto.ts";
 import { StorageFailedError, StorageFullError } from "./errors.ts";
 import type { Failpoints } from "./failpoints.ts";
@@ -17,6 +19,14 @@ export interface WalItem {
   readonly encoded: Uint8Array;
 }
 
+/** What a WAL measures of each batch, for `/metrics`. */
+export interface WalMetrics {
+  /** Records per batch. */
+  batchRecords: Histogram;
+  /** Seconds each `syncData` took. */
+  syncSeconds: Histogram;
+}
+
 /** Options of {@linkcode Wal}. */
 export interface WalOptions<Item extends WalItem> {
   /** The open WAL file (read + append), already holding a valid header and `sizeBytes` bytes. */
@@ -29,6 +39,8 @@ export interface WalOptions<Item extends WalItem> {
   batchRecordsMax: number;
   /** Reached between the write and the sync of a batch, and in the middle of a truncation. */
   failpoints: Failpoints;
+  clock: Clock;
+  metrics: WalMetrics;
   /** Called once per batch after its sync and before its appends resolve, in batch order. */
   onDurable: (items: readonly Item[]) => void;
   /**
@@ -151,7 +163,9 @@ export class Wal<Item extends WalItem> {
     try {
       const failpoints = this.#options.failpoints;
       if (failpoints.armed) await failpoints.reach("wal.afterAppendBeforeSync");
+      const syncStartedMs = this.#options.clock.monotonicMs();
       await this.#options.file.syncData();
+      this.#options.metrics.syncSeconds.observe((this.#options.clock.monotonicMs() - syncStartedMs) / 1000);
     } catch (error) {
       // After a failed fsync the state of the page cache is unknown (fsyncgate): never retry, never ack.
       // The frame is cut off (best effort), so a restart without a power cut does not replay a write
@@ -163,6 +177,7 @@ export class Wal<Item extends WalItem> {
     this.#sizeBytes += frame.length;
     this.batchCount += 1;
     this.recordCount += batch.length;
+    this.#options.metrics.batchRecords.observe(batch.length);
     this.#options.onDurable(batch.map((waiter) => waiter.item));
     for (const waiter of batch) waiter.resolve();
     this.#options.onFlushed?.();

@@ -3,21 +3,18 @@ import type { AppDeps } from "../deps.ts";
 import { problemResponse } from "../error_map.ts";
 import { jsonText } from "../request.ts";
 import { readBodyText } from "../body.ts";
+import { metricsContentType, renderMetrics, type RequestMetrics } from "../metrics.ts";
+import { isInternalTable } from "../schemas.ts";
+import { openApiDocument } from "../openapi.ts";
 
-/** Counters of the HTTP layer shown by `/stats`. */
-export interface RequestStats {
-  requestCount: number;
-  latencyMsTotal: number;
-}
-
-/** `/stats`, `/health`, `/membership` (SPEC §3 rows 9–11) and the node-to-node door. */
-export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: RequestStats): void {
+/** `/stats`, `/health`, `/membership`, `/metrics` (SPEC §3 rows 9–11) and the node-to-node door. */
+export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: RequestMetrics): void {
   app.get("/stats", () => {
     const stats = deps.nodeStats();
     const tables: Record<string, number> = {};
     let totalKeys = 0;
     for (const [table, count] of stats.tables) {
-      if (table.startsWith("_")) continue; // reserved tables (users) are not part of the KV view
+      if (isInternalTable(table)) continue;
       Object.defineProperty(tables, table, { value: count, enumerable: true });
       totalKeys += count;
     }
@@ -32,6 +29,15 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
       ...stats.extra,
     }));
   });
+
+  app.get(
+    "/metrics",
+    () =>
+      new Response(renderMetrics(deps, requestStats), { headers: { "content-type": metricsContentType } }),
+  );
+
+  let openApiText: string | undefined;
+  app.get("/openapi.json", () => jsonText(openApiText ??= JSON.stringify(openApiDocument(deps.version))));
 
   app.get("/health", () => {
     const phase = deps.phase();

@@ -3,8 +3,11 @@ import {
   checkName,
   decodeName,
   decodeTable,
+  MergePatchBody,
   parseIfMatch,
   parseLastEventId,
+  ValueBody,
+  valueOfBody,
 } from "../../../src/http/schemas.ts";
 import { readBodyText, readJsonBody } from "../../../src/http/body.ts";
 import { rawSegments } from "../../../src/http/request.ts";
@@ -107,4 +110,32 @@ Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 40
     await asyncCodeOf(() => readJsonBody(request("[".repeat(500_000)), limits)),
     "invalid_request",
   );
+});
+
+Deno.test("valueOfBody() refuses exactly the bodies the documented schemas ValueBody and MergePatchBody refuse", () => {
+  // Bodies as JSON.parse gives them: the hand check and the schema must agree on each.
+  const bodies = [
+    "{}",
+    '{"value":1}',
+    '{"value":null}',
+    '{"value":"s"}',
+    '{"value":[1,{"a":2}]}',
+    '{"value":{}}',
+    '{"value":{"a":{"b":[null]}}}',
+    '{"other":1}',
+    '{"value":1,"extra":2}',
+    "[]",
+    '[{"value":1}]',
+    "null",
+    "3",
+    '"value"',
+  ];
+  for (const text of bodies) {
+    const body = JSON.parse(text);
+    for (const [objectOnly, schema] of [[false, ValueBody], [true, MergePatchBody]] as const) {
+      const byHand = codeOf(() => valueOfBody(body, { objectOnly }));
+      const bySchema = schema.safeParse(body).success ? "none" : "invalid_request";
+      assert.equal(byHand, bySchema, `${text} (objectOnly ${objectOnly})`);
+    }
+  }
 });

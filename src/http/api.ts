@@ -1,0 +1,292 @@
+/**
+ * The one list of the routes a node serves, with what each takes and answers. The app's method checks
+ * (405 with `Allow`) and `GET /openapi.json` are both built from it, so the document cannot drift from
+ * the routes. Request schemas are those `schemas.ts` validates with.
+ */
+import { z } from "zod";
+import { AuthBody, JsonValue, KeyListBody, ListQuery, MergePatchBody, ValueBody } from "./schemas.ts";
+
+export type Method = "get" | "post" | "put" | "patch" | "delete";
+
+/** One answer of an operation: JSON of a named schema, or another content type. */
+export interface Answer {
+  description: string;
+  schema?: ComponentName;
+  contentType?: string;
+}
+
+export interface Operation {
+  summary: string;
+  /** Needs `Authorization: Bearer <token>`. */
+  auth?: true;
+  /** A JSON body of a named schema. */
+  body?: ComponentName;
+  query?: z.ZodObject;
+  headers?: ReadonlyArray<{ name: string; description: string }>;
+  answers: Readonly<Record<number, Answer>>;
+}
+
+export interface RouteDoc {
+  /** In Hono's form: `/:table/key/:key`. */
+  path: string;
+  /** A node-to-node route: not routed by the public apps, and not part of their method checks. */
+  internal?: true;
+  operations: Partial<Record<Method, Operation>>;
+}
+
+const VersionedValue = z.object({
+  value: JsonValue,
+  version: z.number().int().min(1),
+  timestamp: z.number().int().describe("ms since the epoch"),
+  owner: z.string(),
+});
+
+/** Every schema of a body or an answer, by the name the document's components give it. */
+export const components = {
+  JsonValue,
+  VersionedValue,
+  AuthBody,
+  ValueBody,
+  MergePatchBody,
+  KeyList: KeyListBody,
+  ValueMap: z.record(z.string(), VersionedValue),
+  KeyNames: z.array(z.string()),
+  Problem: z.object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string().describe("stable snake_case error code, e.g. key_not_found"),
+  }),
+  Token: z.object({ status: z.literal("User created").optional(), token: z.string() }),
+  Stats: z.looseObject({
+    tables: z.record(z.string(), z.number().int()),
+    total_keys: z.number().int(),
+    total_requests: z.number().int(),
+    average_latency_ms: z.number(),
+    active_sse_connections: z.number().int(),
+  }),
+  Membership: z.object({
+    nodes: z.array(z.object({
+      id: z.string(),
+      address: z.string(),
+      status: z.enum(["alive", "suspect", "dead", "left"]),
+      incarnation: z.number().int(),
+      last_seen_ms: z.number(),
+    })),
+  }),
+  Health: z.object({ status: z.literal("ok") }),
+  Deleted: z.object({ message: z.literal("Deleted") }),
+} as const;
+export type ComponentName = keyof typeof components;
+
+const problem = (description: string): Answer => ({ description, schema: "Problem" });
+const eventStream: Answer = {
+  description:
+    "An event stream (SSE): `Created`, `Updated` and `Deleted` events, each with its version as id",
+  contentType: "text/event-stream",
+};
+const listQuery = ListQuery;
+const ifMatch = {
+  name: "if-match",
+  description: 'Only write when the current version is this one, e.g. "7"',
+};
+const lastEventId = { name: "last-event-id", description: "Resume after this version (sent by EventSource)" };
+
+/** Every route, in the order of SPEC §3. */
+export const apiRoutes: readonly RouteDoc[] = [
+  {
+    path: "/auth/:user",
+    operations: {
+      post: {
+        summary: "Register (first call for a name) or log in; answers a bearer token",
+        body: "AuthBody",
+        answers: {
+          200: { description: "Logged in", schema: "Token" },
+          201: { description: "User created", schema: "Token" },
+          400: problem("Bad body or user name"),
+          401: problem("Wrong secret"),
+          429: problem("Too many failed attempts"),
+        },
+      },
+    },
+  },
+  {
+    path: "/:table/key/:key",
+    operations: {
+      get: {
+        summary: "Read a key",
+        headers: [{ name: "if-none-match", description: "Answer 304 when the version is still this one" }],
+        answers: {
+          200: { description: "The value, with `ETag` its version", schema: "VersionedValue" },
+          304: { description: "Not modified since the version in If-None-Match" },
+          404: problem("No such key"),
+        },
+      },
+      put: {
+        summary: "Create or replace a key (201 once durable)",
+        auth: true,
+        body: "ValueBody",
+        headers: [ifMatch],
+        answers: {
+          201: { description: "Written and durable", schema: "VersionedValue" },
+          400: problem("Body not JSON, or no value"),
+          401: problem("Missing, invalid or expired token"),
+          403: problem("The key belongs to another user"),
+          412: problem("If-Match is not the current version"),
+          413: problem("Body over the limit"),
+          503: problem("Not enough replicas answered"),
+        },
+      },
+      patch: {
+        summary: "Merge an object into a key's object value (JSON Merge Patch, RFC 7396)",
+        auth: true,
+        body: "MergePatchBody",
+        headers: [ifMatch],
+        answers: {
+          201: { description: "Merged and durable", schema: "VersionedValue" },
+          400: problem("The patch or the stored value is not an object"),
+          401: problem("Missing, invalid or expired token"),
+          403: problem("The key belongs to another user"),
+          404: problem("No such key"),
+          412: problem("If-Match is not the current version"),
+        },
+      },
+      delete: {
+        summary: "Delete a key",
+        auth: true,
+        headers: [ifMatch],
+        answers: {
+          200: { description: "Deleted", schema: "Deleted" },
+          401: problem("Missing, invalid or expired token"),
+          403: problem("The key belongs to another user"),
+          404: problem("No such key"),
+        },
+      },
+    },
+  },
+  {
+    path: "/:table/store",
+    operations: {
+      get: {
+        summary: "Every key of a table with its value, in key order, streamed; paged with limit and after",
+        query: listQuery,
+        answers: {
+          200: { description: "key → VersionedValue", schema: "ValueMap" },
+          400: problem("Bad limit or after"),
+          404: problem("No such table"),
+        },
+      },
+    },
+  },
+  {
+    path: "/:table/keys",
+    operations: {
+      get: {
+        summary: "The key names of a table, in key order, streamed; paged with limit and after",
+        query: listQuery,
+        answers: {
+          200: { description: "Key names", schema: "KeyNames" },
+          400: problem("Bad limit or after"),
+          404: problem("No such table"),
+        },
+      },
+      post: {
+        summary: "Read many keys at once; missing keys are left out",
+        body: "KeyList",
+        answers: {
+          200: { description: "key → VersionedValue", schema: "ValueMap" },
+          400: problem("Not an array of key names, or too many"),
+        },
+      },
+    },
+  },
+  {
+    path: "/:table/subscribe/:key",
+    operations: {
+      get: {
+        summary: "Live changes of one key",
+        headers: [lastEventId],
+        answers: { 200: eventStream, 503: problem("Too many subscribers") },
+      },
+    },
+  },
+  {
+    path: "/:table/subscribe",
+    operations: {
+      get: {
+        summary: "Live changes of every key of a table",
+        headers: [lastEventId],
+        answers: { 200: eventStream, 503: problem("Too many subscribers") },
+      },
+    },
+  },
+  {
+    path: "/stats",
+    operations: {
+      get: {
+        summary: "Counters of this node",
+        answers: { 200: { description: "Counters", schema: "Stats" } },
+      },
+    },
+  },
+  {
+    path: "/membership",
+    operations: {
+      get: {
+        summary: "Every known node with its gossip state",
+        answers: { 200: { description: "Members", schema: "Membership" } },
+      },
+    },
+  },
+  {
+    path: "/health",
+    operations: {
+      get: {
+        summary: "Whether this node serves",
+        answers: { 200: { description: "Serving", schema: "Health" }, 503: problem("Starting or draining") },
+      },
+    },
+  },
+  {
+    path: "/metrics",
+    operations: {
+      get: {
+        summary: "Counters in the Prometheus text format",
+        answers: { 200: { description: "Prometheus exposition 0.0.4", contentType: "text/plain" } },
+      },
+    },
+  },
+  {
+    path: "/openapi.json",
+    operations: {
+      get: {
+        summary: "This document",
+        answers: { 200: { description: "OpenAPI 3.1", contentType: "application/json" } },
+      },
+    },
+  },
+  {
+    path: "/_internal/:kind",
+    internal: true,
+    operations: {
+      post: {
+        summary: "Node-to-node requests, signed with CLUSTER_SECRET; not for clients",
+        answers: {
+          200: { description: "The peer's answer", contentType: "application/json" },
+          403: problem("Not signed by a member"),
+          404: problem("Unknown kind"),
+        },
+      },
+    },
+  },
+];
+
+/** The public routes as `[path, Allow]` pairs, HEAD allowed wherever GET is. */
+export function allowedMethods(): Array<[string, string]> {
+  return apiRoutes.filter((route) => route.internal === undefined).map((route) => {
+    const methods = Object.keys(route.operations).map((method) => method.toUpperCase());
+    if (methods.includes("GET")) methods.splice(methods.indexOf("GET") + 1, 0, "HEAD");
+    return [route.path, methods.join(", ")];
+  });
+}

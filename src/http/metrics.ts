@@ -1,0 +1,124 @@
+/**
+ * `GET /metrics`: the node's counters in the Prometheus text format. Requests are counted by method,
+ * route template (never the raw path, so table and key names do not multiply the series) and status.
+ */
+import { Histogram, MetricsText, secondsBounds } from "../util/metrics.ts";
+import type { AppDeps, MemberView } from "./deps.ts";
+import { isInternalTable } from "./schemas.ts";
+import { apiRoutes } from "./api.ts";
+
+/** The content type of the text exposition format. */
+export const metricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+const methods = new Set(["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"]);
+const nodeRoutes = new Set(apiRoutes.map((route) => route.path).filter((path) => !path.includes(":")));
+const tableRoutes = new Set(["store", "keys", "subscribe"]);
+const memberStates: readonly MemberView["status"][] = ["alive", "suspect", "dead", "left"];
+
+/** The route template of a path: `/{table}/key/{key}`, `/stats`, ..., or `other`. */
+export function routeOf(path: string): string {
+  const segments = path.split("/");
+  if (segments.length === 2) return nodeRoutes.has(path) ? path : "other";
+  if (segments.length === 3 && segments[1] === "auth") return "/auth/{user}";
+  const section = segments[2] ?? "";
+  if (segments.length === 4 && (section === "key" || section === "subscribe")) {
+    return `/{table}/${section}/{key}`;
+  }
+  if (segments.length === 3 && tableRoutes.has(section)) return `/{table}/${section}`;
+  return "other";
+}
+
+/** Requests of one method and route. */
+interface RouteSeries {
+  method: string;
+  route: string;
+  byStatus: Map<number, number>;
+  seconds: Histogram;
+}
+
+/** Counts answered requests; `/stats` reads its totals, `/metrics` every series. */
+export class RequestMetrics {
+  requestCount = 0;
+  latencyMsTotal = 0;
+  readonly #series = new Map<string, RouteSeries>();
+
+  /** One answered request; `latencyMs` is 0 for an answer given synchronously. */
+  record(method: string, route: string, status: number, latencyMs: number): void {
+    this.requestCount += 1;
+    this.latencyMsTotal += latencyMs;
+    const known = methods.has(method) ? method : "other";
+    const name = `${known} ${route}`;
+    let series = this.#series.get(name);
+    if (series === undefined) {
+      series = { method: known, route, byStatus: new Map(), seconds: new Histogram(secondsBounds) };
+      this.#series.set(name, series);
+    }
+    series.byStatus.set(status, (series.byStatus.get(status) ?? 0) + 1);
+    series.seconds.observe(latencyMs / 1000);
+  }
+
+  /** Writes the request families. */
+  writeTo(text: MetricsText): void {
+    const series = [...this.#series.values()];
+    text.counter(
+      "dynarust_http_requests_total",
+      "HTTP requests answered, by method, route template and status.",
+      series.flatMap(({ method, route, byStatus }) =>
+        [...byStatus].map(([status, count]) => [{ method, route, status }, count] as const)
+      ),
+    );
+    text.histogram(
+      "dynarust_http_request_duration_seconds",
+      "Time from a request's arrival to its answer's headers; an answer given synchronously counts as 0.",
+      series.map(({ method, route, seconds }) => [{ method, route }, seconds] as const),
+    );
+  }
+}
+
+/** The whole exposition of a node. */
+export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
+  const text = new MetricsText();
+  requests.writeTo(text);
+  const node = deps.nodeMetrics();
+  text
+    .histogram("dynarust_wal_batch_records", "Records per WAL batch (one write and one fsync each).", [
+      [{}, node.walBatchRecords],
+    ])
+    .histogram("dynarust_wal_fsync_duration_seconds", "Time of each WAL fsync (fdatasync).", [
+      [{}, node.walSyncSeconds],
+    ])
+    .gauge("dynarust_wal_bytes", "Bytes of the WAL file since the last checkpoint.", [[{}, node.walBytes]])
+    .gauge(
+      "dynarust_keys",
+      "Live keys held by this node, by table.",
+      [...node.tables].filter(([table]) => !isInternalTable(table)).map((
+        [table, count],
+      ) => [{ table }, count]),
+    )
+    .gauge("dynarust_sse_connections", "Open event streams.", [[{}, node.sseConnections]])
+    .counter(
+      "dynarust_sse_dropped_subscribers_total",
+      "Subscribers disconnected because they fell too far behind.",
+      [[{}, node.sseDropped]],
+    );
+  const members = deps.membership();
+  text.gauge(
+    "dynarust_cluster_members",
+    "Members of the cluster as this node sees them, by gossip state (itself included).",
+    memberStates.map((state) => [{ state }, members.filter((member) => member.status === state).length]),
+  );
+  text
+    .gauge("dynarust_replication_backlog", "Changes queued for replicas and not yet acknowledged.", [
+      [{}, node.replicationBacklog],
+    ])
+    .gauge("dynarust_hinted_handoff_backlog", "Hints held for replicas that were down.", [
+      [{}, node.hintBacklog],
+    ])
+    .counter("dynarust_hints_dropped_total", "Hints dropped because the backlog was full.", [
+      [{}, node.hintsDropped],
+    ])
+    .counter("dynarust_forwarded_writes_total", "Client writes forwarded to a key's coordinator.", [
+      [{}, node.forwardedWrites],
+    ]);
+  return text.text();
+}

@@ -1,0 +1,97 @@
+/**
+ * `GET /openapi.json`: an OpenAPI 3.1 document of `apiRoutes`, its schemas converted from the zod
+ * schemas the routes validate with (zod's JSON Schema output, draft 2020-12, which OpenAPI 3.1 uses).
+ */
+import { z } from "zod";
+import { assert } from "../util/assert.ts";
+import { apiRoutes, type ComponentName, components, type Operation } from "./api.ts";
+
+type JsonSchema = Record<string, unknown>;
+
+const refOf = (name: ComponentName): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
+
+/** Every component, converted together so that one refers to another by `$ref`. */
+function componentSchemas(): Record<string, JsonSchema> {
+  const registry = z.registry<{ id: string }>();
+  for (const [name, schema] of Object.entries(components)) registry.add(schema, { id: name });
+  const converted = z.toJSONSchema(registry, { io: "input", uri: (id) => `#/components/schemas/${id}` });
+  return Object.fromEntries(
+    Object.entries(converted.schemas).map(([name, schema]) => {
+      const { $schema: _dialect, $id: _id, ...rest } = schema as JsonSchema;
+      return [name, rest];
+    }),
+  );
+}
+
+/** A schema of a parameter: simple, so it never needs `$defs` (whose refs would resolve at the root). */
+function parameterSchema(schema: z.ZodType): JsonSchema {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io: "input" }) as JsonSchema;
+  assert(rest.$defs === undefined, "a parameter schema refers to no other schema");
+  return rest;
+}
+
+const jsonContent = (schema: JsonSchema, type = "application/json") => ({ [type]: { schema } });
+
+function operationObject(operation: Operation, pathParameters: JsonSchema[]): JsonSchema {
+  const parameters = [...pathParameters];
+  for (const [name, schema] of Object.entries(operation.query?.shape ?? {})) {
+    parameters.push({ name, in: "query", required: false, schema: parameterSchema(schema as z.ZodType) });
+  }
+  for (const header of operation.headers ?? []) {
+    parameters.push({ name: header.name, in: "header", required: false, description: header.description });
+  }
+  const responses: Record<string, JsonSchema> = {};
+  for (const [status, answer] of Object.entries(operation.answers)) {
+    const response: JsonSchema = { description: answer.description };
+    if (answer.schema !== undefined) {
+      const type = answer.schema === "Problem" ? "application/problem+json" : "application/json";
+      response.content = jsonContent(refOf(answer.schema), type);
+    } else if (answer.contentType !== undefined) {
+      response.content = jsonContent({}, answer.contentType);
+    }
+    responses[status] = response;
+  }
+  return {
+    summary: operation.summary,
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(operation.body === undefined
+      ? {}
+      : { requestBody: { required: true, content: jsonContent(refOf(operation.body)) } }),
+    ...(operation.auth === undefined ? {} : { security: [{ bearer: [] }] }),
+    responses,
+  };
+}
+
+/** The document; `version` is the node's. */
+export function openApiDocument(version: string): JsonSchema {
+  const paths: Record<string, JsonSchema> = {};
+  for (const route of apiRoutes) {
+    const names = [...route.path.matchAll(/:(\w+)/g)].map((match) => match[1]!);
+    const pathParameters = names.map((name) => ({
+      name,
+      in: "path",
+      required: true,
+      schema: { type: "string" },
+    }));
+    paths[route.path.replace(/:(\w+)/g, "{$1}")] = Object.fromEntries(
+      Object.entries(route.operations).map(([method, operation]) => [
+        method,
+        operationObject(operation, pathParameters),
+      ]),
+    );
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "dynarust",
+      version,
+      description: "A distributed key → JSON value store: anyone reads, only a key's owner writes, " +
+        "every change is pushed live over Server-Sent Events. Errors are application/problem+json.",
+    },
+    paths,
+    components: {
+      schemas: componentSchemas(),
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+    },
+  };
+}

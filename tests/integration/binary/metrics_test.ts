@@ -1,0 +1,87 @@
+// Goal: `GET /metrics` (issue 6) gives a monitoring system what it needs, in a format Prometheus reads.
+// Method: real nodes; traffic of known shape; the scrape parsed by a strict reader of the exposition rules.
+import assert from "node:assert/strict";
+import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
+import { parseExposition, valueOf } from "../../helpers/prometheus.ts";
+import { SseReader } from "../../helpers/sse_reader.ts";
+import { TestCluster } from "../../helpers/test_cluster.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
+
+async function scrape(node: NodeProcess) {
+  const response = await node.fetch("/metrics");
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  return parseExposition(await response.text());
+}
+
+const keyRoute = "/{table}/key/{key}";
+
+Deno.test("metrics: requests by route and status, latency, WAL batches and fsyncs, SSE, keys", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  const table = 'odd "table" \\ name';
+  for (const index of [1, 2, 3]) {
+    const response = await putValue(node, `/${encodeURIComponent(table)}/key/k${index}`, index, { token });
+    assert.equal(response.status, 201);
+    await response.body?.cancel();
+  }
+  for (const path of [`/${encodeURIComponent(table)}/key/k1`, "/t/key/absent", "/no/such/route/here"]) {
+    await (await node.fetch(path)).body?.cancel();
+  }
+  const reader = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
+  const families = await scrape(node);
+  const requests = (labels: Record<string, string>) =>
+    valueOf(families, "dynarust_http_requests_total", labels);
+  assert.equal(requests({ method: "PUT", route: keyRoute, status: "201" }), 3);
+  assert.equal(requests({ method: "GET", route: keyRoute, status: "200" }), 1);
+  assert.equal(requests({ method: "GET", route: keyRoute, status: "404" }), 1);
+  assert.equal(requests({ method: "POST", route: "/auth/{user}", status: "201" }), 1);
+  assert.equal(requests({ method: "GET", route: "other", status: "404" }), 1);
+  const family = families.get("dynarust_http_requests_total")!;
+  assert.ok(family.samples.every((sample) => !sample.labels.route!.includes("k1")), "no raw path in labels");
+  assert.equal(valueOf(families, "dynarust_http_request_duration_seconds_count", { method: "PUT" }), 3);
+  assert.ok(valueOf(families, "dynarust_http_request_duration_seconds_sum", { method: "PUT" })! > 0);
+  // The user record and the three values: four records, in at least one batch, each with one fsync.
+  assert.ok(valueOf(families, "dynarust_wal_batch_records_sum")! >= 4);
+  const batches = valueOf(families, "dynarust_wal_batch_records_count")!;
+  assert.ok(batches >= 1);
+  assert.equal(valueOf(families, "dynarust_wal_fsync_duration_seconds_count"), batches);
+  assert.equal(valueOf(families, "dynarust_keys", { table }), 3);
+  assert.equal(valueOf(families, "dynarust_sse_connections"), 1);
+  assert.equal(valueOf(families, "dynarust_sse_dropped_subscribers_total"), 0);
+  assert.equal(valueOf(families, "dynarust_cluster_members", { state: "alive" }), 1);
+  assert.equal(valueOf(families, "dynarust_replication_backlog"), 0);
+  assert.equal(valueOf(families, "dynarust_hinted_handoff_backlog"), 0);
+  await reader[Symbol.asyncDispose]();
+  await waitFor(async () => valueOf(await scrape(node), "dynarust_sse_connections") === 0, {
+    timeoutMs: 5_000,
+    what: "the closed stream to leave the gauge",
+  });
+});
+
+Deno.test("metrics: gossip member states and the hinted-handoff backlog of a 3-node cluster", async () => {
+  await using cluster = await TestCluster.start({ nodeCount: 3 });
+  await cluster.waitConverged();
+  const token = await tokenFor(cluster.node(0), "bob"); // users live on every node: registered before the kill
+  const families = await scrape(cluster.node(0));
+  assert.equal(valueOf(families, "dynarust_cluster_members", { state: "alive" }), 3);
+  assert.equal(valueOf(families, "dynarust_cluster_members", { state: "dead" }), 0);
+  await cluster.stop(2, "SIGKILL");
+  await waitFor(async () => {
+    const view = await scrape(cluster.node(0));
+    return valueOf(view, "dynarust_cluster_members", { state: "alive" }) === 2 &&
+      valueOf(view, "dynarust_cluster_members", { state: "suspect" })! +
+            valueOf(view, "dynarust_cluster_members", { state: "dead" })! === 1;
+  }, { timeoutMs: 15_000, what: "the killed node to be suspect or dead in the metrics" });
+  await waitFor(async () => {
+    const response = await putValue(cluster.node(0), "/t/key/while-down", 1, { token });
+    await response.body?.cancel();
+    return response.status === 201;
+  }, { timeoutMs: 15_000, what: "a write with one replica down" });
+  // The key's coordinator (node 0 or 1) keeps a hint for the replica that is down.
+  let hints = 0;
+  for (const index of [0, 1]) {
+    hints += valueOf(await scrape(cluster.node(index)), "dynarust_hinted_handoff_backlog")!;
+  }
+  assert.ok(hints >= 1, `a write while a replica is down leaves a hint (${hints})`);
+});
