@@ -34,6 +34,8 @@ const moduleRules: Record<string, { modules: readonly string[]; packages: readon
   sse: { modules: ["util", "config", "store"], packages: [] },
   cluster: { modules: ["util", "config"], packages: ["zod"] },
   http: { modules: ["util", "config", "store", "auth", "sse", "cluster"], packages: ["hono", "zod"] },
+  // Runs in browsers and Node as well: the web platform only.
+  client: { modules: [], packages: [] },
 };
 /** Modules another module may reach only with `import type`. */
 const typeOnlyModules: Record<string, readonly string[]> = { sse: ["store"] };
@@ -99,6 +101,8 @@ const mainOnlyCallNames = [
 const fsCall = new RegExp(`\\bDeno\\.(${fsCallNames.join("|")})(Sync)?\\b`);
 const mainOnlyCall = new RegExp(`\\bDeno\\.(${mainOnlyCallNames.join("|")})\\b`);
 const fetchCall = /(?:^|[^.\w$])fetch\s*\(|\bglobalThis\.fetch\b/;
+/** The files that may call `fetch`: the cluster's transport, and the client library. */
+const fetchDoors = new Set(["src/cluster/transport_http.ts", "src/client/mod.ts"]);
 
 /** Every import and export-from of `text`, with its line and whether it imports types only. */
 export function findImports(text: string): ImportRef[] {
@@ -206,8 +210,10 @@ function checkCalls(file: string, line: string): string[] {
   if (mainOnly !== null) {
     rules.push(`Deno.${mainOnly[1]}: only main.ts may serve, read args/env, signal or exit`);
   }
-  if (fetchCall.test(code) && file !== "src/cluster/transport_http.ts") {
-    rules.push("fetch: only src/cluster/transport_http.ts calls fetch");
+  if (fetchCall.test(code) && !fetchDoors.has(file)) {
+    rules.push(
+      "fetch: only src/cluster/transport_http.ts (peers) and src/client/mod.ts (clients) call fetch",
+    );
   }
   return rules;
 }

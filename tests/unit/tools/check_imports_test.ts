@@ -22,6 +22,7 @@ const cleanTree: Record<string, string> = {
   ].join("\n"),
   "src/cluster/transport_http.ts": "export const get = (url: string) => fetch(url, { signal: undefined });\n",
   "src/cluster/wire.ts": 'import { z } from "zod";\n',
+  "src/client/mod.ts": "export const get = (url: string) => globalThis.fetch(url);\n",
   "src/http/mod.ts": [
     "import {",
     "  Hono,",
@@ -51,6 +52,7 @@ const violatingTree: Record<string, string> = {
   "src/store/wal.ts": 'const a = 1;\nconst b = 2;\n\nawait Deno.writeFile("wal", new Uint8Array());\n' +
     'import {\n  x,\n  y,\n} from "../http/mod.ts";\n',
   "src/extra/mod.ts": "export const extra = 1;\n",
+  "src/client/mod.ts": 'import { assert } from "../util/assert.ts";\n',
   "main.ts": 'import { Wal } from "./src/store/wal.ts";\n',
 };
 
@@ -58,7 +60,8 @@ const expectedViolations = [
   "main.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",
   "src/auth/tokens.ts:2: auth may not import store (STYLE.md B2)",
   "src/auth/tokens.ts:3: auth may not import node:fs/promises: one door per side effect (STYLE.md B2)",
-  "src/cluster/gossip.ts:2: fetch: only src/cluster/transport_http.ts calls fetch",
+  "src/client/mod.ts:1: client may not import util (STYLE.md B2)",
+  "src/cluster/gossip.ts:2: fetch: only src/cluster/transport_http.ts (peers) and src/client/mod.ts (clients) call fetch",
   'src/config/schema.ts:1: config may not import package "jose" (STYLE.md B2)',
   "src/extra/mod.ts:1: src/extra is not a module of STYLE.md B2",
   "src/http/routes/kv.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",

@@ -1,0 +1,350 @@
+/**
+ * A typed client for dynarust, for Deno, Node (18+) and browsers: it needs only `fetch`, streams and
+ * `TextDecoder`, and imports nothing.
+ *
+ * @example
+ * ```ts
+ * import { DynaClient } from "./src/client/mod.ts";
+ *
+ * interface Task { title: string; done: boolean }
+ * const client = new DynaClient({ baseUrl: "http://127.0.0.1:6660" });
+ * await client.login("alice", "s3cr3t");
+ * const tasks = client.table<Task>("tasks");
+ * const written = await tasks.put("t1", { title: "write docs", done: false });
+ * await tasks.put("t1", { title: "write docs", done: true }, { ifVersion: written.version }); // 412 if stale
+ * for await (const [key, entry] of tasks.entries()) console.log(key, entry.value.title);
+ * for await (const change of tasks.subscribe("t1")) console.log(change.event, change.id); // reconnects
+ * ```
+ * @module
+ */
+
+/** A key's value with its version (SPEC §2). */
+export interface VersionedValue<T> {
+  value: T;
+  version: number;
+  timestamp: number;
+  owner: string;
+}
+
+/** A change of one key, as its stream sends it; `id` is the key's version. */
+export type KeyEvent<T> =
+  | { event: "Updated"; id: number; value: VersionedValue<T> }
+  | { event: "Deleted"; id: number; value: { key: string; version: number; timestamp: number } };
+
+/**
+ * A change of a table's stream (`id` is the node's change sequence), or `Resync`: the node no longer
+ * remembers the gap since the last event; re-read the table.
+ */
+export type TableEvent<T> = (KeyEvent<T> & { key: string }) | { event: "Resync"; id: number | undefined };
+
+/** A refused request: the node's problem document (`code` is stable, e.g. `version_conflict`). */
+export class DynaError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, detail: string) {
+    super(`${status} ${code}: ${detail}`);
+    this.name = "DynaError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Options of {@linkcode DynaClient}. */
+export interface ClientOptions {
+  /** The node, e.g. `http://127.0.0.1:6660`. */
+  baseUrl: string;
+  /** A token from an earlier `login`. */
+  token?: string;
+  /** The `fetch` to use; default: the platform's. */
+  fetch?: typeof fetch;
+}
+
+/** Options of a subscription. */
+export interface SubscribeOptions {
+  /** Start after this event id (a version, for a key): only later changes are delivered. */
+  lastEventId?: number;
+  /** First wait before reconnecting, doubled per failed attempt up to 5 s. @default 200 */
+  retryMs?: number;
+  /** Ends the subscription. */
+  signal?: AbortSignal;
+}
+
+/** Conditions of a write. */
+export interface WriteOptions {
+  /** Write only when the key is at this version (`If-Match`); else a `DynaError` 412 `version_conflict`. */
+  ifVersion?: number;
+}
+
+/** A connection to one node. */
+export class DynaClient {
+  readonly baseUrl: string;
+  /** The bearer token writes send; set by `login`. */
+  token: string | undefined;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: ClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.token = options.token;
+    this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  }
+
+  /** Registers `user` on first use, else logs in; keeps the token for later writes. */
+  async login(user: string, secret: string): Promise<{ token: string; created: boolean }> {
+    const response = await this.request("POST", `/auth/${encodeURIComponent(user)}`, { body: { secret } });
+    const body = await response.json() as { token: string };
+    this.token = body.token;
+    return { token: body.token, created: response.status === 201 };
+  }
+
+  /** The keys of table `name`, with values of type `T` (not checked: the store holds any JSON). */
+  table<T = unknown>(name: string): Table<T> {
+    return new Table<T>(this, name);
+  }
+
+  /** `/stats` of this node. */
+  async stats(): Promise<Record<string, unknown> & { tables: Record<string, number>; total_keys: number }> {
+    return await (await this.request("GET", "/stats")).json();
+  }
+
+  /** Members as this node sees them. */
+  async membership(): Promise<Array<{ id: string; address: string; status: string; last_seen_ms: number }>> {
+    return (await (await this.request("GET", "/membership")).json()).nodes;
+  }
+
+  /**
+   * One request; a problem answer (status 400 and up) becomes a `DynaError`.
+   *
+   * @throws {DynaError}
+   */
+  async request(
+    method: string,
+    path: string,
+    options: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; auth?: boolean } = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.body !== undefined) headers["content-type"] = "application/json";
+    if (options.auth === true) {
+      if (this.token === undefined) throw new DynaError(401, "unauthorized", "call login() before writing");
+      headers.authorization = `Bearer ${this.token}`;
+    }
+    const init: RequestInit = { method, headers };
+    if (options.body !== undefined) init.body = JSON.stringify(options.body);
+    if (options.signal !== undefined) init.signal = options.signal;
+    const response = await this.#fetch(`${this.baseUrl}${path}`, init);
+    if (response.status < 400) return response;
+    const text = await response.text();
+    let problem: { code?: string; detail?: string } = {};
+    try {
+      problem = JSON.parse(text);
+    } catch {
+      // not a problem document (a proxy's page): keep the text
+    }
+    throw new DynaError(response.status, problem.code ?? "http_error", problem.detail ?? text.slice(0, 200));
+  }
+}
+
+/** The keys of one table. */
+export class Table<T> {
+  readonly name: string;
+  readonly #client: DynaClient;
+
+  constructor(client: DynaClient, name: string) {
+    this.#client = client;
+    this.name = name;
+  }
+
+  #path(suffix: string): string {
+    return `/${encodeURIComponent(this.name)}${suffix}`;
+  }
+
+  #keyPath(key: string): string {
+    return this.#path(`/key/${encodeURIComponent(key)}`);
+  }
+
+  /** The key's value, or undefined when it does not exist. */
+  async get(key: string): Promise<VersionedValue<T> | undefined> {
+    try {
+      return await (await this.#client.request("GET", this.#keyPath(key))).json();
+    } catch (error) {
+      if (error instanceof DynaError && error.code === "key_not_found") return undefined;
+      throw error;
+    }
+  }
+
+  /** Creates or replaces the key (yours, or new); resolves once durable. */
+  async put(key: string, value: T, options: WriteOptions = {}): Promise<VersionedValue<T>> {
+    return await this.#write("PUT", key, value, options);
+  }
+
+  /** Merges `patch` into the key's object value (JSON Merge Patch: `null` removes a field). */
+  async patch(key: string, patch: Partial<T>, options: WriteOptions = {}): Promise<VersionedValue<T>> {
+    return await this.#write("PATCH", key, patch, options);
+  }
+
+  /** Deletes the key (yours). */
+  async delete(key: string, options: WriteOptions = {}): Promise<void> {
+    await (await this.#client.request("DELETE", this.#keyPath(key), {
+      auth: true,
+      headers: conditionHeaders(options),
+    })).body?.cancel();
+  }
+
+  async #write(
+    method: string,
+    key: string,
+    value: unknown,
+    options: WriteOptions,
+  ): Promise<VersionedValue<T>> {
+    const response = await this.#client.request(method, this.#keyPath(key), {
+      auth: true,
+      body: { value },
+      headers: conditionHeaders(options),
+    });
+    return await response.json();
+  }
+
+  /** Several keys at once; missing keys are not in the map. */
+  async getMany(keys: readonly string[]): Promise<Map<string, VersionedValue<T>>> {
+    const response = await this.#client.request("POST", this.#path("/keys"), { body: keys });
+    return new Map(Object.entries(await response.json() as Record<string, VersionedValue<T>>));
+  }
+
+  /** One page of entries in key order, after `after`; the next page starts after its last key. */
+  async list(options: { limit?: number; after?: string } = {}): Promise<Array<[string, VersionedValue<T>]>> {
+    const response = await this.#client.request("GET", this.#path(`/store${pageQuery(options)}`));
+    return Object.entries(await response.json() as Record<string, VersionedValue<T>>);
+  }
+
+  /** One page of key names in order, after `after`. */
+  async keys(options: { limit?: number; after?: string } = {}): Promise<string[]> {
+    return await (await this.#client.request("GET", this.#path(`/keys${pageQuery(options)}`))).json();
+  }
+
+  /** Every entry, in key order, fetched a page at a time. */
+  async *entries(options: { pageSize?: number } = {}): AsyncGenerator<[string, VersionedValue<T>]> {
+    const limit = options.pageSize ?? 500;
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.list(after === undefined ? { limit } : { limit, after });
+      yield* page;
+      if (page.length < limit) return;
+      after = page[page.length - 1]![0];
+    }
+  }
+
+  /**
+   * The changes of one key, or of the whole table when `key` is omitted. Reconnects by itself (with
+   * `Last-Event-ID`) when the stream breaks, and never delivers an id twice or out of order. Ends when
+   * the loop breaks or `options.signal` aborts.
+   */
+  subscribe(key: string, options?: SubscribeOptions): AsyncGenerator<KeyEvent<T>>;
+  subscribe(key?: undefined, options?: SubscribeOptions): AsyncGenerator<TableEvent<T>>;
+  subscribe(key?: string, options: SubscribeOptions = {}): AsyncGenerator<KeyEvent<T> | TableEvent<T>> {
+    const path = key === undefined
+      ? this.#path("/subscribe")
+      : this.#path(`/subscribe/${encodeURIComponent(key)}`);
+    return subscribeStream<KeyEvent<T> | TableEvent<T>>(this.#client, path, options);
+  }
+}
+
+function conditionHeaders(options: WriteOptions): Record<string, string> {
+  return options.ifVersion === undefined ? {} : { "if-match": `"${options.ifVersion}"` };
+}
+
+function pageQuery(options: { limit?: number; after?: string }): string {
+  const query = new URLSearchParams();
+  if (options.limit !== undefined) query.set("limit", String(options.limit));
+  if (options.after !== undefined) query.set("after", options.after);
+  const text = query.toString();
+  return text === "" ? "" : `?${text}`;
+}
+
+/** One `id:`/`data:` block of a stream; comments and other fields are skipped. */
+interface RawEvent {
+  id: number | undefined;
+  data: string;
+}
+
+async function* subscribeStream<Event extends { id: number | undefined }>(
+  client: DynaClient,
+  path: string,
+  options: SubscribeOptions,
+): AsyncGenerator<Event> {
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  options.signal?.addEventListener("abort", onAbort);
+  let lastId = options.lastEventId;
+  const firstRetryMs = options.retryMs ?? 200;
+  let retryMs = firstRetryMs;
+  try {
+    while (!stop.signal.aborted) {
+      try {
+        const headers: Record<string, string> = { accept: "text/event-stream" };
+        if (lastId !== undefined) headers["last-event-id"] = String(lastId);
+        const response = await client.request("GET", path, { headers, signal: stop.signal });
+        retryMs = firstRetryMs;
+        for await (const raw of readEvents(response.body!)) {
+          if (raw.id !== undefined && lastId !== undefined && raw.id <= lastId) continue; // seen already
+          const parsed = JSON.parse(raw.data) as Omit<Event, "id">;
+          if (raw.id !== undefined) lastId = raw.id;
+          yield { ...parsed, id: raw.id } as Event;
+        }
+      } catch (error) {
+        if (stop.signal.aborted) return;
+        // A refusal that a retry cannot change (a bad name, a reserved table) ends the subscription.
+        if (error instanceof DynaError && error.status < 500 && error.status !== 429) throw error;
+      }
+      if (stop.signal.aborted) return;
+      await sleep(retryMs, stop.signal);
+      retryMs = Math.min(retryMs * 2, 5_000);
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    stop.abort(); // the consumer stopped: close the stream
+  }
+}
+
+async function* readEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<RawEvent> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) !== -1) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = parseBlock(block);
+        if (event !== undefined) yield event;
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+function parseBlock(block: string): RawEvent | undefined {
+  let id: number | undefined;
+  const data: string[] = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("id:")) id = Number(line.slice(3).trim());
+    else if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+  }
+  return data.length === 0
+    ? undefined
+    : { id: Number.isSafeInteger(id) ? id : undefined, data: data.join("\n") };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
