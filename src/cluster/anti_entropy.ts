@@ -1,7 +1,7 @@
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
-import type { EntryView, LocalStore } from "./local_store.ts";
+import type { KeyState, LocalStore } from "./local_store.ts";
 import type { Placement } from "./placement.ts";
 import type { KeyPusher } from "./rebalance.ts";
 import {
@@ -15,6 +15,9 @@ import {
 } from "./replication_wire.ts";
 import { keyHash } from "./ring.ts";
 import type { Transport } from "./transport.ts";
+
+/** Keys a digest scan visits between two turns of the event loop given to other work. */
+const scanSliceKeys = 2_000;
 
 /** Options of {@linkcode AntiEntropy}. */
 export interface AntiEntropyOptions {
@@ -95,12 +98,12 @@ export class AntiEntropy {
   async syncWith(peer: string): Promise<void> {
     const { transport, timeoutMs } = this.#options;
     this.roundCount += 1;
-    const buckets = this.#digest(peer);
+    const buckets = await this.#digest(peer);
     const { differing } = DigestReply.parse(
       await transport.request(peer, "digest", { buckets }, { timeoutMs }),
     );
     if (differing.length === 0) return;
-    const mine = this.#summaries(peer, new Set(differing));
+    const mine = await this.#summaries(peer, new Set(differing));
     for (const group of groupBuckets(mine)) {
       const reply = SyncReply.parse(await transport.request(peer, "sync", { buckets: group }, { timeoutMs }));
       await this.#pushDiffering(peer, group, reply.buckets);
@@ -110,15 +113,15 @@ export class AntiEntropy {
   /** Handlers of the `digest` and `sync` kinds. */
   handlers(): Record<string, (body: unknown, sender: string) => Promise<unknown>> {
     return {
-      digest: (body, sender) => Promise.resolve(this.#handleDigest(body, sender)),
+      digest: (body, sender) => this.#handleDigest(body, sender),
       sync: (body, sender) => this.#handleSync(body, sender),
     };
   }
 
-  #handleDigest(body: unknown, sender: string): unknown {
+  async #handleDigest(body: unknown, sender: string): Promise<unknown> {
     const parsed = DigestRequest.safeParse(body);
     if (!parsed.success) throw new InvalidRequestError("malformed digest");
-    const mine = this.#digest(sender);
+    const mine = await this.#digest(sender);
     const differing: number[] = [];
     for (let index = 0; index < digestBucketCount; index += 1) {
       if (mine[index] !== parsed.data.buckets[index]) differing.push(index);
@@ -129,7 +132,7 @@ export class AntiEntropy {
   async #handleSync(body: unknown, sender: string): Promise<unknown> {
     const parsed = SyncRequest.safeParse(body);
     if (!parsed.success) throw new InvalidRequestError("malformed sync");
-    const mine = this.#summaries(sender, new Set(parsed.data.buckets.map((entry) => entry.bucket)));
+    const mine = await this.#summaries(sender, new Set(parsed.data.buckets.map((entry) => entry.bucket)));
     // The answer waits for this side's pushes, so a node catching up knows it has them when sync returns.
     await this.#pushDiffering(sender, mine, parsed.data.buckets).catch(() => {});
     return { buckets: mine };
@@ -156,40 +159,30 @@ export class AntiEntropy {
     return replicas.includes(peer) && replicas.includes(placement.self);
   }
 
-  #digest(peer: string): string[] {
-    const placement = this.#options.placement();
+  /**
+   * The digest of the keys shared with `peer`: a sum and an xor of content hashes per bucket. Long scans
+   * give way to other work every `scanSliceKeys` keys, so a round never holds the event loop for long.
+   */
+  async #digest(peer: string): Promise<string[]> {
     const sums = new Uint32Array(digestBucketCount);
     const xors = new Uint32Array(digestBucketCount);
-    for (const { table, key, entry } of this.#options.store.scan()) {
-      if (!this.#shared(placement, peer, table, key)) continue;
+    await this.#forEachShared(peer, (table, key, state) => {
       const bucket = keyHash(table, key) % digestBucketCount;
-      const hash = contentHashOf(table, key, entry);
-      sums[bucket] = (sums[bucket]! + hash) >>> 0;
-      xors[bucket] = (xors[bucket]! ^ hash) >>> 0;
-    }
+      sums[bucket] = (sums[bucket]! + state.contentHash) >>> 0;
+      xors[bucket] = (xors[bucket]! ^ state.contentHash) >>> 0;
+    });
     return Array.from(sums, (sum, index) => `${sum}.${xors[index]}`);
   }
 
   /** This node's summaries of the given buckets for keys shared with `peer`, in one scan of the store. */
-  #summaries(peer: string, buckets: ReadonlySet<number>): Bucket[] {
-    const placement = this.#options.placement();
+  async #summaries(peer: string, buckets: ReadonlySet<number>): Promise<Bucket[]> {
     const byBucket = new Map<number, KeySummary[]>([...buckets].map((bucket) => [bucket, []]));
-    const { store } = this.#options;
-    for (const { table, key } of store.scanKeys()) {
+    await this.#forEachShared(peer, (table, key, state) => {
       const summaries = byBucket.get(keyHash(table, key) % digestBucketCount);
-      if (summaries === undefined || !this.#shared(placement, peer, table, key)) continue;
-      const entry = store.getEntry(table, key);
-      if (entry === undefined) continue;
-      const { version, timestamp, deleted } = entry;
-      summaries.push({
-        table,
-        key,
-        version,
-        timestamp,
-        deleted,
-        contentHash: contentHashOf(table, key, entry),
-      });
-    }
+      if (summaries === undefined) return;
+      const { version, timestamp, deleted, contentHash } = state;
+      summaries.push({ table, key, version, timestamp, deleted, contentHash });
+    });
     const result: Bucket[] = [];
     for (const [bucket, summaries] of byBucket) {
       if (summaries.length <= syncSummariesMax) result.push({ bucket, summaries });
@@ -197,14 +190,25 @@ export class AntiEntropy {
     }
     return result;
   }
-}
 
-/**
- * A key's state as one 32-bit hash: its bytes (`Entry.json` holds value, version, timestamp and owner, or
- * a tombstone's key, version and timestamp) plus whether it is a tombstone.
- */
-function contentHashOf(table: string, key: string, entry: EntryView): number {
-  return keyHash(table, `${key}\u0000${entry.deleted ? "deleted" : "live"}\u0000${entry.json}`);
+  /** Calls `visit` for each key both this node and `peer` should hold, yielding between slices. */
+  async #forEachShared(
+    peer: string,
+    visit: (table: string, key: string, state: KeyState) => void,
+  ): Promise<void> {
+    const placement = this.#options.placement();
+    // When every member holds every key, no key needs placing.
+    const everyKey = placement.fullyReplicated && placement.ringIds.includes(peer) &&
+      placement.ringIds.includes(placement.self);
+    let sinceYield = 0;
+    for (const { table, key, state } of this.#options.store.scanStates()) {
+      if (everyKey || this.#shared(placement, peer, table, key)) visit(table, key, state);
+      if (++sinceYield === scanSliceKeys) {
+        sinceYield = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    }
+  }
 }
 
 /** Key summaries of one digest bucket. */

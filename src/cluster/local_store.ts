@@ -47,12 +47,25 @@ export interface LocalStore {
     items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
-  scan(): Iterable<{ table: string; key: string; entry: EntryView }>;
-  /** The keys `scan` yields, without their entries. */
+  /**
+   * Every key held, tombstones included, with its state: `contentHash` is equal on two nodes exactly when
+   * they hold the same state (it leaves out what is local, such as the commit sequence).
+   */
+  scanStates(): Iterable<{ table: string; key: string; state: KeyState }>;
+  /** The keys `scanStates` yields, without their states. */
   scanKeys(): Iterable<{ table: string; key: string }>;
   purge(table: string, key: string): Promise<void>;
   hasTable(table: string): boolean;
   entries(table: string, options: { after?: string; limit: number }): Iterable<[string, EntryView]>;
+}
+
+/** A key's state as anti-entropy compares it. */
+export interface KeyState {
+  version: number;
+  timestamp: number;
+  deleted: boolean;
+  /** Equal on two nodes exactly when they hold the same state of the key. */
+  contentHash: number;
 }
 
 /** A change for local subscribers (the SSE broker). */

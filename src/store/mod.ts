@@ -177,4 +177,5 @@ export type {
   StoreStats,
   WriteOptions,
 } from "./types.ts";
+export type { KeyState } from "./wal_record.ts";
 export { encryptionKeyBase64 } from "./encryption_key.ts";

@@ -55,6 +55,7 @@ import {
   encodeRecord,
   type EntryHead,
   entryOfEncoded,
+  type KeyState,
   opCodeOf,
   type PutRecord,
   RecordDecodeError,
@@ -828,6 +829,11 @@ export class Store {
    */
   scan(): Iterable<{ table: string; key: string; entry: Entry }> {
     return this.#index.scan();
+  }
+
+  /** Every key {@linkcode scan} yields with its state and content hash, without decoding values. */
+  scanStates(): Iterable<{ table: string; key: string; state: KeyState }> {
+    return this.#index.scanStates();
   }
 
   /** Every key {@linkcode scan} yields, without decoding entries (placement passes need only keys). */

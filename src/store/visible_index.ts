@@ -10,7 +10,9 @@ import {
   headAt,
   keyAt,
   keyFieldAt,
+  type KeyState,
   opCodeOf,
+  stateAt,
   tableNameAt,
   versionAt,
 } from "./wal_record.ts";
@@ -302,6 +304,16 @@ export class VisibleIndex {
   *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
     for (const { table, span } of this.#walk()) {
       yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), entry: entryAt(span) };
+    }
+  }
+
+  /**
+   * Every key of every table with its state (version, timestamp, tombstone, content hash), as
+   * {@linkcode scan} walks them, without decoding values: what anti-entropy compares.
+   */
+  *scanStates(): Iterable<{ table: string; key: string; state: KeyState }> {
+    for (const { table, span } of this.#walk()) {
+      yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), state: stateAt(span) };
     }
   }
 

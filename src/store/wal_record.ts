@@ -2,6 +2,7 @@ import { assert } from "../util/assert.ts";
 import type { RecordSpan } from "./record_pages.ts";
 import type { Entry } from "./types.ts";
 import { utf8Length } from "../util/bytes.ts";
+import { crc32 } from "../util/crc32.ts";
 
 /** A write of a live value. */
 export interface PutRecord {
@@ -446,6 +447,32 @@ function liveJsonOf(value: RecordSpan, metadata: string): string {
   const end = metadataStart + writeUtf8(metadata, scratch, metadataStart);
   assert(end <= sizeMax);
   return looseDecoder.decode(scratch.subarray(0, end));
+}
+
+/** What anti-entropy compares of a key without decoding its entry; see {@linkcode stateAt}. */
+export interface KeyState {
+  version: number;
+  timestamp: number;
+  deleted: boolean;
+  /**
+   * CRC-32 of the record without its commit sequence (which is this node's own): op, version, timestamp,
+   * names, owner and value. Replicas encode one state to the same bytes, so equal states hash equally.
+   */
+  contentHash: number;
+}
+
+/** The state of the put or delete record at `span`, read without decoding its strings. */
+export function stateAt(span: RecordSpan): KeyState {
+  const { bytes, start, end } = span;
+  const { op, count: version, timestamp } = readLayout(bytes, start, end);
+  assert(op === "put" || op === "delete", "only a put or delete record holds a key's state");
+  const afterSequence = start + 1 + 8;
+  return {
+    version,
+    timestamp,
+    deleted: op === "delete",
+    contentHash: crc32(bytes.subarray(afterSequence, end), crc32(bytes.subarray(start, start + 1))),
+  };
 }
 
 /**

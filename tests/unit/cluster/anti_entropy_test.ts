@@ -82,6 +82,37 @@ Deno.test("AntiEntropy.syncWith() between identical replicas sends only the dige
   assert.equal(cluster.node(nodeB).antiEntropy.pushedCount, 0);
 });
 
+Deno.test("AntiEntropy.syncWith() sees replicas as identical whatever their local commit sequences", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+  const states = { k1: live(1, 10, "1"), k2: live(4, 10, "[2]"), k3: tombstone(2, 30) };
+  // B took other writes first, and the same states in another order: every sequence differs from A's.
+  await seed(cluster.node(nodeB).store, { other: live(1, 5, "0"), k3: tombstone(2, 30) });
+  await seed(cluster.node(nodeB).store, { k2: live(4, 10, "[2]"), k1: live(1, 10, "1") });
+  await seed(cluster.node(nodeA).store, { ...states, other: live(1, 5, "0") });
+  await cluster.node(nodeA).antiEntropy.syncWith(nodeB);
+  await cluster.network.settle();
+  assert.deepEqual(cluster.network.sent.map(({ kind }) => kind), ["digest"]);
+});
+
+Deno.test("AntiEntropy digests a large store in slices, letting other work run in between", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+  const states = Object.fromEntries(
+    Array.from({ length: 9_000 }, (_, index) => [`k${index}`, live(1, 10, "1")]),
+  );
+  await seed(cluster.node(nodeA).store, states);
+  await seed(cluster.node(nodeB).store, states);
+  let turns = 0;
+  const timer = setInterval(() => turns += 1, 0);
+  try {
+    await cluster.node(nodeA).antiEntropy.syncWith(nodeB);
+  } finally {
+    clearInterval(timer);
+  }
+  // Two digests (one here, one on B) of 9,000 keys each, in slices of 2,000.
+  assert.ok(turns >= 4, `other work ran ${turns} times during the round`);
+  assert.deepEqual(cluster.network.sent.map(({ kind }) => kind), ["digest"]);
+});
+
 Deno.test("AntiEntropy.syncWith() leaves out keys the peer does not replicate", async () => {
   await using cluster = await FakeCluster.start({ config: { replicationFactor: 2 } });
   const placement = cluster.placement(nodeA);

@@ -18,6 +18,7 @@ import {
   recordFixedBytes,
   sequenceAt,
   setRecordSequence,
+  stateAt,
   tableAndKeyAt,
   tableNameAt,
   valueJsonOf,
@@ -240,4 +241,41 @@ Deno.test("setRecordSequence() writes the sequence of an encoded record and refu
   const end = encodeRecord({ op: "checkpointEnd", sequence: 1, entryCount: 0, timestamp: 1 });
   assert.throws(() => setRecordSequence(end, 2), /checkpoint end/);
   assert.throws(() => setRecordSequence(bytes, -1), /negative/);
+});
+
+Deno.test("stateAt() reads version, timestamp and tombstone, and hashes everything but the sequence", () => {
+  const spanOf = (record: WalRecord) => {
+    const bytes = encodeRecord(record);
+    return { bytes, start: 0, end: bytes.length };
+  };
+  const state = stateAt(spanOf(put));
+  assert.deepEqual({ ...state, contentHash: 0 }, {
+    version: 7,
+    timestamp: 1_700_000_000_123,
+    deleted: false,
+    contentHash: 0,
+  });
+  assert.equal(
+    stateAt(spanOf({ ...put, sequence: 1 })).contentHash,
+    state.contentHash,
+    "the sequence is local",
+  );
+  const others: WalRecord[] = [
+    { ...put, version: 8 },
+    { ...put, timestamp: put.timestamp + 1 },
+    { ...put, owner: "bob" },
+    { ...put, valueJson: '{"n":2}' },
+    { ...put, key: "other" },
+    { ...put, table: "other" },
+  ];
+  for (const other of others) assert.notEqual(stateAt(spanOf(other)).contentHash, state.contentHash);
+  const { valueJson: _value, ...rest } = put;
+  const deleted = stateAt(spanOf({ ...rest, op: "delete" }));
+  assert.equal(deleted.deleted, true);
+  assert.notEqual(deleted.contentHash, state.contentHash);
+  // In place, inside a larger buffer, as the index reads it.
+  const bytes = encodeRecord(put);
+  const framed = new Uint8Array(bytes.length + 7);
+  framed.set(bytes, 5);
+  assert.deepEqual(stateAt({ bytes: framed, start: 5, end: 5 + bytes.length }), state);
 });

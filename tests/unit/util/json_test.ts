@@ -34,6 +34,8 @@ Deno.test("isJsonObject() accepts only plain objects", () => {
 Deno.test("crc32() matches the IEEE check value", () => {
   assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
   assert.equal(crc32(new Uint8Array()), 0);
+  const bytes = new TextEncoder().encode("123456789");
+  assert.equal(crc32(bytes.subarray(4), crc32(bytes.subarray(0, 4))), 0xcbf43926, "continued from a prefix");
 });
 
 Deno.test("assert() throws AssertionError with the message", () => {
