@@ -267,6 +267,15 @@ export const apiRoutes: readonly RouteDoc[] = [
     },
   },
   {
+    path: "/admin",
+    operations: {
+      get: {
+        summary: "The dashboard: members, tables, a key browser, live changes; log in to edit your keys",
+        answers: { 200: { description: "One self-contained HTML page", contentType: "text/html" } },
+      },
+    },
+  },
+  {
     path: "/_internal/:kind",
     internal: true,
     operations: {
