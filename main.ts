@@ -28,6 +28,14 @@ import {
   usersTable,
 } from "./src/cluster/mod.ts";
 import type { Transport } from "./src/cluster/mod.ts";
+import {
+  BackupError,
+  exportCluster,
+  importCluster,
+  linesOf,
+  parseBackupCommand,
+  progressDisplay,
+} from "./src/backup/mod.ts";
 
 /** The version `--version` prints. */
 export const version = "0.1.0";
@@ -404,7 +412,72 @@ async function stopNode(
   logger.info("stopped");
 }
 
+/** `dynarust export|import ...`: a backup of a running cluster, over HTTP. */
+async function runBackup(kind: "export" | "import", args: readonly string[]): Promise<number> {
+  const command = parseBackupCommand(kind, args, Deno.env.toObject());
+  if (command.kind === "help") {
+    console.log(command.text);
+    return 0;
+  }
+  const caCerts = command.caPath === undefined ? undefined : [await Deno.readTextFile(command.caPath)];
+  const httpClient = caCerts === undefined ? undefined : Deno.createHttpClient({ caCerts });
+  const target = {
+    nodeUrl: command.nodeUrl,
+    clusterSecret: command.clusterSecret,
+    ...(caCerts === undefined ? {} : { caCerts }),
+    ...(httpClient === undefined ? {} : {
+      fetch: ((input, init) => fetch(input, { ...init, client: httpClient })) as typeof fetch,
+    }),
+  };
+  const stderr = new TextEncoder();
+  const display = progressDisplay({
+    verb: kind === "export" ? "exported" : "imported",
+    terminal: Deno.stderr.isTerminal(),
+    write: (text) => Deno.stderr.writeSync(stderr.encode(text)),
+  });
+  if (kind === "export") {
+    const file = await Deno.open(command.path, { write: true, create: true, truncate: true });
+    const writer = file.writable.getWriter();
+    const encoder = new TextEncoder();
+    let pending: string[] = [];
+    const flush = async () => {
+      if (pending.length > 0) await writer.write(encoder.encode(pending.join("")));
+      pending = [];
+    };
+    const count = await exportCluster(target, async (line) => {
+      pending.push(`${line}\n`);
+      if (pending.length >= 1_000) await flush();
+    }, display.update);
+    await flush();
+    await writer.close();
+    display.finish(`exported ${count} records to ${command.path}`);
+    return 0;
+  }
+  const file = await Deno.open(command.path, { read: true });
+  const result = await importCluster(
+    target,
+    linesOf(file.readable.pipeThrough(new TextDecoderStream())),
+    display.update,
+  );
+  display.finish(
+    `imported ${result.restored} records from ${command.path}` +
+      (result.missed === 0 ? "" : `; ${result.missed} missed a replica that is down: run the import again`),
+  );
+  return result.missed === 0 ? 0 : 1;
+}
+
 async function main(): Promise<number> {
+  const subcommand = Deno.args[0];
+  if (subcommand === "export" || subcommand === "import") {
+    try {
+      return await runBackup(subcommand, Deno.args.slice(1));
+    } catch (error) {
+      const known = error instanceof BackupError || error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.PermissionDenied;
+      console.error(`dynarust ${subcommand}: ${error instanceof Error ? error.message : String(error)}`);
+      return known ? 1 : 70;
+    }
+  }
   const invocation = parseInvocation();
   if (typeof invocation === "number") return invocation;
   if (invocation.kind === "help") {

@@ -36,6 +36,8 @@ const moduleRules: Record<string, { modules: readonly string[]; packages: readon
   http: { modules: ["util", "config", "store", "auth", "sse", "cluster"], packages: ["hono", "zod"] },
   // Runs in browsers and Node as well: the web platform only.
   client: { modules: [], packages: [] },
+  // `dynarust export` / `import`: a client of the public API and of the node-to-node one.
+  backup: { modules: ["util", "config", "cluster", "client"], packages: ["zod"] },
 };
 /** Modules another module may reach only with `import type`. */
 const typeOnlyModules: Record<string, readonly string[]> = { sse: ["store"] };

@@ -97,6 +97,25 @@ export const WritesRequest = z.object({ items: z.array(WriteRequest).max(writeIt
 /** The answer to `writes`: one `write` answer per item, in order. */
 export const WritesReply = z.object({ results: z.array(WriteReply).max(writeItemsMax) });
 
+/** Items per `restore` request. */
+export const restoreItemsMax = 512;
+
+/**
+ * `restore`: key states from a backup (`dynarust import`), each stored on its replicas by the conflict rule,
+ * wherever the receiver sits on the ring.
+ */
+export const RestoreRequest = z.object({
+  items: z.array(z.object({ table: name, key: name, entry: ReplicaEntryWire })).max(restoreItemsMax),
+});
+export type RestoreRequest = z.output<typeof RestoreRequest>;
+
+/** The answer to `restore`: how many states reached every replica, and how many missed one. */
+export const RestoreReply = z.object({
+  restored: z.number().int().nonnegative(),
+  missed: z.number().int().nonnegative(),
+});
+export type RestoreReply = z.output<typeof RestoreReply>;
+
 /** `read`: a key read forwarded to a replica. */
 export const ReadRequest = z.object({ table: name, key: name });
 /** The answer to `read`: the entry (tombstones included) or null. */

@@ -20,6 +20,8 @@ import {
   type ReadReply as ReadReplyWire,
   ReadRequest,
   type ReplicaEntryWire,
+  type RestoreReply,
+  RestoreRequest,
   WriteReply,
   type WriteReplyWire,
   WriteRequest,
@@ -553,7 +555,31 @@ export class Replicator {
         return { results };
       },
       read: (body) => this.#handleRead(body),
+      restore: (body) => this.#handleRestore(body),
     };
+  }
+
+  /**
+   * Stores each state of a backup on the key's replicas: here when this node is one, and through the
+   * replicas' pipelines (conflict rule, not strict) otherwise. A state counts as restored once every
+   * replica took it; one whose replica is down or failed is counted as missed (the import says so).
+   */
+  async #handleRestore(body: unknown): Promise<RestoreReply> {
+    const { items } = parseBody(RestoreRequest, body);
+    const local: Array<{ table: string; key: string; entry: ReplicaEntry }> = [];
+    const delivered = items.map(async ({ table, key, entry: wire }) => {
+      const entry = replicaEntryOf(wire);
+      const replicas = this.#placement.replicasOf(table, key);
+      if (replicas.includes(this.self)) local.push({ table, key, entry });
+      const others = replicas.filter((id) => id !== this.self);
+      if (!others.every((id) => this.#placement.isLive(id))) return false;
+      const acknowledged = await Promise.all(this.#replicateTo(others, { table, key, strict: false }, entry));
+      return acknowledged.every((ok) => ok);
+    });
+    if (local.length > 0) await this.#options.store.applyReplicas(local);
+    const outcomes = await Promise.all(delivered);
+    const restored = outcomes.filter((ok) => ok).length;
+    return { restored, missed: items.length - restored };
   }
 
   async #handleApply(body: unknown): Promise<unknown> {

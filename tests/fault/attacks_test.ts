@@ -267,6 +267,7 @@ Deno.test("attacks: internal requests replayed outside their time window or to a
       "list",
       "write",
       "writes",
+      "restore",
       "apply",
       "leave",
       "join",

@@ -125,6 +125,13 @@ function wellFormedBody(kind: string, peer: string): string {
     write: { op: "put", table: "t", key: "forged", value: "forged", owner: "mallory" },
     writes: { items: [{ op: "put", table: "t", key: "forged", value: "forged", owner: "mallory" }] },
     read: { table: "t", key: "k" },
+    restore: {
+      items: [{
+        table: "t",
+        key: "forged",
+        entry: { version: 999, timestamp: 1, owner: "mallory", deleted: false, valueJson: '"forged"' },
+      }],
+    },
     list: { table: "t", limit: 10 },
     digest: { buckets: Array.from({ length: 256 }, () => "") },
     sync: { buckets: [{ bucket: 0, summaries: [] }] },
@@ -210,6 +217,18 @@ function malformedBody(random: Random, kind: string): string {
       },
     ],
     read: [{ table: "t" }, { table: "t", key: "" }, { table: 1, key: "k" }],
+    restore: [
+      { items: "x" },
+      { items: [{ table: "t", key: "k" }] },
+      { items: [{ table: "t", key: "k", entry: { version: 0, timestamp: 1, owner: "a", deleted: false } }] },
+      {
+        items: Array.from({ length: 513 }, () => ({
+          table: "t",
+          key: "k",
+          entry: { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: "1" },
+        })),
+      },
+    ],
     list: [{ table: "t", limit: 0 }, { table: "t", limit: 10_001 }, { table: "t" }, { table: "", limit: 1 }],
     digest: [
       { buckets: Array.from({ length: 255 }, () => "") },

@@ -18,6 +18,7 @@ export const internalKinds = [
   "write",
   "writes",
   "read",
+  "restore",
   "list",
   "digest",
   "sync",

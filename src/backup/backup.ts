@@ -1,0 +1,194 @@
+/**
+ * Backups: `dynarust export` writes every record of a running cluster as JSON lines, `dynarust import`
+ * restores them into a cluster with their owners, versions and timestamps (users included, with their
+ * password hashes, so everyone logs in again with the same secret).
+ *
+ * Export reads the tables through the public API of one node (its listing gathers every replica), learns
+ * the table names from every live member's `/stats`, and reads the users through the node-to-node `list`
+ * (every node holds every user). Import sends `restore` requests, which store each state on its replicas
+ * by the conflict rule. Both sign node-to-node requests with `CLUSTER_SECRET`. This module touches no file:
+ * `main.ts` opens them and hands in lines.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { DynaClient } from "../client/mod.ts";
+import { HttpTransport, RequestSigner, usersTable } from "../cluster/mod.ts";
+import { systemClock } from "../util/clock.ts";
+import { BackupError } from "./errors.ts";
+
+/** The first line of an export. */
+export const exportHeader = { dynarust_export: 1 } as const;
+
+/** One record of an export, after the header line. */
+export const ExportLine = z.object({
+  table: z.string().min(1),
+  key: z.string().min(1),
+  value: z.json(),
+  version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  owner: z.string().min(1),
+});
+export type ExportLine = z.output<typeof ExportLine>;
+
+/** Where a backup talks to. */
+export interface BackupTarget {
+  /** A node of the cluster, e.g. `http://127.0.0.1:6660`. */
+  nodeUrl: string;
+  clusterSecret: string;
+  /** PEM CA certificates to trust for https. */
+  caCerts?: string[];
+  /** The `fetch` for public requests (one that trusts `caCerts` for https). */
+  fetch?: typeof fetch;
+}
+
+/** Progress: records so far, and the expected total when known. */
+export type Progress = (done: number, total: number | undefined) => void;
+
+const pageSize = 1_000;
+const restoreBatch = 500;
+const timeoutMs = 30_000;
+
+async function transportOf(target: BackupTarget): Promise<{ transport: HttpTransport; node: string }> {
+  const url = new URL(target.nodeUrl);
+  const signer = await RequestSigner.create(target.clusterSecret);
+  const transport = new HttpTransport({
+    self: "backup-cli:0",
+    signer,
+    clock: systemClock,
+    scheme: url.protocol === "https:" ? "https" : "http",
+    ...(target.caCerts === undefined ? {} : { caCerts: target.caCerts }),
+  });
+  return { transport, node: url.host };
+}
+
+function clientOf(target: BackupTarget, baseUrl = target.nodeUrl): DynaClient {
+  return new DynaClient({ baseUrl, ...(target.fetch === undefined ? {} : { fetch: target.fetch }) });
+}
+
+/**
+ * Writes the header, every user, then every record of every table, one JSON object per `write`.
+ *
+ * @returns the number of records written (users included).
+ * @throws {BackupError} when a member cannot be reached or the node refuses the cluster secret.
+ */
+export async function exportCluster(
+  target: BackupTarget,
+  write: (line: string) => Promise<void>,
+  progress: Progress = () => {},
+): Promise<number> {
+  const client = clientOf(target);
+  const { transport, node } = await transportOf(target);
+  const scheme = new URL(target.nodeUrl).protocol;
+  const tables = new Set<string>();
+  // Each member counts the keys it holds: the largest count is a floor of the total (the total itself
+  // when every member holds every key), good enough for a progress bar.
+  let estimate = 0;
+  for (const member of await client.membership()) {
+    if (member.status !== "alive") continue;
+    const stats = await clientOf(target, `${scheme}//${member.address}`).stats().catch((error) => {
+      throw new BackupError(`cannot read the tables of member ${member.address}: ${error}`, { cause: error });
+    });
+    for (const table of Object.keys(stats.tables)) tables.add(table);
+    estimate = Math.max(estimate, stats.total_keys);
+  }
+  await write(JSON.stringify({ ...exportHeader, node, exported_at: new Date().toISOString() }));
+  let done = 0;
+  const emit = async (line: Omit<ExportLine, "value"> & { value: unknown }) => {
+    await write(JSON.stringify(line));
+    done += 1;
+    progress(done, Math.max(estimate, done));
+  };
+  let after: string | undefined;
+  for (;;) {
+    const reply = await transport.request(node, "list", {
+      table: usersTable,
+      limit: pageSize,
+      ...(after === undefined ? {} : { after }),
+    }, { timeoutMs }).catch((error) => {
+      throw new BackupError(`the node refused to list users (is CLUSTER_SECRET right?): ${error}`, {
+        cause: error,
+      });
+    });
+    const { entries } = reply as { entries: Array<{ key: string; json: string }> };
+    for (const { key, json } of entries) {
+      const entry = JSON.parse(json);
+      await emit({ table: usersTable, key, ...entry });
+    }
+    if (entries.length < pageSize) break;
+    after = entries[entries.length - 1]!.key;
+  }
+  for (const table of [...tables].sort()) {
+    for await (const [key, entry] of client.table(table).entries({ pageSize })) {
+      await emit({ table, key, ...entry });
+    }
+  }
+  return done;
+}
+
+/** What an import did. */
+export interface ImportResult {
+  restored: number;
+  /** States that missed a replica (down, or it failed): run the import again once every node is up. */
+  missed: number;
+}
+
+/**
+ * Restores the records of an export, in batches; the first line must be the export header.
+ *
+ * @throws {BackupError} on a line that is not a record (naming it), or when the node refuses.
+ */
+export async function importCluster(
+  target: BackupTarget,
+  lines: AsyncIterable<string>,
+  progress: Progress = () => {},
+): Promise<ImportResult> {
+  const { transport, node } = await transportOf(target);
+  const result: ImportResult = { restored: 0, missed: 0 };
+  let batch: Array<{ table: string; key: string; entry: unknown }> = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const reply = await transport.request(node, "restore", { items: batch }, { timeoutMs }).catch((error) => {
+      throw new BackupError(`the node refused the restore (is CLUSTER_SECRET right?): ${error}`, {
+        cause: error,
+      });
+    }) as ImportResult;
+    result.restored += reply.restored;
+    result.missed += reply.missed;
+    batch = [];
+    progress(result.restored + result.missed, undefined);
+  };
+  let lineNumber = 0;
+  for await (const text of lines) {
+    lineNumber += 1;
+    if (text.trim() === "") continue;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new BackupError(`line ${lineNumber} is not JSON`);
+    }
+    if (lineNumber === 1) {
+      if ((parsed as Record<string, unknown>)?.dynarust_export !== exportHeader.dynarust_export) {
+        throw new BackupError(
+          "line 1 is not a dynarust export header; was this file made by `dynarust export`?",
+        );
+      }
+      continue;
+    }
+    const line = ExportLine.safeParse(parsed);
+    if (!line.success) {
+      throw new BackupError(`line ${lineNumber} is not a record: ${line.error.issues[0]?.message ?? ""}`);
+    }
+    const { table, key, value, version, timestamp, owner } = line.data;
+    batch.push({
+      table,
+      key,
+      entry: { version, timestamp, owner, deleted: false, valueJson: JSON.stringify(value) },
+    });
+    if (batch.length === restoreBatch) await flush();
+  }
+  if (lineNumber === 0) throw new BackupError("the file is empty");
+  await flush();
+  return result;
+}

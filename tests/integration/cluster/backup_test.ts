@@ -1,0 +1,147 @@
+// Goal: `dynarust export` and `dynarust import` (issue 6) move a cluster's data to a fresh cluster with
+// every record's value, owner, version and timestamp, users included (they log in with their old secret
+// and still own their keys); bad input is refused with a clear line and a non-zero exit.
+// Method: two real 3-node TestClusters; the commands run as the user runs them (main.ts in a child
+// process, output not a terminal, so progress is plain lines).
+import assert from "node:assert/strict";
+import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
+import { clusterSecret, TestCluster } from "../../helpers/test_cluster.ts";
+
+interface Record {
+  value: unknown;
+  version: number;
+  timestamp: number;
+  owner: string;
+}
+
+async function write(node: NodeProcess, path: string, value: unknown, token: string, method = "PUT") {
+  const response = method === "PUT" ? await putValue(node, path, value, { token }) : await node.fetch(path, {
+    method,
+    headers: { authorization: `Bearer ${token}` },
+    ...(value === undefined ? {} : { body: JSON.stringify({ value }) }),
+  });
+  assert.ok(response.status < 300, `${method} ${path}: ${response.status}`);
+  await response.body?.cancel();
+}
+
+async function read(node: NodeProcess, path: string): Promise<Record | undefined> {
+  const response = await node.fetch(path);
+  if (response.status === 404) {
+    await response.body?.cancel();
+    return undefined;
+  }
+  return await response.json();
+}
+
+Deno.test("backup: export a cluster, import it into a fresh one: every record, owner, version, user", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
+  const file = `${dir}/backup.jsonl`;
+  try {
+    const keys = ["fruits/key/apple", "fruits/key/pear", "notes/key/n%201", "notes/key/%F0%9F%8D%8E"];
+    const expected = new Map<string, Record>();
+    {
+      await using source = await TestCluster.start({ nodeCount: 3 });
+      const alice = await tokenFor(source.node(0), "alice", "alice-secret");
+      const bob = await tokenFor(source.node(1), "bob", "bob-secret");
+      await write(source.node(0), "/fruits/key/apple", { n: 1 }, alice);
+      for (const n of [2, 3]) await write(source.node(1), "/fruits/key/apple", { n }, alice);
+      await write(source.node(2), "/fruits/key/pear", 'quote " and \\ and é', bob);
+      await write(source.node(0), "/notes/key/n%201", { a: 1 }, bob);
+      await write(source.node(0), "/notes/key/n%201", { b: null }, bob, "PATCH");
+      await write(source.node(1), "/notes/key/%F0%9F%8D%8E", [1, { deep: [true] }], alice);
+      await write(source.node(1), "/notes/key/gone", 1, alice);
+      await write(source.node(1), "/notes/key/gone", undefined, alice, "DELETE");
+      for (const key of keys) expected.set(key, (await read(source.node(2), `/${key}`))!);
+      assert.equal(expected.get("fruits/key/apple")?.version, 3);
+
+      const help = await NodeProcess.runToExit(["export", "--help"]);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /usage: dynarust export --to FILE/);
+      const exported = await NodeProcess.runToExit(
+        ["export", "--node", source.node(1).baseUrl, "--to", file],
+        { CLUSTER_SECRET: clusterSecret },
+      );
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.match(exported.stderr, /exported 6 records to /, "2 users and 4 live keys");
+    }
+    const lines = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
+    assert.equal(lines[0].dynarust_export, 1);
+    assert.deepEqual(lines.slice(1).map((line) => line.table).sort(), [
+      "_users",
+      "_users",
+      "fruits",
+      "fruits",
+      "notes",
+      "notes",
+    ]);
+
+    await using target = await TestCluster.start({ nodeCount: 3 });
+    const imported = await NodeProcess.runToExit(
+      ["import", "--node", target.node(2).baseUrl, "--from", file],
+      { CLUSTER_SECRET: clusterSecret },
+    );
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stderr, /imported 6 records from /);
+    for (const [key, record] of expected) {
+      for (const index of [0, 1, 2]) assert.deepEqual(await read(target.node(index), `/${key}`), record, key);
+    }
+    assert.equal(await read(target.node(0), "/notes/key/gone"), undefined);
+    const login = await target.node(0).fetch("/auth/alice", {
+      method: "POST",
+      body: '{"secret":"alice-secret"}',
+    });
+    assert.equal(login.status, 200, "alice exists on the new cluster, with her secret");
+    const { token: alice } = await login.json();
+    const wrong = await target.node(1).fetch("/auth/bob", { method: "POST", body: '{"secret":"not bob"}' });
+    assert.equal(wrong.status, 401, "bob's secret still protects bob");
+    await wrong.body?.cancel();
+    const stolen = await putValue(target.node(1), "/fruits/key/pear", "mine now", { token: alice });
+    assert.equal(stolen.status, 403, "bob still owns his key");
+    await stolen.body?.cancel();
+    await write(target.node(1), "/fruits/key/apple", { n: 4 }, alice);
+    assert.equal((await read(target.node(2), "/fruits/key/apple"))?.version, 4, "versions go on from 3");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("backup: a wrong secret, a file that is not an export, or a missing flag fail with a clear line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
+  try {
+    await using node = await NodeProcess.start({ env: { CLUSTER_SECRET: clusterSecret } });
+    const wrongSecret = await NodeProcess.runToExit(
+      ["export", "--node", node.baseUrl, "--to", `${dir}/x.jsonl`],
+      { CLUSTER_SECRET: "another-secret-0123456789-0123456789" },
+    );
+    assert.equal(wrongSecret.code, 1);
+    assert.match(
+      wrongSecret.stderr,
+      /dynarust export: the node refused to list users \(is CLUSTER_SECRET right\?\)/,
+    );
+    await Deno.writeTextFile(`${dir}/notes.txt`, "hello\n");
+    const notExport = await NodeProcess.runToExit(
+      ["import", "--node", node.baseUrl, "--from", `${dir}/notes.txt`],
+      { CLUSTER_SECRET: clusterSecret },
+    );
+    assert.equal(notExport.code, 1);
+    assert.match(notExport.stderr, /line 1 is not JSON/);
+    await Deno.writeTextFile(
+      `${dir}/bad.jsonl`,
+      '{"dynarust_export":1}\n{"table":"t","key":"k","value":1}\n',
+    );
+    const badLine = await NodeProcess.runToExit(
+      ["import", "--node", node.baseUrl, "--from", `${dir}/bad.jsonl`],
+      { CLUSTER_SECRET: clusterSecret },
+    );
+    assert.equal(badLine.code, 1);
+    assert.match(badLine.stderr, /line 2 is not a record/);
+    assert.equal((await node.fetch("/t/key/k")).status, 404, "nothing was written");
+    const missing = await NodeProcess.runToExit(["import", "--node", node.baseUrl], {
+      CLUSTER_SECRET: clusterSecret,
+    });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /--from FILE is required/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
