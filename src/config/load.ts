@@ -165,6 +165,8 @@ export function helpText(): string {
     "dynarust: a distributed key -> JSON value store",
     "",
     "usage: dynarust <LISTEN_ADDRESS> [JOIN_ADDRESS] [flags]",
+    "       dynarust export --to FILE [--node URL]     back up a running cluster (export --help)",
+    "       dynarust import --from FILE [--node URL]   restore a backup into a running cluster (import --help)",
     "",
     "  LISTEN_ADDRESS          host:port to serve on (port 0 picks a free port)",
     "  JOIN_ADDRESS            host:port of a live member to join",
