@@ -31,7 +31,8 @@ const built = await buildBinary();
 if ("skipped" in built) console.log(`compile test skipped: ${built.skipped}`);
 
 Deno.test({
-  name: "compile: the one executable serves a node with its embedded key, from any directory",
+  name:
+    "compile: the one executable serves a node, its dashboard and backups with its embedded key, anywhere",
   ignore: "skipped" in built,
   async fn() {
     assert.ok("path" in built);
@@ -59,6 +60,12 @@ Deno.test({
       assert.equal(put.status, 201);
       await put.body?.cancel();
       assert.equal((await (await fetch(`${baseUrl}/t/key/k`)).json()).value, "from the binary");
+      const dashboard = await fetch(`${baseUrl}/admin`);
+      assert.equal(dashboard.status, 200, "the dashboard is inside the binary");
+      assert.match(await dashboard.text(), /<title>dynarust<\/title>/);
+      const exportHelp = await new Deno.Command(built.path, { args: ["export", "--help"], cwd: elsewhere })
+        .output();
+      assert.equal(exportHelp.code, 0, "the backup commands are in the binary");
       child.kill("SIGTERM");
       assert.equal((await child.status).code, 0);
       await reader.cancel();
