@@ -47,6 +47,9 @@ export type Progress = (done: number, total: number | undefined) => void;
 
 const pageSize = 1_000;
 const restoreBatch = 500;
+/** Bytes of one `restore` request's items at most: node-to-node messages stop at 4 MiB. */
+const restoreBatchBytes = 3 << 20;
+const encoder = new TextEncoder();
 const timeoutMs = 30_000;
 
 async function transportOf(target: BackupTarget): Promise<{ transport: HttpTransport; node: string }> {
@@ -146,6 +149,7 @@ export async function importCluster(
   const { transport, node } = await transportOf(target);
   const result: ImportResult = { restored: 0, missed: 0 };
   let batch: Array<{ table: string; key: string; entry: unknown }> = [];
+  let batchBytes = 0;
   const flush = async () => {
     if (batch.length === 0) return;
     const reply = await transport.request(node, "restore", { items: batch }, { timeoutMs }).catch((error) => {
@@ -156,6 +160,7 @@ export async function importCluster(
     result.restored += reply.restored;
     result.missed += reply.missed;
     batch = [];
+    batchBytes = 0;
     progress(result.restored + result.missed, undefined);
   };
   let lineNumber = 0;
@@ -181,12 +186,15 @@ export async function importCluster(
       throw new BackupError(`line ${lineNumber} is not a record: ${line.error.issues[0]?.message ?? ""}`);
     }
     const { table, key, value, version, timestamp, owner } = line.data;
-    batch.push({
+    const item = {
       table,
       key,
       entry: { version, timestamp, owner, deleted: false, valueJson: JSON.stringify(value) },
-    });
-    if (batch.length === restoreBatch) await flush();
+    };
+    const itemBytes = encoder.encode(JSON.stringify(item)).length;
+    if (batch.length === restoreBatch || batchBytes + itemBytes > restoreBatchBytes) await flush();
+    batch.push(item);
+    batchBytes += itemBytes;
   }
   if (lineNumber === 0) throw new BackupError("the file is empty");
   await flush();

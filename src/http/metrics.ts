@@ -40,18 +40,24 @@ interface RouteSeries {
 export class RequestMetrics {
   requestCount = 0;
   latencyMsTotal = 0;
-  readonly #series = new Map<string, RouteSeries>();
+  /** Route → method → series; two lookups, so counting a request builds no string. */
+  readonly #series = new Map<string, Map<string, RouteSeries>>();
 
   /** One answered request; `latencyMs` is 0 for an answer given synchronously. */
   record(method: string, route: string, status: number, latencyMs: number): void {
     this.requestCount += 1;
     this.latencyMsTotal += latencyMs;
-    const known = methods.has(method) ? method : "other";
-    const name = `${known} ${route}`;
-    let series = this.#series.get(name);
+    let byMethod = this.#series.get(route);
+    if (byMethod === undefined) this.#series.set(route, byMethod = new Map());
+    let series = byMethod.get(method);
     if (series === undefined) {
-      series = { method: known, route, byStatus: new Map(), seconds: new Histogram(secondsBounds) };
-      this.#series.set(name, series);
+      // An unknown method is counted as `other`, so no client can add series at will.
+      const known = methods.has(method) ? method : "other";
+      series = byMethod.get(known);
+      if (series === undefined) {
+        series = { method: known, route, byStatus: new Map(), seconds: new Histogram(secondsBounds) };
+        byMethod.set(known, series);
+      }
     }
     series.byStatus.set(status, (series.byStatus.get(status) ?? 0) + 1);
     series.seconds.observe(latencyMs / 1000);
@@ -59,7 +65,7 @@ export class RequestMetrics {
 
   /** Writes the request families. */
   writeTo(text: MetricsText): void {
-    const series = [...this.#series.values()];
+    const series = [...this.#series.values()].flatMap((byMethod) => [...byMethod.values()]);
     text.counter(
       "dynarust_http_requests_total",
       "HTTP requests answered, by method, route template and status.",

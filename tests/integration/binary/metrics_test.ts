@@ -28,6 +28,7 @@ Deno.test("metrics: requests by route and status, latency, WAL batches and fsync
   for (const path of [`/${encodeURIComponent(table)}/key/k1`, "/t/key/absent", "/no/such/route/here"]) {
     await (await node.fetch(path)).body?.cancel();
   }
+  for (const method of ["PROPFIND", "BREW"]) await (await node.fetch("/stats", { method })).body?.cancel();
   const reader = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
   const families = await scrape(node);
   const requests = (labels: Record<string, string>) =>
@@ -37,6 +38,11 @@ Deno.test("metrics: requests by route and status, latency, WAL batches and fsync
   assert.equal(requests({ method: "GET", route: keyRoute, status: "404" }), 1);
   assert.equal(requests({ method: "POST", route: "/auth/{user}", status: "201" }), 1);
   assert.equal(requests({ method: "GET", route: "other", status: "404" }), 1);
+  assert.equal(
+    requests({ method: "other", route: "/stats", status: "405" }),
+    2,
+    "unknown methods are one series",
+  );
   const family = families.get("dynarust_http_requests_total")!;
   assert.ok(family.samples.every((sample) => !sample.labels.route!.includes("k1")), "no raw path in labels");
   assert.equal(valueOf(families, "dynarust_http_request_duration_seconds_count", { method: "PUT" }), 3);

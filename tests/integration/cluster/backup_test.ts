@@ -145,3 +145,41 @@ Deno.test("backup: a wrong secret, a file that is not an export, or a missing fl
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("backup: values that together pass a node-to-node message's 4 MiB are restored in several requests", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
+  try {
+    const env = { CLUSTER_SECRET: clusterSecret };
+    const big = "x".repeat(600_000);
+    {
+      await using source = await NodeProcess.start({ env });
+      const token = await tokenFor(source, "alice");
+      for (let index = 0; index < 8; index += 1) {
+        await write(source, `/big/key/k${index}`, `${index}${big}`, token);
+      }
+      const exported = await NodeProcess.runToExit([
+        "export",
+        "--node",
+        source.baseUrl,
+        "--to",
+        `${dir}/b.jsonl`,
+      ], env);
+      assert.equal(exported.code, 0, exported.stderr);
+    }
+    await using target = await NodeProcess.start({ env });
+    const imported = await NodeProcess.runToExit([
+      "import",
+      "--node",
+      target.baseUrl,
+      "--from",
+      `${dir}/b.jsonl`,
+    ], env);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stderr, /imported 9 records/);
+    for (let index = 0; index < 8; index += 1) {
+      assert.equal((await read(target, `/big/key/k${index}`))?.value, `${index}${big}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
