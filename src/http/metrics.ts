@@ -81,6 +81,27 @@ export class RequestMetrics {
   }
 }
 
+/**
+ * Tables with a series of their own: a table per user or per tenant is common, and thousands of series
+ * per node would weigh on every scrape and on Prometheus; `dynarust_keys_total` counts them all.
+ */
+export const tableSeriesMax = 100;
+
+function publicTables(tables: ReadonlyMap<string, number>): Array<[string, number]> {
+  return [...tables].filter(([table]) => !isInternalTable(table));
+}
+
+function largestTables(tables: ReadonlyMap<string, number>): Array<[string, number]> {
+  const all = publicTables(tables);
+  if (all.length <= tableSeriesMax) return all;
+  return all.sort(([tableA, countA], [tableB, countB]) => countB - countA || (tableA < tableB ? -1 : 1))
+    .slice(0, tableSeriesMax);
+}
+
+function keysTotal(tables: ReadonlyMap<string, number>): number {
+  return publicTables(tables).reduce((total, [, count]) => total + count, 0);
+}
+
 /** The whole exposition of a node. */
 export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
   const text = new MetricsText();
@@ -96,11 +117,13 @@ export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
     .gauge("dynarust_wal_bytes", "Bytes of the WAL file since the last checkpoint.", [[{}, node.walBytes]])
     .gauge(
       "dynarust_keys",
-      "Live keys held by this node, by table.",
-      [...node.tables].filter(([table]) => !isInternalTable(table)).map((
-        [table, count],
-      ) => [{ table }, count]),
+      `Live keys held by this node, by table (the ${tableSeriesMax} largest tables).`,
+      largestTables(node.tables).map(([table, count]) => [{ table }, count]),
     )
+    .gauge("dynarust_keys_total", "Live keys held by this node, in every table.", [[
+      {},
+      keysTotal(node.tables),
+    ]])
     .gauge("dynarust_sse_connections", "Open event streams.", [[{}, node.sseConnections]])
     .counter(
       "dynarust_sse_dropped_subscribers_total",

@@ -53,6 +53,7 @@ Deno.test("metrics: requests by route and status, latency, WAL batches and fsync
   assert.ok(batches >= 1);
   assert.equal(valueOf(families, "dynarust_wal_fsync_duration_seconds_count"), batches);
   assert.equal(valueOf(families, "dynarust_keys", { table }), 3);
+  assert.equal(valueOf(families, "dynarust_keys_total"), 3, "users are not keys of a table");
   assert.equal(valueOf(families, "dynarust_sse_connections"), 1);
   assert.equal(valueOf(families, "dynarust_sse_dropped_subscribers_total"), 0);
   assert.equal(valueOf(families, "dynarust_cluster_members", { state: "alive" }), 1);
@@ -90,4 +91,27 @@ Deno.test("metrics: gossip member states and the hinted-handoff backlog of a 3-n
     hints += valueOf(await scrape(cluster.node(index)), "dynarust_hinted_handoff_backlog")!;
   }
   assert.ok(hints >= 1, `a write while a replica is down leaves a hint (${hints})`);
+});
+
+Deno.test("metrics: only the 100 largest tables get a series of their own; the total counts every table", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  const writes: Promise<void>[] = [];
+  for (let index = 0; index < 103; index += 1) {
+    const count = index < 3 ? 1 : 2; // tables 0..2 are the smallest
+    for (let key = 0; key < count; key += 1) {
+      writes.push(
+        putValue(node, `/t${index}/key/k${key}`, key, { token }).then(async (response) => {
+          assert.equal(response.status, 201);
+          await response.body?.cancel();
+        }),
+      );
+    }
+  }
+  await Promise.all(writes);
+  const families = await scrape(node);
+  const series = families.get("dynarust_keys")!.samples;
+  assert.equal(series.length, 100);
+  assert.ok(series.every((sample) => sample.value === 2), "the three smallest tables are the ones left out");
+  assert.equal(valueOf(families, "dynarust_keys_total"), 3 + 2 * 100);
 });
