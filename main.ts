@@ -3,7 +3,14 @@
  * builds the broker, the authenticator and the HTTP app, listens, and turns signals into a graceful stop.
  * Only this file reads `Deno.args`/`Deno.env`, listens, handles signals or exits.
  */
-import { ConfigError, configExitCode, helpText, type Invocation, loadConfig } from "./src/config/load.ts";
+import {
+  ConfigError,
+  configExitCode,
+  envNames,
+  helpText,
+  type Invocation,
+  loadConfig,
+} from "./src/config/load.ts";
 import type { Config } from "./src/config/schema.ts";
 import { systemClock } from "./src/util/clock.ts";
 import { KvError } from "./src/util/errors.ts";
@@ -43,9 +50,22 @@ export const version = "0.1.0";
 /** Exit code when the data on disk cannot be used (`EX_DATAERR`). */
 const dataExitCode = 65;
 
+/**
+ * The variables among `names` that are set. Only these are read, so the node runs with
+ * `--allow-env=<those names>` (deno.json's tasks) and never sees the rest of the environment.
+ */
+function readEnv(names: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of names) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
 function parseInvocation(): Invocation | number {
   try {
-    return loadConfig({ args: Deno.args, env: Deno.env.toObject() });
+    return loadConfig({ args: Deno.args, env: readEnv(envNames()) });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const issue of error.issues) console.error(`dynarust: ${issue}`);
@@ -414,7 +434,7 @@ async function stopNode(
 
 /** `dynarust export|import ...`: a backup of a running cluster, over HTTP. */
 async function runBackup(kind: "export" | "import", args: readonly string[]): Promise<number> {
-  const command = parseBackupCommand(kind, args, Deno.env.toObject());
+  const command = parseBackupCommand(kind, args, readEnv(["CLUSTER_SECRET"]));
   if (command.kind === "help") {
     console.log(command.text);
     return 0;

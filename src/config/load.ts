@@ -35,6 +35,15 @@ function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
 
+/** Every environment variable the configuration reads (the node is granted these and no others). */
+export function envNames(): string[] {
+  return [
+    ...Object.values(envSettings).flatMap((setting) => setting.env),
+    ...Object.values(limitEnvNames),
+    "DYNA_REPAIR",
+  ];
+}
+
 /** The flags the CLI understands, for `--help` and the parser. */
 export function flagNames(): string[] {
   return [

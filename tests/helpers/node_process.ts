@@ -166,3 +166,28 @@ export function putValue(
     body: JSON.stringify({ value }),
   });
 }
+
+/**
+ * For a node started by hand (a binary, other permissions): reads its `listening on` line from `reader`,
+ * registers a user, and writes `value` to `/t/key/k`, failing unless it is answered 201.
+ *
+ * @returns the node's base URL.
+ */
+export async function listenAndWrite(
+  reader: ReadableStreamDefaultReader<string>,
+  value: unknown,
+): Promise<string> {
+  const first = (await reader.read()).value ?? "";
+  const baseUrl = /listening on (\S+)/.exec(first)?.[1];
+  if (baseUrl === undefined) throw new Error(`no listening line: ${first}`);
+  const auth = await fetch(`${baseUrl}/auth/alice`, { method: "POST", body: '{"secret":"pw"}' });
+  const { token } = await auth.json();
+  const put = await fetch(`${baseUrl}/t/key/k`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ value }),
+  });
+  if (put.status !== 201) throw new Error(`PUT answered ${put.status}: ${await put.text()}`);
+  await put.body?.cancel();
+  return baseUrl;
+}

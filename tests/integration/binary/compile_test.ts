@@ -3,6 +3,7 @@
 // and use it over HTTP. `deno compile` downloads Deno's runtime (denort) unless DENORT_BIN names one; on a
 // machine that can do neither, the test is reported as ignored and the reason is printed.
 import assert from "node:assert/strict";
+import { listenAndWrite } from "../../helpers/node_process.ts";
 
 const root = new URL("../../../", import.meta.url).pathname;
 const taskCommand: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.compile;
@@ -47,18 +48,7 @@ Deno.test({
         stderr: "null",
       }).spawn();
       const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      const first = (await reader.read()).value ?? "";
-      const baseUrl = /listening on (\S+)/.exec(first)?.[1];
-      assert.ok(baseUrl !== undefined, first);
-      const auth = await fetch(`${baseUrl}/auth/alice`, { method: "POST", body: '{"secret":"pw"}' });
-      const { token } = await auth.json();
-      const put = await fetch(`${baseUrl}/t/key/k`, {
-        method: "PUT",
-        headers: { authorization: `Bearer ${token}` },
-        body: '{"value":"from the binary"}',
-      });
-      assert.equal(put.status, 201);
-      await put.body?.cancel();
+      const baseUrl = await listenAndWrite(reader, "from the binary");
       assert.equal((await (await fetch(`${baseUrl}/t/key/k`)).json()).value, "from the binary");
       const dashboard = await fetch(`${baseUrl}/admin`);
       assert.equal(dashboard.status, 200, "the dashboard is inside the binary");

@@ -2,7 +2,7 @@
 // line and exit 78, --help and --version, the loopback-only generated JWT secret.
 // Method: run main.ts as a child process to completion (or to its first line) and read its output.
 import assert from "node:assert/strict";
-import { NodeProcess } from "../../helpers/node_process.ts";
+import { listenAndWrite, NodeProcess } from "../../helpers/node_process.ts";
 import { DenoFs, importEncryptionKey, Store } from "../../../src/store/mod.ts";
 import { defaultLimits } from "../../../src/config/limits.ts";
 import { systemClock } from "../../../src/util/clock.ts";
@@ -126,4 +126,40 @@ Deno.test("config: --log-format json writes every log line as one JSON object, r
   const requests = events.filter((event) => event.msg === "request");
   assert.ok(requests.some((event) => event.method === "GET" && event.status === 404), lines.join("\n"));
   assert.ok(events.some((event) => event.msg === "stopped"));
+});
+
+Deno.test("config: the node runs with the permissions deno.json gives it, and they cover every variable it reads", async () => {
+  const root = new URL("../../../", import.meta.url).pathname;
+  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks as Record<string, string>;
+  const permissionsOf = (task: string) => task.split(" ").filter((arg) => arg.startsWith("--allow-"));
+  const permissions = permissionsOf(tasks.start!);
+  assert.deepEqual(permissionsOf(tasks.compile!), permissions, "the binary gets what `task start` gets");
+  const allowed = permissions.find((flag) => flag.startsWith("--allow-env="))!.slice("--allow-env=".length)
+    .split(",");
+  const { envNames } = await import("../../../src/config/load.ts");
+  for (const name of envNames()) {
+    const covered = allowed.some((pattern) =>
+      pattern.endsWith("*") ? name.startsWith(pattern.slice(0, -1)) : pattern === name
+    );
+    assert.ok(covered, `${name} is read by the config but not allowed by --allow-env`);
+  }
+  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_permissions_" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions, `${root}main.ts`, "127.0.0.1:0", "--data-dir", dataDir],
+    env: { DYNA_LOG: "warn", DYNA_LOG_FORMAT: "json", SNAP_LIMIT: "3" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    await listenAndWrite(reader, 1);
+  } finally {
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+    await reader.cancel();
+    const lines = (await stderr).trim().split("\n").filter((line) => line !== "");
+    assert.ok(lines.every((line) => JSON.parse(line).level !== "error"), lines.join("\n"));
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
