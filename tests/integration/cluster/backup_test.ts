@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
 import { clusterSecret, TestCluster } from "../../helpers/test_cluster.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
 
 interface Record {
   value: unknown;
@@ -14,6 +15,7 @@ interface Record {
   owner: string;
 }
 
+/** A write; its answer (the VersionedValue of a PUT or PATCH). */
 async function write(node: NodeProcess, path: string, value: unknown, token: string, method = "PUT") {
   const response = method === "PUT" ? await putValue(node, path, value, { token }) : await node.fetch(path, {
     method,
@@ -21,7 +23,7 @@ async function write(node: NodeProcess, path: string, value: unknown, token: str
     ...(value === undefined ? {} : { body: JSON.stringify({ value }) }),
   });
   assert.ok(response.status < 300, `${method} ${path}: ${response.status}`);
-  await response.body?.cancel();
+  return await response.json() as Record;
 }
 
 async function read(node: NodeProcess, path: string): Promise<Record | undefined> {
@@ -37,22 +39,41 @@ Deno.test("backup: export a cluster, import it into a fresh one: every record, o
   const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
   const file = `${dir}/backup.jsonl`;
   try {
-    const keys = ["fruits/key/apple", "fruits/key/pear", "notes/key/n%201", "notes/key/%F0%9F%8D%8E"];
     const expected = new Map<string, Record>();
     {
       await using source = await TestCluster.start({ nodeCount: 3 });
       const alice = await tokenFor(source.node(0), "alice", "alice-secret");
       const bob = await tokenFor(source.node(1), "bob", "bob-secret");
       await write(source.node(0), "/fruits/key/apple", { n: 1 }, alice);
-      for (const n of [2, 3]) await write(source.node(1), "/fruits/key/apple", { n }, alice);
-      await write(source.node(2), "/fruits/key/pear", 'quote " and \\ and é', bob);
+      await write(source.node(1), "/fruits/key/apple", { n: 2 }, alice);
+      expected.set("fruits/key/apple", await write(source.node(1), "/fruits/key/apple", { n: 3 }, alice));
+      expected.set(
+        "fruits/key/pear",
+        await write(source.node(2), "/fruits/key/pear", 'quote " and \\ and é', bob),
+      );
       await write(source.node(0), "/notes/key/n%201", { a: 1 }, bob);
-      await write(source.node(0), "/notes/key/n%201", { b: null }, bob, "PATCH");
-      await write(source.node(1), "/notes/key/%F0%9F%8D%8E", [1, { deep: [true] }], alice);
+      expected.set(
+        "notes/key/n%201",
+        await write(source.node(0), "/notes/key/n%201", { b: null }, bob, "PATCH"),
+      );
+      expected.set(
+        "notes/key/%F0%9F%8D%8E",
+        await write(source.node(1), "/notes/key/%F0%9F%8D%8E", [1, { deep: [true] }], alice),
+      );
       await write(source.node(1), "/notes/key/gone", 1, alice);
       await write(source.node(1), "/notes/key/gone", undefined, alice, "DELETE");
-      for (const key of keys) expected.set(key, (await read(source.node(2), `/${key}`))!);
       assert.equal(expected.get("fruits/key/apple")?.version, 3);
+      // A write is acknowledged by a quorum; the export is taken once the third replica has it too.
+      await waitFor(async () => {
+        for (const [key, record] of expected) {
+          for (const index of [0, 1, 2]) {
+            if (JSON.stringify(await read(source.node(index), `/${key}`)) !== JSON.stringify(record)) {
+              return false;
+            }
+          }
+        }
+        return (await read(source.node(2), "/notes/key/gone")) === undefined;
+      }, { timeoutMs: 10_000, what: "every replica to hold every write" });
 
       const help = await NodeProcess.runToExit(["export", "--help"]);
       assert.equal(help.code, 0);
@@ -99,7 +120,11 @@ Deno.test("backup: export a cluster, import it into a fresh one: every record, o
     assert.equal(stolen.status, 403, "bob still owns his key");
     await stolen.body?.cancel();
     await write(target.node(1), "/fruits/key/apple", { n: 4 }, alice);
-    assert.equal((await read(target.node(2), "/fruits/key/apple"))?.version, 4, "versions go on from 3");
+    // A write acknowledged by a quorum reaches the third replica soon after: versions go on from 3.
+    await waitFor(async () => (await read(target.node(2), "/fruits/key/apple"))?.version === 4, {
+      timeoutMs: 5_000,
+      what: "version 4 of apple on the third node",
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
