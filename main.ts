@@ -30,8 +30,10 @@ import { type App, createApp, type NodeMetrics, type NodePhase, problemResponse 
 import {
   type ClusterConfig,
   ClusterNode,
+  clusterRequestBytesMax,
   lanClusterConfig,
   localTestClusterConfig,
+  messageBytesMaxFor,
   usersTable,
 } from "./src/cluster/mod.ts";
 import type { Transport } from "./src/cluster/mod.ts";
@@ -231,6 +233,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     // Nodes of one cluster share a certificate (or a CA); peers are trusted only when it signed theirs.
     ...(options.tls === undefined ? {} : { caCerts: [options.tls.cert] }),
     ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
+    messageBytesMax: messageBytesMaxFor(config.limits.requestBytesMax),
   });
   const auth = new Auth({
     secret: jwtSecret,
@@ -314,6 +317,13 @@ function nodeMetrics(store: Store, broker: Broker, cluster: ClusterNode): NodeMe
  * @throws {ConfigError}, the store's WrongKeyError/WalCorruptError, or JoinError.
  */
 export async function startNode(config: Config, options: StartOptions = {}): Promise<NodeHandle> {
+  if (config.clusterSecret !== undefined && config.limits.requestBytesMax > clusterRequestBytesMax) {
+    // Every value travels between nodes in one message, which the HTTP layer caps.
+    throw new ConfigError([
+      `DYNA_REQUEST_BYTES_MAX ${config.limits.requestBytesMax} is more than a cluster can replicate ` +
+      `(${clusterRequestBytesMax} with CLUSTER_SECRET set)`,
+    ]);
+  }
   const logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const tls = await readTls(config);
   await checkDataDir(config.dataDir);

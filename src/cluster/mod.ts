@@ -29,12 +29,15 @@ export type { ClusterConfig, Member, MemberStatus, PeerFailure } from "./types.t
 export { ClusterAuthError, JoinRefusedError, PeerRequestError, UnknownKindError } from "./errors.ts";
 export { macHeader, nodeHeader, RequestSigner, timeHeader } from "./mac.ts";
 export {
+  clusterRequestBytesMax,
   InternalHandler,
   type InternalHandlerOptions,
   internalJsonDepthMax,
+  internalMessageBytesCeiling,
   internalMessageBytesMax,
   internalPath,
   type InternalRequestHandler,
+  messageBytesMaxFor,
   parseInternalJson,
   type Transport,
 } from "./transport.ts";

@@ -32,6 +32,8 @@ export interface ClusterNodeOptions {
   scheme?: "http" | "https";
   /** CA certificates peers' TLS certificates are checked against (https). */
   caCerts?: string[];
+  /** Largest node-to-node message, both ways (`messageBytesMaxFor` the request limit). */
+  messageBytesMax?: number;
 }
 
 /** A transport for a cluster of one: there is no one to talk to. */
@@ -103,6 +105,7 @@ export class ClusterNode {
       clock: options.clock,
       scheme: options.scheme ?? "http",
       ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),
+      ...(options.messageBytesMax === undefined ? {} : { replyBytesMax: options.messageBytesMax }),
     });
     const transport = options.wrapTransport?.(base, options.self) ?? base;
     const membership = new Membership({
@@ -112,7 +115,12 @@ export class ClusterNode {
       clock: options.clock,
       logger: options.logger,
     });
-    const handler = new InternalHandler({ signer, clock: options.clock, windowMs: config.requestWindowMs });
+    const handler = new InternalHandler({
+      signer,
+      clock: options.clock,
+      windowMs: config.requestWindowMs,
+      ...(options.messageBytesMax === undefined ? {} : { messageBytesMax: options.messageBytesMax }),
+    });
     return new ClusterNode(options, { transport, membership, handler });
   }
 

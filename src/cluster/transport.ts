@@ -6,10 +6,27 @@ import { UnknownKindError } from "./errors.ts";
 import type { RequestSigner } from "./mac.ts";
 
 /**
- * Largest node-to-node request or reply body. Membership messages are far smaller (see `peersMax`);
- * replication batches must stay under it.
+ * Largest node-to-node request or reply body by default. Membership messages are far smaller (see
+ * `peersMax`); replication batches stay under it, and a larger single value goes alone, under the limit
+ * {@linkcode messageBytesMaxFor} gives for the configured request size.
  */
 export const internalMessageBytesMax = 4 << 20;
+/** The ceiling of {@linkcode messageBytesMaxFor}: the HTTP layer reads no larger node-to-node body. */
+export const internalMessageBytesCeiling = 64 << 20;
+
+/**
+ * The node-to-node message limit that carries any value a client may write: a value travels as a JSON
+ * string inside the message, where escaping may double it, with room for names and the message around it.
+ */
+export function messageBytesMaxFor(requestBytesMax: number): number {
+  return Math.min(
+    internalMessageBytesCeiling,
+    Math.max(internalMessageBytesMax, 2 * requestBytesMax + (64 << 10)),
+  );
+}
+
+/** The largest `requestBytesMax` a cluster replicates: its messages fit the ceiling. */
+export const clusterRequestBytesMax = (internalMessageBytesCeiling - (64 << 10)) / 2;
 /** Deepest JSON nesting of an internal message: a value's 64 levels plus the message's own wrapping. */
 export const internalJsonDepthMax = 128;
 /** Most kinds one handler serves. */
@@ -44,6 +61,8 @@ export interface InternalHandlerOptions {
   clock: Clock;
   /** Largest accepted difference between the sender's and this node's clock. */
   windowMs: number;
+  /** Largest request body served. @default internalMessageBytesMax */
+  messageBytesMax?: number;
 }
 
 /**
@@ -54,6 +73,7 @@ export class InternalHandler {
   readonly #signer: RequestSigner;
   readonly #clock: Clock;
   readonly #windowMs: number;
+  readonly #messageBytesMax: number;
   readonly #handlers = new Map<string, InternalRequestHandler>();
 
   constructor(options: InternalHandlerOptions) {
@@ -62,6 +82,7 @@ export class InternalHandler {
     this.#signer = options.signer;
     this.#clock = options.clock;
     this.#windowMs = options.windowMs;
+    this.#messageBytesMax = options.messageBytesMax ?? internalMessageBytesMax;
   }
 
   /** Serves `kind` with `handler`; each kind is registered once. */
@@ -80,16 +101,16 @@ export class InternalHandler {
   /**
    * Authenticates one request, parses its JSON body and runs the handler of `kind`.
    *
-   * @throws {PayloadTooLargeError} when the body is over {@linkcode internalMessageBytesMax}.
+   * @throws {PayloadTooLargeError} when the body is over the handler's `messageBytesMax`.
    * @throws {ClusterAuthError} when authentication fails; checked before anything else about the request.
    * @throws {UnknownKindError} (code `not_found`) when no handler serves `kind`.
    * @throws {InvalidRequestError} when the body is not JSON or too deeply nested.
    */
   async handle(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
-    const bodyBytes = utf8BytesAtLeast(bodyText);
-    if (bodyBytes > internalMessageBytesMax) {
+    const bodyBytes = utf8BytesAtLeast(bodyText, this.#messageBytesMax);
+    if (bodyBytes > this.#messageBytesMax) {
       throw new PayloadTooLargeError(
-        `Cluster request body is ${bodyBytes} bytes or more, limit is ${internalMessageBytesMax} bytes`,
+        `Cluster request body is ${bodyBytes} bytes or more, limit is ${this.#messageBytesMax} bytes`,
       );
     }
     const path = `/_internal/${kind}`;
@@ -102,11 +123,11 @@ export class InternalHandler {
 }
 
 /**
- * The UTF-8 size of `text`, exact when it may be within {@linkcode internalMessageBytesMax}; a text of
- * more code units than that is only counted by code units (a lower bound), to skip encoding it.
+ * The UTF-8 size of `text`, exact when it may be within `limit`; a text of more code units than that is
+ * only counted by code units (a lower bound), to skip encoding it.
  */
-function utf8BytesAtLeast(text: string): number {
-  if (text.length > internalMessageBytesMax || text.length * 3 <= internalMessageBytesMax) {
+function utf8BytesAtLeast(text: string, limit: number): number {
+  if (text.length > limit || text.length * 3 <= limit) {
     return text.length;
   }
   return new TextEncoder().encode(text).length;

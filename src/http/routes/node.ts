@@ -3,6 +3,7 @@ import type { AppDeps } from "../deps.ts";
 import { problemResponse } from "../error_map.ts";
 import { jsonText } from "../request.ts";
 import { readBodyText } from "../body.ts";
+import { internalMessageBytesCeiling } from "../../cluster/mod.ts";
 import { metricsContentType, renderMetrics, type RequestMetrics } from "../metrics.ts";
 import { isInternalTable } from "../schemas.ts";
 import { openApiDocument } from "../openapi.ts";
@@ -65,8 +66,8 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
   });
 }
 
-/** Largest node-to-node request body read (anti-entropy batches of large values). */
-export const internalBodyBytesMax = 64 << 20;
+/** Largest node-to-node request body read; the cluster refuses what passes its own, smaller limit. */
+export const internalBodyBytesMax = internalMessageBytesCeiling;
 
 /**
  * `POST /_internal/{kind}`, a node-to-node request: its body handed to the cluster, which checks the

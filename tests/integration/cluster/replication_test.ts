@@ -3,8 +3,8 @@
 // across nodes; write→read-elsewhere latency is printed for the notes.
 // Method: TestCluster; a node's own copy is read with a signed internal `read`, as a peer would.
 import assert from "node:assert/strict";
-import { putValue } from "../../helpers/node_process.ts";
-import { TestCluster } from "../../helpers/test_cluster.ts";
+import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
+import { clusterSecret, TestCluster } from "../../helpers/test_cluster.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 
 async function login(cluster: TestCluster, index: number, user: string, secret = "pw"): Promise<Response> {
@@ -87,4 +87,35 @@ Deno.test("cluster: with 5 nodes and REPLICATION_FACTOR 3 each key lives on exac
   const store = await (await cluster.node(2).fetch("/spread/store")).json();
   assert.equal(Object.keys(store).length, keyCount);
   assert.equal((await cluster.node(4).fetch("/nothing/keys")).status, 404);
+});
+
+Deno.test("cluster: a value larger than the default 4 MiB node-to-node message replicates when the limit allows it", async () => {
+  const requestBytesMax = 6 << 20;
+  await using cluster = await TestCluster.start({
+    nodeCount: 3,
+    env: { DYNA_REQUEST_BYTES_MAX: String(requestBytesMax) },
+  });
+  const token = await tokenFor(cluster.node(0), "alice");
+  // Quotes double when the value travels as a JSON string between nodes: 5 MB on the wire, over the
+  // default 4 MiB message.
+  const value = '"'.repeat(2_500_000);
+  for (const [index, key] of ["from-0", "from-1", "from-2"].entries()) {
+    const response = await putValue(cluster.node(index), `/big/key/${key}`, value, { token });
+    assert.equal(response.status, 201, await response.text());
+  }
+  for (const index of [0, 1, 2]) {
+    await waitFor(async () => {
+      for (const key of ["from-0", "from-1", "from-2"]) {
+        const response = await cluster.node(index).fetch(`/big/key/${key}`);
+        if (response.status !== 200 || (await response.json()).value !== value) return false;
+      }
+      return true;
+    }, { timeoutMs: 20_000, what: `node ${index} to hold the three large values` });
+  }
+  const refused = await NodeProcess.runToExit(["127.0.0.1:0"], {
+    CLUSTER_SECRET: clusterSecret,
+    DYNA_REQUEST_BYTES_MAX: String(40 << 20),
+  });
+  assert.equal(refused.code, 78);
+  assert.match(refused.stderr, /DYNA_REQUEST_BYTES_MAX 41943040 is more than a cluster can replicate/);
 });

@@ -6,8 +6,10 @@ import {
   ClusterAuthError,
   InternalHandler,
   internalJsonDepthMax,
+  internalMessageBytesCeiling,
   internalMessageBytesMax,
   internalPath,
+  messageBytesMaxFor,
   RequestSigner,
   UnknownKindError,
 } from "../../../src/cluster/mod.ts";
@@ -97,6 +99,26 @@ Deno.test("InternalHandler.handle() takes a body of internalMessageBytesMax byte
   assert.equal(typeof await handler.handle("echo", await headersFor("echo", atMax), atMax), "object");
   const over = `${atMax} `;
   await assert.rejects(handler.handle("echo", await headersFor("echo", over), over), PayloadTooLargeError);
+});
+
+Deno.test("messageBytesMaxFor() fits twice the largest request, never below the default or over the ceiling", async () => {
+  assert.equal(messageBytesMaxFor(1 << 20), internalMessageBytesMax);
+  assert.equal(messageBytesMaxFor(6 << 20), (12 << 20) + (64 << 10));
+  assert.equal(messageBytesMaxFor(64 << 20), internalMessageBytesCeiling);
+  const clock = new ManualClock();
+  const signer = await RequestSigner.create(secret);
+  const handler = new InternalHandler({ signer, clock, windowMs: 30_000, messageBytesMax: 6 << 20 });
+  handler.register("echo", (body) => Promise.resolve(body));
+  const sign = async (bodyText: string) =>
+    new Headers(await signer.sign({ path: internalPath("echo"), sender, bodyText, nowMs: clock.nowMs() }));
+  const five = `"${"a".repeat((5 << 20) - 2)}"`;
+  assert.equal(
+    typeof await handler.handle("echo", await sign(five), five),
+    "string",
+    "5 MiB under a 6 MiB limit",
+  );
+  const seven = `"${"a".repeat((7 << 20) - 2)}"`;
+  await assert.rejects(handler.handle("echo", await sign(seven), seven), PayloadTooLargeError);
 });
 
 Deno.test("InternalHandler.register() refuses a kind twice or a kind that is not a path segment", async () => {
