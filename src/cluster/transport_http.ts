@@ -87,10 +87,12 @@ export class HttpTransport implements Transport {
     // and through its listeners the request's state, alive until the deadline passes, so every request
     // outlived two young-generation collections and was garbage for the old one (a full collection every
     // second on a coordinator under sequential writes, `--trace-gc`).
+    // A large body (a value of many MiB) takes longer to send, check and store: 250 ms more per MiB.
+    const timeoutMs = options.timeoutMs + Math.floor(bodyText.length / (1 << 20)) * 250;
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new DOMException("the request timed out", "TimeoutError")),
-      options.timeoutMs,
+      timeoutMs,
     );
     try {
       const init: RequestInit & { client?: Deno.HttpClient } = {
@@ -104,7 +106,7 @@ export class HttpTransport implements Transport {
       const response = await fetch(`${this.#scheme}://${target}${path}`, init);
       return await readReply(response, this.#replyBytesMax);
     } catch (error) {
-      throw classifyFailure({ target, kind, timeoutMs: options.timeoutMs, error });
+      throw classifyFailure({ target, kind, timeoutMs, error });
     } finally {
       clearTimeout(timer);
     }
