@@ -6,8 +6,9 @@
  *   the bare baseline twice: publishing at once, and durable (each value appended and fdatasynced first).
  * - `fanout`: 1,000 and 5,000 subscribers on one key, 10 warm-up events then up to 100 events 50 ms
  *   apart, against the bare `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and
- *   schedule, in two interleaved rounds whose latency quantiles are averaged. dynarust's writes are
- *   durable PUTs (fsync before the event); the baseline's are not.
+ *   schedule, in four interleaved rounds (order alternating: baseline first, then dynarust first) whose
+ *   latency quantiles are combined by their median. dynarust's writes are durable PUTs (fsync before the
+ *   event); the baseline's are not.
  * - `subscribers`: 10,000 subscribers over 1,000 keys: all connected, 3 writes per key delivered, then
  *   the node's RSS.
  *
@@ -293,24 +294,29 @@ async function measureFanout(
 }
 
 /**
- * Rounds of each fan-out measurement, baseline and dynarust alternating: one run's p99 tail moved by a
- * factor of 3 between runs on this host, for the baseline as much as for dynarust.
+ * Rounds of each fan-out measurement, baseline and dynarust interleaved, and which goes first alternating:
+ * one round's p99 tail moved by a factor of 3 between runs on this host, for the baseline as much as for
+ * dynarust, and with two rounds the second of both was the slow one (2026-12-06: baseline 160 / 518 ms,
+ * dynarust 92 / 767 ms). The median of four resists one such round; the alternation, the order.
  */
-const fanoutRounds = 2;
+const fanoutRounds = 4;
 
-function meanSummary(summaries: readonly Summary[]): Summary {
-  const mean = (pick: (summary: Summary) => number) =>
-    summaries.reduce((total, summary) => total + pick(summary), 0) / summaries.length;
+function medianSummary(summaries: readonly Summary[]): Summary {
+  const median = (pick: (summary: Summary) => number) => {
+    const sorted = summaries.map(pick).sort((a, b) => a - b);
+    const middle = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  };
   return {
     count: summaries.reduce((total, summary) => total + summary.count, 0),
-    p50: mean((summary) => summary.p50),
-    p90: mean((summary) => summary.p90),
-    p99: mean((summary) => summary.p99),
+    p50: median((summary) => summary.p50),
+    p90: median((summary) => summary.p90),
+    p99: median((summary) => summary.p99),
     max: Math.max(...summaries.map((summary) => summary.max)),
   };
 }
 
-/** The rounds as one result: counts summed, latency quantiles averaged; undefined if a round failed. */
+/** The rounds as one result: counts summed, latency quantiles by median; undefined if a round failed. */
 function combineRounds(rounds: ReadonlyArray<ClientResult | undefined>): ClientResult | undefined {
   if (rounds.length === 0 || rounds.some((round) => round === undefined)) return undefined;
   const results = rounds as ClientResult[];
@@ -323,8 +329,8 @@ function combineRounds(rounds: ReadonlyArray<ClientResult | undefined>): ClientR
     expectedCount: sum((result) => result.expectedCount),
     subscribersMissingEvents: sum((result) => result.subscribersMissingEvents),
     outOfOrderCount: sum((result) => result.outOfOrderCount),
-    latencyMs: meanSummary(results.map((result) => result.latencyMs)),
-    lastDeliveryMs: meanSummary(results.map((result) => result.lastDeliveryMs)),
+    latencyMs: medianSummary(results.map((result) => result.latencyMs)),
+    lastDeliveryMs: medianSummary(results.map((result) => result.lastDeliveryMs)),
   };
 }
 
@@ -334,8 +340,13 @@ async function runFanout(context: BenchContext): Promise<void> {
     const baselineRounds: Array<ClientResult | undefined> = [];
     const dynarustRounds: Array<ClientResult | undefined> = [];
     for (let round = 0; round < fanoutRounds; round += 1) {
-      baselineRounds.push(await measureFanout(context, { subscriberCount, server: "baseline" }));
-      dynarustRounds.push(await measureFanout(context, { subscriberCount, server: "dynarust" }));
+      const order = round % 2 === 0
+        ? (["baseline", "dynarust"] as const)
+        : (["dynarust", "baseline"] as const);
+      for (const server of order) {
+        const result = await measureFanout(context, { subscriberCount, server });
+        (server === "baseline" ? baselineRounds : dynarustRounds).push(result);
+      }
     }
     const baseline = combineRounds(baselineRounds);
     const dynarust = combineRounds(dynarustRounds);
@@ -351,7 +362,7 @@ async function runFanout(context: BenchContext): Promise<void> {
       },
     });
     const label = `SSE fan-out, ${formatCount(subscriberCount)} subscribers, 1 key ` +
-      `(latency: mean of ${fanoutRounds} interleaved rounds)`;
+      `(latency: median of ${fanoutRounds} interleaved rounds)`;
     const target = subscriberCount === 5_000 ? "dynarust p99 ≤ 1.25× baseline p99" : undefined;
     if (baseline === undefined || dynarust === undefined) {
       const why = "not measured: step failed";
