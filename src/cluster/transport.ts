@@ -13,6 +13,8 @@ import type { RequestSigner } from "./mac.ts";
 export const internalMessageBytesMax = 4 << 20;
 /** The ceiling of {@linkcode messageBytesMaxFor}: the HTTP layer reads no larger node-to-node body. */
 export const internalMessageBytesCeiling = 64 << 20;
+/** Room in a message for what travels around its values: names, owners, versions, the JSON of the batch. */
+const messageRoomBytes = 64 << 10;
 
 /**
  * The node-to-node message limit that carries any value a client may write: a value travels as a JSON
@@ -21,12 +23,12 @@ export const internalMessageBytesCeiling = 64 << 20;
 export function messageBytesMaxFor(requestBytesMax: number): number {
   return Math.min(
     internalMessageBytesCeiling,
-    Math.max(internalMessageBytesMax, 2 * requestBytesMax + (64 << 10)),
+    Math.max(internalMessageBytesMax, 2 * requestBytesMax + messageRoomBytes),
   );
 }
 
 /** The largest `requestBytesMax` a cluster replicates: its messages fit the ceiling. */
-export const clusterRequestBytesMax = (internalMessageBytesCeiling - (64 << 10)) / 2;
+export const clusterRequestBytesMax = (internalMessageBytesCeiling - messageRoomBytes) / 2;
 /** Deepest JSON nesting of an internal message: a value's 64 levels plus the message's own wrapping. */
 export const internalJsonDepthMax = 128;
 /** Most kinds one handler serves. */

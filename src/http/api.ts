@@ -291,6 +291,11 @@ export const apiRoutes: readonly RouteDoc[] = [
   },
 ];
 
+/** A route's path in the OpenAPI form, which metrics use as its label too: `/{table}/key/{key}`. */
+export function templateOf(path: string): string {
+  return path.replace(/:(\w+)/g, "{$1}");
+}
+
 /** The public routes as `[path, Allow]` pairs, HEAD allowed wherever GET is. */
 export function allowedMethods(): Array<[string, string]> {
   return apiRoutes.filter((route) => route.internal === undefined).map((route) => {

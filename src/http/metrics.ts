@@ -5,27 +5,25 @@
 import { Histogram, MetricsText, secondsBounds } from "../util/metrics.ts";
 import type { AppDeps, MemberView } from "./deps.ts";
 import { isInternalTable } from "./schemas.ts";
-import { apiRoutes } from "./api.ts";
+import { apiRoutes, templateOf } from "./api.ts";
 
 /** The content type of the text exposition format. */
 export const metricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 const methods = new Set(["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"]);
-const nodeRoutes = new Set(apiRoutes.map((route) => route.path).filter((path) => !path.includes(":")));
-const tableRoutes = new Set(["store", "keys", "subscribe"]);
 const memberStates: readonly MemberView["status"][] = ["alive", "suspect", "dead", "left"];
+/** The public routes' segments (`:name` matches any one segment), in `apiRoutes` order, with their labels. */
+const routeShapes = apiRoutes.filter((route) => route.internal === undefined)
+  .map((route) => ({ segments: route.path.split("/"), template: templateOf(route.path) }));
 
-/** The route template of a path: `/{table}/key/{key}`, `/stats`, ..., or `other`. */
+/** The route template of a path, `/{table}/key/{key}`, `/stats`, ..., from `apiRoutes`; or `other`. */
 export function routeOf(path: string): string {
   const segments = path.split("/");
-  if (segments.length === 2) return nodeRoutes.has(path) ? path : "other";
-  if (segments.length === 3 && segments[1] === "auth") return "/auth/{user}";
-  const section = segments[2] ?? "";
-  if (segments.length === 4 && (section === "key" || section === "subscribe")) {
-    return `/{table}/${section}/{key}`;
-  }
-  if (segments.length === 3 && tableRoutes.has(section)) return `/{table}/${section}`;
-  return "other";
+  const shape = routeShapes.find((candidate) =>
+    candidate.segments.length === segments.length &&
+    candidate.segments.every((part, index) => part.startsWith(":") || part === segments[index])
+  );
+  return shape?.template ?? "other";
 }
 
 /** Requests of one method and route. */
@@ -38,15 +36,11 @@ interface RouteSeries {
 
 /** Counts answered requests; `/stats` reads its totals, `/metrics` every series. */
 export class RequestMetrics {
-  requestCount = 0;
-  latencyMsTotal = 0;
   /** Route → method → series; two lookups, so counting a request builds no string. */
   readonly #series = new Map<string, Map<string, RouteSeries>>();
 
   /** One answered request; `latencyMs` is 0 for an answer given synchronously. */
   record(method: string, route: string, status: number, latencyMs: number): void {
-    this.requestCount += 1;
-    this.latencyMsTotal += latencyMs;
     let byMethod = this.#series.get(route);
     if (byMethod === undefined) this.#series.set(route, byMethod = new Map());
     let series = byMethod.get(method);
@@ -61,6 +55,19 @@ export class RequestMetrics {
     }
     series.byStatus.set(status, (series.byStatus.get(status) ?? 0) + 1);
     series.seconds.observe(latencyMs / 1000);
+  }
+
+  /** Requests answered, and their latencies' sum in ms, over every series. */
+  totals(): { count: number; latencyMsTotal: number } {
+    let count = 0;
+    let seconds = 0;
+    for (const byMethod of this.#series.values()) {
+      for (const series of byMethod.values()) {
+        count += series.seconds.count;
+        seconds += series.seconds.sum;
+      }
+    }
+    return { count, latencyMsTotal: seconds * 1000 };
   }
 
   /** Writes the request families. */
@@ -87,7 +94,8 @@ export class RequestMetrics {
  */
 export const tableSeriesMax = 100;
 
-function publicTables(tables: ReadonlyMap<string, number>): Array<[string, number]> {
+/** The tables of the KV view: the node's own (users) left out. */
+export function publicTables(tables: ReadonlyMap<string, number>): Array<[string, number]> {
   return [...tables].filter(([table]) => !isInternalTable(table));
 }
 

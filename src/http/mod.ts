@@ -22,7 +22,7 @@ import { readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
 import { internalAnswer, registerNodeRoutes } from "./routes/node.ts";
 import { RequestMetrics, routeOf } from "./metrics.ts";
-import { allowedMethods } from "./api.ts";
+import { allowedMethods, templateOf } from "./api.ts";
 
 export type {
   AppDeps,
@@ -50,7 +50,7 @@ export interface App {
 /** The prefix of node-to-node requests. */
 const internalPrefix = "/_internal/";
 /** The route template of `/{table}/key/{key}` in metrics. */
-const keyRoute = "/{table}/key/{key}";
+const keyRoute = templateOf("/:table/key/:key");
 /** The prefix of the login route, the one node path with two segments. */
 const authPrefix = "/auth/";
 

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { assert } from "../util/assert.ts";
-import { apiRoutes, type ComponentName, components, type Operation } from "./api.ts";
+import { apiRoutes, type ComponentName, components, type Operation, templateOf } from "./api.ts";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -73,7 +73,7 @@ export function openApiDocument(version: string): JsonSchema {
       required: true,
       schema: { type: "string" },
     }));
-    paths[route.path.replace(/:(\w+)/g, "{$1}")] = Object.fromEntries(
+    paths[templateOf(route.path)] = Object.fromEntries(
       Object.entries(route.operations).map(([method, operation]) => [
         method,
         operationObject(operation, pathParameters),

@@ -4,8 +4,7 @@ import { problemResponse } from "../error_map.ts";
 import { jsonText } from "../request.ts";
 import { readBodyText } from "../body.ts";
 import { internalMessageBytesCeiling } from "../../cluster/mod.ts";
-import { metricsContentType, renderMetrics, type RequestMetrics } from "../metrics.ts";
-import { isInternalTable } from "../schemas.ts";
+import { metricsContentType, publicTables, renderMetrics, type RequestMetrics } from "../metrics.ts";
 import { openApiDocument } from "../openapi.ts";
 import { adminPageHtml } from "../admin_page.ts";
 
@@ -15,18 +14,16 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
     const stats = deps.nodeStats();
     const tables: Record<string, number> = {};
     let totalKeys = 0;
-    for (const [table, count] of stats.tables) {
-      if (isInternalTable(table)) continue;
+    for (const [table, count] of publicTables(stats.tables)) {
       Object.defineProperty(tables, table, { value: count, enumerable: true });
       totalKeys += count;
     }
+    const requests = requestStats.totals();
     return jsonText(JSON.stringify({
       tables,
       total_keys: totalKeys,
-      total_requests: requestStats.requestCount,
-      average_latency_ms: requestStats.requestCount === 0
-        ? 0
-        : requestStats.latencyMsTotal / requestStats.requestCount,
+      total_requests: requests.count,
+      average_latency_ms: requests.count === 0 ? 0 : requests.latencyMsTotal / requests.count,
       active_sse_connections: stats.activeSseConnections,
       ...stats.extra,
     }));

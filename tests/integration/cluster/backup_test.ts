@@ -26,6 +26,13 @@ async function write(node: NodeProcess, path: string, value: unknown, token: str
   return await response.json() as Record;
 }
 
+/** `dynarust export --to FILE` or `import --from FILE` against `nodeUrl`, as a user runs it. */
+function backup(kind: "export" | "import", nodeUrl: string, file: string, secret = clusterSecret) {
+  return NodeProcess.runToExit([kind, "--node", nodeUrl, kind === "export" ? "--to" : "--from", file], {
+    CLUSTER_SECRET: secret,
+  });
+}
+
 async function read(node: NodeProcess, path: string): Promise<Record | undefined> {
   const response = await node.fetch(path);
   if (response.status === 404) {
@@ -78,10 +85,7 @@ Deno.test("backup: export a cluster, import it into a fresh one: every record, o
       const help = await NodeProcess.runToExit(["export", "--help"]);
       assert.equal(help.code, 0);
       assert.match(help.stdout, /usage: dynarust export --to FILE/);
-      const exported = await NodeProcess.runToExit(
-        ["export", "--node", source.node(1).baseUrl, "--to", file],
-        { CLUSTER_SECRET: clusterSecret },
-      );
+      const exported = await backup("export", source.node(1).baseUrl, file);
       assert.equal(exported.code, 0, exported.stderr);
       assert.match(exported.stderr, /exported 6 records to /, "2 users and 4 live keys");
     }
@@ -97,10 +101,7 @@ Deno.test("backup: export a cluster, import it into a fresh one: every record, o
     ]);
 
     await using target = await TestCluster.start({ nodeCount: 3 });
-    const imported = await NodeProcess.runToExit(
-      ["import", "--node", target.node(2).baseUrl, "--from", file],
-      { CLUSTER_SECRET: clusterSecret },
-    );
+    const imported = await backup("import", target.node(2).baseUrl, file);
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stderr, /imported 6 records from /);
     for (const [key, record] of expected) {
@@ -134,9 +135,11 @@ Deno.test("backup: a wrong secret, a file that is not an export, or a missing fl
   const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
   try {
     await using node = await NodeProcess.start({ env: { CLUSTER_SECRET: clusterSecret } });
-    const wrongSecret = await NodeProcess.runToExit(
-      ["export", "--node", node.baseUrl, "--to", `${dir}/x.jsonl`],
-      { CLUSTER_SECRET: "another-secret-0123456789-0123456789" },
+    const wrongSecret = await backup(
+      "export",
+      node.baseUrl,
+      `${dir}/x.jsonl`,
+      "another-secret-0123456789-0123456789",
     );
     assert.equal(wrongSecret.code, 1);
     assert.match(
@@ -144,20 +147,14 @@ Deno.test("backup: a wrong secret, a file that is not an export, or a missing fl
       /dynarust export: the node refused to list users \(is CLUSTER_SECRET right\?\)/,
     );
     await Deno.writeTextFile(`${dir}/notes.txt`, "hello\n");
-    const notExport = await NodeProcess.runToExit(
-      ["import", "--node", node.baseUrl, "--from", `${dir}/notes.txt`],
-      { CLUSTER_SECRET: clusterSecret },
-    );
+    const notExport = await backup("import", node.baseUrl, `${dir}/notes.txt`);
     assert.equal(notExport.code, 1);
     assert.match(notExport.stderr, /line 1 is not JSON/);
     await Deno.writeTextFile(
       `${dir}/bad.jsonl`,
       '{"dynarust_export":1}\n{"table":"t","key":"k","value":1}\n',
     );
-    const badLine = await NodeProcess.runToExit(
-      ["import", "--node", node.baseUrl, "--from", `${dir}/bad.jsonl`],
-      { CLUSTER_SECRET: clusterSecret },
-    );
+    const badLine = await backup("import", node.baseUrl, `${dir}/bad.jsonl`);
     assert.equal(badLine.code, 1);
     assert.match(badLine.stderr, /line 2 is not a record/);
     assert.equal((await node.fetch("/t/key/k")).status, 404, "nothing was written");
@@ -182,23 +179,11 @@ Deno.test("backup: values that together pass a node-to-node message's 4 MiB are 
       for (let index = 0; index < 8; index += 1) {
         await write(source, `/big/key/k${index}`, `${index}${big}`, token);
       }
-      const exported = await NodeProcess.runToExit([
-        "export",
-        "--node",
-        source.baseUrl,
-        "--to",
-        `${dir}/b.jsonl`,
-      ], env);
+      const exported = await backup("export", source.baseUrl, `${dir}/b.jsonl`);
       assert.equal(exported.code, 0, exported.stderr);
     }
     await using target = await NodeProcess.start({ env });
-    const imported = await NodeProcess.runToExit([
-      "import",
-      "--node",
-      target.baseUrl,
-      "--from",
-      `${dir}/b.jsonl`,
-    ], env);
+    const imported = await backup("import", target.baseUrl, `${dir}/b.jsonl`);
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stderr, /imported 9 records/);
     for (let index = 0; index < 8; index += 1) {
