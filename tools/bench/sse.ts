@@ -4,8 +4,8 @@
  *
  * - `sse`: one subscriber, 300 writes/s for BENCH_SECS: latency from PUT sent to event received, against
  *   the bare baseline twice: publishing at once, and durable (each value appended and fdatasynced first).
- * - `fanout`: 1,000 and 5,000 subscribers on one key, 10 warm-up events then up to 100 events 50 ms
- *   apart, against the bare `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and
+ * - `fanout`: 1,000 and 5,000 subscribers on one key, 10 warm-up events then up to 100 events spaced
+ *   for 25,000 deliveries/s (40 and 200 ms apart, {@linkcode fanoutIntervalMs}), against the bare `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and
  *   schedule, in four interleaved rounds (order alternating: baseline first, then dynarust first) whose
  *   latency quantiles are combined by their median. dynarust's writes are durable PUTs (fsync before the
  *   event); the baseline's are not.
@@ -243,6 +243,17 @@ function fanoutEventCount(settings: Settings): number {
   return Math.max(20, Math.min(100, settings.wrkSecs * 10));
 }
 
+/**
+ * Milliseconds between fan-out events: 25,000 deliveries a second, a quarter of what one core delivers
+ * (~110,000/s, `shared/perf`), so each event's fan-out is measured rather than a growing queue. At 50 ms
+ * for 5,000 subscribers (100,000/s) both servers fell behind on this host: the last delivery of the
+ * run's median event came 1.3 s (baseline) and 2.3 s (dynarust) after its PUT, and a run's p99 told how
+ * long the run was more than how fast an event reaches 5,000 streams (2026-12-06, 04:30).
+ */
+export function fanoutIntervalMs(subscriberCount: number): number {
+  return subscriberCount / 25;
+}
+
 function fanoutPlan(
   settings: Settings,
   subscriberCount: number,
@@ -255,14 +266,15 @@ function fanoutPlan(
     connectTimeoutMs: 60_000,
     warmupWriteCount: 10,
     writeCount: fanoutEventCount(settings),
-    writeIntervalMs: 50,
+    writeIntervalMs: fanoutIntervalMs(subscriberCount),
     writeConcurrency: 1,
     drainMs: 5_000,
   };
 }
 
 function fanoutSecs(settings: Settings, subscriberCount: number): number {
-  return subscriberCount / 1_500 + (fanoutEventCount(settings) + 10) * 0.05 + 3;
+  return subscriberCount / 1_500 +
+    (fanoutEventCount(settings) + 10) * fanoutIntervalMs(subscriberCount) / 1000 + 3;
 }
 
 async function measureFanout(
@@ -353,7 +365,7 @@ async function runFanout(context: BenchContext): Promise<void> {
     report.record("fanout", {
       [`subscribers${subscriberCount}`]: {
         events: fanoutEventCount(settings),
-        intervalMs: 50,
+        intervalMs: fanoutIntervalMs(subscriberCount),
         rounds: fanoutRounds,
         baseline,
         dynarust,
