@@ -17,6 +17,14 @@ const scenarioLabel = "HTTP, 64 connections";
 const getTargets = ["dynarust GET ≥ 0.80× GET limit", "dynarust GET p99 ≤ 3 ms"];
 const putTargets = ["dynarust PUT ≥ 3× etcd PUT", "dynarust PUT ≥ 0.40× GET limit"];
 
+/**
+ * wrk seconds of each round: every figure gets 2 × BENCH_SECS of measurement, split over the rounds. This
+ * host's slow spells last minutes; short rounds interleaved let each server meet the fast ones too.
+ */
+function roundSecs(settings: Settings): number {
+  return Math.max(1, Math.round((2 * settings.wrkSecs) / settings.httpRounds));
+}
+
 /** Seconds of the warm-up run before each measured wrk run. */
 export function warmupSecs(settings: Settings): number {
   return Math.min(3, settings.wrkSecs);
@@ -95,7 +103,7 @@ async function measureRounds(
       const figures = await runWrk({
         url: server.url,
         script,
-        secs: settings.wrkSecs,
+        secs: roundSecs(settings),
         warmupSecs: round === 0 ? warmupSecs(settings) : 0,
         env: { BENCH_TOKEN: server.token },
       });
@@ -367,7 +375,7 @@ function reportLimits(context: BenchContext, run: HttpRun): void {
 
 /** Seconds the scenario should take: 8 wrk runs per round, warm-ups in the first. */
 function httpSecs(settings: Settings): number {
-  return 8 * settings.httpRounds * settings.wrkSecs + 8 * warmupSecs(settings) + 20;
+  return 8 * settings.httpRounds * roundSecs(settings) + 8 * warmupSecs(settings) + 20;
 }
 
 /** Scenario `http`; see the module doc. */

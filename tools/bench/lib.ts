@@ -59,7 +59,8 @@ export interface Settings {
   restartRecordCount: number;
   /**
    * Interleaved rounds of the HTTP scenario (`BENCH_ROUNDS`): every server is measured once per round and
-   * its best round kept, so a burst of noise on a shared host hits one round, not one server. @default 2
+   * its best round kept, so a burst of noise on a shared host hits one round, not one server. The rounds
+   * share 2 × `wrkSecs` of measurement per figure. @default 4
    */
   httpRounds: number;
 }
@@ -96,7 +97,7 @@ export function readSettings(scenarioNames: readonly string[]): Settings {
     only,
     recordCount: positiveIntegerFromEnv("BENCH_RECORDS", 100_000),
     restartRecordCount: positiveIntegerFromEnv("BENCH_RESTART_RECORDS", 1_000_000),
-    httpRounds: positiveIntegerFromEnv("BENCH_ROUNDS", 2),
+    httpRounds: positiveIntegerFromEnv("BENCH_ROUNDS", 4),
   };
 }
 
