@@ -148,10 +148,12 @@ async function finish(context: BenchContext, selected: readonly Scenario[]): Pro
     table,
   });
   const countWhere = (met: boolean | null) => report.targets.filter((target) => target.met === met).length;
+  const outOfReach = report.targets.filter((target) => target.outOfReach !== undefined).length;
   const elapsed = `${progress.elapsedSecs.toFixed(0)} s`;
   progress.note(`\n${table}\n`);
   progress.note(
-    `targets: ${countWhere(true)} met, ${countWhere(false)} not met, ${countWhere(null)} not measured; ` +
+    `targets: ${countWhere(true)} met, ${countWhere(false)} not met (${outOfReach} of them out of reach by ` +
+      `this run's own baseline), ${countWhere(null)} not measured; ` +
       `${elapsed}; figures in ${path}`,
   );
 }

@@ -14,7 +14,7 @@ export interface Row {
   baseline: string;
   ratio: string;
   target: string;
-  /** `yes`, `NO`, `—` (no target), `skipped: ...` or `failed: ...`. */
+  /** `yes`, `NO`, `no: out of reach, ...`, `—` (no target), `skipped: ...` or `failed: ...`. */
   met: string;
 }
 
@@ -27,6 +27,11 @@ export interface TargetOutcome {
   unit: string;
   /** true met, false not met, null not measured (see `note`). */
   met: boolean | null;
+  /**
+   * Set when the target is not met and this run's own baseline misses it too: the target is out of reach
+   * on this machine, and this says by which measurement.
+   */
+  outOfReach?: string;
   note?: string;
 }
 
@@ -40,6 +45,11 @@ export interface CheckOptions {
   value: number;
   unit: string;
   met: boolean;
+  /**
+   * When the same run's baseline, which does no more than the target needs, itself misses the target:
+   * which baseline and its figure (e.g. "the contract PUT limit itself: 0.36×"). Shown only when not met.
+   */
+  outOfReach?: string;
 }
 
 /** Collects rows, targets and figures while the scenarios run. */
@@ -69,7 +79,11 @@ export class Report {
       baseline: options.baseline ?? "—",
       ratio: options.ratio ?? "—",
       target: options.target,
-      met: options.met ? "yes" : "NO",
+      met: options.met
+        ? "yes"
+        : options.outOfReach === undefined
+        ? "NO"
+        : `no: out of reach, ${options.outOfReach}`,
     });
     this.targets.push({
       scenario: options.scenario,
@@ -77,6 +91,7 @@ export class Report {
       value: Number.isFinite(options.value) ? options.value : null,
       unit: options.unit,
       met: options.met,
+      ...(options.met || options.outOfReach === undefined ? {} : { outOfReach: options.outOfReach }),
     });
   }
 
