@@ -1,8 +1,6 @@
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
 import { jsonDepth } from "../util/json.ts";
-import { readBounded } from "../util/bytes.ts";
-
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+import { decodeUtf8Strict, readBounded } from "../util/bytes.ts";
 
 /**
  * Reads a request body as UTF-8 text, refusing it while reading as soon as it passes `bytesMax`, so an
@@ -32,7 +30,7 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
     bytes = read.bytes;
   }
   try {
-    return utf8.decode(bytes);
+    return decodeUtf8Strict(bytes);
   } catch (error) {
     throw new InvalidRequestError("request body is not valid UTF-8", { cause: error });
   }

@@ -230,9 +230,10 @@ export class VisibleIndex {
 
   /**
    * Makes an encoded put or delete record the key's current one (a durable write; the caller checked
-   * it wins). Its bytes are copied into a page.
+   * it wins). Its bytes are copied into a page. Returns the version of the record it replaced (a
+   * tombstone's too), 0 for a new key.
    */
-  applyRecord(options: { table: string; key: string; encoded: Uint8Array; deleted: boolean }): void {
+  applyRecord(options: { table: string; key: string; encoded: Uint8Array; deleted: boolean }): number {
     const { table, key, encoded, deleted } = options;
     const state = this.#tableFor(table);
     const keyField = keyFieldAt(encoded, 0);
@@ -241,16 +242,19 @@ export class VisibleIndex {
     state.keys.reserve();
     const slot = state.keys.findBytes(hash, encoded, keyField + 4, keyEnd);
     const address = this.#pages.append(encoded);
+    let replacedVersion = 0;
     if (slot < 0) {
       state.keys.insertAt(-1 - slot, hash, address);
       if (state.sortedKeys !== undefined) trackAddedKey(state, key);
       this.#added(state, deleted);
     } else {
       const previous = state.keys.addressAt(slot);
+      replacedVersion = versionAt(this.#pages.recordAt(previous));
       state.keys.replaceAt(slot, address);
       this.#replaced(state, previous, deleted);
     }
     this.#pages.retain(address);
+    return replacedVersion;
   }
 
   /** Bookkeeping of a key just added to `state.keys`. */

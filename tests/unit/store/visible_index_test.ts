@@ -138,13 +138,14 @@ Deno.test("VisibleIndex finds every key among many, across tables, after purges 
   assert.equal(index.cut().addresses.length, expected.size);
 });
 
-Deno.test("VisibleIndex.applyRecord() replaces records and compact() keeps dead bytes bounded", () => {
+Deno.test("VisibleIndex.applyRecord() replaces records, tells the version replaced, and compact() keeps dead bytes bounded", () => {
   const index = new VisibleIndex();
   const text = "x".repeat(500);
   for (let round = 1; round <= 200; round += 1) {
     for (let key = 0; key < 50; key += 1) {
       const encoded = encodeRecord(put(`k${key}`, round, { round, text }));
-      index.applyRecord({ table: "t", key: `k${key}`, encoded, deleted: false });
+      const replaced = index.applyRecord({ table: "t", key: `k${key}`, encoded, deleted: false });
+      assert.equal(replaced, round - 1, "the version it replaced, 0 for a new key");
     }
     index.compact();
   }
