@@ -119,13 +119,9 @@ export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
     .histogram("dynarust_wal_batch_records", "Records per WAL batch (one write and one fsync each).", [
       [{}, node.walBatchRecords],
     ])
-    .histogram(
-      "dynarust_wal_fsync_duration_seconds",
-      "Time for each WAL batch to become durable: its write and fdatasync (one O_DSYNC write).",
-      [
-        [{}, node.walSyncSeconds],
-      ],
-    )
+    .histogram("dynarust_wal_fsync_duration_seconds", "Time of each WAL fsync (fdatasync).", [
+      [{}, node.walSyncSeconds],
+    ])
     .gauge("dynarust_wal_bytes", "Bytes of the WAL file since the last checkpoint.", [[{}, node.walBytes]])
     .gauge(
       "dynarust_keys",

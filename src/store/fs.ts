@@ -1,4 +1,3 @@
-import { closeSync, constants as fsConstants, openSync, write as writeToFd } from "node:fs";
 import { assert } from "../util/assert.ts";
 
 /** An open file. Reads move a position; writes of an `openAppend` file always go to its end. */
@@ -9,12 +8,6 @@ export interface FsFile {
   write(bytes: Uint8Array): Promise<void>;
   /** Makes the file's data (and its size) durable: `fdatasync`. */
   syncData(): Promise<void>;
-  /**
-   * `write`, then `syncData`, as one step. A file from `DenoFs.openAppend` does both in one system call,
-   * through a second descriptor opened with `O_DSYNC`: a WAL batch then costs one trip to the thread that
-   * blocks on the disk instead of two calls (a write and an fdatasync: 142 → 105 µs of CPU measured alone).
-   */
-  writeDurably(bytes: Uint8Array): Promise<void>;
   /** Cuts or extends the file to `lengthBytes`. */
   truncate(lengthBytes: number): Promise<void>;
   /** The file's current size. */
@@ -70,29 +63,11 @@ export function parentDir(path: string): string {
   return path.slice(0, index);
 }
 
-/** Writes all of `bytes` through descriptor `fd`; bounded: every step writes at least one byte or fails. */
-function writeAllToFd(fd: number, bytes: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const writeFrom = (offset: number) => {
-      writeToFd(fd, bytes, offset, bytes.length - offset, null, (error, written) => {
-        if (error !== null) reject(error);
-        else if (written <= 0) reject(new Error("write made no progress"));
-        else if (offset + written < bytes.length) writeFrom(offset + written);
-        else resolve();
-      });
-    };
-    writeFrom(0);
-  });
-}
-
 class DenoFsFile implements FsFile {
   readonly #file: Deno.FsFile;
-  /** The same file opened `O_WRONLY | O_APPEND | O_DSYNC`, for `writeDurably`; undefined without one. */
-  readonly #dsyncFd: number | undefined;
 
-  constructor(file: Deno.FsFile, dsyncFd?: number) {
+  constructor(file: Deno.FsFile) {
     this.#file = file;
-    this.#dsyncFd = dsyncFd;
   }
 
   read(buffer: Uint8Array): Promise<number | null> {
@@ -115,12 +90,6 @@ class DenoFsFile implements FsFile {
     return this.#file.syncData();
   }
 
-  async writeDurably(bytes: Uint8Array): Promise<void> {
-    if (this.#dsyncFd !== undefined) return await writeAllToFd(this.#dsyncFd, bytes);
-    await this.write(bytes);
-    await this.syncData();
-  }
-
   truncate(lengthBytes: number): Promise<void> {
     return this.#file.truncate(lengthBytes);
   }
@@ -131,7 +100,6 @@ class DenoFsFile implements FsFile {
 
   close(): void {
     this.#file.close();
-    if (this.#dsyncFd !== undefined) closeSync(this.#dsyncFd);
   }
 }
 
@@ -161,15 +129,7 @@ export class DenoFs implements Fs {
       create: true,
       ...(options.permissions === undefined ? {} : { mode: options.permissions }),
     });
-    // Appends of either descriptor go to the end of the one file; O_DSYNC is missing on Windows.
-    const dsync = fsConstants.O_DSYNC;
-    if (dsync === undefined) return new DenoFsFile(file);
-    try {
-      return new DenoFsFile(file, openSync(path, fsConstants.O_WRONLY | fsConstants.O_APPEND | dsync));
-    } catch (error) {
-      file.close();
-      throw error;
-    }
+    return new DenoFsFile(file);
   }
 
   async createFile(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
@@ -354,11 +314,6 @@ class MemoryFsFile implements FsFile {
     this.#checkOpen();
     this.#inode.sync();
     return Promise.resolve();
-  }
-
-  async writeDurably(bytes: Uint8Array): Promise<void> {
-    await this.write(bytes);
-    await this.syncData();
   }
 
   truncate(lengthBytes: number): Promise<void> {

@@ -23,7 +23,7 @@ export interface WalItem {
 export interface WalMetrics {
   /** Records per batch. */
   batchRecords: Histogram;
-  /** Seconds each batch took to become durable: its write and its sync. */
+  /** Seconds each `syncData` took. */
   syncSeconds: Histogram;
 }
 
@@ -154,34 +154,26 @@ export class Wal<Item extends WalItem> {
       header: this.#options.header,
       records: batch.map((waiter) => waiter.item.encoded),
     });
-    const { file, failpoints, clock, metrics } = this.#options;
-    const startedMs = clock.monotonicMs();
-    if (failpoints.armed) {
-      // Written and synced apart, so a test can crash between the two (the window O_DSYNC has inside).
-      try {
-        await file.write(frame);
-      } catch (error) {
-        await this.#failWrite(batch, error);
-        return;
-      }
-      try {
-        await failpoints.reach("wal.afterAppendBeforeSync");
-        await file.syncData();
-      } catch (error) {
-        await this.#failSync(batch, error);
-        return;
-      }
-    } else {
-      try {
-        await file.writeDurably(frame);
-      } catch (error) {
-        // A full disk fails the write before anything is durable; any other failure may be the sync's.
-        if (isNoSpaceError(error)) await this.#failWrite(batch, error);
-        else await this.#failSync(batch, error);
-        return;
-      }
+    try {
+      await this.#options.file.write(frame);
+    } catch (error) {
+      await this.#failWrite(batch, error);
+      return;
     }
-    metrics.syncSeconds.observe((clock.monotonicMs() - startedMs) / 1000);
+    try {
+      const failpoints = this.#options.failpoints;
+      if (failpoints.armed) await failpoints.reach("wal.afterAppendBeforeSync");
+      const syncStartedMs = this.#options.clock.monotonicMs();
+      await this.#options.file.syncData();
+      this.#options.metrics.syncSeconds.observe((this.#options.clock.monotonicMs() - syncStartedMs) / 1000);
+    } catch (error) {
+      // After a failed fsync the state of the page cache is unknown (fsyncgate): never retry, never ack.
+      // The frame is cut off (best effort), so a restart without a power cut does not replay a write
+      // that was answered with an error.
+      await this.#rollBack();
+      this.#fail(batch, new StorageFailedError(`Cannot sync ${this.#options.path}`, { cause: error }), true);
+      return;
+    }
     this.#sizeBytes += frame.length;
     this.batchCount += 1;
     this.recordCount += batch.length;
@@ -189,16 +181,6 @@ export class Wal<Item extends WalItem> {
     this.#options.onDurable(batch.map((waiter) => waiter.item));
     for (const waiter of batch) waiter.resolve();
     this.#options.onFlushed?.();
-  }
-
-  /**
-   * A failed sync. The state of the page cache after it is unknown (fsyncgate): never retry, never ack.
-   * The frame is cut off (best effort), so a restart without a power cut does not replay a write that was
-   * answered with an error.
-   */
-  async #failSync(batch: Waiter<Item>[], cause: unknown): Promise<void> {
-    await this.#rollBack();
-    this.#fail(batch, new StorageFailedError(`Cannot sync ${this.#options.path}`, { cause }), true);
   }
 
   /** A failed write: on ENOSPC cut the partial frame off and stay usable; otherwise stop for good. */

@@ -130,7 +130,7 @@ export class FaultyFs implements Fs {
 
   #wrap(path: string, file: FsFile, mode: "append" | "create" | "read"): FsFile {
     let position = 0; // of a created file: writes go one after another from 0
-    const wrapped: FsFile = {
+    return {
       read: (buffer) => {
         this.#check(`read ${path}`);
         return file.read(buffer);
@@ -148,11 +148,6 @@ export class FaultyFs implements Fs {
         }
         await file.syncData();
       },
-      // Through this wrapper's own write and sync, so their faults and hooks apply.
-      writeDurably: async (bytes) => {
-        await wrapped.write(bytes);
-        await wrapped.syncData();
-      },
       truncate: async (lengthBytes) => {
         this.#check(`truncate ${path}`);
         await file.truncate(lengthBytes);
@@ -163,7 +158,6 @@ export class FaultyFs implements Fs {
       },
       close: () => file.close(),
     };
-    return wrapped;
   }
 
   async mkdir(path: string): Promise<void> {

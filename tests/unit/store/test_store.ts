@@ -89,7 +89,7 @@ export class HookedFs implements Fs {
   }
 
   #wrap(path: string, file: FsFile): FsFile {
-    const wrapped: FsFile = {
+    return {
       read: (buffer) => file.read(buffer),
       write: async (bytes) => {
         await this.hooks.beforeWrite?.(path, bytes);
@@ -100,11 +100,6 @@ export class HookedFs implements Fs {
         this.syncCounts.set(path, this.syncCount(path) + 1);
         await file.syncData();
       },
-      // Through this wrapper's own write and sync, so their faults and hooks apply.
-      writeDurably: async (bytes) => {
-        await wrapped.write(bytes);
-        await wrapped.syncData();
-      },
       truncate: async (lengthBytes) => {
         await this.hooks.beforeTruncate?.(path, lengthBytes);
         await file.truncate(lengthBytes);
@@ -112,7 +107,6 @@ export class HookedFs implements Fs {
       sizeBytes: () => file.sizeBytes(),
       close: () => file.close(),
     };
-    return wrapped;
   }
 
   mkdir(path: string): Promise<void> {
