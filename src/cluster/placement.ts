@@ -43,6 +43,11 @@ export class Placement {
     return this.ringIds.length <= this.#replicationFactor;
   }
 
+  /** True when this node is the only member, in the ring and among the live: every key is its alone. */
+  get alone(): boolean {
+    return this.#live.size === 1 && this.ringIds.length === 1 && this.ringIds[0] === this.self;
+  }
+
   /** Whether `id` answers now (alive or suspect), in this view. */
   isLive(id: string): boolean {
     return this.#live.has(id);

@@ -225,7 +225,14 @@ export class Replicator {
    * @throws the store's errors (forbidden, version_conflict, key_not_found, ...), or UnavailableError
    * when no replica can take the write or the write quorum was not reached.
    */
-  async write(request: ClientWrite): Promise<EntryView> {
+  write(request: ClientWrite): Promise<EntryView> {
+    // Alone, a write has nobody to catch up from, ship to or notify: the store answers it directly,
+    // without the promise turns of coordinating (what `#coordinate` would do, with no peer).
+    if (this.#placement.alone) return this.#applyLocally(request);
+    return this.#route(request);
+  }
+
+  async #route(request: ClientWrite): Promise<EntryView> {
     const replicas = this.#placement.replicasOf(request.table, request.key);
     const coordinators = replicas.filter((id) => this.#placement.isLive(id));
     if (coordinators.length === 0) {
@@ -386,20 +393,21 @@ export class Replicator {
     return reply.replica ? replicaEntryOf(reply.replica) : undefined;
   }
 
-  async #applyLocally(request: ClientWrite): Promise<EntryView> {
+  /** The store's write, as a promise: it rejects, never throws. */
+  #applyLocally(request: ClientWrite): Promise<EntryView> {
     const { store } = this.#options;
     switch (request.op) {
       case "put":
-        return await store.put(request.table, request.key, request.value, request.conditions);
+        return store.put(request.table, request.key, request.value, request.conditions);
       case "patch":
         if (typeof request.value !== "object" || request.value === null || Array.isArray(request.value)) {
-          throw new InvalidRequestError('PATCH "value" must be a JSON object');
+          return Promise.reject(new InvalidRequestError('PATCH "value" must be a JSON object'));
         }
-        return await store.patch(request.table, request.key, request.value as Record<string, unknown>, {
+        return store.patch(request.table, request.key, request.value as Record<string, unknown>, {
           ...request.conditions,
         });
       case "delete":
-        return await store.delete(request.table, request.key, request.conditions);
+        return store.delete(request.table, request.key, request.conditions);
     }
   }
 

@@ -90,6 +90,21 @@ Deno.test("Placement.isLive() counts self as live always and other members only 
   assert.deepEqual(down.ringIds, [nodeA, nodeB, nodeC], "a member down stays in the ring");
 });
 
+Deno.test("Placement.alone holds only for a single member, alone in the ring and among the live", () => {
+  assert.equal(placementOf({ self: nodeA, ringIds: [nodeA] }).alone, true);
+  assert.equal(placementOf({ self: nodeA, ringIds: [nodeA, nodeB], liveIds: [nodeA] }).alone, false);
+  assert.equal(
+    placementOf({ self: nodeA, ringIds: [nodeA], liveIds: [nodeA, nodeB] }).alone,
+    false,
+    "a live peer",
+  );
+  assert.equal(
+    placementOf({ self: nodeA, ringIds: [nodeB], liveIds: [nodeA] }).alone,
+    false,
+    "left the ring",
+  );
+});
+
 // --- writeQuorumOf ----------------------------------------------------------------------------------------
 
 Deno.test("writeQuorumOf() is a majority by default, the configured count capped, and all for users", () => {
