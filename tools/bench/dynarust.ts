@@ -28,6 +28,8 @@ export interface NodeOptions {
   env?: Record<string, string>;
   /** How long starting (listening, then `/health` 200) may take. @default 60000 */
   timeoutMs?: number;
+  /** The source tree whose `main.ts` runs (`tools/bench/ab.ts` starts two). @default this repository */
+  root?: string;
 }
 
 /** The arguments of `deno run` for a node. */
@@ -53,6 +55,7 @@ export async function startDynarust(options: NodeOptions): Promise<DynarustNode>
       ...(options.join === undefined ? {} : { join: options.join }),
     }),
     env: { DYNA_LOG: "error", ...options.env },
+    ...(options.root === undefined ? {} : { cwd: options.root }),
   });
   try {
     const match = await process.waitForLine(/listening on (http:\/\/(\S+))/, { timeoutMs });
