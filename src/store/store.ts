@@ -46,8 +46,7 @@ import type {
   WriteOptions,
 } from "./types.ts";
 import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
-import { Wal, walBatchBytesMax, type WalMetrics } from "./wal.ts";
-import { countBounds, Histogram, secondsBounds } from "../util/metrics.ts";
+import { Wal, walBatchBytesMax } from "./wal.ts";
 import { VisibleIndex } from "./visible_index.ts";
 import {
   checkRecordAt,
@@ -129,11 +128,6 @@ export class Store {
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
   readonly #recordBytesMax: number;
   readonly #failpoints: Failpoints;
-  /** Kept across the WAL files of one open store. */
-  readonly #walMetrics: WalMetrics = {
-    batchRecords: new Histogram(countBounds),
-    syncSeconds: new Histogram(secondsBounds),
-  };
   #wal: Wal<PendingWrite> | undefined;
   #sequenceDurable = 0;
   #sequenceAccepted = 0;
@@ -375,7 +369,6 @@ export class Store {
       batchRecordsMax: this.#options.limits.walBatchRecordsMax,
       failpoints: this.#failpoints,
       clock: this.#options.clock,
-      metrics: this.#walMetrics,
       onDurable: (writes) => this.#applyDurable(writes),
       onFailed: (error, fatal) => this.#dropPending(error, fatal),
       onFlushed: () => this.#maybeCheckpoint(),
@@ -1039,15 +1032,15 @@ export class Store {
     const wal = this.#wal;
     assert(wal !== undefined);
     return {
-      walBatchCount: wal.batchCount,
-      walRecordCount: wal.recordCount,
+      walBatchCount: wal.metrics.batchRecords.count,
+      walRecordCount: wal.metrics.batchRecords.sum,
       walBytes: wal.sizeBytes,
       checkpointCount: this.#checkpointCount,
       snapshotCount: this.#snapshotCount,
       sequence: this.#sequenceDurable,
       indexPageBytes: this.#index.pageStats.pageBytes,
       indexLiveBytes: this.#index.pageStats.liveBytes,
-      wal: this.#walMetrics,
+      wal: wal.metrics,
     };
   }
 

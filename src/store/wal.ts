@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
-import type { Histogram } from "../util/metrics.ts";
+import { countBounds, Histogram, secondsBounds } from "../util/metrics.ts";
 import type { Encryption } from "./crypto.ts";
 import { StorageFailedError, StorageFullError } from "./errors.ts";
 import type { Failpoints } from "./failpoints.ts";
@@ -40,7 +40,6 @@ export interface WalOptions<Item extends WalItem> {
   /** Reached between the write and the sync of a batch, and in the middle of a truncation. */
   failpoints: Failpoints;
   clock: Clock;
-  metrics: WalMetrics;
   /** Called once per batch after its sync and before its appends resolve, in batch order. */
   onDurable: (items: readonly Item[]) => void;
   /**
@@ -73,10 +72,11 @@ export class Wal<Item extends WalItem> {
   #failure: StorageFailedError | undefined;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
-  /** Batches written since open. */
-  batchCount = 0;
-  /** Records written since open. */
-  recordCount = 0;
+  /** Since open: records per batch (its count is the batches written, its sum the records). */
+  readonly metrics: WalMetrics = {
+    batchRecords: new Histogram(countBounds),
+    syncSeconds: new Histogram(secondsBounds),
+  };
 
   constructor(options: WalOptions<Item>) {
     assert(options.sizeBytes >= fileHeaderBytes);
@@ -165,7 +165,7 @@ export class Wal<Item extends WalItem> {
       if (failpoints.armed) await failpoints.reach("wal.afterAppendBeforeSync");
       const syncStartedMs = this.#options.clock.monotonicMs();
       await this.#options.file.syncData();
-      this.#options.metrics.syncSeconds.observe((this.#options.clock.monotonicMs() - syncStartedMs) / 1000);
+      this.metrics.syncSeconds.observe((this.#options.clock.monotonicMs() - syncStartedMs) / 1000);
     } catch (error) {
       // After a failed fsync the state of the page cache is unknown (fsyncgate): never retry, never ack.
       // The frame is cut off (best effort), so a restart without a power cut does not replay a write
@@ -175,9 +175,7 @@ export class Wal<Item extends WalItem> {
       return;
     }
     this.#sizeBytes += frame.length;
-    this.batchCount += 1;
-    this.recordCount += batch.length;
-    this.#options.metrics.batchRecords.observe(batch.length);
+    this.metrics.batchRecords.observe(batch.length);
     this.#options.onDurable(batch.map((waiter) => waiter.item));
     for (const waiter of batch) waiter.resolve();
     this.#options.onFlushed?.();
