@@ -1,6 +1,12 @@
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
-import { type ErrorCode, InvalidRequestError, KvError, UnavailableError } from "../util/errors.ts";
+import {
+  type ErrorCode,
+  InvalidRequestError,
+  KvError,
+  PayloadTooLargeError,
+  UnavailableError,
+} from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import type {
   ChangeSink,
@@ -222,8 +228,9 @@ export class Replicator {
    * A client write: coordinated here when this node is the key's first live replica, else forwarded
    * to that replica.
    *
-   * @throws the store's errors (forbidden, version_conflict, key_not_found, ...), or UnavailableError
-   * when no replica can take the write or the write quorum was not reached.
+   * @throws the store's errors (forbidden, version_conflict, key_not_found, ...), PayloadTooLargeError
+   * when the coordinator refused the forwarded write as over its body limit, or UnavailableError when no
+   * replica can take the write or the write quorum was not reached.
    */
   write(request: ClientWrite): Promise<EntryView> {
     // Alone, a write has nobody to catch up from, ship to or notify: the store answers it directly,
@@ -252,6 +259,15 @@ export class Replicator {
         return await this.#forwardWrite(coordinator, request, forwarderState);
       } catch (error) {
         if (error instanceof ForwardedError) throw error;
+        // A coordinator with a smaller body limit than this node refuses the request whole, unread: the
+        // write is too large for the cluster, which is the client's to fix, not a coordinator that is down.
+        if (isTooLarge(error)) {
+          throw new PayloadTooLargeError(
+            `Cannot write key "${request.key}": its coordinator ${coordinator} refused the forwarded write ` +
+              "as too large; DYNA_REQUEST_BYTES_MAX should be the same on every node",
+            { cause: error },
+          );
+        }
         lastError = error;
         // Only a request that never arrived may be retried elsewhere; see DESIGN.md.
         if (!isUnreachable(error)) break;
@@ -694,6 +710,11 @@ function isUnknownKind(error: unknown): boolean {
     remoteCode?: unknown;
   };
   return failure === "invalid_reply" && (status === 404 || remoteCode === "not_found");
+}
+
+/** A peer's answer that the request was over its body limit (HTTP 413): it was refused unread. */
+function isTooLarge(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { status?: unknown }).status === 413;
 }
 
 function isUnreachable(error: unknown): boolean {

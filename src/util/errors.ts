@@ -57,8 +57,8 @@ export class InvalidRequestError extends KvError {
 
 /** A request body or value over a configured limit. */
 export class PayloadTooLargeError extends KvError {
-  constructor(message: string) {
-    super("payload_too_large", message);
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("payload_too_large", message, options);
   }
 }
 

@@ -1,8 +1,10 @@
 // Goal: SPEC §5 data placement with real node processes: any node answers any request; each key lives on
 // REPLICATION_FACTOR nodes (all when fewer); users registered on one node log in on any; listings merge
-// across nodes; write→read-elsewhere latency is printed for the notes.
+// across nodes; a write its coordinator refuses as too large is answered 413; write→read-elsewhere latency
+// is printed for the notes.
 // Method: TestCluster; a node's own copy is read with a signed internal `read`, as a peer would.
 import assert from "node:assert/strict";
+import { lanClusterConfig, Ring } from "../../../src/cluster/mod.ts";
 import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
 import { clusterSecret, TestCluster } from "../../helpers/test_cluster.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
@@ -119,4 +121,43 @@ Deno.test("cluster: a value larger than the default 4 MiB node-to-node message r
   });
   assert.equal(refused.code, 78);
   assert.match(refused.stderr, /DYNA_REQUEST_BYTES_MAX 41943040 is more than a cluster can replicate/);
+});
+
+Deno.test("cluster: a write forwarded to a coordinator with a smaller DYNA_REQUEST_BYTES_MAX is answered 413, not 503", async () => {
+  // Node 0 reads client bodies up to 6 MiB; node 1 keeps the default 1 MiB, and with it the default 4 MiB
+  // node-to-node message, so it refuses a larger forwarded write whole, before reading it.
+  await using cluster = await TestCluster.start({
+    nodeCount: 1,
+    // The default timing: its 2 s request timeout leaves room for megabytes under a busy test run.
+    env: { DYNA_REQUEST_BYTES_MAX: String(6 << 20), DYNA_CLUSTER_PRESET: "lan" },
+  });
+  await cluster.add({ env: { DYNA_REQUEST_BYTES_MAX: String(1 << 20) } });
+  await cluster.waitConverged();
+  const token = await tokenFor(cluster.node(0), "alice");
+  const ring = new Ring({
+    memberIds: [cluster.id(0), cluster.id(1)],
+    virtualNodeCount: lanClusterConfig(clusterSecret).virtualNodeCount,
+  });
+  let key = "";
+  for (let index = 0; key === ""; index += 1) {
+    if (ring.replicasOf("big", `k${index}`, 1)[0] === cluster.id(1)) key = `k${index}`;
+  }
+  // 4.3 MB: under node 0's request limit, over node 1's 4 MiB message limit.
+  const value = "x".repeat(4_300_000);
+  const refused = await putValue(cluster.node(0), `/big/key/${key}`, value, { token });
+  const problem = await refused.json();
+  assert.equal(refused.status, 413, JSON.stringify(problem));
+  assert.equal(problem.code, "payload_too_large");
+  assert.match(problem.detail, new RegExp(`coordinator ${cluster.id(1)} refused the forwarded write`));
+  assert.match(problem.detail, /DYNA_REQUEST_BYTES_MAX/);
+  for (const index of [0, 1]) {
+    const read = await cluster.node(index).fetch(`/big/key/${key}`);
+    assert.equal(read.status, 404, `node ${index} must not hold the refused write`);
+    await read.body?.cancel();
+  }
+  const small = await putValue(cluster.node(0), `/big/key/${key}`, "small", { token });
+  assert.equal(small.status, 201, "the forwarding node still takes writes");
+  await small.body?.cancel();
+  const read = await cluster.node(1).fetch(`/big/key/${key}`);
+  assert.equal((await read.json()).value, "small");
 });
