@@ -97,7 +97,7 @@ export function readSettings(scenarioNames: readonly string[]): Settings {
     only,
     recordCount: positiveIntegerFromEnv("BENCH_RECORDS", 100_000),
     restartRecordCount: positiveIntegerFromEnv("BENCH_RESTART_RECORDS", 1_000_000),
-    httpRounds: positiveIntegerFromEnv("BENCH_ROUNDS", 4),
+    httpRounds: positiveIntegerFromEnv("BENCH_ROUNDS", 10),
   };
 }
 

@@ -49,7 +49,7 @@ const defaultSettings: Settings = {
   only: undefined,
   recordCount: 100_000,
   restartRecordCount: 1_000_000,
-  httpRounds: 4,
+  httpRounds: 10,
 };
 
 /** Pins this process (all its threads) to the load CPU, so in-process load never runs on the server's. */
