@@ -116,10 +116,8 @@ export const apiRoutes: readonly RouteDoc[] = [
     operations: {
       get: {
         summary: "Read a key",
-        headers: [{ name: "if-none-match", description: "Answer 304 when the version is still this one" }],
         answers: {
           200: { description: "The value, with `ETag` its version", schema: "VersionedValue" },
-          304: { description: "Not modified since the version in If-None-Match" },
           404: problem("No such key"),
         },
       },

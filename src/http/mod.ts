@@ -105,7 +105,7 @@ export function createApp(deps: AppDeps): App {
       if (keyPath && request.method === "GET") {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
-        const response = readKeyOrError(request, path, deps);
+        const response = readKeyOrError(path, deps);
         if (!(response instanceof Promise)) return finish(request, keyRoute, response, undefined);
         const waitedFromMs = deps.clock.monotonicMs();
         return response.then((settled) => finish(request, keyRoute, settled, waitedFromMs));
@@ -147,9 +147,9 @@ function writeOpOf(method: string): KvWrite["op"] | undefined {
   }
 }
 
-function readKeyOrError(request: Request, path: string, deps: AppDeps): Response | Promise<Response> {
+function readKeyOrError(path: string, deps: AppDeps): Response | Promise<Response> {
   try {
-    const response = readKey(request, path.slice(1).split("/"), deps);
+    const response = readKey(path.slice(1).split("/"), deps);
     return response instanceof Promise ? response.catch((error) => errorResponse(error, deps)) : response;
   } catch (error) {
     return errorResponse(error, deps);
