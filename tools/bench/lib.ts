@@ -58,12 +58,18 @@ export interface Settings {
   /** Records prepared for the restart-time scenario. @default 1000000 */
   restartRecordCount: number;
   /**
-   * Interleaved rounds of the HTTP scenario (`BENCH_ROUNDS`): every server is measured once per round and
-   * its best round kept, so a burst of noise on a shared host hits one round, not one server. The rounds
-   * share 2 × `wrkSecs` of measurement per figure. @default 4
+   * Interleaved rounds of the HTTP scenario (`BENCH_ROUNDS`): every server is measured once per round; a
+   * figure is its best round and a ratio the median of the rounds' ratios, so a burst of noise on a shared
+   * host hits one round, not one server. The rounds share 2 × `wrkSecs` of measurement per figure.
+   * @default 10
    */
   httpRounds: number;
+  /** Where the results go (`BENCH_OUT`). @default bench/results.json in the repository */
+  resultsPath: string;
 }
+
+/** Where a run writes its results unless `BENCH_OUT` says otherwise. */
+export const defaultResultsPath: string = `${repositoryRoot}bench/results.json`;
 
 function positiveIntegerFromEnv(name: string, fallback: number): number {
   const text = Deno.env.get(name);
@@ -98,6 +104,7 @@ export function readSettings(scenarioNames: readonly string[]): Settings {
     recordCount: positiveIntegerFromEnv("BENCH_RECORDS", 100_000),
     restartRecordCount: positiveIntegerFromEnv("BENCH_RESTART_RECORDS", 1_000_000),
     httpRounds: positiveIntegerFromEnv("BENCH_ROUNDS", 10),
+    resultsPath: Deno.env.get("BENCH_OUT")?.trim() || defaultResultsPath,
   };
 }
 

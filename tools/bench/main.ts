@@ -14,6 +14,7 @@ import { httpScenario, redisScenario } from "./http.ts";
 import {
   commandExists,
   commandOutput,
+  defaultResultsPath,
   fileLimitWanted,
   loadCpu,
   messageOf,
@@ -50,6 +51,7 @@ const defaultSettings: Settings = {
   recordCount: 100_000,
   restartRecordCount: 1_000_000,
   httpRounds: 10,
+  resultsPath: defaultResultsPath,
 };
 
 /** Pins this process (all its threads) to the load CPU, so in-process load never runs on the server's. */
@@ -134,7 +136,8 @@ export async function main(): Promise<number> {
 async function finish(context: BenchContext, selected: readonly Scenario[]): Promise<void> {
   const { report, progress, settings } = context;
   const table = report.markdown();
-  const path = await writeResults({
+  const path = settings.resultsPath;
+  await writeResults({
     date: new Date().toISOString(),
     machine: await describeMachine(),
     versions: await describeVersions(),
@@ -146,7 +149,7 @@ async function finish(context: BenchContext, selected: readonly Scenario[]): Pro
     targets: report.targets,
     problems: report.problems,
     table,
-  });
+  }, path);
   const countWhere = (met: boolean | null) => report.targets.filter((target) => target.met === met).length;
   const outOfReach = report.targets.filter((target) => target.outOfReach !== undefined).length;
   const elapsed = `${progress.elapsedSecs.toFixed(0)} s`;

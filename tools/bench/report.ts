@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { commandOutput, repositoryRoot } from "./lib.ts";
+import { dirname } from "node:path";
+import { commandOutput } from "./lib.ts";
 
 /** One line of the table. */
 export interface Row {
@@ -178,13 +179,10 @@ export interface Results {
   table: string;
 }
 
-/** Writes `bench/results.json`; returns its path. */
-export async function writeResults(results: Results): Promise<string> {
-  const dir = `${repositoryRoot}bench`;
-  await Deno.mkdir(dir, { recursive: true });
-  const path = `${dir}/results.json`;
+/** Writes `results` as JSON to `path` (`bench/results.json` unless `BENCH_OUT` says otherwise). */
+export async function writeResults(results: Results, path: string): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
   await Deno.writeTextFile(path, `${JSON.stringify(results, null, 2)}\n`);
-  return path;
 }
 
 /** `1234567.8` → `1,234,568`. */
