@@ -112,6 +112,15 @@ export function pairedRatio(
 }
 
 /**
+ * A baseline's ratio that falls short of a target, rounded down: 0.3996× reads 0.39×, not 0.40×, in a row
+ * that says the baseline misses 0.4×.
+ */
+export function formatShortfall(ratio: number): string {
+  // The epsilon keeps a ratio that is exactly on a hundredth there (0.29 * 100 is 28.999999999999996).
+  return formatRatio(Math.floor(ratio * 100 + 1e-9) / 100, 1);
+}
+
+/**
  * Measures every entry once per round, in the same order each round, and keeps each figure's best round
  * and every round's rate. The first round warms each server up first.
  */
@@ -191,7 +200,9 @@ function reportGet(
     met: ratio >= 0.8,
     ...(etagLimit !== undefined && pairedRatio(etagLimit, limit) < 0.8
       ? {
-        outOfReach: `the GET limit with SPEC's ETag itself: ${formatRatio(pairedRatio(etagLimit, limit), 1)}`,
+        outOfReach: `the GET limit with SPEC's ETag itself: ${
+          formatShortfall(pairedRatio(etagLimit, limit))
+        }`,
       }
       : {}),
   });
@@ -261,7 +272,7 @@ function reportPut(
       met: ratio >= 3,
       ...(contractPut !== undefined && pairedRatio(contractPut, etcd.put) < 3
         ? {
-          outOfReach: `the contract PUT limit itself: ${formatRatio(pairedRatio(contractPut, etcd.put), 1)}`,
+          outOfReach: `the contract PUT limit itself: ${formatShortfall(pairedRatio(contractPut, etcd.put))}`,
         }
         : {}),
     });
@@ -285,7 +296,7 @@ function reportPut(
     unit: "× GET limit",
     met: ratio >= 0.4,
     ...(contractPut !== undefined && pairedRatio(contractPut, limit) < 0.4
-      ? { outOfReach: `the contract PUT limit itself: ${formatRatio(pairedRatio(contractPut, limit), 1)}` }
+      ? { outOfReach: `the contract PUT limit itself: ${formatShortfall(pairedRatio(contractPut, limit))}` }
       : {}),
   });
 }
