@@ -72,7 +72,7 @@ export async function writeKey(
  * key: Deno.serve answers a plain Response faster than a promise. `createApp` calls it before any routing.
  *
  * `If-None-Match` is not evaluated: the answer is always the value, with its `ETag`. Reading one request
- * header makes Deno copy them all, 4–7% of a GET (measured with `deno task bench:ab`), for a `304` that
+ * header makes Deno copy them all, 4–10% of a GET (measured with `deno task bench:ab`), for a `304` that
  * saves a client little on a record's small JSON; a client watches a key over SSE instead of polling it.
  *
  * @throws {KeyAbsentError} and the name errors of `decodeTable`/`decodeName`.
