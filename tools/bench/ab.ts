@@ -10,8 +10,7 @@
  *
  * @module
  */
-import { registerUser, startDynarust, writeMany } from "./dynarust.ts";
-import { makeDataDir, removeDataDir } from "./lib.ts";
+import { startPreloadedNode } from "./dynarust.ts";
 import { runWrk } from "./wrk.ts";
 
 const [rootA, rootB, kindArg, slicesArg] = Deno.args;
@@ -26,23 +25,17 @@ if (!Number.isSafeInteger(sliceCount) || sliceCount < 1) {
   throw new Error(`slices must be a count: ${slicesArg}`);
 }
 
-/** Starts the node of one tree with the 1,000 keys get.lua and put.lua use, and warms it up. */
+/** Starts the node of one tree with the keys get.lua and put.lua use, and warms it up. */
 async function startSide(name: string, root: string) {
-  const dataDir = await makeDataDir(`ab_${name}`);
-  const node = await startDynarust({ name, dataDir, root });
-  const token = await registerUser(node.url, "bench", "bench-secret");
-  const preload = await writeMany(
-    { url: node.url, token, table: "t", count: 1000, concurrency: 64 },
-    (index) => ({ key: `k${index}`, value: { n: index, s: "hello" } }),
-  );
-  if (preload.errorCount > 0) throw new Error(`${name}: ${preload.errorCount} of 1000 preload PUTs failed`);
-  const load = { url: node.url, script: `${kind}.lua`, env: { BENCH_TOKEN: token } };
-  await runWrk({ ...load, secs: 2, warmupSecs: 0 });
-  const stop = async () => {
-    await node.process.stop();
-    await removeDataDir(dataDir);
-  };
-  return { load, stop };
+  const node = await startPreloadedNode({ name, root });
+  const load = { url: node.url, script: `${kind}.lua`, env: { BENCH_TOKEN: node.token } };
+  try {
+    await runWrk({ ...load, secs: 2, warmupSecs: 0 });
+  } catch (error) {
+    await node.stop();
+    throw error;
+  }
+  return { load, stop: () => node.stop() };
 }
 
 const sideA = await startSide("A", rootA);

@@ -4,7 +4,16 @@
  *
  * @module
  */
-import { deadlineSignal, denoPath, PinnedProcess, serverCpu, serverV8Flags, waitUntil } from "./lib.ts";
+import {
+  deadlineSignal,
+  denoPath,
+  makeDataDir,
+  PinnedProcess,
+  removeDataDir,
+  serverCpu,
+  serverV8Flags,
+  waitUntil,
+} from "./lib.ts";
 
 /** A running node. */
 export interface DynarustNode {
@@ -137,4 +146,44 @@ export async function writeMany(
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   return { errorCount };
+}
+
+/** A node holding the keys `get.lua` and `put.lua` use, with the token of their owner. */
+export interface PreloadedNode {
+  url: string;
+  /** The bearer token of the user `bench`, owner of every key. */
+  token: string;
+  pid: number;
+  /** Stops the node and removes its data dir. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a node in its own data dir and writes the 1,000 keys `k0`..`k999` of table `t` that `get.lua`
+ * and `put.lua` use. `root`: the source tree to run (`ab.ts` compares two). Stops the node if preloading
+ * fails.
+ */
+export async function startPreloadedNode(
+  options: { name: string; root?: string; signal?: AbortSignal },
+): Promise<PreloadedNode> {
+  const { name, root, signal } = options;
+  const dataDir = await makeDataDir(name);
+  const node = await startDynarust({ name, dataDir, ...(root === undefined ? {} : { root }) });
+  const stop = async () => {
+    await node.process.stop();
+    await removeDataDir(dataDir);
+  };
+  try {
+    const token = await registerUser(node.url, "bench", "bench-secret");
+    const preload = await writeMany(
+      { url: node.url, token, table: "t", count: 1000, concurrency: 64 },
+      (index) => ({ key: `k${index}`, value: { n: index, s: "hello" } }),
+      signal,
+    );
+    if (preload.errorCount > 0) throw new Error(`${name}: ${preload.errorCount} of 1000 preload PUTs failed`);
+    return { url: node.url, token, pid: node.process.pid, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }

@@ -5,9 +5,10 @@
  * - `sse`: one subscriber, 300 writes/s for BENCH_SECS: latency from PUT sent to event received, against
  *   the bare baseline twice: publishing at once, and durable (each value appended and fdatasynced first).
  * - `fanout`: 1,000 and 5,000 subscribers on one key, 10 warm-up events then up to 100 events spaced
- *   for 25,000 deliveries/s (40 and 200 ms apart, {@linkcode fanoutIntervalMs}), against the bare `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and
- *   schedule, in four interleaved rounds (order alternating: baseline first, then dynarust first) whose
- *   latency quantiles are combined by their median. dynarust's writes are durable PUTs (fsync before the
+ *   for 25,000 deliveries/s (40 and 200 ms apart, {@linkcode fanoutIntervalMs}), against the bare
+ *   `Deno.serve` fan-out baseline (`sse_baseline.ts`) with the same client and schedule, in four
+ *   interleaved rounds (order alternating: baseline first, then dynarust first) whose latency quantiles
+ *   are combined by their median. dynarust's writes are durable PUTs (fsync before the
  *   event); the baseline's are not.
  * - `subscribers`: 10,000 subscribers over 1,000 keys: all connected, 3 writes per key delivered, then
  *   the node's RSS.
