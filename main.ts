@@ -37,6 +37,7 @@ import {
   usersTable,
 } from "./src/cluster/mod.ts";
 import type { Transport } from "./src/cluster/mod.ts";
+import { capacityOf, type Handler, raiseFdLimit, Server } from "./src/server/mod.ts";
 import {
   BackupError,
   exportCluster,
@@ -201,6 +202,8 @@ export interface NodeHandle {
   readonly url: string;
   readonly store: Store;
   readonly cluster: ClusterNode;
+  /** The listening door: its connection count and counters. */
+  readonly server: Server;
   /** Resolves with an exit code when the node must stop on its own (a broken invariant). */
   readonly fatal: Promise<number>;
   /** Stops the node: gracefully (leave, hand off, checkpoint) or abruptly (no goodbye, as a crash). */
@@ -312,7 +315,8 @@ function nodeMetrics(store: Store, broker: Broker, cluster: ClusterNode): NodeMe
 
 /**
  * Starts a node: listens (so port 0 resolves and the address is known), opens the store, builds the
- * cluster and the app, joins `JOIN_ADDRESS` when given, and serves.
+ * cluster and the app, joins `JOIN_ADDRESS` when given (retrying while the seed cannot be reached), catches
+ * up, and serves. It resolves once `/health` answers 200.
  *
  * @throws {ConfigError}, the store's WrongKeyError/WalCorruptError, or JoinError.
  */
@@ -329,19 +333,18 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
   await checkDataDir(config.dataDir);
   const startedMs = systemClock.nowMs();
   const fatal = Promise.withResolvers<number>();
+  const sized = withCapacity(config, logger);
   let phase: NodePhase = "starting";
   let node: RunningNode | undefined;
-  const listening = Promise.withResolvers<number>();
   // The server listens first so port 0 is resolved; it answers 503 until the node is built.
-  const server = Deno.serve({
-    hostname: config.listen.hostname,
-    port: config.listen.port,
-    ...(tls ?? {}),
-    onListen: ({ port }) => listening.resolve(port),
-  }, (request, info) => node === undefined ? startingResponse() : node.app.handle(request, info));
-  const self = advertisedAddress(config, await listening.promise);
+  const server = listenFor(sized, {
+    tls,
+    logger,
+    handler: (request, info) => node === undefined ? startingResponse() : node.app.handle(request, info),
+  });
+  const self = advertisedAddress(config, server.port);
   try {
-    node = await buildNode(config, {
+    node = await buildNode(sized, {
       self,
       tls,
       logger,
@@ -360,7 +363,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     });
     options.onListening?.(self);
     if (config.join !== undefined) {
-      await joinCluster(node.cluster, config);
+      await joinCluster(node.cluster, config, logger);
       // Coordinating writes with stale keys would order them before what the others hold: catch up first.
       await node.cluster.catchUp(config.limits.shutdownMsMax);
     }
@@ -379,6 +382,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     url: `${config.mode}://${self}`,
     store: running.store,
     cluster: running.cluster,
+    server,
     fatal: fatal.promise,
     stop: async ({ graceful }) => {
       phase = "draining";
@@ -387,10 +391,58 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
   };
 }
 
-async function run(config: Config): Promise<number> {
-  const handle = await startNode(config, {
-    onListening: (address) => console.log(`listening on ${config.mode}://${address}`),
+/** Listens on the configured address with the node's connection cap and request timeout. */
+function listenFor(
+  config: Config,
+  options: { tls: { cert: string; key: string } | undefined; logger: Logger; handler: Handler },
+): Server {
+  return Server.listen({
+    hostname: config.listen.hostname,
+    port: config.listen.port,
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    connectionsMax: config.limits.connectionsMax,
+    requestTimeoutMs: config.limits.requestTimeoutMs,
+    logger: options.logger,
+    handler: options.handler,
   });
+}
+
+/**
+ * The configuration with its connection and subscriber caps lowered to fit the file-descriptor limit,
+ * after raising the soft limit to the hard one; says what it chose, as one log line.
+ */
+function withCapacity(config: Config, logger: Logger): Config {
+  const fds = raiseFdLimit({ fallbackFds: fallbackFdLimit });
+  const capacity = capacityOf({
+    fdLimit: fds.soft,
+    connectionsMax: config.limits.connectionsMax,
+    subscribersMax: config.limits.subscribersMax,
+  });
+  const fields = {
+    fd_limit: fds.soft,
+    fd_limit_before: fds.softBefore,
+    fd_hard_limit: fds.hard,
+    connections_max: capacity.connectionsMax,
+    subscribers_max: capacity.subscribersMax,
+    reserved_fds: capacity.reservedFds,
+  };
+  if (fds.problem === undefined) logger.info("capacity", fields);
+  else logger.warn(`capacity: ${fds.problem}; assuming a limit of ${fallbackFdLimit} descriptors`, fields);
+  return {
+    ...config,
+    limits: {
+      ...config.limits,
+      connectionsMax: capacity.connectionsMax,
+      subscribersMax: capacity.subscribersMax,
+    },
+  };
+}
+
+async function run(config: Config): Promise<number> {
+  const handle = await startNode(config);
+  // Printed once the node serves (after joining and catching up), so a script that waits for this line
+  // can use the node at once.
+  console.log(`listening on ${config.mode}://${handle.self}`);
   const stopped = Promise.withResolvers<number>();
   const stop = () => stopped.resolve(0);
   Deno.addSignalListener("SIGTERM", stop);
@@ -406,25 +458,57 @@ function startingResponse(): Response {
   });
 }
 
-async function joinCluster(cluster: ClusterNode, config: Config): Promise<void> {
+/**
+ * Joins through `JOIN_ADDRESS`, retrying with backoff (250 ms doubling to 5 s) while the seed cannot be
+ * reached or answers that it is not ready, for up to `DYNA_JOIN_TIMEOUT_SECS`: nodes of a cluster are
+ * often started together, and the seed may not listen yet. A refusal (wrong `CLUSTER_SECRET`) is final.
+ */
+async function joinCluster(cluster: ClusterNode, config: Config, logger: Logger): Promise<void> {
   const seed = `${config.join!.hostname}:${config.join!.port}`;
-  try {
-    await cluster.join(seed);
-  } catch (error) {
-    const refused = error instanceof KvError && error.code === "cluster_join_refused";
-    throw new JoinError(
-      refused
-        ? `join refused by ${seed}: CLUSTER_SECRET does not match (403)`
-        : `cannot join ${seed}: ${error instanceof Error ? error.message : String(error)}`,
-    );
+  const deadlineMs = systemClock.monotonicMs() + config.joinTimeoutSecs * 1_000;
+  let delayMs = joinRetryFirstMs;
+  for (let attempt = 1;; attempt += 1) {
+    try {
+      await cluster.join(seed);
+      return;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (error instanceof KvError && error.code === "cluster_join_refused") {
+        throw new JoinError(`join refused by ${seed}: CLUSTER_SECRET does not match (403)`);
+      }
+      if (error instanceof KvError && error.code === "invalid_request") throw new JoinError(reason);
+      const remainingMs = deadlineMs - systemClock.monotonicMs();
+      if (remainingMs <= 0) {
+        throw new JoinError(
+          `cannot join ${seed}: gave up after ${attempt} attempts in ${config.joinTimeoutSecs} s ` +
+            `(DYNA_JOIN_TIMEOUT_SECS): ${reason}`,
+        );
+      }
+      const waitMs = Math.min(delayMs, remainingMs);
+      logger.warn(`cannot join ${seed} yet; retrying`, {
+        attempt,
+        reason,
+        retry_in_ms: waitMs,
+        gives_up_in_s: Math.ceil(remainingMs / 1_000),
+      });
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      delayMs = Math.min(delayMs * 2, joinRetryMaxMs);
+    }
   }
 }
+
+/** First pause between join attempts; each later one doubles, up to {@linkcode joinRetryMaxMs}. */
+const joinRetryFirstMs = 250;
+/** Longest pause between join attempts. */
+const joinRetryMaxMs = 5_000;
+/** The descriptor limit assumed when it cannot be read (no FFI): the common Linux default. */
+const fallbackFdLimit = 1_024;
 
 /** Joining the cluster failed; the node exits 1 with this message. */
 class JoinError extends Error {}
 
 async function stopNode(
-  options: { node: RunningNode; server: Deno.HttpServer; config: Config; logger: Logger; graceful: boolean },
+  options: { node: RunningNode; server: Server; config: Config; logger: Logger; graceful: boolean },
 ): Promise<void> {
   const { node, server, config, logger } = options;
   logger.info(

@@ -23,8 +23,19 @@ export interface Limits {
   loginWindowMs: number;
   /** Most login-failure counters kept; the oldest are forgotten beyond it. @default 100,000 */
   loginCountersMax: number;
-  /** Most SSE subscribers of one node. @default 20,000 */
+  /** Most SSE subscribers of one node; lowered at start to fit the file-descriptor limit. @default 20,000 */
   subscribersMax: number;
+  /**
+   * Most open connections; lowered at start to the file-descriptor limit less a reserve (see
+   * `src/server/capacity.ts`), so the default lets the limit decide. @default 1,000,000
+   */
+  connectionsMax: number;
+  /**
+   * Longest a connection may go without a request in progress (a request head not finished, or idle
+   * between requests), and longest a request body may take to arrive; then the connection is closed (body:
+   * 408). Slow clients hold a descriptor each: this bounds how long. @default 10 s
+   */
+  requestTimeoutMs: number;
   /** Events queued for one subscriber before it is disconnected as too slow. @default 512 */
   sseQueueDepthMax: number;
   /** Events remembered per key for `Last-Event-ID` replay. @default 64 */
@@ -61,6 +72,8 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   loginWindowMs: 60_000,
   loginCountersMax: 100_000,
   subscribersMax: 20_000,
+  connectionsMax: 1_000_000,
+  requestTimeoutMs: 10_000,
   sseQueueDepthMax: 512,
   sseHistoryDepth: 64,
   sseHistoryKeysMax: 10_000,
@@ -81,6 +94,7 @@ export function assertLimits(limits: Limits): void {
   assert(limits.valueDepthMax >= 1);
   assert(limits.sseKeepaliveMs <= 15_000, "SPEC §4: keepalive at least every 15 s");
   assert(limits.sseHistoryDepth >= 1);
+  assert(limits.requestTimeoutMs >= 100, "a request timeout under 100 ms would cut off ordinary clients");
   assert(limits.walCheckpointBytes > limits.requestBytesMax + 2 * limits.nameBytesMax + recordHeaderBytes);
 }
 

@@ -29,6 +29,8 @@ export const limitEnvNames = {
   tokenLifetimeSecs: "DYNA_TOKEN_LIFETIME_SECS",
   loginFailuresMax: "DYNA_LOGIN_FAILURES_MAX",
   subscribersMax: "DYNA_SUBSCRIBERS_MAX",
+  connectionsMax: "DYNA_CONNECTIONS_MAX",
+  requestTimeoutMs: "DYNA_REQUEST_TIMEOUT_MS",
   sseQueueDepthMax: "DYNA_SSE_QUEUE_DEPTH_MAX",
   sseKeepaliveMs: "DYNA_SSE_KEEPALIVE_MS",
   walCheckpointBytes: "DYNA_WAL_CHECKPOINT_BYTES",
@@ -76,6 +78,11 @@ export const ConfigSchema = z.object({
    * `.broken.<ms>` copy and drops what follows the damage, logging what was lost. Off: the node exits 65.
    */
   repair: z.stringbool().default(false),
+  /**
+   * How long a node started with `JOIN_ADDRESS` keeps trying to reach it (it may be starting at the same
+   * moment) before it gives up and exits 1. A refusal (wrong `CLUSTER_SECRET`) is final at once.
+   */
+  joinTimeoutSecs: z.coerce.number().int().min(0).max(86_400).default(60),
   limits: z.object(limitsShape).default({}).transform((given): Limits => {
     const merged: Limits = { ...defaultLimits };
     for (const [name, value] of Object.entries(given)) {
@@ -84,6 +91,13 @@ export const ConfigSchema = z.object({
     return merged;
   }),
 }).superRefine((config, context) => {
+  if (config.limits.requestTimeoutMs < 100) {
+    context.addIssue({
+      code: "custom",
+      path: ["limits", "requestTimeoutMs"],
+      message: "must be at least 100",
+    });
+  }
   if (config.limits.sseKeepaliveMs > 15_000) {
     context.addIssue({
       code: "custom",

@@ -14,6 +14,10 @@ export interface NodeOptions {
   args?: string[];
   /** Listen address; default 127.0.0.1:0. */
   listen?: string;
+  /** Runs the node under `ulimit -n <fdLimit>` (soft and hard), as a host with few descriptors would. */
+  fdLimit?: number;
+  /** Deno permission flags instead of `-A` (e.g. without `--allow-ffi`). */
+  permissions?: string[];
 }
 
 /** A running node child process. */
@@ -44,16 +48,21 @@ export class NodeProcess implements AsyncDisposable {
   static async start(options: NodeOptions = {}): Promise<NodeProcess> {
     const ownsDir = options.dataDir === undefined;
     const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dynarust_test_" });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        mainPath,
-        options.listen ?? "127.0.0.1:0",
-        "--data-dir",
-        dataDir,
-        ...(options.args ?? []),
-      ],
+    const denoArgs = [
+      "run",
+      ...(options.permissions ?? ["-A"]),
+      mainPath,
+      options.listen ?? "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+      ...(options.args ?? []),
+    ];
+    // `ulimit -n` in a shell that then becomes the node: the limit applies to the node and nothing else.
+    const limited = options.fdLimit === undefined
+      ? undefined
+      : ["-c", `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, Deno.execPath(), ...denoArgs];
+    const child = new Deno.Command(limited === undefined ? Deno.execPath() : "bash", {
+      args: limited ?? denoArgs,
       env: { DYNA_LOG: "warn", ...(options.env ?? {}) },
       stdout: "piped",
       stderr: "piped",

@@ -229,11 +229,16 @@ Deno.test({
 
     // A node whose certificate comes from another CA trusts only that CA: it cannot join.
     const { nodes: [stranger] } = await makeCertificates(`${dir}/other_ca`, 1);
-    await using outsider = await NodeProcess.start({
-      env: { CLUSTER_SECRET: clusterSecret, JWT_SECRET: jwtSecret, ...httpsEnv(stranger!) },
-      args: [ids[0]!],
+    const outsiderDir = await Deno.makeTempDir({ prefix: "dynarust_https_outsider_" });
+    stack.defer(() => Deno.remove(outsiderDir, { recursive: true }));
+    const outsider = await NodeProcess.runToExit(["127.0.0.1:0", ids[0]!, "--data-dir", outsiderDir], {
+      CLUSTER_SECRET: clusterSecret,
+      JWT_SECRET: jwtSecret,
+      DYNA_JOIN_TIMEOUT_SECS: "1",
+      ...httpsEnv(stranger!),
     });
-    assert.match(await outsider.stderrText(), /cannot join 127\.0\.0\.1:[0-9]+/);
-    assert.equal((await outsider.stop()).success, false);
+    assert.match(outsider.stderr, /cannot join 127\.0\.0\.1:[0-9]+: gave up/);
+    assert.equal(outsider.code, 1);
+    assert.equal(outsider.stdout, "", "a node that never joined never said it was listening");
   },
 });

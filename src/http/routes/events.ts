@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import type { AppDeps, EventSubscription } from "../deps.ts";
 import { tableAndKey, tableOf } from "../request.ts";
 import { parseLastEventId } from "../schemas.ts";
+import { markStreaming } from "../../server/mod.ts";
 
 const streamHeaders = {
   "content-type": "text/event-stream",
@@ -46,5 +47,6 @@ async function resumeKeyStream(
 
 /** The response of a subscription; a client that goes away cancels the stream, which unsubscribes it. */
 function eventStream(subscription: EventSubscription): Response {
-  return new Response(subscription.stream, { status: 200, headers: streamHeaders });
+  // Marked streaming: the connection is busy until the stream ends, never closed as idle.
+  return markStreaming(new Response(subscription.stream, { status: 200, headers: streamHeaders }));
 }

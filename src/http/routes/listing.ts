@@ -1,3 +1,5 @@
+import { markStreaming } from "../../server/mod.ts";
+
 const encoder = new TextEncoder();
 /** Entries serialized per chunk of the streamed answer. */
 const chunkEntryCount = 512;
@@ -40,5 +42,8 @@ export function streamListing(
       await iterator.return?.();
     },
   });
-  return new Response(stream, { status: 200, headers: { "content-type": "application/json" } });
+  // A listing of a large table streams for long: its connection stays busy until the body ends.
+  return markStreaming(
+    new Response(stream, { status: 200, headers: { "content-type": "application/json" } }),
+  );
 }

@@ -1,0 +1,258 @@
+import { assert } from "../util/assert.ts";
+import type { Logger } from "../util/log.ts";
+
+/** A request handler, with the shape of a `Deno.serve` handler. */
+export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+
+/** Options of {@linkcode Server.listen}. */
+export interface ServerOptions {
+  hostname: string;
+  /** `0` picks a free port; {@linkcode Server.port} has the real one. */
+  port: number;
+  /** PEM certificate chain and key: serve https (HTTP/2 or HTTP/1.1, chosen by ALPN). */
+  tls?: { cert: string; key: string };
+  /**
+   * Most connections open at once. One more is answered `503` and closed: each connection holds a file
+   * descriptor, and a process out of descriptors can open neither its files nor its peers' connections.
+   */
+  connectionsMax: number;
+  /**
+   * Longest a connection may go with no request in progress: a new connection that has not sent a whole
+   * request head, or a kept-alive one that sends nothing, is closed after it (slowloris, idle sockets).
+   */
+  requestTimeoutMs: number;
+  logger: Logger;
+  handler: Handler;
+}
+
+/** Counters of a {@linkcode Server}. */
+export interface ServerStats {
+  /** Connections served since start. */
+  accepted: number;
+  /** Connections answered 503 and closed because `connectionsMax` were open. */
+  refused: number;
+  /** Accepts that failed (out of file descriptors, or another transient error). */
+  acceptFailures: number;
+  /** Connections closed for sending no request within `requestTimeoutMs`. */
+  timedOut: number;
+}
+
+/** `Deno.serve`'s machinery for one connection, reached through Deno's internals (see the module doc). */
+type ServeOnConnection = (
+  connection: Deno.Conn,
+  signal: AbortSignal,
+  handler: Handler,
+  onError: (error: unknown) => Response,
+  onListen: () => void,
+) => { finished: Promise<void>; shutdown(): Promise<void> };
+
+/** One open connection and what the idle sweep needs of it. */
+interface Connection {
+  /** Requests whose response has not finished. */
+  inflight: number;
+  /** The sweep tick at which `inflight` last dropped to 0 (or the connection opened). */
+  idleSinceTick: number;
+  readonly controller: AbortController;
+}
+
+/** Responses whose body streams for long (event streams, listings): their connection is busy until sent. */
+const streamingResponses = new WeakSet<Response>();
+
+/**
+ * Marks a response whose body streams (an event stream, a streamed listing) so its connection counts as
+ * busy until the body is sent, rather than from the moment the handler returns. Returns the response.
+ */
+export function markStreaming(response: Response): Response {
+  streamingResponses.add(response);
+  return response;
+}
+
+/** Sweeps per request timeout: a connection is closed between 1 and 1.25 timeouts after it went idle. */
+const sweepsPerTimeout = 4;
+/** Longest pause between accepts after a failed one (EMFILE and the like); doubles from 10 ms. */
+const acceptBackoffMsMax = 1_000;
+/** The answer to a connection over the cap, written before anything is read from it. */
+const busyResponse = encodeBusyResponse();
+assert(busyResponse.length < 512, "the busy answer fits any socket buffer");
+
+function encodeBusyResponse(): Uint8Array {
+  const body = JSON.stringify({
+    type: "https://dynarust.dev/errors/unavailable",
+    title: "Service Unavailable",
+    status: 503,
+    detail:
+      "this node has as many connections open as it takes (DYNA_CONNECTIONS_MAX, or its descriptor limit)",
+    code: "unavailable",
+  });
+  const head = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n" +
+    `retry-after: 1\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n`;
+  return new TextEncoder().encode(head + body);
+}
+
+/** The internal `serveHttpOnConnection` of Deno 2.9.6 (deno.json pins the version). */
+function serveOnConnection(): ServeOnConnection {
+  const symbol = Object.getOwnPropertySymbols(Deno).find((candidate) =>
+    candidate.description === "Deno.internal"
+  );
+  const internals = symbol === undefined ? undefined : (Deno as unknown as Record<symbol, unknown>)[symbol];
+  const serve = (internals as { serveHttpOnConnection?: unknown } | undefined)?.serveHttpOnConnection;
+  if (typeof serve !== "function") {
+    throw new Error(`Deno ${Deno.version.deno} has no serveHttpOnConnection: run dynarust on Deno 2.9.6`);
+  }
+  return serve as ServeOnConnection;
+}
+
+/**
+ * An HTTP server that owns its accept loop, so that a failed accept (out of file descriptors) is survived,
+ * open connections are capped, and connections that send nothing are closed. Each connection is served by
+ * `Deno.serve`'s own HTTP machinery.
+ */
+export class Server {
+  /** The port listened on (the real one when `0` was asked for). */
+  readonly port: number;
+  readonly stats: ServerStats = { accepted: 0, refused: 0, acceptFailures: 0, timedOut: 0 };
+  readonly #options: ServerOptions;
+  readonly #listener: Deno.Listener;
+  readonly #serveOn: ServeOnConnection;
+  readonly #connections = new Map<Connection, { finished: Promise<void>; shutdown(): Promise<void> }>();
+  readonly #sweepTimer: ReturnType<typeof setInterval>;
+  readonly #accepting: Promise<void>;
+  #tick = 0;
+  #closing = false;
+
+  private constructor(options: ServerOptions, listener: Deno.Listener) {
+    this.#options = options;
+    this.#listener = listener;
+    this.#serveOn = serveOnConnection();
+    this.port = (listener.addr as Deno.NetAddr).port;
+    const sweepMs = Math.max(10, Math.floor(options.requestTimeoutMs / sweepsPerTimeout));
+    this.#sweepTimer = setInterval(() => this.#sweep(), sweepMs);
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /**
+   * Listens on `hostname:port` and serves every connection with `handler`.
+   *
+   * @throws {Deno.errors.AddrInUse} or {Deno.errors.PermissionDenied} when the address cannot be bound.
+   */
+  static listen(options: ServerOptions): Server {
+    assert(Number.isSafeInteger(options.connectionsMax));
+    assert(options.connectionsMax >= 1);
+    assert(Number.isSafeInteger(options.requestTimeoutMs));
+    assert(options.requestTimeoutMs >= 1);
+    const address = { hostname: options.hostname, port: options.port, transport: "tcp" as const };
+    const listener = options.tls === undefined
+      ? Deno.listen(address)
+      : Deno.listenTls({ ...address, ...options.tls, alpnProtocols: ["h2", "http/1.1"] });
+    return new Server(options, listener);
+  }
+
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Stops accepting, lets every connection finish what it is answering, and resolves once all closed. */
+  async shutdown(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearInterval(this.#sweepTimer);
+    this.#listener.close();
+    await this.#accepting;
+    const servers = [...this.#connections.values()];
+    await Promise.all(servers.map((server) => server.shutdown().catch(() => {})));
+    await Promise.all(servers.map((server) => server.finished.catch(() => {})));
+  }
+
+  async #acceptLoop(): Promise<void> {
+    let backoffMs = 0;
+    // An event loop: it ends when the listener is closed.
+    while (true) {
+      let connection: Deno.Conn;
+      try {
+        connection = await this.#listener.accept();
+        backoffMs = 0;
+      } catch (error) {
+        if (this.#closing || error instanceof Deno.errors.BadResource) return;
+        backoffMs = Math.min(acceptBackoffMsMax, Math.max(10, backoffMs * 2));
+        this.#acceptFailed(error, backoffMs);
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        continue;
+      }
+      if (this.#connections.size >= this.#options.connectionsMax) this.#refuse(connection);
+      else this.#serve(connection);
+    }
+  }
+
+  #acceptFailed(error: unknown, backoffMs: number): void {
+    this.stats.acceptFailures += 1;
+    // One line per failure would flood the log exactly when the node is short of everything.
+    if (this.stats.acceptFailures === 1 || backoffMs === acceptBackoffMsMax) {
+      this.#options.logger.warn("accepting a connection failed; pausing accepts", {
+        error: String(error),
+        pause_ms: backoffMs,
+        open_connections: this.#connections.size,
+        failures: this.stats.acceptFailures,
+      });
+    }
+  }
+
+  /** Answers a connection over the cap with a 503 (plain HTTP) or closes it (TLS: no handshake spent). */
+  #refuse(connection: Deno.Conn): void {
+    this.stats.refused += 1;
+    const close = () => {
+      try {
+        connection.close();
+      } catch {
+        // Already closed by the peer.
+      }
+    };
+    if (this.#options.tls !== undefined) return close();
+    connection.write(busyResponse).then(close, close);
+  }
+
+  #serve(connection: Deno.Conn): void {
+    this.stats.accepted += 1;
+    const state: Connection = { inflight: 0, idleSinceTick: this.#tick, controller: new AbortController() };
+    const release = () => {
+      state.inflight -= 1;
+      if (state.inflight === 0) state.idleSinceTick = this.#tick;
+    };
+    const handler: Handler = (request, info) => {
+      state.inflight += 1;
+      const response = this.#options.handler(request, info);
+      if (!(response instanceof Promise)) return this.#settle(response, info, release);
+      return response.then((settled) => this.#settle(settled, info, release), (error) => {
+        release();
+        throw error;
+      });
+    };
+    const server = this.#serveOn(connection, state.controller.signal, handler, (error) => {
+      this.#options.logger.error("unexpected error while serving a request", { error: String(error) });
+      return new Response(null, { status: 500 });
+    }, () => {});
+    this.#connections.set(state, server);
+    assert(this.#connections.size <= this.#options.connectionsMax);
+    server.finished.catch(() => {
+      // A peer that reset its connection: nothing to answer any more.
+    }).finally(() => this.#connections.delete(state));
+  }
+
+  /** Releases the connection once the response is sent: at once, or when a streamed body ends. */
+  #settle(response: Response, info: Deno.ServeHandlerInfo, release: () => void): Response {
+    if (streamingResponses.has(response)) info.completed.then(release, release);
+    else release();
+    return response;
+  }
+
+  /** Closes every connection that has had no request in progress for `requestTimeoutMs`. */
+  #sweep(): void {
+    this.#tick += 1;
+    for (const state of this.#connections.keys()) {
+      if (state.inflight > 0 || this.#tick - state.idleSinceTick <= sweepsPerTimeout) continue;
+      if (state.controller.signal.aborted) continue;
+      this.stats.timedOut += 1;
+      state.controller.abort();
+    }
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * The node's listening door: the accept loop, the cap on open connections, the closing of connections
+ * that send no request in time, and the process's file-descriptor limit (SPEC §8). It knows nothing of
+ * routes, the store or the cluster: it serves any handler with the shape of a `Deno.serve` one.
+ *
+ * `Deno.serve` accepts connections inside the runtime, where a failed accept (`EMFILE`: too many open
+ * files) ends its loop with an unhandled rejection, and it exposes neither a connection count nor a read
+ * timeout. So this module accepts with `Deno.listen`/`Deno.listenTls` itself and hands each connection to
+ * the same HTTP machinery through Deno's internal `serveHttpOnConnection` (the runtime is pinned to 2.9.6;
+ * the server refuses to start on a runtime without it).
+ *
+ * @example
+ * ```ts
+ * const limit = raiseFdLimit({ fallbackFds: 1024 });
+ * const server = Server.listen({
+ *   hostname: "127.0.0.1", port: 0, connectionsMax: capacityOf(limit).connectionsMax,
+ *   requestTimeoutMs: 10_000, logger, handler: app.handle,
+ * });
+ * ```
+ * @module
+ */
+export { type Handler, markStreaming, Server, type ServerOptions, type ServerStats } from "./listener.ts";
+export { type FdLimit, libcPaths, raiseFdLimit } from "./fd_limit.ts";
+export { type Capacity, capacityOf } from "./capacity.ts";
