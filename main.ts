@@ -24,6 +24,8 @@ import {
   type Fs,
   importEncryptionKey,
   loadOrCreateSecretFile,
+  privateDirPermissions,
+  privateFilePermissions,
   Store,
 } from "./src/store/mod.ts";
 import { type App, createApp, type NodeMetrics, type NodePhase, problemResponse } from "./src/http/mod.ts";
@@ -139,12 +141,19 @@ async function readTls(config: Config): Promise<{ cert: string; key: string } | 
   }
 }
 
+/** Creates the data dir owner-only (0700) when missing and checks that a file can be written in it. */
 async function checkDataDir(dir: string): Promise<void> {
+  const fs = new DenoFs();
   const probe = `${dir}/.write_probe`;
   try {
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeFile(probe, new Uint8Array(1), { mode: 0o600 });
-    await Deno.remove(probe);
+    await fs.mkdir(dir, { permissions: privateDirPermissions });
+    const file = await fs.createFile(probe, { permissions: privateFilePermissions });
+    try {
+      await file.write(new Uint8Array(1));
+    } finally {
+      file.close();
+    }
+    await fs.remove(probe);
   } catch (error) {
     throw new ConfigError([`--data-dir ${dir}: not a writable data directory (${(error as Error).name})`]);
   }

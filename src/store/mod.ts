@@ -31,6 +31,11 @@
  * | `snapshots/snapshot_<ms>.json` | `DYNS` | the whole state at `<ms>` (ms since the epoch) |
  * | secret files (e.g. a generated JWT secret) | `DYNK` | one frame holding one record: the secret's UTF-8 |
  *
+ * Every file is created `0600` (temp files and `.broken.<ms>` copies too), the data dir and `snapshots/`
+ * `0700`, with the mode passed at creation so no umask can widen them. A data dir that already exists
+ * with wider bits is kept as it is, with a warning (it may be a shared working directory); `snapshots/`,
+ * `wal.log` and `storage.db` left wider by an older build are narrowed at open.
+ *
  * ## File header (21 bytes)
  *
  * `magic` (4 ASCII bytes) `format version` (1 byte, = 1) `key id` (16 ASCII lowercase hex). The key id is
@@ -164,7 +169,17 @@ export {
   Failpoints,
   inertFailpoints,
 } from "./failpoints.ts";
-export { DenoFs, type Fs, type FsFile, type FsStat, isNoSpaceError, MemoryFs } from "./fs.ts";
+export {
+  type CreateOptions,
+  DenoFs,
+  type Fs,
+  type FsFile,
+  type FsStat,
+  isNoSpaceError,
+  MemoryFs,
+  privateDirPermissions,
+  privateFilePermissions,
+} from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";

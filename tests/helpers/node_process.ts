@@ -14,6 +14,8 @@ export interface NodeOptions {
   args?: string[];
   /** Listen address; default 127.0.0.1:0. */
   listen?: string;
+  /** The node's umask, e.g. `0o022`, set by `sh` before it execs Deno; default the test process's. */
+  umask?: number;
 }
 
 /** A running node child process. */
@@ -44,16 +46,19 @@ export class NodeProcess implements AsyncDisposable {
   static async start(options: NodeOptions = {}): Promise<NodeProcess> {
     const ownsDir = options.dataDir === undefined;
     const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dynarust_test_" });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        mainPath,
-        options.listen ?? "127.0.0.1:0",
-        "--data-dir",
-        dataDir,
-        ...(options.args ?? []),
-      ],
+    const command = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      mainPath,
+      options.listen ?? "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+      ...(options.args ?? []),
+    ];
+    const umask = options.umask?.toString(8).padStart(4, "0");
+    const child = new Deno.Command(umask === undefined ? command[0]! : "sh", {
+      args: umask === undefined ? command.slice(1) : ["-c", `umask ${umask} && exec "$@"`, "sh", ...command],
       env: { DYNA_LOG: "warn", ...(options.env ?? {}) },
       stdout: "piped",
       stderr: "piped",
