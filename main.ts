@@ -26,6 +26,7 @@ import {
   loadOrCreateSecretFile,
   privateDirPermissions,
   privateFilePermissions,
+  replaceFile,
   Store,
 } from "./src/store/mod.ts";
 import { type App, createApp, type NodeMetrics, type NodePhase, problemResponse } from "./src/http/mod.ts";
@@ -41,10 +42,12 @@ import {
 import type { Transport } from "./src/cluster/mod.ts";
 import {
   BackupError,
+  type BackupTarget,
   exportCluster,
   importCluster,
   linesOf,
   parseBackupCommand,
+  type Progress,
   progressDisplay,
 } from "./src/backup/mod.ts";
 
@@ -451,6 +454,43 @@ async function stopNode(
   logger.info("stopped");
 }
 
+/**
+ * Exports the cluster into `path` through a temporary file next to it (`<path>.tmp.<pid>`, 0600: an
+ * export holds password hashes), renamed over `path` only once every record is written and synced; a
+ * failed export leaves the previous backup as it was.
+ *
+ * @throws {BackupError} naming the node's URL and the cause, or the file that could not be written.
+ */
+async function exportToFile(path: string, target: BackupTarget, progress: Progress): Promise<number> {
+  const encoder = new TextEncoder();
+  const options = {
+    fs: new DenoFs(),
+    path,
+    tmpPath: `${path}.tmp.${Deno.pid}`,
+    permissions: privateFilePermissions,
+  };
+  try {
+    return await replaceFile(options, async (file) => {
+      let pending: string[] = [];
+      const flush = async () => {
+        if (pending.length > 0) await file.write(encoder.encode(pending.join("")));
+        pending = [];
+      };
+      const count = await exportCluster(target, async (line) => {
+        pending.push(`${line}\n`);
+        if (pending.length >= 1_000) await flush();
+      }, progress);
+      await flush();
+      return count;
+    });
+  } catch (error) {
+    if (error instanceof BackupError) throw error;
+    throw new BackupError(`cannot write ${path}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
 /** `dynarust export|import ...`: a backup of a running cluster, over HTTP. */
 async function runBackup(kind: "export" | "import", args: readonly string[]): Promise<number> {
   const command = parseBackupCommand(kind, args, readEnv(["CLUSTER_SECRET"]));
@@ -475,20 +515,7 @@ async function runBackup(kind: "export" | "import", args: readonly string[]): Pr
     write: (text) => Deno.stderr.writeSync(stderr.encode(text)),
   });
   if (kind === "export") {
-    const file = await Deno.open(command.path, { write: true, create: true, truncate: true });
-    const writer = file.writable.getWriter();
-    const encoder = new TextEncoder();
-    let pending: string[] = [];
-    const flush = async () => {
-      if (pending.length > 0) await writer.write(encoder.encode(pending.join("")));
-      pending = [];
-    };
-    const count = await exportCluster(target, async (line) => {
-      pending.push(`${line}\n`);
-      if (pending.length >= 1_000) await flush();
-    }, display.update);
-    await flush();
-    await writer.close();
+    const count = await exportToFile(command.path, target, display.update);
     display.finish(`exported ${count} records to ${command.path}`);
     return 0;
   }

@@ -181,6 +181,7 @@ export {
   privateFilePermissions,
 } from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
+export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
 export type {
