@@ -18,11 +18,12 @@ import { createLogger, type Logger } from "./src/util/log.ts";
 import { Auth, type UserDirectory, type UserRecord } from "./src/auth/mod.ts";
 import { Broker } from "./src/sse/mod.ts";
 import {
+  BuildKeyError,
   DenoFs,
-  encryptionKeyBase64,
+  type Encryption,
   type Failpoints,
   type Fs,
-  importEncryptionKey,
+  loadBuildEncryption,
   loadOrCreateSecretFile,
   privateDirPermissions,
   privateFilePermissions,
@@ -102,7 +103,9 @@ function userDirectory(store: Store, cluster: ClusterNode): UserDirectory {
 async function openStore(config: Config, options: { logger: Logger; disk: DiskOptions }) {
   const { logger } = options;
   const fs = options.disk.fs ?? new DenoFs();
-  const encryption = await importEncryptionKey(encryptionKeyBase64);
+  const encryption = options.disk.encryption ?? await loadBuildEncryption().catch((error) => {
+    throw error instanceof BuildKeyError ? new ConfigError([error.message]) : error;
+  });
   const store = await Store.open({
     dir: config.dataDir,
     fs,
@@ -196,6 +199,8 @@ interface DiskOptions {
   fs?: Fs;
   /** Named failpoints of the store. @default the inert ones */
   failpoints?: Failpoints;
+  /** The at-rest key; tests bring their own. @default the build's, from src/store/encryption_key.ts */
+  encryption?: Encryption;
 }
 
 /** Options of {@linkcode startNode}; tests inject a logger, a fault-injecting transport and disk. */
@@ -359,10 +364,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       logger,
       phase: () => phase,
       wrapTransport: options.wrapTransport,
-      disk: {
-        ...(options.fs === undefined ? {} : { fs: options.fs }),
-        ...(options.failpoints === undefined ? {} : { failpoints: options.failpoints }),
-      },
+      disk: options, // its DiskOptions part: fs, failpoints, encryption
       onFatal: (error) => {
         logger.error("internal invariant broken; stopping so recovery starts from the disk", {
           error: String(error),
