@@ -517,7 +517,10 @@ async function runBackup(kind: "export" | "import", args: readonly string[]): Pr
     write: (text) => Deno.stderr.writeSync(stderr.encode(text)),
   });
   if (kind === "export") {
-    const count = await exportToFile(command.path, target, display.update);
+    const count = await exportToFile(command.path, target, display.update).catch((error) => {
+      if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(stderr.encode("\n")); // the error's own line
+      throw error;
+    });
     display.finish(`exported ${count} records to ${command.path}`);
     return 0;
   }
