@@ -18,12 +18,16 @@ import { createLogger, type Logger } from "./src/util/log.ts";
 import { Auth, type UserDirectory, type UserRecord } from "./src/auth/mod.ts";
 import { Broker } from "./src/sse/mod.ts";
 import {
+  BuildKeyError,
   DenoFs,
-  encryptionKeyBase64,
+  type Encryption,
   type Failpoints,
   type Fs,
-  importEncryptionKey,
+  loadBuildEncryption,
   loadOrCreateSecretFile,
+  privateDirPermissions,
+  privateFilePermissions,
+  replaceFile,
   Store,
 } from "./src/store/mod.ts";
 import { type App, createApp, type NodeMetrics, type NodePhase, problemResponse } from "./src/http/mod.ts";
@@ -40,10 +44,12 @@ import type { Transport } from "./src/cluster/mod.ts";
 import { capacityOf, type Handler, raiseFdLimit, Server } from "./src/server/mod.ts";
 import {
   BackupError,
+  type BackupTarget,
   exportCluster,
   importCluster,
   linesOf,
   parseBackupCommand,
+  type Progress,
   progressDisplay,
 } from "./src/backup/mod.ts";
 
@@ -98,7 +104,9 @@ function userDirectory(store: Store, cluster: ClusterNode): UserDirectory {
 async function openStore(config: Config, options: { logger: Logger; disk: DiskOptions }) {
   const { logger } = options;
   const fs = options.disk.fs ?? new DenoFs();
-  const encryption = await importEncryptionKey(encryptionKeyBase64);
+  const encryption = options.disk.encryption ?? await loadBuildEncryption().catch((error) => {
+    throw error instanceof BuildKeyError ? new ConfigError([error.message]) : error;
+  });
   const store = await Store.open({
     dir: config.dataDir,
     fs,
@@ -140,12 +148,19 @@ async function readTls(config: Config): Promise<{ cert: string; key: string } | 
   }
 }
 
+/** Creates the data dir owner-only (0700) when missing and checks that a file can be written in it. */
 async function checkDataDir(dir: string): Promise<void> {
+  const fs = new DenoFs();
   const probe = `${dir}/.write_probe`;
   try {
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeFile(probe, new Uint8Array(1), { mode: 0o600 });
-    await Deno.remove(probe);
+    await fs.mkdir(dir, { permissions: privateDirPermissions });
+    const file = await fs.createFile(probe, { permissions: privateFilePermissions });
+    try {
+      await file.write(new Uint8Array(1));
+    } finally {
+      file.close();
+    }
+    await fs.remove(probe);
   } catch (error) {
     throw new ConfigError([`--data-dir ${dir}: not a writable data directory (${(error as Error).name})`]);
   }
@@ -185,6 +200,8 @@ interface DiskOptions {
   fs?: Fs;
   /** Named failpoints of the store. @default the inert ones */
   failpoints?: Failpoints;
+  /** The at-rest key; tests bring their own. @default the build's, from src/store/encryption_key.ts */
+  encryption?: Encryption;
 }
 
 /** Options of {@linkcode startNode}; tests inject a logger, a fault-injecting transport and disk. */
@@ -350,10 +367,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       logger,
       phase: () => phase,
       wrapTransport: options.wrapTransport,
-      disk: {
-        ...(options.fs === undefined ? {} : { fs: options.fs }),
-        ...(options.failpoints === undefined ? {} : { failpoints: options.failpoints }),
-      },
+      disk: options, // its DiskOptions part: fs, failpoints, encryption
       onFatal: (error) => {
         logger.error("internal invariant broken; stopping so recovery starts from the disk", {
           error: String(error),
@@ -526,6 +540,43 @@ async function stopNode(
   logger.info("stopped");
 }
 
+/**
+ * Exports the cluster into `path` through a temporary file next to it (`<path>.tmp.<pid>`, 0600: an
+ * export holds password hashes), renamed over `path` only once every record is written and synced; a
+ * failed export leaves the previous backup as it was.
+ *
+ * @throws {BackupError} naming the node's URL and the cause, or the file that could not be written.
+ */
+async function exportToFile(path: string, target: BackupTarget, progress: Progress): Promise<number> {
+  const encoder = new TextEncoder();
+  const options = {
+    fs: new DenoFs(),
+    path,
+    tmpPath: `${path}.tmp.${Deno.pid}`,
+    permissions: privateFilePermissions,
+  };
+  try {
+    return await replaceFile(options, async (file) => {
+      let pending: string[] = [];
+      const flush = async () => {
+        if (pending.length > 0) await file.write(encoder.encode(pending.join("")));
+        pending = [];
+      };
+      const count = await exportCluster(target, async (line) => {
+        pending.push(`${line}\n`);
+        if (pending.length >= 1_000) await flush();
+      }, progress);
+      await flush();
+      return count;
+    });
+  } catch (error) {
+    if (error instanceof BackupError) throw error;
+    throw new BackupError(`cannot write ${path}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
 /** `dynarust export|import ...`: a backup of a running cluster, over HTTP. */
 async function runBackup(kind: "export" | "import", args: readonly string[]): Promise<number> {
   const command = parseBackupCommand(kind, args, readEnv(["CLUSTER_SECRET"]));
@@ -550,20 +601,10 @@ async function runBackup(kind: "export" | "import", args: readonly string[]): Pr
     write: (text) => Deno.stderr.writeSync(stderr.encode(text)),
   });
   if (kind === "export") {
-    const file = await Deno.open(command.path, { write: true, create: true, truncate: true });
-    const writer = file.writable.getWriter();
-    const encoder = new TextEncoder();
-    let pending: string[] = [];
-    const flush = async () => {
-      if (pending.length > 0) await writer.write(encoder.encode(pending.join("")));
-      pending = [];
-    };
-    const count = await exportCluster(target, async (line) => {
-      pending.push(`${line}\n`);
-      if (pending.length >= 1_000) await flush();
-    }, display.update);
-    await flush();
-    await writer.close();
+    const count = await exportToFile(command.path, target, display.update).catch((error) => {
+      if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(stderr.encode("\n")); // the error's own line
+      throw error;
+    });
     display.finish(`exported ${count} records to ${command.path}`);
     return 0;
   }

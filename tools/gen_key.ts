@@ -1,12 +1,19 @@
-// Writes the build's at-rest encryption key module (SPEC §6): a fresh random 32-byte AES-256 key, base64,
-// as `export const encryptionKeyBase64 = "...";`, then prints the new key id. Run it with
-// `deno task gen-key` before `deno task compile`, so the one compiled binary carries the key.
+// Writes the build's at-rest encryption key module (SPEC §6, §8): a fresh random 32-byte AES-256 key,
+// base64, as `export const encryptionKeyBase64 = "...";`, mode 0600. Git ignores the module, so every
+// checkout makes its own key and the repository never holds one. `deno task start`, `deno task compile`
+// and the tasks that start nodes run it with --if-missing; `deno compile` embeds the module in the binary.
 //
-// Usage: deno run --allow-write=PATH tools/gen_key.ts [--out PATH]   (default src/store/encryption_key.ts)
-// The key id is the first 16 hex digits of SHA-256("dynarust-key-id\0" followed by the raw key bytes).
+// Usage: deno task gen-key [--if-missing | --force] [--out PATH]   (default src/store/encryption_key.ts)
+//   (no flag)     writes a new key; refuses (exit 1) when the module exists, since every data dir written
+//                 with the old key could no longer be read
+//   --if-missing  writes a new key only when there is none; otherwise does nothing (exit 0, silent)
+//   --force       replaces an existing key (keep a copy of the old module first: its data needs it)
+// Writing prints one line on stderr: where the key is, its id, and that the file must be kept. The key id
+// is the first 16 hex digits of SHA-256("dynarust-key-id\0" followed by the raw key bytes).
 
 const defaultOutPath = "src/store/encryption_key.ts";
 const keyBytes = 32;
+const usage = `usage: gen_key.ts [--if-missing | --force] [--out PATH] (default ${defaultOutPath})`;
 
 /** The key id of raw key bytes, as the store names it in its files and errors. */
 export async function keyIdOf(key: Uint8Array): Promise<string> {
@@ -28,24 +35,112 @@ export function keyModuleText(key: Uint8Array, generatedAt: Date): string {
   ].join("\n");
 }
 
-function parseOutPath(args: readonly string[]): string {
-  if (args.length === 0) return defaultOutPath;
-  if (args.length === 2 && args[0] === "--out" && args[1] !== undefined && args[1].length > 0) return args[1];
-  throw new Error(`usage: gen_key.ts [--out PATH] (default ${defaultOutPath}); got: ${args.join(" ")}`);
+/** What the command line asks for. */
+export interface GenKeyOptions {
+  outPath: string;
+  /** What to do when a key module exists: keep it quietly, refuse, or replace it. */
+  existing: "keep" | "refuse" | "replace";
 }
 
-async function main(): Promise<void> {
-  let outPath;
+/** Parses the arguments. @throws {Error} with the usage line. */
+export function parseGenKeyArgs(args: readonly string[]): GenKeyOptions {
+  const options: GenKeyOptions = { outPath: defaultOutPath, existing: "refuse" };
+  let modeFlags = 0;
+  // Bounded by the number of arguments: each step consumes one or two.
+  for (let index = 0; index < args.length; index += 1) {
+    const arg = args[index];
+    if (arg === "--out" && (args[index + 1] ?? "").length > 0) options.outPath = args[++index]!;
+    else if (arg === "--if-missing") [options.existing, modeFlags] = ["keep", modeFlags + 1];
+    else if (arg === "--force") [options.existing, modeFlags] = ["replace", modeFlags + 1];
+    else throw new Error(`${usage}; got: ${args.join(" ")}`);
+  }
+  if (modeFlags > 1) throw new Error(`${usage}: --if-missing and --force exclude each other`);
+  return options;
+}
+
+/** The key id of the key in an existing module's text, or a note that it holds none. */
+async function describeKeyModule(path: string): Promise<string> {
+  const text = await Deno.readTextFile(path);
+  const base64 = /encryptionKeyBase64 = "([A-Za-z0-9+/]{43}=)"/.exec(text)?.[1];
+  return base64 === undefined
+    ? "holding no valid key"
+    : `key id ${await keyIdOf(Uint8Array.fromBase64(base64))}`;
+}
+
+/** Writes `text` to a new file at `path` (mode 0600, synced); false when `path` already exists. */
+async function writeNewFile(path: string, text: string, options: { replace: boolean }): Promise<boolean> {
+  let file: Deno.FsFile;
   try {
-    outPath = parseOutPath(Deno.args);
+    file = await Deno.open(path, {
+      write: true,
+      ...(options.replace ? { create: true, truncate: true } : { createNew: true }),
+      mode: 0o600,
+    });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    throw error;
+  }
+  try {
+    if (options.replace) await Deno.chmod(path, 0o600); // a leftover file keeps its mode otherwise
+    await file.write(new TextEncoder().encode(text));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  return true;
+}
+
+/** Makes `path`'s directory entry durable: a key lost in a power cut would make the data unreadable. */
+async function syncParentDir(path: string): Promise<void> {
+  const slash = path.lastIndexOf("/");
+  const dir = await Deno.open(slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash), { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+/** Runs gen-key; returns the exit code. */
+export async function genKey(options: GenKeyOptions): Promise<number> {
+  const { outPath } = options;
+  const key = crypto.getRandomValues(new Uint8Array(keyBytes));
+  const text = keyModuleText(key, new Date());
+  let replaced: string | undefined;
+  if (options.existing === "replace") {
+    replaced = await describeKeyModule(outPath).catch(() => undefined);
+    await writeNewFile(`${outPath}.tmp`, text, { replace: true });
+    await Deno.rename(`${outPath}.tmp`, outPath);
+  } else if (!await writeNewFile(outPath, text, { replace: false })) {
+    if (options.existing === "keep") return 0;
+    console.error(
+      `gen-key: ${outPath} already exists (${await describeKeyModule(outPath)}); not overwriting it, since ` +
+        "data written with it could no longer be read. Use --force to replace it (keep a copy first)",
+    );
+    return 1;
+  }
+  await syncParentDir(outPath);
+  const keyId = await keyIdOf(key);
+  key.fill(0);
+  console.error(
+    `gen-key: ${
+      replaced === undefined ? "wrote a new" : `replaced the old (${replaced}) by a new`
+    } encryption ` +
+      `key (key id ${keyId}) in ${outPath}: keep this file, git ignores it; every build that must read ` +
+      "data written with it needs the same file",
+  );
+  return 0;
+}
+
+async function main(): Promise<number> {
+  let options: GenKeyOptions;
+  try {
+    options = parseGenKeyArgs(Deno.args);
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
-    Deno.exit(2);
+    return 2;
   }
-  const key = crypto.getRandomValues(new Uint8Array(keyBytes));
-  await Deno.writeTextFile(outPath, keyModuleText(key, new Date()));
-  console.log(`wrote ${outPath}`);
-  console.log(`key id ${await keyIdOf(key)}`);
+  return await genKey(options);
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) Deno.exit(await main());

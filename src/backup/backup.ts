@@ -12,8 +12,8 @@
  * @module
  */
 import { z } from "zod";
-import { DynaClient } from "../client/mod.ts";
-import { HttpTransport, RequestSigner, usersTable } from "../cluster/mod.ts";
+import { DynaClient, DynaError } from "../client/mod.ts";
+import { HttpTransport, PeerRequestError, RequestSigner, usersTable } from "../cluster/mod.ts";
 import { systemClock } from "../util/clock.ts";
 import { BackupError } from "./errors.ts";
 
@@ -69,11 +69,76 @@ function clientOf(target: BackupTarget, baseUrl = target.nodeUrl): DynaClient {
   return new DynaClient({ baseUrl, ...(target.fetch === undefined ? {} : { fetch: target.fetch }) });
 }
 
+/** The message at the end of `error`'s cause chain, after its last `: ` (fetch nests the OS error there). */
+function innermostMessage(error: unknown): string {
+  let innermost = error;
+  // Bounded: at most 8 links of a cause chain are followed.
+  for (let depth = 0; depth < 8; depth += 1) {
+    if (!(innermost instanceof Error) || !(innermost.cause instanceof Error)) break;
+    innermost = innermost.cause;
+  }
+  const message = innermost instanceof Error ? innermost.message : String(innermost);
+  return message.split(": ").at(-1) ?? message;
+}
+
+/** What happened to a failed request, e.g. `refused the request: CLUSTER_SECRET does not match (403)`. */
+function describeFailure(error: unknown): string {
+  if (error instanceof PeerRequestError) {
+    switch (error.failure) {
+      case "refused":
+        return `refused the request: CLUSTER_SECRET does not match (${error.status})`;
+      case "timeout":
+        return `did not answer in time (${timeoutMs} ms)`;
+      case "invalid_reply": {
+        const code = error.remoteCode === undefined ? "" : ` (${error.remoteCode})`;
+        return `failed the request: HTTP ${error.status ?? "reply not valid"}${code}`;
+      }
+      case "unreachable":
+        return `cannot be reached: ${innermostMessage(error.cause ?? error)}`;
+    }
+  }
+  if (error instanceof DynaError) {
+    const refused = error.status === 401 || error.status === 403;
+    return `${refused ? "refused" : "failed"} the request: ${error.message}`;
+  }
+  return `cannot be reached: ${innermostMessage(error)}`;
+}
+
+/**
+ * Runs `request` against `url`; a failure becomes a BackupError naming the URL and the cause, e.g.
+ * `http://127.0.0.1:7150 refused the request: CLUSTER_SECRET does not match (403)`.
+ */
+async function askNode<T>(url: string, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (error) {
+    if (error instanceof BackupError) throw error;
+    throw new BackupError(`${url} ${describeFailure(error)}`, { cause: error });
+  }
+}
+
+/** The table names of every live member, and the most keys one member holds (a floor of the total). */
+async function tablesOf(target: BackupTarget): Promise<{ tables: Set<string>; estimate: number }> {
+  const scheme = new URL(target.nodeUrl).protocol;
+  const tables = new Set<string>();
+  let estimate = 0;
+  const members = await askNode(target.nodeUrl, () => clientOf(target).membership());
+  for (const member of members) {
+    if (member.status !== "alive") continue;
+    const memberUrl = `${scheme}//${member.address}`;
+    const stats = await askNode(memberUrl, () => clientOf(target, memberUrl).stats());
+    for (const table of Object.keys(stats.tables)) tables.add(table);
+    estimate = Math.max(estimate, stats.total_keys);
+  }
+  return { tables, estimate };
+}
+
 /**
  * Writes the header, every user, then every record of every table, one JSON object per `write`.
  *
  * @returns the number of records written (users included).
- * @throws {BackupError} when a member cannot be reached or the node refuses the cluster secret.
+ * @throws {BackupError} naming the node's URL and the cause when a member cannot be reached or the node
+ * refuses the cluster secret.
  */
 export async function exportCluster(
   target: BackupTarget,
@@ -82,19 +147,7 @@ export async function exportCluster(
 ): Promise<number> {
   const client = clientOf(target);
   const { transport, node } = await transportOf(target);
-  const scheme = new URL(target.nodeUrl).protocol;
-  const tables = new Set<string>();
-  // Each member counts the keys it holds: the largest count is a floor of the total (the total itself
-  // when every member holds every key), good enough for a progress bar.
-  let estimate = 0;
-  for (const member of await client.membership()) {
-    if (member.status !== "alive") continue;
-    const stats = await clientOf(target, `${scheme}//${member.address}`).stats().catch((error) => {
-      throw new BackupError(`cannot read the tables of member ${member.address}: ${error}`, { cause: error });
-    });
-    for (const table of Object.keys(stats.tables)) tables.add(table);
-    estimate = Math.max(estimate, stats.total_keys);
-  }
+  const { tables, estimate } = await tablesOf(target);
   await write(JSON.stringify({ ...exportHeader, node, exported_at: new Date().toISOString() }));
   let done = 0;
   const emit = async (line: Omit<ExportLine, "value"> & { value: unknown }) => {
@@ -104,15 +157,12 @@ export async function exportCluster(
   };
   let after: string | undefined;
   for (;;) {
-    const reply = await transport.request(node, "list", {
-      table: usersTable,
-      limit: pageSize,
-      ...(after === undefined ? {} : { after }),
-    }, { timeoutMs }).catch((error) => {
-      throw new BackupError(`the node refused to list users (is CLUSTER_SECRET right?): ${error}`, {
-        cause: error,
-      });
-    });
+    const reply = await askNode(target.nodeUrl, () =>
+      transport.request(node, "list", {
+        table: usersTable,
+        limit: pageSize,
+        ...(after === undefined ? {} : { after }),
+      }, { timeoutMs }));
     const { entries } = reply as { entries: Array<{ key: string; json: string }> };
     for (const { key, json } of entries) {
       const entry = JSON.parse(json);
@@ -122,7 +172,12 @@ export async function exportCluster(
     after = entries[entries.length - 1]!.key;
   }
   for (const table of [...tables].sort()) {
-    for await (const [key, entry] of client.table(table).entries({ pageSize })) {
+    const entries = client.table(table).entries({ pageSize })[Symbol.asyncIterator]();
+    // Bounded by the table's keys; each step is one request (or a buffered entry of the last one).
+    for (;;) {
+      const next = await askNode(target.nodeUrl, () => entries.next());
+      if (next.done === true) break;
+      const [key, entry] = next.value;
       await emit({ table, key, ...entry });
     }
   }
@@ -152,11 +207,10 @@ export async function importCluster(
   let batchBytes = 0;
   const flush = async () => {
     if (batch.length === 0) return;
-    const reply = await transport.request(node, "restore", { items: batch }, { timeoutMs }).catch((error) => {
-      throw new BackupError(`the node refused the restore (is CLUSTER_SECRET right?): ${error}`, {
-        cause: error,
-      });
-    }) as ImportResult;
+    const reply = await askNode(
+      target.nodeUrl,
+      () => transport.request(node, "restore", { items: batch }, { timeoutMs }),
+    ) as ImportResult;
     result.restored += reply.restored;
     result.missed += reply.missed;
     batch = [];

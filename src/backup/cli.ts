@@ -27,7 +27,7 @@ const helpTexts = {
     "Writes every record of a running cluster to FILE as JSON lines: a header line, the users (with their",
     "password hashes), then every key of every table with its value, version, timestamp and owner.",
     "",
-    `  --to FILE               the file to write (replaced)`,
+    "  --to FILE               the file to write, 0600: replaced only once the export has succeeded",
     `  --node URL              a node of the cluster (default ${defaultNode})`,
     "  --cluster-secret S      env CLUSTER_SECRET: the cluster's secret (node-to-node reads need it)",
     "  --ca PEM                CA certificates to trust for an https node",

@@ -10,6 +10,13 @@
  * ```
  * @module
  */
-export { type BackupTarget, exportCluster, ExportLine, importCluster, type ImportResult } from "./backup.ts";
+export {
+  type BackupTarget,
+  exportCluster,
+  ExportLine,
+  importCluster,
+  type ImportResult,
+  type Progress,
+} from "./backup.ts";
 export { type BackupCommand, linesOf, parseBackupCommand, progressDisplay } from "./cli.ts";
 export { BackupError } from "./errors.ts";

@@ -13,7 +13,7 @@ import {
   recordsOf,
   scanFrames,
 } from "./frame.ts";
-import { type Fs, type FsFile, parentDir } from "./fs.ts";
+import { type Fs, type FsFile, parentDir, privateFilePermissions } from "./fs.ts";
 import type { IndexCut } from "./visible_index.ts";
 import {
   type CheckpointEndRecord,
@@ -104,7 +104,7 @@ export async function writeStateFile(options: WriteStateOptions): Promise<number
   assert(options.sequence >= 0);
   const tmpPath = options.path + tmpSuffix;
   let entryCount: number;
-  const file = await options.fs.createFile(tmpPath);
+  const file = await options.fs.createFile(tmpPath, { permissions: privateFilePermissions });
   try {
     entryCount = await writeStateFrames(file, options);
     await file.syncData();

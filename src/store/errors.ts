@@ -99,3 +99,13 @@ export class WrongKeyError extends KvError {
     this.path = target.path;
   }
 }
+
+/**
+ * The build has no usable encryption key: its key module (git-ignored, written by `deno task gen-key`)
+ * is missing or does not hold a key.
+ */
+export class BuildKeyError extends KvError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("config_invalid", message, options);
+  }
+}

@@ -15,6 +15,20 @@ export interface FsFile {
   close(): void;
 }
 
+/**
+ * Permission bits of every file the store writes (WAL, state files, snapshots, secrets, copies, temp and
+ * probe files): owner read and write only, since they hold password hashes and a JWT secret (SPEC §8).
+ */
+export const privateFilePermissions = 0o600;
+/** Permission bits of the data dir and its subdirectories: owner only. */
+export const privateDirPermissions = 0o700;
+
+/** The permission bits a created file or directory gets; the umask can only remove bits from them. */
+export interface CreateOptions {
+  /** e.g. {@linkcode privateFilePermissions}; explicit at every call site (STYLE B8). */
+  permissions: number;
+}
+
 /** What `Fs.stat` tells. */
 export interface FsStat {
   sizeBytes: number;
@@ -27,16 +41,17 @@ export interface FsStat {
  * `MemoryFs` a model for tests that can lose unsynced data in a simulated crash.
  */
 export interface Fs {
-  /** Creates `path` and its parents; no error when it exists. */
-  mkdir(path: string): Promise<void>;
+  /** Creates `path` and its missing parents with `permissions`; an existing directory is left as it is. */
+  mkdir(path: string, options: CreateOptions): Promise<void>;
   /** Opens an existing file for reading; undefined when it does not exist. */
   openRead(path: string): Promise<FsFile | undefined>;
-  /** Opens (creating when missing) a file for reading and appending. */
-  openAppend(path: string, options?: { permissions?: number }): Promise<FsFile>;
-  /** Creates or empties a file and opens it for writing. */
-  createFile(path: string, options?: { permissions?: number }): Promise<FsFile>;
+  /** Opens a file for reading and appending, creating it with `permissions` when missing. */
+  openAppend(path: string, options: CreateOptions): Promise<FsFile>;
+  /** Creates or empties a file, with exactly `permissions`, and opens it for writing. */
+  createFile(path: string, options: CreateOptions): Promise<FsFile>;
   /** The whole content of a small file; undefined when it does not exist. */
   readFile(path: string): Promise<Uint8Array | undefined>;
+  /** Size and permission bits of a file or directory; undefined when it does not exist. */
   stat(path: string): Promise<FsStat | undefined>;
   /** Names (not paths) in a directory; empty when it does not exist. */
   readDir(path: string): Promise<string[]>;
@@ -44,6 +59,12 @@ export interface Fs {
   rename(source: string, target: string): Promise<void>;
   /** Removes a file; no error when it does not exist. */
   remove(path: string): Promise<void>;
+  /**
+   * Clears the permission bits of a file or directory that `permissions` does not allow (0o644 → 0o600).
+   *
+   * @returns the bits it had when some were cleared; undefined when none were, or `path` does not exist.
+   */
+  narrowPermissions(path: string, permissions: number): Promise<number | undefined>;
   /** Makes the directory's entries (creations, renames, removals) durable. */
   syncDir(path: string): Promise<void>;
 }
@@ -109,8 +130,9 @@ function isNotFound(error: unknown): boolean {
 
 /** The real file system, through `Deno.*`. */
 export class DenoFs implements Fs {
-  async mkdir(path: string): Promise<void> {
-    await Deno.mkdir(path, { recursive: true });
+  async mkdir(path: string, options: CreateOptions): Promise<void> {
+    // `mode` applies to every directory created, minus the umask, which can only remove bits.
+    await Deno.mkdir(path, { recursive: true, mode: options.permissions });
   }
 
   async openRead(path: string): Promise<FsFile | undefined> {
@@ -122,25 +144,27 @@ export class DenoFs implements Fs {
     }
   }
 
-  async openAppend(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
-    const file = await Deno.open(path, {
-      read: true,
-      append: true,
-      create: true,
-      ...(options.permissions === undefined ? {} : { mode: options.permissions }),
-    });
+  async openAppend(path: string, options: CreateOptions): Promise<FsFile> {
+    const file = await Deno.open(path, { read: true, append: true, create: true, mode: options.permissions });
     return new DenoFsFile(file);
   }
 
-  async createFile(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+  async createFile(path: string, options: CreateOptions): Promise<FsFile> {
     const file = await Deno.open(path, {
       write: true,
       create: true,
       truncate: true,
-      ...(options.permissions === undefined ? {} : { mode: options.permissions }),
+      mode: options.permissions,
     });
-    // `mode` only applies to a new file and is masked by the umask: set it explicitly.
-    if (options.permissions !== undefined) await Deno.chmod(path, options.permissions);
+    try {
+      // `mode` applies only to a new file, minus the umask: an emptied old file keeps its bits.
+      if ((((await file.stat()).mode ?? 0) & 0o777) !== options.permissions) {
+        await Deno.chmod(path, options.permissions);
+      }
+    } catch (error) {
+      file.close();
+      throw error;
+    }
     return new DenoFsFile(file);
   }
 
@@ -184,6 +208,19 @@ export class DenoFs implements Fs {
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
+  }
+
+  async narrowPermissions(path: string, permissions: number): Promise<number | undefined> {
+    let current: number;
+    try {
+      current = ((await Deno.stat(path)).mode ?? 0) & 0o777;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    if ((current & ~permissions) === 0) return undefined;
+    await Deno.chmod(path, current & permissions);
+    return current;
   }
 
   async syncDir(path: string): Promise<void> {
@@ -352,7 +389,8 @@ function notFoundError(path: string): Error {
 export class MemoryFs implements Fs {
   #live = new Map<string, MemoryInode>();
   #durable = new Map<string, MemoryInode>();
-  #dirs = new Set<string>(["/", "."]);
+  /** Directories and their permission bits. */
+  #dirs = new Map<string, number>([["/", 0o755], [".", 0o755]]);
   /** Total bytes all files may hold; `Infinity` for no limit. */
   capacityBytes: number;
 
@@ -372,9 +410,11 @@ export class MemoryFs implements Fs {
     if (!this.#dirs.has(parentDir(path))) throw notFoundError(parentDir(path));
   }
 
-  mkdir(path: string): Promise<void> {
+  mkdir(path: string, options: CreateOptions): Promise<void> {
     // Bounded by the number of `/` in the path.
-    for (let current = path; !this.#dirs.has(current); current = parentDir(current)) this.#dirs.add(current);
+    for (let current = path; !this.#dirs.has(current); current = parentDir(current)) {
+      this.#dirs.set(current, options.permissions);
+    }
     return Promise.resolve();
   }
 
@@ -384,19 +424,19 @@ export class MemoryFs implements Fs {
     return Promise.resolve(new MemoryFsFile({ fs: this, inode, append: false }));
   }
 
-  openAppend(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+  openAppend(path: string, options: CreateOptions): Promise<FsFile> {
     this.#requireDir(path);
     let inode = this.#live.get(path);
     if (inode === undefined) {
-      inode = new MemoryInode(options.permissions ?? 0o644);
+      inode = new MemoryInode(options.permissions);
       this.#live.set(path, inode);
     }
     return Promise.resolve(new MemoryFsFile({ fs: this, inode, append: true }));
   }
 
-  createFile(path: string, options: { permissions?: number } = {}): Promise<FsFile> {
+  createFile(path: string, options: CreateOptions): Promise<FsFile> {
     this.#requireDir(path);
-    const inode = new MemoryInode(options.permissions ?? 0o644);
+    const inode = new MemoryInode(options.permissions);
     this.#live.set(path, inode);
     return Promise.resolve(new MemoryFsFile({ fs: this, inode, append: false }));
   }
@@ -406,14 +446,31 @@ export class MemoryFs implements Fs {
   }
 
   stat(path: string): Promise<FsStat | undefined> {
+    const dirPermissions = this.#dirs.get(path);
+    if (dirPermissions !== undefined) return Promise.resolve({ sizeBytes: 0, permissions: dirPermissions });
     const inode = this.#live.get(path);
     if (inode === undefined) return Promise.resolve(undefined);
     return Promise.resolve({ sizeBytes: inode.length, permissions: inode.permissions });
   }
 
+  /** Sets the permission bits of an existing directory (for tests of a data dir made by someone else). */
+  setDirPermissions(path: string, permissions: number): void {
+    assert(this.#dirs.has(path), `${path} is not a directory`);
+    this.#dirs.set(path, permissions);
+  }
+
+  narrowPermissions(path: string, permissions: number): Promise<number | undefined> {
+    const inode = this.#live.get(path);
+    const current = inode?.permissions ?? this.#dirs.get(path);
+    if (current === undefined || (current & ~permissions) === 0) return Promise.resolve(undefined);
+    if (inode === undefined) this.#dirs.set(path, current & permissions);
+    else inode.permissions = current & permissions;
+    return Promise.resolve(current);
+  }
+
   readDir(path: string): Promise<string[]> {
     const names: string[] = [];
-    for (const candidate of [...this.#live.keys(), ...this.#dirs]) {
+    for (const candidate of [...this.#live.keys(), ...this.#dirs.keys()]) {
       if (candidate !== path && parentDir(candidate) === path) names.push(candidate.slice(path.length + 1));
     }
     return Promise.resolve(names);
@@ -452,7 +509,7 @@ export class MemoryFs implements Fs {
    */
   crashCopy(options: { keepUnsynced?: boolean } = {}): MemoryFs {
     const copy = new MemoryFs({ capacityBytes: this.capacityBytes });
-    for (const dir of this.#dirs) copy.#dirs.add(dir);
+    for (const [dir, permissions] of this.#dirs) copy.#dirs.set(dir, permissions);
     const keepUnsynced = options.keepUnsynced ?? false;
     for (const [path, inode] of keepUnsynced ? this.#live : this.#durable) {
       const kept = keepUnsynced ? inode.liveCopy() : inode.durableCopy();
@@ -464,7 +521,7 @@ export class MemoryFs implements Fs {
 
   /** Writes a whole file durably (entry included): for tests that prepare or damage files. */
   async writeFileDurably(path: string, bytes: Uint8Array): Promise<void> {
-    const file = await this.createFile(path);
+    const file = await this.createFile(path, { permissions: privateFilePermissions });
     await file.write(bytes);
     await file.syncData();
     file.close();

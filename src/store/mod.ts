@@ -9,7 +9,7 @@
  * business.
  *
  * ```ts
- * const encryption = await importEncryptionKey(encryptionKeyBase64);
+ * const encryption = await loadBuildEncryption(); // the build's key (src/store/encryption_key.ts)
  * const store = await Store.open({
  *   dir: "./data", fs: new DenoFs(), clock: systemClock, logger, limits: defaultLimits, encryption,
  *   snapshotLimit: 100, snapshotIntervalSecs: 3600,
@@ -30,6 +30,17 @@
  * | `storage.db` | `DYNS` | the whole state at the last checkpoint |
  * | `snapshots/snapshot_<ms>.json` | `DYNS` | the whole state at `<ms>` (ms since the epoch) |
  * | secret files (e.g. a generated JWT secret) | `DYNK` | one frame holding one record: the secret's UTF-8 |
+ *
+ * Every file is created `0600` (temp files and `.broken.<ms>` copies too), the data dir and `snapshots/`
+ * `0700`, with the mode passed at creation so no umask can widen them. A data dir that already exists
+ * with wider bits is kept as it is, with a warning (it may be a shared working directory); `snapshots/`,
+ * `wal.log` and `storage.db` left wider by an older build are narrowed at open.
+ *
+ * ## Key
+ *
+ * The build's key is `encryptionKeyBase64` (base64 of 32 random bytes) of `src/store/encryption_key.ts`,
+ * written by `deno task gen-key` (`task start` and `task compile` run it when the module is missing) and
+ * ignored by git: the repository holds no key. `deno compile` embeds it in the binary.
  *
  * ## File header (21 bytes)
  *
@@ -146,6 +157,7 @@
 
 export { type Encryption, importEncryptionKey } from "./crypto.ts";
 export {
+  BuildKeyError,
   ForbiddenError,
   KeyNotFoundError,
   NotAnObjectError,
@@ -164,8 +176,19 @@ export {
   Failpoints,
   inertFailpoints,
 } from "./failpoints.ts";
-export { DenoFs, type Fs, type FsFile, type FsStat, isNoSpaceError, MemoryFs } from "./fs.ts";
+export {
+  type CreateOptions,
+  DenoFs,
+  type Fs,
+  type FsFile,
+  type FsStat,
+  isNoSpaceError,
+  MemoryFs,
+  privateDirPermissions,
+  privateFilePermissions,
+} from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
+export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
 export type {
@@ -178,4 +201,4 @@ export type {
   WriteOptions,
 } from "./types.ts";
 export type { KeyState } from "./wal_record.ts";
-export { encryptionKeyBase64 } from "./encryption_key.ts";
+export { type BuildKeyModule, buildKeyModulePath, loadBuildEncryption } from "./build_key.ts";

@@ -1,7 +1,7 @@
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { fileHeaderBytes } from "./frame.ts";
-import { type Fs, parentDir } from "./fs.ts";
+import { type Fs, parentDir, privateFilePermissions } from "./fs.ts";
 
 /** Marks a copy of a damaged file kept by a repair: `<name>.broken.<ms>`. */
 export const brokenSuffix = ".broken.";
@@ -37,7 +37,7 @@ export async function keepBrokenCopy(options: RepairOptions): Promise<string> {
   const bytes = await options.fs.readFile(options.path);
   assert(bytes !== undefined, "the damaged file exists");
   const copyPath = await brokenPathOf(options);
-  const file = await options.fs.createFile(copyPath, { permissions: 0o600 });
+  const file = await options.fs.createFile(copyPath, { permissions: privateFilePermissions });
   try {
     await file.write(bytes);
     await file.syncData();
@@ -74,7 +74,7 @@ export async function truncateWalAt(options: RepairOptions & { offset: number })
   assert(Number.isSafeInteger(options.offset));
   assert(options.offset >= 0);
   const lengthBytes = options.offset < fileHeaderBytes ? 0 : options.offset;
-  const file = await options.fs.openAppend(options.path);
+  const file = await options.fs.openAppend(options.path, { permissions: privateFilePermissions });
   try {
     const sizeBytes = await file.sizeBytes();
     assert(lengthBytes <= sizeBytes);

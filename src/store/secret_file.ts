@@ -10,10 +10,7 @@ import {
   recordsOf,
   scanFrames,
 } from "./frame.ts";
-import { type Fs, parentDir } from "./fs.ts";
-
-/** Permission bits of a secret file: owner read and write only. */
-export const secretFilePermissions = 0o600;
+import { type Fs, parentDir, privateDirPermissions, privateFilePermissions } from "./fs.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -62,8 +59,8 @@ async function writeSecretFile(options: SecretFileOptions, secret: string): Prom
   const header = encodeFileHeader("secret", encryption.keyId);
   const frame = encodeFrame({ encryption, header, records: [encoder.encode(secret)] });
   const tmpPath = `${path}.tmp`;
-  await fs.mkdir(parentDir(path));
-  const file = await fs.createFile(tmpPath, { permissions: secretFilePermissions });
+  await fs.mkdir(parentDir(path), { permissions: privateDirPermissions });
+  const file = await fs.createFile(tmpPath, { permissions: privateFilePermissions });
   try {
     await file.write(header);
     await file.write(frame);

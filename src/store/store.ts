@@ -34,7 +34,7 @@ import {
   type ScanResult,
 } from "./frame.ts";
 import { type Failpoints, inertFailpoints } from "./failpoints.ts";
-import { type FsFile, isNoSpaceError } from "./fs.ts";
+import { type FsFile, isNoSpaceError, privateDirPermissions, privateFilePermissions } from "./fs.ts";
 import { checkReplicaEntry, compareReplicaEntries, recordOfReplica, replicaOfEntry } from "./replica.ts";
 import type {
   ChangeEvent,
@@ -67,6 +67,11 @@ import {
 
 /** File name of the write-ahead log in the data dir. */
 export const walFileName = "wal.log";
+
+/** Permission bits as `chmod` writes them, e.g. `0755`. */
+function octal(permissions: number): string {
+  return `0${permissions.toString(8).padStart(3, "0")}`;
+}
 const purgeOpCode = opCodeOf("purge");
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
@@ -210,11 +215,43 @@ export class Store {
     return `${this.#dir}/${snapshotDirName}`;
   }
 
+  /**
+   * Creates the data dir and `snapshots/` owner-only (0700). A data dir that already exists with wider
+   * permissions is left as it is, with a warning: it may hold other things (the default is the working
+   * directory), and every file the store writes in it is 0600 anyway. `snapshots/`, `wal.log` and
+   * `storage.db` are the store's own: when an older build made them wider, they are narrowed.
+   */
+  async #prepareDirs(): Promise<void> {
+    const { fs, logger } = this.#options;
+    await fs.mkdir(this.#dir, { permissions: privateDirPermissions });
+    await fs.mkdir(this.#snapshotDir, { permissions: privateDirPermissions });
+    const dirPermissions = (await fs.stat(this.#dir))?.permissions ?? privateDirPermissions;
+    if ((dirPermissions & ~privateDirPermissions) !== 0) {
+      logger.warn(
+        `data dir ${this.#dir} has permissions ${octal(dirPermissions)}: other users can list the names of ` +
+          `its files (each file is ${octal(privateFilePermissions)}); \`chmod 700 ${this.#dir}\` hides them`,
+      );
+    }
+    const narrowed: string[] = [];
+    for (
+      const [path, permissions] of [
+        [this.#snapshotDir, privateDirPermissions],
+        [this.#walPath, privateFilePermissions],
+        [this.#storagePath, privateFilePermissions],
+      ] as const
+    ) {
+      const before = await fs.narrowPermissions(path, permissions);
+      if (before !== undefined) narrowed.push(`${path} ${octal(before)} -> ${octal(before & permissions)}`);
+    }
+    if (narrowed.length > 0) {
+      logger.warn("narrowed the permissions of files an older build made wider", { narrowed });
+    }
+  }
+
   /** Recovers the state from the files, repairing them when allowed; returns whether it repaired any. */
   async #recover(): Promise<boolean> {
     const { fs, logger } = this.#options;
-    await fs.mkdir(this.#dir);
-    await fs.mkdir(this.#snapshotDir);
+    await this.#prepareDirs();
     const removed = [...await removeTmpFiles(fs, this.#dir), ...await removeTmpFiles(fs, this.#snapshotDir)];
     if (removed.length > 0) logger.info("removed files left by an interrupted write", { files: removed });
     const snapshots = await listSnapshots(fs, this.#snapshotDir);
@@ -263,7 +300,7 @@ export class Store {
         base: base.source,
       });
     }
-    const file = await fs.openAppend(this.#walPath);
+    const file = await fs.openAppend(this.#walPath, { permissions: privateFilePermissions });
     try {
       const { sizeBytes, firstSequence } = await this.#recoverWal(file);
       if (firstSequence !== undefined && firstSequence > base.sequence + 1) {

@@ -11,21 +11,15 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../../src/config/load.ts";
 import { type NodeHandle, startNode } from "../../main.ts";
-import {
-  DenoFs,
-  encryptionKeyBase64,
-  type Fs,
-  importEncryptionKey,
-  MemoryFs,
-  Store,
-} from "../../src/store/mod.ts";
+import { DenoFs, type Fs, loadBuildEncryption, MemoryFs, Store } from "../../src/store/mod.ts";
 import { FaultyFs } from "../helpers/faulty_fs.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { Random } from "../helpers/seed.ts";
 import { jwtSecret } from "../helpers/test_cluster.ts";
 import { dumpTable, RecordingLogger, storeOptions } from "../unit/store/test_store.ts";
 
-const buildEncryption = await importEncryptionKey(encryptionKeyBase64);
+// The key of the node processes below (the task that runs the tests makes the module when missing).
+const buildEncryption = await loadBuildEncryption();
 const alice = { owner: "alice" };
 
 /** A node running in this process on its own data dir, spoken to over HTTP as user alice. */

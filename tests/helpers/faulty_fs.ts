@@ -4,7 +4,7 @@
  * the file system is "crashed": every operation fails, as if the process had died mid-write), and a bit
  * flipped at a file offset. Faults are armed and healed by the test; the store only sees the `Fs` seam.
  */
-import type { Fs, FsFile, FsStat } from "../../src/store/mod.ts";
+import type { CreateOptions, Fs, FsFile, FsStat } from "../../src/store/mod.ts";
 import type { Random } from "./seed.ts";
 
 /** An I/O error as the OS reports it (Deno has no class for EIO). */
@@ -96,7 +96,7 @@ export class FaultyFs implements Fs {
     if (bytes === undefined) throw new Error(`flipBit: ${options.path} does not exist`);
     if (options.offset >= bytes.length) throw new Error(`flipBit: offset ${options.offset} is past the end`);
     bytes[options.offset]! ^= 1 << (options.bit ?? 0);
-    const file = await this.inner.createFile(options.path);
+    const file = await this.inner.createFile(options.path, { permissions: 0o600 });
     await file.write(bytes);
     await file.syncData();
     file.close();
@@ -160,9 +160,9 @@ export class FaultyFs implements Fs {
     };
   }
 
-  async mkdir(path: string): Promise<void> {
+  async mkdir(path: string, options: CreateOptions): Promise<void> {
     this.#check(`mkdir ${path}`);
-    await this.inner.mkdir(path);
+    await this.inner.mkdir(path, options);
   }
 
   async openRead(path: string): Promise<FsFile | undefined> {
@@ -171,12 +171,12 @@ export class FaultyFs implements Fs {
     return file === undefined ? undefined : this.#wrap(path, file, "read");
   }
 
-  async openAppend(path: string, options?: { permissions?: number }): Promise<FsFile> {
+  async openAppend(path: string, options: CreateOptions): Promise<FsFile> {
     this.#check(`open ${path}`);
     return this.#wrap(path, await this.inner.openAppend(path, options), "append");
   }
 
-  async createFile(path: string, options?: { permissions?: number }): Promise<FsFile> {
+  async createFile(path: string, options: CreateOptions): Promise<FsFile> {
     this.#check(`create ${path}`);
     return this.#wrap(path, await this.inner.createFile(path, options), "create");
   }
@@ -204,6 +204,11 @@ export class FaultyFs implements Fs {
   async remove(path: string): Promise<void> {
     this.#check(`remove ${path}`);
     await this.inner.remove(path);
+  }
+
+  async narrowPermissions(path: string, permissions: number): Promise<number | undefined> {
+    this.#check(`chmod ${path}`);
+    return await this.inner.narrowPermissions(path, permissions);
   }
 
   async syncDir(path: string): Promise<void> {

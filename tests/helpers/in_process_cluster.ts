@@ -5,6 +5,7 @@
 import { loadConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { type NodeHandle, startNode } from "../../main.ts";
+import { testEncryption } from "./test_key.ts";
 import { FaultyNetwork } from "./faulty_transport.ts";
 import { clusterSecret, jwtSecret } from "./test_cluster.ts";
 import { waitFor } from "./wait_for.ts";
@@ -73,6 +74,7 @@ export class InProcessCluster implements AsyncDisposable {
     if (invocation.kind !== "run") throw new Error("unexpected invocation");
     return await startNode(invocation.config, {
       logger: createLogger({ level: "error" }),
+      encryption: testEncryption,
       wrapTransport: (inner, self) => this.network.wrap(self)(inner),
       onListening: (address) => {
         slot.port = Number(address.split(":")[1]);

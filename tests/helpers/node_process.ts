@@ -18,6 +18,8 @@ export interface NodeOptions {
   fdLimit?: number;
   /** Deno permission flags instead of `-A` (e.g. without `--allow-ffi`). */
   permissions?: string[];
+  /** The node's umask, e.g. `0o022`, set by `sh` before it execs Deno; default the test process's. */
+  umask?: number;
 }
 
 /** A running node child process. */
@@ -48,7 +50,8 @@ export class NodeProcess implements AsyncDisposable {
   static async start(options: NodeOptions = {}): Promise<NodeProcess> {
     const ownsDir = options.dataDir === undefined;
     const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dynarust_test_" });
-    const denoArgs = [
+    const command = [
+      Deno.execPath(),
       "run",
       ...(options.permissions ?? ["-A"]),
       mainPath,
@@ -57,12 +60,16 @@ export class NodeProcess implements AsyncDisposable {
       dataDir,
       ...(options.args ?? []),
     ];
-    // `ulimit -n` in a shell that then becomes the node: the limit applies to the node and nothing else.
-    const limited = options.fdLimit === undefined
-      ? undefined
-      : ["-c", `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, Deno.execPath(), ...denoArgs];
-    const child = new Deno.Command(limited === undefined ? Deno.execPath() : "bash", {
-      args: limited ?? denoArgs,
+    // A shell that sets the umask and descriptor limit, then becomes the node: they apply to it alone.
+    const umask = options.umask?.toString(8).padStart(4, "0");
+    const setup = [
+      ...(umask === undefined ? [] : [`umask ${umask}`]),
+      ...(options.fdLimit === undefined ? [] : [`ulimit -n ${options.fdLimit}`]),
+    ];
+    const child = new Deno.Command(setup.length === 0 ? command[0]! : "sh", {
+      args: setup.length === 0
+        ? command.slice(1)
+        : ["-c", `${setup.join(" && ")} && exec "$@"`, "sh", ...command],
       env: { DYNA_LOG: "warn", ...(options.env ?? {}) },
       stdout: "piped",
       stderr: "piped",

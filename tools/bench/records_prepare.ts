@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { DenoFs, encryptionKeyBase64, importEncryptionKey, Store } from "../../src/store/mod.ts";
+import { DenoFs, loadBuildEncryption, Store } from "../../src/store/mod.ts";
 import { defaultLimits } from "../../src/config/limits.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { createLogger } from "../../src/util/log.ts";
@@ -26,7 +26,7 @@ async function prepare(dir: string, recordCount: number): Promise<void> {
     clock: systemClock,
     logger: createLogger({ level: "warn" }),
     limits: { ...defaultLimits },
-    encryption: await importEncryptionKey(encryptionKeyBase64),
+    encryption: await loadBuildEncryption(),
     snapshotLimit: 100,
     snapshotIntervalSecs: 3600,
   });

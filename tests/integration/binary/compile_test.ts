@@ -1,5 +1,6 @@
-// Goal: `deno task compile` builds one executable that runs a node with nothing beside it.
-// Method: run the compile task's command into a temp dir, then start the binary from another directory
+// Goal: `deno task compile` builds one executable that runs a node with nothing beside it, its key (the
+// checkout's own, made by the task when missing) embedded.
+// Method: run the compile task's commands into a temp dir, then start the binary from another directory
 // and use it over HTTP. `deno compile` downloads Deno's runtime (denort) unless DENORT_BIN names one; on a
 // machine that can do neither, the test is reported as ignored and the reason is printed.
 import assert from "node:assert/strict";
@@ -8,9 +9,15 @@ import { listenAndWrite } from "../../helpers/node_process.ts";
 const root = new URL("../../../", import.meta.url).pathname;
 const taskCommand: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.compile;
 
+/** Runs the task's steps (`deno task gen-key --if-missing && deno compile ...`) with `--output` in `dir`. */
 async function buildBinary(): Promise<{ path: string; dir: string } | { skipped: string }> {
   const dir = await Deno.makeTempDir({ prefix: "dynarust_compile_" });
-  const args = taskCommand.split(" ").slice(1).map((arg) => arg === "dynarust" ? `${dir}/dynarust` : arg);
+  const [ensureKey, compile] = taskCommand.split(" && ");
+  assert.equal(ensureKey, "deno task gen-key --if-missing", "the binary embeds this checkout's own key");
+  const made = await new Deno.Command(Deno.execPath(), { args: ensureKey!.split(" ").slice(1), cwd: root })
+    .output();
+  assert.ok(made.success, "the key module exists or was made");
+  const args = compile!.split(" ").slice(1).map((arg) => arg === "dynarust" ? `${dir}/dynarust` : arg);
   const output = await new Deno.Command(Deno.execPath(), {
     args,
     cwd: root,

@@ -142,9 +142,9 @@ Deno.test("backup: a wrong secret, a file that is not an export, or a missing fl
       "another-secret-0123456789-0123456789",
     );
     assert.equal(wrongSecret.code, 1);
-    assert.match(
+    assert.equal(
       wrongSecret.stderr,
-      /dynarust export: the node refused to list users \(is CLUSTER_SECRET right\?\)/,
+      `dynarust export: ${node.baseUrl} refused the request: CLUSTER_SECRET does not match (403)\n`,
     );
     await Deno.writeTextFile(`${dir}/notes.txt`, "hello\n");
     const notExport = await backup("import", node.baseUrl, `${dir}/notes.txt`);
@@ -163,6 +163,62 @@ Deno.test("backup: a wrong secret, a file that is not an export, or a missing fl
     });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /--from FILE is required/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A port nothing listens on (bound, then closed). */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+Deno.test("backup: a refused or unreachable export leaves the previous backup byte for byte (issue 18 item 14)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
+  const file = `${dir}/backup.jsonl`;
+  try {
+    await using node = await NodeProcess.start({ env: { CLUSTER_SECRET: clusterSecret } });
+    const token = await tokenFor(node, "alice");
+    await write(node, "/t/key/first", "first", token);
+    const first = await backup("export", node.baseUrl, file);
+    assert.equal(first.code, 0, first.stderr);
+    const previous = await Deno.readFile(file);
+    assert.ok(previous.length > 100, "a real backup: header, alice, one key");
+    await write(node, "/t/key/second", "second", token);
+
+    const unreachable = `http://127.0.0.1:${closedPort()}`;
+    const failures = [
+      {
+        result: await backup("export", node.baseUrl, file, "another-secret-0123456789-0123456789"),
+        line: `dynarust export: ${node.baseUrl} refused the request: CLUSTER_SECRET does not match (403)`,
+      },
+      {
+        result: await backup("export", unreachable, file),
+        line: `dynarust export: ${unreachable} cannot be reached: Connection refused (os error 111)`,
+      },
+    ];
+    for (const { result, line } of failures) {
+      const after = await Deno.readFile(file);
+      assert.equal(after.length, previous.length, `the previous backup is unchanged (${result.stderr})`);
+      assert.deepEqual(after, previous, "byte for byte");
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, `${line}\n`, "one line naming the node and the cause");
+      assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), [
+        "backup.jsonl",
+      ]);
+    }
+
+    const replaced = await backup("export", node.baseUrl, file);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    const keys = (await Deno.readTextFile(file)).trim().split("\n").slice(1).map((text) =>
+      JSON.parse(text).key
+    );
+    assert.deepEqual(keys, ["alice", "first", "second"], "a successful export replaces it");
+    assert.equal(((await Deno.stat(file)).mode ?? 0) & 0o777, 0o600, "a backup holds password hashes");
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), ["backup.jsonl"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

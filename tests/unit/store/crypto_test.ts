@@ -2,7 +2,6 @@
 // Method: import fixed keys, encrypt and decrypt, tamper with ciphertext and additional data.
 import assert from "node:assert/strict";
 import { decrypt, encrypt, importEncryptionKey } from "../../../src/store/crypto.ts";
-import { encryptionKeyBase64 } from "../../../src/store/encryption_key.ts";
 import { otherEncryption, testEncryption } from "./test_store.ts";
 
 const keyBase64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -21,11 +20,6 @@ Deno.test("importEncryptionKey() derives the key id from SHA-256 of the labelled
 
 Deno.test("importEncryptionKey() rejects a key that is not 32 bytes", async () => {
   await assert.rejects(() => importEncryptionKey(btoa("short")), /32 bytes/);
-});
-
-Deno.test("the committed development key imports", async () => {
-  const { keyId } = await importEncryptionKey(encryptionKeyBase64);
-  assert.match(keyId, /^[0-9a-f]{16}$/);
 });
 
 Deno.test("encrypt() (node:crypto) and decrypt() (WebCrypto) round trip; tampering or another key fails authentication", async () => {

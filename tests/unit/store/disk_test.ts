@@ -63,7 +63,7 @@ Deno.test("Store on DenoFs: a torn WAL tail is cut off in the real file and the 
   const wal = (await memory.crashCopy().readFile("/data/wal.log"))!;
   const dir = await Deno.makeTempDir();
   try {
-    await Deno.writeFile(`${dir}/wal.log`, wal.subarray(0, wal.length - 5));
+    await Deno.writeFile(`${dir}/wal.log`, wal.subarray(0, wal.length - 5), { mode: 0o600 });
     const logger = new RecordingLogger();
     const store = await Store.open(storeOptions({ dir, fs: new DenoFs(), logger }));
     assert.deepEqual(Object.keys(dumpTable(store, "t")), ["a"]);

@@ -139,7 +139,7 @@ async function fileOfFrames(count: number): Promise<{ fs: MemoryFs; bytes: Uint8
     at += part.length;
   }
   const fs = new MemoryFs();
-  await fs.mkdir("/d");
+  await fs.mkdir("/d", { permissions: 0o700 });
   return { fs, bytes, offsets };
 }
 
@@ -254,7 +254,7 @@ Deno.test("scanFrames() reads frames across its read buffer, one larger than it 
   const { bytes } = fileOf(frames);
   assert(bytes.length > 2 * 1024 * 1024, "several refills of the 1 MiB read buffer");
   const fs = new MemoryFs();
-  await fs.mkdir("/d");
+  await fs.mkdir("/d", { permissions: 0o700 });
   await fs.writeFileDurably("/d/f", bytes);
   const file = await fs.openRead("/d/f");
   assert(file !== undefined);
@@ -280,7 +280,7 @@ Deno.test("scanFrames() tells a long zero-filled tail from zeros followed by dat
   const padded = new Uint8Array(bytes.length + 2_500_000);
   padded.set(bytes);
   const fs = new MemoryFs();
-  await fs.mkdir("/d");
+  await fs.mkdir("/d", { permissions: 0o700 });
   const tail = await scan(fs, padded);
   assert.deepEqual(tail.seen, ["a", "b"]);
   assert.equal(tail.result.torn?.offset, bytes.length);

@@ -8,12 +8,12 @@ const text = (bytes: Uint8Array | undefined) =>
 const bytesOf = (value: string) => new TextEncoder().encode(value);
 
 async function exerciseFs(fs: Fs, dir: string): Promise<void> {
-  await fs.mkdir(`${dir}/a/b`);
+  await fs.mkdir(`${dir}/a/b`, { permissions: 0o700 });
   assert.deepEqual((await fs.readDir(dir)).sort(), ["a"]);
   assert.equal(await fs.readFile(`${dir}/missing`), undefined);
   assert.equal(await fs.openRead(`${dir}/missing`), undefined);
   assert.equal(await fs.stat(`${dir}/missing`), undefined);
-  const appended = await fs.openAppend(`${dir}/log`);
+  const appended = await fs.openAppend(`${dir}/log`, { permissions: 0o600 });
   await appended.write(bytesOf("hello "));
   await appended.write(bytesOf("world"));
   await appended.truncate(5);
@@ -55,14 +55,62 @@ Deno.test("DenoFs reads, appends, truncates, renames, syncs directories and sets
   }
 });
 
+/** Creates, narrows and stats files and directories; `mode` reads a path's bits as the OS has them. */
+async function exercisePermissions(fs: Fs, dir: string): Promise<void> {
+  await fs.mkdir(`${dir}/d/e`, { permissions: 0o700 });
+  assert.equal((await fs.stat(`${dir}/d`))?.permissions, 0o700, "missing parents get the bits too");
+  assert.equal((await fs.stat(`${dir}/d/e`))?.permissions, 0o700);
+  const appended = await fs.openAppend(`${dir}/d/wal`, { permissions: 0o600 });
+  appended.close();
+  assert.equal((await fs.stat(`${dir}/d/wal`))?.permissions, 0o600);
+  const wide = await fs.createFile(`${dir}/d/old`, { permissions: 0o644 });
+  wide.close();
+  assert.equal((await fs.stat(`${dir}/d/old`))?.permissions, 0o644);
+  const emptied = await fs.createFile(`${dir}/d/old`, { permissions: 0o600 });
+  emptied.close();
+  assert.equal((await fs.stat(`${dir}/d/old`))?.permissions, 0o600, "an emptied file gets exactly the bits");
+  await fs.mkdir(`${dir}/d`, { permissions: 0o755 });
+  assert.equal(
+    (await fs.stat(`${dir}/d`))?.permissions,
+    0o700,
+    "mkdir leaves an existing directory as it is",
+  );
+  const reopened = await fs.createFile(`${dir}/d/old`, { permissions: 0o644 });
+  reopened.close();
+  assert.equal(await fs.narrowPermissions(`${dir}/d/old`, 0o600), 0o644);
+  assert.equal((await fs.stat(`${dir}/d/old`))?.permissions, 0o600);
+  assert.equal(await fs.narrowPermissions(`${dir}/d/old`, 0o600), undefined, "nothing left to clear");
+  assert.equal(await fs.narrowPermissions(`${dir}/d/missing`, 0o600), undefined);
+  assert.equal(await fs.narrowPermissions(`${dir}/d/e`, 0o500), 0o700);
+  assert.equal((await fs.stat(`${dir}/d/e`))?.permissions, 0o500, "only bits are cleared, none added");
+}
+
+Deno.test("DenoFs creates files and directories with exactly the bits asked, under the umask", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await exercisePermissions(new DenoFs(), dir);
+    const bits = async (path: string) => ((await Deno.stat(path)).mode ?? 0) & 0o777;
+    assert.equal(await bits(`${dir}/d/wal`), 0o600, "as the OS reports it");
+    assert.equal(await bits(`${dir}/d`), 0o700);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("MemoryFs keeps permission bits like DenoFs", async () => {
+  const fs = new MemoryFs();
+  await fs.mkdir("/tmp", { permissions: 0o755 });
+  await exercisePermissions(fs, "/tmp");
+});
+
 Deno.test("MemoryFs behaves like DenoFs", async () => {
   await exerciseFs(new MemoryFs(), "/tmp/x");
 });
 
 Deno.test("MemoryFs.crashCopy() keeps synced data and drops unsynced data", async () => {
   const fs = new MemoryFs();
-  await fs.mkdir("/d");
-  const file = await fs.openAppend("/d/wal");
+  await fs.mkdir("/d", { permissions: 0o700 });
+  const file = await fs.openAppend("/d/wal", { permissions: 0o600 });
   await file.write(bytesOf("durable"));
   await file.syncData();
   await fs.syncDir("/d");
@@ -79,9 +127,9 @@ Deno.test("MemoryFs.crashCopy() keeps synced data and drops unsynced data", asyn
 
 Deno.test("MemoryFs.crashCopy() drops directory changes until syncDir", async () => {
   const fs = new MemoryFs();
-  await fs.mkdir("/d");
+  await fs.mkdir("/d", { permissions: 0o700 });
   await fs.writeFileDurably("/d/old", bytesOf("old"));
-  const tmp = await fs.createFile("/d/new.tmp");
+  const tmp = await fs.createFile("/d/new.tmp", { permissions: 0o600 });
   await tmp.write(bytesOf("new"));
   await tmp.syncData();
   tmp.close();
@@ -96,8 +144,8 @@ Deno.test("MemoryFs.crashCopy() drops directory changes until syncDir", async ()
 
 Deno.test("MemoryFs with capacityBytes writes what fits, then fails with ENOSPC", async () => {
   const fs = new MemoryFs({ capacityBytes: 10 });
-  await fs.mkdir("/d");
-  const file = await fs.openAppend("/d/f");
+  await fs.mkdir("/d", { permissions: 0o700 });
+  const file = await fs.openAppend("/d/f", { permissions: 0o600 });
   await file.write(bytesOf("12345678"));
   const error = await file.write(bytesOf("abcd")).then(() => undefined, (caught: unknown) => caught);
   assert(isNoSpaceError(error));

@@ -175,7 +175,7 @@ Deno.test("Store.open() refuses a WAL and a storage.db written under another key
 
 Deno.test("Store.open() removes .tmp files left by an interrupted checkpoint or snapshot", async () => {
   const { fs } = await threeBatches();
-  await fs.mkdir("/data/snapshots");
+  await fs.mkdir("/data/snapshots", { permissions: 0o700 });
   await fs.writeFileDurably("/data/storage.db.tmp", new Uint8Array(100));
   await fs.writeFileDurably("/data/snapshots/snapshot_5.json.tmp", new Uint8Array(100));
   await fs.writeFileDurably("/data/notes.tmp", new Uint8Array(1));

@@ -3,7 +3,7 @@
 import { defaultLimits, type Limits } from "../../../src/config/limits.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import type { Logger, LogLevel } from "../../../src/util/log.ts";
-import type { Fs, FsFile, FsStat } from "../../../src/store/fs.ts";
+import type { CreateOptions, Fs, FsFile, FsStat } from "../../../src/store/fs.ts";
 import { importEncryptionKey, MemoryFs, Store, type StoreOptions } from "../../../src/store/mod.ts";
 
 /** The key every test store uses (not the build key, so tests do not depend on it). */
@@ -109,17 +109,17 @@ export class HookedFs implements Fs {
     };
   }
 
-  mkdir(path: string): Promise<void> {
-    return this.inner.mkdir(path);
+  mkdir(path: string, options: CreateOptions): Promise<void> {
+    return this.inner.mkdir(path, options);
   }
   async openRead(path: string): Promise<FsFile | undefined> {
     const file = await this.inner.openRead(path);
     return file === undefined ? undefined : this.#wrap(path, file);
   }
-  async openAppend(path: string, options?: { permissions?: number }): Promise<FsFile> {
+  async openAppend(path: string, options: CreateOptions): Promise<FsFile> {
     return this.#wrap(path, await this.inner.openAppend(path, options));
   }
-  async createFile(path: string, options?: { permissions?: number }): Promise<FsFile> {
+  async createFile(path: string, options: CreateOptions): Promise<FsFile> {
     return this.#wrap(path, await this.inner.createFile(path, options));
   }
   readFile(path: string): Promise<Uint8Array | undefined> {
@@ -137,6 +137,9 @@ export class HookedFs implements Fs {
   }
   remove(path: string): Promise<void> {
     return this.inner.remove(path);
+  }
+  narrowPermissions(path: string, permissions: number): Promise<number | undefined> {
+    return this.inner.narrowPermissions(path, permissions);
   }
   syncDir(path: string): Promise<void> {
     return this.inner.syncDir(path);

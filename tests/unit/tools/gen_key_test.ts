@@ -1,13 +1,16 @@
-// Goal: tools/gen_key.ts writes a module exporting a fresh 32-byte key and prints its key id.
-// Method: run the script with --out into a temp dir with Deno.Command, then import what it wrote.
+// Goal: tools/gen_key.ts writes a module exporting a fresh 32-byte key (0600) and says where it is and
+// that it must be kept; it never overwrites a key unless told to (--force), and --if-missing keeps an
+// existing one silently (issue 18 item 5).
+// Method: run the script into a temp dir with Deno.Command, then import what it wrote.
 import assert from "node:assert/strict";
-import { keyIdOf } from "../../../tools/gen_key.ts";
+import { keyIdOf, parseGenKeyArgs } from "../../../tools/gen_key.ts";
 
 const scriptPath = new URL("../../../tools/gen_key.ts", import.meta.url).pathname;
 
-async function runGenKey(args: string[], writablePath: string) {
+/** Runs gen_key.ts with `args`, allowed to read `dir` and write in it (as the task is for its module). */
+async function runGenKey(args: string[], dir: string) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", `--allow-write=${writablePath}`, scriptPath, ...args],
+    args: ["run", `--allow-read=${dir}`, `--allow-write=${dir}`, scriptPath, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -15,14 +18,19 @@ async function runGenKey(args: string[], writablePath: string) {
   return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
 }
 
-Deno.test("gen_key.ts --out writes a key module and prints the key id", async () => {
+/** The key the module at `path` exports. */
+async function keyOf(path: string): Promise<string> {
+  return (await import(`file://${path}?${crypto.randomUUID()}`)).encryptionKeyBase64;
+}
+
+Deno.test("gen_key.ts --out writes a key module (0600) and one line saying where it is and to keep it", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const keys: string[] = [];
     for (const name of ["first.ts", "second.ts"]) {
       const outPath = `${dir}/${name}`;
       const before = Date.now();
-      const result = await runGenKey(["--out", outPath], outPath);
+      const result = await runGenKey(["--out", outPath], dir);
       assert.equal(result.code, 0, result.stderr);
       const text = await Deno.readTextFile(outPath);
       const lines = text.trimEnd().split("\n");
@@ -32,14 +40,52 @@ Deno.test("gen_key.ts --out writes a key module and prints the key id", async ()
       assert.match(lines[1]!, /data written under another key cannot be read/);
       assert.match(lines[2]!, /^export const encryptionKeyBase64 = "[A-Za-z0-9+\/]{43}=";$/);
       assert.equal(lines.length, 3);
+      assert.equal(((await Deno.stat(outPath)).mode ?? 0) & 0o777, 0o600, "the key is a secret");
 
-      const module = await import(`file://${outPath}`);
-      const key = Uint8Array.fromBase64(module.encryptionKeyBase64);
+      const key = Uint8Array.fromBase64(await keyOf(outPath));
       assert.equal(key.length, 32);
-      assert.match(result.stdout, new RegExp(`^key id ${await keyIdOf(key)}$`, "m"));
-      keys.push(module.encryptionKeyBase64);
+      assert.equal(result.stdout, "", "stdout stays the node's: its first line is `listening on`");
+      assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
+      assert.match(
+        result.stderr,
+        new RegExp(`key id ${await keyIdOf(key)}\\) in ${outPath}: keep this file`),
+      );
+      assert.match(result.stderr, /every build that must read data written with it needs the same file/);
+      keys.push(await keyOf(outPath));
     }
     assert.notEqual(keys[0], keys[1]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gen_key.ts refuses to overwrite a key; --if-missing keeps it silently; --force replaces it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const outPath = `${dir}/encryption_key.ts`;
+    assert.equal((await runGenKey(["--out", outPath, "--if-missing"], dir)).code, 0, "none yet: written");
+    const original = await Deno.readTextFile(outPath);
+    const keyId = await keyIdOf(Uint8Array.fromBase64(await keyOf(outPath)));
+
+    const refused = await runGenKey(["--out", outPath], dir);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      new RegExp(`${outPath} already exists \\(key id ${keyId}\\); not overwriting`),
+    );
+    assert.match(refused.stderr, /--force/);
+    const kept = await runGenKey(["--if-missing", "--out", outPath], dir);
+    assert.deepEqual([kept.code, kept.stdout, kept.stderr], [0, "", ""]);
+    assert.equal(await Deno.readTextFile(outPath), original, "neither touched the key");
+
+    const forced = await runGenKey(["--force", "--out", outPath], dir);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, new RegExp(`replaced the old \\(key id ${keyId}\\) by a new encryption key`));
+    assert.notEqual(await Deno.readTextFile(outPath), original);
+    assert.equal(((await Deno.stat(outPath)).mode ?? 0) & 0o777, 0o600);
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), [
+      "encryption_key.ts",
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -54,12 +100,16 @@ Deno.test("keyIdOf() is the first 16 hex digits of SHA-256 of the prefix and the
   assert.notEqual(await keyIdOf(key), await keyIdOf(new Uint8Array(32)));
 });
 
-Deno.test("gen_key.ts refuses unknown arguments without writing", async () => {
+Deno.test("gen_key.ts refuses unknown or conflicting arguments without writing", async () => {
+  assert.deepEqual(parseGenKeyArgs([]), { outPath: "src/store/encryption_key.ts", existing: "refuse" });
+  assert.deepEqual(parseGenKeyArgs(["--if-missing"]).existing, "keep");
+  assert.throws(() => parseGenKeyArgs(["--force", "--if-missing"]), /exclude each other/);
+  assert.throws(() => parseGenKeyArgs(["--out"]), /usage/);
   const dir = await Deno.makeTempDir();
   try {
     const result = await runGenKey(["--output", `${dir}/x.ts`], dir);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /usage: gen_key\.ts \[--out PATH\]/);
+    assert.match(result.stderr, /usage: gen_key\.ts \[--if-missing \| --force\] \[--out PATH\]/);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
