@@ -29,6 +29,7 @@ const envSettings = {
   clusterPreset: { env: ["DYNA_CLUSTER_PRESET"], flag: "cluster-preset" },
   replicationFactor: { env: ["REPLICATION_FACTOR"], flag: "replication-factor" },
   writeQuorum: { env: ["WRITE_QUORUM"], flag: "write-quorum" },
+  corsOrigins: { env: ["DYNA_CORS_ORIGINS"], flag: "cors-origins" },
 } as const;
 
 function kebab(name: string): string {

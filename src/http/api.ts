@@ -294,11 +294,15 @@ export function templateOf(path: string): string {
   return path.replace(/:(\w+)/g, "{$1}");
 }
 
-/** The public routes as `[path, Allow]` pairs, HEAD allowed wherever GET is. */
+/**
+ * The public routes as `[path, Allow]` pairs, HEAD allowed wherever GET is, and OPTIONS everywhere (the
+ * CORS preflight, SPEC §3).
+ */
 export function allowedMethods(): Array<[string, string]> {
   return apiRoutes.filter((route) => route.internal === undefined).map((route) => {
     const methods = Object.keys(route.operations).map((method) => method.toUpperCase());
     if (methods.includes("GET")) methods.splice(methods.indexOf("GET") + 1, 0, "HEAD");
+    methods.push("OPTIONS");
     return [route.path, methods.join(", ")];
   });
 }
