@@ -67,6 +67,11 @@ export interface SubscribeOptions {
   retryMs?: number;
   /** Ends the subscription. */
   signal?: AbortSignal;
+  /**
+   * Called each time a connection starts, with the stream's position (its `ready` id): every change
+   * after it follows. A change you read (a GET) at or after this position is then never missed.
+   */
+  onReady?: (position: number) => void;
 }
 
 /** Conditions of a write. */
@@ -291,6 +296,7 @@ async function* subscribeStream<Event extends { id: number | undefined }>(
           if (raw.type === "ready") {
             // The stream's position: from now on a reconnect resumes after it, even before any change.
             if (raw.id !== undefined && (lastId === undefined || raw.id > lastId)) lastId = raw.id;
+            if (raw.id !== undefined) options.onReady?.(raw.id);
             continue;
           }
           if (raw.id !== undefined && lastId !== undefined && raw.id <= lastId) continue; // seen already

@@ -33,7 +33,7 @@ Deno.test("eventsource: a stream cut before any change resumes from its ready id
   const token = await tokenFor(node, "alice");
   await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
   await using log = new EventSourceLog(`http://127.0.0.1:${proxy.port}/t/subscribe/k`);
-  await waitFor(() => log.openCount === 1, { timeoutMs: 10_000, what: "the stream to open" });
+  await waitFor(() => log.readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
   proxy.cut(); // before any change: the client has received no change, so no change id
   await waitFor(() => log.errorCount >= 1, { timeoutMs: 10_000, what: "the client to see the cut" });
   const writeCount = 5;
@@ -60,13 +60,15 @@ Deno.test("eventsource: the typed client cut before any change resumes from its 
   await writer.login("alice", "pw");
   const tasks = new DynaClient({ baseUrl: `http://127.0.0.1:${proxy.port}` }).table<{ n: number }>("t");
   const stop = new AbortController();
-  const changes = tasks.subscribe("k", { signal: stop.signal, retryMs: 50 });
+  const readyIds: number[] = [];
+  const onReady = (position: number) => readyIds.push(position);
+  const changes = tasks.subscribe("k", { signal: stop.signal, retryMs: 50, onReady });
   const received: Array<KeyEvent<{ n: number }>> = [];
   const reading = (async () => {
     for await (const change of changes) received.push(change);
   })();
   try {
-    await waitFor(async () => await activeStreams(node) === 1, { timeoutMs: 10_000, what: "the stream" });
+    await waitFor(() => readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
     proxy.cut();
     await waitFor(async () => await activeStreams(node) === 0, { timeoutMs: 10_000, what: "the cut" });
     for (const n of [1, 2, 3]) await writer.table<{ n: number }>("t").put("k", { n });
@@ -79,6 +81,7 @@ Deno.test("eventsource: the typed client cut before any change resumes from its 
       [1, 2, 3, 4],
       "none of the writes while cut is missed",
     );
+    assert.deepEqual(readyIds, [0, 0], "onReady: at version 0, then resumed from it");
   } finally {
     stop.abort();
     await reading;

@@ -2,7 +2,7 @@
 // `fetch` (Authorization and If-Match: preflighted), reads the ETag, and follows a key with EventSource;
 // the stream, cut before any change, resumes from its ready id and misses none of the writes made while
 // it was cut. With DYNA_CORS_ORIGINS naming another origin, the same page's requests all fail; naming
-// the page's origin, they succeed.
+// the page's origin, they succeed. The typed client, bundled for browsers, works from such a page too.
 // Method: Debian's `chromium`, headless through playwright-core; the page from a tiny Deno.serve on
 // another port of 127.0.0.1; a real node; a TCP proxy the test cuts in front of the node. Without
 // Chromium the tests are reported as ignored and why.
@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
 import { TcpProxy } from "../../helpers/tcp_proxy.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
 
 const chromiumPath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
   try {
@@ -30,15 +31,20 @@ interface PageLog {
   state: number;
 }
 
-/** A page on its own origin (a server on another port), the browser that shows it, and its closing. */
-async function openPage(): Promise<{ page: Page; origin: string } & AsyncDisposable> {
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    () =>
-      new Response("<!doctype html><title>another origin</title><p>dynarust CORS test</p>", {
-        headers: { "content-type": "text/html; charset=utf-8" },
-      }),
-  );
+/**
+ * A page on its own origin (a server on another port), the browser that shows it, and its closing. The
+ * server also serves `scripts` by path (e.g. the typed client, bundled).
+ */
+async function openPage(
+  scripts: Record<string, string> = {},
+): Promise<{ page: Page; origin: string } & AsyncDisposable> {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const script = scripts[new URL(request.url).pathname];
+    if (script !== undefined) return new Response(script, { headers: { "content-type": "text/javascript" } });
+    return new Response("<!doctype html><title>another origin</title><p>dynarust CORS test</p>", {
+      headers: { "content-type": "text/html; charset=utf-8" },
+    });
+  });
   const origin = `http://127.0.0.1:${server.addr.port}`;
   let browser: Browser | undefined;
   try {
@@ -150,7 +156,7 @@ Deno.test({
       value: { n: 2 },
     });
     await follow(page, `http://127.0.0.1:${proxy.port}/web/subscribe/k`);
-    await waitForLog(page, "log.opens === 1");
+    await waitForLog(page, "log.opens === 1 && log.readyIds.length === 1"); // it has its position
     proxy.cut(); // before any change reached the page
     await waitForLog(page, "log.errors >= 1");
     await write(node, token, [3, 4, 5]);
@@ -208,5 +214,75 @@ Deno.test({
       await waitForLog(page, "log.readyIds.length === 1");
       assert.deepEqual((await pageLog(page)).readyIds, ["2"]);
     }
+  },
+});
+
+const clientPath = new URL("../../../src/client/mod.ts", import.meta.url).pathname;
+
+/** `src/client/mod.ts` bundled to one browser module, as the README tells browser users to do. */
+async function bundledClient(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "dynarust_client_browser_" });
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--platform", "browser", clientPath, "-o", `${dir}/client.mjs`],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    return await Deno.readTextFile(`${dir}/client.mjs`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name:
+    "browser: the typed client on a page of another origin logs in, writes, reads and follows a key across a cut",
+  ignore: chromiumPath === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using node = await NodeProcess.start();
+    await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
+    await using opened = await openPage({ "/client.mjs": await bundledClient() });
+    const { page } = opened;
+    const used = await page.evaluate(async ({ base, followed }) => {
+      const { DynaClient, DynaError } = await import(`${location.origin}/client.mjs`);
+      const client = new DynaClient({ baseUrl: base });
+      await client.login("alice", "pw");
+      const notes = client.table("web");
+      const first = await notes.put("k", { n: 1 });
+      let refused = "";
+      await notes.put("k", { n: 0 }, { ifVersion: 7 }).catch((error: unknown) => {
+        refused = error instanceof DynaError ? (error as { code: string }).code : String(error);
+      });
+      const read = await notes.get("k");
+      const log = { versions: [] as number[], readyIds: [] as number[] };
+      Object.assign(globalThis, { log });
+      const watcher = new DynaClient({ baseUrl: followed }).table("web");
+      const onReady = (position: number) => log.readyIds.push(position);
+      void (async () => {
+        for await (const change of watcher.subscribe("k", { retryMs: 50, onReady })) {
+          log.versions.push(change.id);
+        }
+      })();
+      return { version: first.version, refused, read: read?.value, token: client.token as string };
+    }, { base: node.baseUrl, followed: `http://127.0.0.1:${proxy.port}` });
+    assert.deepEqual([used.version, used.refused, used.read], [1, "version_conflict", { n: 1 }]);
+    const streams = async () => (await (await node.fetch("/stats")).json()).active_sse_connections;
+    await waitForLog(page, "log.readyIds.length === 1"); // the client has its position
+    proxy.cut(); // before any change reached the page
+    await waitFor(async () => await streams() === 0, { timeoutMs: 10_000, what: "the cut" });
+    await write(node, used.token, [2, 3]);
+    proxy.heal();
+    await waitFor(async () => await streams() === 1, { timeoutMs: 10_000, what: "the reconnect" });
+    await write(node, used.token, [4]);
+    await waitForLog(page, "log.versions.includes(4)");
+    const versions = await page.evaluate(() => (globalThis as unknown as { log: PageLog }).log.versions);
+    assert.deepEqual(versions, [2, 3, 4], "none of the writes made while cut is missed");
+    const readyIds = await page.evaluate(() =>
+      (globalThis as unknown as { log: { readyIds: number[] } }).log.readyIds
+    );
+    assert.deepEqual(readyIds, [1, 1], "at the key's version, then resumed from it");
   },
 });

@@ -73,7 +73,7 @@ Deno.test("cluster sse: an EventSource whose node restarts resumes from its read
   const writer = away === 0 ? 1 : 0;
   await using proxy = TcpProxy.start(Number(new URL(cluster.node(away).baseUrl).port));
   await using log = new EventSourceLog(`http://127.0.0.1:${proxy.port}/live/subscribe/status`);
-  await waitFor(() => log.openCount === 1, { timeoutMs: 10_000, what: "the stream to open" });
+  await waitFor(() => log.readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
   proxy.cut();
   await waitFor(() => log.errorCount >= 1, { timeoutMs: 10_000, what: "the client to see the cut" });
   await cluster.stop(away);
