@@ -275,6 +275,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
     phase: options.phase,
     onFatal: options.onFatal,
+    corsOrigins: config.corsOrigins,
   });
   return { store, broker, cluster, app };
 }

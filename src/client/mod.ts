@@ -67,6 +67,11 @@ export interface SubscribeOptions {
   retryMs?: number;
   /** Ends the subscription. */
   signal?: AbortSignal;
+  /**
+   * Called each time a connection starts, with the stream's position (its `ready` id): every change
+   * after it follows. A change you read (a GET) at or after this position is then never missed.
+   */
+  onReady?: (position: number) => void;
 }
 
 /** Conditions of a write. */
@@ -234,7 +239,9 @@ export class Table<T> {
 
   /**
    * The changes of one key, or of the whole table when `key` is omitted. Reconnects by itself (with
-   * `Last-Event-ID`) when the stream breaks, and never delivers an id twice or out of order. Ends when
+   * `Last-Event-ID`) when the stream breaks, and never delivers an id twice or out of order. A stream's
+   * first block, `ready`, is not delivered: its id is the position the stream starts from, which a
+   * reconnect before any change resumes from, so changes made while it was cut are not missed. Ends when
    * the loop breaks or `options.signal` aborts.
    */
   subscribe(key: string, options?: SubscribeOptions): AsyncGenerator<KeyEvent<T>>;
@@ -259,8 +266,10 @@ function pageQuery(options: { limit?: number; after?: string }): string {
   return text === "" ? "" : `?${text}`;
 }
 
-/** One `id:`/`data:` block of a stream; comments and other fields are skipped. */
+/** One `event:`/`id:`/`data:` block of a stream; comments and other fields are skipped. */
 interface RawEvent {
+  /** The `event:` field: `ready` for a stream's first block, undefined for a change. */
+  type: string | undefined;
   id: number | undefined;
   data: string;
 }
@@ -284,6 +293,12 @@ async function* subscribeStream<Event extends { id: number | undefined }>(
         const response = await client.request("GET", path, { headers, signal: stop.signal });
         retryMs = firstRetryMs;
         for await (const raw of readEvents(response.body!)) {
+          if (raw.type === "ready") {
+            // The stream's position: from now on a reconnect resumes after it, even before any change.
+            if (raw.id !== undefined && (lastId === undefined || raw.id > lastId)) lastId = raw.id;
+            if (raw.id !== undefined) options.onReady?.(raw.id);
+            continue;
+          }
           if (raw.id !== undefined && lastId !== undefined && raw.id <= lastId) continue; // seen already
           const parsed = JSON.parse(raw.data) as Omit<Event, "id">;
           if (raw.id !== undefined) lastId = raw.id;
@@ -327,14 +342,16 @@ async function* readEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<Raw
 
 function parseBlock(block: string): RawEvent | undefined {
   let id: number | undefined;
+  let type: string | undefined;
   const data: string[] = [];
   for (const line of block.split("\n")) {
     if (line.startsWith("id:")) id = Number(line.slice(3).trim());
+    else if (line.startsWith("event:")) type = line.slice(6).trim();
     else if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
   }
   return data.length === 0
     ? undefined
-    : { id: Number.isSafeInteger(id) ? id : undefined, data: data.join("\n") };
+    : { type, id: Number.isSafeInteger(id) ? id : undefined, data: data.join("\n") };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -30,6 +30,7 @@ const envSettings = {
   replicationFactor: { env: ["REPLICATION_FACTOR"], flag: "replication-factor" },
   writeQuorum: { env: ["WRITE_QUORUM"], flag: "write-quorum" },
   joinTimeoutSecs: { env: ["DYNA_JOIN_TIMEOUT_SECS"], flag: "join-timeout-secs" },
+  corsOrigins: { env: ["DYNA_CORS_ORIGINS"], flag: "cors-origins" },
 } as const;
 
 function kebab(name: string): string {

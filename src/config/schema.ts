@@ -14,6 +14,38 @@ export const HostPort = z.string().transform((text, context) => {
 });
 export type HostPort = z.output<typeof HostPort>;
 
+/**
+ * A serialized origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after. Host names,
+ * IPv4 and bracketed IPv6 addresses; compared lower-case.
+ */
+const originPattern =
+  /^[a-z][a-z0-9+.-]*:\/\/(?:\[[0-9a-f:.]+\]|[a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::(\d{1,5}))?$/;
+
+/**
+ * `DYNA_CORS_ORIGINS`: the origins whose pages may use the public routes (SPEC §3), a comma list of
+ * `scheme://host[:port]`, or `*` for any origin (safe: authentication is a bearer token, never a cookie).
+ * An empty list allows no other origin. Output: `"*"`, or the origins lower-cased.
+ */
+export const CorsOrigins = z.string().transform((text, context): "*" | readonly string[] => {
+  if (text.trim() === "") return [];
+  const entries = text.split(",").map((entry) => entry.trim().toLowerCase());
+  if (entries.includes("*")) {
+    if (entries.length === 1) return "*";
+    context.addIssue({ code: "custom", message: "* allows every origin: give it alone, not in a list" });
+    return z.NEVER;
+  }
+  for (const entry of entries) {
+    const match = originPattern.exec(entry);
+    if (match === null || Number(match[1] ?? 0) > 65535) {
+      context.addIssue({
+        code: "custom",
+        message: `"${entry}" is not an origin: scheme://host[:port], e.g. https://app.example.com`,
+      });
+    }
+  }
+  return entries;
+});
+
 const secret = z.string().refine((text) => new TextEncoder().encode(text).length >= 32, {
   message: "must be at least 32 bytes",
 });
@@ -83,6 +115,8 @@ export const ConfigSchema = z.object({
    * moment) before it gives up and exits 1. A refusal (wrong `CLUSTER_SECRET`) is final at once.
    */
   joinTimeoutSecs: z.coerce.number().int().min(0).max(86_400).default(60),
+  /** Origins whose browser pages may use the public routes (CORS, SPEC §3); `*` for any. */
+  corsOrigins: CorsOrigins.default("*"),
   limits: z.object(limitsShape).default({}).transform((given): Limits => {
     const merged: Limits = { ...defaultLimits };
     for (const [name, value] of Object.entries(given)) {

@@ -82,8 +82,8 @@ export type ComponentName = keyof typeof components;
 
 const problem = (description: string): Answer => ({ description, schema: "Problem" });
 const eventStream: Answer = {
-  description:
-    "An event stream (SSE): `Created`, `Updated` and `Deleted` events, each with its version as id",
+  description: "An event stream (SSE): first `event: ready` with the stream's position as id, then " +
+    "`Updated` and `Deleted` events (a key's id is its version; a table's, the node's change sequence)",
   contentType: "text/event-stream",
 };
 const listQuery = ListQuery;
@@ -91,7 +91,10 @@ const ifMatch = {
   name: "if-match",
   description: 'Only write when the current version is this one, e.g. "7"',
 };
-const lastEventId = { name: "last-event-id", description: "Resume after this version (sent by EventSource)" };
+const lastEventId = {
+  name: "last-event-id",
+  description: "Resume after this id, e.g. the ready block's (sent by EventSource); garbage is ignored",
+};
 
 /** Every route, in the order of SPEC §3. */
 export const apiRoutes: readonly RouteDoc[] = [
@@ -294,11 +297,15 @@ export function templateOf(path: string): string {
   return path.replace(/:(\w+)/g, "{$1}");
 }
 
-/** The public routes as `[path, Allow]` pairs, HEAD allowed wherever GET is. */
+/**
+ * The public routes as `[path, Allow]` pairs, HEAD allowed wherever GET is, and OPTIONS everywhere (the
+ * CORS preflight, SPEC §3).
+ */
 export function allowedMethods(): Array<[string, string]> {
   return apiRoutes.filter((route) => route.internal === undefined).map((route) => {
     const methods = Object.keys(route.operations).map((method) => method.toUpperCase());
     if (methods.includes("GET")) methods.splice(methods.indexOf("GET") + 1, 0, "HEAD");
+    methods.push("OPTIONS");
     return [route.path, methods.join(", ")];
   });
 }

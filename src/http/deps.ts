@@ -102,4 +102,10 @@ export interface AppDeps {
   phase(): NodePhase;
   /** Called with a programmer error (AssertionError): the node must stop. */
   onFatal(error: Error): void;
+  /**
+   * Origins whose browser pages may use the public routes (CORS, SPEC §3): `*`, or a list of
+   * `scheme://host[:port]`, lower-cased (`config.corsOrigins`).
+   * @default "*"
+   */
+  corsOrigins?: "*" | readonly string[];
 }

@@ -18,11 +18,12 @@ import type { AppDeps, KvWrite } from "./deps.ts";
 import { kvErrorResponse, problemResponse } from "./error_map.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
-import { readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
+import { readKey, type ReadKeyOptions, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
 import { internalAnswer, registerNodeRoutes } from "./routes/node.ts";
 import { RequestMetrics, routeOf } from "./metrics.ts";
 import { allowedMethods, templateOf } from "./api.ts";
+import { Cors, preflightResponse } from "./cors.ts";
 
 export type {
   AppDeps,
@@ -63,6 +64,8 @@ const authPrefix = "/auth/";
  */
 export function createApp(deps: AppDeps): App {
   const requestStats = new RequestMetrics();
+  const cors = new Cors(deps.corsOrigins ?? "*");
+  const readOptions: ReadKeyOptions = { anyOrigin: cors.anyOrigin };
   const nodeApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
   registerAuthRoutes(nodeApp, deps);
   registerNodeRoutes(nodeApp, deps, requestStats);
@@ -96,19 +99,26 @@ export function createApp(deps: AppDeps): App {
         return internalAnswer(request, kind, deps).catch((error) => errorResponse(error, deps));
       }
       if (deps.phase() !== "serving" && path !== "/health") {
-        return problemResponse(
-          { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },
-          { "retry-after": "1" },
+        return cors.apply(
+          request,
+          problemResponse(
+            { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },
+            { "retry-after": "1" },
+          ),
         );
       }
       const keyPath = isKeyPath(path);
       if (keyPath && request.method === "GET") {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
-        const response = readKeyOrError(path, deps);
-        if (!(response instanceof Promise)) return finish(request, keyRoute, response, undefined);
+        const response = readKeyOrError(path, deps, readOptions);
+        if (!(response instanceof Promise)) {
+          return finish(request, keyRoute, cors.applyToRead(request, response), undefined);
+        }
         const waitedFromMs = deps.clock.monotonicMs();
-        return response.then((settled) => finish(request, keyRoute, settled, waitedFromMs));
+        return response.then((settled) =>
+          finish(request, keyRoute, cors.applyToRead(request, settled), waitedFromMs)
+        );
       }
       const startedMs = deps.clock.monotonicMs();
       const op = keyPath ? writeOpOf(request.method) : undefined;
@@ -117,8 +127,8 @@ export function createApp(deps: AppDeps): App {
         ? writeKey(request, path.slice(1).split("/"), deps, op).catch((error) => errorResponse(error, deps))
         : (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
       return response instanceof Promise
-        ? response.then((settled) => finish(request, route, settled, startedMs))
-        : finish(request, route, response, startedMs);
+        ? response.then((settled) => finish(request, route, cors.apply(request, settled), startedMs))
+        : finish(request, route, cors.apply(request, response), startedMs);
     },
   };
 }
@@ -147,9 +157,9 @@ function writeOpOf(method: string): KvWrite["op"] | undefined {
   }
 }
 
-function readKeyOrError(path: string, deps: AppDeps): Response | Promise<Response> {
+function readKeyOrError(path: string, deps: AppDeps, options: ReadKeyOptions): Response | Promise<Response> {
   try {
-    const response = readKey(path.slice(1).split("/"), deps);
+    const response = readKey(path.slice(1).split("/"), deps, options);
     return response instanceof Promise ? response.catch((error) => errorResponse(error, deps)) : response;
   } catch (error) {
     return errorResponse(error, deps);
@@ -163,8 +173,13 @@ function isNodePath(path: string): boolean {
   return path.startsWith(authPrefix) && path.indexOf("/", authPrefix.length) === -1;
 }
 
+/**
+ * Answers every method a route does not serve itself: `OPTIONS` with the route's CORS preflight (SPEC §3),
+ * anything else with `405` and `Allow`.
+ */
 function registerMethodNotAllowed(app: Hono, methods: Array<[string, string]>): void {
   for (const [path, allow] of methods) {
+    app.options(path, () => preflightResponse(allow));
     app.all(path, () =>
       problemResponse(
         { status: 405, code: "method_not_allowed", detail: `this path allows ${allow}` },

@@ -38,7 +38,10 @@ export interface BrokerOptions {
 export interface SubscribeKeyOptions {
   /** The client's `Last-Event-ID` (a version), validated by the caller as a safe integer >= 0. */
   lastEventId?: number;
-  /** The key's current entry, tombstones included, read just before this call. */
+  /**
+   * The key's current entry, tombstones included, read just before this call; undefined when the key
+   * does not exist, or could not be read (then a fresh stream's position is what this node published).
+   */
   current: Entry | undefined;
 }
 
@@ -168,35 +171,51 @@ export class Broker {
   }
 
   /**
-   * Opens a stream of the changes of one key. With `lastEventId`, first replays the remembered changes
-   * after it, or, when the gap is older than the history, one frame of `current` followed by the
-   * remembered changes newer than `current` (published after the caller read it).
+   * Opens a stream of the changes of one key. It starts with a ready block whose id is the stream's
+   * position, and sends every change with a higher version (SPEC §4b):
+   *
+   * - fresh (no `lastEventId`): the position is the newest version this node knows, `current`'s or one
+   *   published since the caller read it (0 for a key that never existed);
+   * - resumed within what this node knows: the position is `lastEventId`; the remembered changes after
+   *   it follow, or, when the gap is older than the history, one frame of `current` and the remembered
+   *   changes newer than it (published after the caller read it);
+   * - resumed from beyond the newest version this node knows (a newer node's, or not a version at all):
+   *   the position is just below `current`, which follows, so the client learns the current state
+   *   instead of waiting silently for a version it claims to have.
    *
    * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
    * @throws {UnavailableError} after {@linkcode Broker.close}.
    */
   subscribeKey(table: string, key: string, options: SubscribeKeyOptions): Subscription {
-    const lastId = options.lastEventId ?? 0;
     const topic = topicOf(table, key);
-    const subscriber = this.#register(this.#keySubscribers, topic, lastId);
+    const { current, lastEventId } = options;
+    const currentVersion = current?.version ?? 0;
+    const knownVersion = Math.max(currentVersion, this.#histories.newestId("key", topic) ?? 0);
+    const ahead = lastEventId !== undefined && lastEventId > knownVersion;
+    let position = lastEventId ?? knownVersion;
+    if (ahead) position = Math.max(currentVersion - 1, 0);
+    const subscriber = this.#register(this.#keySubscribers, topic, position);
     // Its changes are remembered from now on, for this client's own resumption.
     this.#histories.watch("key", topic);
-    if (options.lastEventId === undefined) return this.#handOut(subscriber);
-    const frames = this.#histories.history("key", topic)?.framesAfter(lastId);
+    if (lastEventId === undefined) return this.#handOut(subscriber);
+    const frames = ahead ? undefined : this.#histories.history("key", topic)?.framesAfter(position);
     if (frames !== undefined) {
       for (const frame of frames) subscriber.replay(frame);
     } else {
-      this.#replayCurrent(subscriber, { topic, current: options.current });
+      this.#replayCurrent(subscriber, { topic, current });
     }
-    assert(subscriber.lastId >= lastId);
+    assert(subscriber.lastId >= position);
+    if (ahead) assert(subscriber.lastId >= currentVersion);
     return this.#handOut(subscriber);
   }
 
   /**
-   * Opens a stream of the changes of every key of one table, with ids that are this broker's own.
-   * With `lastEventId`, first replays the remembered changes after it; when the gap is older than the
-   * history, or `lastEventId` is beyond the newest id (another node's, or from before a clock went back),
-   * sends one `Resync` frame telling the client to re-read `/{table}/store`. `options.sequence` is ignored.
+   * Opens a stream of the changes of every key of one table, with ids that are this broker's own. It
+   * starts with a ready block whose id is the stream's position: the newest id when fresh, else
+   * `lastEventId`. With `lastEventId`, first replays the remembered changes after it; when the gap is
+   * older than the history, or `lastEventId` is beyond the newest id (another node's, or from before a
+   * clock went back), sends one `Resync` frame telling the client to re-read `/{table}/store` (the
+   * position is then just below the newest id). `options.sequence` is ignored.
    *
    * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
    * @throws {UnavailableError} after {@linkcode Broker.close}.
@@ -204,12 +223,14 @@ export class Broker {
   subscribeTable(table: string, options: SubscribeTableOptions): Subscription {
     const lastEventId = options.lastEventId;
     const tableId = this.#tableId;
-    const ahead = lastEventId !== undefined && lastEventId > tableId;
+    if (lastEventId === undefined) {
+      return this.#handOut(this.#register(this.#tableSubscribers, table, tableId));
+    }
+    const ahead = lastEventId > tableId;
     // A client ahead of this broker starts just below the newest id, so that the Resync and every
     // later frame pass the subscriber's increasing-id check.
-    const lastId = ahead ? tableId - 1 : lastEventId ?? 0;
+    const lastId = ahead ? tableId - 1 : lastEventId;
     const subscriber = this.#register(this.#tableSubscribers, table, lastId);
-    if (lastEventId === undefined) return this.#handOut(subscriber);
     const frames = ahead ? undefined : this.#histories.history("table", table)?.framesAfter(lastId);
     if (frames !== undefined) {
       for (const frame of frames) subscriber.replay(frame);

@@ -5,8 +5,30 @@ import type { Frame } from "./history.ts";
 
 const encoder = new TextEncoder();
 
-/** The first bytes of every stream, so headers and a first byte flow at once. Shared: never mutate. */
-export const connectedFrame: Uint8Array = encoder.encode(": connected\n\n");
+/** `event: ready`, `id: `, the line breaks and the data of a ready block: all but the id's digits. */
+const readyFixedBytes = 'event: ready\nid: \ndata: {"event":"Ready"}\n\n'.length;
+
+/** The ready block of position 0 (a key that never existed), the most frequent: one shared instance. */
+const readyFrameZero: Uint8Array = encoder.encode('event: ready\nid: 0\ndata: {"event":"Ready"}\n\n');
+
+/**
+ * The first block of every stream (SPEC §4b): `event: ready`, `id: <position>`, `data: {"event":"Ready"}`.
+ * Named, it reaches no `onmessage` handler; carrying data, it is dispatched, so every EventSource records
+ * its id and sends it back as `Last-Event-ID` on a reconnect, even one before any change. It is also the
+ * stream's first byte, so headers and a first chunk flow at once. The block of position 0 is shared:
+ * never mutate it.
+ *
+ * @param position The id after which every change follows on this stream: a version for a key stream,
+ * the broker's table-stream id for a table stream; 0 when nothing has happened yet.
+ */
+export function encodeReadyFrame(position: number): Uint8Array {
+  assert(Number.isSafeInteger(position), "a stream position must be a safe integer");
+  assert(position >= 0, "a stream position must be at least 0");
+  if (position === 0) return readyFrameZero;
+  const bytes = encoder.encode(`event: ready\nid: ${position}\ndata: {"event":"Ready"}\n\n`);
+  assert(bytes.length === readyFixedBytes + digitCount(position), "a ready block is ASCII of known size");
+  return bytes;
+}
 
 /** The keepalive comment (SPEC §4), one instance for every stream. Shared: never mutate. */
 export const keepaliveFrame: Uint8Array = encoder.encode(": keepalive\n\n");

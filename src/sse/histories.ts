@@ -131,6 +131,14 @@ export class Histories {
     return this.#slotsByKind[kind].size;
   }
 
+  /**
+   * Id of the newest frame remembered for `topic`, held or not (a key's newest published version), or
+   * undefined when the topic is not remembered.
+   */
+  newestId(kind: HistoryKind, topic: string): number | undefined {
+    return this.#slotsByKind[kind].get(topic)?.newestId;
+  }
+
   /** The history of one key or table, or undefined when it holds no frame. */
   history(kind: HistoryKind, topic: string): HistoryView | undefined {
     return this.#slotsByKind[kind].get(topic)?.history;

@@ -4,6 +4,8 @@
  *
  * It owns the wire format of the events, the bounded per-subscriber queues, the `Last-Event-ID` replay
  * histories (every table's; a key's from its first subscription on this node) and the keepalive timer.
+ * Every stream starts with a ready block (`event: ready`, `id: <position>`, `data: {"event":"Ready"}`,
+ * SPEC §4b), so a client that reconnects before any change still resumes from its position.
  * It knows nothing of HTTP, hono or the cluster: the HTTP layer turns a {@linkcode Subscription}'s stream
  * into a `text/event-stream` response, and `main.ts` forwards each store `ChangeEvent`, and each change a
  * coordinator forwards for a key this node does not replicate, to {@linkcode Broker.publish}, which drops
@@ -15,6 +17,7 @@
  * const broker = new Broker({ limits: config.limits, logger });
  * broker.publish(event); // main.ts: each store change or forwarded change; duplicates are dropped
  * // http: GET /users/subscribe/alice with `Last-Event-ID: 7`; `current` read from the store just before
+ * // (a fresh subscribe reads it too: the key's current version is the stream's position)
  * const subscription = broker.subscribeKey("users", "alice", { lastEventId: 7, current });
  * return new Response(subscription.stream, { headers: { "content-type": "text/event-stream" } });
  * ```

@@ -1,5 +1,5 @@
 import { assert } from "../util/assert.ts";
-import { connectedFrame } from "./event_format.ts";
+import { encodeReadyFrame } from "./event_format.ts";
 import { SubscriberTooSlowError } from "./errors.ts";
 import type { Frame } from "./history.ts";
 
@@ -10,7 +10,10 @@ export type CloseReason = "cancelled" | "closed" | "overflow";
 export interface SubscriberOptions {
   /** Live frames queued before the subscriber is disconnected as too slow. */
   queueDepthMax: number;
-  /** Frames with an id at or below this one are never sent (the client has them). */
+  /**
+   * The stream's position, sent first as its ready block (`event: ready`, `id: <lastId>`): frames with an
+   * id at or below it are never sent (the client has them, or they precede the stream).
+   */
   lastId: number;
   /** Called exactly once, when the subscriber stops for any reason. */
   onClose: (subscriber: Subscriber, reason: CloseReason) => void;
@@ -26,7 +29,7 @@ export interface SubscriberOptions {
  * size algorithm (a `CountQueuingStrategy` keeps a closure and a converted copy of itself per stream).
  */
 export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
-  /** The bytes of the event stream, starting with `: connected`. */
+  /** The bytes of the event stream, starting with the ready block of `lastId`. */
   readonly stream: ReadableStream<Uint8Array>;
   readonly #queueDepthMax: number;
   readonly #onClose: (subscriber: Subscriber, reason: CloseReason) => void;
@@ -45,7 +48,8 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     // Each chunk counts 1 against the high-water mark: `desiredSize` is queueDepthMax minus chunks queued.
     this.stream = new ReadableStream<Uint8Array>(this, { highWaterMark: options.queueDepthMax });
     assert(this.#controller !== undefined, "ReadableStream calls start() synchronously");
-    this.#controller.enqueue(connectedFrame);
+    // The ready block is the position every later frame follows, so its id is the last id as it starts.
+    this.#controller.enqueue(encodeReadyFrame(options.lastId));
   }
 
   /** Underlying-source callback, called once by the stream's constructor: keeps the controller. */

@@ -1,5 +1,7 @@
 /** One server-sent event or comment as received. */
 export interface SseFrame {
+  /** The `event:` field: `ready` for the block that starts every stream (SPEC §4b). */
+  event?: string;
   id?: string;
   data?: string;
   comment?: string;
@@ -46,12 +48,30 @@ export class SseReader implements AsyncDisposable {
     }
   }
 
-  /** The next frame that is an event (comments skipped). */
+  /** The next frame that is a change (comments and the stream's `ready` block skipped). */
   async nextEvent(timeoutMs = 5_000): Promise<{ id: string; data: Record<string, unknown> }> {
-    for (;;) { // skips comments until an event
+    for (;;) { // skips comments and the ready block until an event
       const frame = await this.next(timeoutMs);
       if (frame === undefined) throw new Error("stream ended");
-      if (frame.data !== undefined) return { id: frame.id ?? "", data: JSON.parse(frame.data) };
+      if (frame.data !== undefined && frame.event !== "ready") {
+        return { id: frame.id ?? "", data: JSON.parse(frame.data) };
+      }
+    }
+  }
+
+  /**
+   * The id of the stream's ready block, which must be its first block (comments aside): the position
+   * the stream starts from.
+   */
+  async readyId(timeoutMs = 5_000): Promise<string> {
+    for (;;) { // skips comments until the first block
+      const frame = await this.next(timeoutMs);
+      if (frame === undefined) throw new Error("stream ended before its ready block");
+      if (frame.comment !== undefined && frame.data === undefined) continue;
+      if (frame.event !== "ready" || frame.id === undefined || frame.data !== '{"event":"Ready"}') {
+        throw new Error(`the stream's first block is not its ready block: ${JSON.stringify(frame)}`);
+      }
+      return frame.id;
     }
   }
 
@@ -64,6 +84,7 @@ function parseFrame(block: string): SseFrame {
   const frame: SseFrame = {};
   for (const line of block.split("\n")) {
     if (line.startsWith(":")) frame.comment = line.slice(1).trim();
+    else if (line.startsWith("event: ")) frame.event = line.slice(7);
     else if (line.startsWith("id: ")) frame.id = line.slice(4);
     else if (line.startsWith("data: ")) {
       frame.data = frame.data === undefined ? line.slice(6) : `${frame.data}\n${line.slice(6)}`;

@@ -104,12 +104,16 @@ async function firstEvent(body: ReadableStream<Uint8Array>): Promise<Record<stri
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   try {
-    for (;;) { // until a data line arrives or the stream ends
+    for (;;) { // until a change's data line arrives or the stream ends
       const { done, value } = await reader.read();
       if (done) throw new Error(`the event stream ended before an event; got: ${buffer}`);
       buffer += value;
-      const line = buffer.split("\n").find((candidate) => candidate.startsWith("data: "));
-      if (line !== undefined && buffer.includes("\n\n")) return JSON.parse(line.slice(6));
+      // Whole blocks only, and not the stream's ready block (SPEC §4b), which names its event.
+      const blocks = buffer.split("\n\n").slice(0, -1).filter((block) => !block.startsWith("event: ready"));
+      const line = blocks.flatMap((block) => block.split("\n")).find((candidate) =>
+        candidate.startsWith("data: ")
+      );
+      if (line !== undefined) return JSON.parse(line.slice(6));
     }
   } finally {
     await reader.cancel().catch(() => {});

@@ -132,7 +132,10 @@ class SseLoad {
     }
   }
 
-  /** Connects one subscriber; resolves once its stream has sent `: connected`, or failed. */
+  /**
+   * Connects one subscriber; resolves once its stream has started (dynarust's `event: ready` block, or the
+   * baseline's `: connected` comment), or failed.
+   */
   async subscribe(subscriber: Subscriber, timeoutMs: number): Promise<void> {
     const url = new URL(this.plan.url);
     const connection = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
@@ -141,10 +144,10 @@ class SseLoad {
       `Host: ${url.host}\r\nAccept: text/event-stream\r\n\r\n`;
     await connection.write(new TextEncoder().encode(request));
     const ready = Promise.withResolvers<void>();
-    const timer = setTimeout(() => ready.reject(new Error("no `: connected` in time")), timeoutMs);
+    const timer = setTimeout(() => ready.reject(new Error("the stream did not start in time")), timeoutMs);
     void this.#read(subscriber, ready).finally(() => {
       subscriber.closed = true;
-      ready.reject(new Error("stream closed before `: connected`"));
+      ready.reject(new Error("stream closed before it started"));
     });
     try {
       await ready.promise;
@@ -176,7 +179,7 @@ class SseLoad {
           headerDone = true;
           text = text.slice(end + headerEnd.length);
         }
-        if (!subscriber.ready && text.includes(": connected")) {
+        if (!subscriber.ready && (text.includes("event: ready\n") || text.includes(": connected"))) {
           subscriber.ready = true;
           ready.resolve();
         }

@@ -1,5 +1,6 @@
 import type { Hono } from "hono";
-import type { AppDeps, EventSubscription } from "../deps.ts";
+import { KvError } from "../../util/errors.ts";
+import type { AppDeps, EntryView, EventSubscription } from "../deps.ts";
 import { tableAndKey, tableOf } from "../request.ts";
 import { parseLastEventId } from "../schemas.ts";
 import { markStreaming } from "../../server/mod.ts";
@@ -10,19 +11,24 @@ const streamHeaders = {
   "x-accel-buffering": "no",
 };
 
-/** The live-update routes of SPEC §4: one key, or a whole table. */
+/**
+ * The live-update routes of SPEC §4: one key, or a whole table. Every stream starts with a ready block
+ * whose id is its position (SPEC §4b). A `Last-Event-ID` that is not a safe integer >= 0 (garbage,
+ * negative, huge) is treated as absent.
+ */
 export function registerEventRoutes(app: Hono, deps: AppDeps): void {
-  app.get("/:table/subscribe/:key", (c) => {
+  app.get("/:table/subscribe/:key", (c): Response | Promise<Response> => {
     const { table, key } = tableAndKey(c, deps);
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
-    // Only a resume can need the current value (a gap older than the history), so a fresh subscribe
-    // skips the read and is answered synchronously: thousands of clients connecting at once then leave
-    // no pending read, promise or context behind each.
-    if (lastEventId === undefined) {
-      return eventStream(deps.broker.subscribeKey(table, key, { current: undefined }));
-    }
-    return resumeKeyStream(deps, { table, key, lastEventId });
+    // A key this node holds is read synchronously, and the stream answered at once: thousands of
+    // clients connecting together then leave no pending read, promise or context behind each.
+    const current = lastEventId === undefined ? readPosition(deps, { table, key }) : deps.kv.read(table, key);
+    const subscribe = (entry: EntryView | undefined) => {
+      const options = lastEventId === undefined ? { current: entry } : { current: entry, lastEventId };
+      return eventStream(deps.broker.subscribeKey(table, key, options));
+    };
+    return current instanceof Promise ? current.then(subscribe) : subscribe(current);
   });
 
   app.get("/:table/subscribe", (c) => {
@@ -35,14 +41,28 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
   });
 }
 
-/** A key stream resumed after `lastEventId`: reads the current value first, for a gap older than history. */
-async function resumeKeyStream(
+/**
+ * The key's current state for a fresh stream's position. A read that fails (no replica answered) gives
+ * undefined: the broker then starts from the newest version it published, a position at or below the
+ * key's, from which a resume is answered with the current value; a fresh stream is never refused for it.
+ * A resume reads without this fallback: there the current value may be what the client must get.
+ */
+function readPosition(
   deps: AppDeps,
-  options: { table: string; key: string; lastEventId: number },
-): Promise<Response> {
-  const { table, key, lastEventId } = options;
-  const current = await deps.kv.read(table, key);
-  return eventStream(deps.broker.subscribeKey(table, key, { current, lastEventId }));
+  options: { table: string; key: string },
+): EntryView | undefined | Promise<EntryView | undefined> {
+  try {
+    const current = deps.kv.read(options.table, options.key);
+    return current instanceof Promise ? current.catch(unlessOperating) : current;
+  } catch (error) {
+    return unlessOperating(error);
+  }
+}
+
+/** Undefined for an operating error (a `KvError`); anything else, a programmer error, is rethrown. */
+function unlessOperating(error: unknown): undefined {
+  if (error instanceof KvError) return undefined;
+  throw error;
 }
 
 /** The response of a subscription; a client that goes away cancels the stream, which unsubscribes it. */

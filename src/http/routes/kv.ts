@@ -2,7 +2,7 @@ import type { Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, KvWrite } from "../deps.ts";
 import { readJsonBody } from "../body.ts";
-import { jsonText, rawSegments, requireUser, tableAndKeyOf, tableOf } from "../request.ts";
+import { jsonText, jsonTextAnyOrigin, rawSegments, requireUser, tableAndKeyOf, tableOf } from "../request.ts";
 import { checkName, ListQuery, parseIfMatch, parseWith, valueOfBody } from "../schemas.ts";
 import { streamListing } from "./listing.ts";
 
@@ -67,6 +67,15 @@ export async function writeKey(
   return jsonText(entry.json, 201, `"${entry.version}"`);
 }
 
+/** Options of {@linkcode readKey}. */
+export interface ReadKeyOptions {
+  /**
+   * Answer a `200` with the CORS headers of any origin already in its literal headers (`Cors.anyOrigin`);
+   * otherwise the caller adds CORS headers. Pass one object built once, not one per request.
+   */
+  readonly anyOrigin: boolean;
+}
+
 /**
  * `GET /{table}/key/{key}` (SPEC §3 row 2) from the raw path segments. Synchronous when this node holds the
  * key: Deno.serve answers a plain Response faster than a promise. `createApp` calls it before any routing.
@@ -77,17 +86,26 @@ export async function writeKey(
  *
  * @throws {KeyAbsentError} and the name errors of `decodeTable`/`decodeName`.
  */
-export function readKey(segments: readonly string[], deps: AppDeps): Response | Promise<Response> {
-  const { table, key } = tableAndKeyOf(segments, deps);
-  const entry = deps.kv.read(table, key);
+export function readKey(
+  segments: readonly string[],
+  deps: AppDeps,
+  options: ReadKeyOptions = { anyOrigin: false },
+): Response | Promise<Response> {
+  const target = tableAndKeyOf(segments, deps);
+  const entry = deps.kv.read(target.table, target.key);
   return entry instanceof Promise
-    ? entry.then((settled) => readAnswer(table, key, settled))
-    : readAnswer(table, key, entry);
+    ? entry.then((settled) => readAnswer(target, settled, options))
+    : readAnswer(target, entry, options);
 }
 
-function readAnswer(table: string, key: string, entry: EntryView | undefined): Response {
-  if (entry === undefined || entry.deleted) throw new KeyAbsentError(table, key);
-  return jsonText(entry.json, 200, `"${entry.version}"`);
+function readAnswer(
+  target: { table: string; key: string },
+  entry: EntryView | undefined,
+  options: ReadKeyOptions,
+): Response {
+  if (entry === undefined || entry.deleted) throw new KeyAbsentError(target.table, target.key);
+  const etag = `"${entry.version}"`;
+  return options.anyOrigin ? jsonTextAnyOrigin(entry.json, etag) : jsonText(entry.json, 200, etag);
 }
 
 /** Where and what a listing route reads. */

@@ -31,6 +31,8 @@ Deno.test("config: bad configuration is refused with exit 78 and a line naming t
     [["127.0.0.1:0", "--no-such-flag"], {}, /no-such-flag/],
     [["127.0.0.1:0"], { DYNA_MODE: "https", DYNA_CERT: "/nonexistent/cert.pem" }, /DYNA_CERT/],
     [["127.0.0.1:0", "--data-dir", "/proc/forbidden"], {}, /data/i],
+    [["127.0.0.1:0"], { DYNA_CORS_ORIGINS: "app.example.com" }, /DYNA_CORS_ORIGINS: .*not an origin/],
+    [["127.0.0.1:0", "--cors-origins", "https://app.example.com/path"], {}, /DYNA_CORS_ORIGINS/],
   ];
   for (const [args, env, expected] of cases) {
     const result = await NodeProcess.runToExit(args, env);

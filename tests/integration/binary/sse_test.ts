@@ -47,6 +47,7 @@ Deno.test("sse: events of a key arrive in version order with id = version, then 
 Deno.test("sse: keepalive comments flow on an idle stream", async () => {
   await using node = await NodeProcess.start({ env: { DYNA_SSE_KEEPALIVE_MS: "100" } });
   await using events = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
+  assert.equal(await events.readyId(), "0", "the stream starts with its position: k does not exist");
   let keepalives = 0;
   while (keepalives < 2) {
     const frame = await events.next(2_000);

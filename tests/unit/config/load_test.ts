@@ -86,3 +86,33 @@ Deno.test("isLoopback() knows loopback names", () => {
   for (const name of ["127.0.0.1", "127.1.2.3", "localhost", "::1"]) assert.ok(isLoopback(name), name);
   for (const name of ["0.0.0.0", "10.0.0.1", "::", "example.com"]) assert.ok(!isLoopback(name), name);
 });
+
+Deno.test("loadConfig() takes CORS origins from --cors-origins or DYNA_CORS_ORIGINS, * by default", () => {
+  assert.equal(run(["127.0.0.1:0"]).corsOrigins, "*");
+  const listed = run(["127.0.0.1:0"], {
+    DYNA_CORS_ORIGINS: " https://App.Example.com ,http://127.0.0.1:8080",
+  });
+  assert.deepEqual(listed.corsOrigins, ["https://app.example.com", "http://127.0.0.1:8080"]);
+  assert.ok(Object.isFrozen(listed.corsOrigins));
+  const flagged = run(["127.0.0.1:0", "--cors-origins", "http://[::1]:65535"], { DYNA_CORS_ORIGINS: "*" });
+  assert.deepEqual(flagged.corsOrigins, ["http://[::1]:65535"]);
+  assert.deepEqual(run(["127.0.0.1:0"], { DYNA_CORS_ORIGINS: "" }).corsOrigins, [], "no other origin");
+});
+
+Deno.test("loadConfig() refuses a CORS origin that is not scheme://host[:port], naming the setting", () => {
+  for (
+    const bad of [
+      "example.com",
+      "https://example.com/",
+      "https://example.com/app",
+      "https://example.com:65536",
+      "https://exa mple.com",
+      "https://a.com,,https://b.com",
+      "*,https://a.com",
+    ]
+  ) {
+    const issues = issuesOf(["127.0.0.1:0"], { DYNA_CORS_ORIGINS: bad });
+    assert.equal(issues.length, 1, bad);
+    assert.match(issues[0]!, /^DYNA_CORS_ORIGINS: /, bad);
+  }
+});

@@ -17,13 +17,14 @@ import {
   FrameReader,
   keyFrameText,
   liveJson,
+  readyText,
   recordingLogger,
   testLimits,
   watchKeys,
   withTimeout,
 } from "./sse_helpers.ts";
 
-const connected = ": connected\n\n";
+const ready = readyText;
 
 /** The clock reads 1 ms, so table-stream ids start at 1000: the n-th published change has id 1000 + n. */
 function makeBroker(overrides: Partial<Limits> = {}): Broker {
@@ -36,8 +37,8 @@ Deno.test("Broker disconnects a slow subscriber at sseQueueDepthMax + 1 while a 
   const events = new EventMaker();
   const slow = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
   const fast = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  assert.equal(await slow.next(), connected);
-  assert.equal(await fast.next(), connected);
+  assert.equal(await slow.next(), ready(0));
+  assert.equal(await fast.next(), ready(0));
   for (let version = 1; version <= 4; version += 1) {
     broker.publish(events.updated({ table: "t", key: "k", version }));
     assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
@@ -60,7 +61,7 @@ Deno.test("Broker holds sseQueueDepthMax frames for a subscriber that has not re
   const broker = makeBroker({ sseQueueDepthMax: 3 });
   const events = new EventMaker();
   const reader = new FrameReader(broker.subscribeTable("t", {}).stream);
-  assert.equal(await reader.next(), connected);
+  assert.equal(await reader.next(), ready(1000));
   for (const key of ["a", "b", "c"]) broker.publish(events.updated({ table: "t", key, version: 1 }));
   assert.equal(broker.droppedCount, 0);
   broker.close();
@@ -88,7 +89,10 @@ Deno.test("Broker accepts subscribersMax subscriptions and refuses one more", as
   const again = new FrameReader(broker.subscribeKey("t", "c", { current: undefined }).stream);
   assert.equal(broker.activeCount, 3);
   broker.close();
-  for (const reader of [...readers.slice(1), again]) assert.deepEqual(await reader.rest(), [connected]);
+  const positions = [0, 1000, 0]; // the key streams start at version 0, the table stream at id 1000
+  for (const [index, reader] of [...readers.slice(1), again].entries()) {
+    assert.deepEqual(await reader.rest(), [ready(positions[index]!)]);
+  }
 });
 
 Deno.test("Broker unregisters a cancelled stream and sends it nothing more", async () => {
@@ -117,15 +121,15 @@ Deno.test("Subscription.close() ends the stream after the queued frames and unre
   assert.equal(broker.activeCount, 0);
   assert.equal(broker.keepaliveRunning, false);
   broker.publish(events.updated({ table: "t", key: "k", version: 2 }));
-  assert.deepEqual(await reader.rest(), [connected, keyFrameText("Updated", 1, liveJson(1, 1))]);
+  assert.deepEqual(await reader.rest(), [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))]);
 });
 
 Deno.test("Broker sends one shared keepalive to every open stream every sseKeepaliveMs", async () => {
   const broker = makeBroker({ sseKeepaliveMs: 20 });
   const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
   const second = new FrameReader(broker.subscribeTable("t", {}).stream);
-  assert.equal(await first.next(), connected);
-  assert.equal(await second.next(), connected);
+  assert.equal(await first.next(), ready(0));
+  assert.equal(await second.next(), ready(1000));
   const firstKeepalive = await withTimeout(first.nextBytes(), 2_000);
   const secondKeepalive = await withTimeout(second.nextBytes(), 2_000);
   assert.equal(new TextDecoder().decode(firstKeepalive), ": keepalive\n\n");
@@ -143,7 +147,7 @@ Deno.test("Broker restarts the keepalive timer for a subscriber that arrives aft
   assert.equal(broker.activeCount, 0);
   assert.equal(broker.keepaliveRunning, false);
   const reader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  assert.equal(await reader.next(), connected);
+  assert.equal(await reader.next(), ready(0));
   assert.equal(await withTimeout(reader.next(), 2_000), ": keepalive\n\n");
   broker.close();
   assert.deepEqual(await reader.rest(), []);
@@ -163,9 +167,9 @@ Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to t
   const withinMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
   broker.close();
   const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
-  assert.deepEqual(await atMax.rest(), [connected, frame(1), frame(2), frame(3), frame(4)]);
-  assert.deepEqual(await overMax.rest(), [connected, keyFrameText("Updated", 4, current.json)]);
-  assert.deepEqual(await withinMax.rest(), [connected, frame(2), frame(3), frame(4)]);
+  assert.deepEqual(await atMax.rest(), [ready(0), frame(1), frame(2), frame(3), frame(4)]);
+  assert.deepEqual(await overMax.rest(), [ready(0), keyFrameText("Updated", 4, current.json)]);
+  assert.deepEqual(await withinMax.rest(), [ready(1), frame(2), frame(3), frame(4)]);
 });
 
 Deno.test("Broker remembers sseHistoryKeysMax keys and forgets the least recently changed one", async () => {
@@ -186,11 +190,11 @@ Deno.test("Broker remembers sseHistoryKeysMax keys and forgets the least recentl
   const aOverMax = resume("a", 2);
   const bOverMax = resume("b", 1);
   broker.close();
-  assert.deepEqual(await aAtMax.rest(), [connected, frame(1), frame(2)]);
-  assert.deepEqual(await bAtMax.rest(), [connected, frame(1)]);
-  assert.deepEqual(await aOverMax.rest(), [connected, frame(1), frame(2)], "replayed from history");
+  assert.deepEqual(await aAtMax.rest(), [ready(0), frame(1), frame(2)]);
+  assert.deepEqual(await bAtMax.rest(), [ready(0), frame(1)]);
+  assert.deepEqual(await aOverMax.rest(), [ready(0), frame(1), frame(2)], "replayed from history");
   const bCurrent = entryOf({ key: "b", version: 1 });
-  assert.deepEqual(await bOverMax.rest(), [connected, keyFrameText("Updated", 1, bCurrent.json)]);
+  assert.deepEqual(await bOverMax.rest(), [ready(0), keyFrameText("Updated", 1, bCurrent.json)]);
 });
 
 Deno.test("Broker remembers sseHistoryKeysMax tables and sends Resync for a forgotten one", async () => {
@@ -203,10 +207,10 @@ Deno.test("Broker remembers sseHistoryKeysMax tables and sends Resync for a forg
   const tOverMax = new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
   broker.close();
   assert.deepEqual(await tAtMax.rest(), [
-    connected,
+    ready(1000),
     `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
   ]);
-  assert.deepEqual(await tOverMax.rest(), [connected, 'id: 1003\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await tOverMax.rest(), [ready(1000), 'id: 1003\ndata: {"event":"Resync"}\n\n']);
 });
 
 Deno.test("Broker.close() ends every stream and refuses new subscriptions", async () => {
@@ -215,7 +219,7 @@ Deno.test("Broker.close() ends every stream and refuses new subscriptions", asyn
   broker.close();
   assert.equal(broker.activeCount, 0);
   assert.equal(broker.keepaliveRunning, false);
-  assert.deepEqual(await reader.rest(), [connected]);
+  assert.deepEqual(await reader.rest(), [ready(1000)]);
   assert.throws(() => broker.subscribeKey("t", "k", { current: undefined }), UnavailableError);
   broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 1 }));
 });
@@ -287,13 +291,13 @@ Deno.test("Broker resumes a key or table evicted by sseHistoryBytesMax: value, R
   const keptKey = new FrameReader(broker.subscribeKey("u", "b", { lastEventId: 0, current }).stream);
   broker.close();
   const tableFrame = `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`;
-  assert.deepEqual(await keyAtMax.rest(), [connected, keyFrameText("Updated", 1, liveJson(1, 1))]);
-  assert.deepEqual(await tableAtMax.rest(), [connected, tableFrame]);
-  assert.deepEqual(await keyOverMax.rest(), [connected, keyFrameText("Updated", 1, current.json)]);
-  assert.deepEqual(await tableOverMax.rest(), [connected, 'id: 1003\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await keyAtMax.rest(), [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))]);
+  assert.deepEqual(await tableAtMax.rest(), [ready(1000), tableFrame]);
+  assert.deepEqual(await keyOverMax.rest(), [ready(0), keyFrameText("Updated", 1, current.json)]);
+  assert.deepEqual(await tableOverMax.rest(), [ready(1000), 'id: 1003\ndata: {"event":"Resync"}\n\n']);
   assert.deepEqual(
     await keptKey.rest(),
-    [connected, keyFrameText("Updated", 1, liveJson(1, 1))],
+    [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))],
     "b is kept",
   );
 });

@@ -15,12 +15,13 @@ import {
   FrameReader,
   keyFrameText,
   liveJson,
+  readyText,
   testLimits,
   tombstoneJson,
   watchKeys,
 } from "./sse_helpers.ts";
 
-const connected = ": connected\n\n";
+const ready = readyText;
 
 function makeBroker(options: { clock?: ManualClock; limits?: Partial<Limits> } = {}): Broker {
   const clock = options.clock ?? new ManualClock(1);
@@ -63,7 +64,10 @@ Deno.test("Broker table-stream ids start at clock.nowMs() * 1000, grow by 1 and 
   const secondIds = (await secondReader.rest()).slice(1).map(idOf);
   assert.deepEqual(secondIds, [startId + 1000 + 1]);
   assert.ok(secondIds[0]! > firstIds[2]!, "ids keep growing across a restart");
-  assert.deepEqual(await resumed.rest(), [connected, `id: ${startId + 1001}\ndata: {"event":"Resync"}\n\n`]);
+  assert.deepEqual(await resumed.rest(), [
+    ready(firstIds[2]!),
+    `id: ${startId + 1001}\ndata: {"event":"Resync"}\n\n`,
+  ]);
 });
 
 Deno.test("Broker.publish() drops a key's duplicate and late versions, and numbers only what it publishes", async () => {
@@ -81,7 +85,7 @@ Deno.test("Broker.publish() drops a key's duplicate and late versions, and numbe
   assert.equal(broker.publishedVersionCount, 2);
   broker.close();
   assert.deepEqual(await keyReader.rest(), [
-    connected,
+    ready(0),
     keyFrame(1),
     keyFrame(2),
     keyFrameText("Deleted", 5, tombstoneJson("k", 5)),
@@ -111,8 +115,12 @@ Deno.test("Broker remembers the published versions of sseHistoryKeysMax keys and
   broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
   broker.publish(events.updated({ table: "t", key: "a", version: 2 }));
   broker.close();
-  assert.deepEqual(await keyReader.rest(), [connected, keyFrame(1), keyFrame(2)]);
-  assert.deepEqual(await tableReader.rest(), [connected, tableFrame(1004, "a", 1), tableFrame(1005, "a", 2)]);
+  assert.deepEqual(await keyReader.rest(), [ready(0), keyFrame(1), keyFrame(2)]);
+  assert.deepEqual(await tableReader.rest(), [
+    ready(1003),
+    tableFrame(1004, "a", 1),
+    tableFrame(1005, "a", 2),
+  ]);
 });
 
 Deno.test("Broker.subscribeKey() past the history sends the current value, then the newer remembered versions", async () => {
@@ -136,13 +144,13 @@ Deno.test("Broker.subscribeKey() past the history sends the current value, then 
   broker.publish(events.updated({ table: "t", key: "k", version: 6 }));
   broker.close();
   const expected = [keyFrame(4), keyFrame(5), keyFrame(6)];
-  assert.deepEqual(await reader.rest(), [connected, keyFrameText("Updated", 3, current.json), ...expected]);
+  assert.deepEqual(await reader.rest(), [ready(1), keyFrameText("Updated", 3, current.json), ...expected]);
   assert.deepEqual(await olderReader.rest(), [
-    connected,
+    ready(1),
     keyFrameText("Updated", 2, older.json),
     ...expected,
   ]);
-  assert.deepEqual(await noneReader.rest(), [connected, ...expected]);
+  assert.deepEqual(await noneReader.rest(), [ready(2), ...expected]);
 });
 
 Deno.test("Broker.subscribeTable() sends Resync for a Last-Event-ID beyond its newest id, then goes live", async () => {
@@ -157,12 +165,12 @@ Deno.test("Broker.subscribeTable() sends Resync for a Last-Event-ID beyond its n
   broker.close();
   const live = tableFrame(1002, "b", 1);
   assert.deepEqual(await beforeAny.rest(), [
-    connected,
+    ready(999),
     'id: 1000\ndata: {"event":"Resync"}\n\n',
     tableFrame(1001, "a", 1),
     live,
   ]);
-  assert.deepEqual(await atNewest.rest(), [connected, live], "at the newest id: no gap");
-  assert.deepEqual(await oneOver.rest(), [connected, 'id: 1001\ndata: {"event":"Resync"}\n\n', live]);
-  assert.deepEqual(await farOver.rest(), [connected, 'id: 1001\ndata: {"event":"Resync"}\n\n', live]);
+  assert.deepEqual(await atNewest.rest(), [ready(1001), live], "at the newest id: no gap");
+  assert.deepEqual(await oneOver.rest(), [ready(1000), 'id: 1001\ndata: {"event":"Resync"}\n\n', live]);
+  assert.deepEqual(await farOver.rest(), [ready(1000), 'id: 1001\ndata: {"event":"Resync"}\n\n', live]);
 });

@@ -12,12 +12,13 @@ import {
   FrameReader,
   keyFrameText,
   liveJson,
+  readyText,
   testLimits,
   tombstoneJson,
   watchKeys,
 } from "./sse_helpers.ts";
 
-const connected = ": connected\n\n";
+const ready = readyText;
 
 /** The clock reads 1 ms, so table-stream ids start at 1000: the n-th published change has id 1000 + n. */
 function makeBroker(overrides: Partial<Limits> = {}): Broker {
@@ -34,7 +35,7 @@ Deno.test("Broker key stream sends Updated and Deleted frames byte-exact, in ver
   broker.publish(events.deleted({ table: "t", key: "k", version: 3 }));
   broker.close();
   assert.deepEqual(await reader.rest(), [
-    connected,
+    ready(0),
     keyFrameText("Updated", 1, liveJson({ n: 1 }, 1)),
     keyFrameText("Updated", 2, liveJson("two", 2)),
     keyFrameText("Deleted", 3, tombstoneJson("k", 3)),
@@ -50,7 +51,7 @@ Deno.test("Broker table stream sends every key of its table with the broker's ow
   broker.publish(events.deleted({ table: "t", key: 'b"', version: 4 }));
   broker.close();
   assert.deepEqual(await reader.rest(), [
-    connected,
+    ready(1000),
     `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
     `id: 1003\ndata: {"event":"Deleted","key":"b\\"","value":${tombstoneJson('b"', 4)}}\n\n`,
   ]);
@@ -63,7 +64,7 @@ Deno.test("Broker keeps tables and keys apart even when their concatenations are
   broker.publish(events.updated({ table: "a", key: "bc", version: 1 }));
   broker.publish(events.updated({ table: "ab", key: "c", version: 5 }));
   broker.close();
-  assert.deepEqual(await reader.rest(), [connected, keyFrameText("Updated", 5, liveJson(5, 5))]);
+  assert.deepEqual(await reader.rest(), [ready(0), keyFrameText("Updated", 5, liveJson(5, 5))]);
 });
 
 Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then goes live", async () => {
@@ -76,7 +77,7 @@ Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then g
   broker.publish(events.deleted({ table: "t", key: "k", version: 4 }));
   broker.close();
   assert.deepEqual(await reader.rest(), [
-    connected,
+    ready(1),
     keyFrameText("Updated", 2, liveJson(2, 2)),
     keyFrameText("Updated", 3, liveJson(3, 3)),
     keyFrameText("Deleted", 4, tombstoneJson("k", 4)),
@@ -97,18 +98,18 @@ Deno.test("Broker remembers a key's changes only once it was subscribed here; be
   const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 2, current }).stream);
   broker.close();
   const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
-  assert.deepEqual(await moved.rest(), [connected, keyFrameText("Updated", 2, current.json), frame(3)]);
-  assert.deepEqual(await resumed.rest(), [connected, frame(3)], "replayed from the history");
+  assert.deepEqual(await moved.rest(), [ready(1), keyFrameText("Updated", 2, current.json), frame(3)]);
+  assert.deepEqual(await resumed.rest(), [ready(2), frame(3)], "replayed from the history");
 });
 
-Deno.test("Broker.subscribeKey() without Last-Event-ID replays nothing", async () => {
+Deno.test("Broker.subscribeKey() without Last-Event-ID starts at the current version and replays nothing", async () => {
   const broker = makeBroker();
   const events = new EventMaker();
   for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
   const current = entryOf({ key: "k", version: 2 });
   const reader = new FrameReader(broker.subscribeKey("t", "k", { current }).stream);
   broker.close();
-  assert.deepEqual(await reader.rest(), [connected]);
+  assert.deepEqual(await reader.rest(), [ready(2)]);
 });
 
 Deno.test("Broker.subscribeKey() sends the current value when the gap is older than the history", async () => {
@@ -127,12 +128,12 @@ Deno.test("Broker.subscribeKey() sends the current value when the gap is older t
     broker.subscribeKey("t", "u", { lastEventId: 4, current: unseen }).stream,
   );
   broker.close();
-  assert.deepEqual(await liveReader.rest(), [connected, keyFrameText("Updated", 3, live.json)]);
-  assert.deepEqual(await goneReader.rest(), [connected, keyFrameText("Deleted", 3, tombstone.json)]);
-  assert.deepEqual(await unseenReader.rest(), [connected, keyFrameText("Updated", 9, unseen.json)]);
+  assert.deepEqual(await liveReader.rest(), [ready(0), keyFrameText("Updated", 3, live.json)]);
+  assert.deepEqual(await goneReader.rest(), [ready(0), keyFrameText("Deleted", 3, tombstone.json)]);
+  assert.deepEqual(await unseenReader.rest(), [ready(4), keyFrameText("Updated", 9, unseen.json)]);
 });
 
-Deno.test("Broker.subscribeKey() sends nothing when Last-Event-ID is at or past the current version", async () => {
+Deno.test("Broker.subscribeKey() resumes at the current version quietly, and past every known version with the current value", async () => {
   const broker = makeBroker();
   const current = entryOf({ key: "k", version: 5 });
   const atReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 5, current }).stream);
@@ -142,9 +143,15 @@ Deno.test("Broker.subscribeKey() sends nothing when Last-Event-ID is at or past 
   );
   broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 6 }));
   broker.close();
-  assert.deepEqual(await atReader.rest(), [connected, keyFrameText("Updated", 6, liveJson(6, 6))]);
-  assert.deepEqual(await pastReader.rest(), [connected], "versions at or below Last-Event-ID are skipped");
-  assert.deepEqual(await noneReader.rest(), [connected]);
+  assert.deepEqual(await atReader.rest(), [ready(5), keyFrameText("Updated", 6, liveJson(6, 6))]);
+  // 8 is no version this node knows (another node's, or garbage): it starts just below the current
+  // value and sends it, rather than silently skipping every version up to 8.
+  assert.deepEqual(await pastReader.rest(), [
+    ready(4),
+    keyFrameText("Updated", 5, current.json),
+    keyFrameText("Updated", 6, liveJson(6, 6)),
+  ]);
+  assert.deepEqual(await noneReader.rest(), [ready(0)], "a key that does not exist: position 0");
 });
 
 Deno.test("Broker never sends a version twice between replay and live", async () => {
@@ -159,7 +166,7 @@ Deno.test("Broker never sends a version twice between replay and live", async ()
   broker.publish(events.updated({ table: "t", key: "k", version: 5 }));
   broker.close();
   assert.deepEqual(await reader.rest(), [
-    connected,
+    ready(0),
     keyFrameText("Updated", 4, current.json),
     keyFrameText("Updated", 5, liveJson(5, 5)),
   ]);
@@ -176,7 +183,7 @@ Deno.test("Broker.subscribeTable() replays the table history after Last-Event-ID
   broker.publish(events.deleted({ table: "t", key: "b", version: 2 })); // id 1005
   broker.close();
   assert.deepEqual(await reader.rest(), [
-    connected,
+    ready(1001),
     `id: 1003\ndata: {"event":"Updated","key":"b","value":${liveJson(1, 1)}}\n\n`,
     `id: 1004\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
     `id: 1005\ndata: {"event":"Deleted","key":"b","value":${tombstoneJson("b", 2)}}\n\n`,
@@ -194,12 +201,12 @@ Deno.test("Broker.subscribeTable() sends Resync when the gap is older than the t
   broker.publish(events.updated({ table: "t", key: "a", version: 2 })); // id 1004
   broker.close();
   assert.deepEqual(await oldReader.rest(), [
-    connected,
+    ready(0),
     'id: 1003\ndata: {"event":"Resync"}\n\n',
     `id: 1004\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
   ]);
-  assert.deepEqual(await unseenReader.rest(), [connected, 'id: 1003\ndata: {"event":"Resync"}\n\n']);
-  assert.deepEqual(await currentReader.rest(), [connected]);
+  assert.deepEqual(await unseenReader.rest(), [ready(1001), 'id: 1003\ndata: {"event":"Resync"}\n\n']);
+  assert.deepEqual(await currentReader.rest(), [ready(1003)]);
 });
 
 Deno.test("Broker encodes each frame once: every subscriber and the replay get the same bytes", async () => {
@@ -214,7 +221,10 @@ Deno.test("Broker encodes each frame once: every subscriber and the replay get t
     broker.subscribeKey("t", "k", { lastEventId: 0, current: undefined }).stream,
   );
   const readers = [first, second, tableFirst, tableSecond, replayed];
-  for (const reader of readers) assert.equal(await reader.next(), connected);
+  const positions = [0, 0, 1000, 1000, 0];
+  for (const [index, reader] of readers.entries()) {
+    assert.equal(await reader.next(), ready(positions[index]!));
+  }
   const keyBytes = await first.nextBytes();
   assert.equal(await second.nextBytes(), keyBytes);
   assert.equal(await replayed.nextBytes(), keyBytes);
@@ -223,4 +233,46 @@ Deno.test("Broker encodes each frame once: every subscriber and the replay get t
   assert.notEqual(tableBytes, keyBytes);
   for (const reader of readers) await reader.cancel();
   assert.equal(broker.activeCount, 0);
+});
+
+Deno.test("Broker.subscribeKey() without Last-Event-ID starts at the newest version it knows: read or published since", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  for (const version of [1, 2, 3, 4, 5]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  // A remote read answered version 3 while versions 4 and 5 arrived here: the position is 5, not 3.
+  const stale = new FrameReader(
+    broker.subscribeKey("t", "k", { current: entryOf({ key: "k", version: 3 }) }).stream,
+  );
+  const tombstone = entryOf({ key: "gone", version: 8, deleted: true });
+  const deleted = new FrameReader(broker.subscribeKey("t", "gone", { current: tombstone }).stream);
+  broker.publish(events.updated({ table: "t", key: "k", version: 6 }));
+  broker.close();
+  assert.deepEqual(await stale.rest(), [ready(5), keyFrameText("Updated", 6, liveJson(6, 6))]);
+  assert.deepEqual(await deleted.rest(), [ready(8)], "a deleted key's position is its tombstone's version");
+});
+
+Deno.test("Broker: a client that reconnects with its ready id before any change gets every change since", async () => {
+  const broker = makeBroker();
+  const events = new EventMaker();
+  const fresh = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+  const freshTable = new FrameReader(broker.subscribeTable("t", {}).stream);
+  assert.equal(await fresh.next(), ready(0));
+  assert.equal(await freshTable.next(), ready(1000));
+  await fresh.cancel(); // the connection breaks before any change
+  await freshTable.cancel();
+  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  // EventSource sends the ready id back as Last-Event-ID.
+  const current = entryOf({ key: "k", version: 3 });
+  const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
+  const resumedTable = new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
+  broker.close();
+  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+  assert.deepEqual(await resumed.rest(), [ready(0), frame(1), frame(2), frame(3)]);
+  const tableTexts = await resumedTable.rest();
+  assert.equal(tableTexts[0], ready(1000));
+  assert.deepEqual(tableTexts.slice(1).map((text) => text.split("\n")[0]), [
+    "id: 1001",
+    "id: 1002",
+    "id: 1003",
+  ]);
 });

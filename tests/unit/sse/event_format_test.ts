@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import {
   changeFrames,
-  connectedFrame,
   encodeEntryFrame,
+  encodeReadyFrame,
   encodeResyncFrame,
   keepaliveFrame,
 } from "../../../src/sse/event_format.ts";
@@ -94,9 +94,26 @@ Deno.test("encodeResyncFrame() tells the client to re-read the table", () => {
   assert.equal(text(encodeResyncFrame(12)), 'id: 12\ndata: {"event":"Resync"}\n\n');
 });
 
-Deno.test("connectedFrame and keepaliveFrame are SSE comments", () => {
-  assert.equal(text(connectedFrame), ": connected\n\n");
+Deno.test("keepaliveFrame is an SSE comment", () => {
   assert.equal(text(keepaliveFrame), ": keepalive\n\n");
+});
+
+Deno.test("encodeReadyFrame() writes the named ready block of a position, with data so that its id counts", () => {
+  assert.equal(text(encodeReadyFrame(0)), 'event: ready\nid: 0\ndata: {"event":"Ready"}\n\n');
+  assert.equal(text(encodeReadyFrame(7)), 'event: ready\nid: 7\ndata: {"event":"Ready"}\n\n');
+  const largest = Number.MAX_SAFE_INTEGER;
+  assert.equal(text(encodeReadyFrame(largest)), `event: ready\nid: ${largest}\ndata: {"event":"Ready"}\n\n`);
+  assert.equal(
+    encodeReadyFrame(0),
+    encodeReadyFrame(0),
+    "position 0, the most frequent, is one shared block",
+  );
+});
+
+Deno.test("encodeReadyFrame() rejects a position that is not a safe integer >= 0", () => {
+  assert.throws(() => encodeReadyFrame(-1), AssertionError);
+  assert.throws(() => encodeReadyFrame(1.5), AssertionError);
+  assert.throws(() => encodeReadyFrame(Number.MAX_SAFE_INTEGER + 1), AssertionError);
 });
 
 Deno.test("changeFrames() rejects json with a line break, which would split the data line", () => {

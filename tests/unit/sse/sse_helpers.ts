@@ -79,7 +79,11 @@ export function keyFrameText(kind: "Updated" | "Deleted", id: number, json: stri
   return `id: ${id}\ndata: {"event":"${kind}","value":${json}}\n\n`;
 }
 
-/** Reads a stream one chunk (one frame) at a time. */
+/** The expected ready block that starts every stream (SPEC §4b), of the stream's position. */
+export function readyText(position: number): string {
+  return `event: ready\nid: ${position}\ndata: {"event":"Ready"}\n\n`;
+}
+
 /**
  * Subscribes once to each key and leaves the streams unread (the broker's close ends them): a client's
  * first connection, after which the broker remembers the key's changes for that client's resumption.
@@ -88,6 +92,7 @@ export function watchKeys(broker: Broker, table: string, keys: readonly string[]
   for (const key of keys) broker.subscribeKey(table, key, { current: undefined });
 }
 
+/** Reads a stream one chunk (one frame) at a time. */
 export class FrameReader {
   readonly reader: ReadableStreamDefaultReader<Uint8Array>;
 

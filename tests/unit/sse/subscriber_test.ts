@@ -5,7 +5,7 @@ import { keepaliveFrame } from "../../../src/sse/event_format.ts";
 import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
 import { type Frame, frameOf } from "../../../src/sse/history.ts";
 import { type CloseReason, Subscriber } from "../../../src/sse/subscriber.ts";
-import { FrameReader } from "./sse_helpers.ts";
+import { FrameReader, readyText } from "./sse_helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -26,11 +26,14 @@ function makeSubscriber(options: { queueDepthMax: number; lastId?: number }) {
   return { subscriber, reasons, reader: new FrameReader(subscriber.stream) };
 }
 
-Deno.test("Subscriber starts with the connected comment", async () => {
+Deno.test("Subscriber starts with the ready block of its last id, its position", async () => {
   const { subscriber, reader } = makeSubscriber({ queueDepthMax: 4 });
-  assert.equal(await reader.next(), ": connected\n\n");
+  assert.equal(await reader.next(), readyText(0));
   subscriber.close();
   assert.deepEqual(await reader.rest(), []);
+  const resumed = makeSubscriber({ queueDepthMax: 4, lastId: 42 });
+  assert.equal(await resumed.reader.next(), readyText(42));
+  resumed.subscriber.close();
 });
 
 Deno.test("Subscriber.send() skips ids at or below the last id sent", async () => {
@@ -38,12 +41,12 @@ Deno.test("Subscriber.send() skips ids at or below the last id sent", async () =
   for (const id of [1, 2, 3, 3, 5, 4, 6]) subscriber.send(frame(id));
   assert.equal(subscriber.lastId, 6);
   subscriber.close();
-  assert.deepEqual(await reader.rest(), [": connected\n\n", "id: 3\n\n", "id: 5\n\n", "id: 6\n\n"]);
+  assert.deepEqual(await reader.rest(), [readyText(2), "id: 3\n\n", "id: 5\n\n", "id: 6\n\n"]);
 });
 
 Deno.test("Subscriber holds sseQueueDepthMax live frames", async () => {
   const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 3 });
-  await reader.next(); // empty the queue of the connected comment
+  await reader.next(); // empty the queue of the ready block
   for (const id of [1, 2, 3]) assert.equal(subscriber.send(frame(id)), true);
   assert.equal(subscriber.closed, false);
   subscriber.close();
@@ -68,13 +71,13 @@ Deno.test("Subscriber.replay() is not bounded by the queue: the replay is bounde
   for (const id of [1, 2, 3]) subscriber.replay(frame(id));
   assert.equal(subscriber.closed, false);
   subscriber.close();
-  assert.deepEqual(await reader.rest(), [": connected\n\n", "id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
+  assert.deepEqual(await reader.rest(), [readyText(0), "id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
 });
 
 Deno.test("Subscriber.sendComment() sends a keepalive only when nothing is queued", async () => {
   const { subscriber, reader } = makeSubscriber({ queueDepthMax: 4 });
-  subscriber.sendComment(keepaliveFrame); // the connected comment is still queued: skipped
-  assert.equal(await reader.next(), ": connected\n\n");
+  subscriber.sendComment(keepaliveFrame); // the ready block is still queued: skipped
+  assert.equal(await reader.next(), readyText(0));
   subscriber.sendComment(keepaliveFrame);
   assert.equal(await reader.nextBytes(), keepaliveFrame);
   subscriber.close();
