@@ -200,6 +200,26 @@ export class Replicator {
     return newest === null ? undefined : { ...newest, timestamp: 0, owner: "" };
   }
 
+  /**
+   * The first live state of a key that another live member holds, for a key this node holds but may not
+   * have received yet (a user registered through another node a moment ago). Asks every live peer at
+   * once; `undefined` when none holds a live state or none answered within the request timeout.
+   */
+  async findOnPeers(table: string, key: string): Promise<EntryView | undefined> {
+    const peers = this.#placement.liveIds().filter((id) => id !== this.self);
+    const replies = peers.map(async (peer) => {
+      const reply = ReadReply.parse(
+        await this.#options.transport.request(peer, "read", { table, key }, {
+          timeoutMs: this.#options.config.requestTimeoutMs,
+        }),
+      );
+      if (reply.entry === null || reply.entry.deleted) throw new Error("no live state on this peer");
+      return reply.entry;
+    });
+    const [found] = await firstAnswers(replies, 1);
+    return found === undefined ? undefined : { ...found, timestamp: 0, owner: "" };
+  }
+
   /** Sends the newest state seen by a forwarded read to the replicas that answered with an older one. */
   #repair(options: {
     table: string;
