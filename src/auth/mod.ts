@@ -1,6 +1,7 @@
 /**
- * Users and their tokens: registration and login with a slow salted hash, HS256 user tokens, and a
- * limit on failed logins per user and per client address (SPEC §3 row 1, §7).
+ * Users and their tokens: registration and login with a slow salted hash, HS256 user tokens valid only
+ * for users that exist, and a limit on failed logins per user and client address together and per
+ * address across users (SPEC §3 row 1, §7, §8).
  *
  * The module owns the hashing, the token format and the limiter. It knows nothing of HTTP, of the
  * store or of the disk: users are kept through a {@linkcode UserDirectory} ({@linkcode ReplicatedUsers}

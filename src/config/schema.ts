@@ -28,6 +28,7 @@ export const limitEnvNames = {
   batchKeysMax: "DYNA_BATCH_KEYS_MAX",
   tokenLifetimeSecs: "DYNA_TOKEN_LIFETIME_SECS",
   loginFailuresMax: "DYNA_LOGIN_FAILURES_MAX",
+  loginAddressFailuresMax: "DYNA_LOGIN_ADDRESS_FAILURES_MAX",
   subscribersMax: "DYNA_SUBSCRIBERS_MAX",
   sseQueueDepthMax: "DYNA_SSE_QUEUE_DEPTH_MAX",
   sseKeepaliveMs: "DYNA_SSE_KEEPALIVE_MS",

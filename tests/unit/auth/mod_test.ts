@@ -16,13 +16,19 @@ import { waitFor } from "../../helpers/wait_for.ts";
 import { MemoryUsers, testLimits, testSecret } from "./memory_users.ts";
 
 function makeAuth(
-  options: { users?: MemoryUsers; clock?: ManualClock; verifiedTokensMax?: number; userWaitMs?: number } = {},
+  options: {
+    users?: MemoryUsers;
+    clock?: ManualClock;
+    verifiedTokensMax?: number;
+    userWaitMs?: number;
+    limits?: Parameters<typeof testLimits>[0];
+  } = {},
 ) {
   const users = options.users ?? new MemoryUsers();
   const clock = options.clock ?? new ManualClock();
   const auth = new Auth({
     secret: testSecret,
-    limits: testLimits(),
+    limits: testLimits(options.limits),
     clock,
     users: users.directory(),
     iterations: 1000,
@@ -37,12 +43,16 @@ async function assertWrongSecret(promise: Promise<unknown>): Promise<void> {
   await assert.rejects(promise, WrongSecretError);
 }
 
-async function assertRateLimited(promise: Promise<unknown>, retryAfterSecs: number): Promise<void> {
+async function assertRateLimited(
+  promise: Promise<unknown>,
+  retryAfterSecs: number,
+  limit = /for this user from this address: the limit is 10 \(loginFailuresMax\) per 60000 ms/,
+): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
     assert.ok(error instanceof RateLimitedError);
     assert.equal(error.code, "rate_limited");
     assert.deepEqual(error.headers, { "Retry-After": String(retryAfterSecs) });
-    assert.match(error.message, /limit is 10 \(loginFailuresMax\) per 60000 ms/);
+    assert.match(error.message, limit);
     return true;
   });
 }
@@ -77,56 +87,61 @@ Deno.test("Auth.authenticate() rejects a wrong secret with WrongSecretError, not
   });
 });
 
-Deno.test("Auth.authenticate() refuses the 11th failure of a user in a window, before hashing", async () => {
+Deno.test("Auth.authenticate() refuses the 11th failure of a user from one address, and only there", async () => {
   const { auth, users, clock } = makeAuth();
   await auth.authenticate("alice", "right", "registrar");
-  await assertWrongSecret(auth.authenticate("alice", "wrong", "client-0"));
+  await auth.authenticate("bob", "bob-secret", "registrar");
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker"));
   clock.advance(20_000);
   for (let index = 1; index < 10; index += 1) {
-    // Distinct addresses, so only the per-user limit can trigger; the 10th failure is still allowed.
-    await assertWrongSecret(auth.authenticate("alice", "wrong", `client-${index}`));
+    await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker")); // the 10th is still checked
   }
-  const getCountBefore = users.readCount;
-  await assertRateLimited(auth.authenticate("alice", "right", "fresh-client"), 40);
-  assert.equal(users.readCount, getCountBefore, "refused before the user is even looked up");
-
+  const readCountBefore = users.readCount;
+  await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 40);
+  assert.equal(users.readCount, readCountBefore, "refused before the user is even looked up");
+  // The owner from another address, and another user behind the attacker's address, are not refused.
+  assert.equal((await auth.authenticate("alice", "right", "home")).created, false);
+  assert.equal((await auth.authenticate("bob", "bob-secret", "attacker")).created, false);
   clock.advance(39_999);
-  await assertRateLimited(auth.authenticate("alice", "right", "fresh-client"), 1);
+  await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 1);
   clock.advance(1);
-  const after = await auth.authenticate("alice", "right", "fresh-client");
-  assert.equal(after.created, false);
+  assert.equal((await auth.authenticate("alice", "right", "attacker")).created, false);
 });
 
-Deno.test("Auth.authenticate() limits failures per client address across different users", async () => {
-  const { auth } = makeAuth();
-  for (let index = 0; index <= 10; index += 1) {
-    // Eleven registrations from one address: registering is not a failure.
-    await auth.authenticate(`user-${index}`, "right", "registrar");
+Deno.test("Auth.authenticate() refuses an address for every user over loginAddressFailuresMax", async () => {
+  const { auth } = makeAuth({ limits: { loginAddressFailuresMax: 25 } });
+  for (let index = 0; index <= 3; index += 1) {
+    await auth.authenticate(`user-${index}`, "right", "registrar"); // registering is not a failure
   }
-  for (let index = 0; index < 10; index += 1) {
-    await assertWrongSecret(auth.authenticate(`user-${index}`, "wrong", "attacker"));
+  for (let index = 0; index < 25; index += 1) {
+    // 8 or fewer per user: only the address's ceiling can trigger.
+    await assertWrongSecret(auth.authenticate(`user-${index % 3}`, "wrong", "nat"));
   }
-  await assertRateLimited(auth.authenticate("user-10", "right", "attacker"), 60);
-  await assertRateLimited(auth.authenticate("someone-new", "right", "attacker"), 60);
-  const other = await auth.authenticate("user-10", "right", "other-address");
-  assert.equal(other.created, false);
+  const acrossUsers = /from this address, across users: the limit is 25 \(loginAddressFailuresMax\)/;
+  await assertRateLimited(auth.authenticate("user-3", "right", "nat"), 60, acrossUsers);
+  await assertRateLimited(auth.authenticate("someone-new", "right", "nat"), 60, acrossUsers);
+  assert.equal((await auth.authenticate("user-3", "right", "other-address")).created, false);
 });
 
-Deno.test("Auth.authenticate() success resets the user's failures but not the address's", async () => {
-  const { auth } = makeAuth();
+Deno.test("Auth.authenticate() success forgets the pair's failures but not the address's", async () => {
+  const { auth } = makeAuth({ limits: { loginAddressFailuresMax: 15 } });
   await auth.authenticate("alice", "alice-secret", "registrar");
   await auth.authenticate("bob", "bob-secret", "registrar");
   for (let index = 0; index < 9; index += 1) {
     await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
   }
   await auth.authenticate("alice", "alice-secret", "shared");
-  await assertWrongSecret(auth.authenticate("bob", "wrong", "shared")); // the address's 10th failure
-  await assertRateLimited(auth.authenticate("bob", "bob-secret", "shared"), 60);
-  for (let index = 0; index < 10; index += 1) {
-    // Without the reset, alice would be refused from the second of these on.
-    await assertWrongSecret(auth.authenticate("alice", "wrong", `client-${index}`));
+  // Without the reset, alice's 10th failure from "shared" would be her last allowed.
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
+  for (let index = 0; index < 4; index += 1) {
+    await assertWrongSecret(auth.authenticate("bob", "wrong", "shared")); // the address's 12th to 15th
   }
-  await assertRateLimited(auth.authenticate("alice", "alice-secret", "client-x"), 60);
+  await assertRateLimited(
+    auth.authenticate("bob", "bob-secret", "shared"),
+    60,
+    /from this address, across users: the limit is 15/,
+  );
 });
 
 Deno.test("Auth.authenticate() races two registrations with one secret: one creates, one logs in", async () => {
@@ -209,8 +224,8 @@ Deno.test("Auth.authenticate() counts a burst of concurrent guesses before their
   await auth.authenticate("grace", "right", "registrar");
   const settleOrder: string[] = [];
   await Promise.all(
-    Array.from({ length: 25 }, (_, index) =>
-      auth.authenticate("grace", "wrong", `client-${index}`).then(
+    Array.from({ length: 25 }, () =>
+      auth.authenticate("grace", "wrong", "attacker").then(
         () => settleOrder.push("ok"),
         (error: unknown) => settleOrder.push(error instanceof Error ? error.name : "other"),
       )),
