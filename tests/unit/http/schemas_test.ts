@@ -164,6 +164,23 @@ Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 40
   );
 });
 
+Deno.test("readJsonBody() refuses a number that would become Infinity or 0, naming where it is", async () => {
+  const request = (body: string) => new Request("http://h/", { method: "POST", body });
+  const limits = { bytesMax: 1 << 20, depthMax: 3 };
+  assert.deepEqual(await readJsonBody(request('{"value":1.7976931348623157e308}'), limits), {
+    value: Number.MAX_VALUE,
+  });
+  await assert.rejects(readJsonBody(request('{"value":1.8e308}'), limits), {
+    code: "invalid_request",
+    message: "the JSON number at character 9 is too large: its magnitude is over 1.7976931348623157e308, " +
+      "so it would become Infinity; numbers must fit a 64-bit float, and nothing is stored changed",
+  });
+  await assert.rejects(readJsonBody(request('{"value":1e-400}'), limits), {
+    code: "invalid_request",
+    message: /character 9 is too small: it is not 0 but its magnitude is under 5e-324, so it would become 0/,
+  });
+});
+
 Deno.test("valueOfBody() refuses exactly the bodies the documented schemas ValueBody and MergePatchBody refuse", () => {
   // Bodies as JSON.parse gives them: the hand check and the schema must agree on each.
   const bodies = [
