@@ -15,7 +15,7 @@ import type { Config } from "./src/config/schema.ts";
 import { systemClock } from "./src/util/clock.ts";
 import { KvError } from "./src/util/errors.ts";
 import { createLogger, type Logger } from "./src/util/log.ts";
-import { Auth, type UserDirectory, type UserRecord } from "./src/auth/mod.ts";
+import { Auth, ReplicatedUsers, type UserDirectory, type UserRecord } from "./src/auth/mod.ts";
 import { Broker } from "./src/sse/mod.ts";
 import {
   BuildKeyError,
@@ -82,11 +82,20 @@ function parseInvocation(): Invocation | number {
   }
 }
 
+/**
+ * The users of this node: records in the store's users table, written through the cluster (replicated to
+ * every member), and looked up on the other members when this node does not hold one yet.
+ */
 function userDirectory(store: Store, cluster: ClusterNode): UserDirectory {
-  return {
-    get(user) {
+  const recordOf = (json: string) => (JSON.parse(json) as { value: UserRecord }).value;
+  return new ReplicatedUsers({
+    read(user) {
       const entry = store.get(usersTable, user);
-      return entry === undefined ? undefined : (JSON.parse(entry.json) as { value: UserRecord }).value;
+      return entry === undefined ? undefined : recordOf(entry.json);
+    },
+    async readElsewhere(user) {
+      const entry = await cluster.findOnPeers(usersTable, user).catch(() => undefined);
+      return entry === undefined ? undefined : recordOf(entry.json);
     },
     async create(user, record) {
       try {
@@ -98,7 +107,12 @@ function userDirectory(store: Store, cluster: ClusterNode): UserDirectory {
         throw error;
       }
     },
-  };
+    onDurable(listener) {
+      store.onChange((event) => {
+        if (event.table === usersTable && event.kind === "Updated") listener(event.key);
+      });
+    },
+  });
 }
 
 async function openStore(config: Config, options: { logger: Logger; disk: DiskOptions }) {
@@ -260,6 +274,8 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     limits: config.limits,
     clock: systemClock,
     users: userDirectory(store, cluster),
+    // One hash per core: a burst of logins then leaves the event loop (gossip, replication) its share.
+    hashConcurrencyMax: Math.max(1, navigator.hardwareConcurrency),
   });
   const app = createApp({
     kv: cluster,

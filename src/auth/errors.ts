@@ -6,7 +6,8 @@ export type TokenInvalidReason =
   | "bad_signature"
   | "algorithm_not_allowed"
   | "expired"
-  | "claims_invalid";
+  | "claims_invalid"
+  | "user_unknown";
 
 /** A bearer token that is malformed, forged, expired or lacks a claim; the HTTP layer answers 401. */
 export class TokenInvalidError extends KvError {
@@ -33,5 +34,21 @@ export class RateLimitedError extends KvError {
   constructor(message: string, options: { retryAfterSecs: number }) {
     super("rate_limited", message, { headers: { "Retry-After": String(options.retryAfterSecs) } });
     this.retryAfterSecs = options.retryAfterSecs;
+  }
+}
+
+/**
+ * Another request created the user a moment ago, and its record did not become readable here in time
+ * (its write is still pending, or has not reached this node). The HTTP layer answers 503 with
+ * `Retry-After`; nothing was written for this request.
+ */
+export class UserNotReadableError extends KvError {
+  constructor(user: string, options: { waitMs: number }) {
+    super(
+      "unavailable",
+      `Cannot log in as "${user}": another request is creating this user and its record was not ` +
+        `readable within ${options.waitMs} ms; retry`,
+      { headers: { "Retry-After": "1" } },
+    );
   }
 }

@@ -1,10 +1,12 @@
 /**
- * Users and their tokens: registration and login with a slow salted hash, HS256 user tokens, and a
- * limit on failed logins per user and per client address (SPEC §3 row 1, §7).
+ * Users and their tokens: registration and login with a slow salted hash, HS256 user tokens valid only
+ * for users that exist, and a limit on failed logins per user and client address together and per
+ * address across users (SPEC §3 row 1, §7, §8).
  *
  * The module owns the hashing, the token format and the limiter. It knows nothing of HTTP, of the
- * store or of the disk: users are kept through the {@linkcode UserDirectory} that `main.ts` adapts
- * over the store, and time comes from the injected `Clock`.
+ * store or of the disk: users are kept through a {@linkcode UserDirectory} ({@linkcode ReplicatedUsers}
+ * over the {@linkcode UserStorage} that `main.ts` adapts from the store and the cluster), and time comes
+ * from the injected `Clock`.
  *
  * @example
  * ```ts
@@ -18,24 +20,22 @@
 import type { Limits } from "../config/limits.ts";
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
-import { WrongSecretError } from "./errors.ts";
+import type { UserDirectory } from "./directory.ts";
+import { TokenInvalidError, UserNotReadableError, WrongSecretError } from "./errors.ts";
+import { HashSlots } from "./hash_slots.ts";
 import { LoginLimiter } from "./login_limiter.ts";
-import { hashSecret, pbkdf2IterationsMin, type UserRecord, verifySecret } from "./passwords.ts";
-import { signToken, type TokenKey, type VerifiedToken, verifyTokenClaims } from "./tokens.ts";
+import { hashSecret, pbkdf2IterationsMin, verifySecret } from "./passwords.ts";
+import { reasonMessages, signToken, type TokenKey, type VerifiedToken, verifyTokenClaims } from "./tokens.ts";
 
-export { RateLimitedError, TokenInvalidError, type TokenInvalidReason, WrongSecretError } from "./errors.ts";
+export { ReplicatedUsers, type UserDirectory, type UserStorage } from "./directory.ts";
+export {
+  RateLimitedError,
+  TokenInvalidError,
+  type TokenInvalidReason,
+  UserNotReadableError,
+  WrongSecretError,
+} from "./errors.ts";
 export { pbkdf2IterationsMin, type UserRecord } from "./passwords.ts";
-
-/** Where users are kept; `main.ts` adapts the store to it. */
-export interface UserDirectory {
-  /** The user's record, or `undefined` when there is no such user. */
-  get(user: string): UserRecord | undefined;
-  /**
-   * Creates the user durably with a conditional write. Resolves `"exists"` when the user already
-   * exists (another request created it first); `get` must then return that record.
-   */
-  create(user: string, record: UserRecord): Promise<"created" | "exists">;
-}
 
 /** Options of {@linkcode Auth}. */
 export interface AuthOptions {
@@ -50,6 +50,19 @@ export interface AuthOptions {
   allowWeakHashForTests?: boolean;
   /** Verified tokens remembered, so a repeated token costs no HMAC. @default 10_000 */
   verifiedTokensMax?: number;
+  /**
+   * Longest a registration that lost to a concurrent one waits for the winner's record to become readable
+   * before it answers 503. The winner's write is durable on every live member within a replication round
+   * trip; 5 s covers a slow disk or a retried peer. @default 5_000
+   */
+  userWaitMs?: number;
+  /**
+   * Password hashes run at once; more wait in line (see {@linkcode HashSlots}). The cores of the machine
+   * keep the event loop served while a burst of logins hashes. @default 2
+   */
+  hashConcurrencyMax?: number;
+  /** Hashes that may wait for a slot; beyond it a login or registration gets 503. @default 1_000 */
+  hashQueueMax?: number;
 }
 
 /** The outcome of {@linkcode Auth.authenticate}. */
@@ -62,6 +75,9 @@ export interface Authenticated {
 
 /** Most verified tokens remembered by default (about 300 bytes each). */
 export const verifiedTokensMaxDefault = 10_000;
+
+/** How long a losing registration waits for the winner's record by default. */
+export const userWaitMsDefault = 5_000;
 
 /** Registers users, logs them in and verifies their tokens. */
 export class Auth {
@@ -76,6 +92,8 @@ export class Auth {
    */
   readonly #verified = new Map<string, VerifiedToken>();
   readonly #verifiedTokensMax: number;
+  readonly #userWaitMs: number;
+  readonly #hashSlots: HashSlots;
 
   constructor(options: AuthOptions) {
     const key = new TextEncoder().encode(options.secret);
@@ -93,6 +111,12 @@ export class Auth {
     this.#limiter = new LoginLimiter({ limits: options.limits, clock: options.clock });
     this.#verifiedTokensMax = options.verifiedTokensMax ?? verifiedTokensMaxDefault;
     assert(this.#verifiedTokensMax >= 1, "verifiedTokensMax must be positive");
+    this.#userWaitMs = options.userWaitMs ?? userWaitMsDefault;
+    assert(this.#userWaitMs >= 0, "userWaitMs must not be negative");
+    this.#hashSlots = new HashSlots({
+      concurrencyMax: options.hashConcurrencyMax ?? 2,
+      queueMax: options.hashQueueMax ?? 1_000,
+    });
   }
 
   /** How many verified tokens are remembered now. */
@@ -102,11 +126,15 @@ export class Auth {
 
   /**
    * SPEC §3 row 1: a new user is registered (`created: true`); an existing user with the right secret
-   * gets a fresh token (`created: false`). The name and body are validated by the HTTP layer.
+   * gets a fresh token (`created: false`). The name and body are validated by the HTTP layer. Of
+   * concurrent registrations of one name, one creates it and the others log in against its record.
    *
-   * @param client the client address, for the per-address failure limit.
-   * @throws {RateLimitedError} before any hashing, when the user or the address is over its failures.
+   * @param client the client address, for the failure limits.
+   * @throws {RateLimitedError} before any hashing, when this user from this address, or this address,
+   * is over its failures.
    * @throws {WrongSecretError} when the user exists and the secret does not match.
+   * @throws {UserNotReadableError} when a concurrent registration won but its record did not become
+   * readable within `userWaitMs`.
    */
   async authenticate(user: string, secret: string, client: string): Promise<Authenticated> {
     assert(typeof user === "string", "user must be a string");
@@ -115,28 +143,32 @@ export class Auth {
     assert(user.length > 0, "user must not be empty");
     const attempt = { user, client };
     this.#limiter.assertAllowed(attempt);
-    if (this.#users.get(user) === undefined) {
+    let record = this.#users.get(user);
+    if (record === undefined) {
       // A new user costs one hash, as a login does, so timing does not tell whether a user exists.
-      const record = await hashSecret(secret, { iterations: this.#iterations });
-      const outcome = await this.#users.create(user, record);
+      const iterations = this.#iterations;
+      const created = await this.#hashSlots.run(() => hashSecret(secret, { iterations }));
+      const outcome = await this.#users.create(user, created);
       if (outcome === "created") return { created: true, token: await this.#sign(user) };
-      assert(outcome === "exists", "create resolves created or exists");
+      // Another request created it first; its write may still be pending, here or on another node.
+      record = await this.#users.find(user, { waitMs: this.#userWaitMs });
+      if (record === undefined) throw new UserNotReadableError(user, { waitMs: this.#userWaitMs });
     }
     const ticket = this.#limiter.begin(attempt);
-    const record = this.#users.get(user);
-    assert(record !== undefined, "an existing user must be readable");
-    if (!(await verifySecret(secret, record))) throw new WrongSecretError();
+    if (!(await this.#hashSlots.run(() => verifySecret(secret, record)))) throw new WrongSecretError();
     this.#limiter.succeed(ticket);
     return { created: false, token: await this.#sign(user) };
   }
 
   /**
    * Verifies a user token and returns the user name (`sub`): at once for a token verified before and not
-   * expired (every request of a client but its first), else once its signature is checked. Answering a
-   * known token synchronously spares a write two promises and their turns of the microtask queue.
+   * expired (every request of a client but its first), else once its signature is checked and its user
+   * found, here or on another member. Answering a known token synchronously spares a write two promises
+   * and their turns of the microtask queue. Only tokens of existing users are remembered; users are never
+   * deleted, so a remembered token stays valid until it expires.
    *
    * @throws {TokenInvalidError} (as a rejected promise) when the token is malformed, forged, of another
-   * algorithm or expired.
+   * algorithm or expired, or names a user that does not exist (reason `user_unknown`).
    */
   verify(token: string): string | Promise<string> {
     assert(typeof token === "string", "token must be a string");
@@ -148,6 +180,12 @@ export class Auth {
   async #verifySignature(token: string): Promise<string> {
     this.#verified.delete(token);
     const verified = await verifyTokenClaims(this.#tokenKey, token);
+    if (
+      this.#users.get(verified.user) === undefined &&
+      await this.#users.find(verified.user, { waitMs: 0 }) === undefined
+    ) {
+      throw new TokenInvalidError("user_unknown", `Cannot verify token: ${reasonMessages.user_unknown}`);
+    }
     if (this.#verified.size >= this.#verifiedTokensMax) {
       this.#verified.delete(this.#verified.keys().next().value!);
     }

@@ -77,12 +77,14 @@ export async function verifyTokenClaims(tokenKey: TokenKey, token: string): Prom
   return { user: payload.sub, expiresAtMs: payload.exp * 1000 };
 }
 
-const reasonMessages = {
+/** What each reason of a refused token says, after "Cannot verify token: ". */
+export const reasonMessages = {
   malformed: "it is not a well-formed JWT",
   bad_signature: "its signature does not match this cluster's key",
   algorithm_not_allowed: "its algorithm is not the only one allowed, HS256",
   expired: "it has expired",
   claims_invalid: "a required claim (sub, exp) is missing or invalid",
+  user_unknown: "its user (sub) does not exist",
 } as const satisfies Record<TokenInvalidReason, string>;
 
 function reasonOf(error: unknown): TokenInvalidReason {

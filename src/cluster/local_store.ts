@@ -43,8 +43,12 @@ export interface LocalStore {
     options: WriteConditions,
   ): Promise<EntryView>;
   delete(table: string, key: string, options: WriteConditions): Promise<EntryView>;
+  /**
+   * Stores each state that wins by the conflict rule; a `strict` one (a coordinator's write) only when it
+   * also moves the key's version forward, judged after the key's pending writes settle.
+   */
   applyReplicas(
-    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
+    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry; strict?: boolean }>,
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
   /**

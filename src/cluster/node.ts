@@ -199,6 +199,11 @@ export class ClusterNode {
     return this.replicator.readEntry(table, key);
   }
 
+  /** A key's live state as another live member holds it (see `Replicator.findOnPeers`). */
+  findOnPeers(table: string, key: string): Promise<EntryView | undefined> {
+    return this.replicator.findOnPeers(table, key);
+  }
+
   /** A client write, routed to the key's coordinator. */
   write(request: ClientWrite): Promise<EntryView> {
     return this.replicator.write(request);

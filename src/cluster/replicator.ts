@@ -200,6 +200,26 @@ export class Replicator {
     return newest === null ? undefined : { ...newest, timestamp: 0, owner: "" };
   }
 
+  /**
+   * The first live state of a key that another live member holds, for a key this node holds but may not
+   * have received yet (a user registered through another node a moment ago). Asks every live peer at
+   * once; `undefined` when none holds a live state or none answered within the request timeout.
+   */
+  async findOnPeers(table: string, key: string): Promise<EntryView | undefined> {
+    const peers = this.#placement.liveIds().filter((id) => id !== this.self);
+    const replies = peers.map(async (peer) => {
+      const reply = ReadReply.parse(
+        await this.#options.transport.request(peer, "read", { table, key }, {
+          timeoutMs: this.#options.config.requestTimeoutMs,
+        }),
+      );
+      if (reply.entry === null || reply.entry.deleted) throw new Error("no live state on this peer");
+      return reply.entry;
+    });
+    const [found] = await firstAnswers(replies, 1);
+    return found === undefined ? undefined : { ...found, timestamp: 0, owner: "" };
+  }
+
   /** Sends the newest state seen by a forwarded read to the replicas that answered with an older one. */
   #repair(options: {
     table: string;
@@ -608,39 +628,35 @@ export class Replicator {
 
   async #handleApply(body: unknown): Promise<unknown> {
     const { items } = parseBody(ApplyRequest, body);
-    // A coordinator's write that does not move this replica's version forward is a second writer of that
-    // version (a coordinator that is behind): refused, so versions acknowledged to clients only grow.
-    const refused = items.map((item) => item.store === true && item.strict === true && this.#behind(item));
-    const stored = items.flatMap((item, index) =>
-      item.store === true && !refused[index]
-        ? [{ table: item.table, key: item.key, entry: replicaEntryOf(item.entry) }]
+    // A coordinator's write (strict) that does not move this replica's version forward is a second writer
+    // of that version (a coordinator that is behind): the store refuses it, so versions acknowledged to
+    // clients only grow. It decides after the key's pending writes settle: a version still pending here
+    // (this node coordinated it, or took it from another coordinator) counts as held.
+    const stored = items.flatMap((item) =>
+      item.store === true
+        ? [{
+          table: item.table,
+          key: item.key,
+          entry: replicaEntryOf(item.entry),
+          strict: item.strict === true,
+        }]
         : []
     );
     const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
     let storedIndex = 0;
-    const results = items.map((item, index): ApplyResult => {
+    const results = items.map((item): ApplyResult => {
       if (item.store === false) {
         const { table, key, kind, version, json } = item;
         this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
         return { result: "applied" };
       }
-      const result = refused[index] ? "stale" : outcomes[storedIndex++]!;
+      const result = outcomes[storedIndex++]!;
       if (result !== "stale") return { result };
       const newer = this.#options.store.replicaOf(item.table, item.key);
       return newer === undefined ? { result } : { result, newer };
     });
+    assert(storedIndex === outcomes.length, "one outcome per stored item");
     return { results };
-  }
-
-  /** Whether a coordinator's write is at or below the version this replica holds, with other content. */
-  #behind(item: { table: string; key: string; entry: ReplicaEntryWire }): boolean {
-    const current = this.#options.store.replicaOf(item.table, item.key);
-    if (current === undefined || item.entry.version > current.version) return false;
-    const incoming = replicaEntryOf(item.entry);
-    const identical = incoming.version === current.version && incoming.timestamp === current.timestamp &&
-      incoming.deleted === current.deleted && incoming.valueJson === current.valueJson &&
-      incoming.owner === current.owner;
-    return !identical;
   }
 
   /** A forwarded write: its entry, or the KvError to re-raise at the forwarder. */

@@ -17,8 +17,15 @@ export interface Limits {
   listCountMax: number;
   /** Lifetime of a user token. @default 24 h */
   tokenLifetimeSecs: number;
-  /** Failed logins allowed per user and per client address in one window. @default 10 */
+  /** Failed logins allowed per user from one client address (the pair) in one window. @default 10 */
   loginFailuresMax: number;
+  /**
+   * Failed logins allowed from one client address across all users in one window; over it the address
+   * is refused for every user. 10× `loginFailuresMax`: users behind one NAT each get their own 10 before
+   * their shared address is locked, while one address still cannot guess more than 100 secrets a
+   * minute. @default 100
+   */
+  loginAddressFailuresMax: number;
   /** The failed-login window. @default 60 s */
   loginWindowMs: number;
   /** Most login-failure counters kept; the oldest are forgotten beyond it. @default 100,000 */
@@ -69,6 +76,7 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   listCountMax: 100_000,
   tokenLifetimeSecs: 24 * 60 * 60,
   loginFailuresMax: 10,
+  loginAddressFailuresMax: 100,
   loginWindowMs: 60_000,
   loginCountersMax: 100_000,
   subscribersMax: 20_000,
@@ -95,6 +103,8 @@ export function assertLimits(limits: Limits): void {
   assert(limits.sseKeepaliveMs <= 15_000, "SPEC §4: keepalive at least every 15 s");
   assert(limits.sseHistoryDepth >= 1);
   assert(limits.requestTimeoutMs >= 100, "a request timeout under 100 ms would cut off ordinary clients");
+  assert(limits.loginFailuresMax >= 1);
+  assert(limits.loginAddressFailuresMax >= 1);
   assert(limits.walCheckpointBytes > limits.requestBytesMax + 2 * limits.nameBytesMax + recordHeaderBytes);
 }
 

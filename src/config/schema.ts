@@ -60,6 +60,7 @@ export const limitEnvNames = {
   batchKeysMax: "DYNA_BATCH_KEYS_MAX",
   tokenLifetimeSecs: "DYNA_TOKEN_LIFETIME_SECS",
   loginFailuresMax: "DYNA_LOGIN_FAILURES_MAX",
+  loginAddressFailuresMax: "DYNA_LOGIN_ADDRESS_FAILURES_MAX",
   subscribersMax: "DYNA_SUBSCRIBERS_MAX",
   connectionsMax: "DYNA_CONNECTIONS_MAX",
   requestTimeoutMs: "DYNA_REQUEST_TIMEOUT_MS",

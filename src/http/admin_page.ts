@@ -83,7 +83,7 @@ function cell(row, text, className) {
 async function api(method, path, body, headers = {}) {
   const init = { method, headers: { ...headers } };
   if (body !== undefined) {
-    init.body = JSON.stringify(body);
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
     init.headers["content-type"] = "application/json";
   }
   const token = tokenOf();
@@ -200,7 +200,11 @@ async function edit(method) {
   try {
     const headers = state.version === undefined ? {} : { "if-match": '"' + state.version + '"' };
     const path = "/" + seg(state.table) + "/key/" + seg($("key").value);
-    const body = method === "PUT" ? { value: JSON.parse($("value").value) } : undefined;
+    // Sent as typed, not parsed and re-serialized: JSON.stringify would turn 1e400 into null unseen,
+    // while the node refuses it with a message. JSON.parse only checks that it is one JSON value.
+    const text = $("value").value;
+    if (method === "PUT") JSON.parse(text);
+    const body = method === "PUT" ? '{"value":' + text + "}" : undefined;
     await api(method, path, body, headers);
     await loadKey();
   } catch (error) {

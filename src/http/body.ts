@@ -1,5 +1,5 @@
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
-import { jsonDepth } from "../util/json.ts";
+import { scanJson } from "../util/json.ts";
 import { decodeUtf8Strict, readBounded } from "../util/bytes.ts";
 
 /**
@@ -40,7 +40,8 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
  * Reads and parses a JSON body once, checking size while reading and nesting depth before parsing.
  *
  * @throws {PayloadTooLargeError} over `bytesMax`.
- * @throws {InvalidRequestError} when empty, not JSON, or nested deeper than `depthMax`.
+ * @throws {InvalidRequestError} when empty, not JSON, nested deeper than `depthMax`, or holding a number
+ * that a double cannot carry (SPEC §8: it would become ±Infinity, stored as `null`, or 0).
  */
 export async function readJsonBody(
   request: Request,
@@ -48,9 +49,15 @@ export async function readJsonBody(
 ): Promise<unknown> {
   const text = await readBodyText(request, limits.bytesMax);
   if (text.trim() === "") throw new InvalidRequestError("request body is empty; expected JSON");
-  const depth = jsonDepth(text);
+  const { depth, inexactNumber } = scanJson(text);
   if (depth > limits.depthMax) {
     throw new InvalidRequestError(`JSON nesting depth is ${depth}, the limit is ${limits.depthMax}`);
+  }
+  if (inexactNumber !== undefined) {
+    throw new InvalidRequestError(
+      `the JSON number at character ${inexactNumber.index} ${inexactNumberProblems[inexactNumber.kind]}; ` +
+        "numbers must fit a 64-bit float, and nothing is stored changed",
+    );
   }
   try {
     return JSON.parse(text);
@@ -58,3 +65,8 @@ export async function readJsonBody(
     throw new InvalidRequestError("request body is not valid JSON", { cause: error });
   }
 }
+
+const inexactNumberProblems = {
+  overflow: "is too large: its magnitude is over 1.7976931348623157e308, so it would become Infinity",
+  underflow: "is too small: it is not 0 but its magnitude is under 5e-324, so it would become 0",
+} as const;

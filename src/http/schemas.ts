@@ -21,9 +21,21 @@ export class ReservedTableError extends KvError {
   }
 }
 
+/** Printable ASCII but "/": a name of only these needs no Unicode check and no normalization. */
+const plainName = /^[\x20-\x2e\x30-\x7e]+$/;
+// deno-lint-ignore no-control-regex
+const controlOrSlash = /[\u0000-\u001f\u007f-\u009f/]/;
 /**
- * Decodes one raw path segment and checks it as a name: 1 to `bytesMax` bytes of UTF-8, no `/`, no
- * control characters.
+ * Characters that draw nothing or only steer the text's direction, so two names that differ by them look
+ * the same: Unicode's default-ignorable code points (ZWJ, ZWNJ, soft hyphen, variation selectors, ...)
+ * and the bidirectional controls (most of which are default-ignorable too).
+ */
+const invisibleChar = /[\p{Default_Ignorable_Code_Point}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+const bidiControl = /^[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]$/;
+
+/**
+ * Decodes one raw path segment and checks it as a name (see {@linkcode checkName}); returns its NFC form.
+ * A segment of printable ASCII takes a fast path: one regular expression and a length check.
  *
  * @throws {InvalidNameError}
  */
@@ -40,28 +52,60 @@ export function decodeName(
       throw new InvalidNameError(`${options.what} name is not valid percent-encoded UTF-8`);
     }
   }
-  checkName(name, options);
+  if (!plainName.test(name)) return checkName(name, options);
+  if (name.length > options.bytesMax) {
+    throw new InvalidNameError(
+      `${options.what} name is ${name.length} bytes, the limit is ${options.bytesMax}`,
+    );
+  }
   return name;
 }
 
 /**
- * Checks a decoded name.
+ * Checks a decoded name and returns its Unicode NFC form, so names that differ only in how their
+ * characters are composed (`jose\u0301` and `josé`) are one name: 1 to `bytesMax` bytes of UTF-8 after
+ * normalization, no `/`, no control character, no invisible (default-ignorable) or bidirectional
+ * control character.
  *
  * @throws {InvalidNameError}
  */
-export function checkName(name: string, options: { what: "table" | "key" | "user"; bytesMax: number }): void {
-  if (name.length === 0) throw new InvalidNameError(`${options.what} name is empty`);
-  const bytes = name.length > options.bytesMax / 3 ? utf8.encode(name).length : name.length * 3;
-  if (bytes > options.bytesMax) {
-    throw new InvalidNameError(`${options.what} name is ${bytes} bytes, the limit is ${options.bytesMax}`);
+export function checkName(
+  name: string,
+  options: { what: "table" | "key" | "user"; bytesMax: number },
+): string {
+  const { what, bytesMax } = options;
+  if (name.length === 0) throw new InvalidNameError(`${what} name is empty`);
+  if (plainName.test(name)) {
+    if (name.length > bytesMax) {
+      throw new InvalidNameError(`${what} name is ${name.length} bytes, the limit is ${bytesMax}`);
+    }
+    return name;
   }
-  // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f/]/.test(name)) {
-    throw new InvalidNameError(`${options.what} name contains "/" or a control character`);
+  if (controlOrSlash.test(name)) {
+    throw new InvalidNameError(`${what} name contains "/" or a control character`);
   }
-  if (/[\ud800-\udfff]/.test(name) && !name.isWellFormed()) {
-    throw new InvalidNameError(`${options.what} name is not valid UTF-8`);
+  if (!name.isWellFormed()) throw new InvalidNameError(`${what} name is not valid UTF-8`);
+  const normalized = name.normalize("NFC");
+  const invisible = invisibleChar.exec(normalized)?.[0];
+  if (invisible !== undefined) {
+    const codePoint = `U+${invisible.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
+    const kind = bidiControl.test(invisible)
+      ? "a bidirectional control character"
+      : "an invisible (default-ignorable) character";
+    throw new InvalidNameError(
+      `${what} name contains ${codePoint}, ${kind}: names that would look like another name are refused`,
+    );
   }
+  // At most 3 UTF-8 bytes per UTF-16 code unit: only a long name needs encoding to be measured.
+  if (normalized.length * 3 > bytesMax) {
+    const bytes = utf8.encode(normalized).length;
+    if (bytes > bytesMax) {
+      throw new InvalidNameError(
+        `${what} name is ${bytes} bytes after NFC normalization, the limit is ${bytesMax}`,
+      );
+    }
+  }
+  return normalized;
 }
 
 /** A table the node keeps for itself (users): not reachable through, nor counted by, the KV routes. */

@@ -113,6 +113,8 @@ interface PreparedReplica {
   readonly key: string;
   readonly encoded: Uint8Array;
   readonly entry: Entry;
+  /** Refused unless it moves the key's version forward (or is identical); see `applyReplicas`. */
+  readonly strict: boolean;
 }
 
 /** What a write needs once its checks passed. */
@@ -774,11 +776,16 @@ export class Store {
    * when they fit one (`walBatchRecordsMax` records, 16 MiB). A key listed twice is compared against
    * its earlier item. Resolves once every applied item is durable.
    *
+   * A `strict` item (a coordinator's write) is also "stale" when it does not move the key's version
+   * forward, even if it would win by the conflict rule: it is a second writer of a version this node
+   * holds. That is decided, like the rule, against the state after pending writes settle, so a version
+   * still pending here counts.
+   *
    * @returns "applied", "identical" or "stale" per item, in order.
    * @throws the errors of {@linkcode Store.applyReplica}.
    */
   async applyReplicas(
-    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
+    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry; strict?: boolean }>,
   ): Promise<Array<ReplicaResult>> {
     const operation = "apply replicas";
     this.#checkWritable(operation);
@@ -792,7 +799,9 @@ export class Store {
     return results;
   }
 
-  #prepareReplica(item: { table: string; key: string; entry: ReplicaEntry }): PreparedReplica {
+  #prepareReplica(
+    item: { table: string; key: string; entry: ReplicaEntry; strict?: boolean },
+  ): PreparedReplica {
     const { table, key } = item;
     this.#checkName("table", table);
     this.#checkName("key", key);
@@ -810,7 +819,7 @@ export class Store {
     assert(entry.version === item.entry.version);
     assert(entry.deleted === item.entry.deleted);
     assert(replicaOfEntry(entry).valueJson === item.entry.valueJson, "the value must round-trip unparsed");
-    return { table, key, encoded, entry };
+    return { table, key, encoded, entry, strict: item.strict === true };
   }
 
   /** Decides every prepared replica against the current state, in order, and queues the winners. */
@@ -819,13 +828,17 @@ export class Store {
   ): { results: Array<ReplicaResult>; durable: Promise<void>[] } {
     const results: Array<ReplicaResult> = [];
     const durable: Promise<void>[] = [];
-    for (const { table, key, encoded, entry } of prepared) {
+    for (const { table, key, encoded, entry, strict } of prepared) {
       const current = this.#current(table, key);
       const order = current === undefined
         ? 1
         : compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current));
       if (order <= 0) {
         results.push(order === 0 ? "identical" : "stale");
+        continue;
+      }
+      if (strict && current !== undefined && entry.version <= current.version) {
+        results.push("stale");
         continue;
       }
       durable.push(this.#enqueue({ encoded, table, key, kind: "replica", entry }));

@@ -1,14 +1,36 @@
+/** A number in a JSON text that `JSON.parse` would not keep: it would become ±Infinity or 0. */
+export interface InexactNumber {
+  /** Index (UTF-16 code units) of the number's first character in the text. */
+  index: number;
+  /** `overflow`: over ±1.7976931348623157e308, parsed as ±Infinity (and stored as `null`); `underflow`: a
+   * non-zero number under 5e-324, parsed as 0. */
+  kind: "overflow" | "underflow";
+}
+
+/** What one scan of a JSON text finds before `JSON.parse` builds it. */
+export interface JsonScan {
+  /** The deepest nesting of `[` and `{` (0 for a scalar). */
+  depth: number;
+  /** The first number `JSON.parse` would change to ±Infinity or 0, if any. */
+  inexactNumber: InexactNumber | undefined;
+}
+
+/** Digits a number may have before it can overflow a double without an exponent (1e308 has 309). */
+const plainNumberCharsMax = 308;
+
 /**
- * Nesting depth of a JSON text, measured by scanning it once without recursion, so a hostile document
- * is rejected before `JSON.parse` builds it. Brackets inside strings are skipped. The text need not be
- * valid JSON; `JSON.parse` decides that afterwards.
- *
- * @returns the deepest nesting of `[` and `{` (0 for a scalar).
+ * Scans a JSON text once, without recursion, so a hostile document is refused before `JSON.parse` builds
+ * it: measures its nesting depth and finds numbers that a double cannot carry (SPEC §8: refused, never
+ * changed). Brackets and digits inside strings are skipped. Only a number with an exponent or more than
+ * 308 characters can overflow or underflow, and only those are converted with `Number` to check, so an
+ * ordinary text costs what the depth scan alone did. The text need not be valid JSON; `JSON.parse`
+ * decides that afterwards (a malformed number is left to it).
  */
-export function jsonDepth(text: string): number {
+export function scanJson(text: string): JsonScan {
   let depth = 0;
   let depthMax = 0;
   let inString = false;
+  let inexactNumber: InexactNumber | undefined;
   for (let index = 0; index < text.length; index += 1) {
     const code = text.charCodeAt(index);
     if (inString) {
@@ -21,9 +43,41 @@ export function jsonDepth(text: string): number {
       if (depth > depthMax) depthMax = depth;
     } else if (code === 0x7d || code === 0x5d) {
       depth -= 1;
+    } else if ((code >= 0x30 && code <= 0x39) || code === 0x2d) {
+      // A number: digits, ".", "e", "E", "+", "-"; scanned here once, its end is the next other character.
+      const start = index;
+      let exponent = false;
+      for (index += 1; index < text.length; index += 1) {
+        const next = text.charCodeAt(index);
+        if (next === 0x65 || next === 0x45) exponent = true;
+        else if (!((next >= 0x30 && next <= 0x39) || next === 0x2e || next === 0x2b || next === 0x2d)) break;
+      }
+      if ((exponent || index - start > plainNumberCharsMax) && inexactNumber === undefined) {
+        inexactNumber = inexactNumberAt(text.slice(start, index), start);
+      }
+      index -= 1; // the loop's step moves to the character after the number
     }
   }
-  return depthMax;
+  return { depth: depthMax, inexactNumber };
+}
+
+/**
+ * Nesting depth of a JSON text (see {@linkcode scanJson}).
+ *
+ * @returns the deepest nesting of `[` and `{` (0 for a scalar).
+ */
+export function jsonDepth(text: string): number {
+  return scanJson(text).depth;
+}
+
+/** The number `literal` found at `index` as an {@linkcode InexactNumber}, when a double cannot carry it. */
+function inexactNumberAt(literal: string, index: number): InexactNumber | undefined {
+  const value = Number(literal);
+  if (value === Infinity || value === -Infinity) return { index, kind: "overflow" };
+  if (value !== 0) return undefined; // NaN (not a JSON number: JSON.parse refuses it) or carried
+  const exponentIndex = literal.search(/[eE]/);
+  const mantissa = exponentIndex === -1 ? literal : literal.slice(0, exponentIndex);
+  return /[1-9]/.test(mantissa) ? { index, kind: "underflow" } : undefined;
 }
 
 /** A JSON object (not an array, not null). */

@@ -179,7 +179,7 @@ Deno.test({
   },
 });
 
-Deno.test("attacks: a login brute force gets 429 with Retry-After, for one user and from one address", async () => {
+Deno.test("attacks: a login brute force gets 429 with Retry-After, for that user from that address", async () => {
   await using node = await NodeProcess.start({ env: { JWT_SECRET: jwtSecret } });
   await tokenFor(node, "victim", "the-right-secret");
   const login = async (user: string, secret: string) => {
@@ -213,9 +213,10 @@ Deno.test("attacks: a login brute force gets 429 with Retry-After, for one user 
   const right = await login("victim", "the-right-secret");
   assert.equal(right.status, 429);
   assert.ok(Number(right.retryAfter) >= 1);
-  // The address is locked too: guessing other users from it is refused without a hash.
+  // Only this user from this address is locked (SPEC §8): a neighbour behind the same address is not,
+  // until the address's own ceiling across users (100 failures a minute) is reached.
   const other = await login("someone-else", "x");
-  assert.equal(other.status, 429, "new attempts from the same address are refused while it is locked");
+  assert.equal(other.status, 201, "another user from the same address is not refused");
 });
 
 Deno.test("attacks: internal requests replayed outside their time window or to another path are 403", async () => {

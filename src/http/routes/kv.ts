@@ -118,12 +118,14 @@ async function listing(request: Request, what: ListingTarget, deps: AppDeps): Pr
   const { limits, kv } = deps;
   const url = new URL(request.url);
   const query = parseWith(ListQuery, Object.fromEntries(url.searchParams), "query");
-  if (query.after !== undefined) checkName(query.after, { what: "key", bytesMax: limits.nameBytesMax });
+  const after = query.after === undefined
+    ? undefined
+    : checkName(query.after, { what: "key", bytesMax: limits.nameBytesMax });
   if (query.limit !== undefined && (query.limit < 1 || query.limit > limits.listCountMax)) {
     throw new InvalidRequestError(`limit is ${query.limit}; it must be between 1 and ${limits.listCountMax}`);
   }
   const limit = query.limit ?? Number.MAX_SAFE_INTEGER;
-  const options = query.after === undefined ? { limit } : { limit, after: query.after };
+  const options = after === undefined ? { limit } : { limit, after };
   const iterator = kv.list(what.table, options)[Symbol.asyncIterator]();
   const first = await iterator.next(); // an unknown table fails here, before the answer starts
   return streamListing({ first, iterator }, what.shape);
@@ -138,9 +140,8 @@ function batchKeys(body: unknown, deps: AppDeps): string[] {
       `batch holds ${body.length} keys, the limit is ${deps.limits.batchKeysMax}`,
     );
   }
-  for (const key of body) {
+  return body.map((key: unknown) => {
     if (typeof key !== "string") throw new InvalidRequestError("every key in the batch must be a string");
-    checkName(key, { what: "key", bytesMax: deps.limits.nameBytesMax });
-  }
-  return body as string[];
+    return checkName(key, { what: "key", bytesMax: deps.limits.nameBytesMax });
+  });
 }

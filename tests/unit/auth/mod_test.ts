@@ -2,22 +2,39 @@
 // Method: an in-memory UserDirectory, a ManualClock, and 1000 PBKDF2 iterations except where the
 // default itself is under test.
 import assert from "node:assert/strict";
-import { Auth, RateLimitedError, WrongSecretError } from "../../../src/auth/mod.ts";
+import {
+  Auth,
+  RateLimitedError,
+  TokenInvalidError,
+  UserNotReadableError,
+  WrongSecretError,
+} from "../../../src/auth/mod.ts";
+import { signToken } from "../../../src/auth/tokens.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
 import { MemoryUsers, testLimits, testSecret } from "./memory_users.ts";
 
-function makeAuth(options: { users?: MemoryUsers; clock?: ManualClock; verifiedTokensMax?: number } = {}) {
+function makeAuth(
+  options: {
+    users?: MemoryUsers;
+    clock?: ManualClock;
+    verifiedTokensMax?: number;
+    userWaitMs?: number;
+    limits?: Parameters<typeof testLimits>[0];
+  } = {},
+) {
   const users = options.users ?? new MemoryUsers();
   const clock = options.clock ?? new ManualClock();
   const auth = new Auth({
     secret: testSecret,
-    limits: testLimits(),
+    limits: testLimits(options.limits),
     clock,
-    users,
+    users: users.directory(),
     iterations: 1000,
     allowWeakHashForTests: true,
     ...(options.verifiedTokensMax === undefined ? {} : { verifiedTokensMax: options.verifiedTokensMax }),
+    ...(options.userWaitMs === undefined ? {} : { userWaitMs: options.userWaitMs }),
   });
   return { auth, users, clock };
 }
@@ -26,12 +43,16 @@ async function assertWrongSecret(promise: Promise<unknown>): Promise<void> {
   await assert.rejects(promise, WrongSecretError);
 }
 
-async function assertRateLimited(promise: Promise<unknown>, retryAfterSecs: number): Promise<void> {
+async function assertRateLimited(
+  promise: Promise<unknown>,
+  retryAfterSecs: number,
+  limit = /for this user from this address: the limit is 10 \(loginFailuresMax\) per 60000 ms/,
+): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
     assert.ok(error instanceof RateLimitedError);
     assert.equal(error.code, "rate_limited");
     assert.deepEqual(error.headers, { "Retry-After": String(retryAfterSecs) });
-    assert.match(error.message, /limit is 10 \(loginFailuresMax\) per 60000 ms/);
+    assert.match(error.message, limit);
     return true;
   });
 }
@@ -66,56 +87,61 @@ Deno.test("Auth.authenticate() rejects a wrong secret with WrongSecretError, not
   });
 });
 
-Deno.test("Auth.authenticate() refuses the 11th failure of a user in a window, before hashing", async () => {
+Deno.test("Auth.authenticate() refuses the 11th failure of a user from one address, and only there", async () => {
   const { auth, users, clock } = makeAuth();
   await auth.authenticate("alice", "right", "registrar");
-  await assertWrongSecret(auth.authenticate("alice", "wrong", "client-0"));
+  await auth.authenticate("bob", "bob-secret", "registrar");
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker"));
   clock.advance(20_000);
   for (let index = 1; index < 10; index += 1) {
-    // Distinct addresses, so only the per-user limit can trigger; the 10th failure is still allowed.
-    await assertWrongSecret(auth.authenticate("alice", "wrong", `client-${index}`));
+    await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker")); // the 10th is still checked
   }
-  const getCountBefore = users.getCount;
-  await assertRateLimited(auth.authenticate("alice", "right", "fresh-client"), 40);
-  assert.equal(users.getCount, getCountBefore, "refused before the user is even looked up");
-
+  const readCountBefore = users.readCount;
+  await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 40);
+  assert.equal(users.readCount, readCountBefore, "refused before the user is even looked up");
+  // The owner from another address, and another user behind the attacker's address, are not refused.
+  assert.equal((await auth.authenticate("alice", "right", "home")).created, false);
+  assert.equal((await auth.authenticate("bob", "bob-secret", "attacker")).created, false);
   clock.advance(39_999);
-  await assertRateLimited(auth.authenticate("alice", "right", "fresh-client"), 1);
+  await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 1);
   clock.advance(1);
-  const after = await auth.authenticate("alice", "right", "fresh-client");
-  assert.equal(after.created, false);
+  assert.equal((await auth.authenticate("alice", "right", "attacker")).created, false);
 });
 
-Deno.test("Auth.authenticate() limits failures per client address across different users", async () => {
-  const { auth } = makeAuth();
-  for (let index = 0; index <= 10; index += 1) {
-    // Eleven registrations from one address: registering is not a failure.
-    await auth.authenticate(`user-${index}`, "right", "registrar");
+Deno.test("Auth.authenticate() refuses an address for every user over loginAddressFailuresMax", async () => {
+  const { auth } = makeAuth({ limits: { loginAddressFailuresMax: 25 } });
+  for (let index = 0; index <= 3; index += 1) {
+    await auth.authenticate(`user-${index}`, "right", "registrar"); // registering is not a failure
   }
-  for (let index = 0; index < 10; index += 1) {
-    await assertWrongSecret(auth.authenticate(`user-${index}`, "wrong", "attacker"));
+  for (let index = 0; index < 25; index += 1) {
+    // 8 or fewer per user: only the address's ceiling can trigger.
+    await assertWrongSecret(auth.authenticate(`user-${index % 3}`, "wrong", "nat"));
   }
-  await assertRateLimited(auth.authenticate("user-10", "right", "attacker"), 60);
-  await assertRateLimited(auth.authenticate("someone-new", "right", "attacker"), 60);
-  const other = await auth.authenticate("user-10", "right", "other-address");
-  assert.equal(other.created, false);
+  const acrossUsers = /from this address, across users: the limit is 25 \(loginAddressFailuresMax\)/;
+  await assertRateLimited(auth.authenticate("user-3", "right", "nat"), 60, acrossUsers);
+  await assertRateLimited(auth.authenticate("someone-new", "right", "nat"), 60, acrossUsers);
+  assert.equal((await auth.authenticate("user-3", "right", "other-address")).created, false);
 });
 
-Deno.test("Auth.authenticate() success resets the user's failures but not the address's", async () => {
-  const { auth } = makeAuth();
+Deno.test("Auth.authenticate() success forgets the pair's failures but not the address's", async () => {
+  const { auth } = makeAuth({ limits: { loginAddressFailuresMax: 15 } });
   await auth.authenticate("alice", "alice-secret", "registrar");
   await auth.authenticate("bob", "bob-secret", "registrar");
   for (let index = 0; index < 9; index += 1) {
     await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
   }
   await auth.authenticate("alice", "alice-secret", "shared");
-  await assertWrongSecret(auth.authenticate("bob", "wrong", "shared")); // the address's 10th failure
-  await assertRateLimited(auth.authenticate("bob", "bob-secret", "shared"), 60);
-  for (let index = 0; index < 10; index += 1) {
-    // Without the reset, alice would be refused from the second of these on.
-    await assertWrongSecret(auth.authenticate("alice", "wrong", `client-${index}`));
+  // Without the reset, alice's 10th failure from "shared" would be her last allowed.
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
+  await assertWrongSecret(auth.authenticate("alice", "wrong", "shared"));
+  for (let index = 0; index < 4; index += 1) {
+    await assertWrongSecret(auth.authenticate("bob", "wrong", "shared")); // the address's 12th to 15th
   }
-  await assertRateLimited(auth.authenticate("alice", "alice-secret", "client-x"), 60);
+  await assertRateLimited(
+    auth.authenticate("bob", "bob-secret", "shared"),
+    60,
+    /from this address, across users: the limit is 15/,
+  );
 });
 
 Deno.test("Auth.authenticate() races two registrations with one secret: one creates, one logs in", async () => {
@@ -149,14 +175,19 @@ Deno.test("Auth.authenticate() races two registrations with two secrets: one get
 
 Deno.test("Auth uses 600,000 PBKDF2 iterations by default", async () => {
   const users = new MemoryUsers();
-  const auth = new Auth({ secret: testSecret, limits: testLimits(), clock: new ManualClock(), users });
+  const auth = new Auth({
+    secret: testSecret,
+    limits: testLimits(),
+    clock: new ManualClock(),
+    users: users.directory(),
+  });
   const result = await auth.authenticate("erin", "erin-secret", "10.0.0.1");
   assert.equal(result.created, true);
   assert.equal(users.records.get("erin")?.iterations, 600_000);
 });
 
 Deno.test("Auth constructor asserts a strong hash and a 32-byte secret", () => {
-  const base = { limits: testLimits(), clock: new ManualClock(), users: new MemoryUsers() };
+  const base = { limits: testLimits(), clock: new ManualClock(), users: new MemoryUsers().directory() };
   assert.throws(() => new Auth({ ...base, secret: testSecret, iterations: 599_999 }), AssertionError);
   assert.throws(() => new Auth({ ...base, secret: "x".repeat(31) }), AssertionError);
   new Auth({ ...base, secret: "x".repeat(32) });
@@ -193,8 +224,8 @@ Deno.test("Auth.authenticate() counts a burst of concurrent guesses before their
   await auth.authenticate("grace", "right", "registrar");
   const settleOrder: string[] = [];
   await Promise.all(
-    Array.from({ length: 25 }, (_, index) =>
-      auth.authenticate("grace", "wrong", `client-${index}`).then(
+    Array.from({ length: 25 }, () =>
+      auth.authenticate("grace", "wrong", "attacker").then(
         () => settleOrder.push("ok"),
         (error: unknown) => settleOrder.push(error instanceof Error ? error.name : "other"),
       )),
@@ -226,4 +257,77 @@ Deno.test("Auth.verify() remembers at most verifiedTokensMax tokens and never a 
   for (let attempt = 0; attempt < 2; attempt += 1) {
     await assert.rejects(async () => await auth.verify(forged), { code: "token_invalid" });
   }
+});
+
+Deno.test("Auth.authenticate() logs a losing registration in against the winner's record once it is durable", async () => {
+  const { auth, users } = makeAuth();
+  users.holdWrites();
+  const secrets = ["same", "same", "other"];
+  const attempts = secrets.map((secret, index) => auth.authenticate("hana", secret, `10.0.0.${index}`));
+  // Every create ran: one is pending (invisible to reads), two met it and wait for it.
+  await waitFor(() => users.createCount === 3, { timeoutMs: 5_000, what: "three creates" });
+  assert.equal(users.pendingCount, 1);
+  assert.equal(users.records.size, 0);
+  users.releaseWrites();
+  const settled = await Promise.allSettled(attempts);
+  const winnerIndex = settled.findIndex((outcome) => outcome.status === "fulfilled" && outcome.value.created);
+  assert.ok(winnerIndex >= 0, "one registration created the user");
+  settled.forEach((outcome, index) => {
+    if (index === winnerIndex) return;
+    if (secrets[index] === secrets[winnerIndex]) {
+      assert.ok(outcome.status === "fulfilled" && !outcome.value.created, "logged in, not created");
+    } else {
+      assert.ok(outcome.status === "rejected" && outcome.reason instanceof WrongSecretError);
+    }
+  });
+});
+
+Deno.test("Auth.authenticate() answers UserNotReadableError (503) when the winner's record stays pending", async () => {
+  const { auth, users } = makeAuth({ userWaitMs: 20 });
+  users.holdWrites();
+  const attempts = ["10.0.0.1", "10.0.0.2"].map((client) =>
+    auth.authenticate("ivan", "same", client).then(
+      (result) => ({ result, error: undefined }),
+      (error: unknown) => ({ result: undefined, error }),
+    )
+  );
+  // The winner's write is held pending, so the first to settle is the loser, after its wait.
+  const { error } = await Promise.race(attempts);
+  assert.ok(error instanceof UserNotReadableError, String(error));
+  assert.equal(error.code, "unavailable");
+  assert.equal(error.headers["Retry-After"], "1");
+  assert.match(error.message, /within 20 ms/);
+  assert.ok(users.elsewhereCount >= 2, "the other members were asked, at the start and at the end");
+  users.releaseWrites();
+  const created = (await Promise.all(attempts)).filter((attempt) => attempt.result?.created === true);
+  assert.equal(created.length, 1);
+});
+
+Deno.test("Auth.verify() refuses a well-signed token of a user that does not exist, and remembers no refusal", async () => {
+  const { auth, users, clock } = makeAuth();
+  const tokenKey = { key: new TextEncoder().encode(testSecret), clock };
+  const forged = await signToken(tokenKey, { user: "mallory", lifetimeSecs: 3600 });
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    await assert.rejects(async () => await auth.verify(forged), (error: unknown) => {
+      assert.ok(error instanceof TokenInvalidError);
+      assert.equal(error.reason, "user_unknown");
+      assert.equal(error.message, "Cannot verify token: its user (sub) does not exist");
+      return true;
+    });
+  }
+  assert.equal(users.elsewhereCount, 2, "each refusal asked the other members again");
+  assert.equal(auth.verifiedTokenCount, 0);
+  await auth.authenticate("mallory", "secret", "10.0.0.1");
+  assert.equal(await auth.verify(forged), "mallory", "once the user exists, the signature is what counts");
+});
+
+Deno.test("Auth.verify() accepts the token of a user that so far only another member holds", async () => {
+  const { auth, users, clock } = makeAuth();
+  const elsewhere = new MemoryUsers();
+  const { token } = await makeAuth({ users: elsewhere, clock }).auth.authenticate("judy", "pw", "10.0.0.1");
+  users.elsewhere.set("judy", elsewhere.records.get("judy")!);
+  assert.equal(await auth.verify(token), "judy");
+  assert.equal(users.elsewhereCount, 1);
+  assert.equal(auth.verify(token), "judy", "remembered: no second look-up");
+  assert.equal(users.elsewhereCount, 1);
 });

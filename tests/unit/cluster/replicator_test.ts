@@ -9,7 +9,7 @@ import { PeerRequestError, UnknownKindError, usersTable } from "../../../src/clu
 import type { ApplyItem } from "../../../src/cluster/replication_wire.ts";
 import { type ClientWrite, ForwardedError, writeQuorumOf } from "../../../src/cluster/replicator.ts";
 import { InvalidRequestError, KvError, UnavailableError } from "../../../src/util/errors.ts";
-import { MemoryFs } from "../../../src/store/mod.ts";
+import { type CreateOptions, MemoryFs } from "../../../src/store/mod.ts";
 import { FaultyFs } from "../../helpers/faulty_fs.ts";
 import {
   FakeCluster,
@@ -655,4 +655,53 @@ Deno.test("Replicator.handlers().apply refuses a coordinator's write that does n
     { results: [{ result: "applied" }] },
     "without strict the conflict rule decides",
   );
+});
+
+/** A MemoryFs whose `syncData` waits while `hold()` is in force, so a write stays pending in the store. */
+class SyncGateFs extends MemoryFs {
+  #gate: PromiseWithResolvers<void> | undefined;
+
+  hold(): void {
+    this.#gate = Promise.withResolvers<void>();
+  }
+
+  release(): void {
+    this.#gate?.resolve();
+    this.#gate = undefined;
+  }
+
+  override async openAppend(path: string, options: CreateOptions) {
+    const file = await super.openAppend(path, options);
+    const syncData = file.syncData.bind(file);
+    file.syncData = async () => {
+      await this.#gate?.promise;
+      await syncData();
+    };
+    return file;
+  }
+}
+
+Deno.test("Replicator.handlers().apply refuses a second writer of a version that is still pending here", async () => {
+  const gated = new SyncGateFs();
+  await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? gated : new MemoryFs() });
+  const store = cluster.node(nodeA).store;
+  gated.hold();
+  // Node A coordinates v1 of k: accepted, shipped, not yet durable (its fsync is held).
+  const local = store.put(table, "k", "first writer", { owner: "alice" });
+  assert.equal(store.replicaOf(table, "k"), undefined, "pending: not visible yet");
+  // Another coordinator (B, with another view of the membership) ships its own v1 of k, later in time.
+  const rival = {
+    version: 1,
+    timestamp: cluster.clock.nowMs() + 10,
+    owner: "alice",
+    deleted: false,
+    valueJson: '"second writer of v1"',
+  };
+  const { apply } = cluster.node(nodeA).replicator.handlers();
+  const answer = apply!({ items: [{ store: true, table, key: "k", entry: rival, strict: true }] }, nodeB);
+  gated.release();
+  assert.equal((await local).version, 1);
+  const { results } = await answer as { results: Array<{ result: string }> };
+  assert.equal(results[0]!.result, "stale", "B must not count A's acknowledgement for its own v1");
+  assert.equal(store.replicaOf(table, "k")?.valueJson, '"first writer"');
 });

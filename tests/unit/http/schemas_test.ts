@@ -52,6 +52,58 @@ Deno.test("decodeName() accepts 1..nameBytesMax UTF-8 bytes and refuses / and co
   assert.equal(codeOf(() => checkName("\ud800", options)), "invalid_name");
 });
 
+Deno.test("decodeName() normalizes to NFC, so composed and decomposed spellings are one name", () => {
+  const options = { what: "user" as const, bytesMax: 256 };
+  const composed = decodeName("jos%C3%A9", options);
+  assert.equal(composed, "jos\u00e9");
+  assert.equal(decodeName("jose%CC%81", options), composed, "e + U+0301 COMBINING ACUTE ACCENT");
+  assert.equal(checkName("jose\u0301", options), composed);
+  assert.equal(decodeName("%E1%84%92%E1%85%A1%E1%86%AB", options), "\ud55c", "Hangul jamo compose");
+  assert.equal(decodeName("%CC%81", options), "\u0301", "a lone combining mark is a name of its own");
+  assert.equal(decodeName("a%CC%81b", options), "\u00e1b");
+  assert.equal(decodeName("Zo%C3%AB%20%F0%9F%98%80", options), "Zo\u00eb \u{1f600}");
+});
+
+Deno.test("decodeName() refuses invisible and bidirectional control characters, naming the code point", () => {
+  const options = { what: "user" as const, bytesMax: 256 };
+  const refused: Array<[string, string, RegExp]> = [
+    ["zero width joiner", "a%E2%80%8Db", /U\+200D, an invisible \(default-ignorable\) character/],
+    ["zero width non-joiner", "a%E2%80%8Cb", /U\+200C, an invisible/],
+    ["zero width space", "%E2%80%8Bab", /U\+200B, an invisible/],
+    ["soft hyphen", "jo%C2%ADse", /U\+00AD, an invisible/],
+    ["variation selector 16", "a%EF%B8%8F", /U\+FE0F, an invisible/],
+    ["variation selector 17", "a%F3%A0%84%80", /U\+E0100, an invisible/],
+    ["byte order mark", "%EF%BB%BFa", /U\+FEFF, an invisible/],
+    ["combining grapheme joiner", "a%CD%8Fb", /U\+034F, an invisible/],
+    ["Hangul filler", "%E3%85%A4", /U\+3164, an invisible/],
+    ["arabic letter mark", "a%D8%9Cb", /U\+061C, a bidirectional control character/],
+    ["left-to-right mark", "a%E2%80%8E", /U\+200E, a bidirectional control/],
+    ["right-to-left mark", "a%E2%80%8F", /U\+200F, a bidirectional control/],
+    ["right-to-left override", "%E2%80%AEgnp.exe", /U\+202E, a bidirectional control/],
+    ["left-to-right embedding", "%E2%80%AAa", /U\+202A, a bidirectional control/],
+    ["first strong isolate", "a%E2%81%A8", /U\+2068, a bidirectional control/],
+    ["pop directional isolate", "a%E2%81%A9", /U\+2069, a bidirectional control/],
+  ];
+  for (const [what, raw, message] of refused) {
+    assert.throws(() => decodeName(raw, options), (error: unknown) => {
+      assert.ok(error instanceof KvError, what);
+      assert.equal(error.code, "invalid_name", what);
+      assert.match(error.message, message, what);
+      assert.ok(/^[\x20-\x7e]*$/.test(error.message), `${what}: the message quotes no raw character`);
+      return true;
+    });
+  }
+});
+
+Deno.test("decodeName() measures nameBytesMax on the normalized name: max passes, max + 1 is refused", () => {
+  const options = { what: "key" as const, bytesMax: 10 };
+  // Five decomposed é (3 bytes each, 15 bytes) normalize to five composed é (2 bytes each): 10 bytes.
+  assert.equal(decodeName("e%CC%81".repeat(5), options), "\u00e9".repeat(5));
+  assert.throws(() => decodeName(`${"e%CC%81".repeat(5)}a`, options), /11 bytes after NFC normalization/);
+  assert.equal(decodeName("a".repeat(10), options), "a".repeat(10));
+  assert.throws(() => decodeName("a".repeat(11), options), /11 bytes, the limit is 10/);
+});
+
 Deno.test("decodeTable() refuses reserved tables", () => {
   assert.equal(decodeTable("default", 256), "default");
   assert.equal(codeOf(() => decodeTable("_users", 256)), "reserved_table");
@@ -110,6 +162,23 @@ Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 40
     await asyncCodeOf(() => readJsonBody(request("[".repeat(500_000)), limits)),
     "invalid_request",
   );
+});
+
+Deno.test("readJsonBody() refuses a number that would become Infinity or 0, naming where it is", async () => {
+  const request = (body: string) => new Request("http://h/", { method: "POST", body });
+  const limits = { bytesMax: 1 << 20, depthMax: 3 };
+  assert.deepEqual(await readJsonBody(request('{"value":1.7976931348623157e308}'), limits), {
+    value: Number.MAX_VALUE,
+  });
+  await assert.rejects(readJsonBody(request('{"value":1.8e308}'), limits), {
+    code: "invalid_request",
+    message: "the JSON number at character 9 is too large: its magnitude is over 1.7976931348623157e308, " +
+      "so it would become Infinity; numbers must fit a 64-bit float, and nothing is stored changed",
+  });
+  await assert.rejects(readJsonBody(request('{"value":1e-400}'), limits), {
+    code: "invalid_request",
+    message: /character 9 is too small: it is not 0 but its magnitude is under 5e-324, so it would become 0/,
+  });
 });
 
 Deno.test("valueOfBody() refuses exactly the bodies the documented schemas ValueBody and MergePatchBody refuse", () => {
