@@ -145,6 +145,10 @@ Deno.test("config: the node runs with the permissions deno.json gives it, and th
     );
     assert.ok(covered, `${name} is read by the config but not allowed by --allow-env`);
   }
+  // FFI reaches libc alone (to raise the descriptor limit), at the paths the server looks it up at.
+  const { libcPaths } = await import("../../../src/server/mod.ts");
+  const ffi = permissions.find((flag) => flag.startsWith("--allow-ffi="))?.slice("--allow-ffi=".length);
+  assert.deepEqual(ffi?.split(","), libcPaths, "--allow-ffi names exactly the C libraries fd_limit.ts opens");
   const dataDir = await Deno.makeTempDir({ prefix: "dynarust_permissions_" });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...permissions, `${root}main.ts`, "127.0.0.1:0", "--data-dir", dataDir],
@@ -162,6 +166,8 @@ Deno.test("config: the node runs with the permissions deno.json gives it, and th
     await reader.cancel();
     const lines = (await stderr).trim().split("\n").filter((line) => line !== "");
     assert.ok(lines.every((line) => JSON.parse(line).level !== "error"), lines.join("\n"));
+    // With these permissions the node reads and raises its descriptor limit: no "capacity: ..." warning.
+    assert.ok(lines.every((line) => !String(JSON.parse(line).msg).startsWith("capacity")), lines.join("\n"));
     await Deno.remove(dataDir, { recursive: true });
   }
 });
