@@ -1,15 +1,26 @@
-import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
+import { InvalidRequestError, KvError, PayloadTooLargeError, RequestTimeoutError } from "../util/errors.ts";
 import { scanJson } from "../util/json.ts";
 import { decodeUtf8Strict, readBounded } from "../util/bytes.ts";
 
+/** Limits of reading one request body. */
+export interface BodyLimits {
+  /** Largest body read; a larger one is refused while it is being read. */
+  bytesMax: number;
+  /** Longest the whole body may take to arrive, from the moment the handler asks for it. */
+  timeoutMs: number;
+}
+
 /**
  * Reads a request body as UTF-8 text, refusing it while reading as soon as it passes `bytesMax`, so an
- * oversized body is never buffered whole.
+ * oversized body is never buffered whole, and giving up on a body that has not arrived within `timeoutMs`
+ * (a client that sends its headers and then trickles or stalls holds a connection and memory).
  *
  * @throws {PayloadTooLargeError} when the declared or actual size is over `bytesMax`.
- * @throws {InvalidRequestError} when the body is not UTF-8.
+ * @throws {RequestTimeoutError} when the body did not arrive whole within `timeoutMs`.
+ * @throws {InvalidRequestError} when the body is not UTF-8, or the connection ended before it arrived.
  */
-export async function readBodyText(request: Request, bytesMax: number): Promise<string> {
+export async function readBodyText(request: Request, limits: BodyLimits): Promise<string> {
+  const { bytesMax } = limits;
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > bytesMax) {
     throw new PayloadTooLargeError(`request body is ${declared} bytes, the limit is ${bytesMax}`);
@@ -19,11 +30,11 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
     // HTTP/1.1 framing holds a body with a Content-Length to exactly that many bytes, so reading it whole
     // is bounded; Deno takes a body read whole in one step instead of chunk by chunk. `request.body` is
     // not touched: it would build a ReadableStream first (~2% of a PUT).
-    bytes = await request.bytes();
+    bytes = await readWithin(request.bytes(), limits.timeoutMs);
   } else if (request.body === null) {
     return "";
   } else {
-    const read = await readBounded(request.body, bytesMax);
+    const read = await readWithin(readBounded(request.body, bytesMax), limits.timeoutMs);
     if (read.over) {
       throw new PayloadTooLargeError(`request body is over ${bytesMax} bytes (read ${read.bytes} so far)`);
     }
@@ -37,6 +48,31 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
 }
 
 /**
+ * `read`, or a {@linkcode RequestTimeoutError} once `timeoutMs` passed; a read that fails because the
+ * connection broke is the client's doing: an {@linkcode InvalidRequestError}, never a 500.
+ */
+async function readWithin<T>(read: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // The abandoned read settles when the connection is closed; nothing waits for it any more.
+      read.catch(() => {});
+      reject(new RequestTimeoutError(`the request body did not arrive whole within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([read, expired]);
+  } catch (error) {
+    if (error instanceof KvError) throw error;
+    throw new InvalidRequestError("the request body could not be read: the connection ended before it did", {
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Reads and parses a JSON body once, checking size while reading and nesting depth before parsing.
  *
  * @throws {PayloadTooLargeError} over `bytesMax`.
@@ -45,9 +81,9 @@ export async function readBodyText(request: Request, bytesMax: number): Promise<
  */
 export async function readJsonBody(
   request: Request,
-  limits: { bytesMax: number; depthMax: number },
+  limits: BodyLimits & { depthMax: number },
 ): Promise<unknown> {
-  const text = await readBodyText(request, limits.bytesMax);
+  const text = await readBodyText(request, limits);
   if (text.trim() === "") throw new InvalidRequestError("request body is empty; expected JSON");
   const { depth, inexactNumber } = scanJson(text);
   if (depth > limits.depthMax) {

@@ -29,7 +29,11 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
 
   app.post("/:table/keys", async (c) => {
     const table = tableOf(c, deps);
-    const body = await readJsonBody(c.req.raw, { bytesMax: limits.requestBytesMax, depthMax: 1 });
+    const body = await readJsonBody(c.req.raw, {
+      bytesMax: limits.requestBytesMax,
+      depthMax: 1,
+      timeoutMs: limits.requestTimeoutMs,
+    });
     const keys = [...new Set(batchKeys(body, deps))];
     const entries = await Promise.all(keys.map((key) => kv.read(table, key)));
     const parts: string[] = [];
@@ -61,7 +65,11 @@ export async function writeKey(
     await deps.kv.write({ op, table, key, conditions });
     return jsonText(deletedBody);
   }
-  const limits = { bytesMax: deps.limits.requestBytesMax, depthMax: deps.limits.valueDepthMax + 1 };
+  const limits = {
+    bytesMax: deps.limits.requestBytesMax,
+    depthMax: deps.limits.valueDepthMax + 1,
+    timeoutMs: deps.limits.requestTimeoutMs,
+  };
   const value = valueOfBody(await readJsonBody(request, limits), { objectOnly: op === "patch" });
   const entry = await deps.kv.write({ op, table, key, value, conditions });
   return jsonText(entry.json, 201, `"${entry.version}"`);

@@ -71,6 +71,9 @@ export const internalBodyBytesMax = internalMessageBytesCeiling;
  * signature. `createApp` calls it before any routing.
  */
 export async function internalAnswer(request: Request, kind: string, deps: AppDeps): Promise<Response> {
-  const bodyText = await readBodyText(request, internalBodyBytesMax);
+  const bodyText = await readBodyText(request, {
+    bytesMax: internalBodyBytesMax,
+    timeoutMs: deps.limits.requestTimeoutMs,
+  });
   return jsonText(JSON.stringify(await deps.internal(kind, request.headers, bodyText)));
 }

@@ -171,3 +171,19 @@ Deno.test("a request whose head never ends is closed after DYNA_REQUEST_TIMEOUT_
   assert.ok(event.text.includes("after the timeout"), "the stream got the change");
   closeAll([stream!, slow!]);
 });
+
+Deno.test("a request whose body stalls is answered 408 after DYNA_REQUEST_TIMEOUT_MS and its connection closed", async () => {
+  await using node = await NodeProcess.start({ env: { DYNA_REQUEST_TIMEOUT_MS: "500" } });
+  const token = await tokenFor(node, "alice");
+  const head = `PUT /t/key/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+    "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+  const [stalled] = await flood(portOf(node), 1, `${head}{"va`);
+  const ending = await readEnding(stalled!);
+  closeAll([stalled!]);
+  assert.equal(ending.kind, "answered");
+  assert.equal(ending.kind === "answered" ? ending.status : 0, 408, ending.text);
+  assert.match(ending.text, /"code":"request_timeout"/);
+  const read = await node.fetch("/t/key/k");
+  await read.body?.cancel();
+  assert.equal(read.status, 404, "nothing was written");
+});

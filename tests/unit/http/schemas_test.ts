@@ -130,10 +130,18 @@ Deno.test("rawSegments() keeps percent-encoding and drops the query", () => {
 Deno.test("readBodyText() reads up to bytesMax and refuses bytesMax + 1 while reading", async () => {
   const request = (body: BodyInit | null, headers: Record<string, string> = {}) =>
     new Request("http://h/", { method: "POST", body, headers });
-  assert.equal(await readBodyText(request("x".repeat(10)), 10), "x".repeat(10));
-  assert.equal(await asyncCodeOf(() => readBodyText(request("x".repeat(11)), 10)), "payload_too_large");
   assert.equal(
-    await asyncCodeOf(() => readBodyText(request("x", { "content-length": "11" }), 10)),
+    await readBodyText(request("x".repeat(10)), { bytesMax: 10, timeoutMs: 1_000 }),
+    "x".repeat(10),
+  );
+  assert.equal(
+    await asyncCodeOf(() => readBodyText(request("x".repeat(11)), { bytesMax: 10, timeoutMs: 1_000 })),
+    "payload_too_large",
+  );
+  assert.equal(
+    await asyncCodeOf(() =>
+      readBodyText(request("x", { "content-length": "11" }), { bytesMax: 10, timeoutMs: 1_000 })
+    ),
     "payload_too_large",
   );
   let pulled = 0;
@@ -143,17 +151,46 @@ Deno.test("readBodyText() reads up to bytesMax and refuses bytesMax + 1 while re
       controller.enqueue(new Uint8Array(1024));
     },
   });
-  assert.equal(await asyncCodeOf(() => readBodyText(request(endless), 4096)), "payload_too_large");
+  assert.equal(
+    await asyncCodeOf(() => readBodyText(request(endless), { bytesMax: 4096, timeoutMs: 1_000 })),
+    "payload_too_large",
+  );
   assert.ok(pulled < 10, "an endless body is cut off near the limit");
   assert.equal(
-    await asyncCodeOf(() => readBodyText(request(new Uint8Array([0xff, 0xfe])), 10)),
+    await asyncCodeOf(() =>
+      readBodyText(request(new Uint8Array([0xff, 0xfe])), { bytesMax: 10, timeoutMs: 1_000 })
+    ),
+    "invalid_request",
+  );
+});
+
+Deno.test("readBodyText() gives up on a body that stalls after timeoutMs (408), and a broken one is 400", async () => {
+  const request = (body: BodyInit) => new Request("http://h/", { method: "POST", body });
+  const stalled = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new Uint8Array(10)); // ... and nothing more, ever
+    },
+  });
+  const startedMs = performance.now();
+  await assert.rejects(readBodyText(request(stalled), { bytesMax: 4096, timeoutMs: 50 }), {
+    code: "request_timeout",
+    message: "the request body did not arrive whole within 50 ms",
+  });
+  assert.ok(performance.now() - startedMs >= 45, "it waited for the timeout");
+  const broken = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.error(new Deno.errors.BadResource("Cannot read body as underlying resource unavailable"));
+    },
+  });
+  assert.equal(
+    await asyncCodeOf(() => readBodyText(request(broken), { bytesMax: 4096, timeoutMs: 1_000 })),
     "invalid_request",
   );
 });
 
 Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 400", async () => {
   const request = (body: string) => new Request("http://h/", { method: "POST", body });
-  const limits = { bytesMax: 1 << 20, depthMax: 3 };
+  const limits = { bytesMax: 1 << 20, depthMax: 3, timeoutMs: 1_000 };
   assert.deepEqual(await readJsonBody(request("[[[1]]]"), limits), [[[1]]]);
   assert.equal(await asyncCodeOf(() => readJsonBody(request("[[[[1]]]]"), limits)), "invalid_request");
   assert.equal(await asyncCodeOf(() => readJsonBody(request("{"), limits)), "invalid_request");
@@ -166,7 +203,7 @@ Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 40
 
 Deno.test("readJsonBody() refuses a number that would become Infinity or 0, naming where it is", async () => {
   const request = (body: string) => new Request("http://h/", { method: "POST", body });
-  const limits = { bytesMax: 1 << 20, depthMax: 3 };
+  const limits = { bytesMax: 1 << 20, depthMax: 3, timeoutMs: 1_000 };
   assert.deepEqual(await readJsonBody(request('{"value":1.7976931348623157e308}'), limits), {
     value: Number.MAX_VALUE,
   });
