@@ -234,6 +234,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     ...(options.tls === undefined ? {} : { caCerts: [options.tls.cert] }),
     ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
     messageBytesMax: messageBytesMaxFor(config.limits.requestBytesMax),
+    onStoreBroken: options.onFatal,
   });
   const auth = new Auth({
     secret: jwtSecret,
@@ -254,7 +255,6 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     version,
     internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
     phase: options.phase,
-    onFatal: options.onFatal,
   });
   return { store, broker, cluster, app };
 }

@@ -9,6 +9,7 @@ import { ClusterAuthError } from "./errors.ts";
 import { RequestSigner } from "./mac.ts";
 import { Membership } from "./membership.ts";
 import { Rebalancer } from "./rebalance.ts";
+import { guardStore } from "./store_guard.ts";
 import { ListRequest } from "./replication_wire.ts";
 import { type ClientWrite, Replicator } from "./replicator.ts";
 import type { Transport } from "./transport.ts";
@@ -34,6 +35,11 @@ export interface ClusterNodeOptions {
   caCerts?: string[];
   /** Largest node-to-node message, both ways (`messageBytesMaxFor` the request limit). */
   messageBytesMax?: number;
+  /**
+   * Called when a store call breaks one of the store's own invariants (an `AssertionError` from inside
+   * it): its state is in doubt and the node must stop (`main.ts` exits 70; WAL replay recovers).
+   */
+  onStoreBroken?: (error: Error) => void;
 }
 
 /** A transport for a cluster of one: there is no one to talk to. */
@@ -93,7 +99,11 @@ export class ClusterNode {
   }
 
   /** Builds the node's cluster part; nothing runs until `start()`. */
-  static async create(options: ClusterNodeOptions): Promise<ClusterNode> {
+  static async create(given: ClusterNodeOptions): Promise<ClusterNode> {
+    const onStoreBroken = given.onStoreBroken;
+    const options = onStoreBroken === undefined
+      ? given
+      : { ...given, store: guardStore(given.store, onStoreBroken) };
     const { config } = options;
     if (config === undefined) {
       return new ClusterNode(options, { transport: noTransport, membership: undefined, handler: undefined });

@@ -1,9 +1,9 @@
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
-import { jsonDepth } from "../util/json.ts";
 import { UnknownKindError } from "./errors.ts";
 import type { RequestSigner } from "./mac.ts";
+import { hasNonFiniteNumber, scanJsonText } from "./wire.ts";
 
 /**
  * Largest node-to-node request or reply body by default. Membership messages are far smaller (see
@@ -136,20 +136,27 @@ function utf8BytesAtLeast(text: string, limit: number): number {
 }
 
 /**
- * Parses an internal message, checking its depth first so a hostile text is rejected before it is built.
+ * Parses an internal message, checking its depth first so a hostile text is rejected before it is built,
+ * and refusing a number that JSON.parse would turn into Infinity (nothing is ever silently changed).
  *
- * @throws {InvalidRequestError} when it is not JSON or nested deeper than {@linkcode internalJsonDepthMax}.
+ * @throws {InvalidRequestError} when it is not JSON, nested deeper than {@linkcode internalJsonDepthMax}
+ * or holds a number that overflows.
  */
 export function parseInternalJson(text: string): unknown {
-  const depth = jsonDepth(text);
-  if (depth > internalJsonDepthMax) {
+  const scan = scanJsonText(text);
+  if (scan.depth > internalJsonDepthMax) {
     throw new InvalidRequestError(
-      `Cluster message nests ${depth} levels deep, limit is ${internalJsonDepthMax}`,
+      `Cluster message nests ${scan.depth} levels deep, limit is ${internalJsonDepthMax}`,
     );
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new InvalidRequestError("Cluster message is not valid JSON", { cause: error });
   }
+  if (scan.bigNumber && hasNonFiniteNumber(parsed)) {
+    throw new InvalidRequestError("Cluster message holds a number that overflows to infinity");
+  }
+  return parsed;
 }

@@ -100,6 +100,4 @@ export interface AppDeps {
   /** Serves an authenticated node-to-node request (`POST /_internal/{kind}`). */
   internal(kind: string, headers: Headers, bodyText: string): Promise<unknown>;
   phase(): NodePhase;
-  /** Called with a programmer error (AssertionError): the node must stop. */
-  onFatal(error: Error): void;
 }

@@ -10,6 +10,7 @@ import {
   internalMessageBytesMax,
   internalPath,
   messageBytesMaxFor,
+  parseInternalJson,
   RequestSigner,
   UnknownKindError,
 } from "../../../src/cluster/mod.ts";
@@ -126,4 +127,13 @@ Deno.test("InternalHandler.register() refuses a kind twice or a kind that is not
   assert.throws(() => handler.register("echo", () => Promise.resolve({})), AssertionError);
   assert.throws(() => handler.register("../x", () => Promise.resolve({})), AssertionError);
   assert.throws(() => internalPath("Bad Kind"), AssertionError);
+});
+
+Deno.test("parseInternalJson() refuses a number that overflows to infinity, anywhere in the message", () => {
+  for (const text of ["1e400", '{"a":[1,2,{"b":-1E+309}]}', `[${"9".repeat(400)}]`, "[1e0400]"]) {
+    assert.throws(() => parseInternalJson(text), /overflows to infinity/, text);
+  }
+  for (const text of ["1e308", "1e-400", '"1e400"', `[0.${"9".repeat(400)}]`, "[-1.7976931348623157e308]"]) {
+    assert.doesNotThrow(() => parseInternalJson(text), text);
+  }
 });
