@@ -253,7 +253,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     nodeStats: () => nodeStats(store, broker, cluster),
     nodeMetrics: () => nodeMetrics(store, broker, cluster),
     version,
-    internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
+    internal: cluster.door,
     phase: options.phase,
   });
   return { store, broker, cluster, app };

@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * const app = createApp({ kv: cluster, broker, auth, limits, clock, logger, membership, phase, ... });
+ * const app = createApp({ kv: cluster, broker, auth, limits, clock, logger, internal: cluster.door, ... });
  * Deno.serve({ hostname: "127.0.0.1", port: 0 }, app.handle);
  * ```
  * @module

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "method_not_allowed"
   | "version_conflict"
   | "payload_too_large"
+  | "request_timeout"
   | "unsupported_media_type"
   | "rate_limited"
   | "too_many_subscribers"
@@ -59,6 +60,13 @@ export class InvalidRequestError extends KvError {
 export class PayloadTooLargeError extends KvError {
   constructor(message: string, options: { cause?: unknown } = {}) {
     super("payload_too_large", message, options);
+  }
+}
+
+/** A request (its body) did not arrive within the time allowed for it; the connection is dropped. */
+export class RequestTimeoutError extends KvError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("request_timeout", message, options);
   }
 }
 

@@ -339,6 +339,8 @@ type BadAuth = (options: {
   body: string;
   signer: RequestSigner;
   wrongSigner: RequestSigner;
+  /** The id of the node the request goes to. */
+  target: string;
 }) => Record<string, string> | Promise<Record<string, string>>;
 
 const sender = "127.0.0.1:1";
@@ -354,33 +356,35 @@ const badAuths: Record<string, BadAuth> = {
       "x-dyna-mac": btoa(String.fromCharCode(...Array.from({ length: 32 }, () => random.int(256))))
         .replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, ""),
     }),
-  "wrong secret": ({ wrongSigner, path, body }) =>
-    wrongSigner.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
-  "signed for another path": ({ signer, path, body }) =>
+  "wrong secret": ({ wrongSigner, path, body, target }) =>
+    wrongSigner.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
+  "signed for another path": ({ signer, path, body, target }) =>
     signer.sign({
+      target,
       path: path === "/_internal/read" ? "/_internal/list" : "/_internal/read",
       sender,
       bodyText: body,
       nowMs: Date.now(),
     }),
-  "signed over another body": ({ signer, path, body }) =>
-    signer.sign({ path, sender, bodyText: `${body} `, nowMs: Date.now() }),
-  "an hour old": ({ signer, path, body }) =>
-    signer.sign({ path, sender, bodyText: body, nowMs: Date.now() - hourMs }),
-  "an hour ahead": ({ signer, path, body }) =>
-    signer.sign({ path, sender, bodyText: body, nowMs: Date.now() + hourMs }),
-  "time not digits": async ({ signer, path, body, random }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "signed over another body": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender, target, bodyText: `${body} `, nowMs: Date.now() }),
+  "an hour old": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() - hourMs }),
+  "an hour ahead": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() + hourMs }),
+  "time not digits": async ({ signer, path, body, random, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-time": random.pick(["12a", "-5", "1e12", "99999999999999999", " ", "0x1"]),
   }),
-  "sender changed after signing": async ({ signer, path, body }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "sender changed after signing": async ({ signer, path, body, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-node": "127.0.0.1:2",
   }),
-  "sender over 300 characters": ({ signer, path, body }) =>
-    signer.sign({ path, sender: "s".repeat(301), bodyText: body, nowMs: Date.now() }),
-  "no MAC header": async ({ signer, path, body }) => {
+  "sender over 300 characters": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender: "s".repeat(301), target, bodyText: body, nowMs: Date.now() }),
+  "no MAC header": async ({ signer, path, body, target }) => {
     const { "x-dyna-mac": _, ...rest } = await signer.sign({
+      target,
       path,
       sender,
       bodyText: body,
@@ -388,16 +392,16 @@ const badAuths: Record<string, BadAuth> = {
     });
     return rest;
   },
-  "MAC too long": async ({ signer, path, body }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "MAC too long": async ({ signer, path, body, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-mac": "A".repeat(200),
   }),
-  "MAC not base64url": async ({ signer, path, body }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "MAC not base64url": async ({ signer, path, body, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-mac": "!!!!/+==",
   }),
-  "MAC truncated": async ({ signer, path, body }) => {
-    const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+  "MAC truncated": async ({ signer, path, body, target }) => {
+    const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
     return { ...headers, "x-dyna-mac": headers["x-dyna-mac"]!.slice(0, 20) };
   },
 };
@@ -453,10 +457,11 @@ async function fuzzInternal(options: {
     const path = new URL(`http://x/_internal/${kind}`).pathname;
     const isInternalRoute = /^\/_internal\/[^/]+$/.test(path);
     const peer = cluster.id((index + 1) % 3);
+    const target = cluster.id(index);
     if (roll < 0.5) {
       const name = local.pick(Object.keys(badAuths));
       const body = local.next() < 0.5 ? wellFormedBody(kind, peer) : randomJsonText(local);
-      const headers = await badAuths[name]!({ random: local, path, body, signer, wrongSigner });
+      const headers = await badAuths[name]!({ random: local, path, body, signer, wrongSigner, target });
       const { outcome } = await sendInternal(node, path, body, headers);
       tally[`bad auth: ${name}`] = (tally[`bad auth: ${name}`] ?? 0) + 1;
       // A path that is no internal route is a 404; on every internal route authentication comes first.
@@ -469,7 +474,7 @@ async function fuzzInternal(options: {
     }
     if (!(internalKinds as readonly string[]).includes(kind)) {
       const body = wellFormedBody("read", peer);
-      const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+      const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
       const { outcome } = await sendInternal(node, path, body, headers);
       tally["signed, unknown kind"] = (tally["signed, unknown kind"] ?? 0) + 1;
       failures.check(outcome, `signed POST ${path}`, (status) => status === 404);
@@ -481,7 +486,7 @@ async function fuzzInternal(options: {
       : `{${JSON.stringify(local.pick(["items", "member", "members", "buckets", "op"]))}:${
         randomJsonText(local)
       }}`;
-    const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+    const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
     const { outcome, refusedInReply } = await sendInternal(node, path, body, headers);
     tally[malformed ? "signed, malformed" : "signed, random JSON"] =
       (tally[malformed ? "signed, malformed" : "signed, random JSON"] ?? 0) + 1;
@@ -713,7 +718,8 @@ Deno.test({
     const entry = { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: "{" };
     const body = JSON.stringify({ items: [{ store: true, table: "t", key: "bad", entry }] });
     const path = "/_internal/apply";
-    const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+    const target = cluster.id(0);
+    const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
     const applied = await cluster.node(0).fetch(path, { method: "POST", headers, body });
     await applied.body?.cancel();
     assert.equal(applied.status, 400, "a replica whose value is not JSON is refused");
@@ -745,9 +751,10 @@ Deno.test({
     const failures = new Failures();
     for (const [index, [kind, message]] of plans.entries()) {
       const node = cluster.node(index % 2);
+      const target = cluster.id(index % 2);
       const path = `/_internal/${kind}`;
       const body = messageText(message);
-      const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+      const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
       const { outcome, refusedInReply } = await sendInternal(node, path, body, headers);
       // A forwarded `writes` answers 200 with each item's error; its items were checked one by one.
       const itemErrors = kind === "writes" && outcome.kind === "status" && outcome.detail.includes('"error"');
