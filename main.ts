@@ -268,6 +268,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     ...(options.tls === undefined ? {} : { caCerts: [options.tls.cert] }),
     ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
     messageBytesMax: messageBytesMaxFor(config.limits.requestBytesMax),
+    onStoreBroken: options.onFatal,
   });
   const auth = new Auth({
     secret: jwtSecret,
@@ -288,9 +289,8 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     nodeStats: () => nodeStats(store, broker, cluster),
     nodeMetrics: () => nodeMetrics(store, broker, cluster),
     version,
-    internal: (kind, headers, bodyText) => cluster.handleInternal(kind, headers, bodyText),
+    internal: cluster.door,
     phase: options.phase,
-    onFatal: options.onFatal,
     corsOrigins: config.corsOrigins,
   });
   return { store, broker, cluster, app };

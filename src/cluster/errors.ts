@@ -2,14 +2,16 @@ import { KvError } from "../util/errors.ts";
 import type { PeerFailure } from "./types.ts";
 
 /**
- * A node-to-node request failed authentication: a header is missing, its time is outside the replay
- * window, or its MAC does not match `CLUSTER_SECRET`. The message never holds the secret or the MAC.
+ * A node-to-node request failed authentication: a header is missing, its time is outside the validity
+ * window, its MAC or body digest does not match, it is a replay, or it is addressed to another node. The
+ * message never holds the secret, the MAC or the body.
  */
 export class ClusterAuthError extends KvError {
-  constructor(target: { path: string; reason: string }) {
+  constructor(target: { path: string; reason: string; headers?: Record<string, string> }) {
     super(
       "cluster_unauthorized",
       `Cannot authenticate the cluster request to ${target.path}: ${target.reason}`,
+      target.headers === undefined ? {} : { headers: target.headers },
     );
   }
 }

@@ -14,9 +14,10 @@
  * const self = "10.0.0.5:6660"; // the advertised host:port
  * const signer = await RequestSigner.create(config.secret);
  * const transport = new HttpTransport({ self, signer, clock: systemClock });
- * const handler = new InternalHandler({ signer, clock: systemClock, windowMs: config.requestWindowMs });
+ * const windowMs = config.requestWindowMs;
+ * const handler = new InternalHandler({ signer, clock: systemClock, self, windowMs });
  * const membership = new Membership({ self, config, transport, clock: systemClock, logger });
- * membership.registerHandlers(handler); // http: POST /_internal/:kind → handler.handle(kind, headers, text)
+ * membership.registerHandlers(handler); // http: POST /_internal/:kind → handler.admit(), then serve(body)
  * await membership.join("10.0.0.4:6660"); // JoinRefusedError: exit with its message
  * membership.start();
  * const ring = new Ring({ memberIds: membership.ringIds(), virtualNodeCount: config.virtualNodeCount });
@@ -27,9 +28,34 @@
  */
 export type { ClusterConfig, Member, MemberStatus, PeerFailure } from "./types.ts";
 export { ClusterAuthError, JoinRefusedError, PeerRequestError, UnknownKindError } from "./errors.ts";
-export { macHeader, nodeHeader, RequestSigner, timeHeader } from "./mac.ts";
 export {
+  bodyDigest,
+  digestHeader,
+  macHeader,
+  nodeHeader,
+  RequestSigner,
+  sequenceHeader,
+  targetHeader,
+  timeHeader,
+  type VerifiedHeaders,
+} from "./mac.ts";
+export {
+  parseSequence,
+  ReplayGuard,
+  type ReplayGuardOptions,
+  replayStreamsMax,
+  type Sequence,
+  SequenceSource,
+  type SequenceStatus,
+  SequenceWindow,
+  sequenceWindowBits,
+} from "./replay.ts";
+export { guardStore } from "./store_guard.ts";
+export {
+  bodyMsPerMiB,
   clusterRequestBytesMax,
+  type InternalAdmission,
+  type InternalDoor,
   InternalHandler,
   type InternalHandlerOptions,
   internalJsonDepthMax,
@@ -50,7 +76,17 @@ export {
   localTestClusterConfig,
   suspicionTimeoutMs,
 } from "./presets.ts";
-export { isMemberId, memberIdCharsMax, MemberListWire, MemberWire, parseWire, peersMax } from "./wire.ts";
+export {
+  hasNonFiniteNumber,
+  isMemberId,
+  type JsonTextScan,
+  memberIdCharsMax,
+  MemberListWire,
+  MemberWire,
+  parseWire,
+  peersMax,
+  scanJsonText,
+} from "./wire.ts";
 export { ClusterNode, type ClusterNodeOptions } from "./node.ts";
 export { usersTable } from "./placement.ts";
 export type { ChangeSink, EntryView, LocalStore, ReplicaEntry } from "./local_store.ts";

@@ -1,14 +1,16 @@
+import { AssertionError } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { AntiEntropy } from "./anti_entropy.ts";
 import { type ListedEntry, listLocal, listTable } from "./listing.ts";
 import type { ChangeSink, EntryView, LocalStore, MembershipView } from "./local_store.ts";
-import { InternalHandler } from "./transport.ts";
+import { type InternalDoor, InternalHandler } from "./transport.ts";
 import { ClusterAuthError } from "./errors.ts";
 import { RequestSigner } from "./mac.ts";
 import { Membership } from "./membership.ts";
 import { Rebalancer } from "./rebalance.ts";
+import { guardStore } from "./store_guard.ts";
 import { ListRequest } from "./replication_wire.ts";
 import { type ClientWrite, Replicator } from "./replicator.ts";
 import type { Transport } from "./transport.ts";
@@ -34,6 +36,11 @@ export interface ClusterNodeOptions {
   caCerts?: string[];
   /** Largest node-to-node message, both ways (`messageBytesMaxFor` the request limit). */
   messageBytesMax?: number;
+  /**
+   * Called when a store call breaks one of the store's own invariants (an `AssertionError` from inside
+   * it): its state is in doubt and the node must stop (`main.ts` exits 70; WAL replay recovers).
+   */
+  onStoreBroken?: (error: Error) => void;
 }
 
 /** A transport for a cluster of one: there is no one to talk to. */
@@ -52,7 +59,8 @@ export class ClusterNode {
   readonly membership: Membership | undefined;
   readonly antiEntropy: AntiEntropy | undefined;
   readonly rebalancer: Rebalancer;
-  readonly #handler: InternalHandler | undefined;
+  /** The node-to-node door the HTTP layer hands `POST /_internal/{kind}` to, headers first. */
+  readonly door: InternalDoor;
   readonly #options: ClusterNodeOptions;
   readonly #transport: Transport;
 
@@ -65,7 +73,7 @@ export class ClusterNode {
     this.#options = options;
     this.#transport = parts.transport;
     this.membership = parts.membership;
-    this.#handler = parts.handler;
+    this.door = parts.handler ?? closedDoor;
     const view: MembershipView = parts.membership ?? soloView(options.self);
     this.replicator = new Replicator({
       ...options,
@@ -93,7 +101,11 @@ export class ClusterNode {
   }
 
   /** Builds the node's cluster part; nothing runs until `start()`. */
-  static async create(options: ClusterNodeOptions): Promise<ClusterNode> {
+  static async create(given: ClusterNodeOptions): Promise<ClusterNode> {
+    const onStoreBroken = given.onStoreBroken;
+    const options = onStoreBroken === undefined
+      ? given
+      : { ...given, store: guardStore(given.store, onStoreBroken) };
     const { config } = options;
     if (config === undefined) {
       return new ClusterNode(options, { transport: noTransport, membership: undefined, handler: undefined });
@@ -118,7 +130,10 @@ export class ClusterNode {
     const handler = new InternalHandler({
       signer,
       clock: options.clock,
+      self: options.self,
       windowMs: config.requestWindowMs,
+      // A body slower than twice a request's own timeout is not a healthy peer's.
+      bodyTimeoutMs: Math.max(2_000, 2 * config.requestTimeoutMs),
       ...(options.messageBytesMax === undefined ? {} : { messageBytesMax: options.messageBytesMax }),
     });
     return new ClusterNode(options, { transport, membership, handler });
@@ -183,15 +198,6 @@ export class ClusterNode {
     return [{ id: this.self, status: "alive", incarnation: 0, lastSeenMs: now, statusChangedMs: now }];
   }
 
-  /** Serves one authenticated node-to-node request (the HTTP layer's `/_internal/{kind}`). */
-  handleInternal(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
-    if (this.#handler === undefined) {
-      const reason = "this node accepts no cluster requests: CLUSTER_SECRET is not set";
-      return Promise.reject(new ClusterAuthError({ path: `/_internal/${kind}`, reason }));
-    }
-    return this.#handler.handle(kind, headers, bodyText);
-  }
-
   /** A key's live state or tombstone, from a replica. */
   read(table: string, key: string): EntryView | undefined | Promise<EntryView | undefined> {
     const placement = this.replicator.placement;
@@ -222,6 +228,15 @@ export class ClusterNode {
     });
   }
 }
+
+/** The door of a node without `CLUSTER_SECRET`: every request is refused from its headers, unread. */
+const closedDoor: InternalDoor = {
+  admit: (kind) => {
+    const reason = "this node accepts no cluster requests: CLUSTER_SECRET is not set";
+    throw new ClusterAuthError({ path: `/_internal/${kind}`.slice(0, 100), reason });
+  },
+  serve: () => Promise.reject(new AssertionError("a closed door admits nothing")),
+};
 
 function soloView(self: string): MembershipView {
   return { liveIds: () => [self], ringIds: () => [self], onChange: () => () => {} };

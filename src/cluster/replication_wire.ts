@@ -1,28 +1,76 @@
 import { z } from "zod";
+import { internalJsonDepthMax } from "./transport.ts";
+import { hasNonFiniteNumber, scanJsonText } from "./wire.ts";
+
+/**
+ * Every message here comes from a peer: it is checked against everything the store and the event broker
+ * assert (STYLE B3: never assert on outside input), so a malformed message is a 400 and never reaches an
+ * assertion. Names: as SPEC §2 allows them, valid Unicode (the store checks their byte length). Versions:
+ * positive integers up to {@linkcode versionWireMax}. Stored and published JSON: {@linkcode jsonText}.
+ */
 
 /** A table or key name as SPEC §2 allows it (checked at the HTTP edge, and again in a peer's message). */
-// deno-lint-ignore no-control-regex
-const name = z.string().min(1).max(1024).regex(/^[^\u0000-\u001f\u007f-\u009f/]+$/, "not a valid name");
+const name = z.string().min(1).max(1024)
+  // deno-lint-ignore no-control-regex
+  .regex(/^[^\u0000-\u001f\u007f-\u009f/]+$/, "not a valid name")
+  .refine((text) => text.isWellFormed(), "not valid Unicode");
 
-/** Text that must be one JSON document (a stored value, an event's value): parsed once to check it. */
-const jsonText = z.string().refine((text) => {
-  try {
-    JSON.parse(text);
-    return true;
-  } catch {
-    return false;
+/** Why `text` is not one line of JSON that the store may keep and an event may carry, or undefined. */
+function jsonTextProblem(text: string): string | undefined {
+  // An event's `data:` line ends at a line break (the broker asserts there is none); JSON.stringify never
+  // writes one, and a raw one can only be whitespace between tokens.
+  if (/[\n\r]/.test(text)) return "spans lines (holds a raw line break)";
+  if (!text.isWellFormed()) return "is not valid Unicode";
+  const scan = scanJsonText(text);
+  if (scan.depth > internalJsonDepthMax) {
+    return `nests ${scan.depth} levels deep, limit is ${internalJsonDepthMax}`;
   }
-}, "not valid JSON");
-const safeVersion = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return "is not valid JSON";
+  }
+  if (scan.bigNumber && hasNonFiniteNumber(parsed)) return "holds a number that overflows to infinity";
+  return undefined;
+}
+
+/**
+ * Text that must be one JSON document on one line (a stored value, an event's value): valid Unicode,
+ * valid JSON, nested at most {@linkcode internalJsonDepthMax} deep, every number finite.
+ */
+const jsonText = z.string().min(1).superRefine((text, context) => {
+  const problem = jsonTextProblem(text);
+  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+});
+
+/**
+ * JSON a peer answers with and this node only serves (a read, a listing, a forwarded write's answer): one
+ * line of valid Unicode, so it can go into an event frame.
+ */
+const servedJson = z.string().min(1).refine(
+  (text) => !/[\n\r]/.test(text) && text.isWellFormed(),
+  "must be one line of valid Unicode",
+);
+
+/**
+ * Highest version a peer may send: 2^52, so that a key holding it still takes 2^52 more writes before its
+ * version leaves the safe integers (which the store asserts on).
+ */
+export const versionWireMax = 2 ** 52;
+const safeVersion = z.number().int().positive().max(versionWireMax);
+
+/** A user name as an owner: what the store checks (non-empty, valid Unicode), bounded. */
+const owner = z.string().min(1).max(4096).refine((text) => text.isWellFormed(), "not valid Unicode");
 
 /** A key's state as shipped between replicas (the store's `ReplicaEntry`). */
 export const ReplicaEntryWire = z.object({
   version: safeVersion,
   timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  owner: z.string().max(4096),
+  owner,
   deleted: z.boolean(),
   valueJson: jsonText.optional(),
-});
+}).refine((entry) => entry.deleted === (entry.valueJson === undefined), "a value iff not deleted");
 export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
 
 /** One item of an `apply` batch: a replica to store, or a change to publish to local subscribers only. */
@@ -71,7 +119,7 @@ export const WriteRequest = z.object({
   table: name,
   key: name,
   value: z.unknown().optional(),
-  owner: z.string().min(1).max(4096),
+  owner,
   ifVersion: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
   /**
    * Sent by a forwarder that is itself a replica of the key: its state of the key, null when it holds
@@ -83,7 +131,7 @@ export type WriteRequest = z.output<typeof WriteRequest>;
 
 /** The answer to a forwarded write: the entry, or the error to re-raise at the caller. */
 export const WriteReply = z.union([
-  z.object({ json: z.string(), version: safeVersion, deleted: z.boolean() }),
+  z.object({ json: servedJson, version: safeVersion, deleted: z.boolean() }),
   z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 export type WriteReplyWire = z.output<typeof WriteReply>;
@@ -120,7 +168,7 @@ export type RestoreReply = z.output<typeof RestoreReply>;
 export const ReadRequest = z.object({ table: name, key: name });
 /** The answer to `read`: the entry (tombstones included) or null. */
 export const ReadReply = z.object({
-  entry: z.object({ json: z.string(), version: safeVersion, deleted: z.boolean() }).nullable(),
+  entry: z.object({ json: servedJson, version: safeVersion, deleted: z.boolean() }).nullable(),
   /** The same state in replica form, so a reader can repair a stale replica with it. */
   replica: ReplicaEntryWire.nullable().optional(),
 });
@@ -135,7 +183,7 @@ export const ListRequest = z.object({
 /** The answer to `list`. */
 export const ListReply = z.object({
   exists: z.boolean(),
-  entries: z.array(z.object({ key: name, json: z.string(), version: safeVersion })),
+  entries: z.array(z.object({ key: name, json: servedJson, version: safeVersion })),
 });
 
 /** Buckets of an anti-entropy digest. */

@@ -1,9 +1,11 @@
 import { assert } from "../util/assert.ts";
+import { decodeUtf8Strict } from "../util/bytes.ts";
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
-import { jsonDepth } from "../util/json.ts";
-import { UnknownKindError } from "./errors.ts";
-import type { RequestSigner } from "./mac.ts";
+import { ClusterAuthError, UnknownKindError } from "./errors.ts";
+import { bodyDigest, type RequestSigner, type VerifiedHeaders } from "./mac.ts";
+import { ReplayGuard } from "./replay.ts";
+import { hasNonFiniteNumber, scanJsonText } from "./wire.ts";
 
 /**
  * Largest node-to-node request or reply body by default. Membership messages are far smaller (see
@@ -61,21 +63,62 @@ export type InternalRequestHandler = (body: unknown, sender: string) => Promise<
 export interface InternalHandlerOptions {
   signer: RequestSigner;
   clock: Clock;
-  /** Largest accepted difference between the sender's and this node's clock. */
+  /** This node's id: a request must be addressed to it (`x-dyna-target`). */
+  self: string;
+  /** Largest difference accepted between the sender's and this node's clock; replays are kept as long. */
   windowMs: number;
   /** Largest request body served. @default internalMessageBytesMax */
   messageBytesMax?: number;
+  /**
+   * Time a body may take to arrive once its headers were authenticated, plus {@linkcode bodyMsPerMiB} for
+   * each MiB declared (or allowed, without a Content-Length). @default 4000
+   */
+  bodyTimeoutMs?: number;
 }
 
+/** The body-time allowance per MiB: a body must arrive at 0.5 MiB/s at least. */
+export const bodyMsPerMiB = 2_000;
+
 /**
- * The server side of the transport: the HTTP layer hands it every `POST /_internal/<kind>` and renders
- * the returned value as JSON (or the thrown `KvError` as problem+json).
+ * A request whose headers were authenticated ({@linkcode InternalHandler.admit}): the HTTP layer reads its
+ * body, at most `bodyBytesMax` bytes within `bodyDeadlineMs`, and hands it to
+ * {@linkcode InternalHandler.serve}.
  */
-export class InternalHandler {
+export interface InternalAdmission {
+  readonly kind: string;
+  readonly path: string;
+  readonly verified: VerifiedHeaders;
+  /** Largest body served: over it, refuse as soon as it is seen. */
+  readonly bodyBytesMax: number;
+  /** Time allowed to receive the whole body, from now. */
+  readonly bodyDeadlineMs: number;
+}
+
+/** The two steps of serving a node-to-node request, as the HTTP layer calls them. */
+export interface InternalDoor {
+  /** See {@linkcode InternalHandler.admit}. */
+  admit(kind: string, headers: Headers): InternalAdmission;
+  /** See {@linkcode InternalHandler.serve}. */
+  serve(admission: InternalAdmission, body: Uint8Array): Promise<unknown>;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The server side of the transport: the HTTP layer hands it every `POST /_internal/<kind>` in two steps,
+ * `admit` (headers only, before any byte of the body is read) and `serve` (the body), and renders the
+ * returned value as JSON (or the thrown `KvError` as problem+json).
+ */
+export class InternalHandler implements InternalDoor {
   readonly #signer: RequestSigner;
   readonly #clock: Clock;
+  readonly #self: string;
   readonly #windowMs: number;
   readonly #messageBytesMax: number;
+  readonly #bodyTimeoutMs: number;
+  readonly #replays: ReplayGuard;
+  /** Requests signed before this node started are refused: its memory of sequences starts here. */
+  readonly #startedMs: number;
   readonly #handlers = new Map<string, InternalRequestHandler>();
 
   constructor(options: InternalHandlerOptions) {
@@ -83,8 +126,13 @@ export class InternalHandler {
     assert(options.windowMs > 0);
     this.#signer = options.signer;
     this.#clock = options.clock;
+    this.#self = options.self;
     this.#windowMs = options.windowMs;
     this.#messageBytesMax = options.messageBytesMax ?? internalMessageBytesMax;
+    this.#bodyTimeoutMs = options.bodyTimeoutMs ?? 4_000;
+    this.#replays = new ReplayGuard({ windowMs: options.windowMs });
+    this.#startedMs = options.clock.nowMs();
+    assert(this.#bodyTimeoutMs > 0);
   }
 
   /** Serves `kind` with `handler`; each kind is registered once. */
@@ -101,55 +149,119 @@ export class InternalHandler {
   }
 
   /**
-   * Authenticates one request, parses its JSON body and runs the handler of `kind`.
+   * Checks a request from its headers alone, before its body is read: the declared size, then
+   * authentication (MAC, time, target, replay).
    *
-   * @throws {PayloadTooLargeError} when the body is over the handler's `messageBytesMax`.
-   * @throws {ClusterAuthError} when authentication fails; checked before anything else about the request.
-   * @throws {UnknownKindError} (code `not_found`) when no handler serves `kind`.
-   * @throws {InvalidRequestError} when the body is not JSON or too deeply nested.
+   * @throws {PayloadTooLargeError} when `Content-Length` is over `messageBytesMax`.
+   * @throws {ClusterAuthError} when authentication fails, the request was signed before this node
+   * started, or it is a replay.
+   * @throws {UnavailableError} when the replay memory has no room for a new sender.
    */
-  async handle(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
-    const bodyBytes = utf8BytesAtLeast(bodyText, this.#messageBytesMax);
-    if (bodyBytes > this.#messageBytesMax) {
+  admit(kind: string, headers: Headers): InternalAdmission {
+    const declaredText = headers.get("content-length");
+    const declaredBytes = declaredText === null ? undefined : Number(declaredText);
+    if (declaredBytes !== undefined && !(declaredBytes <= this.#messageBytesMax)) {
       throw new PayloadTooLargeError(
-        `Cluster request body is ${bodyBytes} bytes or more, limit is ${this.#messageBytesMax} bytes`,
+        `Cluster request body is ${declaredText} bytes, limit is ${this.#messageBytesMax} bytes`,
       );
     }
     const path = `/_internal/${kind}`;
     const nowMs = this.#clock.nowMs();
-    const sender = this.#signer.verify({ path, headers, bodyText, nowMs, windowMs: this.#windowMs });
-    const handler = this.#handlers.get(kind);
-    if (handler === undefined) throw new UnknownKindError(kind);
-    return await handler(parseInternalJson(bodyText), sender);
+    const verified = this.#signer.verify({
+      path,
+      self: this.#self,
+      headers,
+      nowMs,
+      windowMs: this.#windowMs,
+    });
+    if (verified.timeMs < this.#startedMs) {
+      const reason = `it was signed before this node started (${this.#startedMs - verified.timeMs} ms)`;
+      throw new ClusterAuthError({ path: path.slice(0, 100), reason });
+    }
+    this.#replays.check({ path, sender: verified.sender, sequence: verified.sequence, nowMs });
+    const allowanceMiB = Math.ceil((declaredBytes ?? this.#messageBytesMax) / (1 << 20));
+    return {
+      kind,
+      path,
+      verified,
+      bodyBytesMax: this.#messageBytesMax,
+      bodyDeadlineMs: this.#bodyTimeoutMs + allowanceMiB * bodyMsPerMiB,
+    };
+  }
+
+  /**
+   * Checks the body of an admitted request against its declared digest, records its sequence (a replay
+   * from now on), parses it and runs the handler of its kind.
+   *
+   * @throws {PayloadTooLargeError} when the body is over the limit.
+   * @throws {ClusterAuthError} when the body does not match `x-dyna-digest`, or a copy was served meanwhile.
+   * @throws {UnknownKindError} (code `not_found`) when no handler serves the kind.
+   * @throws {InvalidRequestError} when the body is not UTF-8 JSON, too deeply nested or holds a number
+   * that overflows.
+   */
+  async serve(admission: InternalAdmission, body: Uint8Array): Promise<unknown> {
+    const { path, verified } = admission;
+    if (body.length > admission.bodyBytesMax) {
+      throw new PayloadTooLargeError(
+        `Cluster request body is ${body.length} bytes, limit is ${admission.bodyBytesMax} bytes`,
+      );
+    }
+    if (bodyDigest(body) !== verified.digest) {
+      throw new ClusterAuthError({ path: path.slice(0, 100), reason: "its body does not match its digest" });
+    }
+    const nowMs = this.#clock.nowMs();
+    this.#replays.record({
+      path,
+      sender: verified.sender,
+      sequence: verified.sequence,
+      timeMs: verified.timeMs,
+      nowMs,
+    });
+    // The kind is looked at only once the whole request, body included, is authenticated.
+    const handler = this.#handlers.get(admission.kind);
+    if (handler === undefined) throw new UnknownKindError(admission.kind);
+    let text: string;
+    try {
+      text = decodeUtf8Strict(body);
+    } catch (error) {
+      throw new InvalidRequestError("Cluster message is not valid UTF-8", { cause: error });
+    }
+    return await handler(parseInternalJson(text), verified.sender);
+  }
+
+  /**
+   * `admit` and `serve` in one step, for a body already in memory (in-memory transports and tests).
+   *
+   * @throws the errors of {@linkcode InternalHandler.admit} and {@linkcode InternalHandler.serve}.
+   */
+  async handle(kind: string, headers: Headers, bodyText: string): Promise<unknown> {
+    const admission = this.admit(kind, headers);
+    return await this.serve(admission, encoder.encode(bodyText));
   }
 }
 
 /**
- * The UTF-8 size of `text`, exact when it may be within `limit`; a text of more code units than that is
- * only counted by code units (a lower bound), to skip encoding it.
- */
-function utf8BytesAtLeast(text: string, limit: number): number {
-  if (text.length > limit || text.length * 3 <= limit) {
-    return text.length;
-  }
-  return new TextEncoder().encode(text).length;
-}
-
-/**
- * Parses an internal message, checking its depth first so a hostile text is rejected before it is built.
+ * Parses an internal message, checking its depth first so a hostile text is rejected before it is built,
+ * and refusing a number that JSON.parse would turn into Infinity (nothing is ever silently changed).
  *
- * @throws {InvalidRequestError} when it is not JSON or nested deeper than {@linkcode internalJsonDepthMax}.
+ * @throws {InvalidRequestError} when it is not JSON, nested deeper than {@linkcode internalJsonDepthMax}
+ * or holds a number that overflows.
  */
 export function parseInternalJson(text: string): unknown {
-  const depth = jsonDepth(text);
-  if (depth > internalJsonDepthMax) {
+  const scan = scanJsonText(text);
+  if (scan.depth > internalJsonDepthMax) {
     throw new InvalidRequestError(
-      `Cluster message nests ${depth} levels deep, limit is ${internalJsonDepthMax}`,
+      `Cluster message nests ${scan.depth} levels deep, limit is ${internalJsonDepthMax}`,
     );
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new InvalidRequestError("Cluster message is not valid JSON", { cause: error });
   }
+  if (scan.bigNumber && hasNonFiniteNumber(parsed)) {
+    throw new InvalidRequestError("Cluster message holds a number that overflows to infinity");
+  }
+  return parsed;
 }

@@ -3,7 +3,7 @@ import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { isJsonObject } from "../util/json.ts";
 import { PeerRequestError } from "./errors.ts";
-import type { RequestSigner } from "./mac.ts";
+import { nodeHeader, type RequestSigner } from "./mac.ts";
 import { internalMessageBytesMax, internalPath, parseInternalJson, type Transport } from "./transport.ts";
 import { isMemberId } from "./wire.ts";
 import type { PeerFailure } from "./types.ts";
@@ -27,14 +27,22 @@ class ReplyError extends Error {
   readonly failure: PeerFailure;
   readonly status: number;
   readonly remoteCode: string | undefined;
+  /** The member id a peer refusing a request addressed to another name gave (`x-dyna-node`). */
+  readonly targetId: string | undefined;
 
-  constructor(options: { failure: PeerFailure; detail: string; status: number; remoteCode?: string }) {
+  constructor(
+    options: { failure: PeerFailure; detail: string; status: number; remoteCode?: string; targetId?: string },
+  ) {
     super(options.detail);
     this.failure = options.failure;
     this.status = options.status;
     this.remoteCode = options.remoteCode;
+    this.targetId = options.targetId;
   }
 }
+
+/** Names remembered as another member id; past it they are forgotten (and learned again if need be). */
+const memberIdsMax = 256;
 
 /**
  * The real transport: one `fetch` per request, signed with the cluster key, bounded in time by
@@ -47,6 +55,8 @@ export class HttpTransport implements Transport {
   readonly #scheme: "http" | "https";
   readonly #client: Deno.HttpClient | undefined;
   readonly #replyBytesMax: number;
+  /** Name dialed → the member id its node answers to, learned from a refusal (see `request`). */
+  readonly #memberIds = new Map<string, string>();
 
   constructor(options: HttpTransportOptions) {
     assert(isMemberId(options.self), "self must be host:port");
@@ -64,7 +74,13 @@ export class HttpTransport implements Transport {
     this.#client?.close();
   }
 
-  /** Sends one signed request; see {@linkcode Transport.request}. @throws {PeerRequestError} */
+  /**
+   * Sends one signed request; see {@linkcode Transport.request}. A peer reached through another name
+   * than its member id (a seed or a backup target given by the operator) refuses the request with its id;
+   * the request is then signed again for that id, once, and the name is remembered.
+   *
+   * @throws {PeerRequestError}
+   */
   async request(
     target: string,
     kind: string,
@@ -74,13 +90,40 @@ export class HttpTransport implements Transport {
     assert(isMemberId(target), "target must be host:port");
     assert(Number.isSafeInteger(options.timeoutMs));
     assert(options.timeoutMs > 0);
-    const path = internalPath(kind);
     const bodyText = JSON.stringify(body);
     assert(bodyText !== undefined, "an internal request body must be JSON");
+    const send = (targetId: string) =>
+      this.#send({ address: target, targetId, kind, bodyText, timeoutMs: options.timeoutMs });
+    const targetId = this.#memberIds.get(target) ?? target;
+    let retry = false;
+    try {
+      return await send(targetId);
+    } catch (error) {
+      // Refused from its headers, before anything ran: safe to send again, signed for the id it gave.
+      const renamed = error instanceof ReplyError ? error.targetId : undefined;
+      retry = renamed !== undefined && renamed !== targetId && isMemberId(renamed);
+      if (!retry) throw classifyFailure({ target, kind, timeoutMs: options.timeoutMs, error });
+      if (this.#memberIds.size >= memberIdsMax) this.#memberIds.clear();
+      this.#memberIds.set(target, renamed!);
+    }
+    assert(retry);
+    try {
+      return await send(this.#memberIds.get(target)!);
+    } catch (error) {
+      throw classifyFailure({ target, kind, timeoutMs: options.timeoutMs, error });
+    }
+  }
+
+  /** One signed request to `address`, addressed to `targetId`; throws what fetch or `readReply` threw. */
+  async #send(
+    request: { address: string; targetId: string; kind: string; bodyText: string; timeoutMs: number },
+  ): Promise<unknown> {
+    const path = internalPath(request.kind);
     const headers = this.#signer.sign({
       path,
       sender: this.#self,
-      bodyText,
+      target: request.targetId,
+      bodyText: request.bodyText,
       nowMs: this.#clock.nowMs(),
     });
     // A timer cleared as soon as the request ends, not `AbortSignal.timeout`: that one keeps the signal,
@@ -88,7 +131,7 @@ export class HttpTransport implements Transport {
     // outlived two young-generation collections and was garbage for the old one (a full collection every
     // second on a coordinator under sequential writes, `--trace-gc`).
     // A large body (a value of many MiB) takes longer to send, check and store: 250 ms more per MiB.
-    const timeoutMs = options.timeoutMs + Math.floor(bodyText.length / (1 << 20)) * 250;
+    const timeoutMs = request.timeoutMs + Math.floor(request.bodyText.length / (1 << 20)) * 250;
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new DOMException("the request timed out", "TimeoutError")),
@@ -98,15 +141,13 @@ export class HttpTransport implements Transport {
       const init: RequestInit & { client?: Deno.HttpClient } = {
         method: "POST",
         headers: { ...headers, "content-type": "application/json" },
-        body: bodyText,
+        body: request.bodyText,
         signal: controller.signal,
         redirect: "manual",
       };
       if (this.#client !== undefined) init.client = this.#client;
-      const response = await fetch(`${this.#scheme}://${target}${path}`, init);
+      const response = await fetch(`${this.#scheme}://${request.address}${path}`, init);
       return await readReply(response, this.#replyBytesMax);
-    } catch (error) {
-      throw classifyFailure({ target, kind, timeoutMs, error });
     } finally {
       clearTimeout(timer);
     }
@@ -123,9 +164,14 @@ async function readReply(response: Response, bytesMax: number): Promise<unknown>
     const remoteCode = remoteCodeOf(text);
     const detail = `HTTP ${status}${remoteCode === undefined ? "" : `, code ${remoteCode}`}`;
     const failure = status === 401 || status === 403 ? "refused" : "invalid_reply";
-    throw new ReplyError(
-      remoteCode === undefined ? { failure, detail, status } : { failure, detail, status, remoteCode },
-    );
+    const targetId = status === 403 ? response.headers.get(nodeHeader) ?? undefined : undefined;
+    throw new ReplyError({
+      failure,
+      detail,
+      status,
+      ...(remoteCode === undefined ? {} : { remoteCode }),
+      ...(targetId === undefined ? {} : { targetId }),
+    });
   }
   try {
     return parseInternalJson(text);

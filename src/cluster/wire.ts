@@ -64,3 +64,76 @@ export function parseWire<T>(schema: z.ZodType<T>, value: unknown): T {
     .join("; ");
   throw new InvalidRequestError(`Invalid cluster message: ${issues.slice(0, issuesCharsMax)}`);
 }
+
+/** What {@linkcode scanJsonText} finds in a JSON text without parsing it. */
+export interface JsonTextScan {
+  /** The deepest nesting of `[` and `{` (0 for a scalar). */
+  depth: number;
+  /**
+   * True when a number could overflow to ±Infinity: an exponent of three or more significant digits, or
+   * a run of 200 or more digits. A value needs one of these to reach 1.8e308, so false is certain and
+   * true asks for {@linkcode hasNonFiniteNumber} on the parsed value.
+   */
+  bigNumber: boolean;
+}
+
+/** Digits in a row from which a number may overflow without an exponent of three digits (1e99 × 1e209). */
+const digitRunMax = 200;
+
+/**
+ * Scans a JSON text once, skipping strings: its nesting depth and whether a number in it may overflow.
+ * The text need not be valid JSON; `JSON.parse` decides that afterwards.
+ */
+export function scanJsonText(text: string): JsonTextScan {
+  let depth = 0;
+  let depthMax = 0;
+  let inString = false;
+  let digitRun = 0;
+  let exponent: "none" | "positive" | "negative" = "none";
+  let exponentDigits = 0;
+  let bigNumber = false;
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (inString) {
+      if (code === 0x5c) index += 1; // backslash: skip the escaped character
+      else if (code === 0x22) inString = false;
+      continue;
+    }
+    if (code >= 0x30 && code <= 0x39) {
+      digitRun += 1;
+      if (exponent !== "none" && (exponentDigits > 0 || code !== 0x30)) exponentDigits += 1;
+      if (digitRun >= digitRunMax || (exponent === "positive" && exponentDigits >= 3)) bigNumber = true;
+      continue;
+    }
+    digitRun = 0;
+    if (code === 0x65 || code === 0x45) { // e, E: an exponent follows
+      exponent = "positive";
+      exponentDigits = 0;
+    } else if (code === 0x2d && exponent === "positive" && exponentDigits === 0) { // e-
+      exponent = "negative";
+    } else if (code !== 0x2b) { // anything but e+ ends the exponent
+      exponent = "none";
+      if (code === 0x22) inString = true;
+      else if (code === 0x7b || code === 0x5b) depthMax = Math.max(depthMax, ++depth);
+      else if (code === 0x7d || code === 0x5d) depth -= 1;
+    }
+  }
+  return { depth: depthMax, bigNumber };
+}
+
+/** Whether the parsed JSON `value` holds a number that is not finite (a literal such as `1e400`). */
+export function hasNonFiniteNumber(value: unknown): boolean {
+  const work: unknown[] = [value];
+  // Bounded by the number of values in the document; no recursion over peer data.
+  while (work.length > 0) {
+    const item = work.pop();
+    if (typeof item === "number") {
+      if (!Number.isFinite(item)) return true;
+    } else if (Array.isArray(item)) {
+      for (const child of item) work.push(child);
+    } else if (typeof item === "object" && item !== null) {
+      for (const child of Object.values(item)) work.push(child);
+    }
+  }
+  return false;
+}

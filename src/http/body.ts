@@ -11,40 +11,48 @@ export interface BodyLimits {
 }
 
 /**
- * Reads a request body as UTF-8 text, refusing it while reading as soon as it passes `bytesMax`, so an
- * oversized body is never buffered whole, and giving up on a body that has not arrived within `timeoutMs`
- * (a client that sends its headers and then trickles or stalls holds a connection and memory).
+ * Reads a request body as UTF-8 text within `limits` (see {@linkcode readBodyBytes}).
  *
  * @throws {PayloadTooLargeError} when the declared or actual size is over `bytesMax`.
  * @throws {RequestTimeoutError} when the body did not arrive whole within `timeoutMs`.
  * @throws {InvalidRequestError} when the body is not UTF-8, or the connection ended before it arrived.
  */
 export async function readBodyText(request: Request, limits: BodyLimits): Promise<string> {
-  const { bytesMax } = limits;
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > bytesMax) {
-    throw new PayloadTooLargeError(`request body is ${declared} bytes, the limit is ${bytesMax}`);
-  }
-  let bytes: Uint8Array;
-  if (declared !== null) {
-    // HTTP/1.1 framing holds a body with a Content-Length to exactly that many bytes, so reading it whole
-    // is bounded; Deno takes a body read whole in one step instead of chunk by chunk. `request.body` is
-    // not touched: it would build a ReadableStream first (~2% of a PUT).
-    bytes = await readWithin(request.bytes(), limits.timeoutMs);
-  } else if (request.body === null) {
-    return "";
-  } else {
-    const read = await readWithin(readBounded(request.body, bytesMax), limits.timeoutMs);
-    if (read.over) {
-      throw new PayloadTooLargeError(`request body is over ${bytesMax} bytes (read ${read.bytes} so far)`);
-    }
-    bytes = read.bytes;
-  }
+  const bytes = await readBodyBytes(request, limits);
   try {
     return decodeUtf8Strict(bytes);
   } catch (error) {
     throw new InvalidRequestError("request body is not valid UTF-8", { cause: error });
   }
+}
+
+/**
+ * Reads a request body, refusing it while reading as soon as it passes `bytesMax`, so an oversized body is
+ * never buffered whole, and giving up on a body that has not arrived within `timeoutMs` (a client that sends
+ * its headers and then trickles or stalls holds a connection and memory).
+ *
+ * @throws {PayloadTooLargeError} when the declared or actual size is over `bytesMax`.
+ * @throws {RequestTimeoutError} when the body did not arrive whole within `timeoutMs`.
+ * @throws {InvalidRequestError} when the connection ended before the body arrived.
+ */
+export async function readBodyBytes(request: Request, limits: BodyLimits): Promise<Uint8Array> {
+  const { bytesMax } = limits;
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > bytesMax) {
+    throw new PayloadTooLargeError(`request body is ${declared} bytes, the limit is ${bytesMax}`);
+  }
+  if (declared !== null) {
+    // HTTP/1.1 framing holds a body with a Content-Length to exactly that many bytes, so reading it whole
+    // is bounded; Deno takes a body read whole in one step instead of chunk by chunk. `request.body` is
+    // not touched: it would build a ReadableStream first (~2% of a PUT).
+    return await readWithin(request.bytes(), limits.timeoutMs);
+  }
+  if (request.body === null) return new Uint8Array(0);
+  const read = await readWithin(readBounded(request.body, bytesMax), limits.timeoutMs);
+  if (read.over) {
+    throw new PayloadTooLargeError(`request body is over ${bytesMax} bytes (read ${read.bytes} so far)`);
+  }
+  return read.bytes;
 }
 
 /**

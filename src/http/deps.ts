@@ -1,3 +1,4 @@
+import type { InternalDoor } from "../cluster/mod.ts";
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -97,11 +98,12 @@ export interface AppDeps {
   nodeStats(): { tables: Map<string, number>; activeSseConnections: number; extra: Record<string, unknown> };
   /** Counters of this node for `/metrics`. */
   nodeMetrics(): NodeMetrics;
-  /** Serves an authenticated node-to-node request (`POST /_internal/{kind}`). */
-  internal(kind: string, headers: Headers, bodyText: string): Promise<unknown>;
+  /**
+   * Serves node-to-node requests (`POST /_internal/{kind}`): `admit` checks the headers before any byte of
+   * the body is read, `serve` takes the body read within the bounds `admit` gave.
+   */
+  internal: InternalDoor;
   phase(): NodePhase;
-  /** Called with a programmer error (AssertionError): the node must stop. */
-  onFatal(error: Error): void;
   /**
    * Origins whose browser pages may use the public routes (CORS, SPEC §3): `*`, or a list of
    * `scheme://host[:port]`, lower-cased (`config.corsOrigins`).

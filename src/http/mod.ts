@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * const app = createApp({ store, broker, auth, limits, clock, logger, membership, phase, onFatal });
+ * const app = createApp({ kv: cluster, broker, auth, limits, clock, logger, internal: cluster.door, ... });
  * Deno.serve({ hostname: "127.0.0.1", port: 0 }, app.handle);
  * ```
  * @module
@@ -195,10 +195,18 @@ function withErrors(app: Hono, deps: AppDeps): Hono {
   return app;
 }
 
-/** The answer to an error thrown while serving: problem+json from the error table, or a 500. */
+/**
+ * The answer to an error thrown while serving: problem+json from the error table, or a logged 500. A
+ * broken invariant (`AssertionError`) fails this request only and the node keeps serving (STYLE B3): one
+ * that puts the store's own state in doubt was already reported by the store's guard, which stops the node.
+ */
 function errorResponse(error: unknown, deps: AppDeps): Response {
   if (error instanceof KvError) return kvErrorResponse(error);
-  if (error instanceof AssertionError) deps.onFatal(error);
-  else deps.logger.error("unexpected error while serving a request", { error: String(error) });
+  const stack = error instanceof Error ? error.stack : undefined;
+  if (error instanceof AssertionError) {
+    deps.logger.error("invariant broken while serving a request; it failed, the node serves on", { stack });
+  } else {
+    deps.logger.error("unexpected error while serving a request", { error: String(error), stack });
+  }
   return problemResponse({ status: 500, code: "internal", detail: "internal error" });
 }

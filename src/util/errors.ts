@@ -63,7 +63,7 @@ export class PayloadTooLargeError extends KvError {
   }
 }
 
-/** A request body that did not arrive whole within the request timeout. */
+/** A request body that did not arrive whole within the time allowed for it. */
 export class RequestTimeoutError extends KvError {
   constructor(message: string, options: { cause?: unknown } = {}) {
     super("request_timeout", message, options);

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { RequestSigner } from "../../src/cluster/mod.ts";
 import { NodeProcess, putValue, tokenFor } from "../helpers/node_process.ts";
+import { InProcessCluster } from "../helpers/in_process_cluster.ts";
 import { clusterSecret, jwtSecret, TestCluster } from "../helpers/test_cluster.ts";
 
 const encoder = new TextEncoder();
@@ -234,7 +235,14 @@ Deno.test("attacks: internal requests replayed outside their time window or to a
     return { status: response.status, text };
   };
   const body = JSON.stringify({ table: "t", key: "k" });
-  const captured = await signer.sign({ path: "/_internal/read", sender, bodyText: body, nowMs: Date.now() });
+  const target = cluster.id(0);
+  const captured = await signer.sign({
+    path: "/_internal/read",
+    sender,
+    target,
+    bodyText: body,
+    nowMs: Date.now(),
+  });
   const fresh = await send("/_internal/read", captured, body);
   assert.equal(fresh.status, 200, `the captured request itself is accepted: ${fresh.text}`);
 
@@ -247,6 +255,7 @@ Deno.test("attacks: internal requests replayed outside their time window or to a
     const headers = await signer.sign({
       path: "/_internal/read",
       sender,
+      target,
       bodyText: body,
       nowMs: Date.now() + offsetMs,
     });
@@ -258,6 +267,7 @@ Deno.test("attacks: internal requests replayed outside their time window or to a
   const oldLeave = await signer.sign({
     path: "/_internal/leave",
     sender,
+    target,
     bodyText: leaveBody,
     nowMs: Date.now() - 3_600_000,
   });
@@ -291,4 +301,155 @@ Deno.test("attacks: internal requests replayed outside their time window or to a
   const listBody = JSON.stringify({ table: "t", limit: 10 });
   assert.equal((await send("/_internal/list", captured, listBody)).status, 403, "another path and body");
   assert.equal((await cluster.membership(0)).get(cluster.id(0)), "alive", "no replay changed membership");
+});
+
+/** One node-to-node request as a node sent it: enough to send it again byte for byte. */
+interface CapturedRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * Records every node-to-node request the nodes of this process send (they all go through the global
+ * `fetch`), as an attacker on the network would see them; `[Symbol.dispose]` puts `fetch` back.
+ */
+function captureInternalRequests(): { requests: CapturedRequest[] } & Disposable {
+  const original = globalThis.fetch;
+  const requests: CapturedRequest[] = [];
+  globalThis.fetch = ((input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input);
+    if (url.includes("/_internal/") && typeof init?.body === "string") {
+      requests.push({ url, headers: { ...(init.headers as Record<string, string>) }, body: init.body });
+    }
+    return original(input, init);
+  }) as typeof fetch;
+  return { requests, [Symbol.dispose]: () => void (globalThis.fetch = original) };
+}
+
+/** The key's value and version as node `index` serves it, or the status when it has none. */
+async function stateOf(cluster: InProcessCluster, index: number, path: string): Promise<unknown> {
+  const response = await cluster.fetch(index, path);
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    return response.status;
+  }
+  const { value, version } = await response.json();
+  return { value, version };
+}
+
+/** A key of table `t` whose coordinator (first replica) is node `index`, so node 0 forwards its writes. */
+function keyCoordinatedBy(cluster: InProcessCluster, index: number): string {
+  const placement = cluster.node(0).cluster.replicator.placement;
+  for (let attempt = 0; attempt < 1_000; attempt += 1) {
+    if (placement.replicasOf("t", `key-${attempt}`)[0] === cluster.id(index)) return `key-${attempt}`;
+  }
+  throw new Error(`no key is coordinated by node ${index}`);
+}
+
+async function replay(request: CapturedRequest): Promise<{ status: number; text: string }> {
+  const response = await fetch(request.url, { method: "POST", headers: request.headers, body: request.body });
+  return { status: response.status, text: await response.text() };
+}
+
+Deno.test("attacks: a captured node-to-node write or delete replayed verbatim is 403 and changes nothing, also after restarts (issue 18, item 6)", async () => {
+  await using cluster = await InProcessCluster.start({ nodeCount: 2 });
+  using capture = captureInternalRequests();
+  const auth = await cluster.fetch(0, "/auth/alice", { method: "POST", body: '{"secret":"alice secret"}' });
+  const { token } = await auth.json();
+  const key = keyCoordinatedBy(cluster, 1);
+  const path = `/t/key/${key}`;
+  const write = async (method: string, value?: unknown) => {
+    const response = await cluster.fetch(0, path, {
+      method,
+      headers: { authorization: `Bearer ${token}` },
+      ...(value === undefined ? {} : { body: JSON.stringify({ value }) }),
+    });
+    await response.body?.cancel();
+    return response.status;
+  };
+  /** The forwarded write node 0 sent node 1 for the last client request: what an attacker captures. */
+  const forwarded = (marker: string): CapturedRequest => {
+    const found = capture.requests.filter((request) =>
+      request.url.startsWith(`${cluster.node(1).url}/_internal/write`) && request.body.includes(marker)
+    ).at(-1);
+    assert.ok(found !== undefined, `node 0 forwarded ${marker} to node 1`);
+    return found;
+  };
+  assert.equal(await write("PUT", "old value"), 201);
+  const capturedPut = forwarded('"old value"');
+  assert.equal(await write("PUT", "new value"), 201);
+  const expected = { value: "new value", version: 2 };
+  const replayed = await replay(capturedPut);
+  assert.equal(replayed.status, 403, replayed.text);
+  assert.match(replayed.text, /it is a replay/);
+  assert.deepEqual(await stateOf(cluster, 1, path), expected, "the old value did not come back");
+
+  assert.equal(await write("DELETE"), 200);
+  const capturedDelete = forwarded('"op":"delete"');
+  assert.equal(await write("PUT", "re-created"), 201);
+  const recreated = { value: "re-created", version: 4 };
+  assert.equal((await replay(capturedDelete)).status, 403);
+  assert.deepEqual(await stateOf(cluster, 1, path), recreated, "the re-created key was not deleted");
+
+  // The sender restarts (a new epoch): its old requests stay refused.
+  await cluster.crash(0);
+  await cluster.restart(0);
+  await cluster.waitConverged();
+  for (const request of [capturedPut, capturedDelete]) {
+    const again = await replay(request);
+    assert.equal(again.status, 403, `after the sender restarted: ${again.text}`);
+  }
+  // The receiver restarts (its memory starts empty): requests signed before it started are refused.
+  await cluster.crash(1);
+  await cluster.restart(1);
+  await cluster.waitConverged();
+  for (const request of [capturedPut, capturedDelete]) {
+    const again = await replay(request);
+    assert.equal(again.status, 403, `after the receiver restarted: ${again.text}`);
+  }
+  assert.deepEqual(await stateOf(cluster, 1, path), recreated);
+  assert.deepEqual(await stateOf(cluster, 0, path), recreated);
+});
+
+Deno.test("attacks: concurrent node-to-node requests arriving out of order are each accepted once", async () => {
+  await using cluster = await InProcessCluster.start({ nodeCount: 2 });
+  const signer = await RequestSigner.create(clusterSecret);
+  const target = cluster.id(1);
+  const path = "/_internal/read";
+  const signed = Array.from({ length: 300 }, (_, index) => {
+    const body = JSON.stringify({ table: "t", key: `k${index}` });
+    return {
+      body,
+      headers: signer.sign({ path, sender: "127.0.0.1:1", target, bodyText: body, nowMs: Date.now() }),
+    };
+  });
+  // Reversed and interleaved, 50 at a time: every one is new to the receiver, in whatever order it comes.
+  const order = signed.map((_, index) => index).sort((a, b) => (a % 7) - (b % 7) || b - a);
+  const send = async (index: number) => {
+    const { body, headers } = signed[index]!;
+    const response = await cluster.fetch(1, path, { method: "POST", headers, body });
+    await response.body?.cancel();
+    return response.status;
+  };
+  const statuses: number[] = [];
+  for (let start = 0; start < order.length; start += 50) {
+    statuses.push(...await Promise.all(order.slice(start, start + 50).map(send)));
+  }
+  assert.deepEqual([...new Set(statuses)], [200], "every first delivery is accepted");
+  const again = await Promise.all(order.slice(0, 50).map(send));
+  assert.deepEqual([...new Set(again)], [403], "every second delivery is a replay");
+  // Real traffic between the nodes: concurrent writes forwarded and replicated through the same door.
+  const auth = await cluster.fetch(0, "/auth/bob", { method: "POST", body: '{"secret":"bob secret"}' });
+  const { token } = await auth.json();
+  const writes = await Promise.all(Array.from({ length: 100 }, async (_, index) => {
+    const response = await cluster.fetch(index % 2, `/t/key/w${index}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}` },
+      body: JSON.stringify({ value: index }),
+    });
+    await response.body?.cancel();
+    return response.status;
+  }));
+  assert.deepEqual([...new Set(writes)], [201]);
 });

@@ -140,6 +140,90 @@ function wellFormedBody(kind: string, peer: string): string {
 }
 
 /** Signed bodies that break each kind's schema; each must be answered 4xx. */
+/** A message given as its text, for what JSON.stringify cannot write (a number that overflows). */
+class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** A replica entry as a peer sends it, with `fields` changed. */
+function entryWith(fields: Record<string, unknown>): Record<string, unknown> {
+  return { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: '{"a":1}', ...fields };
+}
+
+/**
+ * Signed messages that break a precondition the store or the event broker asserts (issue 18, item 4): JSON
+ * spanning lines (the `apply` that stopped a node), JSON that is not JSON, not valid Unicode, too deep or
+ * holding a number that overflows; names, owners, versions and timestamps out of range; a tombstone with a
+ * value. Every one must be refused with a 4xx (a forwarded write may answer 200 with its error), the node up.
+ */
+const storePreconditionBodies: Record<"apply" | "write" | "restore" | "other", unknown[]> = (() => {
+  const badEntries = [
+    entryWith({ valueJson: '{\n"a":1}' }),
+    entryWith({ valueJson: '{"a":1}\r' }),
+    entryWith({ valueJson: "1e400" }),
+    entryWith({ valueJson: '{"a":[-2e308]}' }),
+    entryWith({ valueJson: "[".repeat(200) + "]".repeat(200) }),
+    entryWith({ valueJson: '"\ud800"' }),
+    entryWith({ valueJson: "" }),
+    entryWith({ valueJson: "{" }),
+    entryWith({ version: 2 ** 52 + 1 }),
+    entryWith({ version: Number.MAX_SAFE_INTEGER }),
+    entryWith({ version: 1.5 }),
+    entryWith({ timestamp: -1 }),
+    entryWith({ deleted: true }),
+    entryWith({ owner: "" }),
+    entryWith({ owner: "\ud800" }),
+  ];
+  const badNames = ["x".repeat(300), "é".repeat(200), "a\ud800", "a\u0085b"];
+  const apply: unknown[] = [
+    ...badEntries.map((entry) => ({ items: [{ store: true, table: "t", key: "k", entry }] })),
+    ...badEntries.map((entry) => ({ items: [{ store: true, strict: true, table: "t", key: "k", entry }] })),
+    ...badNames.map((name) => ({ items: [{ store: true, table: name, key: "k", entry: entryWith({}) }] })),
+    ...['{"value":\n1}', "", "{", "1e999", '"\udc00"'].map((json) => ({
+      items: [{ store: false, table: "t", key: "k", kind: "Updated", version: 1, json }],
+    })),
+    { items: [{ store: false, table: "t", key: "k", kind: "Updated", version: 0, json: "{}" }] },
+    { items: [{ store: false, table: "a\ud800", key: "k", kind: "Deleted", version: 1, json: "{}" }] },
+  ];
+  const write: unknown[] = [
+    new RawJson('{"op":"put","table":"t","key":"k","owner":"a","value":{"n":1e400}}'),
+    new RawJson(`{"op":"put","table":"t","key":"k","owner":"a","value":[${"9".repeat(400)}]}`),
+    { op: "put", table: "t", key: "k", owner: "a", value: JSON.parse("[".repeat(150) + "]".repeat(150)) },
+    {
+      op: "put",
+      table: "t",
+      key: "k",
+      owner: "a",
+      value: 1,
+      forwarderState: entryWith({ valueJson: "[\n]" }),
+    },
+    { op: "put", table: "t", key: "k", owner: "\ud800", value: 1 },
+    { op: "patch", table: "t", key: "k", owner: "a", value: { a: 1 }, ifVersion: 2 ** 60 },
+    ...badNames.map((name) => ({ op: "put", table: "t", key: name, owner: "a", value: 1 })),
+  ];
+  const restore: unknown[] = [
+    ...badEntries.map((entry) => ({ items: [{ table: "t", key: "k", entry }] })),
+    new RawJson(
+      '{"items":[{"table":"t","key":"k","entry":{"version":1e400,"timestamp":1,"owner":"a","deleted":true}}]}',
+    ),
+  ];
+  const other: unknown[] = [
+    { table: "a\ud800", key: "k" },
+    { table: "t", after: "\ud800", limit: 1 },
+    {
+      buckets: [{
+        bucket: 0,
+        summaries: [{ table: "t", key: "k", version: 2 ** 53, timestamp: 1, deleted: false, contentHash: 1 }],
+      }],
+    },
+  ];
+  return { apply, write, restore, other };
+})();
+
+function messageText(message: unknown): string {
+  return message instanceof RawJson ? message.text : JSON.stringify(message);
+}
+
 function malformedBody(random: Random, kind: string): string {
   const generic = [
     "",
@@ -200,6 +284,7 @@ function malformedBody(random: Random, kind: string): string {
         }],
       },
       { items: Array.from({ length: 513 }, () => ({ store: false })) },
+      ...storePreconditionBodies.apply,
     ],
     write: [
       { op: "drop", table: "t", key: "k", owner: "a" },
@@ -207,6 +292,7 @@ function malformedBody(random: Random, kind: string): string {
       { op: "put", table: "t", key: "k", owner: "" },
       { op: "put", table: "t", key: "k", owner: "a", ifVersion: -1, value: 1 },
       { op: "put", table: "t", key: "k".repeat(5_000), owner: "a", value: 1 },
+      ...storePreconditionBodies.write,
     ],
     writes: [
       { items: "x" },
@@ -228,6 +314,7 @@ function malformedBody(random: Random, kind: string): string {
           entry: { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: "1" },
         })),
       },
+      ...storePreconditionBodies.restore,
     ],
     list: [{ table: "t", limit: 0 }, { table: "t", limit: 10_001 }, { table: "t" }, { table: "", limit: 1 }],
     digest: [
@@ -242,7 +329,7 @@ function malformedBody(random: Random, kind: string): string {
     ],
   };
   if (random.next() < 0.4) return random.pick(generic);
-  return JSON.stringify(random.pick(specific[kind] ?? [{}]));
+  return messageText(random.pick(specific[kind] ?? [{}]));
 }
 
 /** One way to get node-to-node authentication wrong; every one must be answered 403. */
@@ -252,6 +339,8 @@ type BadAuth = (options: {
   body: string;
   signer: RequestSigner;
   wrongSigner: RequestSigner;
+  /** The id of the node the request goes to. */
+  target: string;
 }) => Record<string, string> | Promise<Record<string, string>>;
 
 const sender = "127.0.0.1:1";
@@ -267,33 +356,35 @@ const badAuths: Record<string, BadAuth> = {
       "x-dyna-mac": btoa(String.fromCharCode(...Array.from({ length: 32 }, () => random.int(256))))
         .replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, ""),
     }),
-  "wrong secret": ({ wrongSigner, path, body }) =>
-    wrongSigner.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
-  "signed for another path": ({ signer, path, body }) =>
+  "wrong secret": ({ wrongSigner, path, body, target }) =>
+    wrongSigner.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
+  "signed for another path": ({ signer, path, body, target }) =>
     signer.sign({
+      target,
       path: path === "/_internal/read" ? "/_internal/list" : "/_internal/read",
       sender,
       bodyText: body,
       nowMs: Date.now(),
     }),
-  "signed over another body": ({ signer, path, body }) =>
-    signer.sign({ path, sender, bodyText: `${body} `, nowMs: Date.now() }),
-  "an hour old": ({ signer, path, body }) =>
-    signer.sign({ path, sender, bodyText: body, nowMs: Date.now() - hourMs }),
-  "an hour ahead": ({ signer, path, body }) =>
-    signer.sign({ path, sender, bodyText: body, nowMs: Date.now() + hourMs }),
-  "time not digits": async ({ signer, path, body, random }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "signed over another body": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender, target, bodyText: `${body} `, nowMs: Date.now() }),
+  "an hour old": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() - hourMs }),
+  "an hour ahead": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() + hourMs }),
+  "time not digits": async ({ signer, path, body, random, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-time": random.pick(["12a", "-5", "1e12", "99999999999999999", " ", "0x1"]),
   }),
-  "sender changed after signing": async ({ signer, path, body }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "sender changed after signing": async ({ signer, path, body, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-node": "127.0.0.1:2",
   }),
-  "sender over 300 characters": ({ signer, path, body }) =>
-    signer.sign({ path, sender: "s".repeat(301), bodyText: body, nowMs: Date.now() }),
-  "no MAC header": async ({ signer, path, body }) => {
+  "sender over 300 characters": ({ signer, path, body, target }) =>
+    signer.sign({ path, sender: "s".repeat(301), target, bodyText: body, nowMs: Date.now() }),
+  "no MAC header": async ({ signer, path, body, target }) => {
     const { "x-dyna-mac": _, ...rest } = await signer.sign({
+      target,
       path,
       sender,
       bodyText: body,
@@ -301,16 +392,16 @@ const badAuths: Record<string, BadAuth> = {
     });
     return rest;
   },
-  "MAC too long": async ({ signer, path, body }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "MAC too long": async ({ signer, path, body, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-mac": "A".repeat(200),
   }),
-  "MAC not base64url": async ({ signer, path, body }) => ({
-    ...await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() }),
+  "MAC not base64url": async ({ signer, path, body, target }) => ({
+    ...await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() }),
     "x-dyna-mac": "!!!!/+==",
   }),
-  "MAC truncated": async ({ signer, path, body }) => {
-    const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+  "MAC truncated": async ({ signer, path, body, target }) => {
+    const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
     return { ...headers, "x-dyna-mac": headers["x-dyna-mac"]!.slice(0, 20) };
   },
 };
@@ -366,10 +457,11 @@ async function fuzzInternal(options: {
     const path = new URL(`http://x/_internal/${kind}`).pathname;
     const isInternalRoute = /^\/_internal\/[^/]+$/.test(path);
     const peer = cluster.id((index + 1) % 3);
+    const target = cluster.id(index);
     if (roll < 0.5) {
       const name = local.pick(Object.keys(badAuths));
       const body = local.next() < 0.5 ? wellFormedBody(kind, peer) : randomJsonText(local);
-      const headers = await badAuths[name]!({ random: local, path, body, signer, wrongSigner });
+      const headers = await badAuths[name]!({ random: local, path, body, signer, wrongSigner, target });
       const { outcome } = await sendInternal(node, path, body, headers);
       tally[`bad auth: ${name}`] = (tally[`bad auth: ${name}`] ?? 0) + 1;
       // A path that is no internal route is a 404; on every internal route authentication comes first.
@@ -382,7 +474,7 @@ async function fuzzInternal(options: {
     }
     if (!(internalKinds as readonly string[]).includes(kind)) {
       const body = wellFormedBody("read", peer);
-      const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+      const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
       const { outcome } = await sendInternal(node, path, body, headers);
       tally["signed, unknown kind"] = (tally["signed, unknown kind"] ?? 0) + 1;
       failures.check(outcome, `signed POST ${path}`, (status) => status === 404);
@@ -394,7 +486,7 @@ async function fuzzInternal(options: {
       : `{${JSON.stringify(local.pick(["items", "member", "members", "buckets", "op"]))}:${
         randomJsonText(local)
       }}`;
-    const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+    const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
     const { outcome, refusedInReply } = await sendInternal(node, path, body, headers);
     tally[malformed ? "signed, malformed" : "signed, random JSON"] =
       (tally[malformed ? "signed, malformed" : "signed, random JSON"] ?? 0) + 1;
@@ -626,12 +718,58 @@ Deno.test({
     const entry = { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: "{" };
     const body = JSON.stringify({ items: [{ store: true, table: "t", key: "bad", entry }] });
     const path = "/_internal/apply";
-    const headers = await signer.sign({ path, sender, bodyText: body, nowMs: Date.now() });
+    const target = cluster.id(0);
+    const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
     const applied = await cluster.node(0).fetch(path, { method: "POST", headers, body });
     await applied.body?.cancel();
     assert.equal(applied.status, 400, "a replica whose value is not JSON is refused");
     const read = await cluster.node(0).fetch("/t/key/bad");
     const text = await read.text();
     if (read.status === 200) assert.doesNotThrow(() => JSON.parse(text), `GET served invalid JSON: ${text}`);
+  },
+});
+
+Deno.test({
+  name:
+    "fuzz: signed messages of every internal kind that break what the store or broker asserts are 4xx, node up",
+  fn: async () => {
+    await using cluster = await TestCluster.start({ nodeCount: 2 });
+    const signer = await RequestSigner.create(clusterSecret);
+    const token = await tokenFor(cluster.node(0), "alice");
+    const written = await putValue(cluster.node(0), "/t/key/k", { a: 1 }, { token });
+    assert.equal(written.status, 201);
+    await written.body?.cancel();
+    const plans: Array<[string, unknown]> = [
+      ...storePreconditionBodies.apply.map((body) => ["apply", body] as [string, unknown]),
+      ...storePreconditionBodies.write.map((body) => ["write", body] as [string, unknown]),
+      ...storePreconditionBodies.write.map((body) => ["writes", { items: [body] }] as [string, unknown]),
+      ...storePreconditionBodies.restore.map((body) => ["restore", body] as [string, unknown]),
+      ...internalKinds.flatMap((kind) =>
+        storePreconditionBodies.other.map((body) => [kind, body] as [string, unknown])
+      ),
+    ];
+    const failures = new Failures();
+    for (const [index, [kind, message]] of plans.entries()) {
+      const node = cluster.node(index % 2);
+      const target = cluster.id(index % 2);
+      const path = `/_internal/${kind}`;
+      const body = messageText(message);
+      const headers = await signer.sign({ path, sender, target, bodyText: body, nowMs: Date.now() });
+      const { outcome, refusedInReply } = await sendInternal(node, path, body, headers);
+      // A forwarded `writes` answers 200 with each item's error; its items were checked one by one.
+      const itemErrors = kind === "writes" && outcome.kind === "status" && outcome.detail.includes('"error"');
+      failures.check(
+        outcome,
+        `signed POST ${path} body=${body.slice(0, 160)}`,
+        (status) => (status >= 400 && status < 500) || refusedInReply || itemErrors,
+      );
+    }
+    assert.deepEqual(failures.list, [], "a signed message was not refused with a 4xx");
+    for (const index of [0, 1]) {
+      const read = await cluster.node(index).fetch("/t/key/k");
+      const text = await read.text();
+      assert.equal(read.status, 200, `node ${index} serves: ${text}`);
+      assert.deepEqual(JSON.parse(text).value, { a: 1 }, "nothing changed the key");
+    }
   },
 });

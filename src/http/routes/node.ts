@@ -2,8 +2,7 @@ import type { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { problemResponse } from "../error_map.ts";
 import { jsonText } from "../request.ts";
-import { readBodyText } from "../body.ts";
-import { internalMessageBytesCeiling } from "../../cluster/mod.ts";
+import { readBodyBytes } from "../body.ts";
 import { metricsContentType, publicTables, renderMetrics, type RequestMetrics } from "../metrics.ts";
 import { openApiDocument } from "../openapi.ts";
 import { adminPageHtml } from "../admin_page.ts";
@@ -63,17 +62,20 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
   });
 }
 
-/** Largest node-to-node request body read; the cluster refuses what passes its own, smaller limit. */
-export const internalBodyBytesMax = internalMessageBytesCeiling;
-
 /**
- * `POST /_internal/{kind}`, a node-to-node request: its body handed to the cluster, which checks the
- * signature. `createApp` calls it before any routing.
+ * `POST /_internal/{kind}`, a node-to-node request, in the order SPEC §8 asks: its headers are checked
+ * first (no cluster secret, a declared size over the limit, a bad MAC, a replay: refused before any byte
+ * of the body is read), then its body is read against the limit and a deadline, then the cluster checks
+ * it against its digest and serves it. `createApp` calls it before any routing.
+ *
+ * A body that does not arrive in time is answered 408; the connection, then idle with its body unread,
+ * is closed by the server after the request timeout.
  */
 export async function internalAnswer(request: Request, kind: string, deps: AppDeps): Promise<Response> {
-  const bodyText = await readBodyText(request, {
-    bytesMax: internalBodyBytesMax,
-    timeoutMs: deps.limits.requestTimeoutMs,
+  const admission = deps.internal.admit(kind, request.headers);
+  const body = await readBodyBytes(request, {
+    bytesMax: admission.bodyBytesMax,
+    timeoutMs: admission.bodyDeadlineMs,
   });
-  return jsonText(JSON.stringify(await deps.internal(kind, request.headers, bodyText)));
+  return jsonText(JSON.stringify(await deps.internal.serve(admission, body)));
 }

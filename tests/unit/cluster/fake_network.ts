@@ -65,7 +65,12 @@ export class FakeNetwork {
   async addNode(port: number, options: { secret?: string } = {}): Promise<FakeNode> {
     const id = `127.0.0.1:${port}`;
     const signer = await RequestSigner.create(options.secret ?? this.config.secret);
-    const handler = new InternalHandler({ signer, clock: this.clock, windowMs: this.config.requestWindowMs });
+    const handler = new InternalHandler({
+      signer,
+      clock: this.clock,
+      self: id,
+      windowMs: this.config.requestWindowMs,
+    });
     const random = new Random(port);
     const membership = new Membership({
       self: id,
@@ -166,7 +171,7 @@ export class FakeNetwork {
     const path = `/_internal/${kind}`;
     const signer = this.#signers.get(source)!;
     const headers = new Headers(
-      await signer.sign({ path, sender: source, bodyText, nowMs: this.clock.nowMs() }),
+      await signer.sign({ path, sender: source, target, bodyText, nowMs: this.clock.nowMs() }),
     );
     let reply: unknown;
     try {

@@ -1,13 +1,22 @@
-// Goal: RequestSigner authenticates node-to-node requests: a round trip verifies, and a wrong secret, a
-// tampered path, body or sender, a missing header or a time outside the replay window is refused.
+// Goal: RequestSigner authenticates node-to-node requests from their headers: a round trip verifies, and a
+// wrong secret, a tampered path, sender, target, time, sequence or digest, a missing or malformed header,
+// a time outside the validity window or a request addressed to another node is refused; the body is bound
+// through its declared digest.
 // Method: sign with one signer and verify with another built from the same or another secret.
 import assert from "node:assert/strict";
-import { ClusterAuthError, RequestSigner } from "../../../src/cluster/mod.ts";
+import { bodyDigest, ClusterAuthError, RequestSigner } from "../../../src/cluster/mod.ts";
 
 const secret = "mac-test-secret-0123456789abcdef0123";
 const nowMs = 1_700_000_000_000;
 const windowMs = 30_000;
-const request = { path: "/_internal/ping", sender: "127.0.0.1:7001", bodyText: '{"members":[]}', nowMs };
+const self = "127.0.0.1:7000";
+const request = {
+  path: "/_internal/ping",
+  sender: "127.0.0.1:7001",
+  target: self,
+  bodyText: '{"members":[]}',
+  nowMs,
+};
 
 async function signedHeaders(
   signer: RequestSigner,
@@ -19,7 +28,7 @@ async function signedHeaders(
 /** Asserts a ClusterAuthError whose message matches `pattern` and leaks neither secret nor MAC. */
 function refused(pattern: RegExp, mac?: string): (error: unknown) => boolean {
   return (error: unknown) => {
-    assert.ok(error instanceof ClusterAuthError);
+    assert.ok(error instanceof ClusterAuthError, String(error));
     assert.equal(error.code, "cluster_unauthorized");
     assert.match(error.message, pattern);
     assert.ok(!error.message.includes(secret));
@@ -28,21 +37,35 @@ function refused(pattern: RegExp, mac?: string): (error: unknown) => boolean {
   };
 }
 
-Deno.test("RequestSigner.sign() then verify() returns the sender", async () => {
+const verifyBase = { path: request.path, self, nowMs, windowMs };
+
+Deno.test("RequestSigner.sign() then verify() returns the sender, time, sequence and body digest", async () => {
   const signer = await RequestSigner.create(secret);
   const headers = await signedHeaders(signer);
   assert.equal(headers.get("x-dyna-node"), request.sender);
+  assert.equal(headers.get("x-dyna-target"), self);
   assert.equal(headers.get("x-dyna-time"), String(nowMs));
+  assert.match(headers.get("x-dyna-seq")!, /^[0-9a-f]{16}-1$/);
+  assert.equal(headers.get("x-dyna-digest"), bodyDigest(new TextEncoder().encode(request.bodyText)));
   assert.match(headers.get("x-dyna-mac")!, /^[A-Za-z0-9_-]{43}$/);
   const verifier = await RequestSigner.create(secret);
-  const sender = verifier.verify({
-    path: request.path,
-    headers,
-    bodyText: request.bodyText,
-    nowMs,
-    windowMs,
-  });
-  assert.equal(sender, request.sender);
+  const verified = verifier.verify({ ...verifyBase, headers });
+  assert.equal(verified.sender, request.sender);
+  assert.equal(verified.timeMs, nowMs);
+  assert.equal(verified.sequence.counter, 1);
+  assert.equal(verified.digest, bodyDigest(request.bodyText));
+});
+
+Deno.test("RequestSigner.sign() counts per target from 1 within one epoch", async () => {
+  const signer = await RequestSigner.create(secret);
+  const sequences = [self, self, "127.0.0.1:7002", self].map((target) =>
+    signer.sign({ ...request, target })["x-dyna-seq"]!
+  );
+  const epochs = new Set(sequences.map((sequence) => sequence.split("-")[0]));
+  assert.equal(epochs.size, 1);
+  assert.deepEqual(sequences.map((sequence) => sequence.split("-")[1]), ["1", "2", "1", "3"]);
+  const other = await RequestSigner.create(secret);
+  assert.notEqual(other.sign(request)["x-dyna-seq"]!.split("-")[0], [...epochs][0], "a new epoch per signer");
 });
 
 Deno.test("RequestSigner.verify() refuses a MAC made with another secret", async () => {
@@ -50,33 +73,61 @@ Deno.test("RequestSigner.verify() refuses a MAC made with another secret", async
   const headers = await signedHeaders(other);
   const verifier = await RequestSigner.create(secret);
   assert.throws(
-    () => verifier.verify({ path: request.path, headers, bodyText: request.bodyText, nowMs, windowMs }),
+    () => verifier.verify({ ...verifyBase, headers }),
     refused(/MAC does not match/, headers.get("x-dyna-mac")!),
   );
 });
 
-Deno.test("RequestSigner.verify() refuses a tampered body, path or sender", async () => {
+Deno.test("RequestSigner.verify() refuses a tampered path, sender, target, time, sequence or digest", async () => {
   const signer = await RequestSigner.create(secret);
   const headers = await signedHeaders(signer);
-  const base = { path: request.path, headers, bodyText: request.bodyText, nowMs, windowMs };
-  assert.throws(() => signer.verify({ ...base, bodyText: '{"members":[1]}' }), refused(/MAC does not match/));
-  assert.throws(() => signer.verify({ ...base, path: "/_internal/join" }), refused(/MAC does not match/));
-  const forged = new Headers(headers);
-  forged.set("x-dyna-node", "127.0.0.1:7002");
-  assert.throws(() => signer.verify({ ...base, headers: forged }), refused(/MAC does not match/));
-  const retimed = new Headers(headers);
-  retimed.set("x-dyna-time", String(nowMs + 1));
-  assert.throws(() => signer.verify({ ...base, headers: retimed }), refused(/MAC does not match/));
+  assert.throws(
+    () => signer.verify({ ...verifyBase, path: "/_internal/join", headers }),
+    refused(/MAC does not match/),
+  );
+  const tampered: Array<[string, string]> = [
+    ["x-dyna-node", "127.0.0.1:7002"],
+    ["x-dyna-target", "127.0.0.1:7003"],
+    ["x-dyna-time", String(nowMs + 1)],
+    ["x-dyna-seq", headers.get("x-dyna-seq")!.replace(/-1$/, "-2")],
+    ["x-dyna-digest", bodyDigest('{"members":[1]}')],
+  ];
+  for (const [name, value] of tampered) {
+    const forged = new Headers(headers);
+    forged.set(name, value);
+    assert.throws(
+      () => signer.verify({ ...verifyBase, headers: forged }),
+      refused(/MAC does not match/),
+      name,
+    );
+  }
+});
+
+Deno.test("RequestSigner.verify() refuses a request addressed to another node, naming this node's id", async () => {
+  const signer = await RequestSigner.create(secret);
+  const headers = await signedHeaders(signer, { target: "localhost:7000" });
+  assert.throws(() => signer.verify({ ...verifyBase, headers }), (error: unknown) => {
+    assert.ok(refused(/addressed to localhost:7000, this node is 127\.0\.0\.1:7000/)(error));
+    assert.deepEqual((error as ClusterAuthError).headers, { "x-dyna-node": self });
+    return true;
+  });
+  const unauthenticated = new Headers(headers);
+  unauthenticated.set("x-dyna-mac", "A".repeat(43));
+  assert.throws(
+    () => signer.verify({ ...verifyBase, headers: unauthenticated }),
+    (error: unknown) =>
+      refused(/MAC does not match/)(error) && Object.keys((error as ClusterAuthError).headers).length === 0,
+    "only an authenticated sender learns the id",
+  );
 });
 
 Deno.test("RequestSigner.verify() accepts a time at the window's edge and refuses one 1 ms beyond", async () => {
   const signer = await RequestSigner.create(secret);
   for (const skewMs of [windowMs, -windowMs]) {
     const headers = await signedHeaders(signer, { nowMs: nowMs + skewMs });
-    const base = { path: request.path, headers, bodyText: request.bodyText, windowMs };
-    assert.equal(await signer.verify({ ...base, nowMs }), request.sender);
+    assert.equal(signer.verify({ ...verifyBase, headers }).sender, request.sender);
     assert.throws(
-      () => signer.verify({ ...base, nowMs: nowMs - Math.sign(skewMs) }),
+      () => signer.verify({ ...verifyBase, headers, nowMs: nowMs - Math.sign(skewMs) }),
       refused(/30001 ms away from this node's clock, the window is 30000 ms/),
     );
   }
@@ -85,12 +136,13 @@ Deno.test("RequestSigner.verify() accepts a time at the window's edge and refuse
 Deno.test("RequestSigner.verify() refuses a missing or malformed header", async () => {
   const signer = await RequestSigner.create(secret);
   const headers = await signedHeaders(signer);
-  const base = { path: request.path, bodyText: request.bodyText, nowMs, windowMs };
-  for (const name of ["x-dyna-node", "x-dyna-time", "x-dyna-mac"]) {
+  for (
+    const name of ["x-dyna-node", "x-dyna-target", "x-dyna-time", "x-dyna-seq", "x-dyna-digest", "x-dyna-mac"]
+  ) {
     const missing = new Headers(headers);
     missing.delete(name);
     assert.throws(
-      () => signer.verify({ ...base, headers: missing }),
+      () => signer.verify({ ...verifyBase, headers: missing }),
       refused(new RegExp(`${name} is missing`)),
     );
   }
@@ -100,10 +152,20 @@ Deno.test("RequestSigner.verify() refuses a missing or malformed header", async 
     ["x-dyna-mac", "not base64!", /malformed/],
     ["x-dyna-mac", "AAAA", /malformed/],
     ["x-dyna-node", "x".repeat(301), /over 300 characters/],
+    ["x-dyna-target", "x".repeat(301), /over 300 characters/],
+    ["x-dyna-seq", "1", /not <epoch>-<counter>/],
+    ["x-dyna-seq", "00000000000000zz-1", /not <epoch>-<counter>/],
+    ["x-dyna-seq", "0000000000000000-0", /not <epoch>-<counter>/],
+    ["x-dyna-seq", "0000000000000000-99999999999999999", /not <epoch>-<counter>/],
+    ["x-dyna-digest", "abc", /not a base64url SHA-256/],
   ];
   for (const [name, value, pattern] of cases) {
     const bad = new Headers(headers);
     bad.set(name, value);
-    assert.throws(() => signer.verify({ ...base, headers: bad }), refused(pattern));
+    assert.throws(
+      () => signer.verify({ ...verifyBase, headers: bad }),
+      refused(pattern),
+      `${name}: ${value}`,
+    );
   }
 });

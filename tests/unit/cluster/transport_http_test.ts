@@ -29,18 +29,27 @@ function endlessBody(): ReadableStream<Uint8Array> {
   });
 }
 
-function startServer(handler: InternalHandler): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
+/** A server whose InternalHandler is made once its port (so its id) is known. */
+function startServer(
+  makeHandler: (self: string) => InternalHandler,
+): { server: Deno.HttpServer<Deno.NetAddr>; handler: InternalHandler } {
+  const made: { handler?: InternalHandler } = {};
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
     const kind = new URL(request.url).pathname.replace(/^\/_internal\//, "");
     if (kind === "not-json") return new Response("<html>", { status: 200 });
     if (kind === "endless") return new Response(endlessBody());
     try {
-      return Response.json(await handler.handle(kind, request.headers, await request.text()));
+      return Response.json(await made.handler!.handle(kind, request.headers, await request.text()));
     } catch (error) {
       if (!(error instanceof KvError)) throw error;
-      return Response.json({ code: error.code }, { status: statusByCode[error.code] });
+      return Response.json({ code: error.code }, {
+        status: statusByCode[error.code],
+        headers: error.headers,
+      });
     }
   });
+  const handler = made.handler = makeHandler(`127.0.0.1:${server.addr.port}`);
+  return { server, handler };
 }
 
 function failure(expected: string, status?: number): (error: unknown) => boolean {
@@ -55,7 +64,9 @@ function failure(expected: string, status?: number): (error: unknown) => boolean
 
 Deno.test("HttpTransport.request() over loopback: success, refused, timeout, invalid reply, unreachable", async () => {
   const signer = await RequestSigner.create(secret);
-  const handler = new InternalHandler({ signer, clock: systemClock, windowMs: 30_000 });
+  const { server, handler } = startServer((id) =>
+    new InternalHandler({ signer, clock: systemClock, self: id, windowMs: 30_000 })
+  );
   let releaseSlow = () => {};
   const slowReleased = new Promise<void>((resolve) => releaseSlow = resolve);
   handler.register("echo", (body, sender) => Promise.resolve({ body, sender }));
@@ -64,7 +75,6 @@ Deno.test("HttpTransport.request() over loopback: success, refused, timeout, inv
     return {};
   });
   handler.register("huge", () => Promise.resolve({ text: "x".repeat(internalMessageBytesMax) }));
-  const server = startServer(handler);
   const target = `127.0.0.1:${server.addr.port}`;
   const transport = new HttpTransport({ self, signer, clock: systemClock });
   const wrongTransport = new HttpTransport({
@@ -106,4 +116,27 @@ Deno.test("HttpTransport.request() over loopback: success, refused, timeout, inv
     wrongTransport.close();
   }
   await assert.rejects(transport.request(target, "echo", {}, { timeoutMs: 2_000 }), failure("unreachable"));
+});
+
+Deno.test("HttpTransport.request() to a node dialed by another name is signed again for its id, once", async () => {
+  const signer = await RequestSigner.create(secret);
+  const { server, handler } = startServer((id) =>
+    new InternalHandler({ signer, clock: systemClock, self: id, windowMs: 30_000 })
+  );
+  let served = 0;
+  handler.register("echo", (body) => {
+    served += 1;
+    return Promise.resolve(body);
+  });
+  // "localhost" reaches the node, whose member id says 127.0.0.1: the first request is refused with it.
+  const transport = new HttpTransport({ self, signer, clock: systemClock });
+  try {
+    const alias = `localhost:${server.addr.port}`;
+    assert.deepEqual(await transport.request(alias, "echo", { n: 1 }, { timeoutMs: 2_000 }), { n: 1 });
+    assert.deepEqual(await transport.request(alias, "echo", { n: 2 }, { timeoutMs: 2_000 }), { n: 2 });
+    assert.equal(served, 2, "each request ran once");
+  } finally {
+    await server.shutdown();
+    transport.close();
+  }
 });

@@ -12,6 +12,7 @@ import { corsAllowHeaders, corsMaxAgeSecs } from "../../../src/http/cors.ts";
 import { type AppDeps, createApp, type EntryView, type NodePhase } from "../../../src/http/mod.ts";
 import { Broker } from "../../../src/sse/mod.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
+import type { InternalAdmission } from "../../../src/cluster/mod.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { Histogram, secondsBounds } from "../../../src/util/metrics.ts";
 
@@ -62,11 +63,18 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
       hintsDropped: 0,
       forwardedWrites: 0,
     }),
-    internal: () => Promise.resolve({ ok: true }),
-    phase: () => options.phase ?? "serving",
-    onFatal: (error) => {
-      throw error;
+    internal: {
+      // Every request admitted and answered `{"ok":true}`: only the headers of the answer are under test.
+      admit: (kind) => ({
+        kind,
+        path: `/_internal/${kind}`,
+        verified: {} as InternalAdmission["verified"],
+        bodyBytesMax: 1 << 20,
+        bodyDeadlineMs: 1_000,
+      }),
+      serve: () => Promise.resolve({ ok: true }),
     },
+    phase: () => options.phase ?? "serving",
     ...(options.corsOrigins === undefined ? {} : { corsOrigins: options.corsOrigins }),
   };
   return { app: createApp(deps), broker };

@@ -1,0 +1,77 @@
+import { AssertionError } from "../util/assert.ts";
+import type { EntryView, KeyState, LocalStore, ReplicaEntry, WriteConditions } from "./local_store.ts";
+
+/**
+ * The store behind a guard that tells `onBroken` of every `AssertionError` a store call throws (or
+ * rejects with), then lets it go on as before. A broken invariant inside the store (its index, WAL,
+ * checkpoint) puts its own state in doubt: `main.ts` stops the node then, and recovery starts again from
+ * the disk (STYLE B3). One thrown anywhere else (a request handler, a peer's message, a stream) fails
+ * only that request, with a logged 500.
+ */
+export function guardStore(store: LocalStore, onBroken: (error: AssertionError) => void): LocalStore {
+  // Errors thrown by our own callbacks (a write's `onAccepted`) pass through the store but are not its own.
+  const foreign = new WeakSet<object>();
+  const check = (error: unknown) => {
+    if (error instanceof AssertionError && !foreign.has(error)) onBroken(error);
+  };
+  const guard = <T>(run: () => T): T => {
+    try {
+      return run();
+    } catch (error) {
+      check(error);
+      throw error;
+    }
+  };
+  const guardAsync = <T>(run: () => Promise<T>): Promise<T> => {
+    let promise: Promise<T>;
+    try {
+      promise = run();
+    } catch (error) {
+      check(error);
+      return Promise.reject(error);
+    }
+    return promise.catch((error: unknown) => {
+      check(error);
+      throw error;
+    });
+  };
+  const outside = (options: WriteConditions): WriteConditions => {
+    const onAccepted = options.onAccepted;
+    if (onAccepted === undefined) return options;
+    return {
+      ...options,
+      onAccepted: (accepted) => {
+        try {
+          onAccepted(accepted);
+        } catch (error) {
+          if (typeof error === "object" && error !== null) foreign.add(error);
+          throw error;
+        }
+      },
+    };
+  };
+  function* guardIterable<T>(iterable: () => Iterable<T>): Iterable<T> {
+    const iterator = guard(() => iterable()[Symbol.iterator]());
+    // Ends when the store's iterator does; each step is one store call.
+    for (;;) {
+      const step = guard(() => iterator.next());
+      if (step.done === true) return;
+      yield step.value;
+    }
+  }
+  return {
+    holds: (table, key) => guard(() => store.holds(table, key)),
+    getEntry: (table, key): EntryView | undefined => guard(() => store.getEntry(table, key)),
+    put: (table, key, value, options) => guardAsync(() => store.put(table, key, value, outside(options))),
+    patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, outside(options))),
+    delete: (table, key, options) => guardAsync(() => store.delete(table, key, outside(options))),
+    applyReplicas: (items) => guardAsync(() => store.applyReplicas(items)),
+    replicaOf: (table, key): ReplicaEntry | undefined => guard(() => store.replicaOf(table, key)),
+    scanStates: (): Iterable<{ table: string; key: string; state: KeyState }> =>
+      guardIterable(() => store.scanStates()),
+    scanKeys: () => guardIterable(() => store.scanKeys()),
+    purge: (table, key) => guardAsync(() => store.purge(table, key)),
+    hasTable: (table) => guard(() => store.hasTable(table)),
+    entries: (table, options) => guardIterable(() => store.entries(table, options)),
+  };
+}
