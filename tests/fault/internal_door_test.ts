@@ -138,6 +138,24 @@ Deno.test("internal door (b): a declared 60 MB body that never comes is answered
 });
 
 /** Sends signed headers for a body of `bodyBytes` and only its first 10 bytes; returns the answer and when. */
+/** Whether the peer closes `connection` within `timeoutMs` (what it still sends is skipped). */
+async function closedWithin(connection: Deno.Conn, timeoutMs: number): Promise<boolean> {
+  const buffer = new Uint8Array(4096);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(() => resolve("timeout"), timeoutMs)
+  );
+  try {
+    for (;;) { // until the close or the timeout
+      const read = await Promise.race([connection.read(buffer).catch(() => null), timeout]);
+      if (read === "timeout") return false;
+      if (read === null) return true;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function stallBody(node: NodeProcess, bodyBytes: number) {
   const signer = await RequestSigner.create(clusterSecret);
   const bodyText = JSON.stringify({ table: "t", key: "k".repeat(bodyBytes - 22) });
@@ -153,7 +171,10 @@ async function stallBody(node: NodeProcess, bodyBytes: number) {
     );
     await connection.write(encoder.encode(bodyText.slice(0, 10))); // then nothing more
     const text = await readHead(connection, 10_000);
-    return { text, elapsedMs: performance.now() - startedMs };
+    const elapsedMs = performance.now() - startedMs;
+    // Then the node drops the connection, its body still unread: it holds no descriptor for the sender.
+    const closed = await closedWithin(connection, 3_000);
+    return { text, elapsedMs, closed };
   } finally {
     closeQuietly(connection);
   }
@@ -163,8 +184,9 @@ Deno.test("internal door (c): an authenticated body that stalls is cut off on ti
   await using node = await startClusterNode();
   // local-test preset: 2 s after the headers, plus 2 s for the (first) MiB declared.
   for (const bodyBytes of [100_000, 1_000]) {
-    const { text, elapsedMs } = await stallBody(node, bodyBytes);
+    const { text, elapsedMs, closed } = await stallBody(node, bodyBytes);
     assert.equal(statusOfHead(text), 408, `${bodyBytes} bytes: ${text.slice(0, 200)}`);
+    assert.ok(closed, "the connection is closed after the 408");
     assert.match(text, /connection: close/i);
     assert.ok(elapsedMs >= 3_500 && elapsedMs < 8_000, `cut off after ${elapsedMs.toFixed(0)} ms`);
   }
