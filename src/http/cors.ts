@@ -57,11 +57,12 @@ export class Cors {
   }
 
   /**
-   * {@linkcode Cors.apply} for the answer to a GET of a key, whose `200` already carries the headers of any
-   * origin in its literal headers (`readKey` with `anyOrigin`): only other answers get them added.
+   * {@linkcode Cors.apply} for the answer of a key route, whose successes (`200`, `201`) already carry the
+   * headers of any origin in their literal headers (`jsonTextAnyOrigin`): only other answers get them added.
    */
-  applyToRead(request: Request, response: Response): Response {
-    return this.anyOrigin && response.status === 200 ? response : this.apply(request, response);
+  applyToKey(request: Request, response: Response): Response {
+    const status = response.status;
+    return this.anyOrigin && (status === 200 || status === 201) ? response : this.apply(request, response);
   }
 }
 

@@ -113,19 +113,22 @@ export function createApp(deps: AppDeps): App {
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
         const response = readKeyOrError(path, deps, readOptions);
         if (!(response instanceof Promise)) {
-          return finish(request, keyRoute, cors.applyToRead(request, response), undefined);
+          return finish(request, keyRoute, cors.applyToKey(request, response), undefined);
         }
         const waitedFromMs = deps.clock.monotonicMs();
         return response.then((settled) =>
-          finish(request, keyRoute, cors.applyToRead(request, settled), waitedFromMs)
+          finish(request, keyRoute, cors.applyToKey(request, settled), waitedFromMs)
         );
       }
       const startedMs = deps.clock.monotonicMs();
       const op = keyPath ? writeOpOf(request.method) : undefined;
+      if (op !== undefined) {
+        return writeKey(request, path.slice(1).split("/"), deps, op)
+          .catch((error) => errorResponse(error, deps))
+          .then((settled) => finish(request, keyRoute, cors.applyToKey(request, settled), startedMs));
+      }
       const route = keyPath ? keyRoute : routeOf(path);
-      const response = op !== undefined
-        ? writeKey(request, path.slice(1).split("/"), deps, op).catch((error) => errorResponse(error, deps))
-        : (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
+      const response = (isNodePath(path) ? nodeApp : tableApp).fetch(request, info);
       return response instanceof Promise
         ? response.then((settled) => finish(request, route, cors.apply(request, settled), startedMs))
         : finish(request, route, cors.apply(request, response), startedMs);

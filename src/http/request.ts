@@ -67,18 +67,25 @@ export function requireUser(request: Request, deps: AppDeps): string | Promise<s
 }
 
 /**
- * A `200` JSON response of a record's serialized text with its `ETag` and the CORS headers of any origin
- * (`Cors.anyOrigin`), for the GET of a key: written as one literal, the cheapest way to add them to the
- * node's most frequent answer (setting them afterwards costs a Headers object and two copies).
+ * A JSON response of a key route (the GET of a key, a write's `201`, a delete's `200`) with the CORS headers
+ * of any origin (`Cors.anyOrigin`) and the record's `ETag` when given: written as one literal, the cheapest
+ * way to add them to the node's most frequent answers (setting them afterwards costs a Headers object, two
+ * copies, and Deno's native answer path).
  */
-export function jsonTextAnyOrigin(text: string, etag: string): Response {
-  const headers = {
-    "content-type": "application/json",
-    etag,
-    "access-control-allow-origin": "*",
-    "access-control-expose-headers": corsExposeHeaders,
-  };
-  return new Response(text, { status: 200, headers });
+export function jsonTextAnyOrigin(text: string, status: 200 | 201 = 200, etag?: string): Response {
+  const headers = etag === undefined
+    ? {
+      "content-type": "application/json",
+      "access-control-allow-origin": "*",
+      "access-control-expose-headers": corsExposeHeaders,
+    }
+    : {
+      "content-type": "application/json",
+      etag,
+      "access-control-allow-origin": "*",
+      "access-control-expose-headers": corsExposeHeaders,
+    };
+  return new Response(text, { status, headers });
 }
 
 /** A JSON response of text that is already serialized, with the record's `ETag` when given. */

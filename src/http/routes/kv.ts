@@ -63,7 +63,7 @@ export async function writeKey(
   const conditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
   if (op === "delete") {
     await deps.kv.write({ op, table, key, conditions });
-    return jsonText(deletedBody);
+    return anyOrigin(deps) ? jsonTextAnyOrigin(deletedBody) : jsonText(deletedBody);
   }
   const limits = {
     bytesMax: deps.limits.requestBytesMax,
@@ -72,7 +72,8 @@ export async function writeKey(
   };
   const value = valueOfBody(await readJsonBody(request, limits), { objectOnly: op === "patch" });
   const entry = await deps.kv.write({ op, table, key, value, conditions });
-  return jsonText(entry.json, 201, `"${entry.version}"`);
+  const etag = `"${entry.version}"`;
+  return anyOrigin(deps) ? jsonTextAnyOrigin(entry.json, 201, etag) : jsonText(entry.json, 201, etag);
 }
 
 /** Options of {@linkcode readKey}. */
@@ -94,6 +95,11 @@ export interface ReadKeyOptions {
  *
  * @throws {KeyAbsentError} and the name errors of `decodeTable`/`decodeName`.
  */
+/** Whether every origin may read the node's answers (the CORS default), so they carry fixed headers. */
+function anyOrigin(deps: AppDeps): boolean {
+  return deps.corsOrigins === undefined || deps.corsOrigins === "*";
+}
+
 export function readKey(
   segments: readonly string[],
   deps: AppDeps,
@@ -113,7 +119,7 @@ function readAnswer(
 ): Response {
   if (entry === undefined || entry.deleted) throw new KeyAbsentError(target.table, target.key);
   const etag = `"${entry.version}"`;
-  return options.anyOrigin ? jsonTextAnyOrigin(entry.json, etag) : jsonText(entry.json, 200, etag);
+  return options.anyOrigin ? jsonTextAnyOrigin(entry.json, 200, etag) : jsonText(entry.json, 200, etag);
 }
 
 /** Where and what a listing route reads. */
