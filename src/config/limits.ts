@@ -39,8 +39,8 @@ export interface Limits {
   connectionsMax: number;
   /**
    * Longest a connection may go without a request in progress (a request head not finished, or idle
-   * between requests), and longest a request body may take to arrive; then the connection is closed (body:
-   * 408). Slow clients hold a descriptor each: this bounds how long. @default 10 s
+   * between requests), and longest a request body may take to arrive after its head; then the connection
+   * is closed. Slow clients hold a descriptor each: this bounds how long. @default 10 s
    */
   requestTimeoutMs: number;
   /** Events queued for one subscriber before it is disconnected as too slow. @default 512 */

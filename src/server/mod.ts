@@ -19,6 +19,13 @@
  * ```
  * @module
  */
-export { type Handler, markStreaming, Server, type ServerOptions, type ServerStats } from "./listener.ts";
+export {
+  type Handler,
+  markStreaming,
+  releaseBodyDeadline,
+  Server,
+  type ServerOptions,
+  type ServerStats,
+} from "./listener.ts";
 export { type FdLimit, libcPaths, raiseFdLimit } from "./fd_limit.ts";
 export { type Capacity, capacityOf } from "./capacity.ts";

@@ -14,7 +14,6 @@ export function registerAuthRoutes(app: Hono, deps: AppDeps): void {
     const body = await readJsonBody(c.req.raw, {
       bytesMax: deps.limits.requestBytesMax,
       depthMax: 2,
-      timeoutMs: deps.limits.requestTimeoutMs,
     });
     const { secret } = parseWith(AuthBody, body, "body");
     const result = await deps.auth.authenticate(user, secret, clientAddress(c));

@@ -32,7 +32,6 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     const body = await readJsonBody(c.req.raw, {
       bytesMax: limits.requestBytesMax,
       depthMax: 1,
-      timeoutMs: limits.requestTimeoutMs,
     });
     const keys = [...new Set(batchKeys(body, deps))];
     const entries = await Promise.all(keys.map((key) => kv.read(table, key)));
@@ -68,7 +67,6 @@ export async function writeKey(
   const limits = {
     bytesMax: deps.limits.requestBytesMax,
     depthMax: deps.limits.valueDepthMax + 1,
-    timeoutMs: deps.limits.requestTimeoutMs,
   };
   const value = valueOfBody(await readJsonBody(request, limits), { objectOnly: op === "patch" });
   const entry = await deps.kv.write({ op, table, key, value, conditions });
