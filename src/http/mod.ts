@@ -98,15 +98,7 @@ export function createApp(deps: AppDeps): App {
         }
         return internalAnswer(request, kind, deps).catch((error) => errorResponse(error, deps));
       }
-      if (deps.phase() !== "serving" && path !== "/health") {
-        return cors.apply(
-          request,
-          problemResponse(
-            { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },
-            { "retry-after": "1" },
-          ),
-        );
-      }
+      if (deps.phase() !== "serving" && path !== "/health") return cors.apply(request, notServing(deps));
       const keyPath = isKeyPath(path);
       if (keyPath && request.method === "GET") {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
@@ -134,6 +126,14 @@ export function createApp(deps: AppDeps): App {
         : finish(request, route, cors.apply(request, response), startedMs);
     },
   };
+}
+
+/** The answer of a node that is starting or draining: 503, retry in a second. */
+function notServing(deps: AppDeps): Response {
+  return problemResponse(
+    { status: 503, code: "unavailable", detail: `node is ${deps.phase()}` },
+    { "retry-after": "1" },
+  );
 }
 
 /**
