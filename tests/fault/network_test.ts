@@ -10,16 +10,10 @@ import { NodeProcess } from "../helpers/node_process.ts";
 import { Random } from "../helpers/seed.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
 import { clusterSecret, jwtSecret } from "../helpers/test_cluster.ts";
+import { freePort } from "../helpers/free_port.ts";
 import { waitFor } from "../helpers/wait_for.ts";
 
 const env = { CLUSTER_SECRET: clusterSecret, JWT_SECRET: jwtSecret, DYNA_CLUSTER_PRESET: "local-test" };
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 /** Three nodes whose peer traffic goes through one proxy per node. */
 class ProxiedCluster implements AsyncDisposable {

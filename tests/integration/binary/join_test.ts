@@ -4,22 +4,12 @@
 // Method: real `main.ts` processes on fixed free ports of 127.0.0.1; the joiner starts first, the seed later.
 import assert from "node:assert/strict";
 import { NodeProcess } from "../../helpers/node_process.ts";
+import { clusterSecret, jwtSecret } from "../../helpers/test_cluster.ts";
+import { freePort } from "../../helpers/free_port.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 
 const mainPath = new URL("../../../main.ts", import.meta.url).pathname;
-const secrets = {
-  CLUSTER_SECRET: "join-test-cluster-secret-0123456789abcdef",
-  JWT_SECRET: "join-test-jwt-secret-0123456789abcdefghij",
-  DYNA_CLUSTER_PRESET: "local-test",
-};
-
-/** A port nothing listens on now (bound, then released). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+const secrets = { CLUSTER_SECRET: clusterSecret, JWT_SECRET: jwtSecret, DYNA_CLUSTER_PRESET: "local-test" };
 
 /** A node process whose output is collected as it comes. */
 class Joiner implements AsyncDisposable {
