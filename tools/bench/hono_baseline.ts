@@ -1,7 +1,8 @@
 // The GET limit of this machine: a bare Hono route reading a prepared JSON string from a Map, the same
-// body dynarust answers. With `--etag` it also sends the `ETag` header SPEC §3 requires of a GET, which
-// takes Deno.serve off its fastest path (a body with at most a Content-Type); that variant is the limit
-// for a GET that keeps the contract. Usage: deno run -A tools/bench/hono_baseline.ts <port> [--etag]
+// body dynarust answers. With `--etag` it also sends the headers SPEC §3 requires of a GET: the `ETag`,
+// which takes Deno.serve off its fastest path (a body with at most a Content-Type), and the CORS headers of
+// the default `DYNA_CORS_ORIGINS=*` (allow-origin, expose-headers); that variant is the limit for a GET
+// that keeps the contract. Usage: deno run -A tools/bench/hono_baseline.ts <port> [--etag]
 import { Hono } from "hono";
 
 const port = Number(Deno.args[0] ?? 8002);
@@ -18,7 +19,12 @@ app.get("/t/key/:key", (c) => {
   const json = values.get(c.req.param("key"));
   if (json === undefined) return c.json({ error: "not found" }, 404);
   const headers: Record<string, string> = withEtag
-    ? { "content-type": "application/json", etag: '"1"' }
+    ? {
+      "content-type": "application/json",
+      etag: '"1"',
+      "access-control-allow-origin": "*",
+      "access-control-expose-headers": "ETag, Retry-After",
+    }
     : { "content-type": "application/json" };
   return new Response(json, { headers });
 });

@@ -3,7 +3,7 @@
 // writes waiting are joined into one `write` and one `syncData`). No encryption, no checks, no events:
 // whatever dynarust adds costs throughput against this.
 // With `--contract` it also does what SPEC requires of every write and a bare route can do cheaply: it
-// answers with the version's `ETag`, and each batch is deflated and sealed with AES-256-GCM before it is
+// answers with the version's `ETag` and the CORS headers of any origin, and each batch is deflated and sealed with AES-256-GCM before it is
 // written (encrypted at rest, as dynarust's WAL frames). That variant is the limit for a durable PUT that
 // keeps the contract; what dynarust does beyond it (names, owners, conditions, replication, events) is its
 // own cost.
@@ -41,7 +41,12 @@ app.put("/t/key/:key", async (c) => {
   await log.append(`${key}\t${json}\n`);
   values.set(key, { json, version });
   const headers: Record<string, string> = contract
-    ? { "content-type": "application/json", etag: `"${version}"` }
+    ? {
+      "content-type": "application/json",
+      etag: `"${version}"`,
+      "access-control-allow-origin": "*",
+      "access-control-expose-headers": "ETag, Retry-After",
+    }
     : { "content-type": "application/json" };
   return new Response(json, { status: 201, headers });
 });
