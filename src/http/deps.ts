@@ -37,6 +37,8 @@ export interface Kv {
 export interface EventSubscription {
   readonly stream: ReadableStream<Uint8Array>;
   close(): void;
+  /** Calls `listener` once the stream has stopped, for any reason. */
+  onEnd(listener: () => void): void;
 }
 
 /** What the HTTP layer needs of the live-update broker. */

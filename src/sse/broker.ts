@@ -16,6 +16,8 @@ export interface Subscription {
   readonly stream: ReadableStream<Uint8Array>;
   /** Ends the stream after the frames already queued. */
   close(): void;
+  /** Calls `listener` once the stream has stopped, for any reason; one listener per subscription. */
+  onEnd(listener: () => void): void;
 }
 
 /** Options of {@linkcode Broker}. */
@@ -313,7 +315,11 @@ export class Broker {
   }
 
   #handOut(subscriber: Subscriber): Subscription {
-    return Object.freeze({ stream: subscriber.stream, close: () => subscriber.close() });
+    return Object.freeze({
+      stream: subscriber.stream,
+      close: () => subscriber.close(),
+      onEnd: (listener: () => void) => subscriber.onEnd(listener),
+    });
   }
 
   #startKeepalive(): void {

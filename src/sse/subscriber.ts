@@ -36,6 +36,8 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #lastId: number;
   #closed = false;
+  /** Called once when the subscriber stops (the server frees its connection then); one at most. */
+  #endListener: (() => void) | undefined;
 
   constructor(options: SubscriberOptions) {
     assert(Number.isSafeInteger(options.queueDepthMax));
@@ -117,10 +119,23 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     this.#stop("closed");
   }
 
+  /**
+   * Calls `listener` once the subscriber stops, for any reason (at once if it has stopped already). One
+   * listener at most: a field, not a list, since thousands of subscribers each keep it for hours.
+   */
+  onEnd(listener: () => void): void {
+    assert(this.#endListener === undefined, "a subscriber has one end listener");
+    if (this.#closed) return listener();
+    this.#endListener = listener;
+  }
+
   #stop(reason: CloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#onClose(this, reason);
+    const listener = this.#endListener;
+    this.#endListener = undefined;
+    listener?.();
     assert(this.#closed);
   }
 }

@@ -67,6 +67,7 @@ function unlessOperating(error: unknown): undefined {
 
 /** The response of a subscription; a client that goes away cancels the stream, which unsubscribes it. */
 function eventStream(subscription: EventSubscription): Response {
-  // Marked streaming: the connection is busy until the stream ends, never closed as idle.
-  return markStreaming(new Response(subscription.stream, { status: 200, headers: streamHeaders }));
+  // Marked streaming: the connection is busy until the subscription ends, never closed as idle.
+  const response = new Response(subscription.stream, { status: 200, headers: streamHeaders });
+  return markStreaming(response, (listener) => subscription.onEnd(listener));
 }

@@ -91,3 +91,23 @@ Deno.test("Subscriber reports a cancelled stream once", async () => {
   subscriber.close();
   assert.deepEqual(reasons, ["cancelled"]);
 });
+
+Deno.test("Subscriber.onEnd() calls its listener once when the subscriber stops, for any reason", async () => {
+  for (const stop of ["close", "overflow", "cancel"] as const) {
+    const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1 });
+    let ends = 0;
+    subscriber.onEnd(() => ends += 1);
+    assert.equal(ends, 0, "not before it stops");
+    if (stop === "close") subscriber.close();
+    if (stop === "overflow") [1, 2].forEach((id) => subscriber.send(frame(id)));
+    if (stop === "cancel") await reader.reader.cancel();
+    assert.equal(ends, 1, `once on ${stop}`);
+    subscriber.close();
+    assert.equal(ends, 1, `and never again after ${stop}`);
+  }
+  const { subscriber } = makeSubscriber({ queueDepthMax: 1 });
+  subscriber.close();
+  let late = 0;
+  subscriber.onEnd(() => late += 1);
+  assert.equal(late, 1, "a listener given after the end is called at once");
+});
