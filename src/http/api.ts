@@ -284,8 +284,12 @@ export const apiRoutes: readonly RouteDoc[] = [
         summary: "Node-to-node requests, signed with CLUSTER_SECRET; not for clients",
         answers: {
           200: { description: "The peer's answer", contentType: "application/json" },
-          403: problem("Not signed by a member"),
+          400: problem("A message that is not valid"),
+          403: problem("Not signed by a member, signed for another, replayed, or unlike its digest"),
           404: problem("Unknown kind"),
+          408: problem("The body did not arrive by its deadline"),
+          413: problem("Declared or sent body over the message limit"),
+          503: problem("The replay memory is full"),
         },
       },
     },
