@@ -367,13 +367,14 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
   await checkDataDir(config.dataDir);
   const startedMs = systemClock.nowMs();
   const fatal = Promise.withResolvers<number>();
-  const sized = withCapacity(config, logger);
+  const { config: sized, fdLimit } = withCapacity(config, logger);
   let phase: NodePhase = "starting";
   let node: RunningNode | undefined;
   // The server listens first so port 0 is resolved; it answers 503 until the node is built.
   const server = listenFor(sized, {
     tls,
     logger,
+    fdLimit,
     handler: (request, info) => node === undefined ? startingResponse() : node.app.handle(request, info),
   });
   const self = advertisedAddress(config, server.port);
@@ -425,7 +426,12 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
 /** Listens on the configured address with the node's connection cap and request timeout. */
 function listenFor(
   config: Config,
-  options: { tls: { cert: string; key: string } | undefined; logger: Logger; handler: Handler },
+  options: {
+    tls: { cert: string; key: string } | undefined;
+    logger: Logger;
+    handler: Handler;
+    fdLimit: number;
+  },
 ): Server {
   return Server.listen({
     hostname: config.listen.hostname,
@@ -435,6 +441,7 @@ function listenFor(
     requestTimeoutMs: config.limits.requestTimeoutMs,
     logger: options.logger,
     handler: options.handler,
+    descriptorsMax: options.fdLimit,
   });
 }
 
@@ -442,7 +449,7 @@ function listenFor(
  * The configuration with its connection and subscriber caps lowered to fit the file-descriptor limit,
  * after raising the soft limit to the hard one; says what it chose, as one log line.
  */
-function withCapacity(config: Config, logger: Logger): Config {
+function withCapacity(config: Config, logger: Logger): { config: Config; fdLimit: number } {
   const fds = raiseFdLimit({ fallbackFds: fallbackFdLimit });
   const capacity = capacityOf({
     fdLimit: fds.soft,
@@ -459,14 +466,12 @@ function withCapacity(config: Config, logger: Logger): Config {
   };
   if (fds.problem === undefined) logger.info("capacity", fields);
   else logger.warn(`capacity: ${fds.problem}; assuming a limit of ${fallbackFdLimit} descriptors`, fields);
-  return {
-    ...config,
-    limits: {
-      ...config.limits,
-      connectionsMax: capacity.connectionsMax,
-      subscribersMax: capacity.subscribersMax,
-    },
+  const limits = {
+    ...config.limits,
+    connectionsMax: capacity.connectionsMax,
+    subscribersMax: capacity.subscribersMax,
   };
+  return { config: { ...config, limits }, fdLimit: fds.soft };
 }
 
 async function run(config: Config): Promise<number> {

@@ -36,10 +36,17 @@ export interface FdLimit {
   problem?: string;
 }
 
+/** The C functions the server calls: resource limits, and a socket's addresses and shutdown. */
 const symbols = {
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
+
+/** The C library, opened through FFI. */
+export type Libc = Deno.DynamicLibrary<typeof symbols>;
 
 /**
  * Raises this process's soft `RLIMIT_NOFILE` to its hard limit, so connections run out at the hard limit
@@ -79,7 +86,7 @@ export function raiseFdLimit(options: { fallbackFds: number }): FdLimit {
 }
 
 /** The first listed C library that loads, or why none did. */
-function openLibc(): Deno.DynamicLibrary<typeof symbols> | string {
+export function openLibc(): Libc | string {
   let reason = "no C library found";
   for (const path of libcPaths) {
     try {

@@ -1,5 +1,7 @@
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
+import { type Libc, openLibc } from "./fd_limit.ts";
+import { type Peer, shutdownPeers } from "./sockets.ts";
 
 /** A request handler, with the shape of a `Deno.serve` handler. */
 export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
@@ -23,6 +25,8 @@ export interface ServerOptions {
   requestTimeoutMs: number;
   logger: Logger;
   handler: Handler;
+  /** The process's descriptor limit: a search for a stalled TLS socket reads descriptors below it. */
+  descriptorsMax?: number;
 }
 
 /** Counters of a {@linkcode Server}. */
@@ -113,6 +117,8 @@ export function markStreaming(response: Response, onEnd?: (listener: () => void)
   return response;
 }
 
+/** Descriptors searched for a stalled TLS socket when the limit is not given. */
+const defaultDescriptorsScanned = 1 << 16;
 /** Sweeps per request timeout: a connection is closed between 1 and 1.25 timeouts after it went idle. */
 const sweepsPerTimeout = 4;
 /** Longest pause between accepts after a failed one (EMFILE and the like); doubles from 10 ms. */
@@ -165,11 +171,22 @@ export class Server {
   readonly #accepting: Promise<void>;
   #tick = 0;
   #closing = false;
+  /** TLS connections still in their handshake, with since when and their peer: counted against the cap. */
+  readonly #handshakes = new Map<Deno.TlsConn, { sinceTick: number; peer: Peer }>();
+  /** The C library, to cut stalled TLS handshakes; undefined without TLS or without FFI. */
+  readonly #libc: Libc | undefined;
 
   private constructor(options: ServerOptions, listener: Deno.Listener) {
     this.#options = options;
     this.#listener = listener;
     this.#serveOn = serveOnConnection();
+    const libc = options.tls === undefined ? undefined : openLibc();
+    if (typeof libc === "string") {
+      options.logger.warn(
+        `TLS handshakes that stall cannot be cut (${libc}); the connection cap still holds`,
+      );
+    }
+    this.#libc = typeof libc === "string" ? undefined : libc;
     this.port = (listener.addr as Deno.NetAddr).port;
     const sweepMs = Math.max(10, Math.floor(options.requestTimeoutMs / sweepsPerTimeout));
     this.#sweepTimer = setInterval(() => this.#sweep(), sweepMs);
@@ -204,6 +221,7 @@ export class Server {
     this.#closing = true;
     clearInterval(this.#sweepTimer);
     this.#listener.close();
+    this.#libc?.close();
     await this.#accepting;
     const servers = [...this.#connections].flatMap((state) =>
       state.server === undefined ? [] : [state.server]
@@ -216,6 +234,7 @@ export class Server {
     let backoffMs = 0;
     // An event loop: it ends when the listener is closed.
     while (true) {
+      if (this.#options.tls !== undefined) await this.#roomForTls();
       let connection: Deno.Conn;
       try {
         connection = await this.#listener.accept();
@@ -227,8 +246,14 @@ export class Server {
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
         continue;
       }
-      if (this.#connections.size >= this.#options.connectionsMax) this.#refuse(connection);
-      else this.#serve(connection);
+      if (this.#connections.size + this.#handshakes.size >= this.#options.connectionsMax) {
+        this.#refuse(connection);
+      } else if (this.#options.tls === undefined) this.#serve(connection);
+      else {
+        this.#handshakeThenServe(connection as Deno.TlsConn).catch((error) => {
+          this.#options.logger.error("serving a TLS connection failed", { error: String(error) });
+        });
+      }
     }
   }
 
@@ -248,15 +273,43 @@ export class Server {
   /** Answers a connection over the cap with a 503 (plain HTTP) or closes it (TLS: no handshake spent). */
   #refuse(connection: Deno.Conn): void {
     this.stats.refused += 1;
-    const close = () => {
-      try {
-        connection.close();
-      } catch {
-        // Already closed by the peer.
-      }
-    };
+    const close = () => closeQuietly(connection);
     if (this.#options.tls !== undefined) return close();
     connection.write(busyResponse).then(close, close);
+  }
+
+  /**
+   * Waits until a TLS connection may be accepted: below the cap. A TLS connection cannot be refused once
+   * accepted (see {@linkcode Server.#handshakeThenServe}), so past the cap the node stops accepting and the
+   * excess waits in the kernel's backlog, then is refused by the kernel. Polled: the wait ends within 50 ms
+   * of a connection closing.
+   */
+  async #roomForTls(): Promise<void> {
+    // Bounded by the connections open: each ends by its timeout or its client.
+    while (!this.#closing && this.#connections.size + this.#handshakes.size >= this.#options.connectionsMax) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /**
+   * Serves a TLS connection once its handshake is done, counting it against the cap meanwhile; a handshake
+   * not done within the request timeout is cut by the sweep. Deno 2.9.6 cannot drop a socket in the middle
+   * of a TLS handshake: `close()` leaves the descriptor open until the peer sends or leaves (checked by
+   * hand: the socket stays ESTABLISHED, even closed right after `accept()`), and `Deno.serve` keeps a silent
+   * TLS client forever too. So the sweep shuts the socket down through libc ({@linkcode shutdownPeers}),
+   * which ends the handshake; without libc (no FFI) such a client holds its slot until it leaves.
+   */
+  async #handshakeThenServe(connection: Deno.TlsConn): Promise<void> {
+    const { hostname, port } = connection.remoteAddr;
+    this.#handshakes.set(connection, { sinceTick: this.#tick, peer: { hostname, port } });
+    let done: boolean;
+    try {
+      done = await connection.handshake().then(() => true, () => false);
+    } finally {
+      this.#handshakes.delete(connection);
+    }
+    if (done && !this.#closing) return this.#serve(connection);
+    closeQuietly(connection);
   }
 
   #serve(connection: Deno.Conn): void {
@@ -337,6 +390,19 @@ export class Server {
       this.stats.timedOut += 1;
       pending.timeOut();
     }
+    this.#cutStalledHandshakes();
+  }
+
+  /** Shuts down the sockets of TLS handshakes older than the request timeout (see `#handshakeThenServe`). */
+  #cutStalledHandshakes(): void {
+    if (this.#libc === undefined || this.#handshakes.size === 0) return;
+    const peers: Peer[] = [];
+    for (const { sinceTick, peer } of this.#handshakes.values()) {
+      if (this.#tick - sinceTick > sweepsPerTimeout) peers.push(peer);
+    }
+    if (peers.length === 0) return;
+    const fdMax = this.#options.descriptorsMax ?? defaultDescriptorsScanned;
+    this.stats.timedOut += shutdownPeers(this.#libc, { localPort: this.port, peers, fdMax });
   }
 
   /** Closes an idle connection: a graceful shutdown closes at once one with no request in progress. */
@@ -348,6 +414,15 @@ export class Server {
       // The peer went away first.
     });
     assert(state.closing);
+  }
+}
+
+/** Closes a connection the peer may have closed already. */
+function closeQuietly(connection: Deno.Conn): void {
+  try {
+    connection.close();
+  } catch {
+    // Already closed by the peer.
   }
 }
 

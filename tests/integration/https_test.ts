@@ -246,3 +246,50 @@ Deno.test({
     assert.equal(outsider.stdout, "", "a node that never joined never said it was listening");
   },
 });
+
+Deno.test({
+  name:
+    "https: TLS clients that never handshake are cut after the request timeout, at most the cap at a time",
+  ignore: skipReason !== undefined,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "dynarust_https_silent_" });
+    await using stack = new AsyncDisposableStack();
+    stack.defer(() => Deno.remove(dir, { recursive: true }));
+    const { ca, nodes: [certificate] } = await makeCertificates(dir, 1);
+    const client = stack.adopt(Deno.createHttpClient({ caCerts: [ca] }), (used) => used.close());
+    const node = stack.use(
+      await NodeProcess.start({
+        env: { ...httpsEnv(certificate!), DYNA_CONNECTIONS_MAX: "20", DYNA_REQUEST_TIMEOUT_MS: "500" },
+      }),
+    );
+    const port = Number(new URL(node.baseUrl).port);
+    // Thirty TCP connections that never start their TLS handshake: twenty at a time fill the cap, the rest
+    // wait in the kernel's backlog; each is cut once its handshake is older than the request timeout.
+    const silent: Deno.TcpConn[] = [];
+    for (let index = 0; index < 30; index += 1) {
+      silent.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    const startedMs = performance.now();
+    const cut = await Promise.all(silent.map((connection) => closedWithinMs(connection, 10_000)));
+    const waitedMs = performance.now() - startedMs;
+    for (const connection of silent) connection.close();
+    assert.deepEqual(cut, Array(30).fill(true), "every silent client was cut");
+    assert.ok(waitedMs >= 400, `not before the timeout: ${Math.round(waitedMs)} ms`);
+    await waitFor(() => serving(client, node.baseUrl).catch(() => false), {
+      timeoutMs: 10_000,
+      what: "the node to serve after the silent clients",
+    });
+  },
+});
+
+/** Whether the peer closes `connection` within `timeoutMs`. */
+async function closedWithinMs(connection: Deno.TcpConn, timeoutMs: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(() => resolve("timeout"), timeoutMs)
+  );
+  const read = connection.read(new Uint8Array(64)).catch(() => null);
+  const outcome = await Promise.race([read, timeout]);
+  clearTimeout(timer);
+  return outcome === null;
+}
