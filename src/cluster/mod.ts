@@ -76,17 +76,7 @@ export {
   localTestClusterConfig,
   suspicionTimeoutMs,
 } from "./presets.ts";
-export {
-  hasNonFiniteNumber,
-  isMemberId,
-  type JsonTextScan,
-  memberIdCharsMax,
-  MemberListWire,
-  MemberWire,
-  parseWire,
-  peersMax,
-  scanJsonText,
-} from "./wire.ts";
+export { isMemberId, memberIdCharsMax, MemberListWire, MemberWire, parseWire, peersMax } from "./wire.ts";
 export { ClusterNode, type ClusterNodeOptions } from "./node.ts";
 export { usersTable } from "./placement.ts";
 export type { ChangeSink, EntryView, LocalStore, ReplicaEntry } from "./local_store.ts";

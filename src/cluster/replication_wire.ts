@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { internalJsonDepthMax } from "./transport.ts";
-import { hasNonFiniteNumber, scanJsonText } from "./wire.ts";
+import { scanJson } from "../util/json.ts";
 
 /**
  * Every message here comes from a peer: it is checked against everything the store and the event broker
@@ -21,17 +21,16 @@ function jsonTextProblem(text: string): string | undefined {
   // writes one, and a raw one can only be whitespace between tokens.
   if (/[\n\r]/.test(text)) return "spans lines (holds a raw line break)";
   if (!text.isWellFormed()) return "is not valid Unicode";
-  const scan = scanJsonText(text);
+  const scan = scanJson(text);
   if (scan.depth > internalJsonDepthMax) {
     return `nests ${scan.depth} levels deep, limit is ${internalJsonDepthMax}`;
   }
-  let parsed: unknown;
+  if (scan.overflowNumber !== undefined) return "holds a number that overflows to infinity";
   try {
-    parsed = JSON.parse(text);
+    JSON.parse(text);
   } catch {
     return "is not valid JSON";
   }
-  if (scan.bigNumber && hasNonFiniteNumber(parsed)) return "holds a number that overflows to infinity";
   return undefined;
 }
 

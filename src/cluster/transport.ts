@@ -2,10 +2,10 @@ import { assert } from "../util/assert.ts";
 import { decodeUtf8Strict } from "../util/bytes.ts";
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
+import { scanJson } from "../util/json.ts";
 import { ClusterAuthError, UnknownKindError } from "./errors.ts";
 import { bodyDigest, type RequestSigner, type VerifiedHeaders } from "./mac.ts";
 import { ReplayGuard } from "./replay.ts";
-import { hasNonFiniteNumber, scanJsonText } from "./wire.ts";
 
 /**
  * Largest node-to-node request or reply body by default. Membership messages are far smaller (see
@@ -248,20 +248,20 @@ export class InternalHandler implements InternalDoor {
  * or holds a number that overflows.
  */
 export function parseInternalJson(text: string): unknown {
-  const scan = scanJsonText(text);
+  const scan = scanJson(text);
   if (scan.depth > internalJsonDepthMax) {
     throw new InvalidRequestError(
       `Cluster message nests ${scan.depth} levels deep, limit is ${internalJsonDepthMax}`,
     );
   }
-  let parsed: unknown;
+  if (scan.overflowNumber !== undefined) {
+    throw new InvalidRequestError(
+      `Cluster message holds a number that overflows to infinity (character ${scan.overflowNumber.index})`,
+    );
+  }
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new InvalidRequestError("Cluster message is not valid JSON", { cause: error });
   }
-  if (scan.bigNumber && hasNonFiniteNumber(parsed)) {
-    throw new InvalidRequestError("Cluster message holds a number that overflows to infinity");
-  }
-  return parsed;
 }

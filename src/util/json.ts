@@ -13,6 +13,8 @@ export interface JsonScan {
   depth: number;
   /** The first number `JSON.parse` would change to ±Infinity or 0, if any. */
   inexactNumber: InexactNumber | undefined;
+  /** The first number `JSON.parse` would change to ±Infinity, if any (it may follow an underflow). */
+  overflowNumber: InexactNumber | undefined;
 }
 
 /** Digits a number may have before it can overflow a double without an exponent (1e308 has 309). */
@@ -31,6 +33,7 @@ export function scanJson(text: string): JsonScan {
   let depthMax = 0;
   let inString = false;
   let inexactNumber: InexactNumber | undefined;
+  let overflowNumber: InexactNumber | undefined;
   for (let index = 0; index < text.length; index += 1) {
     const code = text.charCodeAt(index);
     if (inString) {
@@ -52,13 +55,15 @@ export function scanJson(text: string): JsonScan {
         if (next === 0x65 || next === 0x45) exponent = true;
         else if (!((next >= 0x30 && next <= 0x39) || next === 0x2e || next === 0x2b || next === 0x2d)) break;
       }
-      if ((exponent || index - start > plainNumberCharsMax) && inexactNumber === undefined) {
-        inexactNumber = inexactNumberAt(text.slice(start, index), start);
+      if ((exponent || index - start > plainNumberCharsMax) && overflowNumber === undefined) {
+        const found = inexactNumberAt(text.slice(start, index), start);
+        inexactNumber ??= found;
+        if (found?.kind === "overflow") overflowNumber = found;
       }
       index -= 1; // the loop's step moves to the character after the number
     }
   }
-  return { depth: depthMax, inexactNumber };
+  return { depth: depthMax, inexactNumber, overflowNumber };
 }
 
 /**

@@ -2,9 +2,10 @@
 // what they assert (STYLE B3): stored and published JSON is one line of valid Unicode, valid JSON, not
 // nested too deep, every number finite; names are valid; versions leave room to write; a tombstone has no
 // value. The scan behind it finds nesting and possible overflow in one pass, never missing an overflow.
-// Method: safeParse hand-made items at and beyond each rule; scanJsonText over edge cases.
+// Method: safeParse hand-made items at and beyond each rule; the shared JSON scanner over edge cases.
 import assert from "node:assert/strict";
-import { hasNonFiniteNumber, internalJsonDepthMax, scanJsonText } from "../../../src/cluster/mod.ts";
+import { internalJsonDepthMax } from "../../../src/cluster/mod.ts";
+import { scanJson } from "../../../src/util/json.ts";
 import {
   ApplyItem,
   ListReply,
@@ -70,22 +71,22 @@ Deno.test("replication wire: JSON a peer answers with must be one line before it
   assert.ok(ReadReply.safeParse({ entry: { json: '{"value":1}', version: 1, deleted: false } }).success);
 });
 
-Deno.test("scanJsonText() measures nesting outside strings and flags every number that may overflow", () => {
-  assert.deepEqual(scanJsonText('[{"a":"[[[{"},[]]'), { depth: 2, bigNumber: false });
-  assert.equal(scanJsonText('"\\"[["').depth, 0, "an escaped quote does not end the string");
-  const flagged = ["1e100", "1E+308", "2e0400", `${"9".repeat(200)}`, "[1,2e999]"];
-  for (const text of flagged) assert.equal(scanJsonText(text).bigNumber, true, text);
-  const clear = ["1e99", "1e-999", "9".repeat(199), '"1e999"', `"${"9".repeat(300)}"`, "[true,false,1e5]"];
-  for (const text of clear) assert.equal(scanJsonText(text).bigNumber, false, text);
-  // Every overflowing literal is flagged: a mantissa below 200 digits needs an exponent of 3 digits.
+Deno.test("scanJson() as the wire uses it: nesting outside strings, and every number that overflows", () => {
+  assert.equal(scanJson('[{"a":"[[[{"},[]]').depth, 2);
+  assert.equal(scanJson('"\\"[["').depth, 0, "an escaped quote does not end the string");
+  const overflowing = ["1e400", "1E+309", "2e0400", `${"9".repeat(400)}`, "[1,2e999]", "[1e-400,1e400]"];
+  for (const text of overflowing) assert.notEqual(scanJson(text).overflowNumber, undefined, text);
+  const clear = ["1e99", "1e-999", "9".repeat(199), '"1e999"', `"${"9".repeat(400)}"`, "[true,false,1e5]"];
+  for (const text of clear) assert.equal(scanJson(text).overflowNumber, undefined, text);
+  // Every overflowing literal is found, whatever its mantissa and exponent.
   for (const text of ["1e309", `${"9".repeat(199)}e110`, `${"9".repeat(210)}e99`]) {
     assert.equal(JSON.parse(text), Infinity, text);
-    assert.equal(scanJsonText(text).bigNumber, true, text);
+    assert.notEqual(scanJson(text).overflowNumber, undefined, text);
   }
 });
 
-Deno.test("hasNonFiniteNumber() walks arrays and objects", () => {
-  assert.equal(hasNonFiniteNumber(JSON.parse('{"a":[1,{"b":1e400}]}')), true);
-  assert.equal(hasNonFiniteNumber(JSON.parse('{"a":[1,{"b":1e300}],"c":"1e400"}')), false);
-  assert.equal(hasNonFiniteNumber(-Infinity), true);
+Deno.test("replication wire: a stored value holding 1e400 anywhere is refused", () => {
+  const entry = { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: '{"a":[1,{"b":1e400}]}' };
+  assert.ok(!ReplicaEntryWire.safeParse(entry).success);
+  assert.ok(ReplicaEntryWire.safeParse({ ...entry, valueJson: '{"a":[1,{"b":1e300}],"c":"1e400"}' }).success);
 });

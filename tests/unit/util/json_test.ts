@@ -70,7 +70,13 @@ Deno.test("scanJson() ignores numbers inside strings and leaves malformed number
   assert.deepEqual(scanJson('{"a":[{"b":1e999}]}'), {
     depth: 3,
     inexactNumber: { index: 11, kind: "overflow" },
+    overflowNumber: { index: 11, kind: "overflow" },
   });
+  assert.deepEqual(
+    scanJson("[1e-400,1e400]").overflowNumber,
+    { index: 8, kind: "overflow" },
+    "after an underflow",
+  );
 });
 
 Deno.test("mergePatch() follows RFC 7396 and leaves its inputs alone", () => {
