@@ -30,7 +30,14 @@ import {
   replaceFile,
   Store,
 } from "./src/store/mod.ts";
-import { type App, createApp, type NodeMetrics, type NodePhase, problemResponse } from "./src/http/mod.ts";
+import {
+  type App,
+  createApp,
+  fixedCorsHeaders,
+  type NodeMetrics,
+  type NodePhase,
+  problemResponse,
+} from "./src/http/mod.ts";
 import {
   type ClusterConfig,
   ClusterNode,
@@ -233,8 +240,6 @@ export interface NodeHandle {
   readonly url: string;
   readonly store: Store;
   readonly cluster: ClusterNode;
-  /** The listening door: its connection count and counters. */
-  readonly server: Server;
   /** Resolves with an exit code when the node must stop on its own (a broken invariant). */
   readonly fatal: Promise<number>;
   /** Stops the node: gracefully (leave, hand off, checkpoint) or abruptly (no goodbye, as a crash). */
@@ -249,6 +254,8 @@ interface BuildOptions {
   onFatal: (error: Error) => void;
   wrapTransport: ((transport: Transport, self: string) => Transport) | undefined;
   disk: DiskOptions;
+  /** The listening door, whose counters `/stats` shows. */
+  server: Server;
 }
 
 async function buildNode(config: Config, options: BuildOptions): Promise<RunningNode> {
@@ -286,7 +293,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     clock: systemClock,
     logger,
     membership: () => cluster.members(),
-    nodeStats: () => nodeStats(store, broker, cluster),
+    nodeStats: () => nodeStats({ store, broker, cluster, server: options.server }),
     nodeMetrics: () => nodeMetrics(store, broker, cluster),
     version,
     internal: cluster.door,
@@ -296,7 +303,8 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
   return { store, broker, cluster, app };
 }
 
-function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
+function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; server: Server }) {
+  const { store, broker, cluster, server } = parts;
   const wal = store.stats();
   const replication = cluster.replicator.stats;
   return {
@@ -304,6 +312,13 @@ function nodeStats(store: Store, broker: Broker, cluster: ClusterNode) {
     activeSseConnections: broker.activeCount,
     extra: {
       dropped_sse_subscribers: broker.droppedCount,
+      connections: {
+        open: server.connectionCount,
+        accepted: server.stats.accepted,
+        refused: server.stats.refused,
+        accept_failures: server.stats.acceptFailures,
+        timed_out: server.stats.timedOut,
+      },
       sequence: wal.sequence,
       wal: {
         batches: wal.walBatchCount,
@@ -375,7 +390,8 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     tls,
     logger,
     fdLimit,
-    handler: (request, info) => node === undefined ? startingResponse() : node.app.handle(request, info),
+    handler: (request, info) =>
+      node === undefined ? startingResponse(config) : node.app.handle(request, info),
   });
   const self = advertisedAddress(config, server.port);
   try {
@@ -386,6 +402,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
       phase: () => phase,
       wrapTransport: options.wrapTransport,
       disk: options, // its DiskOptions part: fs, failpoints, encryption
+      server,
       onFatal: (error) => {
         logger.error("internal invariant broken; stopping so recovery starts from the disk", {
           error: String(error),
@@ -414,7 +431,6 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     url: `${config.mode}://${self}`,
     store: running.store,
     cluster: running.cluster,
-    server,
     fatal: fatal.promise,
     stop: async ({ graceful }) => {
       phase = "draining";
@@ -442,6 +458,7 @@ function listenFor(
     logger: options.logger,
     handler: options.handler,
     descriptorsMax: options.fdLimit,
+    answerHeaders: fixedCorsHeaders(config.corsOrigins),
   });
 }
 
@@ -488,9 +505,10 @@ async function run(config: Config): Promise<number> {
   return code;
 }
 
-function startingResponse(): Response {
+function startingResponse(config: Config): Response {
   return problemResponse({ status: 503, code: "unavailable", detail: "node is starting" }, {
     "retry-after": "1",
+    ...fixedCorsHeaders(config.corsOrigins),
   });
 }
 

@@ -180,10 +180,8 @@ export class Auth {
   async #verifySignature(token: string): Promise<string> {
     this.#verified.delete(token);
     const verified = await verifyTokenClaims(this.#tokenKey, token);
-    if (
-      this.#users.get(verified.user) === undefined &&
-      await this.#users.find(verified.user, { waitMs: 0 }) === undefined
-    ) {
+    // `find` reads this node's record first and asks the other members only when it has none.
+    if (await this.#users.find(verified.user, { waitMs: 0 }) === undefined) {
       throw new TokenInvalidError("user_unknown", `Cannot verify token: ${reasonMessages.user_unknown}`);
     }
     if (this.#verified.size >= this.#verifiedTokensMax) {

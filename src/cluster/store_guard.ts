@@ -2,6 +2,24 @@ import { AssertionError } from "../util/assert.ts";
 import type { EntryView, KeyState, LocalStore, ReplicaEntry, WriteConditions } from "./local_store.ts";
 
 /**
+ * `store.getEntry` behind the guard without a closure per call: a GET of a key on a node holding every key
+ * comes here.
+ */
+function guardedGetEntry(
+  store: LocalStore,
+  check: (error: unknown) => void,
+): (table: string, key: string) => EntryView | undefined {
+  return (table, key) => {
+    try {
+      return store.getEntry(table, key);
+    } catch (error) {
+      check(error);
+      throw error;
+    }
+  };
+}
+
+/**
  * The store behind a guard that tells `onBroken` of every `AssertionError` a store call throws (or
  * rejects with), then lets it go on as before. A broken invariant inside the store (its index, WAL,
  * checkpoint) puts its own state in doubt: `main.ts` stops the node then, and recovery starts again from
@@ -61,7 +79,7 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
   }
   return {
     holds: (table, key) => guard(() => store.holds(table, key)),
-    getEntry: (table, key): EntryView | undefined => guard(() => store.getEntry(table, key)),
+    getEntry: guardedGetEntry(store, check),
     put: (table, key, value, options) => guardAsync(() => store.put(table, key, value, outside(options))),
     patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, outside(options))),
     delete: (table, key, options) => guardAsync(() => store.delete(table, key, outside(options))),

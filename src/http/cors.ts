@@ -67,6 +67,17 @@ export class Cors {
 }
 
 /**
+ * The CORS headers every answer carries whatever its request, for answers given without one (the server's
+ * own 503 over its connection cap, its 408): those of any origin, or none with a list of origins (the
+ * allowed `Origin` is echoed per request, which such answers do not read).
+ */
+export function fixedCorsHeaders(origins: "*" | readonly string[]): Record<string, string> {
+  return origins === "*"
+    ? { "access-control-allow-origin": "*", "access-control-expose-headers": corsExposeHeaders }
+    : {};
+}
+
+/**
  * The answer to `OPTIONS` on a route that allows `allow` (e.g. `GET, HEAD, OPTIONS`): `204` with `Allow`
  * and the preflight headers; `Cors.apply` adds the origin.
  */

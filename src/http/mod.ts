@@ -18,7 +18,7 @@ import type { AppDeps, KvWrite } from "./deps.ts";
 import { kvErrorResponse, problemResponse } from "./error_map.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { registerEventRoutes } from "./routes/events.ts";
-import { readKey, type ReadKeyOptions, registerKvRoutes, writeKey } from "./routes/kv.ts";
+import { type KeyAnswerOptions, readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
 import { internalAnswer, registerNodeRoutes } from "./routes/node.ts";
 import { RequestMetrics, routeOf } from "./metrics.ts";
@@ -38,6 +38,7 @@ export type {
   NodePhase,
 } from "./deps.ts";
 export { problemResponse } from "./error_map.ts";
+export { fixedCorsHeaders } from "./cors.ts";
 
 /** Node-level paths (one segment, or `/auth/{user}`) and table paths (`/{table}/...`), with their methods. */
 const nodeMethods = allowedMethods().filter(([path]) => !path.startsWith("/:table/"));
@@ -65,7 +66,7 @@ const authPrefix = "/auth/";
 export function createApp(deps: AppDeps): App {
   const requestStats = new RequestMetrics();
   const cors = new Cors(deps.corsOrigins ?? "*");
-  const readOptions: ReadKeyOptions = { anyOrigin: cors.anyOrigin };
+  const keyAnswers: KeyAnswerOptions = { anyOrigin: cors.anyOrigin };
   const nodeApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
   registerAuthRoutes(nodeApp, deps);
   registerNodeRoutes(nodeApp, deps, requestStats);
@@ -103,7 +104,7 @@ export function createApp(deps: AppDeps): App {
       if (keyPath && request.method === "GET") {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
-        const response = readKeyOrError(path, deps, readOptions);
+        const response = readKeyOrError(path, deps, keyAnswers);
         if (!(response instanceof Promise)) {
           return finish(request, keyRoute, cors.applyToKey(request, response), undefined);
         }
@@ -115,7 +116,7 @@ export function createApp(deps: AppDeps): App {
       const startedMs = deps.clock.monotonicMs();
       const op = keyPath ? writeOpOf(request.method) : undefined;
       if (op !== undefined) {
-        return writeKey(request, path.slice(1).split("/"), deps, op)
+        return writeKey(request, path.slice(1).split("/"), deps, { op, anyOrigin: cors.anyOrigin })
           .catch((error) => errorResponse(error, deps))
           .then((settled) => finish(request, keyRoute, cors.applyToKey(request, settled), startedMs));
       }
@@ -160,7 +161,11 @@ function writeOpOf(method: string): KvWrite["op"] | undefined {
   }
 }
 
-function readKeyOrError(path: string, deps: AppDeps, options: ReadKeyOptions): Response | Promise<Response> {
+function readKeyOrError(
+  path: string,
+  deps: AppDeps,
+  options: KeyAnswerOptions,
+): Response | Promise<Response> {
   try {
     const response = readKey(path.slice(1).split("/"), deps, options);
     return response instanceof Promise ? response.catch((error) => errorResponse(error, deps)) : response;

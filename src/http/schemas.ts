@@ -35,7 +35,7 @@ const bidiControl = /^[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]$/;
 
 /**
  * Decodes one raw path segment and checks it as a name (see {@linkcode checkName}); returns its NFC form.
- * A segment of printable ASCII takes a fast path: one regular expression and a length check.
+ * A segment of printable ASCII takes `checkName`'s fast path: one regular expression and a length check.
  *
  * @throws {InvalidNameError}
  */
@@ -52,13 +52,7 @@ export function decodeName(
       throw new InvalidNameError(`${options.what} name is not valid percent-encoded UTF-8`);
     }
   }
-  if (!plainName.test(name)) return checkName(name, options);
-  if (name.length > options.bytesMax) {
-    throw new InvalidNameError(
-      `${options.what} name is ${name.length} bytes, the limit is ${options.bytesMax}`,
-    );
-  }
-  return name;
+  return checkName(name, options);
 }
 
 /**

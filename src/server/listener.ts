@@ -26,7 +26,12 @@ export interface ServerOptions {
   logger: Logger;
   handler: Handler;
   /** The process's descriptor limit: a search for a stalled TLS socket reads descriptors below it. */
-  descriptorsMax?: number;
+  descriptorsMax: number;
+  /**
+   * Headers of the answers the server gives itself (503 over the cap, 408 for a late body), as the app's
+   * answers carry them: the CORS headers of any origin by default.
+   */
+  answerHeaders: Readonly<Record<string, string>>;
 }
 
 /** Counters of a {@linkcode Server}. */
@@ -117,17 +122,12 @@ export function markStreaming(response: Response, onEnd?: (listener: () => void)
   return response;
 }
 
-/** Descriptors searched for a stalled TLS socket when the limit is not given. */
-const defaultDescriptorsScanned = 1 << 16;
 /** Sweeps per request timeout: a connection is closed between 1 and 1.25 timeouts after it went idle. */
 const sweepsPerTimeout = 4;
 /** Longest pause between accepts after a failed one (EMFILE and the like); doubles from 10 ms. */
 const acceptBackoffMsMax = 1_000;
 /** The answer to a connection over the cap, written before anything is read from it. */
-const busyResponse = encodeBusyResponse();
-assert(busyResponse.length < 512, "the busy answer fits any socket buffer");
-
-function encodeBusyResponse(): Uint8Array {
+function encodeBusyResponse(headers: Readonly<Record<string, string>>): Uint8Array {
   const body = JSON.stringify({
     type: "https://dynarust.dev/errors/unavailable",
     title: "Service Unavailable",
@@ -136,9 +136,12 @@ function encodeBusyResponse(): Uint8Array {
       "this node has as many connections open as it takes (DYNA_CONNECTIONS_MAX, or its descriptor limit)",
     code: "unavailable",
   });
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
   const head = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n" +
-    `retry-after: 1\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n`;
-  return new TextEncoder().encode(head + body);
+    `retry-after: 1\r\nconnection: close\r\n${extra}content-length: ${body.length}\r\n\r\n`;
+  const bytes = new TextEncoder().encode(head + body);
+  assert(bytes.length < 1024, "the busy answer fits any socket buffer");
+  return bytes;
 }
 
 /** The internal `serveHttpOnConnection` of Deno 2.9.6 (deno.json pins the version). */
@@ -175,11 +178,13 @@ export class Server {
   readonly #handshakes = new Map<Deno.TlsConn, { sinceTick: number; peer: Peer }>();
   /** The C library, to cut stalled TLS handshakes; undefined without TLS or without FFI. */
   readonly #libc: Libc | undefined;
+  readonly #busyResponse: Uint8Array;
 
   private constructor(options: ServerOptions, listener: Deno.Listener) {
     this.#options = options;
     this.#listener = listener;
     this.#serveOn = serveOnConnection();
+    this.#busyResponse = encodeBusyResponse(options.answerHeaders);
     const libc = options.tls === undefined ? undefined : openLibc();
     if (typeof libc === "string") {
       options.logger.warn(
@@ -210,9 +215,9 @@ export class Server {
     return new Server(options, listener);
   }
 
-  /** Connections open now. */
+  /** Connections open now (served, or in their TLS handshake). */
   get connectionCount(): number {
-    return this.#connections.size;
+    return this.#connections.size + this.#handshakes.size;
   }
 
   /** Stops accepting, lets every connection finish what it is answering, and resolves once all closed. */
@@ -246,14 +251,13 @@ export class Server {
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
         continue;
       }
-      if (this.#connections.size + this.#handshakes.size >= this.#options.connectionsMax) {
-        this.#refuse(connection);
-      } else if (this.#options.tls === undefined) this.#serve(connection);
-      else {
+      if (this.#options.tls !== undefined) {
+        // `#roomForTls` made room before this accept: a TLS connection is never refused once accepted.
         this.#handshakeThenServe(connection as Deno.TlsConn).catch((error) => {
           this.#options.logger.error("serving a TLS connection failed", { error: String(error) });
         });
-      }
+      } else if (this.#connections.size >= this.#options.connectionsMax) this.#refuse(connection);
+      else this.#serve(connection);
     }
   }
 
@@ -270,12 +274,11 @@ export class Server {
     }
   }
 
-  /** Answers a connection over the cap with a 503 (plain HTTP) or closes it (TLS: no handshake spent). */
+  /** Answers a plain-HTTP connection over the cap with a 503 and closes it. */
   #refuse(connection: Deno.Conn): void {
     this.stats.refused += 1;
     const close = () => closeQuietly(connection);
-    if (this.#options.tls !== undefined) return close();
-    connection.write(busyResponse).then(close, close);
+    connection.write(this.#busyResponse).then(close, close);
   }
 
   /**
@@ -354,7 +357,7 @@ export class Server {
    */
   #serveWithBody(request: Request, info: Deno.ServeHandlerInfo, release: () => void): Promise<Response> {
     const answer = Promise.withResolvers<Response>();
-    const timeOut = () => answer.resolve(requestTimeoutResponse(this.#options.requestTimeoutMs));
+    const timeOut = () => answer.resolve(requestTimeoutResponse(this.#options));
     pendingBodies.set(request, { server: this, sinceTick: this.#tick, timeOut });
     Promise.resolve(this.#options.handler(request, info)).then(answer.resolve, answer.reject);
     return answer.promise.then((settled) => this.#settle(settled, info, release), (error) => {
@@ -401,7 +404,7 @@ export class Server {
       if (this.#tick - sinceTick > sweepsPerTimeout) peers.push(peer);
     }
     if (peers.length === 0) return;
-    const fdMax = this.#options.descriptorsMax ?? defaultDescriptorsScanned;
+    const fdMax = this.#options.descriptorsMax;
     this.stats.timedOut += shutdownPeers(this.#libc, { localPort: this.port, peers, fdMax });
   }
 
@@ -427,13 +430,17 @@ function closeQuietly(connection: Deno.Conn): void {
 }
 
 /** The 408 of a request whose body did not arrive within the request timeout. */
-function requestTimeoutResponse(timeoutMs: number): Response {
+function requestTimeoutResponse(
+  options: { requestTimeoutMs: number; answerHeaders: Readonly<Record<string, string>> },
+): Response {
   const body = JSON.stringify({
     type: "https://dynarust.dev/errors/request_timeout",
     title: "Request Timeout",
     status: 408,
-    detail: `the request body did not arrive whole within ${timeoutMs} ms (DYNA_REQUEST_TIMEOUT_MS)`,
+    detail:
+      `the request body did not arrive whole within ${options.requestTimeoutMs} ms (DYNA_REQUEST_TIMEOUT_MS)`,
     code: "request_timeout",
   });
-  return new Response(body, { status: 408, headers: { "content-type": "application/problem+json" } });
+  const headers = { ...options.answerHeaders, "content-type": "application/problem+json" };
+  return new Response(body, { status: 408, headers });
 }

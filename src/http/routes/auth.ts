@@ -11,10 +11,7 @@ export function registerAuthRoutes(app: Hono, deps: AppDeps): void {
       what: "user",
       bytesMax: deps.limits.nameBytesMax,
     });
-    const body = await readJsonBody(c.req.raw, {
-      bytesMax: deps.limits.requestBytesMax,
-      depthMax: 2,
-    });
+    const body = await readJsonBody(c.req.raw, { bytesMax: deps.limits.requestBytesMax, depthMax: 2 });
     const { secret } = parseWith(AuthBody, body, "body");
     const result = await deps.auth.authenticate(user, secret, clientAddress(c));
     return result.created

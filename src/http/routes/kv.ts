@@ -29,10 +29,7 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
 
   app.post("/:table/keys", async (c) => {
     const table = tableOf(c, deps);
-    const body = await readJsonBody(c.req.raw, {
-      bytesMax: limits.requestBytesMax,
-      depthMax: 1,
-    });
+    const body = await readJsonBody(c.req.raw, { bytesMax: limits.requestBytesMax, depthMax: 1 });
     const keys = [...new Set(batchKeys(body, deps))];
     const entries = await Promise.all(keys.map((key) => kv.read(table, key)));
     const parts: string[] = [];
@@ -53,8 +50,9 @@ export async function writeKey(
   request: Request,
   segments: readonly string[],
   deps: AppDeps,
-  op: KvWrite["op"],
+  options: KeyAnswerOptions & { op: KvWrite["op"] },
 ): Promise<Response> {
+  const { op } = options;
   const { table, key } = tableAndKeyOf(segments, deps);
   const user = requireUser(request, deps);
   const owner = typeof user === "string" ? user : await user;
@@ -62,23 +60,20 @@ export async function writeKey(
   const conditions = ifVersion === undefined ? { owner } : { owner, ifVersion };
   if (op === "delete") {
     await deps.kv.write({ op, table, key, conditions });
-    return anyOrigin(deps) ? jsonTextAnyOrigin(deletedBody) : jsonText(deletedBody);
+    return options.anyOrigin ? jsonTextAnyOrigin(deletedBody) : jsonText(deletedBody);
   }
-  const limits = {
-    bytesMax: deps.limits.requestBytesMax,
-    depthMax: deps.limits.valueDepthMax + 1,
-  };
+  const limits = { bytesMax: deps.limits.requestBytesMax, depthMax: deps.limits.valueDepthMax + 1 };
   const value = valueOfBody(await readJsonBody(request, limits), { objectOnly: op === "patch" });
   const entry = await deps.kv.write({ op, table, key, value, conditions });
   const etag = `"${entry.version}"`;
-  return anyOrigin(deps) ? jsonTextAnyOrigin(entry.json, 201, etag) : jsonText(entry.json, 201, etag);
+  return options.anyOrigin ? jsonTextAnyOrigin(entry.json, 201, etag) : jsonText(entry.json, 201, etag);
 }
 
-/** Options of {@linkcode readKey}. */
-export interface ReadKeyOptions {
+/** How the key routes answer, decided once per app. */
+export interface KeyAnswerOptions {
   /**
-   * Answer a `200` with the CORS headers of any origin already in its literal headers (`Cors.anyOrigin`);
-   * otherwise the caller adds CORS headers. Pass one object built once, not one per request.
+   * Answer a success with the CORS headers of any origin already in its literal headers (`Cors.anyOrigin`);
+   * otherwise the caller adds CORS headers.
    */
   readonly anyOrigin: boolean;
 }
@@ -93,15 +88,10 @@ export interface ReadKeyOptions {
  *
  * @throws {KeyAbsentError} and the name errors of `decodeTable`/`decodeName`.
  */
-/** Whether every origin may read the node's answers (the CORS default), so they carry fixed headers. */
-function anyOrigin(deps: AppDeps): boolean {
-  return deps.corsOrigins === undefined || deps.corsOrigins === "*";
-}
-
 export function readKey(
   segments: readonly string[],
   deps: AppDeps,
-  options: ReadKeyOptions = { anyOrigin: false },
+  options: KeyAnswerOptions = { anyOrigin: false },
 ): Response | Promise<Response> {
   const target = tableAndKeyOf(segments, deps);
   const entry = deps.kv.read(target.table, target.key);
@@ -113,7 +103,7 @@ export function readKey(
 function readAnswer(
   target: { table: string; key: string },
   entry: EntryView | undefined,
-  options: ReadKeyOptions,
+  options: KeyAnswerOptions,
 ): Response {
   if (entry === undefined || entry.deleted) throw new KeyAbsentError(target.table, target.key);
   const etag = `"${entry.version}"`;

@@ -96,7 +96,12 @@ Deno.test("a node under ulimit -n 1024 survives 1,100 half-sent requests: 503 ov
   const closed = endings.filter((ending) => ending.kind === "closed" && ending.text === "").length;
   assert.equal(refused + closed, 1_100, "every connection was either refused with 503 or closed, unanswered");
   assert.ok(refused >= 1_100 - expected.connectionsMax, `${refused} refused with 503`);
+  const busy = endings.find((ending) => ending.kind === "answered")!;
+  assert.match(busy.text, /access-control-allow-origin: \*\r\n/, "the 503 carries CORS, as every answer");
   await waitFor(() => healthy(node), { timeoutMs: 10_000, what: "the node to serve after the flood" });
+  const stats = await (await node.fetch("/stats")).json();
+  assert.equal(stats.connections.refused, refused, "/stats counts the connections refused");
+  assert.ok(stats.connections.timed_out >= 1_100 - refused, "and those closed for sending nothing");
   const token = await tokenFor(node, "alice");
   const written = await putValue(node, "/t/key/after", "still writes", { token });
   assert.equal(written.status, 201);
@@ -187,6 +192,7 @@ Deno.test("a request whose body stalls is answered 408 after DYNA_REQUEST_TIMEOU
     for (const ending of endings) {
       assert.equal(ending.kind === "answered" ? ending.status : ending.kind, 408, ending.text);
       assert.match(ending.text, /"code":"request_timeout"/);
+      assert.match(ending.text, /access-control-allow-origin: \*/i, "the 408 carries CORS, as every answer");
     }
     assert.ok(waitedMs >= 400 && waitedMs < 5_000, `answered and closed after ${Math.round(waitedMs)} ms`);
   } finally {
