@@ -38,7 +38,15 @@ function operationObject(operation: Operation, pathParameters: JsonSchema[]): Js
     parameters.push({ name, in: "query", required: false, schema: parameterSchema(schema as z.ZodType) });
   }
   for (const header of operation.headers ?? []) {
-    parameters.push({ name: header.name, in: "header", required: false, description: header.description });
+    // A parameter needs a schema (OpenAPI 3.1); every header the API reads is text.
+    const schema = { type: "string" };
+    parameters.push({
+      name: header.name,
+      in: "header",
+      required: false,
+      description: header.description,
+      schema,
+    });
   }
   const responses: Record<string, JsonSchema> = {};
   for (const [status, answer] of Object.entries(operation.answers)) {
