@@ -3,6 +3,8 @@
  * (STYLE B2); `main.ts` passes the store itself, which has this shape.
  */
 
+import type { Ballot } from "../util/ballot.ts";
+
 /** A key's state as shipped between replicas. `valueJson` is absent for a tombstone. */
 export interface ReplicaEntry {
   version: number;
@@ -10,6 +12,17 @@ export interface ReplicaEntry {
   owner: string;
   deleted: boolean;
   valueJson?: string;
+  /** The ballot the state was accepted at; absent: the zero ballot. */
+  ballot?: Ballot;
+}
+
+/** A key's Paxos acceptor state on this node, pending (not yet durable) writes included. */
+export interface AcceptorState {
+  /** The explicit promise; the zero ballot when none is outstanding. */
+  promised: Ballot;
+  /** The ballot of the accepted state; the zero ballot when there is none. */
+  accepted: Ballot;
+  entry: ReplicaEntry | undefined;
 }
 
 /** A key's current state as the store holds it. */
@@ -26,8 +39,6 @@ export interface EntryView {
 export interface WriteConditions {
   owner: string;
   ifVersion?: number;
-  /** Called synchronously once the store accepted the write, before it is durable (see the store's). */
-  onAccepted?: (accepted: ReplicaEntry) => void;
 }
 
 /** The store operations replication uses. */
@@ -44,13 +55,21 @@ export interface LocalStore {
   ): Promise<EntryView>;
   delete(table: string, key: string, options: WriteConditions): Promise<EntryView>;
   /**
-   * Stores each state that wins by the conflict rule; a `strict` one (a coordinator's write) only when it
-   * also moves the key's version forward, judged after the key's pending writes settle.
+   * Stores each state by the accept rule (a delayed accept): when its ballot is above the key's accepted
+   * ballot and at least its effective promise; "stale" otherwise, "identical" when it holds that state.
    */
   applyReplicas(
-    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry; strict?: boolean }>,
+    items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
+  /** The key's acceptor state, seeing what is queued in this turn. */
+  acceptorOf(table: string, key: string): AcceptorState;
+  /** Records a promise (queued in this turn); resolves once durable. The caller checked the rule. */
+  promise(table: string, key: string, ballot: Ballot): Promise<void>;
+  /** Records an accepted state (queued in this turn); resolves once durable. The caller checked the rule. */
+  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<EntryView>;
+  /** The reader's view of a state, as the store would render it (no I/O). */
+  viewOf(table: string, key: string, entry: ReplicaEntry): EntryView;
   /**
    * Every key held, tombstones included, with its state: `contentHash` is equal on two nodes exactly when
    * they hold the same state (it leaves out what is local, such as the commit sequence).

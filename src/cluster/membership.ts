@@ -42,8 +42,6 @@ interface MemberState {
   statusChangedMs: number;
   /** When the status last changed, on the monotonic clock: suspicion and reaping are measured on it. */
   statusChangedMonotonicMs: number;
-  /** Learned first as dead or left: it was never in this node's ring, so it does not wait to be reaped. */
-  neverInRing: boolean;
 }
 
 /** At equal incarnation the higher rank wins: left > dead > suspect > alive. */
@@ -102,7 +100,6 @@ export class Membership {
       lastSeenMs: nowMs,
       statusChangedMs: nowMs,
       statusChangedMonotonicMs: options.clock.monotonicMs(),
-      neverInRing: false,
     });
   }
 
@@ -219,17 +216,12 @@ export class Membership {
   }
 
   /**
-   * Ids of the members in the hash ring, sorted: alive and suspect members, and dead ones until they
-   * have been dead for longer than `deadReapMs` (so a short outage moves no keys). Left members are not
-   * in the ring: they handed off their data before leaving.
+   * Ids of the members in the hash ring, sorted: every member that has not left, dead ones included. A
+   * key's replica set must not depend on who a node believes alive (cluster DESIGN.md, "Words"): dead
+   * members keep their keys until they come back, or leave. Left members handed off their data first.
    */
   ringIds(): string[] {
-    const nowMonotonicMs = this.#clock.monotonicMs();
-    return this.#idsWhere((state) => {
-      if (isLive(state.status)) return true;
-      if (state.status !== "dead" || state.neverInRing) return false;
-      return nowMonotonicMs - state.statusChangedMonotonicMs <= this.#config.deadReapMs;
-    });
+    return this.#idsWhere((state) => state.status !== "left");
   }
 
   /** Calls `listener` after any change of a member's status or incarnation; returns the unsubscriber. */
@@ -412,7 +404,6 @@ export class Membership {
       lastSeenMs: 0,
       statusChangedMs: this.#clock.nowMs(),
       statusChangedMonotonicMs: this.#clock.monotonicMs(),
-      neverInRing: !isLive(wire.status),
     });
     this.#logger.info(`member ${wire.id} is now ${wire.status}`, { incarnation: wire.incarnation });
     assert(this.#members.size <= peersMax);
@@ -437,7 +428,6 @@ export class Membership {
     state.status = status;
     state.statusChangedMs = this.#clock.nowMs();
     state.statusChangedMonotonicMs = this.#clock.monotonicMs();
-    if (isLive(status)) state.neverInRing = false;
     const who = state.id === this.#self ? `this node (${state.id})` : `member ${state.id}`;
     this.#logger.info(`${who} is now ${status}`, { incarnation: state.incarnation });
   }

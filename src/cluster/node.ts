@@ -80,6 +80,7 @@ export class ClusterNode {
       transport: parts.transport,
       membership: view,
       config: options.config ?? soloConfig,
+      solo: options.config === undefined,
     });
     this.rebalancer = new Rebalancer({
       store: options.store,
@@ -198,8 +199,16 @@ export class ClusterNode {
     return [{ id: this.self, status: "alive", incarnation: 0, lastSeenMs: now, statusChangedMs: now }];
   }
 
-  /** A key's live state or tombstone, from a replica. */
-  read(table: string, key: string): EntryView | undefined | Promise<EntryView | undefined> {
+  /**
+   * A key's live state or tombstone, from a replica; `consistent`: the latest acknowledged one, through a
+   * Paxos round (DESIGN.md, "Reads").
+   */
+  read(
+    table: string,
+    key: string,
+    options?: { consistent: boolean },
+  ): EntryView | undefined | Promise<EntryView | undefined> {
+    if (options?.consistent === true) return this.replicator.readEntry(table, key, options);
     const placement = this.replicator.placement;
     if (placement.fullyReplicated) return this.#options.store.getEntry(table, key);
     return this.replicator.readEntry(table, key);

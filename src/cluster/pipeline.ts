@@ -11,6 +11,7 @@ import {
   type WriteRequest,
   WritesReply,
 } from "./replication_wire.ts";
+import { answers, type PaxosItem, paxosItemsMax, PaxosReply, type PaxosResult } from "./paxos_wire.ts";
 import type { Transport } from "./transport.ts";
 
 /** Items waiting for one peer before new ones are refused (and left to hints and anti-entropy). */
@@ -30,14 +31,13 @@ export interface BatchKind<Item, Result> {
   /** Estimated bytes of one item in the request. */
   itemBytes(item: Item): number;
   /**
-   * The per-item results of an answer, in order.
+   * The per-item results of an answer to `items`, in order.
    *
-   * @throws when the answer cannot be used: every item of the batch fails with that error.
+   * @throws when the answer cannot be used: every item of the batch fails with that error (an answer that
+   * does not parse is a failure, never an acknowledgement).
    */
-  resultsOf(reply: unknown, count: number): Result[];
+  resultsOf(reply: unknown, items: readonly Item[]): Result[];
 }
-
-const applied: ApplyResult = { result: "applied" };
 
 /** `apply` batches: replicas and notifications, in order. */
 export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
@@ -48,11 +48,10 @@ export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
     const text = item.store ? item.entry.valueJson ?? "" : item.json;
     return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) + 160;
   },
-  // A peer that sent no results applied everything.
-  resultsOf(reply, count) {
+  resultsOf(reply, items) {
     const parsed = ApplyReply.safeParse(reply);
-    if (!parsed.success || parsed.data.results.length !== count) {
-      return Array.from({ length: count }, () => applied);
+    if (!parsed.success || parsed.data.results.length !== items.length) {
+      throw new Error(`the answer to a batch of ${items.length} replicas is malformed`);
     }
     return parsed.data.results;
   },
@@ -65,16 +64,38 @@ export const writeBatches: BatchKind<WriteRequest, WriteReplyWire> = {
   // The value travels as JSON, the forwarder's state as a JSON string (escaped: at most twice its bytes).
   itemBytes(item) {
     const valueBytes = item.value === undefined ? 0 : utf8Length(JSON.stringify(item.value));
-    const stateBytes = 2 * utf8Length(item.forwarderState?.valueJson ?? "");
     const nameBytes = utf8Length(item.table) + utf8Length(item.key) + utf8Length(item.owner);
-    return valueBytes + stateBytes + nameBytes + 200;
+    return valueBytes + nameBytes + 200;
   },
-  resultsOf(reply, count) {
+  resultsOf(reply, items) {
     const parsed = WritesReply.safeParse(reply);
-    if (!parsed.success || parsed.data.results.length !== count) {
-      throw new Error(`the answer to a batch of ${count} forwarded writes is malformed`);
+    if (!parsed.success || parsed.data.results.length !== items.length) {
+      throw new Error(`the answer to a batch of ${items.length} forwarded writes is malformed`);
     }
     return parsed.data.results;
+  },
+};
+
+/** `paxos` batches: one proposer's prepares and accepts to one acceptor, each answered on its own. */
+export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
+  kind: "paxos",
+  itemsMax: paxosItemsMax,
+  itemBytes(item) {
+    const text = item.op === "accept" ? item.entry.valueJson ?? "" : "";
+    return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) + 2 * utf8Length(item.ballot.node) +
+      200;
+  },
+  resultsOf(reply, items) {
+    const parsed = PaxosReply.safeParse(reply);
+    if (!parsed.success || parsed.data.results.length !== items.length) {
+      throw new Error(`the answer to a batch of ${items.length} paxos items is malformed`);
+    }
+    const results = parsed.data.results;
+    // An answer of the wrong kind (a promise to an accept) is unusable: the whole batch fails.
+    if (!items.every((item, index) => answers(item, results[index]!))) {
+      throw new Error("an answer to a paxos batch does not answer its item");
+    }
+    return results;
   },
 };
 
@@ -171,7 +192,7 @@ export class PeerPipeline<Item, Result> {
           const reply = await this.#transport.request(this.peer, this.#batches.kind, {
             items: batch.map((pending) => pending.item),
           }, { timeoutMs: this.#timeoutMs });
-          const results = this.#batches.resultsOf(reply, batch.length);
+          const results = this.#batches.resultsOf(reply, batch.map((pending) => pending.item));
           batch.forEach((pending, index) => pending.resolve(results[index]!));
         } catch (error) {
           const { kind } = this.#batches;

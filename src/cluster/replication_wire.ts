@@ -10,7 +10,7 @@ import { scanJson } from "../util/json.ts";
  */
 
 /** A table or key name as SPEC §2 allows it (checked at the HTTP edge, and again in a peer's message). */
-const name = z.string().min(1).max(1024)
+export const name = z.string().min(1).max(1024)
   // deno-lint-ignore no-control-regex
   .regex(/^[^\u0000-\u001f\u007f-\u009f/]+$/, "not a valid name")
   .refine((text) => text.isWellFormed(), "not valid Unicode");
@@ -62,6 +62,16 @@ const safeVersion = z.number().int().positive().max(versionWireMax);
 /** A user name as an owner: what the store checks (non-empty, valid Unicode), bounded. */
 const owner = z.string().min(1).max(4096).refine((text) => text.isWellFormed(), "not valid Unicode");
 
+/** Longest member id (`host:port`) a ballot may name. */
+export const memberIdLengthMax = 300;
+
+/** A Paxos ballot (`util/ballot.ts`). The zero ballot names no node; every other names its proposer. */
+export const BallotWire = z.object({
+  counter: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER - 1),
+  node: z.string().max(memberIdLengthMax).refine((text) => text.isWellFormed(), "not valid Unicode"),
+}).refine((ballot) => (ballot.counter === 0) === (ballot.node === ""), "only the zero ballot names no node");
+export type BallotWire = z.output<typeof BallotWire>;
+
 /** A key's state as shipped between replicas (the store's `ReplicaEntry`). */
 export const ReplicaEntryWire = z.object({
   version: safeVersion,
@@ -69,21 +79,21 @@ export const ReplicaEntryWire = z.object({
   owner,
   deleted: z.boolean(),
   valueJson: jsonText.optional(),
+  ballot: BallotWire.optional(),
 }).refine((entry) => entry.deleted === (entry.valueJson === undefined), "a value iff not deleted");
 export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
 
-/** One item of an `apply` batch: a replica to store, or a change to publish to local subscribers only. */
+/**
+ * One item of an `apply` batch: a replica to store (a delayed accept: hints, anti-entropy, rebalancing, read
+ * repair), or a committed change to publish to local subscribers only.
+ */
 export const ApplyItem = z.discriminatedUnion("store", [
   z.object({
     store: z.literal(true),
     table: name,
     key: name,
+    /** A state and the ballot it was accepted at: the receiver applies it by the accept rule. */
     entry: ReplicaEntryWire,
-    /**
-     * A coordinator's new write: the replica acknowledges it only when its version is newer than the one
-     * it holds (or it is identical). Without it (hints, anti-entropy, rebalancing) the conflict rule decides.
-     */
-    strict: z.boolean().optional(),
   }),
   z.object({
     store: z.literal(false),
@@ -120,11 +130,6 @@ export const WriteRequest = z.object({
   value: z.unknown().optional(),
   owner,
   ifVersion: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
-  /**
-   * Sent by a forwarder that is itself a replica of the key: its state of the key, null when it holds
-   * none. The coordinator counts it as that replica's catch-up answer instead of asking again.
-   */
-  forwarderState: ReplicaEntryWire.nullable().optional(),
 });
 export type WriteRequest = z.output<typeof WriteRequest>;
 

@@ -1,5 +1,5 @@
 import { AssertionError } from "../util/assert.ts";
-import type { EntryView, KeyState, LocalStore, ReplicaEntry, WriteConditions } from "./local_store.ts";
+import type { EntryView, KeyState, LocalStore, ReplicaEntry } from "./local_store.ts";
 
 /**
  * `store.getEntry` behind the guard without a closure per call: a GET of a key on a node holding every key
@@ -27,10 +27,8 @@ function guardedGetEntry(
  * only that request, with a logged 500.
  */
 export function guardStore(store: LocalStore, onBroken: (error: AssertionError) => void): LocalStore {
-  // Errors thrown by our own callbacks (a write's `onAccepted`) pass through the store but are not its own.
-  const foreign = new WeakSet<object>();
   const check = (error: unknown) => {
-    if (error instanceof AssertionError && !foreign.has(error)) onBroken(error);
+    if (error instanceof AssertionError) onBroken(error);
   };
   const guard = <T>(run: () => T): T => {
     try {
@@ -53,21 +51,6 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
       throw error;
     });
   };
-  const outside = (options: WriteConditions): WriteConditions => {
-    const onAccepted = options.onAccepted;
-    if (onAccepted === undefined) return options;
-    return {
-      ...options,
-      onAccepted: (accepted) => {
-        try {
-          onAccepted(accepted);
-        } catch (error) {
-          if (typeof error === "object" && error !== null) foreign.add(error);
-          throw error;
-        }
-      },
-    };
-  };
   function* guardIterable<T>(iterable: () => Iterable<T>): Iterable<T> {
     const iterator = guard(() => iterable()[Symbol.iterator]());
     // Ends when the store's iterator does; each step is one store call.
@@ -80,9 +63,14 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
   return {
     holds: (table, key) => guard(() => store.holds(table, key)),
     getEntry: guardedGetEntry(store, check),
-    put: (table, key, value, options) => guardAsync(() => store.put(table, key, value, outside(options))),
-    patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, outside(options))),
-    delete: (table, key, options) => guardAsync(() => store.delete(table, key, outside(options))),
+    put: (table, key, value, options) => guardAsync(() => store.put(table, key, value, options)),
+    patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, options)),
+    delete: (table, key, options) => guardAsync(() => store.delete(table, key, options)),
+    acceptorOf: (table, key) => guard(() => store.acceptorOf(table, key)),
+    // Queued in the caller's turn (the acceptor's rule depends on it); only the outcome is awaited.
+    promise: (table, key, ballot) => guardAsync(() => store.promise(table, key, ballot)),
+    accept: (table, key, ballot, entry) => guardAsync(() => store.accept(table, key, ballot, entry)),
+    viewOf: (table, key, entry) => guard(() => store.viewOf(table, key, entry)),
     applyReplicas: (items) => guardAsync(() => store.applyReplicas(items)),
     replicaOf: (table, key): ReplicaEntry | undefined => guard(() => store.replicaOf(table, key)),
     scanStates: (): Iterable<{ table: string; key: string; state: KeyState }> =>

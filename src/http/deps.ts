@@ -23,8 +23,15 @@ export interface KvWrite {
 
 /** What the HTTP layer needs of the (possibly distributed) key-value store. */
 export interface Kv {
-  /** The key's state, tombstones included; a promise when another node must answer. */
-  read(table: string, key: string): EntryView | undefined | Promise<EntryView | undefined>;
+  /**
+   * The key's state, tombstones included; a promise when another node must answer. `consistent`: the
+   * latest acknowledged state, linearizable, or an `unavailable` KvError.
+   */
+  read(
+    table: string,
+    key: string,
+    options?: { consistent: boolean },
+  ): EntryView | undefined | Promise<EntryView | undefined>;
   write(request: KvWrite): Promise<EntryView>;
   /** Live keys in key order. @throws a `table_not_found` KvError from the first `next()`. */
   list(

@@ -80,6 +80,8 @@ export function problemResponse(
 export function kvErrorResponse(error: KvError): Response {
   const headers: Record<string, string> = { ...error.headers };
   if (error.code === "token_invalid" || error.code === "unauthorized") headers["www-authenticate"] = "Bearer";
+  // Every 503 is worth retrying soon (no quorum now, a node starting or draining): say when (SPEC §5).
+  if (statusByCode[error.code] === 503 && headers["retry-after"] === undefined) headers["retry-after"] = "1";
   return problemResponse(
     { status: statusByCode[error.code], code: error.code, detail: error.message },
     headers,

@@ -104,7 +104,8 @@ export function createApp(deps: AppDeps): App {
       if (keyPath && request.method === "GET") {
         // Answered synchronously unless the key lives on another node. A synchronous answer takes a few
         // microseconds, counted as 0 ms: reading the clock twice would cost a tenth of such a request.
-        const response = readKeyOrError(path, deps, keyAnswers);
+        const url = request.url;
+        const response = readKeyOrError(path, deps, url.includes("?") ? { ...keyAnswers, url } : keyAnswers);
         if (!(response instanceof Promise)) {
           return finish(request, keyRoute, cors.applyToKey(request, response), undefined);
         }

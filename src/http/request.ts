@@ -1,3 +1,4 @@
+import { InvalidRequestError } from "../util/errors.ts";
 import type { Context } from "hono";
 import { KvError } from "../util/errors.ts";
 import { corsExposeHeaders } from "./cors.ts";
@@ -13,6 +14,21 @@ export function pathOf(url: string): string {
   const hash = url.indexOf("#", start);
   if (hash !== -1 && hash < end) end = hash;
   return url.slice(start, end);
+}
+
+/**
+ * `?consistent=` of a key read (SPEC §3): true for a linearizable read. Only the query is parsed, and only
+ * when there is one, so a plain GET pays one `indexOf`.
+ *
+ * @throws {InvalidRequestError} for a value other than `true` or `false`.
+ */
+export function consistentOf(url: string): boolean {
+  const start = url.indexOf("?");
+  if (start === -1) return false;
+  const value = new URLSearchParams(url.slice(start + 1).split("#")[0]).get("consistent");
+  if (value === null || value === "false") return false;
+  if (value === "true") return true;
+  throw new InvalidRequestError(`"consistent" must be true or false, got "${value.slice(0, 20)}"`);
 }
 
 /** The raw (still percent-encoded) path segments of a request, without the leading empty one. */

@@ -2,7 +2,15 @@ import type { Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, KvWrite } from "../deps.ts";
 import { readJsonBody } from "../body.ts";
-import { jsonText, jsonTextAnyOrigin, rawSegments, requireUser, tableAndKeyOf, tableOf } from "../request.ts";
+import {
+  consistentOf,
+  jsonText,
+  jsonTextAnyOrigin,
+  rawSegments,
+  requireUser,
+  tableAndKeyOf,
+  tableOf,
+} from "../request.ts";
 import { checkName, ListQuery, parseIfMatch, parseWith, valueOfBody } from "../schemas.ts";
 import { streamListing } from "./listing.ts";
 
@@ -19,7 +27,7 @@ const deletedBody = JSON.stringify({ message: "Deleted" });
 export function registerKvRoutes(app: Hono, deps: AppDeps): void {
   const { limits, kv } = deps;
 
-  app.get("/:table/key/:key", (c) => readKey(rawSegments(c.req.url), deps));
+  app.get("/:table/key/:key", (c) => readKey(rawSegments(c.req.url), deps, { anyOrigin: false, url: c.req.url }));
 
   // GET is routed here for HEAD; GET, PUT, PATCH and DELETE of a key reach `readKey` and `writeKey`
   // from `createApp` before any routing.
@@ -76,6 +84,8 @@ export interface KeyAnswerOptions {
    * otherwise the caller adds CORS headers.
    */
   readonly anyOrigin: boolean;
+  /** The request's URL when it has a query, for `?consistent=true` (per request, not per app). */
+  readonly url?: string;
 }
 
 /**
@@ -94,7 +104,10 @@ export function readKey(
   options: KeyAnswerOptions = { anyOrigin: false },
 ): Response | Promise<Response> {
   const target = tableAndKeyOf(segments, deps);
-  const entry = deps.kv.read(target.table, target.key);
+  const consistent = options.url !== undefined && consistentOf(options.url);
+  const entry = consistent
+    ? deps.kv.read(target.table, target.key, { consistent })
+    : deps.kv.read(target.table, target.key);
   return entry instanceof Promise
     ? entry.then((settled) => readAnswer(target, settled, options))
     : readAnswer(target, entry, options);

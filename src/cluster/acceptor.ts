@@ -1,0 +1,75 @@
+import { assert } from "../util/assert.ts";
+import { type Ballot, compareBallots, effectivePromise, zeroBallot } from "../util/ballot.ts";
+import type { LocalStore, ReplicaEntry } from "./local_store.ts";
+import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
+
+/**
+ * The acceptor of every key this node replicates (DESIGN.md, "Messages and rules"). Each rule is checked
+ * and its state change queued in one synchronous step, so the next message of the key is judged against
+ * it; the answer is given once the store made the change durable (the promise, or the state with its
+ * ballot). The store holds the state; this class holds none.
+ */
+export class Acceptor {
+  readonly #store: LocalStore;
+
+  constructor(store: LocalStore) {
+    this.#store = store;
+  }
+
+  /**
+   * Phase 1: promises `ballot` when it is above the key's effective promise, and answers with the state
+   * accepted so far; else refuses with the promise that stands.
+   */
+  prepare(table: string, key: string, ballot: Ballot): Promise<PaxosResult> {
+    assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
+    const state = this.#store.acceptorOf(table, key);
+    const promise = effectivePromise(state);
+    if (compareBallots(ballot, promise) <= 0) return Promise.resolve({ result: "refused", promised: promise });
+    const entry = state.entry === undefined ? null : withBallot(state.entry, state.accepted);
+    const durable = this.#store.promise(table, key, ballot);
+    assert(compareBallots(effectivePromise(this.#store.acceptorOf(table, key)), ballot) >= 0);
+    return durable.then(() => ({ result: "promised", accepted: state.accepted, entry }));
+  }
+
+  /**
+   * Phase 2: accepts `entry` at `ballot` when the ballot is at least the key's effective promise (which
+   * makes it above the accepted ballot too); else refuses with the promise that stands.
+   */
+  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<PaxosResult> {
+    assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
+    const state = this.#store.acceptorOf(table, key);
+    const promise = effectivePromise(state);
+    if (compareBallots(ballot, promise) < 0) return Promise.resolve({ result: "refused", promised: promise });
+    assert(compareBallots(ballot, state.accepted) > 0, "an accept at or above the promise is a new ballot");
+    const durable = this.#store.accept(table, key, ballot, withBallot(entry, ballot));
+    assert(compareBallots(this.#store.acceptorOf(table, key).accepted, ballot) === 0);
+    return durable.then(() => ({ result: "accepted" }));
+  }
+
+  /** A peer's batch, each item decided in order in this turn; resolves when every answer is durable. */
+  handle(items: readonly PaxosItem[]): Promise<PaxosResult[]> {
+    assert(items.length > 0);
+    const answers = items.map((item) =>
+      item.op === "prepare"
+        ? this.prepare(item.table, item.key, item.ballot)
+        : this.accept(item.table, item.key, item.ballot, replicaEntryOfWire(item.entry))
+    );
+    assert(answers.length === items.length);
+    return Promise.all(answers);
+  }
+}
+
+/** `entry` as accepted at `ballot` (the zero ballot is left out, as the store leaves it out). */
+export function withBallot(entry: ReplicaEntry, ballot: Ballot): ReplicaEntry {
+  const { ballot: _ignored, ...rest } = entry;
+  return compareBallots(ballot, zeroBallot) === 0 ? rest : { ...rest, ballot };
+}
+
+/** A wire entry as the store takes it (absent optional fields are left out, not undefined). */
+export function replicaEntryOfWire(
+  wire: { version: number; timestamp: number; owner: string; deleted: boolean; valueJson?: string | undefined; ballot?: Ballot | undefined },
+): ReplicaEntry {
+  const { valueJson, ballot, ...rest } = wire;
+  const entry: ReplicaEntry = valueJson === undefined ? rest : { ...rest, valueJson };
+  return ballot === undefined ? entry : withBallot(entry, ballot);
+}

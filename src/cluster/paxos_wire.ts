@@ -1,0 +1,41 @@
+import { z } from "zod";
+import { BallotWire, name, ReplicaEntryWire } from "./replication_wire.ts";
+
+/**
+ * The messages of per-key Paxos (see DESIGN.md, "Replication"). Like every peer message they are checked
+ * here against what the acceptor and the store assert, so a malformed one is a 400, never an assertion.
+ * A proposer counts only answers that parse and that answer the item they are paired with.
+ */
+
+/** A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key. */
+export const PaxosItem = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("prepare"), table: name, key: name, ballot: BallotWire }),
+  z.object({ op: z.literal("accept"), table: name, key: name, ballot: BallotWire, entry: ReplicaEntryWire }),
+]);
+export type PaxosItem = z.output<typeof PaxosItem>;
+
+/** Items per `paxos` request. */
+export const paxosItemsMax = 512;
+
+/** `paxos`: one proposer's items to one acceptor, in its order. */
+export const PaxosRequest = z.object({ items: z.array(PaxosItem).min(1).max(paxosItemsMax) });
+
+/**
+ * An acceptor's answer to one item: `promised` (to a prepare: the state it accepted, and at which ballot),
+ * `accepted` (to an accept), or `refused` with the promise that stood in the way.
+ */
+export const PaxosResult = z.discriminatedUnion("result", [
+  z.object({ result: z.literal("promised"), accepted: BallotWire, entry: ReplicaEntryWire.nullable() }),
+  z.object({ result: z.literal("accepted") }),
+  z.object({ result: z.literal("refused"), promised: BallotWire }),
+]);
+export type PaxosResult = z.output<typeof PaxosResult>;
+
+/** The answer to `paxos`: one result per item, in order. */
+export const PaxosReply = z.object({ results: z.array(PaxosResult).max(paxosItemsMax) });
+
+/** True when `result` is an answer to `item` (a promise answers a prepare, an acceptance an accept). */
+export function answers(item: PaxosItem, result: PaxosResult): boolean {
+  if (result.result === "refused") return true;
+  return item.op === "prepare" ? result.result === "promised" : result.result === "accepted";
+}

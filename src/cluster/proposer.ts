@@ -1,0 +1,356 @@
+import { assert } from "../util/assert.ts";
+import {
+  type Ballot,
+  compareBallots,
+  maxBallot,
+  sameBallot,
+  successorOf,
+  zeroBallot,
+} from "../util/ballot.ts";
+import type { Clock } from "../util/clock.ts";
+import { KvError, UnavailableError } from "../util/errors.ts";
+import type { Acceptor } from "./acceptor.ts";
+import { replicaEntryOfWire } from "./acceptor.ts";
+import type { LocalStore, ReplicaEntry } from "./local_store.ts";
+import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
+
+/** Keys whose last committed ballot a proposer remembers for the one-round-trip path. */
+export const committedKeysMax = 100_000;
+
+/** Options of {@linkcode Proposer}. */
+export interface ProposerOptions {
+  self: string;
+  store: LocalStore;
+  acceptor: Acceptor;
+  clock: Clock;
+  /** Queues `item` in the peer's ordered `paxos` pipeline; undefined when it could not be queued. */
+  send: (peer: string, item: PaxosItem) => Promise<PaxosResult> | undefined;
+  /** Whether a member answers now in this node's view: only whom to ask, never how many must answer. */
+  isLive: (id: string) => boolean;
+  /** A proposal's whole budget, all rounds and retries included. */
+  deadlineMs: number;
+  /** Two-round attempts before giving up when refusals keep coming. */
+  attemptsMax: number;
+}
+
+/** A change function: the next state from the newest accepted one, or a thrown `KvError`. */
+export type Change = (current: ReplicaEntry | undefined) => ReplicaEntry;
+
+/** A committed write: the state chosen, its ballot, and the replicas known to hold it. */
+export interface Committed {
+  entry: ReplicaEntry;
+  ballot: Ballot;
+  acceptedBy: string[];
+}
+
+/** What one round gathered. */
+interface RoundOutcome {
+  /** Replicas that promised (a prepare) or accepted (an accept), with their answers. */
+  granted: Array<{ replica: string; result: PaxosResult }>;
+  /** The highest promise a refusal reported, zero when none refused. */
+  refusedBy: Ballot;
+  quorum: boolean;
+}
+
+/** The first round's state: the chosen-or-newest state and the ballot of the round. */
+interface Prepared {
+  ballot: Ballot;
+  current: ReplicaEntry | undefined;
+  /** A quorum reported `current` at one ballot: it is chosen already, at `chosenAt`. */
+  chosen: boolean;
+  chosenAt: Ballot;
+}
+
+/**
+ * The proposer of per-key Paxos (DESIGN.md, "Proposer"): runs a change of one key as a prepare round and
+ * an accept round over the key's whole replica set, or as one accept round when it committed the key's
+ * previous state itself. Proposals of one key are serialized here, so this proposer never sends two states
+ * at one ballot.
+ */
+export class Proposer {
+  readonly #options: ProposerOptions;
+  /** Per key, the ballot this proposer last committed, oldest first (bounded). */
+  readonly #committed = new Map<string, Ballot>();
+  /** Per key, the tail of the proposals queued here. */
+  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly stats = { fastPath: 0, twoRound: 0, refusals: 0, retries: 0 };
+
+  constructor(options: ProposerOptions) {
+    assert(options.attemptsMax >= 1);
+    assert(options.deadlineMs > 0);
+    this.#options = options;
+  }
+
+  /**
+   * Commits `change` of the key on a quorum of `replicas`.
+   *
+   * @throws the change's `KvError` (judged against the chosen state), or UnavailableError (indeterminate:
+   * the write may still take effect) when no quorum answered in time.
+   */
+  write(table: string, key: string, replicas: readonly string[], change: Change): Promise<Committed> {
+    assert(replicas.length >= 1);
+    assert(new Set(replicas).size === replicas.length, "a replica set names each member once");
+    return this.#serialized(keyIdOf(table, key), () => this.#write(table, key, replicas, change));
+  }
+
+  /** The key's latest chosen state (a linearizable read), completing an unfinished write first. */
+  read(table: string, key: string, replicas: readonly string[]): Promise<ReplicaEntry | undefined> {
+    assert(replicas.length >= 1);
+    return this.#serialized(keyIdOf(table, key), async () => {
+      // Never from this proposer's memory: another proposer may have written the key since, on a quorum
+      // this node's acceptor was not part of. A prepare round sees it.
+      const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
+      const committed = await this.#twoRounds({ table, key, replicas, deadline, change: (current) => current });
+      return committed?.entry;
+    });
+  }
+
+  async #serialized<T>(id: string, run: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(id) ?? Promise.resolve();
+    const mine = previous.catch(() => {}).then(run);
+    this.#queues.set(id, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.#queues.get(id) === mine) this.#queues.delete(id);
+    }
+  }
+
+  async #write(table: string, key: string, replicas: readonly string[], change: Change): Promise<Committed> {
+    const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
+    const fast = this.#fastBallot(table, key);
+    if (fast !== undefined) {
+      const current = this.#options.store.acceptorOf(table, key).entry;
+      const next = change(current); // a refusal is judged against a chosen state: no round needed
+      checkNext(current, next);
+      const ballot = successorOf(fast);
+      const outcome = await this.#round({ table, key, replicas, deadline }, { op: "accept", ballot, next });
+      if (outcome.quorum) {
+        this.stats.fastPath += 1;
+        return this.#commit({ table, key, ballot, entry: next, outcome });
+      }
+      this.#forget(table, key);
+    }
+    const committed = await this.#twoRounds({ table, key, replicas, deadline, change });
+    assert(committed !== undefined, "a write's change returns a state");
+    return committed;
+  }
+
+  /** Prepare, change, accept; retried with a higher ballot after refusals, within the deadline. */
+  async #twoRounds(target: {
+    table: string;
+    key: string;
+    replicas: readonly string[];
+    deadline: number;
+    change: (current: ReplicaEntry | undefined) => ReplicaEntry | undefined;
+  }): Promise<Committed | undefined> {
+    const { table, key } = target;
+    let refused = zeroBallot;
+    for (let attempt = 0; attempt < this.#options.attemptsMax; attempt += 1) {
+      if (attempt > 0) await this.#backoff(attempt, target.deadline);
+      const prepared = await this.#prepare(target, refused);
+      if ("refusedBy" in prepared) {
+        refused = maxBallot(refused, prepared.refusedBy);
+        continue;
+      }
+      const { ballot, current } = prepared;
+      const { next, refusal } = tryChange(target.change, current);
+      // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
+      if (next === undefined || (next === current && prepared.chosen)) {
+        if (refusal !== undefined) throw refusal;
+        return next === undefined ? undefined : { entry: next, ballot: prepared.chosenAt, acceptedBy: [] };
+      }
+      // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
+      if (next !== current) checkNext(current, next);
+      const outcome = await this.#round(target, { op: "accept", ballot, next });
+      if (outcome.quorum) {
+        const committed = this.#commit({ table, key, ballot, entry: next, outcome });
+        if (refusal !== undefined) throw refusal;
+        return committed;
+      }
+      refused = maxBallot(refused, outcome.refusedBy);
+      if (compareBallots(outcome.refusedBy, zeroBallot) === 0) break; // failures, not refusals
+    }
+    throw unavailable(key, "a majority of its replicas did not accept in time");
+  }
+
+  /** One prepare round at a ballot above everything seen; the newest accepted state of a quorum. */
+  async #prepare(
+    target: { table: string; key: string; replicas: readonly string[]; deadline: number },
+    refused: Ballot,
+  ): Promise<Prepared | { refusedBy: Ballot }> {
+    const ballot = this.#nextBallot(target.table, target.key, refused);
+    this.stats.twoRound += 1;
+    const outcome = await this.#round(target, { op: "prepare", ballot });
+    if (!outcome.quorum) {
+      if (compareBallots(outcome.refusedBy, zeroBallot) > 0) return { refusedBy: outcome.refusedBy };
+      throw unavailable(target.key, "a majority of its replicas did not answer in time");
+    }
+    let newest: { ballot: Ballot; entry: ReplicaEntry | undefined } = { ballot: zeroBallot, entry: undefined };
+    let holding = 0;
+    for (const { result } of outcome.granted) {
+      assert(result.result === "promised");
+      const entry = result.entry === null ? undefined : replicaEntryOfWire(result.entry);
+      const order = compareBallots(result.accepted, newest.ballot);
+      if (order > 0 || (order === 0 && newerLegacy(entry, newest.entry))) {
+        newest = { ballot: result.accepted, entry };
+      }
+    }
+    for (const { result } of outcome.granted) {
+      if (result.result === "promised" && sameBallot(result.accepted, newest.ballot)) holding += 1;
+    }
+    const chosen = holding >= quorumOf(target.replicas.length) && compareBallots(newest.ballot, zeroBallot) > 0;
+    return { ballot, current: newest.entry, chosen, chosenAt: newest.ballot };
+  }
+
+  /** A ballot of this proposer above its acceptor's promise and ballot and above `refused`. */
+  #nextBallot(table: string, key: string, refused: Ballot): Ballot {
+    const local = this.#options.store.acceptorOf(table, key);
+    const seen = Math.max(local.promised.counter, local.accepted.counter, refused.counter);
+    const ballot = { counter: seen + 1, node: this.#options.self };
+    assert(compareBallots(ballot, refused) > 0 && compareBallots(ballot, local.promised) > 0);
+    return ballot;
+  }
+
+  /**
+   * Sends one item to every replica and counts the answers of the replica set only: resolves at a quorum
+   * of grants, or once one is out of reach, or at the deadline. This node's acceptor answers first and
+   * directly; a refusal it throws (a state the store will not take) is the write's, before any peer sees it.
+   */
+  #round(
+    target: { table: string; key: string; replicas: readonly string[]; deadline: number },
+    message: { op: "prepare"; ballot: Ballot } | { op: "accept"; ballot: Ballot; next: ReplicaEntry },
+  ): Promise<RoundOutcome> {
+    const { table, key, replicas } = target;
+    assert(message.ballot.node === this.#options.self, "a proposer uses its own ballots");
+    const quorum = quorumOf(replicas.length);
+    // This node's acceptor first: its answer is the cheapest, and it is judged before any peer's.
+    const self = replicas.indexOf(this.#options.self);
+    const first = self < 0 ? undefined : this.#ask(replicas[self]!, { table, key }, message);
+    const answers = replicas.map((replica, index) =>
+      index === self ? first! : this.#ask(replica, { table, key }, message)
+    );
+    return new Promise((resolve) => {
+      const outcome: RoundOutcome = { granted: [], refusedBy: zeroBallot, quorum: false };
+      let pending = answers.length;
+      const timer = setTimeout(finish, Math.max(0, target.deadline - this.#options.clock.monotonicMs()));
+      function finish(): void {
+        clearTimeout(timer);
+        resolve({ ...outcome, granted: [...outcome.granted] });
+      }
+      answers.forEach((answer, index) => {
+        void answer.then((result) => {
+          if (result === undefined) return;
+          if (result.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
+          else outcome.granted.push({ replica: replicas[index]!, result });
+        }).finally(() => {
+          pending -= 1;
+          if (outcome.granted.length >= quorum) outcome.quorum = true;
+          if (outcome.quorum || outcome.granted.length + pending < quorum) finish();
+        });
+      });
+    });
+  }
+
+  /** One replica's answer to one message; undefined for a failure (no answer, or one that is unusable). */
+  #ask(
+    replica: string,
+    target: { table: string; key: string },
+    message: { op: "prepare"; ballot: Ballot } | { op: "accept"; ballot: Ballot; next: ReplicaEntry },
+  ): Promise<PaxosResult | undefined> {
+    const { table, key } = target;
+    const { acceptor, send, isLive, self } = this.#options;
+    if (replica === self) {
+      // The local store refusing a state (too large for it) is a failure like a peer's 400.
+      return message.op === "prepare"
+        ? acceptor.prepare(table, key, message.ballot).catch(() => undefined)
+        : acceptor.accept(table, key, message.ballot, message.next).catch(() => undefined);
+    }
+    if (!isLive(replica)) return Promise.resolve(undefined);
+    const item: PaxosItem = message.op === "prepare"
+      ? { op: "prepare", table, key, ballot: message.ballot }
+      : { op: "accept", table, key, ballot: message.ballot, entry: message.next };
+    return send(replica, item)?.catch(() => undefined) ?? Promise.resolve(undefined);
+  }
+
+  #commit(options: {
+    table: string;
+    key: string;
+    ballot: Ballot;
+    entry: ReplicaEntry;
+    outcome: RoundOutcome;
+  }): Committed {
+    const { table, key, ballot, entry, outcome } = options;
+    assert(outcome.quorum, "a write commits on a quorum of its replica set");
+    assert(outcome.granted.every(({ result }) => result.result === "accepted"));
+    const acceptedBy = outcome.granted.map(({ replica }) => replica);
+    const id = keyIdOf(table, key);
+    this.#committed.delete(id);
+    if (acceptedBy.includes(this.#options.self)) {
+      this.#committed.set(id, ballot);
+      if (this.#committed.size > committedKeysMax) this.#committed.delete(this.#committed.keys().next().value!);
+    }
+    return { entry, ballot, acceptedBy };
+  }
+
+  /** The ballot to follow with one accept round, when this proposer committed the key's current state. */
+  #fastBallot(table: string, key: string): Ballot | undefined {
+    const committed = this.#committed.get(keyIdOf(table, key));
+    if (committed === undefined) return undefined;
+    const local = this.#options.store.acceptorOf(table, key);
+    if (!sameBallot(local.accepted, committed)) return this.#forget(table, key);
+    if (compareBallots(local.promised, successorOf(committed)) > 0) return this.#forget(table, key);
+    return committed;
+  }
+
+  #forget(table: string, key: string): undefined {
+    this.#committed.delete(keyIdOf(table, key));
+    return undefined;
+  }
+
+  #backoff(attempt: number, deadline: number): Promise<void> {
+    this.stats.retries += 1;
+    const left = deadline - this.#options.clock.monotonicMs();
+    const ms = Math.min(Math.max(0, left), Math.floor(Math.random() * 20 * attempt) + 1);
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+}
+
+/** Answers needed from a replica set of `count` members: a majority of all of them. */
+export function quorumOf(count: number): number {
+  assert(count >= 1);
+  return Math.floor(count / 2) + 1;
+}
+
+function keyIdOf(table: string, key: string): string {
+  return `${table}\u0000${key}`;
+}
+
+/** Among states at one ballot (only the zero ballot of legacy states), the higher version wins. */
+function newerLegacy(entry: ReplicaEntry | undefined, than: ReplicaEntry | undefined): boolean {
+  if (entry === undefined) return false;
+  if (than === undefined) return true;
+  return entry.version > than.version || (entry.version === than.version && entry.timestamp > than.timestamp);
+}
+
+/** Runs a change; a `KvError` it throws is the write's refusal, and the state stays as it was. */
+function tryChange(
+  change: (current: ReplicaEntry | undefined) => ReplicaEntry | undefined,
+  current: ReplicaEntry | undefined,
+): { next: ReplicaEntry | undefined; refusal: KvError | undefined } {
+  try {
+    return { next: change(current), refusal: undefined };
+  } catch (error) {
+    if (!(error instanceof KvError)) throw error;
+    return { next: current, refusal: error };
+  }
+}
+
+function checkNext(current: ReplicaEntry | undefined, next: ReplicaEntry): void {
+  assert(next.version === (current?.version ?? 0) + 1, "a change moves the version by one");
+  assert(next.deleted === (next.valueJson === undefined), "a value iff not deleted");
+}
+
+function unavailable(key: string, why: string): KvError {
+  return new UnavailableError(`Cannot write key "${key}": ${why}; retry later`, {});
+}
