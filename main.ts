@@ -155,7 +155,46 @@ async function openStore(config: Config, options: { logger: Logger; disk: DiskOp
         : "JWT_SECRET is not set: using the one generated earlier in the data dir (loopback only)",
     );
   }
-  return { store, jwtSecret };
+  return { store, jwtSecret, fs };
+}
+
+/** The members file in the data dir: the ring this node last knew, so a restart starts from it. */
+const membersFileName = "members.json";
+
+/**
+ * The member list this node saved, for `ClusterNode`'s `knownMembers`; empty when none was saved. Ids are
+ * `host:port` strings (not secret, not encrypted); anything else in the file is ignored.
+ */
+async function loadKnownMembers(fs: Fs, dataDir: string): Promise<string[]> {
+  const bytes = await fs.readFile(`${dataDir}/${membersFileName}`);
+  if (bytes === undefined) return [];
+  try {
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    return Array.isArray(parsed) ? parsed.filter((id): id is string => typeof id === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Saves the ring after each change of it, one write at a time (atomic and synced), so a restarted node never
+ * believes itself alone or goes back to an older view of where keys live (cluster DESIGN.md).
+ */
+function saveMembersOnChange(options: { fs: Fs; dataDir: string; cluster: ClusterNode; logger: Logger }): void {
+  const { fs, dataDir, cluster, logger } = options;
+  let saving = Promise.resolve();
+  cluster.replicator.onPlacementChange((previous, next) => {
+    if (previous.ringIds.join() === next.ringIds.join()) return;
+    const text = JSON.stringify(next.ringIds);
+    saving = saving.then(() =>
+      replaceFile({
+        fs,
+        path: `${dataDir}/${membersFileName}`,
+        tmpPath: `${dataDir}/${membersFileName}.tmp`,
+        permissions: privateFilePermissions,
+      }, (file) => file.write(new TextEncoder().encode(text)))
+    ).catch((error) => logger.error("could not save the member list", { error: String(error) }));
+  });
 }
 
 async function readTls(config: Config): Promise<{ cert: string; key: string } | undefined> {
@@ -194,7 +233,6 @@ function clusterConfigOf(config: Config): ClusterConfig | undefined {
   return {
     ...preset(config.clusterSecret),
     replicationFactor: config.replicationFactor,
-    writeQuorum: config.writeQuorum,
   };
 }
 
@@ -260,9 +298,14 @@ interface BuildOptions {
 
 async function buildNode(config: Config, options: BuildOptions): Promise<RunningNode> {
   const { logger, self } = options;
-  const { store, jwtSecret } = await openStore(config, { logger, disk: options.disk });
+  const { store, jwtSecret, fs } = await openStore(config, { logger, disk: options.disk });
   const broker = new Broker({ limits: config.limits, logger });
-  store.onChange((event) => broker.publish(event));
+  // Alone (no CLUSTER_SECRET) every store write is a client's, durable and final. In a cluster the store's
+  // writes are a Paxos acceptor's, not yet chosen: the cluster publishes each write once it is committed.
+  const clustered = config.clusterSecret !== undefined;
+  store.onChange((event) => {
+    if (!clustered || event.source === "local") broker.publish(event);
+  });
   const cluster = await ClusterNode.create({
     self,
     config: clusterConfigOf(config),
@@ -276,7 +319,9 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
     messageBytesMax: messageBytesMaxFor(config.limits.requestBytesMax),
     onStoreBroken: options.onFatal,
+    knownMembers: clustered ? await loadKnownMembers(fs, config.dataDir) : [],
   });
+  if (clustered) saveMembersOnChange({ fs, dataDir: config.dataDir, cluster, logger });
   const auth = new Auth({
     secret: jwtSecret,
     limits: config.limits,
@@ -335,7 +380,9 @@ function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; 
         forwarded_writes: replication.forwardedWrites,
         forwarded_reads: replication.forwardedReads,
         read_repairs: replication.readRepairs,
-        stale_rejections: replication.staleRejections,
+        fast_path_writes: replication.fastPathWrites,
+        prepare_rounds: replication.prepareRounds,
+        proposal_retries: replication.proposalRetries,
         rebalanced_keys: cluster.rebalancer.movedCount,
         purged_keys: cluster.rebalancer.purgedCount,
         anti_entropy_rounds: cluster.antiEntropy?.roundCount ?? 0,

@@ -11,9 +11,18 @@ import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
  */
 export class Acceptor {
   readonly #store: LocalStore;
+  readonly #replicasOf: (table: string, key: string) => readonly string[];
 
-  constructor(store: LocalStore) {
+  /** `replicasOf`: the key's replica set in this node's current view (DESIGN.md, "Membership changes"). */
+  constructor(store: LocalStore, replicasOf: (table: string, key: string) => readonly string[]) {
     this.#store = store;
+    this.#replicasOf = replicasOf;
+  }
+
+  /** Whether the proposer's replica set for the key is this node's: else its message is `misplaced`. */
+  placed(table: string, key: string, replicas: readonly string[]): boolean {
+    const own = this.#replicasOf(table, key);
+    return own.length === replicas.length && own.every((id, index) => replicas[index] === id);
   }
 
   /**
@@ -24,7 +33,9 @@ export class Acceptor {
     assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
     const state = this.#store.acceptorOf(table, key);
     const promise = effectivePromise(state);
-    if (compareBallots(ballot, promise) <= 0) return Promise.resolve({ result: "refused", promised: promise });
+    if (compareBallots(ballot, promise) <= 0) {
+      return Promise.resolve({ result: "refused", promised: promise });
+    }
     const entry = state.entry === undefined ? null : withBallot(state.entry, state.accepted);
     const durable = this.#store.promise(table, key, ballot);
     assert(compareBallots(effectivePromise(this.#store.acceptorOf(table, key)), ballot) >= 0);
@@ -49,11 +60,12 @@ export class Acceptor {
   /** A peer's batch, each item decided in order in this turn; resolves when every answer is durable. */
   handle(items: readonly PaxosItem[]): Promise<PaxosResult[]> {
     assert(items.length > 0);
-    const answers = items.map((item) =>
-      item.op === "prepare"
+    const answers = items.map((item): Promise<PaxosResult> => {
+      if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
+      return item.op === "prepare"
         ? this.prepare(item.table, item.key, item.ballot)
-        : this.accept(item.table, item.key, item.ballot, replicaEntryOfWire(item.entry))
-    );
+        : this.accept(item.table, item.key, item.ballot, replicaEntryOfWire(item.entry));
+    });
     assert(answers.length === items.length);
     return Promise.all(answers);
   }
@@ -67,7 +79,14 @@ export function withBallot(entry: ReplicaEntry, ballot: Ballot): ReplicaEntry {
 
 /** A wire entry as the store takes it (absent optional fields are left out, not undefined). */
 export function replicaEntryOfWire(
-  wire: { version: number; timestamp: number; owner: string; deleted: boolean; valueJson?: string | undefined; ballot?: Ballot | undefined },
+  wire: {
+    version: number;
+    timestamp: number;
+    owner: string;
+    deleted: boolean;
+    valueJson?: string | undefined;
+    ballot?: Ballot | undefined;
+  },
 ): ReplicaEntry {
   const { valueJson, ballot, ...rest } = wire;
   const entry: ReplicaEntry = valueJson === undefined ? rest : { ...rest, valueJson };

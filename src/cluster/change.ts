@@ -24,7 +24,11 @@ function describe(change: WriteChange): string {
  * Refusals are thrown as the store's codes (`key_not_found`, `forbidden`, `version_conflict`,
  * `invalid_request`), with the messages a single node gives.
  */
-export function applyChange(change: WriteChange, current: ReplicaEntry | undefined, nowMs: number): ReplicaEntry {
+export function applyChange(
+  change: WriteChange,
+  current: ReplicaEntry | undefined,
+  nowMs: number,
+): ReplicaEntry {
   assert(Number.isSafeInteger(nowMs));
   const live = current === undefined || current.deleted ? undefined : current;
   if (live === undefined && change.op !== "put") {
@@ -36,7 +40,10 @@ export function applyChange(change: WriteChange, current: ReplicaEntry | undefin
   if (change.ifVersion !== undefined && (live?.version ?? 0) !== change.ifVersion) {
     const expected = change.ifVersion === 0 ? "the key not to exist" : `version ${change.ifVersion}`;
     const found = live === undefined ? "it does not exist" : `its current version is ${live.version}`;
-    throw new KvError("version_conflict", `Cannot write ${describe(change)}: expected ${expected}, but ${found}`);
+    throw new KvError(
+      "version_conflict",
+      `Cannot write ${describe(change)}: expected ${expected}, but ${found}`,
+    );
   }
   const version = (current?.version ?? 0) + 1;
   const timestamp = Math.max(nowMs, current?.timestamp ?? 0);

@@ -31,6 +31,12 @@ export interface MembershipOptions {
   logger: Logger;
   /** Source of randomness in [0, 1) for probe order, helpers and dead probes. @default Math.random */
   random?: () => number;
+  /**
+   * Members this node knew before it restarted (its member list on disk): they start `dead` at incarnation 0,
+   * so any news of them wins, and they are in the ring from the start. A restarted node therefore never
+   * believes itself alone, and never places a key on fewer replicas than before (cluster DESIGN.md).
+   */
+  known?: readonly string[];
 }
 
 /** This node's record of one member; `Member` is its read-only view. */
@@ -101,6 +107,19 @@ export class Membership {
       statusChangedMs: nowMs,
       statusChangedMonotonicMs: options.clock.monotonicMs(),
     });
+    for (const id of options.known ?? []) {
+      if (id === options.self || !isMemberId(id) || this.#members.size >= peersMax) continue;
+      const changedMonotonicMs = options.clock.monotonicMs();
+      this.#members.set(id, {
+        id,
+        status: "dead",
+        incarnation: 0,
+        lastSeenMs: 0,
+        statusChangedMs: nowMs,
+        statusChangedMonotonicMs: changedMonotonicMs,
+      });
+    }
+    assert(this.#members.size <= peersMax);
   }
 
   /** This node's id. */

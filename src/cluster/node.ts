@@ -34,6 +34,8 @@ export interface ClusterNodeOptions {
   scheme?: "http" | "https";
   /** CA certificates peers' TLS certificates are checked against (https). */
   caCerts?: string[];
+  /** Members known before a restart (the member list on disk); see `MembershipOptions.known`. */
+  knownMembers?: readonly string[];
   /** Largest node-to-node message, both ways (`messageBytesMaxFor` the request limit). */
   messageBytesMax?: number;
   /**
@@ -127,6 +129,7 @@ export class ClusterNode {
       transport,
       clock: options.clock,
       logger: options.logger,
+      ...(options.knownMembers === undefined ? {} : { known: options.knownMembers }),
     });
     const handler = new InternalHandler({
       signer,
@@ -260,7 +263,6 @@ const soloConfig: ClusterConfig = {
   suspicionMult: 1,
   deadReapMs: 1_000,
   replicationFactor: 1,
-  writeQuorum: 1,
   virtualNodeCount: 1,
   requestTimeoutMs: 1_000,
   antiEntropyIntervalMs: 1_000,

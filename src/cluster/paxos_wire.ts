@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BallotWire, name, ReplicaEntryWire } from "./replication_wire.ts";
+import { BallotWire, memberIdLengthMax, name, ReplicaEntryWire } from "./replication_wire.ts";
 
 /**
  * The messages of per-key Paxos (see DESIGN.md, "Replication"). Like every peer message they are checked
@@ -7,10 +7,23 @@ import { BallotWire, name, ReplicaEntryWire } from "./replication_wire.ts";
  * A proposer counts only answers that parse and that answer the item they are paired with.
  */
 
+/** Members a replica set may name: every member for users, at most `peersMax`. */
+export const replicaSetMax = 1024;
+
+/** The key's replica set in the proposer's view, in ring order: acceptors of another view refuse it. */
+const ReplicaSetWire = z.array(z.string().min(1).max(memberIdLengthMax)).min(1).max(replicaSetMax);
+
 /** A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key. */
 export const PaxosItem = z.discriminatedUnion("op", [
-  z.object({ op: z.literal("prepare"), table: name, key: name, ballot: BallotWire }),
-  z.object({ op: z.literal("accept"), table: name, key: name, ballot: BallotWire, entry: ReplicaEntryWire }),
+  z.object({ op: z.literal("prepare"), table: name, key: name, ballot: BallotWire, replicas: ReplicaSetWire }),
+  z.object({
+    op: z.literal("accept"),
+    table: name,
+    key: name,
+    ballot: BallotWire,
+    replicas: ReplicaSetWire,
+    entry: ReplicaEntryWire,
+  }),
 ]);
 export type PaxosItem = z.output<typeof PaxosItem>;
 
@@ -22,12 +35,14 @@ export const PaxosRequest = z.object({ items: z.array(PaxosItem).min(1).max(paxo
 
 /**
  * An acceptor's answer to one item: `promised` (to a prepare: the state it accepted, and at which ballot),
- * `accepted` (to an accept), or `refused` with the promise that stood in the way.
+ * `accepted` (to an accept), `refused` with the promise that stood in the way, or `misplaced`: the
+ * acceptor's view places the key on other replicas (a failure for the proposer, not a refusal).
  */
 export const PaxosResult = z.discriminatedUnion("result", [
   z.object({ result: z.literal("promised"), accepted: BallotWire, entry: ReplicaEntryWire.nullable() }),
   z.object({ result: z.literal("accepted") }),
   z.object({ result: z.literal("refused"), promised: BallotWire }),
+  z.object({ result: z.literal("misplaced") }),
 ]);
 export type PaxosResult = z.output<typeof PaxosResult>;
 
@@ -36,6 +51,6 @@ export const PaxosReply = z.object({ results: z.array(PaxosResult).max(paxosItem
 
 /** True when `result` is an answer to `item` (a promise answers a prepare, an acceptance an accept). */
 export function answers(item: PaxosItem, result: PaxosResult): boolean {
-  if (result.result === "refused") return true;
+  if (result.result === "refused" || result.result === "misplaced") return true;
   return item.op === "prepare" ? result.result === "promised" : result.result === "accepted";
 }

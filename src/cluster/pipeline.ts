@@ -82,7 +82,8 @@ export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
   itemsMax: paxosItemsMax,
   itemBytes(item) {
     const text = item.op === "accept" ? item.entry.valueJson ?? "" : "";
-    return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) + 2 * utf8Length(item.ballot.node) +
+    return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) +
+      2 * utf8Length(item.ballot.node) +
       200;
   },
   resultsOf(reply, items) {

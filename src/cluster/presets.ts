@@ -21,7 +21,6 @@ export function lanClusterConfig(secret: string): ClusterConfig {
     // Three copies survive the loss of any two nodes (SPEC §5 default).
     replicationFactor: 3,
     // A majority of the replicas: two of three.
-    writeQuorum: 0,
     // 64 points per member keep each member's share of keys within about ±25% of fair.
     virtualNodeCount: 64,
     // A replica write or a forwarded request on a LAN takes ms; 2 s covers an fsync under load.
@@ -83,8 +82,6 @@ export function assertClusterConfig(config: ClusterConfig): void {
   assert(Number.isSafeInteger(config.virtualNodeCount));
   assert(config.virtualNodeCount >= 1);
   assert(config.replicationFactor >= 1);
-  assert(config.writeQuorum >= 0);
-  assert(config.writeQuorum <= config.replicationFactor);
   assert(config.requestWindowMs > 0);
   assert(config.secret.length > 0, "CLUSTER_SECRET must not be empty");
 }

@@ -33,6 +33,12 @@ export interface ProposerOptions {
   attemptsMax: number;
 }
 
+/** The key's replica set in this node's view, then those of unsettled earlier views (joint quorums). */
+export type ReplicaSets = ReadonlyArray<readonly string[]>;
+
+/** What a round sends. */
+type Message = { op: "prepare"; ballot: Ballot } | { op: "accept"; ballot: Ballot; next: ReplicaEntry };
+
 /** A change function: the next state from the newest accepted one, or a thrown `KvError`. */
 export type Change = (current: ReplicaEntry | undefined) => ReplicaEntry;
 
@@ -56,7 +62,7 @@ interface RoundOutcome {
 interface Prepared {
   ballot: Ballot;
   current: ReplicaEntry | undefined;
-  /** A quorum reported `current` at one ballot: it is chosen already, at `chosenAt`. */
+  /** Every answer reported `current` at one ballot, a quorum of them: chosen already, at `chosenAt`. */
   chosen: boolean;
   chosenAt: Ballot;
 }
@@ -82,25 +88,35 @@ export class Proposer {
   }
 
   /**
-   * Commits `change` of the key on a quorum of `replicas`.
+   * Commits `change` of the key on a quorum of each of `sets`: the key's replica set in this node's view
+   * first, then the sets of earlier views whose change is not settled for the key (joint quorums, DESIGN.md
+   * "Membership changes"). Messages name the first set.
    *
    * @throws the change's `KvError` (judged against the chosen state), or UnavailableError (indeterminate:
    * the write may still take effect) when no quorum answered in time.
    */
-  write(table: string, key: string, replicas: readonly string[], change: Change): Promise<Committed> {
-    assert(replicas.length >= 1);
-    assert(new Set(replicas).size === replicas.length, "a replica set names each member once");
-    return this.#serialized(keyIdOf(table, key), () => this.#write(table, key, replicas, change));
+  write(table: string, key: string, sets: ReplicaSets, change: Change): Promise<Committed> {
+    checkSets(sets);
+    return this.#serialized(keyIdOf(table, key), () => this.#write(table, key, sets, change));
   }
 
-  /** The key's latest chosen state (a linearizable read), completing an unfinished write first. */
-  read(table: string, key: string, replicas: readonly string[]): Promise<ReplicaEntry | undefined> {
-    assert(replicas.length >= 1);
+  /**
+   * The key's latest chosen state (a linearizable read), completing an unfinished write first, on a quorum
+   * of each of `sets` (which also settles a membership change for the key: the rebalancer's identity round).
+   */
+  read(table: string, key: string, sets: ReplicaSets): Promise<ReplicaEntry | undefined> {
+    checkSets(sets);
     return this.#serialized(keyIdOf(table, key), async () => {
       // Never from this proposer's memory: another proposer may have written the key since, on a quorum
       // this node's acceptor was not part of. A prepare round sees it.
       const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
-      const committed = await this.#twoRounds({ table, key, replicas, deadline, change: (current) => current });
+      const committed = await this.#twoRounds({
+        table,
+        key,
+        sets,
+        deadline,
+        change: (current) => current,
+      });
       return committed?.entry;
     });
   }
@@ -116,7 +132,7 @@ export class Proposer {
     }
   }
 
-  async #write(table: string, key: string, replicas: readonly string[], change: Change): Promise<Committed> {
+  async #write(table: string, key: string, sets: ReplicaSets, change: Change): Promise<Committed> {
     const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
     const fast = this.#fastBallot(table, key);
     if (fast !== undefined) {
@@ -124,14 +140,14 @@ export class Proposer {
       const next = change(current); // a refusal is judged against a chosen state: no round needed
       checkNext(current, next);
       const ballot = successorOf(fast);
-      const outcome = await this.#round({ table, key, replicas, deadline }, { op: "accept", ballot, next });
+      const outcome = await this.#round({ table, key, sets, deadline }, { op: "accept", ballot, next });
       if (outcome.quorum) {
         this.stats.fastPath += 1;
         return this.#commit({ table, key, ballot, entry: next, outcome });
       }
       this.#forget(table, key);
     }
-    const committed = await this.#twoRounds({ table, key, replicas, deadline, change });
+    const committed = await this.#twoRounds({ table, key, sets, deadline, change });
     assert(committed !== undefined, "a write's change returns a state");
     return committed;
   }
@@ -140,7 +156,7 @@ export class Proposer {
   async #twoRounds(target: {
     table: string;
     key: string;
-    replicas: readonly string[];
+    sets: ReplicaSets;
     deadline: number;
     change: (current: ReplicaEntry | undefined) => ReplicaEntry | undefined;
   }): Promise<Committed | undefined> {
@@ -176,7 +192,7 @@ export class Proposer {
 
   /** One prepare round at a ballot above everything seen; the newest accepted state of a quorum. */
   async #prepare(
-    target: { table: string; key: string; replicas: readonly string[]; deadline: number },
+    target: { table: string; key: string; sets: ReplicaSets; deadline: number },
     refused: Ballot,
   ): Promise<Prepared | { refusedBy: Ballot }> {
     const ballot = this.#nextBallot(target.table, target.key, refused);
@@ -186,7 +202,10 @@ export class Proposer {
       if (compareBallots(outcome.refusedBy, zeroBallot) > 0) return { refusedBy: outcome.refusedBy };
       throw unavailable(target.key, "a majority of its replicas did not answer in time");
     }
-    let newest: { ballot: Ballot; entry: ReplicaEntry | undefined } = { ballot: zeroBallot, entry: undefined };
+    let newest: { ballot: Ballot; entry: ReplicaEntry | undefined } = {
+      ballot: zeroBallot,
+      entry: undefined,
+    };
     let holding = 0;
     for (const { result } of outcome.granted) {
       assert(result.result === "promised");
@@ -199,7 +218,10 @@ export class Proposer {
     for (const { result } of outcome.granted) {
       if (result.result === "promised" && sameBallot(result.accepted, newest.ballot)) holding += 1;
     }
-    const chosen = holding >= quorumOf(target.replicas.length) && compareBallots(newest.ballot, zeroBallot) > 0;
+    // Chosen, and held by every acceptor that answered: nothing to complete or repair. Otherwise a read or a
+    // refusal first accepts it again at this ballot, which also brings the answering laggards (this node's
+    // own acceptor holding a lost branch, say) onto it.
+    const chosen = holding === outcome.granted.length && compareBallots(newest.ballot, zeroBallot) > 0;
     return { ballot, current: newest.entry, chosen, chosenAt: newest.ballot };
   }
 
@@ -213,52 +235,55 @@ export class Proposer {
   }
 
   /**
-   * Sends one item to every replica and counts the answers of the replica set only: resolves at a quorum
-   * of grants, or once one is out of reach, or at the deadline. This node's acceptor answers first and
-   * directly; a refusal it throws (a state the store will not take) is the write's, before any peer sees it.
+   * Sends one item to every member of the sets and counts grants per set: resolves once every set has a
+   * quorum of grants, or once one set cannot have it any more, or at the deadline. Only members of a set
+   * count for it, whoever this node believes alive. This node's acceptor is asked first, directly.
    */
   #round(
-    target: { table: string; key: string; replicas: readonly string[]; deadline: number },
-    message: { op: "prepare"; ballot: Ballot } | { op: "accept"; ballot: Ballot; next: ReplicaEntry },
+    target: { table: string; key: string; sets: ReplicaSets; deadline: number },
+    message: Message,
   ): Promise<RoundOutcome> {
-    const { table, key, replicas } = target;
     assert(message.ballot.node === this.#options.self, "a proposer uses its own ballots");
-    const quorum = quorumOf(replicas.length);
-    // This node's acceptor first: its answer is the cheapest, and it is judged before any peer's.
-    const self = replicas.indexOf(this.#options.self);
-    const first = self < 0 ? undefined : this.#ask(replicas[self]!, { table, key }, message);
-    const answers = replicas.map((replica, index) =>
-      index === self ? first! : this.#ask(replica, { table, key }, message)
+    const members = [...new Set(target.sets.flat())].sort((a, b) =>
+      a === this.#options.self ? -1 : b === this.#options.self ? 1 : 0
     );
+    const pending = new Set(members);
+    const outcome: RoundOutcome = { granted: [], refusedBy: zeroBallot, quorum: false };
+    const count = (set: readonly string[], within: (id: string) => boolean) => set.filter(within).length;
+    const granted = new Set<string>();
     return new Promise((resolve) => {
-      const outcome: RoundOutcome = { granted: [], refusedBy: zeroBallot, quorum: false };
-      let pending = answers.length;
       const timer = setTimeout(finish, Math.max(0, target.deadline - this.#options.clock.monotonicMs()));
       function finish(): void {
         clearTimeout(timer);
         resolve({ ...outcome, granted: [...outcome.granted] });
       }
-      answers.forEach((answer, index) => {
-        void answer.then((result) => {
-          if (result === undefined) return;
-          if (result.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
-          else outcome.granted.push({ replica: replicas[index]!, result });
+      for (const member of members) {
+        void this.#ask(member, target, message).then((result) => {
+          if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
+          else if (result !== undefined && result.result !== "misplaced") {
+            outcome.granted.push({ replica: member, result });
+            granted.add(member);
+          }
         }).finally(() => {
-          pending -= 1;
-          if (outcome.granted.length >= quorum) outcome.quorum = true;
-          if (outcome.quorum || outcome.granted.length + pending < quorum) finish();
+          pending.delete(member);
+          const enough = (set: readonly string[]) => count(set, (id) => granted.has(id)) >= quorumOf(set.length);
+          const reachable = (set: readonly string[]) =>
+            count(set, (id) => granted.has(id) || pending.has(id)) >= quorumOf(set.length);
+          outcome.quorum = target.sets.every(enough);
+          if (outcome.quorum || !target.sets.every(reachable)) finish();
         });
-      });
+      }
     });
   }
 
   /** One replica's answer to one message; undefined for a failure (no answer, or one that is unusable). */
   #ask(
     replica: string,
-    target: { table: string; key: string },
-    message: { op: "prepare"; ballot: Ballot } | { op: "accept"; ballot: Ballot; next: ReplicaEntry },
+    target: { table: string; key: string; sets: ReplicaSets },
+    message: Message,
   ): Promise<PaxosResult | undefined> {
     const { table, key } = target;
+    const replicas = [...target.sets[0]!];
     const { acceptor, send, isLive, self } = this.#options;
     if (replica === self) {
       // The local store refusing a state (too large for it) is a failure like a peer's 400.
@@ -268,8 +293,8 @@ export class Proposer {
     }
     if (!isLive(replica)) return Promise.resolve(undefined);
     const item: PaxosItem = message.op === "prepare"
-      ? { op: "prepare", table, key, ballot: message.ballot }
-      : { op: "accept", table, key, ballot: message.ballot, entry: message.next };
+      ? { op: "prepare", table, key, ballot: message.ballot, replicas }
+      : { op: "accept", table, key, ballot: message.ballot, replicas, entry: message.next };
     return send(replica, item)?.catch(() => undefined) ?? Promise.resolve(undefined);
   }
 
@@ -288,7 +313,9 @@ export class Proposer {
     this.#committed.delete(id);
     if (acceptedBy.includes(this.#options.self)) {
       this.#committed.set(id, ballot);
-      if (this.#committed.size > committedKeysMax) this.#committed.delete(this.#committed.keys().next().value!);
+      if (this.#committed.size > committedKeysMax) {
+        this.#committed.delete(this.#committed.keys().next().value!);
+      }
     }
     return { entry, ballot, acceptedBy };
   }
@@ -314,6 +341,11 @@ export class Proposer {
     const ms = Math.min(Math.max(0, left), Math.floor(Math.random() * 20 * attempt) + 1);
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
+}
+
+function checkSets(sets: ReplicaSets): void {
+  assert(sets.length >= 1 && sets.every((set) => set.length >= 1), "a round has a replica set");
+  assert(sets.every((set) => new Set(set).size === set.length), "a replica set names each member once");
 }
 
 /** Answers needed from a replica set of `count` members: a majority of all of them. */

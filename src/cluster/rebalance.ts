@@ -2,25 +2,33 @@ import type { Logger } from "../util/log.ts";
 import type { LocalStore } from "./local_store.ts";
 import type { Placement } from "./placement.ts";
 
-/** Keys shipped per push while rebalancing. */
+/** Keys settled at once while rebalancing (their rounds share the peers' batches). */
 export const rebalanceBatchKeys = 256;
+
+/** Rounds over the keys that failed to settle (views still converging, a replica down) before giving up. */
+export const settleAttemptsMax = 5;
 
 /** What rebalancing needs of replication. */
 export interface KeyPusher {
   /** Ships the keys' current state to `peer`; true when every key was acknowledged. */
   pushKeys(peer: string, keys: ReadonlyArray<{ table: string; key: string }>): Promise<boolean>;
+  /** The identity round of a key on every replica set it had across the change; true when it succeeded. */
+  settle(table: string, key: string): Promise<boolean>;
+  /** Every key held here is settled up to `next`. */
+  passDone(next: Placement): void;
 }
 
 /**
- * Moves keys to their new replicas when the ring changes: for every local key, ships it to each live
- * replica that was not one before; a key this node no longer replicates is purged here once every live
- * new replica acknowledged it. Reads and writes go on meanwhile (a write during the move reaches the
- * new replicas through normal replication). Passes never overlap: a change during a pass queues one more.
+ * Settles a membership change for the keys held here (cluster DESIGN.md, "Membership changes"): every local
+ * key whose replica set changed gets an identity round on a quorum of its old and its new replica set,
+ * which is how its new replicas learn it; a key this node no longer replicates is purged once its round
+ * succeeded. Reads and writes go on meanwhile. Passes never overlap: a change during a pass queues one more.
  */
 export class Rebalancer {
   readonly #store: LocalStore;
   readonly #pusher: KeyPusher;
   readonly #logger: Logger;
+  readonly #retryDelayMs: number;
   #running: Promise<void> | undefined;
   #pending: { previous: Placement; next: Placement } | undefined;
   movedCount = 0;
@@ -31,10 +39,11 @@ export class Rebalancer {
    */
   purgeEnabled = true;
 
-  constructor(options: { store: LocalStore; pusher: KeyPusher; logger: Logger }) {
+  constructor(options: { store: LocalStore; pusher: KeyPusher; logger: Logger; retryDelayMs?: number }) {
     this.#store = options.store;
     this.#pusher = options.pusher;
     this.#logger = options.logger;
+    this.#retryDelayMs = options.retryDelayMs ?? 250;
   }
 
   /** Called on every placement change; starts a pass when the ring itself changed. */
@@ -67,59 +76,51 @@ export class Rebalancer {
 
   /** One pass from `previous` to `next` placement. */
   async pass(previous: Placement, next: Placement): Promise<void> {
-    const outgoing = new Map<string, Array<{ table: string; key: string }>>();
-    const leaving: Array<{ table: string; key: string; targets: string[] }> = [];
+    let changed: Array<{ table: string; key: string; staying: boolean }> = [];
     for (const { table, key } of this.#store.scanKeys()) {
       const replicas = next.replicasOf(table, key);
-      const before = new Set(previous.replicasOf(table, key));
-      const staying = replicas.includes(next.self);
-      const targets = replicas.filter((id) =>
-        id !== next.self && next.isLive(id) && (!staying || !before.has(id))
-      );
-      for (const target of targets) {
-        let keys = outgoing.get(target);
-        if (keys === undefined) outgoing.set(target, keys = []);
-        keys.push({ table, key });
-      }
-      if (!staying) leaving.push({ table, key, targets });
+      if (sameList(replicas, previous.replicasOf(table, key))) continue;
+      changed.push({ table, key, staying: replicas.includes(next.self) });
     }
-    const failed = await this.#pushAll(outgoing);
-    if (this.purgeEnabled) await this.#purge(leaving, failed);
-    if (outgoing.size > 0 || leaving.length > 0) {
-      this.#logger.info("rebalanced", { moved: this.movedCount, purged: this.purgedCount });
+    const total = changed.length;
+    for (let attempt = 0; attempt < settleAttemptsMax && changed.length > 0; attempt += 1) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, this.#retryDelayMs * attempt));
+      changed = await this.#settleAll(changed);
     }
+    if (changed.length === 0) this.#pusher.passDone(next);
+    else this.#logger.warn("keys not settled after a membership change", { keys: changed.length });
+    if (total > 0) this.#logger.info("rebalanced", { moved: this.movedCount, purged: this.purgedCount });
   }
 
-  /** Pushes every batch; returns the peers that failed to acknowledge everything. */
-  async #pushAll(outgoing: Map<string, Array<{ table: string; key: string }>>): Promise<Set<string>> {
-    const failed = new Set<string>();
-    await Promise.all([...outgoing].map(async ([peer, keys]) => {
-      for (let start = 0; start < keys.length; start += rebalanceBatchKeys) {
-        const batch = keys.slice(start, start + rebalanceBatchKeys);
-        if (await this.#pusher.pushKeys(peer, batch)) {
-          this.movedCount += batch.length;
-        } else {
-          failed.add(peer);
-          return;
+  /** Settles every key, a batch at a time; purges those this node left; returns those that failed. */
+  async #settleAll(
+    keys: ReadonlyArray<{ table: string; key: string; staying: boolean }>,
+  ): Promise<Array<{ table: string; key: string; staying: boolean }>> {
+    const failed: Array<{ table: string; key: string; staying: boolean }> = [];
+    for (let start = 0; start < keys.length; start += rebalanceBatchKeys) {
+      const batch = keys.slice(start, start + rebalanceBatchKeys);
+      const outcomes = await Promise.all(batch.map(({ table, key }) => this.#pusher.settle(table, key)));
+      for (const [index, settled] of outcomes.entries()) {
+        const item = batch[index]!;
+        if (!settled) {
+          failed.push(item);
+          continue;
+        }
+        this.movedCount += 1;
+        if (!item.staying && this.purgeEnabled) {
+          await this.#store.purge(item.table, item.key);
+          this.purgedCount += 1;
         }
       }
-    }));
-    return failed;
-  }
-
-  async #purge(
-    leaving: Array<{ table: string; key: string; targets: string[] }>,
-    failed: Set<string>,
-  ): Promise<void> {
-    for (const { table, key, targets } of leaving) {
-      if (targets.length === 0 || targets.some((target) => failed.has(target))) continue;
-      await this.#store.purge(table, key);
-      this.purgedCount += 1;
     }
+    return failed;
   }
 }
 
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, index) => b[index] === id);
+}
+
 function sameRing(previous: Placement, next: Placement): boolean {
-  if (previous.ringIds.length !== next.ringIds.length) return false;
-  return previous.ringIds.every((id, index) => next.ringIds[index] === id);
+  return sameList(previous.ringIds, next.ringIds);
 }

@@ -1,7 +1,7 @@
 import { assert } from "../util/assert.ts";
 import { compareBallots, zeroBallot } from "../util/ballot.ts";
 import type { Clock } from "../util/clock.ts";
-import { InvalidRequestError, PayloadTooLargeError, UnavailableError } from "../util/errors.ts";
+import { InvalidRequestError, KvError, PayloadTooLargeError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { Acceptor, replicaEntryOfWire } from "./acceptor.ts";
 import { applyChange, type WriteChange } from "./change.ts";
@@ -18,7 +18,7 @@ import type {
 import { PaxosRequest } from "./paxos_wire.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
 import { Placement } from "./placement.ts";
-import { type Committed, Proposer, quorumOf } from "./proposer.ts";
+import { type Committed, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
 import {
   type ApplyItem,
   ApplyRequest,
@@ -44,6 +44,19 @@ export type ClientWrite = Omit<WriteRequest, "owner" | "ifVersion"> & { conditio
 
 /** Two-round attempts of one proposal before its client is told 503. */
 export const proposalAttemptsMax = 4;
+
+/**
+ * A membership change this node saw whose keys are not all settled (DESIGN.md, "Membership changes"):
+ * until a key is, its rounds need a quorum of its replica set in `previous` too.
+ */
+interface Transition {
+  previous: Placement;
+  /** Keys whose change this node settled with a joint round. */
+  settled: Set<string>;
+  /** This node's rebalance pass over the change is done. */
+  passDone: boolean;
+  sinceMs: number;
+}
 
 /** Options of {@linkcode Replicator}. */
 export interface ReplicatorOptions {
@@ -93,6 +106,7 @@ export class Replicator {
   /** Forwarded client writes, batched per proposer. */
   readonly #writePipelines = new Map<string, PeerPipeline<WriteRequest, WriteReplyWire>>();
   readonly #hints = new Hints();
+  #transitions: Transition[] = [];
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
@@ -101,7 +115,7 @@ export class Replicator {
     this.self = options.self;
     this.#options = options;
     this.#placement = this.#makePlacement();
-    this.#acceptor = new Acceptor(options.store);
+    this.#acceptor = new Acceptor(options.store, (table, key) => this.#placement.replicasOf(table, key));
     this.#proposer = new Proposer({
       self: options.self,
       store: options.store,
@@ -169,6 +183,10 @@ export class Replicator {
   #onMembershipChange(): void {
     const previous = this.#placement;
     this.#placement = this.#makePlacement();
+    if (!sameList(previous.ringIds, this.#placement.ringIds)) {
+      const sinceMs = this.#options.clock.monotonicMs();
+      this.#transitions.push({ previous, settled: new Set(), passDone: false, sinceMs });
+    }
     for (const pipelines of this.#allPipelines()) {
       for (const [peer, pipeline] of pipelines) {
         if (!this.#placement.ringIds.includes(peer) && !this.#placement.isLive(peer)) {
@@ -191,10 +209,16 @@ export class Replicator {
    * this node when it is one, else the newest ballot among the first majority of live replicas' answers,
    * repairing the stale ones once all answered. See DESIGN.md, "Reads".
    */
-  async readEntry(table: string, key: string, options: { consistent?: boolean } = {}): Promise<EntryView | undefined> {
+  async readEntry(
+    table: string,
+    key: string,
+    options: { consistent?: boolean } = {},
+  ): Promise<EntryView | undefined> {
     const replicas = this.#placement.replicasOf(table, key);
     if (options.consistent === true && !this.#options.solo) {
-      const entry = await this.#proposer.read(table, key, replicas);
+      const sets = this.#setsOf(table, key);
+      const entry = await this.#proposer.read(table, key, sets);
+      this.#settled(table, key, sets);
       return entry === undefined ? undefined : this.#options.store.viewOf(table, key, entry);
     }
     if (replicas.includes(this.self)) return this.#options.store.getEntry(table, key);
@@ -251,7 +275,12 @@ export class Replicator {
     options.settled.forEach((result, index) => {
       if (result.status !== "fulfilled" || !newerReply(newest!, result.value)) return;
       this.#counters.readRepairs += 1;
-      this.#pipeline(options.live[index]!).send({ store: true, table: options.table, key: options.key, entry });
+      this.#pipeline(options.live[index]!).send({
+        store: true,
+        table: options.table,
+        key: options.key,
+        entry,
+      });
     });
   }
 
@@ -314,14 +343,74 @@ export class Replicator {
     const change: WriteChange = { op: request.op, table, key, owner: request.conditions.owner };
     if (request.value !== undefined) change.value = request.value;
     if (request.conditions.ifVersion !== undefined) change.ifVersion = request.conditions.ifVersion;
+    const sets = this.#setsOf(table, key);
+    assert(sameList(sets[0]!, replicas), "a write names the replica set of this node's view");
     const committed = await this.#proposer.write(
       table,
       key,
-      replicas,
+      sets,
       (current) => applyChange(change, current, this.#options.clock.nowMs()),
     );
+    this.#settled(table, key, sets);
     assert(committed.entry.version >= 1);
     return this.#publish(table, key, replicas, committed);
+  }
+
+  /**
+   * The replica sets a round of the key must reach a quorum of: this view's, then each unsettled earlier
+   * view's that differs (DESIGN.md, "Membership changes"). Drops transitions that are over.
+   */
+  #setsOf(table: string, key: string): ReplicaSets {
+    const nowMs = this.#options.clock.monotonicMs();
+    const keepMs = this.#transitionKeepMs;
+    this.#transitions = this.#transitions.filter((transition) =>
+      !transition.passDone || nowMs - transition.sinceMs < keepMs
+    );
+    const sets = [this.#placement.replicasOf(table, key)];
+    if (this.#transitions.length === 0) return sets;
+    const id = keyIdOf(table, key);
+    for (const transition of this.#transitions) {
+      if (transition.settled.has(id)) continue;
+      const before = transition.previous.replicasOf(table, key);
+      if (!sets.some((set) => sameList(set, before))) sets.push(before);
+    }
+    assert(sets.length >= 1);
+    return sets;
+  }
+
+  /** A round on `sets` succeeded: the key's change is settled on this node for every transition it spanned. */
+  #settled(table: string, key: string, sets: ReplicaSets): void {
+    if (sets.length === 1) return;
+    const id = keyIdOf(table, key);
+    for (const transition of this.#transitions) transition.settled.add(id);
+  }
+
+  /** How long a settled-by-its-pass change is still kept for keys this node did not settle itself. */
+  get #transitionKeepMs(): number {
+    return this.#options.config.antiEntropyIntervalMs * 10;
+  }
+
+  /**
+   * The rebalancer's round for one key after a membership change: the identity change on a quorum of every
+   * replica set the key had across the unsettled changes, which gives the new replicas the key's latest
+   * state. True when it succeeded (the key may then be purged here if this node no longer replicates it).
+   */
+  async settle(table: string, key: string): Promise<boolean> {
+    const sets = this.#setsOf(table, key);
+    try {
+      await this.#proposer.read(table, key, sets);
+    } catch (error) {
+      if (error instanceof KvError) return false;
+      throw error;
+    }
+    this.#settled(table, key, sets);
+    return true;
+  }
+
+  /** The rebalancer finished a pass up to `next`: the changes up to it are settled for every key held here. */
+  passDone(next: Placement): void {
+    if (!sameList(next.ringIds, this.#placement.ringIds)) return; // a newer change: its pass comes
+    for (const transition of this.#transitions) transition.passDone = true;
   }
 
   /**
@@ -518,6 +607,14 @@ export class Replicator {
       replica: this.#options.store.replicaOf(table, key) ?? null,
     });
   }
+}
+
+function keyIdOf(table: string, key: string): string {
+  return `${table}\u0000${key}`;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, index) => b[index] === id);
 }
 
 /** A 503 a client should retry in a moment: no quorum of the key's replicas can be reached now. */

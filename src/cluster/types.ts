@@ -34,8 +34,6 @@ export interface ClusterConfig {
   deadReapMs: number;
   /** Nodes each key lives on; all nodes when the cluster is smaller. */
   replicationFactor: number;
-  /** Replica acknowledgements (the coordinator's own included) a write waits for; 0 means a majority. */
-  writeQuorum: number;
   /** Points per member on the hash ring. */
   virtualNodeCount: number;
   /** Timeout of one node-to-node request that is not a probe. */

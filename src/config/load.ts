@@ -148,9 +148,10 @@ function crossCheck(config: Config): string[] {
   if (config.join !== undefined && config.clusterSecret === undefined) {
     issues.push("CLUSTER_SECRET is required to join a cluster");
   }
-  if (config.writeQuorum > config.replicationFactor) {
+  if (config.writeQuorum !== 0) {
     issues.push(
-      `WRITE_QUORUM ${config.writeQuorum} is more than REPLICATION_FACTOR ${config.replicationFactor}`,
+      "WRITE_QUORUM is no longer supported: every write needs a majority of its key's replicas, so that " +
+        "no acknowledged write can be lost; unset it",
     );
   }
   return issues;

@@ -104,7 +104,10 @@ export const ConfigSchema = z.object({
   clusterPreset: z.enum(["lan", "local-test"]).default("lan"),
   /** Nodes each key lives on (all nodes when fewer). */
   replicationFactor: z.coerce.number().int().min(1).max(16).default(3),
-  /** Acknowledgements a write waits for, the coordinator's own included; 0 = a majority of the replicas. */
+  /**
+   * Removed (2026-12): every write needs a majority of its key's replicas. Still read, so that a node
+   * started with it set refuses to start instead of silently running with a different guarantee.
+   */
   writeQuorum: z.coerce.number().int().min(0).max(16).default(0),
   /**
    * Repair damaged data files at start instead of refusing them (`--repair`, `DYNA_REPAIR=1`): keeps a

@@ -126,8 +126,49 @@ export class FakeNetwork {
   readonly sent: SentRequest[] = [];
   readonly #handlers = new Map<string, Map<string, FakeHandler>>();
   readonly #failures = new Map<string, PeerFailure>();
+  /** `source→target` links that are cut: requests fail as unreachable. */
+  readonly #cuts = new Set<string>();
+  /** Paused nodes: what they send or receive waits until `resume` (a SIGSTOP'd process). */
+  readonly #paused = new Map<string, Array<() => void>>();
   #inFlight = 0;
   #started = 0;
+
+  /** Cuts every link between the `side` nodes and the `others`, both ways, until `heal`. */
+  partition(side: readonly string[], others: readonly string[]): void {
+    for (const a of side) {
+      for (const b of others) {
+        this.#cuts.add(`${a}→${b}`);
+        this.#cuts.add(`${b}→${a}`);
+      }
+    }
+  }
+
+  /** Undoes every `partition`. */
+  heal(): void {
+    this.#cuts.clear();
+  }
+
+  /**
+   * Pauses `id`: requests to it and from it wait (their senders time out after the timeout they asked
+   * for, as over a real network), and are delivered in order when `resume(id)` is called.
+   */
+  pause(id: string): void {
+    if (!this.#paused.has(id)) this.#paused.set(id, []);
+  }
+
+  /** Resumes a paused node: everything that waited for it is delivered now. */
+  resume(id: string): void {
+    const waiting = this.#paused.get(id) ?? [];
+    this.#paused.delete(id);
+    for (const release of waiting) release();
+  }
+
+  /** Resolves when neither end of the request is paused. */
+  #whenRunning(request: SentRequest): Promise<void> | undefined {
+    const paused = this.#paused.get(request.source) ?? this.#paused.get(request.target);
+    if (paused === undefined) return undefined;
+    return new Promise<void>((resolve) => paused.push(resolve)).then(() => this.#whenRunning(request));
+  }
 
   /** Serves `handlers` for requests to `target`; a kind registered again replaces the earlier one. */
   register(target: string, handlers: Record<string, FakeHandler>): void {
@@ -146,9 +187,23 @@ export class FakeNetwork {
     this.#failures.delete(target);
   }
 
-  /** The Transport of node `self`. */
+  /** The Transport of node `self`: a request to a paused node times out after `timeoutMs` when given. */
   transport(self: string): Transport {
-    return { request: (target, kind, body) => this.deliver({ source: self, target, kind, body }) };
+    return {
+      request: (target, kind, body, options) => {
+        const delivered = this.deliver({ source: self, target, kind, body });
+        const timeoutMs = options?.timeoutMs;
+        if (timeoutMs === undefined || !this.#paused.has(target) && !this.#paused.has(self)) return delivered;
+        delivered.catch(() => {});
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new PeerRequestError({ target, kind, failure: "timeout" })),
+            timeoutMs,
+          );
+          delivered.then(resolve, reject).finally(() => clearTimeout(timer));
+        });
+      },
+    };
   }
 
   /** Requests sent so far, filtered by kind and/or target. */
@@ -167,7 +222,9 @@ export class FakeNetwork {
     this.#started += 1;
     this.#inFlight += 1;
     try {
-      const failure = this.#failures.get(target);
+      await this.#whenRunning(request);
+      const cut = this.#cuts.has(`${request.source}→${target}`);
+      const failure = cut ? "unreachable" : this.#failures.get(target);
       if (failure !== undefined) throw new PeerRequestError({ target, kind, failure });
       const handler = this.#handlers.get(target)?.get(kind);
       if (handler === undefined) {
