@@ -2,7 +2,6 @@ import { assert } from "../util/assert.ts";
 import { type FrameRecords, recordEndAt } from "./frame.ts";
 import { hashKeyBytes, KeyTable } from "./key_table.ts";
 import { type Page, type PagesView, RecordPages, type RecordSpan } from "./record_pages.ts";
-import { compareReplicaEntries, replicaOfEntry } from "./replica.ts";
 import type { Entry } from "./types.ts";
 import {
   entryAt,
@@ -151,9 +150,9 @@ export class VisibleIndex {
 
   /**
    * Indexes the first `entryCount` records of a frame read from a file, each checked before (see
-   * `checkRecordAt`), in order: a put or delete when it wins against the key's current record by the
-   * replica conflict rule, a purge by removing the key. Records after them (a checkpoint end) are not
-   * indexed. The frame's bytes become a page as they are, without a copy.
+   * `checkRecordAt`), in order: a put or delete replaces the key's current record (the last record of a
+   * key wins, as it did when it was written), a purge removes the key. Records after them (a checkpoint
+   * end) are not indexed. The frame's bytes become a page as they are, without a copy.
    */
   loadFrame(frame: FrameRecords, entryCount: number): void {
     assert(entryCount <= frame.count);
@@ -183,8 +182,11 @@ export class VisibleIndex {
   }
 
   /**
-   * Indexes the put or delete record whose length prefix is at `offset` of a page being adopted, when
-   * it wins against the key's current record.
+   * Indexes the put or delete record whose length prefix is at `offset` of a page being adopted: it
+   * replaces the key's current record. Replay needs no conflict rule: the WAL logs only states that were
+   * applied, in the order they were, and a state file holds each key once. WAL records a newer
+   * `storage.db` already holds (a crash between its rename and the WAL truncation) are replayed up to
+   * the key's last one, which is the state `storage.db` holds.
    */
   #loadRecord(state: TableState, page: Page, offset: number): void {
     const { bytes } = page;
@@ -202,7 +204,6 @@ export class VisibleIndex {
       this.#added(state, deleted);
     } else {
       const current = state.keys.addressAt(slot);
-      if (!this.#wins({ bytes, start, end: recordEndAt(bytes, offset) }, current)) return;
       state.keys.replaceAt(slot, address);
       this.#replaced(state, current, deleted);
     }
@@ -410,15 +411,6 @@ export class VisibleIndex {
       this.#tables.set(table, state);
     }
     return state;
-  }
-
-  /** True when `record` wins against the record at `current`: the higher version, else the full rule. */
-  #wins(record: RecordSpan, current: number): boolean {
-    const currentSpan = this.#pages.recordAt(current);
-    const version = versionAt(record);
-    const currentVersion = versionAt(currentSpan);
-    if (version !== currentVersion) return version > currentVersion;
-    return compareReplicaEntries(replicaOfEntry(entryAt(record)), replicaOfEntry(entryAt(currentSpan))) > 0;
   }
 
   #compactPage(page: Page): void {
