@@ -191,14 +191,20 @@ export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts
 export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
-export type {
-  ChangeEvent,
-  Entry,
-  ReplicaEntry,
-  ReplicaResult,
-  StoreOptions,
-  StoreStats,
-  WriteOptions,
+export {
+  type AcceptorState,
+  type Ballot,
+  ballotNodeBytesMax,
+  type ChangeEvent,
+  type ChangeSource,
+  compareBallots,
+  type Entry,
+  type ReplicaEntry,
+  type ReplicaResult,
+  type StoreOptions,
+  type StoreStats,
+  type WriteOptions,
+  zeroBallot,
 } from "./types.ts";
 export type { KeyState } from "./wal_record.ts";
 export { type BuildKeyModule, buildKeyModulePath, loadBuildEncryption } from "./build_key.ts";

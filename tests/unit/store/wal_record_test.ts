@@ -253,6 +253,7 @@ Deno.test("stateAt() reads version, timestamp and tombstone, and hashes everythi
     version: 7,
     timestamp: 1_700_000_000_123,
     deleted: false,
+    ballot: { counter: 0, node: "" },
     contentHash: 0,
   });
   assert.equal(
@@ -267,6 +268,7 @@ Deno.test("stateAt() reads version, timestamp and tombstone, and hashes everythi
     { ...put, valueJson: '{"n":2}' },
     { ...put, key: "other" },
     { ...put, table: "other" },
+    { ...put, ballot: { counter: 1, node: "a" } },
   ];
   for (const other of others) assert.notEqual(stateAt(spanOf(other)).contentHash, state.contentHash);
   const { valueJson: _value, ...rest } = put;
