@@ -166,6 +166,8 @@ export function decideReplica(
 ): ReplicaResult {
   const { entry, current, promised } = options;
   const accepted = current?.ballot ?? zeroBallot;
+  assert(Number.isSafeInteger(entry.ballot.counter));
+  if (!isZeroBallot(promised)) assert(compareBallots(promised, accepted) > 0, "a promise is above the state");
   const order = compareBallots(entry.ballot, accepted);
   if (order < 0) return "stale";
   if (order > 0) {

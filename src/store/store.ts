@@ -557,6 +557,7 @@ export class Store {
       if (byKey?.size === 0) this.#promises.delete(table);
       return outstanding;
     }
+    assert(Number.isSafeInteger(ballot.counter), "a promise's counter is a safe integer");
     if (byKey === undefined) this.#promises.set(table, byKey = new Map());
     byKey.set(key, ballot);
     assert(byKey.get(key) === ballot);
@@ -580,12 +581,14 @@ export class Store {
    */
   #dropSupersededPromises(): void {
     let droppedCount = 0;
-    for (const { table, key, ballot } of this.#promiseList()) {
+    const promises = this.#promiseList();
+    for (const { table, key, ballot } of promises) {
       const accepted = this.#index.headOf(table, key)?.ballot ?? zeroBallot;
       if (compareBallots(ballot, accepted) > 0) continue;
       assert(this.#setDurablePromise(table, key, zeroBallot));
       droppedCount += 1;
     }
+    assert(this.#promiseList().length === promises.length - droppedCount);
     if (droppedCount > 0) {
       this.#options.logger.warn("dropped promises at or below their key's accepted ballot", { droppedCount });
     }
