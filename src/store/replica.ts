@@ -171,6 +171,8 @@ export function decideReplica(
   const order = compareBallots(entry.ballot, accepted);
   if (order < 0) return "stale";
   if (order > 0) {
+    // A peer may have had a state accepted at the largest counter: no ballot reaches its successor.
+    if (accepted.counter === Number.MAX_SAFE_INTEGER) return "stale";
     const effectivePromise = maxBallot(promised, successorOf(accepted));
     return compareBallots(entry.ballot, effectivePromise) >= 0 ? "applied" : "stale";
   }

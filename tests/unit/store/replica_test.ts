@@ -152,6 +152,13 @@ Deno.test("decideReplica() follows the accept rule by ballot and the conflict ru
     ["another state at the same ballot, losing", { ...base, version: 2, ballot: at(3) }, zeroBallot, "stale"],
     ["same ballot, below the promise", { ...base, version: 4, ballot: at(3) }, at(4), "stale"],
   ];
+  const atMax = entryOfReplica({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "a") });
+  const aboveMax = entryOfReplica({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "b") });
+  assert.equal(
+    decideReplica({ entry: aboveMax, current: atMax, promised: zeroBallot, strict: false }),
+    "stale",
+    "nothing reaches the successor of the largest counter, and nothing asserts",
+  );
   for (const [name, replica, promised, expected] of cases) {
     assert.equal(
       decideReplica({ entry: entryOfReplica(replica), current, promised, strict: false }),
