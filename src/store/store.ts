@@ -1017,12 +1017,17 @@ export class Store {
    * and resolved once durable. The caller checked, in this same turn, that `ballot` is above the key's
    * promise and accepted ballot. Not a change: no sequence, no change event. A key need not hold a state.
    *
+   * Every check throws synchronously, before anything is queued, so a caller that goes on to read
+   * `acceptorOf` in the same turn never sees a promise that was refused; the promise returned rejects
+   * only when the batch fails.
+   *
    * @throws {AssertionError} when `ballot` is not above both (a bug of the caller).
    * @throws {InvalidRequestError} when the names or the ballot break a rule.
-   * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
+   * @throws {StoreClosedError} @throws {StorageFailedError} when the store is closed or failed before.
+   * @returns a promise that rejects with {@linkcode StorageFailedError} or {@linkcode StorageFullError}
+   *   when its batch fails.
    */
-  // deno-lint-ignore require-await
-  async promise(table: string, key: string, ballot: Ballot): Promise<void> {
+  promise(table: string, key: string, ballot: Ballot): Promise<void> {
     this.#checkWritable("promise");
     this.#checkName("table", table);
     this.#checkName("key", key);
@@ -1047,12 +1052,15 @@ export class Store {
    * ignored: the state is accepted at `ballot`. The caller checked, in this same turn, that `ballot` is at
    * least the key's promise and above its accepted ballot.
    *
+   * Every check throws synchronously, before anything is queued, as for {@linkcode Store.promise}.
+   *
    * @throws {AssertionError} when `ballot` breaks that rule (a bug of the caller).
-   * @throws {InvalidRequestError} when the names, the ballot or the entry break a rule or a limit;
-   *   nothing is queued then.
-   * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
+   * @throws {InvalidRequestError} when the names, the ballot or the entry break a rule or a limit.
+   * @throws {StoreClosedError} @throws {StorageFailedError} when the store is closed or failed before.
+   * @returns a promise of the accepted `Entry` that rejects with {@linkcode StorageFailedError} or
+   *   {@linkcode StorageFullError} when its batch fails.
    */
-  async accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<Entry> {
+  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<Entry> {
     this.#checkWritable("accept");
     checkBallot(ballot, "An accept's ballot");
     const own: Ballot = Object.freeze({ counter: ballot.counter, node: ballot.node });
@@ -1062,8 +1070,15 @@ export class Store {
     assert(compareBallots(own, promised) >= 0, "an accept is at or above the key's promise");
     assert(compareBallots(own, accepted) > 0, "an accept is above the key's accepted ballot");
     const { encoded, entry: accepting } = prepared;
-    await this.#enqueue({ encoded, table, key, kind: "accepted", entry: accepting, promised: zeroBallot });
-    return accepting;
+    const durable = this.#enqueue({
+      encoded,
+      table,
+      key,
+      kind: "accepted",
+      entry: accepting,
+      promised: zeroBallot,
+    });
+    return durable.then(() => accepting);
   }
 
   /**

@@ -16,6 +16,7 @@ import {
   type ReplicaEntry,
   StorageFullError,
   type Store,
+  StoreClosedError,
   zeroBallot,
 } from "../../../src/store/mod.ts";
 import { HookedFs, openStore, RecordingLogger, storeOptions, waitFor } from "./test_store.ts";
@@ -65,17 +66,17 @@ class DiskStore {
 Deno.test("Store.promise() asserts the ballot is above the key's promise and accepted ballot", async () => {
   const store = await openStore(storeOptions());
   await store.promise("t", "k", ballot(2));
-  await assert.rejects(() => store.promise("t", "k", ballot(2)), AssertionError, "equal to the promise");
-  await assert.rejects(() => store.promise("t", "k", ballot(1, "z")), AssertionError, "below the promise");
+  assert.throws(() => store.promise("t", "k", ballot(2)), AssertionError, "equal to the promise");
+  assert.throws(() => store.promise("t", "k", ballot(1, "z")), AssertionError, "below the promise");
   await store.accept("t", "k", ballot(3), live(1, '"v"'));
-  await assert.rejects(() => store.promise("t", "k", ballot(3)), AssertionError, "equal to the accepted");
-  await assert.rejects(() => store.promise("t", "other", zeroBallot), AssertionError, "the zero ballot");
-  await assert.rejects(
+  assert.throws(() => store.promise("t", "k", ballot(3)), AssertionError, "equal to the accepted");
+  assert.throws(() => store.promise("t", "other", zeroBallot), AssertionError, "the zero ballot");
+  assert.throws(
     () => store.promise("t", "k", { counter: -1, node: "n" }),
     InvalidRequestError,
     "a malformed ballot is bad input, not a bug",
   );
-  await assert.rejects(() => store.promise("t", "k", ballot(9, "n".repeat(301))), InvalidRequestError);
+  assert.throws(() => store.promise("t", "k", ballot(9, "n".repeat(301))), InvalidRequestError);
   await store.promise("t", "k", ballot(4, "n".repeat(300)));
   assert.deepEqual(store.acceptorOf("t", "k").promised, ballot(4, "n".repeat(300)));
   assert.equal(store.stats().sequence, 1, "a promise takes no sequence");
@@ -85,11 +86,11 @@ Deno.test("Store.promise() asserts the ballot is above the key's promise and acc
 Deno.test("Store.accept() asserts the ballot is at least the promise and above the accepted ballot", async () => {
   const store = await openStore(storeOptions());
   await store.promise("t", "k", ballot(5));
-  await assert.rejects(() => store.accept("t", "k", ballot(4, "z"), live(1, "1")), AssertionError);
+  assert.throws(() => store.accept("t", "k", ballot(4, "z"), live(1, "1")), AssertionError);
   const accepted = await store.accept("t", "k", ballot(5), live(1, "1"));
   assert.deepEqual(accepted.ballot, ballot(5), "an accept at exactly the promise");
-  await assert.rejects(() => store.accept("t", "k", ballot(5), live(2, "2")), AssertionError, "same ballot");
-  await assert.rejects(() => store.accept("t", "k", ballot(4), live(2, "2")), AssertionError, "below");
+  assert.throws(() => store.accept("t", "k", ballot(5), live(2, "2")), AssertionError, "same ballot");
+  assert.throws(() => store.accept("t", "k", ballot(4), live(2, "2")), AssertionError, "below");
   assert.deepEqual(store.acceptorOf("t", "k"), {
     promised: zeroBallot,
     accepted: ballot(5),
@@ -113,15 +114,15 @@ Deno.test("Store.accept() checks its entry like applyReplicas(): nothing is queu
     live(1, `"${"x".repeat(valueBytesMax - 1)}"`), // one byte over the record limit
   ];
   for (const entry of bad) {
-    await assert.rejects(() => store.accept("t", "k", ballot(2), entry), InvalidRequestError);
+    assert.throws(() => store.accept("t", "k", ballot(2), entry), InvalidRequestError);
     assert.deepEqual(store.acceptorOf("t", "k"), {
       promised: ballot(1),
       accepted: zeroBallot,
       entry: undefined,
     });
   }
-  await assert.rejects(() => store.accept("t", "k".repeat(11), ballot(2), live(1, "1")), InvalidRequestError);
-  await assert.rejects(
+  assert.throws(() => store.accept("t", "k".repeat(11), ballot(2), live(1, "1")), InvalidRequestError);
+  assert.throws(
     () => store.accept("t", "k", { counter: 1.5, node: "n" }, live(1, "1")),
     InvalidRequestError,
   );
@@ -129,6 +130,8 @@ Deno.test("Store.accept() checks its entry like applyReplicas(): nothing is queu
   const atMax = await store.accept("t", "k", ballot(2), live(1, `"${"x".repeat(valueBytesMax - 2)}"`));
   assert.equal(atMax.version, 1, "a record at the limit is accepted");
   await store.close();
+  assert.throws(() => store.promise("t", "k", ballot(9)), StoreClosedError, "at once, not as a rejection");
+  assert.throws(() => store.accept("t", "k", ballot(9), live(2, "2")), StoreClosedError);
 });
 
 Deno.test("Store.acceptorOf() sees a promise and an accept in the caller's turn, before they are durable", async () => {
