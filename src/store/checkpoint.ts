@@ -14,8 +14,10 @@ import {
   scanFrames,
 } from "./frame.ts";
 import { type Fs, type FsFile, parentDir, privateFilePermissions } from "./fs.ts";
+import type { Ballot } from "./types.ts";
 import type { IndexCut } from "./visible_index.ts";
 import {
+  ballotAt,
   type CheckpointEndRecord,
   checkRecordAt,
   decodeRecordHead,
@@ -23,10 +25,19 @@ import {
   opCodeOf,
   RecordDecodeError,
   setRecordSequence,
+  tableAndKeyAt,
 } from "./wal_record.ts";
 
 const purgeOpCode = opCodeOf("purge");
+const promiseOpCode = opCodeOf("promise");
 const checkpointEndOpCode = opCodeOf("checkpointEnd");
+
+/** An outstanding explicit promise of a key, as a state file carries it. */
+export interface KeyPromise {
+  readonly table: string;
+  readonly key: string;
+  readonly ballot: Ballot;
+}
 
 /** Plaintext gathered into one frame of a state file before it is encrypted and written. */
 export const stateFramePlaintextBytes = 256 * 1024;
@@ -45,6 +56,8 @@ export interface WriteStateOptions {
   encryption: Encryption;
   /** Every key's record, tombstones included, as the index held them at the cut. */
   cut: IndexCut;
+  /** Every outstanding promise at the cut; written after the keys' records. */
+  promises: readonly KeyPromise[];
   /** Sequence of the last change the items include. */
   sequence: number;
   timestamp: number;
@@ -83,21 +96,35 @@ async function writeStateFrames(file: FsFile, options: WriteStateOptions): Promi
     pendingBytes += 4 + length;
     if (pendingBytes >= stateFramePlaintextBytes) await flush();
   }
+  for (const { table, key, ballot } of options.promises) {
+    const record = encodeRecord({
+      op: "promise",
+      sequence: 0,
+      timestamp: options.timestamp,
+      table,
+      key,
+      ballot,
+    });
+    pending.push(record);
+    pendingBytes += 4 + record.length;
+    if (pendingBytes >= stateFramePlaintextBytes) await flush();
+  }
+  const recordCount = addresses.length + options.promises.length;
   pending.push(encodeRecord({
     op: "checkpointEnd",
     sequence: options.sequence,
-    entryCount: addresses.length,
+    entryCount: recordCount,
     timestamp: options.timestamp,
   }));
   await flush();
-  return addresses.length;
+  return recordCount;
 }
 
 /**
  * Writes a complete state file (`storage.db` or a snapshot) atomically and durably: tmp file, sync,
  * rename, directory sync. On failure the tmp file is removed and the previous file is untouched.
  *
- * @returns the number of entries written.
+ * @returns the number of records written before the checkpoint end (keys and promises).
  */
 export async function writeStateFile(options: WriteStateOptions): Promise<number> {
   assert(Number.isSafeInteger(options.sequence));
@@ -124,9 +151,10 @@ export async function writeStateFile(options: WriteStateOptions): Promise<number
   return entryCount;
 }
 
-/** What a state file held besides its entries. */
+/** What a state file held besides its records. */
 export interface StateFileSummary {
   sequence: number;
+  /** Records before the checkpoint end: keys' states and promises. */
   entryCount: number;
 }
 
@@ -134,11 +162,16 @@ function corrupt(path: string, offset: number, reason: string): WalCorruptError 
   return new WalCorruptError({ path, offset, reason });
 }
 
-/** One frame of a state file: its first `entryCount` records are puts and deletes, each checked. */
+/**
+ * One frame of a state file: its first `entryCount` records are puts, deletes and promises, each checked
+ * (the index skips the promises).
+ */
 export interface StateFrame {
   /** Every record of the frame, the checkpoint end included when it is the last frame. */
   readonly records: FrameRecords;
   readonly entryCount: number;
+  /** The frame's promise records, decoded. */
+  readonly promises: readonly KeyPromise[];
 }
 
 /**
@@ -168,14 +201,15 @@ export async function readStateFile(
       { file, path, sizeBytes, encryption: options.encryption, header },
       (records, offset) => {
         if (summary !== undefined) throw corrupt(path, offset, "records follow the checkpoint end");
-        const frameEntryCount = checkStateFrame(records, { path, offset });
+        const promises: KeyPromise[] = [];
+        const frameEntryCount = checkStateFrame(records, { path, offset }, promises);
         entryCount += frameEntryCount;
         if (frameEntryCount < records.count) {
           const end = checkpointEndOf(records, { path, offset });
           if (end.entryCount !== entryCount) throw corrupt(path, offset, "entry count does not match");
           summary = { sequence: end.sequence, entryCount };
         }
-        onFrame({ records, entryCount: frameEntryCount });
+        onFrame({ records, entryCount: frameEntryCount, promises });
       },
     );
     if (result.torn !== undefined) throw corrupt(path, result.torn.offset, result.torn.reason);
@@ -187,10 +221,14 @@ export async function readStateFile(
 }
 
 /**
- * Checks every record of a state file's frame; returns how many puts and deletes come before the
- * checkpoint end, which may only be the frame's last record.
+ * Checks every record of a state file's frame; returns how many puts, deletes and promises come before
+ * the checkpoint end, which may only be the frame's last record. The promises are added to `promises`.
  */
-function checkStateFrame(records: FrameRecords, at: { path: string; offset: number }): number {
+function checkStateFrame(
+  records: FrameRecords,
+  at: { path: string; offset: number },
+  promises: KeyPromise[],
+): number {
   const { bytes } = records;
   let entryCount = 0;
   let offset = 0;
@@ -209,6 +247,10 @@ function checkStateFrame(records: FrameRecords, at: { path: string; offset: numb
     if (op === checkpointEndOpCode) {
       if (index !== records.count - 1) throw corrupt(at.path, at.offset, "records follow the checkpoint end");
     } else {
+      if (op === promiseOpCode) {
+        const span = { bytes, start: offset + 4, end };
+        promises.push({ ...tableAndKeyAt(span), ballot: ballotAt(span) });
+      }
       entryCount += 1;
     }
     offset = end;

@@ -3,10 +3,12 @@
  * group-committed write-ahead log, compacted into `storage.db` and copied into snapshots. It owns every
  * file of the data dir and touches them only through the {@linkcode Fs} seam. It knows nothing of HTTP,
  * users' secrets, tokens or the cluster: it stores `(table, key) -> JSON value` with a version and an
- * owner, and reports each durable change to `onChange` listeners. For replication it applies states shipped
- * from other nodes by one deterministic conflict rule (`applyReplicas`, `compareReplicaEntries`), reads them
- * out (`replicaOf`, `scan`) and drops keys that moved away (`purge`); which node holds which key is not its
- * business.
+ * owner, and reports each durable change to `onChange` listeners with its source. For replication it is
+ * each key's Paxos acceptor: it keeps, durably, the ballot a key's state was accepted at (in the key's
+ * record) and the key's explicit promise (`acceptorOf`, `promise`, `accept`); it applies states shipped
+ * from other nodes as delayed accepts, by ballot (`applyReplicas`; `compareReplicaEntries` orders only
+ * legacy states at the zero ballot), reads them out (`replicaOf`, `scan`) and drops keys that moved away
+ * (`purge`); which node holds which key, and the protocol, are not its business.
  *
  * ```ts
  * const encryption = await loadBuildEncryption(); // the build's key (src/store/encryption_key.ts)
@@ -17,6 +19,12 @@
  * const entry = await store.put("fruits", "apple", { color: "red" }, { owner: "alice" }); // durable now
  * store.get("fruits", "apple")?.json;
  * // '{"value":{"color":"red"},"version":1,"timestamp":...,"owner":"alice"}'
+ * // As the key's Paxos acceptor: check the rule, then queue in the same turn; answer once durable.
+ * const ballot = { counter: 2, node: "10.0.0.7:6660" };
+ * const { promised, accepted } = store.acceptorOf("fruits", "apple");
+ * if (compareBallots(ballot, promised) > 0 && compareBallots(ballot, accepted) > 0) {
+ *   await store.promise("fruits", "apple", ballot); // durable now; acceptorOf saw it at once
+ * }
  * await store.close();
  * ```
  *
@@ -69,28 +77,49 @@
  * ## Record
  *
  * ```
- * u8  op           1 = put, 2 = delete (tombstone), 3 = checkpoint end, 4 = purge
- * u64 sequence     store-wide commit sequence, +1 per write; 0 for entries of state files;
- *                  op 4: the sequence of the last write before it (a purge takes none)
- * u64 version      version of the key (>= 1); op 3: the number of entry records before it; op 4: 0
- * u64 timestamp    ms since the epoch of the write (op 3: of the checkpoint; op 4: of the purge)
+ * u8  op           1 = put, 2 = delete (tombstone), 3 = checkpoint end, 4 = purge,
+ *                  5 = put with a ballot, 6 = delete with a ballot, 7 = promise
+ * u64 sequence     store-wide commit sequence, +1 per change; 0 for records of state files;
+ *                  ops 4 and 7: the sequence of the last change before it (0 when there was none:
+ *                  a purge or a promise takes none)
+ * u64 version      version of the key (>= 1); op 3: the number of records before it; ops 4 and 7: 0
+ * u64 timestamp    ms since the epoch of the write (op 3: of the checkpoint; op 4: of the purge;
+ *                  op 7: of the promise)
  * u32 T, T bytes   table, UTF-8 (empty for op 3)
  * u32 K, K bytes   key, UTF-8 (empty for op 3)
- * u32 O, O bytes   owner, UTF-8 (empty for ops 3 and 4)
- * rest             put: the value's JSON, UTF-8 (never empty); otherwise nothing
+ * u32 O, O bytes   owner, UTF-8 (empty for ops 3, 4 and 7)
+ * V bytes          ops 1 and 5: the value's JSON, UTF-8 (never empty); otherwise nothing
+ * ballot           ops 5, 6 and 7 only, to the end of the record:
+ *   u64 counter      the ballot's counter
+ *   N bytes          the ballot's node id, UTF-8, N <= 300
+ *   u32 N            the node id's length (last, so the ballot is found from the record's end; the
+ *                    value runs from the owner's end to the ballot's start)
  * ```
+ * Ops 5 and 6 are ops 1 and 2, byte for byte, with the ballot appended; the ballot is never the zero
+ * ballot `(0, "")` there (a state at the zero ballot is written as op 1 or 2, so one state at one
+ * ballot has one encoding). Table and key sit at the same offsets in every op, which the index reads
+ * without decoding the rest.
+ *
  * In memory the index keeps each key's current record in this layout and decodes `Entry.json` from it
- * (`{"value":`, the value's bytes, then the other fields) without parsing the value. u64 fields
- * hold safe integers (< 2^53). A put or delete is a local write or a replica's state shipped from another
- * node (the same record either way). A purge drops the key from this node without a tombstone (it moved
- * to other nodes); it appears only in the WAL, never in a state file. Format version 1 gained op 4
- * without a version bump: a file written before it never holds one, and a build without it refuses a
- * WAL that does (`WalCorruptError`, "unknown record op 4") instead of misreading it.
+ * (`{"value":`, the value's bytes, then the other fields) without parsing the value; `Entry.json`
+ * never shows the ballot. u64 fields hold safe integers (< 2^53). A put or delete is a plain local write
+ * (ops 1, 2: the zero ballot), a Paxos accept, or a replica's state shipped from another node (ops 5, 6
+ * when its ballot is not zero). A purge drops the key from this node without a tombstone (it moved to
+ * other nodes), its promise with it; it appears only in the WAL, never in a state file. A promise
+ * (op 7) records that the key's acceptor promised `ballot`; it is not a change. Format version 1 gained
+ * op 4, then ops 5-7, without a version bump: a file written before them never holds one, and a build
+ * without them refuses a file that does (`WalCorruptError`, "unknown record op 5") instead of misreading
+ * it.
+ *
+ * A record is at most `requestBytesMax + 3 * nameBytesMax + 37 + 312` bytes: 37 fixed bytes, the
+ * names, the value and the largest ballot (12 + 300), so a state written without a ballot still fits
+ * once it is accepted at one.
  *
  * ## State files (`storage.db`, snapshots)
  *
- * Header, then one record per key (tombstones included) in any order, then exactly one checkpoint-end
- * record whose sequence is the last change included and whose count matches. They are written to
+ * Header, then one record per key (tombstones included) in any order, then one promise record (op 7)
+ * per outstanding promise, then exactly one checkpoint-end record whose sequence is the last change
+ * included and whose count is the number of records before it. They are written to
  * `<name>.tmp`, synced, renamed over the old file and the directory is synced, so they are always
  * complete: any damage in them, at the tail too, is `WalCorruptError`. A `.tmp` file found at open is
  * an interrupted write and is removed.
@@ -100,12 +129,16 @@
  * 1. Remove `*.tmp` in the data dir and `snapshots/`.
  * 2. Load `storage.db` if present (its key id checked first); when it is missing, see 5.
  * 3. Replay `wal.log` frame by frame. A WAL shorter than its header is rewritten (nothing after a torn
- *    header was acknowledged). Within the WAL, sequences strictly increase (a purge repeats the sequence
- *    before it). A put or delete is applied only when it wins against the key's current state by the
- *    replica conflict rule (`compareReplicaEntries`: version, then timestamp, tombstone, value, owner),
- *    which every logged write obeyed when it was accepted; a purge removes the key. So WAL records
- *    already in `storage.db` (a crash between the checkpoint's rename and the WAL truncation) are
- *    harmless: replay reaches the same final state from the newer `storage.db`.
+ *    header was acknowledged). Within the WAL, sequences strictly increase (a purge or a promise repeats
+ *    the sequence before it). Records apply in log order: a put or delete becomes the key's state (the
+ *    WAL logs only states that were applied, in the order they were: ballots, not versions, ordered
+ *    them), a purge removes the key and its promise, a promise sets the key's promise, a put or delete
+ *    with a ballot clears it, and one without leaves it. So WAL records already in `storage.db` (a
+ *    crash between the checkpoint's rename and the WAL truncation) are harmless: each key ends on its
+ *    last record, which is what the newer `storage.db` holds. (Until ops 5-7, replay applied a state
+ *    only when it won by the conflict rule; on files written then, every logged state had won, so both
+ *    rules read them the same.) Once the files are read, a promise at or below its key's accepted
+ *    ballot (only after writes were lost, see 5) is dropped with a warning.
  * 4. A frame that is damaged (length past the end of the file, length out of range, CRC mismatch, or
  *    GCM authentication failure) is a **torn tail** when it is the last thing in the file: it runs past
  *    the end, ends exactly at the end, or only zero bytes follow it (a zero-filled tail). The file is
@@ -135,8 +168,9 @@
  * ## Checkpoint
  *
  * When the WAL grows past `walCheckpointBytes` (checked after each batch) and at close: WAL flushing
- * pauses, every visible entry is written to `storage.db` as above, then the WAL is truncated to its
- * header and synced, and flushing resumes.
+ * pauses, every visible entry and every durable outstanding promise is written to `storage.db` as above,
+ * then the WAL is truncated to its header and synced, and flushing resumes. A snapshot takes the entries
+ * and promises at one synchronous cut.
  *
  * ## Failpoints
  *
@@ -191,14 +225,20 @@ export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts
 export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
-export type {
-  ChangeEvent,
-  Entry,
-  ReplicaEntry,
-  ReplicaResult,
-  StoreOptions,
-  StoreStats,
-  WriteOptions,
+export {
+  type AcceptorState,
+  type Ballot,
+  ballotNodeBytesMax,
+  type ChangeEvent,
+  type ChangeSource,
+  compareBallots,
+  type Entry,
+  type ReplicaEntry,
+  type ReplicaResult,
+  type StoreOptions,
+  type StoreStats,
+  type WriteOptions,
+  zeroBallot,
 } from "./types.ts";
 export type { KeyState } from "./wal_record.ts";
 export { type BuildKeyModule, buildKeyModulePath, loadBuildEncryption } from "./build_key.ts";

@@ -1,7 +1,16 @@
 import { assert } from "../util/assert.ts";
 import { InvalidRequestError } from "../util/errors.ts";
-import type { Entry, ReplicaEntry } from "./types.ts";
-import { type DeleteRecord, type PutRecord, valueJsonOf } from "./wal_record.ts";
+import { utf8Length } from "../util/bytes.ts";
+import {
+  type Ballot,
+  ballotNodeBytesMax,
+  compareBallots,
+  type Entry,
+  type ReplicaEntry,
+  type ReplicaResult,
+  zeroBallot,
+} from "./types.ts";
+import { ballotField, type DeleteRecord, isZeroBallot, type PutRecord, valueJsonOf } from "./wal_record.ts";
 
 /** -1, 0 or 1 by UTF-16 code-unit order (what `<` on strings does). */
 function compareCodeUnits(left: string, right: string): number {
@@ -37,11 +46,15 @@ export function compareReplicaEntries(a: ReplicaEntry, b: ReplicaEntry): number 
   return compareCodeUnits(a.owner, b.owner);
 }
 
-/** The replica form of an index entry; the value's JSON is sliced out of `Entry.json`, never parsed. */
+/**
+ * The replica form of an index entry; the value's JSON is sliced out of `Entry.json`, never parsed. The
+ * ballot is included when it is not the zero ballot.
+ */
 export function replicaOfEntry(entry: Entry): ReplicaEntry {
   const { version, timestamp, owner } = entry;
-  if (entry.deleted) return { version, timestamp, owner, deleted: true };
-  return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry) };
+  const ballot = ballotField(entry.ballot);
+  if (entry.deleted) return { version, timestamp, owner, deleted: true, ...ballot };
+  return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry), ...ballot };
 }
 
 /** The record that writes a replica's state; its sequence (0 here) is set when it is queued. */
@@ -50,7 +63,14 @@ export function recordOfReplica(
 ): PutRecord | DeleteRecord {
   const { table, key, entry } = target;
   assertReplicaShape(entry);
-  const common = { sequence: 0, version: entry.version, timestamp: entry.timestamp, table, key };
+  const common = {
+    sequence: 0,
+    version: entry.version,
+    timestamp: entry.timestamp,
+    table,
+    key,
+    ...(entry.ballot === undefined ? {} : ballotField(entry.ballot)),
+  };
   if (entry.deleted) return { op: "delete", ...common, owner: entry.owner };
   assert(entry.valueJson !== undefined);
   return { op: "put", ...common, owner: entry.owner, valueJson: entry.valueJson };
@@ -80,6 +100,7 @@ export function checkReplicaEntry(entry: ReplicaEntry, options: { valueCodeUnits
   if (typeof deleted !== "boolean") {
     throw new InvalidRequestError("A replica's deleted flag is not a boolean");
   }
+  if (entry.ballot !== undefined) checkBallot(entry.ballot, "A replica's ballot");
   if (deleted) {
     if (valueJson !== undefined) throw new InvalidRequestError("A tombstone replica carries a value");
     return;
@@ -93,4 +114,73 @@ export function checkReplicaEntry(entry: ReplicaEntry, options: { valueCodeUnits
     );
   }
   if (!valueJson.isWellFormed()) throw new InvalidRequestError("A replica's value is not valid Unicode");
+}
+
+/**
+ * Checks a ballot received from a peer: a non-negative safe integer counter and a well-formed node id of
+ * at most {@linkcode ballotNodeBytesMax} UTF-8 bytes.
+ *
+ * @param subject names the ballot in the message, e.g. "A replica's ballot".
+ * @throws {InvalidRequestError} naming the violated rule.
+ */
+export function checkBallot(ballot: Ballot, subject: string): void {
+  if (typeof ballot !== "object" || ballot === null) {
+    throw new InvalidRequestError(`${subject} is not an object`);
+  }
+  const { counter, node } = ballot;
+  if (!Number.isSafeInteger(counter) || counter < 0) {
+    throw new InvalidRequestError(`${subject}'s counter must be a non-negative safe integer, got ${counter}`);
+  }
+  if (typeof node !== "string" || !node.isWellFormed()) {
+    throw new InvalidRequestError(`${subject}'s node is not valid Unicode`);
+  }
+  const nodeBytes = utf8Length(node);
+  if (nodeBytes > ballotNodeBytesMax) {
+    throw new InvalidRequestError(`${subject}'s node is ${nodeBytes} bytes, limit is ${ballotNodeBytesMax}`);
+  }
+}
+
+/** The next ballot of the same proposer, `(counter + 1, node)`: accepting `b` also promises it. */
+export function successorOf(ballot: Ballot): Ballot {
+  assert(Number.isSafeInteger(ballot.counter + 1), "a ballot counter stays a safe integer");
+  return { counter: ballot.counter + 1, node: ballot.node };
+}
+
+/** The larger of two ballots. */
+export function maxBallot(a: Ballot, b: Ballot): Ballot {
+  return compareBallots(a, b) >= 0 ? a : b;
+}
+
+/**
+ * Decides a replica's state (a Paxos accept arriving late) against the key's state and explicit promise:
+ * - at a ballot above the accepted one, it is applied when it is at least the key's effective promise,
+ *   `max(promise, successor of the accepted ballot)` (the accept rule of `src/cluster/DESIGN.md`: accepting
+ *   `b` also promised `(b.counter + 1, b.node)`), else it is stale;
+ * - at a ballot below the accepted one, it is stale;
+ * - at the same ballot, the same state is "identical"; a different one (possible only between legacy
+ *   states at the zero ballot) is applied when it wins by {@linkcode compareReplicaEntries} and is not
+ *   below the promise, and, when `strict` (legacy), only if it also moves the version forward.
+ */
+export function decideReplica(
+  options: { entry: Entry; current: Entry | undefined; promised: Ballot; strict: boolean },
+): ReplicaResult {
+  const { entry, current, promised } = options;
+  const accepted = current?.ballot ?? zeroBallot;
+  assert(Number.isSafeInteger(entry.ballot.counter));
+  if (!isZeroBallot(promised)) assert(compareBallots(promised, accepted) > 0, "a promise is above the state");
+  const order = compareBallots(entry.ballot, accepted);
+  if (order < 0) return "stale";
+  if (order > 0) {
+    // A peer may have had a state accepted at the largest counter: no ballot reaches its successor.
+    if (accepted.counter === Number.MAX_SAFE_INTEGER) return "stale";
+    const effectivePromise = maxBallot(promised, successorOf(accepted));
+    return compareBallots(entry.ballot, effectivePromise) >= 0 ? "applied" : "stale";
+  }
+  const belowPromise = compareBallots(entry.ballot, promised) < 0;
+  if (current === undefined) return belowPromise ? "stale" : "applied"; // a missing key at the zero ballot
+  const rule = compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current));
+  if (rule === 0) return "identical";
+  if (rule < 0 || belowPromise) return "stale";
+  if (options.strict && isZeroBallot(entry.ballot) && entry.version <= current.version) return "stale";
+  return "applied";
 }

@@ -2,6 +2,7 @@ import { assert } from "../util/assert.ts";
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
 import { isJsonObject, mergePatch } from "../util/json.ts";
 import {
+  type KeyPromise,
   listSnapshots,
   pruneSnapshots,
   readStateFile,
@@ -35,26 +36,41 @@ import {
 } from "./frame.ts";
 import { type Failpoints, inertFailpoints } from "./failpoints.ts";
 import { type FsFile, isNoSpaceError, privateDirPermissions, privateFilePermissions } from "./fs.ts";
-import { checkReplicaEntry, compareReplicaEntries, recordOfReplica, replicaOfEntry } from "./replica.ts";
-import type {
-  ChangeEvent,
-  Entry,
-  ReplicaEntry,
-  ReplicaResult,
-  StoreOptions,
-  StoreStats,
-  WriteOptions,
+import {
+  checkBallot,
+  checkReplicaEntry,
+  compareReplicaEntries,
+  decideReplica,
+  recordOfReplica,
+  replicaOfEntry,
+} from "./replica.ts";
+import {
+  type AcceptorState,
+  type Ballot,
+  type ChangeEvent,
+  compareBallots,
+  type Entry,
+  type ReplicaEntry,
+  type ReplicaResult,
+  type StoreOptions,
+  type StoreStats,
+  type WriteOptions,
+  zeroBallot,
 } from "./types.ts";
 import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
 import { VisibleIndex } from "./visible_index.ts";
 import {
+  ballotAt,
+  ballotBytesMax,
   checkRecordAt,
   type DeleteRecord,
   encodeRecord,
   type EntryHead,
   entryOf,
   entryOfEncoded,
+  isBallotStateOpCode,
+  isZeroBallot,
   type KeyState,
   opCodeOf,
   type PutRecord,
@@ -62,6 +78,7 @@ import {
   recordFixedBytes,
   sequenceAt,
   setRecordSequence,
+  tableAndKeyAt,
   valueJsonOf,
 } from "./wal_record.ts";
 
@@ -73,6 +90,9 @@ function octal(permissions: number): string {
   return `0${permissions.toString(8).padStart(3, "0")}`;
 }
 const purgeOpCode = opCodeOf("purge");
+const promiseOpCode = opCodeOf("promise");
+/** The part of a record's size limit that is not the request body: its fixed fields and largest ballot. */
+const recordOverheadBytes = recordFixedBytes + ballotBytesMax;
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
 /**
@@ -88,17 +108,20 @@ const settleTurnsMax = 64;
 const repairAttemptsMax = 3;
 
 /**
- * A write between acceptance and durability: a local write (version + 1), a replica's state (wins by
- * the conflict rule) or a purge (no entry, no change event).
+ * A write between acceptance and durability: a local write (version + 1, zero ballot), a Paxos accept, a
+ * replica's state (a delayed accept, decided by ballots), a purge or a promise (neither is a change: no
+ * sequence of its own, no change event).
  */
 interface PendingWrite {
   readonly encoded: Uint8Array;
   readonly table: string;
   readonly key: string;
   readonly sequence: number;
-  readonly kind: "local" | "replica" | "purge";
-  /** The key's new state; undefined for a purge. */
+  readonly kind: "local" | "accepted" | "replica" | "purge" | "promise";
+  /** The key's state after the write: the new one, the one it had for a promise, undefined after a purge. */
   readonly entry: Entry | undefined;
+  /** The key's explicit promise after the write; the zero ballot when none is outstanding. */
+  readonly promised: Ballot;
 }
 
 /** The newest pending write of a key, and the promise of its durability (rejected when it is dropped). */
@@ -132,6 +155,11 @@ export class Store {
   readonly #index = new VisibleIndex();
   /** Writes accepted but not yet durable, newest per key: sequences writes, never read by `get`. */
   readonly #pending = new Map<string, Map<string, PendingKey>>();
+  /**
+   * Durable explicit promises, by table and key, only while outstanding: an accept or an applied replica
+   * at or above one clears it, and so does a purge. Pending promises live in `#pending`.
+   */
+  readonly #promises = new Map<string, Map<string, Ballot>>();
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
   readonly #recordBytesMax: number;
   readonly #failpoints: Failpoints;
@@ -158,7 +186,7 @@ export class Store {
     this.#options = options;
     this.#failpoints = options.failpoints ?? inertFailpoints;
     this.#recordBytesMax = options.limits.requestBytesMax + 3 * options.limits.nameBytesMax +
-      recordFixedBytes;
+      recordOverheadBytes;
     assert(
       this.#recordBytesMax + walBatchBytesMax < framePlaintextBytesMax,
       "requestBytesMax is too large for one WAL frame",
@@ -272,11 +300,13 @@ export class Store {
         await this.#repairFile(error);
         repairCount += 1;
         this.#index.clear();
+        this.#promises.clear();
         this.#sequenceDurable = 0;
       }
     }
     // Recovery overwrote keys of earlier frames: move what is left of mostly dead pages.
     this.#index.compact();
+    this.#dropSupersededPromises();
     assert(this.#wal !== undefined);
     assert(Number.isSafeInteger(this.#sequenceDurable));
     this.#sequenceAccepted = this.#sequenceDurable;
@@ -293,6 +323,7 @@ export class Store {
     const { fs, logger } = this.#options;
     assert(this.#wal === undefined, "a failed attempt never opens the WAL for appends");
     assert(this.#index.tableCount === 0, "each attempt starts from an empty index");
+    assert(this.#promises.size === 0, "each attempt starts without promises");
     const base = await this.#loadBase();
     this.#sequenceDurable = base.sequence;
     const walExisted = await fs.stat(this.#walPath) !== undefined;
@@ -345,9 +376,11 @@ export class Store {
         if (!(error instanceof WalCorruptError)) throw error;
         logger.warn(`skipping a damaged snapshot: ${error.message}`, { file: path, offset: error.offset });
         this.#index.clear();
+        this.#promises.clear();
       }
     }
     assert(this.#index.tableCount === 0);
+    assert(this.#promises.size === 0);
     return { sequence: 0, source: undefined };
   }
 
@@ -358,7 +391,10 @@ export class Store {
    */
   async #readStateFile(path: string): Promise<StateFileSummary | undefined> {
     const { fs, encryption } = this.#options;
-    const queue = (frame: StateFrame) => this.#index.queueFrame(frame.records, frame.entryCount);
+    const queue = (frame: StateFrame) => {
+      this.#index.queueFrame(frame.records, frame.entryCount);
+      for (const { table, key, ballot } of frame.promises) this.#setDurablePromise(table, key, ballot);
+    };
     let summary: StateFileSummary | undefined;
     try {
       summary = await readStateFile({ fs, path, encryption }, queue);
@@ -460,22 +496,29 @@ export class Store {
     const scan = { file, path, sizeBytes: options.sizeBytes, encryption: this.#options.encryption };
     const result = await scanFrames({ ...scan, header: options.header }, (frame, offset) => {
       const { bytes } = frame;
+      const promiseRecords: Array<{ op: number; start: number; end: number }> = [];
       let recordOffset = 0;
       // Bounded: each step moves past one record, whose end decodeFramePlaintext checked.
       for (let index = 0; index < frame.count; index += 1) {
         const end = recordEndAt(bytes, recordOffset);
-        const { op, sequence } = checkWalRecord(bytes, { start: recordOffset + 4, end }, { path, offset });
-        // A purge is not a change: it carries the sequence of the last change before it.
-        const increases = op === purgeOpCode ? sequence >= lastSequence : sequence > lastSequence;
+        const start = recordOffset + 4;
+        const { op, sequence } = checkWalRecord(bytes, { start, end }, { path, offset });
+        // A purge or a promise is not a change: it carries the sequence of the last change before it.
+        const change = op !== purgeOpCode && op !== promiseOpCode;
+        const increases = change ? sequence > lastSequence : sequence >= lastSequence;
         if (!increases) {
           throw new WalCorruptError({ path, offset, reason: `sequence ${sequence} does not increase` });
         }
         lastSequence = sequence;
-        if (op !== purgeOpCode) firstSequence ??= sequence;
+        if (change) firstSequence ??= sequence;
+        if (op === promiseOpCode || op === purgeOpCode || isBallotStateOpCode(op)) {
+          promiseRecords.push({ op, start, end });
+        }
         recordOffset = end;
       }
       // Applied after the whole frame was checked (a damaged frame changes nothing), while the next is read.
       this.#index.queueFrame(frame, frame.count);
+      for (const { op, start, end } of promiseRecords) this.#replayPromise(op, { bytes, start, end });
     }).catch(async (error) => {
       await this.#index.loadQueued().catch(() => {}); // the read's error is the one to report
       throw error;
@@ -486,34 +529,132 @@ export class Store {
     return { result, firstSequence };
   }
 
+  /**
+   * What a replayed record does to its key's explicit promise, as it did when it was logged: a promise
+   * record sets it; a state with a ballot (an accept or an applied replica, each at or above the promise)
+   * and a purge clear it; a zero-ballot state leaves it. The last such record of a key decides, whatever
+   * base it is replayed over (see `#loadRecord` in `visible_index.ts`).
+   */
+  #replayPromise(op: number, span: { bytes: Uint8Array; start: number; end: number }): void {
+    if (op !== promiseOpCode && this.#promises.size === 0) return; // nothing to clear
+    const { table, key } = tableAndKeyAt(span);
+    assert(op === promiseOpCode || op === purgeOpCode || isBallotStateOpCode(op));
+    const ballot = op === promiseOpCode ? ballotAt(span) : zeroBallot;
+    if (op === promiseOpCode) assert(!isZeroBallot(ballot), "a promise record holds a ballot");
+    this.#setDurablePromise(table, key, ballot);
+  }
+
+  /**
+   * Records the key's durable explicit promise (the zero ballot clears it); returns whether one was
+   * outstanding before.
+   */
+  #setDurablePromise(table: string, key: string, ballot: Ballot): boolean {
+    if (this.#promises.size === 0 && isZeroBallot(ballot)) return false;
+    let byKey = this.#promises.get(table);
+    const outstanding = byKey?.has(key) ?? false;
+    if (isZeroBallot(ballot)) {
+      byKey?.delete(key);
+      if (byKey?.size === 0) this.#promises.delete(table);
+      return outstanding;
+    }
+    assert(Number.isSafeInteger(ballot.counter), "a promise's counter is a safe integer");
+    if (byKey === undefined) this.#promises.set(table, byKey = new Map());
+    byKey.set(key, ballot);
+    assert(byKey.get(key) === ballot);
+    return outstanding;
+  }
+
+  /** The key's explicit promise, a pending one included; the zero ballot when none is outstanding. */
+  #promisedOf(table: string, key: string): Ballot {
+    const pending = this.#pending.get(table)?.get(key);
+    if (pending !== undefined) return pending.write.promised;
+    if (this.#promises.size === 0) return zeroBallot;
+    return this.#promises.get(table)?.get(key) ?? zeroBallot;
+  }
+
+  /**
+   * Drops recovered promises at or below their key's accepted ballot. Replay never leaves one unless
+   * writes were lost between a snapshot and the WAL (a gap, logged): then a promise logged after the gap
+   * may meet a state from before it. Such a promise binds nothing the accepted ballot does not (an
+   * acceptor's effective promise is at least the successor of its accepted ballot), and every promise
+   * kept is above its key's accepted ballot, as when it was made.
+   */
+  #dropSupersededPromises(): void {
+    let droppedCount = 0;
+    const promises = this.#promiseList();
+    for (const { table, key, ballot } of promises) {
+      const accepted = this.#index.headOf(table, key)?.ballot ?? zeroBallot;
+      if (compareBallots(ballot, accepted) > 0) continue;
+      assert(this.#setDurablePromise(table, key, zeroBallot));
+      droppedCount += 1;
+    }
+    assert(this.#promiseList().length === promises.length - droppedCount);
+    if (droppedCount > 0) {
+      this.#options.logger.warn("dropped promises at or below their key's accepted ballot", { droppedCount });
+    }
+  }
+
+  /** Every durable outstanding promise, for a state file. */
+  #promiseList(): KeyPromise[] {
+    const promises: KeyPromise[] = [];
+    for (const [table, byKey] of this.#promises) {
+      for (const [key, ballot] of byKey) promises.push({ table, key, ballot });
+    }
+    return promises;
+  }
+
   /** Makes one durable write visible and takes it out of the overlay when it is still the key's newest. */
   #applyDurableWrite(write: PendingWrite): void {
-    if (write.kind === "purge") {
-      assert(write.entry === undefined);
+    const { table, key } = write;
+    if (write.kind === "purge" || write.kind === "promise") {
       assert(
         write.sequence === this.#sequenceDurable,
-        "a purge carries the sequence of the change before it",
+        "a purge or promise carries the last change's sequence",
       );
-      assert(this.#index.remove(write.table, write.key), "a purge is queued only for a present key");
-    } else {
-      assert(write.entry !== undefined);
-      assert(write.sequence === this.#sequenceDurable + 1, "batches must become durable in sequence order");
-      this.#sequenceDurable = write.sequence;
-      const { table, key, encoded } = write;
-      if (write.kind === "replica") {
-        const previous = this.#index.get(table, key);
-        if (previous !== undefined) {
-          assert(compareReplicaEntries(replicaOfEntry(write.entry), replicaOfEntry(previous)) > 0);
-        }
+      if (write.kind === "purge") {
+        assert(write.entry === undefined);
+        const removed = this.#index.remove(table, key);
+        const hadPromise = this.#setDurablePromise(table, key, zeroBallot);
+        assert(removed || hadPromise, "a purge is queued only for a key with a state or a promise");
+      } else {
+        const accepted = this.#index.headOf(table, key)?.ballot ?? zeroBallot;
+        assert(compareBallots(write.promised, accepted) > 0, "a promise is above the accepted ballot");
+        this.#setDurablePromise(table, key, write.promised);
       }
-      const replacedVersion = this.#index.applyRecord({ table, key, encoded, deleted: write.entry.deleted });
-      if (write.kind === "local") assert(write.entry.version === replacedVersion + 1);
+    } else {
+      this.#applyDurableChange(write);
     }
     const pendingTable = this.#pending.get(write.table);
     if (pendingTable?.get(write.key)?.write === write) {
       pendingTable.delete(write.key);
       if (pendingTable.size === 0) this.#pending.delete(write.table);
     }
+  }
+
+  /** Makes a durable change (a local write, an accept or a replica) the key's state. */
+  #applyDurableChange(write: PendingWrite): void {
+    const { table, key, encoded, entry } = write;
+    assert(entry !== undefined);
+    assert(write.sequence === this.#sequenceDurable + 1, "batches must become durable in sequence order");
+    this.#sequenceDurable = write.sequence;
+    if (write.kind !== "local") {
+      // Decided against the state before it in the same order, so it still holds against the index.
+      const previous = this.#index.headOf(table, key);
+      const order = compareBallots(entry.ballot, previous?.ballot ?? zeroBallot);
+      if (write.kind === "accepted") assert(order > 0, "an accept raises the key's ballot");
+      assert(order >= 0, "a replica never lowers the key's ballot");
+      if (order === 0 && previous !== undefined) {
+        const current = this.#index.get(table, key);
+        assert(current !== undefined);
+        assert(compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current)) > 0);
+      }
+    }
+    const replacedVersion = this.#index.applyRecord({ table, key, encoded, deleted: entry.deleted });
+    if (write.kind === "local") assert(entry.version === replacedVersion + 1);
+    if (write.kind !== "local") {
+      assert(isZeroBallot(write.promised), "a state at a ballot clears the promise");
+    }
+    this.#setDurablePromise(table, key, write.promised);
   }
 
   /** A batch is durable: make it visible, then tell listeners, in commit order. */
@@ -523,7 +664,9 @@ export class Store {
     assert(this.#sequenceDurable <= this.#sequenceAccepted);
     const listeners = [...this.#listeners];
     for (const write of writes) {
-      if (write.entry === undefined) continue; // a purge is not a change
+      // A purge or a promise is not a change.
+      if (write.kind === "purge" || write.kind === "promise") continue;
+      assert(write.entry !== undefined);
       const event: ChangeEvent = {
         kind: write.entry.deleted ? "Deleted" : "Updated",
         table: write.table,
@@ -531,6 +674,7 @@ export class Store {
         version: write.entry.version,
         sequence: write.sequence,
         json: write.entry.json,
+        source: write.kind,
       };
       for (const listener of listeners) this.#notify(listener, event);
     }
@@ -556,8 +700,8 @@ export class Store {
   }
 
   /**
-   * The state later writes are checked against: the newest pending write (undefined for a pending purge),
-   * else the visible entry.
+   * The state later writes are checked against: the newest pending write's (undefined for a pending purge,
+   * unchanged for a pending promise), else the visible entry.
    */
   #current(table: string, key: string): Entry | undefined {
     const pending = this.#pending.get(table)?.get(key);
@@ -647,26 +791,30 @@ export class Store {
     if (encoded.length > this.#recordBytesMax) {
       throw new PayloadTooLargeError(
         `Cannot write key "${key}" of table "${table}": its record is ${encoded.length} bytes, limit is ` +
-          `${this.#recordBytesMax} (requestBytesMax + 3 * nameBytesMax + ${recordFixedBytes})`,
+          `${this.#recordBytesMax} (requestBytesMax + 3 * nameBytesMax + ${recordOverheadBytes})`,
       );
     }
     // Built from the record's fields, not decoded back from its bytes (ten times the work).
     const entry = entryOf(record);
-    const durable = this.#enqueue({ encoded, table, key, kind: "local", entry }).then(() => entry);
+    // A plain local write is at the zero ballot and leaves the key's promise as it is.
+    const promised = this.#promisedOf(table, key);
+    const durable = this.#enqueue({ encoded, table, key, kind: "local", entry, promised }).then(() => entry);
     onAccepted?.(replicaOfEntry(entry));
     return durable;
   }
 
   /**
-   * Gives an encoded write its sequence (the next one for a change, the current one for a purge), makes it
-   * the key's newest pending state and queues it on the WAL; resolves once it is durable and visible.
+   * Gives an encoded write its sequence (the next one for a change, the current one for a purge or a
+   * promise), makes it the key's newest pending state and queues it on the WAL; resolves once it is
+   * durable and visible.
    */
   #enqueue(prepared: Omit<PendingWrite, "sequence">): Promise<void> {
+    const change = prepared.kind !== "purge" && prepared.kind !== "promise";
     if (prepared.kind === "purge") assert(prepared.entry === undefined);
-    if (prepared.kind !== "purge") assert(prepared.entry !== undefined);
-    const sequence = prepared.kind === "purge" ? this.#sequenceAccepted : this.#sequenceAccepted + 1;
+    if (change) assert(prepared.entry !== undefined);
+    const sequence = change ? this.#sequenceAccepted + 1 : this.#sequenceAccepted;
     assert(Number.isSafeInteger(sequence));
-    assert(sequence >= 1);
+    assert(sequence >= (change ? 1 : 0));
     setRecordSequence(prepared.encoded, sequence);
     this.#sequenceAccepted = sequence;
     const write: PendingWrite = { ...prepared, sequence };
@@ -755,12 +903,15 @@ export class Store {
   }
 
   /**
-   * Applies a replica's state durably if it wins against the key's current state by
-   * {@linkcode compareReplicaEntries}; a missing key is always won. It first waits for pending writes
-   * of the key, then compares, so a local write in flight is neither lost nor regressed. An applied
-   * state is published like a local write (same kind, version and json, next sequence), after its sync.
+   * Applies a replica's state durably when it wins against the key's acceptor state by
+   * {@linkcode decideReplica} (a Paxos accept arriving late: ballots decide; the conflict rule of
+   * {@linkcode compareReplicaEntries} orders only two states at one ballot, i.e. legacy zero-ballot ones).
+   * It first waits for pending writes of the key, then decides, so a local write in flight is neither lost
+   * nor regressed. An applied state is published with source "replica" (same kind, version and json as
+   * a local write, next sequence), after its sync; it clears the key's promise.
    *
-   * @returns "stale" when the current state wins, "identical" when it is the same; nothing is written then.
+   * @returns "stale" when the current state or promise wins, "identical" when it is the same state at the
+   *   same ballot; nothing is written then.
    * @throws {InvalidRequestError} when the entry breaks a rule of {@linkcode ReplicaEntry} or a limit.
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
@@ -776,10 +927,10 @@ export class Store {
    * when they fit one (`walBatchRecordsMax` records, 16 MiB). A key listed twice is compared against
    * its earlier item. Resolves once every applied item is durable.
    *
-   * A `strict` item (a coordinator's write) is also "stale" when it does not move the key's version
-   * forward, even if it would win by the conflict rule: it is a second writer of a version this node
-   * holds. That is decided, like the rule, against the state after pending writes settle, so a version
-   * still pending here counts.
+   * `strict` is legacy (the last-writer-wins coordinator's write) and counts only between two states at
+   * the zero ballot: such an item is also "stale" when it does not move the key's version forward, even
+   * if it would win by the conflict rule. That is decided against the state after pending writes settle,
+   * so a version still pending here counts.
    *
    * @returns "applied", "identical" or "stale" per item, in order.
    * @throws the errors of {@linkcode Store.applyReplica}.
@@ -799,6 +950,11 @@ export class Store {
     return results;
   }
 
+  /**
+   * Checks a replica's state and encodes its record.
+   *
+   * @throws {InvalidRequestError} when the names, the entry or the record's size break a rule.
+   */
   #prepareReplica(
     item: { table: string; key: string; entry: ReplicaEntry; strict?: boolean },
   ): PreparedReplica {
@@ -812,12 +968,13 @@ export class Store {
       throw new InvalidRequestError(
         `Cannot apply a replica of key "${key}" of table "${table}": ` +
           `its record is ${encoded.length} bytes, limit is ${this.#recordBytesMax} ` +
-          `(requestBytesMax + 3 * nameBytesMax + ${recordFixedBytes})`,
+          `(requestBytesMax + 3 * nameBytesMax + ${recordOverheadBytes})`,
       );
     }
     const entry = entryOfEncoded(encoded);
     assert(entry.version === item.entry.version);
     assert(entry.deleted === item.entry.deleted);
+    assert(compareBallots(entry.ballot, item.entry.ballot ?? zeroBallot) === 0, "the ballot round-trips");
     assert(replicaOfEntry(entry).valueJson === item.entry.valueJson, "the value must round-trip unparsed");
     return { table, key, encoded, entry, strict: item.strict === true };
   }
@@ -830,21 +987,107 @@ export class Store {
     const durable: Promise<void>[] = [];
     for (const { table, key, encoded, entry, strict } of prepared) {
       const current = this.#current(table, key);
-      const order = current === undefined
-        ? 1
-        : compareReplicaEntries(replicaOfEntry(entry), replicaOfEntry(current));
-      if (order <= 0) {
-        results.push(order === 0 ? "identical" : "stale");
-        continue;
-      }
-      if (strict && current !== undefined && entry.version <= current.version) {
-        results.push("stale");
-        continue;
-      }
-      durable.push(this.#enqueue({ encoded, table, key, kind: "replica", entry }));
-      results.push("applied");
+      const result = decideReplica({ entry, current, promised: this.#promisedOf(table, key), strict });
+      results.push(result);
+      if (result !== "applied") continue;
+      // Applied at or above the promise, which it supersedes.
+      durable.push(this.#enqueue({ encoded, table, key, kind: "replica", entry, promised: zeroBallot }));
     }
+    assert(results.length === prepared.length);
+    assert(durable.length <= results.length);
     return { results, durable };
+  }
+
+  /**
+   * The key's Paxos acceptor state, seeing pending writes and promises: what a `promise` or `accept`
+   * queued in this same turn is included.
+   */
+  acceptorOf(table: string, key: string): AcceptorState {
+    const current = this.#current(table, key);
+    const promised = this.#promisedOf(table, key);
+    const accepted = current?.ballot ?? zeroBallot;
+    if (!isZeroBallot(promised)) {
+      assert(compareBallots(promised, accepted) > 0, "an outstanding promise is above the accepted ballot");
+    }
+    return { promised, accepted, entry: current === undefined ? undefined : replicaOfEntry(current) };
+  }
+
+  /**
+   * Promises `ballot` for the key (Paxos phase 1): queued in this turn, so a later `acceptorOf` sees it,
+   * and resolved once durable. The caller checked, in this same turn, that `ballot` is above the key's
+   * promise and accepted ballot. Not a change: no sequence, no change event. A key need not hold a state.
+   *
+   * Every check throws synchronously, before anything is queued, so a caller that goes on to read
+   * `acceptorOf` in the same turn never sees a promise that was refused; the promise returned rejects
+   * only when the batch fails.
+   *
+   * @throws {AssertionError} when `ballot` is not above both (a bug of the caller).
+   * @throws {InvalidRequestError} when the names or the ballot break a rule.
+   * @throws {StoreClosedError} @throws {StorageFailedError} when the store is closed or failed before.
+   * @returns a promise that rejects with {@linkcode StorageFailedError} or {@linkcode StorageFullError}
+   *   when its batch fails.
+   */
+  promise(table: string, key: string, ballot: Ballot): Promise<void> {
+    this.#checkWritable("promise");
+    this.#checkName("table", table);
+    this.#checkName("key", key);
+    checkBallot(ballot, "A promise's ballot");
+    const current = this.#current(table, key);
+    const promised = this.#promisedOf(table, key);
+    assert(compareBallots(ballot, promised) > 0, "a promise is above the key's promise");
+    assert(
+      compareBallots(ballot, current?.ballot ?? zeroBallot) > 0,
+      "a promise is above the accepted ballot",
+    );
+    const own: Ballot = Object.freeze({ counter: ballot.counter, node: ballot.node });
+    const timestamp = this.#options.clock.nowMs();
+    const encoded = encodeRecord({ op: "promise", sequence: 0, timestamp, table, key, ballot: own });
+    return this.#enqueue({ encoded, table, key, kind: "promise", entry: current, promised: own });
+  }
+
+  /**
+   * Accepts `entry` as the key's state at `ballot` (Paxos phase 2): checked like a replica, queued in this
+   * turn (a later `acceptorOf` sees it), given the next change sequence, and resolved with its `Entry`
+   * once durable. It clears the key's promise and is published with source "accepted". `entry.ballot` is
+   * ignored: the state is accepted at `ballot`. The caller checked, in this same turn, that `ballot` is at
+   * least the key's promise and above its accepted ballot.
+   *
+   * Every check throws synchronously, before anything is queued, as for {@linkcode Store.promise}.
+   *
+   * @throws {AssertionError} when `ballot` breaks that rule (a bug of the caller).
+   * @throws {InvalidRequestError} when the names, the ballot or the entry break a rule or a limit.
+   * @throws {StoreClosedError} @throws {StorageFailedError} when the store is closed or failed before.
+   * @returns a promise of the accepted `Entry` that rejects with {@linkcode StorageFailedError} or
+   *   {@linkcode StorageFullError} when its batch fails.
+   */
+  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<Entry> {
+    this.#checkWritable("accept");
+    checkBallot(ballot, "An accept's ballot");
+    const own: Ballot = Object.freeze({ counter: ballot.counter, node: ballot.node });
+    const prepared = this.#prepareReplica({ table, key, entry: { ...entry, ballot: own } });
+    const promised = this.#promisedOf(table, key);
+    const accepted = this.#currentHead(table, key)?.ballot ?? zeroBallot;
+    assert(compareBallots(own, promised) >= 0, "an accept is at or above the key's promise");
+    assert(compareBallots(own, accepted) > 0, "an accept is above the key's accepted ballot");
+    const { encoded, entry: accepting } = prepared;
+    const durable = this.#enqueue({
+      encoded,
+      table,
+      key,
+      kind: "accepted",
+      entry: accepting,
+      promised: zeroBallot,
+    });
+    return durable.then(() => accepting);
+  }
+
+  /**
+   * The `Entry` (reader's view) `entry` would be as the key's state, without writing anything.
+   *
+   * @throws {InvalidRequestError} when the names or the entry break a rule or a limit.
+   */
+  viewOf(table: string, key: string, entry: ReplicaEntry): Entry {
+    return this.#prepareReplica({ table, key, entry }).entry;
   }
 
   /**
@@ -900,8 +1143,9 @@ export class Store {
 
   /**
    * Drops a key from this node without leaving a tombstone, durably (a `purge` WAL record), once its
-   * pending writes are settled: for a key that no longer belongs to this node. No change event is
-   * published and no sequence is taken. A key this node does not hold is left alone.
+   * pending writes are settled: for a key that no longer belongs to this node. Its explicit promise goes
+   * with it: this node is no longer its acceptor. No change event is published and no sequence is taken.
+   * A key this node holds neither a state nor a promise of is left alone.
    *
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
@@ -911,10 +1155,10 @@ export class Store {
     const operation = "purge";
     this.#checkWritable(operation);
     const durable = await this.#afterSettled({ targets: [{ table, key }], operation }, () => {
-      if (this.#current(table, key) === undefined) return [];
+      if (this.#current(table, key) === undefined && isZeroBallot(this.#promisedOf(table, key))) return [];
       const timestamp = this.#options.clock.nowMs();
       const encoded = encodeRecord({ op: "purge", sequence: 0, timestamp, table, key });
-      return [this.#enqueue({ encoded, table, key, kind: "purge", entry: undefined })];
+      return [this.#enqueue({ encoded, table, key, kind: "purge", entry: undefined, promised: zeroBallot })];
     });
     await Promise.all(durable);
   }
@@ -970,6 +1214,7 @@ export class Store {
           path,
           encryption: this.#options.encryption,
           cut: this.#index.cut(),
+          promises: this.#promiseList(),
           sequence,
           timestamp: this.#options.clock.nowMs(),
           failpoints: {
@@ -1027,8 +1272,9 @@ export class Store {
   }
 
   async #writeSnapshot(): Promise<string> {
-    // The cut is taken synchronously, so writes go on while it is written.
+    // The cut (with the promises durable at it) is taken synchronously, so writes go on while it is written.
     const cut = this.#index.cut();
+    const promises = this.#promiseList();
     const sequence = this.#sequenceDurable;
     const timestampMs = Math.max(this.#options.clock.nowMs(), this.#lastSnapshotMs + 1);
     this.#lastSnapshotMs = timestampMs;
@@ -1040,6 +1286,7 @@ export class Store {
         path,
         encryption,
         cut,
+        promises,
         sequence,
         timestamp: timestampMs,
         failpoints: { points: this.#failpoints, beforeRename: "snapshot.beforeRename" },
@@ -1132,7 +1379,10 @@ export class Store {
   }
 }
 
-/** Checks a WAL record (a put, delete or purge) in `bytes[start, end)`; returns its op code and sequence. */
+/**
+ * Checks a WAL record (a put or delete with or without a ballot, a purge or a promise) in
+ * `bytes[start, end)`; returns its op code and sequence.
+ */
 function checkWalRecord(
   bytes: Uint8Array,
   record: { start: number; end: number },
@@ -1149,6 +1399,9 @@ function checkWalRecord(
     throw new WalCorruptError({ ...at, reason: "checkpoint record in the WAL" });
   }
   const sequence = sequenceAt(bytes, record.start);
-  if (sequence < 1) throw new WalCorruptError({ ...at, reason: "record without a sequence" });
+  // A promise made before any change carries sequence 0: it is not a change.
+  if (sequence < 1 && op !== promiseOpCode) {
+    throw new WalCorruptError({ ...at, reason: "record without a sequence" });
+  }
   return { op, sequence };
 }

@@ -6,6 +6,33 @@ import type { Logger } from "../util/log.ts";
 import type { Failpoints } from "./failpoints.ts";
 import type { Fs } from "./fs.ts";
 
+/**
+ * A Paxos ballot: ordered by counter, then by node id (plain JS string `<` order). A proposer uses only
+ * ballots with its own node id, so two proposers never share one.
+ */
+export interface Ballot {
+  /** A non-negative safe integer. */
+  readonly counter: number;
+  /** The proposer's member id (`host:port`), at most {@linkcode ballotNodeBytesMax} UTF-8 bytes. */
+  readonly node: string;
+}
+
+/**
+ * Longest node id of a ballot, in UTF-8 bytes: member ids are `host:port`, and a DNS name is at most 253
+ * characters. Every record's size limit counts it (see `mod.ts`, "Record").
+ */
+export const ballotNodeBytesMax = 300;
+
+/** The ballot below every other: of records written before ballots existed and of plain local writes. */
+export const zeroBallot: Ballot = Object.freeze({ counter: 0, node: "" });
+
+/** Negative, zero or positive as `a` is below, equal to or above `b`: by counter, then by node id. */
+export function compareBallots(a: Ballot, b: Ballot): number {
+  if (a.counter !== b.counter) return a.counter < b.counter ? -1 : 1;
+  if (a.node === b.node) return 0;
+  return a.node < b.node ? -1 : 1;
+}
+
 /** The current state of one key in the index: a live value or a tombstone. */
 export interface Entry {
   readonly version: number;
@@ -14,6 +41,8 @@ export interface Entry {
   /** The user who created the key (for a tombstone: the owner at deletion). */
   readonly owner: string;
   readonly deleted: boolean;
+  /** The ballot this state was accepted at; {@linkcode zeroBallot} for plain local writes and old records. */
+  readonly ballot: Ballot;
   /**
    * The bytes a reader gets, decoded from the key's record without parsing the value.
    * Live: the VersionedValue, `{"value":...,"version":n,"timestamp":t,"owner":"o"}`.
@@ -21,6 +50,12 @@ export interface Entry {
    */
   readonly json: string;
 }
+
+/**
+ * Where a change came from: a local `put`/`patch`/`delete`, a Paxos `accept`, or a replica's state
+ * applied by `applyReplicas` (a delayed accept).
+ */
+export type ChangeSource = "local" | "accepted" | "replica";
 
 /** One durable change, published in commit order after its WAL record is synced. */
 export interface ChangeEvent {
@@ -32,6 +67,8 @@ export interface ChangeEvent {
   readonly sequence: number;
   /** `Entry.json` of the new state. */
   readonly json: string;
+  /** What made the change: which of them to publish is decided outside the store. */
+  readonly source: ChangeSource;
 }
 
 /** Conditions and identity of a write. */
@@ -103,10 +140,22 @@ export interface ReplicaEntry {
   deleted: boolean;
   /** The value's JSON, exactly as the coordinator serialized it; only for a live value. */
   valueJson?: string;
+  /** The ballot the state was accepted at; absent means {@linkcode zeroBallot}. */
+  ballot?: Ballot;
+}
+
+/** A key's Paxos acceptor state on this node, writes and promises still pending included. */
+export interface AcceptorState {
+  /** The key's explicit promise; {@linkcode zeroBallot} when none is outstanding. */
+  promised: Ballot;
+  /** The ballot of the key's current state; {@linkcode zeroBallot} when it has none. */
+  accepted: Ballot;
+  /** The key's current state (a tombstone included), or undefined when this node holds none. */
+  entry: ReplicaEntry | undefined;
 }
 
 /**
  * What applying a replica did: `applied` (it won and is durable), `identical` (this node already holds
- * exactly that state) or `stale` (this node holds a state that wins over it).
+ * exactly that state at that ballot) or `stale` (this node holds a state, or a promise, that wins over it).
  */
 export type ReplicaResult = "applied" | "identical" | "stale";

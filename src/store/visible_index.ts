@@ -2,12 +2,13 @@ import { assert } from "../util/assert.ts";
 import { type FrameRecords, recordEndAt } from "./frame.ts";
 import { hashKeyBytes, KeyTable } from "./key_table.ts";
 import { type Page, type PagesView, RecordPages, type RecordSpan } from "./record_pages.ts";
-import { compareReplicaEntries, replicaOfEntry } from "./replica.ts";
 import type { Entry } from "./types.ts";
 import {
   entryAt,
   type EntryHead,
   headAt,
+  isDeleteOpCode,
+  isStateOpCode,
   keyAt,
   keyFieldAt,
   type KeyState,
@@ -41,7 +42,6 @@ export interface IndexCut {
   readonly pages: PagesView;
 }
 
-const deleteOpCode = opCodeOf("delete");
 /**
  * Entries decoded by `get`/`getLive` that are kept, by record address: a read of a hot key then skips
  * decoding its record (about a fifth of a GET's JavaScript time). Bounded by count and by the code units of
@@ -52,6 +52,7 @@ const decodedCharsMax = 2 << 20;
 /** A larger entry is decoded at each read, never kept. */
 const decodedEntryCharsMax = 16 << 10;
 const purgeOpCode = opCodeOf("purge");
+const promiseOpCode = opCodeOf("promise");
 
 /**
  * The visible state of a store: every key's current record, durable writes only. The records stay in
@@ -111,7 +112,7 @@ export class VisibleIndex {
   getLive(table: string, key: string): Entry | undefined {
     const address = this.#addressOf(table, key);
     if (address === undefined) return undefined;
-    return this.#pages.opAt(address) === deleteOpCode ? undefined : this.#entryAt(address);
+    return isDeleteOpCode(this.#pages.opAt(address)) ? undefined : this.#entryAt(address);
   }
 
   /** The entry of the record at `address`, decoded once while its page is held (see `dropCount`). */
@@ -151,9 +152,10 @@ export class VisibleIndex {
 
   /**
    * Indexes the first `entryCount` records of a frame read from a file, each checked before (see
-   * `checkRecordAt`), in order: a put or delete when it wins against the key's current record by the
-   * replica conflict rule, a purge by removing the key. Records after them (a checkpoint end) are not
-   * indexed. The frame's bytes become a page as they are, without a copy.
+   * `checkRecordAt`), in order: a put or delete replaces the key's current record (the last record of a
+   * key wins, as it did when it was written), a purge removes the key, a promise is skipped (the store
+   * keeps promises). Records after them (a checkpoint end) are not indexed. The frame's bytes become a
+   * page as they are, without a copy.
    */
   loadFrame(frame: FrameRecords, entryCount: number): void {
     assert(entryCount <= frame.count);
@@ -170,7 +172,7 @@ export class VisibleIndex {
       if (bytes[start] === purgeOpCode) {
         this.remove(name, keyAt(bytes, keyField));
         state = undefined; // the table may have gone with its last key
-      } else {
+      } else if (bytes[start] !== promiseOpCode) {
         if (state === undefined || name !== table) {
           table = name;
           state = this.#tableFor(table);
@@ -183,8 +185,11 @@ export class VisibleIndex {
   }
 
   /**
-   * Indexes the put or delete record whose length prefix is at `offset` of a page being adopted, when
-   * it wins against the key's current record.
+   * Indexes the put or delete record whose length prefix is at `offset` of a page being adopted: it
+   * replaces the key's current record. Replay needs no conflict rule: the WAL logs only states that were
+   * applied, in the order they were, and a state file holds each key once. WAL records a newer
+   * `storage.db` already holds (a crash between its rename and the WAL truncation) are replayed up to
+   * the key's last one, which is the state `storage.db` holds.
    */
   #loadRecord(state: TableState, page: Page, offset: number): void {
     const { bytes } = page;
@@ -194,7 +199,7 @@ export class VisibleIndex {
     const hash = hashKeyBytes(bytes, keyField + 4, keyEnd);
     state.keys.reserve();
     const slot = state.keys.findBytes(hash, bytes, keyField + 4, keyEnd);
-    const deleted = bytes[start] === deleteOpCode;
+    const deleted = isDeleteOpCode(bytes[start]!);
     const address = this.#pages.addressIn(page, offset);
     if (slot < 0) {
       state.keys.insertAt(-1 - slot, hash, address);
@@ -202,7 +207,6 @@ export class VisibleIndex {
       this.#added(state, deleted);
     } else {
       const current = state.keys.addressAt(slot);
-      if (!this.#wins({ bytes, start, end: recordEndAt(bytes, offset) }, current)) return;
       state.keys.replaceAt(slot, address);
       this.#replaced(state, current, deleted);
     }
@@ -265,7 +269,7 @@ export class VisibleIndex {
 
   /** Bookkeeping of a key whose record at `previous` was just replaced. */
   #replaced(state: TableState, previous: number, deleted: boolean): void {
-    if (this.#pages.opAt(previous) !== deleteOpCode) state.liveCount -= 1;
+    if (!isDeleteOpCode(this.#pages.opAt(previous))) state.liveCount -= 1;
     this.#pages.release(previous);
     if (!deleted) state.liveCount += 1;
     assert(state.liveCount >= 0);
@@ -282,7 +286,7 @@ export class VisibleIndex {
     const slot = state.keys.findString(key);
     if (slot < 0) return false;
     const previous = state.keys.addressAt(slot);
-    if (this.#pages.opAt(previous) !== deleteOpCode) state.liveCount -= 1;
+    if (!isDeleteOpCode(this.#pages.opAt(previous))) state.liveCount -= 1;
     this.#pages.release(previous);
     state.keys.deleteAt(slot);
     if (state.sortedKeys !== undefined) state.purgedKeys.add(key);
@@ -373,7 +377,7 @@ export class VisibleIndex {
       const slot = state.keys.findString(key);
       if (slot < 0) continue;
       const span = this.#pages.recordAt(state.keys.addressAt(slot));
-      if (span.bytes[span.start] === deleteOpCode) continue;
+      if (isDeleteOpCode(span.bytes[span.start]!)) continue;
       count += 1;
       yield [key, entryAt(span)];
     }
@@ -412,20 +416,10 @@ export class VisibleIndex {
     return state;
   }
 
-  /** True when `record` wins against the record at `current`: the higher version, else the full rule. */
-  #wins(record: RecordSpan, current: number): boolean {
-    const currentSpan = this.#pages.recordAt(current);
-    const version = versionAt(record);
-    const currentVersion = versionAt(currentSpan);
-    if (version !== currentVersion) return version > currentVersion;
-    return compareReplicaEntries(replicaOfEntry(entryAt(record)), replicaOfEntry(entryAt(currentSpan))) > 0;
-  }
-
   #compactPage(page: Page): void {
     for (const { address, span } of this.#pages.records(page)) {
       const { bytes, start } = span;
-      const op = bytes[start]!;
-      if (op !== deleteOpCode && op !== opCodeOf("put")) continue;
+      if (!isStateOpCode(bytes[start]!)) continue;
       const keyField = keyFieldAt(bytes, start);
       const keys = this.#tables.get(tableNameAt(bytes, start, keyField))?.keys;
       if (keys === undefined) continue;

@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 import type { RecordSpan } from "./record_pages.ts";
-import type { Entry } from "./types.ts";
+import { type Ballot, ballotNodeBytesMax, type Entry, zeroBallot } from "./types.ts";
 import { utf8Length } from "../util/bytes.ts";
 import { crc32 } from "../util/crc32.ts";
 
@@ -16,6 +16,8 @@ export interface PutRecord {
   readonly owner: string;
   /** The value, serialized once at write time. */
   readonly valueJson: string;
+  /** The ballot the state was accepted at; absent (or zero) for a plain local write. */
+  readonly ballot?: Ballot;
 }
 
 /** A delete: the key becomes a tombstone that keeps its version. */
@@ -27,6 +29,8 @@ export interface DeleteRecord {
   readonly table: string;
   readonly key: string;
   readonly owner: string;
+  /** The ballot the tombstone was accepted at; absent (or zero) for a plain local delete. */
+  readonly ballot?: Ballot;
 }
 
 /**
@@ -41,7 +45,21 @@ export interface PurgeRecord {
   readonly key: string;
 }
 
-/** The last record of `storage.db` and of a snapshot: the store's sequence and the entry count before it. */
+/**
+ * A Paxos promise of a key (its acceptor will accept nothing below `ballot`). Not a change: like a purge
+ * it carries the sequence of the last change before it. `storage.db` and snapshots hold the outstanding ones.
+ */
+export interface PromiseRecord {
+  readonly op: "promise";
+  readonly sequence: number;
+  readonly timestamp: number;
+  readonly table: string;
+  readonly key: string;
+  /** Never the zero ballot. */
+  readonly ballot: Ballot;
+}
+
+/** The last record of `storage.db` and of a snapshot: the store's sequence and the record count before it. */
 export interface CheckpointEndRecord {
   readonly op: "checkpointEnd";
   readonly sequence: number;
@@ -50,13 +68,36 @@ export interface CheckpointEndRecord {
 }
 
 /** One record of a WAL batch or a state file; the binary layout is specified in `mod.ts`. */
-export type WalRecord = PutRecord | DeleteRecord | PurgeRecord | CheckpointEndRecord;
+export type WalRecord = PutRecord | DeleteRecord | PurgeRecord | CheckpointEndRecord | PromiseRecord;
 
-const opCodes = { put: 1, delete: 2, checkpointEnd: 3, purge: 4 } as const;
-const opNames = [undefined, "put", "delete", "checkpointEnd", "purge"] as const;
+/**
+ * The op code of each kind of record. A put or delete accepted at a non-zero ballot takes its own code
+ * (5, 6) with the ballot appended; at the zero ballot it keeps the layout of 1 and 2, byte for byte.
+ */
+const opCodes = {
+  put: 1,
+  delete: 2,
+  checkpointEnd: 3,
+  purge: 4,
+  putWithBallot: 5,
+  deleteWithBallot: 6,
+  promise: 7,
+} as const;
+/** The kind of record of each op code: a put or delete with or without a ballot is a put or a delete. */
+const opNames = [undefined, "put", "delete", "checkpointEnd", "purge", "put", "delete", "promise"] as const;
+/** The op codes of records that end with a ballot. */
+const ballotOpCodes: ReadonlySet<number> = new Set([
+  opCodes.putWithBallot,
+  opCodes.deleteWithBallot,
+  opCodes.promise,
+]);
 
 /** Bytes of the fixed part of a record: op, sequence, version, timestamp, three string lengths. */
 export const recordFixedBytes = 1 + 8 * 3 + 4 * 3;
+/** Bytes of a ballot's fixed part at the end of a record: its u64 counter and the u32 length of its node. */
+export const ballotFixedBytes = 8 + 4;
+/** Largest ballot at the end of a record; every record's size limit counts it. */
+export const ballotBytesMax = ballotFixedBytes + ballotNodeBytesMax;
 
 /** A record's bytes do not follow the layout. The caller names the file and offset. */
 export class RecordDecodeError extends Error {
@@ -87,18 +128,48 @@ function writeUtf8(text: string, bytes: Uint8Array, offset: number): number {
   return at - offset;
 }
 
-/** Encodes one record (without its length prefix) into one exactly sized buffer. */
+/** True for the zero ballot, however it is spelled. */
+export function isZeroBallot(ballot: Ballot): boolean {
+  return ballot.counter === 0 && ballot.node === "";
+}
+
+/** The ballot a record ends with, or undefined when it has none (a zero ballot is never written). */
+function ballotToWrite(record: WalRecord): Ballot | undefined {
+  if (record.op === "promise") {
+    assert(!isZeroBallot(record.ballot), "a promise is never of the zero ballot");
+    return record.ballot;
+  }
+  if (record.op !== "put" && record.op !== "delete") return undefined;
+  return record.ballot === undefined || isZeroBallot(record.ballot) ? undefined : record.ballot;
+}
+
+/** The op code of `record`: a put or delete with a ballot takes its own. */
+function opCodeOfRecord(record: WalRecord, ballot: Ballot | undefined): number {
+  if (ballot === undefined) return opCodes[record.op];
+  if (record.op === "put") return opCodes.putWithBallot;
+  if (record.op === "delete") return opCodes.deleteWithBallot;
+  assert(record.op === "promise");
+  return opCodes.promise;
+}
+
+/**
+ * Encodes one record (without its length prefix) into one exactly sized buffer; a record with a ballot
+ * ends with it: u64 counter, the node's UTF-8, then its u32 length.
+ */
 export function encodeRecord(record: WalRecord): Uint8Array {
   const hasKey = record.op !== "checkpointEnd";
   const hasOwner = record.op === "put" || record.op === "delete";
   const strings = [hasKey ? record.table : "", hasKey ? record.key : "", hasOwner ? record.owner : ""];
   const value = record.op === "put" ? record.valueJson : "";
   const count = record.op === "checkpointEnd" ? record.entryCount : hasOwner ? record.version : 0;
-  let size = recordFixedBytes + utf8Length(value);
+  const ballot = ballotToWrite(record);
+  const nodeBytes = ballot === undefined ? 0 : utf8Length(ballot.node);
+  assert(nodeBytes <= ballotNodeBytesMax, "a ballot's node id fits its limit");
+  let size = recordFixedBytes + utf8Length(value) + (ballot === undefined ? 0 : ballotFixedBytes + nodeBytes);
   for (const text of strings) size += utf8Length(text);
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
-  view.setUint8(0, opCodes[record.op]);
+  view.setUint8(0, opCodeOfRecord(record, ballot));
   setUint64(view, 1, record.sequence);
   setUint64(view, 9, count);
   setUint64(view, 17, record.timestamp);
@@ -109,6 +180,12 @@ export function encodeRecord(record: WalRecord): Uint8Array {
     offset += 4 + written;
   }
   offset += writeUtf8(value, bytes, offset);
+  if (ballot !== undefined) {
+    setUint64(view, offset, ballot.counter);
+    offset += 8 + writeUtf8(ballot.node, bytes, offset + 8);
+    view.setUint32(offset, nodeBytes);
+    offset += 4;
+  }
   assert(offset === bytes.length, "record size mismatch");
   return bytes;
 }
@@ -202,15 +279,19 @@ function u64At(bytes: Uint8Array, offset: number, start: number): number {
 interface RecordLayout {
   readonly op: WalRecord["op"];
   readonly sequence: number;
-  /** The version; for op 3 the entry count; for op 4 zero. */
+  /** The version; for op 3 the record count; for ops 4 and 7 zero. */
   readonly count: number;
   readonly timestamp: number;
   /** Where the table's length prefix starts; the key's and the owner's follow. */
   readonly tableStart: number;
   readonly keyStart: number;
   readonly ownerStart: number;
-  /** The end of the owner, where a put's value starts; it runs to the end of the record. */
+  /** The end of the owner, where a put's value starts. */
   readonly valueStart: number;
+  /** Where the value ends: where the ballot starts in a record with one (ops 5-7), else the record's end. */
+  readonly valueEnd: number;
+  /** The ballot's counter; 0 in a record without a ballot. */
+  readonly ballotCounter: number;
 }
 
 function stringEnd(bytes: Uint8Array, offset: number, end: number): number {
@@ -218,6 +299,22 @@ function stringEnd(bytes: Uint8Array, offset: number, end: number): number {
   const stringEnd = offset + 4 + u32At(bytes, offset);
   if (stringEnd > end) throw new RecordDecodeError("record ends inside a string");
   return stringEnd;
+}
+
+/**
+ * Where the ballot at the end of the record `bytes[?, end)` starts, its value (or owner) ending at
+ * `valueStart`: the node's u32 length is the last field, so the ballot is found from the end.
+ */
+function ballotStartOf(bytes: Uint8Array, valueStart: number, end: number): number {
+  if (end - valueStart < ballotFixedBytes) throw new RecordDecodeError("record ends inside its ballot");
+  const nodeBytes = u32At(bytes, end - 4);
+  if (nodeBytes > ballotNodeBytesMax) {
+    throw new RecordDecodeError(`ballot node of ${nodeBytes} bytes, limit is ${ballotNodeBytesMax}`);
+  }
+  if (nodeBytes > end - valueStart - ballotFixedBytes) {
+    throw new RecordDecodeError("ballot node runs into the fields before it");
+  }
+  return end - ballotFixedBytes - nodeBytes;
 }
 
 /**
@@ -229,8 +326,9 @@ function readLayout(bytes: Uint8Array, start: number, end: number): RecordLayout
   if (end - start < recordFixedBytes) {
     throw new RecordDecodeError(`record of ${end - start} bytes is too short`);
   }
-  const op = opNames[bytes[start]!];
-  if (op === undefined) throw new RecordDecodeError(`unknown record op ${bytes[start]}`);
+  const code = bytes[start]!;
+  const op = opNames[code];
+  if (op === undefined) throw new RecordDecodeError(`unknown record op ${code}`);
   const sequence = u64At(bytes, start + 1, start);
   const count = u64At(bytes, start + 9, start);
   const timestamp = u64At(bytes, start + 17, start);
@@ -238,26 +336,65 @@ function readLayout(bytes: Uint8Array, start: number, end: number): RecordLayout
   const keyStart = stringEnd(bytes, tableStart, end);
   const ownerStart = stringEnd(bytes, keyStart, end);
   const valueStart = stringEnd(bytes, ownerStart, end);
-  const layout = { op, sequence, count, timestamp, tableStart, keyStart, ownerStart, valueStart };
+  let valueEnd = end;
+  let ballotCounter = 0;
+  if (ballotOpCodes.has(code)) {
+    valueEnd = ballotStartOf(bytes, valueStart, end);
+    ballotCounter = u64At(bytes, valueEnd, start);
+    if (ballotCounter === 0 && valueEnd + ballotFixedBytes === end) {
+      throw new RecordDecodeError(`record op ${code} holds the zero ballot`);
+    }
+  }
+  const layout = {
+    op,
+    sequence,
+    count,
+    timestamp,
+    tableStart,
+    keyStart,
+    ownerStart,
+    valueStart,
+    valueEnd,
+    ballotCounter,
+  };
   checkLayout(layout, end);
   return layout;
 }
 
 function checkLayout(layout: RecordLayout, end: number): void {
-  const { op, count, valueStart } = layout;
+  const { op, count, valueStart, valueEnd } = layout;
   if (op === "checkpointEnd") {
     if (valueStart !== end) throw new RecordDecodeError("checkpointEnd record has trailing bytes");
     return;
   }
-  if (op === "purge") {
-    if (count !== 0) throw new RecordDecodeError("purge record has a version");
-    if (valueStart !== layout.ownerStart + 4) throw new RecordDecodeError("purge record has an owner");
-    if (valueStart !== end) throw new RecordDecodeError("purge record has trailing bytes");
+  if (op === "purge" || op === "promise") {
+    if (count !== 0) throw new RecordDecodeError(`${op} record has a version`);
+    if (valueStart !== layout.ownerStart + 4) throw new RecordDecodeError(`${op} record has an owner`);
+    if (valueStart !== valueEnd) throw new RecordDecodeError(`${op} record has trailing bytes`);
     return;
   }
   if (count < 1) throw new RecordDecodeError("entry record has version 0");
-  if (op === "delete" && valueStart !== end) throw new RecordDecodeError("delete record has trailing bytes");
-  if (op === "put" && valueStart === end) throw new RecordDecodeError("put record has no value");
+  if (op === "delete" && valueStart !== valueEnd) {
+    throw new RecordDecodeError("delete record has trailing bytes");
+  }
+  if (op === "put" && valueStart === valueEnd) throw new RecordDecodeError("put record has no value");
+}
+
+/** The ballot of a record whose layout was read: the zero ballot when it has none. */
+function ballotOfLayout(bytes: Uint8Array, layout: RecordLayout, end: number): Ballot {
+  if (layout.valueEnd === end) return zeroBallot;
+  const node = nodeNames.readRange(bytes, layout.valueEnd + 8, end - 4);
+  return ballotOf(layout.ballotCounter, node);
+}
+
+/** The last ballot decoded: a run of records of one proposer shares one object. */
+let lastBallot: Ballot = zeroBallot;
+
+function ballotOf(counter: number, node: string): Ballot {
+  if (lastBallot.counter !== counter || lastBallot.node !== node) {
+    lastBallot = Object.freeze({ counter, node });
+  }
+  return lastBallot;
 }
 
 /** The string of the length-prefixed field at `offset`, whose end `readLayout` checked. */
@@ -271,16 +408,24 @@ function fieldText(bytes: Uint8Array, offset: number, end: number): string {
  * @throws {RecordDecodeError} when the bytes do not follow the layout.
  */
 export function decodeRecord(bytes: Uint8Array): WalRecord {
-  const layout = readLayout(bytes, 0, bytes.length);
+  const end = bytes.length;
+  const layout = readLayout(bytes, 0, end);
   const { op, sequence, count, timestamp, keyStart, ownerStart, valueStart } = layout;
   if (op === "checkpointEnd") return { op, sequence, entryCount: count, timestamp };
   const table = fieldText(bytes, layout.tableStart, keyStart);
   const key = fieldText(bytes, keyStart, ownerStart);
   if (op === "purge") return { op, sequence, timestamp, table, key };
+  const ballot = ballotOfLayout(bytes, layout, end);
+  if (op === "promise") return { op, sequence, timestamp, table, key, ballot };
   const owner = fieldText(bytes, ownerStart, valueStart);
-  const common = { sequence, version: count, timestamp, table, key, owner };
+  const common = { sequence, version: count, timestamp, table, key, owner, ...ballotField(ballot) };
   if (op === "delete") return { op, ...common };
-  return { op, ...common, valueJson: readUtf8(bytes, valueStart, bytes.length) };
+  return { op, ...common, valueJson: readUtf8(bytes, valueStart, layout.valueEnd) };
+}
+
+/** `{ ballot }` for a non-zero ballot, else nothing: records and replicas leave the zero ballot out. */
+export function ballotField(ballot: Ballot): { ballot?: Ballot } {
+  return isZeroBallot(ballot) ? {} : { ballot };
 }
 
 /**
@@ -320,7 +465,11 @@ class NameCache {
 
   /** The interned text of the length-prefixed field at `offset`, ending at `end`. */
   read(bytes: Uint8Array, offset: number, end: number): string {
-    const start = offset + 4;
+    return this.readRange(bytes, offset + 4, end);
+  }
+
+  /** The interned text of `bytes[start, end)`. */
+  readRange(bytes: Uint8Array, start: number, end: number): string {
     const length = end - start;
     const cached = this.#bytes;
     if (length === cached.length) {
@@ -337,6 +486,8 @@ class NameCache {
 
 const tableNames = new NameCache();
 const ownerNames = new NameCache();
+/** Node ids of ballots: a few proposers write most records. */
+const nodeNames = new NameCache();
 
 /**
  * Decodes what indexing needs of the record in `bytes[start, end)` and checks the rest of it: the owner
@@ -349,15 +500,17 @@ export function decodeRecordHead(
   bytes: Uint8Array,
   start: number,
   end: number,
-): RecordHead | PurgeRecord | CheckpointEndRecord {
+): RecordHead | PurgeRecord | CheckpointEndRecord | PromiseRecord {
   const layout = readLayout(bytes, start, end);
-  const { op, sequence, count, timestamp, keyStart, ownerStart, valueStart } = layout;
+  const { op, sequence, count, timestamp, keyStart, ownerStart, valueStart, valueEnd } = layout;
   if (op === "checkpointEnd") return { op, sequence, entryCount: count, timestamp };
   const table = tableNames.read(bytes, layout.tableStart, keyStart);
   const key = fieldText(bytes, keyStart, ownerStart);
   if (op === "purge") return { op, sequence, timestamp, table, key };
+  const ballot = ballotOfLayout(bytes, layout, end); // checks the node's UTF-8
+  if (op === "promise") return { op, sequence, timestamp, table, key, ballot };
   ownerNames.read(bytes, ownerStart, valueStart);
-  if (op === "put" && !isAscii(bytes, valueStart, end)) decodeUtf8(bytes.subarray(valueStart, end));
+  if (op === "put" && !isAscii(bytes, valueStart, valueEnd)) decodeUtf8(bytes.subarray(valueStart, valueEnd));
   return { op, sequence, version: count, table, key };
 }
 
@@ -376,15 +529,17 @@ function checkUtf8(bytes: Uint8Array, start: number, end: number): void {
  */
 export function checkRecordAt(bytes: Uint8Array, start: number, end: number): number {
   const layout = readLayout(bytes, start, end);
-  const { op, keyStart, ownerStart, valueStart } = layout;
-  if (op === "checkpointEnd") return opCodes.checkpointEnd;
+  const { op, keyStart, ownerStart, valueStart, valueEnd } = layout;
+  const code = bytes[start]!;
+  if (op === "checkpointEnd") return code;
   tableNames.read(bytes, layout.tableStart, keyStart);
   checkUtf8(bytes, keyStart + 4, ownerStart);
-  if (op === "purge") return opCodes.purge;
+  if (op === "purge") return code;
+  if (valueEnd !== end) checkUtf8(bytes, valueEnd + 8, end - 4); // the ballot's node
+  if (op === "promise") return code;
   ownerNames.read(bytes, ownerStart, valueStart);
-  if (op === "delete") return opCodes.delete;
-  checkUtf8(bytes, valueStart, end);
-  return opCodes.put;
+  if (op === "put") checkUtf8(bytes, valueStart, valueEnd);
+  return code;
 }
 
 /** The commit sequence of a record {@linkcode checkRecordAt} checked. */
@@ -454,25 +609,38 @@ export interface KeyState {
   version: number;
   timestamp: number;
   deleted: boolean;
+  /** The ballot the state was accepted at. */
+  ballot: Ballot;
   /**
    * CRC-32 of the record without its commit sequence (which is this node's own): op, version, timestamp,
-   * names, owner and value. Replicas encode one state to the same bytes, so equal states hash equally.
+   * names, owner, value and ballot. Replicas encode one state at one ballot to the same bytes, so equal
+   * states hash equally, and one value at two ballots does not.
    */
   contentHash: number;
 }
 
-/** The state of the put or delete record at `span`, read without decoding its strings. */
+/** The state of the put or delete record at `span`, read without decoding its strings but a ballot's node. */
 export function stateAt(span: RecordSpan): KeyState {
   const { bytes, start, end } = span;
-  const { op, count: version, timestamp } = readLayout(bytes, start, end);
+  const layout = readLayout(bytes, start, end);
+  const { op, count: version, timestamp } = layout;
   assert(op === "put" || op === "delete", "only a put or delete record holds a key's state");
   const afterSequence = start + 1 + 8;
   return {
     version,
     timestamp,
     deleted: op === "delete",
+    ballot: ballotOfLayout(bytes, layout, end),
     contentHash: crc32(bytes.subarray(afterSequence, end), crc32(bytes.subarray(start, start + 1))),
   };
+}
+
+/** The ballot of the put, delete or promise record at `span`: the zero ballot for a record without one. */
+export function ballotAt(span: RecordSpan): Ballot {
+  const { bytes, start, end } = span;
+  const layout = readLayout(bytes, start, end);
+  assert(layout.op !== "checkpointEnd" && layout.op !== "purge", "only a state or a promise has a ballot");
+  return ballotOfLayout(bytes, layout, end);
 }
 
 /**
@@ -485,14 +653,15 @@ export function entryAt(span: RecordSpan): Entry {
   const { op, count: version, timestamp, keyStart, ownerStart, valueStart } = layout;
   assert(op === "put" || op === "delete", "only a put or delete record makes an entry");
   const owner = ownerNames.read(bytes, ownerStart, valueStart);
+  const ballot = ballotOfLayout(bytes, layout, end);
   if (op === "delete") {
     const key = fieldText(bytes, keyStart, ownerStart);
     const json = tombstoneEntryJson({ key, version, timestamp });
-    return { version, timestamp, owner, deleted: true, json };
+    return { version, timestamp, owner, deleted: true, ballot, json };
   }
   const metadata = `,"version":${version},"timestamp":${timestamp}${ownerTailOf(owner)}`;
-  const json = liveJsonOf({ bytes, start: valueStart, end }, metadata);
-  return { version, timestamp, owner, deleted: false, json };
+  const json = liveJsonOf({ bytes, start: valueStart, end: layout.valueEnd }, metadata);
+  return { version, timestamp, owner, deleted: false, ballot, json };
 }
 
 /** What a write's checks need of a key's state: no value, no JSON. */
@@ -500,18 +669,20 @@ export interface EntryHead {
   readonly version: number;
   readonly owner: string;
   readonly deleted: boolean;
+  readonly ballot: Ballot;
 }
 
 /**
- * The version, owner and kind of the put or delete record in `span`, without decoding its value: a
- * write's owner and version checks need no more.
+ * The version, owner, kind and ballot of the put or delete record in `span`, without decoding its value:
+ * a write's owner, version and ballot checks need no more.
  */
 export function headAt(span: RecordSpan): EntryHead {
   const { bytes, start, end } = span;
   const layout = readLayout(bytes, start, end);
   assert(layout.op === "put" || layout.op === "delete", "only a put or delete record has a head");
   const owner = ownerNames.read(bytes, layout.ownerStart, layout.valueStart);
-  return { version: layout.count, owner, deleted: layout.op === "delete" };
+  const ballot = ballotOfLayout(bytes, layout, end);
+  return { version: layout.count, owner, deleted: layout.op === "delete", ballot };
 }
 
 /** The version of the put or delete record in `span`, read without decoding anything else. */
@@ -529,9 +700,25 @@ export function tableAndKeyAt(span: RecordSpan): { table: string; key: string } 
   };
 }
 
-/** The first byte of a record of `op`. */
-export function opCodeOf(op: WalRecord["op"]): number {
+/** The first byte of a record of `op` (`put` and `delete` without a ballot; see `putWithBallot`). */
+export function opCodeOf(op: keyof typeof opCodes): number {
   return opCodes[op];
+}
+
+/** True for the op code of a tombstone: a delete with or without a ballot. */
+export function isDeleteOpCode(code: number): boolean {
+  return code === opCodes.delete || code === opCodes.deleteWithBallot;
+}
+
+/** True for the op code of a key's state: a put or a delete, with or without a ballot. */
+export function isStateOpCode(code: number): boolean {
+  return code === opCodes.put || code === opCodes.delete || code === opCodes.putWithBallot ||
+    code === opCodes.deleteWithBallot;
+}
+
+/** True for the op code of a put or delete that carries a ballot (an accepted state). */
+export function isBallotStateOpCode(code: number): boolean {
+  return code === opCodes.putWithBallot || code === opCodes.deleteWithBallot;
 }
 
 /** The index entry of an encoded put or delete record (the write path). */
@@ -570,12 +757,14 @@ export function valueJsonOf(entry: Entry): string {
 export function entryOf(record: PutRecord | DeleteRecord): Entry {
   assert(Number.isSafeInteger(record.version));
   assert(record.version >= 1);
+  const ballot = record.ballot === undefined || isZeroBallot(record.ballot) ? zeroBallot : record.ballot;
   if (record.op === "delete") {
     return {
       version: record.version,
       timestamp: record.timestamp,
       owner: record.owner,
       deleted: true,
+      ballot,
       json: tombstoneEntryJson(record),
     };
   }
@@ -584,6 +773,7 @@ export function entryOf(record: PutRecord | DeleteRecord): Entry {
     timestamp: record.timestamp,
     owner: record.owner,
     deleted: false,
+    ballot,
     json: liveEntryJson(record),
   };
 }

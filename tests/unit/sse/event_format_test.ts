@@ -35,7 +35,8 @@ function tableFrameText(change: ChangeEvent, tableId: number): string {
 const oddJson = '{"value": {"b":1 , "a":[2]},"version":7,"timestamp":9,"owner":"alice"}';
 
 function event(overrides: Partial<ChangeEvent> = {}): ChangeEvent {
-  return { kind: "Updated", table: "t", key: "k", version: 7, sequence: 42, json: oddJson, ...overrides };
+  const base = { kind: "Updated", table: "t", key: "k", version: 7, sequence: 42, json: oddJson } as const;
+  return { ...base, source: "local", ...overrides };
 }
 
 Deno.test("changeFrames() writes an Updated key frame with the json verbatim", () => {

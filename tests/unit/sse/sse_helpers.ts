@@ -2,7 +2,7 @@
 // decodes one frame per chunk (the broker enqueues each frame as one chunk).
 import { defaultLimits, type Limits } from "../../../src/config/limits.ts";
 import type { Broker } from "../../../src/sse/mod.ts";
-import type { ChangeEvent, Entry } from "../../../src/store/types.ts";
+import { type ChangeEvent, type Entry, zeroBallot } from "../../../src/store/types.ts";
 import type { Logger, LogLevel } from "../../../src/util/log.ts";
 
 const decoder = new TextDecoder();
@@ -40,6 +40,7 @@ export class EventMaker {
       version: options.version,
       sequence: this.#sequence,
       json,
+      source: "local",
     };
   }
 
@@ -53,6 +54,7 @@ export class EventMaker {
       version: options.version,
       sequence: this.#sequence,
       json,
+      source: "local",
     };
   }
 }
@@ -70,6 +72,7 @@ export function entryOf(
     timestamp: 1_700_000_000_000 + options.version,
     owner: "alice",
     deleted,
+    ballot: zeroBallot,
     json,
   };
 }

@@ -202,3 +202,36 @@ Deno.test("Store: rewriting keys keeps the index pages compact, before and after
   assert.equal(JSON.parse(reopened.get("t", "k99")!.json).value.round, 40);
   await reopened.close();
 });
+
+Deno.test("storage.db holds each outstanding promise after the keys, counted by the checkpoint end", async () => {
+  const fs = new MemoryFs();
+  const store = await openStore(storeOptions({ fs }));
+  const ballot = { counter: 3, node: "n1:6660" };
+  await store.put("t", "a", 1, alice);
+  await store.promise("t", "a", ballot);
+  await store.promise("t", "bare", ballot);
+  await store.promise("t", "cleared", ballot);
+  await store.accept("t", "cleared", { counter: 4, node: "n1:6660" }, {
+    version: 1,
+    timestamp: 1,
+    owner: "alice",
+    deleted: false,
+    valueJson: "2",
+  });
+  await store.checkpoint();
+  const frames: StateFrame[] = [];
+  const summary = await readStateFile(
+    { fs, path: "/data/storage.db", encryption: testEncryption },
+    (frame) => frames.push(frame),
+  );
+  assert.deepEqual(summary, { sequence: 2, entryCount: 4 }, "two keys and two promises");
+  const promises = frames.flatMap((frame) => frame.promises);
+  assert.deepEqual(promises.sort((a, b) => a.key < b.key ? -1 : 1), [
+    { table: "t", key: "a", ballot },
+    { table: "t", key: "bare", ballot },
+  ]);
+  const ops = frames.flatMap((frame) => recordsOf(frame.records).map((record) => decodeRecord(record).op));
+  assert.deepEqual(ops.slice(0, 2), ["put", "put"]);
+  assert.deepEqual(ops.slice(2), ["promise", "promise", "checkpointEnd"], "promises follow the keys");
+  await store.close();
+});

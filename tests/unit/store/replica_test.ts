@@ -1,11 +1,26 @@
-// Goal: the replica conflict rule is a total order that every node evaluates the same way, and a
-// replica's state sent by a peer is checked before it reaches the WAL.
+// Goal: the replica conflict rule is a total order that every node evaluates the same way; ballots order
+// accepted states and decideReplica() applies the accept rule; a replica's state sent by a peer, its
+// ballot included, is checked before it reaches the WAL.
 // Method: a table with one case per tie-break level, checked in both directions; a sorted set checked
 // for consistency; checkReplicaEntry() on valid and invalid entries.
 import assert from "node:assert/strict";
 import { InvalidRequestError } from "../../../src/util/errors.ts";
-import { compareReplicaEntries, type ReplicaEntry } from "../../../src/store/mod.ts";
-import { checkReplicaEntry, replicaOfEntry } from "../../../src/store/replica.ts";
+import {
+  type Ballot,
+  compareBallots,
+  compareReplicaEntries,
+  type Entry,
+  type ReplicaEntry,
+  type ReplicaResult,
+  zeroBallot,
+} from "../../../src/store/mod.ts";
+import {
+  checkReplicaEntry,
+  decideReplica,
+  recordOfReplica,
+  replicaOfEntry,
+  successorOf,
+} from "../../../src/store/replica.ts";
 import { entryOf } from "../../../src/store/wal_record.ts";
 
 const base: ReplicaEntry = { version: 3, timestamp: 1_000, owner: "bob", deleted: false, valueJson: '"b"' };
@@ -94,4 +109,108 @@ Deno.test("checkReplicaEntry() accepts valid entries and refuses each broken rul
     assert.throws(() => checkReplicaEntry(entry, options), InvalidRequestError, name);
     assert.throws(() => checkReplicaEntry(entry, options), message, name);
   }
+});
+
+/** An index entry of `replica` (its ballot included), as the store decides with. */
+function entryOfReplica(replica: ReplicaEntry): Entry {
+  return entryOf(recordOfReplica({ table: "t", key: "k", entry: replica }));
+}
+
+Deno.test("compareBallots() orders by counter, then by node id in plain string order", () => {
+  const sorted: Ballot[] = [
+    zeroBallot,
+    { counter: 0, node: "a" },
+    { counter: 1, node: "" },
+    { counter: 1, node: "10.0.0.2:6660" },
+    { counter: 1, node: "9.0.0.1:6660" }, // "1" < "9" as strings
+    { counter: 2, node: "a" },
+    { counter: 2 ** 53 - 1, node: "a" },
+  ];
+  for (const [i, a] of sorted.entries()) {
+    for (const [j, b] of sorted.entries()) assert.equal(Math.sign(compareBallots(a, b)), Math.sign(i - j));
+  }
+  assert.deepEqual(successorOf({ counter: 4, node: "n" }), { counter: 5, node: "n" });
+  assert.throws(() => successorOf({ counter: 2 ** 53 - 1, node: "n" }), /safe integer/);
+});
+
+Deno.test("decideReplica() follows the accept rule by ballot and the conflict rule only at one ballot", () => {
+  const at = (counter: number, node = "n") => ({ counter, node });
+  const current = entryOfReplica({ ...base, ballot: at(3) });
+  const cases: Array<[string, ReplicaEntry, Ballot, ReplicaResult]> = [
+    ["above accepted and promise", { ...base, version: 1, ballot: at(4) }, zeroBallot, "applied"],
+    ["below the accepted ballot", { ...base, version: 9, ballot: at(2, "z") }, zeroBallot, "stale"],
+    ["below the successor of the accepted", { ...base, ballot: at(3, "z") }, zeroBallot, "stale"],
+    ["below the explicit promise", { ...base, ballot: at(4) }, at(5), "stale"],
+    ["at the explicit promise", { ...base, ballot: at(5) }, at(5), "applied"],
+    ["same state, same ballot", { ...base, ballot: at(3) }, zeroBallot, "identical"],
+    [
+      "another state at the same ballot, winning",
+      { ...base, version: 4, ballot: at(3) },
+      zeroBallot,
+      "applied",
+    ],
+    ["another state at the same ballot, losing", { ...base, version: 2, ballot: at(3) }, zeroBallot, "stale"],
+    ["same ballot, below the promise", { ...base, version: 4, ballot: at(3) }, at(4), "stale"],
+  ];
+  const atMax = entryOfReplica({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "a") });
+  const aboveMax = entryOfReplica({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "b") });
+  assert.equal(
+    decideReplica({ entry: aboveMax, current: atMax, promised: zeroBallot, strict: false }),
+    "stale",
+    "nothing reaches the successor of the largest counter, and nothing asserts",
+  );
+  for (const [name, replica, promised, expected] of cases) {
+    assert.equal(
+      decideReplica({ entry: entryOfReplica(replica), current, promised, strict: false }),
+      expected,
+      name,
+    );
+  }
+  const legacy = entryOfReplica(base);
+  const newer = entryOfReplica({ ...base, timestamp: 1_001 });
+  assert.equal(
+    decideReplica({ entry: newer, current: legacy, promised: zeroBallot, strict: false }),
+    "applied",
+  );
+  assert.equal(decideReplica({ entry: newer, current: legacy, promised: zeroBallot, strict: true }), "stale");
+  assert.equal(
+    decideReplica({ entry: newer, current: undefined, promised: zeroBallot, strict: true }),
+    "applied",
+  );
+  assert.equal(decideReplica({ entry: newer, current: undefined, promised: at(1), strict: false }), "stale");
+  const strictHigher = entryOfReplica({ ...base, version: 1, ballot: at(9) });
+  assert.equal(
+    decideReplica({ entry: strictHigher, current: legacy, promised: zeroBallot, strict: true }),
+    "applied",
+    "strict counts only between zero-ballot states",
+  );
+});
+
+Deno.test("checkReplicaEntry() checks a replica's ballot: counter, Unicode, node of at most 300 bytes", () => {
+  const valueCodeUnitsMax = 100;
+  const good: Ballot[] = [zeroBallot, { counter: 2 ** 53 - 1, node: "é".repeat(150) }];
+  for (const ballot of good) checkReplicaEntry({ ...base, ballot }, { valueCodeUnitsMax });
+  const bad: Array<[unknown, RegExp]> = [
+    [{ counter: -1, node: "n" }, /counter must be a non-negative safe integer, got -1/],
+    [{ counter: 2 ** 53, node: "n" }, /safe integer/],
+    [{ counter: 1.5, node: "n" }, /safe integer/],
+    [{ counter: 1, node: 7 }, /node is not valid Unicode/],
+    [{ counter: 1, node: "\uD800" }, /node is not valid Unicode/],
+    [{ counter: 1, node: `${"é".repeat(150)}x` }, /node is 301 bytes, limit is 300/],
+    [null, /not an object/],
+  ];
+  for (const [ballot, message] of bad) {
+    assert.throws(
+      () => checkReplicaEntry({ ...base, ballot: ballot as Ballot }, { valueCodeUnitsMax }),
+      (error: unknown) => error instanceof InvalidRequestError && message.test(error.message),
+      String(message),
+    );
+  }
+});
+
+Deno.test("replicaOfEntry() includes a ballot only when it is not the zero ballot", () => {
+  assert.equal("ballot" in replicaOfEntry(entryOfReplica(base)), false);
+  assert.equal("ballot" in replicaOfEntry(entryOfReplica({ ...base, ballot: zeroBallot })), false);
+  const ballot = { counter: 1, node: "n" };
+  assert.deepEqual(replicaOfEntry(entryOfReplica({ ...tombstone, ballot })), { ...tombstone, ballot });
 });

@@ -92,7 +92,13 @@ Deno.test("Store: a replica's Entry.json and ChangeEvent are exactly those of th
   assert.equal(states[0]!.valueJson, JSON.stringify(value), "replicaOf() round-trips the value's JSON");
   assert.equal(states[2]!.valueJson, undefined);
   for (const state of states) assert.equal(await replica.applyReplica("_users", key, state), "applied");
-  assert.deepEqual(replicaEvents, localEvents);
+  assert.deepEqual(replicaEvents.map((event) => event.source), ["replica", "replica", "replica"]);
+  assert.deepEqual(localEvents.map((event) => event.source), ["local", "local", "local"]);
+  assert.deepEqual(
+    replicaEvents.map((event) => ({ ...event, source: "local" })),
+    localEvents,
+    "the same change but its source",
+  );
   assert.deepEqual(dumpAll(replica), dumpAll(coordinator));
   assert.deepEqual(replica.replicaOf("_users", key), states[2]);
   assert.equal(replica.replicaOf("_users", "missing"), undefined);
@@ -181,16 +187,20 @@ Deno.test("Store.applyReplicas() checks every item first: one invalid item refus
     { table: "t", key: "k", entry: live(1, "1", { owner: "" }) },
     { table: "", key: "k", entry: live(1, "1") },
     { table: "t", key: "k".repeat(11), entry: live(1, "1") },
-    { table: "t", key: "k", entry: live(1, "x".repeat(1068)) },
+    { table: "t", key: "k", entry: live(1, "x".repeat(1380)) },
+    { table: "t", key: "k", entry: live(1, "1", { ballot: { counter: -1, node: "n" } }) },
+    { table: "t", key: "k", entry: live(1, "1", { ballot: { counter: 1, node: "n".repeat(301) } }) },
+    { table: "t", key: "k", entry: live(1, "1", { ballot: { counter: 1, node: "\uD800" } }) },
   ];
   for (const item of invalid) {
     await assert.rejects(() => store.applyReplicas([good, item]), InvalidRequestError);
   }
-  // A record holds 37 fixed bytes + names + value; its limit is requestBytesMax + 3 * nameBytesMax + 37.
-  const valueBytesMax = 1000 + 30 - 3;
+  // A record holds 37 fixed bytes + names + value (+ a ballot); its limit is
+  // requestBytesMax + 3 * nameBytesMax + 37 + 312 (the largest ballot: u64, u32 and a 300-byte node).
+  const valueBytesMax = 1000 + 30 - 3 + 312;
   const atMax = live(1, `"${"x".repeat(valueBytesMax - 2)}"`, { owner: "a" });
   const overMax = live(1, `"${"x".repeat(valueBytesMax - 1)}"`, { owner: "a" });
-  await assert.rejects(() => store.applyReplica("t", "w", overMax), /record is 1068 bytes, limit is 1067/);
+  await assert.rejects(() => store.applyReplica("t", "w", overMax), /record is 1380 bytes, limit is 1379/);
   await assert.rejects(() => store.applyReplica("t", "w", overMax), InvalidRequestError);
   assert.equal(store.stats().sequence, 0, "nothing was written");
   assert.equal(store.getEntry("t", "good"), undefined);

@@ -1,6 +1,7 @@
 // Goal: the index keeps every key's record as bytes in pages and answers like a map of entries: frames
-// read from files are indexed by the conflict rule without copying, writes replace records, purges
-// remove keys, a cut keeps reading what it saw, and mostly dead pages are compacted away.
+// read from files are indexed in order (a key's last record wins) without copying, writes replace
+// records, purges remove keys, promises are left to the store, a cut keeps reading what it saw, and
+// mostly dead pages are compacted away.
 // Method: records encoded with encodeRecord and framed as a frame's plaintext holds them; entries
 // compared with the concatenation reference entryOf(); page bytes checked against live bytes.
 import assert from "node:assert/strict";
@@ -10,6 +11,7 @@ import {
   type DeleteRecord,
   encodeRecord,
   entryOf,
+  type PromiseRecord,
   type PurgeRecord,
   type PutRecord,
   type WalRecord,
@@ -62,20 +64,31 @@ Deno.test("VisibleIndex.loadFrame() indexes a frame's records in place and decod
   assert.equal(pageBytes, liveBytes, "the frame's bytes are the page: nothing copied, nothing dead");
 });
 
-Deno.test("VisibleIndex.loadFrame() applies the conflict rule and purges, whatever the frame order", () => {
+Deno.test("VisibleIndex.loadFrame() applies records in order: a key's last record wins, a purge removes it", () => {
   const index = new VisibleIndex();
   const first = frameOf([put("k", 5, "five"), put("x", 1, 1), put("tie", 2, "a")]);
   index.loadFrame(first, first.count);
   const purge: PurgeRecord = { op: "purge", sequence: 0, timestamp: 9, table: "t", key: "x" };
-  const second = frameOf([put("k", 4, "older"), purge, del("tie", 2)]);
+  const ballot = { counter: 3, node: "n1:7000" };
+  const second = frameOf([put("k", 4, "accepted at a ballot", { ballot }), purge, del("tie", 2)]);
   index.loadFrame(second, second.count);
-  assert.equal(JSON.parse(index.get("t", "k")!.json).value, "five", "a lower version loses");
+  // Ballots, not versions, order accepted states: a lower version logged later was applied later.
+  const k = index.get("t", "k")!;
+  assert.equal(JSON.parse(k.json).value, "accepted at a ballot");
+  assert.deepEqual(k.ballot, ballot);
   assert.equal(index.get("t", "x"), undefined, "a purge removes the key");
-  assert.equal(index.get("t", "tie")!.deleted, true, "at equal version and timestamp a tombstone wins");
+  assert.equal(index.get("t", "tie")!.deleted, true);
   assert.deepEqual(index.tableCounts(), new Map([["t", 1]]));
-  const newer = frameOf([put("k", 6, "six")]);
+  const promise: PromiseRecord = { op: "promise", sequence: 0, timestamp: 9, table: "p", key: "k", ballot };
+  const newer = frameOf([put("k", 6, "six"), promise]);
   index.loadFrame(newer, newer.count);
   assert.equal(index.versionOf("t", "k"), 6);
+  assert.deepEqual(
+    index.get("t", "k")!.ballot,
+    { counter: 0, node: "" },
+    "a local write is at the zero ballot",
+  );
+  assert.equal(index.hasTable("p"), false, "a promise is not a key's state");
 });
 
 Deno.test("VisibleIndex.loadFrame() indexes only the first entryCount records (a checkpoint end follows)", () => {

@@ -1,7 +1,9 @@
 // Goal: records round trip through their binary layout and rebuild Entry.json without parsing values.
 // Method: encode and decode every op with odd strings and large numbers; damage bytes and check errors.
 import assert from "node:assert/strict";
+import { AssertionError } from "../../../src/util/assert.ts";
 import {
+  ballotAt,
   checkRecordAt,
   decodeRecord,
   decodeRecordHead,
@@ -10,8 +12,10 @@ import {
   entryAt,
   entryOf,
   entryOfEncoded,
+  headAt,
   keyAt,
   opCodeOf,
+  type PromiseRecord,
   type PurgeRecord,
   type PutRecord,
   RecordDecodeError,
@@ -253,6 +257,7 @@ Deno.test("stateAt() reads version, timestamp and tombstone, and hashes everythi
     version: 7,
     timestamp: 1_700_000_000_123,
     deleted: false,
+    ballot: { counter: 0, node: "" },
     contentHash: 0,
   });
   assert.equal(
@@ -267,6 +272,7 @@ Deno.test("stateAt() reads version, timestamp and tombstone, and hashes everythi
     { ...put, valueJson: '{"n":2}' },
     { ...put, key: "other" },
     { ...put, table: "other" },
+    { ...put, ballot: { counter: 1, node: "a" } },
   ];
   for (const other of others) assert.notEqual(stateAt(spanOf(other)).contentHash, state.contentHash);
   const { valueJson: _value, ...rest } = put;
@@ -278,4 +284,117 @@ Deno.test("stateAt() reads version, timestamp and tombstone, and hashes everythi
   const framed = new Uint8Array(bytes.length + 7);
   framed.set(bytes, 5);
   assert.deepEqual(stateAt({ bytes: framed, start: 5, end: 5 + bytes.length }), state);
+});
+
+const ballot = { counter: 2 ** 53 - 1, node: "nœud-🍎:6660" };
+const zero = { counter: 0, node: "" };
+const promise: PromiseRecord = {
+  op: "promise",
+  sequence: 0,
+  timestamp: 78,
+  table: "fruits",
+  key: "k",
+  ballot,
+};
+
+Deno.test("encodeRecord(): a put or delete with a ballot is ops 5 and 6, the old layout then the ballot", () => {
+  const deleted: DeleteRecord = {
+    op: "delete",
+    sequence: 8,
+    version: 8,
+    timestamp: 5,
+    table: "t",
+    key: "k",
+    owner: "o",
+  };
+  for (const [record, code] of [[put, 5], [deleted, 6]] as const) {
+    const plain = encodeRecord(record);
+    const withBallot = encodeRecord({ ...record, ballot });
+    const nodeBytes = new TextEncoder().encode(ballot.node);
+    assert.equal(withBallot[0], code);
+    assert.deepEqual(withBallot.subarray(1, plain.length), plain.subarray(1), "the old fields, unchanged");
+    assert.equal(withBallot.length, plain.length + 8 + nodeBytes.length + 4);
+    const view = new DataView(withBallot.buffer);
+    assert.equal(view.getUint32(withBallot.length - 4), nodeBytes.length, "the node's length comes last");
+    assert.deepEqual(withBallot.subarray(plain.length + 8, withBallot.length - 4), nodeBytes);
+    assert.deepEqual(decodeRecord(withBallot), { ...record, ballot });
+    assert.equal(checkRecordAt(withBallot, 0, withBallot.length), code);
+    assert.deepEqual(encodeRecord({ ...record, ballot: zero }), plain, "the zero ballot is never written");
+  }
+  const bytes = encodeRecord({ ...put, ballot });
+  const span = { bytes, start: 0, end: bytes.length };
+  assert.deepEqual(entryAt(span), entryOf({ ...put, ballot }));
+  assert.deepEqual(entryAt(span).ballot, ballot);
+  assert.equal(entryAt(span).json, entryOf(put).json, "the reader's JSON does not show the ballot");
+  assert.deepEqual(headAt(span), { version: 7, owner: put.owner, deleted: false, ballot });
+  assert.deepEqual(ballotAt(span), ballot);
+  assert.deepEqual(ballotAt({ bytes: encodeRecord(put), start: 0, end: encodeRecord(put).length }), zero);
+  assert.equal(versionAt(span), 7);
+});
+
+Deno.test("encodeRecord()/decodeRecord() round trip a promise: op 7, version 0, no owner, then its ballot", () => {
+  const bytes = encodeRecord(promise);
+  assert.equal(bytes[0], opCodeOf("promise"));
+  assert.equal(bytes[0], 7);
+  assert.deepEqual(bytes.subarray(9, 17), new Uint8Array(8), "version field is 0");
+  assert.deepEqual(decodeRecord(bytes), promise);
+  assert.deepEqual(decodeRecordHead(bytes, 0, bytes.length), promise);
+  assert.equal(checkRecordAt(bytes, 0, bytes.length), 7);
+  assert.deepEqual(tableAndKeyAt({ bytes, start: 0, end: bytes.length }), { table: "fruits", key: "k" });
+  assert.throws(
+    () => encodeRecord({ ...promise, ballot: zero }),
+    AssertionError,
+    "a promise of the zero ballot",
+  );
+});
+
+Deno.test("encodeRecord() takes a ballot node of 300 bytes and asserts on 301", () => {
+  const atMax = { counter: 1, node: "é".repeat(150) };
+  assert.deepEqual(decodeRecord(encodeRecord({ ...promise, ballot: atMax })), { ...promise, ballot: atMax });
+  assert.throws(
+    () => encodeRecord({ ...promise, ballot: { counter: 1, node: `${"é".repeat(150)}x` } }),
+    AssertionError,
+  );
+});
+
+Deno.test("decodeRecord() and checkRecordAt() reject damaged ballots and promises", () => {
+  const plain = encodeRecord(put);
+  const withOp = (bytes: Uint8Array, op: number) => Uint8Array.of(op, ...bytes.subarray(1));
+  const trailer = (counter: number, node: Uint8Array) => {
+    const bytes = new Uint8Array(8 + node.length + 4);
+    new DataView(bytes.buffer).setUint32(4, counter);
+    bytes.set(node, 8);
+    new DataView(bytes.buffer).setUint32(8 + node.length, node.length);
+    return bytes;
+  };
+  const longNode = Uint8Array.of(...withOp(plain, 5), ...trailer(1, Uint8Array.of(65)));
+  new DataView(longNode.buffer).setUint32(longNode.length - 4, 200); // 200 bytes of node: past the owner
+  const overlong = Uint8Array.of(...withOp(plain, 5), ...trailer(1, new Uint8Array(301).fill(65)));
+  const notUtf8 = Uint8Array.of(...withOp(plain, 5), ...trailer(1, Uint8Array.of(0xff)));
+  const cases: Array<[string, Uint8Array, RegExp]> = [
+    [
+      "zero ballot in op 5",
+      Uint8Array.of(...withOp(plain, 5), ...trailer(0, new Uint8Array())),
+      /zero ballot/,
+    ],
+    ["too short for a ballot", withOp(encodeRecord(purge), 7), /ends inside its ballot/],
+    ["node runs into the fields before it", longNode, /runs into the fields before it/],
+    ["node over 300 bytes", overlong, /301 bytes, limit is 300/],
+    ["node not UTF-8", notUtf8, /not valid UTF-8/],
+  ];
+  const promiseBytes = encodeRecord(promise);
+  const withVersion = promiseBytes.slice();
+  withVersion[16] = 1;
+  cases.push(["promise with a version", withVersion, /promise record has a version/]);
+  const asDelete = encodeRecord({ ...put, op: "delete", version: 1, ballot } as DeleteRecord);
+  asDelete[0] = 7;
+  asDelete.fill(0, 9, 17);
+  cases.push(["promise with an owner", asDelete, /promise record has an owner/]);
+  const deleteWithValue = encodeRecord({ ...put, ballot });
+  deleteWithValue[0] = 6;
+  cases.push(["delete with a ballot and a value", deleteWithValue, /delete record has trailing bytes/]);
+  for (const [name, bytes, message] of cases) {
+    assert.throws(() => decodeRecord(bytes), message, name);
+    assert.throws(() => checkRecordAt(bytes, 0, bytes.length), RecordDecodeError, name);
+  }
 });
