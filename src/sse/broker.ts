@@ -6,7 +6,7 @@ import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { changeFrames, encodeEntryFrame, encodeResyncFrame, keepaliveFrame } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
-import { Histories } from "./histories.ts";
+import { Histories, notNewer } from "./histories.ts";
 import { frameOf } from "./history.ts";
 import { type CloseReason, Subscriber } from "./subscriber.ts";
 
@@ -164,7 +164,7 @@ export class Broker {
     // The key's history also knows its newest published version, when it holds no frames.
     const keySubscribers = this.#keySubscribers.get(topic);
     const watched = keySubscribers !== undefined;
-    if (!this.#histories.remember({ kind: "key", topic, frame: keyFrame, watched })) return;
+    if (this.#histories.remember({ kind: "key", topic, frame: keyFrame, watched }) === notNewer) return;
     this.#tableId += 1;
     assert(Number.isSafeInteger(this.#tableId));
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
