@@ -85,8 +85,8 @@ class Slot {
  * alone is over the budget: then its oldest frames go, and if its newest frame alone is over, all of
  * them. Past `topicsMax` topics of a kind, the least recently changed topic is forgotten with its
  * frames. A forgotten history, or one that lost its oldest frames, answers `framesAfter` with
- * `undefined` for the lost ids, so the broker falls back to the current value (keys) or a `Resync`
- * (tables).
+ * `undefined` for the lost ids, so the broker falls back to the key's Resync and its current value
+ * (keys) or a table's `Resync` (tables).
  */
 export class Histories {
   readonly #depthMax: number;
