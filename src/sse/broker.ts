@@ -4,10 +4,17 @@ import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
-import { changeFrames, encodeEntryFrame, encodeResyncFrame, keepaliveFrame } from "./event_format.ts";
+import {
+  changeFrames,
+  encodeEntryFrame,
+  encodeKeyResyncFrame,
+  encodeResyncFrame,
+  keepaliveFrame,
+  resyncThenFrame,
+} from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
-import { Histories } from "./histories.ts";
-import { frameOf } from "./history.ts";
+import { Histories, notNewer } from "./histories.ts";
+import { type Frame, frameOf } from "./history.ts";
 import { type CloseReason, Subscriber } from "./subscriber.ts";
 
 /** One open event stream, as handed to the HTTP layer. */
@@ -83,7 +90,9 @@ function topicOf(table: string, key: string): string {
  * Changes come from the local store and, for keys this node does not replicate, forwarded by their
  * coordinator; the same change may come both ways, and late. So a change is published only when its
  * version is above the highest already published for its key, and table streams are numbered by the
- * broker itself, not by store sequences.
+ * broker itself, not by store sequences. A node may also miss versions of a key (paused, cut off, a
+ * notification dropped or overtaken by the next): a stream then gets the key's Resync right before the
+ * version after the jump, never a silent jump (SPEC §4b; see {@linkcode Broker.publish}).
  */
 export class Broker {
   readonly #limits: Limits;
@@ -153,6 +162,27 @@ export class Broker {
    * published, gives it the next table-stream id, builds its key-stream and table-stream frames once,
    * remembers them in the bounded histories and queues them to every subscriber of the key and table.
    * `event.sequence` is ignored.
+   *
+   * No silent gaps (SPEC §4b). A version above the next one means versions of the key were skipped: this
+   * node missed them (paused, cut off, a notification dropped or overtaken), or a stream never had them.
+   * - Key streams: a subscriber whose last version (its position, or the last version sent or replayed)
+   *   is below `version - 1` first gets the key's Resync. It costs one integer compare per subscriber,
+   *   beside the one that skips a version the subscriber has.
+   * - Table streams: when the key's previous published version is remembered and below `version - 1`,
+   *   the table frame is the key's Resync followed by the change, for every subscriber of the table and
+   *   in the table's history, so a replay shows it too. Without a gap the cost is one compare.
+   *
+   * When the broker does not remember the key's previous version (never published here since start, or
+   * forgotten after `sseHistoryKeysMax` other keys changed since), table frames carry no Resync. For a
+   * key never published here that is exact: no table subscriber was sent an earlier version of it, so
+   * its first frame is the key's state, not a jump. For a forgotten key, a subscriber that was sent its
+   * last version more than `sseHistoryKeysMax` key changes ago, on the same connection, is not told of a
+   * version missed since. Telling it would take, per table subscriber, the last version sent of every key
+   * of the table: unbounded per subscriber, and at the bench's 10,000 subscribers even 1,000 keys each is
+   * ten million entries. A conservative rule instead (announce every forgotten key's change to every
+   * subscriber older than its last frame) would put a Resync before nearly every change, and a re-read
+   * of the key by every subscriber, wherever more than `sseHistoryKeysMax` keys change. The remembered
+   * versions serve every subscriber at once, within the key-history bound the broker keeps anyway.
    */
   publish(event: ChangeEvent): void {
     assert(Number.isSafeInteger(event.version));
@@ -160,15 +190,25 @@ export class Broker {
     if (this.#closed) return;
     const topic = topicOf(event.table, event.key);
     // Kept as text until a subscriber needs the bytes: most frames are only remembered.
-    const { key: keyFrame, table: tableFrame } = changeFrames(event, this.#tableId + 1);
+    const { key: keyFrame, table: changeFrame } = changeFrames(event, this.#tableId + 1);
     // The key's history also knows its newest published version, when it holds no frames.
     const keySubscribers = this.#keySubscribers.get(topic);
     const watched = keySubscribers !== undefined;
-    if (!this.#histories.remember({ kind: "key", topic, frame: keyFrame, watched })) return;
+    const previous = this.#histories.remember({ kind: "key", topic, frame: keyFrame, watched });
+    if (previous === notNewer) return;
+    assert(previous < event.version);
     this.#tableId += 1;
     assert(Number.isSafeInteger(this.#tableId));
+    // Encoded once for this change, and only when some stream has to announce a gap.
+    let resync: Uint8Array | undefined;
+    // 0: the key's previous version is not remembered (see above).
+    if (event.version !== previous + 1 && previous !== 0) resync = encodeKeyResyncFrame(event);
+    const tableFrame = resync === undefined ? changeFrame : resyncThenFrame(resync, changeFrame);
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
-    for (const subscriber of keySubscribers ?? []) subscriber.send(keyFrame);
+    for (const subscriber of keySubscribers ?? []) {
+      if (keyFrame.id > subscriber.lastId + 1) subscriber.sendResync(resync ??= encodeKeyResyncFrame(event));
+      subscriber.send(keyFrame);
+    }
     for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) subscriber.send(tableFrame);
   }
 
@@ -179,11 +219,14 @@ export class Broker {
    * - fresh (no `lastEventId`): the position is the newest version this node knows, `current`'s or one
    *   published since the caller read it (0 for a key that never existed);
    * - resumed within what this node knows: the position is `lastEventId`; the remembered changes after
-   *   it follow, or, when the gap is older than the history, one frame of `current` and the remembered
-   *   changes newer than it (published after the caller read it);
+   *   it follow, or, when the gap is older than the history, `current` and the remembered changes newer
+   *   than it (published after the caller read it);
    * - resumed from beyond the newest version this node knows (a newer node's, or not a version at all):
    *   the position is just below `current`, which follows, so the client learns the current state
    *   instead of waiting silently for a version it claims to have.
+   *
+   * Replayed or live, a version above the one after the stream's last is preceded by the key's Resync
+   * (see {@linkcode Broker.publish}): a gap older than the history, or versions this node never published.
    *
    * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
    * @throws {UnavailableError} after {@linkcode Broker.close}.
@@ -201,13 +244,9 @@ export class Broker {
     this.#histories.watch("key", topic);
     if (lastEventId === undefined) return this.#handOut(subscriber);
     const frames = ahead ? undefined : this.#histories.history("key", topic)?.framesAfter(position);
-    if (frames !== undefined) {
-      for (const frame of frames) subscriber.replay(frame);
-    } else {
-      this.#replayCurrent(subscriber, { topic, current });
-    }
+    this.#replayKey(subscriber, { table, key, frames: frames ?? this.#currentAndNewer(topic, current) });
     assert(subscriber.lastId >= position);
-    if (ahead) assert(subscriber.lastId >= currentVersion);
+    if (frames === undefined && current !== undefined) assert(subscriber.lastId >= currentVersion);
     return this.#handOut(subscriber);
   }
 
@@ -254,17 +293,30 @@ export class Broker {
   }
 
   /**
-   * Resumes a key stream whose gap is older than the history: one frame of `current`, then the
+   * What resumes a key stream whose gap is older than the history: a frame of `current`, then the
    * remembered frames with a higher version, which were published after the caller read `current`.
    */
-  #replayCurrent(subscriber: Subscriber, options: { topic: string; current: Entry | undefined }): void {
-    const current = options.current;
-    if (current !== undefined) {
-      subscriber.replay(frameOf(current.version, encodeEntryFrame(current)));
+  #currentAndNewer(topic: string, current: Entry | undefined): Frame[] {
+    const newer = this.#histories.history("key", topic)?.framesHeldAfter(current?.version ?? 0) ?? [];
+    if (current === undefined) return newer;
+    if (newer.length > 0) assert(newer[0]!.id > current.version);
+    return [frameOf(current.version, encodeEntryFrame(current)), ...newer];
+  }
+
+  /**
+   * Replays `frames` of one key, in version order, to a new subscriber: each version the client lacks,
+   * preceded by the key's Resync where it is not the version after the stream's last.
+   */
+  #replayKey(subscriber: Subscriber, options: { table: string; key: string; frames: Frame[] }): void {
+    // Encoded at most once, and only for a replay with a jump.
+    let resync: Uint8Array | undefined;
+    for (const frame of options.frames) {
+      if (frame.id > subscriber.lastId + 1) subscriber.replayResync(resync ??= encodeKeyResyncFrame(options));
+      subscriber.replay(frame);
     }
-    const newer = this.#histories.history("key", options.topic)?.framesHeldAfter(current?.version ?? 0);
-    for (const frame of newer ?? []) subscriber.replay(frame);
-    if (current !== undefined) assert(subscriber.lastId >= current.version);
+    const last = options.frames.at(-1);
+    if (last !== undefined) assert(subscriber.lastId >= last.id);
+    assert(!subscriber.closed);
   }
 
   #register(registry: Subscribers, topic: string, lastId: number): Subscriber {

@@ -1,7 +1,7 @@
 import type { ChangeEvent, Entry } from "../store/types.ts";
 import { assert } from "../util/assert.ts";
 import { utf8Length } from "../util/bytes.ts";
-import type { Frame } from "./history.ts";
+import { type Frame, frameOf } from "./history.ts";
 
 const encoder = new TextEncoder();
 
@@ -141,8 +141,58 @@ export function encodeEntryFrame(entry: Entry): Uint8Array {
   return encoder.encode(`id: ${entry.version}\ndata: {"event":"${kind}","value":${entry.json}}\n\n`);
 }
 
-/** The table-stream frame telling a client its gap is older than the history: re-read `/{table}/store`. */
+/**
+ * The table-stream frame telling a client its gap is older than the history: re-read `/{table}/store`.
+ * Not to be confused with a key's Resync ({@linkcode encodeKeyResyncFrame}), which names its key.
+ */
 export function encodeResyncFrame(id: number): Uint8Array {
   assertEventId(id);
   return encoder.encode(`id: ${id}\ndata: {"event":"Resync"}\n\n`);
+}
+
+/** `data: {"event":"Resync","table":,"key":}` and its line breaks: all of a key's Resync but the names. */
+const keyResyncFixedBytes = 'data: {"event":"Resync","table":,"key":}\n\n'.length;
+
+/**
+ * The Resync of one key (SPEC §4b "No silent gaps"): the one line
+ * `data: {"event":"Resync","table":<string>,"key":<string>}` and a blank line, with no `id:` and no
+ * `event:` line. It comes right before the frame of a change of the key when versions of the key were
+ * skipped before that change: versions this stream never showed and this node cannot produce (it missed
+ * them, or forgot them). The frame after it carries the key's state at the new version.
+ *
+ * Unnamed, it reaches `onmessage` like a change. Having no `id:` line, it leaves an EventSource's last
+ * event id where it was (an event's `lastEventId` is then the last id received): the last version the
+ * client really has (key stream) or the last table id it was sent (table stream). A client cut between
+ * the Resync and the frame after it resumes from that id and is told of the jump again.
+ *
+ * Table and key are JSON strings, so quotes, backslashes and line breaks in them stay inside the one
+ * `data:` line.
+ */
+export function encodeKeyResyncFrame(names: { table: string; key: string }): Uint8Array {
+  const tableJson = JSON.stringify(names.table);
+  const keyJson = JSON.stringify(names.key);
+  assertSingleLine(tableJson);
+  assertSingleLine(keyJson);
+  const bytes = encoder.encode(`data: {"event":"Resync","table":${tableJson},"key":${keyJson}}\n\n`);
+  assert(
+    bytes.length === keyResyncFixedBytes + utf8Length(tableJson) + utf8Length(keyJson),
+    "a key's Resync encodes to the bytes its parts count",
+  );
+  return bytes;
+}
+
+/**
+ * One frame made of a key's Resync (see {@linkcode encodeKeyResyncFrame}) followed by `frame`, with
+ * `frame`'s id: a table stream's frame of a change that skipped versions of its key. Being one frame,
+ * it is queued as one chunk and remembered as one entry of the table's history, so a `Last-Event-ID`
+ * replay shows the Resync exactly where a live subscriber saw it.
+ */
+export function resyncThenFrame(resync: Uint8Array, frame: Frame): Frame {
+  assert(resync.length > keyResyncFixedBytes, "a key's Resync names its table and key");
+  const frameBytes = frame.bytes;
+  assert(frameBytes.length === frame.byteLength, "a frame encodes to the bytes it was counted as");
+  const bytes = new Uint8Array(resync.length + frameBytes.length);
+  bytes.set(resync, 0);
+  bytes.set(frameBytes, resync.length);
+  return frameOf(frame.id, bytes);
 }

@@ -37,12 +37,15 @@ export interface RememberOptions {
   watched?: boolean;
 }
 
+/** What {@linkcode Histories.remember} answers for a frame whose id is not above its topic's newest. */
+export const notNewer = -1;
+
 class Slot {
   readonly kind: HistoryKind;
   readonly topic: string;
   /** The frames held; undefined once the byte budget took them all (the slot still knows `newestId`). */
   history: FrameHistory | undefined = undefined;
-  /** Id of the newest frame remembered, whether or not it is still held. */
+  /** Id of the newest frame remembered, whether or not it is still held; 0 before the first (watched). */
   newestId: number;
   /** Its frames are kept: it is a table, or a key that has had a subscriber (see `Histories.watch`). */
   watched: boolean;
@@ -63,7 +66,8 @@ class Slot {
  * The `Last-Event-ID` replay histories of every table and of the keys that have had a subscriber, bounded
  * three ways: `depthMax` frames each, `topicsMax` topics of each kind, and `bytesMax` bytes of frames over
  * all histories. Each topic also keeps the id of its newest frame, so a change that is not newer (the same
- * change forwarded twice, or a late one) is recognized and not remembered.
+ * change forwarded twice, or a late one) is recognized and not remembered, and one that skips ids after it
+ * (versions of a key this node missed) is told to the caller.
  *
  * A key's frames are kept only once it is watched: from its first subscription on this node (`watch`),
  * or from a change published while it has a subscriber. Only a client that was subscribed here resumes
@@ -81,8 +85,8 @@ class Slot {
  * alone is over the budget: then its oldest frames go, and if its newest frame alone is over, all of
  * them. Past `topicsMax` topics of a kind, the least recently changed topic is forgotten with its
  * frames. A forgotten history, or one that lost its oldest frames, answers `framesAfter` with
- * `undefined` for the lost ids, so the broker falls back to the current value (keys) or a `Resync`
- * (tables).
+ * `undefined` for the lost ids, so the broker falls back to the key's Resync and its current value
+ * (keys) or a table's `Resync` (tables).
  */
 export class Histories {
   readonly #depthMax: number;
@@ -165,20 +169,24 @@ export class Histories {
    * the topic's history when the topic is watched; then forgets histories or frames until every bound
    * holds again.
    *
-   * @returns false, and remembers nothing, when the topic's newest frame has this id or a higher one:
-   * a version at or below the newest (a change forwarded twice, or a conflict resolved after a
-   * partition) is not remembered, and subscribers skip it too, since each sends ids in increasing order.
+   * @returns the id of the topic's newest frame before this one, so that the caller sees whether ids were
+   * skipped (a key's versions this node missed); 0 when the topic had none (new, forgotten, or watched
+   * but never changed). {@linkcode notNewer}, and nothing is remembered, when the topic's newest frame has
+   * this id or a higher one: a version at or below the newest (a change forwarded twice, or a late one)
+   * is not remembered, and subscribers skip it too, since each sends ids in increasing order.
    */
-  remember(options: RememberOptions): boolean {
+  remember(options: RememberOptions): number {
     const { kind, topic, frame } = options;
     const slots = this.#slotsByKind[kind];
     let slot = slots.get(topic);
     if (slot === undefined) {
-      slot = new Slot(kind, topic, frame.id);
+      slot = new Slot(kind, topic, 0);
       slots.set(topic, slot);
     } else if (frame.id <= slot.newestId) {
-      return false;
+      return notNewer;
     }
+    const previousId = slot.newestId;
+    assert(previousId < frame.id);
     slot.newestId = frame.id;
     if (options.watched === true) slot.watched = true;
     this.#touchTopic(slot);
@@ -196,7 +204,7 @@ export class Histories {
     }
     assert(slots.size <= this.#topicsMax);
     assert(this.#frameBytes <= this.#bytesMax);
-    return true;
+    return previousId;
   }
 
   /** Makes `slot` the most recently changed of its kind, forgetting the least recent past `topicsMax`. */

@@ -12,10 +12,15 @@
  * a version already published for its key. Table-stream ids are the broker's own, starting at
  * `clock.nowMs() * 1000`.
  *
+ * No silent gaps (SPEC §4b): where a stream would jump over versions of a key that it never showed (this
+ * node missed them, or no longer remembers them), it first sends the key's Resync, an unnamed event
+ * without an id, `data: {"event":"Resync","table":"t","key":"k"}`, then the key's state at the new
+ * version. The client's last event id stays at the last version (or table id) it really has.
+ *
  * @example
  * ```ts
  * const broker = new Broker({ limits: config.limits, logger });
- * broker.publish(event); // main.ts: each store change or forwarded change; duplicates are dropped
+ * broker.publish(event); // main.ts: each store or forwarded change; duplicates dropped, skips announced
  * // http: GET /users/subscribe/alice with `Last-Event-ID: 7`; `current` read from the store just before
  * // (a fresh subscribe reads it too: the key's current version is the stream's position)
  * const subscription = broker.subscribeKey("users", "alice", { lastEventId: 7, current });

@@ -21,7 +21,8 @@ export interface SubscriberOptions {
 
 /**
  * One open event stream with a bounded queue. Frames are sent in strictly increasing id order, each at
- * most once; a live frame that finds the queue full disconnects the subscriber without its backlog.
+ * most once; a live frame that finds the queue full disconnects the subscriber without its backlog. The
+ * only frames without an id are a key's Resyncs, each queued right before the frame it announces.
  *
  * A node holds thousands of these for hours, so each keeps as little as it can: the subscriber is its own
  * stream's underlying source (`start` and `cancel` live on the prototype, where closures would cost each
@@ -87,22 +88,39 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   }
 
   /**
+   * Queues a key's Resync (a frame without an id, SPEC §4b) as part of the replay, right before the frame
+   * it announces; `lastId` stays, since the client has no new version yet.
+   */
+  replayResync(bytes: Uint8Array): void {
+    assert(!this.#closed);
+    assert(bytes.length > 0);
+    this.#controller.enqueue(bytes);
+  }
+
+  /**
    * Queues a live frame, unless the client already has it. A full queue disconnects the subscriber.
    *
    * @returns false when this frame overflowed the queue and the subscriber was disconnected.
    */
   send(frame: Frame): boolean {
     if (this.#closed || frame.id <= this.#lastId) return true;
-    const queuedCount = this.#queueDepthMax - (this.#controller.desiredSize ?? 0);
-    if (queuedCount >= this.#queueDepthMax) {
-      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#queueDepthMax }));
-      this.#stop("overflow");
-      return false;
-    }
-    this.#controller.enqueue(frame.bytes);
+    if (!this.#enqueueLive(frame.bytes)) return false;
     this.#lastId = frame.id;
-    assert(queuedCount + 1 <= this.#queueDepthMax);
     return true;
+  }
+
+  /**
+   * Queues a live key's Resync (a frame without an id, SPEC §4b) right before the frame it announces,
+   * within the same queue bound as {@linkcode Subscriber.send}; `lastId` stays. Should the frame after it
+   * then overflow, the stream errors and its queue, this Resync included, is dropped: the client
+   * reconnects from `lastId` and is told of the jump again.
+   *
+   * @returns false when it overflowed the queue and the subscriber was disconnected.
+   */
+  sendResync(bytes: Uint8Array): boolean {
+    assert(bytes.length > 0);
+    if (this.#closed) return true;
+    return this.#enqueueLive(bytes);
   }
 
   /** Queues a comment (keepalive) if the queue is empty; a stream with frames pending needs none. */
@@ -127,6 +145,20 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     assert(this.#endListener === undefined, "a subscriber has one end listener");
     if (this.#closed) return listener();
     this.#endListener = listener;
+  }
+
+  /** Queues live bytes, or disconnects the subscriber when its queue is full (and returns false). */
+  #enqueueLive(bytes: Uint8Array): boolean {
+    assert(!this.#closed);
+    const queuedCount = this.#queueDepthMax - (this.#controller.desiredSize ?? 0);
+    if (queuedCount >= this.#queueDepthMax) {
+      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#queueDepthMax }));
+      this.#stop("overflow");
+      return false;
+    }
+    this.#controller.enqueue(bytes);
+    assert(queuedCount + 1 <= this.#queueDepthMax);
+    return true;
   }
 
   #stop(reason: CloseReason): void {

@@ -16,6 +16,7 @@ import {
   EventMaker,
   FrameReader,
   keyFrameText,
+  keyResyncText,
   liveJson,
   readyText,
   recordingLogger,
@@ -153,7 +154,7 @@ Deno.test("Broker restarts the keepalive timer for a subscriber that arrives aft
   assert.deepEqual(await reader.rest(), []);
 });
 
-Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to the current value past it", async () => {
+Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to Resync and the current value past it", async () => {
   const broker = makeBroker({ sseHistoryDepth: 3 });
   const events = new EventMaker();
   watchKeys(broker, "t", ["k"]);
@@ -168,7 +169,11 @@ Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to t
   broker.close();
   const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
   assert.deepEqual(await atMax.rest(), [ready(0), frame(1), frame(2), frame(3), frame(4)]);
-  assert.deepEqual(await overMax.rest(), [ready(0), keyFrameText("Updated", 4, current.json)]);
+  assert.deepEqual(await overMax.rest(), [
+    ready(0),
+    keyResyncText("t", "k"),
+    keyFrameText("Updated", 4, current.json),
+  ]);
   assert.deepEqual(await withinMax.rest(), [ready(1), frame(2), frame(3), frame(4)]);
 });
 

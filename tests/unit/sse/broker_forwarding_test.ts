@@ -14,6 +14,7 @@ import {
   EventMaker,
   FrameReader,
   keyFrameText,
+  keyResyncText,
   liveJson,
   readyText,
   testLimits,
@@ -84,19 +85,27 @@ Deno.test("Broker.publish() drops a key's duplicate and late versions, and numbe
   broker.publish(local.deleted({ table: "t", key: "k", version: 5 })); // id 1004: 3 and 4 were skipped
   assert.equal(broker.publishedVersionCount, 2);
   broker.close();
+  const deleted = keyFrameText("Deleted", 5, tombstoneJson("k", 5));
   assert.deepEqual(await keyReader.rest(), [
     ready(0),
     keyFrame(1),
     keyFrame(2),
-    keyFrameText("Deleted", 5, tombstoneJson("k", 5)),
+    keyResyncText("t", "k"),
+    deleted,
   ]);
   const tableTexts = await tableReader.rest();
-  assert.deepEqual(tableTexts.slice(1).map(idOf), [1001, 1002, 1003, 1004]);
   assert.deepEqual(tableTexts.slice(1, 4), [
     tableFrame(1001, "k", 1),
     tableFrame(1002, "k", 2),
     tableFrame(1003, "j", 1),
   ]);
+  // The skip is announced on the table stream too: the Resync and the change are one frame, id 1004.
+  assert.equal(
+    tableTexts[4],
+    keyResyncText("t", "k") +
+      `id: 1004\ndata: {"event":"Deleted","key":"k","value":${tombstoneJson("k", 5)}}\n\n`,
+  );
+  assert.equal(tableTexts.length, 5);
 });
 
 Deno.test("Broker remembers the published versions of sseHistoryKeysMax keys and forgets the least recently changed", async () => {
@@ -144,13 +153,22 @@ Deno.test("Broker.subscribeKey() past the history sends the current value, then 
   broker.publish(events.updated({ table: "t", key: "k", version: 6 }));
   broker.close();
   const expected = [keyFrame(4), keyFrame(5), keyFrame(6)];
-  assert.deepEqual(await reader.rest(), [ready(1), keyFrameText("Updated", 3, current.json), ...expected]);
+  const resync = keyResyncText("t", "k");
+  // Version 2 (the history holds only 4 and 5) cannot be produced: the jump to 3 is announced.
+  assert.deepEqual(await reader.rest(), [
+    ready(1),
+    resync,
+    keyFrameText("Updated", 3, current.json),
+    ...expected,
+  ]);
+  // Version 2 follows 1; version 3 is neither remembered nor read: the jump to 4 is announced.
   assert.deepEqual(await olderReader.rest(), [
     ready(1),
     keyFrameText("Updated", 2, older.json),
+    resync,
     ...expected,
   ]);
-  assert.deepEqual(await noneReader.rest(), [ready(2), ...expected]);
+  assert.deepEqual(await noneReader.rest(), [ready(2), resync, ...expected], "3 is lost: announced");
 });
 
 Deno.test("Broker.subscribeTable() sends Resync for a Last-Event-ID beyond its newest id, then goes live", async () => {

@@ -11,6 +11,7 @@ import {
   EventMaker,
   FrameReader,
   keyFrameText,
+  keyResyncText,
   liveJson,
   readyText,
   testLimits,
@@ -61,10 +62,10 @@ Deno.test("Broker keeps tables and keys apart even when their concatenations are
   const broker = makeBroker();
   const events = new EventMaker();
   const reader = new FrameReader(broker.subscribeKey("ab", "c", { current: undefined }).stream);
-  broker.publish(events.updated({ table: "a", key: "bc", version: 1 }));
-  broker.publish(events.updated({ table: "ab", key: "c", version: 5 }));
+  broker.publish(events.updated({ table: "a", key: "bc", version: 3 }));
+  broker.publish(events.updated({ table: "ab", key: "c", version: 1 }));
   broker.close();
-  assert.deepEqual(await reader.rest(), [ready(0), keyFrameText("Updated", 5, liveJson(5, 5))]);
+  assert.deepEqual(await reader.rest(), [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))]);
 });
 
 Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then goes live", async () => {
@@ -112,10 +113,11 @@ Deno.test("Broker.subscribeKey() without Last-Event-ID starts at the current ver
   assert.deepEqual(await reader.rest(), [ready(2)]);
 });
 
-Deno.test("Broker.subscribeKey() sends the current value when the gap is older than the history", async () => {
+Deno.test("Broker.subscribeKey() sends the key's Resync and the current value when the gap is older than the history", async () => {
   const broker = makeBroker({ sseHistoryDepth: 2 });
   const events = new EventMaker();
   for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+  const resync = keyResyncText("t", "k");
   const live = entryOf({ key: "k", version: 3, value: "now" });
   const liveReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current: live }).stream);
   const tombstone = entryOf({ key: "k", version: 3, deleted: true });
@@ -128,9 +130,14 @@ Deno.test("Broker.subscribeKey() sends the current value when the gap is older t
     broker.subscribeKey("t", "u", { lastEventId: 4, current: unseen }).stream,
   );
   broker.close();
-  assert.deepEqual(await liveReader.rest(), [ready(0), keyFrameText("Updated", 3, live.json)]);
-  assert.deepEqual(await goneReader.rest(), [ready(0), keyFrameText("Deleted", 3, tombstone.json)]);
-  assert.deepEqual(await unseenReader.rest(), [ready(4), keyFrameText("Updated", 9, unseen.json)]);
+  // Versions 1 and 2 (5 to 8 for u) cannot be produced: announced, never a silent jump (SPEC §4b).
+  assert.deepEqual(await liveReader.rest(), [ready(0), resync, keyFrameText("Updated", 3, live.json)]);
+  assert.deepEqual(await goneReader.rest(), [ready(0), resync, keyFrameText("Deleted", 3, tombstone.json)]);
+  assert.deepEqual(await unseenReader.rest(), [
+    ready(4),
+    keyResyncText("t", "u"),
+    keyFrameText("Updated", 9, unseen.json),
+  ]);
 });
 
 Deno.test("Broker.subscribeKey() resumes at the current version quietly, and past every known version with the current value", async () => {
@@ -167,6 +174,7 @@ Deno.test("Broker never sends a version twice between replay and live", async ()
   broker.close();
   assert.deepEqual(await reader.rest(), [
     ready(0),
+    keyResyncText("t", "k"),
     keyFrameText("Updated", 4, current.json),
     keyFrameText("Updated", 5, liveJson(5, 5)),
   ]);

@@ -4,9 +4,11 @@ import assert from "node:assert/strict";
 import {
   changeFrames,
   encodeEntryFrame,
+  encodeKeyResyncFrame,
   encodeReadyFrame,
   encodeResyncFrame,
   keepaliveFrame,
+  resyncThenFrame,
 } from "../../../src/sse/event_format.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import type { ChangeEvent } from "../../../src/store/types.ts";
@@ -93,6 +95,35 @@ Deno.test("encodeEntryFrame() writes Updated for a live entry and Deleted for a 
 
 Deno.test("encodeResyncFrame() tells the client to re-read the table", () => {
   assert.equal(text(encodeResyncFrame(12)), 'id: 12\ndata: {"event":"Resync"}\n\n');
+});
+
+Deno.test("encodeKeyResyncFrame() names table and key as JSON strings on one data line, without an id", () => {
+  assert.equal(
+    text(encodeKeyResyncFrame({ table: "t", key: "k" })),
+    'data: {"event":"Resync","table":"t","key":"k"}\n\n',
+  );
+  const key = 'a "quoted" \\ key\nwith a line break, é and 🔑';
+  const bytes = encodeKeyResyncFrame({ table: "tâble", key });
+  const decoded = text(bytes);
+  assert.equal(decoded, `data: {"event":"Resync","table":"tâble","key":${JSON.stringify(key)}}\n\n`);
+  assert.equal(decoded.indexOf("\n"), decoded.length - 2, "one line, then the blank line that ends it");
+  assert.deepEqual(JSON.parse(decoded.slice("data: ".length)), { event: "Resync", table: "tâble", key });
+  assert.equal(bytes.length, encoder.encode(decoded).length);
+});
+
+Deno.test("resyncThenFrame() joins a key's Resync and a change's frame into one frame with the change's id", () => {
+  const resync = encodeKeyResyncFrame({ table: "t", key: "k" });
+  const change = changeFrames(event(), 42).table;
+  const joined = resyncThenFrame(resync, change);
+  assert.equal(joined.id, 42);
+  assert.equal(joined.byteLength, resync.length + change.byteLength);
+  assert.equal(joined.bytes.length, joined.byteLength);
+  assert.equal(
+    text(joined.bytes),
+    `data: {"event":"Resync","table":"t","key":"k"}\n\n` +
+      `id: 42\ndata: {"event":"Updated","key":"k","value":${oddJson}}\n\n`,
+  );
+  assert.throws(() => resyncThenFrame(new Uint8Array(0), change), AssertionError);
 });
 
 Deno.test("keepaliveFrame is an SSE comment", () => {

@@ -3,7 +3,7 @@
 // of a gap.
 // Method: remember frames of known sizes and check what is held, what is forgotten, and frameBytes.
 import assert from "node:assert/strict";
-import { Histories, type HistoryKind } from "../../../src/sse/histories.ts";
+import { Histories, type HistoryKind, notNewer } from "../../../src/sse/histories.ts";
 import { type Frame, frameOf } from "../../../src/sse/history.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 
@@ -103,49 +103,61 @@ Deno.test("Histories keeps topicsMax histories of each kind and frees the bytes 
 
 Deno.test("Histories refuses an id not above the newest, even after the byte budget took the frames", () => {
   const histories = makeHistories({ bytesMax: 10, topicsMax: 2 });
-  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 4), watched: true }), true);
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 4), watched: true }), 0);
   assert.equal(
     histories.remember({ kind: "key", topic: "a", frame: frame(5, 4), watched: true }),
-    false,
+    notNewer,
     "the same id",
   );
   assert.equal(
     histories.remember({ kind: "key", topic: "a", frame: frame(4, 4), watched: true }),
-    false,
+    notNewer,
     "a lower id",
   );
   assert.equal(histories.frameBytes, 4, "a refused frame is not counted");
   histories.remember({ kind: "key", topic: "b", frame: frame(1, 10), watched: true });
   assert.equal(histories.history("key", "a"), undefined, "a's frames went for b's");
   assert.equal(histories.topicCount("key"), 2, "a's topic stays, with its newest id");
-  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 1), watched: true }), false);
-  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(6, 1), watched: true }), true);
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(5, 1), watched: true }), notNewer);
+  assert.equal(
+    histories.remember({ kind: "key", topic: "a", frame: frame(6, 1), watched: true }),
+    5,
+    "the newest id before, though its frame is gone",
+  );
   assert.equal(held(histories, "key", "a"), undefined, "frames before 6 were lost: a gap");
   assert.deepEqual(histories.history("key", "a")?.framesHeldAfter(0).map((kept) => kept.id), [6]);
   histories.remember({ kind: "key", topic: "c", frame: frame(1, 1), watched: true });
   assert.equal(histories.topicCount("key"), 2, "past topicsMax, b (least recently changed) is forgotten");
   assert.equal(
     histories.remember({ kind: "key", topic: "b", frame: frame(1, 1), watched: true }),
-    true,
-    "b is new again",
+    0,
+    "b is new again: no newest id before",
   );
   assert.equal(histories.frameBytes, 2);
 });
 
 Deno.test("Histories keeps a key's frames only once it is watched, and tables' always", () => {
   const histories = makeHistories({ bytesMax: 100, topicsMax: 2 });
-  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(1, 5) }), true);
-  assert.equal(histories.remember({ kind: "table", topic: "t", frame: frame(1, 5) }), true);
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(1, 5) }), 0);
+  assert.equal(histories.remember({ kind: "table", topic: "t", frame: frame(1, 5) }), 0);
   assert.equal(histories.history("key", "a"), undefined, "an unwatched key holds no frame");
   assert.deepEqual(held(histories, "table", "t"), [1]);
   assert.equal(histories.frameBytes, 5);
-  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(1, 5) }), false, "its id is known");
+  assert.equal(
+    histories.remember({ kind: "key", topic: "a", frame: frame(1, 5) }),
+    notNewer,
+    "its id is known",
+  );
   histories.watch("key", "a");
-  histories.remember({ kind: "key", topic: "a", frame: frame(2, 5) });
+  assert.equal(histories.remember({ kind: "key", topic: "a", frame: frame(2, 5) }), 1);
   assert.equal(held(histories, "key", "a"), undefined, "version 1 came before the watch: a gap");
   assert.deepEqual(histories.history("key", "a")?.framesHeldAfter(1).map((kept) => kept.id), [2]);
   histories.watch("key", "b"); // not published yet: watched from its first change
-  histories.remember({ kind: "key", topic: "b", frame: frame(1, 5) });
+  assert.equal(
+    histories.remember({ kind: "key", topic: "b", frame: frame(1, 5) }),
+    0,
+    "watched, never changed",
+  );
   assert.deepEqual(held(histories, "key", "b"), [1]);
   histories.remember({ kind: "key", topic: "c", frame: frame(1, 5), watched: true }); // a subscriber now
   assert.deepEqual(held(histories, "key", "c"), [1]);

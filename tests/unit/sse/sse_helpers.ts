@@ -82,6 +82,11 @@ export function keyFrameText(kind: "Updated" | "Deleted", id: number, json: stri
   return `id: ${id}\ndata: {"event":"${kind}","value":${json}}\n\n`;
 }
 
+/** The expected Resync of one key (SPEC §4b): no id, so the client's last event id stays. */
+export function keyResyncText(table: string, key: string): string {
+  return `data: {"event":"Resync","table":${JSON.stringify(table)},"key":${JSON.stringify(key)}}\n\n`;
+}
+
 /** The expected ready block that starts every stream (SPEC §4b), of the stream's position. */
 export function readyText(position: number): string {
   return `event: ready\nid: ${position}\ndata: {"event":"Ready"}\n\n`;

@@ -74,6 +74,35 @@ Deno.test("Subscriber.replay() is not bounded by the queue: the replay is bounde
   assert.deepEqual(await reader.rest(), [readyText(0), "id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
 });
 
+Deno.test("Subscriber.sendResync() queues a frame without an id within the queue bound; lastId stays", async () => {
+  const resync = encoder.encode('data: {"event":"Resync","table":"t","key":"k"}\n\n');
+  const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 3, lastId: 2 });
+  await reader.next(); // empty the queue of the ready block
+  assert.equal(subscriber.sendResync(resync), true);
+  assert.equal(subscriber.lastId, 2, "a Resync carries no version");
+  assert.equal(subscriber.send(frame(5)), true);
+  assert.equal(subscriber.sendResync(resync), true, "the third queued chunk: at sseQueueDepthMax");
+  assert.equal(subscriber.sendResync(resync), false, "the fourth overflows");
+  assert.deepEqual(reasons, ["overflow"]);
+  await assert.rejects(
+    reader.reader.read(),
+    SubscriberTooSlowError,
+    "the backlog, Resync included, is dropped",
+  );
+  assert.equal(subscriber.sendResync(resync), true, "a closed subscriber ignores it");
+});
+
+Deno.test("Subscriber.replayResync() queues a frame without an id outside the queue bound; lastId stays", async () => {
+  const resync = encoder.encode('data: {"event":"Resync","table":"t","key":"k"}\n\n');
+  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1, lastId: 1 });
+  subscriber.replayResync(resync);
+  assert.equal(subscriber.lastId, 1);
+  subscriber.replay(frame(4));
+  assert.equal(subscriber.closed, false);
+  subscriber.close();
+  assert.deepEqual(await reader.rest(), [readyText(1), new TextDecoder().decode(resync), "id: 4\n\n"]);
+});
+
 Deno.test("Subscriber.sendComment() sends a keepalive only when nothing is queued", async () => {
   const { subscriber, reader } = makeSubscriber({ queueDepthMax: 4 });
   subscriber.sendComment(keepaliveFrame); // the ready block is still queued: skipped
