@@ -5,7 +5,7 @@ import { InvalidRequestError, KvError, PayloadTooLargeError, UnavailableError } 
 import type { Logger } from "../util/log.ts";
 import { Acceptor, replicaEntryOfWire } from "./acceptor.ts";
 import { applyChange, type WriteChange } from "./change.ts";
-import { forwardWrite, isTooLarge, isUnreachable, writeReplyOf } from "./forwarding.ts";
+import { ForwardedError, forwardWrite, isTooLarge, isUnreachable, writeReplyOf } from "./forwarding.ts";
 import { Hints } from "./hints.ts";
 import type {
   ChangeSink,
@@ -312,6 +312,7 @@ export class Replicator {
       try {
         return await this.#forward(proposer, request);
       } catch (error) {
+        if (error instanceof ForwardedError) throw error; // the proposer's answer: it ran there
         if (isTooLarge(error)) {
           throw new PayloadTooLargeError(
             `Cannot write key "${request.key}": its proposer ${proposer} refused the forwarded write ` +

@@ -1,6 +1,7 @@
 import { assert } from "../util/assert.ts";
 import { InvalidRequestError } from "../util/errors.ts";
 import { utf8Length } from "../util/bytes.ts";
+import { maxBallot, successorOf } from "../util/ballot.ts";
 import {
   type Ballot,
   ballotNodeBytesMax,
@@ -140,16 +141,6 @@ export function checkBallot(ballot: Ballot, subject: string): void {
   }
 }
 
-/** The next ballot of the same proposer, `(counter + 1, node)`: accepting `b` also promises it. */
-export function successorOf(ballot: Ballot): Ballot {
-  assert(Number.isSafeInteger(ballot.counter + 1), "a ballot counter stays a safe integer");
-  return { counter: ballot.counter + 1, node: ballot.node };
-}
-
-/** The larger of two ballots. */
-export function maxBallot(a: Ballot, b: Ballot): Ballot {
-  return compareBallots(a, b) >= 0 ? a : b;
-}
 
 /**
  * Decides a replica's state (a Paxos accept arriving late) against the key's state and explicit promise:

@@ -6,16 +6,8 @@ import type { Logger } from "../util/log.ts";
 import type { Failpoints } from "./failpoints.ts";
 import type { Fs } from "./fs.ts";
 
-/**
- * A Paxos ballot: ordered by counter, then by node id (plain JS string `<` order). A proposer uses only
- * ballots with its own node id, so two proposers never share one.
- */
-export interface Ballot {
-  /** A non-negative safe integer. */
-  readonly counter: number;
-  /** The proposer's member id (`host:port`), at most {@linkcode ballotNodeBytesMax} UTF-8 bytes. */
-  readonly node: string;
-}
+import type { Ballot } from "../util/ballot.ts";
+export { type Ballot, compareBallots, zeroBallot } from "../util/ballot.ts";
 
 /**
  * Longest node id of a ballot, in UTF-8 bytes: member ids are `host:port`, and a DNS name is at most 253
@@ -23,15 +15,6 @@ export interface Ballot {
  */
 export const ballotNodeBytesMax = 300;
 
-/** The ballot below every other: of records written before ballots existed and of plain local writes. */
-export const zeroBallot: Ballot = Object.freeze({ counter: 0, node: "" });
-
-/** Negative, zero or positive as `a` is below, equal to or above `b`: by counter, then by node id. */
-export function compareBallots(a: Ballot, b: Ballot): number {
-  if (a.counter !== b.counter) return a.counter < b.counter ? -1 : 1;
-  if (a.node === b.node) return 0;
-  return a.node < b.node ? -1 : 1;
-}
 
 /** The current state of one key in the index: a live value or a tombstone. */
 export interface Entry {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { defaultLimits } from "../../src/config/limits.ts";
 import { Broker, type Subscription } from "../../src/sse/mod.ts";
-import type { ChangeEvent, Entry } from "../../src/store/types.ts";
+import { type ChangeEvent, type Entry, zeroBallot } from "../../src/store/types.ts";
 import { silentLogger } from "../../src/util/log.ts";
 import { EventSourceLog } from "../helpers/event_source_log.ts";
 import { waitFor } from "../helpers/wait_for.ts";
@@ -26,7 +26,7 @@ function change(key: string, version: number): ChangeEvent {
     timestamp: 1_700_000_000_000,
     owner: "alice",
   });
-  return { kind: "Updated", table: "t", key, version, sequence: 0, json };
+  return { kind: "Updated", table: "t", key, version, sequence: 0, json, source: "local" };
 }
 
 /** What a store read of the key would answer after `event`. */
@@ -37,6 +37,7 @@ function entryOf(event: ChangeEvent): Entry {
     owner: "alice",
     deleted: false,
     json: event.json,
+    ballot: zeroBallot,
   };
 }
 

@@ -19,8 +19,8 @@ import {
   decideReplica,
   recordOfReplica,
   replicaOfEntry,
-  successorOf,
 } from "../../../src/store/replica.ts";
+import { successorOf } from "../../../src/util/ballot.ts";
 import { entryOf } from "../../../src/store/wal_record.ts";
 
 const base: ReplicaEntry = { version: 3, timestamp: 1_000, owner: "bob", deleted: false, valueJson: '"b"' };
