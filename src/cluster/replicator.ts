@@ -42,6 +42,9 @@ export { hintsMax } from "./hints.ts";
 /** A client write as the HTTP layer hands it over, after authentication. */
 export type ClientWrite = Omit<WriteRequest, "owner" | "ifVersion"> & { conditions: WriteConditions };
 
+/** Repair rounds in flight at once; beyond it, anti-entropy's next round tries again. */
+export const settlingMax = 1_000;
+
 /** Two-round attempts of one proposal before its client is told 503. */
 export const proposalAttemptsMax = 4;
 
@@ -107,6 +110,8 @@ export class Replicator {
   readonly #writePipelines = new Map<string, PeerPipeline<WriteRequest, WriteReplyWire>>();
   readonly #hints = new Hints();
   #transitions: Transition[] = [];
+  /** Keys with a repair round in flight (`#settleIfBlocked`). */
+  readonly #settling = new Set<string>();
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
@@ -408,6 +413,21 @@ export class Replicator {
     return true;
   }
 
+  /**
+   * A state from a peer above this acceptor's accepted ballot was refused for an outstanding promise (a
+   * prepare whose accept never came, or a lost proposer's successor state): no delayed accept can ever be
+   * taken here, so replicas would stay apart until the key's next write. A round on the key (the identity
+   * change, at a ballot above that promise) brings every replica onto its latest chosen state.
+   */
+  #settleIfBlocked(table: string, key: string, entry: ReplicaEntry): void {
+    const state = this.#options.store.acceptorOf(table, key);
+    if (compareBallots(entry.ballot ?? zeroBallot, state.accepted) <= 0) return;
+    const id = keyIdOf(table, key);
+    if (this.#settling.has(id) || this.#settling.size >= settlingMax) return;
+    this.#settling.add(id);
+    void this.settle(table, key).finally(() => this.#settling.delete(id));
+  }
+
   /** The rebalancer finished a pass up to `next`: the changes up to it are settled for every key held here. */
   passDone(next: Placement): void {
     if (!sameList(next.ringIds, this.#placement.ringIds)) return; // a newer change: its pass comes
@@ -571,6 +591,9 @@ export class Replicator {
       item.store === true ? [{ table: item.table, key: item.key, entry: replicaEntryOfWire(item.entry) }] : []
     );
     const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
+    stored.forEach((item, index) => {
+      if (outcomes[index] === "stale") this.#settleIfBlocked(item.table, item.key, item.entry);
+    });
     let storedIndex = 0;
     const results = items.map((item): ApplyResult => {
       if (item.store === true) return { result: outcomes[storedIndex++]! };

@@ -23,24 +23,26 @@ async function put(cluster: InProcessCluster, index: number, key: string, value:
     signal: AbortSignal.timeout(10_000),
   });
   const text = await response.text();
-  return { status: response.status, body: response.status === 201 ? JSON.parse(text) : undefined };
+  const retryAfter = response.headers.get("retry-after");
+  return { status: response.status, body: response.status === 201 ? JSON.parse(text) : undefined, retryAfter };
 }
 
 /** Waits until every running node holds the same bytes for `key`. */
 async function waitIdentical(cluster: InProcessCluster, key: string, timeoutMs = 15_000): Promise<string> {
-  let seen = "";
-  await waitFor(() => {
-    const copies = cluster.running().map((index) =>
-      cluster.node(index).store.getEntry("t", key)?.json ?? "none"
-    );
-    seen = copies.join(" | ");
-    return copies.every((copy) => copy === copies[0]) && copies[0] !== "none";
-  }, { timeoutMs, intervalMs: 20, what: `replicas of ${key} to converge (${seen})` });
+  const copies = () => cluster.running().map((index) => cluster.node(index).store.getEntry("t", key)?.json ?? "none");
+  try {
+    await waitFor(() => {
+      const seen = copies();
+      return seen.every((copy) => copy === seen[0]) && seen[0] !== "none";
+    }, { timeoutMs, intervalMs: 20, what: `replicas of ${key} to converge` });
+  } catch (error) {
+    throw new Error(`${String(error)}: ${copies().join(" | ")}`);
+  }
   return cluster.node(cluster.running()[0]!).store.getEntry("t", key)!.json;
 }
 
 Deno.test({
-  name: "partition: both sides take writes; after healing every replica holds the same deterministic winner",
+  name: "partition: only the majority side takes writes; after healing every replica holds its last one",
   ...options,
   async fn() {
     await using cluster = await InProcessCluster.start({ nodeCount: 3 });
@@ -55,14 +57,16 @@ Deno.test({
     const lone = await put(cluster, 0, "k", "lone side", token);
     const majority = await put(cluster, 1, "k", "majority side", token);
     const majorityAgain = await put(cluster, 2, "k", "majority side again", token);
-    assert.equal(lone.status, 201, "the lone side still takes writes of keys it holds");
+    assert.equal(lone.status, 503, "one node of three is no majority, whatever it believes");
+    assert.equal(lone.retryAfter, "1");
     assert.equal(majority.status, 201);
     assert.equal(majorityAgain.status, 201);
     cluster.network.heal();
     await cluster.waitConverged();
     const winner = JSON.parse(await waitIdentical(cluster, "k"));
-    assert.equal(winner.value, "majority side again", "the higher version wins, on every node");
+    assert.equal(winner.value, "majority side again", "the last acknowledged write, on every node");
     assert.equal(winner.version, majorityAgain.body.version);
+    assert.equal(winner.version, 3, "the lone side's attempt took no version");
   },
 });
 

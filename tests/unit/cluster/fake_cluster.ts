@@ -342,6 +342,16 @@ export class FakeCluster implements AsyncDisposable {
     this.nodes.set(id, { id, store, replicator, antiEntropy, sink });
   }
 
+  /**
+   * Starts one more node `id` on the network (a member about to join): it serves requests at once, but the
+   * ring and live sets are the test's to change with `membership.set`.
+   */
+  async addNode(id: string, fs: Fs = new MemoryFs()): Promise<FakeNode> {
+    if (this.nodes.has(id)) throw new Error(`fake node ${id} is already running`);
+    await this.#addNode(id, fs);
+    return this.node(id);
+  }
+
   /** The node `id`. */
   node(id: string): FakeNode {
     const node = this.nodes.get(id);

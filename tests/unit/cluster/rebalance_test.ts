@@ -1,33 +1,77 @@
-// Goal: a Rebalancer pass ships each local key only where it is newly needed (to the new replicas of a key
-// this node keeps, to every live replica of a key it loses), purges a lost key only once every live target
-// acknowledged it, never purges while purgeEnabled is false, pushes in batches of rebalanceBatchKeys, and
-// runs passes one at a time, folding changes that arrive meanwhile into one more pass.
-// Method: a real Store on MemoryFs, Placements built by hand, and a recording KeyPusher whose answers
-// (and timing) the test controls.
+// Goal: a Rebalancer pass settles exactly the local keys whose replica set changed (one `settle` round
+// each), purges a key this node left only once its round succeeded and never while purgeEnabled is false,
+// retries the keys that failed for up to settleAttemptsMax rounds, tells the pusher `passDone(next)` only
+// when every key settled, settles at most rebalanceBatchKeys keys at once, and runs passes one at a time,
+// folding changes that arrive meanwhile into one more pass. Over a fake cluster, a node that joins ends
+// the pass holding the latest state of every key it now replicates, learnt through joint rounds.
+// Method: a real Store on MemoryFs, Placements built by hand and a recording KeyPusher whose `settle`
+// answers (and timing) the test scripts; then a FakeCluster (real Stores and Replicators over a fake
+// network) with a Rebalancer per node wired as ClusterNode wires it, and a 4th node added to the ring.
 import assert from "node:assert/strict";
 import type { Placement } from "../../../src/cluster/placement.ts";
-import { type KeyPusher, rebalanceBatchKeys, Rebalancer } from "../../../src/cluster/rebalance.ts";
+import type { PaxosItem } from "../../../src/cluster/paxos_wire.ts";
+import {
+  type KeyPusher,
+  rebalanceBatchKeys,
+  Rebalancer,
+  settleAttemptsMax,
+} from "../../../src/cluster/rebalance.ts";
 import type { Store } from "../../../src/store/mod.ts";
 import { silentLogger } from "../../../src/util/log.ts";
-import { nodeA, nodeB, nodeC, nodeD, openTestStore, placementOf, testClusterConfig } from "./fake_cluster.ts";
+import {
+  FakeCluster,
+  nodeA,
+  nodeB,
+  nodeC,
+  nodeD,
+  openTestStore,
+  placementOf,
+  testClusterConfig,
+} from "./fake_cluster.ts";
 
 const table = "t";
 
-/** Records every push; a push to a peer in `failing` answers false; `gate`, when set, holds each push. */
+/**
+ * Records every settle and passDone; `answer(key, round)` scripts whether the `round`-th settle of a key
+ * (0-based) succeeds (default: always); `gate`, when set, holds each settle until it resolves.
+ */
 class RecordingPusher implements KeyPusher {
-  readonly pushes: Array<{ peer: string; keys: string[] }> = [];
-  readonly failing = new Set<string>();
+  readonly settles: string[] = [];
+  readonly passes: Placement[] = [];
+  answer: (key: string, round: number) => boolean = () => true;
   gate: Promise<void> | undefined;
+  inFlight = 0;
+  inFlightMax = 0;
 
-  async pushKeys(peer: string, keys: ReadonlyArray<{ table: string; key: string }>): Promise<boolean> {
-    this.pushes.push({ peer, keys: keys.map(({ key }) => key) });
-    if (this.gate !== undefined) await this.gate;
-    return !this.failing.has(peer);
+  pushKeys(): Promise<boolean> {
+    return Promise.reject(new Error("a pass settles keys, it does not push them"));
   }
 
-  /** Every key pushed to `peer`, sorted. */
-  keysTo(peer: string): string[] {
-    return this.pushes.filter((push) => push.peer === peer).flatMap((push) => push.keys).sort();
+  async settle(_table: string, key: string): Promise<boolean> {
+    const round = this.roundsOf(key);
+    this.settles.push(key);
+    this.inFlight += 1;
+    this.inFlightMax = Math.max(this.inFlightMax, this.inFlight);
+    try {
+      await (this.gate ?? Promise.resolve()); // a settle is a round: it never answers in the caller's turn
+      return this.answer(key, round);
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+
+  passDone(next: Placement): void {
+    this.passes.push(next);
+  }
+
+  /** How many times `key` was settled. */
+  roundsOf(key: string): number {
+    return this.settles.filter((settled) => settled === key).length;
+  }
+
+  /** Every key settled at least once, sorted. */
+  settledKeys(): string[] {
+    return [...new Set(this.settles)].sort();
   }
 }
 
@@ -47,159 +91,140 @@ const config = testClusterConfig({ replicationFactor: 2 });
 const before = placementOf({ self: nodeA, ringIds: [nodeA, nodeB, nodeC], config });
 const after = placementOf({ self: nodeA, ringIds: [nodeA, nodeB, nodeC, nodeD], config });
 
+/** The keys of `keys` whose replica set differs between `before` and `after`. */
+function movedKeys(keys: readonly string[]): string[] {
+  return keys.filter((key) => before.replicasOf(table, key).join() !== after.replicasOf(table, key).join());
+}
+
 /** The keys of `keys` that `after` no longer places on A. */
 function leavingKeys(keys: readonly string[]): string[] {
   return keys.filter((key) => !after.replicasOf(table, key).includes(nodeA));
 }
 
-Deno.test("Rebalancer.pass() pushes a kept key only to new replicas and a lost key to its live replicas", async () => {
+/** Runs `test` with an empty Store, closed at the end. */
+async function withStore(test: (store: Store) => Promise<void>): Promise<void> {
   const store = await openTestStore();
   try {
+    await test(store);
+  } finally {
+    await store.close();
+  }
+}
+
+Deno.test("Rebalancer.pass() settles each moved key once, purges those A left, passDone", async () => {
+  await withStore(async (store) => {
     const keys = await putOwnKeys(store, before, 80);
     const pusher = new RecordingPusher();
     const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
     await rebalancer.pass(before, after);
+    const moved = movedKeys(keys);
     const leaving = leavingKeys(keys);
-    const kept = keys.filter((key) => !leaving.includes(key));
-    assert.ok(leaving.length > 0 && kept.length > 0, "the fixture has keys of both kinds");
-    const expected = new Map<string, string[]>();
-    for (const key of keys) {
-      const old = before.replicasOf(table, key);
-      const targets = after.replicasOf(table, key).filter((id) =>
-        id !== nodeA && (leaving.includes(key) || !old.includes(id))
-      );
-      for (const target of targets) expected.set(target, [...(expected.get(target) ?? []), key]);
-    }
-    for (const peer of [nodeB, nodeC, nodeD]) {
-      assert.deepEqual(pusher.keysTo(peer), (expected.get(peer) ?? []).sort());
-    }
-    // A key A keeps moves only to D, the one new member; B and C only receive keys A loses.
-    for (const peer of [nodeB, nodeC]) {
-      for (const key of pusher.keysTo(peer)) assert.ok(leaving.includes(key));
-    }
-    assert.ok(kept.some((key) => !pusher.keysTo(nodeD).includes(key)), "an unmoved key is not pushed");
+    assert.ok(leaving.length > 0 && moved.length > leaving.length, "keys that leave A and keys A keeps move");
+    assert.ok(moved.length < keys.length, "and some keys do not move");
+    assert.deepEqual([...pusher.settles].sort(), moved, "each moved key settled once, no other");
     for (const key of leaving) assert.equal(store.getEntry(table, key), undefined, `${key} purged`);
-    for (const key of kept) assert.equal(store.getEntry(table, key)?.version, 1, `${key} kept`);
+    for (const key of keys.filter((key) => !leaving.includes(key))) {
+      assert.equal(store.getEntry(table, key)?.version, 1, `${key} kept`);
+    }
+    assert.equal(rebalancer.movedCount, moved.length);
     assert.equal(rebalancer.purgedCount, leaving.length);
-    assert.equal(rebalancer.movedCount, pusher.pushes.reduce((sum, push) => sum + push.keys.length, 0));
-  } finally {
-    await store.close();
-  }
+    assert.deepEqual(pusher.passes, [after]);
+  });
 });
 
-Deno.test("Rebalancer.pass() purges a lost key only when every live target acknowledged it", async () => {
-  const store = await openTestStore();
-  try {
+Deno.test("Rebalancer.pass() calls passDone for a change that moves none of its keys", async () => {
+  await withStore(async (store) => {
+    const pusher = new RecordingPusher();
+    await new Rebalancer({ store, pusher, logger: silentLogger }).pass(before, after);
+    assert.deepEqual(pusher.settles, []);
+    assert.deepEqual(pusher.passes, [after]);
+  });
+});
+
+Deno.test("Rebalancer.pass() retries failed keys and purges a left key only once settled", async () => {
+  await withStore(async (store) => {
     const keys = await putOwnKeys(store, before, 80);
-    const pusher = new RecordingPusher();
-    pusher.failing.add(nodeB);
-    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
-    await rebalancer.pass(before, after);
     const leaving = leavingKeys(keys);
-    const blocked = leaving.filter((key) => after.replicasOf(table, key).includes(nodeB));
-    const free = leaving.filter((key) => !blocked.includes(key));
-    assert.ok(blocked.length > 0 && free.length > 0, "the fixture has keys of both kinds");
-    for (const key of blocked) assert.equal(store.getEntry(table, key)?.version, 1, `${key} kept: B failed`);
-    for (const key of free) assert.equal(store.getEntry(table, key), undefined, `${key} purged`);
-    assert.equal(rebalancer.purgedCount, free.length);
-  } finally {
-    await store.close();
-  }
-});
-
-Deno.test("Rebalancer.pass() neither pushes nor purges a key whose new replicas are all down", async () => {
-  const store = await openTestStore();
-  try {
-    const keys = await putOwnKeys(store, before, 40);
+    const [late, ...onTime] = leaving as [string, ...string[]];
     const pusher = new RecordingPusher();
-    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
-    const alone = placementOf({
-      self: nodeA,
-      ringIds: [nodeA, nodeB, nodeC, nodeD],
-      liveIds: [nodeA],
-      config,
-    });
-    await rebalancer.pass(before, alone);
-    assert.deepEqual(pusher.pushes, []);
-    for (const key of keys) assert.equal(store.getEntry(table, key)?.version, 1);
-    assert.equal(rebalancer.purgedCount, 0);
-  } finally {
-    await store.close();
-  }
+    let purgedBeforeSettled = false;
+    pusher.answer = (key, round) => {
+      if (key !== late) return true;
+      if (store.getEntry(table, late) === undefined) purgedBeforeSettled = true;
+      return round >= 2;
+    };
+    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger, retryDelayMs: 1 });
+    await rebalancer.pass(before, after);
+    assert.equal(pusher.roundsOf(late), 3, "failed twice, settled on the third round");
+    for (const key of onTime) assert.equal(pusher.roundsOf(key), 1, "a settled key is not settled again");
+    assert.equal(purgedBeforeSettled, false, "kept while its round failed");
+    for (const key of leaving) assert.equal(store.getEntry(table, key), undefined, `${key} purged`);
+    assert.equal(rebalancer.movedCount, movedKeys(keys).length);
+    assert.deepEqual(pusher.passes, [after]);
+  });
 });
 
-Deno.test("Rebalancer.pass() keeps every key when purgeEnabled is false", async () => {
-  const store = await openTestStore();
-  try {
+Deno.test("Rebalancer.pass() gives up after settleAttemptsMax rounds, without passDone", async () => {
+  await withStore(async (store) => {
+    const keys = await putOwnKeys(store, before, 80);
+    const [stuck] = leavingKeys(keys) as [string];
+    const pusher = new RecordingPusher();
+    pusher.answer = (key) => key !== stuck;
+    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger, retryDelayMs: 1 });
+    await rebalancer.pass(before, after);
+    assert.equal(pusher.roundsOf(stuck), settleAttemptsMax);
+    assert.equal(store.getEntry(table, stuck)?.version, 1, "a key that never settled is not purged");
+    assert.equal(rebalancer.movedCount, movedKeys(keys).length - 1);
+    assert.equal(rebalancer.purgedCount, leavingKeys(keys).length - 1);
+    assert.deepEqual(pusher.passes, [], "the change is not settled for every key here");
+  });
+});
+
+Deno.test("Rebalancer.pass() settles but keeps every key when purgeEnabled is false", async () => {
+  await withStore(async (store) => {
     const keys = await putOwnKeys(store, before, 40);
     const pusher = new RecordingPusher();
     const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
     rebalancer.purgeEnabled = false;
     await rebalancer.pass(before, after);
     assert.ok(leavingKeys(keys).length > 0);
-    for (const key of leavingKeys(keys)) {
-      assert.ok(pusher.keysTo(nodeB).concat(pusher.keysTo(nodeC)).includes(key));
-    }
+    assert.deepEqual([...pusher.settles].sort(), movedKeys(keys));
     for (const key of keys) assert.equal(store.getEntry(table, key)?.version, 1);
     assert.equal(rebalancer.purgedCount, 0);
-  } finally {
-    await store.close();
-  }
+    assert.deepEqual(pusher.passes, [after]);
+  });
 });
 
 for (const count of [rebalanceBatchKeys, rebalanceBatchKeys + 1]) {
-  Deno.test(`Rebalancer.pass() pushes ${count} keys in batches of at most rebalanceBatchKeys`, async () => {
-    const store = await openTestStore();
-    try {
+  Deno.test(`Rebalancer.pass() settles ${count} keys at most rebalanceBatchKeys at a time`, async () => {
+    await withStore(async (store) => {
       const solo = placementOf({ self: nodeA, ringIds: [nodeA], config });
       const pair = placementOf({ self: nodeA, ringIds: [nodeA, nodeD], config });
       const keys = await putOwnKeys(store, solo, count);
       const pusher = new RecordingPusher();
       await new Rebalancer({ store, pusher, logger: silentLogger }).pass(solo, pair);
-      const sizes = pusher.pushes.map((push) => push.keys.length);
-      assert.deepEqual(sizes, count === rebalanceBatchKeys ? [rebalanceBatchKeys] : [rebalanceBatchKeys, 1]);
-      assert.deepEqual(pusher.keysTo(nodeD), keys);
-    } finally {
-      await store.close();
-    }
+      assert.equal(pusher.inFlightMax, Math.min(count, rebalanceBatchKeys));
+      assert.deepEqual([...pusher.settles].sort(), keys);
+      assert.deepEqual(pusher.passes, [pair]);
+    });
   });
 }
 
-Deno.test("Rebalancer.pass() stops pushing to a peer after its first failed batch", async () => {
-  const store = await openTestStore();
-  try {
-    const solo = placementOf({ self: nodeA, ringIds: [nodeA], config });
-    const pair = placementOf({ self: nodeA, ringIds: [nodeA, nodeD], config });
-    await putOwnKeys(store, solo, rebalanceBatchKeys + 1);
-    const pusher = new RecordingPusher();
-    pusher.failing.add(nodeD);
-    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
-    await rebalancer.pass(solo, pair);
-    assert.equal(pusher.pushes.length, 1);
-    assert.equal(rebalancer.movedCount, 0);
-  } finally {
-    await store.close();
-  }
-});
-
 Deno.test("Rebalancer.onPlacementChange() ignores a change that keeps the ring", async () => {
-  const store = await openTestStore();
-  try {
+  await withStore(async (store) => {
     await putOwnKeys(store, before, 10);
     const pusher = new RecordingPusher();
     const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
     const fewerLive = placementOf({ self: nodeA, ringIds: [nodeA, nodeB, nodeC], liveIds: [nodeA], config });
     rebalancer.onPlacementChange(before, fewerLive);
     await rebalancer.idle();
-    assert.deepEqual(pusher.pushes, []);
-  } finally {
-    await store.close();
-  }
+    assert.deepEqual(pusher.settles, []);
+    assert.deepEqual(pusher.passes, []);
+  });
 });
 
-Deno.test("Rebalancer.onPlacementChange() runs one pass at a time and folds later changes into one more", async () => {
-  const store = await openTestStore();
-  try {
+Deno.test("Rebalancer.onPlacementChange() runs one pass at a time, folding later changes", async () => {
+  await withStore(async (store) => {
     const all = testClusterConfig({ replicationFactor: 4 });
     const ring1 = placementOf({ self: nodeA, ringIds: [nodeA], config: all });
     const ring2 = placementOf({ self: nodeA, ringIds: [nodeA, nodeB], config: all });
@@ -213,13 +238,125 @@ Deno.test("Rebalancer.onPlacementChange() runs one pass at a time and folds late
     rebalancer.onPlacementChange(ring1, ring2);
     rebalancer.onPlacementChange(ring2, ring3);
     rebalancer.onPlacementChange(ring3, ring4);
-    assert.deepEqual(pusher.pushes.map((push) => push.peer), [nodeB], "the second pass waits for the first");
+    assert.deepEqual([...pusher.settles].sort(), keys, "the first pass runs alone");
     release();
     await rebalancer.idle();
-    assert.deepEqual(pusher.pushes.map((push) => push.peer).sort(), [nodeB, nodeC, nodeD]);
-    for (const peer of [nodeB, nodeC, nodeD]) assert.deepEqual(pusher.keysTo(peer), keys);
+    assert.deepEqual(pusher.passes, [ring2, ring4], "ring2→ring3 and ring3→ring4 folded into one pass");
+    for (const key of keys) assert.equal(pusher.roundsOf(key), 2);
     assert.equal(rebalancer.purgedCount, 0);
-  } finally {
-    await store.close();
+  });
+});
+
+/** Every `paxos` prepare item the network carried from request `since` on, with its target. */
+function preparesOf(cluster: FakeCluster, since: number): Array<{ item: PaxosItem; target: string }> {
+  const requests = cluster.network.sent.slice(since).filter(({ kind }) => kind === "paxos");
+  return requests.flatMap(({ body, target }) =>
+    (body as { items: PaxosItem[] }).items.filter((item) => item.op === "prepare").map((item) => ({
+      item,
+      target,
+    }))
+  );
+}
+
+/** Whether some prepare round of `key` reached both `first` and `second` (its proposer counts as reached). */
+function oneRoundReached(
+  prepares: ReadonlyArray<{ item: PaxosItem; target: string }>,
+  options: { key: string; first: string; second: string },
+): boolean {
+  const reachedByBallot = new Map<string, Set<string>>();
+  for (const { item, target } of prepares) {
+    if (item.key !== options.key) continue;
+    const id = `${item.ballot.counter}/${item.ballot.node}`;
+    const reached = reachedByBallot.get(id) ?? new Set([item.ballot.node]);
+    reached.add(target);
+    reachedByBallot.set(id, reached);
   }
+  const reachedSets = [...reachedByBallot.values()];
+  return reachedSets.some((reached) => reached.has(options.first) && reached.has(options.second));
+}
+
+/**
+ * A cluster of A, B, C holding `keys` at version 2, then D joins; resolves once every pass is over, with
+ * the Rebalancers of A, B, C and D and the index of the first request sent after the change.
+ */
+async function joinD(
+  cluster: FakeCluster,
+  keys: readonly string[],
+): Promise<{ rebalancers: Rebalancer[]; since: number }> {
+  for (const key of keys) {
+    for (const n of [1, 2]) {
+      const write = { op: "put", table, key, value: { n }, conditions: { owner: "alice" } } as const;
+      await cluster.node(nodeA).replicator.write(write);
+    }
+  }
+  await cluster.network.settle();
+  await cluster.addNode(nodeD);
+  // Wired as ClusterNode wires them.
+  const rebalancers = [...cluster.nodes.values()].map(({ store, replicator }) => {
+    const rebalancer = new Rebalancer({ store, pusher: replicator, logger: silentLogger, retryDelayMs: 5 });
+    replicator.onPlacementChange((previous, next) => rebalancer.onPlacementChange(previous, next));
+    return rebalancer;
+  });
+  const ring = [nodeA, nodeB, nodeC, nodeD];
+  const since = cluster.network.sent.length;
+  cluster.membership.set({ ring, live: ring });
+  for (const rebalancer of rebalancers) await rebalancer.idle();
+  await cluster.network.settle();
+  return { rebalancers, since };
+}
+
+Deno.test("Rebalancer: a joining node learns each moved key's latest state in joint rounds", async () => {
+  await using cluster = await FakeCluster.start();
+  const keys = Array.from({ length: 24 }, (_, index) => `j${index}`);
+  const oldRing = cluster.placement(nodeA);
+  const { rebalancers, since } = await joinD(cluster, keys);
+  const newRing = cluster.placement(nodeA);
+  const moved = keys.filter((key) => newRing.replicasOf(table, key).includes(nodeD));
+  assert.ok(moved.length > 0 && moved.length < keys.length, "some keys move to D, some stay");
+  // A, B and C each held every key and settled each moved one; D held none. One of A, B, C left each.
+  const movedCounts = rebalancers.map((rebalancer) => rebalancer.movedCount);
+  assert.deepEqual(movedCounts, [moved.length, moved.length, moved.length, 0]);
+  assert.equal(rebalancers.reduce((sum, rebalancer) => sum + rebalancer.purgedCount, 0), moved.length);
+  const prepares = preparesOf(cluster, since);
+  for (const key of moved) {
+    const replicas = newRing.replicasOf(table, key);
+    const [leaver] = oldRing.replicasOf(table, key).filter((id) => !replicas.includes(id)) as [string];
+    for (const id of replicas) {
+      const state = cluster.node(id).store.replicaOf(table, key);
+      assert.deepEqual([state?.version, state?.valueJson], [2, '{"n":2}'], `${key} on ${id}`);
+    }
+    assert.ok(oneRoundReached(prepares, { key, first: nodeD, second: leaver }), `${key}: a joint round`);
+  }
+  for (const key of keys.filter((key) => !moved.includes(key))) {
+    assert.ok(!prepares.some(({ item }) => item.key === key), `${key} did not move: no round`);
+  }
+  // A proposer that settled a key uses the new replica set alone for it from then on.
+  const key = moved.find((candidate) => newRing.replicasOf(table, candidate)[0] !== nodeD)!;
+  const sentBefore = cluster.network.sent.length;
+  const write = { op: "put", table, key, value: { n: 3 }, conditions: { owner: "alice" } } as const;
+  assert.equal((await cluster.node(nodeA).replicator.write(write)).version, 3);
+  const targets = cluster.network.sent.slice(sentBefore).filter(({ kind }) => kind === "paxos")
+    .map(({ target }) => target);
+  assert.ok(targets.length > 0);
+  for (const target of targets) assert.ok(newRing.replicasOf(table, key).includes(target), target);
+});
+
+Deno.test({
+  name: "Rebalancer: after every pass no node holds a key outside its replica set",
+  // TODO(issue-19): fails today. A leaver purges a key once its own round settled it, but another node's
+  // joint round (still unsettled there) then sends its accept to the leaver, which takes the key back and
+  // keeps it for good: a delete done later leaves it live there, and a cluster listing shows it again.
+  ignore: true,
+  fn: async () => {
+    await using cluster = await FakeCluster.start();
+    const keys = Array.from({ length: 24 }, (_, index) => `j${index}`);
+    await joinD(cluster, keys);
+    const ring = cluster.placement(nodeA);
+    for (const key of keys) {
+      for (const id of [nodeA, nodeB, nodeC, nodeD]) {
+        if (ring.replicasOf(table, key).includes(id)) continue;
+        assert.equal(cluster.node(id).store.replicaOf(table, key), undefined, `${key} left on ${id}`);
+      }
+    }
+  },
 });
