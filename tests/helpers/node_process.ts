@@ -122,6 +122,20 @@ export class NodeProcess implements AsyncDisposable {
     return this.#child.pid;
   }
 
+  /** Resolves with the exit status once the child exits, whoever stopped it. */
+  get exited(): Promise<Deno.CommandStatus> {
+    return this.#exited;
+  }
+
+  /** Sends `signal` without waiting for an exit (SIGSTOP/SIGCONT); a child gone already is not an error. */
+  signal(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already exited
+    }
+  }
+
   /** `fetch` against this node. */
   fetch(path: string, init?: RequestInit): Promise<Response> {
     return fetch(`${this.baseUrl}${path}`, init);
