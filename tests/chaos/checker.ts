@@ -1,0 +1,254 @@
+/**
+ * The exact checker of a chaos run, pure functions over what the clients and subscribers recorded and the
+ * converged final state. Each write puts `{"writes": [...the ids before it, its own id]}` with `If-Match`
+ * on the version it read, so the final value of a key is the chain of the writes that survived, in version
+ * order, and version v's state is `chain.slice(0, v)`.
+ */
+
+/** How a write attempt ended, as its client saw it. */
+export type Outcome =
+  /** 201, with the version the answer gave. */
+  | { kind: "ok"; version: number }
+  /** 4xx (409, 412, 403, 404, …): must not take effect. */
+  | { kind: "refused"; status: number }
+  /** 5xx or no answer: may or may not take effect. */
+  | { kind: "indeterminate"; reason: string };
+
+/** One compare-and-set attempt. */
+export interface Attempt {
+  /** Unique per attempt; what the write adds to the chain. */
+  id: string;
+  key: string;
+  client: string;
+  /** Written by a user who does not own the key: must never be acknowledged. */
+  intruder: boolean;
+  /** The node the client sent it to. */
+  node: string;
+  startedMs: number;
+  endedMs: number;
+  /** The version the client read and sent as `If-Match` (0: absent). */
+  readVersion: number;
+  /** The whole `writes` list it sent. */
+  written: readonly string[];
+  outcome: Outcome;
+}
+
+/** A key's converged final state. */
+export interface FinalState {
+  version: number;
+  writes: readonly string[];
+}
+
+/** An acknowledged write not found at its place in the final chain. */
+export interface LostWrite {
+  id: string;
+  key: string;
+  version: number;
+  /** Its 0-based place in the final chain (not `version - 1`), or -1 when absent. */
+  foundAt: number;
+}
+
+/** The findings over the client history. */
+export interface HistoryCheck {
+  acknowledged: number;
+  refused: number;
+  indeterminate: number;
+  /** Indeterminate writes found in a final chain (they took effect). */
+  indeterminateApplied: number;
+  lost: LostWrite[];
+  /** Every broken rule, lost writes included, as sentences. */
+  violations: string[];
+}
+
+/** Checks the attempts against the final chains. */
+export function checkHistory(
+  attempts: readonly Attempt[],
+  finals: ReadonlyMap<string, FinalState>,
+): HistoryCheck {
+  const byId = new Map(attempts.map((attempt) => [attempt.id, attempt]));
+  if (byId.size !== attempts.length) throw new Error("attempt ids must be unique");
+  const violations: string[] = [];
+  for (const [key, final] of finals) violations.push(...checkChain(key, final, byId));
+  const lost: LostWrite[] = [];
+  const byVersion = new Map<string, Attempt>();
+  for (const attempt of attempts) {
+    if (attempt.outcome.kind !== "ok") continue;
+    const version = attempt.outcome.version;
+    const twin = byVersion.get(`${attempt.key}@${version}`);
+    if (twin !== undefined) {
+      violations.push(`${attempt.key}: ${twin.id} and ${attempt.id} were both acknowledged as v${version}`);
+    }
+    byVersion.set(`${attempt.key}@${version}`, attempt);
+    violations.push(...checkAcknowledged(attempt, version, finals.get(attempt.key), lost));
+  }
+  const chainIds = new Set([...finals.values()].flatMap((final) => final.writes));
+  const count = (kind: Outcome["kind"]) => attempts.filter((attempt) => attempt.outcome.kind === kind).length;
+  return {
+    acknowledged: count("ok"),
+    refused: count("refused"),
+    indeterminate: count("indeterminate"),
+    indeterminateApplied:
+      attempts.filter((attempt) => attempt.outcome.kind === "indeterminate" && chainIds.has(attempt.id))
+        .length,
+    lost,
+    violations,
+  };
+}
+
+/** The rules of one final chain on its own: well formed, no duplicates, only writes that may be there. */
+function checkChain(key: string, final: FinalState, byId: ReadonlyMap<string, Attempt>): string[] {
+  const violations: string[] = [];
+  const chain = final.writes;
+  if (final.version !== chain.length) {
+    violations.push(`${key}: final version ${final.version} but the chain holds ${chain.length} writes`);
+  }
+  const seen = new Set<string>();
+  chain.forEach((id, index) => {
+    if (seen.has(id)) {
+      violations.push(`${key}: ${id} appears twice in the final chain (again at v${index + 1})`);
+    }
+    seen.add(id);
+    const attempt = byId.get(id);
+    if (attempt === undefined) {
+      violations.push(`${key}: v${index + 1} is ${id}, which no client attempted`);
+    } else if (attempt.key !== key) {
+      violations.push(`${key}: v${index + 1} is ${id}, a write of ${attempt.key}`);
+    } else if (attempt.outcome.kind === "refused") {
+      violations.push(
+        `${key}: v${index + 1} is ${id}, which was refused (${attempt.outcome.status}) yet took effect`,
+      );
+    }
+  });
+  return violations;
+}
+
+/** An acknowledged write is `chain[version - 1]`, and the state it wrote is the chain's prefix. */
+function checkAcknowledged(
+  attempt: Attempt,
+  version: number,
+  final: FinalState | undefined,
+  lost: LostWrite[],
+): string[] {
+  const violations: string[] = [];
+  const { id, key } = attempt;
+  if (attempt.intruder) {
+    violations.push(`${key}: ${id}, by a user who does not own the key, got 201 v${version}`);
+  }
+  if (version !== attempt.readVersion + 1) {
+    violations.push(`${key}: ${id} sent If-Match ${attempt.readVersion} and was acknowledged as v${version}`);
+  }
+  const chain = final?.writes ?? [];
+  if (chain[version - 1] !== id) {
+    const foundAt = chain.indexOf(id);
+    lost.push({ id, key, version, foundAt });
+    const where = foundAt < 0
+      ? "absent from the final chain"
+      : `at v${foundAt + 1} of the final chain instead`;
+    violations.push(`${key}: acknowledged write ${id} (201 v${version}) lost: ${where}`);
+  } else if (!sameList(attempt.written, chain.slice(0, version))) {
+    violations.push(`${key}: ${id} (201 v${version}) wrote a state that is not the final chain's prefix`);
+  }
+  return violations;
+}
+
+/** One entry of a subscriber's log, in the order the EventSource dispatched them. */
+export type StreamEntry =
+  | { kind: "open" }
+  | { kind: "ready"; id: string }
+  | { kind: "change"; event: string; id: string; version: number; writes: unknown }
+  | { kind: "resync" }
+  | { kind: "error"; message: string }
+  /** The EventSource gave up (a non-200 answer) and a new one was made with `?since=`. */
+  | { kind: "recreate"; since: string };
+
+/** The findings over one subscriber's stream. */
+export interface StreamCheck {
+  /** Changes shown. */
+  shown: number;
+  /** Connections after the first. */
+  reconnects: number;
+  resyncs: number;
+  /** Jumps over versions with no Resync before them. */
+  gaps: number;
+  violations: string[];
+}
+
+/** Order, content and prefix of one subscriber's stream of one key; `final` undefined skips the prefix. */
+export function checkStream(entries: readonly StreamEntry[], final: FinalState | undefined): StreamCheck {
+  const check: StreamCheck = { shown: 0, reconnects: 0, resyncs: 0, gaps: 0, violations: [] };
+  const contents = new Map<number, string>();
+  let last: number | undefined;
+  let fresh = false; // no change yet on this connection
+  let afterResync = false;
+  let opens = 0;
+  for (const entry of entries) {
+    if (entry.kind === "open") {
+      opens += 1;
+      check.reconnects = opens - 1;
+      fresh = true;
+    } else if (entry.kind === "ready" && last === undefined) {
+      last = Number(entry.id); // the stream's starting position
+    } else if (entry.kind === "resync") {
+      check.resyncs += 1;
+      afterResync = true;
+    } else if (entry.kind === "change") {
+      check.shown += 1;
+      check.violations.push(...checkShown(entry, { contents, final }));
+      const version = entry.version;
+      if (last !== undefined && version !== last + 1 && !(afterResync && version > last)) {
+        const where = fresh ? "at a reconnect" : "on a live connection";
+        if (version > last) check.gaps += 1;
+        check.violations.push(
+          version > last
+            ? `gap ${where}: v${last} then v${version}, with no Resync`
+            : `v${version} shown after v${last} ${where} (each version once, in order)`,
+        );
+      }
+      last = version;
+      fresh = false;
+      afterResync = false;
+    }
+  }
+  if (final !== undefined && (last ?? 0) < final.version) {
+    check.violations.push(`never shown the final state: last v${last ?? 0}, final v${final.version}`);
+  }
+  return check;
+}
+
+/** One shown change: an Updated event whose state is the final chain's prefix, once per version. */
+function checkShown(
+  change: Extract<StreamEntry, { kind: "change" }>,
+  state: { contents: Map<number, string>; final: FinalState | undefined },
+): string[] {
+  const violations: string[] = [];
+  const { version, writes } = change;
+  if (change.event !== "Updated") {
+    violations.push(`v${version}: a ${change.event} event (nothing is deleted)`);
+  }
+  if (change.id !== String(version)) violations.push(`v${version}: event id ${change.id} is not the version`);
+  const content = JSON.stringify(writes);
+  const earlier = state.contents.get(version);
+  if (earlier !== undefined && earlier !== content) {
+    violations.push(`v${version} shown twice with different content: ${earlier} then ${content}`);
+  }
+  state.contents.set(version, content);
+  if (!isStringList(writes) || writes.length !== version) {
+    violations.push(`v${version}: the state shown is not a list of ${version} write ids: ${content}`);
+  } else if (state.final !== undefined && !sameList(writes, state.final.writes.slice(0, version))) {
+    const strays = writes.filter((id, index) => state.final!.writes[index] !== id);
+    violations.push(
+      `v${version}: shown a state that is not the final chain's prefix (uncommitted or lost writes ` +
+        `shown: ${strays.slice(0, 5).join(", ")})`,
+    );
+  }
+  return violations;
+}
+
+/** True for an array of strings. */
+export function isStringList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === "string");
+}
+
+function sameList(left: readonly string[], right: readonly string[]): boolean {
+  return left.length === right.length && left.every((item, index) => item === right[index]);
+}
