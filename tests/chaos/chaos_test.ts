@@ -12,7 +12,8 @@ import { runChaos } from "./run.ts";
 
 for (const config of chaosConfigsFromEnv((name) => Deno.env.get(name))) {
   const faults = config.kinds.length === 0 ? "without faults" : `nemesis ${config.kinds.length} kinds`;
-  Deno.test(`chaos: seed ${config.seed}, ${config.nemesisSecs} s, ${faults}: nothing acknowledged is lost`, async () => {
+  const name = `chaos: seed ${config.seed}, ${config.nemesisSecs} s, ${faults}: nothing acknowledged is lost`;
+  Deno.test(name, async () => {
     console.log(`replay: ${replayLine(config)}`);
     const result = await runChaos(config, (line) => console.log(line));
     console.log(result.report);

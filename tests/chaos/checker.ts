@@ -48,6 +48,18 @@ export interface LostWrite {
   foundAt: number;
 }
 
+/** Broken rules as sentences, also counted by rule for the report. */
+export class Findings {
+  readonly texts: string[] = [];
+  readonly countsByRule = new Map<string, number>();
+
+  /** Records one broken `rule`, told by `text`. */
+  add(rule: string, text: string): void {
+    this.texts.push(text);
+    this.countsByRule.set(rule, (this.countsByRule.get(rule) ?? 0) + 1);
+  }
+}
+
 /** The findings over the client history. */
 export interface HistoryCheck {
   acknowledged: number;
@@ -56,8 +68,8 @@ export interface HistoryCheck {
   /** Indeterminate writes found in a final chain (they took effect). */
   indeterminateApplied: number;
   lost: LostWrite[];
-  /** Every broken rule, lost writes included, as sentences. */
-  violations: string[];
+  /** Every broken rule, lost writes included. */
+  findings: Findings;
 }
 
 /** Checks the attempts against the final chains. */
@@ -67,8 +79,8 @@ export function checkHistory(
 ): HistoryCheck {
   const byId = new Map(attempts.map((attempt) => [attempt.id, attempt]));
   if (byId.size !== attempts.length) throw new Error("attempt ids must be unique");
-  const violations: string[] = [];
-  for (const [key, final] of finals) violations.push(...checkChain(key, final, byId));
+  const findings = new Findings();
+  for (const [key, final] of finals) checkChain({ key, final, byId, findings });
   const lost: LostWrite[] = [];
   const byVersion = new Map<string, Attempt>();
   for (const attempt of attempts) {
@@ -76,10 +88,13 @@ export function checkHistory(
     const version = attempt.outcome.version;
     const twin = byVersion.get(`${attempt.key}@${version}`);
     if (twin !== undefined) {
-      violations.push(`${attempt.key}: ${twin.id} and ${attempt.id} were both acknowledged as v${version}`);
+      findings.add(
+        "one version acknowledged twice",
+        `${attempt.key}: ${twin.id} and ${attempt.id} were both acknowledged as v${version}`,
+      );
     }
     byVersion.set(`${attempt.key}@${version}`, attempt);
-    violations.push(...checkAcknowledged(attempt, version, finals.get(attempt.key), lost));
+    checkAcknowledged(attempt, { version, final: finals.get(attempt.key), lost, findings });
   }
   const chainIds = new Set([...finals.values()].flatMap((final) => final.writes));
   const count = (kind: Outcome["kind"]) => attempts.filter((attempt) => attempt.outcome.kind === kind).length;
@@ -91,64 +106,84 @@ export function checkHistory(
       attempts.filter((attempt) => attempt.outcome.kind === "indeterminate" && chainIds.has(attempt.id))
         .length,
     lost,
-    violations,
+    findings,
   };
 }
 
 /** The rules of one final chain on its own: well formed, no duplicates, only writes that may be there. */
-function checkChain(key: string, final: FinalState, byId: ReadonlyMap<string, Attempt>): string[] {
-  const violations: string[] = [];
+function checkChain(options: {
+  key: string;
+  final: FinalState;
+  byId: ReadonlyMap<string, Attempt>;
+  findings: Findings;
+}): void {
+  const { key, final, byId, findings } = options;
   const chain = final.writes;
   if (final.version !== chain.length) {
-    violations.push(`${key}: final version ${final.version} but the chain holds ${chain.length} writes`);
+    findings.add(
+      "malformed chain",
+      `${key}: final version ${final.version} but the chain holds ${chain.length} writes`,
+    );
   }
   const seen = new Set<string>();
   chain.forEach((id, index) => {
     if (seen.has(id)) {
-      violations.push(`${key}: ${id} appears twice in the final chain (again at v${index + 1})`);
+      findings.add(
+        "malformed chain",
+        `${key}: ${id} appears twice in the final chain (again at v${index + 1})`,
+      );
     }
     seen.add(id);
     const attempt = byId.get(id);
     if (attempt === undefined) {
-      violations.push(`${key}: v${index + 1} is ${id}, which no client attempted`);
+      findings.add("malformed chain", `${key}: v${index + 1} is ${id}, which no client attempted`);
     } else if (attempt.key !== key) {
-      violations.push(`${key}: v${index + 1} is ${id}, a write of ${attempt.key}`);
+      findings.add("malformed chain", `${key}: v${index + 1} is ${id}, a write of ${attempt.key}`);
     } else if (attempt.outcome.kind === "refused") {
-      violations.push(
+      findings.add(
+        "refused write took effect",
         `${key}: v${index + 1} is ${id}, which was refused (${attempt.outcome.status}) yet took effect`,
       );
     }
   });
-  return violations;
 }
 
 /** An acknowledged write is `chain[version - 1]`, and the state it wrote is the chain's prefix. */
 function checkAcknowledged(
   attempt: Attempt,
-  version: number,
-  final: FinalState | undefined,
-  lost: LostWrite[],
-): string[] {
-  const violations: string[] = [];
+  options: { version: number; final: FinalState | undefined; lost: LostWrite[]; findings: Findings },
+): void {
+  const { version, findings } = options;
   const { id, key } = attempt;
   if (attempt.intruder) {
-    violations.push(`${key}: ${id}, by a user who does not own the key, got 201 v${version}`);
+    findings.add(
+      "non-owner acknowledged",
+      `${key}: ${id}, by a user who does not own the key, got 201 v${version}`,
+    );
   }
   if (version !== attempt.readVersion + 1) {
-    violations.push(`${key}: ${id} sent If-Match ${attempt.readVersion} and was acknowledged as v${version}`);
+    findings.add(
+      "version not If-Match + 1",
+      `${key}: ${id} sent If-Match ${attempt.readVersion} and was acknowledged as v${version}`,
+    );
   }
-  const chain = final?.writes ?? [];
+  const chain = options.final?.writes ?? [];
   if (chain[version - 1] !== id) {
     const foundAt = chain.indexOf(id);
-    lost.push({ id, key, version, foundAt });
+    options.lost.push({ id, key, version, foundAt });
     const where = foundAt < 0
       ? "absent from the final chain"
       : `at v${foundAt + 1} of the final chain instead`;
-    violations.push(`${key}: acknowledged write ${id} (201 v${version}) lost: ${where}`);
+    findings.add(
+      "acknowledged write lost",
+      `${key}: acknowledged write ${id} (201 v${version}) lost: ${where}`,
+    );
   } else if (!sameList(attempt.written, chain.slice(0, version))) {
-    violations.push(`${key}: ${id} (201 v${version}) wrote a state that is not the final chain's prefix`);
+    findings.add(
+      "acknowledged state not the prefix",
+      `${key}: ${id} (201 v${version}) wrote a state that is not the final chain's prefix`,
+    );
   }
-  return violations;
 }
 
 /** One entry of a subscriber's log, in the order the EventSource dispatched them. */
@@ -168,14 +203,13 @@ export interface StreamCheck {
   /** Connections after the first. */
   reconnects: number;
   resyncs: number;
-  /** Jumps over versions with no Resync before them. */
-  gaps: number;
-  violations: string[];
+  findings: Findings;
 }
 
 /** Order, content and prefix of one subscriber's stream of one key; `final` undefined skips the prefix. */
 export function checkStream(entries: readonly StreamEntry[], final: FinalState | undefined): StreamCheck {
-  const check: StreamCheck = { shown: 0, reconnects: 0, resyncs: 0, gaps: 0, violations: [] };
+  const check: StreamCheck = { shown: 0, reconnects: 0, resyncs: 0, findings: new Findings() };
+  const { findings } = check;
   const contents = new Map<number, string>();
   let last: number | undefined;
   let fresh = false; // no change yet on this connection
@@ -193,16 +227,15 @@ export function checkStream(entries: readonly StreamEntry[], final: FinalState |
       afterResync = true;
     } else if (entry.kind === "change") {
       check.shown += 1;
-      check.violations.push(...checkShown(entry, { contents, final }));
+      checkShown(entry, { contents, final, findings });
       const version = entry.version;
       if (last !== undefined && version !== last + 1 && !(afterResync && version > last)) {
         const where = fresh ? "at a reconnect" : "on a live connection";
-        if (version > last) check.gaps += 1;
-        check.violations.push(
-          version > last
-            ? `gap ${where}: v${last} then v${version}, with no Resync`
-            : `v${version} shown after v${last} ${where} (each version once, in order)`,
-        );
+        if (version > last) {
+          findings.add(`SSE gap ${where}`, `gap ${where}: v${last} then v${version}, with no Resync`);
+        } else {
+          findings.add("SSE version repeated or back", `v${version} shown after v${last} ${where}`);
+        }
       }
       last = version;
       fresh = false;
@@ -210,7 +243,10 @@ export function checkStream(entries: readonly StreamEntry[], final: FinalState |
     }
   }
   if (final !== undefined && (last ?? 0) < final.version) {
-    check.violations.push(`never shown the final state: last v${last ?? 0}, final v${final.version}`);
+    findings.add(
+      "SSE final state never shown",
+      `never shown the final state: last v${last ?? 0}, final v${final.version}`,
+    );
   }
   return check;
 }
@@ -218,30 +254,38 @@ export function checkStream(entries: readonly StreamEntry[], final: FinalState |
 /** One shown change: an Updated event whose state is the final chain's prefix, once per version. */
 function checkShown(
   change: Extract<StreamEntry, { kind: "change" }>,
-  state: { contents: Map<number, string>; final: FinalState | undefined },
-): string[] {
-  const violations: string[] = [];
+  state: { contents: Map<number, string>; final: FinalState | undefined; findings: Findings },
+): void {
+  const { findings } = state;
   const { version, writes } = change;
   if (change.event !== "Updated") {
-    violations.push(`v${version}: a ${change.event} event (nothing is deleted)`);
+    findings.add("SSE unexpected event", `v${version}: a ${change.event} event (nothing is deleted)`);
   }
-  if (change.id !== String(version)) violations.push(`v${version}: event id ${change.id} is not the version`);
+  if (change.id !== String(version)) {
+    findings.add("SSE id is not the version", `v${version}: event id ${change.id} is not the version`);
+  }
   const content = JSON.stringify(writes);
   const earlier = state.contents.get(version);
   if (earlier !== undefined && earlier !== content) {
-    violations.push(`v${version} shown twice with different content: ${earlier} then ${content}`);
+    findings.add(
+      "SSE version shown with two contents",
+      `v${version} shown twice with different content: ${earlier} then ${content}`,
+    );
   }
   state.contents.set(version, content);
   if (!isStringList(writes) || writes.length !== version) {
-    violations.push(`v${version}: the state shown is not a list of ${version} write ids: ${content}`);
+    findings.add(
+      "SSE malformed state",
+      `v${version}: the state shown is not a list of ${version} write ids: ${content}`,
+    );
   } else if (state.final !== undefined && !sameList(writes, state.final.writes.slice(0, version))) {
     const strays = writes.filter((id, index) => state.final!.writes[index] !== id);
-    violations.push(
+    findings.add(
+      "SSE state not a prefix of the final chain",
       `v${version}: shown a state that is not the final chain's prefix (uncommitted or lost writes ` +
         `shown: ${strays.slice(0, 5).join(", ")})`,
     );
   }
-  return violations;
 }
 
 /** True for an array of strings. */

@@ -50,7 +50,7 @@ const finalOf = (writes: string[]) => new Map([["k", { version: writes.length, w
 
 Deno.test("checkHistory() passes a history whose chain holds every acknowledged write at its version", () => {
   const check = checkHistory(cleanHistory(), finalOf(["a-1", "b-1", "d-1"]));
-  assert.deepEqual(check.violations, []);
+  assert.deepEqual(check.findings.texts, []);
   assert.deepEqual([check.acknowledged, check.refused, check.indeterminate], [2, 1, 2]);
   assert.equal(check.indeterminateApplied, 1);
 });
@@ -59,7 +59,8 @@ Deno.test("checkHistory() reports an acknowledged write replaced by another bran
   const history = [...cleanHistory(), attempt("f-1", ["a-1", "f-1"], unknown)];
   const check = checkHistory(history, finalOf(["a-1", "f-1"])); // f-1's branch won over b-1
   assert.deepEqual(check.lost, [{ id: "b-1", key: "k", version: 2, foundAt: -1 }]);
-  assert.match(check.violations.join("\n"), /acknowledged write b-1 \(201 v2\) lost/);
+  assert.match(check.findings.texts.join("\n"), /acknowledged write b-1 \(201 v2\) lost/);
+  assert.equal(check.findings.countsByRule.get("acknowledged write lost"), 1);
 });
 
 Deno.test("checkHistory() reports an acknowledged write found at another version as lost", () => {
@@ -71,13 +72,13 @@ Deno.test("checkHistory() reports an acknowledged write found at another version
 Deno.test("checkHistory() reports two writes acknowledged with one version", () => {
   const history = [...cleanHistory(), attempt("g-1", ["a-1", "g-1"], ok(2))];
   const check = checkHistory(history, finalOf(["a-1", "b-1", "d-1"]));
-  assert.match(check.violations.join("\n"), /b-1 and g-1 were both acknowledged as v2/);
+  assert.match(check.findings.texts.join("\n"), /b-1 and g-1 were both acknowledged as v2/);
 });
 
 Deno.test("checkHistory() reports a refused write that took effect", () => {
   const history = [...cleanHistory(), attempt("h-1", ["a-1", "b-1", "d-1", "h-1"], refused(412))];
   const check = checkHistory(history, finalOf(["a-1", "b-1", "d-1", "h-1"]));
-  assert.match(check.violations.join("\n"), /v4 is h-1, which was refused \(412\) yet took effect/);
+  assert.match(check.findings.texts.join("\n"), /v4 is h-1, which was refused \(412\) yet took effect/);
 });
 
 Deno.test("checkHistory() reports a malformed chain: duplicates, a wrong version, unknown writes", () => {
@@ -85,19 +86,19 @@ Deno.test("checkHistory() reports a malformed chain: duplicates, a wrong version
     cleanHistory(),
     new Map([["k", { version: 5, writes: ["a-1", "b-1", "b-1", "x"] }]]),
   );
-  const text = check.violations.join("\n");
+  const text = check.findings.texts.join("\n");
   assert.match(text, /final version 5 but the chain holds 4 writes/);
   assert.match(text, /b-1 appears twice/);
   assert.match(text, /v4 is x, which no client attempted/);
 });
 
-Deno.test("checkHistory() reports a 201 for a user who does not own the key, and a version off If-Match", () => {
+Deno.test("checkHistory() reports a 201 for a user not owning the key, and a version off If-Match", () => {
   const history = [
     ...cleanHistory(),
     attempt("i-1", ["a-1", "b-1", "d-1", "i-1"], ok(4), { intruder: true }),
     attempt("j-1", ["a-1", "b-1", "d-1", "i-1", "j-1"], ok(7)),
   ];
-  const text = checkHistory(history, finalOf(["a-1", "b-1", "d-1", "i-1"])).violations.join("\n");
+  const text = checkHistory(history, finalOf(["a-1", "b-1", "d-1", "i-1"])).findings.texts.join("\n");
   assert.match(text, /i-1, by a user who does not own the key, got 201 v4/);
   assert.match(text, /j-1 sent If-Match 4 and was acknowledged as v7/);
 });
@@ -107,7 +108,7 @@ Deno.test("checkHistory() reports an acknowledged state that is not the final ch
   const history = [...cleanHistory(), attempt("k-1", ["z", "k-1"], ok(2))];
   const check = checkHistory(history.filter((item) => item.id !== "b-1"), finalOf(["a-1", "k-1"]));
   assert.match(
-    check.violations.join("\n"),
+    check.findings.texts.join("\n"),
     /k-1 \(201 v2\) wrote a state that is not the final chain's prefix/,
   );
 });
@@ -139,19 +140,19 @@ Deno.test("checkStream() passes an unbroken run, across a reconnect that replays
     ],
     final,
   );
-  assert.deepEqual(check.violations, []);
-  assert.deepEqual([check.shown, check.reconnects, check.gaps], [4, 1, 0]);
+  assert.deepEqual(check.findings.texts, []);
+  assert.deepEqual([check.shown, check.reconnects], [4, 1]);
 });
 
 Deno.test("checkStream() reports a gap on a live connection and at a reconnect, not after a Resync", () => {
   assert.match(
-    checkStream([open, ready(0), change(1), change(3), change(4), change(5)], final).violations[0]!,
+    checkStream([open, ready(0), change(1), change(3), change(4), change(5)], final).findings.texts[0]!,
     /gap on a live connection: v1 then v3/,
   );
   const reconnect = checkStream([open, ready(0), change(1), open, ready(3), change(4), change(5)], final);
-  assert.match(reconnect.violations[0]!, /gap at a reconnect: v1 then v4/);
+  assert.match(reconnect.findings.texts[0]!, /gap at a reconnect: v1 then v4/);
   const resync = checkStream([open, ready(0), change(1), { kind: "resync" }, change(4), change(5)], final);
-  assert.deepEqual(resync.violations, []);
+  assert.deepEqual(resync.findings.texts, []);
   assert.equal(resync.resyncs, 1);
 });
 
@@ -166,7 +167,7 @@ Deno.test("checkStream() reports a version shown twice, out of order or with dif
     change(4),
     change(5),
   ], final);
-  assert.match(twice.violations.join("\n"), /v2 shown after v2/);
+  assert.match(twice.findings.texts.join("\n"), /v2 shown after v2/);
   const differing = checkStream([
     open,
     ready(0),
@@ -176,12 +177,12 @@ Deno.test("checkStream() reports a version shown twice, out of order or with dif
     change(2),
     change(3),
   ], undefined);
-  assert.match(differing.violations.join("\n"), /v2 shown twice with different content/);
+  assert.match(differing.findings.texts.join("\n"), /v2 shown twice with different content/);
 });
 
 Deno.test("checkStream() reports a shown state that is not the final chain's prefix, and a stale end", () => {
   const check = checkStream([open, ready(0), change(1), change(2, ["a", "lost"]), change(3)], final);
-  const text = check.violations.join("\n");
+  const text = check.findings.texts.join("\n");
   assert.match(text, /v2: shown a state that is not the final chain's prefix .*lost/);
   assert.match(text, /never shown the final state: last v3, final v5/);
 });
@@ -195,7 +196,9 @@ Deno.test("checkStream() reports a Deleted event and an id that is not the versi
     version: 3,
     writes: ["a", "b", "c"],
   };
-  const text = checkStream([open, ready(0), change(1), deleted, wrongId], undefined).violations.join("\n");
+  const text = checkStream([open, ready(0), change(1), deleted, wrongId], undefined).findings.texts.join(
+    "\n",
+  );
   assert.match(text, /a Deleted event/);
   assert.match(text, /event id 9 is not the version/);
 });

@@ -3,7 +3,7 @@
  * ones, availability split by the faults active when each attempt started, the subscribers' findings, and
  * every failure. Availability is information, never a failure.
  */
-import type { Attempt, HistoryCheck, StreamCheck } from "./checker.ts";
+import type { Attempt, Findings, HistoryCheck, StreamCheck } from "./checker.ts";
 import type { FaultSpan } from "./nemesis.ts";
 
 /** Counts of attempts by how they ended. */
@@ -61,8 +61,9 @@ export function formatReport(input: ReportInput): string {
   const lines = [
     `chaos report (${input.elapsedSecs.toFixed(0)} s)  replay: ${input.replay}`,
     `  nemesis: ${input.spans.length} faults${formatCounts(faultCounts)}`,
-    `  writes: ${input.attempts.length} attempted, ${history.acknowledged} acknowledged, ${history.refused} ` +
-    `refused, ${history.indeterminate} indeterminate (${history.indeterminateApplied} of them took effect)`,
+    `  writes: ${input.attempts.length} attempted, ${history.acknowledged} acknowledged, ` +
+    `${history.refused} refused, ${history.indeterminate} indeterminate ` +
+    `(${history.indeterminateApplied} of them took effect)`,
     `  refused by status:${formatCounts(refusedByStatus(input.attempts)).slice(1) || " none"}`,
     `  reads without a usable answer (no write followed): ${readFailed}${formatCounts(input.readFailures)}`,
     `  LOST acknowledged writes: ${history.lost.length}` +
@@ -77,13 +78,25 @@ export function formatReport(input: ReportInput): string {
     ),
     `  SSE: ${input.streams.length} subscribers, ${sum((check) => check.shown)} changes shown, ` +
     `${sum((check) => check.reconnects)} reconnects, ${sum((check) => check.resyncs)} Resyncs, ` +
-    `${sum((check) => check.gaps)} gaps, ${sum((check) => check.violations.length)} violations`,
+    `${sum((check) => check.findings.texts.length)} violations`,
+    `  violations by rule:`,
+    ...formatRules([history.findings, ...input.streams.map((check) => check.findings)]),
     ...input.notes.map((note) => `  note: ${note}`),
     `  FAILURES: ${input.failures.length}`,
     ...input.failures.slice(0, 60).map((failure) => `    - ${failure}`),
     ...(input.failures.length > 60 ? [`    … and ${input.failures.length - 60} more`] : []),
   ];
   return lines.join("\n");
+}
+
+/** One line per rule broken, with how often, over all findings. */
+function formatRules(all: readonly Findings[]): string[] {
+  const counts = new Map<string, number>();
+  for (const findings of all) {
+    for (const [rule, count] of findings.countsByRule) counts.set(rule, (counts.get(rule) ?? 0) + count);
+  }
+  if (counts.size === 0) return ["    none"];
+  return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([rule, count]) => `    ${rule}: ${count}`);
 }
 
 function refusedByStatus(attempts: readonly Attempt[]): Map<string, number> {

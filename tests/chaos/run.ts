@@ -175,14 +175,15 @@ function verdict(options: {
 }): ChaosResult {
   const { cluster, workload, nemesis, converged } = options;
   const history = checkHistory(workload.attempts, converged.finals);
-  const failures = [...nemesis.problems, ...converged.problems, ...history.violations];
+  const failures = [...nemesis.problems, ...converged.problems, ...history.findings.texts];
   const streams: StreamCheck[] = [];
   for (const subscriber of options.subscribers) {
     const check = checkStream(subscriber.entries, converged.finals.get(subscriber.key));
     streams.push(check);
     const label = `SSE ${subscriber.node}/${subscriber.key}`;
-    failures.push(...check.violations.slice(0, streamViolationsShownMax).map((text) => `${label}: ${text}`));
-    const more = check.violations.length - streamViolationsShownMax;
+    const texts = check.findings.texts;
+    failures.push(...texts.slice(0, streamViolationsShownMax).map((text) => `${label}: ${text}`));
+    const more = texts.length - streamViolationsShownMax;
     if (more > 0) failures.push(`${label}: … and ${more} more violations`);
   }
   for (const exit of cluster.unexpectedExits) {
