@@ -4,7 +4,17 @@
 // the links they describe.
 // Method: hand-made histories, streams and partition specs; no cluster.
 import assert from "node:assert/strict";
-import { type Attempt, checkHistory, checkStream, type Outcome, type StreamEntry } from "./checker.ts";
+import {
+  type Attempt,
+  changeEntryOf,
+  checkHistory,
+  checkStream,
+  digestOf,
+  type Outcome,
+  prefixDigests,
+  type StreamEntry,
+  unavailableWithoutRetryAfter,
+} from "./checker.ts";
 import { blockedLinksOf } from "./network.ts";
 import { availabilityByFault } from "./report.ts";
 
@@ -26,7 +36,7 @@ function attempt(
     startedMs: clock,
     endedMs: clock + 5,
     readVersion: written.length - 1,
-    written,
+    writtenDigest: digestOf(written),
     outcome,
   };
 }
@@ -113,14 +123,21 @@ Deno.test("checkHistory() reports an acknowledged state that is not the final ch
   );
 });
 
-const chain = ["a", "b", "c", "d", "e"];
-const change = (version: number, writes = chain.slice(0, version)): StreamEntry => ({
-  kind: "change",
-  event: "Updated",
-  id: String(version),
-  version,
-  writes,
+Deno.test("checkHistory() counts writes answered 503 without Retry-After", () => {
+  const bare: Outcome = { kind: "indeterminate", reason: unavailableWithoutRetryAfter };
+  const history = [
+    ...cleanHistory(),
+    attempt("l-1", ["a-1", "l-1"], bare),
+    attempt("l-2", ["a-1", "l-2"], bare),
+  ];
+  const check = checkHistory(history, finalOf(["a-1", "b-1", "d-1"]));
+  assert.equal(check.findings.countsByRule.get("503 without Retry-After"), 2);
+  assert.equal(check.indeterminate, 4);
 });
+
+const chain = ["a", "b", "c", "d", "e"];
+const change = (version: number, writes = chain.slice(0, version)): StreamEntry =>
+  changeEntryOf({ event: "Updated", id: String(version), version, writes });
 const open: StreamEntry = { kind: "open" };
 const ready = (id: number): StreamEntry => ({ kind: "ready", id: String(id) });
 const final = { version: 5, writes: chain };
@@ -183,24 +200,26 @@ Deno.test("checkStream() reports a version shown twice, out of order or with dif
 Deno.test("checkStream() reports a shown state that is not the final chain's prefix, and a stale end", () => {
   const check = checkStream([open, ready(0), change(1), change(2, ["a", "lost"]), change(3)], final);
   const text = check.findings.texts.join("\n");
-  assert.match(text, /v2: shown a state that is not the final chain's prefix .*lost/);
+  assert.match(text, /v2: shown a state that is not the final chain's prefix .*last write: lost/);
   assert.match(text, /never shown the final state: last v3, final v5/);
 });
 
 Deno.test("checkStream() reports a Deleted event and an id that is not the version", () => {
-  const deleted: StreamEntry = { kind: "change", event: "Deleted", id: "2", version: 2, writes: ["a", "b"] };
-  const wrongId: StreamEntry = {
-    kind: "change",
-    event: "Updated",
-    id: "9",
-    version: 3,
-    writes: ["a", "b", "c"],
-  };
+  const deleted = changeEntryOf({ event: "Deleted", id: "2", version: 2, writes: ["a", "b"] });
+  const wrongId = changeEntryOf({ event: "Updated", id: "9", version: 3, writes: ["a", "b", "c"] });
   const text = checkStream([open, ready(0), change(1), deleted, wrongId], undefined).findings.texts.join(
     "\n",
   );
   assert.match(text, /a Deleted event/);
   assert.match(text, /event id 9 is not the version/);
+});
+
+Deno.test("digestOf() tells lists apart by content and order, and prefixDigests() matches it", () => {
+  const digests = ["a", "b"].map((_, index) => digestOf(["a", "b"].slice(0, index + 1)));
+  assert.notEqual(digestOf(["a", "b"]), digestOf(["b", "a"]));
+  assert.notEqual(digestOf(["ab"]), digestOf(["a", "b"]));
+  assert.notEqual(digestOf([]), digestOf([""]));
+  assert.deepEqual(prefixDigests(["a", "b"]), [digestOf([]), ...digests]);
 });
 
 Deno.test("blockedLinksOf() blocks exactly the links between groups, both ways, and one-way links", () => {

@@ -8,7 +8,13 @@
 import type { Random } from "../helpers/seed.ts";
 import { waitFor } from "../helpers/wait_for.ts";
 import type { ChaosCluster } from "./cluster.ts";
-import { type Attempt, isStringList, type Outcome } from "./checker.ts";
+import {
+  type Attempt,
+  digestOf,
+  isStringList,
+  type Outcome,
+  unavailableWithoutRetryAfter,
+} from "./checker.ts";
 
 /** The table every key of the run lives in. */
 export const chaosTable = "chaos";
@@ -19,6 +25,12 @@ const secret = "chaos secret 0123456789";
 const requestTimeoutMs = 10_000;
 /** A client whose request failed waits this long before its next one: a retry backoff, not a wait. */
 const backoffMs = 100;
+
+/**
+ * Answers that refuse a write outright (bad request, token, owner, missing key, conflict, stale `If-Match`,
+ * too large): the write must not take effect. Any other status (408, 429, 5xx) leaves it indeterminate.
+ */
+const refusedStatuses = new Set([400, 401, 403, 404, 409, 412, 413]);
 
 /** A key's state as a client read it. */
 interface ReadState {
@@ -177,7 +189,7 @@ export class Workload {
       startedMs,
       endedMs: performance.now(),
       readVersion: read.version,
-      written,
+      writtenDigest: digestOf(written),
       outcome,
     };
     this.attempts.push(attempt);
@@ -193,7 +205,10 @@ async function outcomeOf(response: Response): Promise<Outcome> {
     return { kind: "ok", version: Number.isSafeInteger(version) ? version : -1 };
   }
   await response.body?.cancel();
-  if (response.status >= 400 && response.status < 500) return { kind: "refused", status: response.status };
+  if (refusedStatuses.has(response.status)) return { kind: "refused", status: response.status };
+  if (response.status === 503 && !response.headers.has("retry-after")) {
+    return { kind: "indeterminate", reason: unavailableWithoutRetryAfter };
+  }
   return { kind: "indeterminate", reason: String(response.status) };
 }
 

@@ -6,6 +6,9 @@
 import type { Attempt, Findings, HistoryCheck, StreamCheck } from "./checker.ts";
 import type { FaultSpan } from "./nemesis.ts";
 
+/** Sentences of one subscriber's findings listed among the failures (all are counted). */
+export const streamSentencesMax = 5;
+
 /** Counts of attempts by how they ended. */
 interface Tally {
   ok: number;
@@ -30,7 +33,7 @@ export function availabilityByFault(
     const outcome = attempt.outcome;
     if (outcome.kind === "ok") tally.ok += 1;
     else if (outcome.kind === "refused") tally.refused += 1;
-    else if (outcome.reason === "503") tally.unavailable += 1;
+    else if (outcome.reason.startsWith("503")) tally.unavailable += 1;
     else if (/^\d+$/.test(outcome.reason)) tally.otherError += 1;
     else tally.noAnswer += 1;
     tallies.set(label, tally);
@@ -68,6 +71,7 @@ export function formatReport(input: ReportInput): string {
     `  reads without a usable answer (no write followed): ${readFailed}${formatCounts(input.readFailures)}`,
     `  LOST acknowledged writes: ${history.lost.length}` +
     (history.lost.length === 0 ? "" : ` (${history.lost.slice(0, 8).map((lost) => lost.id).join(", ")}…)`),
+    unavailableLatency(input.attempts),
     `  availability by active fault (201 / 4xx / 503 / other 5xx / no answer):`,
     ...[...availabilityByFault(input.attempts, input.spans)].sort(([a], [b]) => a.localeCompare(b)).map(
       ([label, tally]) =>
@@ -82,7 +86,8 @@ export function formatReport(input: ReportInput): string {
     `  violations by rule:`,
     ...formatRules([history.findings, ...input.streams.map((check) => check.findings)]),
     ...input.notes.map((note) => `  note: ${note}`),
-    `  FAILURES: ${input.failures.length}`,
+    `  FAILURES: ${input.failures.length} (at most ${streamSentencesMax} sentences per subscriber; ` +
+    `each break is counted above)`,
     ...input.failures.slice(0, 60).map((failure) => `    - ${failure}`),
     ...(input.failures.length > 60 ? [`    … and ${input.failures.length - 60} more`] : []),
   ];
@@ -97,6 +102,17 @@ function formatRules(all: readonly Findings[]): string[] {
   }
   if (counts.size === 0) return ["    none"];
   return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([rule, count]) => `    ${rule}: ${count}`);
+}
+
+/** How fast writes were told 503 (SPEC §5: fast, with Retry-After). */
+function unavailableLatency(attempts: readonly Attempt[]): string {
+  const durations = attempts.filter((attempt) =>
+    attempt.outcome.kind === "indeterminate" && attempt.outcome.reason.startsWith("503")
+  ).map((attempt) => attempt.endedMs - attempt.startedMs).sort((a, b) => a - b);
+  if (durations.length === 0) return "  writes answered 503: 0";
+  const median = durations[Math.floor(durations.length / 2)]!;
+  return `  writes answered 503: ${durations.length}, in ${median.toFixed(0)} ms (median), ` +
+    `${durations.at(-1)!.toFixed(0)} ms (max)`;
 }
 
 function refusedByStatus(attempts: readonly Attempt[]): Map<string, number> {

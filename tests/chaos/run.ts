@@ -11,7 +11,7 @@ import { type ChaosConfig, replayLine } from "./config.ts";
 import { checkHistory, checkStream, type FinalState, isStringList, type StreamCheck } from "./checker.ts";
 import { Nemesis } from "./nemesis.ts";
 import { Network } from "./network.ts";
-import { formatReport } from "./report.ts";
+import { formatReport, streamSentencesMax } from "./report.ts";
 import { type KeySubscriber, subscribeAll } from "./subscribers.ts";
 
 /** The verdict of a run. */
@@ -21,9 +21,6 @@ export interface ChaosResult {
   lostCount: number;
   acknowledgedCount: number;
 }
-
-/** Violations kept per subscriber in the failure list (all are counted). */
-const streamViolationsShownMax = 5;
 
 /** Runs one seed; `log` gets the nemesis's running commentary. */
 export async function runChaos(config: ChaosConfig, log: (line: string) => void): Promise<ChaosResult> {
@@ -182,8 +179,8 @@ function verdict(options: {
     streams.push(check);
     const label = `SSE ${subscriber.node}/${subscriber.key}`;
     const texts = check.findings.texts;
-    failures.push(...texts.slice(0, streamViolationsShownMax).map((text) => `${label}: ${text}`));
-    const more = texts.length - streamViolationsShownMax;
+    failures.push(...texts.slice(0, streamSentencesMax).map((text) => `${label}: ${text}`));
+    const more = texts.length - streamSentencesMax;
     if (more > 0) failures.push(`${label}: … and ${more} more violations`);
   }
   for (const exit of cluster.unexpectedExits) {

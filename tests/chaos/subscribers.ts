@@ -7,7 +7,7 @@
  */
 import { EventSource } from "eventsource";
 import type { ChaosCluster } from "./cluster.ts";
-import type { StreamEntry } from "./checker.ts";
+import { changeEntryOf, type StreamEntry } from "./checker.ts";
 import { chaosTable } from "./clients.ts";
 
 const recreateDelayMs = 1_000;
@@ -84,17 +84,16 @@ function entryOf(data: string, id: string): StreamEntry {
   try {
     parsed = JSON.parse(data);
   } catch {
-    return { kind: "change", event: `unparsable ${data.slice(0, 80)}`, id, version: Number.NaN, writes: [] };
+    return changeEntryOf({ event: `unparsable ${data.slice(0, 80)}`, id, version: Number.NaN, writes: [] });
   }
   if (parsed.event === "Resync") return { kind: "resync" };
   const version = parsed.value?.version;
-  return {
-    kind: "change",
+  return changeEntryOf({
     event: String(parsed.event),
     id,
     version: typeof version === "number" ? version : Number.NaN,
     writes: parsed.value?.value?.writes,
-  };
+  });
 }
 
 /** One subscriber per node of `nodes` and key of `keys`. */
