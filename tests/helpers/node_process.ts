@@ -20,6 +20,8 @@ export interface NodeOptions {
   permissions?: string[];
   /** The node's umask, e.g. `0o022`, set by `sh` before it execs Deno; default the test process's. */
   umask?: number;
+  /** Called with the child's pid as soon as it is spawned, before it prints its address. */
+  onSpawn?: (pid: number) => void;
 }
 
 /** A running node child process. */
@@ -75,6 +77,7 @@ export class NodeProcess implements AsyncDisposable {
       stderr: "piped",
       stdin: "null",
     }).spawn();
+    options.onSpawn?.(child.pid);
     const stderr = new Response(child.stderr).text();
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let output = "";
@@ -120,6 +123,20 @@ export class NodeProcess implements AsyncDisposable {
   /** The PID of the child. */
   get pid(): number {
     return this.#child.pid;
+  }
+
+  /** Resolves with the exit status once the child exits, whoever stopped it. */
+  get exited(): Promise<Deno.CommandStatus> {
+    return this.#exited;
+  }
+
+  /** Sends `signal` without waiting for an exit (SIGSTOP/SIGCONT); a child gone already is not an error. */
+  signal(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already exited
+    }
   }
 
   /** `fetch` against this node. */
