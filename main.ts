@@ -180,7 +180,9 @@ async function loadKnownMembers(fs: Fs, dataDir: string): Promise<string[]> {
  * Saves the ring after each change of it, one write at a time (atomic and synced), so a restarted node never
  * believes itself alone or goes back to an older view of where keys live (cluster DESIGN.md).
  */
-function saveMembersOnChange(options: { fs: Fs; dataDir: string; cluster: ClusterNode; logger: Logger }): void {
+function saveMembersOnChange(
+  options: { fs: Fs; dataDir: string; cluster: ClusterNode; logger: Logger },
+): void {
   const { fs, dataDir, cluster, logger } = options;
   let saving = Promise.resolve();
   cluster.replicator.onPlacementChange((previous, next) => {

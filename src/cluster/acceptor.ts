@@ -10,13 +10,19 @@ import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
  * ballot). The store holds the state; this class holds none.
  */
 export class Acceptor {
+  readonly #self: string;
   readonly #store: LocalStore;
   readonly #replicasOf: (table: string, key: string) => readonly string[];
 
   /** `replicasOf`: the key's replica set in this node's current view (DESIGN.md, "Membership changes"). */
-  constructor(store: LocalStore, replicasOf: (table: string, key: string) => readonly string[]) {
-    this.#store = store;
-    this.#replicasOf = replicasOf;
+  constructor(options: {
+    self: string;
+    store: LocalStore;
+    replicasOf: (table: string, key: string) => readonly string[];
+  }) {
+    this.#self = options.self;
+    this.#store = options.store;
+    this.#replicasOf = options.replicasOf;
   }
 
   /** Whether the proposer's replica set for the key is this node's: else its message is `misplaced`. */
@@ -29,9 +35,10 @@ export class Acceptor {
    * Phase 1: promises `ballot` when it is above the key's effective promise, and answers with the state
    * accepted so far; else refuses with the promise that stands.
    */
-  prepare(table: string, key: string, ballot: Ballot): Promise<PaxosResult> {
+  prepare(table: string, key: string, ballot: Ballot, replicas: readonly string[]): Promise<PaxosResult> {
     assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
     const state = this.#store.acceptorOf(table, key);
+    if (!replicas.includes(this.#self)) return Promise.resolve(witnessed(state));
     const promise = effectivePromise(state);
     if (compareBallots(ballot, promise) <= 0) {
       return Promise.resolve({ result: "refused", promised: promise });
@@ -46,8 +53,15 @@ export class Acceptor {
    * Phase 2: accepts `entry` at `ballot` when the ballot is at least the key's effective promise (which
    * makes it above the accepted ballot too); else refuses with the promise that stands.
    */
-  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<PaxosResult> {
+  accept(
+    table: string,
+    key: string,
+    ballot: Ballot,
+    accepted: { entry: ReplicaEntry; replicas: readonly string[] },
+  ): Promise<PaxosResult> {
     assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
+    const { entry, replicas } = accepted;
+    if (!replicas.includes(this.#self)) return Promise.resolve({ result: "accepted" }); // a witness
     const state = this.#store.acceptorOf(table, key);
     const promise = effectivePromise(state);
     if (compareBallots(ballot, promise) < 0) return Promise.resolve({ result: "refused", promised: promise });
@@ -63,12 +77,27 @@ export class Acceptor {
     const answers = items.map((item): Promise<PaxosResult> => {
       if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
       return item.op === "prepare"
-        ? this.prepare(item.table, item.key, item.ballot)
-        : this.accept(item.table, item.key, item.ballot, replicaEntryOfWire(item.entry));
+        ? this.prepare(item.table, item.key, item.ballot, item.replicas)
+        : this.accept(item.table, item.key, item.ballot, {
+          entry: replicaEntryOfWire(item.entry),
+          replicas: item.replicas,
+        });
     });
     assert(answers.length === items.length);
     return Promise.all(answers);
   }
+}
+
+/**
+ * A witness's answer to a prepare: this node is an old replica of the key, asked in a joint round of a
+ * membership change, and its own view already places the key elsewhere (the message named that view's
+ * set). It reports what it accepted before (writes of the old view) and records nothing: proposers of the
+ * old view are refused here as `misplaced`, and proposers of the new view are kept apart by the new
+ * replica set's quorums, so its grant only proves that it left the old view. It never takes a key back.
+ */
+function witnessed(state: { accepted: Ballot; entry: ReplicaEntry | undefined }): PaxosResult {
+  const entry = state.entry === undefined ? null : withBallot(state.entry, state.accepted);
+  return { result: "promised", accepted: state.accepted, entry };
 }
 
 /** `entry` as accepted at `ballot` (the zero ballot is left out, as the store leaves it out). */

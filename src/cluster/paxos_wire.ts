@@ -15,7 +15,13 @@ const ReplicaSetWire = z.array(z.string().min(1).max(memberIdLengthMax)).min(1).
 
 /** A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key. */
 export const PaxosItem = z.discriminatedUnion("op", [
-  z.object({ op: z.literal("prepare"), table: name, key: name, ballot: BallotWire, replicas: ReplicaSetWire }),
+  z.object({
+    op: z.literal("prepare"),
+    table: name,
+    key: name,
+    ballot: BallotWire,
+    replicas: ReplicaSetWire,
+  }),
   z.object({
     op: z.literal("accept"),
     table: name,

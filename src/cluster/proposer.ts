@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assert, AssertionError } from "../util/assert.ts";
 import {
   type Ballot,
   compareBallots,
@@ -228,7 +228,8 @@ export class Proposer {
   /** A ballot of this proposer above its acceptor's promise and ballot and above `refused`. */
   #nextBallot(table: string, key: string, refused: Ballot): Ballot {
     const local = this.#options.store.acceptorOf(table, key);
-    const seen = Math.max(local.promised.counter, local.accepted.counter, refused.counter);
+    // Above the local effective promise whatever the node ids: accepting (n, p) promised (n + 1, p).
+    const seen = Math.max(local.promised.counter, local.accepted.counter + 1, refused.counter);
     const ballot = { counter: seen + 1, node: this.#options.self };
     assert(compareBallots(ballot, refused) > 0 && compareBallots(ballot, local.promised) > 0);
     return ballot;
@@ -266,7 +267,8 @@ export class Proposer {
           }
         }).finally(() => {
           pending.delete(member);
-          const enough = (set: readonly string[]) => count(set, (id) => granted.has(id)) >= quorumOf(set.length);
+          const enough = (set: readonly string[]) =>
+            count(set, (id) => granted.has(id)) >= quorumOf(set.length);
           const reachable = (set: readonly string[]) =>
             count(set, (id) => granted.has(id) || pending.has(id)) >= quorumOf(set.length);
           outcome.quorum = target.sets.every(enough);
@@ -286,10 +288,16 @@ export class Proposer {
     const replicas = [...target.sets[0]!];
     const { acceptor, send, isLive, self } = this.#options;
     if (replica === self) {
-      // The local store refusing a state (too large for it) is a failure like a peer's 400.
-      return message.op === "prepare"
-        ? acceptor.prepare(table, key, message.ballot).catch(() => undefined)
-        : acceptor.accept(table, key, message.ballot, message.next).catch(() => undefined);
+      // The local store refusing (a state too large for it, a failed disk, closed) is one failed acceptor.
+      try {
+        const answer = message.op === "prepare"
+          ? acceptor.prepare(table, key, message.ballot, replicas)
+          : acceptor.accept(table, key, message.ballot, { entry: message.next, replicas });
+        return answer.catch(() => undefined);
+      } catch (error) {
+        if (error instanceof AssertionError) throw error;
+        return Promise.resolve(undefined);
+      }
     }
     if (!isLive(replica)) return Promise.resolve(undefined);
     const item: PaxosItem = message.op === "prepare"

@@ -120,7 +120,11 @@ export class Replicator {
     this.self = options.self;
     this.#options = options;
     this.#placement = this.#makePlacement();
-    this.#acceptor = new Acceptor(options.store, (table, key) => this.#placement.replicasOf(table, key));
+    this.#acceptor = new Acceptor({
+      self: options.self,
+      store: options.store,
+      replicasOf: (table, key) => this.#placement.replicasOf(table, key),
+    });
     this.#proposer = new Proposer({
       self: options.self,
       store: options.store,
@@ -384,7 +388,7 @@ export class Replicator {
     return sets;
   }
 
-  /** A round on `sets` succeeded: the key's change is settled on this node for every transition it spanned. */
+  /** A round on `sets` succeeded: the key's change is settled here for every transition it spanned. */
   #settled(table: string, key: string, sets: ReplicaSets): void {
     if (sets.length === 1) return;
     const id = keyIdOf(table, key);
@@ -428,7 +432,7 @@ export class Replicator {
     void this.settle(table, key).finally(() => this.#settling.delete(id));
   }
 
-  /** The rebalancer finished a pass up to `next`: the changes up to it are settled for every key held here. */
+  /** The rebalancer finished a pass up to `next`: the changes up to it are settled for every key here. */
   passDone(next: Placement): void {
     if (!sameList(next.ringIds, this.#placement.ringIds)) return; // a newer change: its pass comes
     for (const transition of this.#transitions) transition.passDone = true;
@@ -448,7 +452,9 @@ export class Replicator {
       if (peer !== this.self) this.#pipeline(peer).send(item);
     }
     for (const replica of replicas) {
-      if (!committed.acceptedBy.includes(replica)) this.#hints.add(replica, table, key);
+      if (replica !== this.self && !committed.acceptedBy.includes(replica)) {
+        this.#hints.add(replica, table, key);
+      }
     }
     return view;
   }
@@ -648,7 +654,7 @@ function unavailableNow(key: string, why: string, cause?: unknown): UnavailableE
   });
 }
 
-/** True when `reply` holds a newer state than `than`: a higher ballot, then (legacy states) a higher version. */
+/** True when `reply` holds a newer state than `than`: a higher ballot, then (legacy) a higher version. */
 function newerReply(reply: ReadReplyWire, than: ReadReplyWire | undefined): boolean {
   if (than === undefined) return true;
   const order = compareBallots(reply.replica?.ballot ?? zeroBallot, than.replica?.ballot ?? zeroBallot);

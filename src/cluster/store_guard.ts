@@ -51,6 +51,12 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
       throw error;
     });
   };
+  /** A call that throws in its turn when it refuses, and rejects only when its durable step fails. */
+  const guardQueued = <T>(run: () => Promise<T>): Promise<T> =>
+    guard(run).catch((error: unknown) => {
+      check(error);
+      throw error;
+    });
   function* guardIterable<T>(iterable: () => Iterable<T>): Iterable<T> {
     const iterator = guard(() => iterable()[Symbol.iterator]());
     // Ends when the store's iterator does; each step is one store call.
@@ -67,9 +73,9 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
     patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, options)),
     delete: (table, key, options) => guardAsync(() => store.delete(table, key, options)),
     acceptorOf: (table, key) => guard(() => store.acceptorOf(table, key)),
-    // Queued in the caller's turn (the acceptor's rule depends on it); only the outcome is awaited.
-    promise: (table, key, ballot) => guardAsync(() => store.promise(table, key, ballot)),
-    accept: (table, key, ballot, entry) => guardAsync(() => store.accept(table, key, ballot, entry)),
+    // Queued in the caller's turn (the acceptor's rule depends on it): a refusal is thrown in that turn too.
+    promise: (table, key, ballot) => guardQueued(() => store.promise(table, key, ballot)),
+    accept: (table, key, ballot, entry) => guardQueued(() => store.accept(table, key, ballot, entry)),
     viewOf: (table, key, entry) => guard(() => store.viewOf(table, key, entry)),
     applyReplicas: (items) => guardAsync(() => store.applyReplicas(items)),
     replicaOf: (table, key): ReplicaEntry | undefined => guard(() => store.replicaOf(table, key)),

@@ -141,7 +141,6 @@ export function checkBallot(ballot: Ballot, subject: string): void {
   }
 }
 
-
 /**
  * Decides a replica's state (a Paxos accept arriving late) against the key's state and explicit promise:
  * - at a ballot above the accepted one, it is applied when it is at least the key's effective promise,

@@ -15,7 +15,6 @@ export { type Ballot, compareBallots, zeroBallot } from "../util/ballot.ts";
  */
 export const ballotNodeBytesMax = 300;
 
-
 /** The current state of one key in the index: a live value or a tombstone. */
 export interface Entry {
   readonly version: number;

@@ -27,7 +27,10 @@ const deletedBody = JSON.stringify({ message: "Deleted" });
 export function registerKvRoutes(app: Hono, deps: AppDeps): void {
   const { limits, kv } = deps;
 
-  app.get("/:table/key/:key", (c) => readKey(rawSegments(c.req.url), deps, { anyOrigin: false, url: c.req.url }));
+  app.get(
+    "/:table/key/:key",
+    (c) => readKey(rawSegments(c.req.url), deps, { anyOrigin: false, url: c.req.url }),
+  );
 
   // GET is routed here for HEAD; GET, PUT, PATCH and DELETE of a key reach `readKey` and `writeKey`
   // from `createApp` before any routing.

@@ -85,6 +85,9 @@ Deno.test("sse: Last-Event-ID replays what was missed, or the current value when
     await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
   }
   await using old = await SseReader.open(`${node.baseUrl}/t/subscribe/k`, { "last-event-id": "1" });
+  // Versions 2 to 199 are older than the history: the key's Resync (no id), then the current value.
+  const resync = await old.nextEvent();
+  assert.deepEqual([resync.id, resync.data], ["", { event: "Resync", table: "t", key: "k" }]);
   const current = await old.nextEvent();
   assert.equal(current.id, "200");
   assert.equal((current.data.value as { value: number }).value, 200);

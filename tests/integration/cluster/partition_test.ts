@@ -24,12 +24,17 @@ async function put(cluster: InProcessCluster, index: number, key: string, value:
   });
   const text = await response.text();
   const retryAfter = response.headers.get("retry-after");
-  return { status: response.status, body: response.status === 201 ? JSON.parse(text) : undefined, retryAfter };
+  return {
+    status: response.status,
+    body: response.status === 201 ? JSON.parse(text) : undefined,
+    retryAfter,
+  };
 }
 
 /** Waits until every running node holds the same bytes for `key`. */
 async function waitIdentical(cluster: InProcessCluster, key: string, timeoutMs = 15_000): Promise<string> {
-  const copies = () => cluster.running().map((index) => cluster.node(index).store.getEntry("t", key)?.json ?? "none");
+  const copies = () =>
+    cluster.running().map((index) => cluster.node(index).store.getEntry("t", key)?.json ?? "none");
   try {
     await waitFor(() => {
       const seen = copies();

@@ -1,6 +1,6 @@
 // Goal: SPEC §5 data placement with real node processes: any node answers any request; each key lives on
 // REPLICATION_FACTOR nodes (all when fewer); users registered on one node log in on any; listings merge
-// across nodes; a write its coordinator refuses as too large is answered 413; write→read-elsewhere latency
+// across nodes; a write its proposer refuses as too large is answered 413; write→read-elsewhere latency
 // is printed for the notes.
 // Method: TestCluster; a node's own copy is read with a signed internal `read`, as a peer would.
 import assert from "node:assert/strict";
@@ -123,7 +123,7 @@ Deno.test("cluster: a value larger than the default 4 MiB node-to-node message r
   assert.match(refused.stderr, /DYNA_REQUEST_BYTES_MAX 41943040 is more than a cluster can replicate/);
 });
 
-Deno.test("cluster: a write forwarded to a coordinator with a smaller DYNA_REQUEST_BYTES_MAX is answered 413, not 503", async () => {
+Deno.test("cluster: a write forwarded to a proposer with a smaller DYNA_REQUEST_BYTES_MAX is answered 413, not 503", async () => {
   // Node 0 reads client bodies up to 6 MiB; node 1 keeps the default 1 MiB, and with it the default 4 MiB
   // node-to-node message, so it refuses a larger forwarded write whole, before reading it.
   await using cluster = await TestCluster.start({
@@ -148,7 +148,7 @@ Deno.test("cluster: a write forwarded to a coordinator with a smaller DYNA_REQUE
   const problem = await refused.json();
   assert.equal(refused.status, 413, JSON.stringify(problem));
   assert.equal(problem.code, "payload_too_large");
-  assert.match(problem.detail, new RegExp(`coordinator ${cluster.id(1)} refused the forwarded write`));
+  assert.match(problem.detail, new RegExp(`proposer ${cluster.id(1)} refused the forwarded write`));
   assert.match(problem.detail, /DYNA_REQUEST_BYTES_MAX/);
   for (const index of [0, 1]) {
     const read = await cluster.node(index).fetch(`/big/key/${key}`);

@@ -83,14 +83,23 @@ Deno.test("cluster sse: an EventSource whose node restarts resumes from its read
   await waitFor(() => log.openCount === 2, { timeoutMs: 20_000, what: "the client to reconnect" });
   await write(writer, 11);
   await waitFor(() => log.versions().includes(11), { timeoutMs: 10_000, what: "the live write" });
-  // The restarted node remembers no change of the gap, so it sends the current value: v10, then live.
-  assert.deepEqual(log.versions(), [10, 11], "the state written while away, then live: no silent gap");
-  assert.deepEqual(log.changes[0]?.data.value?.value, { n: 10 });
+  // The restarted node remembers no change of the gap, so it says so (a Resync of the key, no id), then
+  // sends the current value: v10, then live.
+  assert.deepEqual(log.changes[0]?.data, { event: "Resync", table: "live", key: "status" });
+  assert.deepEqual(
+    log.versions().slice(1),
+    [10, 11],
+    "the state written while away, then live: no silent gap",
+  );
+  assert.deepEqual(log.changes[1]?.data.value?.value, { n: 10 });
   assert.deepEqual(log.readyIds, ["3", "3"], "ready at the key's version, read from the replicas");
   // Resumed on another node instead, from the same position: the current value there too.
   await using moved = await SseReader.open(`${cluster.node(writer).baseUrl}/live/subscribe/status`, {
     "last-event-id": log.readyIds[0]!,
   });
   assert.equal(await moved.readyId(), "3");
-  assert.equal((await moved.nextEvent()).id, "11");
+  const first = await moved.nextEvent();
+  // A node that does not remember versions 4-10 of the key announces the jump before showing 11.
+  if (first.id === "") assert.deepEqual(first.data, { event: "Resync", table: "live", key: "status" });
+  assert.equal(first.id === "" ? (await moved.nextEvent()).id : first.id, "11");
 });

@@ -61,8 +61,11 @@ export class FakeNetwork {
     this.config = { ...localTestClusterConfig(testSecret), ...overrides };
   }
 
-  /** Adds a node `127.0.0.1:<port>` with its own seeded randomness; `secret` defaults to the cluster's. */
-  async addNode(port: number, options: { secret?: string } = {}): Promise<FakeNode> {
+  /**
+   * Adds a node `127.0.0.1:<port>` with its own seeded randomness; `secret` defaults to the cluster's;
+   * `known`: the member list it starts from (as after a restart).
+   */
+  async addNode(port: number, options: { secret?: string; known?: string[] } = {}): Promise<FakeNode> {
     const id = `127.0.0.1:${port}`;
     const signer = await RequestSigner.create(options.secret ?? this.config.secret);
     const handler = new InternalHandler({
@@ -79,6 +82,7 @@ export class FakeNetwork {
       clock: this.clock,
       logger: silentLogger,
       random: () => random.next(),
+      ...(options.known === undefined ? {} : { known: options.known }),
     });
     membership.registerHandlers(handler);
     const node: FakeNode = { id, membership, handler, signer, down: false };

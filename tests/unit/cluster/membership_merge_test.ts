@@ -114,8 +114,8 @@ Deno.test("Membership: members(), liveIds() and ringIds() are sorted and include
   assert.deepEqual(node.membership.liveIds(), ["10.0.0.1:1", "10.0.0.9:1", node.id]);
   assert.deepEqual(
     node.membership.ringIds(),
-    ["10.0.0.1:1", "10.0.0.9:1", node.id],
-    "first heard of as dead",
+    ["10.0.0.1:1", "10.0.0.5:1", "10.0.0.9:1", node.id],
+    "every member not left, the dead one included: belief in who is alive never moves a key",
   );
   assert.equal(node.membership.member("10.0.0.9:1")!.lastSeenMs, 0, "never heard from directly");
 });

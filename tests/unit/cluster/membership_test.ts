@@ -142,19 +142,30 @@ Deno.test("Membership.leave() shows the member as left everywhere and takes it o
   assert.equal(leaver.membership.member(leaver.id)!.status, "left", "a left node never refutes");
 });
 
-Deno.test("Membership.ringIds() keeps a dead member for deadReapMs, then drops it", async () => {
+Deno.test("Membership.ringIds() keeps a dead member for good and drops a member that left", async () => {
   const network = new FakeNetwork();
-  const nodes = await network.startCluster(3);
+  const nodes = await network.startCluster(4);
   await network.roundsUntil(() => network.converged(), 2);
-  const [viewer, , victim] = nodes;
+  const [viewer, , victim, leaver] = nodes;
   victim!.down = true;
   await network.roundsUntil(() => network.statusOf(viewer!.id, victim!.id) === "dead", 10);
-  const deadSinceMs = viewer!.membership.member(victim!.id)!.statusChangedMs;
-  network.clock.advance(deadSinceMs + network.config.deadReapMs - network.clock.nowMs());
-  assert.ok(viewer!.membership.ringIds().includes(victim!.id), "still in the ring at deadReapMs");
-  network.clock.advance(1);
-  assert.ok(!viewer!.membership.ringIds().includes(victim!.id), "out of the ring at deadReapMs + 1");
-  assert.equal(network.statusOf(viewer!.id, victim!.id), "dead");
+  network.clock.advance(network.config.deadReapMs * 10);
+  assert.ok(viewer!.membership.ringIds().includes(victim!.id), "a dead member keeps its keys");
+  await leaver!.membership.leave();
+  await network.roundsUntil(() => network.statusOf(viewer!.id, leaver!.id) === "left", 10);
+  assert.ok(!viewer!.membership.ringIds().includes(leaver!.id), "a member that left hands its keys off");
+});
+
+Deno.test("Membership starts with the members it knew, dead at incarnation 0, in the ring", async () => {
+  const network = new FakeNetwork();
+  const [seed] = await network.startCluster(1);
+  const known = ["10.0.0.3:1", "10.0.0.4:1"];
+  const node = await network.addNode(7998, { known });
+  assert.deepEqual(node.membership.ringIds(), [...known, node.id].sort(), "never alone after a restart");
+  assert.deepEqual(node.membership.liveIds(), [node.id]);
+  assert.equal(node.membership.member("10.0.0.3:1")!.incarnation, 0, "any news of it wins");
+  await node.membership.join(seed!.id);
+  assert.equal(node.membership.member(seed!.id)!.status, "alive");
 });
 
 Deno.test("Membership.join() throws JoinRefusedError when the seed refuses the secret", async () => {

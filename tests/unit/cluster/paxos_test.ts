@@ -161,9 +161,17 @@ Deno.test("Paxos: a consistent read completes a write accepted by a minority, an
   // it, every later one does.
   const reads: string[][] = [];
   for (const id of [nodeC, nodeA, nodeB, nodeC, nodeA]) reads.push(await consistentChain(cluster, id, key));
-  assert.deepEqual(reads.at(-1), ["w1", "w2"], "A's own acceptor holds w2, so a round through A completes it");
+  assert.deepEqual(
+    reads.at(-1),
+    ["w1", "w2"],
+    "A's own acceptor holds w2, so a round through A completes it",
+  );
   for (let index = 1; index < reads.length; index += 1) {
-    assert.deepEqual(reads[index]!.slice(0, reads[index - 1]!.length), reads[index - 1], `read ${index} went back`);
+    assert.deepEqual(
+      reads[index]!.slice(0, reads[index - 1]!.length),
+      reads[index - 1],
+      `read ${index} went back`,
+    );
   }
 });
 

@@ -21,7 +21,7 @@ import {
 import { PeerRequestError } from "../../../src/cluster/mod.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
-import { ManualTransport, nodeB } from "./fake_cluster.ts";
+import { type HeldRequest, ManualTransport, nodeB } from "./fake_cluster.ts";
 
 /** A pipeline of `batches` to node B over a ManualTransport. */
 function pipelineOf<Item, Result>(
@@ -69,6 +69,12 @@ async function waitForRequests(transport: ManualTransport, count: number): Promi
   await waitFor(() => transport.requests.length >= count, { timeoutMs: 2_000, what: `${count} requests` });
 }
 
+/** Answers a held `apply` batch the way a replica does: one "applied" per item. */
+function applyAll(held: HeldRequest): void {
+  const { items } = held.body as { items: unknown[] };
+  held.resolve({ results: items.map(() => ({ result: "applied" })) });
+}
+
 Deno.test("PeerPipeline.send() keeps one request in flight and sends later items in order", async () => {
   const { transport, pipeline } = makePipeline();
   const first = sendAccepted(pipeline, item("a"));
@@ -79,18 +85,18 @@ Deno.test("PeerPipeline.send() keeps one request in flight and sends later items
   assert.equal(transport.at(0).kind, "apply");
   assert.deepEqual(keysOf(transport.at(0).body), ["a"]);
   assert.equal(pipeline.backlog, 3, "two queued and one in flight");
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await first;
   await waitForRequests(transport, 2);
   assert.deepEqual(keysOf(transport.at(1).body), ["b", "c"]);
   assert.equal(pipeline.backlog, 2, "the second batch is in flight");
   const fourth = sendAccepted(pipeline, item("d"));
   assert.equal(transport.requests.length, 2, "still one request in flight");
-  transport.at(1).resolve({ ok: true });
+  applyAll(transport.at(1));
   await Promise.all([second, third]);
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await fourth;
 });
 
@@ -100,16 +106,16 @@ Deno.test("PeerPipeline batches at most applyItemsMax items per request (max and
   for (let index = 0; index < applyItemsMax + 1; index += 1) {
     acknowledgements.push(sendAccepted(pipeline, item(`k${String(index).padStart(4, "0")}`)));
   }
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await waitForRequests(transport, 2);
   const batch = keysOf(transport.at(1).body);
   assert.equal(batch.length, applyItemsMax);
   assert.equal(batch[0], "k0000");
   assert.equal(batch.at(-1), `k${String(applyItemsMax - 1).padStart(4, "0")}`);
-  transport.at(1).resolve({ ok: true });
+  applyAll(transport.at(1));
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), [`k${String(applyItemsMax).padStart(4, "0")}`]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await Promise.all(acknowledgements);
 });
 
@@ -125,13 +131,13 @@ Deno.test("PeerPipeline batches up to batchBytesMax: two halves share a request"
   acknowledgements.push(sendAccepted(pipeline, item("h01", halfValueChars)));
   acknowledgements.push(sendAccepted(pipeline, item("h02", halfValueChars)));
   acknowledgements.push(sendAccepted(pipeline, item("h03", halfValueChars)));
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await waitForRequests(transport, 2);
   assert.deepEqual(keysOf(transport.at(1).body), ["h01", "h02"], "exactly batchBytesMax fits");
-  transport.at(1).resolve({ ok: true });
+  applyAll(transport.at(1));
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), ["h03"]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await Promise.all(acknowledgements);
 });
 
@@ -140,13 +146,13 @@ Deno.test("PeerPipeline batches up to batchBytesMax: one byte over splits the re
   const acknowledgements = [sendAccepted(pipeline, item("x"))];
   acknowledgements.push(sendAccepted(pipeline, item("h01", halfValueChars)));
   acknowledgements.push(sendAccepted(pipeline, item("h002", halfValueChars))); // one key char more
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await waitForRequests(transport, 2);
   assert.deepEqual(keysOf(transport.at(1).body), ["h01"]);
-  transport.at(1).resolve({ ok: true });
+  applyAll(transport.at(1));
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), ["h002"]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await Promise.all(acknowledgements);
 });
 
@@ -155,13 +161,13 @@ Deno.test("PeerPipeline sends an item over batchBytesMax alone rather than never
   const acknowledgements = [sendAccepted(pipeline, item("x"))];
   acknowledgements.push(sendAccepted(pipeline, item("big", batchBytesMax)));
   acknowledgements.push(sendAccepted(pipeline, item("small")));
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await waitForRequests(transport, 2);
   assert.deepEqual(keysOf(transport.at(1).body), ["big"]);
-  transport.at(1).resolve({ ok: true });
+  applyAll(transport.at(1));
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), ["small"]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await Promise.all(acknowledgements);
 });
 
@@ -177,14 +183,14 @@ Deno.test("PeerPipeline.send() holds pipelineItemsMax items (in flight included)
   // Drain everything: each answer releases the next batch.
   const requestCount = 1 + Math.ceil((pipelineItemsMax - 1) / applyItemsMax);
   for (let index = 0; index < requestCount; index += 1) {
-    transport.at(index).resolve({ ok: true });
+    applyAll(transport.at(index));
     if (index + 1 < requestCount) await waitForRequests(transport, index + 2);
   }
   await Promise.all(acknowledgements);
   assert.equal(transport.requests.length, requestCount);
   assert.equal(pipeline.backlog, 0);
   const after = sendAccepted(pipeline, item("after")); // room again once drained
-  transport.at(transport.requests.length - 1).resolve({ ok: true });
+  applyAll(transport.at(transport.requests.length - 1));
   await after;
 });
 
@@ -194,7 +200,7 @@ Deno.test({
     const { transport, pipeline } = makePipeline();
     const acknowledged = sendAccepted(pipeline, item("a"));
     assert.equal(pipeline.backlog, 1);
-    transport.at(0).resolve({ ok: true });
+    applyAll(transport.at(0));
     await acknowledged;
   },
 });
@@ -204,7 +210,7 @@ Deno.test("PeerPipeline rejects every item of a failed batch and goes on with th
   const first = sendAccepted(pipeline, item("a"));
   const second = sendAccepted(pipeline, item("b"));
   const third = sendAccepted(pipeline, item("c"));
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await first;
   await waitForRequests(transport, 2);
   const failure = new PeerRequestError({ target: nodeB, kind: "apply", failure: "timeout" });
@@ -214,8 +220,22 @@ Deno.test("PeerPipeline rejects every item of a failed batch and goes on with th
   const fourth = sendAccepted(pipeline, item("d"));
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await fourth;
+});
+
+Deno.test("PeerPipeline fails an apply item whose answer is unusable: never an acknowledgement", async () => {
+  const { transport, pipeline } = makePipeline();
+  const twoResults = { results: [{ result: "applied" }, { result: "applied" }] };
+  for (
+    const reply of [null, {}, { results: [] }, twoResults, { results: "x" }, { results: [{ result: "ok" }] }]
+  ) {
+    const index = transport.requests.length;
+    const sent = sendAccepted(pipeline, item("a"));
+    await waitForRequests(transport, index + 1);
+    transport.at(index).resolve(reply);
+    await assert.rejects(sent, /malformed/, JSON.stringify(reply));
+  }
 });
 
 Deno.test("PeerPipeline.close() fails queued items, lets the in-flight batch finish and refuses more", async () => {
@@ -228,7 +248,7 @@ Deno.test("PeerPipeline.close() fails queued items, lets the in-flight batch fin
   await assert.rejects(queuedB, /pipeline to 127\.0\.0\.1:7002 closed/);
   await assert.rejects(queuedC, /closed/);
   assert.deepEqual(pipeline.send(item("d")), { accepted: false });
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await inFlight;
   assert.equal(transport.requests.length, 1, "nothing is sent after close()");
 });
@@ -305,12 +325,12 @@ Deno.test("PeerPipeline of replicas counts a value's UTF-8 bytes, so a batch of 
     },
   });
   const acknowledgements = ["a", "b", "c", "d"].map((key) => sendAccepted(pipeline, cjk(key)));
-  transport.at(0).resolve({ ok: true });
+  applyAll(transport.at(0));
   await waitForRequests(transport, 2);
   assert.deepEqual(keysOf(transport.at(1).body), ["b", "c"]);
-  transport.at(1).resolve({ ok: true });
+  applyAll(transport.at(1));
   await waitForRequests(transport, 3);
   assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
-  transport.at(2).resolve({ ok: true });
+  applyAll(transport.at(2));
   await Promise.all(acknowledgements);
 });

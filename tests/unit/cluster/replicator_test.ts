@@ -420,10 +420,6 @@ Deno.test("Replicator.write() commits on the others while its own acceptor's fsy
 
 Deno.test({
   name: "Replicator keeps no hint for itself when its own acceptor answered after the quorum",
-  // TODO(issue-19): fails today. #publish hints every replica missing from `acceptedBy`, the proposer
-  // itself included; the next membership change delivers hints to every live peer, self too, and
-  // pushKeys(self) asserts "no pipeline to self": an unhandled rejection (a crash in main.ts).
-  ignore: true,
   fn: async () => {
     const gated = new SyncGateFs();
     await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? gated : new MemoryFs() });
@@ -440,11 +436,6 @@ Deno.test({
 
 Deno.test({
   name: "Replicator.write() counts its own store failing to sync as one failed acceptor",
-  // TODO(issue-19): fails today with StorageFailedError. A's promise fails (a failure, counted as one), B
-  // and C promise; then A's failed store throws synchronously from accept(), which escapes Proposer #ask's
-  // `.catch` and the #round executor: the round rejects before B and C are sent the accept. Through
-  // guardStore (production) the same path throws the Acceptor's own AssertionError instead.
-  ignore: true,
   fn: async () => {
     const faultyFs = new FaultyFs(new MemoryFs());
     await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? faultyFs : new MemoryFs() });
