@@ -94,6 +94,7 @@ function describeFailure(error: unknown): string {
         return `failed the request: HTTP ${error.status ?? "reply not valid"}${code}`;
       }
       case "unreachable":
+      case "interrupted":
         return `cannot be reached: ${innermostMessage(error.cause ?? error)}`;
     }
   }

@@ -71,11 +71,17 @@ export class Acceptor {
     return durable.then(() => ({ result: "accepted" }));
   }
 
+  /** A consistent read's first try: the key's accepted state and ballot as a prepare reports it; records nothing. */
+  peek(table: string, key: string): PaxosResult {
+    return witnessed(this.#store.acceptorOf(table, key));
+  }
+
   /** A peer's batch, each item decided in order in this turn; resolves when every answer is durable. */
   handle(items: readonly PaxosItem[]): Promise<PaxosResult[]> {
     assert(items.length > 0);
     const answers = items.map((item): Promise<PaxosResult> => {
       if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
+      if (item.op === "peek") return Promise.resolve(this.peek(item.table, item.key));
       return item.op === "prepare"
         ? this.prepare(item.table, item.key, item.ballot, item.replicas)
         : this.accept(item.table, item.key, item.ballot, {

@@ -35,6 +35,7 @@ export class JoinRefusedError extends KvError {
 /** Describes each failure in a sentence for {@linkcode PeerRequestError}'s message. */
 const failureReasons: Record<PeerFailure, string> = {
   unreachable: "the peer could not be reached",
+  interrupted: "the connection failed after the request was sent: the peer may have run it",
   timeout: "the peer did not answer in time",
   refused: "the peer refused this node's credentials",
   invalid_reply: "the peer's reply was not a valid answer",

@@ -13,8 +13,18 @@ export const replicaSetMax = 1024;
 /** The key's replica set in the proposer's view, in ring order: acceptors of another view refuse it. */
 const ReplicaSetWire = z.array(z.string().min(1).max(memberIdLengthMax)).min(1).max(replicaSetMax);
 
-/** A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key. */
+/**
+ * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
+ * first try: the acceptor's state, recording nothing).
+ */
 export const PaxosItem = z.discriminatedUnion("op", [
+  z.object({
+    op: z.literal("peek"),
+    table: name,
+    key: name,
+    ballot: BallotWire,
+    replicas: ReplicaSetWire,
+  }),
   z.object({
     op: z.literal("prepare"),
     table: name,
@@ -58,5 +68,5 @@ export const PaxosReply = z.object({ results: z.array(PaxosResult).max(paxosItem
 /** True when `result` is an answer to `item` (a promise answers a prepare, an acceptance an accept). */
 export function answers(item: PaxosItem, result: PaxosResult): boolean {
   if (result.result === "refused" || result.result === "misplaced") return true;
-  return item.op === "prepare" ? result.result === "promised" : result.result === "accepted";
+  return item.op === "accept" ? result.result === "accepted" : result.result === "promised";
 }

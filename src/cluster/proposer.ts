@@ -37,7 +37,10 @@ export interface ProposerOptions {
 export type ReplicaSets = ReadonlyArray<readonly string[]>;
 
 /** What a round sends. */
-type Message = { op: "prepare"; ballot: Ballot } | { op: "accept"; ballot: Ballot; next: ReplicaEntry };
+type Message =
+  | { op: "peek"; ballot: Ballot }
+  | { op: "prepare"; ballot: Ballot }
+  | { op: "accept"; ballot: Ballot; next: ReplicaEntry };
 
 /** A change function: the next state from the newest accepted one, or a thrown `KvError`. */
 export type Change = (current: ReplicaEntry | undefined) => ReplicaEntry;
@@ -108,8 +111,10 @@ export class Proposer {
     checkSets(sets);
     return this.#serialized(keyIdOf(table, key), async () => {
       // Never from this proposer's memory: another proposer may have written the key since, on a quorum
-      // this node's acceptor was not part of. A prepare round sees it.
+      // this node's acceptor was not part of. A quorum that agrees on one ballot shows it; else a round.
       const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
+      const peeked = await this.#peek({ table, key, sets, deadline });
+      if (peeked !== undefined) return peeked.entry;
       const committed = await this.#twoRounds({
         table,
         key,
@@ -134,6 +139,7 @@ export class Proposer {
 
   async #write(table: string, key: string, sets: ReplicaSets, change: Change): Promise<Committed> {
     const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
+    const sent: Ballot[] = [];
     const fast = this.#fastBallot(table, key);
     if (fast !== undefined) {
       const current = this.#options.store.acceptorOf(table, key).entry;
@@ -146,8 +152,9 @@ export class Proposer {
         return this.#commit({ table, key, ballot, entry: next, outcome });
       }
       this.#forget(table, key);
+      sent.push(ballot);
     }
-    const committed = await this.#twoRounds({ table, key, sets, deadline, change });
+    const committed = await this.#twoRounds({ table, key, sets, deadline, change, sent });
     assert(committed !== undefined, "a write's change returns a state");
     return committed;
   }
@@ -159,8 +166,11 @@ export class Proposer {
     sets: ReplicaSets;
     deadline: number;
     change: (current: ReplicaEntry | undefined) => ReplicaEntry | undefined;
+    /** Ballots this operation already sent accepts at (its one-round try): their state is its own. */
+    sent?: Ballot[];
   }): Promise<Committed | undefined> {
     const { table, key } = target;
+    const sent = target.sent ?? [];
     let refused = zeroBallot;
     for (let attempt = 0; attempt < this.#options.attemptsMax; attempt += 1) {
       if (attempt > 0) await this.#backoff(attempt, target.deadline);
@@ -170,7 +180,12 @@ export class Proposer {
         continue;
       }
       const { ballot, current } = prepared;
-      const { next, refusal } = tryChange(target.change, current);
+      // The newest state is this operation's own, from an earlier round that reached too few: completing
+      // it (the identity change) is this write, not a conflict with it.
+      const own = sent.some((earlier) => sameBallot(earlier, prepared.chosenAt));
+      const { next, refusal } = own
+        ? { next: current, refusal: undefined }
+        : tryChange(target.change, current);
       // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
       if (next === undefined || (next === current && prepared.chosen)) {
         if (refusal !== undefined) throw refusal;
@@ -178,6 +193,7 @@ export class Proposer {
       }
       // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
       if (next !== current) checkNext(current, next);
+      sent.push(ballot);
       const outcome = await this.#round(target, { op: "accept", ballot, next });
       if (outcome.quorum) {
         const committed = this.#commit({ table, key, ballot, entry: next, outcome });
@@ -223,6 +239,29 @@ export class Proposer {
     // own acceptor holding a lost branch, say) onto it.
     const chosen = holding === outcome.granted.length && compareBallots(newest.ballot, zeroBallot) > 0;
     return { ballot, current: newest.entry, chosen, chosenAt: newest.ballot };
+  }
+
+  /**
+   * A consistent read without writing: when a quorum of each set reports one ballot as the newest, its
+   * state is chosen, and it is the latest acknowledged one (a write acknowledged before this read began was
+   * accepted by a quorum, which meets this one in an acceptor that reports its higher ballot). Undefined
+   * when the answers disagree or are too few: then a round decides.
+   */
+  async #peek(
+    target: { table: string; key: string; sets: ReplicaSets; deadline: number },
+  ): Promise<{ entry: ReplicaEntry | undefined } | undefined> {
+    const ballot = { counter: 1, node: this.#options.self }; // acceptors ignore it; it names the asker
+    const outcome = await this.#round(target, { op: "peek", ballot });
+    if (!outcome.quorum) return undefined;
+    const first = outcome.granted[0]!.result;
+    assert(first.result === "promised");
+    for (const { result } of outcome.granted) {
+      if (result.result !== "promised" || !sameBallot(result.accepted, first.accepted)) return undefined;
+      // Legacy states all sit at the zero ballot, which does not name one state: they must match.
+      if (result.entry?.version !== first.entry?.version) return undefined;
+    }
+    assert(outcome.granted.length >= 1);
+    return { entry: first.entry === null ? undefined : replicaEntryOfWire(first.entry) };
   }
 
   /** A ballot of this proposer above its acceptor's promise and ballot and above `refused`. */
@@ -290,6 +329,7 @@ export class Proposer {
     if (replica === self) {
       // The local store refusing (a state too large for it, a failed disk, closed) is one failed acceptor.
       try {
+        if (message.op === "peek") return Promise.resolve(acceptor.peek(table, key));
         const answer = message.op === "prepare"
           ? acceptor.prepare(table, key, message.ballot, replicas)
           : acceptor.accept(table, key, message.ballot, { entry: message.next, replicas });
@@ -300,9 +340,9 @@ export class Proposer {
       }
     }
     if (!isLive(replica)) return Promise.resolve(undefined);
-    const item: PaxosItem = message.op === "prepare"
-      ? { op: "prepare", table, key, ballot: message.ballot, replicas }
-      : { op: "accept", table, key, ballot: message.ballot, replicas, entry: message.next };
+    const item: PaxosItem = message.op === "accept"
+      ? { op: "accept", table, key, ballot: message.ballot, replicas, entry: message.next }
+      : { op: message.op, table, key, ballot: message.ballot, replicas };
     return send(replica, item)?.catch(() => undefined) ?? Promise.resolve(undefined);
   }
 

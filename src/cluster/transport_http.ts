@@ -237,5 +237,14 @@ function classifyFailure(
       cause: error,
     });
   }
-  return new PeerRequestError({ target, kind, failure: "unreachable", cause: error });
+  // Only a failure to connect proves the peer never saw the request; a connection that broke after the
+  // request went out (a reset, a proxy closing it, a peer killed mid-request) leaves it unknown.
+  const failure = connectFailed(error) ? "unreachable" : "interrupted";
+  return new PeerRequestError({ target, kind, failure, cause: error });
+}
+
+/** Whether `error` (from `fetch`) says no connection was made: refused, no route, no such name. */
+function connectFailed(error: unknown): boolean {
+  const text = `${String(error)} ${String((error as { cause?: unknown } | undefined)?.cause)}`;
+  return /client error \(Connect\)|dns error|are blocked|Connection refused/i.test(text);
 }

@@ -45,4 +45,4 @@ export interface ClusterConfig {
 }
 
 /** A peer's answer, or the reason there is none. */
-export type PeerFailure = "unreachable" | "timeout" | "refused" | "invalid_reply";
+export type PeerFailure = "unreachable" | "interrupted" | "timeout" | "refused" | "invalid_reply";
