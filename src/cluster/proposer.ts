@@ -139,7 +139,7 @@ export class Proposer {
 
   async #write(table: string, key: string, sets: ReplicaSets, change: Change): Promise<Committed> {
     const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
-    const sent: Ballot[] = [];
+    const sent: ReplicaEntry[] = [];
     const fast = this.#fastBallot(table, key);
     if (fast !== undefined) {
       const current = this.#options.store.acceptorOf(table, key).entry;
@@ -152,7 +152,7 @@ export class Proposer {
         return this.#commit({ table, key, ballot, entry: next, outcome });
       }
       this.#forget(table, key);
-      sent.push(ballot);
+      sent.push(next);
     }
     const committed = await this.#twoRounds({ table, key, sets, deadline, change, sent });
     assert(committed !== undefined, "a write's change returns a state");
@@ -166,8 +166,8 @@ export class Proposer {
     sets: ReplicaSets;
     deadline: number;
     change: (current: ReplicaEntry | undefined) => ReplicaEntry | undefined;
-    /** Ballots this operation already sent accepts at (its one-round try): their state is its own. */
-    sent?: Ballot[];
+    /** States this operation already sent in accepts that reached too few (its one-round try). */
+    sent?: ReplicaEntry[];
   }): Promise<Committed | undefined> {
     const { table, key } = target;
     const sent = target.sent ?? [];
@@ -180,20 +180,26 @@ export class Proposer {
         continue;
       }
       const { ballot, current } = prepared;
-      // The newest state is this operation's own, from an earlier round that reached too few: completing
-      // it (the identity change) is this write, not a conflict with it.
-      const own = sent.some((earlier) => sameBallot(earlier, prepared.chosenAt));
-      const { next, refusal } = own
-        ? { next: current, refusal: undefined }
-        : tryChange(target.change, current);
+      // The newest state is this operation's own, from an earlier round that reached too few (perhaps
+      // accepted again since by another proposer's round): completing it is this write, not a conflict.
+      const own = current !== undefined && sent.some((earlier) => sameState(earlier, current));
+      const changed = own ? { next: current, refusal: undefined } : tryChange(target.change, current);
+      const { next } = changed;
+      // A refusal after this operation's state went out may be about a state built on it (another write
+      // that read it): whether this write took effect is unknown, so the answer is indeterminate.
+      const refusal = changed.refusal !== undefined && sent.length > 0
+        ? unavailable(key, "an earlier attempt of this write may have taken effect")
+        : changed.refusal;
       // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
       if (next === undefined || (next === current && prepared.chosen)) {
         if (refusal !== undefined) throw refusal;
         return next === undefined ? undefined : { entry: next, ballot: prepared.chosenAt, acceptedBy: [] };
       }
       // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
-      if (next !== current) checkNext(current, next);
-      sent.push(ballot);
+      if (next !== current) {
+        checkNext(current, next);
+        sent.push(next);
+      }
       const outcome = await this.#round(target, { op: "accept", ballot, next });
       if (outcome.quorum) {
         const committed = this.#commit({ table, key, ballot, entry: next, outcome });
@@ -424,6 +430,15 @@ function tryChange(
     if (!(error instanceof KvError)) throw error;
     return { next: current, refusal: error };
   }
+}
+
+/**
+ * The same state: a state carries the time its write was applied and its whole value, so two different
+ * writes are told apart (two writes of one value by one owner in one millisecond are one write).
+ */
+function sameState(a: ReplicaEntry, b: ReplicaEntry): boolean {
+  return a.version === b.version && a.timestamp === b.timestamp && a.owner === b.owner &&
+    a.deleted === b.deleted && a.valueJson === b.valueJson;
 }
 
 function checkNext(current: ReplicaEntry | undefined, next: ReplicaEntry): void {

@@ -169,7 +169,12 @@ export const RestoreReply = z.object({
 export type RestoreReply = z.output<typeof RestoreReply>;
 
 /** `read`: a key read forwarded to a replica. */
-export const ReadRequest = z.object({ table: name, key: name });
+export const ReadRequest = z.object({
+  table: name,
+  key: name,
+  /** A consistent read forwarded to the key's usual proposer, which runs it (never forwards it again). */
+  consistent: z.boolean().optional(),
+});
 /** The answer to `read`: the entry (tombstones included) or null. */
 export const ReadReply = z.object({
   entry: z.object({ json: servedJson, version: safeVersion, deleted: z.boolean() }).nullable(),

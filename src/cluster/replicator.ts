@@ -224,12 +224,7 @@ export class Replicator {
     options: { consistent?: boolean } = {},
   ): Promise<EntryView | undefined> {
     const replicas = this.#placement.replicasOf(table, key);
-    if (options.consistent === true && !this.#options.solo) {
-      const sets = this.#setsOf(table, key);
-      const entry = await this.#proposer.read(table, key, sets);
-      this.#settled(table, key, sets);
-      return entry === undefined ? undefined : this.#options.store.viewOf(table, key, entry);
-    }
+    if (options.consistent === true && !this.#options.solo) return await this.#readConsistent(table, key);
     if (replicas.includes(this.self)) return this.#options.store.getEntry(table, key);
     this.#counters.forwardedReads += 1;
     const live = replicas.filter((id) => this.#placement.isLive(id));
@@ -245,6 +240,39 @@ export class Replicator {
     for (const answer of answers) if (newerReply(answer, newest)) newest = answer;
     const entry = newest?.entry ?? null;
     return entry === null ? undefined : { ...entry, timestamp: 0, owner: "" };
+  }
+
+  /**
+   * A consistent read, run by the key's usual proposer (its first live replica) so that it queues behind
+   * that proposer's writes of the key instead of competing with them; here when this node is that
+   * proposer, or when it cannot be reached (the request never left: running it here is as safe, only
+   * costlier).
+   */
+  async #readConsistent(table: string, key: string): Promise<EntryView | undefined> {
+    const proposer = this.#placement.replicasOf(table, key).find((id) => this.#placement.isLive(id));
+    if (proposer !== undefined && proposer !== this.self) {
+      try {
+        const reply = ReadReply.parse(
+          await this.#options.transport.request(proposer, "read", { table, key, consistent: true }, {
+            timeoutMs: this.#options.config.requestTimeoutMs * 2,
+          }),
+        );
+        return reply.entry === null ? undefined : { ...reply.entry, timestamp: 0, owner: "" };
+      } catch (error) {
+        if (!isUnreachable(error)) {
+          throw unavailableNow(key, "its proposer did not answer the consistent read", error);
+        }
+      }
+    }
+    return await this.#readHere(table, key);
+  }
+
+  /** A consistent read through this node's proposer: a peek of a quorum, or a round. */
+  async #readHere(table: string, key: string): Promise<EntryView | undefined> {
+    const sets = this.#setsOf(table, key);
+    const entry = await this.#proposer.read(table, key, sets);
+    this.#settled(table, key, sets);
+    return entry === undefined ? undefined : this.#options.store.viewOf(table, key, entry);
   }
 
   /**
@@ -628,14 +656,16 @@ export class Replicator {
     }
   }
 
-  #handleRead(body: unknown): Promise<unknown> {
-    const { table, key } = parseBody(ReadRequest, body);
-    const entry = this.#options.store.getEntry(table, key);
+  async #handleRead(body: unknown): Promise<unknown> {
+    const { table, key, consistent } = parseBody(ReadRequest, body);
+    const entry = consistent === true
+      ? await this.#readHere(table, key)
+      : this.#options.store.getEntry(table, key);
     const { json, version, deleted } = entry ?? { json: "", version: 0, deleted: false };
-    return Promise.resolve({
+    return {
       entry: entry === undefined ? null : { json, version, deleted },
-      replica: this.#options.store.replicaOf(table, key) ?? null,
-    });
+      replica: consistent === true ? null : this.#options.store.replicaOf(table, key) ?? null,
+    };
   }
 }
 
