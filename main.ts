@@ -322,6 +322,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     messageBytesMax: messageBytesMaxFor(config.limits.requestBytesMax),
     onStoreBroken: options.onFatal,
     knownMembers: clustered ? await loadKnownMembers(fs, config.dataDir) : [],
+    joining: config.join !== undefined,
   });
   if (clustered) saveMembersOnChange({ fs, dataDir: config.dataDir, cluster, logger });
   const auth = new Auth({

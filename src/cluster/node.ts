@@ -34,6 +34,8 @@ export interface ClusterNodeOptions {
   scheme?: "http" | "https";
   /** CA certificates peers' TLS certificates are checked against (https). */
   caCerts?: string[];
+  /** This node starts by joining a cluster (see `ReplicatorOptions.joining`). */
+  joining?: boolean;
   /** Members known before a restart (the member list on disk); see `MembershipOptions.known`. */
   knownMembers?: readonly string[];
   /** Largest node-to-node message, both ways (`messageBytesMaxFor` the request limit). */
@@ -83,6 +85,7 @@ export class ClusterNode {
       membership: view,
       config: options.config ?? soloConfig,
       solo: options.config === undefined,
+      joining: options.joining === true,
     });
     this.rebalancer = new Rebalancer({
       store: options.store,

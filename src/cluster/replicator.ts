@@ -73,6 +73,11 @@ export interface ReplicatorOptions {
   logger: Logger;
   /** A node without `CLUSTER_SECRET`: no peer can ever write, so writes go straight to the store. */
   solo?: boolean;
+  /**
+   * This node starts by joining an existing cluster: its view before the join (itself alone) never placed
+   * a key, so the change the join makes is from the cluster without it, not from that view.
+   */
+  joining?: boolean;
 }
 
 /** Counters of replication for `/stats`. */
@@ -110,6 +115,7 @@ export class Replicator {
   readonly #writePipelines = new Map<string, PeerPipeline<WriteRequest, WriteReplyWire>>();
   readonly #hints = new Hints();
   #transitions: Transition[] = [];
+  #joining: boolean;
   /** Keys with a repair round in flight (`#settleIfBlocked`). */
   readonly #settling = new Set<string>();
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
@@ -119,6 +125,7 @@ export class Replicator {
   constructor(options: ReplicatorOptions) {
     this.self = options.self;
     this.#options = options;
+    this.#joining = options.joining === true;
     this.#placement = this.#makePlacement();
     this.#acceptor = new Acceptor({
       self: options.self,
@@ -179,6 +186,34 @@ export class Replicator {
     return [this.#pipelines, this.#paxosPipelines, this.#writePipelines];
   }
 
+  /**
+   * The view a change started from: `previous`, except for a joining node's first change, whose own
+   * earlier view (itself alone) never placed a key: there the cluster as it was without this node.
+   */
+  #viewBefore(previous: Placement): Placement {
+    const alone = previous.ringIds.length === 1 && previous.ringIds[0] === this.self;
+    if (!this.#joining || !alone) return previous;
+    this.#joining = false;
+    const others = this.#placement.ringIds.filter((id) => id !== this.self);
+    assert(others.length >= 1, "a join brings other members");
+    const { config } = this.#options;
+    return new Placement({ self: this.self, ringIds: others, liveIds: [], config });
+  }
+
+  /** Membership changes whose keys are not all settled here (joint quorums still apply to some keys). */
+  get transitionCount(): number {
+    this.#pruneTransitions();
+    return this.#transitions.length;
+  }
+
+  #pruneTransitions(): void {
+    const nowMs = this.#options.clock.monotonicMs();
+    const keepMs = this.#transitionKeepMs;
+    this.#transitions = this.#transitions.filter((transition) =>
+      !transition.passDone || nowMs - transition.sinceMs < keepMs
+    );
+  }
+
   #makePlacement(): Placement {
     const { membership, config } = this.#options;
     return new Placement({
@@ -194,7 +229,8 @@ export class Replicator {
     this.#placement = this.#makePlacement();
     if (!sameList(previous.ringIds, this.#placement.ringIds)) {
       const sinceMs = this.#options.clock.monotonicMs();
-      this.#transitions.push({ previous, settled: new Set(), passDone: false, sinceMs });
+      const before = this.#viewBefore(previous);
+      this.#transitions.push({ previous: before, settled: new Set(), passDone: false, sinceMs });
     }
     for (const pipelines of this.#allPipelines()) {
       for (const [peer, pipeline] of pipelines) {
@@ -399,11 +435,7 @@ export class Replicator {
    * view's that differs (DESIGN.md, "Membership changes"). Drops transitions that are over.
    */
   #setsOf(table: string, key: string): ReplicaSets {
-    const nowMs = this.#options.clock.monotonicMs();
-    const keepMs = this.#transitionKeepMs;
-    this.#transitions = this.#transitions.filter((transition) =>
-      !transition.passDone || nowMs - transition.sinceMs < keepMs
-    );
+    this.#pruneTransitions();
     const sets = [this.#placement.replicasOf(table, key)];
     if (this.#transitions.length === 0) return sets;
     const id = keyIdOf(table, key);

@@ -87,6 +87,18 @@ const eventStream: Answer = {
   contentType: "text/event-stream",
 };
 const listQuery = ListQuery;
+/** `?since=`: the query twin of `Last-Event-ID` (SPEC §4b). */
+const sinceQuery = z.object({
+  since: z.string().regex(/^\d{1,16}$/).optional().describe(
+    "Resume after this event id, as Last-Event-ID does (for a new EventSource); not a number: 400",
+  ),
+});
+/** `?consistent=true` on a key read (SPEC §3). */
+const consistentQuery = z.object({
+  consistent: z.enum(["true", "false"]).optional().describe(
+    "true: linearizable (a majority of the key's replicas is asked), or 503; default: one replica",
+  ),
+});
 const ifMatch = {
   name: "if-match",
   description: 'Only write when the current version is this one, e.g. "7"',
@@ -119,9 +131,12 @@ export const apiRoutes: readonly RouteDoc[] = [
     operations: {
       get: {
         summary: "Read a key",
+        query: consistentQuery,
         answers: {
           200: { description: "The value, with `ETag` its version", schema: "VersionedValue" },
+          400: problem("consistent is neither true nor false"),
           404: problem("No such key"),
+          503: problem("consistent=true and no majority of the key's replicas answered"),
         },
       },
       put: {
@@ -208,7 +223,12 @@ export const apiRoutes: readonly RouteDoc[] = [
       get: {
         summary: "Live changes of one key",
         headers: [lastEventId],
-        answers: { 200: eventStream, 503: problem("Too many subscribers") },
+        query: sinceQuery,
+        answers: {
+          200: eventStream,
+          400: problem("since is not an event id"),
+          503: problem("Too many subscribers"),
+        },
       },
     },
   },
@@ -218,7 +238,12 @@ export const apiRoutes: readonly RouteDoc[] = [
       get: {
         summary: "Live changes of every key of a table",
         headers: [lastEventId],
-        answers: { 200: eventStream, 503: problem("Too many subscribers") },
+        query: sinceQuery,
+        answers: {
+          200: eventStream,
+          400: problem("since is not an event id"),
+          503: problem("Too many subscribers"),
+        },
       },
     },
   },

@@ -122,6 +122,21 @@ export class InProcessCluster implements AsyncDisposable {
     }, { timeoutMs, intervalMs: 20, what: "in-process membership to converge" });
   }
 
+  /**
+   * Waits until no running node still counts a membership change as unsettled: until then some keys need
+   * a quorum of their old replica set too (cluster DESIGN.md, "Membership changes").
+   */
+  async waitSettled(timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      () => this.running().every((index) => this.node(index).cluster.replicator.transitionCount === 0),
+      {
+        timeoutMs,
+        intervalMs: 50,
+        what: "membership changes to settle",
+      },
+    );
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     for (const slot of this.#slots) {
       await slot.handle?.stop({ graceful: false }).catch(() => {});

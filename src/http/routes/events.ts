@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { KvError } from "../../util/errors.ts";
+import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, EventSubscription } from "../deps.ts";
 import { tableAndKey, tableOf } from "../request.ts";
 import { parseLastEventId } from "../schemas.ts";
@@ -12,15 +12,36 @@ const streamHeaders = {
 };
 
 /**
+ * The position a stream resumes from: the `Last-Event-ID` header (a browser's EventSource sends it on its
+ * own reconnects, so it wins), else `?since=` (SPEC §4b: its twin for a client that opens a new stream).
+ * A header that is not a safe integer >= 0 (garbage, negative, huge) is treated as absent; such a `since`,
+ * which the client wrote on purpose, is a 400.
+ */
+function resumeIdOf(header: string | undefined, url: string): number | undefined {
+  const fromHeader = parseLastEventId(header ?? null);
+  if (fromHeader !== undefined) return fromHeader;
+  const query = url.indexOf("?");
+  if (query === -1) return undefined;
+  const since = new URLSearchParams(url.slice(query + 1).split("#")[0]).get("since");
+  if (since === null) return undefined;
+  const id = parseLastEventId(since);
+  if (id === undefined) {
+    throw new InvalidRequestError(
+      `"since" must be an event id (an integer >= 0), got "${since.slice(0, 20)}"`,
+    );
+  }
+  return id;
+}
+
+/**
  * The live-update routes of SPEC §4: one key, or a whole table. Every stream starts with a ready block
- * whose id is its position (SPEC §4b). A `Last-Event-ID` that is not a safe integer >= 0 (garbage,
- * negative, huge) is treated as absent.
+ * whose id is its position (SPEC §4b); it resumes from `Last-Event-ID` or `?since=` (`resumeIdOf`).
  */
 export function registerEventRoutes(app: Hono, deps: AppDeps): void {
   app.get("/:table/subscribe/:key", (c): Response | Promise<Response> => {
     const { table, key } = tableAndKey(c, deps);
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
-    const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
+    const lastEventId = resumeIdOf(c.req.header("last-event-id"), c.req.url);
     // A key this node holds is read synchronously, and the stream answered at once: thousands of
     // clients connecting together then leave no pending read, promise or context behind each.
     const current = lastEventId === undefined ? readPosition(deps, { table, key }) : deps.kv.read(table, key);
@@ -35,7 +56,7 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     const table = tableOf(c, deps);
     // A HEAD must not subscribe: nobody would ever read (or cancel) the stream.
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
-    const lastEventId = parseLastEventId(c.req.header("last-event-id") ?? null);
+    const lastEventId = resumeIdOf(c.req.header("last-event-id"), c.req.url);
     const subscription = deps.broker.subscribeTable(table, lastEventId === undefined ? {} : { lastEventId });
     return eventStream(subscription);
   });

@@ -93,6 +93,38 @@ Deno.test("sse: Last-Event-ID replays what was missed, or the current value when
   assert.equal((current.data.value as { value: number }).value, 200);
 });
 
+Deno.test("sse: ?since= resumes like Last-Event-ID, the header wins, and a since that is not an id is a 400", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  {
+    // From the first subscription on, the node remembers k's changes for resumption.
+    await using first = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
+    for (let index = 1; index <= 4; index += 1) {
+      await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
+    }
+    assert.equal((await first.nextEvent()).id, "1");
+  }
+  {
+    await using since = await SseReader.open(`${node.baseUrl}/t/subscribe/k?since=2`);
+    for (const version of [3, 4]) assert.equal((await since.nextEvent()).id, String(version));
+  }
+  {
+    // A browser's own reconnect sends the header: it is the newer position, so it wins.
+    await using both = await SseReader.open(`${node.baseUrl}/t/subscribe/k?since=1`, {
+      "last-event-id": "3",
+    });
+    assert.equal((await both.nextEvent()).id, "4");
+  }
+  for (const bad of ["-1", "x", "1.5", "99999999999999999"]) {
+    const response = await node.fetch(`/t/subscribe/k?since=${encodeURIComponent(bad)}`);
+    assert.equal(response.status, 400, `since=${bad}`);
+    assert.match((await response.json()).detail, /since/);
+    const table = await node.fetch(`/t/subscribe?since=${encodeURIComponent(bad)}`);
+    assert.equal(table.status, 400, `table stream since=${bad}`);
+    await table.body?.cancel();
+  }
+});
+
 Deno.test("sse: a table stream names each key and resumes", async () => {
   await using node = await NodeProcess.start();
   const token = await tokenFor(node, "alice");

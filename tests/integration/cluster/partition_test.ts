@@ -54,6 +54,9 @@ Deno.test({
     const token = await tokenOf(cluster, 0);
     assert.equal((await put(cluster, 0, "k", "before", token)).status, 201);
     await waitIdentical(cluster, "k");
+    // Right after the nodes joined, a key needs a quorum of its replicas before the join too; once settled,
+    // any two of three will do.
+    await cluster.waitSettled();
     cluster.network.partition([cluster.id(0)], [cluster.id(1), cluster.id(2)]);
     await waitFor(() => cluster.node(0).cluster.members().filter((m) => m.status === "dead").length === 2, {
       timeoutMs: 10_000,
@@ -66,6 +69,20 @@ Deno.test({
     assert.equal(lone.retryAfter, "1");
     assert.equal(majority.status, 201);
     assert.equal(majorityAgain.status, 201);
+    // A consistent read is linearizable or 503: the lone node cannot know it is not behind.
+    const loneRead = await cluster.fetch(0, "/t/key/k?consistent=true", {
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(loneRead.status, 503);
+    assert.equal(loneRead.headers.get("retry-after"), "1");
+    await loneRead.body?.cancel();
+    const majorityRead = await cluster.fetch(1, "/t/key/k?consistent=true", {
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal((await majorityRead.json()).value, "majority side again");
+    const bad = await cluster.fetch(1, "/t/key/k?consistent=maybe");
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
     cluster.network.heal();
     await cluster.waitConverged();
     const winner = JSON.parse(await waitIdentical(cluster, "k"));
