@@ -71,7 +71,7 @@ export class Acceptor {
     return durable.then(() => ({ result: "accepted" }));
   }
 
-  /** A consistent read's first try: the key's accepted state and ballot as a prepare reports it; records nothing. */
+  /** A consistent read's first try: the key's state and ballot as a prepare reports them; records nothing. */
   peek(table: string, key: string): PaxosResult {
     return witnessed(this.#store.acceptorOf(table, key));
   }

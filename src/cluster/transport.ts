@@ -50,7 +50,8 @@ export interface Transport {
    * Sends one signed `POST /_internal/<kind>` to `target` (`host:port`) and returns the parsed JSON reply.
    *
    * @throws {PeerRequestError} with `failure` "unreachable" (no connection: nothing was sent),
-   * "interrupted" (the connection failed after sending: the peer may have run it), "timeout", "refused" (HTTP 401/403) or
+   * "interrupted" (the connection failed after sending: the peer may have run it), "timeout", "refused"
+   * (HTTP 401/403) or
    * "invalid_reply" (another non-2xx, bad JSON or a reply over {@linkcode internalMessageBytesMax}), and
    * `status` when there was a reply.
    */
