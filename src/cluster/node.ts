@@ -264,7 +264,6 @@ const soloConfig: ClusterConfig = {
   probeTimeoutMs: 500,
   indirectProbeCount: 0,
   suspicionMult: 1,
-  deadReapMs: 1_000,
   replicationFactor: 1,
   virtualNodeCount: 1,
   requestTimeoutMs: 1_000,

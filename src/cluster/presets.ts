@@ -16,8 +16,6 @@ export function lanClusterConfig(secret: string): ClusterConfig {
     indirectProbeCount: 3,
     // 3 intervals (1.5 s) for a suspect to refute before it is declared dead, for clusters up to 9 nodes.
     suspicionMult: 3,
-    // A dead node keeps its ring place for a minute, so a restart or short outage moves no keys.
-    deadReapMs: 60_000,
     // Three copies survive the loss of any two nodes (SPEC §5 default).
     replicationFactor: 3,
     // A majority of the replicas: two of three.
@@ -47,7 +45,6 @@ export function localTestClusterConfig(secret: string): ClusterConfig {
     // 2 intervals, the floor of the formula: a suspect is dead 400 ms after it is suspected.
     suspicionMult: 2,
     // A dead node leaves the ring after 3 s, so tests of re-replication finish quickly.
-    deadReapMs: 3_000,
     // Anti-entropy every 0.5 s, so a node that missed writes catches up within a test's patience.
     antiEntropyIntervalMs: 500,
     // 1 s: a CI machine may stall, yet a test of a dead peer should not wait long.
@@ -71,7 +68,7 @@ export function suspicionTimeoutMs(config: ClusterConfig, memberCount: number): 
 
 /** Checks the relations between cluster settings that the rest of the module relies on. */
 export function assertClusterConfig(config: ClusterConfig): void {
-  for (const name of ["probeIntervalMs", "probeTimeoutMs", "deadReapMs", "requestTimeoutMs"] as const) {
+  for (const name of ["probeIntervalMs", "probeTimeoutMs", "requestTimeoutMs"] as const) {
     assert(Number.isSafeInteger(config[name]), `${name} must be an integer`);
     assert(config[name] > 0, `${name} must be positive`);
   }

@@ -30,8 +30,6 @@ export interface ClusterConfig {
   indirectProbeCount: number;
   /** `suspicionTimeoutMs = suspicionMult * max(1, log10(n + 1)) * probeIntervalMs`, at least 2 intervals. */
   suspicionMult: number;
-  /** A member dead or left for this long leaves the ring, so its keys move to new replicas. */
-  deadReapMs: number;
   /** Nodes each key lives on; all nodes when the cluster is smaller. */
   replicationFactor: number;
   /** Points per member on the hash ring. */

@@ -98,6 +98,7 @@ Deno.test({
   async fn() {
     await using cluster = await InProcessCluster.start({ nodeCount: 3 });
     const token = await tokenOf(cluster, 0);
+    await cluster.waitSettled(); // then any two of three replicas make a quorum
     cluster.network.blockOneWay(cluster.id(2), cluster.id(0));
     const acknowledged = new Map<string, number>();
     for (let index = 0; index < 30; index += 1) {

@@ -43,7 +43,6 @@ Deno.test("localTestClusterConfig() keeps the LAN settings it does not shorten a
   assert.equal(local.secret, secret);
   assert.equal(local.probeIntervalMs, 200);
   assert.equal(local.probeTimeoutMs, 150);
-  assert.equal(local.deadReapMs, 3_000);
   assert.equal(local.replicationFactor, lanClusterConfig(secret).replicationFactor);
   assert.equal(local.indirectProbeCount, 3);
 });
