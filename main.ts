@@ -409,6 +409,11 @@ function nodeMetrics(store: Store, broker: Broker, cluster: ClusterNode): NodeMe
     hintBacklog: replication.hintCount,
     hintsDropped: replication.hintsDropped,
     forwardedWrites: replication.forwardedWrites,
+    paxosRounds: {
+      fastPath: replication.fastPathWrites,
+      prepare: replication.prepareRounds,
+      retry: replication.proposalRetries,
+    },
   };
 }
 

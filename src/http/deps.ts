@@ -89,6 +89,8 @@ export interface NodeMetrics {
   hintBacklog: number;
   hintsDropped: number;
   forwardedWrites: number;
+  /** Consensus rounds this node ran as a proposer: one-round writes, prepare rounds, retries after refusals. */
+  paxosRounds: { fastPath: number; prepare: number; retry: number };
 }
 
 /** Everything `createApp` needs; built in `main.ts`. */

@@ -171,8 +171,18 @@ export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
     .counter("dynarust_hints_dropped_total", "Hints dropped because the backlog was full.", [
       [{}, node.hintsDropped],
     ])
-    .counter("dynarust_forwarded_writes_total", "Client writes forwarded to a key's coordinator.", [
+    .counter("dynarust_forwarded_writes_total", "Client writes forwarded to a key's usual proposer.", [
       [{}, node.forwardedWrites],
-    ]);
+    ])
+    .counter(
+      "dynarust_paxos_rounds_total",
+      "Consensus rounds run here as a proposer: one-round writes (fast), prepare rounds, and retries after " +
+        "another proposer's refusal (contention).",
+      [
+        [{ kind: "fast" }, node.paxosRounds.fastPath],
+        [{ kind: "prepare" }, node.paxosRounds.prepare],
+        [{ kind: "retry" }, node.paxosRounds.retry],
+      ],
+    );
   return text.text();
 }

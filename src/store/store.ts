@@ -776,7 +776,6 @@ export class Store {
   #commit(
     target: { table: string; key: string; owner: string; previousVersion: number },
     intent: WriteIntent,
-    onAccepted: WriteOptions["onAccepted"],
   ): Promise<Entry> {
     const { table, key, owner } = target;
     const version = target.previousVersion + 1;
@@ -798,9 +797,7 @@ export class Store {
     const entry = entryOf(record);
     // A plain local write is at the zero ballot and leaves the key's promise as it is.
     const promised = this.#promisedOf(table, key);
-    const durable = this.#enqueue({ encoded, table, key, kind: "local", entry, promised }).then(() => entry);
-    onAccepted?.(replicaOfEntry(entry));
-    return durable;
+    return this.#enqueue({ encoded, table, key, kind: "local", entry, promised }).then(() => entry);
   }
 
   /**
@@ -854,7 +851,7 @@ export class Store {
     const valueJson = JSON.stringify(value);
     if (typeof valueJson !== "string") throw new InvalidRequestError("The value is not JSON");
     const owner = live?.owner ?? options.owner;
-    return this.#commit({ table, key, owner, previousVersion }, { op: "put", valueJson }, options.onAccepted);
+    return this.#commit({ table, key, owner, previousVersion }, { op: "put", valueJson });
   }
 
   /**
@@ -881,7 +878,6 @@ export class Store {
     return this.#commit(
       { table, key, owner: live.owner, previousVersion },
       { op: "put", valueJson },
-      options.onAccepted,
     );
   }
 
@@ -898,7 +894,6 @@ export class Store {
     return this.#commit(
       { table, key, owner: live.owner, previousVersion },
       { op: "delete" },
-      options.onAccepted,
     );
   }
 

@@ -59,12 +59,6 @@ export interface WriteOptions {
   owner: string;
   /** When given, the write happens only if the key's current version equals it (`If-Match`). */
   ifVersion?: number;
-  /**
-   * Called synchronously once the write passed its checks and is queued, before it is durable, with the
-   * key's new state in replica form: replication ships it to the other replicas while this node's fsync
-   * runs, instead of after it.
-   */
-  onAccepted?: (accepted: ReplicaEntry) => void;
 }
 
 /** Options of `Store.open`. */
