@@ -26,16 +26,31 @@ export interface VersionedValue<T> {
   owner: string;
 }
 
-/** A change of one key, as its stream sends it; `id` is the key's version. */
+/**
+ * A change of one key, as its stream sends it (`id` is the key's version), or the key's `Resync`: the next
+ * event skips versions this stream cannot show (it has no id).
+ */
 export type KeyEvent<T> =
   | { event: "Updated"; id: number; value: VersionedValue<T> }
-  | { event: "Deleted"; id: number; value: { key: string; version: number; timestamp: number } };
+  | { event: "Deleted"; id: number; value: { key: string; version: number; timestamp: number } }
+  | KeyResync;
+
+/** A stream's announcement that the next event of `key` skips versions it cannot show. */
+export interface KeyResync {
+  event: "Resync";
+  table: string;
+  key: string;
+  id: undefined;
+}
 
 /**
- * A change of a table's stream (`id` is the node's change sequence), or `Resync`: the node no longer
- * remembers the gap since the last event; re-read the table.
+ * A change of a table's stream (`id` is the node's change sequence), a key's `Resync`, or the table's
+ * `Resync` (no `key`): the node no longer remembers the gap since the last event; re-read the table.
  */
-export type TableEvent<T> = (KeyEvent<T> & { key: string }) | { event: "Resync"; id: number | undefined };
+export type TableEvent<T> =
+  | (Exclude<KeyEvent<T>, KeyResync> & { key: string })
+  | KeyResync
+  | { event: "Resync"; id: number | undefined };
 
 /** A refused request: the node's problem document (`code` is stable, e.g. `version_conflict`). */
 export class DynaError extends Error {
