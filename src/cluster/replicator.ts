@@ -17,7 +17,7 @@ import type {
 } from "./local_store.ts";
 import { PaxosRequest } from "./paxos_wire.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
-import { Placement } from "./placement.ts";
+import { Placement, sameList } from "./placement.ts";
 import { type Committed, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
 import {
   type ApplyItem,
@@ -131,6 +131,7 @@ export class Replicator {
       self: options.self,
       store: options.store,
       replicasOf: (table, key) => this.#placement.replicasOf(table, key),
+      earlierSetsOf: (table, key) => this.#setsOf(table, key).slice(1),
     });
     this.#proposer = new Proposer({
       self: options.self,
@@ -703,10 +704,6 @@ export class Replicator {
 
 function keyIdOf(table: string, key: string): string {
   return `${table}\u0000${key}`;
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((id, index) => b[index] === id);
 }
 
 /** A 503 a client should retry in a moment: no quorum of the key's replicas can be reached now. */
