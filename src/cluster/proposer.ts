@@ -32,6 +32,8 @@ export interface ProposerOptions {
   deadlineMs: number;
   /** Two-round attempts before giving up when refusals keep coming. */
   attemptsMax: number;
+  /** Called with every state this proposer got chosen (a write, or a read's or settle's identity round). */
+  onChosen?: (table: string, key: string, committed: Committed) => void;
 }
 
 /** The key's replica set in this node's view, then those of unsettled earlier views (joint quorums). */
@@ -51,6 +53,8 @@ export interface Committed {
   entry: ReplicaEntry;
   ballot: Ballot;
   acceptedBy: string[];
+  /** Chosen by a joint round (a quorum of each of several replica sets): the key's change is settled. */
+  joint: boolean;
 }
 
 /** What one round gathered. */
@@ -152,7 +156,7 @@ export class Proposer {
       const outcome = await this.#round({ table, key, sets, deadline }, { op: "accept", ballot, next });
       if (outcome.quorum) {
         this.stats.fastPath += 1;
-        return this.#commit({ table, key, ballot, entry: next, outcome });
+        return this.#commit({ table, key, ballot, entry: next, outcome, joint: sets.length > 1 });
       }
       this.#forget(table, key);
       sent.push(next);
@@ -201,7 +205,8 @@ export class Proposer {
       // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
       if (next === undefined || (next === current && prepared.chosen)) {
         if (refusal !== undefined) throw refusal;
-        return next === undefined ? undefined : { entry: next, ballot: prepared.chosenAt, acceptedBy: [] };
+        if (next === undefined) return undefined;
+        return { entry: next, ballot: prepared.chosenAt, acceptedBy: [], joint: false };
       }
       // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
       if (next !== current) {
@@ -210,7 +215,8 @@ export class Proposer {
       }
       const outcome = await this.#round(target, { op: "accept", ballot, next });
       if (outcome.quorum) {
-        const committed = this.#commit({ table, key, ballot, entry: next, outcome });
+        const joint = target.sets.length > 1;
+        const committed = this.#commit({ table, key, ballot, entry: next, outcome, joint });
         if (refusal !== undefined) throw refusal;
         return committed;
       }
@@ -370,8 +376,9 @@ export class Proposer {
     ballot: Ballot;
     entry: ReplicaEntry;
     outcome: RoundOutcome;
+    joint: boolean;
   }): Committed {
-    const { table, key, ballot, entry, outcome } = options;
+    const { table, key, ballot, entry, outcome, joint } = options;
     assert(outcome.quorum, "a write commits on a quorum of its replica set");
     assert(outcome.granted.every(({ result }) => result.result === "accepted"));
     const acceptedBy = outcome.granted.map(({ replica }) => replica);
@@ -383,7 +390,9 @@ export class Proposer {
         this.#committed.delete(this.#committed.keys().next().value!);
       }
     }
-    return { entry, ballot, acceptedBy };
+    const committed = { entry, ballot, acceptedBy, joint };
+    this.#options.onChosen?.(table, key, committed);
+    return committed;
   }
 
   /** The ballot to follow with one accept round, when this proposer committed the key's current state. */
