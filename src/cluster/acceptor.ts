@@ -2,6 +2,7 @@ import { assert } from "../util/assert.ts";
 import { type Ballot, compareBallots, effectivePromise, zeroBallot } from "../util/ballot.ts";
 import type { LocalStore, ReplicaEntry } from "./local_store.ts";
 import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
+import { sameList } from "./placement.ts";
 
 /**
  * The acceptor of every key this node replicates (DESIGN.md, "Messages and rules"). Each rule is checked
@@ -13,16 +14,38 @@ export class Acceptor {
   readonly #self: string;
   readonly #store: LocalStore;
   readonly #replicasOf: (table: string, key: string) => readonly string[];
+  readonly #earlierSetsOf: (table: string, key: string) => ReadonlyArray<readonly string[]>;
 
-  /** `replicasOf`: the key's replica set in this node's current view (DESIGN.md, "Membership changes"). */
+  /**
+   * `replicasOf`: the key's replica set in this node's current view; `earlierSetsOf`: the key's replica sets
+   * in earlier views whose change this node has not seen settled for the key (DESIGN.md, "Membership
+   * changes").
+   */
   constructor(options: {
     self: string;
     store: LocalStore;
     replicasOf: (table: string, key: string) => readonly string[];
+    earlierSetsOf: (table: string, key: string) => ReadonlyArray<readonly string[]>;
   }) {
     this.#self = options.self;
     this.#store = options.store;
     this.#replicasOf = options.replicasOf;
+    this.#earlierSetsOf = options.earlierSetsOf;
+  }
+
+  /**
+   * The earlier replica sets of the key a round must also reach a quorum of, that the proposer's message
+   * does not count: an acceptor whose view changed makes every proposer honour the change, including one
+   * that never saw it (a node restarted after leaving, say).
+   */
+  missingSets(
+    table: string,
+    key: string,
+    counted: ReadonlyArray<readonly string[]>,
+  ): Array<readonly string[]> {
+    const earlier = this.#earlierSetsOf(table, key);
+    if (earlier.length === 0) return [];
+    return earlier.filter((set) => !counted.some((other) => sameList(other, set)));
   }
 
   /** Whether the proposer's replica set for the key is this node's: else its message is `misplaced`. */
@@ -81,6 +104,10 @@ export class Acceptor {
     assert(items.length > 0);
     const answers = items.map((item): Promise<PaxosResult> => {
       if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
+      const missing = this.missingSets(item.table, item.key, [item.replicas, ...item.joint ?? []]);
+      if (missing.length > 0) {
+        return Promise.resolve({ result: "joint", sets: missing.map((set) => [...set]) });
+      }
       if (item.op === "peek") return Promise.resolve(this.peek(item.table, item.key));
       return item.op === "prepare"
         ? this.prepare(item.table, item.key, item.ballot, item.replicas)

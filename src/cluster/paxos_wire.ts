@@ -13,6 +13,10 @@ export const replicaSetMax = 1024;
 /** The key's replica set in the proposer's view, in ring order: acceptors of another view refuse it. */
 const ReplicaSetWire = z.array(z.string().min(1).max(memberIdLengthMax)).min(1).max(replicaSetMax);
 
+/** Replica sets of earlier views a joint round also counts a quorum of (absent: none). */
+const jointSetsMax = 8;
+const JointWire = z.array(ReplicaSetWire).max(jointSetsMax).optional();
+
 /**
  * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
  * first try: the acceptor's state, recording nothing).
@@ -24,6 +28,7 @@ export const PaxosItem = z.discriminatedUnion("op", [
     key: name,
     ballot: BallotWire,
     replicas: ReplicaSetWire,
+    joint: JointWire,
   }),
   z.object({
     op: z.literal("prepare"),
@@ -31,6 +36,7 @@ export const PaxosItem = z.discriminatedUnion("op", [
     key: name,
     ballot: BallotWire,
     replicas: ReplicaSetWire,
+    joint: JointWire,
   }),
   z.object({
     op: z.literal("accept"),
@@ -38,6 +44,7 @@ export const PaxosItem = z.discriminatedUnion("op", [
     key: name,
     ballot: BallotWire,
     replicas: ReplicaSetWire,
+    joint: JointWire,
     entry: ReplicaEntryWire,
   }),
 ]);
@@ -52,13 +59,16 @@ export const PaxosRequest = z.object({ items: z.array(PaxosItem).min(1).max(paxo
 /**
  * An acceptor's answer to one item: `promised` (to a prepare: the state it accepted, and at which ballot),
  * `accepted` (to an accept), `refused` with the promise that stood in the way, or `misplaced`: the
- * acceptor's view places the key on other replicas (a failure for the proposer, not a refusal).
+ * acceptor's view places the key on other replicas (a failure for the proposer, not a refusal), or `joint`:
+ * the acceptor's own view of the key changed recently and the round must also count a quorum of each of
+ * `sets` (the proposer retries with them; DESIGN.md, "Membership changes").
  */
 export const PaxosResult = z.discriminatedUnion("result", [
   z.object({ result: z.literal("promised"), accepted: BallotWire, entry: ReplicaEntryWire.nullable() }),
   z.object({ result: z.literal("accepted") }),
   z.object({ result: z.literal("refused"), promised: BallotWire }),
   z.object({ result: z.literal("misplaced") }),
+  z.object({ result: z.literal("joint"), sets: z.array(ReplicaSetWire).min(1).max(jointSetsMax) }),
 ]);
 export type PaxosResult = z.output<typeof PaxosResult>;
 
@@ -67,6 +77,6 @@ export const PaxosReply = z.object({ results: z.array(PaxosResult).max(paxosItem
 
 /** True when `result` is an answer to `item` (a promise answers a prepare, an acceptance an accept). */
 export function answers(item: PaxosItem, result: PaxosResult): boolean {
-  if (result.result === "refused" || result.result === "misplaced") return true;
+  if (result.result === "refused" || result.result === "misplaced" || result.result === "joint") return true;
   return item.op === "accept" ? result.result === "accepted" : result.result === "promised";
 }

@@ -58,3 +58,8 @@ export class Placement {
     return [...this.#live].sort();
   }
 }
+
+/** The same members in the same order: two replica sets, or two rings' member lists. */
+export function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, index) => b[index] === id);
+}

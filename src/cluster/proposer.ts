@@ -13,6 +13,7 @@ import type { Acceptor } from "./acceptor.ts";
 import { replicaEntryOfWire } from "./acceptor.ts";
 import type { LocalStore, ReplicaEntry } from "./local_store.ts";
 import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
+import { sameList } from "./placement.ts";
 
 /** Keys whose last committed ballot a proposer remembers for the one-round-trip path. */
 export const committedKeysMax = 100_000;
@@ -31,6 +32,8 @@ export interface ProposerOptions {
   deadlineMs: number;
   /** Two-round attempts before giving up when refusals keep coming. */
   attemptsMax: number;
+  /** Called with every state this proposer got chosen (a write, or a read's or settle's identity round). */
+  onChosen?: (table: string, key: string, committed: Committed) => void;
 }
 
 /** The key's replica set in this node's view, then those of unsettled earlier views (joint quorums). */
@@ -50,6 +53,8 @@ export interface Committed {
   entry: ReplicaEntry;
   ballot: Ballot;
   acceptedBy: string[];
+  /** Chosen by a joint round (a quorum of each of several replica sets): the key's change is settled. */
+  joint: boolean;
 }
 
 /** What one round gathered. */
@@ -59,6 +64,8 @@ interface RoundOutcome {
   /** The highest promise a refusal reported, zero when none refused. */
   refusedBy: Ballot;
   quorum: boolean;
+  /** Earlier replica sets acceptors asked this round to count too (their views changed recently). */
+  needs: string[][];
 }
 
 /** The first round's state: the chosen-or-newest state and the ballot of the round. */
@@ -149,10 +156,11 @@ export class Proposer {
       const outcome = await this.#round({ table, key, sets, deadline }, { op: "accept", ballot, next });
       if (outcome.quorum) {
         this.stats.fastPath += 1;
-        return this.#commit({ table, key, ballot, entry: next, outcome });
+        return this.#commit({ table, key, ballot, entry: next, outcome, joint: sets.length > 1 });
       }
       this.#forget(table, key);
       sent.push(next);
+      sets = withSets(sets, outcome.needs);
     }
     const committed = await this.#twoRounds({ table, key, sets, deadline, change, sent });
     assert(committed !== undefined, "a write's change returns a state");
@@ -175,6 +183,10 @@ export class Proposer {
     for (let attempt = 0; attempt < this.#options.attemptsMax; attempt += 1) {
       if (attempt > 0) await this.#backoff(attempt, target.deadline);
       const prepared = await this.#prepare(target, refused);
+      if ("needs" in prepared) {
+        target = { ...target, sets: withSets(target.sets, prepared.needs) };
+        continue;
+      }
       if ("refusedBy" in prepared) {
         refused = maxBallot(refused, prepared.refusedBy);
         continue;
@@ -193,7 +205,8 @@ export class Proposer {
       // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
       if (next === undefined || (next === current && prepared.chosen)) {
         if (refusal !== undefined) throw refusal;
-        return next === undefined ? undefined : { entry: next, ballot: prepared.chosenAt, acceptedBy: [] };
+        if (next === undefined) return undefined;
+        return { entry: next, ballot: prepared.chosenAt, acceptedBy: [], joint: false };
       }
       // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
       if (next !== current) {
@@ -202,12 +215,14 @@ export class Proposer {
       }
       const outcome = await this.#round(target, { op: "accept", ballot, next });
       if (outcome.quorum) {
-        const committed = this.#commit({ table, key, ballot, entry: next, outcome });
+        const joint = target.sets.length > 1;
+        const committed = this.#commit({ table, key, ballot, entry: next, outcome, joint });
         if (refusal !== undefined) throw refusal;
         return committed;
       }
       refused = maxBallot(refused, outcome.refusedBy);
-      if (compareBallots(outcome.refusedBy, zeroBallot) === 0) break; // failures, not refusals
+      if (outcome.needs.length > 0) target = { ...target, sets: withSets(target.sets, outcome.needs) };
+      else if (compareBallots(outcome.refusedBy, zeroBallot) === 0) break; // failures, not refusals
     }
     throw unavailable(key, "a majority of its replicas did not accept in time");
   }
@@ -216,10 +231,11 @@ export class Proposer {
   async #prepare(
     target: { table: string; key: string; sets: ReplicaSets; deadline: number },
     refused: Ballot,
-  ): Promise<Prepared | { refusedBy: Ballot }> {
+  ): Promise<Prepared | { refusedBy: Ballot } | { needs: string[][] }> {
     const ballot = this.#nextBallot(target.table, target.key, refused);
     this.stats.twoRound += 1;
     const outcome = await this.#round(target, { op: "prepare", ballot });
+    if (!outcome.quorum && outcome.needs.length > 0) return { needs: outcome.needs };
     if (!outcome.quorum) {
       if (compareBallots(outcome.refusedBy, zeroBallot) > 0) return { refusedBy: outcome.refusedBy };
       throw unavailable(target.key, "a majority of its replicas did not answer in time");
@@ -294,18 +310,19 @@ export class Proposer {
       a === this.#options.self ? -1 : b === this.#options.self ? 1 : 0
     );
     const pending = new Set(members);
-    const outcome: RoundOutcome = { granted: [], refusedBy: zeroBallot, quorum: false };
+    const outcome: RoundOutcome = { granted: [], refusedBy: zeroBallot, quorum: false, needs: [] };
     const count = (set: readonly string[], within: (id: string) => boolean) => set.filter(within).length;
     const granted = new Set<string>();
     return new Promise((resolve) => {
       const timer = setTimeout(finish, Math.max(0, target.deadline - this.#options.clock.monotonicMs()));
       function finish(): void {
         clearTimeout(timer);
-        resolve({ ...outcome, granted: [...outcome.granted] });
+        resolve({ ...outcome, granted: [...outcome.granted], needs: [...outcome.needs] });
       }
       for (const member of members) {
         void this.#ask(member, target, message).then((result) => {
           if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
+          else if (result?.result === "joint") outcome.needs.push(...result.sets);
           else if (result !== undefined && result.result !== "misplaced") {
             outcome.granted.push({ replica: member, result });
             granted.add(member);
@@ -331,6 +348,7 @@ export class Proposer {
   ): Promise<PaxosResult | undefined> {
     const { table, key } = target;
     const replicas = [...target.sets[0]!];
+    const joint = target.sets.slice(1).map((set) => [...set]);
     const { acceptor, send, isLive, self } = this.#options;
     if (replica === self) {
       // The local store refusing (a state too large for it, a failed disk, closed) is one failed acceptor.
@@ -347,8 +365,8 @@ export class Proposer {
     }
     if (!isLive(replica)) return Promise.resolve(undefined);
     const item: PaxosItem = message.op === "accept"
-      ? { op: "accept", table, key, ballot: message.ballot, replicas, entry: message.next }
-      : { op: message.op, table, key, ballot: message.ballot, replicas };
+      ? { op: "accept", table, key, ballot: message.ballot, replicas, joint, entry: message.next }
+      : { op: message.op, table, key, ballot: message.ballot, replicas, joint };
     return send(replica, item)?.catch(() => undefined) ?? Promise.resolve(undefined);
   }
 
@@ -358,8 +376,9 @@ export class Proposer {
     ballot: Ballot;
     entry: ReplicaEntry;
     outcome: RoundOutcome;
+    joint: boolean;
   }): Committed {
-    const { table, key, ballot, entry, outcome } = options;
+    const { table, key, ballot, entry, outcome, joint } = options;
     assert(outcome.quorum, "a write commits on a quorum of its replica set");
     assert(outcome.granted.every(({ result }) => result.result === "accepted"));
     const acceptedBy = outcome.granted.map(({ replica }) => replica);
@@ -371,7 +390,9 @@ export class Proposer {
         this.#committed.delete(this.#committed.keys().next().value!);
       }
     }
-    return { entry, ballot, acceptedBy };
+    const committed = { entry, ballot, acceptedBy, joint };
+    this.#options.onChosen?.(table, key, committed);
+    return committed;
   }
 
   /** The ballot to follow with one accept round, when this proposer committed the key's current state. */
@@ -400,6 +421,19 @@ export class Proposer {
 function checkSets(sets: ReplicaSets): void {
   assert(sets.length >= 1 && sets.every((set) => set.length >= 1), "a round has a replica set");
   assert(sets.every((set) => new Set(set).size === set.length), "a replica set names each member once");
+}
+
+/**
+ * `sets` with the earlier replica sets acceptors asked for added (each once): the operation's later rounds
+ * count a quorum of each (DESIGN.md, "Membership changes").
+ */
+function withSets(sets: ReplicaSets, needs: ReadonlyArray<readonly string[]>): ReplicaSets {
+  const merged = [...sets];
+  for (const set of needs) {
+    if (!merged.some((other) => sameList(other, set))) merged.push(set);
+  }
+  assert(merged.length >= sets.length && sameList(merged[0]!, sets[0]!), "the view's own set stays first");
+  return merged;
 }
 
 /** Answers needed from a replica set of `count` members: a majority of all of them. */

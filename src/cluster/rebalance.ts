@@ -1,6 +1,6 @@
 import type { Logger } from "../util/log.ts";
 import type { LocalStore } from "./local_store.ts";
-import type { Placement } from "./placement.ts";
+import { type Placement, sameList } from "./placement.ts";
 
 /** Keys settled at once while rebalancing (their rounds share the peers' batches). */
 export const rebalanceBatchKeys = 256;
@@ -115,10 +115,6 @@ export class Rebalancer {
     }
     return failed;
   }
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((id, index) => b[index] === id);
 }
 
 function sameRing(previous: Placement, next: Placement): boolean {

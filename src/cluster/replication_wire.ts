@@ -102,6 +102,8 @@ export const ApplyItem = z.discriminatedUnion("store", [
     kind: z.enum(["Updated", "Deleted"]),
     version: safeVersion,
     json: jsonText,
+    /** Chosen by a joint round: the key's membership change is settled (DESIGN.md). */
+    settled: z.boolean().optional(),
   }),
 ]);
 export type ApplyItem = z.output<typeof ApplyItem>;

@@ -17,7 +17,7 @@ import type {
 } from "./local_store.ts";
 import { PaxosRequest } from "./paxos_wire.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
-import { Placement } from "./placement.ts";
+import { Placement, sameList } from "./placement.ts";
 import { type Committed, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
 import {
   type ApplyItem,
@@ -131,6 +131,7 @@ export class Replicator {
       self: options.self,
       store: options.store,
       replicasOf: (table, key) => this.#placement.replicasOf(table, key),
+      earlierSetsOf: (table, key) => this.#setsOf(table, key).slice(1),
     });
     this.#proposer = new Proposer({
       self: options.self,
@@ -142,6 +143,7 @@ export class Replicator {
         return sent.accepted ? sent.acknowledged : undefined;
       },
       isLive: (id) => this.#placement.isLive(id),
+      onChosen: (table, key, committed) => this.#chosen(table, key, committed),
       // Below the forwarder's wait (twice the request timeout), so the answer reaches the client.
       deadlineMs: Math.floor(options.config.requestTimeoutMs * 1.5),
       attemptsMax: proposalAttemptsMax,
@@ -425,9 +427,9 @@ export class Replicator {
       sets,
       (current) => applyChange(change, current, this.#options.clock.nowMs()),
     );
-    this.#settled(table, key, sets);
     assert(committed.entry.version >= 1);
-    return this.#publish(table, key, replicas, committed);
+    // Published by `#chosen`, as every state this node gets chosen is.
+    return this.#options.store.viewOf(table, key, committed.entry);
   }
 
   /**
@@ -450,9 +452,27 @@ export class Replicator {
 
   /** A round on `sets` succeeded: the key's change is settled here for every transition it spanned. */
   #settled(table: string, key: string, sets: ReplicaSets): void {
-    if (sets.length === 1) return;
+    if (sets.length > 1) this.#markSettled(table, key);
+  }
+
+  /**
+   * A joint round chose the key's latest state: a quorum of every earlier replica set is on the new view
+   * and a quorum of the new set holds it, whoever ran the round (DESIGN.md, "Membership changes").
+   */
+  #markSettled(table: string, key: string): void {
+    if (this.#transitions.length === 0) return;
     const id = keyIdOf(table, key);
     for (const transition of this.#transitions) transition.settled.add(id);
+  }
+
+  /**
+   * Every state this node's proposer got chosen (a write, or a read's or a settle's round that completed
+   * an unfinished one): published here and to every other live member, hinted to the replicas that did not
+   * accept it, and, when a joint round chose it, announced as settling the key's membership change.
+   */
+  #chosen(table: string, key: string, committed: Committed): void {
+    if (committed.joint) this.#markSettled(table, key);
+    this.#publish(table, key, committed);
   }
 
   /** How long a settled-by-its-pass change is still kept for keys this node did not settle itself. */
@@ -502,12 +522,14 @@ export class Replicator {
    * A committed change: shown to this node's subscribers and, through each member's ordered `apply`
    * pipeline, to every other live member's; replicas that did not accept it get a hint.
    */
-  #publish(table: string, key: string, replicas: readonly string[], committed: Committed): EntryView {
+  #publish(table: string, key: string, committed: Committed): void {
     const view = this.#options.store.viewOf(table, key, committed.entry);
     assert(view.version === committed.entry.version);
     const kind = view.deleted ? "Deleted" : "Updated";
     this.#options.sink.publish({ kind, table, key, version: view.version, sequence: 0, json: view.json });
     const item: ApplyItem = { store: false, table, key, kind, version: view.version, json: view.json };
+    if (committed.joint) item.settled = true;
+    const replicas = this.#placement.replicasOf(table, key);
     for (const peer of this.#placement.liveIds()) {
       if (peer !== this.self) this.#pipeline(peer).send(item);
     }
@@ -516,7 +538,6 @@ export class Replicator {
         this.#hints.add(replica, table, key);
       }
     }
-    return view;
   }
 
   /** The store's write, as a promise: it rejects, never throws. */
@@ -664,6 +685,7 @@ export class Replicator {
     const results = items.map((item): ApplyResult => {
       if (item.store === true) return { result: outcomes[storedIndex++]! };
       const { table, key, kind, version, json } = item;
+      if (item.settled === true) this.#markSettled(table, key);
       this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
       return { result: "applied" };
     });
@@ -703,10 +725,6 @@ export class Replicator {
 
 function keyIdOf(table: string, key: string): string {
   return `${table}\u0000${key}`;
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((id, index) => b[index] === id);
 }
 
 /** A 503 a client should retry in a moment: no quorum of the key's replicas can be reached now. */

@@ -89,7 +89,7 @@ export interface NodeMetrics {
   hintBacklog: number;
   hintsDropped: number;
   forwardedWrites: number;
-  /** Consensus rounds this node ran as a proposer: one-round writes, prepare rounds, retries after refusals. */
+  /** Consensus rounds this node ran as a proposer: one-round writes, prepares, retries after refusals. */
   paxosRounds: { fastPath: number; prepare: number; retry: number };
 }
 

@@ -536,7 +536,8 @@ Deno.test("Replicator.settle() runs a joint round; passDone() ends the change on
   const [otherLeaver] = placementOf({ self: nodeA, ringIds: [nodeA, nodeB, nodeC] }).replicasOf(table, other)
     .filter((id) => !cluster.placement(nodeA).replicasOf(table, other).includes(id));
   assert.ok(paxosTargetsOf(cluster, other, since).includes(otherLeaver!), "joint: the pass is not done");
-  replicator.passDone(replicator.placement);
+  // Every acceptor holds the change until its own pass is done: only then does the new set alone do.
+  for (const node of cluster.nodes.values()) node.replicator.passDone(node.replicator.placement);
   since = cluster.network.sent.length;
   const third = findKey((candidate) => {
     const replicas = cluster.placement(nodeA).replicasOf(table, candidate);
@@ -649,6 +650,42 @@ Deno.test("Replicator.handlers().paxos answers each item by the acceptor rules, 
   await assert.rejects(async () => await paxos!({ items: [] }, nodeB), InvalidRequestError);
   const noBallotNode = { op: "prepare", table, key: "k", ballot: { counter: 1, node: "" }, replicas };
   await assert.rejects(async () => await paxos!({ items: [noBallotNode] }, nodeB), InvalidRequestError);
+});
+
+Deno.test("Replicator.handlers().paxos asks a proposer that counts no quorum of the key's earlier set to", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB, nodeC, nodeD] });
+  cluster.membership.set({ ring: [nodeA, nodeB, nodeC], live: [nodeA, nodeB, nodeC, nodeD] });
+  const before = cluster.placement(nodeA);
+  cluster.membership.set({ ring: [nodeA, nodeB, nodeC, nodeD] }); // D joins: a change A has not settled
+  const after = cluster.placement(nodeA);
+  const key = findKey((candidate) => {
+    const now = after.replicasOf(table, candidate);
+    return now.includes(nodeA) && now.join() !== before.replicasOf(table, candidate).join();
+  });
+  const replicas = after.replicasOf(table, key);
+  const earlier = before.replicasOf(table, key);
+  const { paxos } = cluster.node(nodeA).replicator.handlers();
+  // A proposer that never saw the change (a node restarted after leaving, say) names the new set alone.
+  const alone = { op: "prepare" as const, table, key, ballot: ballot(1, nodeD), replicas };
+  assert.deepEqual(await paxos!({ items: [alone] }, nodeD), {
+    results: [{ result: "joint", sets: [earlier] }],
+  });
+  assert.deepEqual(
+    cluster.node(nodeA).store.acceptorOf(table, key).promised,
+    { counter: 0, node: "" },
+    "nothing recorded",
+  );
+  const joint = { ...alone, joint: [earlier] };
+  assert.deepEqual(await paxos!({ items: [joint] }, nodeD), {
+    results: [{ result: "promised", accepted: { counter: 0, node: "" }, entry: null }],
+  });
+  // Once this node settled the key with a joint round of its own, the new set alone will do.
+  assert.equal(await cluster.node(nodeA).replicator.settle(table, key), true);
+  const later = { ...alone, ballot: ballot(9, nodeD) };
+  assert.equal(
+    ((await paxos!({ items: [later] }, nodeD)) as { results: Array<{ result: string }> }).results[0]!.result,
+    "promised",
+  );
 });
 
 Deno.test("Replicator.handlers().apply stores by the accept rule and publishes notices", async () => {
