@@ -55,6 +55,8 @@ export interface Committed {
   acceptedBy: string[];
   /** Chosen by a joint round (a quorum of each of several replica sets): the key's change is settled. */
   joint: boolean;
+  /** Replicas whose accept failed (a hint keeps the key for them). */
+  failedBy: string[];
 }
 
 /** What one round gathered. */
@@ -66,6 +68,8 @@ interface RoundOutcome {
   quorum: boolean;
   /** Earlier replica sets acceptors asked this round to count too (their views changed recently). */
   needs: string[][];
+  /** Members whose answer was a failure (none in time, unusable) before the round ended. */
+  failed: string[];
 }
 
 /** The first round's state: the chosen-or-newest state and the ballot of the round. */
@@ -180,11 +184,15 @@ export class Proposer {
     const { table, key } = target;
     const sent = target.sent ?? [];
     let refused = zeroBallot;
+    let backoff = false;
     for (let attempt = 0; attempt < this.#options.attemptsMax; attempt += 1) {
-      if (attempt > 0) await this.#backoff(attempt, target.deadline);
+      if (backoff) await this.#backoff(attempt, target.deadline);
+      backoff = true;
       const prepared = await this.#prepare(target, refused);
       if ("needs" in prepared) {
+        // Acceptors still holding a membership change: count their earlier sets too, at once (no contention).
         target = { ...target, sets: withSets(target.sets, prepared.needs) };
+        backoff = false;
         continue;
       }
       if ("refusedBy" in prepared) {
@@ -206,7 +214,7 @@ export class Proposer {
       if (next === undefined || (next === current && prepared.chosen)) {
         if (refusal !== undefined) throw refusal;
         if (next === undefined) return undefined;
-        return { entry: next, ballot: prepared.chosenAt, acceptedBy: [], joint: false };
+        return { entry: next, ballot: prepared.chosenAt, acceptedBy: [], joint: false, failedBy: [] };
       }
       // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
       if (next !== current) {
@@ -310,19 +318,31 @@ export class Proposer {
       a === this.#options.self ? -1 : b === this.#options.self ? 1 : 0
     );
     const pending = new Set(members);
-    const outcome: RoundOutcome = { granted: [], refusedBy: zeroBallot, quorum: false, needs: [] };
+    const outcome: RoundOutcome = {
+      granted: [],
+      refusedBy: zeroBallot,
+      quorum: false,
+      needs: [],
+      failed: [],
+    };
     const count = (set: readonly string[], within: (id: string) => boolean) => set.filter(within).length;
     const granted = new Set<string>();
     return new Promise((resolve) => {
       const timer = setTimeout(finish, Math.max(0, target.deadline - this.#options.clock.monotonicMs()));
       function finish(): void {
         clearTimeout(timer);
-        resolve({ ...outcome, granted: [...outcome.granted], needs: [...outcome.needs] });
+        resolve({
+          ...outcome,
+          granted: [...outcome.granted],
+          needs: [...outcome.needs],
+          failed: [...outcome.failed],
+        });
       }
       for (const member of members) {
         void this.#ask(member, target, message).then((result) => {
           if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
           else if (result?.result === "joint") outcome.needs.push(...result.sets);
+          else if (result === undefined) outcome.failed.push(member);
           else if (result !== undefined && result.result !== "misplaced") {
             outcome.granted.push({ replica: member, result });
             granted.add(member);
@@ -390,7 +410,7 @@ export class Proposer {
         this.#committed.delete(this.#committed.keys().next().value!);
       }
     }
-    const committed = { entry, ballot, acceptedBy, joint };
+    const committed = { entry, ballot, acceptedBy, joint, failedBy: outcome.failed };
     this.#options.onChosen?.(table, key, committed);
     return committed;
   }

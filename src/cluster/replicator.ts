@@ -59,6 +59,12 @@ interface Transition {
   /** This node's rebalance pass over the change is done. */
   passDone: boolean;
   sinceMs: number;
+  /**
+   * How long it is kept once the pass is done: long enough for every member to hear of the change; none
+   * when the earlier view was this node alone (no other node ever proposed in it, and the pass settled
+   * every key it held).
+   */
+  keepMs: number;
 }
 
 /** Options of {@linkcode Replicator}. */
@@ -210,9 +216,8 @@ export class Replicator {
 
   #pruneTransitions(): void {
     const nowMs = this.#options.clock.monotonicMs();
-    const keepMs = this.#transitionKeepMs;
     this.#transitions = this.#transitions.filter((transition) =>
-      !transition.passDone || nowMs - transition.sinceMs < keepMs
+      !transition.passDone || nowMs - transition.sinceMs < transition.keepMs
     );
   }
 
@@ -232,7 +237,9 @@ export class Replicator {
     if (!sameList(previous.ringIds, this.#placement.ringIds)) {
       const sinceMs = this.#options.clock.monotonicMs();
       const before = this.#viewBefore(previous);
-      this.#transitions.push({ previous: before, settled: new Set(), passDone: false, sinceMs });
+      const alone = before.ringIds.length === 1 && before.ringIds[0] === this.self;
+      const keepMs = alone ? 0 : this.#transitionKeepMs;
+      this.#transitions.push({ previous: before, settled: new Set(), passDone: false, sinceMs, keepMs });
     }
     for (const pipelines of this.#allPipelines()) {
       for (const [peer, pipeline] of pipelines) {
@@ -475,9 +482,12 @@ export class Replicator {
     this.#publish(table, key, committed);
   }
 
-  /** How long a settled-by-its-pass change is still kept for keys this node did not settle itself. */
+  /**
+   * How long a change is kept after this node's pass, for keys it did not settle itself: every member has
+   * heard of it by then (gossip takes seconds), and acceptors still holding it ask for joint rounds anyway.
+   */
   get #transitionKeepMs(): number {
-    return this.#options.config.antiEntropyIntervalMs * 10;
+    return this.#options.config.antiEntropyIntervalMs * 3;
   }
 
   /**
@@ -504,12 +514,18 @@ export class Replicator {
    * change, at a ballot above that promise) brings every replica onto its latest chosen state.
    */
   #settleIfBlocked(table: string, key: string, entry: ReplicaEntry): void {
-    const state = this.#options.store.acceptorOf(table, key);
-    if (compareBallots(entry.ballot ?? zeroBallot, state.accepted) <= 0) return;
+    const blocked = () =>
+      compareBallots(entry.ballot ?? zeroBallot, this.#options.store.acceptorOf(table, key).accepted) > 0;
+    if (!blocked()) return;
     const id = keyIdOf(table, key);
     if (this.#settling.has(id) || this.#settling.size >= settlingMax) return;
     this.#settling.add(id);
-    void this.settle(table, key).finally(() => this.#settling.delete(id));
+    // Not at once: a key being written has promises in flight that its proposer's next accept clears; a
+    // round now would only compete with it. Still behind after a while, the key is stuck: settle it.
+    setTimeout(() => {
+      const round = blocked() ? this.settle(table, key) : Promise.resolve(true);
+      void round.finally(() => this.#settling.delete(id));
+    }, this.#options.config.requestTimeoutMs * 2);
   }
 
   /** The rebalancer finished a pass up to `next`: the changes up to it are settled for every key here. */
@@ -533,8 +549,11 @@ export class Replicator {
     for (const peer of this.#placement.liveIds()) {
       if (peer !== this.self) this.#pipeline(peer).send(item);
     }
+    // A replica believed down, or whose accept failed, missed it: a hint. One that had not answered when the
+    // quorum did still gets the accept (sent to all); should it fail later, anti-entropy repairs it.
     for (const replica of replicas) {
-      if (replica !== this.self && !committed.acceptedBy.includes(replica)) {
+      if (replica === this.self) continue;
+      if (!this.#placement.isLive(replica) || committed.failedBy.includes(replica)) {
         this.#hints.add(replica, table, key);
       }
     }
