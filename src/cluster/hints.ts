@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import { keyIdOf } from "./placement.ts";
 
 /** Hints kept for replicas that missed a write, across all peers; beyond it anti-entropy catches up. */
 export const hintsMax = 100_000;
@@ -30,7 +31,7 @@ export class Hints {
       keys = new Set();
       this.#byPeer.set(peer, keys);
     }
-    const hint = `${table}\u0000${key}`;
+    const hint = keyIdOf(table, key);
     if (keys.has(hint)) return;
     if (this.#count >= hintsMax) {
       this.dropped += 1; // anti-entropy delivers it instead

@@ -21,32 +21,11 @@ const JointWire = z.array(ReplicaSetWire).max(jointSetsMax).optional();
  * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
  * first try: the acceptor's state, recording nothing).
  */
+const itemFields = { table: name, key: name, ballot: BallotWire, replicas: ReplicaSetWire, joint: JointWire };
 export const PaxosItem = z.discriminatedUnion("op", [
-  z.object({
-    op: z.literal("peek"),
-    table: name,
-    key: name,
-    ballot: BallotWire,
-    replicas: ReplicaSetWire,
-    joint: JointWire,
-  }),
-  z.object({
-    op: z.literal("prepare"),
-    table: name,
-    key: name,
-    ballot: BallotWire,
-    replicas: ReplicaSetWire,
-    joint: JointWire,
-  }),
-  z.object({
-    op: z.literal("accept"),
-    table: name,
-    key: name,
-    ballot: BallotWire,
-    replicas: ReplicaSetWire,
-    joint: JointWire,
-    entry: ReplicaEntryWire,
-  }),
+  z.object({ op: z.literal("peek"), ...itemFields }),
+  z.object({ op: z.literal("prepare"), ...itemFields }),
+  z.object({ op: z.literal("accept"), ...itemFields, entry: ReplicaEntryWire }),
 ]);
 export type PaxosItem = z.output<typeof PaxosItem>;
 

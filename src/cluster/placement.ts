@@ -63,3 +63,8 @@ export class Placement {
 export function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((id, index) => b[index] === id);
 }
+
+/** One string naming a key across tables (a map key): table and key never hold U+0000 (SPEC §2). */
+export function keyIdOf(table: string, key: string): string {
+  return `${table}\u0000${key}`;
+}

@@ -13,7 +13,7 @@ import type { Acceptor } from "./acceptor.ts";
 import { replicaEntryOfWire } from "./acceptor.ts";
 import type { LocalStore, ReplicaEntry } from "./local_store.ts";
 import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
-import { sameList } from "./placement.ts";
+import { keyIdOf, sameList } from "./placement.ts";
 
 /** Keys whose last committed ballot a proposer remembers for the one-round-trip path. */
 export const committedKeysMax = 100_000;
@@ -460,10 +460,6 @@ function withSets(sets: ReplicaSets, needs: ReadonlyArray<readonly string[]>): R
 export function quorumOf(count: number): number {
   assert(count >= 1);
   return Math.floor(count / 2) + 1;
-}
-
-function keyIdOf(table: string, key: string): string {
-  return `${table}\u0000${key}`;
 }
 
 /** Among states at one ballot (only the zero ballot of legacy states), the higher version wins. */

@@ -17,7 +17,7 @@ import type {
 } from "./local_store.ts";
 import { PaxosRequest } from "./paxos_wire.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
-import { Placement, sameList } from "./placement.ts";
+import { keyIdOf, Placement, sameList } from "./placement.ts";
 import { type Committed, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
 import {
   type ApplyItem,
@@ -122,8 +122,8 @@ export class Replicator {
   readonly #hints = new Hints();
   #transitions: Transition[] = [];
   #joining: boolean;
-  /** Keys with a repair round in flight (`#settleIfBlocked`). */
-  readonly #settling = new Set<string>();
+  /** Keys with a repair round waiting or in flight (`#settleIfBlocked`), with the waiting ones' timers. */
+  readonly #settling = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
@@ -184,6 +184,8 @@ export class Replicator {
   /** Stops following the membership and fails what is still queued. */
   close(): void {
     this.#unsubscribe();
+    for (const timer of this.#settling.values()) clearTimeout(timer);
+    this.#settling.clear();
     for (const pipelines of this.#allPipelines()) {
       for (const pipeline of pipelines.values()) pipeline.close();
       pipelines.clear();
@@ -519,13 +521,14 @@ export class Replicator {
     if (!blocked()) return;
     const id = keyIdOf(table, key);
     if (this.#settling.has(id) || this.#settling.size >= settlingMax) return;
-    this.#settling.add(id);
     // Not at once: a key being written has promises in flight that its proposer's next accept clears; a
     // round now would only compete with it. Still behind after a while, the key is stuck: settle it.
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.#settling.set(id, undefined);
       const round = blocked() ? this.settle(table, key) : Promise.resolve(true);
       void round.finally(() => this.#settling.delete(id));
     }, this.#options.config.requestTimeoutMs * 2);
+    this.#settling.set(id, timer);
   }
 
   /** The rebalancer finished a pass up to `next`: the changes up to it are settled for every key here. */
@@ -740,10 +743,6 @@ export class Replicator {
       replica: consistent === true ? null : this.#options.store.replicaOf(table, key) ?? null,
     };
   }
-}
-
-function keyIdOf(table: string, key: string): string {
-  return `${table}\u0000${key}`;
 }
 
 /** A 503 a client should retry in a moment: no quorum of the key's replicas can be reached now. */

@@ -16,6 +16,13 @@ export function pathOf(url: string): string {
   return url.slice(start, end);
 }
 
+/** The query parameter `name` of `url`, or null; parses the query only when the URL has one. */
+export function queryParamOf(url: string, name: string): string | null {
+  const start = url.indexOf("?");
+  if (start === -1) return null;
+  return new URLSearchParams(url.slice(start + 1).split("#")[0]).get(name);
+}
+
 /**
  * `?consistent=` of a key read (SPEC §3): true for a linearizable read. Only the query is parsed, and only
  * when there is one, so a plain GET pays one `indexOf`.
@@ -23,9 +30,7 @@ export function pathOf(url: string): string {
  * @throws {InvalidRequestError} for a value other than `true` or `false`.
  */
 export function consistentOf(url: string): boolean {
-  const start = url.indexOf("?");
-  if (start === -1) return false;
-  const value = new URLSearchParams(url.slice(start + 1).split("#")[0]).get("consistent");
+  const value = queryParamOf(url, "consistent");
   if (value === null || value === "false") return false;
   if (value === "true") return true;
   throw new InvalidRequestError(`"consistent" must be true or false, got "${value.slice(0, 20)}"`);

@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, EventSubscription } from "../deps.ts";
-import { tableAndKey, tableOf } from "../request.ts";
+import { queryParamOf, tableAndKey, tableOf } from "../request.ts";
 import { parseLastEventId } from "../schemas.ts";
 import { markStreaming } from "../../server/mod.ts";
 
@@ -20,9 +20,7 @@ const streamHeaders = {
 function resumeIdOf(header: string | undefined, url: string): number | undefined {
   const fromHeader = parseLastEventId(header ?? null);
   if (fromHeader !== undefined) return fromHeader;
-  const query = url.indexOf("?");
-  if (query === -1) return undefined;
-  const since = new URLSearchParams(url.slice(query + 1).split("#")[0]).get("since");
+  const since = queryParamOf(url, "since");
   if (since === null) return undefined;
   const id = parseLastEventId(since);
   if (id === undefined) {
