@@ -76,6 +76,8 @@ export class Rebalancer {
 
   /** One pass from `previous` to `next` placement. */
   async pass(previous: Placement, next: Placement): Promise<void> {
+    // Every member left (a whole cluster stopped at once): there is no one to hand a key to.
+    if (next.ringIds.length === 0) return;
     let changed: Array<{ table: string; key: string; staying: boolean }> = [];
     for (const { table, key } of this.#store.scanKeys()) {
       const replicas = next.replicasOf(table, key);

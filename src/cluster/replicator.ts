@@ -317,6 +317,9 @@ export class Replicator {
   /** A consistent read through this node's proposer: a peek of a quorum, or a round. */
   async #readHere(table: string, key: string): Promise<EntryView | undefined> {
     const sets = this.#setsOf(table, key);
+    if (sets[0]!.length === 0) {
+      throw new UnavailableError(`Cannot read key "${key}": every member, this one included, has left`);
+    }
     const entry = await this.#proposer.read(table, key, sets);
     this.#settled(table, key, sets);
     return entry === undefined ? undefined : this.#options.store.viewOf(table, key, entry);
@@ -384,6 +387,7 @@ export class Replicator {
 
   async #route(request: ClientWrite): Promise<EntryView> {
     const replicas = this.#placement.replicasOf(request.table, request.key);
+    if (replicas.length === 0) throw unavailableNow(request.key, "every member, this one included, has left");
     const proposers = replicas.filter((id) => this.#placement.isLive(id));
     if (proposers.length < quorumOf(replicas.length)) {
       throw unavailableNow(request.key, `${proposers.length} of its ${replicas.length} replicas are up`);
@@ -499,6 +503,7 @@ export class Replicator {
    */
   async settle(table: string, key: string): Promise<boolean> {
     const sets = this.#setsOf(table, key);
+    if (sets[0]!.length === 0) return false; // every member left: no replica to settle on
     try {
       await this.#proposer.read(table, key, sets);
     } catch (error) {

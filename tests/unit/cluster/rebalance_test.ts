@@ -141,6 +141,18 @@ Deno.test("Rebalancer.pass() calls passDone for a change that moves none of its 
   });
 });
 
+Deno.test("Rebalancer.pass() does nothing when every member left (a whole cluster stopped at once)", async () => {
+  await withStore(async (store) => {
+    const keys = await putOwnKeys(store, before, 20);
+    const pusher = new RecordingPusher();
+    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
+    await rebalancer.pass(before, placementOf({ self: nodeA, ringIds: [], liveIds: [nodeA] }));
+    assert.deepEqual(pusher.settles, [], "no round: there is no replica set to settle on");
+    assert.deepEqual(pusher.passes, []);
+    for (const key of keys) assert.equal(store.getEntry(table, key)?.version, 1, `${key} kept, not purged`);
+  });
+});
+
 Deno.test("Rebalancer.pass() retries failed keys and purges a left key only once settled", async () => {
   await withStore(async (store) => {
     const keys = await putOwnKeys(store, before, 80);

@@ -210,6 +210,18 @@ Deno.test("Replicator.write() proposes itself when it is next after an unreachab
   assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB]);
 });
 
+Deno.test("Replicator: once every member left, writes and consistent reads are 503, settles fail", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA]);
+  await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  cluster.membership.set({ ring: [], live: [nodeA] }); // SIGTERM to every node at once: each saw all leave
+  const replicator = cluster.node(nodeA).replicator;
+  await assert.rejects(replicator.write(put(key, { n: 2 })), UnavailableError);
+  await assert.rejects(replicator.readEntry(table, key, { consistent: true }), UnavailableError);
+  assert.equal(await replicator.settle(table, key), false);
+  assert.equal(versionOn(cluster, nodeA, key), 1, "nothing changed");
+});
+
 Deno.test("Replicator.write() does not retry elsewhere after a timeout: it may have applied", async () => {
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
