@@ -1,5 +1,5 @@
 import { assert } from "../util/assert.ts";
-import { compareBallots, zeroBallot } from "../util/ballot.ts";
+import { compareBallots, effectivePromise, zeroBallot } from "../util/ballot.ts";
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, KvError, PayloadTooLargeError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
@@ -104,8 +104,8 @@ export interface ReplicationStats {
 }
 
 /**
- * Per-key Paxos replication (DESIGN.md, "Replication"): routes each client write to the key's first live
- * replica, which proposes it to the key's whole replica set (`Proposer`); serves this node's acceptor
+ * Per-key Paxos replication (DESIGN.md, "Replication"): routes each client write to the key's usual
+ * proposer (the last to take it, else the receiving replica), which proposes it to the key's whole replica set (`Proposer`); serves this node's acceptor
  * (`Acceptor`); publishes committed changes here and on every other member; keeps hints for replicas that
  * missed a commit; serves reads, consistent ones through a Paxos round.
  */
@@ -290,13 +290,13 @@ export class Replicator {
   }
 
   /**
-   * A consistent read, run by the key's usual proposer (its first live replica) so that it queues behind
+   * A consistent read, run by the key's usual proposer (`#proposersOf`) so that it queues behind
    * that proposer's writes of the key instead of competing with them; here when this node is that
    * proposer, or when it cannot be reached (the request never left: running it here is as safe, only
    * costlier).
    */
   async #readConsistent(table: string, key: string): Promise<EntryView | undefined> {
-    const proposer = this.#placement.replicasOf(table, key).find((id) => this.#placement.isLive(id));
+    const [proposer] = this.#proposersOf(table, key, this.#placement.replicasOf(table, key));
     if (proposer !== undefined && proposer !== this.self) {
       try {
         const reply = ReadReply.parse(
@@ -372,8 +372,9 @@ export class Replicator {
   }
 
   /**
-   * A client write: proposed here when this node is the key's first live replica, else forwarded to it
-   * (to the next live one when it cannot be reached: the request never arrived, so nothing ran).
+   * A client write: proposed here when this node is the key's usual proposer (`#proposersOf`), else
+   * forwarded to it (to the next live replica when it cannot be reached: the request never arrived, so
+   * nothing ran).
    *
    * @throws the change's refusal (forbidden, version_conflict, key_not_found, ...), PayloadTooLargeError
    * when the proposer refused the forwarded write as over its body limit, or UnavailableError
@@ -388,7 +389,7 @@ export class Replicator {
   async #route(request: ClientWrite): Promise<EntryView> {
     const replicas = this.#placement.replicasOf(request.table, request.key);
     if (replicas.length === 0) throw unavailableNow(request.key, "every member, this one included, has left");
-    const proposers = replicas.filter((id) => this.#placement.isLive(id));
+    const proposers = this.#proposersOf(request.table, request.key, replicas);
     if (proposers.length < quorumOf(replicas.length)) {
       throw unavailableNow(request.key, `${proposers.length} of its ${replicas.length} replicas are up`);
     }
@@ -414,6 +415,23 @@ export class Replicator {
       }
     }
     throw unavailableNow(request.key, "its proposer did not answer", lastError);
+  }
+
+  /**
+   * The live replicas of the key in the order a write tries them as its proposer (DESIGN.md, "Who
+   * proposes"): first the proposer this node's acceptor last saw take the key (the node its effective
+   * promise names), when that one is a live replica, so that one node keeps a key and writes it in one
+   * round trip; else this node, when it is a replica; then the others in ring order.
+   */
+  #proposersOf(table: string, key: string, replicas: readonly string[]): string[] {
+    const live = replicas.filter((id) => this.#placement.isLive(id));
+    if (!replicas.includes(this.self)) return live;
+    const holder = effectivePromise(this.#options.store.acceptorOf(table, key)).node;
+    const first = holder !== this.self && live.includes(holder) ? holder : this.self;
+    const order = [first, ...live.filter((id) => id !== first)];
+    assert(order.length === new Set(order).size, "each proposer once");
+    assert(order.every((id) => replicas.includes(id)), "only replicas propose");
+    return order;
   }
 
   #forward(proposer: string, request: ClientWrite): Promise<EntryView> {

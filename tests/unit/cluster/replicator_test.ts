@@ -59,6 +59,18 @@ function keyWithReplicas(cluster: FakeCluster, prefix: readonly string[], keyTab
   });
 }
 
+/** A, B, C and D: a key of three replicas may leave A out, so A forwards its writes. */
+const fourNodes = [nodeA, nodeB, nodeC, nodeD];
+
+/** A key whose replicas start with `prefix` and do not include A (a cluster of `fourNodes`). */
+function keyAwayFromA(cluster: FakeCluster, prefix: readonly string[], keyPrefix = "k"): string {
+  const placement = cluster.placement(nodeA);
+  return findKey((key) => {
+    const replicas = placement.replicasOf(table, key);
+    return !replicas.includes(nodeA) && prefix.every((id, index) => replicas[index] === id);
+  }, keyPrefix);
+}
+
 function versionOn(cluster: FakeCluster, id: string, key: string, keyTable = table): number | undefined {
   return cluster.node(id).store.getEntry(keyTable, key)?.version;
 }
@@ -172,9 +184,50 @@ Deno.test("Replicator.write() proposes locally when this node is the key's first
   assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 0);
 });
 
-Deno.test("Replicator.write() forwards to the first live replica when that is another node", async () => {
+Deno.test("Replicator.write() proposes a new key itself when a replica, wherever it sits in the ring", async () => {
   await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB]);
+  const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
+  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  assert.equal(entry.version, 1);
+  assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0, "no forward");
+  assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeA);
+  assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 0);
+});
+
+Deno.test("Replicator.write() forwards to the replica that took the key last; it writes in one round", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA]);
+  await cluster.node(nodeB).replicator.write(put(key, { n: 1 }));
+  await cluster.network.settle();
+  const fastBefore = cluster.node(nodeB).replicator.stats.fastPathWrites;
+  const since = cluster.network.sent.length;
+  for (const n of [2, 3]) {
+    const entry = await cluster.node(nodeA).replicator.write(put(key, { n }));
+    assert.equal(entry.version, n);
+  }
+  assert.deepEqual(
+    cluster.network.sentWhere({ kind: "writes" }).map(({ source, target }) => [source, target]),
+    [[nodeA, nodeB], [nodeA, nodeB]],
+    "B holds the key, first replica or not",
+  );
+  assert.equal(cluster.node(nodeB).replicator.stats.fastPathWrites, fastBefore + 2, "one round each");
+  assert.ok(paxosItemsSince(cluster, since).every(({ item }) => item.op !== "prepare"), "no prepare");
+  await cluster.network.settle();
+  const reads = cluster.network.sent.length;
+  assert.equal(
+    (await cluster.node(nodeA).replicator.readEntry(table, key, { consistent: true }))?.version,
+    3,
+  );
+  assert.deepEqual(
+    cluster.network.sent.slice(reads).filter(({ kind }) => kind === "read").map(({ target }) => target),
+    [nodeB],
+    "a consistent read runs on the key's proposer too",
+  );
+});
+
+Deno.test("Replicator.write() forwards from a non-replica to the key's first live replica", async () => {
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const key = keyAwayFromA(cluster, [nodeB]);
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
   assert.equal(entry.json, cluster.node(nodeB).store.getEntry(table, key)?.json);
@@ -184,12 +237,15 @@ Deno.test("Replicator.write() forwards to the first live replica when that is an
   );
   assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 1);
   await cluster.network.settle();
-  assert.equal(versionOn(cluster, nodeA, key), 1, "the proposer's accept reached the forwarder");
+  for (const id of cluster.placement(nodeA).replicasOf(table, key)) {
+    assert.equal(versionOn(cluster, id, key), 1);
+  }
+  assert.equal(versionOn(cluster, nodeA, key), undefined, "A holds none of it");
 });
 
 Deno.test("Replicator.write() retries on the next live replica when the first is unreachable", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const key = keyAwayFromA(cluster, [nodeB, nodeC]);
   cluster.network.fail(nodeB, "unreachable");
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
@@ -200,12 +256,14 @@ Deno.test("Replicator.write() retries on the next live replica when the first is
   assert.equal(cluster.node(nodeC).replicator.stats.hintCount, 1, "C keeps a hint for unreachable B");
 });
 
-Deno.test("Replicator.write() proposes itself when it is next after an unreachable replica", async () => {
+Deno.test("Replicator.write() proposes itself when it is next after an unreachable proposer", async () => {
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeB, nodeA]);
+  await cluster.node(nodeB).replicator.write(put(key, { n: 1 }));
+  await cluster.network.settle();
   cluster.network.fail(nodeB, "unreachable");
-  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
-  assert.equal(entry.version, 1);
+  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 2 }));
+  assert.equal(entry.version, 2);
   assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeA);
   assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB]);
 });
@@ -223,8 +281,8 @@ Deno.test("Replicator: once every member left, writes and consistent reads are 5
 });
 
 Deno.test("Replicator.write() does not retry elsewhere after a timeout: it may have applied", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const key = keyAwayFromA(cluster, [nodeB, nodeC]);
   cluster.network.fail(nodeB, "timeout");
   await assert.rejects(cluster.node(nodeA).replicator.write(put(key, { n: 1 })), (error) => {
     assert.ok(error instanceof UnavailableError);
@@ -235,7 +293,7 @@ Deno.test("Replicator.write() does not retry elsewhere after a timeout: it may h
     return true;
   });
   assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB]);
-  for (const id of [nodeA, nodeB, nodeC]) assert.equal(versionOn(cluster, id, key), undefined);
+  for (const id of fourNodes) assert.equal(versionOn(cluster, id, key), undefined);
 });
 
 Deno.test("Replicator.write() fails at once when no majority of the key's replicas is live", async () => {
@@ -258,14 +316,11 @@ Deno.test("Replicator.write() fails at once when no majority of the key's replic
 });
 
 Deno.test("Replicator.write() re-raises a forwarded error with the proposer's code", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB]);
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const key = keyAwayFromA(cluster, [nodeB]);
   const replicator = cluster.node(nodeA).replicator;
   await replicator.write(put(key, { n: 1 }));
-  const missing = findKey(
-    (candidate) => cluster.placement(nodeA).replicasOf(table, candidate)[0] === nodeB,
-    "m",
-  );
+  const missing = keyAwayFromA(cluster, [nodeB], "m");
   const cases: Array<[ClientWrite, string]> = [
     [put(key, { n: 2 }, { owner: "bob" }), "forbidden"],
     [put(key, { n: 2 }, { owner: "alice", ifVersion: 7 }), "version_conflict"],
@@ -283,8 +338,8 @@ Deno.test("Replicator.write() re-raises a forwarded error with the proposer's co
 });
 
 Deno.test("Replicator.write() turns a forwarded code it does not pass on into unavailable", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB]);
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const key = keyAwayFromA(cluster, [nodeB]);
   cluster.network.register(nodeB, {
     writes: () =>
       Promise.resolve({ results: [{ error: { code: "wal_corrupt", message: "segment 3 is corrupt" } }] }),
@@ -298,10 +353,12 @@ Deno.test("Replicator.write() turns a forwarded code it does not pass on into un
 });
 
 Deno.test("Replicator.write() batches forwarded writes that wait together, each answered alone", async () => {
-  await using cluster = await FakeCluster.start();
-  const [first, second, bobs] = ["f", "s", "b"].map((prefix) =>
-    findKey((key) => cluster.placement(nodeA).replicasOf(table, key)[0] === nodeB, prefix)
-  ) as [string, string, string];
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const [first, second, bobs] = ["f", "s", "b"].map((prefix) => keyAwayFromA(cluster, [nodeB], prefix)) as [
+    string,
+    string,
+    string,
+  ];
   await cluster.node(nodeC).replicator.write(put(bobs, "bob's", { owner: "bob" }));
   await cluster.network.settle();
   const requestsBefore = cluster.network.sentWhere({ kind: "writes", source: nodeA }).length;
@@ -324,8 +381,8 @@ Deno.test("Replicator.write() batches forwarded writes that wait together, each 
 });
 
 Deno.test("Replicator.write() forwards alone to a proposer that serves no batches (older)", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB]);
+  await using cluster = await FakeCluster.start({ ids: fourNodes });
+  const key = keyAwayFromA(cluster, [nodeB]);
   cluster.network.register(nodeB, { writes: () => Promise.reject(new UnknownKindError("writes")) });
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
   assert.equal(entry.version, 1);
