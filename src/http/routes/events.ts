@@ -41,8 +41,13 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = resumeIdOf(c.req.header("last-event-id"), c.req.url);
     // A key this node holds is read synchronously, and the stream answered at once: thousands of
-    // clients connecting together then leave no pending read, promise or context behind each.
-    const current = lastEventId === undefined ? readPosition(deps, { table, key }) : deps.kv.read(table, key);
+    // clients connecting together then leave no pending read, promise or context behind each. A resume
+    // may be answered with the current value (its gap is older than what this node remembers): that must
+    // be a committed state, never one this node's replica accepted from a write that failed (SPEC §4b), so
+    // it is read consistently (a quorum's; 503 when there is none, and the client reconnects).
+    const current = lastEventId === undefined
+      ? readPosition(deps, { table, key })
+      : deps.kv.read(table, key, { consistent: true });
     const subscribe = (entry: EntryView | undefined) => {
       const options = lastEventId === undefined ? { current: entry } : { current: entry, lastEventId };
       return eventStream(deps.broker.subscribeKey(table, key, options));

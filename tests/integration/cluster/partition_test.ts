@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { InProcessCluster } from "../../helpers/in_process_cluster.ts";
 import { Random } from "../../helpers/seed.ts";
+import { SseReader } from "../../helpers/sse_reader.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 
 const options = { sanitizeOps: false, sanitizeResources: false }; // fetch keeps pooled connections to nodes
@@ -259,5 +260,41 @@ Deno.test({
       const json = JSON.parse(await waitIdentical(cluster, key));
       assert.ok(json.version >= version, `${key}: final version ${json.version} < acknowledged ${version}`);
     }
+  },
+});
+
+Deno.test({
+  name: "partition: a resumed key stream shows a committed state, never the lone side's failed write",
+  ...options,
+  async fn() {
+    await using cluster = await InProcessCluster.start({ nodeCount: 3 });
+    const token = await tokenOf(cluster, 0);
+    assert.equal((await put(cluster, 0, "k", "before", token)).status, 201);
+    await cluster.waitSettled();
+    cluster.network.partition([cluster.id(0)], [cluster.id(1), cluster.id(2)]);
+    // Node 0 took the key last, so it proposes this write: its own replica accepts it, no other does.
+    assert.equal((await put(cluster, 0, "k", "lone side", token)).status, 503);
+    assert.equal(cluster.node(0).store.getEntry("t", "k")?.version, 2, "accepted here, never chosen");
+    assert.equal((await put(cluster, 1, "k", "majority side", token)).status, 201);
+    // Resumed from an id beyond what node 0 remembers: its answer would be the key's current value.
+    const url = (index: number) => `${cluster.node(index).url}/t/subscribe/k`;
+    const lone = await fetch(url(0), {
+      headers: { "last-event-id": "9" },
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(lone.status, 503, "no committed state can be known on the minority side");
+    await lone.body?.cancel();
+    cluster.network.heal();
+    await cluster.waitConverged();
+    let shown: unknown;
+    await waitFor(async () => {
+      const stream = await SseReader.open(url(0), { "last-event-id": "9" }).catch(() => undefined);
+      if (stream === undefined) return false; // 503 until node 0 reaches a quorum again
+      await using _ = stream;
+      shown = (await stream.nextEvent()).data.value;
+      return true;
+    }, { timeoutMs: 15_000, what: "node 0 to answer a resume once healed" });
+    const { value, version } = shown as { value: unknown; version: number };
+    assert.deepEqual([value, version], ["majority side", 2], "the committed v2, wherever it is asked");
   },
 });
