@@ -1,7 +1,7 @@
 import { assert } from "../util/assert.ts";
 import { type Ballot, compareBallots, effectivePromise, zeroBallot } from "../util/ballot.ts";
 import type { LocalStore, ReplicaEntry } from "./local_store.ts";
-import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
+import type { PaxosResult, ProposalItem } from "./paxos_wire.ts";
 import { sameList } from "./placement.ts";
 
 /**
@@ -99,25 +99,24 @@ export class Acceptor {
     return witnessed(this.#store.acceptorOf(table, key));
   }
 
-  /** A peer's batch, each item decided in order in this turn; resolves when every answer is durable. */
-  handle(items: readonly PaxosItem[]): Promise<PaxosResult[]> {
-    assert(items.length > 0);
-    const answers = items.map((item): Promise<PaxosResult> => {
-      if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
-      const missing = this.missingSets(item.table, item.key, [item.replicas, ...item.joint ?? []]);
-      if (missing.length > 0) {
-        return Promise.resolve({ result: "joint", sets: missing.map((set) => [...set]) });
-      }
-      if (item.op === "peek") return Promise.resolve(this.peek(item.table, item.key));
-      return item.op === "prepare"
-        ? this.prepare(item.table, item.key, item.ballot, item.replicas)
-        : this.accept(item.table, item.key, item.ballot, {
-          entry: replicaEntryOfWire(item.entry),
-          replicas: item.replicas,
-        });
-    });
-    assert(answers.length === items.length);
-    return Promise.all(answers);
+  /**
+   * A peer's item, decided in this turn (so the items of a batch, answered in order, are decided in order);
+   * resolves when the answer is durable.
+   */
+  answer(item: ProposalItem): Promise<PaxosResult> {
+    assert(item.replicas.length > 0, "a proposal names its replica set");
+    if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
+    const missing = this.missingSets(item.table, item.key, [item.replicas, ...item.joint ?? []]);
+    if (missing.length > 0) {
+      return Promise.resolve({ result: "joint", sets: missing.map((set) => [...set]) });
+    }
+    if (item.op === "peek") return Promise.resolve(this.peek(item.table, item.key));
+    return item.op === "prepare"
+      ? this.prepare(item.table, item.key, item.ballot, item.replicas)
+      : this.accept(item.table, item.key, item.ballot, {
+        entry: replicaEntryOfWire(item.entry),
+        replicas: item.replicas,
+      });
   }
 }
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BallotWire, memberIdLengthMax, name, ReplicaEntryWire } from "./replication_wire.ts";
+import { BallotWire, memberIdLengthMax, name, noticeFields, ReplicaEntryWire } from "./replication_wire.ts";
 
 /**
  * The messages of per-key Paxos (see DESIGN.md, "Replication"). Like every peer message they are checked
@@ -19,15 +19,21 @@ const JointWire = z.array(ReplicaSetWire).max(jointSetsMax).optional();
 
 /**
  * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
- * first try: the acceptor's state, recording nothing).
+ * first try: the acceptor's state, recording nothing); or `chosen`, a state it got chosen, for the receiver's
+ * subscribers (DESIGN.md, "Events"): it rides in the same ordered batches as the next rounds' items, so a
+ * busy proposer's notices cost no request of their own.
  */
 const itemFields = { table: name, key: name, ballot: BallotWire, replicas: ReplicaSetWire, joint: JointWire };
 export const PaxosItem = z.discriminatedUnion("op", [
   z.object({ op: z.literal("peek"), ...itemFields }),
   z.object({ op: z.literal("prepare"), ...itemFields }),
   z.object({ op: z.literal("accept"), ...itemFields, entry: ReplicaEntryWire }),
+  z.object({ op: z.literal("chosen"), ...noticeFields }),
 ]);
 export type PaxosItem = z.output<typeof PaxosItem>;
+
+/** An item an acceptor answers by its rules (every one but a `chosen` notice). */
+export type ProposalItem = Exclude<PaxosItem, { op: "chosen" }>;
 
 /** Items per `paxos` request. */
 export const paxosItemsMax = 512;
@@ -48,14 +54,29 @@ export const PaxosResult = z.discriminatedUnion("result", [
   z.object({ result: z.literal("refused"), promised: BallotWire }),
   z.object({ result: z.literal("misplaced") }),
   z.object({ result: z.literal("joint"), sets: z.array(ReplicaSetWire).min(1).max(jointSetsMax) }),
+  z.object({ result: z.literal("noted") }),
 ]);
 export type PaxosResult = z.output<typeof PaxosResult>;
 
 /** The answer to `paxos`: one result per item, in order. */
 export const PaxosReply = z.object({ results: z.array(PaxosResult).max(paxosItemsMax) });
 
-/** True when `result` is an answer to `item` (a promise answers a prepare, an acceptance an accept). */
+/**
+ * True when `result` is an answer to `item`: a promise answers a prepare or a peek, an acceptance an accept,
+ * `noted` a notice and only a notice; a refusal, `misplaced` or `joint` any proposal.
+ */
 export function answers(item: PaxosItem, result: PaxosResult): boolean {
-  if (result.result === "refused" || result.result === "misplaced" || result.result === "joint") return true;
-  return item.op === "accept" ? result.result === "accepted" : result.result === "promised";
+  if (item.op === "chosen") return result.result === "noted";
+  switch (result.result) {
+    case "refused":
+    case "misplaced":
+    case "joint":
+      return true;
+    case "noted":
+      return false;
+    case "accepted":
+      return item.op === "accept";
+    case "promised":
+      return item.op !== "accept";
+  }
 }

@@ -39,13 +39,13 @@ export interface BatchKind<Item, Result> {
   resultsOf(reply: unknown, items: readonly Item[]): Result[];
 }
 
-/** `apply` batches: replicas and notifications, in order. */
+/** `apply` batches: replicas (delayed accepts), in order. */
 export const applyBatches: BatchKind<ApplyItem, ApplyResult> = {
   kind: "apply",
   itemsMax: applyItemsMax,
   // A value's JSON text travels inside a JSON string: at most twice its UTF-8 bytes once escaped.
   itemBytes(item) {
-    const text = item.store ? item.entry.valueJson ?? "" : item.json;
+    const text = item.entry.valueJson ?? "";
     return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) + 160;
   },
   resultsOf(reply, items) {
@@ -76,15 +76,15 @@ export const writeBatches: BatchKind<WriteRequest, WriteReplyWire> = {
   },
 };
 
-/** `paxos` batches: one proposer's prepares and accepts to one acceptor, each answered on its own. */
+/** `paxos` batches: one proposer's prepares, accepts and notices to one member, each answered on its own. */
 export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
   kind: "paxos",
   itemsMax: paxosItemsMax,
   itemBytes(item) {
+    const names = utf8Length(item.table) + utf8Length(item.key);
+    if (item.op === "chosen") return 2 * utf8Length(item.json) + names + 120;
     const text = item.op === "accept" ? item.entry.valueJson ?? "" : "";
-    return 2 * utf8Length(text) + utf8Length(item.table) + utf8Length(item.key) +
-      2 * utf8Length(item.ballot.node) +
-      200;
+    return 2 * utf8Length(text) + names + 2 * utf8Length(item.ballot.node) + 200;
   },
   resultsOf(reply, items) {
     const parsed = PaxosReply.safeParse(reply);

@@ -85,28 +85,27 @@ export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
 
 /**
  * One item of an `apply` batch: a replica to store (a delayed accept: hints, anti-entropy, rebalancing, read
- * repair), or a committed change to publish to local subscribers only.
+ * repair). Committed changes to publish travel in the proposer's `paxos` batches (`paxos_wire.ts`).
  */
-export const ApplyItem = z.discriminatedUnion("store", [
-  z.object({
-    store: z.literal(true),
-    table: name,
-    key: name,
-    /** A state and the ballot it was accepted at: the receiver applies it by the accept rule. */
-    entry: ReplicaEntryWire,
-  }),
-  z.object({
-    store: z.literal(false),
-    table: name,
-    key: name,
-    kind: z.enum(["Updated", "Deleted"]),
-    version: safeVersion,
-    json: jsonText,
-    /** Chosen by a joint round: the key's membership change is settled (DESIGN.md). */
-    settled: z.boolean().optional(),
-  }),
-]);
+export const ApplyItem = z.object({
+  store: z.literal(true),
+  table: name,
+  key: name,
+  /** A state and the ballot it was accepted at: the receiver applies it by the accept rule. */
+  entry: ReplicaEntryWire,
+});
 export type ApplyItem = z.output<typeof ApplyItem>;
+
+/** A committed change, for the receiver's own subscribers only: the event's kind, version and JSON. */
+export const noticeFields = {
+  table: name,
+  key: name,
+  kind: z.enum(["Updated", "Deleted"]),
+  version: safeVersion,
+  json: jsonText,
+  /** Chosen by a joint round: the key's membership change is settled (DESIGN.md). */
+  settled: z.boolean().optional(),
+};
 
 /** Items per `apply` request. */
 export const applyItemsMax = 512;

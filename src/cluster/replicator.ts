@@ -105,9 +105,10 @@ export interface ReplicationStats {
 
 /**
  * Per-key Paxos replication (DESIGN.md, "Replication"): routes each client write to the key's usual
- * proposer (the last to take it, else the receiving replica), which proposes it to the key's whole replica set (`Proposer`); serves this node's acceptor
- * (`Acceptor`); publishes committed changes here and on every other member; keeps hints for replicas that
- * missed a commit; serves reads, consistent ones through a Paxos round.
+ * proposer (the last to take it, else the receiving replica), which proposes it to the key's whole replica
+ * set (`Proposer`); serves this node's acceptor (`Acceptor`); publishes committed changes here and on every
+ * other member; keeps hints for replicas that missed a commit; serves reads, consistent ones through a Paxos
+ * round.
  */
 export class Replicator {
   readonly self: string;
@@ -561,19 +562,21 @@ export class Replicator {
   }
 
   /**
-   * A committed change: shown to this node's subscribers and, through each member's ordered `apply`
-   * pipeline, to every other live member's; replicas that did not accept it get a hint.
+   * A committed change: shown to this node's subscribers and, as a `chosen` notice in this proposer's ordered
+   * `paxos` pipeline to each member, to every other live member's; replicas that did not accept it get a
+   * hint.
    */
   #publish(table: string, key: string, committed: Committed): void {
     const view = this.#options.store.viewOf(table, key, committed.entry);
     assert(view.version === committed.entry.version);
     const kind = view.deleted ? "Deleted" : "Updated";
     this.#options.sink.publish({ kind, table, key, version: view.version, sequence: 0, json: view.json });
-    const item: ApplyItem = { store: false, table, key, kind, version: view.version, json: view.json };
-    if (committed.joint) item.settled = true;
+    const notice: PaxosItem = { op: "chosen", table, key, kind, version: view.version, json: view.json };
+    if (committed.joint) notice.settled = true;
     const replicas = this.#placement.replicasOf(table, key);
+    // In the proposer's paxos batches: behind a busy key's next accepts, in the same request.
     for (const peer of this.#placement.liveIds()) {
-      if (peer !== this.self) this.#pipeline(peer).send(item);
+      if (peer !== this.self) this.#paxosPipeline(peer).send(notice);
     }
     // A replica believed down, or whose accept failed, missed it: a hint. One that had not answered when the
     // quorum did still gets the accept (sent to all); should it fail later, anti-entropy repairs it.
@@ -669,7 +672,7 @@ export class Replicator {
   /** Handlers of the internal kinds this class serves. */
   handlers(): Record<string, (body: unknown, sender: string) => Promise<unknown>> {
     return {
-      paxos: async (body) => ({ results: await this.#acceptor.handle(parseBody(PaxosRequest, body).items) }),
+      paxos: (body) => this.#handlePaxos(body),
       apply: (body) => this.#handleApply(body),
       write: (body) => this.#proposeForwarded(parseBody(WriteRequest, body)),
       writes: async (body) => {
@@ -716,27 +719,38 @@ export class Replicator {
     return { restored, missed: items.length - restored };
   }
 
-  /** Delayed accepts (stored by the accept rule) and committed changes to publish, in the sender's order. */
-  async #handleApply(body: unknown): Promise<unknown> {
-    const { items } = parseBody(ApplyRequest, body);
-    const stored = items.flatMap((item) =>
-      item.store === true ? [{ table: item.table, key: item.key, entry: replicaEntryOfWire(item.entry) }] : []
-    );
-    const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
-    stored.forEach((item, index) => {
-      if (outcomes[index] === "stale") this.#settleIfBlocked(item.table, item.key, item.entry);
-    });
-    let storedIndex = 0;
-    const results = items.map((item): ApplyResult => {
-      if (item.store === true) return { result: outcomes[storedIndex++]! };
+  /**
+   * A proposer's batch: each proposal decided by this node's acceptor and each notice of a chosen state
+   * published, in the sender's order, in this turn; answered once every answer is durable.
+   */
+  async #handlePaxos(body: unknown): Promise<{ results: PaxosResult[] }> {
+    const { items } = parseBody(PaxosRequest, body);
+    const answers = items.map((item): PaxosResult | Promise<PaxosResult> => {
+      if (item.op !== "chosen") return this.#acceptor.answer(item);
       const { table, key, kind, version, json } = item;
       if (item.settled === true) this.#markSettled(table, key);
       this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
-      return { result: "applied" };
+      return { result: "noted" };
     });
-    assert(storedIndex === outcomes.length, "one outcome per stored item");
-    assert(results.length === items.length);
+    const results = await Promise.all(answers);
+    assert(results.length === items.length, "one answer per item");
     return { results };
+  }
+
+  /** Delayed accepts (stored by the accept rule), in the sender's order. */
+  async #handleApply(body: unknown): Promise<{ results: ApplyResult[] }> {
+    const { items } = parseBody(ApplyRequest, body);
+    const stored = items.map((item) => ({
+      table: item.table,
+      key: item.key,
+      entry: replicaEntryOfWire(item.entry),
+    }));
+    const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
+    assert(outcomes.length === stored.length, "one outcome per stored item");
+    stored.forEach((item, index) => {
+      if (outcomes[index] === "stale") this.#settleIfBlocked(item.table, item.key, item.entry);
+    });
+    return { results: outcomes.map((result) => ({ result })) };
   }
 
   /** A forwarded write: its entry, or the KvError to re-raise at the forwarder. */

@@ -156,7 +156,7 @@ function entryWith(fields: Record<string, unknown>): Record<string, unknown> {
  * holding a number that overflows; names, owners, versions and timestamps out of range; a tombstone with a
  * value. Every one must be refused with a 4xx (a forwarded write may answer 200 with its error), the node up.
  */
-const storePreconditionBodies: Record<"apply" | "write" | "restore" | "other", unknown[]> = (() => {
+const storePreconditionBodies: Record<"apply" | "paxos" | "write" | "restore" | "other", unknown[]> = (() => {
   const badEntries = [
     entryWith({ valueJson: '{\n"a":1}' }),
     entryWith({ valueJson: '{"a":1}\r' }),
@@ -179,11 +179,14 @@ const storePreconditionBodies: Record<"apply" | "write" | "restore" | "other", u
     ...badEntries.map((entry) => ({ items: [{ store: true, table: "t", key: "k", entry }] })),
     ...badEntries.map((entry) => ({ items: [{ store: true, strict: true, table: "t", key: "k", entry }] })),
     ...badNames.map((name) => ({ items: [{ store: true, table: name, key: "k", entry: entryWith({}) }] })),
+  ];
+  // Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker.
+  const paxos: unknown[] = [
     ...['{"value":\n1}', "", "{", "1e999", '"\udc00"'].map((json) => ({
-      items: [{ store: false, table: "t", key: "k", kind: "Updated", version: 1, json }],
+      items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json }],
     })),
-    { items: [{ store: false, table: "t", key: "k", kind: "Updated", version: 0, json: "{}" }] },
-    { items: [{ store: false, table: "a\ud800", key: "k", kind: "Deleted", version: 1, json: "{}" }] },
+    { items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 0, json: "{}" }] },
+    { items: [{ op: "chosen", table: "a\ud800", key: "k", kind: "Deleted", version: 1, json: "{}" }] },
   ];
   const write: unknown[] = [
     new RawJson('{"op":"put","table":"t","key":"k","owner":"a","value":{"n":1e400}}'),
@@ -217,7 +220,7 @@ const storePreconditionBodies: Record<"apply" | "write" | "restore" | "other", u
       }],
     },
   ];
-  return { apply, write, restore, other };
+  return { apply, paxos, write, restore, other };
 })();
 
 function messageText(message: unknown): string {
@@ -285,6 +288,35 @@ function malformedBody(random: Random, kind: string): string {
       },
       { items: Array.from({ length: 513 }, () => ({ store: false })) },
       ...storePreconditionBodies.apply,
+    ],
+    paxos: [
+      { items: [] },
+      { items: [{ op: "decide", table: "t", key: "k" }] },
+      {
+        items: [{ op: "prepare", table: "t", key: "k", ballot: { counter: 1, node: "" }, replicas: ["a:1"] }],
+      },
+      {
+        items: [{
+          op: "prepare",
+          table: "t",
+          key: "k",
+          ballot: { counter: 0, node: "a:1" },
+          replicas: ["a:1"],
+        }],
+      },
+      { items: [{ op: "prepare", table: "t", key: "k", ballot: { counter: 1, node: "a:1" }, replicas: [] }] },
+      {
+        items: [{
+          op: "accept",
+          table: "t",
+          key: "k",
+          ballot: { counter: 1, node: "a:1" },
+          replicas: ["a:1"],
+        }],
+      },
+      { items: [{ op: "chosen", table: "t", key: "k", kind: "Created", version: 1, json: "{}" }] },
+      { items: Array.from({ length: 513 }, () => ({ op: "chosen" })) },
+      ...storePreconditionBodies.paxos,
     ],
     write: [
       { op: "drop", table: "t", key: "k", owner: "a" },
@@ -741,6 +773,7 @@ Deno.test({
     await written.body?.cancel();
     const plans: Array<[string, unknown]> = [
       ...storePreconditionBodies.apply.map((body) => ["apply", body] as [string, unknown]),
+      ...storePreconditionBodies.paxos.map((body) => ["paxos", body] as [string, unknown]),
       ...storePreconditionBodies.write.map((body) => ["write", body] as [string, unknown]),
       ...storePreconditionBodies.write.map((body) => ["writes", { items: [body] }] as [string, unknown]),
       ...storePreconditionBodies.restore.map((body) => ["restore", body] as [string, unknown]),

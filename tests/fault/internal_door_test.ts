@@ -217,20 +217,21 @@ Deno.test("internal door (d): a body that does not match its signed digest is 40
 Deno.test("internal door: a signed apply whose JSON spans lines is 400 and the node serves on (issue 18, item 4)", async () => {
   await using node = await startClusterNode();
   const signer = await RequestSigner.create(clusterSecret);
-  const path = "/_internal/apply";
   const multiLine = '{"value":\n"x","version":1,"timestamp":1,"owner":"a"}';
-  const bodies = [
-    { items: [{ store: false, table: "t", key: "k", kind: "Updated", version: 1, json: multiLine }] },
-    {
+  const bodies: Array<[path: string, body: unknown]> = [
+    ["/_internal/paxos", {
+      items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json: multiLine }],
+    }],
+    ["/_internal/apply", {
       items: [{
         store: true,
         table: "t",
         key: "k",
         entry: { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: '{\n"a":1}' },
       }],
-    },
+    }],
   ];
-  for (const body of bodies) {
+  for (const [path, body] of bodies) {
     const bodyText = JSON.stringify(body);
     const headers = signer.sign({ path, sender, target: idOf(node), bodyText, nowMs: Date.now() });
     const response = await node.fetch(path, { method: "POST", headers, body: bodyText }).catch((error) =>

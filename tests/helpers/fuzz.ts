@@ -15,6 +15,7 @@ export const internalKinds = [
   "ping-req",
   "leave",
   "apply",
+  "paxos",
   "write",
   "writes",
   "read",

@@ -9,7 +9,7 @@
 // network) with a Rebalancer per node wired as ClusterNode wires it, and a 4th node added to the ring.
 import assert from "node:assert/strict";
 import type { Placement } from "../../../src/cluster/placement.ts";
-import type { PaxosItem } from "../../../src/cluster/paxos_wire.ts";
+import type { PaxosItem, ProposalItem } from "../../../src/cluster/paxos_wire.ts";
 import {
   type KeyPusher,
   rebalanceBatchKeys,
@@ -260,19 +260,16 @@ Deno.test("Rebalancer.onPlacementChange() runs one pass at a time, folding later
 });
 
 /** Every `paxos` prepare item the network carried from request `since` on, with its target. */
-function preparesOf(cluster: FakeCluster, since: number): Array<{ item: PaxosItem; target: string }> {
+function preparesOf(cluster: FakeCluster, since: number): Array<{ item: ProposalItem; target: string }> {
   const requests = cluster.network.sent.slice(since).filter(({ kind }) => kind === "paxos");
   return requests.flatMap(({ body, target }) =>
-    (body as { items: PaxosItem[] }).items.filter((item) => item.op === "prepare").map((item) => ({
-      item,
-      target,
-    }))
+    (body as { items: PaxosItem[] }).items.flatMap((item) => item.op === "prepare" ? [{ item, target }] : [])
   );
 }
 
 /** Whether some prepare round of `key` reached both `first` and `second` (its proposer counts as reached). */
 function oneRoundReached(
-  prepares: ReadonlyArray<{ item: PaxosItem; target: string }>,
+  prepares: ReadonlyArray<{ item: ProposalItem; target: string }>,
   options: { key: string; first: string; second: string },
 ): boolean {
   const reachedByBallot = new Map<string, Set<string>>();
@@ -347,8 +344,10 @@ Deno.test("Rebalancer: a joining node learns each moved key's latest state in jo
   const sentBefore = cluster.network.sent.length;
   const write = { op: "put", table, key, value: { n: 3 }, conditions: { owner: "alice" } } as const;
   assert.equal((await cluster.node(nodeA).replicator.write(write)).version, 3);
-  const targets = cluster.network.sent.slice(sentBefore).filter(({ kind }) => kind === "paxos")
-    .map(({ target }) => target);
+  // Proposals only: the write's `chosen` notice goes to every live member, replica or not.
+  const targets = cluster.network.sent.slice(sentBefore).filter(({ kind, body }) =>
+    kind === "paxos" && (body as { items: PaxosItem[] }).items.some((item) => item.op !== "chosen")
+  ).map(({ target }) => target);
   assert.ok(targets.length > 0);
   for (const target of targets) assert.ok(newRing.replicasOf(table, key).includes(target), target);
 });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { internalJsonDepthMax } from "../../../src/cluster/mod.ts";
 import { scanJson } from "../../../src/util/json.ts";
+import { PaxosItem } from "../../../src/cluster/paxos_wire.ts";
 import {
   ApplyItem,
   ListReply,
@@ -17,11 +18,11 @@ import {
 } from "../../../src/cluster/replication_wire.ts";
 
 const entry = { version: 1, timestamp: 1, owner: "alice", deleted: false, valueJson: '{"a":1}' };
-const notify = { store: false, table: "t", key: "k", kind: "Updated", version: 1, json: '{"value":1}' };
+const notice = { op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json: '{"value":1}' };
 
 function refusedJson(valueJson: string): boolean {
   return !ReplicaEntryWire.safeParse({ ...entry, valueJson }).success &&
-    !ApplyItem.safeParse({ ...notify, json: valueJson }).success;
+    !PaxosItem.safeParse({ ...notice, json: valueJson }).success;
 }
 
 Deno.test("replication wire: stored and published JSON must be one line (the apply that stopped a node)", () => {
@@ -29,7 +30,7 @@ Deno.test("replication wire: stored and published JSON must be one line (the app
     assert.ok(refusedJson(text), JSON.stringify(text));
   }
   assert.ok(ApplyItem.safeParse({ store: true, table: "t", key: "k", entry }).success);
-  assert.ok(ApplyItem.safeParse(notify).success);
+  assert.ok(PaxosItem.safeParse(notice).success);
   // A line break inside a JSON string is always escaped: allowed, it is one line.
   assert.ok(ReplicaEntryWire.safeParse({ ...entry, valueJson: '"a\\nb"' }).success);
 });

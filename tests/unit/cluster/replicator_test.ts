@@ -15,7 +15,7 @@ import { waitFor } from "../../helpers/wait_for.ts";
 import { PeerRequestError, UnknownKindError, usersTable } from "../../../src/cluster/mod.ts";
 import { quorumOf } from "../../../src/cluster/proposer.ts";
 import type { ApplyItem } from "../../../src/cluster/replication_wire.ts";
-import type { PaxosItem } from "../../../src/cluster/paxos_wire.ts";
+import type { PaxosItem, ProposalItem } from "../../../src/cluster/paxos_wire.ts";
 import { type ClientWrite, ForwardedError } from "../../../src/cluster/replicator.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import type { Ballot } from "../../../src/util/ballot.ts";
@@ -75,11 +75,11 @@ function versionOn(cluster: FakeCluster, id: string, key: string, keyTable = tab
   return cluster.node(id).store.getEntry(keyTable, key)?.version;
 }
 
-/** The paxos items sent from request `since` on, with their targets. */
-function paxosItemsSince(cluster: FakeCluster, since: number): Array<{ item: PaxosItem; target: string }> {
+/** The proposals (paxos items but notices) sent from request `since` on, with their targets. */
+function paxosItemsSince(cluster: FakeCluster, since: number): Array<{ item: ProposalItem; target: string }> {
   const requests = cluster.network.sent.slice(since).filter(({ kind }) => kind === "paxos");
   return requests.flatMap(({ body, target }) =>
-    (body as { items: PaxosItem[] }).items.map((item) => ({ item, target }))
+    (body as { items: PaxosItem[] }).items.flatMap((item) => item.op === "chosen" ? [] : [{ item, target }])
   );
 }
 
@@ -757,23 +757,46 @@ Deno.test("Replicator.handlers().paxos asks a proposer that counts no quorum of 
   );
 });
 
-Deno.test("Replicator.handlers().apply stores by the accept rule and publishes notices", async () => {
+Deno.test("Replicator.handlers().paxos publishes notices and answers proposals, in the batch's order", async () => {
+  await using cluster = await FakeCluster.start();
+  const { paxos } = cluster.node(nodeA).replicator.handlers();
+  const key = keyWithReplicas(cluster, [nodeB]);
+  const replicas = cluster.placement(nodeA).replicasOf(table, key);
+  const items: PaxosItem[] = [
+    { op: "chosen", table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" },
+    { op: "prepare", table, key, ballot: ballot(5, nodeB), replicas },
+    { op: "accept", table, key, ballot: ballot(5, nodeB), replicas, entry: stateOf(1, '"one"') },
+    { op: "chosen", table, key, kind: "Updated", version: 1, json: '{"value":"one"}' },
+  ];
+  assert.deepEqual(await paxos!({ items }, nodeB), {
+    results: [
+      { result: "noted" },
+      { result: "promised", accepted: { counter: 0, node: "" }, entry: null },
+      { result: "accepted" },
+      { result: "noted" },
+    ],
+  });
+  assert.equal(cluster.node(nodeA).store.getEntry(table, "elsewhere"), undefined, "a notice stores nothing");
+  assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeB);
+  assert.deepEqual(cluster.node(nodeA).sink.events, [
+    { kind: "Deleted", table, key: "elsewhere", version: 4, sequence: 0, json: "{}" },
+    { kind: "Updated", table, key, version: 1, sequence: 0, json: '{"value":"one"}' },
+  ]);
+  const malformed = { op: "chosen", table, key, kind: "Updated", version: 0, json: "{}" };
+  await assert.rejects(async () => await paxos!({ items: [malformed] }, nodeB), InvalidRequestError);
+});
+
+Deno.test("Replicator.handlers().apply stores by the accept rule", async () => {
   await using cluster = await FakeCluster.start();
   const { apply } = cluster.node(nodeA).replicator.handlers();
   const store = cluster.node(nodeA).store;
   const entry = stateOf(3, '{"n":3}', ballot(2, nodeB));
-  const items: ApplyItem[] = [
-    { store: true, table, key: "stored", entry },
-    { store: false, table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" },
-  ];
-  assert.deepEqual(await apply!({ items }, nodeB), {
-    results: [{ result: "applied" }, { result: "applied" }],
-  });
+  const items: ApplyItem[] = [{ store: true, table, key: "stored", entry }];
+  assert.deepEqual(await apply!({ items }, nodeB), { results: [{ result: "applied" }] });
   assert.deepEqual(store.replicaOf(table, "stored"), entry);
-  assert.equal(store.getEntry(table, "elsewhere"), undefined);
-  assert.deepEqual(cluster.node(nodeA).sink.events, [
-    { kind: "Deleted", table, key: "elsewhere", version: 4, sequence: 0, json: "{}" },
-  ]);
+  assert.deepEqual(cluster.node(nodeA).sink.events, [], "a delayed accept is not an event");
+  const notice = { store: false, table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" };
+  await assert.rejects(async () => await apply!({ items: [notice] }, nodeB), InvalidRequestError);
   // Ballots decide, not versions: a higher version at a lower ballot is stale.
   const older = { store: true, table, key: "stored", entry: stateOf(7, '"lost"', ballot(1, nodeC)) } as const;
   const same = { store: true, table, key: "stored", entry } as const;
