@@ -68,7 +68,7 @@ export class Acceptor {
     }
     const entry = state.entry === undefined ? null : withBallot(state.entry, state.accepted);
     const durable = this.#store.promise(table, key, ballot);
-    assert(compareBallots(effectivePromise(this.#store.acceptorOf(table, key)), ballot) >= 0);
+    assert(compareBallots(effectivePromise(this.#store.ballotsOf(table, key)), ballot) >= 0);
     return durable.then(() => ({ result: "promised", accepted: state.accepted, entry }));
   }
 
@@ -85,12 +85,12 @@ export class Acceptor {
     assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
     const { entry, replicas } = accepted;
     if (!replicas.includes(this.#self)) return Promise.resolve({ result: "accepted" }); // a witness
-    const state = this.#store.acceptorOf(table, key);
+    const state = this.#store.ballotsOf(table, key);
     const promise = effectivePromise(state);
     if (compareBallots(ballot, promise) < 0) return Promise.resolve({ result: "refused", promised: promise });
     assert(compareBallots(ballot, state.accepted) > 0, "an accept at or above the promise is a new ballot");
     const durable = this.#store.accept(table, key, ballot, withBallot(entry, ballot));
-    assert(compareBallots(this.#store.acceptorOf(table, key).accepted, ballot) === 0);
+    assert(compareBallots(this.#store.ballotsOf(table, key).accepted, ballot) === 0);
     return durable.then(() => ({ result: "accepted" }));
   }
 

@@ -16,12 +16,16 @@ export interface ReplicaEntry {
   ballot?: Ballot;
 }
 
-/** A key's Paxos acceptor state on this node, pending (not yet durable) writes included. */
-export interface AcceptorState {
+/** The ballots of a key's Paxos acceptor state on this node, pending (not yet durable) writes included. */
+export interface AcceptorBallots {
   /** The explicit promise; the zero ballot when none is outstanding. */
   promised: Ballot;
   /** The ballot of the accepted state; the zero ballot when there is none. */
   accepted: Ballot;
+}
+
+/** A key's Paxos acceptor state on this node: its ballots and its state. */
+export interface AcceptorState extends AcceptorBallots {
   entry: ReplicaEntry | undefined;
 }
 
@@ -64,6 +68,8 @@ export interface LocalStore {
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
   /** The key's acceptor state, seeing what is queued in this turn. */
   acceptorOf(table: string, key: string): AcceptorState;
+  /** `acceptorOf` without the state: no value decoded (routing and the accept rule, on every write). */
+  ballotsOf(table: string, key: string): AcceptorBallots;
   /** Records a promise (queued in this turn); resolves once durable. The caller checked the rule. */
   promise(table: string, key: string, ballot: Ballot): Promise<void>;
   /** Records an accepted state (queued in this turn); resolves once durable. The caller checked the rule. */

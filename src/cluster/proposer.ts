@@ -296,7 +296,7 @@ export class Proposer {
 
   /** A ballot of this proposer above its acceptor's promise and ballot and above `refused`. */
   #nextBallot(table: string, key: string, refused: Ballot): Ballot {
-    const local = this.#options.store.acceptorOf(table, key);
+    const local = this.#options.store.ballotsOf(table, key);
     // Above the local effective promise whatever the node ids: accepting (n, p) promised (n + 1, p).
     const seen = Math.max(local.promised.counter, local.accepted.counter + 1, refused.counter);
     const ballot = { counter: seen + 1, node: this.#options.self };
@@ -419,7 +419,7 @@ export class Proposer {
   #fastBallot(table: string, key: string): Ballot | undefined {
     const committed = this.#committed.get(keyIdOf(table, key));
     if (committed === undefined) return undefined;
-    const local = this.#options.store.acceptorOf(table, key);
+    const local = this.#options.store.ballotsOf(table, key);
     if (!sameBallot(local.accepted, committed)) return this.#forget(table, key);
     if (compareBallots(local.promised, successorOf(committed)) > 0) return this.#forget(table, key);
     return committed;

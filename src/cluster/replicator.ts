@@ -427,7 +427,7 @@ export class Replicator {
   #proposersOf(table: string, key: string, replicas: readonly string[]): string[] {
     const live = replicas.filter((id) => this.#placement.isLive(id));
     if (!replicas.includes(this.self)) return live;
-    const holder = effectivePromise(this.#options.store.acceptorOf(table, key)).node;
+    const holder = effectivePromise(this.#options.store.ballotsOf(table, key)).node;
     const first = holder !== this.self && live.includes(holder) ? holder : this.self;
     const order = [first, ...live.filter((id) => id !== first)];
     assert(order.length === new Set(order).size, "each proposer once");
@@ -541,7 +541,7 @@ export class Replicator {
    */
   #settleIfBlocked(table: string, key: string, entry: ReplicaEntry): void {
     const blocked = () =>
-      compareBallots(entry.ballot ?? zeroBallot, this.#options.store.acceptorOf(table, key).accepted) > 0;
+      compareBallots(entry.ballot ?? zeroBallot, this.#options.store.ballotsOf(table, key).accepted) > 0;
     if (!blocked()) return;
     const id = keyIdOf(table, key);
     if (this.#settling.has(id) || this.#settling.size >= settlingMax) return;

@@ -73,6 +73,7 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
     patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, options)),
     delete: (table, key, options) => guardAsync(() => store.delete(table, key, options)),
     acceptorOf: (table, key) => guard(() => store.acceptorOf(table, key)),
+    ballotsOf: (table, key) => guard(() => store.ballotsOf(table, key)),
     // Queued in the caller's turn (the acceptor's rule depends on it): a refusal is thrown in that turn too.
     promise: (table, key, ballot) => guardQueued(() => store.promise(table, key, ballot)),
     accept: (table, key, ballot, entry) => guardQueued(() => store.accept(table, key, ballot, entry)),

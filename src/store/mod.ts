@@ -226,6 +226,7 @@ export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
 export {
+  type AcceptorBallots,
   type AcceptorState,
   type Ballot,
   ballotNodeBytesMax,

@@ -45,6 +45,7 @@ import {
   replicaOfEntry,
 } from "./replica.ts";
 import {
+  type AcceptorBallots,
   type AcceptorState,
   type Ballot,
   type ChangeEvent,
@@ -991,6 +992,19 @@ export class Store {
     assert(results.length === prepared.length);
     assert(durable.length <= results.length);
     return { results, durable };
+  }
+
+  /**
+   * The ballots of the key's acceptor state ({@linkcode Store.acceptorOf} without decoding the value): what
+   * routing, the one-round path and the accept rule look at, on every write.
+   */
+  ballotsOf(table: string, key: string): AcceptorBallots {
+    const promised = this.#promisedOf(table, key);
+    const accepted = this.#currentHead(table, key)?.ballot ?? zeroBallot;
+    if (!isZeroBallot(promised)) {
+      assert(compareBallots(promised, accepted) > 0, "an outstanding promise is above the accepted ballot");
+    }
+    return { promised, accepted };
   }
 
   /**

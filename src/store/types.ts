@@ -121,6 +121,14 @@ export interface ReplicaEntry {
 }
 
 /** A key's Paxos acceptor state on this node, writes and promises still pending included. */
+/** The ballots of a key's acceptor state, without its value (what routing and the accept rule look at). */
+export interface AcceptorBallots {
+  /** The key's explicit promise; {@linkcode zeroBallot} when none is outstanding. */
+  promised: Ballot;
+  /** The ballot of the key's current state; {@linkcode zeroBallot} when it has none. */
+  accepted: Ballot;
+}
+
 export interface AcceptorState {
   /** The key's explicit promise; {@linkcode zeroBallot} when none is outstanding. */
   promised: Ballot;

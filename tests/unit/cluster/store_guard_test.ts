@@ -37,6 +37,7 @@ function failingOnce(store: Store, failure: { next?: (() => Error) | undefined }
     applyReplicas: async (items) => (fail(), await store.applyReplicas(items)),
     replicaOf: (t, key) => (fail(), store.replicaOf(t, key)),
     acceptorOf: (t, key) => (fail(), store.acceptorOf(t, key)),
+    ballotsOf: (t, key) => (fail(), store.ballotsOf(t, key)),
     promise: async (t, key, b) => (fail(), await store.promise(t, key, b)),
     accept: async (t, key, b, entry) => (fail(), await store.accept(t, key, b, entry)),
     viewOf: (t, key, entry) => (fail(), store.viewOf(t, key, entry)),
@@ -70,6 +71,7 @@ Deno.test("guardStore() reports a store's AssertionError from calls, promises, i
     const calls: Array<() => unknown> = [
       () => guarded.getEntry(table, "k"),
       () => guarded.acceptorOf(table, "k"),
+      () => guarded.ballotsOf(table, "k"),
       () => guarded.viewOf(table, "k", state),
       () => [...guarded.scanStates()],
       () => [...guarded.entries(table, { limit: 1 })],

@@ -134,7 +134,7 @@ Deno.test("Store.accept() checks its entry like applyReplicas(): nothing is queu
   assert.throws(() => store.accept("t", "k", ballot(9), live(2, "2")), StoreClosedError);
 });
 
-Deno.test("Store.acceptorOf() sees a promise and an accept in the caller's turn, before they are durable", async () => {
+Deno.test("Store.acceptorOf() and ballotsOf() see a promise and an accept in the caller's turn, before they are durable", async () => {
   const fs = new HookedFs(new MemoryFs());
   const store = await openStore(storeOptions({ fs }));
   const syncsBefore = fs.syncCount("/data/wal.log");
@@ -148,6 +148,7 @@ Deno.test("Store.acceptorOf() sees a promise and an accept in the caller's turn,
   };
   const promised = store.promise("t", "k", ballot(1));
   assert.deepEqual(store.acceptorOf("t", "k").promised, ballot(1), "seen in the same turn");
+  assert.deepEqual(store.ballotsOf("t", "k"), { promised: ballot(1), accepted: zeroBallot });
   const accepted = store.accept("t", "k", ballot(1), live(1, '"v"', { ballot: ballot(99) }));
   const state = store.acceptorOf("t", "k");
   assert.deepEqual(state, {
@@ -155,12 +156,22 @@ Deno.test("Store.acceptorOf() sees a promise and an accept in the caller's turn,
     accepted: ballot(1),
     entry: { ...live(1, '"v"'), ballot: ballot(1) },
   }, "the accept cleared the promise; the entry's own ballot is overridden");
+  assert.deepEqual(
+    store.ballotsOf("t", "k"),
+    { promised: zeroBallot, accepted: ballot(1) },
+    "ballotsOf agrees",
+  );
   await waitFor(() => held, { timeoutMs: 2_000 });
   assert.equal(store.getEntry("t", "k"), undefined, "readers see only durable states");
   release();
   await promised;
   assert.deepEqual((await accepted).ballot, ballot(1));
   assert.deepEqual(store.replicaOf("t", "k"), { ...live(1, '"v"'), ballot: ballot(1) });
+  assert.deepEqual(
+    store.ballotsOf("t", "k"),
+    { promised: zeroBallot, accepted: ballot(1) },
+    "once durable too",
+  );
   assert.equal(fs.syncCount("/data/wal.log") - syncsBefore, 1, "both in one batch");
   await store.close();
 });
