@@ -177,17 +177,28 @@ async function loadKnownMembers(fs: Fs, dataDir: string): Promise<string[]> {
 }
 
 /**
+ * Whether the saved member list shows that this node left the cluster in its last life (gracefully: the
+ * list saved before the leave was announced names every member but this one). Such a node rejoins: the
+ * others moved its keys to replica sets without it, so its first view is a change from those (cluster
+ * DESIGN.md, "Membership changes", the node that comes back).
+ */
+export function leftLastTime(known: readonly string[], self: string): boolean {
+  return known.length > 0 && !known.includes(self);
+}
+
+/**
  * Saves the ring after each change of it, one write at a time (atomic and synced), so a restarted node never
- * believes itself alone or goes back to an older view of where keys live (cluster DESIGN.md).
+ * believes itself alone or goes back to an older view of where keys live (cluster DESIGN.md). Returns what
+ * saves the ring without this node, awaited before a graceful leave is announced: a node killed right after
+ * announcing it still restarts knowing that it left.
  */
 function saveMembersOnChange(
   options: { fs: Fs; dataDir: string; cluster: ClusterNode; logger: Logger },
-): void {
+): () => Promise<void> {
   const { fs, dataDir, cluster, logger } = options;
   let saving = Promise.resolve();
-  cluster.replicator.onPlacementChange((previous, next) => {
-    if (previous.ringIds.join() === next.ringIds.join()) return;
-    const text = JSON.stringify(next.ringIds);
+  const save = (ids: readonly string[]) => {
+    const text = JSON.stringify(ids);
     saving = saving.then(() =>
       replaceFile({
         fs,
@@ -196,7 +207,13 @@ function saveMembersOnChange(
         permissions: privateFilePermissions,
       }, (file) => file.write(new TextEncoder().encode(text)))
     ).catch((error) => logger.error("could not save the member list", { error: String(error) }));
+    return saving;
+  };
+  cluster.replicator.onPlacementChange((previous, next) => {
+    if (previous.ringIds.join() === next.ringIds.join()) return;
+    void save(next.ringIds);
   });
+  return () => save(cluster.replicator.placement.ringIds.filter((id) => id !== cluster.self));
 }
 
 async function readTls(config: Config): Promise<{ cert: string; key: string } | undefined> {
@@ -253,6 +270,8 @@ interface RunningNode {
   broker: Broker;
   cluster: ClusterNode;
   app: App;
+  /** Saves the member list without this node, before a graceful leave is announced (clustered only). */
+  recordLeave?: () => Promise<void>;
 }
 
 /** The disk of a node; tests inject a fault-injecting file system and failpoints. */
@@ -308,6 +327,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
   store.onChange((event) => {
     if (!clustered || event.source === "local") broker.publish(event);
   });
+  const known = clustered ? await loadKnownMembers(fs, config.dataDir) : [];
   const cluster = await ClusterNode.create({
     self,
     config: clusterConfigOf(config),
@@ -321,10 +341,13 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     ...(options.wrapTransport === undefined ? {} : { wrapTransport: options.wrapTransport }),
     messageBytesMax: messageBytesMaxFor(config.limits.requestBytesMax),
     onStoreBroken: options.onFatal,
-    knownMembers: clustered ? await loadKnownMembers(fs, config.dataDir) : [],
+    knownMembers: known,
     joining: config.join !== undefined,
+    rejoining: leftLastTime(known, self),
   });
-  if (clustered) saveMembersOnChange({ fs, dataDir: config.dataDir, cluster, logger });
+  const recordLeave = clustered
+    ? saveMembersOnChange({ fs, dataDir: config.dataDir, cluster, logger })
+    : undefined;
   const auth = new Auth({
     secret: jwtSecret,
     limits: config.limits,
@@ -348,7 +371,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     phase: options.phase,
     corsOrigins: config.corsOrigins,
   });
-  return { store, broker, cluster, app };
+  return { store, broker, cluster, app, ...(recordLeave === undefined ? {} : { recordLeave }) };
 }
 
 function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; server: Server }) {
@@ -624,8 +647,12 @@ async function stopNode(
     options.graceful ? "shutting down: leaving the cluster, finishing accepted writes" : "stopping abruptly",
   );
   node.broker.close();
-  if (options.graceful) await node.cluster.leave(config.limits.shutdownMsMax / 2);
-  else node.cluster.stop();
+  if (options.graceful) {
+    await node.recordLeave?.();
+    await node.cluster.leave(config.limits.shutdownMsMax / 2);
+  } else {
+    node.cluster.stop();
+  }
   const deadline = AbortSignal.timeout(config.limits.shutdownMsMax);
   await Promise.race([
     server.shutdown(),

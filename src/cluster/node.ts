@@ -36,6 +36,8 @@ export interface ClusterNodeOptions {
   caCerts?: string[];
   /** This node starts by joining a cluster (see `ReplicatorOptions.joining`). */
   joining?: boolean;
+  /** This node left the cluster in its last life (see `ReplicatorOptions.rejoining`). */
+  rejoining?: boolean;
   /** Members known before a restart (the member list on disk); see `MembershipOptions.known`. */
   knownMembers?: readonly string[];
   /** Largest node-to-node message, both ways (`messageBytesMaxFor` the request limit). */
@@ -86,6 +88,7 @@ export class ClusterNode {
       config: options.config ?? soloConfig,
       solo: options.config === undefined,
       joining: options.joining === true,
+      rejoining: options.rejoining === true,
     });
     this.rebalancer = new Rebalancer({
       store: options.store,
@@ -168,10 +171,12 @@ export class ClusterNode {
     await this.antiEntropy?.catchUp(deadlineMs);
   }
 
-  /** Starts gossip and anti-entropy. */
+  /** Starts gossip and anti-entropy, and a rejoining node's first rebalancing pass. */
   start(): void {
     this.membership?.start();
     this.antiEntropy?.start();
+    const change = this.replicator.initialChange;
+    if (change !== undefined) this.rebalancer.onPlacementChange(change.previous, change.next);
   }
 
   /**

@@ -84,6 +84,11 @@ export interface ReplicatorOptions {
    * a key, so the change the join makes is from the cluster without it, not from that view.
    */
   joining?: boolean;
+  /**
+   * This node left the cluster in its last life and comes back with its old data: its first view is a
+   * change from the ring without it (DESIGN.md, "Membership changes", item 6); see `initialChange`.
+   */
+  rejoining?: boolean;
 }
 
 /** Counters of replication for `/stats`. */
@@ -123,6 +128,8 @@ export class Replicator {
   readonly #hints = new Hints();
   #transitions: Transition[] = [];
   #joining: boolean;
+  /** The change a rejoining node starts with, for the rebalancer's first pass. */
+  #initialChange: { previous: Placement; next: Placement } | undefined;
   /** Keys with a repair round waiting or in flight (`#settleIfBlocked`), with the waiting ones' timers. */
   readonly #settling = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
@@ -134,6 +141,7 @@ export class Replicator {
     this.#options = options;
     this.#joining = options.joining === true;
     this.#placement = this.#makePlacement();
+    if (options.rejoining === true) this.#rejoin();
     this.#acceptor = new Acceptor({
       self: options.self,
       store: options.store,
@@ -209,6 +217,36 @@ export class Replicator {
     assert(others.length >= 1, "a join brings other members");
     const { config } = this.#options;
     return new Placement({ self: this.self, ringIds: others, liveIds: [], config });
+  }
+
+  /**
+   * A node that left in its last life comes back with its old data. While it was away the others moved its
+   * keys to replica sets without it and may have settled them there: its acceptor must not serve its saved
+   * view alone (two views, two disjoint quorums: the chaos suite lost a write this way, with a proposer
+   * that was paused through the leave and the return). So its first view is a change from the ring without
+   * it, settled key by key like a join's; the rebalancer's first pass (`initialChange`) settles its keys.
+   */
+  #rejoin(): void {
+    const others = this.#placement.ringIds.filter((id) => id !== this.self);
+    if (others.length === 0) return;
+    assert(others.length < this.#placement.ringIds.length, "a rejoining node is in its own first view");
+    const { config, clock } = this.#options;
+    const previous = new Placement({ self: this.self, ringIds: others, liveIds: [], config });
+    const sinceMs = clock.monotonicMs();
+    this.#transitions.push({
+      previous,
+      settled: new Set(),
+      passDone: false,
+      sinceMs,
+      keepMs: this.#transitionKeepMs,
+    });
+    this.#initialChange = { previous, next: this.#placement };
+    assert(this.#transitions.length === 1);
+  }
+
+  /** The change this node starts with (a rejoining node's), for the rebalancer's first pass, if any. */
+  get initialChange(): { previous: Placement; next: Placement } | undefined {
+    return this.#initialChange;
   }
 
   /** Membership changes whose keys are not all settled here (joint quorums still apply to some keys). */

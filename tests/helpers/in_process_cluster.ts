@@ -89,6 +89,18 @@ export class InProcessCluster implements AsyncDisposable {
     await handle?.stop({ graceful: false });
   }
 
+  /** Stops node `index` gracefully (SIGTERM: it leaves the cluster and hands off); its data dir stays. */
+  async leave(index: number): Promise<void> {
+    const handle = this.#slots[index]!.handle;
+    this.#slots[index]!.handle = undefined;
+    await handle?.stop({ graceful: true });
+  }
+
+  /** The data dir of node `index`, running or not. */
+  dataDir(index: number): string {
+    return this.#slots[index]!.dataDir;
+  }
+
   /** The handle of a running node. */
   node(index: number): NodeHandle {
     const handle = this.#slots[index]!.handle;

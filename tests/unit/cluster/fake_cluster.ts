@@ -303,7 +303,7 @@ export class FakeCluster implements AsyncDisposable {
     return cluster;
   }
 
-  async #addNode(id: string, fs: Fs): Promise<void> {
+  async #addNode(id: string, fs: Fs, rejoining = false): Promise<void> {
     const store = await openTestStore(this.clock, fs);
     const sink = new RecordingSink();
     const transport = this.network.transport(id);
@@ -316,6 +316,7 @@ export class FakeCluster implements AsyncDisposable {
       sink,
       clock: this.clock,
       logger: silentLogger,
+      rejoining,
     });
     const antiEntropy = new AntiEntropy({
       store,
@@ -343,12 +344,16 @@ export class FakeCluster implements AsyncDisposable {
   }
 
   /**
-   * Starts one more node `id` on the network (a member about to join): it serves requests at once, but the
-   * ring and live sets are the test's to change with `membership.set`.
+   * Starts one more node `id` on the network (a member about to join, or `rejoining` after a leave): it
+   * serves requests at once, but the ring and live sets are the test's to change with `membership.set`.
    */
-  async addNode(id: string, fs: Fs = new MemoryFs()): Promise<FakeNode> {
+  async addNode(
+    id: string,
+    fs: Fs = new MemoryFs(),
+    options: { rejoining?: boolean } = {},
+  ): Promise<FakeNode> {
     if (this.nodes.has(id)) throw new Error(`fake node ${id} is already running`);
-    await this.#addNode(id, fs);
+    await this.#addNode(id, fs, options.rejoining === true);
     return this.node(id);
   }
 

@@ -757,6 +757,43 @@ Deno.test("Replicator.handlers().paxos asks a proposer that counts no quorum of 
   );
 });
 
+Deno.test("Replicator (rejoining): its acceptor asks for the ring without it until the key is settled", async () => {
+  await using cluster = await FakeCluster.start();
+  const withD = placementOf({ self: nodeD, ringIds: fourNodes });
+  const withoutD = placementOf({ self: nodeD, ringIds: [nodeA, nodeB, nodeC] });
+  const key = findKey((candidate) => withD.replicasOf(table, candidate).includes(nodeD));
+  await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  // D left in its last life and comes back: the others take it back into the ring, D starts from its data.
+  cluster.membership.set({ ring: fourNodes, live: fourNodes });
+  const rejoined = await cluster.addNode(nodeD, new MemoryFs(), { rejoining: true });
+  assert.deepEqual(rejoined.replicator.initialChange?.previous.ringIds, [nodeA, nodeB, nodeC]);
+  assert.equal(rejoined.replicator.transitionCount, 1);
+  const { paxos } = rejoined.replicator.handlers();
+  const prepare = (counter: number, joint?: string[][]) => ({
+    op: "prepare",
+    table,
+    key,
+    ballot: ballot(counter, "127.0.0.1:7005"),
+    replicas: withD.replicasOf(table, key),
+    ...(joint === undefined ? {} : { joint }),
+  });
+  const answerOf = async (item: unknown) =>
+    ((await paxos!({ items: [item] }, "127.0.0.1:7005")) as { results: Array<Record<string, unknown>> })
+      .results[0]!;
+  // A proposer that never saw D leave names D's old set alone: D does not serve that view by itself.
+  assert.deepEqual(await answerOf(prepare(50)), { result: "joint", sets: [withoutD.replicasOf(table, key)] });
+  assert.equal((await answerOf(prepare(51, [withoutD.replicasOf(table, key)]))).result, "promised");
+  // Its first pass settles the keys it holds; from then on its own view will do.
+  assert.equal(await rejoined.replicator.settle(table, key), true);
+  assert.equal((await answerOf(prepare(90))).result, "promised");
+});
+
+Deno.test("Replicator without rejoining has no change to start with", async () => {
+  await using cluster = await FakeCluster.start();
+  assert.equal(cluster.node(nodeA).replicator.initialChange, undefined);
+  assert.equal(cluster.node(nodeA).replicator.transitionCount, 0);
+});
+
 Deno.test("Replicator.handlers().paxos publishes notices and answers proposals, in the batch's order", async () => {
   await using cluster = await FakeCluster.start();
   const { paxos } = cluster.node(nodeA).replicator.handlers();
