@@ -105,6 +105,10 @@ export class Acceptor {
    */
   answer(item: ProposalItem): Promise<PaxosResult> {
     assert(item.replicas.length > 0, "a proposal names its replica set");
+    assert(
+      item.ballot.counter >= 1,
+      "a proposal names its proposer's ballot (the wire refuses the zero one)",
+    );
     if (!this.placed(item.table, item.key, item.replicas)) return Promise.resolve({ result: "misplaced" });
     const missing = this.missingSets(item.table, item.key, [item.replicas, ...item.joint ?? []]);
     if (missing.length > 0) {

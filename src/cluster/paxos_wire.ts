@@ -23,7 +23,15 @@ const JointWire = z.array(ReplicaSetWire).max(jointSetsMax).optional();
  * subscribers (DESIGN.md, "Events"): it rides in the same ordered batches as the next rounds' items, so a
  * busy proposer's notices cost no request of their own.
  */
-const itemFields = { table: name, key: name, ballot: BallotWire, replicas: ReplicaSetWire, joint: JointWire };
+/** A proposer's ballot: never the zero ballot, which names no proposer (the acceptor asserts so). */
+const ProposalBallot = BallotWire.refine((ballot) => ballot.counter >= 1, "a proposal's ballot is not zero");
+const itemFields = {
+  table: name,
+  key: name,
+  ballot: ProposalBallot,
+  replicas: ReplicaSetWire,
+  joint: JointWire,
+};
 export const PaxosItem = z.discriminatedUnion("op", [
   z.object({ op: z.literal("peek"), ...itemFields }),
   z.object({ op: z.literal("prepare"), ...itemFields }),

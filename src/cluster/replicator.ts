@@ -15,7 +15,7 @@ import type {
   ReplicaEntry,
   WriteConditions,
 } from "./local_store.ts";
-import { PaxosRequest } from "./paxos_wire.ts";
+import { answers as answers_, PaxosRequest } from "./paxos_wire.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
 import { keyIdOf, Placement, sameList } from "./placement.ts";
 import { type Committed, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
@@ -772,6 +772,7 @@ export class Replicator {
     });
     const results = await Promise.all(answers);
     assert(results.length === items.length, "one answer per item");
+    assert(results.every((result, index) => answers_(items[index]!, result)), "each answer answers its item");
     return { results };
   }
 
@@ -783,6 +784,7 @@ export class Replicator {
       key: item.key,
       entry: replicaEntryOfWire(item.entry),
     }));
+    assert(stored.length === items.length, "every apply item is a state to store");
     const outcomes = stored.length > 0 ? await this.#options.store.applyReplicas(stored) : [];
     assert(outcomes.length === stored.length, "one outcome per stored item");
     stored.forEach((item, index) => {

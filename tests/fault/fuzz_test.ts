@@ -180,8 +180,21 @@ const storePreconditionBodies: Record<"apply" | "paxos" | "write" | "restore" | 
     ...badEntries.map((entry) => ({ items: [{ store: true, strict: true, table: "t", key: "k", entry }] })),
     ...badNames.map((name) => ({ items: [{ store: true, table: name, key: "k", entry: entryWith({}) }] })),
   ];
-  // Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker.
+  // Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker. Proposals at
+  // the zero ballot, which names no proposer (the acceptor asserts on it).
+  const zero = { counter: 0, node: "" };
   const paxos: unknown[] = [
+    { items: [{ op: "prepare", table: "t", key: "k", ballot: zero, replicas: ["127.0.0.1:1"] }] },
+    {
+      items: [{
+        op: "accept",
+        table: "t",
+        key: "k",
+        ballot: zero,
+        replicas: ["127.0.0.1:1"],
+        entry: entryWith({}),
+      }],
+    },
     ...['{"value":\n1}', "", "{", "1e999", '"\udc00"'].map((json) => ({
       items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json }],
     })),
