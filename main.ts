@@ -413,6 +413,7 @@ function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; 
         purged_keys: cluster.rebalancer.purgedCount,
         anti_entropy_rounds: cluster.antiEntropy?.roundCount ?? 0,
         anti_entropy_pushed: cluster.antiEntropy?.pushedCount ?? 0,
+        membership_changes_unsettled: cluster.replicator.transitionCount,
       },
     },
   };

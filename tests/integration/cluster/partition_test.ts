@@ -337,6 +337,8 @@ Deno.test({
     );
     await cluster.waitSettled();
     assert.equal(cluster.node(3).cluster.replicator.transitionCount, 0, "its first pass settled every key");
+    const stats = await (await cluster.fetch(3, "/stats")).json();
+    assert.equal(stats.cluster.membership_changes_unsettled, 0, "and /stats says so");
     for (const key of keys) {
       const read = await cluster.fetch(3, `/t/key/${key}?consistent=true`, {
         signal: AbortSignal.timeout(10_000),
