@@ -36,6 +36,20 @@ export interface ProposerOptions {
   onChosen?: (table: string, key: string, committed: Committed) => void;
 }
 
+/**
+ * A write that another proposer took the key from before any of its states went out: its prepare was refused
+ * for that proposer's ballot, so nothing of it was accepted anywhere, and the write may go to that proposer
+ * instead of competing with it (DESIGN.md, "Who proposes"). Thrown only by writes that allow it.
+ */
+export class Preempted extends Error {
+  readonly proposer: string;
+
+  constructor(proposer: string) {
+    super(`the key is being written by ${proposer}`);
+    this.proposer = proposer;
+  }
+}
+
 /** The key's replica set in this node's view, then those of unsettled earlier views (joint quorums). */
 export type ReplicaSets = ReadonlyArray<readonly string[]>;
 
@@ -107,11 +121,19 @@ export class Proposer {
    * "Membership changes"). Messages name the first set.
    *
    * @throws the change's `KvError` (judged against the chosen state), or UnavailableError (indeterminate:
-   * the write may still take effect) when no quorum answered in time.
+   * the write may still take effect) when no quorum answered in time, or (with `mayYield`) {@linkcode
+   * Preempted} when another proposer refused its prepare before any state of it went out.
    */
-  write(table: string, key: string, sets: ReplicaSets, change: Change): Promise<Committed> {
+  write(
+    table: string,
+    key: string,
+    sets: ReplicaSets,
+    change: Change,
+    options: { mayYield?: boolean } = {},
+  ): Promise<Committed> {
     checkSets(sets);
-    return this.#serialized(keyIdOf(table, key), () => this.#write(table, key, sets, change));
+    const mayYield = options.mayYield === true;
+    return this.#serialized(keyIdOf(table, key), () => this.#write({ table, key, sets, change, mayYield }));
   }
 
   /**
@@ -148,7 +170,11 @@ export class Proposer {
     }
   }
 
-  async #write(table: string, key: string, sets: ReplicaSets, change: Change): Promise<Committed> {
+  async #write(
+    options: { table: string; key: string; sets: ReplicaSets; change: Change; mayYield: boolean },
+  ): Promise<Committed> {
+    const { table, key, change, mayYield } = options;
+    let { sets } = options;
     const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
     const sent: ReplicaEntry[] = [];
     const fast = this.#fastBallot(table, key);
@@ -166,7 +192,7 @@ export class Proposer {
       sent.push(next);
       sets = withSets(sets, outcome.needs);
     }
-    const committed = await this.#twoRounds({ table, key, sets, deadline, change, sent });
+    const committed = await this.#twoRounds({ table, key, sets, deadline, change, sent, mayYield });
     assert(committed !== undefined, "a write's change returns a state");
     return committed;
   }
@@ -180,6 +206,8 @@ export class Proposer {
     change: (current: ReplicaEntry | undefined) => ReplicaEntry | undefined;
     /** States this operation already sent in accepts that reached too few (its one-round try). */
     sent?: ReplicaEntry[];
+    /** A refused prepare throws `Preempted` while nothing of this write went out (see `write`). */
+    mayYield?: boolean;
   }): Promise<Committed | undefined> {
     const { table, key } = target;
     const sent = target.sent ?? [];
@@ -196,6 +224,7 @@ export class Proposer {
         continue;
       }
       if ("refusedBy" in prepared) {
+        if (target.mayYield === true && sent.length === 0) this.#yieldTo(prepared.refusedBy);
         refused = maxBallot(refused, prepared.refusedBy);
         continue;
       }
@@ -206,8 +235,10 @@ export class Proposer {
       const changed = own ? { next: current, refusal: undefined } : tryChange(target.change, current);
       const { next } = changed;
       // A refusal after this operation's state went out may be about a state built on it (another write
-      // that read it): whether this write took effect is unknown, so the answer is indeterminate.
-      const refusal = changed.refusal !== undefined && sent.length > 0
+      // that read it): whether this write took effect is unknown, so the answer is indeterminate. Unless the
+      // newest state is another of no higher version: then none of this write's states was ever chosen
+      // (`supersedes`), and once `current` is chosen below (or already is) none ever can be.
+      const refusal = changed.refusal !== undefined && sent.length > 0 && !supersedes(current, sent)
         ? unavailable(key, "an earlier attempt of this write may have taken effect")
         : changed.refusal;
       // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
@@ -233,6 +264,16 @@ export class Proposer {
       else if (compareBallots(outcome.refusedBy, zeroBallot) === 0) break; // failures, not refusals
     }
     throw unavailable(key, "a majority of its replicas did not accept in time");
+  }
+
+  /**
+   * A prepare refused for another proposer's ballot before any state of this write went out: nothing of it
+   * was accepted anywhere, so it may go to that proposer instead of duelling with it (`Preempted`).
+   */
+  #yieldTo(refusedBy: Ballot): void {
+    assert(compareBallots(refusedBy, zeroBallot) > 0, "a refusal names a promise");
+    assert(refusedBy.node !== "", "a promise above zero names its proposer");
+    if (refusedBy.node !== this.#options.self) throw new Preempted(refusedBy.node);
   }
 
   /** One prepare round at a ballot above everything seen; the newest accepted state of a quorum. */
@@ -480,6 +521,19 @@ function tryChange(
     if (!(error instanceof KvError)) throw error;
     return { next: current, refusal: error };
   }
+}
+
+/**
+ * Whether `current`, the newest state a prepare quorum reported, proves that no state in `sent` was ever
+ * chosen: it is none of them and its version is no higher than any. A chosen state is in every later chain:
+ * a quorum's newest state is then that state or one built on it (a higher version), never another state of
+ * the same or a lower version (DESIGN.md, "Failures").
+ */
+function supersedes(current: ReplicaEntry | undefined, sent: readonly ReplicaEntry[]): boolean {
+  assert(sent.length > 0, "only a write whose states went out asks");
+  if (current === undefined) return true; // a chosen state would have been reported
+  assert(sent.every((state) => state.version >= 1));
+  return sent.every((state) => !sameState(state, current) && current.version <= state.version);
 }
 
 /**

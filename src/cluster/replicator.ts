@@ -18,7 +18,7 @@ import type {
 import { answers as answers_, PaxosRequest } from "./paxos_wire.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
 import { keyIdOf, Placement, sameList } from "./placement.ts";
-import { type Committed, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
+import { type Committed, Preempted, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
 import {
   type ApplyItem,
   ApplyRequest,
@@ -432,28 +432,46 @@ export class Replicator {
     if (proposers.length < quorumOf(replicas.length)) {
       throw unavailableNow(request.key, `${proposers.length} of its ${replicas.length} replicas are up`);
     }
-    if (proposers[0] === this.self) return await this.#propose(request, replicas);
+    if (proposers[0] === this.self) return await this.#proposeHere(request, replicas);
     this.#counters.forwardedWrites += 1;
     let lastError: unknown;
     for (const proposer of proposers) {
-      if (proposer === this.self) return await this.#propose(request, replicas);
+      if (proposer === this.self) return await this.#proposeHere(request, replicas);
       try {
         return await this.#forward(proposer, request);
       } catch (error) {
-        if (error instanceof ForwardedError) throw error; // the proposer's answer: it ran there
-        if (isTooLarge(error)) {
-          throw new PayloadTooLargeError(
-            `Cannot write key "${request.key}": its proposer ${proposer} refused the forwarded write ` +
-              "as too large; DYNA_REQUEST_BYTES_MAX should be the same on every node",
-            { cause: error },
-          );
-        }
+        throwIfAnswered(proposer, request, error);
         lastError = error;
         // Only a request that never arrived may go to another proposer; see DESIGN.md.
         if (!isUnreachable(error)) break;
       }
     }
     throw unavailableNow(request.key, "its proposer did not answer", lastError);
+  }
+
+  /**
+   * A client write proposed here. When another proposer took the key before any state of this write went out
+   * (its prepare was refused for that proposer's ballot: two nodes took a new key at once), the write goes
+   * to that proposer instead, once, rather than duelling with it (DESIGN.md, "Who proposes").
+   */
+  async #proposeHere(request: ClientWrite, replicas: readonly string[]): Promise<EntryView> {
+    try {
+      return await this.#propose(request, replicas, { mayYield: true });
+    } catch (error) {
+      if (!(error instanceof Preempted)) throw error;
+      const winner = error.proposer;
+      assert(winner !== this.self, "a proposer never yields to itself");
+      if (!replicas.includes(winner) || !this.#placement.isLive(winner)) {
+        throw unavailableNow(request.key, `${winner} is writing it`, error);
+      }
+      this.#counters.forwardedWrites += 1;
+      try {
+        return await this.#forward(winner, request);
+      } catch (forwardError) {
+        throwIfAnswered(winner, request, forwardError);
+        throw unavailableNow(request.key, "its proposer did not answer", forwardError);
+      }
+    }
   }
 
   /**
@@ -483,7 +501,11 @@ export class Replicator {
   }
 
   /** Runs the write as a Paxos proposal over the key's whole replica set, then publishes it. */
-  async #propose(request: ClientWrite, replicas: readonly string[]): Promise<EntryView> {
+  async #propose(
+    request: ClientWrite,
+    replicas: readonly string[],
+    options: { mayYield?: boolean } = {},
+  ): Promise<EntryView> {
     assert(replicas.includes(this.self), "a write is proposed by one of its replicas");
     const { table, key } = request;
     const change: WriteChange = { op: request.op, table, key, owner: request.conditions.owner };
@@ -496,6 +518,7 @@ export class Replicator {
       key,
       sets,
       (current) => applyChange(change, current, this.#options.clock.nowMs()),
+      options,
     );
     assert(committed.entry.version >= 1);
     // Published by `#chosen`, as every state this node gets chosen is.
@@ -819,6 +842,21 @@ export class Replicator {
       entry: entry === undefined ? null : { json, version, deleted },
       replica: consistent === true ? null : this.#options.store.replicaOf(table, key) ?? null,
     };
+  }
+}
+
+/**
+ * Rethrows what a forward's failure means for the client when the proposer answered: its own answer
+ * (`ForwardedError`: the write ran there), or 413 when it refused the write as too large for its limit.
+ */
+function throwIfAnswered(proposer: string, request: ClientWrite, error: unknown): void {
+  if (error instanceof ForwardedError) throw error;
+  if (isTooLarge(error)) {
+    throw new PayloadTooLargeError(
+      `Cannot write key "${request.key}": its proposer ${proposer} refused the forwarded write ` +
+        "as too large; DYNA_REQUEST_BYTES_MAX should be the same on every node",
+      { cause: error },
+    );
   }
 }
 

@@ -376,10 +376,18 @@ Deno.test("attacks: a captured node-to-node write or delete replayed verbatim is
     assert.ok(found !== undefined, `node 0 forwarded ${marker} to node 1`);
     return found;
   };
+  // Node 1 takes the key first: node 0 then forwards its writes of it to node 1, their usual proposer.
+  const first = await cluster.fetch(1, path, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ value: "first" }),
+  });
+  assert.equal(first.status, 201);
+  await first.body?.cancel();
   assert.equal(await write("PUT", "old value"), 201);
   const capturedPut = forwarded('"old value"');
   assert.equal(await write("PUT", "new value"), 201);
-  const expected = { value: "new value", version: 2 };
+  const expected = { value: "new value", version: 3 };
   const replayed = await replay(capturedPut);
   assert.equal(replayed.status, 403, replayed.text);
   assert.match(replayed.text, /it is a replay/);
@@ -388,7 +396,7 @@ Deno.test("attacks: a captured node-to-node write or delete replayed verbatim is
   assert.equal(await write("DELETE"), 200);
   const capturedDelete = forwarded('"op":"delete"');
   assert.equal(await write("PUT", "re-created"), 201);
-  const recreated = { value: "re-created", version: 4 };
+  const recreated = { value: "re-created", version: 5 };
   assert.equal((await replay(capturedDelete)).status, 403);
   assert.deepEqual(await stateOf(cluster, 1, path), recreated, "the re-created key was not deleted");
 

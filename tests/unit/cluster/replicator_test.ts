@@ -225,6 +225,24 @@ Deno.test("Replicator.write() forwards to the replica that took the key last; it
   );
 });
 
+Deno.test("Replicator.write(): three nodes taking one new key at once all commit; a loser's write goes to the winner", async () => {
+  await using cluster = await FakeCluster.start();
+  for (let round = 0; round < 10; round += 1) {
+    const key = `race${round}`;
+    const writes = [nodeA, nodeB, nodeC].map((id, index) =>
+      cluster.node(id).replicator.write(put(key, { from: index }))
+    );
+    const results = await Promise.allSettled(writes);
+    const versions = results.map((result) =>
+      result.status === "fulfilled" ? result.value.version : result.reason
+    );
+    assert.deepEqual([...versions].sort(), [1, 2, 3], `${key}: every write committed once, no 503`);
+  }
+  // A write refused at its prepare went to the winner; one refused at its accept (its state went out) retried.
+  const forwarded = [nodeA, nodeB, nodeC].map((id) => cluster.node(id).replicator.stats.forwardedWrites);
+  assert.ok(forwarded.some((count) => count > 0), `some losers forwarded: ${forwarded}`);
+});
+
 Deno.test("Replicator.write() forwards from a non-replica to the key's first live replica", async () => {
   await using cluster = await FakeCluster.start({ ids: fourNodes });
   const key = keyAwayFromA(cluster, [nodeB]);
@@ -527,8 +545,16 @@ Deno.test("Replicator.write() retries above a refused ballot, after the newest s
     await cluster.node(id).store.applyReplicas([{ table, key, entry }]);
   }
   const replicator = cluster.node(nodeA).replicator;
-  const entry = await replicator.write(put(key, "ten"));
-  assert.equal(entry.version, 10, "after v9, which A learnt from the prepare's answers");
+  // Forwarded to A (a forwarded write is proposed where it arrives, never passed on).
+  const reply = await replicator.handlers().write!(
+    { op: "put", table, key, value: "ten", owner: "alice" },
+    nodeB,
+  );
+  assert.equal(
+    (reply as { version: number }).version,
+    10,
+    "after v9, which A learnt from the prepare's answers",
+  );
   assert.ok(replicator.stats.proposalRetries >= 1, "A's first ballot was refused");
   assert.ok(replicator.stats.prepareRounds >= 2);
   const state = cluster.node(nodeA).store.replicaOf(table, key);
@@ -536,15 +562,34 @@ Deno.test("Replicator.write() retries above a refused ballot, after the newest s
   assert.ok((state?.ballot?.counter ?? 0) > 8, "above (8, C), the promise B and C refused with");
 });
 
+Deno.test("Replicator.write() of a client whose prepare another proposer refused goes to that proposer", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA]);
+  // B and C accepted v9 at a ballot of C that A has never seen; A holds nothing, so it proposes and is refused.
+  for (const id of [nodeB, nodeC]) {
+    await cluster.node(id).store.applyReplicas([{
+      table,
+      key,
+      entry: stateOf(9, '"nine"', ballot(7, nodeC)),
+    }]);
+  }
+  const replicator = cluster.node(nodeA).replicator;
+  const entry = await replicator.write(put(key, "ten"));
+  assert.equal(entry.version, 10);
+  assert.equal(replicator.stats.proposalRetries, 0, "no duel");
+  assert.equal(replicator.stats.forwardedWrites, 1, "nothing of it went out: it went to C instead");
+  assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeC]);
+  assert.equal(cluster.node(nodeC).store.replicaOf(table, key)?.ballot?.node, nodeC, "C proposed it");
+});
+
 Deno.test("Replicator.write() refused by a state its store lacks accepts that state first", async () => {
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeA]);
   const bobs = { ...stateOf(3, '"bob\'s"', ballot(2, nodeB)), owner: "bob" };
   for (const id of [nodeB, nodeC]) await cluster.node(id).store.applyReplicas([{ table, key, entry: bobs }]);
-  await assert.rejects(
-    cluster.node(nodeA).replicator.write(put(key, "alice's")),
-    (error) => error instanceof KvError && error.code === "forbidden",
-  );
+  const { write } = cluster.node(nodeA).replicator.handlers();
+  const reply = await write!({ op: "put", table, key, value: "alice's", owner: "alice" }, nodeB);
+  assert.equal((reply as { error?: { code: string } }).error?.code, "forbidden");
   const state = cluster.node(nodeA).store.replicaOf(table, key);
   assert.deepEqual([state?.owner, state?.version, state?.valueJson], ["bob", 3, '"bob\'s"']);
   assert.equal(state?.ballot?.node, nodeA, "chosen again at A's ballot before the refusal was answered");
