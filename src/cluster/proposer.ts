@@ -471,10 +471,18 @@ export class Proposer {
     return undefined;
   }
 
+  /**
+   * The pause before retry `attempt` (1, 2, ...): random, between one and three times 10 ms · 2^(attempt - 1),
+   * so that of two proposers refusing each other one finishes its accept round before the other's next
+   * prepare preempts it (a busy core stretches a round to tens of ms); within the deadline.
+   */
   #backoff(attempt: number, deadline: number): Promise<void> {
+    assert(attempt >= 1, "the first attempt does not wait");
     this.stats.retries += 1;
     const left = deadline - this.#options.clock.monotonicMs();
-    const ms = Math.min(Math.max(0, left), Math.floor(Math.random() * 20 * attempt) + 1);
+    const base = 10 * 2 ** (attempt - 1);
+    const ms = Math.min(Math.max(0, left), Math.floor(base * (1 + 2 * Math.random())));
+    assert(ms >= 0);
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 }
