@@ -472,9 +472,9 @@ export class Proposer {
   }
 
   /**
-   * The pause before retry `attempt` (1, 2, ...): random, between one and three times 10 ms · 2^(attempt - 1),
-   * so that of two proposers refusing each other one finishes its accept round before the other's next
-   * prepare preempts it (a busy core stretches a round to tens of ms); within the deadline.
+   * The pause before retry `attempt` (1, 2, ...): random, one to three times 10 ms · 2^(attempt - 1), so
+   * that of two proposers refusing each other one finishes its accept round before the other's next prepare
+   * preempts it (a busy core stretches a round to tens of ms); within the deadline.
    */
   #backoff(attempt: number, deadline: number): Promise<void> {
     assert(attempt >= 1, "the first attempt does not wait");
