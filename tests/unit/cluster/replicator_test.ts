@@ -19,7 +19,7 @@ import type { PaxosItem, ProposalItem } from "../../../src/cluster/paxos_wire.ts
 import { type ClientWrite, ForwardedError } from "../../../src/cluster/replicator.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import type { Ballot } from "../../../src/util/ballot.ts";
-import { InvalidRequestError, KvError, UnavailableError } from "../../../src/util/errors.ts";
+import { InvalidRequestError, UnavailableError } from "../../../src/util/errors.ts";
 import { type CreateOptions, MemoryFs, type ReplicaEntry } from "../../../src/store/mod.ts";
 import { FaultyFs } from "../../helpers/faulty_fs.ts";
 import {
