@@ -17,12 +17,6 @@ const ReplicaSetWire = z.array(z.string().min(1).max(memberIdLengthMax)).min(1).
 const jointSetsMax = 8;
 const JointWire = z.array(ReplicaSetWire).max(jointSetsMax).optional();
 
-/**
- * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
- * first try: the acceptor's state, recording nothing); or `chosen`, a state it got chosen, for the receiver's
- * subscribers (DESIGN.md, "Events"): it rides in the same ordered batches as the next rounds' items, so a
- * busy proposer's notices cost no request of their own.
- */
 /** A proposer's ballot: never the zero ballot, which names no proposer (the acceptor asserts so). */
 const ProposalBallot = BallotWire.refine((ballot) => ballot.counter >= 1, "a proposal's ballot is not zero");
 const itemFields = {
@@ -32,6 +26,12 @@ const itemFields = {
   replicas: ReplicaSetWire,
   joint: JointWire,
 };
+/**
+ * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
+ * first try: the acceptor's state, recording nothing); or `chosen`, a state it got chosen, for the receiver's
+ * subscribers (DESIGN.md, "Events"): it rides in the same ordered batches as the next rounds' items, so a
+ * busy proposer's notices cost no request of their own.
+ */
 export const PaxosItem = z.discriminatedUnion("op", [
   z.object({ op: z.literal("peek"), ...itemFields }),
   z.object({ op: z.literal("prepare"), ...itemFields }),

@@ -213,10 +213,30 @@ export class Replicator {
     const alone = previous.ringIds.length === 1 && previous.ringIds[0] === this.self;
     if (!this.#joining || !alone) return previous;
     this.#joining = false;
+    const others = this.#othersView();
+    assert(others !== undefined, "a join brings other members");
+    return others;
+  }
+
+  /** The current ring without this node (as the others saw it before this node joined); none when alone. */
+  #othersView(): Placement | undefined {
     const others = this.#placement.ringIds.filter((id) => id !== this.self);
-    assert(others.length >= 1, "a join brings other members");
-    const { config } = this.#options;
-    return new Placement({ self: this.self, ringIds: others, liveIds: [], config });
+    if (others.length === 0) return undefined;
+    assert(others.length < this.#placement.ringIds.length, "this node is in its own view");
+    return new Placement({ self: this.self, ringIds: others, liveIds: [], config: this.#options.config });
+  }
+
+  /**
+   * Holds a change from `before` until its keys are settled: none kept after the pass when `before` was this
+   * node alone (no other node ever proposed in it, and the pass settled every key it held).
+   */
+  #beginTransition(before: Placement): void {
+    const count = this.#transitions.length;
+    const alone = before.ringIds.length === 1 && before.ringIds[0] === this.self;
+    const keepMs = alone ? 0 : this.#transitionKeepMs;
+    const sinceMs = this.#options.clock.monotonicMs();
+    this.#transitions.push({ previous: before, settled: new Set(), passDone: false, sinceMs, keepMs });
+    assert(this.#transitions.length === count + 1);
   }
 
   /**
@@ -227,21 +247,11 @@ export class Replicator {
    * it, settled key by key like a join's; the rebalancer's first pass (`initialChange`) settles its keys.
    */
   #rejoin(): void {
-    const others = this.#placement.ringIds.filter((id) => id !== this.self);
-    if (others.length === 0) return;
-    assert(others.length < this.#placement.ringIds.length, "a rejoining node is in its own first view");
-    const { config, clock } = this.#options;
-    const previous = new Placement({ self: this.self, ringIds: others, liveIds: [], config });
-    const sinceMs = clock.monotonicMs();
-    this.#transitions.push({
-      previous,
-      settled: new Set(),
-      passDone: false,
-      sinceMs,
-      keepMs: this.#transitionKeepMs,
-    });
+    const previous = this.#othersView();
+    if (previous === undefined) return;
+    this.#beginTransition(previous);
     this.#initialChange = { previous, next: this.#placement };
-    assert(this.#transitions.length === 1);
+    assert(this.#transitions.length === 1, "a rejoining node starts with this change alone");
   }
 
   /** The change this node starts with (a rejoining node's), for the rebalancer's first pass, if any. */
@@ -276,11 +286,7 @@ export class Replicator {
     const previous = this.#placement;
     this.#placement = this.#makePlacement();
     if (!sameList(previous.ringIds, this.#placement.ringIds)) {
-      const sinceMs = this.#options.clock.monotonicMs();
-      const before = this.#viewBefore(previous);
-      const alone = before.ringIds.length === 1 && before.ringIds[0] === this.self;
-      const keepMs = alone ? 0 : this.#transitionKeepMs;
-      this.#transitions.push({ previous: before, settled: new Set(), passDone: false, sinceMs, keepMs });
+      this.#beginTransition(this.#viewBefore(previous));
     }
     for (const pipelines of this.#allPipelines()) {
       for (const [peer, pipeline] of pipelines) {
