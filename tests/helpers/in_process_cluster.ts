@@ -51,13 +51,13 @@ export class InProcessCluster implements AsyncDisposable {
    *
    * @throws when no running node could be joined (for example all are partitioned away).
    */
-  async restart(index: number): Promise<void> {
+  async restart(index: number, options: { joinTimeoutSecs?: number } = {}): Promise<void> {
     const slot = this.#slots[index]!;
     const seeds = this.#slots.filter((other) => other !== slot && other.handle !== undefined);
     let lastError: unknown;
     for (const seed of seeds.length === 0 ? [undefined] : seeds) {
       try {
-        slot.handle = await this.#startSlot(slot, seed?.handle?.self);
+        slot.handle = await this.#startSlot(slot, seed?.handle?.self, options.joinTimeoutSecs);
         return;
       } catch (error) {
         lastError = error;
@@ -66,9 +66,16 @@ export class InProcessCluster implements AsyncDisposable {
     throw lastError;
   }
 
-  async #startSlot(slot: Slot, seed: string | undefined): Promise<NodeHandle> {
+  async #startSlot(slot: Slot, seed: string | undefined, joinTimeoutSecs?: number): Promise<NodeHandle> {
+    const joinFlags = joinTimeoutSecs === undefined ? [] : ["--join-timeout-secs", String(joinTimeoutSecs)];
     const invocation = loadConfig({
-      args: [`127.0.0.1:${slot.port}`, ...(seed === undefined ? [] : [seed]), "--data-dir", slot.dataDir],
+      args: [
+        `127.0.0.1:${slot.port}`,
+        ...(seed === undefined ? [] : [seed]),
+        "--data-dir",
+        slot.dataDir,
+        ...joinFlags,
+      ],
       env: { CLUSTER_SECRET: clusterSecret, JWT_SECRET: jwtSecret, DYNA_CLUSTER_PRESET: "local-test" },
     });
     if (invocation.kind !== "run") throw new Error("unexpected invocation");
