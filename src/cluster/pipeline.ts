@@ -11,7 +11,8 @@ import {
   type WriteRequest,
   WritesReply,
 } from "./replication_wire.ts";
-import { answers, type PaxosItem, paxosItemsMax, PaxosReply, type PaxosResult } from "./paxos_wire.ts";
+import { answers, type PaxosItem, paxosItemsMax, type PaxosResult } from "./paxos_wire.ts";
+import { PaxosReplyChecked } from "./paxos_fast.ts";
 import type { Transport } from "./transport.ts";
 
 /** Items waiting for one peer before new ones are refused (and left to hints and anti-entropy). */
@@ -87,7 +88,7 @@ export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
     return 2 * utf8Length(text) + names + 2 * utf8Length(item.ballot.node) + 200;
   },
   resultsOf(reply, items) {
-    const parsed = PaxosReply.safeParse(reply);
+    const parsed = PaxosReplyChecked.safeParse(reply);
     if (!parsed.success || parsed.data.results.length !== items.length) {
       throw new Error(`the answer to a batch of ${items.length} paxos items is malformed`);
     }

@@ -16,7 +16,7 @@ export const name = z.string().min(1).max(1024)
   .refine((text) => text.isWellFormed(), "not valid Unicode");
 
 /** Why `text` is not one line of JSON that the store may keep and an event may carry, or undefined. */
-function jsonTextProblem(text: string): string | undefined {
+export function jsonTextProblem(text: string): string | undefined {
   // An event's `data:` line ends at a line break (the broker asserts there is none); JSON.stringify never
   // writes one, and a raw one can only be whitespace between tokens.
   if (/[\n\r]/.test(text)) return "spans lines (holds a raw line break)";

@@ -15,7 +15,8 @@ import type {
   ReplicaEntry,
   WriteConditions,
 } from "./local_store.ts";
-import { answers as answers_, PaxosRequest } from "./paxos_wire.ts";
+import { answers as answers_ } from "./paxos_wire.ts";
+import { PaxosRequestChecked } from "./paxos_fast.ts";
 import { applyBatches, type BatchKind, paxosBatches, PeerPipeline, writeBatches } from "./pipeline.ts";
 import { keyIdOf, Placement, sameList } from "./placement.ts";
 import { type Committed, Preempted, Proposer, quorumOf, type ReplicaSets } from "./proposer.ts";
@@ -791,7 +792,7 @@ export class Replicator {
    * published, in the sender's order, in this turn; answered once every answer is durable.
    */
   async #handlePaxos(body: unknown): Promise<{ results: PaxosResult[] }> {
-    const { items } = parseBody(PaxosRequest, body);
+    const { items } = parseBody(PaxosRequestChecked, body);
     const answers = items.map((item): PaxosResult | Promise<PaxosResult> => {
       if (item.op !== "chosen") return this.#acceptor.answer(item);
       const { table, key, kind, version, json } = item;

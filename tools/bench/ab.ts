@@ -5,11 +5,15 @@
  * spells. Prints each slice and the totals; B/A over 1.00 means B served more. An A/A run of this tree
  * against itself differs by about ±2% over 12 slices.
  *
- * Usage: `deno run -A tools/bench/ab.ts <tree A> <tree B> [get|put] [slices]` (default `put 12`), e.g.
- * A a `git worktree` of the commit before a change, B this tree.
+ * Usage: `deno run -A tools/bench/ab.ts <tree A> <tree B> [get|put|put3] [slices]` (default `put 12`), e.g.
+ * A a `git worktree` of the commit before a change, B this tree. `put3`: each side is a settled 3-node
+ * cluster on the server CPU (the bench's `cluster` scenario), PUTs through its node 1. Two A/A runs of
+ * put3 favoured the cluster started second by 8% and 15% (median slice), whatever its tree: run a put3
+ * comparison both ways (A B, then B A) and take the square root of the first ratio over the second.
  *
  * @module
  */
+import { startBenchCluster } from "./cluster.ts";
 import { startPreloadedNode } from "./dynarust.ts";
 import { runWrk } from "./wrk.ts";
 
@@ -19,7 +23,9 @@ if (rootA === undefined || rootB === undefined) {
   Deno.exit(2);
 }
 const kind = kindArg ?? "put";
-if (kind !== "get" && kind !== "put") throw new Error(`the load is get or put, not "${kind}"`);
+if (kind !== "get" && kind !== "put" && kind !== "put3") {
+  throw new Error(`the load is get, put or put3, not "${kind}"`);
+}
 const sliceCount = Number(slicesArg ?? 12);
 if (!Number.isSafeInteger(sliceCount) || sliceCount < 1) {
   throw new Error(`slices must be a count: ${slicesArg}`);
@@ -27,10 +33,14 @@ if (!Number.isSafeInteger(sliceCount) || sliceCount < 1) {
 
 /** Starts the node of one tree with the keys get.lua and put.lua use, and warms it up. */
 async function startSide(name: string, root: string) {
-  const node = await startPreloadedNode({ name, root });
-  const load = { url: node.url, script: `${kind}.lua`, env: { BENCH_TOKEN: node.token } };
+  const node = kind === "put3"
+    ? await startBenchCluster(root, new AbortController().signal)
+    : await startPreloadedNode({ name, root });
+  const script = kind === "put3" ? "put.lua" : `${kind}.lua`;
+  const load = { url: node.url, script, env: { BENCH_TOKEN: node.token } };
   try {
-    await runWrk({ ...load, secs: 2, warmupSecs: 0 });
+    // A cluster's first writes of each key take two rounds, and its JIT warms over thousands of writes.
+    await runWrk({ ...load, secs: kind === "put3" ? 10 : 2, warmupSecs: 0 });
   } catch (error) {
     await node.stop();
     throw error;
@@ -38,6 +48,8 @@ async function startSide(name: string, root: string) {
   return { load, stop: () => node.stop() };
 }
 
+/** A cluster's slice is longer: a slice starts while the other side's pipelines may still drain. */
+const sliceSecs = kind === "put3" ? 3 : 1;
 const sideA = await startSide("A", rootA);
 const sideB = await startSide("B", rootB).catch(async (error) => {
   await sideA.stop();
@@ -48,8 +60,13 @@ try {
   let totalB = 0;
   const ratios: number[] = [];
   for (let slice = 1; slice <= sliceCount; slice += 1) {
-    const a = (await runWrk({ ...sideA.load, secs: 1, warmupSecs: 0 })).requestCount;
-    const b = (await runWrk({ ...sideB.load, secs: 1, warmupSecs: 0 })).requestCount;
+    // A then B in odd slices, B then A in even ones: what one side leaves behind (a cluster's pipelines
+    // still draining, a warmer cache) does not always favour the same side.
+    const run = async (side: typeof sideA) =>
+      (await runWrk({ ...side.load, secs: sliceSecs, warmupSecs: 0 })).requestCount;
+    const [a, b] = slice % 2 === 1
+      ? [await run(sideA), await run(sideB)]
+      : [await run(sideB), await run(sideA)].reverse() as [number, number];
     totalA += a;
     totalB += b;
     ratios.push(b / a);

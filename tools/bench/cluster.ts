@@ -93,7 +93,11 @@ async function sampleBaseline(signal: AbortSignal): Promise<Summary> {
   }
 }
 
-async function startCluster(dataDirs: readonly string[], nodes: DynarustNode[]): Promise<void> {
+async function startCluster(
+  dataDirs: readonly string[],
+  nodes: DynarustNode[],
+  root?: string,
+): Promise<void> {
   const env = {
     CLUSTER_SECRET: randomSecret(),
     JWT_SECRET: randomSecret(),
@@ -106,6 +110,7 @@ async function startCluster(dataDirs: readonly string[], nodes: DynarustNode[]):
         dataDir,
         env,
         ...(join === undefined ? {} : { join }),
+        ...(root === undefined ? {} : { root }),
       }),
     );
   }
@@ -276,6 +281,33 @@ interface ClusterFigures {
   /** One loopback round trip between two processes, and one append + fdatasync: the hops' floors. */
   roundTripFloor?: ProbeFigures;
   fsyncFloor?: ProbeFigures;
+}
+
+/**
+ * A formed and settled 3-node cluster of the source tree `root` (all on the server CPU), with the bench
+ * user's token, for `ab.ts put3`; `stop` ends the nodes and removes their data.
+ */
+export async function startBenchCluster(
+  root: string,
+  signal: AbortSignal,
+): Promise<{ url: string; token: string; stop: () => Promise<void> }> {
+  const dataDirs = await Promise.all(
+    Array.from({ length: nodeCount }, (_, index) => makeDataDir(`ab-node${index + 1}`)),
+  );
+  const nodes: DynarustNode[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((node) => node.process.stop()));
+    await Promise.all(dataDirs.map(removeDataDir));
+  };
+  try {
+    await startCluster(dataDirs, nodes, root);
+    const token = await prepareCluster(nodes, signal);
+    await waitSettled(nodes, signal);
+    return { url: nodes[0]!.url, token, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
 
 async function measureCluster(context: BenchContext, signal: AbortSignal): Promise<ClusterFigures> {

@@ -912,8 +912,9 @@ Deno.test("Replicator.handlers().apply of a state blocked by a stale promise run
   const answer = await apply!({ items: [{ store: true, table, key, entry: chosen }] }, nodeB);
   assert.deepEqual(answer, { results: [{ result: "stale" }] });
   await cluster.network.settle();
+  // The round starts two request timeouts (2 s at local-test) after the refusal, then takes its time.
   await waitFor(() => store.replicaOf(table, key)?.valueJson === '"chosen"', {
-    timeoutMs: 2_000,
+    timeoutMs: 6_000,
     what: "the round that brings A onto the chosen state",
   });
   assert.equal(store.replicaOf(table, key)?.ballot?.node, nodeA, "accepted at A's ballot, above (4, C)");
