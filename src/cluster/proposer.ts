@@ -358,6 +358,8 @@ export class Proposer {
     const members = [...new Set(target.sets.flat())].sort((a, b) =>
       a === this.#options.self ? -1 : b === this.#options.self ? 1 : 0
     );
+    // One item for every peer: built once per round, not per member.
+    const item = itemOf(target, message);
     const pending = new Set(members);
     const outcome: RoundOutcome = {
       granted: [],
@@ -380,7 +382,7 @@ export class Proposer {
         });
       }
       for (const member of members) {
-        void this.#ask(member, target, message).then((result) => {
+        void this.#ask(member, target, message, item).then((result) => {
           if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
           else if (result?.result === "joint") outcome.needs.push(...result.sets);
           else if (result === undefined) outcome.failed.push(member);
@@ -401,16 +403,20 @@ export class Proposer {
     });
   }
 
-  /** One replica's answer to one message; undefined for a failure (no answer, or one that is unusable). */
+  /**
+   * One replica's answer to one message (`item`, as peers get it); undefined for a failure (no answer, or
+   * one that is unusable).
+   */
   #ask(
     replica: string,
     target: { table: string; key: string; sets: ReplicaSets },
     message: Message,
+    item: PaxosItem,
   ): Promise<PaxosResult | undefined> {
     const { table, key } = target;
-    const replicas = [...target.sets[0]!];
-    const joint = target.sets.slice(1).map((set) => [...set]);
+    const replicas = target.sets[0]!;
     const { acceptor, send, isLive, self } = this.#options;
+    assert(item.op === message.op && item.key === key, "the item carries the message");
     if (replica === self) {
       // The local store refusing (a state too large for it, a failed disk, closed) is one failed acceptor.
       try {
@@ -425,9 +431,6 @@ export class Proposer {
       }
     }
     if (!isLive(replica)) return Promise.resolve(undefined);
-    const item: PaxosItem = message.op === "accept"
-      ? { op: "accept", table, key, ballot: message.ballot, replicas, joint, entry: message.next }
-      : { op: message.op, table, key, ballot: message.ballot, replicas, joint };
     return send(replica, item)?.catch(() => undefined) ?? Promise.resolve(undefined);
   }
 
@@ -560,4 +563,15 @@ function checkNext(current: ReplicaEntry | undefined, next: ReplicaEntry): void 
 
 function unavailable(key: string, why: string): KvError {
   return new UnavailableError(`Cannot write key "${key}": ${why}; retry later`, {});
+}
+
+/** The paxos item of `message` for the key of `target`, as every peer of a round gets it. */
+function itemOf(target: { table: string; key: string; sets: ReplicaSets }, message: Message): PaxosItem {
+  const { table, key } = target;
+  const replicas = [...target.sets[0]!];
+  const joint = target.sets.slice(1).map((set) => [...set]);
+  assert(replicas.length >= 1, "a round names its replica set");
+  return message.op === "accept"
+    ? { op: "accept", table, key, ballot: message.ballot, replicas, joint, entry: message.next }
+    : { op: message.op, table, key, ballot: message.ballot, replicas, joint };
 }
