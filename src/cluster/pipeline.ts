@@ -101,6 +101,9 @@ export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
   },
 };
 
+/** The answer to a posted item: nobody waits for it. */
+function ignore(): void {}
+
 interface Pending<Item, Result> {
   item: Item;
   /** `itemBytes(item)`, measured once when queued. */
@@ -159,6 +162,18 @@ export class PeerPipeline<Item, Result> {
     acknowledged.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
     if (!this.#sending) void this.#drain();
     return { accepted: true, acknowledged };
+  }
+
+  /**
+   * Queues one item whose answer nobody waits for (a notice), without the promise `send` makes.
+   *
+   * @returns false (and queues nothing) when the backlog is full or the pipeline is closed.
+   */
+  post(item: Item): boolean {
+    if (this.#closed || this.backlog >= pipelineItemsMax) return false;
+    this.#queue.push({ item, bytes: this.#batches.itemBytes(item), resolve: ignore, reject: ignore });
+    if (!this.#sending) void this.#drain();
+    return true;
   }
 
   /** Fails everything queued and refuses new items. */

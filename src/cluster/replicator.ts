@@ -134,6 +134,13 @@ export class Replicator {
   /** Keys with a repair round waiting or in flight (`#settleIfBlocked`), with the waiting ones' timers. */
   readonly #settling = new Map<string, ReturnType<typeof setTimeout> | undefined>();
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
+  /**
+   * The reader's view of each state this node got chosen and published, until the write that proposed it
+   * answers with it: a view encodes and decodes the state's record (`Store.viewOf`), and a write needs it
+   * twice, for its event and for its answer. Weak: a chosen state no write waits for (a read's round, a
+   * settle) leaves nothing behind.
+   */
+  readonly #publishedViews = new WeakMap<ReplicaEntry, EntryView>();
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
 
@@ -528,8 +535,10 @@ export class Replicator {
       options,
     );
     assert(committed.entry.version >= 1);
-    // Published by `#chosen`, as every state this node gets chosen is.
-    return this.#options.store.viewOf(table, key, committed.entry);
+    // Published by `#chosen`, as every state this node gets chosen is: with its view, made once.
+    const published = this.#publishedViews.get(committed.entry);
+    this.#publishedViews.delete(committed.entry);
+    return published ?? this.#options.store.viewOf(table, key, committed.entry);
   }
 
   /**
@@ -637,6 +646,7 @@ export class Replicator {
   #publish(table: string, key: string, committed: Committed): void {
     const view = this.#options.store.viewOf(table, key, committed.entry);
     assert(view.version === committed.entry.version);
+    this.#publishedViews.set(committed.entry, view);
     const kind = view.deleted ? "Deleted" : "Updated";
     this.#options.sink.publish({ kind, table, key, version: view.version, sequence: 0, json: view.json });
     const notice: PaxosItem = { op: "chosen", table, key, kind, version: view.version, json: view.json };
@@ -644,7 +654,7 @@ export class Replicator {
     const replicas = this.#placement.replicasOf(table, key);
     // In the proposer's paxos batches: behind a busy key's next accepts, in the same request.
     for (const peer of this.#placement.liveIds()) {
-      if (peer !== this.self) this.#paxosPipeline(peer).send(notice);
+      if (peer !== this.self) this.#paxosPipeline(peer).post(notice);
     }
     // A replica believed down, or whose accept failed, missed it: a hint. One that had not answered when the
     // quorum did still gets the accept (sent to all); should it fail later, anti-entropy repairs it.

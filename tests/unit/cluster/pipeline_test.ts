@@ -334,3 +334,28 @@ Deno.test("PeerPipeline of replicas counts a value's UTF-8 bytes, so a batch of 
   applyAll(transport.at(2));
   await Promise.all(acknowledgements);
 });
+
+Deno.test("PeerPipeline.post() queues an item in order with sent ones, ignores its failure, and is refused when full or closed", async () => {
+  const { transport, pipeline } = makePipeline();
+  const first = sendAccepted(pipeline, item("sent-1"));
+  assert.equal(pipeline.post(item("posted-1")), true);
+  const second = sendAccepted(pipeline, item("sent-2"));
+  assert.equal(pipeline.post(item("posted-2")), true);
+  assert.equal(pipeline.backlog, 4, "posted items count in the backlog");
+  await waitForRequests(transport, 1);
+  assert.deepEqual(keysOf(transport.at(0).body), ["sent-1"]);
+  applyAll(transport.at(0));
+  await first;
+  await waitForRequests(transport, 2);
+  assert.deepEqual(keysOf(transport.at(1).body), ["posted-1", "sent-2", "posted-2"], "in the order queued");
+  // The batch fails: the sent item's caller hears of it, the posted ones fail silently (nobody waits).
+  transport.at(1).reject(new Error("peer gone"));
+  await assert.rejects(second, /peer gone/);
+  assert.equal(pipeline.backlog, 0);
+  for (let index = 0; index < pipelineItemsMax; index += 1) {
+    assert.equal(pipeline.post(item(`k${index}`)), true);
+  }
+  assert.equal(pipeline.post(item("over")), false, "refused when the backlog is full");
+  pipeline.close();
+  assert.equal(pipeline.post(item("closed")), false, "refused once closed");
+});
