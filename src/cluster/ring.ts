@@ -1,7 +1,5 @@
 import { assert } from "../util/assert.ts";
 
-const encoder = new TextEncoder();
-
 /** FNV-1a 32-bit offset basis and prime. */
 const fnvOffsetBasis = 0x811c9dc5;
 const fnvPrime = 0x01000193;
@@ -27,9 +25,51 @@ export function fmix32(value: number): number {
   return hash >>> 0;
 }
 
+/**
+ * FNV-1a, 32 bits, over the UTF-8 bytes of `text` exactly as `TextEncoder` gives them (a lone surrogate is
+ * U+FFFD), without encoding it: every write looks up its key's replicas several times on each node, and the
+ * encoder's array was most of that lookup's cost.
+ */
+export function fnv1a32Utf8(text: string): number {
+  let hash = fnvOffsetBasis;
+  const byte = (value: number) => {
+    hash ^= value;
+    hash = Math.imul(hash, fnvPrime);
+  };
+  for (let index = 0; index < text.length; index += 1) {
+    let code = text.charCodeAt(index);
+    if (code < 0x80) {
+      byte(code);
+      continue;
+    }
+    if (code < 0x800) {
+      byte(0xc0 | (code >> 6));
+      byte(0x80 | (code & 0x3f));
+      continue;
+    }
+    if (code >= 0xd800 && code <= 0xdfff) {
+      const next = index + 1 < text.length ? text.charCodeAt(index + 1) : 0;
+      if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        code = 0x10000 + ((code - 0xd800) << 10) + (next - 0xdc00);
+        index += 1;
+        byte(0xf0 | (code >> 18));
+        byte(0x80 | ((code >> 12) & 0x3f));
+        byte(0x80 | ((code >> 6) & 0x3f));
+        byte(0x80 | (code & 0x3f));
+        continue;
+      }
+      code = 0xfffd; // a lone surrogate, as TextEncoder replaces it
+    }
+    byte(0xe0 | (code >> 12));
+    byte(0x80 | ((code >> 6) & 0x3f));
+    byte(0x80 | (code & 0x3f));
+  }
+  return hash >>> 0;
+}
+
 /** `fmix32(fnv1a32(utf8(text)))`: the ring's one hash function. */
 export function hashText(text: string): number {
-  return fmix32(fnv1a32(encoder.encode(text)));
+  return fmix32(fnv1a32Utf8(text));
 }
 
 /**
@@ -97,13 +137,11 @@ export class Ring {
     const replicas: string[] = [];
     if (wanted === 0) return replicas;
     const start = lowerBound(this.#positions, keyHash(table, key));
-    const seen = new Set<number>();
-    // Bounded: one pass around the ring at most.
+    // Bounded: one pass around the ring at most. `wanted` is a replication factor (a few), so looking
+    // through the replicas found so far costs less than a Set of them.
     for (let step = 0; step < this.#positions.length && replicas.length < wanted; step += 1) {
-      const owner = this.#owners[(start + step) % this.#positions.length]!;
-      if (seen.has(owner)) continue;
-      seen.add(owner);
-      replicas.push(this.#memberIds[owner]!);
+      const id = this.#memberIds[this.#owners[(start + step) % this.#positions.length]!]!;
+      if (!replicas.includes(id)) replicas.push(id);
     }
     assert(replicas.length === wanted);
     return replicas;

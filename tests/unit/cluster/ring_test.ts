@@ -3,6 +3,8 @@
 // Method: build rings over fixed member ids and count placements of 10,000 keys.
 import assert from "node:assert/strict";
 import { fmix32, fnv1a32, keyHash, lanClusterConfig, Ring } from "../../../src/cluster/mod.ts";
+import { fnv1a32Utf8 } from "../../../src/cluster/ring.ts";
+import { Random } from "../../helpers/seed.ts";
 
 const virtualNodeCount = lanClusterConfig("unused-secret-0123456789abcdef01234").virtualNodeCount;
 const fiveIds = ["10.0.0.1:6660", "10.0.0.2:6660", "10.0.0.3:6660", "10.0.0.4:6660", "10.0.0.5:6660"];
@@ -19,6 +21,35 @@ Deno.test("fnv1a32() and fmix32() match known test vectors", () => {
   assert.equal(fnv1a32(utf8("foobar")), 0xbf9cf968);
   assert.equal(fmix32(0), 0);
   assert.equal(fmix32(1), 0x514e28b7);
+});
+
+Deno.test("fnv1a32Utf8() hashes exactly the bytes TextEncoder gives, lone surrogates included (seeded)", () => {
+  const random = Random.fromEnv("ring utf8");
+  const encoder = new TextEncoder();
+  // One of each UTF-8 length, both surrogate halves alone and paired, at every position of a string.
+  const units = [
+    0x41,
+    0x00,
+    0x7f,
+    0x80,
+    0x7ff,
+    0x800,
+    0x8868,
+    0xfffd,
+    0xffff,
+    0xd800,
+    0xdbff,
+    0xdc00,
+    0xdfff,
+  ];
+  const cases = ["", "a", "t\u0000k", "\ud83d\ude00", "x\ud83d", "\ude00x", "\udc00\ud800"];
+  for (let index = 0; index < 2_000; index += 1) {
+    const length = random.int(12);
+    cases.push(String.fromCharCode(...Array.from({ length }, () => random.pick(units))));
+  }
+  for (const text of cases) {
+    assert.equal(fnv1a32Utf8(text), fnv1a32(encoder.encode(text)), JSON.stringify(text));
+  }
 });
 
 Deno.test("keyHash() is stable: golden values never change", () => {
