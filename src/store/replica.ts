@@ -11,7 +11,15 @@ import {
   type ReplicaResult,
   zeroBallot,
 } from "./types.ts";
-import { ballotField, type DeleteRecord, isZeroBallot, type PutRecord, valueJsonOf } from "./wal_record.ts";
+import {
+  ballotField,
+  type DeleteRecord,
+  isZeroBallot,
+  liveEntryJson,
+  type PutRecord,
+  tombstoneEntryJson,
+  valueJsonOf,
+} from "./wal_record.ts";
 
 /** -1, 0 or 1 by UTF-16 code-unit order (what `<` on strings does). */
 function compareCodeUnits(left: string, right: string): number {
@@ -56,6 +64,34 @@ export function replicaOfEntry(entry: Entry): ReplicaEntry {
   const ballot = ballotField(entry.ballot);
   if (entry.deleted) return { version, timestamp, owner, deleted: true, ...ballot };
   return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry), ...ballot };
+}
+
+/**
+ * The index entry (reader's view) of a replica's state, built as decoding its record would build it
+ * (`entryOfEncoded(encodeRecord(recordOfReplica(...)))`), without that round trip: every accept and every
+ * chosen state's view did it, on every replica. The state's strings must be well-formed (as
+ * `checkReplicaEntry` requires), so encoding and decoding them is the identity.
+ */
+export function entryOfReplica(key: string, entry: ReplicaEntry): Entry {
+  assertReplicaShape(entry);
+  const { version, timestamp, owner } = entry;
+  const given = entry.ballot;
+  const ballot = given === undefined || isZeroBallot(given)
+    ? zeroBallot
+    : Object.freeze({ counter: given.counter, node: given.node });
+  if (entry.deleted) {
+    return {
+      version,
+      timestamp,
+      owner,
+      deleted: true,
+      ballot,
+      json: tombstoneEntryJson({ key, version, timestamp }),
+    };
+  }
+  const json = liveEntryJson({ valueJson: entry.valueJson!, version, timestamp, owner });
+  assert(json.length > entry.valueJson!.length, "the view wraps the value");
+  return { version, timestamp, owner, deleted: false, ballot, json };
 }
 
 /** The record that writes a replica's state; its sequence (0 here) is set when it is queued. */

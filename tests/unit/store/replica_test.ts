@@ -17,11 +17,13 @@ import {
 import {
   checkReplicaEntry,
   decideReplica,
+  entryOfReplica,
   recordOfReplica,
   replicaOfEntry,
 } from "../../../src/store/replica.ts";
 import { successorOf } from "../../../src/util/ballot.ts";
-import { entryOf } from "../../../src/store/wal_record.ts";
+import { encodeRecord, entryOf, entryOfEncoded } from "../../../src/store/wal_record.ts";
+import { Random } from "../../helpers/seed.ts";
 
 const base: ReplicaEntry = { version: 3, timestamp: 1_000, owner: "bob", deleted: false, valueJson: '"b"' };
 const tombstone: ReplicaEntry = { version: 3, timestamp: 1_000, owner: "bob", deleted: true };
@@ -112,7 +114,7 @@ Deno.test("checkReplicaEntry() accepts valid entries and refuses each broken rul
 });
 
 /** An index entry of `replica` (its ballot included), as the store decides with. */
-function entryOfReplica(replica: ReplicaEntry): Entry {
+function recordEntryOf(replica: ReplicaEntry): Entry {
   return entryOf(recordOfReplica({ table: "t", key: "k", entry: replica }));
 }
 
@@ -135,7 +137,7 @@ Deno.test("compareBallots() orders by counter, then by node id in plain string o
 
 Deno.test("decideReplica() follows the accept rule by ballot and the conflict rule only at one ballot", () => {
   const at = (counter: number, node = "n") => ({ counter, node });
-  const current = entryOfReplica({ ...base, ballot: at(3) });
+  const current = recordEntryOf({ ...base, ballot: at(3) });
   const cases: Array<[string, ReplicaEntry, Ballot, ReplicaResult]> = [
     ["above accepted and promise", { ...base, version: 1, ballot: at(4) }, zeroBallot, "applied"],
     ["below the accepted ballot", { ...base, version: 9, ballot: at(2, "z") }, zeroBallot, "stale"],
@@ -152,8 +154,8 @@ Deno.test("decideReplica() follows the accept rule by ballot and the conflict ru
     ["another state at the same ballot, losing", { ...base, version: 2, ballot: at(3) }, zeroBallot, "stale"],
     ["same ballot, below the promise", { ...base, version: 4, ballot: at(3) }, at(4), "stale"],
   ];
-  const atMax = entryOfReplica({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "a") });
-  const aboveMax = entryOfReplica({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "b") });
+  const atMax = recordEntryOf({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "a") });
+  const aboveMax = recordEntryOf({ ...base, ballot: at(Number.MAX_SAFE_INTEGER, "b") });
   assert.equal(
     decideReplica({ entry: aboveMax, current: atMax, promised: zeroBallot, strict: false }),
     "stale",
@@ -161,13 +163,13 @@ Deno.test("decideReplica() follows the accept rule by ballot and the conflict ru
   );
   for (const [name, replica, promised, expected] of cases) {
     assert.equal(
-      decideReplica({ entry: entryOfReplica(replica), current, promised, strict: false }),
+      decideReplica({ entry: recordEntryOf(replica), current, promised, strict: false }),
       expected,
       name,
     );
   }
-  const legacy = entryOfReplica(base);
-  const newer = entryOfReplica({ ...base, timestamp: 1_001 });
+  const legacy = recordEntryOf(base);
+  const newer = recordEntryOf({ ...base, timestamp: 1_001 });
   assert.equal(
     decideReplica({ entry: newer, current: legacy, promised: zeroBallot, strict: false }),
     "applied",
@@ -178,7 +180,7 @@ Deno.test("decideReplica() follows the accept rule by ballot and the conflict ru
     "applied",
   );
   assert.equal(decideReplica({ entry: newer, current: undefined, promised: at(1), strict: false }), "stale");
-  const strictHigher = entryOfReplica({ ...base, version: 1, ballot: at(9) });
+  const strictHigher = recordEntryOf({ ...base, version: 1, ballot: at(9) });
   assert.equal(
     decideReplica({ entry: strictHigher, current: legacy, promised: zeroBallot, strict: true }),
     "applied",
@@ -209,8 +211,35 @@ Deno.test("checkReplicaEntry() checks a replica's ballot: counter, Unicode, node
 });
 
 Deno.test("replicaOfEntry() includes a ballot only when it is not the zero ballot", () => {
-  assert.equal("ballot" in replicaOfEntry(entryOfReplica(base)), false);
-  assert.equal("ballot" in replicaOfEntry(entryOfReplica({ ...base, ballot: zeroBallot })), false);
+  assert.equal("ballot" in replicaOfEntry(recordEntryOf(base)), false);
+  assert.equal("ballot" in replicaOfEntry(recordEntryOf({ ...base, ballot: zeroBallot })), false);
   const ballot = { counter: 1, node: "n" };
-  assert.deepEqual(replicaOfEntry(entryOfReplica({ ...tombstone, ballot })), { ...tombstone, ballot });
+  assert.deepEqual(replicaOfEntry(recordEntryOf({ ...tombstone, ballot })), { ...tombstone, ballot });
+});
+
+Deno.test("entryOfReplica() builds exactly the entry that decoding the state's record gives (seeded)", () => {
+  const random = Random.fromEnv("entryOfReplica");
+  const texts = ["", "a", "é", "表", "\u{1F600}", '"', "\\", ',"version":1', "\u0000", "\u2028"];
+  const text = () => Array.from({ length: random.int(4) }, () => random.pick(texts)).join("");
+  for (let index = 0; index < 1_000; index += 1) {
+    const deleted = random.int(4) === 0;
+    const ballot = random.int(3) === 0
+      ? undefined
+      : random.int(4) === 0
+      ? zeroBallot
+      : { counter: 1 + random.int(1_000_000), node: `127.0.0.1:${7000 + random.int(3)}${text()}` };
+    const entry: ReplicaEntry = {
+      version: 1 + random.int(1_000_000),
+      timestamp: random.int(2 ** 52),
+      owner: text(),
+      deleted,
+      ...(deleted
+        ? {}
+        : { valueJson: JSON.stringify(random.int(2) === 0 ? text() : { s: text(), n: index }) }),
+      ...(ballot === undefined ? {} : { ballot }),
+    };
+    const key = `k${text()}`;
+    const decoded = entryOfEncoded(encodeRecord(recordOfReplica({ table: "t", key, entry })));
+    assert.deepEqual(entryOfReplica(key, entry), decoded, JSON.stringify({ key, entry }));
+  }
 });
