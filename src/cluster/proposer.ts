@@ -8,6 +8,7 @@ import {
   zeroBallot,
 } from "../util/ballot.ts";
 import type { Clock } from "../util/clock.ts";
+import { Deadlines } from "../util/deadlines.ts";
 import { KvError, UnavailableError } from "../util/errors.ts";
 import type { Acceptor } from "./acceptor.ts";
 import { replicaEntryOfWire } from "./acceptor.ts";
@@ -107,6 +108,8 @@ export class Proposer {
   readonly #committed = new Map<string, Ballot>();
   /** Per key, the tail of the proposals queued here. */
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** The deadlines of the rounds waiting for answers: one timer for all of them. */
+  readonly #deadlines = new Deadlines();
   readonly stats = { fastPath: 0, twoRound: 0, refusals: 0, retries: 0 };
 
   constructor(options: ProposerOptions) {
@@ -370,10 +373,11 @@ export class Proposer {
     };
     const count = (set: readonly string[], within: (id: string) => boolean) => set.filter(within).length;
     const granted = new Set<string>();
+    const deadlines = this.#deadlines;
     return new Promise((resolve) => {
-      const timer = setTimeout(finish, Math.max(0, target.deadline - this.#options.clock.monotonicMs()));
+      const timer = deadlines.add(Math.max(0, target.deadline - this.#options.clock.monotonicMs()), finish);
       function finish(): void {
-        clearTimeout(timer);
+        deadlines.delete(timer);
         resolve({
           ...outcome,
           granted: [...outcome.granted],
@@ -490,9 +494,17 @@ export class Proposer {
   }
 }
 
+/** No member twice in `set` (a few members: compared pairwise, without a Set per write). */
+function namesEachOnce(set: readonly string[]): boolean {
+  for (let index = 1; index < set.length; index += 1) {
+    if (set.lastIndexOf(set[index]!, index - 1) !== -1) return false;
+  }
+  return true;
+}
+
 function checkSets(sets: ReplicaSets): void {
   assert(sets.length >= 1 && sets.every((set) => set.length >= 1), "a round has a replica set");
-  assert(sets.every((set) => new Set(set).size === set.length), "a replica set names each member once");
+  assert(sets.every(namesEachOnce), "a replica set names each member once");
 }
 
 /**
