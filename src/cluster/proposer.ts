@@ -142,14 +142,23 @@ export class Proposer {
   /**
    * The key's latest chosen state (a linearizable read), completing an unfinished write first, on a quorum
    * of each of `sets` (which also settles a membership change for the key: the rebalancer's identity round).
+   * With `spread`, the state found is accepted again at a new ballot even when a quorum already agreed on
+   * it, so that every member of every set is sent it: a new replica that answered after the quorum did
+   * (a peek or a prepare ends at a quorum) would otherwise not get it until anti-entropy.
    */
-  read(table: string, key: string, sets: ReplicaSets): Promise<ReplicaEntry | undefined> {
+  read(
+    table: string,
+    key: string,
+    sets: ReplicaSets,
+    options: { spread?: boolean } = {},
+  ): Promise<ReplicaEntry | undefined> {
     checkSets(sets);
+    const spread = options.spread === true;
     return this.#serialized(keyIdOf(table, key), async () => {
       // Never from this proposer's memory: another proposer may have written the key since, on a quorum
       // this node's acceptor was not part of. A quorum that agrees on one ballot shows it; else a round.
       const deadline = this.#options.clock.monotonicMs() + this.#options.deadlineMs;
-      const peeked = await this.#peek({ table, key, sets, deadline });
+      const peeked = spread ? undefined : await this.#peek({ table, key, sets, deadline });
       if (peeked !== undefined) return peeked.entry;
       const committed = await this.#twoRounds({
         table,
@@ -157,6 +166,7 @@ export class Proposer {
         sets,
         deadline,
         change: (current) => current,
+        spread,
       });
       return committed?.entry;
     });
@@ -211,6 +221,8 @@ export class Proposer {
     sent?: ReplicaEntry[];
     /** A refused prepare throws `Preempted` while nothing of this write went out (see `write`). */
     mayYield?: boolean;
+    /** Accept the state found even when it is chosen already (see `read`). */
+    spread?: boolean;
   }): Promise<Committed | undefined> {
     const { table, key } = target;
     const sent = target.sent ?? [];
@@ -245,7 +257,8 @@ export class Proposer {
         ? unavailable(key, "an earlier attempt of this write may have taken effect")
         : changed.refusal;
       // Nothing to choose: a read of a chosen state, or a refusal about a chosen (or empty) state.
-      if (next === undefined || (next === current && prepared.chosen)) {
+      const nothingToChoose = next === current && prepared.chosen && target.spread !== true;
+      if (next === undefined || nothingToChoose) {
         if (refusal !== undefined) throw refusal;
         if (next === undefined) return undefined;
         return { entry: next, ballot: prepared.chosenAt, acceptedBy: [], joint: false, failedBy: [] };

@@ -601,7 +601,8 @@ export class Replicator {
     const sets = this.#setsOf(table, key);
     if (sets[0]!.length === 0) return false; // every member left: no replica to settle on
     try {
-      await this.#proposer.read(table, key, sets);
+      // Spread: every replica of every set is sent the state, a new one that answered late included.
+      await this.#proposer.read(table, key, sets, { spread: true });
     } catch (error) {
       if (error instanceof KvError) return false;
       throw error;

@@ -291,6 +291,7 @@ function oneRoundReached(
 async function joinD(
   cluster: FakeCluster,
   keys: readonly string[],
+  options: { pauseD?: boolean } = {},
 ): Promise<{ rebalancers: Rebalancer[]; since: number }> {
   for (const key of keys) {
     for (const n of [1, 2]) {
@@ -308,8 +309,11 @@ async function joinD(
   });
   const ring = [nodeA, nodeB, nodeC, nodeD];
   const since = cluster.network.sent.length;
+  // Paused: D answers every message of the passes only after they ended (their rounds end at a quorum).
+  if (options.pauseD === true) cluster.network.pause(nodeD);
   cluster.membership.set({ ring, live: ring });
   for (const rebalancer of rebalancers) await rebalancer.idle();
+  if (options.pauseD === true) cluster.network.resume(nodeD);
   await cluster.network.settle();
   return { rebalancers, since };
 }
@@ -350,6 +354,26 @@ Deno.test("Rebalancer: a joining node learns each moved key's latest state in jo
   ).map(({ target }) => target);
   assert.ok(targets.length > 0);
   for (const target of targets) assert.ok(newRing.replicasOf(table, key).includes(target), target);
+});
+
+Deno.test("Rebalancer: a joining node that answers only after the passes still gets each moved key's state", async () => {
+  await using cluster = await FakeCluster.start();
+  const keys = Array.from({ length: 24 }, (_, index) => `p${index}`);
+  const { rebalancers } = await joinD(cluster, keys, { pauseD: true });
+  const newRing = cluster.placement(nodeA);
+  const moved = keys.filter((key) => newRing.replicasOf(table, key).includes(nodeD));
+  assert.ok(moved.length > 0, "some keys move to D");
+  assert.deepEqual(rebalancers.map((rebalancer) => rebalancer.movedCount), [
+    moved.length,
+    moved.length,
+    moved.length,
+    0,
+  ]);
+  // Every settling round ended without D (a quorum of the new set without it); its accepts reached D late.
+  for (const key of moved) {
+    const state = cluster.node(nodeD).store.replicaOf(table, key);
+    assert.deepEqual([state?.version, state?.valueJson], [2, '{"n":2}'], `${key} on D`);
+  }
 });
 
 Deno.test({
