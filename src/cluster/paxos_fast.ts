@@ -1,6 +1,12 @@
 import { assert } from "../util/assert.ts";
 import { type PaxosItem, paxosItemsMax, PaxosReply, PaxosRequest, type PaxosResult } from "./paxos_wire.ts";
-import { jsonTextProblem, memberIdLengthMax, versionWireMax } from "./replication_wire.ts";
+import {
+  jsonTextProblem,
+  memberIdLengthMax,
+  nameCodeUnitsMax,
+  namePattern,
+  versionWireMax,
+} from "./replication_wire.ts";
 
 /**
  * The `paxos` messages of the usual write, checked without zod: an acceptor reads two items per write of
@@ -31,8 +37,6 @@ export const PaxosReplyChecked = {
 
 type Item = PaxosItem;
 type Fields = Record<string, unknown>;
-
-const namePattern = /^[^\u0000-\u001f\u007f-\u009f/]+$/;
 
 /** The items of a usual `paxos` request, checked without the schema; undefined: ask the schema. */
 export function usualPaxosItems(body: unknown): Item[] | undefined {
@@ -151,7 +155,8 @@ function onlyKeys(value: Fields, count: number): boolean {
 }
 
 function isName(value: unknown): value is string {
-  return typeof value === "string" && value.length >= 1 && value.length <= 1024 && namePattern.test(value) &&
+  return typeof value === "string" && value.length >= 1 && value.length <= nameCodeUnitsMax &&
+    namePattern.test(value) &&
     value.isWellFormed();
 }
 

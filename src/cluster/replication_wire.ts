@@ -9,10 +9,16 @@ import { scanJson } from "../util/json.ts";
  * positive integers up to {@linkcode versionWireMax}. Stored and published JSON: {@linkcode jsonText}.
  */
 
+/** The characters a table or key name may hold: no control character, no `/`. */
+// deno-lint-ignore no-control-regex
+export const namePattern = /^[^\u0000-\u001f\u007f-\u009f/]+$/;
+
+/** Longest table or key name, in UTF-16 code units (the store checks its byte length too). */
+export const nameCodeUnitsMax = 1024;
+
 /** A table or key name as SPEC §2 allows it (checked at the HTTP edge, and again in a peer's message). */
-export const name = z.string().min(1).max(1024)
-  // deno-lint-ignore no-control-regex
-  .regex(/^[^\u0000-\u001f\u007f-\u009f/]+$/, "not a valid name")
+export const name = z.string().min(1).max(nameCodeUnitsMax)
+  .regex(namePattern, "not a valid name")
   .refine((text) => text.isWellFormed(), "not valid Unicode");
 
 /** Why `text` is not one line of JSON that the store may keep and an event may carry, or undefined. */
