@@ -136,9 +136,9 @@ export class Replicator {
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
   /**
    * The reader's view of each state this node got chosen and published, until the write that proposed it
-   * answers with it: a view encodes and decodes the state's record (`Store.viewOf`), and a write needs it
-   * twice, for its event and for its answer. Weak: a chosen state no write waits for (a read's round, a
-   * settle) leaves nothing behind.
+   * answers with it: a write needs the view twice, for its event and for its answer, and `Store.viewOf`
+   * checks the state (its whole value included) each time. Weak: a chosen state no write waits for (a
+   * read's round, a settle) leaves nothing behind.
    */
   readonly #publishedViews = new WeakMap<ReplicaEntry, EntryView>();
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];

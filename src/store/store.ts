@@ -947,6 +947,13 @@ export class Store {
     return results;
   }
 
+  /** Checks a replica's names and state. @throws {InvalidRequestError} naming the rule broken. */
+  #checkReplica(table: string, key: string, entry: ReplicaEntry): void {
+    this.#checkName("table", table);
+    this.#checkName("key", key);
+    checkReplicaEntry(entry, { valueCodeUnitsMax: this.#recordBytesMax });
+  }
+
   /**
    * Checks a replica's state and encodes its record.
    *
@@ -956,9 +963,7 @@ export class Store {
     item: { table: string; key: string; entry: ReplicaEntry; strict?: boolean },
   ): PreparedReplica {
     const { table, key } = item;
-    this.#checkName("table", table);
-    this.#checkName("key", key);
-    checkReplicaEntry(item.entry, { valueCodeUnitsMax: this.#recordBytesMax });
+    this.#checkReplica(table, key, item.entry);
     const record = recordOfReplica(item);
     const encoded = encodeRecord(record);
     if (encoded.length > this.#recordBytesMax) {
@@ -1102,9 +1107,7 @@ export class Store {
   viewOf(table: string, key: string, entry: ReplicaEntry): Entry {
     // Checked as a replica is, without encoding its record: a view is never written, so the record's size
     // limit is not this view's (the state was chosen by replicas that stored it).
-    this.#checkName("table", table);
-    this.#checkName("key", key);
-    checkReplicaEntry(entry, { valueCodeUnitsMax: this.#recordBytesMax });
+    this.#checkReplica(table, key, entry);
     const view = entryOfReplica(key, entry);
     assert(view.version === entry.version && view.deleted === entry.deleted, "the view is of this state");
     return view;
