@@ -1,8 +1,9 @@
 import { assert } from "./assert.ts";
+import { systemClock } from "./clock.ts";
 
 /** One callback registered with {@linkcode Deadlines}. */
 export interface Deadline {
-  /** `performance.now()` at or after which it runs. */
+  /** `systemClock.monotonicMs()` at or after which it runs (real time: a timer fires on it). */
   readonly dueMs: number;
   readonly expire: () => void;
 }
@@ -34,7 +35,7 @@ export class Deadlines {
   /** Runs `expire` in `delayMs` (from now), unless {@linkcode delete}d first. */
   add(delayMs: number, expire: () => void): Deadline {
     assert(Number.isFinite(delayMs) && delayMs >= 0, "a deadline is a finite delay");
-    const deadline: Deadline = { dueMs: performance.now() + delayMs, expire };
+    const deadline: Deadline = { dueMs: systemClock.monotonicMs() + delayMs, expire };
     this.#due.add(deadline);
     if (deadline.dueMs < this.#armedAtMs) this.#arm(deadline.dueMs);
     assert(this.#timer !== undefined && this.#armedAtMs <= deadline.dueMs, "a timer is due by then");
@@ -50,7 +51,7 @@ export class Deadlines {
   #arm(dueMs: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAtMs = dueMs;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, dueMs - performance.now()));
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, dueMs - systemClock.monotonicMs()));
   }
 
   #disarm(): void {
@@ -62,7 +63,7 @@ export class Deadlines {
   #fire(): void {
     this.#timer = undefined;
     this.#armedAtMs = Infinity;
-    const nowMs = performance.now();
+    const nowMs = systemClock.monotonicMs();
     const expired: Deadline[] = [];
     let nextMs = Infinity;
     for (const deadline of this.#due) {
