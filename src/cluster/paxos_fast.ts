@@ -10,10 +10,10 @@ import {
 
 /**
  * The `paxos` messages of the usual write, checked without zod: an acceptor reads two items per write of
- * every key it replicates (the accept and the previous write's notice), and zod's parse of them
+ * every key it replicates (the accept and the previous write's `chosen` notice), and zod's parse of them
  * was ~10-15 µs a write on each follower (a microbenchmark of a 52-item batch: 267-395 µs zod, 45-64 µs
- * `JSON.parse`). Each check here is the schema's own rule for the fields of an `accept`, a `chosen` or
- * `learn` notice and a `prepare` with no joint sets; anything else (a peek, joint sets, a field the schema does not know,
+ * `JSON.parse`). Each check here is the schema's own rule for the fields of an `accept`, a `chosen` notice
+ * and a `prepare` with no joint sets; anything else (a peek, joint sets, a field the schema does not know,
  * a value the rules refuse) goes to the schema, which gives the same result or the same refusal. The fast
  * path never accepts what the schema refuses, and yields the schema's output exactly (a seeded test checks
  * both against the schema over mutated messages).
@@ -73,8 +73,6 @@ function usualItem(raw: unknown): Item | undefined {
   switch (raw.op) {
     case "chosen":
       return usualNotice(raw);
-    case "learn":
-      return usualLearn(raw);
     case "accept":
     case "prepare":
       return usualProposal(raw);
@@ -92,18 +90,6 @@ function usualNotice(raw: Fields): Item | undefined {
   const notice: Item = { op: "chosen", table, key, kind, version, json };
   if (settled !== undefined) notice.settled = settled;
   return notice;
-}
-
-function usualLearn(raw: Fields): Item | undefined {
-  const { table, key, ballot, version, settled } = raw;
-  if (!onlyKeys(raw, settled === undefined ? 5 : 6)) return undefined;
-  if (!isName(table) || !isName(key) || !isVersion(version)) return undefined;
-  const checkedBallot = ballotOf(ballot);
-  if (checkedBallot === undefined || checkedBallot.counter < 1) return undefined;
-  if (settled !== undefined && typeof settled !== "boolean") return undefined;
-  const learn: Item = { op: "learn", table, key, ballot: checkedBallot, version };
-  if (settled !== undefined) learn.settled = settled;
-  return learn;
 }
 
 /** An accept or a prepare without joint sets (or with an empty list of them). */

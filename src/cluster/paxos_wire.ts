@@ -1,12 +1,5 @@
 import { z } from "zod";
-import {
-  BallotWire,
-  memberIdLengthMax,
-  name,
-  noticeFields,
-  ReplicaEntryWire,
-  safeVersion,
-} from "./replication_wire.ts";
+import { BallotWire, memberIdLengthMax, name, noticeFields, ReplicaEntryWire } from "./replication_wire.ts";
 
 /**
  * The messages of per-key Paxos (see DESIGN.md, "Replication"). Like every peer message they are checked
@@ -35,34 +28,20 @@ const itemFields = {
 };
 /**
  * A proposer's item: a prepare (phase 1) or an accept (phase 2) of one key, or a peek (a consistent read's
- * first try: the acceptor's state, recording nothing); or a notice of a state it got chosen, for the
- * receiver's subscribers (DESIGN.md, "Events"): `chosen` carries the event's JSON, `learn` only names the
- * state (its ballot and version) to a replica that was sent its accept earlier in the same ordered pipeline,
- * which publishes it from its own store. Notices ride in the same ordered batches as the next rounds' items,
- * so a busy proposer's notices cost no request of their own.
+ * first try: the acceptor's state, recording nothing); or `chosen`, a state it got chosen, for the receiver's
+ * subscribers (DESIGN.md, "Events"): it rides in the same ordered batches as the next rounds' items, so a
+ * busy proposer's notices cost no request of their own.
  */
 export const PaxosItem = z.discriminatedUnion("op", [
   z.object({ op: z.literal("peek"), ...itemFields }),
   z.object({ op: z.literal("prepare"), ...itemFields }),
   z.object({ op: z.literal("accept"), ...itemFields, entry: ReplicaEntryWire }),
   z.object({ op: z.literal("chosen"), ...noticeFields }),
-  z.object({
-    op: z.literal("learn"),
-    table: name,
-    key: name,
-    ballot: ProposalBallot,
-    version: safeVersion,
-    /** As a `chosen` notice's: chosen by a joint round, the key's membership change is settled. */
-    settled: z.boolean().optional(),
-  }),
 ]);
 export type PaxosItem = z.output<typeof PaxosItem>;
 
-/** A notice of a chosen state: the full one, or the one naming a state its receiver was sent. */
-export type NoticeItem = Extract<PaxosItem, { op: "chosen" | "learn" }>;
-
-/** An item an acceptor answers by its rules (every one but a notice). */
-export type ProposalItem = Exclude<PaxosItem, NoticeItem>;
+/** An item an acceptor answers by its rules (every one but a `chosen` notice). */
+export type ProposalItem = Exclude<PaxosItem, { op: "chosen" }>;
 
 /** Items per `paxos` request. */
 export const paxosItemsMax = 512;
@@ -95,7 +74,7 @@ export const PaxosReply = z.object({ results: z.array(PaxosResult).max(paxosItem
  * `noted` a notice and only a notice; a refusal, `misplaced` or `joint` any proposal.
  */
 export function answers(item: PaxosItem, result: PaxosResult): boolean {
-  if (item.op === "chosen" || item.op === "learn") return result.result === "noted";
+  if (item.op === "chosen") return result.result === "noted";
   switch (result.result) {
     case "refused":
     case "misplaced":

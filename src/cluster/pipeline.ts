@@ -84,7 +84,6 @@ export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
   itemBytes(item) {
     const names = utf8Length(item.table) + utf8Length(item.key);
     if (item.op === "chosen") return 2 * utf8Length(item.json) + names + 120;
-    if (item.op === "learn") return names + 2 * utf8Length(item.ballot.node) + 120;
     const text = item.op === "accept" ? item.entry.valueJson ?? "" : "";
     return 2 * utf8Length(text) + names + 2 * utf8Length(item.ballot.node) + 200;
   },

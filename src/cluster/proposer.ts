@@ -72,11 +72,6 @@ export interface Committed {
   joint: boolean;
   /** Replicas whose accept failed (a hint keeps the key for them). */
   failedBy: string[];
-  /**
-   * The replica set the accept named (the round's first set): each member that is not in `failedBy` was
-   * sent the accept in its ordered pipeline, where a later notice finds it already judged.
-   */
-  replicas: readonly string[];
 }
 
 /** What one round gathered. */
@@ -204,7 +199,7 @@ export class Proposer {
       const outcome = await this.#round({ table, key, sets, deadline }, { op: "accept", ballot, next });
       if (outcome.quorum) {
         this.stats.fastPath += 1;
-        return this.#commit({ table, key, ballot, entry: next, outcome, sets });
+        return this.#commit({ table, key, ballot, entry: next, outcome, joint: sets.length > 1 });
       }
       this.#forget(table, key);
       sent.push(next);
@@ -266,15 +261,7 @@ export class Proposer {
       if (next === undefined || nothingToChoose) {
         if (refusal !== undefined) throw refusal;
         if (next === undefined) return undefined;
-        const replicas = target.sets[0]!;
-        return {
-          entry: next,
-          ballot: prepared.chosenAt,
-          acceptedBy: [],
-          joint: false,
-          failedBy: [],
-          replicas,
-        };
+        return { entry: next, ballot: prepared.chosenAt, acceptedBy: [], joint: false, failedBy: [] };
       }
       // A refusal or a read is a statement about `current`: it is chosen first (DESIGN.md, step 4).
       if (next !== current) {
@@ -283,7 +270,8 @@ export class Proposer {
       }
       const outcome = await this.#round(target, { op: "accept", ballot, next });
       if (outcome.quorum) {
-        const committed = this.#commit({ table, key, ballot, entry: next, outcome, sets: target.sets });
+        const joint = target.sets.length > 1;
+        const committed = this.#commit({ table, key, ballot, entry: next, outcome, joint });
         if (refusal !== undefined) throw refusal;
         return committed;
       }
@@ -472,9 +460,9 @@ export class Proposer {
     ballot: Ballot;
     entry: ReplicaEntry;
     outcome: RoundOutcome;
-    sets: ReplicaSets;
+    joint: boolean;
   }): Committed {
-    const { table, key, ballot, entry, outcome, sets } = options;
+    const { table, key, ballot, entry, outcome, joint } = options;
     assert(outcome.quorum, "a write commits on a quorum of its replica set");
     assert(outcome.granted.every(({ result }) => result.result === "accepted"));
     const acceptedBy = outcome.granted.map(({ replica }) => replica);
@@ -486,8 +474,7 @@ export class Proposer {
         this.#committed.delete(this.#committed.keys().next().value!);
       }
     }
-    const joint = sets.length > 1;
-    const committed = { entry, ballot, acceptedBy, joint, failedBy: outcome.failed, replicas: sets[0]! };
+    const committed = { entry, ballot, acceptedBy, joint, failedBy: outcome.failed };
     this.#options.onChosen?.(table, key, committed);
     return committed;
   }

@@ -63,7 +63,7 @@ const servedJson = z.string().min(1).refine(
  * version leaves the safe integers (which the store asserts on).
  */
 export const versionWireMax = 2 ** 52;
-export const safeVersion = z.number().int().positive().max(versionWireMax);
+const safeVersion = z.number().int().positive().max(versionWireMax);
 
 /** A user name as an owner: what the store checks (non-empty, valid Unicode), bounded. */
 const owner = z.string().min(1).max(4096).refine((text) => text.isWellFormed(), "not valid Unicode");

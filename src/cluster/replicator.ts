@@ -1,5 +1,5 @@
 import { assert } from "../util/assert.ts";
-import { type Ballot, compareBallots, effectivePromise, sameBallot, zeroBallot } from "../util/ballot.ts";
+import { compareBallots, effectivePromise, zeroBallot } from "../util/ballot.ts";
 import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, KvError, PayloadTooLargeError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
@@ -8,7 +8,6 @@ import { applyChange, type WriteChange } from "./change.ts";
 import { ForwardedError, forwardWrite, isTooLarge, isUnreachable, writeReplyOf } from "./forwarding.ts";
 import { Hints } from "./hints.ts";
 import type {
-  AcceptorState,
   ChangeSink,
   EntryView,
   LocalStore,
@@ -102,8 +101,6 @@ export interface ReplicationStats {
   forwardedReads: number;
   /** Stale replicas sent the newest state by a forwarded read. */
   readRepairs: number;
-  /** `learn` notices whose state this node did not hold at that ballot: nothing published (a gap). */
-  learnsMissed: number;
   /** Writes committed with one accept round (this node proposed the key's previous state too). */
   fastPathWrites: number;
   /** Prepare rounds run (a key this node had not just written, a refusal, a consistent read). */
@@ -136,7 +133,7 @@ export class Replicator {
   #initialChange: { previous: Placement; next: Placement } | undefined;
   /** Keys with a repair round waiting or in flight (`#settleIfBlocked`), with the waiting ones' timers. */
   readonly #settling = new Map<string, ReturnType<typeof setTimeout> | undefined>();
-  readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0, learnsMissed: 0 };
+  readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
   /**
    * The reader's view of each state this node got chosen and published, until the write that proposed it
    * answers with it: a write needs the view twice, for its event and for its answer, and `Store.viewOf`
@@ -643,10 +640,9 @@ export class Replicator {
   }
 
   /**
-   * A committed change: shown to this node's subscribers and, as a notice in this proposer's ordered `paxos`
-   * pipeline to each member, to every other live member's; replicas that did not accept it get a hint. A
-   * replica that was sent the accept gets a `learn` (the state's ballot and version: it publishes the state
-   * from its own store), any other member a `chosen` notice with the event's JSON (DESIGN.md, "Events").
+   * A committed change: shown to this node's subscribers and, as a `chosen` notice in this proposer's ordered
+   * `paxos` pipeline to each member, to every other live member's; replicas that did not accept it get a
+   * hint.
    */
   #publish(table: string, key: string, committed: Committed): void {
     const view = this.#options.store.viewOf(table, key, committed.entry);
@@ -654,28 +650,13 @@ export class Replicator {
     this.#publishedViews.set(committed.entry, view);
     const kind = view.deleted ? "Deleted" : "Updated";
     this.#options.sink.publish({ kind, table, key, version: view.version, sequence: 0, json: view.json });
-    const settled = committed.joint ? { settled: true } : {};
-    const learn: PaxosItem = {
-      op: "learn",
-      table,
-      key,
-      ballot: committed.ballot,
-      version: view.version,
-      ...settled,
-    };
-    let notice: PaxosItem | undefined;
-    // In the proposer's paxos batches: behind a busy key's next accepts, in the same request. A replica sent
-    // the accept judged it before it reads the learn (same pipeline, in order); one whose accept failed may
-    // not have had it, so it gets the state itself.
-    for (const peer of this.#placement.liveIds()) {
-      if (peer === this.self) continue;
-      const sentAccept = committed.replicas.includes(peer) && !committed.failedBy.includes(peer);
-      const item = sentAccept
-        ? learn
-        : notice ??= { op: "chosen", table, key, kind, version: view.version, json: view.json, ...settled };
-      this.#paxosPipeline(peer).post(item);
-    }
+    const notice: PaxosItem = { op: "chosen", table, key, kind, version: view.version, json: view.json };
+    if (committed.joint) notice.settled = true;
     const replicas = this.#placement.replicasOf(table, key);
+    // In the proposer's paxos batches: behind a busy key's next accepts, in the same request.
+    for (const peer of this.#placement.liveIds()) {
+      if (peer !== this.self) this.#paxosPipeline(peer).post(notice);
+    }
     // A replica believed down, or whose accept failed, missed it: a hint. One that had not answered when the
     // quorum did still gets the accept (sent to all); should it fail later, anti-entropy repairs it.
     for (const replica of replicas) {
@@ -824,48 +805,16 @@ export class Replicator {
   async #handlePaxos(body: unknown): Promise<{ results: PaxosResult[] }> {
     const { items } = parseBody(PaxosRequestChecked, body);
     const answers = items.map((item): PaxosResult | Promise<PaxosResult> => {
-      if (item.op !== "chosen" && item.op !== "learn") return this.#acceptor.answer(item);
-      const { table, key, version } = item;
+      if (item.op !== "chosen") return this.#acceptor.answer(item);
+      const { table, key, kind, version, json } = item;
       if (item.settled === true) this.#markSettled(table, key);
-      if (item.op === "chosen") {
-        this.#options.sink.publish({ kind: item.kind, table, key, version, sequence: 0, json: item.json });
-      } else {
-        this.#publishLearned(table, key, item.ballot, version);
-      }
+      this.#options.sink.publish({ kind, table, key, version, sequence: 0, json });
       return { result: "noted" };
     });
     const results = await Promise.all(answers);
     assert(results.length === items.length, "one answer per item");
     assert(results.every((result, index) => answers_(items[index]!, result)), "each answer answers its item");
     return { results };
-  }
-
-  /**
-   * A `learn`: the state this acceptor holds at `ballot` was chosen; published from the store. When the
-   * store holds another state (this acceptor refused that accept for a higher promise, or a newer state
-   * replaced it already), nothing is published: the key's next version published here comes with a
-   * `Resync` (the broker's gap rule), and the replica catches up as any lagging one does (hints,
-   * anti-entropy). Never a state other than the one chosen at `ballot`.
-   */
-  #publishLearned(table: string, key: string, ballot: Ballot, version: number): void {
-    assert(ballot.counter >= 1, "a learned state was chosen at a proposer's ballot");
-    let state: AcceptorState;
-    try {
-      state = this.#options.store.acceptorOf(table, key);
-    } catch (error) {
-      if (!(error instanceof KvError)) throw error;
-      this.#counters.learnsMissed += 1; // a failed or closed store: it publishes nothing anyway
-      return;
-    }
-    const entry = state.entry;
-    if (entry === undefined || !sameBallot(state.accepted, ballot) || entry.version !== version) {
-      this.#counters.learnsMissed += 1;
-      return;
-    }
-    const view = this.#options.store.viewOf(table, key, entry);
-    assert(view.version === version, "the state published is the one learned");
-    const kind = view.deleted ? "Deleted" : "Updated";
-    this.#options.sink.publish({ kind, table, key, version, sequence: 0, json: view.json });
   }
 
   /** Delayed accepts (stored by the accept rule), in the sender's order. */

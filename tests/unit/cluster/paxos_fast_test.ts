@@ -67,23 +67,13 @@ function item(random: Random): { [key: string]: Json } {
   const replicas = ["127.0.0.1:7301", "127.0.0.1:7302", "127.0.0.1:7303"];
   const proposal = { ...names, ballot: ballot(random), replicas } as { [key: string]: Json };
   if (random.next() < 0.6) proposal.joint = random.next() < 0.8 ? [] : [replicas.slice(0, 2)];
-  switch (random.int(5)) {
+  switch (random.int(4)) {
     case 0:
       return { op: "accept", ...proposal, entry: entry(random) };
     case 1:
       return { op: "prepare", ...proposal };
     case 2:
       return { op: "peek", ...proposal };
-    case 3: {
-      const learn: { [key: string]: Json } = {
-        op: "learn",
-        ...names,
-        ballot: ballot(random),
-        version: 1 + random.int(99),
-      };
-      if (random.next() < 0.3) learn.settled = random.next() < 0.5;
-      return learn;
-    }
     default: {
       const notice: { [key: string]: Json } = {
         op: "chosen",

@@ -348,10 +348,9 @@ Deno.test("Rebalancer: a joining node learns each moved key's latest state in jo
   const sentBefore = cluster.network.sent.length;
   const write = { op: "put", table, key, value: { n: 3 }, conditions: { owner: "alice" } } as const;
   assert.equal((await cluster.node(nodeA).replicator.write(write)).version, 3);
-  // Proposals only: the write's notice goes to every live member, replica or not.
+  // Proposals only: the write's `chosen` notice goes to every live member, replica or not.
   const targets = cluster.network.sent.slice(sentBefore).filter(({ kind, body }) =>
-    kind === "paxos" &&
-    (body as { items: PaxosItem[] }).items.some((item) => item.op !== "chosen" && item.op !== "learn")
+    kind === "paxos" && (body as { items: PaxosItem[] }).items.some((item) => item.op !== "chosen")
   ).map(({ target }) => target);
   assert.ok(targets.length > 0);
   for (const target of targets) assert.ok(newRing.replicasOf(table, key).includes(target), target);

@@ -79,9 +79,7 @@ function versionOn(cluster: FakeCluster, id: string, key: string, keyTable = tab
 function paxosItemsSince(cluster: FakeCluster, since: number): Array<{ item: ProposalItem; target: string }> {
   const requests = cluster.network.sent.slice(since).filter(({ kind }) => kind === "paxos");
   return requests.flatMap(({ body, target }) =>
-    (body as { items: PaxosItem[] }).items.flatMap((item) =>
-      item.op === "chosen" || item.op === "learn" ? [] : [{ item, target }]
-    )
+    (body as { items: PaxosItem[] }).items.flatMap((item) => item.op === "chosen" ? [] : [{ item, target }])
   );
 }
 
@@ -868,52 +866,6 @@ Deno.test("Replicator.handlers().paxos publishes notices and answers proposals, 
   ]);
   const malformed = { op: "chosen", table, key, kind: "Updated", version: 0, json: "{}" };
   await assert.rejects(async () => await paxos!({ items: [malformed] }, nodeB), InvalidRequestError);
-});
-
-Deno.test("Replicator.handlers().paxos publishes a learned state from its store, and nothing it does not hold", async () => {
-  await using cluster = await FakeCluster.start();
-  const node = cluster.node(nodeA);
-  const { paxos } = node.replicator.handlers();
-  const key = keyWithReplicas(cluster, [nodeB]);
-  const replicas = [...cluster.placement(nodeA).replicasOf(table, key)];
-  const items: PaxosItem[] = [
-    { op: "accept", table, key, ballot: ballot(5, nodeB), replicas, entry: stateOf(1, '"one"') },
-    { op: "learn", table, key, ballot: ballot(5, nodeB), version: 1 },
-    { op: "learn", table, key, ballot: ballot(5, nodeB), version: 2 }, // not the version held at that ballot
-    { op: "learn", table, key, ballot: ballot(6, nodeB), version: 1 }, // a ballot never accepted here
-    { op: "learn", table, key: "never", ballot: ballot(5, nodeB), version: 1 }, // a key never held
-  ];
-  const noted = { result: "noted" };
-  assert.deepEqual(await paxos!({ items }, nodeB), {
-    results: [{ result: "accepted" }, noted, noted, noted, noted],
-  });
-  const held = node.store.replicaOf(table, key);
-  assert.ok(held !== undefined);
-  const { json } = node.store.viewOf(table, key, held);
-  assert.deepEqual(node.sink.events, [{ kind: "Updated", table, key, version: 1, sequence: 0, json }]);
-  assert.equal(node.replicator.stats.learnsMissed, 3);
-});
-
-Deno.test("Replicator: replicas sent a write's accept learn it and publish the proposer's very event", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeA]);
-  const sentBefore = cluster.network.sent.length;
-  for (const value of [1, 2, 3]) await cluster.node(nodeA).replicator.write(put(key, { value }));
-  const published = cluster.node(nodeA).sink.events.filter((event) => event.key === key);
-  assert.deepEqual(published.map((event) => event.version), [1, 2, 3]);
-  for (const id of [nodeB, nodeC]) {
-    await waitFor(() => cluster.node(id).sink.events.filter((event) => event.key === key).length === 3, {
-      timeoutMs: 5_000,
-      what: `${id} publishing the three versions`,
-    });
-    assert.deepEqual(cluster.node(id).sink.events.filter((event) => event.key === key), published);
-    assert.equal(cluster.node(id).replicator.stats.learnsMissed, 0);
-  }
-  // The notices the replicas got were learns: the state's name, not its JSON.
-  const notices = cluster.network.sent.slice(sentBefore).flatMap(({ kind, body }) =>
-    kind === "paxos" ? (body as { items: PaxosItem[] }).items.filter((item) => item.key === key) : []
-  ).filter((item) => item.op === "chosen" || item.op === "learn");
-  assert.deepEqual(notices.map((item) => item.op), Array(6).fill("learn"));
 });
 
 Deno.test("Replicator.handlers().apply stores by the accept rule", async () => {
