@@ -13,8 +13,6 @@ export class Placement {
   readonly self: string;
   readonly ringIds: readonly string[];
   readonly #live: ReadonlySet<string>;
-  /** `#live`, sorted: a proposer sends every chosen notice to each, once per write. */
-  readonly #liveIds: readonly string[];
   readonly #ring: Ring;
   readonly #replicationFactor: number;
 
@@ -29,13 +27,12 @@ export class Placement {
     // The membership lists this node in the ring until it leaves; then its keys go to the others.
     this.ringIds = options.ringIds;
     this.#live = new Set([...options.liveIds, options.self]);
-    this.#liveIds = Object.freeze([...this.#live].sort());
     this.#ring = new Ring({ memberIds: this.ringIds, virtualNodeCount: options.config.virtualNodeCount });
     this.#replicationFactor = options.config.replicationFactor;
   }
 
   /** The replicas of a key, in preference order: `replicationFactor` members (all for users). */
-  replicasOf(table: string, key: string): readonly string[] {
+  replicasOf(table: string, key: string): string[] {
     if (this.ringIds.length === 1) return [this.ringIds[0]!]; // a single node: no hash to compute
     const count = table === usersTable ? this.ringIds.length : this.#replicationFactor;
     return this.#ring.replicasOf(table, key, count);
@@ -56,9 +53,9 @@ export class Placement {
     return this.#live.has(id);
   }
 
-  /** The live members of the view, self included, sorted (one frozen list per view). */
-  liveIds(): readonly string[] {
-    return this.#liveIds;
+  /** The live members of the view, self included. */
+  liveIds(): string[] {
+    return [...this.#live].sort();
   }
 }
 

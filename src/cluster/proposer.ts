@@ -371,7 +371,9 @@ export class Proposer {
     message: Message,
   ): Promise<RoundOutcome> {
     assert(message.ballot.node === this.#options.self, "a proposer uses its own ballots");
-    const members = membersOf(target.sets, this.#options.self);
+    const members = [...new Set(target.sets.flat())].sort((a, b) =>
+      a === this.#options.self ? -1 : b === this.#options.self ? 1 : 0
+    );
     // One item for every peer: built once per round, not per member.
     const item = itemOf(target, message);
     const pending = new Set(members);
@@ -382,43 +384,38 @@ export class Proposer {
       needs: [],
       failed: [],
     };
+    const count = (set: readonly string[], within: (id: string) => boolean) => set.filter(within).length;
     const granted = new Set<string>();
     const deadlines = this.#deadlines;
     return new Promise((resolve) => {
       const timer = deadlines.add(Math.max(0, target.deadline - this.#options.clock.monotonicMs()), finish);
-      // Answers after the end change nothing: the outcome resolved is the one the round ended with.
-      let finished = false;
       function finish(): void {
-        assert(!finished, "a round ends once");
-        finished = true;
         deadlines.delete(timer);
-        resolve(outcome);
+        resolve({
+          ...outcome,
+          granted: [...outcome.granted],
+          needs: [...outcome.needs],
+          failed: [...outcome.failed],
+        });
       }
-      // One reaction per answer (#ask never rejects: a failure is undefined), counted without allocating.
-      const answered = (member: string, result: PaxosResult | undefined): void => {
-        if (finished) return;
-        assert(pending.has(member), "each member answers a round once");
-        if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
-        else if (result?.result === "joint") outcome.needs.push(...result.sets);
-        else if (result === undefined) outcome.failed.push(member);
-        else if (result.result !== "misplaced") {
-          outcome.granted.push({ replica: member, result });
-          granted.add(member);
-        }
-        pending.delete(member);
-        let quorum = true;
-        let reachable = true;
-        for (const set of target.sets) {
-          const grants = countIn(set, granted);
-          quorum &&= grants >= quorumOf(set.length);
-          reachable &&= grants + countIn(set, pending) >= quorumOf(set.length);
-        }
-        assert(!quorum || reachable, "a set with a quorum of grants can reach one");
-        outcome.quorum = quorum;
-        if (quorum || !reachable) finish();
-      };
       for (const member of members) {
-        void this.#ask(member, target, message, item).then((result) => answered(member, result));
+        void this.#ask(member, target, message, item).then((result) => {
+          if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
+          else if (result?.result === "joint") outcome.needs.push(...result.sets);
+          else if (result === undefined) outcome.failed.push(member);
+          else if (result !== undefined && result.result !== "misplaced") {
+            outcome.granted.push({ replica: member, result });
+            granted.add(member);
+          }
+        }).finally(() => {
+          pending.delete(member);
+          const enough = (set: readonly string[]) =>
+            count(set, (id) => granted.has(id)) >= quorumOf(set.length);
+          const reachable = (set: readonly string[]) =>
+            count(set, (id) => granted.has(id) || pending.has(id)) >= quorumOf(set.length);
+          outcome.quorum = target.sets.every(enough);
+          if (outcome.quorum || !target.sets.every(reachable)) finish();
+        });
       }
     });
   }
@@ -508,31 +505,6 @@ export class Proposer {
     assert(ms >= 0);
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
-}
-
-/** How many members of `set` are in `members` (the granted or the pending: disjoint, as a round keeps them). */
-function countIn(set: readonly string[], members: ReadonlySet<string>): number {
-  let count = 0;
-  for (const id of set) if (members.has(id)) count += 1;
-  return count;
-}
-
-/**
- * Every member of `sets` once, this node first when it is one (its acceptor is asked directly, before the
- * peers' batches go out), the others in the order the sets name them. Built without a Set per round: the
- * usual round has one set, whose members are distinct (`checkSets`).
- */
-export function membersOf(sets: ReplicaSets, self: string): string[] {
-  const members: string[] = [];
-  for (const set of sets) {
-    for (const id of set) {
-      if (id !== self && !members.includes(id)) members.push(id);
-    }
-  }
-  if (sets.some((set) => set.includes(self))) members.unshift(self);
-  assert(members.length <= sets.reduce((total, set) => total + set.length, 0));
-  assert(namesEachOnce(members), "no member twice");
-  return members;
 }
 
 /** No member twice in `set` (a few members: compared pairwise, without a Set per write). */

@@ -101,11 +101,6 @@ export class Ring {
   readonly #positions: Uint32Array;
   /** `#owners[i]` is the index in `#memberIds` of the member at `#positions[i]`. */
   readonly #owners: Uint32Array;
-  /**
-   * Per replica count (the replication factor, and the member count for the users table), the replica list
-   * of each position, made when first asked: at most one list per virtual node and count.
-   */
-  readonly #lists = new Map<number, Array<readonly string[] | undefined>>();
 
   constructor(options: RingOptions) {
     assert(Number.isSafeInteger(options.virtualNodeCount));
@@ -135,40 +130,23 @@ export class Ring {
    * The `count` distinct members that hold `(table, key)`, in preference order (the first is the
    * coordinator). `count` is capped at the number of members; an empty ring gives [].
    */
-  replicasOf(table: string, key: string, count: number): readonly string[] {
+  replicasOf(table: string, key: string, count: number): string[] {
     assert(Number.isSafeInteger(count));
     assert(count >= 0);
     const wanted = Math.min(count, this.#memberIds.length);
-    if (wanted === 0) return noReplicas;
-    const start = lowerBound(this.#positions, keyHash(table, key));
-    // Every key whose hash falls before one position has the same replicas: one frozen list per position
-    // and count, made the first time a key asks (each write asks several times, on every node).
-    let lists = this.#lists.get(wanted);
-    if (lists === undefined) {
-      lists = new Array<readonly string[] | undefined>(this.#positions.length);
-      this.#lists.set(wanted, lists);
-    }
-    const list = lists[start] ??= Object.freeze(this.#walk(start, wanted));
-    assert(list.length === wanted);
-    return list;
-  }
-
-  /** The first `wanted` distinct members from position `start` on, clockwise. */
-  #walk(start: number, wanted: number): string[] {
     const replicas: string[] = [];
+    if (wanted === 0) return replicas;
+    const start = lowerBound(this.#positions, keyHash(table, key));
     // Bounded: one pass around the ring at most. `wanted` is a replication factor (a few), so looking
     // through the replicas found so far costs less than a Set of them.
     for (let step = 0; step < this.#positions.length && replicas.length < wanted; step += 1) {
       const id = this.#memberIds[this.#owners[(start + step) % this.#positions.length]!]!;
       if (!replicas.includes(id)) replicas.push(id);
     }
-    assert(replicas.length === wanted, "a pass around the ring meets every member");
+    assert(replicas.length === wanted);
     return replicas;
   }
 }
-
-/** The replicas of a key of an empty ring. */
-const noReplicas: readonly string[] = Object.freeze([]);
 
 /** The index of the first position ≥ `hash`, or 0 when there is none (the ring wraps). */
 function lowerBound(positions: Uint32Array, hash: number): number {
