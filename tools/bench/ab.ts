@@ -11,6 +11,9 @@
  * put3 favoured the cluster started second by 8% and 15% (median slice), whatever its tree: run a put3
  * comparison both ways (A B, then B A) and take the square root of the first ratio over the second.
  *
+ * `AB_V8_FLAGS_A` / `AB_V8_FLAGS_B`: V8 flags added to one side's nodes (through `DENO_V8_FLAGS`, after the
+ * bench's own), to compare runtime settings such as the garbage collector's; both sides may be one tree.
+ *
  * @module
  */
 import { startBenchCluster } from "./cluster.ts";
@@ -32,10 +35,13 @@ if (!Number.isSafeInteger(sliceCount) || sliceCount < 1) {
 }
 
 /** Starts the node of one tree with the keys get.lua and put.lua use, and warms it up. */
-async function startSide(name: string, root: string) {
+async function startSide(name: "A" | "B", root: string) {
+  const flags = Deno.env.get(`AB_V8_FLAGS_${name}`);
+  const env: Record<string, string> = flags === undefined || flags === "" ? {} : { DENO_V8_FLAGS: flags };
+  if (flags !== undefined && flags !== "") console.log(`side ${name}: DENO_V8_FLAGS=${flags}`);
   const node = kind === "put3"
-    ? await startBenchCluster(root, new AbortController().signal)
-    : await startPreloadedNode({ name, root });
+    ? await startBenchCluster(root, new AbortController().signal, env)
+    : await startPreloadedNode({ name, root, env });
   const script = kind === "put3" ? "put.lua" : `${kind}.lua`;
   const load = { url: node.url, script, env: { BENCH_TOKEN: node.token } };
   try {

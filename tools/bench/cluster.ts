@@ -99,10 +99,12 @@ async function startCluster(
   dataDirs: readonly string[],
   nodes: DynarustNode[],
   root?: string,
+  extraEnv: Record<string, string> = {},
 ): Promise<void> {
   const env = {
     CLUSTER_SECRET: randomSecret(),
     JWT_SECRET: randomSecret(),
+    ...extraEnv,
   };
   for (const [index, dataDir] of dataDirs.entries()) {
     const join = nodes[0]?.address;
@@ -340,6 +342,7 @@ async function measurePaired(
 export async function startBenchCluster(
   root: string,
   signal: AbortSignal,
+  env: Record<string, string> = {},
 ): Promise<{ url: string; token: string; stop: () => Promise<void> }> {
   const dataDirs = await Promise.all(
     Array.from({ length: nodeCount }, (_, index) => makeDataDir(`ab-node${index + 1}`)),
@@ -350,7 +353,7 @@ export async function startBenchCluster(
     await Promise.all(dataDirs.map(removeDataDir));
   };
   try {
-    await startCluster(dataDirs, nodes, root);
+    await startCluster(dataDirs, nodes, root, env);
     const token = await prepareCluster(nodes, signal);
     await waitSettled(nodes, signal);
     return { url: nodes[0]!.url, token, stop };

@@ -164,11 +164,16 @@ export interface PreloadedNode {
  * fails.
  */
 export async function startPreloadedNode(
-  options: { name: string; root?: string; signal?: AbortSignal },
+  options: { name: string; root?: string; signal?: AbortSignal; env?: Record<string, string> },
 ): Promise<PreloadedNode> {
   const { name, root, signal } = options;
   const dataDir = await makeDataDir(name);
-  const node = await startDynarust({ name, dataDir, ...(root === undefined ? {} : { root }) });
+  const node = await startDynarust({
+    name,
+    dataDir,
+    ...(root === undefined ? {} : { root }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
   const stop = async () => {
     await node.process.stop();
     await removeDataDir(dataDir);
