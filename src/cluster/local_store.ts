@@ -66,6 +66,11 @@ export interface LocalStore {
     items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
+  /** The key's state without its value (version, timestamp, owner, kind, ballot), seeing this turn's writes. */
+  headOf(
+    table: string,
+    key: string,
+  ): { version: number; timestamp: number; owner: string; deleted: boolean; ballot: Ballot } | undefined;
   /** The key's acceptor state, seeing what is queued in this turn. */
   acceptorOf(table: string, key: string): AcceptorState;
   /** `acceptorOf` without the state: no value decoded (routing and the accept rule, on every write). */

@@ -132,11 +132,15 @@ export class Proposer {
     key: string,
     sets: ReplicaSets,
     change: Change,
-    options: { mayYield?: boolean } = {},
+    options: { mayYield?: boolean; readsValue?: boolean } = {},
   ): Promise<Committed> {
     checkSets(sets);
     const mayYield = options.mayYield === true;
-    return this.#serialized(keyIdOf(table, key), () => this.#write({ table, key, sets, change, mayYield }));
+    const readsValue = options.readsValue !== false;
+    return this.#serialized(
+      keyIdOf(table, key),
+      () => this.#write({ table, key, sets, change, mayYield, readsValue }),
+    );
   }
 
   /**
@@ -184,7 +188,14 @@ export class Proposer {
   }
 
   async #write(
-    options: { table: string; key: string; sets: ReplicaSets; change: Change; mayYield: boolean },
+    options: {
+      table: string;
+      key: string;
+      sets: ReplicaSets;
+      change: Change;
+      mayYield: boolean;
+      readsValue: boolean;
+    },
   ): Promise<Committed> {
     const { table, key, change, mayYield } = options;
     let { sets } = options;
@@ -192,7 +203,11 @@ export class Proposer {
     const sent: ReplicaEntry[] = [];
     const fast = this.#fastBallot(table, key);
     if (fast !== undefined) {
-      const current = this.#options.store.acceptorOf(table, key).entry;
+      // The state this proposer committed last; without its value when the change does not read it (the
+      // value would be decoded from the key's record on every write only to be dropped).
+      const current = options.readsValue
+        ? this.#options.store.acceptorOf(table, key).entry
+        : headState(this.#options.store.headOf(table, key));
       const next = change(current); // a refusal is judged against a chosen state: no round needed
       checkNext(current, next);
       const ballot = successorOf(fast);
@@ -579,6 +594,19 @@ function supersedes(current: ReplicaEntry | undefined, sent: readonly ReplicaEnt
 function sameState(a: ReplicaEntry, b: ReplicaEntry): boolean {
   return a.version === b.version && a.timestamp === b.timestamp && a.owner === b.owner &&
     a.deleted === b.deleted && a.valueJson === b.valueJson;
+}
+
+/**
+ * A key's state as a change that does not read the value sees it: version, timestamp, owner and kind (a live
+ * state's `valueJson` left out). Only a `Change` that promised not to read the value is given it.
+ */
+function headState(
+  head: { version: number; timestamp: number; owner: string; deleted: boolean } | undefined,
+): ReplicaEntry | undefined {
+  if (head === undefined) return undefined;
+  assert(Number.isSafeInteger(head.version) && head.version >= 1, "a state has a version");
+  assert(Number.isSafeInteger(head.timestamp) && head.timestamp >= 0, "a state has a timestamp");
+  return { version: head.version, timestamp: head.timestamp, owner: head.owner, deleted: head.deleted };
 }
 
 function checkNext(current: ReplicaEntry | undefined, next: ReplicaEntry): void {

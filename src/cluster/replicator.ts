@@ -532,7 +532,8 @@ export class Replicator {
       key,
       sets,
       (current) => applyChange(change, current, this.#options.clock.nowMs()),
-      options,
+      // A put or a delete is judged on the version, owner and timestamp: only a patch merges into the value.
+      { ...options, readsValue: change.op === "patch" },
     );
     assert(committed.entry.version >= 1);
     // Published by `#chosen`, as every state this node gets chosen is: with its view, made once.

@@ -72,6 +72,7 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
     put: (table, key, value, options) => guardAsync(() => store.put(table, key, value, options)),
     patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, options)),
     delete: (table, key, options) => guardAsync(() => store.delete(table, key, options)),
+    headOf: (table, key) => guard(() => store.headOf(table, key)),
     acceptorOf: (table, key) => guard(() => store.acceptorOf(table, key)),
     ballotsOf: (table, key) => guard(() => store.ballotsOf(table, key)),
     // Queued in the caller's turn (the acceptor's rule depends on it): a refusal is thrown in that turn too.

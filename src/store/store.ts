@@ -1016,6 +1016,14 @@ export class Store {
   }
 
   /**
+   * The key's version, timestamp, owner, kind and ballot, seeing a write queued in this same turn, without
+   * decoding its value: what a change that does not read the value (a put, a delete) is judged against.
+   */
+  headOf(table: string, key: string): EntryHead | undefined {
+    return this.#currentHead(table, key);
+  }
+
+  /**
    * The key's Paxos acceptor state, seeing pending writes and promises: what a `promise` or `accept`
    * queued in this same turn is included.
    */

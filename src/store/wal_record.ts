@@ -667,6 +667,7 @@ export function entryAt(span: RecordSpan): Entry {
 /** What a write's checks need of a key's state: no value, no JSON. */
 export interface EntryHead {
   readonly version: number;
+  readonly timestamp: number;
   readonly owner: string;
   readonly deleted: boolean;
   readonly ballot: Ballot;
@@ -682,7 +683,13 @@ export function headAt(span: RecordSpan): EntryHead {
   assert(layout.op === "put" || layout.op === "delete", "only a put or delete record has a head");
   const owner = ownerNames.read(bytes, layout.ownerStart, layout.valueStart);
   const ballot = ballotOfLayout(bytes, layout, end);
-  return { version: layout.count, owner, deleted: layout.op === "delete", ballot };
+  return {
+    version: layout.count,
+    timestamp: layout.timestamp,
+    owner,
+    deleted: layout.op === "delete",
+    ballot,
+  };
 }
 
 /** The version of the put or delete record in `span`, read without decoding anything else. */

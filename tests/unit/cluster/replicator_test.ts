@@ -19,7 +19,7 @@ import type { PaxosItem, ProposalItem } from "../../../src/cluster/paxos_wire.ts
 import { type ClientWrite, ForwardedError } from "../../../src/cluster/replicator.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import type { Ballot } from "../../../src/util/ballot.ts";
-import { InvalidRequestError, UnavailableError } from "../../../src/util/errors.ts";
+import { InvalidRequestError, KvError, UnavailableError } from "../../../src/util/errors.ts";
 import { type CreateOptions, MemoryFs, type ReplicaEntry } from "../../../src/store/mod.ts";
 import { FaultyFs } from "../../helpers/faulty_fs.ts";
 import {
@@ -192,6 +192,39 @@ Deno.test("Replicator.write() proposes a new key itself when a replica, wherever
   assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0, "no forward");
   assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeA);
   assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 0);
+});
+
+Deno.test("Replicator.write() in one round judges a put or delete on the key's head and a patch on its value", async () => {
+  await using cluster = await FakeCluster.start();
+  const key = keyWithReplicas(cluster, [nodeA]);
+  const node = cluster.node(nodeA);
+  const write = (request: ClientWrite) => node.replicator.write(request);
+  const first = await write(put(key, { a: 1 }));
+  const fastBefore = node.replicator.stats.fastPathWrites;
+  // The clock went back: a state's timestamp never does (the head carries it).
+  cluster.clock.advance(-60_000);
+  const second = await write(put(key, { a: 2 }, { owner: "alice", ifVersion: 1 }));
+  assert.equal(second.timestamp, first.timestamp, "not below the state it follows");
+  await assert.rejects(
+    write(put(key, { a: 9 }, { owner: "bob" })),
+    (error) => error instanceof KvError && error.code === "forbidden",
+  );
+  await assert.rejects(
+    write(put(key, { a: 9 }, { owner: "alice", ifVersion: 1 })),
+    (error) => error instanceof KvError && error.code === "version_conflict",
+  );
+  const patched = await write({ op: "patch", table, key, value: { b: 3 }, conditions: alice });
+  assert.equal(
+    patched.json,
+    `{"value":{"a":2,"b":3},"version":3,"timestamp":${first.timestamp},"owner":"alice"}`,
+  );
+  assert.equal((await write({ op: "delete", table, key, conditions: alice })).version, 4);
+  await assert.rejects(
+    write({ op: "patch", table, key, value: { b: 4 }, conditions: alice }),
+    (error) => error instanceof KvError && error.code === "key_not_found",
+  );
+  assert.equal((await write(put(key, { c: 5 }, { owner: "bob" }))).version, 5, "a deleted key is anyone's");
+  assert.equal(node.replicator.stats.fastPathWrites, fastBefore + 4, "each in one round");
 });
 
 Deno.test("Replicator.write() forwards to the replica that took the key last; it writes in one round", async () => {

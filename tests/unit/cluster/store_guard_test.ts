@@ -36,6 +36,7 @@ function failingOnce(store: Store, failure: { next?: (() => Error) | undefined }
     delete: async (t, key, options) => (fail(), await store.delete(t, key, options)),
     applyReplicas: async (items) => (fail(), await store.applyReplicas(items)),
     replicaOf: (t, key) => (fail(), store.replicaOf(t, key)),
+    headOf: (t, key) => (fail(), store.headOf(t, key)),
     acceptorOf: (t, key) => (fail(), store.acceptorOf(t, key)),
     ballotsOf: (t, key) => (fail(), store.ballotsOf(t, key)),
     promise: async (t, key, b) => (fail(), await store.promise(t, key, b)),
@@ -70,6 +71,7 @@ Deno.test("guardStore() reports a store's AssertionError from calls, promises, i
     const broken = () => new AssertionError("the index lost a key");
     const calls: Array<() => unknown> = [
       () => guarded.getEntry(table, "k"),
+      () => guarded.headOf(table, "k"),
       () => guarded.acceptorOf(table, "k"),
       () => guarded.ballotsOf(table, "k"),
       () => guarded.viewOf(table, "k", state),
@@ -95,6 +97,7 @@ Deno.test("guardStore() reports a store's AssertionError from calls, promises, i
     // Without a failure every call answers as the store does.
     assert.deepEqual(guarded.getEntry(table, "k"), store.getEntry(table, "k"));
     assert.deepEqual(guarded.acceptorOf(table, "k"), store.acceptorOf(table, "k"));
+    assert.deepEqual(guarded.headOf(table, "k"), store.headOf(table, "k"));
     assert.deepEqual(guarded.viewOf(table, "k", state), store.viewOf(table, "k", state));
     assert.deepEqual([...guarded.scanKeys()], [{ table, key: "k" }]);
     assert.equal(reported.length, calls.length + asyncCalls.length);

@@ -326,7 +326,13 @@ Deno.test("encodeRecord(): a put or delete with a ballot is ops 5 and 6, the old
   assert.deepEqual(entryAt(span), entryOf({ ...put, ballot }));
   assert.deepEqual(entryAt(span).ballot, ballot);
   assert.equal(entryAt(span).json, entryOf(put).json, "the reader's JSON does not show the ballot");
-  assert.deepEqual(headAt(span), { version: 7, owner: put.owner, deleted: false, ballot });
+  assert.deepEqual(headAt(span), {
+    version: 7,
+    timestamp: put.timestamp,
+    owner: put.owner,
+    deleted: false,
+    ballot,
+  });
   assert.deepEqual(ballotAt(span), ballot);
   assert.deepEqual(ballotAt({ bytes: encodeRecord(put), start: 0, end: encodeRecord(put).length }), zero);
   assert.equal(versionAt(span), 7);
