@@ -66,7 +66,7 @@ export interface LocalStore {
     items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
-  /** The key's state without its value (version, timestamp, owner, kind, ballot), seeing this turn's writes. */
+  /** The key's state without its value (version, timestamp, owner, kind, ballot), seeing queued writes. */
   headOf(
     table: string,
     key: string,
