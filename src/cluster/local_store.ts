@@ -39,6 +39,15 @@ export interface EntryView {
   readonly json: string;
 }
 
+/** What a put's or a delete's checks need of a key's state: no value, no JSON. */
+export interface StateHead {
+  readonly version: number;
+  readonly timestamp: number;
+  readonly owner: string;
+  readonly deleted: boolean;
+  readonly ballot: Ballot;
+}
+
 /** Identity and condition of a client write. */
 export interface WriteConditions {
   owner: string;
@@ -66,11 +75,8 @@ export interface LocalStore {
     items: ReadonlyArray<{ table: string; key: string; entry: ReplicaEntry }>,
   ): Promise<Array<"applied" | "identical" | "stale">>;
   replicaOf(table: string, key: string): ReplicaEntry | undefined;
-  /** The key's state without its value (version, timestamp, owner, kind, ballot), seeing queued writes. */
-  headOf(
-    table: string,
-    key: string,
-  ): { version: number; timestamp: number; owner: string; deleted: boolean; ballot: Ballot } | undefined;
+  /** The key's state without its value, seeing what is queued in this turn. */
+  headOf(table: string, key: string): StateHead | undefined;
   /** The key's acceptor state, seeing what is queued in this turn. */
   acceptorOf(table: string, key: string): AcceptorState;
   /** `acceptorOf` without the state: no value decoded (routing and the accept rule, on every write). */

@@ -12,7 +12,7 @@ import { Deadlines } from "../util/deadlines.ts";
 import { KvError, UnavailableError } from "../util/errors.ts";
 import type { Acceptor } from "./acceptor.ts";
 import { replicaEntryOfWire } from "./acceptor.ts";
-import type { LocalStore, ReplicaEntry } from "./local_store.ts";
+import type { LocalStore, ReplicaEntry, StateHead } from "./local_store.ts";
 import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
 import { keyIdOf, sameList } from "./placement.ts";
 
@@ -600,9 +600,7 @@ function sameState(a: ReplicaEntry, b: ReplicaEntry): boolean {
  * A key's state as a change that does not read the value sees it: version, timestamp, owner and kind (a live
  * state's `valueJson` left out). Only a `Change` that promised not to read the value is given it.
  */
-function headState(
-  head: { version: number; timestamp: number; owner: string; deleted: boolean } | undefined,
-): ReplicaEntry | undefined {
+function headState(head: StateHead | undefined): ReplicaEntry | undefined {
   if (head === undefined) return undefined;
   assert(Number.isSafeInteger(head.version) && head.version >= 1, "a state has a version");
   assert(Number.isSafeInteger(head.timestamp) && head.timestamp >= 0, "a state has a timestamp");

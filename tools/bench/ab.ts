@@ -36,9 +36,9 @@ if (!Number.isSafeInteger(sliceCount) || sliceCount < 1) {
 
 /** Starts the node of one tree with the keys get.lua and put.lua use, and warms it up. */
 async function startSide(name: "A" | "B", root: string) {
-  const flags = Deno.env.get(`AB_V8_FLAGS_${name}`);
-  const env: Record<string, string> = flags === undefined || flags === "" ? {} : { DENO_V8_FLAGS: flags };
-  if (flags !== undefined && flags !== "") console.log(`side ${name}: DENO_V8_FLAGS=${flags}`);
+  const flags = Deno.env.get(`AB_V8_FLAGS_${name}`) ?? "";
+  const env: Record<string, string> = flags === "" ? {} : { DENO_V8_FLAGS: flags };
+  if (flags !== "") console.log(`side ${name}: DENO_V8_FLAGS=${flags}`);
   const node = kind === "put3"
     ? await startBenchCluster(root, new AbortController().signal, env)
     : await startPreloadedNode({ name, root, env });
