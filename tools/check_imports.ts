@@ -9,7 +9,8 @@
 // - code outside a module imports only its `mod.ts`, except the leaf utilities `src/util/*.ts` and
 //   `src/config/*.ts`, and `src/store/types.ts` with `import type`; `sse` imports `store` only as types;
 // - one door per side effect: within `src/`, only `src/store/fs.ts` touches the disk, only
-//   `src/cluster/transport_http.ts` calls `fetch`, only `src/server/listener.ts` listens and only
+//   `src/cluster/http1_client.ts` connects to peers (the cluster's transport; `fetch` is only the client
+//   library's), only `src/server/listener.ts` listens and only
 //   `src/server/fd_limit.ts` loads a native library; nothing serves, reads args or env, handles signals,
 //   spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise.
 import { listFiles, parseRoot } from "./source_tree.ts";
@@ -106,17 +107,22 @@ const mainOnlyCallNames = [
   "Command",
   "kill",
 ];
-/** Calls only one file of `src/` may make: the server listens, and loads libc for the descriptor limit. */
+/**
+ * Calls only one file of `src/` may make: the server listens, loads libc for the descriptor limit, and the
+ * cluster's transport connects to peers.
+ */
 const callDoors: Record<string, string> = {
   listen: "src/server/listener.ts",
   listenTls: "src/server/listener.ts",
   dlopen: "src/server/fd_limit.ts",
+  connect: "src/cluster/http1_client.ts",
+  connectTls: "src/cluster/http1_client.ts",
 };
 const fsCall = new RegExp(`\\bDeno\\.(${fsCallNames.join("|")})(Sync)?\\b`);
 const mainOnlyCall = new RegExp(`\\bDeno\\.(${[...mainOnlyCallNames, "dlopen"].join("|")})\\b`);
 const fetchCall = /(?:^|[^.\w$])fetch\s*\(|\bglobalThis\.fetch\b/;
-/** The files that may call `fetch`: the cluster's transport, and the client library. */
-const fetchDoors = new Set(["src/cluster/transport_http.ts", "src/client/mod.ts"]);
+/** The file that may call `fetch`: the client library (peers are reached through `http1_client.ts`). */
+const fetchDoors = new Set(["src/client/mod.ts"]);
 
 /** Every import and export-from of `text`, with its line and whether it imports types only. */
 export function findImports(text: string): ImportRef[] {
@@ -231,7 +237,7 @@ function checkCalls(file: string, line: string): string[] {
   }
   if (fetchCall.test(code) && !fetchDoors.has(file)) {
     rules.push(
-      "fetch: only src/cluster/transport_http.ts (peers) and src/client/mod.ts (clients) call fetch",
+      "fetch: only src/client/mod.ts (clients) calls fetch; peers are reached by src/cluster/http1_client.ts",
     );
   }
   return rules;

@@ -5,8 +5,8 @@
  * It owns node-to-node authentication (an HMAC derived from `CLUSTER_SECRET` on every request), the wire
  * messages of membership, failure detection and the ring. It knows nothing of HTTP routing, hono, user
  * tokens or the store: the HTTP layer hands every `POST /_internal/<kind>` to an
- * {@linkcode InternalHandler}, and `main.ts` wires the parts together. Only `transport_http.ts` calls
- * `fetch`; time comes from the injected `Clock`.
+ * {@linkcode InternalHandler}, and `main.ts` wires the parts together. Only `transport_http.ts` (through
+ * `http1_client.ts`) opens connections to peers; time comes from the injected `Clock`.
  *
  * @example
  * ```ts

@@ -27,7 +27,7 @@ export interface ClusterNodeOptions {
   sink: ChangeSink;
   clock: Clock;
   logger: Logger;
-  /** The node-to-node transport; default: HTTP(S) with `fetch`. */
+  /** The node-to-node transport; default: HTTP(S) over kept-alive connections (`HttpTransport`). */
   transport?: Transport;
   /** Wraps the transport (tests inject faults: partitions, drops, delays). */
   wrapTransport?: (transport: Transport, self: string) => Transport;

@@ -1,4 +1,3 @@
-import { readBounded } from "../util/bytes.ts";
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { isJsonObject } from "../util/json.ts";
@@ -6,6 +5,7 @@ import { PeerRequestError } from "./errors.ts";
 import { nodeHeader, type RequestSigner } from "./mac.ts";
 import { internalMessageBytesMax, internalPath, parseInternalJson, type Transport } from "./transport.ts";
 import { isMemberId } from "./wire.ts";
+import { Http1Client, Http1Error, type Http1Reply } from "./http1_client.ts";
 import type { PeerFailure } from "./types.ts";
 
 /** Options of {@linkcode HttpTransport}. */
@@ -45,15 +45,16 @@ class ReplyError extends Error {
 const memberIdsMax = 256;
 
 /**
- * The real transport: one `fetch` per request, signed with the cluster key, bounded in time by
- * a timeout that also covers reading the reply, and in size by `replyBytesMax`.
+ * The real transport: one `POST` per request over kept-alive HTTP/1.1 connections ({@linkcode Http1Client}),
+ * signed with the cluster key, bounded in time by a timeout that also covers reading the reply, and in size
+ * by `replyBytesMax`.
  */
 export class HttpTransport implements Transport {
   readonly #self: string;
   readonly #signer: RequestSigner;
   readonly #clock: Clock;
   readonly #scheme: "http" | "https";
-  readonly #client: Deno.HttpClient | undefined;
+  readonly #http1: Http1Client;
   readonly #replyBytesMax: number;
   /** Name dialed → the member id its node answers to, learned from a refusal (see `request`). */
   readonly #memberIds = new Map<string, string>();
@@ -66,12 +67,16 @@ export class HttpTransport implements Transport {
     this.#scheme = options.scheme ?? "http";
     this.#replyBytesMax = options.replyBytesMax ?? internalMessageBytesMax;
     const useCaCerts = options.caCerts !== undefined && options.caCerts.length > 0;
-    this.#client = useCaCerts ? Deno.createHttpClient({ caCerts: options.caCerts! }) : undefined;
+    this.#http1 = new Http1Client({
+      tls: this.#scheme === "https",
+      clock: this.#clock,
+      ...(useCaCerts ? { caCerts: options.caCerts! } : {}),
+    });
   }
 
-  /** Releases the https client, if one was made. */
+  /** Closes the idle connections. */
   close(): void {
-    this.#client?.close();
+    this.#http1.close();
   }
 
   /**
@@ -114,7 +119,7 @@ export class HttpTransport implements Transport {
     }
   }
 
-  /** One signed request to `address`, addressed to `targetId`; throws what fetch or `readReply` threw. */
+  /** One signed request to `address`, for `targetId`; throws what the client or `readReply` threw. */
   async #send(
     request: { address: string; targetId: string; kind: string; bodyText: string; timeoutMs: number },
   ): Promise<unknown> {
@@ -126,45 +131,31 @@ export class HttpTransport implements Transport {
       bodyText: request.bodyText,
       nowMs: this.#clock.nowMs(),
     });
-    // A timer cleared as soon as the request ends, not `AbortSignal.timeout`: that one keeps the signal,
-    // and through its listeners the request's state, alive until the deadline passes, so every request
-    // outlived two young-generation collections and was garbage for the old one (a full collection every
-    // second on a coordinator under sequential writes, `--trace-gc`).
-    // A large body (a value of many MiB) takes longer to send, check and store: 250 ms more per MiB.
     const timeoutMs = request.timeoutMs + Math.floor(request.bodyText.length / (1 << 20)) * 250;
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new DOMException("the request timed out", "TimeoutError")),
+    const reply = await this.#http1.post({
+      address: request.address,
+      path,
+      headers: { ...headers, "content-type": "application/json" },
+      body: encoder.encode(request.bodyText),
       timeoutMs,
-    );
-    try {
-      const init: RequestInit & { client?: Deno.HttpClient } = {
-        method: "POST",
-        headers: { ...headers, "content-type": "application/json" },
-        body: request.bodyText,
-        signal: controller.signal,
-        redirect: "manual",
-      };
-      if (this.#client !== undefined) init.client = this.#client;
-      const response = await fetch(`${this.#scheme}://${request.address}${path}`, init);
-      return await readReply(response, this.#replyBytesMax);
-    } finally {
-      clearTimeout(timer);
-    }
+      bytesMax: this.#replyBytesMax,
+    });
+    return readReply(reply);
   }
 }
 
+const encoder = new TextEncoder();
 const utf8 = new TextDecoder();
 
 /** The parsed body of a 2xx reply. @throws {ReplyError} for any other reply. */
-async function readReply(response: Response, bytesMax: number): Promise<unknown> {
-  const text = utf8.decode(await readReplyBytes(response, bytesMax));
-  const status = response.status;
+function readReply(reply: Http1Reply): unknown {
+  const text = utf8.decode(reply.body);
+  const status = reply.status;
   if (status < 200 || status > 299) {
     const remoteCode = remoteCodeOf(text);
     const detail = `HTTP ${status}${remoteCode === undefined ? "" : `, code ${remoteCode}`}`;
     const failure = status === 401 || status === 403 ? "refused" : "invalid_reply";
-    const targetId = status === 403 ? response.headers.get(nodeHeader) ?? undefined : undefined;
+    const targetId = status === 403 ? reply.headers.get(nodeHeader) ?? undefined : undefined;
     throw new ReplyError({
       failure,
       detail,
@@ -191,28 +182,6 @@ function remoteCodeOf(text: string): string | undefined {
   }
 }
 
-/** The reply's bytes, refusing one over `bytesMax` as soon as it is seen. */
-async function readReplyBytes(response: Response, bytesMax: number): Promise<Uint8Array> {
-  const declaredText = response.headers.get("content-length");
-  const declared = Number(declaredText ?? "0");
-  if (declared > bytesMax) {
-    await response.body?.cancel();
-    const detail = `the reply is ${declared} bytes, limit is ${bytesMax}`;
-    throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
-  }
-  // HTTP/1.1 framing holds a reply with a Content-Length to exactly that many bytes, so reading it whole is
-  // bounded. Read whole, it skips the ReadableStream and its reader: a round trip's client CPU went from
-  // ~1.5x a bare `fetch` to ~1.1-1.3x (sequential internal reads against a node on one core).
-  if (declaredText !== null) return await response.bytes();
-  if (response.body === null) return new Uint8Array(0);
-  const read = await readBounded(response.body, bytesMax);
-  if (read.over) {
-    const detail = `the reply is over ${bytesMax} bytes`;
-    throw new ReplyError({ failure: "invalid_reply", detail, status: response.status });
-  }
-  return read.bytes;
-}
-
 /** Turns whatever a request threw into a {@linkcode PeerRequestError}. */
 function classifyFailure(
   options: { target: string; kind: string; timeoutMs: number; error: unknown },
@@ -228,23 +197,14 @@ function classifyFailure(
       ...(error.remoteCode === undefined ? {} : { remoteCode: error.remoteCode }),
     });
   }
-  if (error instanceof DOMException && error.name === "TimeoutError") {
-    return new PeerRequestError({
-      target,
-      kind,
-      failure: "timeout",
-      detail: `${options.timeoutMs} ms`,
-      cause: error,
-    });
+  if (error instanceof Http1Error) {
+    const failure = error.failure === "malformed" || error.failure === "too_large"
+      ? "invalid_reply"
+      : error.failure;
+    const detail = error.failure === "timeout" ? `${options.timeoutMs} ms` : error.message;
+    const status = error.status === undefined ? {} : { status: error.status };
+    return new PeerRequestError({ target, kind, failure, detail, cause: error, ...status });
   }
-  // Only a failure to connect proves the peer never saw the request; a connection that broke after the
-  // request went out (a reset, a proxy closing it, a peer killed mid-request) leaves it unknown.
-  const failure = connectFailed(error) ? "unreachable" : "interrupted";
-  return new PeerRequestError({ target, kind, failure, cause: error });
-}
-
-/** Whether `error` (from `fetch`) says no connection was made: refused, no route, no such name. */
-function connectFailed(error: unknown): boolean {
-  const text = `${String(error)} ${String((error as { cause?: unknown } | undefined)?.cause)}`;
-  return /client error \(Connect\)|dns error|are blocked|Connection refused/i.test(text);
+  // Anything else broke while the request was under way: whether the peer ran it is unknown.
+  return new PeerRequestError({ target, kind, failure: "interrupted", cause: error });
 }

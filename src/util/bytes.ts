@@ -1,3 +1,5 @@
+import { assert } from "./assert.ts";
+
 /**
  * Reads a byte stream whole, but never more than `bytesMax`: past the limit it cancels the stream and
  * returns `{ over: true, bytes }` (the bytes read so far), so an oversized body is never buffered whole.
@@ -65,4 +67,18 @@ export function utf8Length(text: string): number {
     }
   }
   return bytes;
+}
+
+/** `parts` joined into one new array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const part of parts) total += part.length;
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  assert(offset === total);
+  return joined;
 }

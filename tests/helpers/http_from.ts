@@ -4,6 +4,7 @@
  * address as a different client (rate limits per address). `fetch` cannot choose the source address.
  */
 import net from "node:net";
+import { concatBytes } from "../../src/util/bytes.ts";
 
 /** A parsed answer of {@linkcode requestFrom}. */
 export interface AnswerFrom {
@@ -28,27 +29,17 @@ export function requestFrom(
     socket.setTimeout(30_000, () => socket.destroy(new Error("no answer within 30 s")));
     // Not `end()`: a client that half-closes after its body gets a 500 from Deno's server (BadResource
     // reading the body); `Connection: close` makes the node close once it answered.
-    socket.on("connect", () => socket.write(concat([new TextEncoder().encode(head), body])));
+    socket.on("connect", () => socket.write(concatBytes([new TextEncoder().encode(head), body])));
     socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
     socket.on("error", reject);
     socket.on("close", () => {
       try {
-        resolve(parseAnswer(new TextDecoder().decode(concat(chunks))));
+        resolve(parseAnswer(new TextDecoder().decode(concatBytes(chunks))));
       } catch (error) {
         reject(error);
       }
     });
   });
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
 }
 
 function parseAnswer(text: string): AnswerFrom {

@@ -20,7 +20,8 @@ const cleanTree: Record<string, string> = {
     " */",
     "const text = 'a'; // Deno.exit is for main.ts only",
   ].join("\n"),
-  "src/cluster/transport_http.ts": "export const get = (url: string) => fetch(url, { signal: undefined });\n",
+  "src/cluster/http1_client.ts":
+    'export const dial = () => Deno.connect({ hostname: "127.0.0.1", port: 1 });\n',
   "src/cluster/wire.ts": 'import { z } from "zod";\n',
   "src/client/mod.ts": "export const get = (url: string) => globalThis.fetch(url);\n",
   "src/http/mod.ts": [
@@ -49,6 +50,7 @@ const violatingTree: Record<string, string> = {
   "src/util/clock.ts": 'import { defaultLimits } from "../config/limits.ts";\n',
   "src/config/schema.ts": 'import { jwtVerify } from "jose";\n',
   "src/cluster/gossip.ts": "async function probe(url: string) {\n  await fetch(url);\n}\n",
+  "src/cluster/transport_http.ts": "export const dial = () => Deno.connectTls({ port: 1 });\n",
   "src/store/wal.ts": 'const a = 1;\nconst b = 2;\n\nawait Deno.writeFile("wal", new Uint8Array());\n' +
     'import {\n  x,\n  y,\n} from "../http/mod.ts";\n',
   "src/extra/mod.ts": "export const extra = 1;\n",
@@ -61,7 +63,8 @@ const expectedViolations = [
   "src/auth/tokens.ts:2: auth may not import store (STYLE.md B2)",
   "src/auth/tokens.ts:3: auth may not import node:fs/promises: one door per side effect (STYLE.md B2)",
   "src/client/mod.ts:1: client may not import util (STYLE.md B2)",
-  "src/cluster/gossip.ts:2: fetch: only src/cluster/transport_http.ts (peers) and src/client/mod.ts (clients) call fetch",
+  "src/cluster/gossip.ts:2: fetch: only src/client/mod.ts (clients) calls fetch; peers are reached by src/cluster/http1_client.ts",
+  "src/cluster/transport_http.ts:1: Deno.connectTls: only src/cluster/http1_client.ts may call it (one door per side effect)",
   'src/config/schema.ts:1: config may not import package "jose" (STYLE.md B2)',
   "src/extra/mod.ts:1: src/extra is not a module of STYLE.md B2",
   "src/http/routes/kv.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",
