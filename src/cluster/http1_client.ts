@@ -49,7 +49,7 @@ const idleReuseMsMax = 4_000;
 /** Idle connections kept per peer address. */
 const idlePerAddressMax = 4;
 /** The first read buffer of a connection; it grows to hold a reply. */
-const readBufferBytes = 64 * 1024;
+const readBufferBytes = 16 * 1024;
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -150,13 +150,16 @@ export class Http1Client {
         return await this.#exchange(idle, request, message, deadline);
       } catch (error) {
         // A kept-alive connection the peer closed while it sat idle (a restart, say) ends before any reply
-        // byte; so does one whose peer died running the request. Sent again on a new connection; when that
-        // fails too, the first may have run: interrupted, never unreachable.
+        // byte; so does one whose peer died running the request. Sent again, same bytes, on a new
+        // connection. A peer that ran the first refuses the copy (a replayed sequence, or signed before it
+        // started), so it never runs twice; but any answer other than a success, or none, leaves the first
+        // attempt unknown: interrupted, never unreachable nor refused.
         if (!(error instanceof Http1Error) || error.failure !== "interrupted" || !error.beforeReply) {
           throw error;
         }
+        let retried: Http1Reply;
         try {
-          return await this.#exchange(
+          retried = await this.#exchange(
             await this.#connect(request.address, deadline),
             request,
             message,
@@ -168,6 +171,10 @@ export class Http1Client {
             cause: retryError,
           });
         }
+        if (retried.status >= 200 && retried.status <= 299) return retried;
+        throw new Http1Error("interrupted", `the request was sent again and answered ${retried.status}`, {
+          status: retried.status,
+        });
       }
     }
     return await this.#exchange(await this.#connect(request.address, deadline), request, message, deadline);
@@ -216,11 +223,13 @@ export class Http1Client {
   #takeIdle(address: string): Connection | undefined {
     const idle = this.#idle.get(address);
     const nowMs = this.#clock.monotonicMs();
-    while (idle !== undefined && idle.length > 0) {
+    if (idle === undefined) return undefined;
+    while (idle.length > 0) {
       const connection = idle.pop()!;
       if (nowMs - connection.idleSinceMs <= idleReuseMsMax) return connection;
       connection.close();
     }
+    this.#idle.delete(address);
     return undefined;
   }
 
@@ -275,6 +284,8 @@ export class Http1Client {
       connection.close();
       return;
     }
+    // A large reply grew the buffer: an idle connection holds the usual size again.
+    if (connection.buffer.length > readBufferBytes) connection.buffer = new Uint8Array(readBufferBytes);
     connection.idleSinceMs = this.#clock.monotonicMs();
     idle.push(connection);
   }

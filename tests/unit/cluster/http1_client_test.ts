@@ -197,6 +197,24 @@ Deno.test("Http1Client: a request the peer may have run is interrupted, never un
     die = true;
     const dying = post(client, server.address, '"lost"');
     await assert.rejects(dying, failsWith("interrupted"));
+    // A peer that read it, closed, and refuses the copy sent again (as a replay): still interrupted.
+    die = false;
+    let refuse = 0;
+    const refusing = scriptedServer((request) => {
+      if (request.body === '"run"' && refuse++ === 0) return { close: true };
+      if (request.body === '"run"') {
+        return { reply: "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n" };
+      }
+      return { reply: ok(request.body) };
+    });
+    try {
+      await post(client, refusing.address, '"warm"');
+      await assert.rejects(post(client, refusing.address, '"run"'), failsWith("interrupted", 401));
+      assert.equal(refusing.received.filter((request) => request.body === '"run"').length, 2);
+    } finally {
+      await refusing.close();
+    }
+    die = true;
     // On a fresh connection (none idle now), a peer that closes after reading is interrupted too.
     await assert.rejects(post(client, server.address, '"again"'), failsWith("interrupted"));
     assert.ok(server.received.some((request) => request.body === '"lost"'), "the peer did read it");
