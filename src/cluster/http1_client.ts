@@ -159,12 +159,7 @@ export class Http1Client {
         }
         let retried: Http1Reply;
         try {
-          retried = await this.#exchange(
-            await this.#connect(request.address, deadline),
-            request,
-            message,
-            deadline,
-          );
+          retried = await this.#exchangeFresh(request, message, deadline);
         } catch (retryError) {
           if (retryError instanceof Http1Error && retryError.failure === "timeout") throw retryError;
           throw new Http1Error("interrupted", "the connection failed after the request was sent", {
@@ -177,6 +172,15 @@ export class Http1Client {
         });
       }
     }
+    return await this.#exchangeFresh(request, message, deadline);
+  }
+
+  /** `#exchange` on a new connection. */
+  async #exchangeFresh(
+    request: { address: string; timeoutMs: number; bytesMax: number },
+    message: Uint8Array,
+    deadline: number,
+  ): Promise<Http1Reply> {
     return await this.#exchange(await this.#connect(request.address, deadline), request, message, deadline);
   }
 

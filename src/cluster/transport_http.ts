@@ -53,7 +53,6 @@ export class HttpTransport implements Transport {
   readonly #self: string;
   readonly #signer: RequestSigner;
   readonly #clock: Clock;
-  readonly #scheme: "http" | "https";
   readonly #http1: Http1Client;
   readonly #replyBytesMax: number;
   /** Name dialed → the member id its node answers to, learned from a refusal (see `request`). */
@@ -64,11 +63,10 @@ export class HttpTransport implements Transport {
     this.#self = options.self;
     this.#signer = options.signer;
     this.#clock = options.clock;
-    this.#scheme = options.scheme ?? "http";
     this.#replyBytesMax = options.replyBytesMax ?? internalMessageBytesMax;
     const useCaCerts = options.caCerts !== undefined && options.caCerts.length > 0;
     this.#http1 = new Http1Client({
-      tls: this.#scheme === "https",
+      tls: (options.scheme ?? "http") === "https",
       clock: this.#clock,
       ...(useCaCerts ? { caCerts: options.caCerts! } : {}),
     });

@@ -11,6 +11,7 @@ import { RequestSigner } from "../../src/cluster/mod.ts";
 import { NodeProcess, putValue, tokenFor } from "../helpers/node_process.ts";
 import { InProcessCluster } from "../helpers/in_process_cluster.ts";
 import { clusterSecret, jwtSecret, TestCluster } from "../helpers/test_cluster.ts";
+import { concatBytes } from "../../src/util/bytes.ts";
 
 const encoder = new TextEncoder();
 const nowSecs = () => Math.floor(Date.now() / 1000);
@@ -311,20 +312,62 @@ interface CapturedRequest {
 }
 
 /**
- * Records every node-to-node request the nodes of this process send (they all go through the global
- * `fetch`), as an attacker on the network would see them; `[Symbol.dispose]` puts `fetch` back.
+ * Records every node-to-node request the nodes of this process send, as the bytes they write on their
+ * connections (all opened with `Deno.connect` by the cluster's HTTP/1.1 client): what an attacker on the
+ * network would see. `requests` parses the streams written so far; `[Symbol.dispose]` puts `Deno.connect`
+ * back.
  */
-function captureInternalRequests(): { requests: CapturedRequest[] } & Disposable {
-  const original = globalThis.fetch;
+function captureInternalRequests(): { readonly requests: CapturedRequest[] } & Disposable {
+  const original = Deno.connect;
+  const streams: Array<{ origin: string; chunks: Uint8Array[] }> = [];
+  Deno.connect = (async (options: Deno.ConnectOptions) => {
+    const conn = await original(options);
+    const stream = {
+      origin: `http://${options.hostname ?? "127.0.0.1"}:${options.port}`,
+      chunks: [] as Uint8Array[],
+    };
+    streams.push(stream);
+    const write = conn.write.bind(conn);
+    conn.write = async (bytes: Uint8Array) => {
+      const written = await write(bytes);
+      stream.chunks.push(bytes.slice(0, written));
+      return written;
+    };
+    return conn;
+  }) as typeof Deno.connect;
+  return {
+    get requests() {
+      return streams.flatMap((stream) => parseRequests(stream.origin, concatBytes(stream.chunks)));
+    },
+    [Symbol.dispose]: () => void (Deno.connect = original),
+  };
+}
+
+/** The HTTP/1.1 requests written back to back in `bytes` (each with a Content-Length body). */
+function parseRequests(origin: string, bytes: Uint8Array): CapturedRequest[] {
+  const text = new TextDecoder().decode(bytes);
   const requests: CapturedRequest[] = [];
-  globalThis.fetch = ((input: string | URL | Request, init?: RequestInit) => {
-    const url = String(input);
-    if (url.includes("/_internal/") && typeof init?.body === "string") {
-      requests.push({ url, headers: { ...(init.headers as Record<string, string>) }, body: init.body });
+  let offset = 0;
+  while (offset < text.length) {
+    const headEnd = text.indexOf("\r\n\r\n", offset);
+    if (headEnd < 0) break;
+    const [requestLine, ...lines] = text.slice(offset, headEnd).split("\r\n");
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const colon = line.indexOf(":");
+      headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
     }
-    return original(input, init);
-  }) as typeof fetch;
-  return { requests, [Symbol.dispose]: () => void (globalThis.fetch = original) };
+    const bodyStart = headEnd + 4;
+    const bodyBytes = Number(headers["content-length"] ?? "0");
+    // Bodies are JSON written as UTF-8: count bytes, not characters, to find the next request.
+    const rest = new TextEncoder().encode(text.slice(bodyStart));
+    const body = new TextDecoder().decode(rest.subarray(0, bodyBytes));
+    delete headers["host"];
+    delete headers["content-length"];
+    requests.push({ url: `${origin}${requestLine!.split(" ")[1]}`, headers, body });
+    offset = bodyStart + body.length;
+  }
+  return requests;
 }
 
 /** The key's value and version as node `index` serves it, or the status when it has none. */
