@@ -13,7 +13,7 @@ import {
 } from "./replication_wire.ts";
 import { answers, type PaxosItem, paxosItemsMax, type PaxosResult } from "./paxos_wire.ts";
 import { PaxosReplyChecked } from "./paxos_fast.ts";
-import type { Transport } from "./transport.ts";
+import { type Transport, withJsonText } from "./transport.ts";
 
 /** Items waiting for one peer before new ones are refused (and left to hints and anti-entropy). */
 export const pipelineItemsMax = 20_000;
@@ -206,9 +206,9 @@ export class PeerPipeline<Item, Result> {
         assert(batch.length > 0);
         this.#inFlight = batch.length;
         try {
-          const reply = await this.#transport.request(this.peer, this.#batches.kind, {
-            items: batch.map((pending) => pending.item),
-          }, { timeoutMs: this.#timeoutMs });
+          const reply = await this.#transport.request(this.peer, this.#batches.kind, bodyOf(batch), {
+            timeoutMs: this.#timeoutMs,
+          });
           const results = this.#batches.resultsOf(reply, batch.map((pending) => pending.item));
           batch.forEach((pending, index) => pending.resolve(results[index]!));
         } catch (error) {
@@ -223,4 +223,29 @@ export class PeerPipeline<Item, Result> {
       this.#sending = false;
     }
   }
+}
+
+/**
+ * Each item's JSON text, made by the first pipeline that sends it: a round's item and a notice go to every
+ * peer as one object, and are serialized once for all of them. Items are not changed once queued.
+ */
+const itemTexts = new WeakMap<object, string>();
+
+function itemTextOf(item: unknown): string {
+  assert(typeof item === "object" && item !== null, "a batch item is an object");
+  let text = itemTexts.get(item);
+  if (text === undefined) {
+    text = JSON.stringify(item);
+    itemTexts.set(item, text);
+  }
+  return text;
+}
+
+/** The body of a batch, `{ items }`, with its JSON text built from the items' texts. */
+function bodyOf<Item, Result>(batch: readonly Pending<Item, Result>[]): { items: Item[] } {
+  assert(batch.length > 0, "a batch holds an item");
+  const items = batch.map((pending) => pending.item);
+  const text = `{"items":[${items.map(itemTextOf).join(",")}]}`;
+  assert(text.length > 12, "every item has a text");
+  return withJsonText({ items }, text);
 }

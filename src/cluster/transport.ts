@@ -44,6 +44,27 @@ export function internalPath(kind: string): string {
   return `/_internal/${kind}`;
 }
 
+/** Request bodies whose JSON text their sender built already (see {@linkcode withJsonText}). */
+const bodyTexts = new WeakMap<object, string>();
+
+/**
+ * Registers `text` as the JSON of `body`, so that transports send it as it is instead of serializing `body`
+ * again: a batch built from items serialized once for every peer. `text` must be what `JSON.stringify(body)`
+ * gives (the pipeline's test checks it), and `body` must not change afterwards.
+ */
+export function withJsonText<Body extends object>(body: Body, text: string): Body {
+  assert(text.length >= 2, "a body's JSON text is an object or an array");
+  assert(text.startsWith("{") || text.startsWith("["), "a body's JSON text is an object or an array");
+  bodyTexts.set(body, text);
+  return body;
+}
+
+/** The JSON text of a request body: the one registered by {@linkcode withJsonText}, or `JSON.stringify`'s. */
+export function jsonTextOf(body: unknown): string | undefined {
+  const registered = typeof body === "object" && body !== null ? bodyTexts.get(body) : undefined;
+  return registered ?? JSON.stringify(body);
+}
+
 /** The seam between the cluster and the network; tests replace it with an in-memory fake. */
 export interface Transport {
   /**

@@ -3,7 +3,13 @@ import type { Clock } from "../util/clock.ts";
 import { isJsonObject } from "../util/json.ts";
 import { PeerRequestError } from "./errors.ts";
 import { nodeHeader, type RequestSigner } from "./mac.ts";
-import { internalMessageBytesMax, internalPath, parseInternalJson, type Transport } from "./transport.ts";
+import {
+  internalMessageBytesMax,
+  internalPath,
+  jsonTextOf,
+  parseInternalJson,
+  type Transport,
+} from "./transport.ts";
 import { isMemberId } from "./wire.ts";
 import { Http1Client, Http1Error, type Http1Reply } from "./http1_client.ts";
 import type { PeerFailure } from "./types.ts";
@@ -93,7 +99,7 @@ export class HttpTransport implements Transport {
     assert(isMemberId(target), "target must be host:port");
     assert(Number.isSafeInteger(options.timeoutMs));
     assert(options.timeoutMs > 0);
-    const bodyText = JSON.stringify(body);
+    const bodyText = jsonTextOf(body);
     assert(bodyText !== undefined, "an internal request body must be JSON");
     const send = (targetId: string) =>
       this.#send({ address: target, targetId, kind, bodyText, timeoutMs: options.timeoutMs });

@@ -19,6 +19,7 @@ import {
   type WriteRequest,
 } from "../../../src/cluster/replication_wire.ts";
 import { PeerRequestError } from "../../../src/cluster/mod.ts";
+import { jsonTextOf } from "../../../src/cluster/transport.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 import { type HeldRequest, ManualTransport, nodeB } from "./fake_cluster.ts";
@@ -74,6 +75,37 @@ function applyAll(held: HeldRequest): void {
   const { items } = held.body as { items: unknown[] };
   held.resolve({ results: items.map(() => ({ result: "applied" })) });
 }
+
+Deno.test("PeerPipeline sends the JSON of its body, each item serialized once for every peer", async () => {
+  const toB = makePipeline();
+  const toC = makePipeline();
+  // Text that JSON escapes: quotes, a backslash, a control character, a lone surrogate.
+  const tricky = item('k"\\\u0001\ud800', 40);
+  const items = [item("a"), tricky, item("b", 3_000)];
+  let stringified = 0;
+  const original = JSON.stringify;
+  JSON.stringify = ((value: unknown, ...rest: unknown[]) => {
+    if (items.includes(value as ApplyItem)) stringified += 1;
+    return (original as (...args: unknown[]) => string)(value, ...rest);
+  }) as typeof JSON.stringify;
+  try {
+    for (const { pipeline } of [toB, toC]) for (const sent of items) void sendAccepted(pipeline, sent);
+    for (const { transport } of [toB, toC]) {
+      // The first item goes at once, the two queued behind it in the next request.
+      await waitForRequests(transport, 1);
+      applyAll(transport.at(0));
+      await waitForRequests(transport, 2);
+      applyAll(transport.at(1));
+      assert.deepEqual(transport.requests.map((held) => keysOf(held.body)), [["a"], [tricky.key, "b"]]);
+      for (const held of transport.requests) {
+        assert.equal(jsonTextOf(held.body), original(held.body), "the text sent is the body's JSON");
+      }
+    }
+  } finally {
+    JSON.stringify = original;
+  }
+  assert.equal(stringified, items.length, "each item serialized once, whichever pipeline sent it first");
+});
 
 Deno.test("PeerPipeline.send() keeps one request in flight and sends later items in order", async () => {
   const { transport, pipeline } = makePipeline();
