@@ -52,11 +52,11 @@ export interface VerifiedHeaders {
  * into another.
  */
 export class RequestSigner {
-  readonly #key: Uint8Array;
+  readonly #key: HmacKey;
   readonly #sequences = new SequenceSource();
 
   private constructor(key: Uint8Array) {
-    this.#key = key;
+    this.#key = new HmacKey(key);
   }
 
   /** Derives the MAC key from `secret` once. */
@@ -74,7 +74,15 @@ export class RequestSigner {
    * busy node that wait cost milliseconds per request (measured: 2.6 ms on average under cluster load).
    */
   sign(
-    options: { path: string; sender: string; target: string; bodyText: string; nowMs: number },
+    options: {
+      path: string;
+      sender: string;
+      target: string;
+      bodyText: string;
+      /** `bodyText`'s UTF-8, when the caller encoded it to send it: hashed instead, so it is encoded once. */
+      bodyBytes?: Uint8Array;
+      nowMs: number;
+    },
   ): Record<string, string> {
     assert(Number.isSafeInteger(options.nowMs));
     assert(options.nowMs >= 0);
@@ -86,7 +94,7 @@ export class RequestSigner {
       sender: options.sender,
       target: options.target,
       sequence: this.#sequences.next(options.target),
-      digest: bodyDigest(options.bodyText),
+      digest: bodyDigest(options.bodyBytes ?? options.bodyText),
     };
     return {
       [nodeHeader]: fields.sender,
@@ -102,12 +110,10 @@ export class RequestSigner {
   #mac(
     fields: { path: string; time: string; sender: string; target: string; sequence: string; digest: string },
   ): Buffer {
-    const mac = createHmac("sha256", this.#key)
-      .update(
-        `POST\n${fields.path}\n${fields.time}\n${fields.sender}\n${fields.target}\n${fields.sequence}\n` +
-          fields.digest,
-      )
-      .digest();
+    const mac = this.#key.mac(
+      `POST\n${fields.path}\n${fields.time}\n${fields.sender}\n${fields.target}\n${fields.sequence}\n` +
+        fields.digest,
+    );
     assert(mac.byteLength === macBytes);
     return mac;
   }
@@ -144,6 +150,37 @@ export class RequestSigner {
       });
     }
     return { sender: fields.sender, timeMs, sequence: fields.parsedSequence, digest: fields.digest };
+  }
+}
+
+/** SHA-256's block: HMAC pads its key to it. */
+const blockBytes = 64;
+
+/**
+ * HMAC-SHA-256 (RFC 2104) with its key's two padded blocks made once: `node:crypto`'s `createHmac` builds a
+ * key object on every call, which cost 14-20 µs a MAC here against ~10 µs for two `createHash` calls.
+ */
+export class HmacKey {
+  readonly #inner: Uint8Array;
+  readonly #outer: Uint8Array;
+
+  /** `key` of at most one block (the cluster's MAC key is 32 bytes). */
+  constructor(key: Uint8Array) {
+    assert(key.byteLength >= 1 && key.byteLength <= blockBytes, "an HMAC key of one block at most");
+    this.#inner = new Uint8Array(blockBytes).fill(0x36);
+    this.#outer = new Uint8Array(blockBytes).fill(0x5c);
+    for (let index = 0; index < key.byteLength; index += 1) {
+      this.#inner[index] = 0x36 ^ key[index]!;
+      this.#outer[index] = 0x5c ^ key[index]!;
+    }
+  }
+
+  /** The tag of `message` (its UTF-8). */
+  mac(message: string): Buffer {
+    const inner = createHash("sha256").update(this.#inner).update(message, "utf8").digest();
+    const tag = createHash("sha256").update(this.#outer).update(inner).digest();
+    assert(inner.byteLength === macBytes && tag.byteLength === macBytes);
+    return tag;
   }
 }
 

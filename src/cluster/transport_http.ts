@@ -101,8 +101,11 @@ export class HttpTransport implements Transport {
     assert(options.timeoutMs > 0);
     const bodyText = jsonTextOf(body);
     assert(bodyText !== undefined, "an internal request body must be JSON");
+    // Encoded once: hashed for the MAC and sent as these bytes, by every attempt.
+    const bodyBytes = encoder.encode(bodyText);
+    assert(bodyBytes.byteLength >= bodyText.length, "UTF-8 takes a byte per code unit at least");
     const send = (targetId: string) =>
-      this.#send({ address: target, targetId, kind, bodyText, timeoutMs: options.timeoutMs });
+      this.#send({ address: target, targetId, kind, bodyText, bodyBytes, timeoutMs: options.timeoutMs });
     const targetId = this.#memberIds.get(target) ?? target;
     let retry = false;
     try {
@@ -125,7 +128,14 @@ export class HttpTransport implements Transport {
 
   /** One signed request to `address`, for `targetId`; throws what the client or `readReply` threw. */
   async #send(
-    request: { address: string; targetId: string; kind: string; bodyText: string; timeoutMs: number },
+    request: {
+      address: string;
+      targetId: string;
+      kind: string;
+      bodyText: string;
+      bodyBytes: Uint8Array;
+      timeoutMs: number;
+    },
   ): Promise<unknown> {
     const path = internalPath(request.kind);
     const headers = this.#signer.sign({
@@ -133,6 +143,7 @@ export class HttpTransport implements Transport {
       sender: this.#self,
       target: request.targetId,
       bodyText: request.bodyText,
+      bodyBytes: request.bodyBytes,
       nowMs: this.#clock.nowMs(),
     });
     const timeoutMs = request.timeoutMs + Math.floor(request.bodyText.length / (1 << 20)) * 250;
@@ -140,7 +151,7 @@ export class HttpTransport implements Transport {
       address: request.address,
       path,
       headers: { ...headers, "content-type": "application/json" },
-      body: encoder.encode(request.bodyText),
+      body: request.bodyBytes,
       timeoutMs,
       bytesMax: this.#replyBytesMax,
     });

@@ -4,7 +4,11 @@
 // through its declared digest.
 // Method: sign with one signer and verify with another built from the same or another secret.
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { bodyDigest, ClusterAuthError, RequestSigner } from "../../../src/cluster/mod.ts";
+import { HmacKey } from "../../../src/cluster/mac.ts";
+import { AssertionError } from "../../../src/util/assert.ts";
+import { Random } from "../../helpers/seed.ts";
 
 const secret = "mac-test-secret-0123456789abcdef0123";
 const nowMs = 1_700_000_000_000;
@@ -168,4 +172,32 @@ Deno.test("RequestSigner.verify() refuses a missing or malformed header", async 
       `${name}: ${value}`,
     );
   }
+});
+
+Deno.test("HmacKey gives createHmac's HMAC-SHA-256: RFC 4231 case 2 and seeded keys and messages", () => {
+  const encoder = new TextEncoder();
+  const hex = (bytes: Uint8Array) => Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  // RFC 4231, test case 2: key "Jefe".
+  assert.equal(
+    hex(new HmacKey(encoder.encode("Jefe")).mac("what do ya want for nothing?")),
+    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+  );
+  const random = Random.fromEnv("hmac key");
+  for (let round = 0; round < 200; round += 1) {
+    const key = new Uint8Array(1 + random.int(64)).map(() => random.int(256));
+    const message = Array.from({ length: random.int(300) }, () => String.fromCodePoint(random.int(0x2fff)))
+      .join("");
+    const expected = createHmac("sha256", key).update(message, "utf8").digest();
+    assert.equal(hex(new HmacKey(key).mac(message)), hex(expected), `key ${hex(key)}`);
+  }
+  assert.throws(() => new HmacKey(new Uint8Array(65)), AssertionError, "a key over one block is refused");
+});
+
+Deno.test("RequestSigner.sign() hashes the body's bytes when given them, as the receiver does", async () => {
+  const signer = await RequestSigner.create(secret);
+  const bytes = new TextEncoder().encode(request.bodyText);
+  const fromText = new Headers(signer.sign(request));
+  const fromBytes = new Headers(signer.sign({ ...request, bodyBytes: bytes }));
+  assert.equal(fromBytes.get("x-dyna-digest"), fromText.get("x-dyna-digest"));
+  assert.equal(fromBytes.get("x-dyna-digest"), bodyDigest(bytes));
 });
