@@ -105,7 +105,7 @@ export class HttpTransport implements Transport {
     const bodyBytes = encoder.encode(bodyText);
     assert(bodyBytes.byteLength >= bodyText.length, "UTF-8 takes a byte per code unit at least");
     const send = (targetId: string) =>
-      this.#send({ address: target, targetId, kind, bodyText, bodyBytes, timeoutMs: options.timeoutMs });
+      this.#send({ address: target, targetId, kind, bodyBytes, timeoutMs: options.timeoutMs });
     const targetId = this.#memberIds.get(target) ?? target;
     let retry = false;
     try {
@@ -132,7 +132,6 @@ export class HttpTransport implements Transport {
       address: string;
       targetId: string;
       kind: string;
-      bodyText: string;
       bodyBytes: Uint8Array;
       timeoutMs: number;
     },
@@ -142,11 +141,11 @@ export class HttpTransport implements Transport {
       path,
       sender: this.#self,
       target: request.targetId,
-      bodyText: request.bodyText,
       bodyBytes: request.bodyBytes,
       nowMs: this.#clock.nowMs(),
     });
-    const timeoutMs = request.timeoutMs + Math.floor(request.bodyText.length / (1 << 20)) * 250;
+    // A large body (a value of many MiB) takes longer to send, check and store: 250 ms more per MiB.
+    const timeoutMs = request.timeoutMs + Math.floor(request.bodyBytes.byteLength / (1 << 20)) * 250;
     const reply = await this.#http1.post({
       address: request.address,
       path,

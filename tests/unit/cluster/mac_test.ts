@@ -197,7 +197,8 @@ Deno.test("RequestSigner.sign() hashes the body's bytes when given them, as the 
   const signer = await RequestSigner.create(secret);
   const bytes = new TextEncoder().encode(request.bodyText);
   const fromText = new Headers(signer.sign(request));
-  const fromBytes = new Headers(signer.sign({ ...request, bodyBytes: bytes }));
+  const { bodyText: _text, ...withoutText } = request;
+  const fromBytes = new Headers(signer.sign({ ...withoutText, bodyBytes: bytes }));
   assert.equal(fromBytes.get("x-dyna-digest"), fromText.get("x-dyna-digest"));
   assert.equal(fromBytes.get("x-dyna-digest"), bodyDigest(bytes));
 });
