@@ -101,15 +101,48 @@ export const paxosBatches: BatchKind<PaxosItem, PaxosResult> = {
   },
 };
 
-/** The answer to a posted item: nobody waits for it. */
-function ignore(): void {}
+/**
+ * Where the answer to a delivered item goes (see {@linkcode PeerPipeline.deliver}): exactly one call per
+ * item, `answered` with the peer's result for it or `failed` with why there is none, never synchronously
+ * from `deliver` itself. `tag` is the caller's, handed back as given (a round tells its members apart by it),
+ * so one sink serves every item of a round without a closure or a promise per item.
+ */
+export interface AnswerSink<Result> {
+  answered(tag: number, result: Result): void;
+  failed(tag: number, error: unknown): void;
+}
+
+/** The sink of a posted item: nobody waits for its answer. */
+const ignoring: AnswerSink<unknown> = { answered() {}, failed() {} };
+
+/** The sink of {@linkcode PeerPipeline.send}: settles its promise. */
+class PromiseSink<Result> implements AnswerSink<Result> {
+  readonly promise: Promise<Result>;
+  #resolve!: (result: Result) => void;
+  #reject!: (error: unknown) => void;
+
+  constructor() {
+    this.promise = new Promise<Result>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  answered(_tag: number, result: Result): void {
+    this.#resolve(result);
+  }
+
+  failed(_tag: number, error: unknown): void {
+    this.#reject(error);
+  }
+}
 
 interface Pending<Item, Result> {
   item: Item;
   /** `itemBytes(item)`, measured once when queued. */
   bytes: number;
-  resolve: (result: Result) => void;
-  reject: (error: unknown) => void;
+  sink: AnswerSink<Result>;
+  tag: number;
 }
 
 /**
@@ -155,13 +188,10 @@ export class PeerPipeline<Item, Result> {
    * @returns false (and queues nothing) when the backlog is full or the pipeline is closed.
    */
   send(item: Item): { accepted: false } | { accepted: true; acknowledged: Promise<Result> } {
-    if (this.#closed || this.backlog >= pipelineItemsMax) return { accepted: false };
-    const acknowledged = new Promise<Result>((resolve, reject) =>
-      this.#queue.push({ item, bytes: this.#batches.itemBytes(item), resolve, reject })
-    );
-    acknowledged.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
-    if (!this.#sending) void this.#drain();
-    return { accepted: true, acknowledged };
+    const sink = new PromiseSink<Result>();
+    if (!this.deliver(item, sink, 0)) return { accepted: false };
+    sink.promise.catch(() => {}); // a caller that does not wait must not leave an unhandled rejection
+    return { accepted: true, acknowledged: sink.promise };
   }
 
   /**
@@ -170,8 +200,21 @@ export class PeerPipeline<Item, Result> {
    * @returns false (and queues nothing) when the backlog is full or the pipeline is closed.
    */
   post(item: Item): boolean {
+    return this.deliver(item, ignoring as AnswerSink<Result>, 0);
+  }
+
+  /**
+   * Queues one item whose answer goes to `sink` with `tag` (see {@linkcode AnswerSink}): what `send` does
+   * without a promise per item, for a caller that waits on many items at once.
+   *
+   * @returns false (and queues nothing, and never calls `sink`) when the backlog is full or the pipeline is
+   * closed.
+   */
+  deliver(item: Item, sink: AnswerSink<Result>, tag: number): boolean {
+    assert(Number.isSafeInteger(tag), "a tag is an integer");
     if (this.#closed || this.backlog >= pipelineItemsMax) return false;
-    this.#queue.push({ item, bytes: this.#batches.itemBytes(item), resolve: ignore, reject: ignore });
+    this.#queue.push({ item, bytes: this.#batches.itemBytes(item), sink, tag });
+    assert(this.#queue.length <= pipelineItemsMax, "the backlog is bounded");
     if (!this.#sending) void this.#drain();
     return true;
   }
@@ -181,7 +224,8 @@ export class PeerPipeline<Item, Result> {
     this.#closed = true;
     const queue = this.#queue;
     this.#queue = [];
-    for (const pending of queue) pending.reject(new Error(`pipeline to ${this.peer} closed`));
+    const error = new Error(`pipeline to ${this.peer} closed`);
+    for (const pending of queue) pending.sink.failed(pending.tag, error);
   }
 
   /** Items in the next request: at least one, at most `itemsMax` and `batchBytesMax`. */
@@ -205,18 +249,26 @@ export class PeerPipeline<Item, Result> {
         const batch = this.#queue.splice(0, this.#batchLength());
         assert(batch.length > 0);
         this.#inFlight = batch.length;
+        let results: Result[] | undefined;
+        let failure: unknown;
         try {
           const reply = await this.#transport.request(this.peer, this.#batches.kind, bodyOf(batch), {
             timeoutMs: this.#timeoutMs,
           });
-          const results = this.#batches.resultsOf(reply, batch.map((pending) => pending.item));
-          batch.forEach((pending, index) => pending.resolve(results[index]!));
+          results = this.#batches.resultsOf(reply, batch.map((pending) => pending.item));
         } catch (error) {
+          failure = error;
           const { kind } = this.#batches;
           this.#logger.debug("batch failed", { peer: this.peer, kind, items: batch.length });
-          for (const pending of batch) pending.reject(error);
         } finally {
           this.#inFlight = 0;
+        }
+        // Outside the try: each sink is called once, with the answer or with the failure, never both.
+        assert(results === undefined || results.length === batch.length, "one result per item");
+        for (let index = 0; index < batch.length; index += 1) {
+          const pending = batch[index]!;
+          if (results === undefined) pending.sink.failed(pending.tag, failure);
+          else pending.sink.answered(pending.tag, results[index]!);
         }
       }
     } finally {

@@ -13,6 +13,8 @@ export class Placement {
   readonly self: string;
   readonly ringIds: readonly string[];
   readonly #live: ReadonlySet<string>;
+  /** `#live`, sorted: asked for on every write. */
+  readonly #liveIds: readonly string[];
   readonly #ring: Ring;
   readonly #replicationFactor: number;
 
@@ -27,13 +29,14 @@ export class Placement {
     // The membership lists this node in the ring until it leaves; then its keys go to the others.
     this.ringIds = options.ringIds;
     this.#live = new Set([...options.liveIds, options.self]);
+    this.#liveIds = Object.freeze([...this.#live].sort());
     this.#ring = new Ring({ memberIds: this.ringIds, virtualNodeCount: options.config.virtualNodeCount });
     this.#replicationFactor = options.config.replicationFactor;
   }
 
   /** The replicas of a key, in preference order: `replicationFactor` members (all for users). */
-  replicasOf(table: string, key: string): string[] {
-    if (this.ringIds.length === 1) return [this.ringIds[0]!]; // a single node: no hash to compute
+  replicasOf(table: string, key: string): readonly string[] {
+    if (this.ringIds.length === 1) return this.ringIds; // a single node: no hash to compute
     const count = table === usersTable ? this.ringIds.length : this.#replicationFactor;
     return this.#ring.replicasOf(table, key, count);
   }
@@ -53,9 +56,9 @@ export class Placement {
     return this.#live.has(id);
   }
 
-  /** The live members of the view, self included. */
-  liveIds(): string[] {
-    return [...this.#live].sort();
+  /** The live members of the view, self included, sorted. */
+  liveIds(): readonly string[] {
+    return this.#liveIds;
   }
 }
 

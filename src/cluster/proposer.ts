@@ -15,6 +15,10 @@ import { replicaEntryOfWire } from "./acceptor.ts";
 import type { LocalStore, ReplicaEntry, StateHead } from "./local_store.ts";
 import type { PaxosItem, PaxosResult } from "./paxos_wire.ts";
 import { keyIdOf, sameList } from "./placement.ts";
+import type { AnswerSink } from "./pipeline.ts";
+import { quorumOf, type ReplicaSets, Round, type RoundOutcome } from "./round.ts";
+
+export { quorumOf, type ReplicaSets };
 
 /** Keys whose last committed ballot a proposer remembers for the one-round-trip path. */
 export const committedKeysMax = 100_000;
@@ -25,8 +29,11 @@ export interface ProposerOptions {
   store: LocalStore;
   acceptor: Acceptor;
   clock: Clock;
-  /** Queues `item` in the peer's ordered `paxos` pipeline; undefined when it could not be queued. */
-  send: (peer: string, item: PaxosItem) => Promise<PaxosResult> | undefined;
+  /**
+   * Queues `item` in the peer's ordered `paxos` pipeline, its answer for `sink` with `tag`; false (and
+   * `sink` is never called) when it could not be queued.
+   */
+  send: (peer: string, item: PaxosItem, sink: AnswerSink<PaxosResult>, tag: number) => boolean;
   /** Whether a member answers now in this node's view: only whom to ask, never how many must answer. */
   isLive: (id: string) => boolean;
   /** A proposal's whole budget, all rounds and retries included. */
@@ -51,9 +58,6 @@ export class Preempted extends Error {
   }
 }
 
-/** The key's replica set in this node's view, then those of unsettled earlier views (joint quorums). */
-export type ReplicaSets = ReadonlyArray<readonly string[]>;
-
 /** What a round sends. */
 type Message =
   | { op: "peek"; ballot: Ballot }
@@ -72,19 +76,6 @@ export interface Committed {
   joint: boolean;
   /** Replicas whose accept failed (a hint keeps the key for them). */
   failedBy: string[];
-}
-
-/** What one round gathered. */
-interface RoundOutcome {
-  /** Replicas that promised (a prepare) or accepted (an accept), with their answers. */
-  granted: Array<{ replica: string; result: PaxosResult }>;
-  /** The highest promise a refusal reported, zero when none refused. */
-  refusedBy: Ballot;
-  quorum: boolean;
-  /** Earlier replica sets acceptors asked this round to count too (their views changed recently). */
-  needs: string[][];
-  /** Members whose answer was a failure (none in time, unusable) before the round ended. */
-  failed: string[];
 }
 
 /** The first round's state: the chosen-or-newest state and the ballot of the round. */
@@ -377,93 +368,62 @@ export class Proposer {
   }
 
   /**
-   * Sends one item to every member of the sets and counts grants per set: resolves once every set has a
-   * quorum of grants, or once one set cannot have it any more, or at the deadline. Only members of a set
-   * count for it, whoever this node believes alive. This node's acceptor is asked first, directly.
+   * Sends one item to every member of the sets and counts grants per set ({@linkcode Round}): resolves once
+   * every set has a quorum of grants, or once one set cannot have it any more, or at the deadline. This
+   * node's acceptor is asked first, directly.
    */
   #round(
     target: { table: string; key: string; sets: ReplicaSets; deadline: number },
     message: Message,
   ): Promise<RoundOutcome> {
     assert(message.ballot.node === this.#options.self, "a proposer uses its own ballots");
-    const members = [...new Set(target.sets.flat())].sort((a, b) =>
-      a === this.#options.self ? -1 : b === this.#options.self ? 1 : 0
-    );
+    const delayMs = Math.max(0, target.deadline - this.#options.clock.monotonicMs());
+    const round = new Round({
+      sets: target.sets,
+      self: this.#options.self,
+      deadlines: this.#deadlines,
+      delayMs,
+    });
     // One item for every peer: built once per round, not per member.
     const item = itemOf(target, message);
-    const pending = new Set(members);
-    const outcome: RoundOutcome = {
-      granted: [],
-      refusedBy: zeroBallot,
-      quorum: false,
-      needs: [],
-      failed: [],
-    };
-    const count = (set: readonly string[], within: (id: string) => boolean) => set.filter(within).length;
-    const granted = new Set<string>();
-    const deadlines = this.#deadlines;
-    return new Promise((resolve) => {
-      const timer = deadlines.add(Math.max(0, target.deadline - this.#options.clock.monotonicMs()), finish);
-      function finish(): void {
-        deadlines.delete(timer);
-        resolve({
-          ...outcome,
-          granted: [...outcome.granted],
-          needs: [...outcome.needs],
-          failed: [...outcome.failed],
-        });
-      }
-      for (const member of members) {
-        void this.#ask(member, target, message, item).then((result) => {
-          if (result?.result === "refused") outcome.refusedBy = maxBallot(outcome.refusedBy, result.promised);
-          else if (result?.result === "joint") outcome.needs.push(...result.sets);
-          else if (result === undefined) outcome.failed.push(member);
-          else if (result !== undefined && result.result !== "misplaced") {
-            outcome.granted.push({ replica: member, result });
-            granted.add(member);
-          }
-        }).finally(() => {
-          pending.delete(member);
-          const enough = (set: readonly string[]) =>
-            count(set, (id) => granted.has(id)) >= quorumOf(set.length);
-          const reachable = (set: readonly string[]) =>
-            count(set, (id) => granted.has(id) || pending.has(id)) >= quorumOf(set.length);
-          outcome.quorum = target.sets.every(enough);
-          if (outcome.quorum || !target.sets.every(reachable)) finish();
-        });
-      }
-    });
+    // Every member is asked before any answer is judged (answers that come at once are only recorded).
+    for (let tag = 0; tag < round.members.length; tag += 1) this.#ask(round, tag, target, message, item);
+    round.check();
+    return round.outcome;
   }
 
   /**
-   * One replica's answer to one message (`item`, as peers get it); undefined for a failure (no answer, or
-   * one that is unusable).
+   * Asks member `tag` of `round` (`item`, as peers get it); its answer goes to the round, a failure (not
+   * asked, no answer, an unusable one) as none.
    */
   #ask(
-    replica: string,
+    round: Round,
+    tag: number,
     target: { table: string; key: string; sets: ReplicaSets },
     message: Message,
     item: PaxosItem,
-  ): Promise<PaxosResult | undefined> {
+  ): void {
     const { table, key } = target;
     const replicas = target.sets[0]!;
+    const replica = round.members[tag]!;
     const { acceptor, send, isLive, self } = this.#options;
     assert(item.op === message.op && item.key === key, "the item carries the message");
+    assert(!round.ended, "a round asks its members before it can end");
     if (replica === self) {
       // The local store refusing (a state too large for it, a failed disk, closed) is one failed acceptor.
       try {
-        if (message.op === "peek") return Promise.resolve(acceptor.peek(table, key));
+        if (message.op === "peek") return round.record(tag, acceptor.peek(table, key));
         const answer = message.op === "prepare"
           ? acceptor.prepare(table, key, message.ballot, replicas)
           : acceptor.accept(table, key, message.ballot, { entry: message.next, replicas });
-        return answer.catch(() => undefined);
+        answer.then((result) => round.answered(tag, result), (error) => round.failed(tag, error));
       } catch (error) {
         if (error instanceof AssertionError) throw error;
-        return Promise.resolve(undefined);
+        round.record(tag, undefined);
       }
+      return;
     }
-    if (!isLive(replica)) return Promise.resolve(undefined);
-    return send(replica, item)?.catch(() => undefined) ?? Promise.resolve(undefined);
+    if (!isLive(replica) || !send(replica, item, round, tag)) round.record(tag, undefined);
   }
 
   #commit(options: {
@@ -546,12 +506,6 @@ function withSets(sets: ReplicaSets, needs: ReadonlyArray<readonly string[]>): R
   }
   assert(merged.length >= sets.length && sameList(merged[0]!, sets[0]!), "the view's own set stays first");
   return merged;
-}
-
-/** Answers needed from a replica set of `count` members: a majority of all of them. */
-export function quorumOf(count: number): number {
-  assert(count >= 1);
-  return Math.floor(count / 2) + 1;
 }
 
 /** Among states at one ballot (only the zero ballot of legacy states), the higher version wins. */

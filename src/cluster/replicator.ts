@@ -161,10 +161,7 @@ export class Replicator {
       store: options.store,
       acceptor: this.#acceptor,
       clock: options.clock,
-      send: (peer, item) => {
-        const sent = this.#paxosPipeline(peer).send(item);
-        return sent.accepted ? sent.acknowledged : undefined;
-      },
+      send: (peer, item, sink, tag) => this.#paxosPipeline(peer).deliver(item, sink, tag),
       isLive: (id) => this.#placement.isLive(id),
       onChosen: (table, key, committed) => this.#chosen(table, key, committed),
       // Below the forwarder's wait (twice the request timeout), so the answer reaches the client.

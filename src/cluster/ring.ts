@@ -31,20 +31,24 @@ export function fmix32(value: number): number {
  * encoder's array was most of that lookup's cost.
  */
 export function fnv1a32Utf8(text: string): number {
-  let hash = fnvOffsetBasis;
-  const byte = (value: number) => {
-    hash ^= value;
-    hash = Math.imul(hash, fnvPrime);
-  };
+  return fnvUtf8(fnvOffsetBasis, text) >>> 0;
+}
+
+/** One byte into an FNV-1a state. */
+function fnvByte(hash: number, value: number): number {
+  return Math.imul(hash ^ value, fnvPrime);
+}
+
+/** The FNV-1a state `hash` continued over the UTF-8 bytes of `text` (see {@linkcode fnv1a32Utf8}). */
+function fnvUtf8(hash: number, text: string): number {
   for (let index = 0; index < text.length; index += 1) {
     let code = text.charCodeAt(index);
     if (code < 0x80) {
-      byte(code);
+      hash = fnvByte(hash, code);
       continue;
     }
     if (code < 0x800) {
-      byte(0xc0 | (code >> 6));
-      byte(0x80 | (code & 0x3f));
+      hash = fnvByte(fnvByte(hash, 0xc0 | (code >> 6)), 0x80 | (code & 0x3f));
       continue;
     }
     if (code >= 0xd800 && code <= 0xdfff) {
@@ -52,19 +56,16 @@ export function fnv1a32Utf8(text: string): number {
       if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
         code = 0x10000 + ((code - 0xd800) << 10) + (next - 0xdc00);
         index += 1;
-        byte(0xf0 | (code >> 18));
-        byte(0x80 | ((code >> 12) & 0x3f));
-        byte(0x80 | ((code >> 6) & 0x3f));
-        byte(0x80 | (code & 0x3f));
+        hash = fnvByte(fnvByte(hash, 0xf0 | (code >> 18)), 0x80 | ((code >> 12) & 0x3f));
+        hash = fnvByte(fnvByte(hash, 0x80 | ((code >> 6) & 0x3f)), 0x80 | (code & 0x3f));
         continue;
       }
       code = 0xfffd; // a lone surrogate, as TextEncoder replaces it
     }
-    byte(0xe0 | (code >> 12));
-    byte(0x80 | ((code >> 6) & 0x3f));
-    byte(0x80 | (code & 0x3f));
+    hash = fnvByte(fnvByte(hash, 0xe0 | (code >> 12)), 0x80 | ((code >> 6) & 0x3f));
+    hash = fnvByte(hash, 0x80 | (code & 0x3f));
   }
-  return hash >>> 0;
+  return hash;
 }
 
 /** `fmix32(fnv1a32(utf8(text)))`: the ring's one hash function. */
@@ -79,7 +80,9 @@ export function hashText(text: string): number {
  * (table, key) pairs give distinct inputs.
  */
 export function keyHash(table: string, key: string): number {
-  return hashText(`${table}\u0000${key}`);
+  // The hash of the joined text, without joining it: each part's bytes in turn, NUL (one byte) between them.
+  // Names are well-formed (no lone surrogate meets the NUL), so the parts' bytes are the joined text's.
+  return fmix32(fnvUtf8(fnvByte(fnvUtf8(fnvOffsetBasis, table), 0), key) >>> 0);
 }
 
 /** Options of {@linkcode Ring}. */
@@ -101,6 +104,11 @@ export class Ring {
   readonly #positions: Uint32Array;
   /** `#owners[i]` is the index in `#memberIds` of the member at `#positions[i]`. */
   readonly #owners: Uint32Array;
+  /**
+   * Per replica count asked, the replicas of the keys that fall before each position, made on first use: a
+   * key's replicas are a function of its position alone, and every write asks for them several times.
+   */
+  readonly #replicasAt = new Map<number, Array<readonly string[] | undefined>>();
 
   constructor(options: RingOptions) {
     assert(Number.isSafeInteger(options.virtualNodeCount));
@@ -128,15 +136,28 @@ export class Ring {
 
   /**
    * The `count` distinct members that hold `(table, key)`, in preference order (the first is the
-   * coordinator). `count` is capped at the number of members; an empty ring gives [].
+   * coordinator). `count` is capped at the number of members; an empty ring gives []. The list is shared by
+   * every key at that point of the ring, and frozen.
    */
-  replicasOf(table: string, key: string, count: number): string[] {
+  replicasOf(table: string, key: string, count: number): readonly string[] {
     assert(Number.isSafeInteger(count));
     assert(count >= 0);
     const wanted = Math.min(count, this.#memberIds.length);
-    const replicas: string[] = [];
-    if (wanted === 0) return replicas;
+    if (wanted === 0) return noReplicas;
     const start = lowerBound(this.#positions, keyHash(table, key));
+    let lists = this.#replicasAt.get(wanted);
+    if (lists === undefined) {
+      lists = new Array(this.#positions.length);
+      this.#replicasAt.set(wanted, lists);
+    }
+    const replicas = lists[start] ?? (lists[start] = this.#replicasFrom(start, wanted));
+    assert(replicas.length === wanted, "a key has as many replicas as asked, up to the members");
+    return replicas;
+  }
+
+  /** The first `wanted` distinct members clockwise from position `start`. */
+  #replicasFrom(start: number, wanted: number): readonly string[] {
+    const replicas: string[] = [];
     // Bounded: one pass around the ring at most. `wanted` is a replication factor (a few), so looking
     // through the replicas found so far costs less than a Set of them.
     for (let step = 0; step < this.#positions.length && replicas.length < wanted; step += 1) {
@@ -144,9 +165,11 @@ export class Ring {
       if (!replicas.includes(id)) replicas.push(id);
     }
     assert(replicas.length === wanted);
-    return replicas;
+    return Object.freeze(replicas);
   }
 }
+
+const noReplicas: readonly string[] = Object.freeze([]);
 
 /** The index of the first position ≥ `hash`, or 0 when there is none (the ring wraps). */
 function lowerBound(positions: Uint32Array, hash: number): number {

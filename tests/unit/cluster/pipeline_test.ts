@@ -391,3 +391,56 @@ Deno.test("PeerPipeline.post() queues an item in order with sent ones, ignores i
   pipeline.close();
   assert.equal(pipeline.post(item("closed")), false, "refused once closed");
 });
+
+Deno.test("PeerPipeline.deliver() calls its sink once per item with the item's tag: answered, or failed with the batch's error", async () => {
+  const { transport, pipeline } = makePipeline();
+  const calls: string[] = [];
+  const sink = {
+    answered: (tag: number, result: ApplyResult) => calls.push(`answered ${tag} ${result.result}`),
+    failed: (tag: number, error: unknown) => calls.push(`failed ${tag} ${(error as Error).message}`),
+  };
+  assert.ok(pipeline.deliver(item("a"), sink, 7));
+  assert.ok(pipeline.deliver(item("b"), sink, 3));
+  assert.ok(pipeline.deliver(item("c"), sink, 5));
+  assert.deepEqual(calls, [], "never called from deliver itself");
+  await waitForRequests(transport, 1);
+  assert.deepEqual(keysOf(transport.requests[0]!.body), ["a"]);
+  applyAll(transport.requests[0]!);
+  await waitForRequests(transport, 2);
+  assert.deepEqual(calls, ["answered 7 applied"]);
+  assert.deepEqual(keysOf(transport.requests[1]!.body), ["b", "c"]);
+  transport.requests[1]!.reject(new Error("gone"));
+  await waitFor(() => calls.length === 3, { timeoutMs: 2_000, what: "the failed batch's sink calls" });
+  assert.deepEqual(calls, ["answered 7 applied", "failed 3 gone", "failed 5 gone"]);
+  pipeline.close();
+  assert.equal(pipeline.deliver(item("d"), sink, 1), false, "a closed pipeline refuses");
+  assert.equal(calls.length, 3, "a refused item's sink is never called");
+});
+
+Deno.test("PeerPipeline.deliver(): a sink that throws is not called again as failed (the batch's answers stand)", async () => {
+  const { transport, pipeline } = makePipeline();
+  const calls: string[] = [];
+  let throwOnce = true;
+  const sink = {
+    answered: (tag: number) => {
+      calls.push(`answered ${tag}`);
+      if (throwOnce) {
+        throwOnce = false;
+        throw new Error("the sink broke");
+      }
+    },
+    failed: (tag: number) => calls.push(`failed ${tag}`),
+  };
+  const unhandled = new Promise<unknown>((resolve) => {
+    globalThis.addEventListener("unhandledrejection", function onUnhandled(event) {
+      event.preventDefault();
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+      resolve(event.reason);
+    });
+  });
+  assert.ok(pipeline.deliver(item("a"), sink, 1));
+  await waitForRequests(transport, 1);
+  applyAll(transport.requests[0]!);
+  assert.equal(((await unhandled) as Error).message, "the sink broke");
+  assert.deepEqual(calls, ["answered 1"], "never answered then failed");
+});

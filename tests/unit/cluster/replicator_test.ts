@@ -772,7 +772,7 @@ Deno.test("Replicator.close() unsubscribes from membership", async () => {
 Deno.test("Replicator.handlers().paxos answers each item by the acceptor rules, in order", async () => {
   await using cluster = await FakeCluster.start();
   const { paxos } = cluster.node(nodeA).replicator.handlers();
-  const replicas = cluster.placement(nodeA).replicasOf(table, "k");
+  const replicas = [...cluster.placement(nodeA).replicasOf(table, "k")];
   const entry = stateOf(1, '"one"');
   const items: PaxosItem[] = [
     { op: "prepare", table, key: "k", ballot: ballot(1, nodeB), replicas },
@@ -860,7 +860,7 @@ Deno.test("Replicator (rejoining): its acceptor asks for the ring without it unt
       .results[0]!;
   // A proposer that never saw D leave names D's old set alone: D does not serve that view by itself.
   assert.deepEqual(await answerOf(prepare(50)), { result: "joint", sets: [withoutD.replicasOf(table, key)] });
-  assert.equal((await answerOf(prepare(51, [withoutD.replicasOf(table, key)]))).result, "promised");
+  assert.equal((await answerOf(prepare(51, [[...withoutD.replicasOf(table, key)]]))).result, "promised");
   // Its first pass settles the keys it holds; from then on its own view will do.
   assert.equal(await rejoined.replicator.settle(table, key), true);
   assert.equal((await answerOf(prepare(90))).result, "promised");
@@ -876,7 +876,7 @@ Deno.test("Replicator.handlers().paxos publishes notices and answers proposals, 
   await using cluster = await FakeCluster.start();
   const { paxos } = cluster.node(nodeA).replicator.handlers();
   const key = keyWithReplicas(cluster, [nodeB]);
-  const replicas = cluster.placement(nodeA).replicasOf(table, key);
+  const replicas = [...cluster.placement(nodeA).replicasOf(table, key)];
   const items: PaxosItem[] = [
     { op: "chosen", table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" },
     { op: "prepare", table, key, ballot: ballot(5, nodeB), replicas },

@@ -3,7 +3,7 @@
 // Method: build rings over fixed member ids and count placements of 10,000 keys.
 import assert from "node:assert/strict";
 import { fmix32, fnv1a32, keyHash, lanClusterConfig, Ring } from "../../../src/cluster/mod.ts";
-import { fnv1a32Utf8 } from "../../../src/cluster/ring.ts";
+import { fnv1a32Utf8, hashText } from "../../../src/cluster/ring.ts";
 import { Random } from "../../helpers/seed.ts";
 
 const virtualNodeCount = lanClusterConfig("unused-secret-0123456789abcdef01234").virtualNodeCount;
@@ -59,6 +59,43 @@ Deno.test("keyHash() is stable: golden values never change", () => {
     [keyHash("users", "alice"), keyHash("t", ""), keyHash("表", "キー")],
     [4124019922, 2289336383, 2766200159], // cross-checked with an independent Python implementation
   );
+});
+
+Deno.test("keyHash() is the hash of table, NUL and key joined, without joining them (seeded names)", () => {
+  const random = Random.fromEnv("ring key hash");
+  const alphabet = ["a", "Z", "0", "-", "é", "表", "キ", "\ud83d\ude00", "~", "ÿ"];
+  const nameOf = () => Array.from({ length: random.int(9) }, () => random.pick(alphabet)).join("");
+  for (let index = 0; index < 2_000; index += 1) {
+    const table = nameOf();
+    const key = nameOf();
+    assert.equal(keyHash(table, key), hashText(`${table}\u0000${key}`), JSON.stringify([table, key]));
+  }
+});
+
+Deno.test("Ring.replicasOf() shares one frozen list per ring position, equal to a walk from scratch", () => {
+  const ring = new Ring({ memberIds: fiveIds, virtualNodeCount });
+  const sorted = [...fiveIds].sort();
+  for (let index = 0; index < 500; index += 1) {
+    const key = `k${index}`;
+    const replicas = ring.replicasOf("t", key, 3);
+    assert.ok(Object.isFrozen(replicas));
+    assert.equal(ring.replicasOf("t", key, 3), replicas, "asked again: the same list");
+    assert.deepEqual(ring.replicasOf("t", key, 5).slice(0, 3), replicas, "a longer list starts with it");
+    // From scratch: the members of each virtual node clockwise from the key, first of each kept.
+    const points = sorted.flatMap((id) =>
+      Array.from({ length: virtualNodeCount }, (_, point) => ({ id, position: hashText(`${id}#${point}`) }))
+    ).sort((left, right) =>
+      left.position - right.position || sorted.indexOf(left.id) - sorted.indexOf(right.id)
+    );
+    const hash = keyHash("t", key);
+    const start = Math.max(0, points.findIndex((point) => point.position >= hash));
+    const walked: string[] = [];
+    for (let step = 0; walked.length < 3; step += 1) {
+      const { id } = points[(start + step) % points.length]!;
+      if (!walked.includes(id)) walked.push(id);
+    }
+    assert.deepEqual(replicas, walked, key);
+  }
 });
 
 Deno.test("Ring.replicasOf() spreads 10k keys over 5 members within ±25% of a fair share", () => {
