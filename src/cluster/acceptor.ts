@@ -74,13 +74,15 @@ export class Acceptor {
 
   /**
    * Phase 2: accepts `entry` at `ballot` when the ballot is at least the key's effective promise (which
-   * makes it above the accepted ballot too); else refuses with the promise that stands.
+   * makes it above the accepted ballot too); else refuses with the promise that stands. `lazy`: the state
+   * is written with the store's next batch or within a few ms (this node's proposer, when the other
+   * replicas can make its quorum); the answer still comes only once it is durable.
    */
   accept(
     table: string,
     key: string,
     ballot: Ballot,
-    accepted: { entry: ReplicaEntry; replicas: readonly string[] },
+    accepted: { entry: ReplicaEntry; replicas: readonly string[]; lazy?: boolean },
   ): Promise<PaxosResult> {
     assert(ballot.counter >= 1 && ballot.node !== "", "a proposer's ballot names it");
     const { entry, replicas } = accepted;
@@ -89,7 +91,9 @@ export class Acceptor {
     const promise = effectivePromise(state);
     if (compareBallots(ballot, promise) < 0) return Promise.resolve({ result: "refused", promised: promise });
     assert(compareBallots(ballot, state.accepted) > 0, "an accept at or above the promise is a new ballot");
-    const durable = this.#store.accept(table, key, ballot, withBallot(entry, ballot));
+    const durable = accepted.lazy === true
+      ? this.#store.accept(table, key, ballot, withBallot(entry, ballot), { lazy: true })
+      : this.#store.accept(table, key, ballot, withBallot(entry, ballot));
     assert(compareBallots(this.#store.ballotsOf(table, key).accepted, ballot) === 0);
     return durable.then(() => ({ result: "accepted" }));
   }

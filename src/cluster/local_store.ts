@@ -83,8 +83,17 @@ export interface LocalStore {
   ballotsOf(table: string, key: string): AcceptorBallots;
   /** Records a promise (queued in this turn); resolves once durable. The caller checked the rule. */
   promise(table: string, key: string, ballot: Ballot): Promise<void>;
-  /** Records an accepted state (queued in this turn); resolves once durable. The caller checked the rule. */
-  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<EntryView>;
+  /**
+   * Records an accepted state (queued in this turn); resolves once durable. The caller checked the rule.
+   * `lazy`: written with the next batch or within a few ms, not in a batch of its own (see `Store.accept`).
+   */
+  accept(
+    table: string,
+    key: string,
+    ballot: Ballot,
+    entry: ReplicaEntry,
+    options?: { lazy?: boolean },
+  ): Promise<EntryView>;
   /** The reader's view of a state, as the store would render it (no I/O). */
   viewOf(table: string, key: string, entry: ReplicaEntry): EntryView;
   /**

@@ -62,7 +62,8 @@ export class Preempted extends Error {
 type Message =
   | { op: "peek"; ballot: Ballot }
   | { op: "prepare"; ballot: Ballot }
-  | { op: "accept"; ballot: Ballot; next: ReplicaEntry };
+  /** `mayWait`: this node's own accept may be written lazily (the one-round path; see `#othersSuffice`). */
+  | { op: "accept"; ballot: Ballot; next: ReplicaEntry; mayWait?: boolean };
 
 /** A change function: the next state from the newest accepted one, or a thrown `KvError`. */
 export type Change = (current: ReplicaEntry | undefined) => ReplicaEntry;
@@ -202,7 +203,8 @@ export class Proposer {
       const next = change(current); // a refusal is judged against a chosen state: no round needed
       checkNext(current, next);
       const ballot = successorOf(fast);
-      const outcome = await this.#round({ table, key, sets, deadline }, { op: "accept", ballot, next });
+      const message = { op: "accept", ballot, next, mayWait: true } as const;
+      const outcome = await this.#round({ table, key, sets, deadline }, message);
       if (outcome.quorum) {
         this.stats.fastPath += 1;
         return this.#commit({ table, key, ballot, entry: next, outcome, joint: sets.length > 1 });
@@ -415,7 +417,11 @@ export class Proposer {
         if (message.op === "peek") return round.record(tag, acceptor.peek(table, key));
         const answer = message.op === "prepare"
           ? acceptor.prepare(table, key, message.ballot, replicas)
-          : acceptor.accept(table, key, message.ballot, { entry: message.next, replicas });
+          : acceptor.accept(table, key, message.ballot, {
+            entry: message.next,
+            replicas,
+            lazy: message.mayWait === true && this.#othersSuffice(target.sets),
+          });
         answer.then((result) => round.answered(tag, result), (error) => round.failed(tag, error));
       } catch (error) {
         if (error instanceof AssertionError) throw error;
@@ -440,7 +446,11 @@ export class Proposer {
     const acceptedBy = outcome.granted.map(({ replica }) => replica);
     const id = keyIdOf(table, key);
     this.#committed.delete(id);
-    if (acceptedBy.includes(this.#options.self)) {
+    // This node's acceptor holds the chosen state when it accepted it, or when its accept of it is queued
+    // still (a lazy one the quorum did not wait for): the next write of the key may take one round.
+    const heldHere = acceptedBy.includes(this.#options.self) ||
+      sameBallot(this.#options.store.ballotsOf(table, key).accepted, ballot);
+    if (heldHere) {
       this.#committed.set(id, ballot);
       if (this.#committed.size > committedKeysMax) {
         this.#committed.delete(this.#committed.keys().next().value!);
@@ -449,6 +459,22 @@ export class Proposer {
     const committed = { entry, ballot, acceptedBy, joint, failedBy: outcome.failed };
     this.#options.onChosen?.(table, key, committed);
     return committed;
+  }
+
+  /**
+   * Whether the members of `sets` other than this node, those believed alive, can make every set's quorum
+   * without it: then this node's own accept is written lazily (with the store's next batch or within a few
+   * ms), not in an fsync of its own (DESIGN.md, "Proposer"). Only the cost moves: the round still counts
+   * this node once its accept is durable, and a set that needs it waits for it.
+   */
+  #othersSuffice(sets: ReplicaSets): boolean {
+    const { self, isLive } = this.#options;
+    for (const set of sets) {
+      let others = 0;
+      for (const id of set) if (id !== self && isLive(id)) others += 1;
+      if (others < quorumOf(set.length)) return false;
+    }
+    return true;
   }
 
   /** The ballot to follow with one accept round, when this proposer committed the key's current state. */

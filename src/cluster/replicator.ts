@@ -141,6 +141,15 @@ export class Replicator {
    * read's round, a settle) leaves nothing behind.
    */
   readonly #publishedViews = new WeakMap<ReplicaEntry, EntryView>();
+  /**
+   * States chosen here before this node's own accept of them was durable (it is written lazily when the
+   * other replicas make the quorum; DESIGN.md, "Proposer"), by key: a read on this node answers them, so a
+   * client reads its write back from the node that acknowledged it. Two generations of ~100 ms each: an entry
+   * outlives the lazy write (a few ms and an fsync), and the maps hold only the last moments' keys.
+   */
+  #chosenNow = new Map<string, EntryView>();
+  #chosenBefore = new Map<string, EntryView>();
+  #chosenSinceMs = 0;
   readonly #placementListeners: Array<(previous: Placement, next: Placement) => void> = [];
   readonly #unsubscribe: () => void;
 
@@ -322,7 +331,7 @@ export class Replicator {
   ): Promise<EntryView | undefined> {
     const replicas = this.#placement.replicasOf(table, key);
     if (options.consistent === true && !this.#options.solo) return await this.#readConsistent(table, key);
-    if (replicas.includes(this.self)) return this.#options.store.getEntry(table, key);
+    if (replicas.includes(this.self)) return this.#localEntry(table, key);
     this.#counters.forwardedReads += 1;
     const live = replicas.filter((id) => this.#placement.isLive(id));
     const replies = live.map((replica) =>
@@ -637,6 +646,27 @@ export class Replicator {
     for (const transition of this.#transitions) transition.passDone = true;
   }
 
+  /** The key's state here: the stored one, or a newer one chosen here whose own accept is not durable yet. */
+  #localEntry(table: string, key: string): EntryView | undefined {
+    const stored = this.#options.store.getEntry(table, key);
+    if (this.#chosenNow.size === 0 && this.#chosenBefore.size === 0) return stored;
+    const id = keyIdOf(table, key);
+    const chosen = this.#chosenNow.get(id) ?? this.#chosenBefore.get(id);
+    return chosen !== undefined && chosen.version > (stored?.version ?? 0) ? chosen : stored;
+  }
+
+  /** Remembers `view`, chosen here, for `#localEntry` until this node's own copy is durable. */
+  #rememberChosen(table: string, key: string, view: EntryView): void {
+    const nowMs = this.#options.clock.monotonicMs();
+    if (nowMs - this.#chosenSinceMs >= chosenGenerationMs) {
+      this.#chosenBefore = this.#chosenNow;
+      this.#chosenNow = new Map();
+      this.#chosenSinceMs = nowMs;
+    }
+    this.#chosenNow.set(keyIdOf(table, key), view);
+    assert(view.version >= 1, "a chosen state has a version");
+  }
+
   /**
    * A committed change: shown to this node's subscribers and, as a `chosen` notice in this proposer's ordered
    * `paxos` pipeline to each member, to every other live member's; replicas that did not accept it get a
@@ -647,6 +677,7 @@ export class Replicator {
     assert(view.version === committed.entry.version);
     this.#publishedViews.set(committed.entry, view);
     const kind = view.deleted ? "Deleted" : "Updated";
+    if (!committed.acceptedBy.includes(this.self)) this.#rememberChosen(table, key, view);
     this.#options.sink.publish({ kind, table, key, version: view.version, sequence: 0, json: view.json });
     const notice: PaxosItem = { op: "chosen", table, key, kind, version: view.version, json: view.json };
     if (committed.joint) notice.settled = true;
@@ -860,6 +891,9 @@ export class Replicator {
     };
   }
 }
+
+/** How long one generation of states chosen here before they were durable here is kept (two are). */
+const chosenGenerationMs = 100;
 
 /**
  * Rethrows what a forward's failure means for the client when the proposer answered: its own answer

@@ -77,7 +77,8 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
     ballotsOf: (table, key) => guard(() => store.ballotsOf(table, key)),
     // Queued in the caller's turn (the acceptor's rule depends on it): a refusal is thrown in that turn too.
     promise: (table, key, ballot) => guardQueued(() => store.promise(table, key, ballot)),
-    accept: (table, key, ballot, entry) => guardQueued(() => store.accept(table, key, ballot, entry)),
+    accept: (table, key, ballot, entry, options) =>
+      guardQueued(() => store.accept(table, key, ballot, entry, options)),
     viewOf: (table, key, entry) => guard(() => store.viewOf(table, key, entry)),
     applyReplicas: (items) => guardAsync(() => store.applyReplicas(items)),
     replicaOf: (table, key): ReplicaEntry | undefined => guard(() => store.replicaOf(table, key)),

@@ -147,6 +147,9 @@ type WriteIntent = { op: "put"; valueJson: string } | { op: "delete" };
 
 const encoder = new TextEncoder();
 
+/** The WAL option of an accept its caller does not wait on at once (see `Wal.append`). */
+const lazyAppend = { lazy: true } as const;
+
 /**
  * The storage engine: an in-memory index of every key over a group-committed, encrypted WAL, compacted
  * into `storage.db` and copied into snapshots. See `mod.ts` for the format and `DESIGN.md` for the why.
@@ -807,7 +810,7 @@ export class Store {
    * promise), makes it the key's newest pending state and queues it on the WAL; resolves once it is
    * durable and visible.
    */
-  #enqueue(prepared: Omit<PendingWrite, "sequence">): Promise<void> {
+  #enqueue(prepared: Omit<PendingWrite, "sequence">, lazy = false): Promise<void> {
     const change = prepared.kind !== "purge" && prepared.kind !== "promise";
     if (prepared.kind === "purge") assert(prepared.entry === undefined);
     if (change) assert(prepared.entry !== undefined);
@@ -818,7 +821,7 @@ export class Store {
     this.#sequenceAccepted = sequence;
     const write: PendingWrite = { ...prepared, sequence };
     assert(this.#wal !== undefined);
-    const durable = this.#wal.append(write);
+    const durable = this.#wal.append(write, lazy ? lazyAppend : undefined);
     let pendingTable = this.#pending.get(write.table);
     if (pendingTable === undefined) this.#pending.set(write.table, pendingTable = new Map());
     pendingTable.set(write.key, { write, durable });
@@ -1075,7 +1078,9 @@ export class Store {
    * turn (a later `acceptorOf` sees it), given the next change sequence, and resolved with its `Entry`
    * once durable. It clears the key's promise and is published with source "accepted". `entry.ballot` is
    * ignored: the state is accepted at `ballot`. The caller checked, in this same turn, that `ballot` is at
-   * least the key's promise and above its accepted ballot.
+   * least the key's promise and above its accepted ballot. `lazy`: its WAL record does not start a batch of
+   * its own (a proposer's own accept, when the other replicas can make the quorum; see `Wal.append`): it is
+   * as durable once resolved, and, like any write, seen by readers only then.
    *
    * Every check throws synchronously, before anything is queued, as for {@linkcode Store.promise}.
    *
@@ -1085,7 +1090,13 @@ export class Store {
    * @returns a promise of the accepted `Entry` that rejects with {@linkcode StorageFailedError} or
    *   {@linkcode StorageFullError} when its batch fails.
    */
-  accept(table: string, key: string, ballot: Ballot, entry: ReplicaEntry): Promise<Entry> {
+  accept(
+    table: string,
+    key: string,
+    ballot: Ballot,
+    entry: ReplicaEntry,
+    options?: { lazy?: boolean },
+  ): Promise<Entry> {
     this.#checkWritable("accept");
     checkBallot(ballot, "An accept's ballot");
     const own: Ballot = Object.freeze({ counter: ballot.counter, node: ballot.node });
@@ -1102,7 +1113,7 @@ export class Store {
       kind: "accepted",
       entry: accepting,
       promised: zeroBallot,
-    });
+    }, options?.lazy === true);
     return durable.then(() => accepting);
   }
 
@@ -1370,6 +1381,14 @@ export class Store {
       indexLiveBytes: this.#index.pageStats.liveBytes,
       wal: wal.metrics,
     };
+  }
+
+  /**
+   * Writes what waits in the WAL now, lazy accepts included, and resolves once every write queued so far is
+   * durable (or failed): what a caller that must see its own lazy accept before going on awaits.
+   */
+  drain(): Promise<void> {
+    return this.#wal?.drain() ?? Promise.resolve();
   }
 
   /**

@@ -358,6 +358,14 @@ export class FakeCluster implements AsyncDisposable {
   }
 
   /** The node `id`. */
+  /**
+   * Waits until every node's queued store writes are durable, lazy ones (a proposer's own accepts, written
+   * within a few ms) written at once: what a test that reads a node's store right after a write awaits.
+   */
+  async drained(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((node) => node.store.drain()));
+  }
+
   node(id: string): FakeNode {
     const node = this.nodes.get(id);
     if (node === undefined) throw new Error(`no fake node ${id}`);

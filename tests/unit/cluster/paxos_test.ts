@@ -69,6 +69,7 @@ Deno.test("Paxos: an isolated proposer cannot answer 201, and the majority's wri
     3,
   );
   await cluster.network.settle();
+  await cluster.drained(); // the proposer's own accept is written lazily
   for (const id of [nodeA, nodeB, nodeC]) {
     assert.deepEqual(chainOn(cluster, id, key), ["w1", "w2-majority", "w3"]);
   }

@@ -172,6 +172,7 @@ Deno.test("Replicator.write() proposes locally when this node is the key's first
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeA]);
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.equal(entry.version, 1);
   assert.equal(versionOn(cluster, nodeA, key), 1);
   assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0);
@@ -188,6 +189,7 @@ Deno.test("Replicator.write() proposes a new key itself when a replica, wherever
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.equal(entry.version, 1);
   assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0, "no forward");
   assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeA);
@@ -280,6 +282,7 @@ Deno.test("Replicator.write() forwards from a non-replica to the key's first liv
   await using cluster = await FakeCluster.start({ ids: fourNodes });
   const key = keyAwayFromA(cluster, [nodeB]);
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.equal(entry.version, 1);
   assert.equal(entry.json, cluster.node(nodeB).store.getEntry(table, key)?.json);
   assert.deepEqual(
@@ -323,9 +326,11 @@ Deno.test("Replicator: once every member left, writes and consistent reads are 5
   await using cluster = await FakeCluster.start();
   const key = keyWithReplicas(cluster, [nodeA]);
   await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  await cluster.drained(); // the proposer's own accept is written lazily
   cluster.membership.set({ ring: [], live: [nodeA] }); // SIGTERM to every node at once: each saw all leave
   const replicator = cluster.node(nodeA).replicator;
   await assert.rejects(replicator.write(put(key, { n: 2 })), UnavailableError);
+  await cluster.drained(); // the proposer's own accept is written lazily
   await assert.rejects(replicator.readEntry(table, key, { consistent: true }), UnavailableError);
   assert.equal(await replicator.settle(table, key), false);
   assert.equal(versionOn(cluster, nodeA, key), 1, "nothing changed");
@@ -436,6 +441,7 @@ Deno.test("Replicator.write() forwards alone to a proposer that serves no batche
   const key = keyAwayFromA(cluster, [nodeB]);
   cluster.network.register(nodeB, { writes: () => Promise.reject(new UnknownKindError("writes")) });
   const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.equal(entry.version, 1);
   assert.deepEqual(cluster.network.sentWhere({ kind: "write" }).map(({ target }) => target), [nodeB]);
   assert.equal(versionOn(cluster, nodeB, key), 1);
@@ -538,6 +544,32 @@ Deno.test("Replicator.write() commits on the others while its own acceptor's fsy
   await waitFor(() => versionOn(cluster, nodeA, key) === 1, { timeoutMs: 2_000, what: "A's own accept" });
 });
 
+Deno.test("Replicator: a one-round write is read back at once from its proposer, before its own lazy accept is durable", async () => {
+  const gated = new SyncGateFs();
+  await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? gated : new MemoryFs() });
+  const key = keyWithReplicas(cluster, [nodeA]);
+  const { replicator, store } = cluster.node(nodeA);
+  assert.equal((await replicator.write(put(key, { n: 1 }))).version, 1);
+  await cluster.drained();
+  const fastBefore = replicator.stats.fastPathWrites;
+  gated.hold();
+  // One round (A wrote the key last): A's own accept is lazy, B and C make the quorum.
+  assert.equal((await replicator.write(put(key, { n: 2 }))).version, 2);
+  assert.equal(replicator.stats.fastPathWrites, fastBefore + 1, "the one-round path");
+  assert.equal(store.getEntry(table, key)?.version, 1, "A's own copy is not durable yet");
+  const read = await replicator.readEntry(table, key);
+  assert.equal(read?.version, 2, "read back from A at once");
+  assert.deepEqual(JSON.parse(read!.json).value, { n: 2 });
+  // The next one-round write still takes one round: A's acceptor holds the state, durable or not.
+  assert.equal((await replicator.write(put(key, { n: 3 }))).version, 3);
+  assert.equal(replicator.stats.fastPathWrites, fastBefore + 2);
+  assert.equal((await replicator.readEntry(table, key))?.version, 3);
+  gated.release();
+  await cluster.drained();
+  assert.equal(store.getEntry(table, key)?.version, 3, "durable on A too");
+  assert.equal((await replicator.readEntry(table, key))?.version, 3);
+});
+
 Deno.test({
   name: "Replicator keeps no hint for itself when its own acceptor answered after the quorum",
   fn: async () => {
@@ -590,6 +622,7 @@ Deno.test("Replicator.write() retries above a refused ballot, after the newest s
   );
   assert.ok(replicator.stats.proposalRetries >= 1, "A's first ballot was refused");
   assert.ok(replicator.stats.prepareRounds >= 2);
+  await cluster.drained(); // the proposer's own accept is written lazily
   const state = cluster.node(nodeA).store.replicaOf(table, key);
   assert.equal(state?.ballot?.node, nodeA);
   assert.ok((state?.ballot?.counter ?? 0) > 8, "above (8, C), the promise B and C refused with");
@@ -622,6 +655,7 @@ Deno.test("Replicator.write() refused by a state its store lacks accepts that st
   for (const id of [nodeB, nodeC]) await cluster.node(id).store.applyReplicas([{ table, key, entry: bobs }]);
   const { write } = cluster.node(nodeA).replicator.handlers();
   const reply = await write!({ op: "put", table, key, value: "alice's", owner: "alice" }, nodeB);
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.equal((reply as { error?: { code: string } }).error?.code, "forbidden");
   const state = cluster.node(nodeA).store.replicaOf(table, key);
   assert.deepEqual([state?.owner, state?.version, state?.valueJson], ["bob", 3, '"bob\'s"']);
@@ -990,6 +1024,7 @@ Deno.test("Replicator.handlers().write proposes and answers errors as codes", as
   const key = keyWithReplicas(cluster, [nodeA]);
   const { write } = cluster.node(nodeA).replicator.handlers();
   const reply = await write!({ op: "put", table, key, value: { n: 1 }, owner: "alice" }, nodeB);
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.deepEqual(reply, {
     json: cluster.node(nodeA).store.getEntry(table, key)?.json,
     version: 1,
@@ -1000,8 +1035,10 @@ Deno.test("Replicator.handlers().write proposes and answers errors as codes", as
   };
   assert.equal(refused.error.code, "forbidden");
   const conflict = await write!({ op: "delete", table, key, owner: "alice", ifVersion: 9 }, nodeB);
+  await cluster.drained(); // the proposer's own accept is written lazily
   assert.equal((conflict as { error: { code: string } }).error.code, "version_conflict");
   await assert.rejects(async () => await write!({ op: "put", table, key }, nodeB), InvalidRequestError);
+  await cluster.drained(); // the proposer's own accept is written lazily
   const deleted = await write!({ op: "delete", table, key, owner: "alice", ifVersion: 1 }, nodeB) as {
     version: number;
     deleted: boolean;

@@ -422,3 +422,52 @@ Deno.test("Store.open() drops a promise a lossy recovery left at or below its ke
   assert.ok(logger.at("warn").some((line) => line.message.includes("dropped promises")));
   await recovered.close();
 });
+
+/** Lets the microtasks queued so far run (the WAL decides on a batch in one), but no timer. */
+async function microtasks(): Promise<void> {
+  for (let turn = 0; turn < 5; turn += 1) await Promise.resolve();
+}
+
+Deno.test("Store.accept({ lazy }) starts no batch of its own: it waits for an urgent write or walLazyWaitMs, and is seen only once durable", async () => {
+  const fs = new HookedFs(new MemoryFs());
+  const store = await openStore(storeOptions({ fs }));
+  const batches = () => store.stats().walBatchCount;
+  const before = batches();
+  const syncsBefore = fs.syncCount("/data/wal.log");
+  const lazyOne = store.accept("t", "a", ballot(1), live(1, '"a"'), { lazy: true });
+  const lazyTwo = store.accept("t", "b", ballot(1), live(1, '"b"'), { lazy: true });
+  assert.deepEqual(store.ballotsOf("t", "a").accepted, ballot(1), "the acceptor sees it in this turn");
+  await microtasks();
+  assert.equal(batches(), before, "no batch started by lazy accepts at once");
+  assert.equal(fs.syncCount("/data/wal.log"), syncsBefore, "nor a sync");
+  assert.equal(store.getEntry("t", "a"), undefined, "readers see only durable states");
+  // Both go in one batch when the wait is over: they need not come with anything else.
+  await Promise.all([lazyOne, lazyTwo]);
+  assert.equal(batches(), before + 1);
+  assert.equal(store.getEntry("t", "a")?.version, 1);
+  // A lazy accept rides with the next urgent write, in its batch.
+  const order: string[] = [];
+  const lazyThree = store.accept("t", "c", ballot(1), live(1, '"c"'), { lazy: true }).then(() =>
+    order.push("c")
+  );
+  const urgent = store.put("t", "d", 1, alice).then(() => order.push("d"));
+  await Promise.all([lazyThree, urgent]);
+  assert.equal(batches(), before + 2, "one batch for the urgent write and the lazy one queued before it");
+  assert.deepEqual(order, ["c", "d"], "in queue order");
+  // Closing writes what waits, at once.
+  const lazyFour = store.accept("t", "e", ballot(1), live(1, '"e"'), { lazy: true });
+  await store.close();
+  await lazyFour;
+  assert.equal(fs.syncCount("/data/wal.log") >= 1, true);
+});
+
+Deno.test("Store.accept({ lazy }) on a failing disk rejects like any accept, and the timer goes with it", async () => {
+  const fs = new HookedFs(new MemoryFs());
+  const store = await openStore(storeOptions({ fs }));
+  fs.hooks.beforeSyncData = (path) => {
+    if (path === "/data/wal.log") throw new Error("injected: sync failed");
+  };
+  const lazy = store.accept("t", "a", ballot(1), live(1, '"a"'), { lazy: true });
+  await assert.rejects(lazy);
+  await assert.rejects(store.close().then(() => store.put("t", "b", 1, alice)));
+});
