@@ -386,6 +386,7 @@ export class Proposer {
       deadlines: this.#deadlines,
       delayMs,
     });
+    assert(round.members.length >= target.sets[0]!.length, "every replica of the set is asked");
     // One item for every peer: built once per round, not per member.
     const item = itemOf(target, message);
     // Every member is asked before any answer is judged (answers that come at once are only recorded).
@@ -469,6 +470,7 @@ export class Proposer {
    */
   #othersSuffice(sets: ReplicaSets): boolean {
     const { self, isLive } = this.#options;
+    assert(sets.length >= 1, "a round has a replica set");
     for (const set of sets) {
       let others = 0;
       for (const id of set) if (id !== self && isLive(id)) others += 1;

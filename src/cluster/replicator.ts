@@ -657,6 +657,7 @@ export class Replicator {
 
   /** Remembers `view`, chosen here, for `#localEntry` until this node's own copy is durable. */
   #rememberChosen(table: string, key: string, view: EntryView): void {
+    assert(table.length > 0 && key.length > 0, "a chosen state names its key");
     const nowMs = this.#options.clock.monotonicMs();
     if (nowMs - this.#chosenSinceMs >= chosenGenerationMs) {
       this.#chosenBefore = this.#chosenNow;

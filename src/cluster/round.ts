@@ -118,6 +118,7 @@ export class Round implements AnswerSink<PaxosResult> {
   /** Ends the round when every set has a quorum of grants, or when one set can no longer have one. */
   check(): void {
     if (this.ended) return;
+    assert(this.#parts.length === this.members.length, "one part per member");
     let quorum = true;
     for (const set of this.#sets) {
       let granted = 0;
@@ -131,6 +132,7 @@ export class Round implements AnswerSink<PaxosResult> {
       if (granted + asked < needed) return this.#finish(); // unreachable: no need to wait for the rest
       if (granted < needed) quorum = false;
     }
+    assert(!quorum || this.#gathered.granted.length >= quorumOf(this.#sets[0]!.length), "a quorum of grants");
     this.#gathered.quorum = quorum;
     if (quorum) this.#finish();
   }
