@@ -91,9 +91,8 @@ export class Acceptor {
     const promise = effectivePromise(state);
     if (compareBallots(ballot, promise) < 0) return Promise.resolve({ result: "refused", promised: promise });
     assert(compareBallots(ballot, state.accepted) > 0, "an accept at or above the promise is a new ballot");
-    const durable = accepted.lazy === true
-      ? this.#store.accept(table, key, ballot, withBallot(entry, ballot), { lazy: true })
-      : this.#store.accept(table, key, ballot, withBallot(entry, ballot));
+    const options = accepted.lazy === true ? lazyAccept : undefined;
+    const durable = this.#store.accept(table, key, ballot, withBallot(entry, ballot), options);
     assert(compareBallots(this.#store.ballotsOf(table, key).accepted, ballot) === 0);
     return durable.then(() => ({ result: "accepted" }));
   }
@@ -127,6 +126,9 @@ export class Acceptor {
       });
   }
 }
+
+/** The store option of a lazy accept (one object for all of them: accepts are the write path). */
+const lazyAccept = { lazy: true } as const;
 
 /**
  * A witness's answer to a prepare: this node is an old replica of the key, asked in a joint round of a

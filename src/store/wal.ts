@@ -49,11 +49,6 @@ export interface WalOptions<Item extends WalItem> {
   onFailed: (error: StorageFailedError | StorageFullError, fatal: boolean) => void;
   /** Called after each durable batch, once its appends are resolved. */
   onFlushed?: () => void;
-  /**
-   * How long a lazy append (see {@linkcode Wal.append}) waits for an urgent one before its batch is
-   * written anyway. @default walLazyWaitMs
-   */
-  lazyWaitMs?: number;
 }
 
 /**
@@ -65,7 +60,7 @@ export const walLazyWaitMs = 5;
 
 interface Waiter<Item> {
   item: Item;
-  /** Written with the next batch that something else starts, or after `lazyWaitMs`. */
+  /** Written with the next batch that something else starts, or after `walLazyWaitMs`. */
   lazy: boolean;
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -88,7 +83,7 @@ export class Wal<Item extends WalItem> {
   #idleWaiters: Array<() => void> = [];
   /** Waiters in `#queue` that are not lazy: while there is one, batches are written at once. */
   #urgentCount = 0;
-  /** Set when queued lazy appends waited `lazyWaitMs`, or on drain: write the queue now. */
+  /** Set when queued lazy appends waited `walLazyWaitMs`, or on drain: write the queue now. */
   #lazyDue = false;
   #lazyTimer: ReturnType<typeof setTimeout> | undefined;
   /** Since open: records per batch (its count is the batches written, its sum the records). */
@@ -116,7 +111,7 @@ export class Wal<Item extends WalItem> {
 
   /**
    * Queues `item` for the next batch; resolves once it is durable. A `lazy` append does not start a batch
-   * of its own: it goes with the next batch an urgent append starts, or after `lazyWaitMs` (it is for a
+   * of its own: it goes with the next batch an urgent append starts, or after `walLazyWaitMs` (it is for a
    * record nobody waits on at once; its durability is the same once it resolves).
    *
    * @throws {StorageFailedError} when an earlier batch failed fatally, or this one fails.
@@ -156,7 +151,7 @@ export class Wal<Item extends WalItem> {
     return this.#urgentCount > 0 || this.#lazyDue;
   }
 
-  /** Queued lazy appends only: written after `lazyWaitMs` unless an urgent append comes first. */
+  /** Queued lazy appends only: written after `walLazyWaitMs` unless an urgent append comes first. */
   #armLazyTimer(): void {
     assert(this.#queue.length > 0 && this.#urgentCount === 0, "only lazy appends wait");
     if (this.#lazyTimer !== undefined) return;
@@ -164,7 +159,13 @@ export class Wal<Item extends WalItem> {
       this.#lazyTimer = undefined;
       this.#lazyDue = true;
       this.#kick();
-    }, this.#options.lazyWaitMs ?? walLazyWaitMs);
+    }, walLazyWaitMs);
+  }
+
+  /** Forgets the wait of queued lazy appends: they were taken into a batch, or dropped. */
+  #cancelLazyTimer(): void {
+    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
   }
 
   async #flushLoop(): Promise<void> {
@@ -173,8 +174,7 @@ export class Wal<Item extends WalItem> {
     while (this.#queue.length > 0 && this.#pauseCount === 0 && this.#writeNow()) {
       const batch = this.#takeBatch();
       // Whatever this batch took, lazy or not, is written: the timer of lazy appends starts again.
-      if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer);
-      this.#lazyTimer = undefined;
+      this.#cancelLazyTimer();
       this.#lazyDue = this.#lazyDue && this.#queue.length > 0;
       await this.#flushBatch(batch);
     }
@@ -267,8 +267,7 @@ export class Wal<Item extends WalItem> {
     const dropped = [...batch, ...this.#queue.splice(0)];
     this.#urgentCount = 0;
     this.#lazyDue = false;
-    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer);
-    this.#lazyTimer = undefined;
+    this.#cancelLazyTimer();
     if (fatal) {
       assert(error instanceof StorageFailedError);
       this.#failure = error;
