@@ -19,6 +19,7 @@ import { Auth, ReplicatedUsers, type UserDirectory, type UserRecord } from "./sr
 import { Broker } from "./src/sse/mod.ts";
 import {
   BuildKeyError,
+  ChangeLog,
   DenoFs,
   type Encryption,
   type Failpoints,
@@ -155,7 +156,7 @@ async function openStore(config: Config, options: { logger: Logger; disk: DiskOp
         : "JWT_SECRET is not set: using the one generated earlier in the data dir (loopback only)",
     );
   }
-  return { store, jwtSecret, fs };
+  return { store, jwtSecret, fs, encryption };
 }
 
 /** The members file in the data dir: the ring this node last knew, so a restart starts from it. */
@@ -267,6 +268,8 @@ function advertisedAddress(config: Config, port: number): string {
 /** Everything a running node is made of. */
 interface RunningNode {
   store: Store;
+  /** The retention window of published changes that streams resume from. */
+  changes: ChangeLog;
   broker: Broker;
   cluster: ClusterNode;
   app: App;
@@ -319,8 +322,20 @@ interface BuildOptions {
 
 async function buildNode(config: Config, options: BuildOptions): Promise<RunningNode> {
   const { logger, self } = options;
-  const { store, jwtSecret, fs } = await openStore(config, { logger, disk: options.disk });
-  const broker = new Broker({ limits: config.limits, logger });
+  const { store, jwtSecret, fs, encryption } = await openStore(config, { logger, disk: options.disk });
+  const changes = await ChangeLog.open({
+    dir: config.dataDir,
+    fs,
+    encryption,
+    clock: systemClock,
+    logger,
+    retention: {
+      ageMs: config.limits.changeRetentionMs,
+      recordsMax: config.limits.changeRetentionRecordsMax,
+      bytesMax: config.limits.changeRetentionBytes,
+    },
+  });
+  const broker = new Broker({ limits: config.limits, logger, history: changes });
   // Alone (no CLUSTER_SECRET) every store write is a client's, durable and final. In a cluster the store's
   // writes are a Paxos acceptor's, not yet chosen: the cluster publishes each write once it is committed.
   const clustered = config.clusterSecret !== undefined;
@@ -371,7 +386,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     phase: options.phase,
     corsOrigins: config.corsOrigins,
   });
-  return { store, broker, cluster, app, ...(recordLeave === undefined ? {} : { recordLeave }) };
+  return { store, changes, broker, cluster, app, ...(recordLeave === undefined ? {} : { recordLeave }) };
 }
 
 function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; server: Server }) {
@@ -497,6 +512,7 @@ export async function startNode(config: Config, options: StartOptions = {}): Pro
     }
   } catch (error) {
     node?.cluster.stop();
+    await node?.changes.close();
     await node?.store.close();
     await server.shutdown();
     throw error;
@@ -659,6 +675,7 @@ async function stopNode(
     server.shutdown(),
     new Promise((resolve) => deadline.addEventListener("abort", resolve)),
   ]);
+  await node.changes.close({ clean: options.graceful });
   await node.store.close();
   logger.info("stopped");
 }

@@ -59,6 +59,16 @@ export interface Limits {
   sseHistoryBytesMax: number;
   /** Interval of `: keepalive` comments. SPEC §4 requires at most 15 s. @default 15 s */
   sseKeepaliveMs: number;
+  /**
+   * Bytes of the change log on disk (`<data-dir>/changes/`), the window a stream resumes from with
+   * `Last-Event-ID` (SPEC §4b). A change takes its JSON plus about 60 bytes: the default holds the 100,000
+   * newest changes of values up to ~600 bytes. @default 64 MiB
+   */
+  changeRetentionBytes: number;
+  /** Changes older than this leave the change log (SPEC §4b: 10 minutes). @default 600,000 */
+  changeRetentionMs: number;
+  /** Changes the change log holds at most (SPEC §4b). @default 100,000 */
+  changeRetentionRecordsMax: number;
   /** Records in one WAL batch (one write, one encryption, one sync). @default 4096 */
   walBatchRecordsMax: number;
   /** WAL size that triggers a checkpoint into `storage.db` and a WAL truncation. @default 64 MiB */
@@ -87,6 +97,9 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   sseHistoryKeysMax: 10_000,
   sseHistoryBytesMax: 16 << 20,
   sseKeepaliveMs: 15_000,
+  changeRetentionBytes: 64 << 20,
+  changeRetentionMs: 600_000,
+  changeRetentionRecordsMax: 100_000,
   walBatchRecordsMax: 4_096,
   walCheckpointBytes: 64 << 20,
   shutdownMsMax: 10_000,

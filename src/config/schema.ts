@@ -67,6 +67,7 @@ export const limitEnvNames = {
   sseQueueDepthMax: "DYNA_SSE_QUEUE_DEPTH_MAX",
   sseKeepaliveMs: "DYNA_SSE_KEEPALIVE_MS",
   walCheckpointBytes: "DYNA_WAL_CHECKPOINT_BYTES",
+  changeRetentionBytes: "DYNA_CHANGE_RETENTION_BYTES",
 } as const satisfies Partial<Record<keyof Limits, string>>;
 
 /** Upper bounds of settable limits; the store's frame size (256 MiB) caps one record. */

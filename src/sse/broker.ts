@@ -1,5 +1,5 @@
 import type { Limits } from "../config/limits.ts";
-import type { ChangeEvent, Entry } from "../store/types.ts";
+import type { ChangeEvent, Entry, LoggedChange, LogRecord } from "../store/mod.ts";
 import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
@@ -27,6 +27,29 @@ export interface Subscription {
   onEnd(listener: () => void): void;
 }
 
+/**
+ * The change log as the broker uses it (`ChangeLog` of the store module): every published change, kept on
+ * disk within the retention window, read back by resuming streams (see `DESIGN.md`).
+ */
+export interface ChangeHistory {
+  /** The sequence the next published change gets: the broker's table-stream ids continue from it. */
+  readonly nextSeq: number;
+  /** Every change with a sequence above it is held, or covered by a gap marker. */
+  readonly floorSeq: number;
+  append(change: LoggedChange): void;
+  recordsAfter(
+    after: number,
+    options: { chunkCount: number; keep?: (change: LoggedChange) => boolean },
+  ): AsyncGenerator<LogRecord[]>;
+  keyChangesAfter(
+    names: { table: string; key: string },
+    options: { after: number; chunkCount: number },
+  ): AsyncGenerator<LoggedChange[]>;
+}
+
+/** Records read from the change log per step of a replay, each step queued when the client has room. */
+export const replayChunkCount = 256;
+
 /** Options of {@linkcode Broker}. */
 export interface BrokerOptions {
   /**
@@ -41,6 +64,11 @@ export interface BrokerOptions {
    * @default systemClock
    */
   clock?: Clock;
+  /**
+   * The change log: every published change is appended, and a resume older than the in-memory histories
+   * is answered from it. Without one, such a resume gets the key's current value or a table's `Resync`.
+   */
+  history?: ChangeHistory;
 }
 
 /** Options of {@linkcode Broker.subscribeKey}. */
@@ -106,6 +134,7 @@ export class Broker {
   #droppedCount = 0;
   /** Id of the newest table-stream frame, or the starting id before the first. */
   #tableId: number;
+  readonly #history: ChangeHistory | undefined;
   #closed = false;
 
   constructor(options: BrokerOptions) {
@@ -124,7 +153,10 @@ export class Broker {
       frameOverheadBytes: historyFrameOverheadBytes,
     });
     this.#logger = options.logger;
-    this.#tableId = Math.floor((options.clock ?? systemClock).nowMs()) * 1000;
+    this.#history = options.history;
+    this.#tableId = options.history === undefined
+      ? Math.floor((options.clock ?? systemClock).nowMs()) * 1000
+      : options.history.nextSeq - 1;
     assert(Number.isSafeInteger(this.#tableId), "table-stream ids must be safe integers");
     assert(this.#tableId >= 1, "a Resync before the first change needs an id >= 1");
   }
@@ -205,6 +237,16 @@ export class Broker {
     if (event.version !== previous + 1 && previous !== 0) resync = encodeKeyResyncFrame(event);
     const tableFrame = resync === undefined ? changeFrame : resyncThenFrame(resync, changeFrame);
     this.#histories.remember({ kind: "table", topic: event.table, frame: tableFrame });
+    this.#history?.append({
+      type: "change",
+      seq: this.#tableId,
+      kind: event.kind,
+      table: event.table,
+      key: event.key,
+      version: event.version,
+      json: event.json,
+      resyncBefore: resync !== undefined,
+    });
     for (const subscriber of keySubscribers ?? []) {
       if (keyFrame.id > subscriber.lastId + 1) subscriber.sendResync(resync ??= encodeKeyResyncFrame(event));
       subscriber.send(keyFrame);
@@ -239,11 +281,20 @@ export class Broker {
     const ahead = lastEventId !== undefined && lastEventId > knownVersion;
     let position = lastEventId ?? knownVersion;
     if (ahead) position = Math.max(currentVersion - 1, 0);
-    const subscriber = this.#register(this.#keySubscribers, topic, position);
+    const frames = ahead || lastEventId === undefined
+      ? undefined
+      : this.#histories.history("key", topic)?.framesAfter(position);
+    // Older than what memory holds: read from the change log, the live frames held back meanwhile.
+    const fromLog = lastEventId !== undefined && !ahead && frames === undefined &&
+      this.#history !== undefined;
+    const subscriber = this.#register(this.#keySubscribers, topic, { lastId: position, held: fromLog });
     // Its changes are remembered from now on, for this client's own resumption.
     this.#histories.watch("key", topic);
     if (lastEventId === undefined) return this.#handOut(subscriber);
-    const frames = ahead ? undefined : this.#histories.history("key", topic)?.framesAfter(position);
+    if (fromLog) {
+      void this.#replayKeyFromLog(subscriber, { table, key, current });
+      return this.#handOut(subscriber);
+    }
     this.#replayKey(subscriber, { table, key, frames: frames ?? this.#currentAndNewer(topic, current) });
     assert(subscriber.lastId >= position);
     if (frames === undefined && current !== undefined) assert(subscriber.lastId >= currentVersion);
@@ -265,14 +316,20 @@ export class Broker {
     const lastEventId = options.lastEventId;
     const tableId = this.#tableId;
     if (lastEventId === undefined) {
-      return this.#handOut(this.#register(this.#tableSubscribers, table, tableId));
+      return this.#handOut(this.#register(this.#tableSubscribers, table, { lastId: tableId, held: false }));
     }
     const ahead = lastEventId > tableId;
     // A client ahead of this broker starts just below the newest id, so that the Resync and every
     // later frame pass the subscriber's increasing-id check.
     const lastId = ahead ? tableId - 1 : lastEventId;
-    const subscriber = this.#register(this.#tableSubscribers, table, lastId);
     const frames = ahead ? undefined : this.#histories.history("table", table)?.framesAfter(lastId);
+    const history = this.#history;
+    const fromLog = frames === undefined && !ahead && history !== undefined && lastId >= history.floorSeq;
+    const subscriber = this.#register(this.#tableSubscribers, table, { lastId, held: fromLog });
+    if (fromLog) {
+      void this.#replayTableFromLog(subscriber, { table, after: lastId });
+      return this.#handOut(subscriber);
+    }
     if (frames !== undefined) {
       for (const frame of frames) subscriber.replay(frame);
     } else if (tableId > lastId) {
@@ -319,7 +376,92 @@ export class Broker {
     assert(!subscriber.closed);
   }
 
-  #register(registry: Subscribers, topic: string, lastId: number): Subscriber {
+  /**
+   * Replays a table's changes after `after` from the change log to a held subscriber, a chunk at a time as
+   * the client reads, then releases the live frames that waited. A gap (the window is too old, or the log
+   * lost records) ends the replay with a `Resync` at the newest id: the client re-reads the table.
+   */
+  async #replayTableFromLog(
+    subscriber: Subscriber,
+    options: { table: string; after: number },
+  ): Promise<void> {
+    const { table } = options;
+    const records = this.#history!.recordsAfter(options.after, {
+      chunkCount: replayChunkCount,
+      keep: (change) => change.table === table,
+    });
+    const replayed = await this.#replayFromLog(subscriber, records, (record) => {
+      if (record.type !== "change") {
+        // Every live frame up to the newest id is covered by the re-read the Resync asks for.
+        subscriber.replay(frameOf(this.#tableId, encodeResyncFrame(this.#tableId)));
+        return;
+      }
+      const { table: tableFrame } = changeFrames(record, record.seq);
+      subscriber.replay(
+        record.resyncBefore ? resyncThenFrame(encodeKeyResyncFrame(record), tableFrame) : tableFrame,
+      );
+    });
+    if (replayed) subscriber.release();
+    assert(subscriber.closed || !subscriber.held, "a finished replay releases the live frames");
+  }
+
+  /**
+   * Replays a key's changes above the subscriber's version from the change log, then `current` and the
+   * remembered frames newer than it, each version once and a Resync before any jump; then releases the
+   * live frames that waited.
+   */
+  async #replayKeyFromLog(
+    subscriber: Subscriber,
+    options: { table: string; key: string; current: Entry | undefined },
+  ): Promise<void> {
+    const { table, key, current } = options;
+    const changes = this.#history!.keyChangesAfter({ table, key }, {
+      after: subscriber.lastId,
+      chunkCount: replayChunkCount,
+    });
+    const replayed = await this.#replayFromLog(subscriber, changes, (change) => {
+      this.#replayKey(subscriber, { table, key, frames: [changeFrames(change, 1).key] });
+    });
+    if (!replayed || subscriber.closed) return;
+    this.#replayKey(subscriber, { table, key, frames: this.#currentAndNewer(topicOf(table, key), current) });
+    subscriber.release();
+    assert(subscriber.closed || !subscriber.held, "a finished replay releases the live frames");
+  }
+
+  /**
+   * Queues each record of `chunks` with `replayOne`, waiting for room in the client's queue between
+   * chunks; the caller releases the subscriber after. A read that fails closes the stream (the client
+   * reconnects); it never takes the node down.
+   *
+   * @returns false when the subscriber stopped or the read failed.
+   */
+  async #replayFromLog<T>(
+    subscriber: Subscriber,
+    chunks: AsyncGenerator<T[]>,
+    replayOne: (record: T) => void,
+  ): Promise<boolean> {
+    assert(subscriber.held, "a replay from the log holds the live frames back");
+    try {
+      for await (const chunk of chunks) {
+        if (subscriber.closed) break;
+        for (const record of chunk) replayOne(record);
+        await subscriber.waitForRoom();
+      }
+    } catch (error) {
+      this.#logger.warn("sse: a replay from the change log failed; the stream is closed", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+      subscriber.close();
+      return false;
+    } finally {
+      await chunks.return(undefined);
+    }
+    if (subscriber.closed) return false;
+    return true;
+  }
+
+  #register(registry: Subscribers, topic: string, position: { lastId: number; held: boolean }): Subscriber {
+    const { lastId } = position;
     if (this.#closed) throw new UnavailableError("Cannot subscribe: the node is shutting down");
     if (this.#subscribers.size >= this.#limits.subscribersMax) {
       throw new TooManySubscribersError({
@@ -332,6 +474,7 @@ export class Broker {
     const subscriber = new Subscriber({
       queueDepthMax: this.#limits.sseQueueDepthMax,
       lastId,
+      held: position.held,
       onClose: (closing, reason) => this.#unregister({ registry, topic, subscriber: closing, reason }),
     });
     let topicSubscribers = registry.get(topic);

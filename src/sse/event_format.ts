@@ -117,7 +117,10 @@ class ChangeFrame implements Frame {
  *
  * @param tableId The broker's own table-stream id, not `event.sequence` (a forwarded change has none here).
  */
-export function changeFrames(event: ChangeEvent, tableId: number): { key: Frame; table: Frame } {
+export function changeFrames(
+  event: Pick<ChangeEvent, "kind" | "key" | "version" | "json">,
+  tableId: number,
+): { key: Frame; table: Frame } {
   assertEventId(event.version);
   assertEventId(tableId);
   assertKind(event.kind);

@@ -17,6 +17,39 @@ export interface SubscriberOptions {
   lastId: number;
   /** Called exactly once, when the subscriber stops for any reason. */
   onClose: (subscriber: Subscriber, reason: CloseReason) => void;
+  /**
+   * The stream starts held (see {@linkcode Subscriber.release}): live frames wait while a replay read from
+   * disk is queued a chunk at a time ({@linkcode Subscriber.waitForRoom}).
+   * @default false
+   */
+  held?: boolean;
+}
+
+/** A held subscriber's live frames: a frame's bytes with its id, or a Resync's bytes (no id). */
+type PendingFrame = { id: number; bytes: Uint8Array } | { id: undefined; bytes: Uint8Array };
+
+/**
+ * The stream source of a held subscriber: as the subscriber, plus `pull`, which the stream calls when its
+ * queue has room again. Only resuming streams pay for it; a live stream's source has no `pull`.
+ */
+class PacedSource implements UnderlyingDefaultSource<Uint8Array> {
+  readonly #subscriber: Subscriber;
+
+  constructor(subscriber: Subscriber) {
+    this.#subscriber = subscriber;
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#subscriber.start(controller);
+  }
+
+  pull(): void {
+    this.#subscriber.roomMade();
+  }
+
+  cancel(): void {
+    this.#subscriber.cancel();
+  }
 }
 
 /**
@@ -39,6 +72,10 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   #closed = false;
   /** Called once when the subscriber stops (the server frees its connection then); one at most. */
   #endListener: (() => void) | undefined;
+  /** Live frames held back while a replay is read; undefined when not held. */
+  #pending: PendingFrame[] | undefined;
+  /** Resolves a replay waiting for room in the queue. */
+  #roomWaiter: (() => void) | undefined;
 
   constructor(options: SubscriberOptions) {
     assert(Number.isSafeInteger(options.queueDepthMax));
@@ -49,7 +86,9 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     this.#onClose = options.onClose;
     this.#lastId = options.lastId;
     // Each chunk counts 1 against the high-water mark: `desiredSize` is queueDepthMax minus chunks queued.
-    this.stream = new ReadableStream<Uint8Array>(this, { highWaterMark: options.queueDepthMax });
+    this.#pending = options.held === true ? [] : undefined;
+    const source = options.held === true ? new PacedSource(this) : this;
+    this.stream = new ReadableStream<Uint8Array>(source, { highWaterMark: options.queueDepthMax });
     assert(this.#controller !== undefined, "ReadableStream calls start() synchronously");
     // The ready block is the position every later frame follows, so its id is the last id as it starts.
     this.#controller.enqueue(encodeReadyFrame(options.lastId));
@@ -104,6 +143,7 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
    */
   send(frame: Frame): boolean {
     if (this.#closed || frame.id <= this.#lastId) return true;
+    if (this.#pending !== undefined) return this.#hold({ id: frame.id, bytes: frame.bytes });
     if (!this.#enqueueLive(frame.bytes)) return false;
     this.#lastId = frame.id;
     return true;
@@ -120,7 +160,62 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   sendResync(bytes: Uint8Array): boolean {
     assert(bytes.length > 0);
     if (this.#closed) return true;
+    if (this.#pending !== undefined) return this.#hold({ id: undefined, bytes });
     return this.#enqueueLive(bytes);
+  }
+
+  /** True while live frames are held back for a replay. */
+  get held(): boolean {
+    return this.#pending !== undefined;
+  }
+
+  /**
+   * Resolves once the stream's queue has room for more of a replay (or the subscriber stopped): a replay
+   * read from disk is queued a chunk at a time, at the pace the client reads.
+   */
+  waitForRoom(): Promise<void> {
+    assert(this.#pending !== undefined, "only a held subscriber paces a replay");
+    if (this.#closed || (this.#controller.desiredSize ?? 0) > 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#roomWaiter = resolve;
+    });
+  }
+
+  /** Called by the paced stream source when the client read and the queue has room. */
+  roomMade(): void {
+    const waiter = this.#roomWaiter;
+    this.#roomWaiter = undefined;
+    waiter?.();
+  }
+
+  /**
+   * Ends the hold: the live frames that waited follow the replay, each unless the client already has it
+   * (a change both replayed and published live is sent once). From now on live frames go out at once.
+   */
+  release(): void {
+    if (this.#closed) return;
+    const pending = this.#pending;
+    assert(pending !== undefined, "release follows a hold");
+    this.#pending = undefined;
+    for (const frame of pending) {
+      if (this.#closed) return;
+      if (frame.id === undefined) this.sendResync(frame.bytes);
+      else this.send({ id: frame.id, byteLength: frame.bytes.length, bytes: frame.bytes });
+    }
+    assert(this.#pending === undefined);
+  }
+
+  /** Keeps a live frame back during a replay, within the queue bound; beyond it the client is too slow. */
+  #hold(frame: PendingFrame): boolean {
+    const pending = this.#pending!;
+    if (pending.length >= this.#queueDepthMax) {
+      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#queueDepthMax }));
+      this.#stop("overflow");
+      return false;
+    }
+    pending.push(frame);
+    assert(pending.length <= this.#queueDepthMax);
+    return true;
   }
 
   /** Queues a comment (keepalive) if the queue is empty; a stream with frames pending needs none. */
@@ -164,6 +259,8 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   #stop(reason: CloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#pending = undefined;
+    this.roomMade();
     this.#onClose(this, reason);
     const listener = this.#endListener;
     this.#endListener = undefined;

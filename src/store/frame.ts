@@ -7,7 +7,7 @@ import type { FsFile } from "./fs.ts";
 import { RecordDecodeError } from "./wal_record.ts";
 
 /** The kinds of data file, each with its magic (see `mod.ts`). */
-export const fileMagics = { wal: "DYNW", state: "DYNS", secret: "DYNK" } as const;
+export const fileMagics = { wal: "DYNW", state: "DYNS", secret: "DYNK", changes: "DYNC" } as const;
 export type FileKind = keyof typeof fileMagics;
 
 /** Version of the format of every file; bumped on any incompatible change. */
@@ -105,12 +105,18 @@ function packRecords(records: readonly Uint8Array[]): Uint8Array {
  * Synchronous, so a WAL batch goes from records to bytes on disk without waiting for the event loop.
  */
 export function encodeFrame(
-  options: { encryption: Encryption; header: Uint8Array; records: readonly Uint8Array[] },
+  options: {
+    encryption: Encryption;
+    header: Uint8Array;
+    records: readonly Uint8Array[];
+    /** False for frames written off the request path where the CPU matters more than bytes. @default true */
+    deflate?: boolean;
+  },
 ): Uint8Array {
   assert(options.records.length > 0);
   const packed = packRecords(options.records);
   assert(packed.length < framePlaintextBytesMax, "frame plaintext over framePlaintextBytesMax");
-  const deflated = packed.length < compressPlaintextBytesMin
+  const deflated = packed.length < compressPlaintextBytesMin || options.deflate === false
     ? undefined
     : deflateRawSync(packed, packed.length < fastCompressBytesMax ? fastDeflate : undefined);
   const useDeflated = deflated !== undefined && deflated.length < packed.length;

@@ -38,6 +38,7 @@
  * | `storage.db` | `DYNS` | the whole state at the last checkpoint |
  * | `snapshots/snapshot_<ms>.json` | `DYNS` | the whole state at `<ms>` (ms since the epoch) |
  * | secret files (e.g. a generated JWT secret) | `DYNK` | one frame holding one record: the secret's UTF-8 |
+ * | `changes/changes_<seq>.log` | `DYNC` | the change log's segments (`change_log.ts`), never deflated |
  *
  * Every file is created `0600` (temp files and `.broken.<ms>` copies too), the data dir and `snapshots/`
  * `0700`, with the mode passed at creation so no umask can widen them. A data dir that already exists
@@ -225,6 +226,14 @@ export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts
 export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
+export {
+  ChangeLog,
+  type ChangeLogOptions,
+  type ChangeRetention,
+  type LoggedChange,
+  type LogMarker,
+  type LogRecord,
+} from "./change_log.ts";
 export {
   type AcceptorBallots,
   type AcceptorState,
