@@ -207,8 +207,19 @@ function compileField(path: string, spec: unknown, walk: Walk): Compiled<RecordT
     parts.push(`${JSON.stringify(operator)}:${compiled.text}`);
     tests.push(compiled.test);
   }
-  const test = tests.length === 1 ? tests[0]! : (value: unknown) => tests.every((one) => one(value));
-  return { text: `{${parts.join(",")}}`, test: (record) => test(get(record)) };
+  const text = `{${parts.join(",")}}`;
+  if (tests.length === 1) {
+    const only = tests[0]!;
+    return { text, test: (record) => only(get(record)) };
+  }
+  return {
+    text,
+    test: (record) => {
+      const value = get(record);
+      for (const test of tests) if (!test(value)) return false;
+      return true;
+    },
+  };
 }
 
 /** The getter of a field path: `$key`, `$owner`, or dotted segments into the value. */
