@@ -8,6 +8,8 @@
 // - each module imports only the modules and packages its row of the B2 table allows;
 // - code outside a module imports only its `mod.ts`, except the leaf utilities `src/util/*.ts` and
 //   `src/config/*.ts`, and `src/store/types.ts` with `import type`; `sse` imports `store` only as types;
+// - `filter` (the `where=` language) is a leaf beside `config`: it imports `util` and zod only, and `sse`
+//   and `http` may import it, so listings and filtered streams share one parser and one evaluator;
 // - one door per side effect: within `src/`, only `src/store/fs.ts` touches the disk, only
 //   `src/cluster/http1_client.ts` connects to peers (the cluster's transport; `fetch` is only the client
 //   library's), only `src/server/listener.ts` listens and only
@@ -33,12 +35,14 @@ const moduleRules: Record<string, { modules: readonly string[]; packages: readon
   config: { modules: ["util"], packages: ["zod"] },
   store: { modules: ["util", "config"], packages: [] },
   auth: { modules: ["util", "config"], packages: ["jose"] },
-  sse: { modules: ["util", "config", "store"], packages: [] },
+  sse: { modules: ["util", "config", "store", "filter"], packages: [] },
   cluster: { modules: ["util", "config"], packages: ["zod"] },
   http: {
-    modules: ["util", "config", "store", "auth", "sse", "cluster", "server"],
+    modules: ["util", "config", "store", "auth", "sse", "cluster", "server", "filter"],
     packages: ["hono", "zod"],
   },
+  // The `where=` filter language: a leaf that listings (http) and filtered streams (sse) share.
+  filter: { modules: ["util"], packages: ["zod"] },
   // The listening door: accepts connections and hands them to a handler it knows nothing about.
   server: { modules: ["util"], packages: [] },
   // Runs in browsers and Node as well: the web platform only.

@@ -74,6 +74,24 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
+/**
+ * A filter of a listing (`where=`, SPEC §3 and §4b): field paths (dotted into the value; `$key`, `$owner`)
+ * to a JSON value (equality) or an operator object (`$eq $ne $gt $gte $lt $lte $in $nin $exists
+ * $prefix`); fields are ANDed, `{"$or": [...]}` ORs. For example
+ * `{ age: { $gte: 18 }, $or: [{ $owner: "alice" }, { "tags.0": "urgent" }] }`.
+ */
+export type Where = Readonly<Record<string, unknown>>;
+
+/** Options of a listing page. */
+export interface PageOptions {
+  /** Most records answered; with `where`, most matching records. */
+  limit?: number;
+  /** Start after this key: the last key of the previous page. */
+  after?: string;
+  /** Only records this filter matches; sent as JSON. Malformed: a `DynaError` 400 `invalid_request`. */
+  where?: Where;
+}
+
 /** Options of a subscription. */
 export interface SubscribeOptions {
   /** Start after this event id (a version, for a key): only later changes are delivered. */
@@ -229,23 +247,30 @@ export class Table<T> {
     return new Map(Object.entries(await response.json() as Record<string, VersionedValue<T>>));
   }
 
-  /** One page of entries in key order, after `after`; the next page starts after its last key. */
-  async list(options: { limit?: number; after?: string } = {}): Promise<Array<[string, VersionedValue<T>]>> {
+  /**
+   * One page of entries in key order, after `after`, matching `where` if given; the next page starts after
+   * its last key.
+   */
+  async list(options: PageOptions = {}): Promise<Array<[string, VersionedValue<T>]>> {
     const response = await this.#client.request("GET", this.#path(`/store${pageQuery(options)}`));
     return Object.entries(await response.json() as Record<string, VersionedValue<T>>);
   }
 
-  /** One page of key names in order, after `after`. */
-  async keys(options: { limit?: number; after?: string } = {}): Promise<string[]> {
+  /** One page of key names in order, after `after`, of the records matching `where` if given. */
+  async keys(options: PageOptions = {}): Promise<string[]> {
     return await (await this.#client.request("GET", this.#path(`/keys${pageQuery(options)}`))).json();
   }
 
-  /** Every entry, in key order, fetched a page at a time. */
-  async *entries(options: { pageSize?: number } = {}): AsyncGenerator<[string, VersionedValue<T>]> {
+  /** Every entry (matching `where` if given), in key order, fetched a page at a time. */
+  async *entries(
+    options: { pageSize?: number; where?: Where } = {},
+  ): AsyncGenerator<[string, VersionedValue<T>]> {
     const limit = options.pageSize ?? 500;
+    const where = options.where === undefined ? {} : { where: options.where };
     let after: string | undefined;
     for (;;) {
-      const page = await this.list(after === undefined ? { limit } : { limit, after });
+      // A page shorter than `limit` is the last: with a filter, `limit` counts matches.
+      const page = await this.list(after === undefined ? { limit, ...where } : { limit, after, ...where });
       yield* page;
       if (page.length < limit) return;
       after = page[page.length - 1]![0];
@@ -273,10 +298,11 @@ function conditionHeaders(options: WriteOptions): Record<string, string> {
   return options.ifVersion === undefined ? {} : { "if-match": `"${options.ifVersion}"` };
 }
 
-function pageQuery(options: { limit?: number; after?: string }): string {
+function pageQuery(options: PageOptions): string {
   const query = new URLSearchParams();
   if (options.limit !== undefined) query.set("limit", String(options.limit));
   if (options.after !== undefined) query.set("after", options.after);
+  if (options.where !== undefined) query.set("where", JSON.stringify(options.where));
   const text = query.toString();
   return text === "" ? "" : `?${text}`;
 }

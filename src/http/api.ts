@@ -185,11 +185,12 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/store",
     operations: {
       get: {
-        summary: "Every key of a table with its value, in key order, streamed; paged with limit and after",
+        summary: "Every key of a table with its value, in key order, streamed; paged with limit and after, " +
+          "filtered with where",
         query: listQuery,
         answers: {
           200: { description: "key → VersionedValue", schema: "ValueMap" },
-          400: problem("Bad limit or after"),
+          400: problem("Bad limit or after, or a malformed where filter"),
           404: problem("No such table"),
         },
       },
@@ -199,11 +200,12 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/keys",
     operations: {
       get: {
-        summary: "The key names of a table, in key order, streamed; paged with limit and after",
+        summary: "The key names of a table, in key order, streamed; paged with limit and after, filtered " +
+          "with where",
         query: listQuery,
         answers: {
           200: { description: "Key names", schema: "KeyNames" },
-          400: problem("Bad limit or after"),
+          400: problem("Bad limit or after, or a malformed where filter"),
           404: problem("No such table"),
         },
       },

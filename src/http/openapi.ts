@@ -35,7 +35,15 @@ const jsonContent = (schema: JsonSchema, type = "application/json") => ({ [type]
 function operationObject(operation: Operation, pathParameters: JsonSchema[]): JsonSchema {
   const parameters = [...pathParameters];
   for (const [name, schema] of Object.entries(operation.query?.shape ?? {})) {
-    parameters.push({ name, in: "query", required: false, schema: parameterSchema(schema as z.ZodType) });
+    // The schema's description is the parameter's: tools show a parameter's, not its schema's.
+    const { description, ...rest } = parameterSchema(schema as z.ZodType);
+    parameters.push({
+      name,
+      in: "query",
+      required: false,
+      ...(description === undefined ? {} : { description }),
+      schema: rest,
+    });
   }
   for (const header of operation.headers ?? []) {
     // A parameter needs a schema (OpenAPI 3.1); every header the API reads is text.

@@ -1,4 +1,11 @@
 import { z } from "zod";
+import {
+  filterBytesMax,
+  filterClausesMax,
+  filterInCountMax,
+  filterOrDepthMax,
+  filterPathSegmentsMax,
+} from "../filter/mod.ts";
 import { InvalidRequestError, KvError } from "../util/errors.ts";
 import { isJsonObject } from "../util/json.ts";
 
@@ -132,10 +139,28 @@ export const MergePatchBody = z.object({ value: z.record(z.string(), JsonValue) 
 /** `POST /{table}/keys` body: key names. Checked by `batchKeys`, which also counts and checks each name. */
 export const KeyListBody = z.array(z.string());
 
-/** `?limit=N&after=KEY` of the listing routes. */
+/**
+ * What `?where=` of a listing route says, for the OpenAPI document: the language is `src/filter/mod.ts`'s,
+ * and `parseFilter` validates it.
+ */
+export const whereDescription = "Only records this filter matches (SPEC §3, §4b): URL-encoded JSON, an " +
+  "object of field paths to a JSON value (deep equality) or to an object of operators: $eq, $ne (any " +
+  "JSON value), $gt, $gte, $lt, $lte (a number or a string: numbers compare with numbers, strings with " +
+  "strings), $in, $nin (a non-empty array), $exists (true or false), $prefix (a string). Fields are " +
+  'ANDed; {"$or": [filter, ...]} ORs, beside fields too. Paths are dotted into the value (a.b.c; a ' +
+  "number indexes an array: tags.0); $key and $owner name the record's key and owner. A missing field " +
+  "matches only $exists false, $ne and $nin. limit counts matching records; the answer may hold white " +
+  "space where the node scanned past records that do not match. Malformed, or over a bound " +
+  `(${filterBytesMax} bytes, ${filterClausesMax} clauses, ${filterInCountMax} values in $in, ` +
+  `${filterPathSegmentsMax} path segments, $or ${filterOrDepthMax} deep): 400 naming the problem. ` +
+  'Example: {"age":{"$gte":18},"$or":[{"$owner":"alice"},{"tags.0":"urgent"}]}';
+
+/** `?limit=N&after=KEY&where=FILTER` of the listing routes. */
 export const ListQuery = z.object({
-  limit: z.string().regex(/^\d{1,9}$/, "limit must be a positive integer").transform(Number).optional(),
-  after: z.string().optional(),
+  limit: z.string().regex(/^\d{1,9}$/, "limit must be a positive integer").transform(Number).optional()
+    .describe("Most records answered (with where: most matching records), 1 to listCountMax"),
+  after: z.string().optional().describe("Start after this key (the last key of the previous page)"),
+  where: z.string().optional().describe(whereDescription),
 });
 
 /** Parses a body with a zod schema, turning failures into one `InvalidRequestError`. */

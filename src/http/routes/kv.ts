@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import { parseFilter } from "../../filter/mod.ts";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, KvWrite } from "../deps.ts";
 import { readJsonBody } from "../body.ts";
@@ -142,11 +143,16 @@ async function listing(request: Request, what: ListingTarget, deps: AppDeps): Pr
   if (query.limit !== undefined && (query.limit < 1 || query.limit > limits.listCountMax)) {
     throw new InvalidRequestError(`limit is ${query.limit}; it must be between 1 and ${limits.listCountMax}`);
   }
+  // A malformed filter is refused here, before the table is looked up and before any byte is answered.
+  const filter = query.where === undefined ? undefined : parseFilter(query.where);
   const limit = query.limit ?? Number.MAX_SAFE_INTEGER;
-  const options = after === undefined ? { limit } : { limit, after };
+  // With a filter, `limit` counts matches: the source is scanned until that many match or it ends.
+  const scanLimit = filter === undefined ? limit : Number.MAX_SAFE_INTEGER;
+  const options = after === undefined ? { limit: scanLimit } : { limit: scanLimit, after };
   const iterator = kv.list(what.table, options)[Symbol.asyncIterator]();
   const first = await iterator.next(); // an unknown table fails here, before the answer starts
-  return streamListing({ first, iterator }, what.shape);
+  const answer = filter === undefined ? { shape: what.shape, limit } : { shape: what.shape, filter, limit };
+  return streamListing({ first, iterator }, answer);
 }
 
 function batchKeys(body: unknown, deps: AppDeps): string[] {

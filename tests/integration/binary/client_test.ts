@@ -88,6 +88,19 @@ Deno.test("client: getMany, pages in key order, and every entry through entries(
     all.push(key);
   }
   assert.deepEqual(all, keys);
+  assert.deepEqual(await table.keys({ where: { $key: { $gte: "k20" } } }), ["k20", "k21", "k22"]);
+  assert.deepEqual(await table.keys({ limit: 2, after: "k20", where: { $key: { $prefix: "k2" } } }), [
+    "k21",
+    "k22",
+  ]);
+  const filtered: string[] = [];
+  const where = { $or: [{ $key: { $in: ["k03", "k07", "k19"] } }, { $key: "k22", $owner: "alice" }] };
+  for await (const [key] of table.entries({ pageSize: 2, where })) filtered.push(key);
+  assert.deepEqual(filtered, ["k03", "k07", "k19", "k22"], "pages of matches, limit counting matches");
+  const bad = await refusal(() => table.list({ where: { $key: { $gt: {} } } }));
+  assert.equal(bad.status, 400);
+  assert.equal(bad.code, "invalid_request");
+  assert.match(bad.message, /operator "\$gt" needs a number or string/);
   assert.equal((await client.stats()).tables["numbers with spaces"], 23);
   assert.equal((await client.membership())[0]?.status, "alive");
 });

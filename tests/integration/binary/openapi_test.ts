@@ -52,6 +52,16 @@ Deno.test("openapi: a 3.1 document whose every $ref resolves, generated from the
   const put = document.paths["/{table}/key/{key}"].put;
   assert.deepEqual(put.security, [{ bearer: [] }]);
   assert.deepEqual(document.components.schemas.ValueBody.required, ["value"]);
+  for (const path of ["/{table}/store", "/{table}/keys"]) {
+    const parameters: Array<{ name: string; in: string; description?: string; schema: unknown }> =
+      document.paths[path].get.parameters;
+    const where = parameters.find((parameter) => parameter.name === "where");
+    assert.equal(where?.in, "query", `${path} documents where`);
+    assert.deepEqual(where.schema, { type: "string" });
+    for (const word of ["$eq", "$prefix", "$or", "$key", "$owner", "limit counts matching", "400"]) {
+      assert.ok(where.description?.includes(word), `${path}: where's description names ${word}`);
+    }
+  }
 });
 
 Deno.test("openapi: every route the node serves is documented, and no undocumented one answers", async () => {

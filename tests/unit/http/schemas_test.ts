@@ -3,9 +3,11 @@ import {
   checkName,
   decodeName,
   decodeTable,
+  ListQuery,
   MergePatchBody,
   parseIfMatch,
   parseLastEventId,
+  parseWith,
   ValueBody,
   valueOfBody,
 } from "../../../src/http/schemas.ts";
@@ -244,4 +246,18 @@ Deno.test("valueOfBody() refuses exactly the bodies the documented schemas Value
       assert.equal(byHand, bySchema, `${text} (objectOnly ${objectOnly})`);
     }
   }
+});
+
+Deno.test("ListQuery passes where through as text and still checks limit", () => {
+  const where = '{"age":{"$gte":18}}';
+  assert.deepEqual(parseWith(ListQuery, { limit: "10", after: "k", where }, "query"), {
+    limit: 10,
+    after: "k",
+    where,
+  });
+  assert.deepEqual(parseWith(ListQuery, {}, "query"), {});
+  assert.throws(
+    () => parseWith(ListQuery, { limit: "x", where }, "query"),
+    /limit must be a positive integer/,
+  );
 });

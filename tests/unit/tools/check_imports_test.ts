@@ -23,6 +23,10 @@ const cleanTree: Record<string, string> = {
   "src/cluster/http1_client.ts":
     'export const dial = () => Deno.connect({ hostname: "127.0.0.1", port: 1 });\n',
   "src/cluster/wire.ts": 'import { z } from "zod";\n',
+  "src/filter/mod.ts": 'export { parseFilter } from "./filter.ts";\n',
+  "src/filter/filter.ts":
+    'import { z } from "zod";\nimport { InvalidRequestError } from "../util/errors.ts";\n',
+  "src/http/routes/listing.ts": 'import { parseFilter } from "../../filter/mod.ts";\n',
   "src/client/mod.ts": "export const get = (url: string) => globalThis.fetch(url);\n",
   "src/http/mod.ts": [
     "import {",
@@ -54,6 +58,9 @@ const violatingTree: Record<string, string> = {
   "src/store/wal.ts": 'const a = 1;\nconst b = 2;\n\nawait Deno.writeFile("wal", new Uint8Array());\n' +
     'import {\n  x,\n  y,\n} from "../http/mod.ts";\n',
   "src/extra/mod.ts": "export const extra = 1;\n",
+  "src/filter/filter.ts":
+    'import type { ChangeEvent } from "../store/types.ts";\nimport { Hono } from "hono";\n',
+  "src/http/routes/listing.ts": 'import { parseFilter } from "../../filter/filter.ts";\n',
   "src/client/mod.ts": 'import { assert } from "../util/assert.ts";\n',
   "main.ts": 'import { Wal } from "./src/store/wal.ts";\n',
 };
@@ -67,6 +74,9 @@ const expectedViolations = [
   "src/cluster/transport_http.ts:1: Deno.connectTls: only src/cluster/http1_client.ts may call it (one door per side effect)",
   'src/config/schema.ts:1: config may not import package "jose" (STYLE.md B2)',
   "src/extra/mod.ts:1: src/extra is not a module of STYLE.md B2",
+  "src/filter/filter.ts:1: filter may not import store (STYLE.md B2)",
+  'src/filter/filter.ts:2: filter may not import package "hono" (STYLE.md B2)',
+  "src/http/routes/listing.ts:1: import src/filter/mod.ts, not src/filter/filter.ts (mod.ts is a module's only entry point)",
   "src/http/routes/kv.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",
   "src/http/routes/kv.ts:2: Deno.env: only main.ts may serve, read args/env, signal or exit",
   'src/sse/broker.ts:1: sse may import store only with "import type" (STYLE.md B2)',
