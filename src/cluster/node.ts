@@ -225,6 +225,11 @@ export class ClusterNode {
     return this.replicator.readEntry(table, key);
   }
 
+  /** True with `CLUSTER_SECRET`: a replica's state may then be accepted and never chosen. */
+  get clustered(): boolean {
+    return this.#options.config !== undefined;
+  }
+
   /** A key's live state as another live member holds it (see `Replicator.findOnPeers`). */
   findOnPeers(table: string, key: string): Promise<EntryView | undefined> {
     return this.replicator.findOnPeers(table, key);

@@ -3,6 +3,7 @@ import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { Histogram } from "../util/metrics.ts";
+import type { TableSnapshot } from "../sse/mod.ts";
 
 /** A key's state as the HTTP layer serves it: the bytes prepared at write time and the version. */
 export interface EntryView {
@@ -33,11 +34,13 @@ export interface Kv {
     options?: { consistent: boolean },
   ): EntryView | undefined | Promise<EntryView | undefined>;
   write(request: KvWrite): Promise<EntryView>;
+  /** True in a cluster, where a replica's state may be accepted and not chosen (a snapshot confirms it). */
+  readonly clustered?: boolean;
   /** Live keys in key order. @throws a `table_not_found` KvError from the first `next()`. */
   list(
     table: string,
     options: { after?: string; limit: number },
-  ): AsyncIterable<{ key: string; json: string }>;
+  ): AsyncIterable<{ key: string; json: string; version?: number }>;
 }
 
 /** An open event stream. */
@@ -53,9 +56,12 @@ export interface EventBroker {
   subscribeKey(
     table: string,
     key: string,
-    options: { lastEventId?: number; current: EntryView | undefined },
+    options: { lastEventId?: number; current: EntryView | undefined; snapshot?: boolean },
   ): EventSubscription;
-  subscribeTable(table: string, options: { lastEventId?: number }): EventSubscription;
+  subscribeTable(
+    table: string,
+    options: { lastEventId?: number; snapshot?: TableSnapshot },
+  ): EventSubscription;
 }
 
 /** What the HTTP layer needs of authentication. */

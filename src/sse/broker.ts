@@ -9,8 +9,12 @@ import {
   encodeEntryFrame,
   encodeKeyResyncFrame,
   encodeResyncFrame,
+  encodeSnapshotFrame,
+  encodeSyncedFrame,
   keepaliveFrame,
+  keySyncedFrame,
   resyncThenFrame,
+  snapshotResyncFrame,
 } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
 import { Histories, notNewer } from "./histories.ts";
@@ -80,6 +84,11 @@ export interface SubscribeKeyOptions {
    * does not exist, or could not be read (then a fresh stream's position is what this node published).
    */
   current: Entry | undefined;
+  /**
+   * `?snapshot=true`: a fresh stream starts at position 0 and sends `current` (when live) as its first
+   * event; a resumed one replays as usual. Either way `{"event":"Synced"}` follows, then live changes.
+   */
+  snapshot?: boolean;
 }
 
 /** Options of {@linkcode Broker.subscribeTable}. */
@@ -87,11 +96,41 @@ export interface SubscribeTableOptions {
   /** The client's `Last-Event-ID` (a table-stream id), validated by the caller as a safe integer >= 0. */
   lastEventId?: number;
   /**
+   * `?snapshot=true`: the table's current records first (see `DESIGN.md`, "Snapshots"), unless the stream
+   * resumes from a position this node can replay from.
+   */
+  snapshot?: TableSnapshot;
+  /**
    * Ignored: table-stream ids are the broker's own, not store sequences. Kept so that callers written
    * for the old signature still compile.
    */
   sequence?: number;
 }
+
+/** One live record of a table snapshot, as a read answers it. */
+export interface SnapshotRecord {
+  readonly key: string;
+  readonly version: number;
+  /** The VersionedValue json. */
+  readonly json: string;
+}
+
+/** Where a table snapshot's records come from (the HTTP layer reads them through the store or cluster). */
+export interface TableSnapshot {
+  /** The table's live records in key order, a page at a time; nothing for a table that does not exist. */
+  pages: AsyncIterable<SnapshotRecord[]>;
+  /**
+   * In a cluster, the chosen state of keys whose page state this node has not published (a replica's state
+   * may be accepted and never chosen): a consistent read each; undefined (or a tombstone) for a key that
+   * has none. Absent on a single node, where every state read was published in the turn it became visible.
+   */
+  confirm?: (
+    keys: string[],
+  ) => Promise<Array<{ version: number; json: string; deleted: boolean } | undefined>>;
+}
+
+/** Keys whose live changes one snapshotting subscriber holds, per queue slot (`sseQueueDepthMax`). */
+export const snapshotKeysPerQueueSlot = 16;
 
 type Subscribers = Map<string, Set<Subscriber>>;
 
@@ -251,7 +290,16 @@ export class Broker {
       if (keyFrame.id > subscriber.lastId + 1) subscriber.sendResync(resync ??= encodeKeyResyncFrame(event));
       subscriber.send(keyFrame);
     }
-    for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) subscriber.send(tableFrame);
+    // Encoded only when a subscriber is streaming a snapshot: its changes merge into it, without ids.
+    let snapshotBytes: Uint8Array | undefined;
+    for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) {
+      if (!subscriber.snapshotting) subscriber.send(tableFrame);
+      else {subscriber.holdChange({
+          key: event.key,
+          version: event.version,
+          bytes: snapshotBytes ??= encodeSnapshotFrame(event),
+        });}
+    }
   }
 
   /**
@@ -276,6 +324,9 @@ export class Broker {
   subscribeKey(table: string, key: string, options: SubscribeKeyOptions): Subscription {
     const topic = topicOf(table, key);
     const { current, lastEventId } = options;
+    if (options.snapshot === true && lastEventId === undefined) {
+      return this.#subscribeKeySnapshot({ table, key, current });
+    }
     const currentVersion = current?.version ?? 0;
     const knownVersion = Math.max(currentVersion, this.#histories.newestId("key", topic) ?? 0);
     const ahead = lastEventId !== undefined && lastEventId > knownVersion;
@@ -292,10 +343,11 @@ export class Broker {
     this.#histories.watch("key", topic);
     if (lastEventId === undefined) return this.#handOut(subscriber);
     if (fromLog) {
-      void this.#replayKeyFromLog(subscriber, { table, key, current });
+      void this.#replayKeyFromLog(subscriber, { table, key, current, snapshot: options.snapshot === true });
       return this.#handOut(subscriber);
     }
     this.#replayKey(subscriber, { table, key, frames: frames ?? this.#currentAndNewer(topic, current) });
+    if (options.snapshot === true) subscriber.replayNotice(keySyncedFrame);
     assert(subscriber.lastId >= position);
     if (frames === undefined && current !== undefined) assert(subscriber.lastId >= currentVersion);
     return this.#handOut(subscriber);
@@ -315,6 +367,12 @@ export class Broker {
   subscribeTable(table: string, options: SubscribeTableOptions): Subscription {
     const lastEventId = options.lastEventId;
     const tableId = this.#tableId;
+    if (options.snapshot !== undefined && !this.#canReplayTable(table, lastEventId)) {
+      return this.#subscribeTableSnapshot(table, {
+        snapshot: options.snapshot,
+        resumed: lastEventId !== undefined,
+      });
+    }
     if (lastEventId === undefined) {
       return this.#handOut(this.#register(this.#tableSubscribers, table, { lastId: tableId, held: false }));
     }
@@ -327,7 +385,7 @@ export class Broker {
     const fromLog = frames === undefined && !ahead && history !== undefined && lastId >= history.floorSeq;
     const subscriber = this.#register(this.#tableSubscribers, table, { lastId, held: fromLog });
     if (fromLog) {
-      void this.#replayTableFromLog(subscriber, { table, after: lastId });
+      void this.#replayTableFromLog(subscriber, { table, after: lastId, snapshot: options.snapshot });
       return this.#handOut(subscriber);
     }
     if (frames !== undefined) {
@@ -335,9 +393,113 @@ export class Broker {
     } else if (tableId > lastId) {
       subscriber.replay(frameOf(tableId, encodeResyncFrame(tableId)));
     }
+    if (options.snapshot !== undefined) subscriber.replayNotice(encodeSyncedFrame(subscriber.lastId));
     if (ahead) assert(subscriber.lastId === tableId);
     assert(subscriber.lastId >= lastId);
     return this.#handOut(subscriber);
+  }
+
+  /**
+   * A fresh key stream with a snapshot: ready at 0, the key's current state when live (as one `Updated`,
+   * no Resync before it: the client has nothing), the changes published since the caller read it, `Synced`.
+   */
+  #subscribeKeySnapshot(options: { table: string; key: string; current: Entry | undefined }): Subscription {
+    const { table, key, current } = options;
+    const topic = topicOf(table, key);
+    const subscriber = this.#register(this.#keySubscribers, topic, { lastId: 0, held: false });
+    this.#histories.watch("key", topic);
+    if (current !== undefined && !current.deleted) {
+      subscriber.replay(frameOf(current.version, encodeEntryFrame(current)));
+    }
+    const newer = this.#histories.history("key", topic)?.framesHeldAfter(current?.version ?? 0) ?? [];
+    this.#replayKey(subscriber, { table, key, frames: newer });
+    subscriber.replayNotice(keySyncedFrame);
+    if (current !== undefined && !current.deleted) assert(subscriber.lastId >= current.version);
+    assert(!subscriber.held);
+    return this.#handOut(subscriber);
+  }
+
+  /** True when a table stream from `lastEventId` can be replayed here: from memory or the change log. */
+  #canReplayTable(table: string, lastEventId: number | undefined): boolean {
+    if (lastEventId === undefined || lastEventId === 0 || lastEventId > this.#tableId) return false;
+    if (this.#histories.history("table", table)?.framesAfter(lastEventId) !== undefined) return true;
+    return this.#history !== undefined && lastEventId >= this.#history.floorSeq;
+  }
+
+  /**
+   * A table stream that starts with a snapshot: ready at position 0 (the client has nothing yet; a client
+   * that had something is first told to drop it), the records in key order without ids, then `Synced` with
+   * the newest id, then live (see `DESIGN.md`, "Snapshots").
+   */
+  #subscribeTableSnapshot(
+    table: string,
+    options: { snapshot: TableSnapshot; resumed: boolean },
+  ): Subscription {
+    const subscriber = this.#register(this.#tableSubscribers, table, { lastId: 0, held: true });
+    if (options.resumed) subscriber.replayNotice(snapshotResyncFrame);
+    void this.#streamSnapshot(subscriber, { table, snapshot: options.snapshot });
+    assert(subscriber.held);
+    assert(subscriber.lastId === 0);
+    return this.#handOut(subscriber);
+  }
+
+  /** Streams a snapshot to a held subscriber, a page at a time as the client reads, then releases it. */
+  async #streamSnapshot(
+    subscriber: Subscriber,
+    options: { table: string; snapshot: TableSnapshot },
+  ): Promise<void> {
+    const { table, snapshot } = options;
+    subscriber.beginSnapshot({ keysMax: this.#limits.sseQueueDepthMax * snapshotKeysPerQueueSlot });
+    try {
+      for await (const page of snapshot.pages) {
+        if (subscriber.closed) break;
+        const records = await this.#vouched(table, { page, confirm: snapshot.confirm });
+        for (const record of records) {
+          if (subscriber.closed) break;
+          const bytes = encodeSnapshotFrame({ kind: "Updated", key: record.key, json: record.json });
+          subscriber.snapshotRecord({ key: record.key, version: record.version, bytes });
+        }
+        await subscriber.waitForRoom();
+      }
+    } catch (error) {
+      this.#logger.warn("sse: a snapshot could not be read; the stream is closed", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+      subscriber.close();
+    }
+    if (subscriber.closed) return;
+    subscriber.endSnapshot({ id: this.#tableId, bytes: encodeSyncedFrame(this.#tableId) });
+    subscriber.release();
+    assert(!subscriber.held && !subscriber.snapshotting);
+  }
+
+  /**
+   * The page's records this node can vouch for as chosen: a state it published (or, alone, every state).
+   * The others are read again consistently; a key without a live chosen state is left out.
+   */
+  async #vouched(
+    table: string,
+    options: { page: SnapshotRecord[]; confirm: TableSnapshot["confirm"] },
+  ): Promise<SnapshotRecord[]> {
+    const { page, confirm } = options;
+    if (confirm === undefined) return page;
+    const doubtful = page.filter((record) =>
+      this.#histories.newestId("key", topicOf(table, record.key)) !== record.version
+    );
+    if (doubtful.length === 0) return page;
+    const confirmed = await confirm(doubtful.map((record) => record.key));
+    assert(confirmed.length === doubtful.length, "one answer per key confirmed");
+    const answers = new Map<string, SnapshotRecord | undefined>();
+    doubtful.forEach((record, index) => {
+      const state = confirmed[index];
+      answers.set(
+        record.key,
+        state === undefined || state.deleted
+          ? undefined
+          : { key: record.key, version: state.version, json: state.json },
+      );
+    });
+    return page.flatMap((record) => answers.has(record.key) ? answers.get(record.key) ?? [] : [record]);
   }
 
   /** Closes every stream after the frames already queued (graceful shutdown) and stops the keepalive. */
@@ -383,17 +545,21 @@ export class Broker {
    */
   async #replayTableFromLog(
     subscriber: Subscriber,
-    options: { table: string; after: number },
+    options: { table: string; after: number; snapshot: TableSnapshot | undefined },
   ): Promise<void> {
-    const { table } = options;
+    const { table, snapshot } = options;
+    let gap = false;
     const records = this.#history!.recordsAfter(options.after, {
       chunkCount: replayChunkCount,
       keep: (change) => change.table === table,
     });
     const replayed = await this.#replayFromLog(subscriber, records, (record) => {
       if (record.type !== "change") {
-        // Every live frame up to the newest id is covered by the re-read the Resync asks for.
-        subscriber.replay(frameOf(this.#tableId, encodeResyncFrame(this.#tableId)));
+        gap = true;
+        // With a snapshot the state follows; without, every live frame up to the newest id is covered by
+        // the re-read the Resync asks for.
+        if (snapshot !== undefined) subscriber.replayNotice(snapshotResyncFrame);
+        else subscriber.replay(frameOf(this.#tableId, encodeResyncFrame(this.#tableId)));
         return;
       }
       const { table: tableFrame } = changeFrames(record, record.seq);
@@ -401,6 +567,10 @@ export class Broker {
         record.resyncBefore ? resyncThenFrame(encodeKeyResyncFrame(record), tableFrame) : tableFrame,
       );
     });
+    if (replayed && gap && snapshot !== undefined) {
+      return await this.#streamSnapshot(subscriber, { table, snapshot });
+    }
+    if (replayed && snapshot !== undefined) subscriber.replayNotice(encodeSyncedFrame(subscriber.lastId));
     if (replayed) subscriber.release();
     assert(subscriber.closed || !subscriber.held, "a finished replay releases the live frames");
   }
@@ -412,7 +582,7 @@ export class Broker {
    */
   async #replayKeyFromLog(
     subscriber: Subscriber,
-    options: { table: string; key: string; current: Entry | undefined },
+    options: { table: string; key: string; current: Entry | undefined; snapshot: boolean },
   ): Promise<void> {
     const { table, key, current } = options;
     const changes = this.#history!.keyChangesAfter({ table, key }, {
@@ -424,6 +594,7 @@ export class Broker {
     });
     if (!replayed || subscriber.closed) return;
     this.#replayKey(subscriber, { table, key, frames: this.#currentAndNewer(topicOf(table, key), current) });
+    if (options.snapshot) subscriber.replayNotice(keySyncedFrame);
     subscriber.release();
     assert(subscriber.closed || !subscriber.held, "a finished replay releases the live frames");
   }

@@ -199,3 +199,32 @@ export function resyncThenFrame(resync: Uint8Array, frame: Frame): Frame {
   bytes.set(frameBytes, resync.length);
   return frameOf(frame.id, bytes);
 }
+
+/** `{"event":"Synced"}` of a key stream (no id: its position is the version sent before it). */
+export const keySyncedFrame: Uint8Array = encoder.encode('data: {"event":"Synced"}\n\n');
+
+/** `{"event":"Synced"}` of a table or multiplexed stream, with the id from which live changes follow. */
+export function encodeSyncedFrame(id: number): Uint8Array {
+  assertEventId(id);
+  const bytes = encoder.encode(`id: ${id}\ndata: {"event":"Synced"}\n\n`);
+  assert(bytes.length === 'id: \ndata: {"event":"Synced"}\n\n'.length + digitCount(id));
+  return bytes;
+}
+
+/** A table `Resync` without an id: "drop what you have, the state follows" before a snapshot. */
+export const snapshotResyncFrame: Uint8Array = encoder.encode('data: {"event":"Resync"}\n\n');
+
+/**
+ * A record of a table snapshot, or a live change merged into one: the table frame without an id line, so
+ * a client cut during the snapshot still resumes from the position before it (`0`) and gets it again.
+ */
+export function encodeSnapshotFrame(record: Pick<ChangeEvent, "kind" | "key" | "json">): Uint8Array {
+  assertKind(record.kind);
+  assertSingleLine(record.json);
+  const keyJson = JSON.stringify(record.key);
+  const bytes = encoder.encode(
+    `data: {"event":"${record.kind}","key":${keyJson},"value":${record.json}}\n\n`,
+  );
+  assert(bytes.length >= record.json.length + keyJson.length, "a snapshot frame holds its record");
+  return bytes;
+}

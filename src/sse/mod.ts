@@ -32,8 +32,10 @@
 export {
   Broker,
   type BrokerOptions,
+  type SnapshotRecord,
   type SubscribeKeyOptions,
   type SubscribeTableOptions,
   type Subscription,
+  type TableSnapshot,
 } from "./broker.ts";
 export { SubscriberTooSlowError, TooManySubscribersError } from "./errors.ts";

@@ -76,6 +76,9 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   #pending: PendingFrame[] | undefined;
   /** Resolves a replay waiting for room in the queue. */
   #roomWaiter: (() => void) | undefined;
+  /** While a table snapshot streams: each key's newest live change (a frame without an id), by key. */
+  #snapshotChanges: Map<string, { version: number; bytes: Uint8Array }> | undefined;
+  #snapshotKeysMax = 0;
 
   constructor(options: SubscriberOptions) {
     assert(Number.isSafeInteger(options.queueDepthMax));
@@ -203,6 +206,75 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
       else this.send({ id: frame.id, byteLength: frame.bytes.length, bytes: frame.bytes });
     }
     assert(this.#pending === undefined);
+  }
+
+  /** True while a table snapshot streams: live changes are merged into it, not sent with ids. */
+  get snapshotting(): boolean {
+    return this.#snapshotChanges !== undefined;
+  }
+
+  /**
+   * Starts a table snapshot on a held subscriber: from now on live changes are kept by key (the newest of
+   * each, at most `keysMax` keys; beyond it the client is too slow) until the snapshot sends them.
+   */
+  beginSnapshot(options: { keysMax: number }): void {
+    assert(this.#pending !== undefined, "a snapshot streams on a held subscriber");
+    assert(options.keysMax >= 1);
+    this.#snapshotChanges = new Map();
+    this.#snapshotKeysMax = options.keysMax;
+  }
+
+  /** A live change during a snapshot: kept as its key's newest, or the subscriber is closed at the bound. */
+  holdChange(change: { key: string; version: number; bytes: Uint8Array }): void {
+    const changes = this.#snapshotChanges;
+    if (this.#closed || changes === undefined) return;
+    const held = changes.get(change.key);
+    if (held === undefined && changes.size >= this.#snapshotKeysMax) {
+      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#snapshotKeysMax }));
+      this.#stop("overflow");
+      return;
+    }
+    if (held === undefined || held.version < change.version) {
+      changes.set(change.key, { version: change.version, bytes: change.bytes });
+    }
+    assert(changes.size <= this.#snapshotKeysMax);
+  }
+
+  /**
+   * Sends one record of the snapshot (a frame without an id), or the live change of its key held since,
+   * when that is newer; the key's held change is then forgotten.
+   */
+  snapshotRecord(record: { key: string; version: number; bytes: Uint8Array }): void {
+    const changes = this.#snapshotChanges;
+    assert(changes !== undefined, "a snapshot record comes during a snapshot");
+    if (this.#closed) return;
+    const held = changes.get(record.key);
+    changes.delete(record.key);
+    this.#controller.enqueue(
+      held !== undefined && held.version >= record.version ? held.bytes : record.bytes,
+    );
+  }
+
+  /**
+   * Ends the snapshot: the live changes held since their key was sent (or of keys no page had) follow in
+   * key order, then `synced`, whose id becomes the stream's position: every change up to it is shown.
+   */
+  endSnapshot(synced: { id: number; bytes: Uint8Array }): void {
+    const changes = this.#snapshotChanges;
+    assert(changes !== undefined, "a snapshot ends once");
+    this.#snapshotChanges = undefined;
+    if (this.#closed) return;
+    for (const key of [...changes.keys()].sort()) this.#controller.enqueue(changes.get(key)!.bytes);
+    this.#controller.enqueue(synced.bytes);
+    this.#lastId = Math.max(this.#lastId, synced.id);
+    assert(this.#lastId >= synced.id);
+  }
+
+  /** Queues bytes that carry no change of their own (`Synced`, a table's `Resync` without an id). */
+  replayNotice(bytes: Uint8Array): void {
+    assert(bytes.length > 0);
+    if (this.#closed) return;
+    this.#controller.enqueue(bytes);
   }
 
   /** Keeps a live frame back during a replay, within the queue bound; beyond it the client is too slow. */

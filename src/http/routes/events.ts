@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, EventSubscription } from "../deps.ts";
+import type { SnapshotRecord, TableSnapshot } from "../../sse/mod.ts";
 import { queryParamOf, tableAndKey, tableOf } from "../request.ts";
 import { parseLastEventId } from "../schemas.ts";
 import { markStreaming } from "../../server/mod.ts";
@@ -40,16 +41,20 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     const { table, key } = tableAndKey(c, deps);
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = resumeIdOf(c.req.header("last-event-id"), c.req.url);
+    const snapshot = snapshotOf(c.req.url);
     // A key this node holds is read synchronously, and the stream answered at once: thousands of
     // clients connecting together then leave no pending read, promise or context behind each. A resume
     // may be answered with the current value (its gap is older than what this node remembers): that must
     // be a committed state, never one this node's replica accepted from a write that failed (SPEC §4b), so
     // it is read consistently (a quorum's; 503 when there is none, and the client reconnects).
-    const current = lastEventId === undefined
+    // A snapshot's value, like a resume's, is shown to the client: a committed state, read consistently.
+    const current = lastEventId === undefined && !snapshot
       ? readPosition(deps, { table, key })
       : deps.kv.read(table, key, { consistent: true });
     const subscribe = (entry: EntryView | undefined) => {
-      const options = lastEventId === undefined ? { current: entry } : { current: entry, lastEventId };
+      const options = lastEventId === undefined
+        ? { current: entry, snapshot }
+        : { current: entry, lastEventId, snapshot };
       return eventStream(deps.broker.subscribeKey(table, key, options));
     };
     return current instanceof Promise ? current.then(subscribe) : subscribe(current);
@@ -60,9 +65,61 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     // A HEAD must not subscribe: nobody would ever read (or cancel) the stream.
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
     const lastEventId = resumeIdOf(c.req.header("last-event-id"), c.req.url);
-    const subscription = deps.broker.subscribeTable(table, lastEventId === undefined ? {} : { lastEventId });
-    return eventStream(subscription);
+    const snapshot = snapshotOf(c.req.url) ? tableSnapshotOf(deps, table) : undefined;
+    const options = {
+      ...(lastEventId === undefined ? {} : { lastEventId }),
+      ...(snapshot === undefined ? {} : { snapshot }),
+    };
+    return eventStream(deps.broker.subscribeTable(table, options));
   });
+}
+
+/** `?snapshot=`: `true` or `false` (absent: false); anything else is a 400. */
+function snapshotOf(url: string): boolean {
+  const text = queryParamOf(url, "snapshot");
+  if (text === null || text === "false") return false;
+  if (text === "true") return true;
+  throw new InvalidRequestError(`"snapshot" must be true or false, got "${text.slice(0, 20)}"`);
+}
+
+/** Records of a table snapshot per page, read a page ahead of the client at most. */
+const snapshotPageCount = 256;
+
+/**
+ * Where a table snapshot comes from: the listing (`GET /{table}/store`'s source) in pages, and in a
+ * cluster a consistent read of the keys the broker cannot vouch for. A table that does not exist yet has
+ * an empty snapshot (a stream may wait for a table's first write).
+ */
+function tableSnapshotOf(deps: AppDeps, table: string): TableSnapshot {
+  const { kv } = deps;
+  async function* pages(): AsyncGenerator<SnapshotRecord[]> {
+    let page: SnapshotRecord[] = [];
+    try {
+      for await (const entry of kv.list(table, { limit: Number.MAX_SAFE_INTEGER })) {
+        page.push({ key: entry.key, version: versionOf(entry), json: entry.json });
+        if (page.length < snapshotPageCount) continue;
+        yield page;
+        page = [];
+      }
+    } catch (error) {
+      if (!(error instanceof KvError && error.code === "table_not_found")) throw error;
+    }
+    if (page.length > 0) yield page;
+  }
+  if (kv.clustered !== true) return { pages: pages() };
+  const confirm = (keys: string[]) =>
+    Promise.all(keys.map((key) => kv.read(table, key, { consistent: true })));
+  return { pages: pages(), confirm };
+}
+
+/** A listed record's version: given by the listing, else read from its VersionedValue. */
+function versionOf(entry: { json: string; version?: number }): number {
+  if (entry.version !== undefined) return entry.version;
+  const version = (JSON.parse(entry.json) as { version: unknown }).version;
+  if (typeof version !== "number" || !Number.isSafeInteger(version)) {
+    throw new InvalidRequestError("a listed record has no version");
+  }
+  return version;
 }
 
 /**
