@@ -113,6 +113,8 @@ export interface SnapshotRecord {
   readonly version: number;
   /** The VersionedValue json. */
   readonly json: string;
+  /** Read again consistently because this node had not published it (set by the broker). */
+  readonly confirmed?: boolean;
 }
 
 /** Where a table snapshot's records come from (the HTTP layer reads them through the store or cluster). */
@@ -293,6 +295,7 @@ export class Broker {
     // Encoded only when a subscriber is streaming a snapshot: its changes merge into it, without ids.
     let snapshotBytes: Uint8Array | undefined;
     for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) {
+      if (subscriber.hasVersionFloors && subscriber.shownAlready(event.key, event.version)) continue;
       if (!subscriber.snapshotting) subscriber.send(tableFrame);
       else {subscriber.holdChange({
           key: event.key,
@@ -457,7 +460,12 @@ export class Broker {
         for (const record of records) {
           if (subscriber.closed) break;
           const bytes = encodeSnapshotFrame({ kind: "Updated", key: record.key, json: record.json });
-          subscriber.snapshotRecord({ key: record.key, version: record.version, bytes });
+          subscriber.snapshotRecord({
+            key: record.key,
+            version: record.version,
+            bytes,
+            confirmed: record.confirmed,
+          });
         }
         await subscriber.waitForRoom();
       }
@@ -496,7 +504,7 @@ export class Broker {
         record.key,
         state === undefined || state.deleted
           ? undefined
-          : { key: record.key, version: state.version, json: state.json },
+          : { key: record.key, version: state.version, json: state.json, confirmed: true },
       );
     });
     return page.flatMap((record) => answers.has(record.key) ? answers.get(record.key) ?? [] : [record]);

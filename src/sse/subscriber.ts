@@ -79,6 +79,11 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   /** While a table snapshot streams: each key's newest live change (a frame without an id), by key. */
   #snapshotChanges: Map<string, { version: number; bytes: Uint8Array }> | undefined;
   #snapshotKeysMax = 0;
+  /**
+   * Versions sent for keys a snapshot confirmed (a state this node had not published: its notice may
+   * still come): a change of the key at or below it is not sent again. Forgotten once a newer one passes.
+   */
+  #versionFloors: Map<string, number> | undefined;
 
   constructor(options: SubscriberOptions) {
     assert(Number.isSafeInteger(options.queueDepthMax));
@@ -224,10 +229,31 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     this.#snapshotKeysMax = options.keysMax;
   }
 
+  /**
+   * True when a change of `key` at `version` was already shown by a snapshot's confirmed record: a late
+   * notice of that state. A newer change forgets the floor.
+   */
+  shownAlready(key: string, version: number): boolean {
+    const floors = this.#versionFloors;
+    if (floors === undefined) return false;
+    const floor = floors.get(key);
+    if (floor === undefined) return false;
+    if (version <= floor) return true;
+    floors.delete(key);
+    if (floors.size === 0) this.#versionFloors = undefined;
+    return false;
+  }
+
+  /** True while some key has a floor (see {@linkcode Subscriber.shownAlready}): only then is it asked. */
+  get hasVersionFloors(): boolean {
+    return this.#versionFloors !== undefined;
+  }
+
   /** A live change during a snapshot: kept as its key's newest, or the subscriber is closed at the bound. */
   holdChange(change: { key: string; version: number; bytes: Uint8Array }): void {
     const changes = this.#snapshotChanges;
     if (this.#closed || changes === undefined) return;
+    if (this.shownAlready(change.key, change.version)) return;
     const held = changes.get(change.key);
     if (held === undefined && changes.size >= this.#snapshotKeysMax) {
       this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#snapshotKeysMax }));
@@ -244,12 +270,18 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
    * Sends one record of the snapshot (a frame without an id), or the live change of its key held since,
    * when that is newer; the key's held change is then forgotten.
    */
-  snapshotRecord(record: { key: string; version: number; bytes: Uint8Array }): void {
+  snapshotRecord(
+    record: { key: string; version: number; bytes: Uint8Array; confirmed: boolean | undefined },
+  ): void {
     const changes = this.#snapshotChanges;
     assert(changes !== undefined, "a snapshot record comes during a snapshot");
     if (this.#closed) return;
     const held = changes.get(record.key);
     changes.delete(record.key);
+    if (record.confirmed === true && (held === undefined || held.version <= record.version)) {
+      const floors = this.#versionFloors ??= new Map();
+      if (floors.size < this.#snapshotKeysMax) floors.set(record.key, record.version);
+    }
     this.#controller.enqueue(
       held !== undefined && held.version >= record.version ? held.bytes : record.bytes,
     );

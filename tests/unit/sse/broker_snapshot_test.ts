@@ -150,6 +150,11 @@ Deno.test("Broker table snapshot in a cluster shows only states it can vouch for
     blocks.slice(1, -1).map((block) => [block.data.key, block.data.value?.version]),
     [["a", 1], ["b", 3]],
   );
+  // The chosen notice of b's version 3 arrives late: shown already, it is not sent again; version 4 is.
+  broker.publish(events.updated({ table: "t", key: "b", version: 3 }));
+  broker.publish(events.updated({ table: "t", key: "b", version: 4 }));
+  const live = blocksOf(await reader.next());
+  assert.deepEqual(live.map((block) => [block.data.key, block.data.value?.version]), [["b", 4]]);
   broker.close();
 });
 
