@@ -3,7 +3,8 @@ import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { Histogram } from "../util/metrics.ts";
-import type { TableSnapshot } from "../sse/mod.ts";
+import type { MultiSources, TableSnapshot } from "../sse/mod.ts";
+import type { Filter } from "../filter/mod.ts";
 
 /** A key's state as the HTTP layer serves it: the bytes prepared at write time and the version. */
 export interface EntryView {
@@ -61,6 +62,10 @@ export interface EventBroker {
   subscribeTable(
     table: string,
     options: { lastEventId?: number; snapshot?: TableSnapshot },
+  ): EventSubscription;
+  subscribeMulti(
+    sources: MultiSources,
+    options: { lastEventId?: number; snapshot?: TableSnapshot; filter?: Filter },
   ): EventSubscription;
 }
 

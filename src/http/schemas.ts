@@ -121,6 +121,13 @@ export function decodeTable(raw: string, bytesMax: number): string {
   return table;
 }
 
+/** A decoded table name (a query parameter's): a valid name, not reserved. */
+export function checkTableName(name: string, bytesMax: number): string {
+  const table = checkName(name, { what: "table", bytesMax });
+  if (isInternalTable(table) || table === "auth") throw new ReservedTableError(table);
+  return table;
+}
+
 /** `POST /auth/{user}` body. */
 export const AuthBody = z.object({ secret: z.string().min(1).max(1024) });
 

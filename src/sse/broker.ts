@@ -8,6 +8,7 @@ import {
   changeFrames,
   encodeEntryFrame,
   encodeKeyResyncFrame,
+  encodeLeftFrame,
   encodeResyncFrame,
   encodeSnapshotFrame,
   encodeSyncedFrame,
@@ -17,6 +18,8 @@ import {
   snapshotResyncFrame,
 } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
+import { FilterGroups } from "./filter_groups.ts";
+import type { Filter } from "../filter/mod.ts";
 import { Histories, notNewer } from "./histories.ts";
 import { type Frame, frameOf } from "./history.ts";
 import { type CloseReason, Subscriber } from "./subscriber.ts";
@@ -109,6 +112,7 @@ export interface SubscribeTableOptions {
 
 /** One live record of a table snapshot, as a read answers it. */
 export interface SnapshotRecord {
+  readonly table: string;
   readonly key: string;
   readonly version: number;
   /** The VersionedValue json. */
@@ -127,8 +131,43 @@ export interface TableSnapshot {
    * has none. Absent on a single node, where every state read was published in the turn it became visible.
    */
   confirm?: (
-    keys: string[],
+    names: Array<{ table: string; key: string }>,
   ) => Promise<Array<{ version: number; json: string; deleted: boolean } | undefined>>;
+}
+
+/** Sources one multiplexed stream may name (SPEC §4b). */
+export const multiSourcesMax = 100;
+
+/** The tables and keys one multiplexed stream follows (`GET /subscribe?table=T&key=T/K`). */
+export interface MultiSources {
+  readonly tables: readonly string[];
+  readonly keys: ReadonlyArray<{ readonly table: string; readonly key: string }>;
+}
+
+/** Options of {@linkcode Broker.subscribeMulti}. */
+export interface SubscribeMultiOptions {
+  /** The client's `Last-Event-ID` (a change sequence of this node), validated by the caller. */
+  lastEventId?: number;
+  /** `?snapshot=true`: the sources' records (tables' and keys'), unless the stream can be resumed. */
+  snapshot?: TableSnapshot;
+  /**
+   * `?where=`: the table sources send only changes after which a record matches, and `Left` when one that
+   * matched stops matching (key sources are not filtered).
+   */
+  filter?: Filter;
+}
+
+/** A stream's filter and the tables it applies to. */
+interface StreamFilter {
+  readonly filter: Filter;
+  readonly tables: ReadonlySet<string>;
+}
+
+/** One (registry, topic) a subscriber is registered under; `onEmpty` runs when its last one leaves. */
+interface Registration {
+  readonly registry: Subscribers;
+  readonly topic: string;
+  readonly onEmpty?: () => void;
 }
 
 /** Keys whose live changes one snapshotting subscriber holds, per queue slot (`sseQueueDepthMax`). */
@@ -143,6 +182,24 @@ type Subscribers = Map<string, Set<Subscriber>>;
  * held as its change's text takes less, so the figure stays a bound.
  */
 export const historyFrameOverheadBytes = 256;
+
+/**
+ * The replay frame of a filtered table's change: the change when it matches (or deletes a key that
+ * matched, or whose past is unknown), `Left` when it stopped matching, nothing when it neither matches nor
+ * did. `matched` carries each key's last verdict through the replay.
+ */
+function filteredReplayFrame(
+  change: LoggedChange,
+  options: { filter: Filter; matched: Map<string, boolean> },
+): Frame | undefined {
+  const topic = topicOf(change.table, change.key);
+  const before = options.matched.get(topic);
+  const now = change.kind === "Updated" && FilterGroups.admits(options.filter, change);
+  options.matched.set(topic, now);
+  if (!now && before === false) return undefined;
+  if (now || change.kind === "Deleted") return changeFrames(change, change.seq).table;
+  return frameOf(change.seq, encodeLeftFrame(change, change.seq));
+}
 
 /** Unambiguous map key of a (table, key) pair: the table's length fixes where the key starts. */
 function topicOf(table: string, key: string): string {
@@ -169,6 +226,11 @@ export class Broker {
   readonly #subscribers = new Set<Subscriber>();
   readonly #keySubscribers: Subscribers = new Map();
   readonly #tableSubscribers: Subscribers = new Map();
+  /** Multiplexed streams by the key topics they name (their tables are in `#tableSubscribers`). */
+  readonly #multiKeySubscribers: Subscribers = new Map();
+  /** Filtered streams by filter group (`FilterGroups.join`). */
+  readonly #filteredSubscribers: Subscribers = new Map();
+  readonly #filterGroups = new FilterGroups();
   /** Key histories by topic and table histories by table, within `sseHistory*` bounds. */
   readonly #histories: Histories;
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
@@ -292,17 +354,58 @@ export class Broker {
       if (keyFrame.id > subscriber.lastId + 1) subscriber.sendResync(resync ??= encodeKeyResyncFrame(event));
       subscriber.send(keyFrame);
     }
+    const tableSubscribers = this.#tableSubscribers.get(event.table);
+    if (tableSubscribers !== undefined) {
+      this.#sendChange(tableSubscribers, { event, topic, frame: tableFrame });
+    }
+    const multiSubscribers = this.#multiKeySubscribers.get(topic);
+    if (multiSubscribers !== undefined) {
+      this.#sendChange(multiSubscribers, { event, topic, frame: tableFrame });
+    }
+    if (this.#filterGroups.has(event.table)) this.#sendFiltered({ event, topic, frame: tableFrame });
+  }
+
+  /** Sends a change of a filtered table to each filter group that must hear of it: the change, or `Left`. */
+  #sendFiltered(change: { event: ChangeEvent; topic: string; frame: Frame }): void {
+    const { event, topic, frame } = change;
+    let left: Frame | undefined;
+    const deleted = event.kind === "Deleted";
+    this.#filterGroups.eachVerdict({ ...event, deleted }, (groupTopic, verdict) => {
+      const subscribers = this.#filteredSubscribers.get(groupTopic);
+      if (subscribers === undefined) return;
+      if (verdict === "change") return this.#sendChange(subscribers, { event, topic, frame });
+      left ??= frameOf(frame.id, encodeLeftFrame(event, frame.id));
+      this.#sendChange(subscribers, {
+        event,
+        topic,
+        frame: left,
+        noIdBytes: () => encodeLeftFrame(event, undefined),
+      });
+    });
+  }
+
+  /**
+   * Sends a change's table frame to table or multiplexed subscribers; one streaming a snapshot holds it
+   * (without an id) for the snapshot to merge. A subscriber of a table and of one of its keys gets the
+   * frame twice and sends it once (its ids increase).
+   */
+  #sendChange(
+    subscribers: Set<Subscriber>,
+    change: { event: ChangeEvent; topic: string; frame: Frame; noIdBytes?: () => Uint8Array },
+  ): void {
+    const { event, topic, frame } = change;
     // Encoded only when a subscriber is streaming a snapshot: its changes merge into it, without ids.
     let snapshotBytes: Uint8Array | undefined;
-    for (const subscriber of this.#tableSubscribers.get(event.table) ?? []) {
-      if (subscriber.hasVersionFloors && subscriber.shownAlready(event.key, event.version)) continue;
-      if (!subscriber.snapshotting) subscriber.send(tableFrame);
-      else {subscriber.holdChange({
-          key: event.key,
-          version: event.version,
-          bytes: snapshotBytes ??= encodeSnapshotFrame(event),
-        });}
+    for (const subscriber of subscribers) {
+      if (subscriber.hasVersionFloors && subscriber.shownAlready(topic, event.version)) continue;
+      if (!subscriber.snapshotting) {
+        subscriber.send(frame);
+        continue;
+      }
+      snapshotBytes ??= change.noIdBytes?.() ?? encodeSnapshotFrame(event);
+      subscriber.holdChange({ topic, version: event.version, bytes: snapshotBytes });
     }
+    assert(frame.id === this.#tableId, "a change is sent with the newest table id");
   }
 
   /**
@@ -388,7 +491,8 @@ export class Broker {
     const fromLog = frames === undefined && !ahead && history !== undefined && lastId >= history.floorSeq;
     const subscriber = this.#register(this.#tableSubscribers, table, { lastId, held: fromLog });
     if (fromLog) {
-      void this.#replayTableFromLog(subscriber, { table, after: lastId, snapshot: options.snapshot });
+      const keep = (change: LoggedChange) => change.table === table;
+      void this.#replayTableFromLog(subscriber, { keep, after: lastId, snapshot: options.snapshot });
       return this.#handOut(subscriber);
     }
     if (frames !== undefined) {
@@ -422,6 +526,64 @@ export class Broker {
     return this.#handOut(subscriber);
   }
 
+  /**
+   * Opens one stream of several tables and keys (SPEC §4b), with this node's change sequence as ids and
+   * frames that name their table and key. Fresh: from the newest id. Resumed within the change log's
+   * window: its changes of the sources, replayed. Otherwise `Resync` (re-read the sources), or with a
+   * snapshot, `Resync` and the snapshot.
+   *
+   * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
+   * @throws {UnavailableError} after {@linkcode Broker.close}.
+   */
+  subscribeMulti(sources: MultiSources, options: SubscribeMultiOptions): Subscription {
+    const sourceCount = sources.tables.length + sources.keys.length;
+    assert(sourceCount >= 1 && sourceCount <= multiSourcesMax, "the caller bounds a stream's sources");
+    const tables = new Set(sources.tables);
+    const keyTopics = new Set(sources.keys.map(({ table, key }) => topicOf(table, key)));
+    const { lastEventId, snapshot } = options;
+    const filter = options.filter === undefined ? undefined : { filter: options.filter, tables };
+    const entries = [
+      ...[...tables].map((table) => this.#tableRegistration(table, options.filter)),
+      ...[...keyTopics].map((topic) => ({ registry: this.#multiKeySubscribers, topic })),
+    ];
+    const tableId = this.#tableId;
+    const floor = this.#history?.floorSeq;
+    if (
+      lastEventId !== undefined && lastEventId > 0 && floor !== undefined && lastEventId >= floor &&
+      lastEventId <= tableId
+    ) {
+      const subscriber = this.#registerAll(entries, { lastId: lastEventId, held: true });
+      const keep = (change: LoggedChange) =>
+        tables.has(change.table) || keyTopics.has(topicOf(change.table, change.key));
+      void this.#replayTableFromLog(subscriber, { keep, after: lastEventId, snapshot, filter });
+      return this.#handOut(subscriber);
+    }
+    if (snapshot !== undefined) {
+      const subscriber = this.#registerAll(entries, { lastId: 0, held: true });
+      if (lastEventId !== undefined) subscriber.replayNotice(snapshotResyncFrame);
+      void this.#streamSnapshot(subscriber, snapshot, filter);
+      return this.#handOut(subscriber);
+    }
+    const position = lastEventId === undefined || lastEventId === tableId
+      ? tableId
+      : Math.min(lastEventId, tableId - 1);
+    const subscriber = this.#registerAll(entries, { lastId: position, held: false });
+    if (position < tableId) subscriber.replay(frameOf(tableId, encodeResyncFrame(tableId)));
+    assert(subscriber.lastId === tableId);
+    return this.#handOut(subscriber);
+  }
+
+  /** Where a table source registers: its table, or with a filter its filter group. */
+  #tableRegistration(table: string, filter: Filter | undefined): Registration {
+    if (filter === undefined) return { registry: this.#tableSubscribers, topic: table };
+    const topic = this.#filterGroups.join(table, filter);
+    return {
+      registry: this.#filteredSubscribers,
+      topic,
+      onEmpty: () => this.#filterGroups.leave(table, filter),
+    };
+  }
+
   /** True when a table stream from `lastEventId` can be replayed here: from memory or the change log. */
   #canReplayTable(table: string, lastEventId: number | undefined): boolean {
     if (lastEventId === undefined || lastEventId === 0 || lastEventId > this.#tableId) return false;
@@ -440,7 +602,7 @@ export class Broker {
   ): Subscription {
     const subscriber = this.#register(this.#tableSubscribers, table, { lastId: 0, held: true });
     if (options.resumed) subscriber.replayNotice(snapshotResyncFrame);
-    void this.#streamSnapshot(subscriber, { table, snapshot: options.snapshot });
+    void this.#streamSnapshot(subscriber, options.snapshot);
     assert(subscriber.held);
     assert(subscriber.lastId === 0);
     return this.#handOut(subscriber);
@@ -449,19 +611,23 @@ export class Broker {
   /** Streams a snapshot to a held subscriber, a page at a time as the client reads, then releases it. */
   async #streamSnapshot(
     subscriber: Subscriber,
-    options: { table: string; snapshot: TableSnapshot },
+    snapshot: TableSnapshot,
+    filter?: StreamFilter,
   ): Promise<void> {
-    const { table, snapshot } = options;
     subscriber.beginSnapshot({ keysMax: this.#limits.sseQueueDepthMax * snapshotKeysPerQueueSlot });
     try {
       for await (const page of snapshot.pages) {
         if (subscriber.closed) break;
-        const records = await this.#vouched(table, { page, confirm: snapshot.confirm });
+        const records = await this.#vouched({ page, confirm: snapshot.confirm });
         for (const record of records) {
           if (subscriber.closed) break;
-          const bytes = encodeSnapshotFrame({ kind: "Updated", key: record.key, json: record.json });
+          if (filter !== undefined && filter.tables.has(record.table)) {
+            this.#filterGroups.remember({ ...record, deleted: false });
+            if (!FilterGroups.admits(filter.filter, record)) continue;
+          }
+          const bytes = encodeSnapshotFrame({ kind: "Updated", ...record });
           subscriber.snapshotRecord({
-            key: record.key,
+            topic: topicOf(record.table, record.key),
             version: record.version,
             bytes,
             confirmed: record.confirmed,
@@ -486,28 +652,31 @@ export class Broker {
    * The others are read again consistently; a key without a live chosen state is left out.
    */
   async #vouched(
-    table: string,
     options: { page: SnapshotRecord[]; confirm: TableSnapshot["confirm"] },
   ): Promise<SnapshotRecord[]> {
     const { page, confirm } = options;
     if (confirm === undefined) return page;
     const doubtful = page.filter((record) =>
-      this.#histories.newestId("key", topicOf(table, record.key)) !== record.version
+      this.#histories.newestId("key", topicOf(record.table, record.key)) !== record.version
     );
     if (doubtful.length === 0) return page;
-    const confirmed = await confirm(doubtful.map((record) => record.key));
+    const confirmed = await confirm(doubtful.map(({ table, key }) => ({ table, key })));
     assert(confirmed.length === doubtful.length, "one answer per key confirmed");
-    const answers = new Map<string, SnapshotRecord | undefined>();
+    const answers = new Map<SnapshotRecord, SnapshotRecord | undefined>();
     doubtful.forEach((record, index) => {
       const state = confirmed[index];
       answers.set(
-        record.key,
-        state === undefined || state.deleted
-          ? undefined
-          : { key: record.key, version: state.version, json: state.json, confirmed: true },
+        record,
+        state === undefined || state.deleted ? undefined : {
+          table: record.table,
+          key: record.key,
+          version: state.version,
+          json: state.json,
+          confirmed: true,
+        },
       );
     });
-    return page.flatMap((record) => answers.has(record.key) ? answers.get(record.key) ?? [] : [record]);
+    return page.flatMap((record) => answers.has(record) ? answers.get(record) ?? [] : [record]);
   }
 
   /** Closes every stream after the frames already queued (graceful shutdown) and stops the keepalive. */
@@ -517,6 +686,7 @@ export class Broker {
     this.#stopKeepalive();
     assert(this.#subscribers.size === 0);
     assert(this.#keySubscribers.size === 0 && this.#tableSubscribers.size === 0);
+    assert(this.#multiKeySubscribers.size === 0 && this.#filteredSubscribers.size === 0);
   }
 
   /**
@@ -553,13 +723,20 @@ export class Broker {
    */
   async #replayTableFromLog(
     subscriber: Subscriber,
-    options: { table: string; after: number; snapshot: TableSnapshot | undefined },
+    options: {
+      keep: (change: LoggedChange) => boolean;
+      after: number;
+      snapshot: TableSnapshot | undefined;
+      filter?: StreamFilter | undefined;
+    },
   ): Promise<void> {
-    const { table, snapshot } = options;
+    const { snapshot, filter } = options;
     let gap = false;
+    // Whether each key of a filtered table matched at its last replayed change (unknown before its first).
+    const matched = new Map<string, boolean>();
     const records = this.#history!.recordsAfter(options.after, {
       chunkCount: replayChunkCount,
-      keep: (change) => change.table === table,
+      keep: options.keep,
     });
     const replayed = await this.#replayFromLog(subscriber, records, (record) => {
       if (record.type !== "change") {
@@ -570,13 +747,18 @@ export class Broker {
         else subscriber.replay(frameOf(this.#tableId, encodeResyncFrame(this.#tableId)));
         return;
       }
+      if (filter !== undefined && filter.tables.has(record.table)) {
+        const frame = filteredReplayFrame(record, { filter: filter.filter, matched });
+        if (frame !== undefined) subscriber.replay(frame);
+        return;
+      }
       const { table: tableFrame } = changeFrames(record, record.seq);
       subscriber.replay(
         record.resyncBefore ? resyncThenFrame(encodeKeyResyncFrame(record), tableFrame) : tableFrame,
       );
     });
     if (replayed && gap && snapshot !== undefined) {
-      return await this.#streamSnapshot(subscriber, { table, snapshot });
+      return await this.#streamSnapshot(subscriber, snapshot, filter);
     }
     if (replayed && snapshot !== undefined) subscriber.replayNotice(encodeSyncedFrame(subscriber.lastId));
     if (replayed) subscriber.release();
@@ -640,7 +822,16 @@ export class Broker {
   }
 
   #register(registry: Subscribers, topic: string, position: { lastId: number; held: boolean }): Subscriber {
+    return this.#registerAll([{ registry, topic }], position);
+  }
+
+  /** Registers one subscriber under every (registry, topic) given: one subscription, many sources. */
+  #registerAll(
+    entries: Registration[],
+    position: { lastId: number; held: boolean },
+  ): Subscriber {
     const { lastId } = position;
+    assert(entries.length >= 1, "a subscription has a source");
     if (this.#closed) throw new UnavailableError("Cannot subscribe: the node is shutting down");
     if (this.#subscribers.size >= this.#limits.subscribersMax) {
       throw new TooManySubscribersError({
@@ -654,14 +845,16 @@ export class Broker {
       queueDepthMax: this.#limits.sseQueueDepthMax,
       lastId,
       held: position.held,
-      onClose: (closing, reason) => this.#unregister({ registry, topic, subscriber: closing, reason }),
+      onClose: (closing, reason) => this.#unregister({ entries, subscriber: closing, reason }),
     });
-    let topicSubscribers = registry.get(topic);
-    if (topicSubscribers === undefined) {
-      topicSubscribers = new Set();
-      registry.set(topic, topicSubscribers);
+    for (const { registry, topic } of entries) {
+      let topicSubscribers = registry.get(topic);
+      if (topicSubscribers === undefined) {
+        topicSubscribers = new Set();
+        registry.set(topic, topicSubscribers);
+      }
+      topicSubscribers.add(subscriber);
     }
-    topicSubscribers.add(subscriber);
     this.#subscribers.add(subscriber);
     assert(this.#subscribers.size <= this.#limits.subscribersMax);
     this.#startKeepalive();
@@ -669,13 +862,21 @@ export class Broker {
   }
 
   #unregister(
-    options: { registry: Subscribers; topic: string; subscriber: Subscriber; reason: CloseReason },
+    options: {
+      entries: Registration[];
+      subscriber: Subscriber;
+      reason: CloseReason;
+    },
   ) {
-    const { registry, topic, subscriber, reason } = options;
-    const topicSubscribers = registry.get(topic);
-    assert(topicSubscribers !== undefined && topicSubscribers.has(subscriber), "a subscriber closes once");
-    topicSubscribers.delete(subscriber);
-    if (topicSubscribers.size === 0) registry.delete(topic);
+    const { entries, subscriber, reason } = options;
+    for (const { registry, topic, onEmpty } of entries) {
+      const topicSubscribers = registry.get(topic);
+      assert(topicSubscribers !== undefined && topicSubscribers.has(subscriber), "a subscriber closes once");
+      topicSubscribers.delete(subscriber);
+      if (topicSubscribers.size > 0) continue;
+      registry.delete(topic);
+      onEmpty?.();
+    }
     const deleted = this.#subscribers.delete(subscriber);
     assert(deleted);
     if (reason === "overflow") {

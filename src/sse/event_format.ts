@@ -59,8 +59,8 @@ function digitCount(id: number): number {
 
 /** `id: ` and the line breaks and punctuation around `data:`, which every change frame has. */
 const frameFixedBytes = 'id: \ndata: {"event":"","value":}\n\n'.length;
-/** What a table-stream frame adds to a key-stream one besides the key: `"key":` and a comma. */
-const tableFrameKeyBytes = '"key":,'.length;
+/** What a table-stream frame adds to a key-stream one besides the names: `"table":,"key":,`. */
+const tableFrameNamesBytes = '"table":,"key":,'.length;
 
 /**
  * One frame of a change, kept as its parts until a subscriber needs its bytes: most frames are only
@@ -72,34 +72,34 @@ class ChangeFrame implements Frame {
   readonly id: number;
   readonly byteLength: number;
   readonly #kind: ChangeEvent["kind"];
-  /** The key as a JSON string on table-stream frames; undefined on key-stream frames. */
-  #keyJson: string | undefined;
+  /** `"table":<json>,"key":<json>,` on table-stream frames; undefined on key-stream frames. */
+  #namesJson: string | undefined;
   #json: string;
   #bytes: Uint8Array | undefined = undefined;
 
   constructor(options: {
     id: number;
     kind: ChangeEvent["kind"];
-    keyJson: string | undefined;
+    namesJson: string | undefined;
     json: string;
     jsonBytes: number;
   }) {
-    const { id, kind, keyJson, json } = options;
+    const { id, kind, namesJson, json } = options;
     this.id = id;
     this.#kind = kind;
-    this.#keyJson = keyJson;
+    this.#namesJson = namesJson;
     this.#json = json;
-    const keyBytes = keyJson === undefined ? 0 : tableFrameKeyBytes + utf8Length(keyJson);
-    this.byteLength = frameFixedBytes + digitCount(id) + kind.length + keyBytes + options.jsonBytes;
+    const namesBytes = namesJson === undefined ? 0 : utf8Length(namesJson);
+    this.byteLength = frameFixedBytes + digitCount(id) + kind.length + namesBytes + options.jsonBytes;
   }
 
   get bytes(): Uint8Array {
     if (this.#bytes === undefined) {
-      const key = this.#keyJson === undefined ? "" : `"key":${this.#keyJson},`;
+      const names = this.#namesJson ?? "";
       this.#bytes = encoder.encode(
-        `id: ${this.id}\ndata: {"event":"${this.#kind}",${key}"value":${this.#json}}\n\n`,
+        `id: ${this.id}\ndata: {"event":"${this.#kind}",${names}"value":${this.#json}}\n\n`,
       );
-      this.#keyJson = undefined;
+      this.#namesJson = undefined;
       this.#json = "";
       assert(this.#bytes.length === this.byteLength, "a frame encodes to the bytes it was counted as");
     }
@@ -118,7 +118,7 @@ class ChangeFrame implements Frame {
  * @param tableId The broker's own table-stream id, not `event.sequence` (a forwarded change has none here).
  */
 export function changeFrames(
-  event: Pick<ChangeEvent, "kind" | "key" | "version" | "json">,
+  event: Pick<ChangeEvent, "kind" | "table" | "key" | "version" | "json">,
   tableId: number,
 ): { key: Frame; table: Frame } {
   assertEventId(event.version);
@@ -131,9 +131,17 @@ export function changeFrames(
   if (!printableAscii) assertSingleLine(json);
   const jsonBytes = printableAscii ? json.length : utf8Length(json);
   return {
-    key: new ChangeFrame({ id: event.version, kind, keyJson: undefined, json, jsonBytes }),
-    table: new ChangeFrame({ id: tableId, kind, keyJson: JSON.stringify(event.key), json, jsonBytes }),
+    key: new ChangeFrame({ id: event.version, kind, namesJson: undefined, json, jsonBytes }),
+    table: new ChangeFrame({ id: tableId, kind, namesJson: namesJsonOf(event), json, jsonBytes }),
   };
+}
+
+/** `"table":<json>,"key":<json>,`: what names a change on a table or multiplexed stream. */
+function namesJsonOf(names: { table: string; key: string }): string {
+  const text = `"table":${JSON.stringify(names.table)},"key":${JSON.stringify(names.key)},`;
+  assert(text.length >= tableFrameNamesBytes, "names are JSON strings");
+  assertSingleLine(text);
+  return text;
 }
 
 /** The key-stream frame of a key's current state: `Updated`, or `Deleted` for a tombstone. */
@@ -218,13 +226,30 @@ export const snapshotResyncFrame: Uint8Array = encoder.encode('data: {"event":"R
  * A record of a table snapshot, or a live change merged into one: the table frame without an id line, so
  * a client cut during the snapshot still resumes from the position before it (`0`) and gets it again.
  */
-export function encodeSnapshotFrame(record: Pick<ChangeEvent, "kind" | "key" | "json">): Uint8Array {
+export function encodeSnapshotFrame(
+  record: Pick<ChangeEvent, "kind" | "table" | "key" | "json">,
+): Uint8Array {
   assertKind(record.kind);
   assertSingleLine(record.json);
-  const keyJson = JSON.stringify(record.key);
-  const bytes = encoder.encode(
-    `data: {"event":"${record.kind}","key":${keyJson},"value":${record.json}}\n\n`,
-  );
-  assert(bytes.length >= record.json.length + keyJson.length, "a snapshot frame holds its record");
+  const names = namesJsonOf(record);
+  const bytes = encoder.encode(`data: {"event":"${record.kind}",${names}"value":${record.json}}\n\n`);
+  assert(bytes.length >= record.json.length + names.length, "a snapshot frame holds its record");
+  return bytes;
+}
+
+/**
+ * `{"event":"Left","table":..,"key":..,"version":..}` (SPEC §4b): a record that matched a stream's filter
+ * stopped matching at `version`. With `id` on a live or replayed stream; without it inside a snapshot.
+ */
+export function encodeLeftFrame(
+  change: { table: string; key: string; version: number },
+  id: number | undefined,
+): Uint8Array {
+  assertEventId(change.version);
+  if (id !== undefined) assertEventId(id);
+  const names = namesJsonOf(change);
+  const head = id === undefined ? "" : `id: ${id}\n`;
+  const bytes = encoder.encode(`${head}data: {"event":"Left",${names}"version":${change.version}}\n\n`);
+  assert(bytes.length > names.length, "a Left frame names its key");
   return bytes;
 }

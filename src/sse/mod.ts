@@ -32,8 +32,11 @@
 export {
   Broker,
   type BrokerOptions,
+  type MultiSources,
+  multiSourcesMax,
   type SnapshotRecord,
   type SubscribeKeyOptions,
+  type SubscribeMultiOptions,
   type SubscribeTableOptions,
   type Subscription,
   type TableSnapshot,

@@ -233,13 +233,13 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
    * True when a change of `key` at `version` was already shown by a snapshot's confirmed record: a late
    * notice of that state. A newer change forgets the floor.
    */
-  shownAlready(key: string, version: number): boolean {
+  shownAlready(topic: string, version: number): boolean {
     const floors = this.#versionFloors;
     if (floors === undefined) return false;
-    const floor = floors.get(key);
+    const floor = floors.get(topic);
     if (floor === undefined) return false;
     if (version <= floor) return true;
-    floors.delete(key);
+    floors.delete(topic);
     if (floors.size === 0) this.#versionFloors = undefined;
     return false;
   }
@@ -250,18 +250,18 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   }
 
   /** A live change during a snapshot: kept as its key's newest, or the subscriber is closed at the bound. */
-  holdChange(change: { key: string; version: number; bytes: Uint8Array }): void {
+  holdChange(change: { topic: string; version: number; bytes: Uint8Array }): void {
     const changes = this.#snapshotChanges;
     if (this.#closed || changes === undefined) return;
-    if (this.shownAlready(change.key, change.version)) return;
-    const held = changes.get(change.key);
+    if (this.shownAlready(change.topic, change.version)) return;
+    const held = changes.get(change.topic);
     if (held === undefined && changes.size >= this.#snapshotKeysMax) {
       this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#snapshotKeysMax }));
       this.#stop("overflow");
       return;
     }
     if (held === undefined || held.version < change.version) {
-      changes.set(change.key, { version: change.version, bytes: change.bytes });
+      changes.set(change.topic, { version: change.version, bytes: change.bytes });
     }
     assert(changes.size <= this.#snapshotKeysMax);
   }
@@ -271,16 +271,16 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
    * when that is newer; the key's held change is then forgotten.
    */
   snapshotRecord(
-    record: { key: string; version: number; bytes: Uint8Array; confirmed: boolean | undefined },
+    record: { topic: string; version: number; bytes: Uint8Array; confirmed: boolean | undefined },
   ): void {
     const changes = this.#snapshotChanges;
     assert(changes !== undefined, "a snapshot record comes during a snapshot");
     if (this.#closed) return;
-    const held = changes.get(record.key);
-    changes.delete(record.key);
+    const held = changes.get(record.topic);
+    changes.delete(record.topic);
     if (record.confirmed === true && (held === undefined || held.version <= record.version)) {
       const floors = this.#versionFloors ??= new Map();
-      if (floors.size < this.#snapshotKeysMax) floors.set(record.key, record.version);
+      if (floors.size < this.#snapshotKeysMax) floors.set(record.topic, record.version);
     }
     this.#controller.enqueue(
       held !== undefined && held.version >= record.version ? held.bytes : record.bytes,

@@ -1,7 +1,14 @@
 import type { Hono } from "hono";
 import { InvalidRequestError, KvError } from "../../util/errors.ts";
 import type { AppDeps, EntryView, EventSubscription } from "../deps.ts";
-import type { SnapshotRecord, TableSnapshot } from "../../sse/mod.ts";
+import {
+  type MultiSources,
+  multiSourcesMax,
+  type SnapshotRecord,
+  type TableSnapshot,
+} from "../../sse/mod.ts";
+import { checkName, checkTableName } from "../schemas.ts";
+import { type Filter, parseFilter } from "../../filter/mod.ts";
 import { queryParamOf, tableAndKey, tableOf } from "../request.ts";
 import { parseLastEventId } from "../schemas.ts";
 import { markStreaming } from "../../server/mod.ts";
@@ -60,10 +67,22 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     return current instanceof Promise ? current.then(subscribe) : subscribe(current);
   });
 
+  app.get("/subscribe", (c) => {
+    const sources = multiSourcesOf(c.req.url, deps);
+    const filter = filterOf(c.req.url);
+    if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
+    return multiStream(c.req.raw, { deps, sources, filter });
+  });
+
   app.get("/:table/subscribe", (c) => {
     const table = tableOf(c, deps);
+    const filter = filterOf(c.req.url);
     // A HEAD must not subscribe: nobody would ever read (or cancel) the stream.
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
+    // A filtered table stream is a multiplexed stream of one table: it resumes from the change log.
+    if (filter !== undefined) {
+      return multiStream(c.req.raw, { deps, sources: { tables: [table], keys: [] }, filter });
+    }
     const lastEventId = resumeIdOf(c.req.header("last-event-id"), c.req.url);
     const snapshot = snapshotOf(c.req.url) ? tableSnapshotOf(deps, table) : undefined;
     const options = {
@@ -72,6 +91,28 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
     };
     return eventStream(deps.broker.subscribeTable(table, options));
   });
+}
+
+/** A multiplexed (or filtered) stream: resumed from `Last-Event-ID`/`since`, with `snapshot` and `where`. */
+function multiStream(
+  request: Request,
+  options: { deps: AppDeps; sources: MultiSources; filter: Filter | undefined },
+): Response {
+  const { deps, sources, filter } = options;
+  const lastEventId = resumeIdOf(request.headers.get("last-event-id") ?? undefined, request.url);
+  const snapshot = snapshotOf(request.url) ? sourcesSnapshot(deps, multiPages(deps, sources)) : undefined;
+  const subscribeOptions = {
+    ...(lastEventId === undefined ? {} : { lastEventId }),
+    ...(snapshot === undefined ? {} : { snapshot }),
+    ...(filter === undefined ? {} : { filter }),
+  };
+  return eventStream(deps.broker.subscribeMulti(sources, subscribeOptions));
+}
+
+/** `?where=`: a filter (SPEC §4b), or undefined; a malformed one is a 400 naming the problem. */
+function filterOf(url: string): Filter | undefined {
+  const text = queryParamOf(url, "where");
+  return text === null ? undefined : parseFilter(text);
 }
 
 /** `?snapshot=`: `true` or `false` (absent: false); anything else is a 400. */
@@ -91,25 +132,78 @@ const snapshotPageCount = 256;
  * an empty snapshot (a stream may wait for a table's first write).
  */
 function tableSnapshotOf(deps: AppDeps, table: string): TableSnapshot {
+  return sourcesSnapshot(deps, listingPages(deps, table));
+}
+
+/** A snapshot of `pages`; in a cluster with the consistent reads that confirm what the broker cannot. */
+function sourcesSnapshot(deps: AppDeps, pages: AsyncIterable<SnapshotRecord[]>): TableSnapshot {
   const { kv } = deps;
-  async function* pages(): AsyncGenerator<SnapshotRecord[]> {
-    let page: SnapshotRecord[] = [];
-    try {
-      for await (const entry of kv.list(table, { limit: Number.MAX_SAFE_INTEGER })) {
-        page.push({ key: entry.key, version: versionOf(entry), json: entry.json });
-        if (page.length < snapshotPageCount) continue;
-        yield page;
-        page = [];
-      }
-    } catch (error) {
-      if (!(error instanceof KvError && error.code === "table_not_found")) throw error;
+  if (kv.clustered !== true) return { pages };
+  const confirm = (names: Array<{ table: string; key: string }>) =>
+    Promise.all(names.map((name) => kv.read(name.table, name.key, { consistent: true })));
+  return { pages, confirm };
+}
+
+/** A table's live records in key order, `snapshotPageCount` a page; none for a table that does not exist. */
+async function* listingPages(deps: AppDeps, table: string): AsyncGenerator<SnapshotRecord[]> {
+  let page: SnapshotRecord[] = [];
+  try {
+    for await (const entry of deps.kv.list(table, { limit: Number.MAX_SAFE_INTEGER })) {
+      page.push({ table, key: entry.key, version: versionOf(entry), json: entry.json });
+      if (page.length < snapshotPageCount) continue;
+      yield page;
+      page = [];
     }
-    if (page.length > 0) yield page;
+  } catch (error) {
+    if (!(error instanceof KvError && error.code === "table_not_found")) throw error;
   }
-  if (kv.clustered !== true) return { pages: pages() };
-  const confirm = (keys: string[]) =>
-    Promise.all(keys.map((key) => kv.read(table, key, { consistent: true })));
-  return { pages: pages(), confirm };
+  if (page.length > 0) yield page;
+}
+
+/**
+ * The records of a multiplexed stream's sources: each table's pages, then the keys whose table is not a
+ * source too (read one by one; a missing key or a tombstone has no record).
+ */
+async function* multiPages(deps: AppDeps, sources: MultiSources): AsyncGenerator<SnapshotRecord[]> {
+  for (const table of sources.tables) yield* listingPages(deps, table);
+  const tables = new Set(sources.tables);
+  const page: SnapshotRecord[] = [];
+  for (const { table, key } of sources.keys) {
+    if (tables.has(table)) continue;
+    const entry = await deps.kv.read(table, key);
+    if (entry !== undefined && !entry.deleted) {
+      page.push({ table, key, version: entry.version, json: entry.json });
+    }
+  }
+  if (page.length > 0) yield page;
+}
+
+/**
+ * `GET /subscribe?table=T&key=T/K` (each repeatable): the sources of a multiplexed stream, each name
+ * checked as on its own route; at least one and at most `multiSourcesMax`, else a 400 naming the count.
+ */
+function multiSourcesOf(url: string, deps: AppDeps): MultiSources {
+  const params = new URL(url).searchParams;
+  const tableNames = params.getAll("table");
+  const keyNames = params.getAll("key");
+  const count = tableNames.length + keyNames.length;
+  if (count === 0) {
+    throw new InvalidRequestError('name at least one source: "?table=<table>" or "?key=<table>/<key>"');
+  }
+  if (count > multiSourcesMax) {
+    throw new InvalidRequestError(`a stream may follow at most ${multiSourcesMax} sources, got ${count}`);
+  }
+  const bytesMax = deps.limits.nameBytesMax;
+  const tables = [...new Set(tableNames.map((name) => checkTableName(name, bytesMax)))];
+  const keys = keyNames.map((name) => {
+    const slash = name.indexOf("/");
+    if (slash < 0) throw new InvalidRequestError(`key source "${name.slice(0, 40)}" must be "<table>/<key>"`);
+    return {
+      table: checkTableName(name.slice(0, slash), bytesMax),
+      key: checkName(name.slice(slash + 1), { what: "key", bytesMax }),
+    };
+  });
+  return { tables, keys };
 }
 
 /** A listed record's version: given by the listing, else read from its VersionedValue. */

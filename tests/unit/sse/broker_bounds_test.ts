@@ -213,7 +213,7 @@ Deno.test("Broker remembers sseHistoryKeysMax tables and sends Resync for a forg
   broker.close();
   assert.deepEqual(await tAtMax.rest(), [
     ready(1000),
-    `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
+    `id: 1001\ndata: {"event":"Updated","table":"t","key":"a","value":${liveJson(1, 1)}}\n\n`,
   ]);
   assert.deepEqual(await tOverMax.rest(), [ready(1000), 'id: 1003\ndata: {"event":"Resync"}\n\n']);
 });
@@ -257,7 +257,7 @@ Deno.test("Broker asserts that its first table-stream id is a positive safe inte
 function eventBytes(): { keyFrameBytes: number; tableFrameBytes: number } {
   const encoder = new TextEncoder();
   const json = liveJson(1, 1);
-  const tableFrame = `id: 1001\ndata: {"event":"Updated","key":"a","value":${json}}\n\n`;
+  const tableFrame = `id: 1001\ndata: {"event":"Updated","table":"t","key":"a","value":${json}}\n\n`;
   return {
     keyFrameBytes: encoder.encode(keyFrameText("Updated", 1, json)).length + historyFrameOverheadBytes,
     tableFrameBytes: encoder.encode(tableFrame).length + historyFrameOverheadBytes,
@@ -295,7 +295,9 @@ Deno.test("Broker resumes a key or table evicted by sseHistoryBytesMax: value, R
   const tableOverMax = resumeTable();
   const keptKey = new FrameReader(broker.subscribeKey("u", "b", { lastEventId: 0, current }).stream);
   broker.close();
-  const tableFrame = `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`;
+  const tableFrame = `id: 1001\ndata: {"event":"Updated","table":"t","key":"a","value":${
+    liveJson(1, 1)
+  }}\n\n`;
   assert.deepEqual(await keyAtMax.rest(), [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))]);
   assert.deepEqual(await tableAtMax.rest(), [ready(1000), tableFrame]);
   assert.deepEqual(await keyOverMax.rest(), [ready(0), keyFrameText("Updated", 1, current.json)]);

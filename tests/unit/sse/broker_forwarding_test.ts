@@ -30,7 +30,9 @@ function makeBroker(options: { clock?: ManualClock; limits?: Partial<Limits> } =
 }
 
 function tableFrame(id: number, key: string, version: number): string {
-  return `id: ${id}\ndata: {"event":"Updated","key":"${key}","value":${liveJson(version, version)}}\n\n`;
+  return `id: ${id}\ndata: {"event":"Updated","table":"t","key":"${key}","value":${
+    liveJson(version, version)
+  }}\n\n`;
 }
 
 function keyFrame(version: number): string {
@@ -103,7 +105,7 @@ Deno.test("Broker.publish() drops a key's duplicate and late versions, and numbe
   assert.equal(
     tableTexts[4],
     keyResyncText("t", "k") +
-      `id: 1004\ndata: {"event":"Deleted","key":"k","value":${tombstoneJson("k", 5)}}\n\n`,
+      `id: 1004\ndata: {"event":"Deleted","table":"t","key":"k","value":${tombstoneJson("k", 5)}}\n\n`,
   );
   assert.equal(tableTexts.length, 5);
 });

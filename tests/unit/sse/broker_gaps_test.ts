@@ -33,8 +33,10 @@ function keyFrame(version: number): string {
   return keyFrameText("Updated", version, liveJson(version, version));
 }
 
-function tableFrame(id: number, key: string, version: number): string {
-  return `id: ${id}\ndata: {"event":"Updated","key":"${key}","value":${liveJson(version, version)}}\n\n`;
+function tableFrame(id: number, key: string, version: number, table = "t"): string {
+  return `id: ${id}\ndata: {"event":"Updated","table":"${table}","key":"${key}","value":${
+    liveJson(version, version)
+  }}\n\n`;
 }
 
 Deno.test("Broker key stream: a version after a gap comes after the key's Resync, the same bytes for every subscriber", async () => {
@@ -102,8 +104,8 @@ Deno.test("Broker table stream: a key that skipped versions gets its Resync befo
   for (const reader of readers) assert.deepEqual(await reader.rest(), [tableFrame(1006, "j", 2)]);
   assert.deepEqual(await otherTable.rest(), [
     ready(1000),
-    tableFrame(1003, "k", 1),
-    tableFrame(1005, "k", 2),
+    tableFrame(1003, "k", 1, "u"),
+    tableFrame(1005, "k", 2, "u"),
   ], "the same key name in another table is another key");
 });
 

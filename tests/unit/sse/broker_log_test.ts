@@ -196,3 +196,34 @@ Deno.test("Broker disconnects a resuming subscriber whose held live frames pass 
   broker.close();
   await log.close();
 });
+
+Deno.test("Broker.subscribeMulti() sends the changes of its tables and keys once each, and resumes them from the log", async () => {
+  const fs = new MemoryFs();
+  const log = await openLog(fs);
+  const broker = brokerOf(log);
+  const events = new EventMaker();
+  const sources = { tables: ["a"], keys: [{ table: "b", key: "x" }, { table: "a", key: "k1" }] };
+  const reader = new FrameReader(broker.subscribeMulti(sources, {}).stream);
+  const ready = parseFrame(await reader.next())[0]!;
+  let version = 0;
+  for (const [table, key] of [["a", "k1"], ["b", "x"], ["b", "y"], ["c", "x"], ["a", "k2"], ["b", "x"]]) {
+    broker.publish(events.updated({ table: table!, key: key!, version: ++version }));
+  }
+  const seen = await readEvents(reader, 4);
+  // The change of a/k1 matches two sources and is sent once; b/y and c/x are no source's.
+  assert.deepEqual(seen.map((event) => [event.key, event.version]), [["k1", 1], ["x", 2], ["k2", 5], [
+    "x",
+    6,
+  ]]);
+  assert.ok(seen.every((event, index) => index === 0 || Number(event.id) > Number(seen[index - 1]!.id)));
+  await reader.cancel();
+  // Resumed after its first change, from the change log (memory holds no multiplexed history).
+  const resumed = new FrameReader(
+    broker.subscribeMulti(sources, { lastEventId: Number(seen[0]!.id) }).stream,
+  );
+  await resumed.next();
+  assert.deepEqual(await readEvents(resumed, 3), seen.slice(1));
+  assert.equal(ready.id, String(log.nextSeq - 7));
+  broker.close();
+  await log.close();
+});

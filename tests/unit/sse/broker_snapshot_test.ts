@@ -80,6 +80,7 @@ Deno.test("Broker table snapshot: racing writes are neither lost nor doubled, ve
         const page = keys().filter((key) => key > after).slice(0, 1 + random.int(30));
         if (page.length === 0) return;
         const records = page.map((key) => ({
+          table: "t",
           key,
           version: model.get(key)!,
           json: liveJson(key, model.get(key)!),
@@ -126,12 +127,13 @@ Deno.test("Broker table snapshot in a cluster shows only states it can vouch for
   const confirmed: string[][] = [];
   async function* pages(): AsyncGenerator<SnapshotRecord[]> {
     yield [
-      { key: "a", version: 1, json: liveJson("a", 1) }, // published here: vouched
-      { key: "b", version: 4, json: liveJson("b-accepted-only", 4) }, // accepted, never chosen
-      { key: "c", version: 2, json: liveJson("c", 2) }, // chosen, then deleted
+      { table: "t", key: "a", version: 1, json: liveJson("a", 1) }, // published here: vouched
+      { table: "t", key: "b", version: 4, json: liveJson("b-accepted-only", 4) }, // accepted, never chosen
+      { table: "t", key: "c", version: 2, json: liveJson("c", 2) }, // chosen, then deleted
     ];
   }
-  const confirm = (keys: string[]) => {
+  const confirm = (names: Array<{ table: string; key: string }>) => {
+    const keys = names.map((name) => name.key);
     confirmed.push(keys);
     return Promise.resolve(
       keys.map((key) =>
@@ -167,7 +169,7 @@ Deno.test("Broker table snapshot: a resume the node can replay skips the snapsho
   const first = blocksOf(await fresh.next())[0]!;
   broker.publish(events.updated({ table: "t", key: "a", version: 2 }));
   async function* pages(): AsyncGenerator<SnapshotRecord[]> {
-    yield [{ key: "a", version: 2, json: liveJson("a", 2) }];
+    yield [{ table: "t", key: "a", version: 2, json: liveJson("a", 2) }];
   }
   const resumed = new FrameReader(
     broker.subscribeTable("t", { lastEventId: Number(first.id), snapshot: { pages: pages() } }).stream,

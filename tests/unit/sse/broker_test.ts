@@ -53,8 +53,8 @@ Deno.test("Broker table stream sends every key of its table with the broker's ow
   broker.close();
   assert.deepEqual(await reader.rest(), [
     ready(1000),
-    `id: 1001\ndata: {"event":"Updated","key":"a","value":${liveJson(1, 1)}}\n\n`,
-    `id: 1003\ndata: {"event":"Deleted","key":"b\\"","value":${tombstoneJson('b"', 4)}}\n\n`,
+    `id: 1001\ndata: {"event":"Updated","table":"t","key":"a","value":${liveJson(1, 1)}}\n\n`,
+    `id: 1003\ndata: {"event":"Deleted","table":"t","key":"b\\"","value":${tombstoneJson('b"', 4)}}\n\n`,
   ]);
 });
 
@@ -192,9 +192,9 @@ Deno.test("Broker.subscribeTable() replays the table history after Last-Event-ID
   broker.close();
   assert.deepEqual(await reader.rest(), [
     ready(1001),
-    `id: 1003\ndata: {"event":"Updated","key":"b","value":${liveJson(1, 1)}}\n\n`,
-    `id: 1004\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
-    `id: 1005\ndata: {"event":"Deleted","key":"b","value":${tombstoneJson("b", 2)}}\n\n`,
+    `id: 1003\ndata: {"event":"Updated","table":"t","key":"b","value":${liveJson(1, 1)}}\n\n`,
+    `id: 1004\ndata: {"event":"Updated","table":"t","key":"a","value":${liveJson(2, 2)}}\n\n`,
+    `id: 1005\ndata: {"event":"Deleted","table":"t","key":"b","value":${tombstoneJson("b", 2)}}\n\n`,
   ]);
 });
 
@@ -211,7 +211,7 @@ Deno.test("Broker.subscribeTable() sends Resync when the gap is older than the t
   assert.deepEqual(await oldReader.rest(), [
     ready(0),
     'id: 1003\ndata: {"event":"Resync"}\n\n',
-    `id: 1004\ndata: {"event":"Updated","key":"a","value":${liveJson(2, 2)}}\n\n`,
+    `id: 1004\ndata: {"event":"Updated","table":"t","key":"a","value":${liveJson(2, 2)}}\n\n`,
   ]);
   assert.deepEqual(await unseenReader.rest(), [ready(1001), 'id: 1003\ndata: {"event":"Resync"}\n\n']);
   assert.deepEqual(await currentReader.rest(), [ready(1003)]);

@@ -57,11 +57,11 @@ Deno.test("changeFrames() gives the table frame the given id, not the sequence, 
   const key = 'a "quoted" \\ key é';
   assert.equal(
     tableFrameText(event({ key }), 42),
-    `id: 42\ndata: {"event":"Updated","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
+    `id: 42\ndata: {"event":"Updated","table":"t","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
   );
   assert.equal(
     tableFrameText(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001),
-    `id: 1700000000000001\ndata: {"event":"Deleted","key":"k","value":${oddJson}}\n\n`,
+    `id: 1700000000000001\ndata: {"event":"Deleted","table":"t","key":"k","value":${oddJson}}\n\n`,
   );
 });
 
@@ -121,7 +121,7 @@ Deno.test("resyncThenFrame() joins a key's Resync and a change's frame into one 
   assert.equal(
     text(joined.bytes),
     `data: {"event":"Resync","table":"t","key":"k"}\n\n` +
-      `id: 42\ndata: {"event":"Updated","key":"k","value":${oddJson}}\n\n`,
+      `id: 42\ndata: {"event":"Updated","table":"t","key":"k","value":${oddJson}}\n\n`,
   );
   assert.throws(() => resyncThenFrame(new Uint8Array(0), change), AssertionError);
 });
