@@ -93,6 +93,24 @@ const sinceQuery = z.object({
     "Resume after this event id, as Last-Event-ID does (for a new EventSource); not a number: 400",
   ),
 });
+/** `?snapshot=true` on event streams (SPEC §4b). */
+const snapshotField = z.enum(["true", "false"]).optional().describe(
+  "true: first the current state as Updated events (a table's in key order, without ids), then " +
+    '{"event":"Synced"} (with the id live changes follow), then live; a resume the node can replay ' +
+    "skips it, one it cannot gets Resync then the state",
+);
+/** `?where=` on table and multiplexed streams (SPEC §4b). */
+const whereStreamField = z.string().optional().describe(
+  "Only changes after which a record matches this filter (the language of GET /{table}/store?where=), " +
+    'and {"event":"Left","table","key","version"} when a record that matched stops matching; on ' +
+    "/subscribe it applies to the table sources. Malformed: 400",
+);
+const keyStreamQuery = sinceQuery.extend({ snapshot: snapshotField });
+const tableStreamQuery = sinceQuery.extend({ snapshot: snapshotField, where: whereStreamField });
+const multiStreamQuery = tableStreamQuery.extend({
+  table: z.string().optional().describe("A table to follow (repeatable); with key, at most 100 sources"),
+  key: z.string().optional().describe('A key to follow as "<table>/<key>" (repeatable)'),
+});
 /** `?consistent=true` on a key read (SPEC §3). */
 const consistentQuery = z.object({
   consistent: z.enum(["true", "false"]).optional().describe(
@@ -225,10 +243,10 @@ export const apiRoutes: readonly RouteDoc[] = [
       get: {
         summary: "Live changes of one key",
         headers: [lastEventId],
-        query: sinceQuery,
+        query: keyStreamQuery,
         answers: {
           200: eventStream,
-          400: problem("since is not an event id"),
+          400: problem("since is not an event id, or snapshot is not true or false"),
           503: problem("Too many subscribers"),
         },
       },
@@ -240,10 +258,27 @@ export const apiRoutes: readonly RouteDoc[] = [
       get: {
         summary: "Live changes of every key of a table",
         headers: [lastEventId],
-        query: sinceQuery,
+        query: tableStreamQuery,
         answers: {
           200: eventStream,
-          400: problem("since is not an event id"),
+          400: problem("since, snapshot or where is malformed"),
+          503: problem("Too many subscribers"),
+        },
+      },
+    },
+  },
+  {
+    path: "/subscribe",
+    operations: {
+      get: {
+        summary: "One stream of several tables and keys (each event names its table and key)",
+        headers: [lastEventId],
+        query: multiStreamQuery,
+        answers: {
+          200: eventStream,
+          400: problem(
+            "No source, over 100, a name that is not valid, or since, snapshot or where malformed",
+          ),
           503: problem("Too many subscribers"),
         },
       },

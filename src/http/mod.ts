@@ -17,7 +17,7 @@ import { KvError } from "../util/errors.ts";
 import type { AppDeps, KvWrite } from "./deps.ts";
 import { kvErrorResponse, problemResponse } from "./error_map.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
-import { registerEventRoutes } from "./routes/events.ts";
+import { registerEventRoutes, registerMultiStream } from "./routes/events.ts";
 import { type KeyAnswerOptions, readKey, registerKvRoutes, writeKey } from "./routes/kv.ts";
 import { pathOf } from "./request.ts";
 import { internalAnswer, registerNodeRoutes } from "./routes/node.ts";
@@ -70,6 +70,7 @@ export function createApp(deps: AppDeps): App {
   const nodeApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
   registerAuthRoutes(nodeApp, deps);
   registerNodeRoutes(nodeApp, deps, requestStats);
+  registerMultiStream(nodeApp, deps);
   registerMethodNotAllowed(nodeApp, nodeMethods);
   const tableApp = withErrors(new Hono({ router: new RegExpRouter() }), deps);
   registerKvRoutes(tableApp, deps);

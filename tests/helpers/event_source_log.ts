@@ -9,7 +9,13 @@ import { EventSource } from "eventsource";
 export interface ReceivedChange {
   /** The event's `lastEventId`: the change's version on a key stream. */
   id: string;
-  data: { event: string; key?: string; value?: { version?: number; value?: unknown } };
+  data: {
+    event: string;
+    table?: string;
+    key?: string;
+    version?: number;
+    value?: { version?: number; value?: unknown };
+  };
 }
 
 /** An open EventSource and what it received; `await using` closes it. */

@@ -10,6 +10,7 @@ import { EventSourceLog, type ReceivedChange } from "../helpers/event_source_log
 import { NodeProcess, putValue, tokenFor } from "../helpers/node_process.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
 import { waitFor } from "../helpers/wait_for.ts";
+import { expectedState, openTasks, writeTasks } from "../helpers/live_tasks.ts";
 
 /** A page's table state from its messages: Updated sets, Deleted removes, a table Resync clears. */
 function stateOf(changes: readonly ReceivedChange[]): Map<string, number> {
@@ -121,4 +122,79 @@ Deno.test("live state: a key stream with ?snapshot=true sends the value, Synced,
   const bad = await node.fetch("/t/subscribe/k?snapshot=yes");
   assert.equal(bad.status, 400);
   assert.equal((await bad.json()).code, "invalid_request");
+});
+
+Deno.test("live state: one multiplexed stream with snapshot and filter, cut by a proxy, ends equal to the store (npm eventsource)", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  await writeTasks(node, { token, count: 300, seed: 3 });
+  await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
+  const where = encodeURIComponent(JSON.stringify(openTasks));
+  await using log = new EventSourceLog(
+    `http://127.0.0.1:${proxy.port}/subscribe?table=tasks&key=settings/theme&snapshot=true&where=${where}`,
+  );
+  await waitFor(() => log.changes.some((change) => change.data.event === "Synced"), {
+    timeoutMs: 20_000,
+    what: "the snapshot",
+  });
+  const writing = writeTasks(node, { token, count: 400, seed: 4 });
+  await waitFor(() => log.changes.length > 40, { timeoutMs: 10_000, what: "live changes" });
+  proxy.cut();
+  await waitFor(() => log.errorCount >= 1, { timeoutMs: 10_000, what: "the client to see the cut" });
+  proxy.heal();
+  await waitFor(() => log.openCount >= 2, { timeoutMs: 20_000, what: "the client to reconnect" });
+  await writing;
+  const expected = await expectedState(node);
+  const shown = () => {
+    const state = new Map<string, number>();
+    for (const { data } of log.changes) {
+      const id = `${data.table}/${data.key}`;
+      if (data.event === "Resync" && data.key === undefined) state.clear();
+      if (data.event === "Updated") state.set(id, data.value!.version!);
+      if (data.event === "Deleted" || data.event === "Left") state.delete(id);
+    }
+    return Object.fromEntries([...state].sort());
+  };
+  await waitFor(
+    () => JSON.stringify(shown()) === JSON.stringify(Object.fromEntries(Object.entries(expected).sort())),
+    {
+      timeoutMs: 20_000,
+      what: "the client's state to equal the store's open tasks and theme",
+    },
+  );
+  let last = new Map<string, number>();
+  for (const { data } of log.changes) {
+    if (data.event === "Resync" && data.key === undefined) last = new Map();
+    const version = (data as { version?: number }).version ?? data.value?.version;
+    if (data.key === undefined || version === undefined) continue;
+    const id = `${data.table}/${data.key}`;
+    assert.ok(version > (last.get(id) ?? 0), `${id}: ${data.event} v${version} after v${last.get(id)}`);
+    last.set(id, version);
+  }
+  assert.ok(log.changes.some((change) => change.data.event === "Left"), "records left the filter");
+  assert.notEqual(log.readyIds[1], "0", "resumed from the change log after Synced");
+});
+
+Deno.test("live state: malformed stream requests are a 400 naming the problem, before any stream opens", async () => {
+  await using node = await NodeProcess.start();
+  const sources = Array.from({ length: 101 }, (_, index) => `table=t${index}`).join("&");
+  const cases: Array<[string, string]> = [
+    ["/subscribe", "at least one source"],
+    [`/subscribe?${sources}`, "at most 100 sources, got 101"],
+    ["/subscribe?key=nokey", '"<table>/<key>"'],
+    ["/subscribe?table=auth", "reserved"],
+    ["/subscribe?table=t&where=%7B%22n%22%3A%7B%22%24gt%22%3A%7B%7D%7D%7D", "$gt"],
+    ["/t/subscribe?where=notjson", "where"],
+    ["/t/subscribe?snapshot=1", "snapshot"],
+    ["/subscribe?table=t&since=x", "since"],
+  ];
+  for (const [path, words] of cases) {
+    const response = await node.fetch(path);
+    assert.equal(response.status, 400, path);
+    assert.equal(response.headers.get("content-type"), "application/problem+json", path);
+    const body = await response.json();
+    assert.equal(body.code, path.includes("auth") ? body.code : "invalid_request", path);
+    assert.ok(body.detail.includes(words), `${path}: ${body.detail}`);
+  }
+  assert.equal((await (await node.fetch("/stats")).json()).active_sse_connections, 0);
 });

@@ -44,6 +44,20 @@ function resumeIdOf(header: string | undefined, url: string): number | undefined
  * whose id is its position (SPEC §4b); it resumes from `Last-Event-ID` or `?since=` (`resumeIdOf`).
  */
 export function registerEventRoutes(app: Hono, deps: AppDeps): void {
+  registerKeyAndTableStreams(app, deps);
+}
+
+/** `GET /subscribe?table=T&key=T/K` (SPEC §4b): a node path, served by the node app. */
+export function registerMultiStream(app: Hono, deps: AppDeps): void {
+  app.get("/subscribe", (c) => {
+    const sources = multiSourcesOf(c.req.url, deps);
+    const filter = filterOf(c.req.url);
+    if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
+    return multiStream(c.req.raw, { deps, sources, filter });
+  });
+}
+
+function registerKeyAndTableStreams(app: Hono, deps: AppDeps): void {
   app.get("/:table/subscribe/:key", (c): Response | Promise<Response> => {
     const { table, key } = tableAndKey(c, deps);
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
@@ -65,13 +79,6 @@ export function registerEventRoutes(app: Hono, deps: AppDeps): void {
       return eventStream(deps.broker.subscribeKey(table, key, options));
     };
     return current instanceof Promise ? current.then(subscribe) : subscribe(current);
-  });
-
-  app.get("/subscribe", (c) => {
-    const sources = multiSourcesOf(c.req.url, deps);
-    const filter = filterOf(c.req.url);
-    if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
-    return multiStream(c.req.raw, { deps, sources, filter });
   });
 
   app.get("/:table/subscribe", (c) => {

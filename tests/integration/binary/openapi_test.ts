@@ -83,6 +83,7 @@ Deno.test("openapi: every route the node serves is documented, and no undocument
     "/t/keys",
     "/t/subscribe",
     "/t/subscribe/k",
+    "/subscribe",
     "/t/other",
     "/t/key/k/more",
     "/a/b/c/d",
@@ -150,6 +151,7 @@ Deno.test("openapi: each documented operation answers a documented status with a
     ["get", "/admin", {}],
     ["get", "/{table}/subscribe/{key}", {}],
     ["get", "/{table}/subscribe", {}],
+    ["get", "/subscribe", {}], // no source: a documented 400 with a Problem body
     ["post", "/_internal/{kind}", { body: "{}" }],
     ["delete", "/{table}/key/{key}", { headers: auth }],
     ["get", "/{table}/key/{key}", {}], // now deleted: a documented 404 with a Problem body
