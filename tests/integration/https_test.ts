@@ -293,3 +293,54 @@ async function closedWithinMs(connection: Deno.TcpConn, timeoutMs: number): Prom
   clearTimeout(timer);
   return outcome === null;
 }
+
+async function curlArgs(args: string[]): Promise<{ code: number; stdout: string }> {
+  const output = await new Deno.Command("curl", { args, stdout: "piped", stderr: "null" }).output();
+  return { code: output.code, stdout: new TextDecoder().decode(output.stdout) };
+}
+
+const hasCurl = await curlArgs(["--version"]).then((result) => result.stdout.includes("HTTP2"), () => false);
+if (!hasCurl) console.log("https HTTP/2 test skipped: no curl with HTTP/2 (nghttp2)");
+
+Deno.test({
+  name:
+    "https: the node speaks HTTP/2 (curl --http2): a read, and a multiplexed event stream over one h2 stream",
+  ignore: skipReason !== undefined || !hasCurl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "dynarust_h2_" });
+    try {
+      const { nodes } = await makeCertificates(dir, 1);
+      await using node = await NodeProcess.start({ env: httpsEnv(nodes[0]!) });
+      const ca = `${dir}/ca.pem`;
+      const health = await curlArgs([
+        "--http2",
+        "--cacert",
+        ca,
+        "-s",
+        "-w",
+        "\n%{http_version}",
+        `${node.baseUrl}/health`,
+      ]);
+      assert.equal(health.code, 0);
+      assert.deepEqual(health.stdout.split("\n"), ['{"status":"ok"}', "2"], "answered over HTTP/2");
+      // An event stream over h2: curl reads its ready block and gives up after a second (exit 28).
+      const stream = await curlArgs([
+        "--http2",
+        "--cacert",
+        ca,
+        "-s",
+        "-N",
+        "--max-time",
+        "1",
+        "-w",
+        "\n%{http_version}",
+        `${node.baseUrl}/subscribe?table=a&key=b/c`,
+      ]);
+      assert.equal(stream.code, 28, "the stream stays open until curl stops");
+      assert.match(stream.stdout, /^event: ready\nid: \d+\ndata: \{"event":"Ready"\}\n\n/);
+      assert.ok(stream.stdout.endsWith("\n2"), stream.stdout);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
