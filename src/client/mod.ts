@@ -48,9 +48,26 @@ export interface KeyResync {
  * `Resync` (no `key`): the node no longer remembers the gap since the last event; re-read the table.
  */
 export type TableEvent<T> =
-  | (Exclude<KeyEvent<T>, KeyResync> & { key: string })
+  | (Exclude<KeyEvent<T>, KeyResync> & { table: string; key: string })
+  | { event: "Left"; id: number | undefined; table: string; key: string; version: number }
   | KeyResync
-  | { event: "Resync"; id: number | undefined };
+  | { event: "Resync"; id: number | undefined }
+  | SyncedEvent;
+
+/** With `snapshot`: the current state has been sent; live changes follow (a table's carries their id). */
+export interface SyncedEvent {
+  event: "Synced";
+  id: number | undefined;
+}
+
+/** An event of a multiplexed stream ({@linkcode DynaClient.watch}): a table event of any of its sources. */
+export type WatchEvent<T> = TableEvent<T>;
+
+/** The sources of {@linkcode DynaClient.watch}: tables, and keys as `[table, key]` pairs (100 at most). */
+export interface WatchSources {
+  tables?: readonly string[];
+  keys?: ReadonlyArray<readonly [string, string]>;
+}
 
 /** A refused request: the node's problem document (`code` is stable, e.g. `version_conflict`). */
 export class DynaError extends Error {
@@ -96,6 +113,19 @@ export interface PageOptions {
 export interface SubscribeOptions {
   /** Start after this event id (a version, for a key): only later changes are delivered. */
   lastEventId?: number;
+  /** The same as `lastEventId` (the name of the query parameter, `?since=`); `lastEventId` wins. */
+  since?: number;
+  /**
+   * First the current state (a key's value, or a table's records in key order, without ids), then a
+   * `Synced` event, then live changes; after a reconnect the node replays what was missed, or sends a
+   * `Resync` (drop what you have) and the state again.
+   */
+  snapshot?: boolean;
+  /**
+   * Table and multiplexed streams: only changes after which a record matches, and `Left` events when a
+   * record stops matching (drop it). Malformed: a `DynaError` 400 `invalid_request`.
+   */
+  where?: Where;
   /** First wait before reconnecting, doubled per failed attempt up to 5 s. @default 200 */
   retryMs?: number;
   /** Ends the subscription. */
@@ -142,6 +172,18 @@ export class DynaClient {
   /** `/stats` of this node. */
   async stats(): Promise<Record<string, unknown> & { tables: Record<string, number>; total_keys: number }> {
     return await (await this.request("GET", "/stats")).json();
+  }
+
+  /**
+   * One stream of several tables and keys (`GET /subscribe`), every event naming its table and key, resumed
+   * by itself after a cut as `Table.subscribe` is (the node's change sequence is the position: keep using
+   * the same node). With `snapshot` and `where` as there.
+   */
+  watch<T = unknown>(sources: WatchSources, options: SubscribeOptions = {}): AsyncGenerator<WatchEvent<T>> {
+    const query = new URLSearchParams();
+    for (const table of sources.tables ?? []) query.append("table", table);
+    for (const [table, key] of sources.keys ?? []) query.append("key", `${table}/${key}`);
+    return subscribeStream<WatchEvent<T>>(this, `/subscribe?${query}${streamQuery(options, "&")}`, options);
   }
 
   /** Members as this node sees them. */
@@ -290,8 +332,21 @@ export class Table<T> {
     const path = key === undefined
       ? this.#path("/subscribe")
       : this.#path(`/subscribe/${encodeURIComponent(key)}`);
-    return subscribeStream<KeyEvent<T> | TableEvent<T>>(this.#client, path, options);
+    return subscribeStream<KeyEvent<T> | TableEvent<T>>(
+      this.#client,
+      `${path}${streamQuery(options, "?")}`,
+      options,
+    );
   }
+}
+
+/** `snapshot` and `where` of a stream as query parameters, after `separator` (`?` or `&`); "" for none. */
+function streamQuery(options: SubscribeOptions, separator: "?" | "&"): string {
+  const query = new URLSearchParams();
+  if (options.snapshot === true) query.set("snapshot", "true");
+  if (options.where !== undefined) query.set("where", JSON.stringify(options.where));
+  const text = query.toString();
+  return text === "" ? "" : `${separator}${text}`;
 }
 
 function conditionHeaders(options: WriteOptions): Record<string, string> {
@@ -323,7 +378,7 @@ async function* subscribeStream<Event extends { id: number | undefined }>(
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   options.signal?.addEventListener("abort", onAbort);
-  let lastId = options.lastEventId;
+  let lastId = options.lastEventId ?? options.since;
   const firstRetryMs = options.retryMs ?? 200;
   let retryMs = firstRetryMs;
   try {

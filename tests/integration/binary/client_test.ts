@@ -157,3 +157,42 @@ function waitSubscribed(node: NodeProcess, count: number): Promise<void> {
     what: `${count} open streams`,
   });
 }
+
+Deno.test("client: watch() follows tables and keys in one stream with a snapshot and a filter, resuming after a cut", async () => {
+  await using node = await NodeProcess.start();
+  await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
+  const writer = new DynaClient({ baseUrl: node.baseUrl });
+  await writer.login("alice", "pw");
+  const tasks = writer.table<{ status: string }>("tasks");
+  await tasks.put("a", { status: "open" });
+  await tasks.put("b", { status: "closed" });
+  await writer.table<string>("settings").put("theme", "dark");
+  const stop = new AbortController();
+  const reader = new DynaClient({ baseUrl: `http://127.0.0.1:${proxy.port}` });
+  const events = reader.watch<{ status: string } | string>(
+    { tables: ["tasks"], keys: [["settings", "theme"]] },
+    { snapshot: true, where: { status: "open" }, signal: stop.signal, retryMs: 50 },
+  );
+  const snapshot = [await next(events), await next(events), await next(events)];
+  assert.deepEqual(snapshot.map((event) => [event.event, "key" in event ? event.key : undefined]), [
+    ["Updated", "a"],
+    ["Updated", "theme"],
+    ["Synced", undefined],
+  ]);
+  await tasks.put("b", { status: "open" }); // enters the filter
+  const entered = await next(events);
+  assert.ok(entered.event === "Updated" && entered.key === "b" && entered.table === "tasks");
+  proxy.cut();
+  await tasks.put("a", { status: "closed" }); // leaves it while the stream is cut
+  await writer.table<string>("settings").put("theme", "light");
+  proxy.heal();
+  const left = await next(events);
+  assert.ok(left.event === "Left" && left.key === "a" && left.version === 2, JSON.stringify(left));
+  const theme = await next(events);
+  assert.ok(theme.event === "Updated" && theme.key === "theme" && theme.value.value === "light");
+  assert.ok(Number(theme.id) > Number(left.id) && Number(left.id) > Number(entered.id));
+  stop.abort();
+  assert.equal((await events.next()).done, true);
+  const bad = await refusal(() => reader.watch({ tables: ["tasks"] }, { where: { n: { $gt: {} } } }).next());
+  assert.equal(bad.code, "invalid_request");
+});
