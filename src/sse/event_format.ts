@@ -58,7 +58,21 @@ function digitCount(id: number): number {
 }
 
 /** `id: ` and the line breaks and punctuation around `data:`, which every change frame has. */
-const frameFixedBytes = 'id: \ndata: {"event":"","value":}\n\n'.length;
+const frameFixedBytes = 'id: \ndata: {"value":}\n\n'.length;
+
+/** How the store's tombstone of an expired key ends (issue 20 item 6: TTL). */
+const expiredSuffix = ',"reason":"expired"}';
+
+/**
+ * `"event":"<kind>",` and, for the tombstone of a key that expired, `"reason":"expired",` (SPEC §2): the
+ * start of every change frame's data, so a client tells an expiry from a delete without reading the value.
+ */
+function eventHeadOf(kind: ChangeEvent["kind"], json: string): string {
+  assertKind(kind);
+  return kind === "Deleted" && json.endsWith(expiredSuffix)
+    ? '"event":"Deleted","reason":"expired",'
+    : `"event":"${kind}",`;
+}
 /** What a table-stream frame adds to a key-stream one besides the names: `"table":,"key":,`. */
 const tableFrameNamesBytes = '"table":,"key":,'.length;
 
@@ -71,9 +85,8 @@ const tableFrameNamesBytes = '"table":,"key":,'.length;
 class ChangeFrame implements Frame {
   readonly id: number;
   readonly byteLength: number;
-  readonly #kind: ChangeEvent["kind"];
-  /** `"table":<json>,"key":<json>,` on table-stream frames; undefined on key-stream frames. */
-  #namesJson: string | undefined;
+  /** `"event":..,` and, on table-stream frames, `"table":<json>,"key":<json>,`. */
+  #head: string;
   #json: string;
   #bytes: Uint8Array | undefined = undefined;
 
@@ -86,20 +99,17 @@ class ChangeFrame implements Frame {
   }) {
     const { id, kind, namesJson, json } = options;
     this.id = id;
-    this.#kind = kind;
-    this.#namesJson = namesJson;
+    const eventHead = eventHeadOf(kind, json);
+    this.#head = namesJson === undefined ? eventHead : eventHead + namesJson;
     this.#json = json;
     const namesBytes = namesJson === undefined ? 0 : utf8Length(namesJson);
-    this.byteLength = frameFixedBytes + digitCount(id) + kind.length + namesBytes + options.jsonBytes;
+    this.byteLength = frameFixedBytes + digitCount(id) + eventHead.length + namesBytes + options.jsonBytes;
   }
 
   get bytes(): Uint8Array {
     if (this.#bytes === undefined) {
-      const names = this.#namesJson ?? "";
-      this.#bytes = encoder.encode(
-        `id: ${this.id}\ndata: {"event":"${this.#kind}",${names}"value":${this.#json}}\n\n`,
-      );
-      this.#namesJson = undefined;
+      this.#bytes = encoder.encode(`id: ${this.id}\ndata: {${this.#head}"value":${this.#json}}\n\n`);
+      this.#head = "";
       this.#json = "";
       assert(this.#bytes.length === this.byteLength, "a frame encodes to the bytes it was counted as");
     }
@@ -149,7 +159,9 @@ export function encodeEntryFrame(entry: Entry): Uint8Array {
   assertEventId(entry.version);
   assertSingleLine(entry.json);
   const kind = entry.deleted ? "Deleted" : "Updated";
-  return encoder.encode(`id: ${entry.version}\ndata: {"event":"${kind}","value":${entry.json}}\n\n`);
+  return encoder.encode(
+    `id: ${entry.version}\ndata: {${eventHeadOf(kind, entry.json)}"value":${entry.json}}\n\n`,
+  );
 }
 
 /**
@@ -232,7 +244,8 @@ export function encodeSnapshotFrame(
   assertKind(record.kind);
   assertSingleLine(record.json);
   const names = namesJsonOf(record);
-  const bytes = encoder.encode(`data: {"event":"${record.kind}",${names}"value":${record.json}}\n\n`);
+  const head = eventHeadOf(record.kind, record.json);
+  const bytes = encoder.encode(`data: {${head}${names}"value":${record.json}}\n\n`);
   assert(bytes.length >= record.json.length + names.length, "a snapshot frame holds its record");
   return bytes;
 }

@@ -7,6 +7,7 @@ import {
   encodeKeyResyncFrame,
   encodeReadyFrame,
   encodeResyncFrame,
+  encodeSnapshotFrame,
   keepaliveFrame,
   resyncThenFrame,
 } from "../../../src/sse/event_format.ts";
@@ -165,4 +166,30 @@ Deno.test("changeFrames() rejects an id that is not a positive safe integer", ()
 Deno.test("changeFrames() rejects an unknown kind", () => {
   const bad = { ...event(), kind: "Renamed" } as unknown as ChangeEvent;
   assert.throws(() => keyFrameText(bad), AssertionError);
+});
+
+Deno.test("event frames of an expired key's tombstone say reason expired at the top, on every kind of stream", () => {
+  const json = '{"key":"k","version":8,"timestamp":1,"reason":"expired"}';
+  const frames = changeFrames({ kind: "Deleted", table: "t", key: "k", version: 8, json }, 42);
+  assert.equal(
+    text(frames.key.bytes),
+    `id: 8\ndata: {"event":"Deleted","reason":"expired","value":${json}}\n\n`,
+  );
+  assert.equal(frames.key.byteLength, frames.key.bytes.length);
+  assert.equal(
+    text(frames.table.bytes),
+    `id: 42\ndata: {"event":"Deleted","reason":"expired","table":"t","key":"k","value":${json}}\n\n`,
+  );
+  assert.equal(frames.table.byteLength, frames.table.bytes.length);
+  const plain = changeFrames({
+    kind: "Deleted",
+    table: "t",
+    key: "k",
+    version: 8,
+    json: '{"key":"k","version":8,"timestamp":1}',
+  }, 42);
+  assert.ok(!text(plain.key.bytes).includes("reason"), "an ordinary delete has no reason");
+  assert.ok(
+    text(encodeSnapshotFrame({ kind: "Deleted", table: "t", key: "k", json })).includes('"reason":"expired"'),
+  );
 });
