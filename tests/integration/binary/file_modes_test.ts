@@ -59,8 +59,9 @@ Deno.test("file modes: under umask 022 every file a node writes is 0600, its dat
       assert.ok(names.some((name) => pattern.test(name)), `${pattern} in ${names.join(" ")}`);
     }
     assert.ok(names.some((name) => /^\/snapshots\/snapshot_\d+\.json$/.test(name)), names.join(" "));
+    assert.ok(names.some((name) => /^\/changes\/changes_\d{20}\.log$/.test(name)), names.join(" "));
     const wrong = [...modes].filter(([path, mode]) => {
-      const directory = path === dataDir || path === `${dataDir}/snapshots`;
+      const directory = path === dataDir || path === `${dataDir}/snapshots` || path === `${dataDir}/changes`;
       return mode !== (directory ? "0700" : "0600");
     });
     assert.deepEqual(wrong, [], "every directory 0700, every file 0600");

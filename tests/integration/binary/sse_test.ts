@@ -57,7 +57,7 @@ Deno.test("sse: keepalive comments flow on an idle stream", async () => {
   }
 });
 
-Deno.test("sse: Last-Event-ID replays what was missed, or the current value when the gap is too old", async () => {
+Deno.test("sse: Last-Event-ID replays what was missed, from memory or from the change log, then live", async () => {
   await using node = await NodeProcess.start();
   const token = await tokenFor(node, "alice");
   {
@@ -85,12 +85,34 @@ Deno.test("sse: Last-Event-ID replays what was missed, or the current value when
     await (await putValue(node, "/t/key/k", index, { token })).body?.cancel();
   }
   await using old = await SseReader.open(`${node.baseUrl}/t/subscribe/k`, { "last-event-id": "1" });
-  // Versions 2 to 199 are older than the history: the key's Resync (no id), then the current value.
-  const resync = await old.nextEvent();
-  assert.deepEqual([resync.id, resync.data], ["", { event: "Resync", table: "t", key: "k" }]);
-  const current = await old.nextEvent();
-  assert.equal(current.id, "200");
-  assert.equal((current.data.value as { value: number }).value, 200);
+  // Older than the memory holds, within the change log's window: every version from 2 to 200, once each.
+  for (let version = 2; version <= 200; version += 1) {
+    const event = await old.nextEvent();
+    assert.equal(event.id, String(version));
+    assert.equal((event.data.value as { value: number }).value, version);
+  }
+});
+
+Deno.test("sse: a gap older than the change log's window gets the key's Resync, then the current value", async () => {
+  // The smallest window: 128 KiB of changes, dropped a 64 KiB segment at a time.
+  await using node = await NodeProcess.start({ env: { DYNA_CHANGE_RETENTION_BYTES: String(128 * 1024) } });
+  const token = await tokenFor(node, "alice");
+  const padding = "x".repeat(500);
+  for (let index = 1; index <= 600; index += 1) {
+    await (await putValue(node, "/t/key/k", { index, padding }, { token })).body?.cancel();
+  }
+  await using old = await SseReader.open(`${node.baseUrl}/t/subscribe/k`, { "last-event-id": "1" });
+  const first = await old.nextEvent();
+  assert.deepEqual([first.id, first.data], ["", { event: "Resync", table: "t", key: "k" }]);
+  // Then the oldest version the window still holds, and every later one: never a silent jump.
+  const held = await old.nextEvent();
+  assert.ok(Number(held.id) > 2, `version ${held.id} is past the dropped ones`);
+  for (let version = Number(held.id) + 1; version <= 600; version += 1) {
+    assert.equal((await old.nextEvent()).id, String(version));
+  }
+  // A table stream from before the window: the table's Resync with the newest id.
+  await using table = await SseReader.open(`${node.baseUrl}/t/subscribe`, { "last-event-id": "1" });
+  assert.equal((await table.nextEvent()).data.event, "Resync");
 });
 
 Deno.test("sse: ?since= resumes like Last-Event-ID, the header wins, and a since that is not an id is a 400", async () => {
