@@ -84,6 +84,20 @@ function clockSeqOf(clock: Clock): number {
   return seq;
 }
 
+/** A segment with no frame yet (a file header only), after the sequence `lastSeq`. */
+function emptySegment(path: string, at: { lastSeq: number; nowMs: number }): Segment {
+  assert(Number.isSafeInteger(at.lastSeq) && at.lastSeq >= 0);
+  return {
+    path,
+    sizeBytes: fileHeaderBytes,
+    recordCount: 0,
+    frameCount: 0,
+    lastSeq: at.lastSeq,
+    newestMs: at.nowMs,
+    file: undefined,
+  };
+}
+
 /** Zero-padded so that names sort in sequence order. */
 function segmentName(firstSeq: number): string {
   return `changes_${String(firstSeq).padStart(20, "0")}.log`;
@@ -430,15 +444,7 @@ export class ChangeLog {
       this.#chain(async () => (await closing).close());
     }
     const path = `${this.#changesDir}/${segmentName(this.#lastSeq + 1)}`;
-    const segment: Segment = {
-      path,
-      sizeBytes: fileHeaderBytes,
-      recordCount: 0,
-      frameCount: 0,
-      lastSeq: this.#lastSeq,
-      newestMs: this.#options.clock.nowMs(),
-      file: undefined,
-    };
+    const segment = emptySegment(path, { lastSeq: this.#lastSeq, nowMs: this.#options.clock.nowMs() });
     const opened = this.#writing.then(async () => {
       const file = await this.#options.fs.createFile(path, { permissions: privateFilePermissions });
       await file.write(this.#header);
@@ -580,15 +586,7 @@ export class ChangeLog {
     options: { file: FsFile; path: string; sizeBytes: number },
   ): Promise<LogRecord | undefined> {
     const { file, path, sizeBytes } = options;
-    const segment: Segment = {
-      path,
-      sizeBytes: fileHeaderBytes,
-      recordCount: 0,
-      frameCount: 0,
-      lastSeq: this.#lastSeq,
-      newestMs: this.#options.clock.nowMs(),
-      file: undefined,
-    };
+    const segment = emptySegment(path, { lastSeq: this.#lastSeq, nowMs: this.#options.clock.nowMs() });
     const frames: Array<{ offset: number; records: LogRecord[] }> = [];
     const scan = { file, path, sizeBytes, encryption: this.#options.encryption, header: this.#header };
     const result = await scanFrames(scan, (frame, offset) => {

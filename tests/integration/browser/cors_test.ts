@@ -10,16 +10,10 @@ import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { NodeProcess, putValue, tokenFor } from "../../helpers/node_process.ts";
 import { TcpProxy } from "../../helpers/tcp_proxy.ts";
+import { chromiumPathOr } from "../../helpers/chromium.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 
-const chromiumPath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
-if (chromiumPath === undefined) console.log("browser CORS tests skipped: chromium not installed");
+const chromiumPath = chromiumPathOr("browser CORS tests");
 
 /** What the page's EventSource saw, kept on `window.log` by the page itself. */
 interface PageLog {

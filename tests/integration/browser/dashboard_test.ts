@@ -6,19 +6,9 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { putValue, tokenFor } from "../../helpers/node_process.ts";
 import { TestCluster } from "../../helpers/test_cluster.ts";
+import { chromiumPathOr } from "../../helpers/chromium.ts";
 
-const chromiumPath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
-if (chromiumPath === undefined) {
-  console.log(
-    "dashboard test skipped: Chromium is not installed (apt-get install chromium; .ci/run does it)",
-  );
-}
+const chromiumPath = chromiumPathOr("dashboard test");
 
 Deno.test({
   name: "dashboard: lists a 2-node cluster, shows a change within a second, edits a key after login",

@@ -11,16 +11,10 @@ import { chromium } from "playwright-core";
 import { NodeProcess, tokenFor } from "../../helpers/node_process.ts";
 import { expectedState, writeTasks } from "../../helpers/live_tasks.ts";
 import { TcpProxy } from "../../helpers/tcp_proxy.ts";
+import { chromiumPathOr } from "../../helpers/chromium.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
 
-const chromiumPath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
-if (chromiumPath === undefined) console.log("live state browser test skipped: chromium not installed");
+const chromiumPath = chromiumPathOr("live state browser test");
 
 const pageText = Deno.readTextFileSync(new URL("../../../docs/live_page.html", import.meta.url));
 

@@ -13,7 +13,14 @@ import { ManualClock } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { testEncryption } from "../../helpers/test_key.ts";
 import { Random } from "../../helpers/seed.ts";
-import { FrameReader, testLimits, withTimeout } from "./sse_helpers.ts";
+import {
+  FrameReader,
+  readBlocksUntil,
+  type StreamBlock,
+  streamBlocksOf,
+  testLimits,
+  versionOfBlock,
+} from "./sse_helpers.ts";
 
 interface Write {
   key: string;
@@ -21,6 +28,7 @@ interface Write {
   value: { n: number; color: string } | undefined; // undefined: a delete
 }
 
+/** A block as these tests compare it. */
 interface Seen {
   id: string | undefined;
   event: string;
@@ -29,17 +37,17 @@ interface Seen {
 }
 
 function blocksOf(text: string): Seen[] {
-  return text.split("\n\n").filter((block) => block.length > 0 && !block.startsWith(":")).map((block) => {
-    const lines = block.split("\n");
-    const data = JSON.parse(lines.find((line) => line.startsWith("data: "))!.slice(6));
-    return {
-      id: lines.find((line) => line.startsWith("id: "))?.slice(4),
-      event: data.event,
-      ...(data.key === undefined ? {} : { key: data.key }),
-      ...(data.version !== undefined ? { version: data.version } : {}),
-      ...(data.value?.version !== undefined ? { version: data.value.version } : {}),
-    };
-  });
+  return streamBlocksOf(text).map(seenOf);
+}
+
+function seenOf(block: StreamBlock): Seen {
+  const version = versionOfBlock(block);
+  return {
+    id: block.id,
+    event: block.data.event,
+    ...(block.data.key === undefined ? {} : { key: block.data.key }),
+    ...(version === undefined ? {} : { version }),
+  };
 }
 
 const jsonOf = (write: Write) =>
@@ -51,14 +59,7 @@ const matches = (value: Write["value"]) => value !== undefined && value.n >= 5 &
 const filterText = '{"n":{"$gte":5},"color":{"$ne":"blue"}}';
 
 async function readAll(reader: FrameReader, until: (seen: Seen) => boolean): Promise<Seen[]> {
-  const all: Seen[] = [];
-  for (let count = 0; count < 100_000; count += 1) {
-    for (const seen of blocksOf(await withTimeout(reader.next(), 2_000))) {
-      all.push(seen);
-      if (until(seen)) return all;
-    }
-  }
-  throw new Error("no end");
+  return (await readBlocksUntil(reader, (block) => until(seenOf(block)))).map(seenOf);
 }
 
 Deno.test("Broker filtered streams match a model of the same writes: Updated, Left, Deleted and nothing else (seeded)", async () => {

@@ -10,7 +10,15 @@ import { MemoryFs } from "../../../src/store/fs.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { testEncryption } from "../../helpers/test_key.ts";
-import { entryOf, EventMaker, FrameReader, testLimits, withTimeout } from "./sse_helpers.ts";
+import {
+  entryOf,
+  EventMaker,
+  FrameReader,
+  streamBlocksOf,
+  testLimits,
+  versionOfBlock,
+  withTimeout,
+} from "./sse_helpers.ts";
 
 /** Events parsed from a stream: the id (or none), and the data's event, key and version. */
 interface Seen {
@@ -21,17 +29,12 @@ interface Seen {
 }
 
 function parseFrame(text: string): Seen[] {
-  // One chunk may hold a Resync and the frame after it.
-  return text.split("\n\n").filter((block) => block.length > 0 && !block.startsWith(":")).map((block) => {
-    const lines = block.split("\n");
-    const id = lines.find((line) => line.startsWith("id: "))?.slice(4);
-    const data = JSON.parse(lines.find((line) => line.startsWith("data: "))!.slice(6));
-    const value = data.value ?? {};
-    const version = typeof value.version === "number" ? value.version : undefined;
+  return streamBlocksOf(text).map((block) => {
+    const version = versionOfBlock(block);
     return {
-      id,
-      event: data.event,
-      ...(data.key === undefined ? {} : { key: data.key }),
+      id: block.id,
+      event: block.data.event,
+      ...(block.data.key === undefined ? {} : { key: block.data.key }),
       ...(version === undefined ? {} : { version }),
     };
   });

@@ -7,39 +7,23 @@ import assert from "node:assert/strict";
 import { Broker, type SnapshotRecord } from "../../../src/sse/mod.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { Random } from "../../helpers/seed.ts";
-import { entryOf, EventMaker, FrameReader, liveJson, testLimits, withTimeout } from "./sse_helpers.ts";
-
-interface Block {
-  id: string | undefined;
-  name: string | undefined;
-  data: { event: string; key?: string; value?: { version?: number } };
-}
-
-function blocksOf(text: string): Block[] {
-  return text.split("\n\n").filter((block) => block.length > 0 && !block.startsWith(":")).map((block) => {
-    const lines = block.split("\n");
-    return {
-      id: lines.find((line) => line.startsWith("id: "))?.slice(4),
-      name: lines.find((line) => line.startsWith("event: "))?.slice(7),
-      data: JSON.parse(lines.find((line) => line.startsWith("data: "))!.slice(6)),
-    };
-  });
-}
-
-/** Reads blocks until `until` says stop. */
-async function readUntil(reader: FrameReader, until: (block: Block) => boolean): Promise<Block[]> {
-  const blocks: Block[] = [];
-  for (let count = 0; count < 100_000; count += 1) {
-    for (const block of blocksOf(await withTimeout(reader.next(), 2_000))) {
-      blocks.push(block);
-      if (until(block)) return blocks;
-    }
-  }
-  throw new Error("no end");
-}
+import {
+  entryOf,
+  EventMaker,
+  FrameReader,
+  liveJson,
+  readBlocksUntil,
+  type StreamBlock,
+  streamBlocksOf,
+  testLimits,
+} from "./sse_helpers.ts";
 
 /** A client's table state from its events: Updated sets, Deleted removes, Resync clears. */
-function applyBlocks(state: Map<string, number>, blocks: Block[], versionsSeen: Map<string, number[]>): void {
+function applyBlocks(
+  state: Map<string, number>,
+  blocks: StreamBlock[],
+  versionsSeen: Map<string, number[]>,
+): void {
   for (const { data } of blocks) {
     if (data.event === "Resync" && data.key === undefined) state.clear();
     if (data.key === undefined || data.value?.version === undefined) continue;
@@ -97,7 +81,7 @@ Deno.test("Broker table snapshot: racing writes are neither lost nor doubled, ve
     };
     const subscription = broker.subscribeTable("t", { snapshot: { pages: pages() } });
     const reader = new FrameReader(subscription.stream);
-    const blocks = await readUntil(reader, (block) => block.data.event === "Synced");
+    const blocks = await readBlocksUntil(reader, (block) => block.data.event === "Synced");
     assert.deepEqual(blocks[0], { id: "0", name: "ready", data: { event: "Ready" } });
     assert.ok(blocks.slice(1, -1).every((block) => block.id === undefined), "no id before Synced");
     const state = new Map<string, number>();
@@ -110,7 +94,7 @@ Deno.test("Broker table snapshot: racing writes are neither lost nor doubled, ve
     );
     // Live after Synced: ids, and each change once.
     write(keyOf(0), false);
-    const live = await readUntil(reader, () => true);
+    const live = await readBlocksUntil(reader, () => true);
     assert.equal(Number(live[0]!.id), Number(blocks.at(-1)!.id) + 1);
     applyBlocks(state, live, seen);
     for (const [key, list] of seen) {
@@ -146,7 +130,7 @@ Deno.test("Broker table snapshot in a cluster shows only states it can vouch for
   const reader = new FrameReader(
     broker.subscribeTable("t", { snapshot: { pages: pages(), confirm } }).stream,
   );
-  const blocks = await readUntil(reader, (block) => block.data.event === "Synced");
+  const blocks = await readBlocksUntil(reader, (block) => block.data.event === "Synced");
   assert.deepEqual(confirmed, [["b", "c"]]);
   assert.deepEqual(
     blocks.slice(1, -1).map((block) => [block.data.key, block.data.value?.version]),
@@ -155,7 +139,7 @@ Deno.test("Broker table snapshot in a cluster shows only states it can vouch for
   // The chosen notice of b's version 3 arrives late: shown already, it is not sent again; version 4 is.
   broker.publish(events.updated({ table: "t", key: "b", version: 3 }));
   broker.publish(events.updated({ table: "t", key: "b", version: 4 }));
-  const live = blocksOf(await reader.next());
+  const live = streamBlocksOf(await reader.next());
   assert.deepEqual(live.map((block) => [block.data.key, block.data.value?.version]), [["b", 4]]);
   broker.close();
 });
@@ -164,9 +148,9 @@ Deno.test("Broker table snapshot: a resume the node can replay skips the snapsho
   const broker = new Broker({ limits: testLimits(), logger: silentLogger });
   const events = new EventMaker();
   const fresh = new FrameReader(broker.subscribeTable("t", {}).stream);
-  const ready = blocksOf(await fresh.next())[0]!;
+  const ready = streamBlocksOf(await fresh.next())[0]!;
   broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
-  const first = blocksOf(await fresh.next())[0]!;
+  const first = streamBlocksOf(await fresh.next())[0]!;
   broker.publish(events.updated({ table: "t", key: "a", version: 2 }));
   async function* pages(): AsyncGenerator<SnapshotRecord[]> {
     yield [{ table: "t", key: "a", version: 2, json: liveJson("a", 2) }];
@@ -174,7 +158,7 @@ Deno.test("Broker table snapshot: a resume the node can replay skips the snapsho
   const resumed = new FrameReader(
     broker.subscribeTable("t", { lastEventId: Number(first.id), snapshot: { pages: pages() } }).stream,
   );
-  const replay = await readUntil(resumed, (block) => block.data.event === "Synced");
+  const replay = await readBlocksUntil(resumed, (block) => block.data.event === "Synced");
   assert.deepEqual(replay.map((block) => [block.id, block.data.event]), [
     [first.id, "Ready"],
     [String(Number(first.id) + 1), "Updated"],
@@ -184,7 +168,7 @@ Deno.test("Broker table snapshot: a resume the node can replay skips the snapsho
   const again = new FrameReader(
     broker.subscribeTable("t", { lastEventId: 0, snapshot: { pages: pages() } }).stream,
   );
-  const blocks = await readUntil(again, (block) => block.data.event === "Synced");
+  const blocks = await readBlocksUntil(again, (block) => block.data.event === "Synced");
   assert.deepEqual(blocks.map((block) => [block.id, block.data.event, block.data.key]), [
     ["0", "Ready", undefined],
     [undefined, "Resync", undefined],
@@ -201,19 +185,21 @@ Deno.test("Broker key snapshot: the current value, then Synced, then live; nothi
   const reader = new FrameReader(
     broker.subscribeKey("t", "a", { current: entryOf({ key: "a", version: 7 }), snapshot: true }).stream,
   );
-  const blocks = await readUntil(reader, (block) => block.data.event === "Synced");
+  const blocks = await readBlocksUntil(reader, (block) => block.data.event === "Synced");
   assert.deepEqual(blocks.map((block) => [block.id, block.data.event]), [
     ["0", "Ready"],
     ["7", "Updated"],
     [undefined, "Synced"],
   ]);
   broker.publish(events.updated({ table: "t", key: "a", version: 8 }));
-  assert.equal(blocksOf(await reader.next())[0]!.id, "8");
+  assert.equal(streamBlocksOf(await reader.next())[0]!.id, "8");
   const missing = new FrameReader(
     broker.subscribeKey("t", "none", { current: undefined, snapshot: true }).stream,
   );
   assert.deepEqual(
-    (await readUntil(missing, (block) => block.data.event === "Synced")).map((block) => block.data.event),
+    (await readBlocksUntil(missing, (block) => block.data.event === "Synced")).map((block) =>
+      block.data.event
+    ),
     [
       "Ready",
       "Synced",

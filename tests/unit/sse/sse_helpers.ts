@@ -162,3 +162,49 @@ export function recordingLogger(): Logger & { debugMessages: string[] } {
     enabled: (_level: LogLevel) => true,
   };
 }
+
+/** One block of an event stream as a test reads it: its `id:` (undefined without one), `event:`, and data. */
+export interface StreamBlock {
+  id: string | undefined;
+  name: string | undefined;
+  data: {
+    event: string;
+    table?: string;
+    key?: string;
+    version?: number;
+    value?: { version?: number };
+  };
+}
+
+/** The blocks of a chunk (a Resync and the frame after it share one); comments are skipped. */
+export function streamBlocksOf(text: string): StreamBlock[] {
+  return text.split("\n\n").filter((block) => block.length > 0 && !block.startsWith(":")).map((block) => {
+    const lines = block.split("\n");
+    return {
+      id: lines.find((line) => line.startsWith("id: "))?.slice(4),
+      name: lines.find((line) => line.startsWith("event: "))?.slice(7),
+      data: JSON.parse(lines.find((line) => line.startsWith("data: "))!.slice(6)),
+    };
+  });
+}
+
+/** The version a block names: a change's value's, or a `Left`'s own; undefined for notices. */
+export function versionOfBlock(block: StreamBlock): number | undefined {
+  return block.data.version ?? block.data.value?.version;
+}
+
+/** Reads blocks, frame by frame, until `until` holds for one (it is included); each frame within 2 s. */
+export async function readBlocksUntil(
+  reader: FrameReader,
+  until: (block: StreamBlock) => boolean,
+): Promise<StreamBlock[]> {
+  const blocks: StreamBlock[] = [];
+  // Bounded: a test's stream ends or times out (withTimeout) long before.
+  for (let count = 0; count < 100_000; count += 1) {
+    for (const block of streamBlocksOf(await withTimeout(reader.next(), 2_000))) {
+      blocks.push(block);
+      if (until(block)) return blocks;
+    }
+  }
+  throw new Error("the stream never reached the block waited for");
+}
