@@ -51,9 +51,9 @@ import {
   type Ballot,
   type ChangeEvent,
   compareBallots,
-  type Entry,
   type ReplicaEntry,
   type ReplicaResult,
+  type StoredEntry,
   type StoreOptions,
   type StoreStats,
   type WriteOptions,
@@ -70,6 +70,7 @@ import {
   encodeRecord,
   type EntryHead,
   entryOf,
+  expiryBytes,
   isBallotStateOpCode,
   isZeroBallot,
   type KeyState,
@@ -93,8 +94,11 @@ function octal(permissions: number): string {
 }
 const purgeOpCode = opCodeOf("purge");
 const promiseOpCode = opCodeOf("promise");
-/** The part of a record's size limit that is not the request body: its fixed fields and largest ballot. */
-const recordOverheadBytes = recordFixedBytes + ballotBytesMax;
+/**
+ * The part of a record's size limit that is not the request body: its fixed fields, largest ballot and an
+ * expiry.
+ */
+const recordOverheadBytes = recordFixedBytes + ballotBytesMax + expiryBytes;
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
 /**
@@ -121,7 +125,7 @@ interface PendingWrite {
   readonly sequence: number;
   readonly kind: "local" | "accepted" | "replica" | "purge" | "promise";
   /** The key's state after the write: the new one, the one it had for a promise, undefined after a purge. */
-  readonly entry: Entry | undefined;
+  readonly entry: StoredEntry | undefined;
   /** The key's explicit promise after the write; the zero ballot when none is outstanding. */
   readonly promised: Ballot;
 }
@@ -137,7 +141,7 @@ interface PreparedReplica {
   readonly table: string;
   readonly key: string;
   readonly encoded: Uint8Array;
-  readonly entry: Entry;
+  readonly entry: StoredEntry;
   /** Refused unless it moves the key's version forward (or is identical); see `applyReplicas`. */
   readonly strict: boolean;
 }
@@ -708,7 +712,7 @@ export class Store {
    * The state later writes are checked against: the newest pending write's (undefined for a pending purge,
    * unchanged for a pending promise), else the visible entry.
    */
-  #current(table: string, key: string): Entry | undefined {
+  #current(table: string, key: string): StoredEntry | undefined {
     const pending = this.#pending.get(table)?.get(key);
     if (pending !== undefined) return pending.write.entry;
     return this.#index.get(table, key);
@@ -781,7 +785,7 @@ export class Store {
   #commit(
     target: { table: string; key: string; owner: string; previousVersion: number },
     intent: WriteIntent,
-  ): Promise<Entry> {
+  ): Promise<StoredEntry> {
     const { table, key, owner } = target;
     const version = target.previousVersion + 1;
     const timestamp = this.#options.clock.nowMs();
@@ -829,7 +833,7 @@ export class Store {
   }
 
   /** The live entry of a key, or undefined when it is missing or deleted. Only durable writes are seen. */
-  get(table: string, key: string): Entry | undefined {
+  get(table: string, key: string): StoredEntry | undefined {
     return this.#index.getLive(table, key);
   }
 
@@ -839,7 +843,7 @@ export class Store {
   }
 
   /** The entry of a key including a tombstone. Only durable writes are seen. */
-  getEntry(table: string, key: string): Entry | undefined {
+  getEntry(table: string, key: string): StoredEntry | undefined {
     return this.#index.get(table, key);
   }
 
@@ -851,7 +855,7 @@ export class Store {
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
   // deno-lint-ignore require-await
-  async put(table: string, key: string, value: unknown, options: WriteOptions): Promise<Entry> {
+  async put(table: string, key: string, value: unknown, options: WriteOptions): Promise<StoredEntry> {
     const { live, previousVersion } = this.#checkWrite({ table, key, operation: "put" }, options);
     const valueJson = JSON.stringify(value);
     if (typeof valueJson !== "string") throw new InvalidRequestError("The value is not JSON");
@@ -871,7 +875,7 @@ export class Store {
     key: string,
     patch: Record<string, unknown>,
     options: WriteOptions,
-  ): Promise<Entry> {
+  ): Promise<StoredEntry> {
     const { live, previousVersion } = this.#checkWrite({ table, key, operation: "patch" }, options);
     assert(live !== undefined);
     if (!isJsonObject(patch)) throw new InvalidRequestError("A patch must be a JSON object");
@@ -893,7 +897,7 @@ export class Store {
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
   // deno-lint-ignore require-await
-  async delete(table: string, key: string, options: WriteOptions): Promise<Entry> {
+  async delete(table: string, key: string, options: WriteOptions): Promise<StoredEntry> {
     const { live, previousVersion } = this.#checkWrite({ table, key, operation: "delete" }, options);
     assert(live !== undefined);
     return this.#commit(
@@ -1096,7 +1100,7 @@ export class Store {
     ballot: Ballot,
     entry: ReplicaEntry,
     options?: { lazy?: boolean },
-  ): Promise<Entry> {
+  ): Promise<StoredEntry> {
     this.#checkWritable("accept");
     checkBallot(ballot, "An accept's ballot");
     const own: Ballot = Object.freeze({ counter: ballot.counter, node: ballot.node });
@@ -1123,7 +1127,7 @@ export class Store {
    * @throws {InvalidRequestError} when the names or the entry break a rule (the value over its length limit
    * included).
    */
-  viewOf(table: string, key: string, entry: ReplicaEntry): Entry {
+  viewOf(table: string, key: string, entry: ReplicaEntry): StoredEntry {
     // Checked as a replica is, without encoding its record: a view is never written, so the record's size
     // limit is not this view's (the state was chosen by replicas that stored it).
     this.#checkReplica(table, key, entry);
@@ -1169,7 +1173,7 @@ export class Store {
    * yields it. Changes made while it runs may or may not be seen; a key is never seen in a state it did
    * not hold.
    */
-  scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+  scan(): Iterable<{ table: string; key: string; entry: StoredEntry }> {
     return this.#index.scan();
   }
 
@@ -1214,7 +1218,7 @@ export class Store {
    * Live entries of a table in ascending code-unit order of their keys, after `after` (exclusive), at most
    * `limit`, read lazily from the current state.
    */
-  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]> {
+  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, StoredEntry]> {
     return this.#index.entries(table, options);
   }
 

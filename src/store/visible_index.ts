@@ -2,7 +2,7 @@ import { assert } from "../util/assert.ts";
 import { type FrameRecords, recordEndAt } from "./frame.ts";
 import { hashKeyBytes, KeyTable } from "./key_table.ts";
 import { type Page, type PagesView, RecordPages, type RecordSpan } from "./record_pages.ts";
-import type { Entry } from "./types.ts";
+import type { StoredEntry } from "./types.ts";
 import {
   entryAt,
   type EntryHead,
@@ -66,7 +66,7 @@ export class VisibleIndex {
   readonly #tables = new Map<string, TableState>();
   #pages = new RecordPages();
   /** Entries decoded by address; valid while `#pages.dropCount` equals `#decodedDropCount`. */
-  #decoded = new Map<number, Entry>();
+  #decoded = new Map<number, StoredEntry>();
   #decodedChars = 0;
   #decodedDropCount = 0;
   /** The last frame queued by `queueFrame`; it settles after every frame queued before it. */
@@ -103,20 +103,20 @@ export class VisibleIndex {
   }
 
   /** The entry of a key, a tombstone included. */
-  get(table: string, key: string): Entry | undefined {
+  get(table: string, key: string): StoredEntry | undefined {
     const address = this.#addressOf(table, key);
     return address === undefined ? undefined : this.#entryAt(address);
   }
 
   /** The live entry of a key; undefined for a tombstone. */
-  getLive(table: string, key: string): Entry | undefined {
+  getLive(table: string, key: string): StoredEntry | undefined {
     const address = this.#addressOf(table, key);
     if (address === undefined) return undefined;
     return isDeleteOpCode(this.#pages.opAt(address)) ? undefined : this.#entryAt(address);
   }
 
   /** The entry of the record at `address`, decoded once while its page is held (see `dropCount`). */
-  #entryAt(address: number): Entry {
+  #entryAt(address: number): StoredEntry {
     if (this.#decodedDropCount !== this.#pages.dropCount) {
       this.#forgetDecoded();
       this.#decodedDropCount = this.#pages.dropCount;
@@ -309,7 +309,7 @@ export class VisibleIndex {
    * lazily. It walks the keys present when it started; each is read in its state at the step that
    * yields it, and skipped when purged by then. Keys added meanwhile are not seen.
    */
-  *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+  *scan(): Iterable<{ table: string; key: string; entry: StoredEntry }> {
     for (const { table, span } of this.#walk()) {
       yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), entry: entryAt(span) };
     }
@@ -363,7 +363,7 @@ export class VisibleIndex {
    * Live entries of a table in ascending code-unit order of their keys, after `after` (exclusive), at
    * most `limit`, read lazily from the current state.
    */
-  *entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]> {
+  *entries(table: string, options: { after?: string; limit: number }): Iterable<[string, StoredEntry]> {
     assert(Number.isSafeInteger(options.limit));
     assert(options.limit >= 0);
     const state = this.#tables.get(table);
