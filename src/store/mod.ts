@@ -111,15 +111,15 @@
  * without decoding the rest.
  *
  * In memory the index keeps each key's current record in this layout and decodes `Entry.json` from it
- * (`{"value":`, the value's bytes, then the other fields, `,"expires_at":<ms>` last for a put with an
- * expiry) without parsing the value; `Entry.json` never shows the ballot. u64 fields hold safe integers
- * (< 2^53). A put or delete is a plain local write (ops 1, 2: the zero ballot), a Paxos accept, or a
- * replica's state shipped from another node (ops 5, 6 when its ballot is not zero). A purge drops the
- * key from this node without a tombstone (it moved to other nodes), its promise with it; it appears only in the WAL, never in a state file. A promise
- * (op 7) records that the key's acceptor promised `ballot`; it is not a change. Format version 1 gained
- * op 4, then ops 5-7, without a version bump: a file written before them never holds one, and a build
- * without them refuses a file that does (`WalCorruptError`, "unknown record op 5") instead of misreading
- * it.
+ * (`{"value":`, the value's bytes, then the other fields, `,"expires_at":<ms>` last for a put with an expiry)
+ * without parsing the value; `Entry.json` never shows the ballot. u64 fields hold safe integers (< 2^53). A
+ * put or delete is a plain local write (ops 1, 2: the zero ballot), a Paxos accept, or a replica's state
+ * shipped from another node (ops 5, 6 when its ballot is not zero). A purge drops the key from this node
+ * without a tombstone (it moved to other nodes), its promise with it; it appears only in the WAL, never in a
+ * state file. A promise (op 7) records that the key's acceptor promised `ballot`; it is not a change. Format
+ * version 1 gained op 4, then ops 5-7, without a version bump: a file written before them never holds one,
+ * and a build without them refuses a file that does (`WalCorruptError`, "unknown record op 5") instead of
+ * misreading it.
  *
  * A record is at most `requestBytesMax + 3 * nameBytesMax + 37 + 312 + 8` bytes: 37 fixed bytes, the
  * names, the value, the largest ballot (12 + 300) and an expiry, so a state written without a ballot
