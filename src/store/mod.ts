@@ -235,6 +235,7 @@ export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts
 export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
+export type { ExpiringKey } from "./expiry_queue.ts";
 export {
   type AcceptorBallots,
   type AcceptorState,
@@ -246,6 +247,7 @@ export {
   type Entry,
   type ReplicaEntry,
   type ReplicaResult,
+  type StoredEntry,
   type StoreOptions,
   type StoreStats,
   type WriteOptions,

@@ -100,7 +100,7 @@ export function entryOfReplica(key: string, entry: ReplicaEntry): StoredEntry {
       deleted: true,
       ballot,
       expiresAt,
-      json: tombstoneEntryJson({ key, version, timestamp, expired: expiresAt !== 0 }),
+      json: tombstoneEntryJson({ key, version, timestamp, expiresAt }),
     };
   }
   const json = liveEntryJson({ valueJson: entry.valueJson!, version, timestamp, owner, expiresAt });

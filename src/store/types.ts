@@ -73,6 +73,11 @@ export interface WriteOptions {
   owner: string;
   /** When given, the write happens only if the key's current version equals it (`If-Match`). */
   ifVersion?: number;
+  /**
+   * A put's or patch's lifetime: the new state expires `ttlSecs` seconds after its timestamp (an integer
+   * from 1 to `limits.ttlSecsMax`). Absent: the new state has none, whatever the old one had.
+   */
+  ttlSecs?: number;
 }
 
 /** Options of `Store.open`. */

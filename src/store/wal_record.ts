@@ -749,7 +749,7 @@ export function entryAt(span: RecordSpan): StoredEntry {
   const { expiresAt } = layout;
   if (op === "delete") {
     const key = fieldText(bytes, keyStart, ownerStart);
-    const json = tombstoneEntryJson({ key, version, timestamp, expired: expiresAt !== 0 });
+    const json = tombstoneEntryJson({ key, version, timestamp, expiresAt });
     return { version, timestamp, owner, deleted: true, ballot, expiresAt, json };
   }
   const metadata = `,"version":${version},"timestamp":${timestamp}${liveTailOf(owner, expiresAt)}`;
@@ -850,25 +850,26 @@ export function entryOfEncoded(bytes: Uint8Array): StoredEntry {
  * `"expires_at"` last when the state has a lifetime (`expiresAt` not 0).
  */
 export function liveEntryJson(
-  options: { valueJson: string; version: number; timestamp: number; owner: string; expiresAt: number },
+  options: { valueJson: string; version: number; timestamp: number; owner: string; expiresAt?: number },
 ): string {
   return `{"value":${options.valueJson},"version":${options.version},` +
-    `"timestamp":${options.timestamp}${liveTailOf(options.owner, options.expiresAt)}`;
+    `"timestamp":${options.timestamp}${liveTailOf(options.owner, options.expiresAt ?? 0)}`;
 }
 
 /** The end of an expiry tombstone's `Entry.json`: always last, so an event's frame can find it. */
 export const expiredTombstoneTail = ',"reason":"expired"}';
 
 /**
- * `Entry.json` of a tombstone: the value of a `Deleted` event; an expiry's ends with
+ * `Entry.json` of a tombstone: the value of a `Deleted` event; an expiry's (`expiresAt` not 0) ends with
  * {@linkcode expiredTombstoneTail}.
  */
 export function tombstoneEntryJson(
-  options: { key: string; version: number; timestamp: number; expired: boolean },
+  options: { key: string; version: number; timestamp: number; expiresAt?: number },
 ): string {
   const head = `{"key":${JSON.stringify(options.key)},"version":${options.version},` +
     `"timestamp":${options.timestamp}`;
-  return options.expired ? head + expiredTombstoneTail : `${head}}`;
+  const expiresAt = options.expiresAt ?? 0;
+  return expiresAt === 0 ? `${head}}` : head + expiredTombstoneTail;
 }
 
 const valueJsonStart = '{"value":'.length;
@@ -897,7 +898,7 @@ export function entryOf(record: PutRecord | DeleteRecord): StoredEntry {
       deleted: true,
       ballot,
       expiresAt,
-      json: tombstoneEntryJson({ ...record, expired: expiresAt !== 0 }),
+      json: tombstoneEntryJson(record),
     };
   }
   return {
@@ -907,6 +908,6 @@ export function entryOf(record: PutRecord | DeleteRecord): StoredEntry {
     deleted: false,
     ballot,
     expiresAt,
-    json: liveEntryJson({ ...record, expiresAt }),
+    json: liveEntryJson(record),
   };
 }
