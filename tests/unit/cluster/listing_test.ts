@@ -13,6 +13,7 @@ import {
 } from "../../../src/cluster/listing.ts";
 import type { ReplicaEntry, Store } from "../../../src/store/mod.ts";
 import { UnavailableError } from "../../../src/util/errors.ts";
+import { systemClock } from "../../../src/util/clock.ts";
 import { FakeCluster, nodeA, nodeB, nodeC } from "./fake_cluster.ts";
 
 const table = "t";
@@ -40,6 +41,7 @@ async function list(
       store: node.store,
       transport: cluster.network.transport(nodeA),
       timeoutMs: 1_000,
+      clock: systemClock,
     })
   ) {
     listed.push(entry);
