@@ -115,7 +115,9 @@ export class Expirer {
   }
 
   #run(item: ExpiringKey): void {
+    assert(item.version >= 1, "an expiry names a version");
     this.#inFlight += 1;
+    assert(this.#inFlight <= expiryInFlightMax, "in-flight expiries stay within their bound");
     this.#stats.proposed += 1;
     let expiring: Promise<boolean>;
     try {
@@ -140,6 +142,7 @@ export class Expirer {
   #failed(item: ExpiringKey, error: unknown): void {
     this.#stats.failed += 1;
     const pauseMs = Math.min(expiryRetryMsMax, expiryRetryMs * 2 ** Math.min(item.deferrals, 16));
+    assert(pauseMs >= expiryRetryMs && pauseMs <= expiryRetryMsMax, "a retry waits within its bounds");
     this.#options.store.deferExpiry(item, this.#options.clock.nowMs() + pauseMs);
     this.#failuresUnlogged += 1;
     const nowMs = this.#options.clock.monotonicMs();

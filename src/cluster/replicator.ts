@@ -477,6 +477,7 @@ export class Replicator {
    */
   async expire(target: { table: string; key: string; version: number }): Promise<boolean> {
     const { table, key, version } = target;
+    assert(Number.isSafeInteger(version) && version >= 1, "an expiry names a version");
     const { store, clock } = this.#options;
     if (this.#options.solo === true) {
       const expired = await store.expire(table, key, { version });

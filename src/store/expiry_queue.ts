@@ -94,6 +94,7 @@ export class ExpiryQueue {
     if (this.#slots.get(item.table)?.has(item.key) === true) return false;
     const { table, key, version, expiresAtMs } = item;
     this.#insert({ table, key, version, expiresAtMs, deferrals: item.deferrals + 1, dueAtMs, index: -1 });
+    assert(this.#slots.get(table)?.get(key)?.dueAtMs === dueAtMs, "the key is queued again, due then");
     return true;
   }
 
@@ -111,6 +112,7 @@ export class ExpiryQueue {
     slot.index = this.#heap.length;
     this.#heap.push(slot);
     this.#siftUp(slot.index);
+    assert(this.#heap[slot.index] === slot, "an inserted entry knows its place in the heap");
   }
 
   #removeAt(index: number): void {
@@ -126,6 +128,7 @@ export class ExpiryQueue {
     assert(byKey.get(slot.key) === slot, "the map and the heap hold the same entry");
     byKey.delete(slot.key);
     if (byKey.size === 0) this.#slots.delete(slot.table);
+    assert(index >= this.#heap.length || this.#heap[index]!.index === index, "the heap stays indexed");
   }
 
   #siftUp(start: number): void {
