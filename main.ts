@@ -430,7 +430,21 @@ function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; 
         anti_entropy_pushed: cluster.antiEntropy?.pushedCount ?? 0,
         membership_changes_unsettled: cluster.replicator.transitionCount,
       },
+      expired_keys: replication.expiredKeys,
+      expiry: expiryStats(cluster),
     },
+  };
+}
+
+/** The expiry sweeper's counters (cluster DESIGN.md, "Expiry (TTL)"), for `/stats`. */
+function expiryStats(cluster: ClusterNode) {
+  const stats = cluster.expirer.stats;
+  return {
+    proposed: stats.proposed,
+    refused: stats.refused,
+    failed: stats.failed,
+    deferred: stats.deferred,
+    in_flight: stats.inFlight,
   };
 }
 
@@ -453,6 +467,7 @@ function nodeMetrics(store: Store, broker: Broker, cluster: ClusterNode): NodeMe
       prepare: replication.prepareRounds,
       retry: replication.proposalRetries,
     },
+    expiredKeys: replication.expiredKeys,
   };
 }
 

@@ -28,6 +28,8 @@ export const ExportLine = z.object({
   version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   timestamp: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   owner: z.string().min(1),
+  /** The key's lifetime (ms since the epoch), when it was written with `ttl_secs`: restored with it. */
+  expires_at: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type ExportLine = z.output<typeof ExportLine>;
 
@@ -240,12 +242,9 @@ export async function importCluster(
     if (!line.success) {
       throw new BackupError(`line ${lineNumber} is not a record: ${line.error.issues[0]?.message ?? ""}`);
     }
-    const { table, key, value, version, timestamp, owner } = line.data;
-    const item = {
-      table,
-      key,
-      entry: { version, timestamp, owner, deleted: false, valueJson: JSON.stringify(value) },
-    };
+    const { table, key, value, version, timestamp, owner, expires_at: expiresAt } = line.data;
+    const entry = { version, timestamp, owner, deleted: false, valueJson: JSON.stringify(value) };
+    const item = { table, key, entry: expiresAt === undefined ? entry : { ...entry, expiresAt } };
     const itemBytes = encoder.encode(JSON.stringify(item)).length;
     if (batch.length === restoreBatch || batchBytes + itemBytes > restoreBatchBytes) await flush();
     batch.push(item);

@@ -24,6 +24,8 @@ export interface VersionedValue<T> {
   version: number;
   timestamp: number;
   owner: string;
+  /** When the key expires (ms since the epoch): present only when it was written with a `ttlSecs`. */
+  expires_at?: number;
 }
 
 /**
@@ -32,7 +34,12 @@ export interface VersionedValue<T> {
  */
 export type KeyEvent<T> =
   | { event: "Updated"; id: number; value: VersionedValue<T> }
-  | { event: "Deleted"; id: number; value: { key: string; version: number; timestamp: number } }
+  | {
+    event: "Deleted";
+    id: number;
+    /** `reason` is `"expired"` when the key's lifetime ended, absent for a delete. */
+    value: { key: string; version: number; timestamp: number; reason?: "expired" };
+  }
   | KeyResync;
 
 /** A stream's announcement that the next event of `key` skips versions it cannot show. */
@@ -141,6 +148,15 @@ export interface SubscribeOptions {
 export interface WriteOptions {
   /** Write only when the key is at this version (`If-Match`); else a `DynaError` 412 `version_conflict`. */
   ifVersion?: number;
+}
+
+/** Options of a put or patch. */
+export interface PutOptions extends WriteOptions {
+  /**
+   * The key's lifetime in seconds (an integer from 1 to the node's limit, ten years by default): the key
+   * reads as missing from `expires_at` on. Absent: the new value never expires, whatever the key had.
+   */
+  ttlSecs?: number;
 }
 
 /** A connection to one node. */
@@ -252,12 +268,12 @@ export class Table<T> {
   }
 
   /** Creates or replaces the key (yours, or new); resolves once durable. */
-  async put(key: string, value: T, options: WriteOptions = {}): Promise<VersionedValue<T>> {
+  async put(key: string, value: T, options: PutOptions = {}): Promise<VersionedValue<T>> {
     return await this.#write("PUT", key, value, options);
   }
 
   /** Merges `patch` into the key's object value (JSON Merge Patch: `null` removes a field). */
-  async patch(key: string, patch: Partial<T>, options: WriteOptions = {}): Promise<VersionedValue<T>> {
+  async patch(key: string, patch: Partial<T>, options: PutOptions = {}): Promise<VersionedValue<T>> {
     return await this.#write("PATCH", key, patch, options);
   }
 
@@ -273,11 +289,11 @@ export class Table<T> {
     method: string,
     key: string,
     value: unknown,
-    options: WriteOptions,
+    options: PutOptions,
   ): Promise<VersionedValue<T>> {
     const response = await this.#client.request(method, this.#keyPath(key), {
       auth: true,
-      body: { value },
+      body: options.ttlSecs === undefined ? { value } : { value, ttl_secs: options.ttlSecs },
       headers: conditionHeaders(options),
     });
     return await response.json();

@@ -157,9 +157,11 @@ export function replicaEntryOfWire(
     deleted: boolean;
     valueJson?: string | undefined;
     ballot?: Ballot | undefined;
+    expiresAt?: number | undefined;
   },
 ): ReplicaEntry {
-  const { valueJson, ballot, ...rest } = wire;
+  const { valueJson, ballot, expiresAt, ...rest } = wire;
   const entry: ReplicaEntry = valueJson === undefined ? rest : { ...rest, valueJson };
+  if (expiresAt !== undefined) entry.expiresAt = expiresAt;
   return ballot === undefined ? entry : withBallot(entry, ballot);
 }

@@ -1,4 +1,6 @@
+import type { Clock } from "../util/clock.ts";
 import { KvError, UnavailableError } from "../util/errors.ts";
+import { isExpired } from "./change.ts";
 import type { LocalStore } from "./local_store.ts";
 import type { Placement } from "./placement.ts";
 import { ListReply as ListReplyWire } from "./replication_wire.ts";
@@ -19,6 +21,8 @@ export interface ListedEntry {
   key: string;
   json: string;
   version: number;
+  /** The state's lifetime (absent: none): a page from a peer keeps expired states, for the merge. */
+  expiresAt?: number | undefined;
 }
 
 interface Cursor {
@@ -31,7 +35,8 @@ interface Cursor {
 /**
  * A table's live keys in key order across the cluster: from this node alone when it holds every key,
  * else a k-way merge of sorted pages from every live node, keeping the highest version of a key seen
- * twice. Never holds more than one page per node.
+ * twice. A key whose newest state seen has expired by `clock` is left out (after the merge: an older live
+ * copy on a lagging node must not show through). Never holds more than one page per node.
  *
  * @throws {TableNotFoundError} when no node knows the table.
  */
@@ -43,12 +48,14 @@ export async function* listTable(options: {
   store: LocalStore;
   transport: Transport;
   timeoutMs: number;
+  clock: Clock;
 }): AsyncGenerator<ListedEntry> {
   const { table, placement, store } = options;
   if (placement.fullyReplicated) {
     if (!store.hasTable(table)) throw new TableNotFoundError(table);
     const local = store.entries(table, {
       limit: options.limit,
+      liveAtMs: options.clock.nowMs(),
       ...(options.after === undefined ? {} : { after: options.after }),
     });
     for (const [key, entry] of local) yield { key, json: entry.json, version: entry.version };
@@ -68,6 +75,9 @@ export async function* listTable(options: {
   while (emitted < options.limit) {
     const next = await takeSmallest(cursors, options);
     if (next === undefined) return;
+    if (next.expiresAt !== undefined && isExpired({ ...next, deleted: false }, options.clock.nowMs())) {
+      continue;
+    }
     yield next;
     emitted += 1;
   }
@@ -138,7 +148,10 @@ export function listLocal(store: LocalStore, request: ListRequest): ListReply {
     ? { limit: request.limit }
     : { after: request.after, limit: request.limit };
   for (const [key, entry] of store.entries(request.table, options)) {
-    entries.push({ key, json: entry.json, version: entry.version });
+    const { json, version, expiresAt } = entry;
+    entries.push(
+      expiresAt === undefined || expiresAt === 0 ? { key, json, version } : { key, json, version, expiresAt },
+    );
   }
   return { exists: true, entries };
 }

@@ -14,6 +14,11 @@ export interface ReplicaEntry {
   valueJson?: string;
   /** The ballot the state was accepted at; absent: the zero ballot. */
   ballot?: Ballot;
+  /**
+   * Live: when the state's lifetime ends (ms since the epoch); absent: it has none. On a tombstone: the
+   * lifetime an expiry ended (DESIGN.md, "Expiry (TTL)"); absent for a delete's.
+   */
+  expiresAt?: number;
 }
 
 /** The ballots of a key's Paxos acceptor state on this node, pending (not yet durable) writes included. */
@@ -37,6 +42,8 @@ export interface EntryView {
   readonly deleted: boolean;
   /** The bytes a reader gets (VersionedValue, or a tombstone's Deleted-event value). */
   readonly json: string;
+  /** See `ReplicaEntry.expiresAt`; absent or 0: no lifetime. A reader judges it by its own clock. */
+  readonly expiresAt?: number | undefined;
 }
 
 /** What a put's or a delete's checks need of a key's state: no value, no JSON. */
@@ -46,6 +53,8 @@ export interface StateHead {
   readonly owner: string;
   readonly deleted: boolean;
   readonly ballot: Ballot;
+  /** See `ReplicaEntry.expiresAt`; 0: none. */
+  readonly expiresAt: number;
 }
 
 /** Identity and condition of a client write. */
@@ -54,19 +63,48 @@ export interface WriteConditions {
   ifVersion?: number;
 }
 
+/** A client write's conditions and the lifetime it gives the key (`ttl_secs`; absent: none). */
+export interface WriteOptions extends WriteConditions {
+  ttlSecs?: number;
+}
+
+/** A key whose state has a lifetime, as this node's expiry queue hands it out. */
+export interface ExpiringKey {
+  readonly table: string;
+  readonly key: string;
+  /** The version of the state whose lifetime ends. */
+  readonly version: number;
+  readonly expiresAtMs: number;
+  /** How often it was put back for later: 0 the first time it is due. */
+  readonly deferrals: number;
+}
+
 /** The store operations replication uses. */
 export interface LocalStore {
   /** True when the key has an entry here, a tombstone included. */
   holds(table: string, key: string): boolean;
   getEntry(table: string, key: string): EntryView | undefined;
-  put(table: string, key: string, value: unknown, options: WriteConditions): Promise<EntryView>;
+  put(table: string, key: string, value: unknown, options: WriteOptions): Promise<EntryView>;
   patch(
     table: string,
     key: string,
     patch: Record<string, unknown>,
-    options: WriteConditions,
+    options: WriteOptions,
   ): Promise<EntryView>;
   delete(table: string, key: string, options: WriteConditions): Promise<EntryView>;
+  /**
+   * A single node's expiry: the tombstone of the next version when the key's newest state is live, of
+   * `version`, and expired at the store's clock; else nothing (undefined). Queued in the caller's turn.
+   */
+  expire(table: string, key: string, options: { version: number }): Promise<EntryView | undefined>;
+  /** Due keys of the expiry queue that still hold their lifetime, at most `countMax` (bounded work). */
+  takeExpired(nowMs: number, countMax: number): ExpiringKey[];
+  /** Puts a taken key back, due at `dueAtMs`, unless it got a newer lifetime; whether it did. */
+  deferExpiry(item: ExpiringKey, dueAtMs: number): boolean;
+  /** When the earliest queued key is due, or undefined. */
+  nextExpiryMs(): number | undefined;
+  /** The version of the key's newest state when it is live and expired at `nowMs`, else undefined. */
+  expiredVersionOf(table: string, key: string, nowMs: number): number | undefined;
   /**
    * Stores each state by the accept rule (a delayed accept): when its ballot is above the key's accepted
    * ballot and at least its effective promise; "stale" otherwise, "identical" when it holds that state.
@@ -105,7 +143,11 @@ export interface LocalStore {
   scanKeys(): Iterable<{ table: string; key: string }>;
   purge(table: string, key: string): Promise<void>;
   hasTable(table: string): boolean;
-  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, EntryView]>;
+  /** Live states in key order; with `liveAtMs`, those expired by then are left out (not counted). */
+  entries(
+    table: string,
+    options: { after?: string; limit: number; liveAtMs?: number },
+  ): Iterable<[string, EntryView]>;
 }
 
 /** A key's state as anti-entropy compares it. */

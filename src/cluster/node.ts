@@ -3,6 +3,7 @@ import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { AntiEntropy } from "./anti_entropy.ts";
+import { Expirer } from "./expirer.ts";
 import { type ListedEntry, listLocal, listTable } from "./listing.ts";
 import type { ChangeSink, EntryView, LocalStore, MembershipView } from "./local_store.ts";
 import { type InternalDoor, InternalHandler } from "./transport.ts";
@@ -65,6 +66,8 @@ export class ClusterNode {
   readonly membership: Membership | undefined;
   readonly antiEntropy: AntiEntropy | undefined;
   readonly rebalancer: Rebalancer;
+  /** The sweeper of keys whose lifetime ended (DESIGN.md, "Expiry (TTL)"). */
+  readonly expirer: Expirer;
   /** The node-to-node door the HTTP layer hands `POST /_internal/{kind}` to, headers first. */
   readonly door: InternalDoor;
   readonly #options: ClusterNodeOptions;
@@ -105,6 +108,15 @@ export class ClusterNode {
       logger: options.logger,
       intervalMs: options.config.antiEntropyIntervalMs,
       timeoutMs: options.config.requestTimeoutMs * 5,
+    });
+    // Another replica waits this long for the usual proposer to expire a key before it does so itself.
+    const graceMs = 2 * (options.config?.requestTimeoutMs ?? 0);
+    this.expirer = new Expirer({
+      store: options.store,
+      clock: options.clock,
+      logger: options.logger,
+      delayOf: (item) => this.replicator.expiryDelayMs(item.table, item.key, graceMs),
+      expire: (item) => this.replicator.expire(item),
     });
     if (parts.handler !== undefined) this.#register(parts.handler);
   }
@@ -171,10 +183,11 @@ export class ClusterNode {
     await this.antiEntropy?.catchUp(deadlineMs);
   }
 
-  /** Starts gossip and anti-entropy, and a rejoining node's first rebalancing pass. */
+  /** Starts gossip, anti-entropy and the expiry sweeper, and a rejoining node's first rebalancing pass. */
   start(): void {
     this.membership?.start();
     this.antiEntropy?.start();
+    this.expirer.start();
     const change = this.replicator.initialChange;
     if (change !== undefined) this.rebalancer.onPlacementChange(change.previous, change.next);
   }
@@ -185,6 +198,7 @@ export class ClusterNode {
    */
   async leave(deadlineMs: number): Promise<void> {
     this.antiEntropy?.stop();
+    this.expirer.stop();
     if (this.membership === undefined) return;
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs));
     this.rebalancer.purgeEnabled = false;
@@ -199,6 +213,7 @@ export class ClusterNode {
   /** Stops every timer and pipeline. */
   stop(): void {
     this.antiEntropy?.stop();
+    this.expirer.stop();
     this.membership?.stop();
     this.replicator.close();
   }
@@ -212,7 +227,8 @@ export class ClusterNode {
 
   /**
    * A key's live state or tombstone, from a replica; `consistent`: the latest acknowledged one, through a
-   * Paxos round (DESIGN.md, "Reads").
+   * Paxos round (DESIGN.md, "Reads"). A live state carries its lifetime: whether it has ended is for the
+   * reader to judge by its clock (DESIGN.md, "Expiry (TTL)").
    */
   read(
     table: string,
@@ -250,6 +266,7 @@ export class ClusterNode {
       store: this.#options.store,
       transport: this.#transport,
       timeoutMs: this.#options.config?.requestTimeoutMs ?? 1_000,
+      clock: this.#options.clock,
     });
   }
 }

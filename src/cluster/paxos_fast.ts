@@ -111,15 +111,17 @@ type Entry = Extract<Item, { op: "accept" }>["entry"];
 
 function entryOf(raw: unknown): Entry | undefined {
   if (!isRecord(raw)) return undefined;
-  const { version, timestamp, owner, deleted, valueJson, ballot } = raw;
-  if (!onlyKeys(raw, 4 + (valueJson === undefined ? 0 : 1) + (ballot === undefined ? 0 : 1))) {
-    return undefined;
-  }
+  const { version, timestamp, owner, deleted, valueJson, ballot, expiresAt } = raw;
+  const optionalCount = (valueJson === undefined ? 0 : 1) + (ballot === undefined ? 0 : 1) +
+    (expiresAt === undefined ? 0 : 1);
+  if (!onlyKeys(raw, 4 + optionalCount)) return undefined;
   if (!isVersion(version) || !isTimestamp(timestamp) || !isOwner(owner)) return undefined;
   if (typeof deleted !== "boolean" || deleted !== (valueJson === undefined)) return undefined;
   if (valueJson !== undefined && !isJsonText(valueJson)) return undefined;
+  if (expiresAt !== undefined && !isExpiry(expiresAt)) return undefined;
   const entry: Entry = { version, timestamp, owner, deleted };
   if (valueJson !== undefined) entry.valueJson = valueJson;
+  if (expiresAt !== undefined) entry.expiresAt = expiresAt;
   if (ballot === undefined) return entry;
   const checkedBallot = ballotOf(ballot);
   if (checkedBallot === undefined) return undefined;
@@ -171,6 +173,10 @@ function isVersion(value: unknown): value is number {
 
 function isTimestamp(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isExpiry(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 1;
 }
 
 function isOwner(value: unknown): value is string {

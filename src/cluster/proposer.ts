@@ -575,18 +575,26 @@ function supersedes(current: ReplicaEntry | undefined, sent: readonly ReplicaEnt
  */
 function sameState(a: ReplicaEntry, b: ReplicaEntry): boolean {
   return a.version === b.version && a.timestamp === b.timestamp && a.owner === b.owner &&
-    a.deleted === b.deleted && a.valueJson === b.valueJson;
+    a.deleted === b.deleted && a.valueJson === b.valueJson && a.expiresAt === b.expiresAt;
 }
 
 /**
- * A key's state as a change that does not read the value sees it: version, timestamp, owner and kind (a live
- * state's `valueJson` left out). Only a `Change` that promised not to read the value is given it.
+ * A key's state as a change that does not read the value sees it: version, timestamp, owner, kind and
+ * lifetime (a live state's `valueJson` left out). Only a `Change` that promised not to read the value is
+ * given it.
  */
 function headState(head: StateHead | undefined): ReplicaEntry | undefined {
   if (head === undefined) return undefined;
   assert(Number.isSafeInteger(head.version) && head.version >= 1, "a state has a version");
   assert(Number.isSafeInteger(head.timestamp) && head.timestamp >= 0, "a state has a timestamp");
-  return { version: head.version, timestamp: head.timestamp, owner: head.owner, deleted: head.deleted };
+  const state: ReplicaEntry = {
+    version: head.version,
+    timestamp: head.timestamp,
+    owner: head.owner,
+    deleted: head.deleted,
+  };
+  if (head.expiresAt !== 0) state.expiresAt = head.expiresAt;
+  return state;
 }
 
 function checkNext(current: ReplicaEntry | undefined, next: ReplicaEntry): void {

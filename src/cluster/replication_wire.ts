@@ -78,6 +78,9 @@ export const BallotWire = z.object({
 }).refine((ballot) => (ballot.counter === 0) === (ballot.node === ""), "only the zero ballot names no node");
 export type BallotWire = z.output<typeof BallotWire>;
 
+/** A state's lifetime, or the one an expiry tombstone ended: ms since the epoch (DESIGN.md, "Expiry"). */
+export const expiresAtWire = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
 /** A key's state as shipped between replicas (the store's `ReplicaEntry`). */
 export const ReplicaEntryWire = z.object({
   version: safeVersion,
@@ -86,6 +89,7 @@ export const ReplicaEntryWire = z.object({
   deleted: z.boolean(),
   valueJson: jsonText.optional(),
   ballot: BallotWire.optional(),
+  expiresAt: expiresAtWire.optional(),
 }).refine((entry) => entry.deleted === (entry.valueJson === undefined), "a value iff not deleted");
 export type ReplicaEntryWire = z.output<typeof ReplicaEntryWire>;
 
@@ -129,6 +133,12 @@ export type ApplyResult = z.output<typeof ApplyResult>;
 /** The answer to `apply`: one result per item, in order. */
 export const ApplyReply = z.object({ results: z.array(ApplyResult).max(applyItemsMax) });
 
+/**
+ * Longest lifetime a forwarded write may carry: the proposer checks it against its own `ttlSecsMax`, which
+ * cannot be set above the default.
+ */
+export const ttlSecsWireMax = 10 * 365 * 24 * 60 * 60;
+
 /** `write`: a client write forwarded to the key's coordinator, already authenticated as `owner`. */
 export const WriteRequest = z.object({
   op: z.enum(["put", "patch", "delete"]),
@@ -137,6 +147,8 @@ export const WriteRequest = z.object({
   value: z.unknown().optional(),
   owner,
   ifVersion: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  /** The lifetime the write gives the key (`ttl_secs`); absent: none. */
+  ttlSecs: z.number().int().positive().max(ttlSecsWireMax).optional(),
 });
 export type WriteRequest = z.output<typeof WriteRequest>;
 
@@ -184,7 +196,13 @@ export const ReadRequest = z.object({
 });
 /** The answer to `read`: the entry (tombstones included) or null. */
 export const ReadReply = z.object({
-  entry: z.object({ json: servedJson, version: safeVersion, deleted: z.boolean() }).nullable(),
+  entry: z.object({
+    json: servedJson,
+    version: safeVersion,
+    deleted: z.boolean(),
+    /** The state's lifetime: the reader judges it by its own clock. */
+    expiresAt: expiresAtWire.optional(),
+  }).nullable(),
   /** The same state in replica form, so a reader can repair a stale replica with it. */
   replica: ReplicaEntryWire.nullable().optional(),
 });
@@ -196,10 +214,15 @@ export const ListRequest = z.object({
   after: name.optional(),
   limit: z.number().int().positive().max(10_000),
 });
-/** The answer to `list`. */
+/**
+ * The answer to `list`: states with a lifetime carry it, expired ones included, so that the merging node
+ * judges a key's newest state by its own clock (an older live copy elsewhere must not show through).
+ */
 export const ListReply = z.object({
   exists: z.boolean(),
-  entries: z.array(z.object({ key: name, json: servedJson, version: safeVersion })),
+  entries: z.array(
+    z.object({ key: name, json: servedJson, version: safeVersion, expiresAt: expiresAtWire.optional() }),
+  ),
 });
 
 /** Buckets of an anti-entropy digest. */

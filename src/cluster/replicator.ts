@@ -4,7 +4,7 @@ import type { Clock } from "../util/clock.ts";
 import { InvalidRequestError, KvError, PayloadTooLargeError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { Acceptor, replicaEntryOfWire } from "./acceptor.ts";
-import { applyChange, type WriteChange } from "./change.ts";
+import { applyChange, applyExpiry, ExpiryRefusedError, type WriteChange } from "./change.ts";
 import { ForwardedError, forwardWrite, isTooLarge, isUnreachable, writeReplyOf } from "./forwarding.ts";
 import { Hints } from "./hints.ts";
 import type {
@@ -107,6 +107,8 @@ export interface ReplicationStats {
   prepareRounds: number;
   /** Proposals retried after a refusal (another proposer took the key). */
   proposalRetries: number;
+  /** Keys this node expired: its expiry (a sweep's, or one before a write) made the tombstone. */
+  expiredKeys: number;
 }
 
 /**
@@ -133,7 +135,7 @@ export class Replicator {
   #initialChange: { previous: Placement; next: Placement } | undefined;
   /** Keys with a repair round waiting or in flight (`#settleIfBlocked`), with the waiting ones' timers. */
   readonly #settling = new Map<string, ReturnType<typeof setTimeout> | undefined>();
-  readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0 };
+  readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0, expiredKeys: 0 };
   /**
    * The reader's view of each state this node got chosen and published, until the write that proposed it
    * answers with it: a write needs the view twice, for its event and for its answer, and `Store.viewOf`
@@ -441,8 +443,75 @@ export class Replicator {
    */
   write(request: ClientWrite): Promise<EntryView> {
     // Without a cluster no peer can write: the store answers directly, as a single node always did.
-    if (this.#options.solo === true) return this.#applyLocally(request);
+    if (this.#options.solo === true) {
+      const expiring = this.#expireBefore(request.table, request.key);
+      return expiring === undefined
+        ? this.#applyLocally(request)
+        : expiring.then(() => this.#applyLocally(request));
+    }
     return this.#route(request);
+  }
+
+  /**
+   * When this node's copy of the key shows it expired, its expiry first (a refusal or failure of it is
+   * ignored: the write judges the state itself), so that subscribers see the key's `Deleted` with reason
+   * `expired` before what the write makes of it (DESIGN.md, "Expiry (TTL)", invariant 2). Undefined, at
+   * once, when there is nothing to expire: the usual case costs one look at the key's op byte.
+   */
+  #expireBefore(table: string, key: string): Promise<void> | undefined {
+    const version = this.#options.store.expiredVersionOf(table, key, this.#options.clock.nowMs());
+    if (version === undefined) return undefined;
+    assert(version >= 1, "an expired state has a version");
+    return this.expire({ table, key, version }).then(() => {}, (error: unknown) => {
+      if (!(error instanceof KvError)) throw error;
+    });
+  }
+
+  /**
+   * Expires version `version` of the key (DESIGN.md, "Expiry (TTL)"): a single node's conditional store
+   * write, or the expiry change proposed here over the key's replica sets. Resolves true when it made the
+   * tombstone, false when there was nothing to expire (refused: already expired, written since, not due
+   * by this node's clock) or this node no longer replicates the key (its replicas expire it).
+   *
+   * @throws UnavailableError (or another operating `KvError`) when no quorum decided it: try again later.
+   */
+  async expire(target: { table: string; key: string; version: number }): Promise<boolean> {
+    const { table, key, version } = target;
+    assert(Number.isSafeInteger(version) && version >= 1, "an expiry names a version");
+    const { store, clock } = this.#options;
+    if (this.#options.solo === true) {
+      const expired = await store.expire(table, key, { version });
+      if (expired !== undefined) this.#counters.expiredKeys += 1;
+      return expired !== undefined;
+    }
+    if (!this.#placement.replicasOf(table, key).includes(this.self)) return false;
+    const sets = this.#setsOf(table, key);
+    try {
+      const change = (current: ReplicaEntry | undefined) => applyExpiry(target, current, clock.nowMs());
+      const committed = await this.#proposer.write(table, key, sets, change, { readsValue: false });
+      assert(committed.entry.deleted && committed.entry.version === version + 1, "an expiry's tombstone");
+      this.#counters.expiredKeys += 1;
+      return true;
+    } catch (error) {
+      if (error instanceof ExpiryRefusedError) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * How long this node waits before proposing the expiry of a due key (DESIGN.md, "Expiry (TTL)", who
+   * expires a key): 0 when it is the key's usual proposer (the node its acceptor's effective promise names
+   * when a live replica, else the first live replica in ring order) or alone; `graceMs` for another
+   * replica; undefined when it no longer replicates the key.
+   */
+  expiryDelayMs(table: string, key: string, graceMs: number): number | undefined {
+    if (this.#options.solo === true) return 0;
+    const replicas = this.#placement.replicasOf(table, key);
+    if (!replicas.includes(this.self)) return undefined;
+    const live = replicas.filter((id) => this.#placement.isLive(id));
+    const holder = effectivePromise(this.#options.store.ballotsOf(table, key)).node;
+    const usual = live.includes(holder) ? holder : live[0];
+    return usual === this.self ? 0 : graceMs;
   }
 
   async #route(request: ClientWrite): Promise<EntryView> {
@@ -528,9 +597,12 @@ export class Replicator {
   ): Promise<EntryView> {
     assert(replicas.includes(this.self), "a write is proposed by one of its replicas");
     const { table, key } = request;
+    const expiring = this.#expireBefore(table, key);
+    if (expiring !== undefined) await expiring;
     const change: WriteChange = { op: request.op, table, key, owner: request.conditions.owner };
     if (request.value !== undefined) change.value = request.value;
     if (request.conditions.ifVersion !== undefined) change.ifVersion = request.conditions.ifVersion;
+    if (request.ttlSecs !== undefined && request.op !== "delete") change.ttlSecs = request.ttlSecs;
     const sets = this.#setsOf(table, key);
     assert(sameList(sets[0]!, replicas), "a write names the replica set of this node's view");
     const committed = await this.#proposer.write(
@@ -700,15 +772,19 @@ export class Replicator {
   /** The store's write, as a promise: it rejects, never throws. */
   #applyLocally(request: ClientWrite): Promise<EntryView> {
     const { store } = this.#options;
+    // The conditions object itself when there is no lifetime: the usual write allocates nothing more.
+    const options = request.ttlSecs === undefined
+      ? request.conditions
+      : { ...request.conditions, ttlSecs: request.ttlSecs };
     switch (request.op) {
       case "put":
-        return store.put(request.table, request.key, request.value, request.conditions);
+        return store.put(request.table, request.key, request.value, options);
       case "patch":
         if (typeof request.value !== "object" || request.value === null || Array.isArray(request.value)) {
           return Promise.reject(new InvalidRequestError('PATCH "value" must be a JSON object'));
         }
         return store.patch(request.table, request.key, request.value as Record<string, unknown>, {
-          ...request.conditions,
+          ...options,
         });
       case "delete":
         return store.delete(request.table, request.key, request.conditions);
@@ -885,12 +961,21 @@ export class Replicator {
     const entry = consistent === true
       ? await this.#readHere(table, key)
       : this.#options.store.getEntry(table, key);
-    const { json, version, deleted } = entry ?? { json: "", version: 0, deleted: false };
     return {
-      entry: entry === undefined ? null : { json, version, deleted },
+      entry: entry === undefined ? null : readReplyEntry(entry),
       replica: consistent === true ? null : this.#options.store.replicaOf(table, key) ?? null,
     };
   }
+}
+
+/** A state as a `read` answers it: what a reader serves, and its lifetime for the reader's clock. */
+function readReplyEntry(
+  entry: EntryView,
+): { json: string; version: number; deleted: boolean; expiresAt?: number } {
+  const { json, version, deleted, expiresAt } = entry;
+  return expiresAt === undefined || expiresAt === 0
+    ? { json, version, deleted }
+    : { json, version, deleted, expiresAt };
 }
 
 /** How long one generation of states chosen here before they were durable here is kept (two are). */

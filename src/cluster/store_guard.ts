@@ -72,6 +72,12 @@ export function guardStore(store: LocalStore, onBroken: (error: AssertionError) 
     put: (table, key, value, options) => guardAsync(() => store.put(table, key, value, options)),
     patch: (table, key, patch, options) => guardAsync(() => store.patch(table, key, patch, options)),
     delete: (table, key, options) => guardAsync(() => store.delete(table, key, options)),
+    // Queued in the caller's turn: its condition is judged against the state it sees then.
+    expire: (table, key, options) => guardQueued(() => store.expire(table, key, options)),
+    takeExpired: (nowMs, countMax) => guard(() => store.takeExpired(nowMs, countMax)),
+    deferExpiry: (item, dueAtMs) => guard(() => store.deferExpiry(item, dueAtMs)),
+    nextExpiryMs: () => guard(() => store.nextExpiryMs()),
+    expiredVersionOf: (table, key, nowMs) => guard(() => store.expiredVersionOf(table, key, nowMs)),
     headOf: (table, key) => guard(() => store.headOf(table, key)),
     acceptorOf: (table, key) => guard(() => store.acceptorOf(table, key)),
     ballotsOf: (table, key) => guard(() => store.ballotsOf(table, key)),

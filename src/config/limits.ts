@@ -75,6 +75,12 @@ export interface Limits {
   walCheckpointBytes: number;
   /** Longest a graceful shutdown may take before the node exits anyway. @default 10 s */
   shutdownMsMax: number;
+  /**
+   * Longest lifetime a write may give a key (`ttl_secs`, SPEC §2). Ten years: longer than any session or
+   * cache entry, and `timestamp + ttlSecsMax * 1000` stays far inside the safe integers.
+   * @default 315,360,000 s
+   */
+  ttlSecsMax: number;
 }
 
 /** The default limits. */
@@ -103,6 +109,7 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   walBatchRecordsMax: 4_096,
   walCheckpointBytes: 64 << 20,
   shutdownMsMax: 10_000,
+  ttlSecsMax: 10 * 365 * 24 * 60 * 60,
 });
 
 /** Bytes of a WAL record header (length + CRC); see `store/mod.ts`. */
@@ -119,6 +126,8 @@ export function assertLimits(limits: Limits): void {
   assert(limits.loginFailuresMax >= 1);
   assert(limits.loginAddressFailuresMax >= 1);
   assert(limits.walCheckpointBytes > limits.requestBytesMax + 2 * limits.nameBytesMax + recordHeaderBytes);
+  assert(limits.ttlSecsMax >= 1, "a lifetime of one second must be allowed");
+  assert(limits.ttlSecsMax * 1000 < 2 ** 52, "an expiry stays a safe integer for any timestamp to 2^52 ms");
 }
 
 assertLimits(defaultLimits);

@@ -39,6 +39,11 @@ const VersionedValue = z.object({
   version: z.number().int().min(1),
   timestamp: z.number().int().describe("ms since the epoch"),
   owner: z.string(),
+  expires_at: z.number().int().optional().describe(
+    "ms since the epoch when the key expires (timestamp + ttl_secs * 1000); only when it was written " +
+      "with ttl_secs. From then on it reads as missing, and subscribers get a Deleted event with " +
+      '"reason":"expired"',
+  ),
 });
 
 /** Every schema of a body or an answer, by the name the document's components give it. */
@@ -158,13 +163,13 @@ export const apiRoutes: readonly RouteDoc[] = [
         },
       },
       put: {
-        summary: "Create or replace a key (201 once durable)",
+        summary: "Create or replace a key (201 once durable); ttl_secs gives it a lifetime",
         auth: true,
         body: "ValueBody",
         headers: [ifMatch],
         answers: {
           201: { description: "Written and durable", schema: "VersionedValue" },
-          400: problem("Body not JSON, or no value"),
+          400: problem("Body not JSON, no value, or ttl_secs not an integer from 1 to ttlSecsMax"),
           401: problem("Missing, invalid or expired token"),
           403: problem("The key belongs to another user"),
           412: problem("If-Match is not the current version"),
@@ -173,13 +178,14 @@ export const apiRoutes: readonly RouteDoc[] = [
         },
       },
       patch: {
-        summary: "Merge an object into a key's object value (JSON Merge Patch, RFC 7396)",
+        summary:
+          "Merge an object into a key's object value (JSON Merge Patch, RFC 7396); ttl_secs as for PUT",
         auth: true,
         body: "MergePatchBody",
         headers: [ifMatch],
         answers: {
           201: { description: "Merged and durable", schema: "VersionedValue" },
-          400: problem("The patch or the stored value is not an object"),
+          400: problem("The patch or the stored value is not an object, or ttl_secs is invalid"),
           401: problem("Missing, invalid or expired token"),
           403: problem("The key belongs to another user"),
           404: problem("No such key"),

@@ -12,6 +12,11 @@ export interface EntryView {
   readonly deleted: boolean;
   /** A VersionedValue, or a tombstone's Deleted-event value. */
   readonly json: string;
+  /**
+   * When a live state's lifetime ends (ms since the epoch); absent or 0: never. Past it, the read routes
+   * answer the key as missing, by this node's clock.
+   */
+  readonly expiresAt?: number | undefined;
 }
 
 /** A client write after authentication. */
@@ -21,6 +26,8 @@ export interface KvWrite {
   key: string;
   value?: unknown;
   conditions: { owner: string; ifVersion?: number };
+  /** The lifetime a put or patch gives the key (`ttl_secs`); absent: none. */
+  ttlSecs?: number;
 }
 
 /** What the HTTP layer needs of the (possibly distributed) key-value store. */
@@ -102,6 +109,8 @@ export interface NodeMetrics {
   forwardedWrites: number;
   /** Consensus rounds this node ran as a proposer: one-round writes, prepares, retries after refusals. */
   paxosRounds: { fastPath: number; prepare: number; retry: number };
+  /** Keys this node expired (its expiry made the tombstone). */
+  expiredKeys: number;
 }
 
 /** Everything `createApp` needs; built in `main.ts`. */

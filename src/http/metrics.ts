@@ -183,6 +183,12 @@ export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
         [{ kind: "prepare" }, node.paxosRounds.prepare],
         [{ kind: "retry" }, node.paxosRounds.retry],
       ],
+    )
+    .counter(
+      "dynarust_expired_keys_total",
+      "Keys whose lifetime ended that this node expired (its expiry made the tombstone; summed over the " +
+        "nodes, the cluster's expirations).",
+      [[{}, node.expiredKeys]],
     );
   return text.text();
 }

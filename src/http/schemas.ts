@@ -8,6 +8,7 @@ import {
 } from "../filter/mod.ts";
 import { InvalidRequestError, KvError } from "../util/errors.ts";
 import { isJsonObject } from "../util/json.ts";
+import { defaultLimits } from "../config/limits.ts";
 
 const utf8 = new TextEncoder();
 
@@ -135,13 +136,24 @@ export const AuthBody = z.object({ secret: z.string().min(1).max(1024) });
 export const JsonValue = z.json();
 
 /**
- * `PUT` body. The route checks it with `valueOfBody` (zod would copy the value); a test holds the two to
- * the same verdicts.
+ * `ttl_secs` of a `PUT` or `PATCH` body (SPEC §2): the new state's lifetime in seconds, an integer from 1 to
+ * `ttlSecsMax`; absent, the new state has none (a lifetime the key had is cleared).
  */
-export const ValueBody = z.object({ value: JsonValue });
+export const TtlSecs = z.number().int().min(1).max(defaultLimits.ttlSecsMax).describe(
+  "the key expires this many seconds after the write (expires_at); absent: it never expires",
+);
+
+/**
+ * `PUT` body. The route checks it with `valueOfBody` and `ttlSecsOfBody` (zod would copy the value); a test
+ * holds them to the same verdicts.
+ */
+export const ValueBody = z.object({ value: JsonValue, ttl_secs: TtlSecs.optional() });
 
 /** `PATCH` body: an object to merge (RFC 7396). Checked like `ValueBody`. */
-export const MergePatchBody = z.object({ value: z.record(z.string(), JsonValue) });
+export const MergePatchBody = z.object({
+  value: z.record(z.string(), JsonValue),
+  ttl_secs: TtlSecs.optional(),
+});
 
 /** `POST /{table}/keys` body: key names. Checked by `batchKeys`, which also counts and checks each name. */
 export const KeyListBody = z.array(z.string());
@@ -195,6 +207,28 @@ export function valueOfBody(body: unknown, options: { objectOnly: boolean }): un
     throw new InvalidRequestError('PATCH "value" must be a JSON object (a merge patch, RFC 7396)');
   }
   return value;
+}
+
+/** Longest part of a refused `ttl_secs` quoted back in the error. */
+const ttlQuoteCharsMax = 40;
+
+/**
+ * The `ttl_secs` of a `PUT`/`PATCH` body that `valueOfBody` accepted: undefined when absent.
+ *
+ * @throws {InvalidRequestError} naming the limit and the value seen when it is not an integer from 1 to
+ * `ttlSecsMax` (a string, `null`, 0, negative, fractional, too large).
+ */
+export function ttlSecsOfBody(body: unknown, ttlSecsMax: number): number | undefined {
+  if (!isJsonObject(body) || !Object.hasOwn(body, "ttl_secs")) return undefined;
+  const ttlSecs = body.ttl_secs;
+  if (typeof ttlSecs === "number" && Number.isInteger(ttlSecs) && ttlSecs >= 1 && ttlSecs <= ttlSecsMax) {
+    return ttlSecs;
+  }
+  const seen = JSON.stringify(ttlSecs) ?? String(ttlSecs);
+  const quoted = seen.length > ttlQuoteCharsMax ? `${seen.slice(0, ttlQuoteCharsMax)}...` : seen;
+  throw new InvalidRequestError(
+    `ttl_secs is ${quoted}; it must be an integer from 1 to ${ttlSecsMax} (ttlSecsMax, seconds)`,
+  );
 }
 
 /**

@@ -79,7 +79,8 @@
  *
  * ```
  * u8  op           1 = put, 2 = delete (tombstone), 3 = checkpoint end, 4 = purge,
- *                  5 = put with a ballot, 6 = delete with a ballot, 7 = promise
+ *                  5 = put with a ballot, 6 = delete with a ballot, 7 = promise;
+ *                  bit 7 (0x80) set on ops 1, 2, 5 and 6 (129, 130, 133, 134): with an expiry, below
  * u64 sequence     store-wide commit sequence, +1 per change; 0 for records of state files;
  *                  ops 4 and 7: the sequence of the last change before it (0 when there was none:
  *                  a purge or a promise takes none)
@@ -96,25 +97,34 @@
  *   u32 N            the node id's length (last, so the ballot is found from the record's end; the
  *                    value runs from the owner's end to the ballot's start)
  * ```
+ * **Expiry.** A record whose op has bit 7 set is the record of the op without it, byte for byte, followed
+ * by `u64 expires_at` (ms since the epoch, >= 1): everything above, the ballot included, is read from the
+ * record without its last 8 bytes. On a put (129, 133) it is the state's lifetime: the key reads as missing
+ * from `expires_at` on, until it is expired (cluster `DESIGN.md`, "Expiry (TTL)"). On a delete (130, 134)
+ * it marks an expiry tombstone, the end of that lifetime: its `Entry.json` is
+ * `{"key":"k","version":n,"timestamp":t,"reason":"expired"}`. A state without a lifetime never sets the
+ * bit, so records written before expiries, and states without one, keep their layout byte for byte; a
+ * build without expiries refuses a record with the bit (`WalCorruptError`, "unknown record op 129").
+ *
  * Ops 5 and 6 are ops 1 and 2, byte for byte, with the ballot appended; the ballot is never the zero
  * ballot `(0, "")` there (a state at the zero ballot is written as op 1 or 2, so one state at one
  * ballot has one encoding). Table and key sit at the same offsets in every op, which the index reads
  * without decoding the rest.
  *
  * In memory the index keeps each key's current record in this layout and decodes `Entry.json` from it
- * (`{"value":`, the value's bytes, then the other fields) without parsing the value; `Entry.json`
- * never shows the ballot. u64 fields hold safe integers (< 2^53). A put or delete is a plain local write
- * (ops 1, 2: the zero ballot), a Paxos accept, or a replica's state shipped from another node (ops 5, 6
- * when its ballot is not zero). A purge drops the key from this node without a tombstone (it moved to
- * other nodes), its promise with it; it appears only in the WAL, never in a state file. A promise
- * (op 7) records that the key's acceptor promised `ballot`; it is not a change. Format version 1 gained
- * op 4, then ops 5-7, without a version bump: a file written before them never holds one, and a build
- * without them refuses a file that does (`WalCorruptError`, "unknown record op 5") instead of misreading
- * it.
+ * (`{"value":`, the value's bytes, then the other fields, `,"expires_at":<ms>` last for a put with an expiry)
+ * without parsing the value; `Entry.json` never shows the ballot. u64 fields hold safe integers (< 2^53). A
+ * put or delete is a plain local write (ops 1, 2: the zero ballot), a Paxos accept, or a replica's state
+ * shipped from another node (ops 5, 6 when its ballot is not zero). A purge drops the key from this node
+ * without a tombstone (it moved to other nodes), its promise with it; it appears only in the WAL, never in a
+ * state file. A promise (op 7) records that the key's acceptor promised `ballot`; it is not a change. Format
+ * version 1 gained op 4, then ops 5-7, without a version bump: a file written before them never holds one,
+ * and a build without them refuses a file that does (`WalCorruptError`, "unknown record op 5") instead of
+ * misreading it.
  *
- * A record is at most `requestBytesMax + 3 * nameBytesMax + 37 + 312` bytes: 37 fixed bytes, the
- * names, the value and the largest ballot (12 + 300), so a state written without a ballot still fits
- * once it is accepted at one.
+ * A record is at most `requestBytesMax + 3 * nameBytesMax + 37 + 312 + 8` bytes: 37 fixed bytes, the
+ * names, the value, the largest ballot (12 + 300) and an expiry, so a state written without a ballot
+ * still fits once it is accepted at one.
  *
  * ## State files (`storage.db`, snapshots)
  *
@@ -226,6 +236,7 @@ export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts
 export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
 export { Store } from "./store.ts";
+export type { ExpiringKey } from "./expiry_queue.ts";
 export {
   ChangeLog,
   type ChangeLogOptions,
@@ -245,6 +256,7 @@ export {
   type Entry,
   type ReplicaEntry,
   type ReplicaResult,
+  type StoredEntry,
   type StoreOptions,
   type StoreStats,
   type WriteOptions,

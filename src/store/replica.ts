@@ -9,6 +9,7 @@ import {
   type Entry,
   type ReplicaEntry,
   type ReplicaResult,
+  type StoredEntry,
   zeroBallot,
 } from "./types.ts";
 import {
@@ -33,12 +34,19 @@ function assertReplicaShape(entry: ReplicaEntry): void {
   assert(Number.isSafeInteger(entry.timestamp));
   if (entry.deleted) assert(entry.valueJson === undefined, "a tombstone carries no value");
   if (!entry.deleted) assert(entry.valueJson !== undefined, "a live value carries its JSON");
+  if (entry.expiresAt !== undefined) assert(Number.isSafeInteger(entry.expiresAt) && entry.expiresAt > 0);
+}
+
+/** `{ expiresAt }` for a state with a lifetime (or an expiry tombstone), else nothing. */
+function expiryField(expiresAt: number | undefined): { expiresAt?: number } {
+  return expiresAt === undefined || expiresAt === 0 ? {} : { expiresAt };
 }
 
 /**
  * The conflict rule between two states of one key (SPEC §2), the same on every node: the higher version
  * wins; then the later timestamp; then, at equal version and timestamp, a tombstone wins over a live
- * value; then the larger `valueJson` in UTF-16 code-unit order; then the larger owner. It is a total
+ * value; then the larger `valueJson` in UTF-16 code-unit order; then the larger owner; then the later
+ * expiry (none is earliest). It is a total
  * order: antisymmetric (`sign(compare(a, b)) === -sign(compare(b, a))`) and transitive, so every replica
  * converges on the same state whatever order the states arrive in.
  *
@@ -52,7 +60,11 @@ export function compareReplicaEntries(a: ReplicaEntry, b: ReplicaEntry): number 
   if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
   const valueOrder = compareCodeUnits(a.valueJson ?? "", b.valueJson ?? "");
   if (valueOrder !== 0) return valueOrder;
-  return compareCodeUnits(a.owner, b.owner);
+  const ownerOrder = compareCodeUnits(a.owner, b.owner);
+  if (ownerOrder !== 0) return ownerOrder;
+  const expiryA = a.expiresAt ?? 0;
+  const expiryB = b.expiresAt ?? 0;
+  return expiryA === expiryB ? 0 : expiryA > expiryB ? 1 : -1;
 }
 
 /**
@@ -61,9 +73,9 @@ export function compareReplicaEntries(a: ReplicaEntry, b: ReplicaEntry): number 
  */
 export function replicaOfEntry(entry: Entry): ReplicaEntry {
   const { version, timestamp, owner } = entry;
-  const ballot = ballotField(entry.ballot);
-  if (entry.deleted) return { version, timestamp, owner, deleted: true, ...ballot };
-  return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry), ...ballot };
+  const extra = { ...ballotField(entry.ballot), ...expiryField(entry.expiresAt) };
+  if (entry.deleted) return { version, timestamp, owner, deleted: true, ...extra };
+  return { version, timestamp, owner, deleted: false, valueJson: valueJsonOf(entry), ...extra };
 }
 
 /**
@@ -72,13 +84,14 @@ export function replicaOfEntry(entry: Entry): ReplicaEntry {
  * chosen state's view did it, on every replica. The state's strings must be well-formed (as
  * `checkReplicaEntry` requires), so encoding and decoding them is the identity.
  */
-export function entryOfReplica(key: string, entry: ReplicaEntry): Entry {
+export function entryOfReplica(key: string, entry: ReplicaEntry): StoredEntry {
   assertReplicaShape(entry);
   const { version, timestamp, owner } = entry;
   const given = entry.ballot;
   const ballot = given === undefined || isZeroBallot(given)
     ? zeroBallot
     : Object.freeze({ counter: given.counter, node: given.node });
+  const expiresAt = entry.expiresAt ?? 0;
   if (entry.deleted) {
     return {
       version,
@@ -86,12 +99,13 @@ export function entryOfReplica(key: string, entry: ReplicaEntry): Entry {
       owner,
       deleted: true,
       ballot,
-      json: tombstoneEntryJson({ key, version, timestamp }),
+      expiresAt,
+      json: tombstoneEntryJson({ key, version, timestamp, expiresAt }),
     };
   }
-  const json = liveEntryJson({ valueJson: entry.valueJson!, version, timestamp, owner });
+  const json = liveEntryJson({ valueJson: entry.valueJson!, version, timestamp, owner, expiresAt });
   assert(json.length > entry.valueJson!.length, "the view wraps the value");
-  return { version, timestamp, owner, deleted: false, ballot, json };
+  return { version, timestamp, owner, deleted: false, ballot, expiresAt, json };
 }
 
 /** The record that writes a replica's state; its sequence (0 here) is set when it is queued. */
@@ -107,6 +121,7 @@ export function recordOfReplica(
     table,
     key,
     ...(entry.ballot === undefined ? {} : ballotField(entry.ballot)),
+    ...expiryField(entry.expiresAt),
   };
   if (entry.deleted) return { op: "delete", ...common, owner: entry.owner };
   assert(entry.valueJson !== undefined);
@@ -138,6 +153,10 @@ export function checkReplicaEntry(entry: ReplicaEntry, options: { valueCodeUnits
     throw new InvalidRequestError("A replica's deleted flag is not a boolean");
   }
   if (entry.ballot !== undefined) checkBallot(entry.ballot, "A replica's ballot");
+  const { expiresAt } = entry;
+  if (expiresAt !== undefined && (!Number.isSafeInteger(expiresAt) || expiresAt < 1)) {
+    throw new InvalidRequestError(`A replica's expiry must be a positive safe integer, got ${expiresAt}`);
+  }
   if (deleted) {
     if (valueJson !== undefined) throw new InvalidRequestError("A tombstone replica carries a value");
     return;

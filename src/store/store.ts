@@ -51,9 +51,9 @@ import {
   type Ballot,
   type ChangeEvent,
   compareBallots,
-  type Entry,
   type ReplicaEntry,
   type ReplicaResult,
+  type StoredEntry,
   type StoreOptions,
   type StoreStats,
   type WriteOptions,
@@ -62,6 +62,7 @@ import {
 import { keepBrokenCopy, moveAside, truncateWalAt } from "./repair.ts";
 import { Wal, walBatchBytesMax } from "./wal.ts";
 import { VisibleIndex } from "./visible_index.ts";
+import { type ExpiringKey, ExpiryQueue } from "./expiry_queue.ts";
 import {
   ballotAt,
   ballotBytesMax,
@@ -70,6 +71,7 @@ import {
   encodeRecord,
   type EntryHead,
   entryOf,
+  expiryBytes,
   isBallotStateOpCode,
   isZeroBallot,
   type KeyState,
@@ -93,8 +95,11 @@ function octal(permissions: number): string {
 }
 const purgeOpCode = opCodeOf("purge");
 const promiseOpCode = opCodeOf("promise");
-/** The part of a record's size limit that is not the request body: its fixed fields and largest ballot. */
-const recordOverheadBytes = recordFixedBytes + ballotBytesMax;
+/**
+ * The part of a record's size limit that is not the request body: its fixed fields, largest ballot and an
+ * expiry.
+ */
+const recordOverheadBytes = recordFixedBytes + ballotBytesMax + expiryBytes;
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
 /**
@@ -121,7 +126,7 @@ interface PendingWrite {
   readonly sequence: number;
   readonly kind: "local" | "accepted" | "replica" | "purge" | "promise";
   /** The key's state after the write: the new one, the one it had for a promise, undefined after a purge. */
-  readonly entry: Entry | undefined;
+  readonly entry: StoredEntry | undefined;
   /** The key's explicit promise after the write; the zero ballot when none is outstanding. */
   readonly promised: Ballot;
 }
@@ -137,13 +142,17 @@ interface PreparedReplica {
   readonly table: string;
   readonly key: string;
   readonly encoded: Uint8Array;
-  readonly entry: Entry;
+  readonly entry: StoredEntry;
   /** Refused unless it moves the key's version forward (or is identical); see `applyReplicas`. */
   readonly strict: boolean;
 }
 
 /** What a write needs once its checks passed. */
-type WriteIntent = { op: "put"; valueJson: string } | { op: "delete" };
+type WriteIntent =
+  /** `ttlSecs`: the new state's lifetime, 0 for none. */
+  | { op: "put"; valueJson: string; ttlSecs: number }
+  /** `expiresAt`: the lifetime an expiry ends, 0 for a client's delete. */
+  | { op: "delete"; expiresAt: number };
 
 const encoder = new TextEncoder();
 
@@ -157,7 +166,12 @@ const lazyAppend = { lazy: true } as const;
 export class Store {
   readonly #options: StoreOptions;
   /** The visible state: durable writes only. */
-  readonly #index = new VisibleIndex();
+  /** Keys whose state has a lifetime, by due time (`takeExpired`); rebuilt as the files are indexed. */
+  readonly #expiries = new ExpiryQueue();
+  readonly #index = new VisibleIndex({
+    onLifetime: (table, key, lifetime) =>
+      this.#expiries.set({ table, key, version: lifetime.version, expiresAtMs: lifetime.expiresAt }),
+  });
   /** Writes accepted but not yet durable, newest per key: sequences writes, never read by `get`. */
   readonly #pending = new Map<string, Map<string, PendingKey>>();
   /**
@@ -306,6 +320,7 @@ export class Store {
         repairCount += 1;
         this.#index.clear();
         this.#promises.clear();
+        this.#expiries.clear();
         this.#sequenceDurable = 0;
       }
     }
@@ -329,6 +344,7 @@ export class Store {
     assert(this.#wal === undefined, "a failed attempt never opens the WAL for appends");
     assert(this.#index.tableCount === 0, "each attempt starts from an empty index");
     assert(this.#promises.size === 0, "each attempt starts without promises");
+    assert(this.#expiries.size === 0, "each attempt starts without lifetimes");
     const base = await this.#loadBase();
     this.#sequenceDurable = base.sequence;
     const walExisted = await fs.stat(this.#walPath) !== undefined;
@@ -382,6 +398,7 @@ export class Store {
         logger.warn(`skipping a damaged snapshot: ${error.message}`, { file: path, offset: error.offset });
         this.#index.clear();
         this.#promises.clear();
+        this.#expiries.clear();
       }
     }
     assert(this.#index.tableCount === 0);
@@ -656,6 +673,9 @@ export class Store {
     }
     const replacedVersion = this.#index.applyRecord({ table, key, encoded, deleted: entry.deleted });
     if (write.kind === "local") assert(entry.version === replacedVersion + 1);
+    if (!entry.deleted && entry.expiresAt !== 0) {
+      this.#expiries.set({ table, key, version: entry.version, expiresAtMs: entry.expiresAt });
+    }
     if (write.kind !== "local") {
       assert(isZeroBallot(write.promised), "a state at a ballot clears the promise");
     }
@@ -708,7 +728,7 @@ export class Store {
    * The state later writes are checked against: the newest pending write's (undefined for a pending purge,
    * unchanged for a pending promise), else the visible entry.
    */
-  #current(table: string, key: string): Entry | undefined {
+  #current(table: string, key: string): StoredEntry | undefined {
     const pending = this.#pending.get(table)?.get(key);
     if (pending !== undefined) return pending.write.entry;
     return this.#index.get(table, key);
@@ -719,6 +739,28 @@ export class Store {
     const pending = this.#pending.get(table)?.get(key);
     if (pending !== undefined) return pending.write.entry;
     return this.#index.headOf(table, key);
+  }
+
+  /** True when `head` is a live state whose lifetime ended by the store's clock. */
+  #expired(head: EntryHead): boolean {
+    return head.expiresAt !== 0 && !head.deleted && head.expiresAt <= this.#options.clock.nowMs();
+  }
+
+  /**
+   * The lifetime a write's options ask for, in seconds; 0 for none.
+   *
+   * @throws {InvalidRequestError} when `ttlSecs` is not an integer from 1 to `ttlSecsMax`.
+   */
+  #ttlSecsOf(options: WriteOptions): number {
+    const { ttlSecs } = options;
+    if (ttlSecs === undefined) return 0;
+    const ttlSecsMax = this.#options.limits.ttlSecsMax;
+    if (!Number.isSafeInteger(ttlSecs) || ttlSecs < 1 || ttlSecs > ttlSecsMax) {
+      throw new InvalidRequestError(
+        `ttl_secs is ${ttlSecs}; it must be an integer from 1 to ${ttlSecsMax} (ttlSecsMax)`,
+      );
+    }
+    return ttlSecs;
   }
 
   #checkWritable(operation: string): void {
@@ -755,7 +797,8 @@ export class Store {
       throw new InvalidRequestError("The owner name is empty or not valid Unicode");
     }
     const current = this.#currentHead(target.table, target.key);
-    const live = current === undefined || current.deleted ? undefined : current;
+    // A state whose lifetime ended is missing to writers as to readers: a tombstone, until its expiry.
+    const live = current === undefined || current.deleted || this.#expired(current) ? undefined : current;
     if (live === undefined && target.operation !== "put") throw new KeyNotFoundError(target);
     if (live !== undefined && live.owner !== options.owner) throw new ForbiddenError(target);
     const checked = { live, previousVersion: current?.version ?? 0 };
@@ -781,7 +824,7 @@ export class Store {
   #commit(
     target: { table: string; key: string; owner: string; previousVersion: number },
     intent: WriteIntent,
-  ): Promise<Entry> {
+  ): Promise<StoredEntry> {
     const { table, key, owner } = target;
     const version = target.previousVersion + 1;
     const timestamp = this.#options.clock.nowMs();
@@ -789,8 +832,13 @@ export class Store {
     assert(Number.isSafeInteger(timestamp));
     const common = { sequence: 0, version, timestamp, table, key, owner };
     const record: PutRecord | DeleteRecord = intent.op === "put"
-      ? { op: "put", ...common, valueJson: intent.valueJson }
-      : { op: "delete", ...common };
+      ? {
+        op: "put",
+        ...common,
+        valueJson: intent.valueJson,
+        expiresAt: intent.ttlSecs === 0 ? 0 : timestamp + intent.ttlSecs * 1000,
+      }
+      : { op: "delete", ...common, expiresAt: intent.expiresAt };
     const encoded = encodeRecord(record);
     if (encoded.length > this.#recordBytesMax) {
       throw new PayloadTooLargeError(
@@ -829,7 +877,7 @@ export class Store {
   }
 
   /** The live entry of a key, or undefined when it is missing or deleted. Only durable writes are seen. */
-  get(table: string, key: string): Entry | undefined {
+  get(table: string, key: string): StoredEntry | undefined {
     return this.#index.getLive(table, key);
   }
 
@@ -839,7 +887,7 @@ export class Store {
   }
 
   /** The entry of a key including a tombstone. Only durable writes are seen. */
-  getEntry(table: string, key: string): Entry | undefined {
+  getEntry(table: string, key: string): StoredEntry | undefined {
     return this.#index.get(table, key);
   }
 
@@ -851,12 +899,13 @@ export class Store {
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
   // deno-lint-ignore require-await
-  async put(table: string, key: string, value: unknown, options: WriteOptions): Promise<Entry> {
+  async put(table: string, key: string, value: unknown, options: WriteOptions): Promise<StoredEntry> {
+    const ttlSecs = this.#ttlSecsOf(options);
     const { live, previousVersion } = this.#checkWrite({ table, key, operation: "put" }, options);
     const valueJson = JSON.stringify(value);
     if (typeof valueJson !== "string") throw new InvalidRequestError("The value is not JSON");
     const owner = live?.owner ?? options.owner;
-    return this.#commit({ table, key, owner, previousVersion }, { op: "put", valueJson });
+    return this.#commit({ table, key, owner, previousVersion }, { op: "put", valueJson, ttlSecs });
   }
 
   /**
@@ -871,7 +920,8 @@ export class Store {
     key: string,
     patch: Record<string, unknown>,
     options: WriteOptions,
-  ): Promise<Entry> {
+  ): Promise<StoredEntry> {
+    const ttlSecs = this.#ttlSecsOf(options);
     const { live, previousVersion } = this.#checkWrite({ table, key, operation: "patch" }, options);
     assert(live !== undefined);
     if (!isJsonObject(patch)) throw new InvalidRequestError("A patch must be a JSON object");
@@ -882,7 +932,7 @@ export class Store {
     const valueJson = JSON.stringify(mergePatch(current, patch));
     return this.#commit(
       { table, key, owner: live.owner, previousVersion },
-      { op: "put", valueJson },
+      { op: "put", valueJson, ttlSecs },
     );
   }
 
@@ -893,13 +943,89 @@ export class Store {
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
   // deno-lint-ignore require-await
-  async delete(table: string, key: string, options: WriteOptions): Promise<Entry> {
+  async delete(table: string, key: string, options: WriteOptions): Promise<StoredEntry> {
     const { live, previousVersion } = this.#checkWrite({ table, key, operation: "delete" }, options);
     assert(live !== undefined);
     return this.#commit(
       { table, key, owner: live.owner, previousVersion },
-      { op: "delete" },
+      { op: "delete", expiresAt: 0 },
     );
+  }
+
+  /**
+   * Expires the key when its newest state (pending writes included) is live, of `version`, and its
+   * lifetime ended by the store's clock: a tombstone of the next version that keeps the lifetime (its
+   * `Entry.json` ends with `,"reason":"expired"}`), queued in the caller's turn and resolved once durable.
+   * Otherwise nothing is written and it resolves `undefined` (already expired, overwritten, extended, or
+   * not yet due): the conditional write that makes an expiry happen once (src/cluster/DESIGN.md, "Expiry
+   * (TTL)"). No owner check: the node itself expires keys.
+   *
+   * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
+   */
+  expire(table: string, key: string, options: { version: number }): Promise<StoredEntry | undefined> {
+    this.#checkWritable("expire");
+    assert(Number.isSafeInteger(options.version) && options.version >= 1, "an expiry names a version");
+    const current = this.#currentHead(table, key);
+    if (current === undefined || current.version !== options.version || !this.#expired(current)) {
+      return Promise.resolve(undefined);
+    }
+    const target = { table, key, owner: current.owner, previousVersion: current.version };
+    const expired = this.#commit(target, { op: "delete", expiresAt: current.expiresAt });
+    assert(this.#currentHead(table, key)?.deleted === true, "the tombstone is queued in this turn");
+    return expired;
+  }
+
+  /**
+   * The keys whose lifetime ended by `nowMs`, earliest first, at most `countMax`, taken from the expiry
+   * queue: each still holds that state durably (live, that version, that lifetime). Entries whose key moved
+   * on (overwritten, deleted, expired, purged) are dropped on the way, at most `8 × countMax` per call, so a
+   * call is bounded however many are stale. A taken key leaves the queue until it gets a new lifetime or
+   * {@linkcode Store.deferExpiry} puts it back.
+   */
+  takeExpired(nowMs: number, countMax: number): ExpiringKey[] {
+    assert(Number.isSafeInteger(countMax) && countMax >= 0);
+    const taken: ExpiringKey[] = [];
+    let budget = countMax * 8;
+    // Bounded by the budget: each round takes at least one entry off it.
+    while (taken.length < countMax && budget > 0) {
+      const due = this.#expiries.takeDue(nowMs, Math.min(countMax - taken.length, budget));
+      if (due.length === 0) break;
+      budget -= due.length;
+      for (const item of due) {
+        const held = this.#index.lifetimeOf(item.table, item.key);
+        if (held?.version === item.version && held.expiresAt === item.expiresAtMs) taken.push(item);
+      }
+    }
+    assert(taken.length <= countMax);
+    return taken;
+  }
+
+  /**
+   * Puts a key taken by {@linkcode Store.takeExpired} back in the expiry queue, due at `dueAtMs`, unless it
+   * got a newer lifetime meanwhile. Returns whether it was put back.
+   */
+  deferExpiry(item: ExpiringKey, dueAtMs: number): boolean {
+    return this.#expiries.requeue(item, dueAtMs);
+  }
+
+  /** When the earliest key of the expiry queue is due (ms since the epoch), or undefined when none is. */
+  nextExpiryMs(): number | undefined {
+    return this.#expiries.nextDueMs;
+  }
+
+  /**
+   * The version of the key's newest state (pending writes included) when it is live and its lifetime ended
+   * by `nowMs`, else undefined: cheap enough for every write (the op byte tells a record without one).
+   */
+  expiredVersionOf(table: string, key: string, nowMs: number): number | undefined {
+    const pending = this.#pending.get(table)?.get(key);
+    if (pending !== undefined) {
+      const entry = pending.write.entry;
+      if (entry === undefined || entry.deleted || entry.expiresAt === 0) return undefined;
+      return entry.expiresAt <= nowMs ? entry.version : undefined;
+    }
+    const lifetime = this.#index.lifetimeOf(table, key);
+    return lifetime !== undefined && lifetime.expiresAt <= nowMs ? lifetime.version : undefined;
   }
 
   /**
@@ -1096,7 +1222,7 @@ export class Store {
     ballot: Ballot,
     entry: ReplicaEntry,
     options?: { lazy?: boolean },
-  ): Promise<Entry> {
+  ): Promise<StoredEntry> {
     this.#checkWritable("accept");
     checkBallot(ballot, "An accept's ballot");
     const own: Ballot = Object.freeze({ counter: ballot.counter, node: ballot.node });
@@ -1123,7 +1249,7 @@ export class Store {
    * @throws {InvalidRequestError} when the names or the entry break a rule (the value over its length limit
    * included).
    */
-  viewOf(table: string, key: string, entry: ReplicaEntry): Entry {
+  viewOf(table: string, key: string, entry: ReplicaEntry): StoredEntry {
     // Checked as a replica is, without encoding its record: a view is never written, so the record's size
     // limit is not this view's (the state was chosen by replicas that stored it).
     this.#checkReplica(table, key, entry);
@@ -1169,7 +1295,7 @@ export class Store {
    * yields it. Changes made while it runs may or may not be seen; a key is never seen in a state it did
    * not hold.
    */
-  scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+  scan(): Iterable<{ table: string; key: string; entry: StoredEntry }> {
     return this.#index.scan();
   }
 
@@ -1212,9 +1338,13 @@ export class Store {
 
   /**
    * Live entries of a table in ascending code-unit order of their keys, after `after` (exclusive), at most
-   * `limit`, read lazily from the current state.
+   * `limit`, read lazily from the current state. With `liveAtMs`, a state whose lifetime ended by then is
+   * left out too (and not counted in `limit`).
    */
-  entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]> {
+  entries(
+    table: string,
+    options: { after?: string; limit: number; liveAtMs?: number },
+  ): Iterable<[string, StoredEntry]> {
     return this.#index.entries(table, options);
   }
 

@@ -26,11 +26,25 @@ export interface Entry {
   /** The ballot this state was accepted at; {@linkcode zeroBallot} for plain local writes and old records. */
   readonly ballot: Ballot;
   /**
+   * Live: when the state's lifetime ends (ms since the epoch), 0 for a state without one. Tombstone: the
+   * lifetime an expiry tombstone ended, 0 for a delete's. A live state is expired once the clock reaches it
+   * (cluster `DESIGN.md`, "Expiry (TTL)"). The store always sets it (0 included), so its entries keep one
+   * shape; absent reads as 0 (entries built elsewhere, e.g. by tests of the broker).
+   */
+  readonly expiresAt?: number;
+  /**
    * The bytes a reader gets, decoded from the key's record without parsing the value.
-   * Live: the VersionedValue, `{"value":...,"version":n,"timestamp":t,"owner":"o"}`.
-   * Tombstone: the value of a `Deleted` event, `{"key":"k","version":n,"timestamp":t}`.
+   * Live: the VersionedValue, `{"value":...,"version":n,"timestamp":t,"owner":"o"}`, with
+   * `,"expires_at":e` before the closing brace when it has a lifetime.
+   * Tombstone: the value of a `Deleted` event, `{"key":"k","version":n,"timestamp":t}`; an expiry's ends
+   * with `,"reason":"expired"}`.
    */
   readonly json: string;
+}
+
+/** An `Entry` as the store builds it: its lifetime always set (0 without one). */
+export interface StoredEntry extends Entry {
+  readonly expiresAt: number;
 }
 
 /**
@@ -59,6 +73,11 @@ export interface WriteOptions {
   owner: string;
   /** When given, the write happens only if the key's current version equals it (`If-Match`). */
   ifVersion?: number;
+  /**
+   * A put's or patch's lifetime: the new state expires `ttlSecs` seconds after its timestamp (an integer
+   * from 1 to `limits.ttlSecsMax`). Absent: the new state has none, whatever the old one had.
+   */
+  ttlSecs?: number;
 }
 
 /** Options of `Store.open`. */
@@ -118,6 +137,8 @@ export interface ReplicaEntry {
   valueJson?: string;
   /** The ballot the state was accepted at; absent means {@linkcode zeroBallot}. */
   ballot?: Ballot;
+  /** See `Entry.expiresAt`; absent for a state without a lifetime and for a delete's tombstone. */
+  expiresAt?: number;
 }
 
 /** A key's Paxos acceptor state on this node, writes and promises still pending included. */

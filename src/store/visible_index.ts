@@ -2,16 +2,18 @@ import { assert } from "../util/assert.ts";
 import { type FrameRecords, recordEndAt } from "./frame.ts";
 import { hashKeyBytes, KeyTable } from "./key_table.ts";
 import { type Page, type PagesView, RecordPages, type RecordSpan } from "./record_pages.ts";
-import type { Entry } from "./types.ts";
+import type { StoredEntry } from "./types.ts";
 import {
   entryAt,
   type EntryHead,
+  expiryOpBit,
   headAt,
   isDeleteOpCode,
   isStateOpCode,
   keyAt,
   keyFieldAt,
   type KeyState,
+  lifetimeAt,
   opCodeOf,
   stateAt,
   tableNameAt,
@@ -36,6 +38,13 @@ interface TableState {
 }
 
 /** Every record of the index at one moment, for a state file written while the index changes. */
+/** Told of a live record with a lifetime as a file is indexed: its key, version and expiry. */
+export type LifetimeListener = (
+  table: string,
+  key: string,
+  lifetime: { version: number; expiresAt: number },
+) => void;
+
 export interface IndexCut {
   /** Address of each key's record, tombstones included. */
   readonly addresses: Float64Array;
@@ -64,13 +73,22 @@ const promiseOpCode = opCodeOf("promise");
  */
 export class VisibleIndex {
   readonly #tables = new Map<string, TableState>();
+  readonly #onLifetime: LifetimeListener | undefined;
   #pages = new RecordPages();
   /** Entries decoded by address; valid while `#pages.dropCount` equals `#decodedDropCount`. */
-  #decoded = new Map<number, Entry>();
+  #decoded = new Map<number, StoredEntry>();
   #decodedChars = 0;
   #decodedDropCount = 0;
   /** The last frame queued by `queueFrame`; it settles after every frame queued before it. */
   #queued: Promise<void> = Promise.resolve();
+
+  /**
+   * @param options.onLifetime is called for each live record with a lifetime that a frame read from a file
+   * indexes (a later record of the key may supersede it), while the frame's bytes are in memory anyway.
+   */
+  constructor(options: { onLifetime?: LifetimeListener } = {}) {
+    this.#onLifetime = options.onLifetime;
+  }
 
   /** Tables holding at least one key. */
   get tableCount(): number {
@@ -102,21 +120,28 @@ export class VisibleIndex {
     return slot < 0 ? undefined : keys.addressAt(slot);
   }
 
+  /** The version and expiry of a key whose current record is a live state with a lifetime, else undefined. */
+  lifetimeOf(table: string, key: string): { version: number; expiresAt: number } | undefined {
+    const address = this.#addressOf(table, key);
+    if (address === undefined || this.#pages.opAt(address) < expiryOpBit) return undefined;
+    return lifetimeAt(this.#pages.recordAt(address));
+  }
+
   /** The entry of a key, a tombstone included. */
-  get(table: string, key: string): Entry | undefined {
+  get(table: string, key: string): StoredEntry | undefined {
     const address = this.#addressOf(table, key);
     return address === undefined ? undefined : this.#entryAt(address);
   }
 
   /** The live entry of a key; undefined for a tombstone. */
-  getLive(table: string, key: string): Entry | undefined {
+  getLive(table: string, key: string): StoredEntry | undefined {
     const address = this.#addressOf(table, key);
     if (address === undefined) return undefined;
     return isDeleteOpCode(this.#pages.opAt(address)) ? undefined : this.#entryAt(address);
   }
 
   /** The entry of the record at `address`, decoded once while its page is held (see `dropCount`). */
-  #entryAt(address: number): Entry {
+  #entryAt(address: number): StoredEntry {
     if (this.#decodedDropCount !== this.#pages.dropCount) {
       this.#forgetDecoded();
       this.#decodedDropCount = this.#pages.dropCount;
@@ -178,6 +203,9 @@ export class VisibleIndex {
           state = this.#tableFor(table);
         }
         this.#loadRecord(state, page, offset);
+        if (bytes[start]! >= expiryOpBit) {
+          this.#loadedLifetime(name, { bytes, start, end: recordEndAt(bytes, offset) });
+        }
       }
       offset = recordEndAt(bytes, offset);
     }
@@ -211,6 +239,13 @@ export class VisibleIndex {
       this.#replaced(state, current, deleted);
     }
     this.#pages.retain(address);
+  }
+
+  /** Tells the listener of a record with the expiry bit that a file holds, when it is a live state. */
+  #loadedLifetime(table: string, span: RecordSpan): void {
+    const lifetime = lifetimeAt(span);
+    if (lifetime === undefined || this.#onLifetime === undefined) return; // an expiry tombstone
+    this.#onLifetime(table, keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), lifetime);
   }
 
   /**
@@ -309,7 +344,7 @@ export class VisibleIndex {
    * lazily. It walks the keys present when it started; each is read in its state at the step that
    * yields it, and skipped when purged by then. Keys added meanwhile are not seen.
    */
-  *scan(): Iterable<{ table: string; key: string; entry: Entry }> {
+  *scan(): Iterable<{ table: string; key: string; entry: StoredEntry }> {
     for (const { table, span } of this.#walk()) {
       yield { table, key: keyAt(span.bytes, keyFieldAt(span.bytes, span.start)), entry: entryAt(span) };
     }
@@ -363,7 +398,10 @@ export class VisibleIndex {
    * Live entries of a table in ascending code-unit order of their keys, after `after` (exclusive), at
    * most `limit`, read lazily from the current state.
    */
-  *entries(table: string, options: { after?: string; limit: number }): Iterable<[string, Entry]> {
+  *entries(
+    table: string,
+    options: { after?: string; limit: number; liveAtMs?: number },
+  ): Iterable<[string, StoredEntry]> {
     assert(Number.isSafeInteger(options.limit));
     assert(options.limit >= 0);
     const state = this.#tables.get(table);
@@ -377,7 +415,11 @@ export class VisibleIndex {
       const slot = state.keys.findString(key);
       if (slot < 0) continue;
       const span = this.#pages.recordAt(state.keys.addressAt(slot));
-      if (isDeleteOpCode(span.bytes[span.start]!)) continue;
+      const code = span.bytes[span.start]!;
+      if (isDeleteOpCode(code)) continue;
+      if (code >= expiryOpBit && options.liveAtMs !== undefined && expiredAt(span, options.liveAtMs)) {
+        continue;
+      }
       count += 1;
       yield [key, entryAt(span)];
     }
@@ -479,4 +521,10 @@ function firstIndexAfter(keys: readonly string[], after: string): number {
     else high = middle;
   }
   return low;
+}
+
+/** True when the record at `span` is a live state whose lifetime ended by `nowMs`. */
+function expiredAt(span: RecordSpan, nowMs: number): boolean {
+  const lifetime = lifetimeAt(span);
+  return lifetime !== undefined && lifetime.expiresAt <= nowMs;
 }

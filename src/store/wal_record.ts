@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 import type { RecordSpan } from "./record_pages.ts";
-import { type Ballot, ballotNodeBytesMax, type Entry, zeroBallot } from "./types.ts";
+import { type Ballot, ballotNodeBytesMax, type Entry, type StoredEntry, zeroBallot } from "./types.ts";
 import { utf8Length } from "../util/bytes.ts";
 import { crc32 } from "../util/crc32.ts";
 
@@ -18,6 +18,8 @@ export interface PutRecord {
   readonly valueJson: string;
   /** The ballot the state was accepted at; absent (or zero) for a plain local write. */
   readonly ballot?: Ballot;
+  /** When the state's lifetime ends, ms since the epoch; absent (or 0) for a state without one. */
+  readonly expiresAt?: number;
 }
 
 /** A delete: the key becomes a tombstone that keeps its version. */
@@ -31,6 +33,8 @@ export interface DeleteRecord {
   readonly owner: string;
   /** The ballot the tombstone was accepted at; absent (or zero) for a plain local delete. */
   readonly ballot?: Ballot;
+  /** Set on an expiry tombstone: the lifetime it ended (ms since the epoch); absent for a delete. */
+  readonly expiresAt?: number;
 }
 
 /**
@@ -83,13 +87,40 @@ const opCodes = {
   deleteWithBallot: 6,
   promise: 7,
 } as const;
-/** The kind of record of each op code: a put or delete with or without a ballot is a put or a delete. */
-const opNames = [undefined, "put", "delete", "checkpointEnd", "purge", "put", "delete", "promise"] as const;
-/** The op codes of records that end with a ballot. */
+/**
+ * Set on the op code of a put or delete (with or without a ballot) whose record ends with `u64 expires_at`:
+ * a state with a lifetime, or an expiry tombstone (see `mod.ts`, "Expiry").
+ */
+export const expiryOpBit = 0x80;
+/** Bytes of the expiry at the end of a record whose op has {@linkcode expiryOpBit}. */
+export const expiryBytes = 8;
+/**
+ * The kind of record of each op code: a put or delete with or without a ballot or an expiry is a put or a
+ * delete. Codes not listed are unknown.
+ */
+const opNames: ReadonlyArray<WalRecord["op"] | undefined> = (() => {
+  const names: Array<WalRecord["op"] | undefined> = [
+    undefined,
+    "put",
+    "delete",
+    "checkpointEnd",
+    "purge",
+    "put",
+    "delete",
+    "promise",
+  ];
+  for (const code of [opCodes.put, opCodes.delete, opCodes.putWithBallot, opCodes.deleteWithBallot]) {
+    names[code | expiryOpBit] = names[code];
+  }
+  return names;
+})();
+/** The op codes of records that end with a ballot (before their expiry, when they have one). */
 const ballotOpCodes: ReadonlySet<number> = new Set([
   opCodes.putWithBallot,
   opCodes.deleteWithBallot,
   opCodes.promise,
+  opCodes.putWithBallot | expiryOpBit,
+  opCodes.deleteWithBallot | expiryOpBit,
 ]);
 
 /** Bytes of the fixed part of a record: op, sequence, version, timestamp, three string lengths. */
@@ -152,6 +183,15 @@ function opCodeOfRecord(record: WalRecord, ballot: Ballot | undefined): number {
   return opCodes.promise;
 }
 
+/** The expiry a record ends with, or 0 when it has none (only a put or delete may have one). */
+function expiryToWrite(record: WalRecord): number {
+  if (record.op !== "put" && record.op !== "delete") return 0;
+  const expiresAt = record.expiresAt ?? 0;
+  assert(Number.isSafeInteger(expiresAt), "an expiry is a safe integer");
+  assert(expiresAt >= 0, "an expiry is not negative");
+  return expiresAt;
+}
+
 /**
  * Encodes one record (without its length prefix) into one exactly sized buffer; a record with a ballot
  * ends with it: u64 counter, the node's UTF-8, then its u32 length.
@@ -165,11 +205,13 @@ export function encodeRecord(record: WalRecord): Uint8Array {
   const ballot = ballotToWrite(record);
   const nodeBytes = ballot === undefined ? 0 : utf8Length(ballot.node);
   assert(nodeBytes <= ballotNodeBytesMax, "a ballot's node id fits its limit");
+  const expiresAt = expiryToWrite(record);
   let size = recordFixedBytes + utf8Length(value) + (ballot === undefined ? 0 : ballotFixedBytes + nodeBytes);
+  if (expiresAt !== 0) size += expiryBytes;
   for (const text of strings) size += utf8Length(text);
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
-  view.setUint8(0, opCodeOfRecord(record, ballot));
+  view.setUint8(0, opCodeOfRecord(record, ballot) | (expiresAt === 0 ? 0 : expiryOpBit));
   setUint64(view, 1, record.sequence);
   setUint64(view, 9, count);
   setUint64(view, 17, record.timestamp);
@@ -185,6 +227,10 @@ export function encodeRecord(record: WalRecord): Uint8Array {
     offset += 8 + writeUtf8(ballot.node, bytes, offset + 8);
     view.setUint32(offset, nodeBytes);
     offset += 4;
+  }
+  if (expiresAt !== 0) {
+    setUint64(view, offset, expiresAt);
+    offset += expiryBytes;
   }
   assert(offset === bytes.length, "record size mismatch");
   return bytes;
@@ -288,10 +334,16 @@ interface RecordLayout {
   readonly ownerStart: number;
   /** The end of the owner, where a put's value starts. */
   readonly valueStart: number;
-  /** Where the value ends: where the ballot starts in a record with one (ops 5-7), else the record's end. */
+  /**
+   * Where the value ends: where the ballot starts in a record with one (ops 5-7), else `stateEnd`.
+   */
   readonly valueEnd: number;
   /** The ballot's counter; 0 in a record without a ballot. */
   readonly ballotCounter: number;
+  /** Where the record ends without its expiry: the record's end when it has none. */
+  readonly stateEnd: number;
+  /** The expiry (ms since the epoch) of a record whose op has the expiry bit; 0 otherwise. */
+  readonly expiresAt: number;
 }
 
 function stringEnd(bytes: Uint8Array, offset: number, end: number): number {
@@ -329,19 +381,20 @@ function readLayout(bytes: Uint8Array, start: number, end: number): RecordLayout
   const code = bytes[start]!;
   const op = opNames[code];
   if (op === undefined) throw new RecordDecodeError(`unknown record op ${code}`);
+  const { stateEnd, expiresAt } = expiryOf(bytes, { start, end, code });
   const sequence = u64At(bytes, start + 1, start);
   const count = u64At(bytes, start + 9, start);
   const timestamp = u64At(bytes, start + 17, start);
   const tableStart = start + tableFieldOffset;
-  const keyStart = stringEnd(bytes, tableStart, end);
-  const ownerStart = stringEnd(bytes, keyStart, end);
-  const valueStart = stringEnd(bytes, ownerStart, end);
-  let valueEnd = end;
+  const keyStart = stringEnd(bytes, tableStart, stateEnd);
+  const ownerStart = stringEnd(bytes, keyStart, stateEnd);
+  const valueStart = stringEnd(bytes, ownerStart, stateEnd);
+  let valueEnd = stateEnd;
   let ballotCounter = 0;
   if (ballotOpCodes.has(code)) {
-    valueEnd = ballotStartOf(bytes, valueStart, end);
+    valueEnd = ballotStartOf(bytes, valueStart, stateEnd);
     ballotCounter = u64At(bytes, valueEnd, start);
-    if (ballotCounter === 0 && valueEnd + ballotFixedBytes === end) {
+    if (ballotCounter === 0 && valueEnd + ballotFixedBytes === stateEnd) {
       throw new RecordDecodeError(`record op ${code} holds the zero ballot`);
     }
   }
@@ -356,9 +409,31 @@ function readLayout(bytes: Uint8Array, start: number, end: number): RecordLayout
     valueStart,
     valueEnd,
     ballotCounter,
+    stateEnd,
+    expiresAt,
   };
-  checkLayout(layout, end);
+  checkLayout(layout, stateEnd);
   return layout;
+}
+
+/**
+ * Where the record in `bytes[start, end)` of op `code` ends without its expiry, and the expiry (0 when its
+ * op has no expiry bit).
+ *
+ * @throws {RecordDecodeError} when the expiry does not fit or is 0.
+ */
+function expiryOf(
+  bytes: Uint8Array,
+  record: { start: number; end: number; code: number },
+): { stateEnd: number; expiresAt: number } {
+  const { start, end, code } = record;
+  if ((code & expiryOpBit) === 0) return { stateEnd: end, expiresAt: 0 };
+  if (end - start < recordFixedBytes + expiryBytes) {
+    throw new RecordDecodeError(`record of ${end - start} bytes is too short for its expiry`);
+  }
+  const expiresAt = u64At(bytes, end - expiryBytes, start);
+  if (expiresAt === 0) throw new RecordDecodeError(`record op ${code} holds an expiry of 0`);
+  return { stateEnd: end - expiryBytes, expiresAt };
 }
 
 function checkLayout(layout: RecordLayout, end: number): void {
@@ -381,7 +456,8 @@ function checkLayout(layout: RecordLayout, end: number): void {
 }
 
 /** The ballot of a record whose layout was read: the zero ballot when it has none. */
-function ballotOfLayout(bytes: Uint8Array, layout: RecordLayout, end: number): Ballot {
+function ballotOfLayout(bytes: Uint8Array, layout: RecordLayout): Ballot {
+  const end = layout.stateEnd;
   if (layout.valueEnd === end) return zeroBallot;
   const node = nodeNames.readRange(bytes, layout.valueEnd + 8, end - 4);
   return ballotOf(layout.ballotCounter, node);
@@ -415,10 +491,19 @@ export function decodeRecord(bytes: Uint8Array): WalRecord {
   const table = fieldText(bytes, layout.tableStart, keyStart);
   const key = fieldText(bytes, keyStart, ownerStart);
   if (op === "purge") return { op, sequence, timestamp, table, key };
-  const ballot = ballotOfLayout(bytes, layout, end);
+  const ballot = ballotOfLayout(bytes, layout);
   if (op === "promise") return { op, sequence, timestamp, table, key, ballot };
   const owner = fieldText(bytes, ownerStart, valueStart);
-  const common = { sequence, version: count, timestamp, table, key, owner, ...ballotField(ballot) };
+  const common = {
+    sequence,
+    version: count,
+    timestamp,
+    table,
+    key,
+    owner,
+    ...ballotField(ballot),
+    ...(layout.expiresAt === 0 ? {} : { expiresAt: layout.expiresAt }),
+  };
   if (op === "delete") return { op, ...common };
   return { op, ...common, valueJson: readUtf8(bytes, valueStart, layout.valueEnd) };
 }
@@ -507,7 +592,7 @@ export function decodeRecordHead(
   const table = tableNames.read(bytes, layout.tableStart, keyStart);
   const key = fieldText(bytes, keyStart, ownerStart);
   if (op === "purge") return { op, sequence, timestamp, table, key };
-  const ballot = ballotOfLayout(bytes, layout, end); // checks the node's UTF-8
+  const ballot = ballotOfLayout(bytes, layout); // checks the node's UTF-8
   if (op === "promise") return { op, sequence, timestamp, table, key, ballot };
   ownerNames.read(bytes, ownerStart, valueStart);
   if (op === "put" && !isAscii(bytes, valueStart, valueEnd)) decodeUtf8(bytes.subarray(valueStart, valueEnd));
@@ -529,13 +614,13 @@ function checkUtf8(bytes: Uint8Array, start: number, end: number): void {
  */
 export function checkRecordAt(bytes: Uint8Array, start: number, end: number): number {
   const layout = readLayout(bytes, start, end);
-  const { op, keyStart, ownerStart, valueStart, valueEnd } = layout;
+  const { op, keyStart, ownerStart, valueStart, valueEnd, stateEnd } = layout;
   const code = bytes[start]!;
   if (op === "checkpointEnd") return code;
   tableNames.read(bytes, layout.tableStart, keyStart);
   checkUtf8(bytes, keyStart + 4, ownerStart);
   if (op === "purge") return code;
-  if (valueEnd !== end) checkUtf8(bytes, valueEnd + 8, end - 4); // the ballot's node
+  if (valueEnd !== stateEnd) checkUtf8(bytes, valueEnd + 8, stateEnd - 4); // the ballot's node
   if (op === "promise") return code;
   ownerNames.read(bytes, ownerStart, valueStart);
   if (op === "put") checkUtf8(bytes, valueStart, valueEnd);
@@ -581,6 +666,13 @@ function ownerTailOf(owner: string): string {
   const tail = `,"owner":${JSON.stringify(owner)}}`;
   ownerTails.set(owner, tail);
   return tail;
+}
+
+/** The end of a live `Entry.json` after its timestamp: the owner, then the expiry when it has one. */
+function liveTailOf(owner: string, expiresAt: number): string {
+  if (expiresAt === 0) return ownerTailOf(owner);
+  assert(Number.isSafeInteger(expiresAt) && expiresAt > 0, "an expiry is a positive safe integer");
+  return `,"owner":${JSON.stringify(owner)},"expires_at":${expiresAt}}`;
 }
 
 const livePrefix = encoder.encode('{"value":');
@@ -630,7 +722,7 @@ export function stateAt(span: RecordSpan): KeyState {
     version,
     timestamp,
     deleted: op === "delete",
-    ballot: ballotOfLayout(bytes, layout, end),
+    ballot: ballotOfLayout(bytes, layout),
     contentHash: crc32(bytes.subarray(afterSequence, end), crc32(bytes.subarray(start, start + 1))),
   };
 }
@@ -640,28 +732,29 @@ export function ballotAt(span: RecordSpan): Ballot {
   const { bytes, start, end } = span;
   const layout = readLayout(bytes, start, end);
   assert(layout.op !== "checkpointEnd" && layout.op !== "purge", "only a state or a promise has a ballot");
-  return ballotOfLayout(bytes, layout, end);
+  return ballotOfLayout(bytes, layout);
 }
 
 /**
  * The index entry of the put or delete record in `span`, whose bytes were checked when it was encoded
  * or read from a file ({@linkcode decodeRecordHead}). `Entry.json` is one flat string.
  */
-export function entryAt(span: RecordSpan): Entry {
+export function entryAt(span: RecordSpan): StoredEntry {
   const { bytes, start, end } = span;
   const layout = readLayout(bytes, start, end);
   const { op, count: version, timestamp, keyStart, ownerStart, valueStart } = layout;
   assert(op === "put" || op === "delete", "only a put or delete record makes an entry");
   const owner = ownerNames.read(bytes, ownerStart, valueStart);
-  const ballot = ballotOfLayout(bytes, layout, end);
+  const ballot = ballotOfLayout(bytes, layout);
+  const { expiresAt } = layout;
   if (op === "delete") {
     const key = fieldText(bytes, keyStart, ownerStart);
-    const json = tombstoneEntryJson({ key, version, timestamp });
-    return { version, timestamp, owner, deleted: true, ballot, json };
+    const json = tombstoneEntryJson({ key, version, timestamp, expiresAt });
+    return { version, timestamp, owner, deleted: true, ballot, expiresAt, json };
   }
-  const metadata = `,"version":${version},"timestamp":${timestamp}${ownerTailOf(owner)}`;
+  const metadata = `,"version":${version},"timestamp":${timestamp}${liveTailOf(owner, expiresAt)}`;
   const json = liveJsonOf({ bytes, start: valueStart, end: layout.valueEnd }, metadata);
-  return { version, timestamp, owner, deleted: false, ballot, json };
+  return { version, timestamp, owner, deleted: false, ballot, expiresAt, json };
 }
 
 /** What a write's checks need of a key's state: no value, no JSON. */
@@ -671,6 +764,8 @@ export interface EntryHead {
   readonly owner: string;
   readonly deleted: boolean;
   readonly ballot: Ballot;
+  /** See `Entry.expiresAt`: 0 for a state without a lifetime. */
+  readonly expiresAt: number;
 }
 
 /**
@@ -682,14 +777,28 @@ export function headAt(span: RecordSpan): EntryHead {
   const layout = readLayout(bytes, start, end);
   assert(layout.op === "put" || layout.op === "delete", "only a put or delete record has a head");
   const owner = ownerNames.read(bytes, layout.ownerStart, layout.valueStart);
-  const ballot = ballotOfLayout(bytes, layout, end);
+  const ballot = ballotOfLayout(bytes, layout);
   return {
     version: layout.count,
     timestamp: layout.timestamp,
     owner,
     deleted: layout.op === "delete",
     ballot,
+    expiresAt: layout.expiresAt,
   };
+}
+
+/**
+ * The version and expiry of the put or delete record in `span` when it is a live state with a lifetime,
+ * else undefined; read without decoding its strings (the expiry sits at the record's end).
+ */
+export function lifetimeAt(span: RecordSpan): { version: number; expiresAt: number } | undefined {
+  const { bytes, start, end } = span;
+  const code = bytes[start]!;
+  if ((code & expiryOpBit) === 0 || isDeleteOpCode(code)) return undefined;
+  const expiresAt = u64At(bytes, end - expiryBytes, start);
+  assert(expiresAt > 0, "a record's expiry is positive");
+  return { version: u64At(bytes, start + 9, start), expiresAt };
 }
 
 /** The version of the put or delete record in `span`, read without decoding anything else. */
@@ -712,41 +821,55 @@ export function opCodeOf(op: keyof typeof opCodes): number {
   return opCodes[op];
 }
 
-/** True for the op code of a tombstone: a delete with or without a ballot. */
+/** True for the op code of a tombstone: a delete with or without a ballot or an expiry. */
 export function isDeleteOpCode(code: number): boolean {
-  return code === opCodes.delete || code === opCodes.deleteWithBallot;
+  const base = code & ~expiryOpBit;
+  return base === opCodes.delete || base === opCodes.deleteWithBallot;
 }
 
-/** True for the op code of a key's state: a put or a delete, with or without a ballot. */
+/** True for the op code of a key's state: a put or a delete, with or without a ballot or an expiry. */
 export function isStateOpCode(code: number): boolean {
-  return code === opCodes.put || code === opCodes.delete || code === opCodes.putWithBallot ||
-    code === opCodes.deleteWithBallot;
+  const base = code & ~expiryOpBit;
+  return base === opCodes.put || base === opCodes.delete || base === opCodes.putWithBallot ||
+    base === opCodes.deleteWithBallot;
 }
 
 /** True for the op code of a put or delete that carries a ballot (an accepted state). */
 export function isBallotStateOpCode(code: number): boolean {
-  return code === opCodes.putWithBallot || code === opCodes.deleteWithBallot;
+  const base = code & ~expiryOpBit;
+  return base === opCodes.putWithBallot || base === opCodes.deleteWithBallot;
 }
 
 /** The index entry of an encoded put or delete record (the write path). */
-export function entryOfEncoded(bytes: Uint8Array): Entry {
+export function entryOfEncoded(bytes: Uint8Array): StoredEntry {
   return entryAt({ bytes, start: 0, end: bytes.length });
 }
 
-/** `Entry.json` of a live value: the VersionedValue, built by concatenation around the value's JSON. */
+/**
+ * `Entry.json` of a live value: the VersionedValue, built by concatenation around the value's JSON, with
+ * `"expires_at"` last when the state has a lifetime (`expiresAt` not 0).
+ */
 export function liveEntryJson(
-  options: { valueJson: string; version: number; timestamp: number; owner: string },
+  options: { valueJson: string; version: number; timestamp: number; owner: string; expiresAt?: number },
 ): string {
-  const owner = JSON.stringify(options.owner);
   return `{"value":${options.valueJson},"version":${options.version},` +
-    `"timestamp":${options.timestamp},"owner":${owner}}`;
+    `"timestamp":${options.timestamp}${liveTailOf(options.owner, options.expiresAt ?? 0)}`;
 }
 
-/** `Entry.json` of a tombstone: the value of a `Deleted` event. */
-export function tombstoneEntryJson(options: { key: string; version: number; timestamp: number }): string {
-  return `{"key":${
-    JSON.stringify(options.key)
-  },"version":${options.version},"timestamp":${options.timestamp}}`;
+/** The end of an expiry tombstone's `Entry.json`: always last, so an event's frame can find it. */
+export const expiredTombstoneTail = ',"reason":"expired"}';
+
+/**
+ * `Entry.json` of a tombstone: the value of a `Deleted` event; an expiry's (`expiresAt` not 0) ends with
+ * {@linkcode expiredTombstoneTail}.
+ */
+export function tombstoneEntryJson(
+  options: { key: string; version: number; timestamp: number; expiresAt?: number },
+): string {
+  const head = `{"key":${JSON.stringify(options.key)},"version":${options.version},` +
+    `"timestamp":${options.timestamp}`;
+  const expiresAt = options.expiresAt ?? 0;
+  return expiresAt === 0 ? `${head}}` : head + expiredTombstoneTail;
 }
 
 const valueJsonStart = '{"value":'.length;
@@ -761,10 +884,12 @@ export function valueJsonOf(entry: Entry): string {
 }
 
 /** The index entry a put or delete record produces. */
-export function entryOf(record: PutRecord | DeleteRecord): Entry {
+export function entryOf(record: PutRecord | DeleteRecord): StoredEntry {
   assert(Number.isSafeInteger(record.version));
   assert(record.version >= 1);
   const ballot = record.ballot === undefined || isZeroBallot(record.ballot) ? zeroBallot : record.ballot;
+  const expiresAt = record.expiresAt ?? 0;
+  assert(Number.isSafeInteger(expiresAt) && expiresAt >= 0, "an expiry is a safe integer");
   if (record.op === "delete") {
     return {
       version: record.version,
@@ -772,6 +897,7 @@ export function entryOf(record: PutRecord | DeleteRecord): Entry {
       owner: record.owner,
       deleted: true,
       ballot,
+      expiresAt,
       json: tombstoneEntryJson(record),
     };
   }
@@ -781,6 +907,7 @@ export function entryOf(record: PutRecord | DeleteRecord): Entry {
     owner: record.owner,
     deleted: false,
     ballot,
+    expiresAt,
     json: liveEntryJson(record),
   };
 }

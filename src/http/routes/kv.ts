@@ -12,7 +12,7 @@ import {
   tableAndKeyOf,
   tableOf,
 } from "../request.ts";
-import { checkName, ListQuery, parseIfMatch, parseWith, valueOfBody } from "../schemas.ts";
+import { checkName, ListQuery, parseIfMatch, parseWith, ttlSecsOfBody, valueOfBody } from "../schemas.ts";
 import { streamListing } from "./listing.ts";
 
 /** A key with no live value on a read route. */
@@ -45,8 +45,9 @@ export function registerKvRoutes(app: Hono, deps: AppDeps): void {
     const keys = [...new Set(batchKeys(body, deps))];
     const entries = await Promise.all(keys.map((key) => kv.read(table, key)));
     const parts: string[] = [];
+    const nowMs = deps.clock.nowMs();
     entries.forEach((entry, index) => {
-      if (entry !== undefined && !entry.deleted) parts.push(`${JSON.stringify(keys[index])}:${entry.json}`);
+      if (isPresent(entry, nowMs)) parts.push(`${JSON.stringify(keys[index])}:${entry.json}`);
     });
     return jsonText(`{${parts.join(",")}}`);
   });
@@ -75,8 +76,12 @@ export async function writeKey(
     return options.anyOrigin ? jsonTextAnyOrigin(deletedBody) : jsonText(deletedBody);
   }
   const limits = { bytesMax: deps.limits.requestBytesMax, depthMax: deps.limits.valueDepthMax + 1 };
-  const value = valueOfBody(await readJsonBody(request, limits), { objectOnly: op === "patch" });
-  const entry = await deps.kv.write({ op, table, key, value, conditions });
+  const body = await readJsonBody(request, limits);
+  const value = valueOfBody(body, { objectOnly: op === "patch" });
+  const ttlSecs = ttlSecsOfBody(body, deps.limits.ttlSecsMax);
+  const write: KvWrite = { op, table, key, value, conditions };
+  if (ttlSecs !== undefined) write.ttlSecs = ttlSecs;
+  const entry = await deps.kv.write(write);
   const etag = `"${entry.version}"`;
   return options.anyOrigin ? jsonTextAnyOrigin(entry.json, 201, etag) : jsonText(entry.json, 201, etag);
 }
@@ -113,16 +118,33 @@ export function readKey(
     ? deps.kv.read(target.table, target.key, { consistent })
     : deps.kv.read(target.table, target.key);
   return entry instanceof Promise
-    ? entry.then((settled) => readAnswer(target, settled, options))
-    : readAnswer(target, entry, options);
+    ? entry.then((settled) => readAnswer(target, settled, options, deps.clock))
+    : readAnswer(target, entry, options, deps.clock);
+}
+
+/**
+ * True when `entry` is a live state whose lifetime, if any, has not ended by `nowMs`: a state that expired
+ * reads as missing on every node from then on, before its expiry is decided too (SPEC §2; cluster
+ * `DESIGN.md`, "Expiry (TTL)").
+ */
+function isPresent(entry: EntryView | undefined, nowMs: number): entry is EntryView {
+  if (entry === undefined || entry.deleted) return false;
+  const { expiresAt } = entry;
+  return expiresAt === undefined || expiresAt === 0 || expiresAt > nowMs;
 }
 
 function readAnswer(
   target: { table: string; key: string },
   entry: EntryView | undefined,
   options: KeyAnswerOptions,
+  clock: AppDeps["clock"],
 ): Response {
   if (entry === undefined || entry.deleted) throw new KeyAbsentError(target.table, target.key);
+  // The clock is read only for a state with a lifetime: a GET of any other key costs one field test.
+  const { expiresAt } = entry;
+  if (expiresAt !== undefined && expiresAt !== 0 && expiresAt <= clock.nowMs()) {
+    throw new KeyAbsentError(target.table, target.key);
+  }
   const etag = `"${entry.version}"`;
   return options.anyOrigin ? jsonTextAnyOrigin(entry.json, 200, etag) : jsonText(entry.json, 200, etag);
 }

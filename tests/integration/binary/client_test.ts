@@ -69,6 +69,22 @@ Deno.test("client: login, typed get/put/patch/delete, conditional writes, owners
   assert.equal((await refusal(() => alice.table("_users").get("alice"))).code, "reserved_table");
 });
 
+Deno.test("client: ttlSecs on put and patch gives expires_at; a write without it clears it", async () => {
+  await using node = await NodeProcess.start();
+  const alice = new DynaClient({ baseUrl: node.baseUrl });
+  await alice.login("alice", "pw");
+  const tasks = alice.table<Task>("tasks");
+  const expiring = await tasks.put("t1", { title: "soon", done: false }, { ttlSecs: 600 });
+  assert.equal(expiring.expires_at, expiring.timestamp + 600_000);
+  assert.equal((await tasks.get("t1"))?.expires_at, expiring.expires_at);
+  const patched = await tasks.patch("t1", { done: true }, { ttlSecs: 30, ifVersion: 1 });
+  assert.equal(patched.expires_at, patched.timestamp + 30_000);
+  const cleared = await tasks.patch("t1", { title: "kept" });
+  assert.equal(cleared.expires_at, undefined);
+  const refused = await refusal(() => tasks.put("t1", { title: "x", done: false }, { ttlSecs: 0 }));
+  assert.deepEqual([refused.status, refused.code], [400, "invalid_request"]);
+});
+
 Deno.test("client: getMany, pages in key order, and every entry through entries()", async () => {
   await using node = await NodeProcess.start();
   const client = new DynaClient({ baseUrl: node.baseUrl });

@@ -62,6 +62,14 @@ Deno.test("openapi: a 3.1 document whose every $ref resolves, generated from the
       assert.ok(where.description?.includes(word), `${path}: where's description names ${word}`);
     }
   }
+  // Keys that expire: ttl_secs on both write bodies, expires_at in the VersionedValue, all optional.
+  for (const body of ["ValueBody", "MergePatchBody"]) {
+    const ttlSecs = document.components.schemas[body].properties.ttl_secs;
+    assert.deepEqual([ttlSecs.type, ttlSecs.minimum, ttlSecs.maximum], ["integer", 1, 315_360_000], body);
+  }
+  const versioned = document.components.schemas.VersionedValue;
+  assert.equal(versioned.properties.expires_at.type, "integer");
+  assert.equal(versioned.required.includes("expires_at"), false);
 });
 
 Deno.test("openapi: every route the node serves is documented, and no undocumented one answers", async () => {

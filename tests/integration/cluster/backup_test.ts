@@ -1,5 +1,5 @@
 // Goal: `dynarust export` and `dynarust import` (issue 6) move a cluster's data to a fresh cluster with
-// every record's value, owner, version and timestamp, users included (they log in with their old secret
+// every record's value, owner, version, timestamp and lifetime, users included (they log in with their old secret
 // and still own their keys); bad input is refused with a clear line and a non-zero exit.
 // Method: two real 3-node TestClusters; the commands run as the user runs them (main.ts in a child
 // process, output not a terminal, so progress is plain lines).
@@ -13,6 +13,7 @@ interface Record {
   version: number;
   timestamp: number;
   owner: string;
+  expires_at?: number;
 }
 
 /** A write; its answer (the VersionedValue of a PUT or PATCH). */
@@ -54,10 +55,14 @@ Deno.test("backup: export a cluster, import it into a fresh one: every record, o
       await write(source.node(0), "/fruits/key/apple", { n: 1 }, alice);
       await write(source.node(1), "/fruits/key/apple", { n: 2 }, alice);
       expected.set("fruits/key/apple", await write(source.node(1), "/fruits/key/apple", { n: 3 }, alice));
-      expected.set(
-        "fruits/key/pear",
-        await write(source.node(2), "/fruits/key/pear", 'quote " and \\ and é', bob),
-      );
+      // With a lifetime (SPEC §2): the import restores its expires_at too.
+      const pear = await source.node(2).fetch("/fruits/key/pear", {
+        method: "PUT",
+        headers: { authorization: `Bearer ${bob}` },
+        body: JSON.stringify({ value: 'quote " and \\ and é', ttl_secs: 3_600 }),
+      });
+      expected.set("fruits/key/pear", await pear.json());
+      assert.equal(typeof expected.get("fruits/key/pear")?.expires_at, "number");
       await write(source.node(0), "/notes/key/n%201", { a: 1 }, bob);
       expected.set(
         "notes/key/n%201",

@@ -13,6 +13,7 @@ import {
 } from "../../../src/cluster/listing.ts";
 import type { ReplicaEntry, Store } from "../../../src/store/mod.ts";
 import { UnavailableError } from "../../../src/util/errors.ts";
+import { systemClock } from "../../../src/util/clock.ts";
 import { FakeCluster, nodeA, nodeB, nodeC } from "./fake_cluster.ts";
 
 const table = "t";
@@ -40,6 +41,7 @@ async function list(
       store: node.store,
       transport: cluster.network.transport(nodeA),
       timeoutMs: 1_000,
+      clock: systemClock,
     })
   ) {
     listed.push(entry);
@@ -156,4 +158,17 @@ Deno.test("listLocal() answers one sorted page of live keys and whether the tabl
   assert.deepEqual(listLocal(store, { table, after: "a", limit: 1 }).entries.map((entry) => entry.key), [
     "b",
   ]);
+});
+
+Deno.test("listTable() leaves out a key whose newest state expired, not showing an older live copy instead", async () => {
+  await using cluster = await overlappingCluster();
+  // c's newest state (on C) expired; A still holds an older live c@1 without a lifetime.
+  await seed(cluster.node(nodeC).store, { c: { ...live(4, '"c4"'), expiresAt: 1_000 } });
+  await seed(cluster.node(nodeB).store, { e: { ...live(1, '"e1"'), expiresAt: Date.now() + 3_600_000 } });
+  assert.deepEqual(summary(await list(cluster)), ["a@2", "b@1", "d@1", "e@1"]);
+  assert.deepEqual(summary(await list(cluster, { limit: 3 })), ["a@2", "b@1", "d@1"], "not counted in limit");
+  // Fully replicated, the node's own listing leaves it out as well, before the limit.
+  await using whole = await FakeCluster.start();
+  await seed(whole.node(nodeA).store, { x: { ...live(1, "1"), expiresAt: 1_000 }, y: live(1, "2") });
+  assert.deepEqual(summary(await list(whole, { limit: 1 })), ["y@1"]);
 });

@@ -59,6 +59,8 @@ function entry(random: Random): Json {
   base.deleted = deleted;
   if (!deleted) base.valueJson = JSON.stringify({ n: random.int(1e6), s: "hé", list: [1, { x: null }] });
   if (random.next() < 0.7) base.ballot = random.next() < 0.2 ? { counter: 0, node: "" } : ballot(random);
+  // A lifetime (a live state's, or the one an expiry tombstone ended); mutations try the invalid ones.
+  if (random.next() < 0.3) base.expiresAt = random.pick([1_700_000_000_000 + random.int(1e9), 1]);
   return base;
 }
 
@@ -109,9 +111,10 @@ function mutate(random: Random, value: Json): Json {
   const action = random.int(3);
   if (action === 0 && !Array.isArray(parent)) delete parent[last];
   else if (action === 1 && typeof target === "object" && target !== null && !Array.isArray(target)) {
-    (target as Record<string, Json>)[random.pick(["extra", "op", "ballot", "json", "joint"])] = random.pick(
-      weird,
-    );
+    (target as Record<string, Json>)[random.pick(["extra", "op", "ballot", "json", "joint", "expiresAt"])] =
+      random.pick(
+        weird,
+      );
   } else parent[last] = random.pick(weird);
   return copy;
 }

@@ -63,6 +63,7 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
       hintsDropped: 0,
       forwardedWrites: 0,
       paxosRounds: { fastPath: 0, prepare: 0, retry: 0 },
+      expiredKeys: 0,
     }),
     internal: {
       // Every request admitted and answered `{"ok":true}`: only the headers of the answer are under test.

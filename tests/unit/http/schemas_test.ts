@@ -8,12 +8,14 @@ import {
   parseIfMatch,
   parseLastEventId,
   parseWith,
+  ttlSecsOfBody,
   ValueBody,
   valueOfBody,
 } from "../../../src/http/schemas.ts";
 import { readBodyText, readJsonBody } from "../../../src/http/body.ts";
 import { rawSegments } from "../../../src/http/request.ts";
 import { KvError } from "../../../src/util/errors.ts";
+import { defaultLimits } from "../../../src/config/limits.ts";
 
 function codeOf(run: () => unknown): string {
   try {
@@ -237,11 +239,24 @@ Deno.test("valueOfBody() refuses exactly the bodies the documented schemas Value
     "null",
     "3",
     '"value"',
+    '{"value":{},"ttl_secs":1}',
+    `{"value":{},"ttl_secs":${defaultLimits.ttlSecsMax}}`,
+    `{"value":{},"ttl_secs":${defaultLimits.ttlSecsMax + 1}}`,
+    '{"value":{},"ttl_secs":0}',
+    '{"value":{},"ttl_secs":-3}',
+    '{"value":{},"ttl_secs":1.5}',
+    '{"value":{},"ttl_secs":"5"}',
+    '{"value":{},"ttl_secs":null}',
+    '{"value":{},"ttl_secs":[5]}',
+    '{"value":1,"ttl_secs":1e3}',
   ];
   for (const text of bodies) {
     const body = JSON.parse(text);
     for (const [objectOnly, schema] of [[false, ValueBody], [true, MergePatchBody]] as const) {
-      const byHand = codeOf(() => valueOfBody(body, { objectOnly }));
+      const byHand = codeOf(() => {
+        valueOfBody(body, { objectOnly });
+        ttlSecsOfBody(body, defaultLimits.ttlSecsMax);
+      });
       const bySchema = schema.safeParse(body).success ? "none" : "invalid_request";
       assert.equal(byHand, bySchema, `${text} (objectOnly ${objectOnly})`);
     }
@@ -260,4 +275,26 @@ Deno.test("ListQuery passes where through as text and still checks limit", () =>
     () => parseWith(ListQuery, { limit: "x", where }, "query"),
     /limit must be a positive integer/,
   );
+});
+
+Deno.test("ttlSecsOfBody() takes an integer from 1 to ttlSecsMax and names the limit and the value otherwise", () => {
+  const max = defaultLimits.ttlSecsMax;
+  assert.equal(ttlSecsOfBody({ value: 1 }, max), undefined);
+  assert.equal(ttlSecsOfBody({ value: 1, ttl_secs: 1 }, max), 1);
+  assert.equal(ttlSecsOfBody({ value: 1, ttl_secs: max }, max), max);
+  const refusals: Array<[unknown, string]> = [
+    [0, "0"],
+    [-1, "-1"],
+    [1.5, "1.5"],
+    [max + 1, String(max + 1)],
+    ["5", '"5"'],
+    [null, "null"],
+    [{ a: "x".repeat(100) }, `{"a":"${"x".repeat(34)}...`],
+  ];
+  for (const [ttlSecs, shown] of refusals) {
+    assert.throws(() => ttlSecsOfBody({ value: 1, ttl_secs: ttlSecs }, max), {
+      code: "invalid_request",
+      message: `ttl_secs is ${shown}; it must be an integer from 1 to ${max} (ttlSecsMax, seconds)`,
+    });
+  }
 });

@@ -187,7 +187,7 @@ Deno.test("Store.applyReplicas() checks every item first: one invalid item refus
     { table: "t", key: "k", entry: live(1, "1", { owner: "" }) },
     { table: "", key: "k", entry: live(1, "1") },
     { table: "t", key: "k".repeat(11), entry: live(1, "1") },
-    { table: "t", key: "k", entry: live(1, "x".repeat(1380)) },
+    { table: "t", key: "k", entry: live(1, "x".repeat(1388)) },
     { table: "t", key: "k", entry: live(1, "1", { ballot: { counter: -1, node: "n" } }) },
     { table: "t", key: "k", entry: live(1, "1", { ballot: { counter: 1, node: "n".repeat(301) } }) },
     { table: "t", key: "k", entry: live(1, "1", { ballot: { counter: 1, node: "\uD800" } }) },
@@ -195,12 +195,13 @@ Deno.test("Store.applyReplicas() checks every item first: one invalid item refus
   for (const item of invalid) {
     await assert.rejects(() => store.applyReplicas([good, item]), InvalidRequestError);
   }
-  // A record holds 37 fixed bytes + names + value (+ a ballot); its limit is
-  // requestBytesMax + 3 * nameBytesMax + 37 + 312 (the largest ballot: u64, u32 and a 300-byte node).
-  const valueBytesMax = 1000 + 30 - 3 + 312;
+  // A record holds 37 fixed bytes + names + value (+ a ballot, + an expiry); its limit is
+  // requestBytesMax + 3 * nameBytesMax + 37 + 312 + 8 (the largest ballot: u64, u32 and a 300-byte node;
+  // an expiry: u64).
+  const valueBytesMax = 1000 + 30 - 3 + 312 + 8;
   const atMax = live(1, `"${"x".repeat(valueBytesMax - 2)}"`, { owner: "a" });
   const overMax = live(1, `"${"x".repeat(valueBytesMax - 1)}"`, { owner: "a" });
-  await assert.rejects(() => store.applyReplica("t", "w", overMax), /record is 1380 bytes, limit is 1379/);
+  await assert.rejects(() => store.applyReplica("t", "w", overMax), /record is 1388 bytes, limit is 1387/);
   await assert.rejects(() => store.applyReplica("t", "w", overMax), InvalidRequestError);
   assert.equal(store.stats().sequence, 0, "nothing was written");
   assert.equal(store.getEntry("t", "good"), undefined);

@@ -251,9 +251,10 @@ Deno.test("Store: names and values over their limits are refused at max + 1 and 
   await assert.rejects(() => store.put("t", "\uD800", 1, alice), InvalidRequestError);
   await assert.rejects(() => store.put("t", "k", 1, { owner: "" }), InvalidRequestError);
   await assert.rejects(() => store.put("t", "k", undefined, alice), InvalidRequestError);
-  // A record holds 37 fixed bytes + names + value (+ a ballot); its limit is
-  // requestBytesMax + 3 * nameBytesMax + 37 + 312 (the largest ballot: u64, u32 and a 300-byte node).
-  const valueBytesMax = 1000 + 30 - 3 + 312;
+  // A record holds 37 fixed bytes + names + value (+ a ballot, + an expiry); its limit is
+  // requestBytesMax + 3 * nameBytesMax + 37 + 312 + 8 (the largest ballot: u64, u32 and a 300-byte node;
+  // an expiry: u64).
+  const valueBytesMax = 1000 + 30 - 3 + 312 + 8;
   await store.put("t", "v", "x".repeat(valueBytesMax - 2), { owner: "a" });
   await assert.rejects(
     () => store.put("t", "w", "x".repeat(valueBytesMax - 1), { owner: "a" }),

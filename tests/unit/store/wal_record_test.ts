@@ -332,6 +332,7 @@ Deno.test("encodeRecord(): a put or delete with a ballot is ops 5 and 6, the old
     owner: put.owner,
     deleted: false,
     ballot,
+    expiresAt: 0,
   });
   assert.deepEqual(ballotAt(span), ballot);
   assert.deepEqual(ballotAt({ bytes: encodeRecord(put), start: 0, end: encodeRecord(put).length }), zero);
