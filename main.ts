@@ -379,7 +379,7 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     clock: systemClock,
     logger,
     membership: () => cluster.members(),
-    nodeStats: () => nodeStats({ store, broker, cluster, server: options.server }),
+    nodeStats: () => nodeStats({ store, changes, broker, cluster, server: options.server }),
     nodeMetrics: () => nodeMetrics(store, broker, cluster),
     version,
     internal: cluster.door,
@@ -389,8 +389,10 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
   return { store, changes, broker, cluster, app, ...(recordLeave === undefined ? {} : { recordLeave }) };
 }
 
-function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; server: Server }) {
-  const { store, broker, cluster, server } = parts;
+function nodeStats(
+  parts: { store: Store; changes: ChangeLog; broker: Broker; cluster: ClusterNode; server: Server },
+) {
+  const { store, changes, broker, cluster, server } = parts;
   const wal = store.stats();
   const replication = cluster.replicator.stats;
   return {
@@ -398,6 +400,13 @@ function nodeStats(parts: { store: Store; broker: Broker; cluster: ClusterNode; 
     activeSseConnections: broker.activeCount,
     extra: {
       dropped_sse_subscribers: broker.droppedCount,
+      // The window streams resume from: every change after floor_seq is held (SPEC §4b).
+      change_log: {
+        records: changes.recordCount,
+        bytes: changes.sizeBytes,
+        floor_seq: changes.floorSeq,
+        next_seq: changes.nextSeq,
+      },
       connections: {
         open: server.connectionCount,
         accepted: server.stats.accepted,

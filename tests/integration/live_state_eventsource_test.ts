@@ -198,3 +198,35 @@ Deno.test("live state: malformed stream requests are a 400 naming the problem, b
   }
   assert.equal((await (await node.fetch("/stats")).json()).active_sse_connections, 0);
 });
+
+Deno.test("live state: an expiring key's stream says Deleted with reason expired at the top, and a filtered table stream too", async () => {
+  await using node = await NodeProcess.start();
+  const token = await tokenFor(node, "alice");
+  await using keyLog = new EventSourceLog(`${node.baseUrl}/t/subscribe/k`);
+  const where = encodeURIComponent(JSON.stringify({ n: 1 }));
+  await using tableLog = new EventSourceLog(`${node.baseUrl}/t/subscribe?where=${where}`);
+  await waitFor(() => keyLog.readyIds.length === 1 && tableLog.readyIds.length === 1, {
+    timeoutMs: 10_000,
+    what: "both streams",
+  });
+  const response = await node.fetch("/t/key/k", {
+    method: "PUT",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ value: { n: 1 }, ttl_secs: 1 }),
+  });
+  assert.equal(response.status, 201);
+  assert.equal(typeof (await response.json()).expires_at, "number");
+  for (const log of [keyLog, tableLog]) {
+    await waitFor(() => log.changes.some((change) => change.data.event === "Deleted"), {
+      timeoutMs: 15_000,
+      what: "the expiry's Deleted",
+    });
+    const deleted = log.changes.find((change) => change.data.event === "Deleted")!;
+    assert.equal((deleted.data as { reason?: string }).reason, "expired");
+    assert.equal(deleted.data.value?.version, 2, "the expiry is the next version");
+  }
+  assert.equal((await node.fetch("/t/key/k")).status, 404);
+  // Both changes are in the node's change log, which /stats describes.
+  const { change_log } = await (await node.fetch("/stats")).json();
+  assert.ok(change_log.records >= 2 && change_log.bytes > 0 && change_log.next_seq > change_log.floor_seq);
+});
