@@ -38,10 +38,9 @@ Deno.test({
       // The test's own listener beside the page's: what arrived, in order.
       await page.evaluate(() => {
         const received: Array<[string, string, number]> = [];
-        // deno-lint-ignore no-explicit-any
-        const win = globalThis as any;
+        const win = globalThis as unknown as PageGlobals;
         win.received = received;
-        win.liveSource.addEventListener("message", (message: MessageEvent) => {
+        win.liveSource.addEventListener("message", (message: { data: string }) => {
           const event = JSON.parse(message.data);
           const version = event.version ?? event.value?.version ?? 0;
           received.push([event.event, `${event.table}/${event.key}`, version]);
@@ -49,10 +48,13 @@ Deno.test({
       });
       await page.waitForFunction(statusIs("live"));
       const writing = writeTasks(node, { token, count: 400, seed: 2 });
-      await waitFor(async () => (await page.evaluate(() => (globalThis as any).received.length)) > 20, {
-        timeoutMs: 10_000,
-        what: "live changes to reach the page",
-      });
+      await waitFor(
+        async () => (await page.evaluate(() => (globalThis as unknown as PageGlobals).received.length)) > 20,
+        {
+          timeoutMs: 10_000,
+          what: "live changes to reach the page",
+        },
+      );
       proxy.cut();
       await page.waitForFunction(statusIs("reconnecting…"));
       proxy.heal();
@@ -61,7 +63,7 @@ Deno.test({
       const shown = () =>
         page.evaluate(() =>
           Object.fromEntries(
-            [...(globalThis as any).liveState].map((
+            [...(globalThis as unknown as PageGlobals).liveState].map((
               [id, record]: [string, { version: number }],
             ) => [id, record.version]),
           )
@@ -70,7 +72,7 @@ Deno.test({
         timeoutMs: 30_000,
         what: "the page to show the store's open tasks and theme",
       });
-      const received = await page.evaluate(() => (globalThis as any).received) as Array<
+      const received = await page.evaluate(() => (globalThis as unknown as PageGlobals).received) as Array<
         [string, string, number]
       >;
       let last = new Map<string, number>();
@@ -97,6 +99,13 @@ Deno.test("the README shows the live page test's page, word for word", async () 
   const readme = await Deno.readTextFile(new URL("../../../README.md", import.meta.url));
   assert.ok(readme.includes(pageText.trim()), "README's page differs from docs/live_page.html");
 });
+
+/** What the page (and the test's listener) keep on `window`. */
+interface PageGlobals {
+  received: Array<[string, string, number]>;
+  liveState: Map<string, { version: number }>;
+  liveSource: { addEventListener(type: "message", listener: (message: { data: string }) => void): void };
+}
 
 /** An expression the page evaluates: its status line reads `text`. */
 function statusIs(text: string): string {

@@ -6,7 +6,6 @@
 // partition), fetch-based SSE readers. A subscriber sees "exactly one Deleted" when the event after it is
 // the next write's Updated, never a second Deleted; lifetimes of seconds are waited for by polling.
 import assert from "node:assert/strict";
-import { putValue } from "../../helpers/node_process.ts";
 import { InProcessCluster } from "../../helpers/in_process_cluster.ts";
 import { SseReader } from "../../helpers/sse_reader.ts";
 import { TestCluster } from "../../helpers/test_cluster.ts";
