@@ -11,6 +11,8 @@
 import { clusterScenario } from "./cluster.ts";
 import { type BenchContext, type Scenario, type ToolName, toolNames } from "./context.ts";
 import { httpScenario, redisScenario } from "./http.ts";
+import { liveMultiplexScenario, liveResumeScenario, liveSnapshotScenario } from "./live.ts";
+import { liveFilterScenario } from "./live_filter.ts";
 import {
   commandExists,
   commandOutput,
@@ -38,6 +40,10 @@ export const scenarios: readonly Scenario[] = [
   recordsScenario,
   restartScenario,
   clusterScenario,
+  liveFilterScenario,
+  liveSnapshotScenario,
+  liveResumeScenario,
+  liveMultiplexScenario,
 ];
 
 const placement =

@@ -276,7 +276,11 @@ function restartTimeoutMs(recordCount: number): number {
   return Math.max(120_000, recordCount * expectedRestartMsPerRecord * 5);
 }
 
-async function prepareRecords(dataDir: string, recordCount: number): Promise<Record<string, number>> {
+/**
+ * Writes `recordCount` records of `lorem.ts` into `dataDir` with `records_prepare.ts` (dynarust's own store,
+ * closed at the end as a graceful stop does), pinned to the load CPU; returns what it printed.
+ */
+export async function prepareRecords(dataDir: string, recordCount: number): Promise<Record<string, number>> {
   const prepare = PinnedProcess.start({
     name: "records_prepare",
     cpu: loadCpu,

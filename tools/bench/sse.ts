@@ -35,7 +35,7 @@ import { formatCount, formatMs, formatRatio } from "./report.ts";
 import type { ClientPlan, ClientResult } from "./sse_client.ts";
 
 /** A server under SSE load: its URL, pid, a token for writes, and how to stop it. */
-interface SseServer {
+export interface SseServer {
   url: string;
   pid: number;
   token: string;
@@ -43,7 +43,8 @@ interface SseServer {
   stop(): Promise<void>;
 }
 
-async function startNodeServer(subscribersMax: number): Promise<SseServer> {
+/** A dynarust node in a fresh data dir, with `DYNA_SUBSCRIBERS_MAX` and a token of the user `bench`. */
+export async function startNodeServer(subscribersMax: number): Promise<SseServer> {
   const dataDir = await makeDataDir("sse");
   let node: DynarustNode | undefined;
   try {
@@ -93,7 +94,7 @@ async function startBaselineServer(options: { durable: boolean } = { durable: fa
 }
 
 /** Runs `sse_client.ts` pinned to the load CPU and returns what it measured. */
-async function runClient(
+export async function runClient(
   plan: Omit<ClientPlan, "url" | "token" | "serverPid">,
   server: SseServer,
   timeoutMs: number,
@@ -113,7 +114,8 @@ async function runClient(
   return JSON.parse(line) as ClientResult;
 }
 
-function describeLatency(result: ClientResult): string {
+/** `p50 … · p99 … · delivered/expected delivered`. */
+export function describeLatency(result: ClientResult): string {
   const { latencyMs } = result;
   return `p50 ${formatMs(latencyMs.p50)} · p99 ${formatMs(latencyMs.p99)} · ` +
     `${formatCount(result.deliveredCount)}/${formatCount(result.expectedCount)} delivered`;
@@ -334,7 +336,7 @@ function medianSummary(summaries: readonly Summary[]): Summary {
 }
 
 /** The rounds as one result: counts summed, latency quantiles by median; undefined if a round failed. */
-function combineRounds(rounds: ReadonlyArray<ClientResult | undefined>): ClientResult | undefined {
+export function combineRounds(rounds: ReadonlyArray<ClientResult | undefined>): ClientResult | undefined {
   if (rounds.length === 0 || rounds.some((round) => round === undefined)) return undefined;
   const results = rounds as ClientResult[];
   const sum = (pick: (result: ClientResult) => number) =>
@@ -346,6 +348,7 @@ function combineRounds(rounds: ReadonlyArray<ClientResult | undefined>): ClientR
     expectedCount: sum((result) => result.expectedCount),
     subscribersMissingEvents: sum((result) => result.subscribersMissingEvents),
     outOfOrderCount: sum((result) => result.outOfOrderCount),
+    unexpectedCount: sum((result) => result.unexpectedCount),
     latencyMs: medianSummary(results.map((result) => result.latencyMs)),
     lastDeliveryMs: medianSummary(results.map((result) => result.lastDeliveryMs)),
   };

@@ -10,7 +10,9 @@
  * Both stamps come from this process's monotonic clock. Each written value is
  * `{"bench_n": n, "sent_ms": <epoch ms>}`; the client finds `"bench_n":n` in each event's data and looks
  * up the send time of write n; events must arrive with increasing ids (versions), each once. Write n
- * goes to key `k<n mod keyCount>`; subscriber i listens to key `k<i mod keyCount>`. The first
+ * goes to key `k<n mod keyCount>`; subscriber i listens to key `k<i mod keyCount>`, or, with `streams`,
+ * opens `streams[i mod streams.length].path` and expects the writes of that entry's key (a filtered table
+ * stream, `live.ts`). An event of another key's write counts as unexpected. The first
  * `warmupWriteCount` writes are delivered and checked but not measured.
  *
  * Usage: `deno run -A tools/bench/sse_client.ts '<ClientPlan as JSON>'`; prints one JSON line, a
@@ -44,6 +46,12 @@ export interface ClientPlan {
   drainMs: number;
   /** The server's pid, for its RSS. */
   serverPid: number;
+  /**
+   * What the subscribers open instead of their key's stream: subscriber i takes entry `i mod length`,
+   * GETs its `path` (path and query) with every `{subscriber}` replaced by i, and expects exactly the
+   * writes of key `k<key>`.
+   */
+  streams?: ReadonlyArray<{ path: string; key: number }>;
 }
 
 /** What the client measured. */
@@ -63,6 +71,8 @@ export interface ClientResult {
   subscribersMissingEvents: number;
   /** Events that arrived again or before an older one. */
   outOfOrderCount: number;
+  /** Events of writes a subscriber should not get (another key's, or one its filter excludes). */
+  unexpectedCount: number;
   /** Streams the server closed during the run. */
   subscribersClosed: number;
   /** Per delivery. */
@@ -77,6 +87,8 @@ export interface ClientResult {
 
 interface Subscriber {
   key: number;
+  /** Path and query of its GET. */
+  path: string;
   ready: boolean;
   closed: boolean;
   /** The SSE id (the key's version) of the last event received. */
@@ -97,17 +109,23 @@ class SseLoad {
   readonly lastDeliveryMs: Float64Array;
   readonly latencies: number[] = [];
   outOfOrderCount = 0;
+  unexpectedCount = 0;
   deliveredCount = 0;
 
   constructor(plan: ClientPlan) {
     this.plan = plan;
-    this.subscribers = Array.from({ length: plan.subscriberCount }, (_, index) => ({
-      key: index % plan.keyCount,
-      ready: false,
-      closed: false,
-      lastEventId: -1,
-      measuredCount: 0,
-    }));
+    this.subscribers = Array.from({ length: plan.subscriberCount }, (_, index) => {
+      const stream = plan.streams?.[index % plan.streams.length];
+      const key = stream?.key ?? index % plan.keyCount;
+      return {
+        key,
+        path: stream?.path.replaceAll("{subscriber}", String(index)) ?? `/${plan.table}/subscribe/k${key}`,
+        ready: false,
+        closed: false,
+        lastEventId: -1,
+        measuredCount: 0,
+      };
+    });
     const writeTotal = plan.warmupWriteCount + plan.writeCount;
     this.sentMs = new Float64Array(writeTotal).fill(NaN);
     this.lastDeliveryMs = new Float64Array(writeTotal).fill(NaN);
@@ -120,6 +138,10 @@ class SseLoad {
       const write = Number(match[2]);
       if (eventId <= subscriber.lastEventId || !(write < this.sentMs.length)) {
         this.outOfOrderCount += 1;
+        continue;
+      }
+      if (write % this.plan.keyCount !== subscriber.key) {
+        this.unexpectedCount += 1;
         continue;
       }
       subscriber.lastEventId = eventId;
@@ -140,7 +162,7 @@ class SseLoad {
     const url = new URL(this.plan.url);
     const connection = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
     subscriber.connection = connection;
-    const request = `GET /${this.plan.table}/subscribe/k${subscriber.key} HTTP/1.1\r\n` +
+    const request = `GET ${subscriber.path} HTTP/1.1\r\n` +
       `Host: ${url.host}\r\nAccept: text/event-stream\r\n\r\n`;
     await connection.write(new TextEncoder().encode(request));
     const ready = Promise.withResolvers<void>();
@@ -312,6 +334,7 @@ async function run(plan: ClientPlan): Promise<ClientResult> {
     expectedCount: expected.total,
     subscribersMissingEvents: missing,
     outOfOrderCount: load.outOfOrderCount,
+    unexpectedCount: load.unexpectedCount,
     subscribersClosed: load.subscribers.filter((subscriber) => subscriber.ready && subscriber.closed).length,
     latencyMs: summaryOf(load.latencies),
     lastDeliveryMs: summaryOf(load.lastDeliveryMs.subarray(plan.warmupWriteCount)),
