@@ -15,6 +15,7 @@ import {
   keepaliveFrame,
   keySyncedFrame,
   resyncThenFrame,
+  snapshotFrameText,
   snapshotResyncFrame,
 } from "./event_format.ts";
 import { TooManySubscribersError } from "./errors.ts";
@@ -619,21 +620,19 @@ export class Broker {
       for await (const page of snapshot.pages) {
         if (subscriber.closed) break;
         const records = await this.#vouched({ page, confirm: snapshot.confirm });
-        for (const record of records) {
-          if (subscriber.closed) break;
-          if (filter !== undefined && filter.tables.has(record.table)) {
-            this.#filterGroups.remember({ ...record, deleted: false });
-            if (!FilterGroups.admits(filter.filter, record)) continue;
-          }
-          const bytes = encodeSnapshotFrame({ kind: "Updated", ...record });
-          subscriber.snapshotRecord({
-            topic: topicOf(record.table, record.key),
-            version: record.version,
-            bytes,
-            confirmed: record.confirmed,
-          });
-        }
-        await subscriber.waitForRoom();
+        const sent = filter === undefined ? records : records.filter((record) => {
+          if (!filter.tables.has(record.table)) return true;
+          this.#filterGroups.remember({ ...record, deleted: false });
+          return FilterGroups.admits(filter.filter, record);
+        });
+        subscriber.snapshotPage(sent.map((record) => ({
+          topic: topicOf(record.table, record.key),
+          version: record.version,
+          text: snapshotFrameText({ kind: "Updated", ...record }),
+          confirmed: record.confirmed,
+        })));
+        // A chunk is a page: keep at most two queued, so a slow client holds two pages, not the table.
+        await subscriber.waitForRoom({ queuedMax: 2 });
       }
     } catch (error) {
       this.#logger.warn("sse: a snapshot could not be read; the stream is closed", {

@@ -241,13 +241,19 @@ export const snapshotResyncFrame: Uint8Array = encoder.encode('data: {"event":"R
 export function encodeSnapshotFrame(
   record: Pick<ChangeEvent, "kind" | "table" | "key" | "json">,
 ): Uint8Array {
-  assertKind(record.kind);
-  assertSingleLine(record.json);
-  const names = namesJsonOf(record);
-  const head = eventHeadOf(record.kind, record.json);
-  const bytes = encoder.encode(`data: {${head}${names}"value":${record.json}}\n\n`);
-  assert(bytes.length >= record.json.length + names.length, "a snapshot frame holds its record");
+  const text = snapshotFrameText(record);
+  const bytes = encoder.encode(text);
+  assert(bytes.length >= text.length, "a snapshot frame holds its record");
   return bytes;
+}
+
+/** The text of {@linkcode encodeSnapshotFrame}: a snapshot page joins its records' texts, encoded once. */
+export function snapshotFrameText(record: Pick<ChangeEvent, "kind" | "table" | "key" | "json">): string {
+  assertSingleLine(record.json);
+  const head = eventHeadOf(record.kind, record.json);
+  const text = `data: {${head}${namesJsonOf(record)}"value":${record.json}}\n\n`;
+  assert(text.length > record.json.length, "a snapshot frame holds its record");
+  return text;
 }
 
 /**

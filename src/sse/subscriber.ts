@@ -1,4 +1,6 @@
 import { assert } from "../util/assert.ts";
+
+const encoder = new TextEncoder();
 import { encodeReadyFrame } from "./event_format.ts";
 import { SubscriberTooSlowError } from "./errors.ts";
 import type { Frame } from "./history.ts";
@@ -181,12 +183,17 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
    * Resolves once the stream's queue has room for more of a replay (or the subscriber stopped): a replay
    * read from disk is queued a chunk at a time, at the pace the client reads.
    */
-  waitForRoom(): Promise<void> {
+  async waitForRoom(options: { queuedMax?: number } = {}): Promise<void> {
     assert(this.#pending !== undefined, "only a held subscriber paces a replay");
-    if (this.#closed || (this.#controller.desiredSize ?? 0) > 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#roomWaiter = resolve;
-    });
+    // A chunk may be a whole page of a snapshot: a caller that queues pages waits until few are queued.
+    const queuedMax = options.queuedMax ?? this.#queueDepthMax - 1;
+    assert(queuedMax >= 0 && queuedMax < this.#queueDepthMax);
+    // Bounded: each pass waits for the client to read a chunk, or ends when the subscriber stops.
+    while (!this.#closed && this.#queueDepthMax - (this.#controller.desiredSize ?? 0) > queuedMax) {
+      await new Promise<void>((resolve) => {
+        this.#roomWaiter = resolve;
+      });
+    }
   }
 
   /** Called by the paced stream source when the client read and the queue has room. */
@@ -267,25 +274,42 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   }
 
   /**
-   * Sends one record of the snapshot (a frame without an id), or the live change of its key held since,
-   * when that is newer; the key's held change is then forgotten.
+   * Sends a page of snapshot records as one chunk (one encoding, one buffer, whatever the page's size):
+   * each record's frame text, or the live change of its key held since when that is newer (the key's held
+   * change is then forgotten).
    */
-  snapshotRecord(
-    record: { topic: string; version: number; bytes: Uint8Array; confirmed: boolean | undefined },
+  snapshotPage(
+    records: ReadonlyArray<{ topic: string; version: number; text: string; confirmed: boolean | undefined }>,
   ): void {
     const changes = this.#snapshotChanges;
-    assert(changes !== undefined, "a snapshot record comes during a snapshot");
+    assert(changes !== undefined, "a snapshot page comes during a snapshot");
     if (this.#closed) return;
-    const held = changes.get(record.topic);
-    changes.delete(record.topic);
-    if (record.confirmed === true && (held === undefined || held.version <= record.version)) {
-      const floors = this.#versionFloors ??= new Map();
-      if (floors.size < this.#snapshotKeysMax) floors.set(record.topic, record.version);
+    const texts: string[] = [];
+    for (const record of records) {
+      const held = changes.get(record.topic);
+      if (held === undefined || held.version < record.version) {
+        texts.push(record.text);
+        if (held !== undefined) changes.delete(record.topic);
+        if (record.confirmed === true) this.#setFloor(record.topic, record.version);
+        continue;
+      }
+      // The held change is newer: it goes in the page's place, as its own chunk between the texts.
+      changes.delete(record.topic);
+      if (texts.length > 0) this.#controller.enqueue(encoder.encode(texts.splice(0).join("")));
+      this.#controller.enqueue(held.bytes);
     }
-    this.#controller.enqueue(
-      held !== undefined && held.version >= record.version ? held.bytes : record.bytes,
-    );
+    if (texts.length > 0) this.#controller.enqueue(encoder.encode(texts.join("")));
+    assert(records.every((record) => !changes.has(record.topic)), "a page's keys are sent");
   }
+
+  /** Notes a version floor for a confirmed record (see `shownAlready`), within the held-changes bound. */
+  #setFloor(topic: string, version: number): void {
+    const floors = this.#versionFloors ??= new Map();
+    if (floors.size < this.#snapshotKeysMax) floors.set(topic, version);
+    assert(floors.size <= this.#snapshotKeysMax);
+  }
+
+
 
   /**
    * Ends the snapshot: the live changes held since their key was sent (or of keys no page had) follow in
