@@ -4,9 +4,9 @@ import { crc32 } from "../util/crc32.ts";
 import type { Logger } from "../util/log.ts";
 import {
   decodeLogRecord,
-  encodeLogRecord,
   type LoggedChange,
   type LogRecord,
+  logRecordText,
   topicHashOf,
 } from "./change_record.ts";
 import { decrypt, type Encryption, ivBytes } from "./crypto.ts";
@@ -15,7 +15,7 @@ import {
   checkFileHeader,
   decodeFramePlaintext,
   encodeFileHeader,
-  encodeFrame,
+  encodePlaintextFrame,
   fileHeaderBytes,
   frameHeaderBytes,
   readFully,
@@ -66,13 +66,13 @@ interface Segment {
   file: Promise<FsFile> | undefined;
 }
 
-/** One frame: where it is, and its records while they are not written yet. */
+/** One frame: where it is, and its plaintext while it is not written yet. */
 interface FrameSlot {
   readonly segment: Segment;
   offset: number;
   lengthBytes: number;
-  /** The records, until the frame is on disk (then read back from the file). */
-  records: LogRecord[] | undefined;
+  /** The flag byte and the packed records, from sealing until the frame is on disk (then read back). */
+  plaintext: Uint8Array | undefined;
   /** Its write failed: its records are lost (a reader meets a gap). */
   lost: boolean;
 }
@@ -106,6 +106,10 @@ function segmentName(firstSeq: number): string {
 const segmentNamePattern = /^changes_\d{20}\.log$/;
 const defaultBatchBytesMax = 64 * 1024;
 const defaultFlushMs = 20;
+/** Room a batch buffer has beyond `batchBytesMax`, so the record that fills a batch rarely needs a new one. */
+const batchSlackBytes = 16 * 1024;
+
+const encoder = new TextEncoder();
 
 /**
  * The retention window of published changes, on disk (see `src/sse/DESIGN.md`, "The change log"):
@@ -135,8 +139,13 @@ export class ChangeLog {
   #frames: FrameSlot[] = [];
   /** Frame number of `#frames[0]`. */
   #frameBase = 0;
-  #batch: Uint8Array[] = [];
-  #batchBytes = 0;
+  /**
+   * The open batch, laid out as a frame's plaintext: the flag byte (0), then each record after its u32
+   * length, encoded in place (no buffer per record). A fresh buffer per batch: a sealed one is kept as its
+   * frame's plaintext until written. Undefined while no batch is open.
+   */
+  #batchBuffer: Uint8Array | undefined;
+  #batchUsed = 0;
   #batchTimer: ReturnType<typeof setTimeout> | undefined;
   /** The chain of file operations, in order; never rejects. */
   #writing: Promise<void> = Promise.resolve();
@@ -240,7 +249,7 @@ export class ChangeLog {
   async flush(): Promise<void> {
     this.#seal();
     await this.#writing;
-    assert(this.#batch.length === 0);
+    assert(this.#batchBuffer === undefined);
   }
 
   /**
@@ -258,7 +267,7 @@ export class ChangeLog {
       file?.close();
     });
     await this.#writing;
-    assert(this.#batch.length === 0);
+    assert(this.#batchBuffer === undefined);
   }
 
   /**
@@ -361,7 +370,10 @@ export class ChangeLog {
   async #recordsOfFrame(frameNumber: number): Promise<LogRecord[] | undefined> {
     const slot = this.#frames[frameNumber - this.#frameBase];
     if (slot === undefined || slot.lost) return undefined; // dropped by retention since the read began
-    if (slot.records !== undefined) return slot.records;
+    if (slot === this.#frames.at(-1) && this.#batchBuffer !== undefined) {
+      return recordsOfPlaintext(this.#batchBuffer.subarray(0, this.#batchUsed)); // the open batch
+    }
+    if (slot.plaintext !== undefined) return recordsOfPlaintext(slot.plaintext);
     const bytes = await this.#segmentBytes(slot.segment, slot.offset + slot.lengthBytes);
     if (bytes === undefined) return undefined;
     try {
@@ -386,7 +398,7 @@ export class ChangeLog {
       additionalData: this.#header,
     });
     if (plaintext === undefined) throw new RecordDecodeError("change log frame does not authenticate");
-    return recordsOf(decodeFramePlaintext(plaintext)).map(decodeLogRecord);
+    return recordsOfPlaintext(plaintext);
   }
 
   /** The segment's file, at least `endBytes` of it, through the one-segment cache. */
@@ -404,12 +416,18 @@ export class ChangeLog {
   /** Adds a record to the index and the open batch; seals the batch when full. */
   #appendRecord(record: LogRecord): void {
     assert(record.seq > this.#lastSeq, "log records are in sequence order");
-    const bytes = encodeLogRecord(record);
-    if (this.#batch.length === 0) this.#openBatch();
+    const text = logRecordText(record);
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit; a batch that might not hold it is sealed first.
+    const bytesMax = 4 + text.length * 3;
+    if (this.#batchBuffer !== undefined && this.#batchUsed + bytesMax > this.#batchBuffer.length) {
+      this.#seal();
+    }
+    if (this.#batchBuffer === undefined) this.#openBatch(bytesMax);
+    const buffer = this.#batchBuffer!;
+    const { written } = encoder.encodeInto(text, buffer.subarray(this.#batchUsed + 4));
+    new DataView(buffer.buffer, buffer.byteOffset).setUint32(this.#batchUsed, written);
+    this.#batchUsed += 4 + written;
     const slot = this.#frames.at(-1)!;
-    slot.records!.push(record);
-    this.#batch.push(bytes);
-    this.#batchBytes += bytes.length + 4;
     this.#seqs.push(record.seq);
     this.#versions.push(record.type === "change" ? record.version : 0);
     this.#hashes.push(record.type === "change" ? topicHashOf(record.table, record.key) : 0);
@@ -418,21 +436,25 @@ export class ChangeLog {
     const segment = slot.segment;
     segment.recordCount += 1;
     segment.lastSeq = record.seq;
-    segment.newestMs = this.#options.clock.nowMs();
-    if (this.#batchBytes >= this.#batchBytesMax) this.#seal();
+    if (this.#batchUsed >= this.#batchBytesMax) this.#seal();
     assert(this.#seqs.length === this.#frameNumbers.length);
   }
 
-  /** Starts a batch: a frame slot in the newest segment (a new one when there is none or it is full). */
-  #openBatch(): void {
+  /**
+   * Starts a batch: a buffer for at least `recordBytesMax` more (a frame's flag byte first), and a frame
+   * slot in the newest segment (a new segment when there is none or it is full).
+   */
+  #openBatch(recordBytesMax: number): void {
     let segment = this.#segments.at(-1);
     if (segment === undefined || segment.file === undefined || segment.sizeBytes >= this.#segmentBytesMax) {
       segment = this.#startSegment();
     }
-    this.#frames.push({ segment, offset: 0, lengthBytes: 0, records: [], lost: false });
+    this.#frames.push({ segment, offset: 0, lengthBytes: 0, plaintext: undefined, lost: false });
     segment.frameCount += 1;
+    this.#batchBuffer = new Uint8Array(Math.max(this.#batchBytesMax + batchSlackBytes, 1 + recordBytesMax));
+    this.#batchUsed = 1; // the flag byte: 0, not deflated
     if (!this.#closed) this.#batchTimer = setTimeout(() => this.#seal(), this.#flushMs);
-    assert(this.#batch.length === 0 && this.#batchBytes === 0);
+    assert(this.#batchBuffer[0] === 0);
   }
 
   /** Rolls to a new segment named after the next record's sequence; its creation is queued on the chain. */
@@ -462,21 +484,24 @@ export class ChangeLog {
   #seal(): void {
     if (this.#batchTimer !== undefined) clearTimeout(this.#batchTimer);
     this.#batchTimer = undefined;
-    if (this.#batch.length === 0) return;
+    if (this.#batchBuffer === undefined) return;
     const slot = this.#frames.at(-1)!;
-    const bytes = encodeFrameOf(this.#options.encryption, this.#header, this.#batch);
+    slot.plaintext = this.#batchBuffer.subarray(0, this.#batchUsed);
+    const { encryption } = this.#options;
+    const bytes = encodePlaintextFrame({ encryption, header: this.#header, plaintext: slot.plaintext });
     slot.offset = slot.segment.sizeBytes;
     slot.lengthBytes = bytes.length;
     slot.segment.sizeBytes += bytes.length;
-    this.#batch = [];
-    this.#batchBytes = 0;
+    slot.segment.newestMs = this.#options.clock.nowMs();
+    this.#batchBuffer = undefined;
+    this.#batchUsed = 0;
     this.#applyRetention();
     const file = slot.segment.file;
     assert(file !== undefined, "a batch is sealed into the open segment");
     this.#chain(async () => {
       try {
         await (await file).write(bytes);
-        slot.records = undefined;
+        slot.plaintext = undefined;
       } catch (error) {
         this.#writeFailed(slot, error);
       }
@@ -487,7 +512,7 @@ export class ChangeLog {
   /** A frame's write failed: its records are lost (a gap for readers); the next batch starts a new file. */
   #writeFailed(slot: FrameSlot, error: unknown): void {
     slot.lost = true;
-    slot.records = undefined;
+    slot.plaintext = undefined;
     if (this.#segments.at(-1) === slot.segment && slot.segment.file !== undefined) {
       slot.segment.sizeBytes = this.#segmentBytesMax; // roll at the next batch
     }
@@ -629,7 +654,7 @@ export class ChangeLog {
       segment,
       offset: frame.offset,
       lengthBytes: frame.lengthBytes,
-      records: undefined,
+      plaintext: undefined,
       lost: false,
     });
     segment.frameCount += 1;
@@ -647,6 +672,7 @@ export class ChangeLog {
   }
 }
 
-function encodeFrameOf(encryption: Encryption, header: Uint8Array, records: Uint8Array[]): Uint8Array {
-  return encodeFrame({ encryption, header, records, deflate: false });
+/** The records of a frame's plaintext (flag byte and packed records). */
+function recordsOfPlaintext(plaintext: Uint8Array): LogRecord[] {
+  return recordsOf(decodeFramePlaintext(plaintext)).map(decodeLogRecord);
 }

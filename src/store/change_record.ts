@@ -31,28 +31,28 @@ export type LogRecord = LoggedChange | LogMarker;
 const kindCodes = { Updated: "U", Deleted: "D" } as const;
 const markerCodes = { gap: "G", closed: "C" } as const;
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * Encodes a record as UTF-8 text: a code letter (`U`, `D`, `G`, `C`), a flag digit (`1`: resync before),
- * a JSON array `[seq,version,table,key]`, a line break and the state's json (changes only). The json goes
- * in verbatim, so a record costs one stringify of the four short fields and one encode.
+ * A record as text, to be encoded as UTF-8 straight into a batch: a code letter (`U`, `D`, `G`, `C`), a flag
+ * digit (`1`: resync before), `<seq>,<version>,<table length>,<key length>` (lengths in UTF-16 code units),
+ * a line break, then the table, the key and the state's json verbatim. Names and json go in unescaped, so a
+ * record costs one string concatenation and no stringify.
  */
-export function encodeLogRecord(record: LogRecord): Uint8Array {
+export function logRecordText(record: LogRecord): string {
   assert(Number.isSafeInteger(record.seq), "a log record's sequence is a safe integer");
   assert(record.seq >= 1, "a log record's sequence is at least 1");
-  if (record.type !== "change") {
-    return encoder.encode(`${markerCodes[record.type]}0[${record.seq},0,"",""]\n`);
-  }
+  if (record.type !== "change") return `${markerCodes[record.type]}0${record.seq},0,0,0\n`;
   assert(Number.isSafeInteger(record.version) && record.version >= 1, "a change has a version");
   assert(record.json.length > 0, "a change has its state's json");
-  const head = JSON.stringify([record.seq, record.version, record.table, record.key]);
-  return encoder.encode(`${kindCodes[record.kind]}${record.resyncBefore ? 1 : 0}${head}\n${record.json}`);
+  const { table, key } = record;
+  return `${kindCodes[record.kind]}${
+    record.resyncBefore ? 1 : 0
+  }${record.seq},${record.version},${table.length},${key.length}\n${table}${key}${record.json}`;
 }
 
 /**
- * Decodes a record of {@linkcode encodeLogRecord}.
+ * Decodes a record of {@linkcode logRecordText}.
  *
  * @throws {RecordDecodeError} when the bytes are not one.
  */
@@ -65,32 +65,31 @@ export function decodeLogRecord(bytes: Uint8Array): LogRecord {
   }
   const newline = text.indexOf("\n");
   if (newline < 2) throw new RecordDecodeError("change record has no head");
-  const head = parseHead(text.slice(2, newline));
+  const head = text.slice(2, newline).split(",").map(Number);
+  if (head.length !== 4 || !head.every((field) => Number.isSafeInteger(field) && field >= 0)) {
+    throw new RecordDecodeError("change record head is not four counts");
+  }
+  const [seq, version, tableLength, keyLength] = head as [number, number, number, number];
+  if (seq < 1) throw new RecordDecodeError("bad change sequence");
   const code = text[0];
-  if (code === "G" || code === "C") return { type: code === "G" ? "gap" : "closed", seq: head.seq };
+  if (code === "G" || code === "C") return { type: code === "G" ? "gap" : "closed", seq };
   if (code !== "U" && code !== "D") throw new RecordDecodeError(`unknown change record code ${code}`);
-  const json = text.slice(newline + 1);
-  if (json.length === 0 || head.version < 1) throw new RecordDecodeError("change record has no state");
-  const { seq, version, table, key } = head;
+  const tableStart = newline + 1;
+  const jsonStart = tableStart + tableLength + keyLength;
+  if (version < 1 || jsonStart >= text.length) throw new RecordDecodeError("change record has no state");
+  const table = text.slice(tableStart, tableStart + tableLength);
+  const key = text.slice(tableStart + tableLength, jsonStart);
   const kind = code === "U" ? "Updated" : "Deleted";
-  return { type: "change", seq, kind, table, key, version, json, resyncBefore: text[1] === "1" };
-}
-
-function parseHead(text: string): { seq: number; version: number; table: string; key: string } {
-  let head: unknown;
-  try {
-    head = JSON.parse(text);
-  } catch (error) {
-    throw new RecordDecodeError("change record head is not JSON", { cause: error });
-  }
-  if (!Array.isArray(head) || head.length !== 4) {
-    throw new RecordDecodeError("change record head is not 4 fields");
-  }
-  const [seq, version, table, key] = head as unknown[];
-  if (!Number.isSafeInteger(seq) || (seq as number) < 1) throw new RecordDecodeError("bad change sequence");
-  if (!Number.isSafeInteger(version) || (version as number) < 0) throw new RecordDecodeError("bad version");
-  if (typeof table !== "string" || typeof key !== "string") throw new RecordDecodeError("bad change names");
-  return { seq: seq as number, version: version as number, table, key };
+  return {
+    type: "change",
+    seq,
+    kind,
+    table,
+    key,
+    version,
+    json: text.slice(jsonStart),
+    resyncBefore: text[1] === "1",
+  };
 }
 
 /**

@@ -109,14 +109,12 @@ export function encodeFrame(
     encryption: Encryption;
     header: Uint8Array;
     records: readonly Uint8Array[];
-    /** False for frames written off the request path where the CPU matters more than bytes. @default true */
-    deflate?: boolean;
   },
 ): Uint8Array {
   assert(options.records.length > 0);
   const packed = packRecords(options.records);
   assert(packed.length < framePlaintextBytesMax, "frame plaintext over framePlaintextBytesMax");
-  const deflated = packed.length < compressPlaintextBytesMin || options.deflate === false
+  const deflated = packed.length < compressPlaintextBytesMin
     ? undefined
     : deflateRawSync(packed, packed.length < fastCompressBytesMax ? fastDeflate : undefined);
   const useDeflated = deflated !== undefined && deflated.length < packed.length;
@@ -124,6 +122,20 @@ export function encodeFrame(
   const plaintext = new Uint8Array(1 + body.length);
   plaintext[0] = useDeflated ? flagDeflated : 0;
   plaintext.set(body, 1);
+  return encodePlaintextFrame({ encryption: options.encryption, header: options.header, plaintext });
+}
+
+/**
+ * Encrypts a frame's whole plaintext as laid out by the caller: the flag byte (`0`: not deflated) and the
+ * records, each after its u32 length. For writers that lay records out in place (the change log's batch
+ * buffer), without the copy `encodeFrame` makes.
+ */
+export function encodePlaintextFrame(
+  options: { encryption: Encryption; header: Uint8Array; plaintext: Uint8Array },
+): Uint8Array {
+  const { plaintext } = options;
+  assert(plaintext.length >= 1 && (plaintext[0]! & ~flagDeflated) === 0, "a plaintext starts with its flags");
+  assert(plaintext.length < framePlaintextBytesMax + 1, "frame plaintext over framePlaintextBytesMax");
   const { iv, ciphertext } = encrypt(options.encryption.cipherKey, {
     plaintext,
     additionalData: options.header,

@@ -292,3 +292,31 @@ Deno.test("ChangeLog matches a model over seeded appends, flushes, reopens and r
   }
   await log.close();
 });
+
+Deno.test("ChangeLog holds records larger than a batch and names with any characters, from memory and disk", async () => {
+  const fs = new MemoryFs();
+  const log = await ChangeLog.open(optionsOf(fs));
+  const start = log.nextSeq;
+  const big = JSON.stringify({ value: "é".repeat(150_000), version: 1, timestamp: 1, owner: "o" });
+  const odd: LoggedChange = {
+    ...changeOf(start + 1, { table: 'ta,b\n"é', key: "k\n1,2", version: 2 }),
+    json: '{"value":"line\\nbreak ✓","version":2,"timestamp":1,"owner":"ü"}',
+    resyncBefore: true,
+  };
+  log.append({ ...changeOf(start, { key: "big", version: 1 }), json: big });
+  log.append(odd);
+  log.append(changeOf(start + 2, { key: "after", version: 1 }));
+  const fromMemory = await collect(log.recordsAfter(start - 1, { chunkCount: 10 }));
+  assert.equal(fromMemory.length, 3);
+  assert.equal((fromMemory[0] as LoggedChange).json, big);
+  assert.deepEqual(fromMemory[1], odd);
+  await log.close();
+  const reopened = await ChangeLog.open(optionsOf(fs));
+  const fromDisk = await collect(reopened.recordsAfter(start - 1, { chunkCount: 10 }));
+  assert.deepEqual(fromDisk.filter((record) => record.type === "change"), fromMemory);
+  const [keyed] = await collect(
+    reopened.keyChangesAfter({ table: 'ta,b\n"é', key: "k\n1,2" }, { after: 0, chunkCount: 5 }),
+  );
+  assert.deepEqual(keyed, odd);
+  await reopened.close();
+});
