@@ -69,9 +69,20 @@ const expiredSuffix = ',"reason":"expired"}';
  */
 function eventHeadOf(kind: ChangeEvent["kind"], json: string): string {
   assertKind(kind);
-  return kind === "Deleted" && json.endsWith(expiredSuffix)
-    ? '"event":"Deleted","reason":"expired",'
-    : `"event":"${kind}",`;
+  if (kind === "Updated") return updatedHead;
+  return json.endsWith(expiredSuffix) ? expiredHead : deletedHead;
+}
+
+const updatedHead = '"event":"Updated",';
+const deletedHead = '"event":"Deleted",';
+const expiredHead = '"event":"Deleted","reason":"expired",';
+
+/** A name JSON.stringify leaves as it is between its quotes: printable ASCII but `"` and `\`. */
+const plainJsonName = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** UTF-8 bytes of `JSON.stringify(name)`, without building it for the usual plain name. */
+function jsonNameBytes(name: string): number {
+  return plainJsonName.test(name) ? name.length + 2 : utf8Length(JSON.stringify(name));
 }
 /** What a table-stream frame adds to a key-stream one besides the names: `"table":,"key":,`. */
 const tableFrameNamesBytes = '"table":,"key":,'.length;
@@ -85,31 +96,38 @@ const tableFrameNamesBytes = '"table":,"key":,'.length;
 class ChangeFrame implements Frame {
   readonly id: number;
   readonly byteLength: number;
-  /** `"event":..,` and, on table-stream frames, `"table":<json>,"key":<json>,`. */
+  /** `"event":..,` (and `"reason":"expired",`). */
   #head: string;
+  /** The names a table-stream frame carries, as `"table":<json>,"key":<json>,` once encoded. */
+  #names: { table: string; key: string } | undefined;
   #json: string;
   #bytes: Uint8Array | undefined = undefined;
 
   constructor(options: {
     id: number;
     kind: ChangeEvent["kind"];
-    namesJson: string | undefined;
+    names: { table: string; key: string } | undefined;
     json: string;
     jsonBytes: number;
   }) {
-    const { id, kind, namesJson, json } = options;
+    const { id, kind, names, json } = options;
     this.id = id;
-    const eventHead = eventHeadOf(kind, json);
-    this.#head = namesJson === undefined ? eventHead : eventHead + namesJson;
+    this.#head = eventHeadOf(kind, json);
+    this.#names = names;
     this.#json = json;
-    const namesBytes = namesJson === undefined ? 0 : utf8Length(namesJson);
-    this.byteLength = frameFixedBytes + digitCount(id) + eventHead.length + namesBytes + options.jsonBytes;
+    // Counted now (histories bound their bytes), built at the first send: most frames are never sent.
+    const namesBytes = names === undefined
+      ? 0
+      : tableFrameNamesBytes + jsonNameBytes(names.table) + jsonNameBytes(names.key);
+    this.byteLength = frameFixedBytes + digitCount(id) + this.#head.length + namesBytes + options.jsonBytes;
   }
 
   get bytes(): Uint8Array {
     if (this.#bytes === undefined) {
-      this.#bytes = encoder.encode(`id: ${this.id}\ndata: {${this.#head}"value":${this.#json}}\n\n`);
+      const names = this.#names === undefined ? "" : namesJsonOf(this.#names);
+      this.#bytes = encoder.encode(`id: ${this.id}\ndata: {${this.#head}${names}"value":${this.#json}}\n\n`);
       this.#head = "";
+      this.#names = undefined;
       this.#json = "";
       assert(this.#bytes.length === this.byteLength, "a frame encodes to the bytes it was counted as");
     }
@@ -141,8 +159,14 @@ export function changeFrames(
   if (!printableAscii) assertSingleLine(json);
   const jsonBytes = printableAscii ? json.length : utf8Length(json);
   return {
-    key: new ChangeFrame({ id: event.version, kind, namesJson: undefined, json, jsonBytes }),
-    table: new ChangeFrame({ id: tableId, kind, namesJson: namesJsonOf(event), json, jsonBytes }),
+    key: new ChangeFrame({ id: event.version, kind, names: undefined, json, jsonBytes }),
+    table: new ChangeFrame({
+      id: tableId,
+      kind,
+      names: { table: event.table, key: event.key },
+      json,
+      jsonBytes,
+    }),
   };
 }
 

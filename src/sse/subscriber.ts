@@ -309,8 +309,6 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     assert(floors.size <= this.#snapshotKeysMax);
   }
 
-
-
   /**
    * Ends the snapshot: the live changes held since their key was sent (or of keys no page had) follow in
    * key order, then `synced`, whose id becomes the stream's position: every change up to it is shown.

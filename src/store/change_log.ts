@@ -424,9 +424,14 @@ export class ChangeLog {
     }
     if (this.#batchBuffer === undefined) this.#openBatch(bytesMax);
     const buffer = this.#batchBuffer!;
-    const { written } = encoder.encodeInto(text, buffer.subarray(this.#batchUsed + 4));
-    new DataView(buffer.buffer, buffer.byteOffset).setUint32(this.#batchUsed, written);
-    this.#batchUsed += 4 + written;
+    const at = this.#batchUsed;
+    const { written } = encoder.encodeInto(text, buffer.subarray(at + 4));
+    // The record's u32 length, big-endian, before it (as `frame.ts` lays records out).
+    buffer[at] = written >>> 24;
+    buffer[at + 1] = (written >>> 16) & 0xff;
+    buffer[at + 2] = (written >>> 8) & 0xff;
+    buffer[at + 3] = written & 0xff;
+    this.#batchUsed = at + 4 + written;
     const slot = this.#frames.at(-1)!;
     this.#seqs.push(record.seq);
     this.#versions.push(record.type === "change" ? record.version : 0);
