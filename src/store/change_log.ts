@@ -146,6 +146,8 @@ export class ChangeLog {
    */
   #batchBuffer: Uint8Array | undefined;
   #batchUsed = 0;
+  /** Batch buffers of the standard size whose frames were written, for the next batches (at most 2). */
+  readonly #freeBuffers: Uint8Array[] = [];
   #batchTimer: ReturnType<typeof setTimeout> | undefined;
   /** The chain of file operations, in order; never rejects. */
   #writing: Promise<void> = Promise.resolve();
@@ -456,7 +458,10 @@ export class ChangeLog {
     }
     this.#frames.push({ segment, offset: 0, lengthBytes: 0, plaintext: undefined, lost: false });
     segment.frameCount += 1;
-    this.#batchBuffer = new Uint8Array(Math.max(this.#batchBytesMax + batchSlackBytes, 1 + recordBytesMax));
+    const standardBytes = this.#batchBytesMax + batchSlackBytes;
+    const reused = 1 + recordBytesMax <= standardBytes ? this.#freeBuffers.pop() : undefined;
+    this.#batchBuffer = reused ?? new Uint8Array(Math.max(standardBytes, 1 + recordBytesMax));
+    this.#batchBuffer[0] = 0;
     this.#batchUsed = 1; // the flag byte: 0, not deflated
     if (!this.#closed) this.#batchTimer = setTimeout(() => this.#seal(), this.#flushMs);
     assert(this.#batchBuffer[0] === 0);
@@ -506,12 +511,22 @@ export class ChangeLog {
     this.#chain(async () => {
       try {
         await (await file).write(bytes);
-        slot.plaintext = undefined;
+        this.#recycle(slot);
       } catch (error) {
         this.#writeFailed(slot, error);
       }
     });
     assert(slot.lengthBytes > frameHeaderBytes);
+  }
+
+  /** A written frame lets go of its plaintext; a standard-size buffer goes back for the next batches. */
+  #recycle(slot: FrameSlot): void {
+    const plaintext = slot.plaintext;
+    slot.plaintext = undefined;
+    if (plaintext === undefined || this.#freeBuffers.length >= 2) return;
+    if (plaintext.buffer.byteLength !== this.#batchBytesMax + batchSlackBytes) return;
+    this.#freeBuffers.push(new Uint8Array(plaintext.buffer));
+    assert(this.#freeBuffers.length <= 2);
   }
 
   /** A frame's write failed: its records are lost (a gap for readers); the next batch starts a new file. */

@@ -168,9 +168,16 @@ export class Store {
   /** The visible state: durable writes only. */
   /** Keys whose state has a lifetime, by due time (`takeExpired`); rebuilt as the files are indexed. */
   readonly #expiries = new ExpiryQueue();
+  /**
+   * False until a state with a lifetime was indexed, accepted or applied: until then no key can be expired,
+   * and a write asks nothing more (`expiredVersionOf`), so a node that never uses TTL pays nothing for it.
+   */
+  #lifetimesSeen = false;
   readonly #index = new VisibleIndex({
-    onLifetime: (table, key, lifetime) =>
-      this.#expiries.set({ table, key, version: lifetime.version, expiresAtMs: lifetime.expiresAt }),
+    onLifetime: (table, key, lifetime) => {
+      this.#lifetimesSeen = true;
+      this.#expiries.set({ table, key, version: lifetime.version, expiresAtMs: lifetime.expiresAt });
+    },
   });
   /** Writes accepted but not yet durable, newest per key: sequences writes, never read by `get`. */
   readonly #pending = new Map<string, Map<string, PendingKey>>();
@@ -674,6 +681,7 @@ export class Store {
     const replacedVersion = this.#index.applyRecord({ table, key, encoded, deleted: entry.deleted });
     if (write.kind === "local") assert(entry.version === replacedVersion + 1);
     if (!entry.deleted && entry.expiresAt !== 0) {
+      this.#lifetimesSeen = true;
       this.#expiries.set({ table, key, version: entry.version, expiresAtMs: entry.expiresAt });
     }
     if (write.kind !== "local") {
@@ -868,6 +876,7 @@ export class Store {
     setRecordSequence(prepared.encoded, sequence);
     this.#sequenceAccepted = sequence;
     const write: PendingWrite = { ...prepared, sequence };
+    if (write.entry !== undefined && write.entry.expiresAt !== 0) this.#lifetimesSeen = true;
     assert(this.#wal !== undefined);
     const durable = this.#wal.append(write, lazy ? lazyAppend : undefined);
     let pendingTable = this.#pending.get(write.table);
@@ -1018,6 +1027,7 @@ export class Store {
    * by `nowMs`, else undefined: cheap enough for every write (the op byte tells a record without one).
    */
   expiredVersionOf(table: string, key: string, nowMs: number): number | undefined {
+    if (!this.#lifetimesSeen) return undefined;
     const pending = this.#pending.get(table)?.get(key);
     if (pending !== undefined) {
       const entry = pending.write.entry;
