@@ -16,10 +16,10 @@ import { Random } from "../../helpers/seed.ts";
 import {
   FrameReader,
   readBlocksUntil,
-  type StreamBlock,
+  type SeenEvent,
+  seenOf,
   streamBlocksOf,
   testLimits,
-  versionOfBlock,
 } from "./sse_helpers.ts";
 
 interface Write {
@@ -28,26 +28,10 @@ interface Write {
   value: { n: number; color: string } | undefined; // undefined: a delete
 }
 
-/** A block as these tests compare it. */
-interface Seen {
-  id: string | undefined;
-  event: string;
-  key?: string;
-  version?: number;
-}
+type Seen = SeenEvent;
 
 function blocksOf(text: string): Seen[] {
   return streamBlocksOf(text).map(seenOf);
-}
-
-function seenOf(block: StreamBlock): Seen {
-  const version = versionOfBlock(block);
-  return {
-    id: block.id,
-    event: block.data.event,
-    ...(block.data.key === undefined ? {} : { key: block.data.key }),
-    ...(version === undefined ? {} : { version }),
-  };
 }
 
 const jsonOf = (write: Write) =>

@@ -14,30 +14,17 @@ import {
   entryOf,
   EventMaker,
   FrameReader,
+  type SeenEvent,
+  seenOf,
   streamBlocksOf,
   testLimits,
-  versionOfBlock,
   withTimeout,
 } from "./sse_helpers.ts";
 
-/** Events parsed from a stream: the id (or none), and the data's event, key and version. */
-interface Seen {
-  id: string | undefined;
-  event: string;
-  key?: string;
-  version?: number;
-}
+type Seen = SeenEvent;
 
 function parseFrame(text: string): Seen[] {
-  return streamBlocksOf(text).map((block) => {
-    const version = versionOfBlock(block);
-    return {
-      id: block.id,
-      event: block.data.event,
-      ...(block.data.key === undefined ? {} : { key: block.data.key }),
-      ...(version === undefined ? {} : { version }),
-    };
-  });
+  return streamBlocksOf(text).map(seenOf);
 }
 
 async function readEvents(reader: FrameReader, count: number): Promise<Seen[]> {
@@ -116,7 +103,8 @@ Deno.test("Broker resumes a key nobody watched on this node from the change log,
   await log.close();
 });
 
-Deno.test("Broker after a restart continues the ids and resumes a table stream from before it", async () => {
+/** A broker over a log on MemoryFs, `count` versions of t/k published and read by a table stream. */
+async function publishedOnATable(count: number) {
   const fs = new MemoryFs();
   const clock = new ManualClock(1_700_000_000_000);
   const log = await openLog(fs, clock);
@@ -124,10 +112,14 @@ Deno.test("Broker after a restart continues the ids and resumes a table stream f
   const events = new EventMaker();
   const stream = new FrameReader(broker.subscribeTable("t", {}).stream);
   await stream.next();
-  for (let version = 1; version <= 30; version += 1) {
+  for (let version = 1; version <= count; version += 1) {
     broker.publish(events.updated({ table: "t", key: "k", version }));
   }
-  const sent = await readEvents(stream, 30);
+  return { fs, clock, log, broker, events, stream, sent: await readEvents(stream, count) };
+}
+
+Deno.test("Broker after a restart continues the ids and resumes a table stream from before it", async () => {
+  const { fs, clock, log, broker, events, stream, sent } = await publishedOnATable(30);
   broker.close();
   await log.close();
   clock.advance(10_000);
@@ -144,17 +136,7 @@ Deno.test("Broker after a restart continues the ids and resumes a table stream f
 });
 
 Deno.test("Broker answers a table resume across a crash's gap with a Resync, never a silent skip", async () => {
-  const fs = new MemoryFs();
-  const clock = new ManualClock(1_700_000_000_000);
-  const log = await openLog(fs, clock);
-  const broker = brokerOf(log);
-  const events = new EventMaker();
-  const stream = new FrameReader(broker.subscribeTable("t", {}).stream);
-  await stream.next();
-  for (let version = 1; version <= 20; version += 1) {
-    broker.publish(events.updated({ table: "t", key: "k", version }));
-  }
-  const sent = await readEvents(stream, 20);
+  const { fs, clock, log, broker, events, stream, sent } = await publishedOnATable(20);
   await log.flush();
   broker.publish(events.updated({ table: "t", key: "k", version: 21 })); // sent, never written
   const lost = await readEvents(stream, 1);

@@ -208,3 +208,22 @@ export async function readBlocksUntil(
   }
   throw new Error("the stream never reached the block waited for");
 }
+
+/** A block reduced to what most stream tests compare: its id, its event, its key and version. */
+export interface SeenEvent {
+  id: string | undefined;
+  event: string;
+  key?: string;
+  version?: number;
+}
+
+/** The {@linkcode SeenEvent} of a block. */
+export function seenOf(block: StreamBlock): SeenEvent {
+  const version = versionOfBlock(block);
+  return {
+    id: block.id,
+    event: block.data.event,
+    ...(block.data.key === undefined ? {} : { key: block.data.key }),
+    ...(version === undefined ? {} : { version }),
+  };
+}
