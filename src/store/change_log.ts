@@ -106,7 +106,7 @@ function segmentName(firstSeq: number): string {
 const segmentNamePattern = /^changes_\d{20}\.log$/;
 const defaultBatchBytesMax = 64 * 1024;
 const defaultFlushMs = 20;
-/** Room a batch buffer has beyond `batchBytesMax`, so the record that fills a batch rarely needs a new one. */
+/** Room a batch buffer has beyond `batchBytesMax`: the record that fills a batch rarely needs a new one. */
 const batchSlackBytes = 16 * 1024;
 
 const encoder = new TextEncoder();
