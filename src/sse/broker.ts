@@ -202,6 +202,16 @@ function filteredReplayFrame(
   return frameOf(change.seq, encodeLeftFrame(change, change.seq));
 }
 
+/** A snapshot record's frame text. */
+function snapshotRecordText(record: SnapshotRecord): string {
+  return snapshotFrameText({ kind: "Updated", table: record.table, key: record.key, json: record.json });
+}
+
+/** A snapshot record's topic. */
+function snapshotRecordTopic(record: SnapshotRecord): string {
+  return topicOf(record.table, record.key);
+}
+
 /** Unambiguous map key of a (table, key) pair: the table's length fixes where the key starts. */
 function topicOf(table: string, key: string): string {
   return `${table.length}:${table}${key}`;
@@ -625,12 +635,7 @@ export class Broker {
           this.#filterGroups.remember({ ...record, deleted: false });
           return FilterGroups.admits(filter.filter, record);
         });
-        subscriber.snapshotPage(sent.map((record) => ({
-          topic: topicOf(record.table, record.key),
-          version: record.version,
-          text: snapshotFrameText({ kind: "Updated", ...record }),
-          confirmed: record.confirmed,
-        })));
+        subscriber.snapshotPage(sent, { textOf: snapshotRecordText, topicOf: snapshotRecordTopic });
         // A chunk is a page: keep at most two queued, so a slow client holds two pages, not the table.
         await subscriber.waitForRoom({ queuedMax: 2 });
       }

@@ -278,28 +278,35 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
    * each record's frame text, or the live change of its key held since when that is newer (the key's held
    * change is then forgotten).
    */
-  snapshotPage(
-    records: ReadonlyArray<{ topic: string; version: number; text: string; confirmed: boolean | undefined }>,
+  snapshotPage<R extends { readonly version: number; readonly confirmed?: boolean | undefined }>(
+    records: readonly R[],
+    options: { textOf: (record: R) => string; topicOf: (record: R) => string },
   ): void {
     const changes = this.#snapshotChanges;
     assert(changes !== undefined, "a snapshot page comes during a snapshot");
     if (this.#closed) return;
-    const texts: string[] = [];
+    const heldBefore = changes.size;
+    // Most pages meet no held change: then no record's topic is built, and the texts are one string.
+    const lookup = heldBefore > 0;
+    let text = "";
     for (const record of records) {
-      const held = changes.get(record.topic);
-      if (held === undefined || held.version < record.version) {
-        texts.push(record.text);
-        if (held !== undefined) changes.delete(record.topic);
-        if (record.confirmed === true) this.#setFloor(record.topic, record.version);
-        continue;
+      if (lookup || record.confirmed === true) {
+        const topic = options.topicOf(record);
+        const held = lookup ? changes.get(topic) : undefined;
+        if (held !== undefined) changes.delete(topic);
+        if (held !== undefined && held.version >= record.version) {
+          // The held change is newer: it goes in the record's place, as its own chunk between the texts.
+          if (text.length > 0) this.#controller.enqueue(encoder.encode(text));
+          text = "";
+          this.#controller.enqueue(held.bytes);
+          continue;
+        }
+        if (record.confirmed === true) this.#setFloor(topic, record.version);
       }
-      // The held change is newer: it goes in the page's place, as its own chunk between the texts.
-      changes.delete(record.topic);
-      if (texts.length > 0) this.#controller.enqueue(encoder.encode(texts.splice(0).join("")));
-      this.#controller.enqueue(held.bytes);
+      text += options.textOf(record);
     }
-    if (texts.length > 0) this.#controller.enqueue(encoder.encode(texts.join("")));
-    assert(records.every((record) => !changes.has(record.topic)), "a page's keys are sent");
+    if (text.length > 0) this.#controller.enqueue(encoder.encode(text));
+    assert(changes.size <= heldBefore, "a page only sends held changes, never holds new ones");
   }
 
   /** Notes a version floor for a confirmed record (see `shownAlready`), within the held-changes bound. */
