@@ -98,7 +98,10 @@ Deno.test("cluster: nodes join and leave under write load; nothing acknowledged 
   await cluster.waitConverged();
   assert.equal((await cluster.stop(joined, "SIGTERM")).code, 0, "a leaving node exits 0");
   const acknowledged = await writing;
-  assert.ok(acknowledged.size > 1_400, `${acknowledged.size} writes acknowledged`);
+  // Writes that meet a membership change may be refused (503, SPEC §5); most go through. On 2f743d9 this
+  // bound was 1,400 and failed 2 runs in 6 (1,399 and 1,227 acknowledged): what is checked is that nothing
+  // acknowledged is lost, below, not how many a join and a leave let through.
+  assert.ok(acknowledged.size >= 1_000, `${acknowledged.size} writes acknowledged`);
   await waitFor(async () => {
     for (const [key, version] of acknowledged) {
       const response = await cluster.node(4).fetch(`/data/key/${key}`);
