@@ -119,7 +119,7 @@ async function publishedOnATable(count: number) {
 }
 
 Deno.test("Broker after a restart continues the ids and resumes a table stream from before it", async () => {
-  const { fs, clock, log, broker, events, stream, sent } = await publishedOnATable(30);
+  const { fs, clock, log, broker, events, sent } = await publishedOnATable(30);
   broker.close();
   await log.close();
   clock.advance(10_000);
