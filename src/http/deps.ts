@@ -48,7 +48,7 @@ export interface Kv {
   list(
     table: string,
     options: { after?: string; limit: number },
-  ): AsyncIterable<{ key: string; json: string; version?: number }>;
+  ): AsyncIterable<{ key: string; json: string; version: number }>;
 }
 
 /** An open event stream. */

@@ -117,14 +117,16 @@ export function isInternalTable(table: string): boolean {
 
 /** Decodes and checks a table name for the KV routes (reserved names refused). */
 export function decodeTable(raw: string, bytesMax: number): string {
-  const table = decodeName(raw, { what: "table", bytesMax });
-  if (isInternalTable(table) || table === "auth") throw new ReservedTableError(table);
-  return table;
+  return refuseReserved(decodeName(raw, { what: "table", bytesMax }));
 }
 
 /** A decoded table name (a query parameter's): a valid name, not reserved. */
 export function checkTableName(name: string, bytesMax: number): string {
-  const table = checkName(name, { what: "table", bytesMax });
+  return refuseReserved(checkName(name, { what: "table", bytesMax }));
+}
+
+/** `table`, unless it is reserved (`_...` and `auth`, SPEC §2). @throws {ReservedTableError} */
+function refuseReserved(table: string): string {
   if (isInternalTable(table) || table === "auth") throw new ReservedTableError(table);
   return table;
 }

@@ -290,6 +290,11 @@ export class Broker {
     return this.#droppedCount;
   }
 
+  /** Tables some filtered stream follows (each keeps a bounded memory of its keys' last states). */
+  get filteredTableCount(): number {
+    return this.#filterGroups.tableCount;
+  }
+
   /** Keys whose highest published version is remembered; at most `sseHistoryKeysMax`. */
   get publishedVersionCount(): number {
     return this.#histories.topicCount("key");
@@ -524,7 +529,9 @@ export class Broker {
   #subscribeKeySnapshot(options: { table: string; key: string; current: Entry | undefined }): Subscription {
     const { table, key, current } = options;
     const topic = topicOf(table, key);
-    const subscriber = this.#register(this.#keySubscribers, topic, { lastId: 0, held: false });
+    // A deleted key's stream starts at its tombstone: a re-creation after it is the next version, no jump.
+    const lastId = current?.deleted === true ? current.version : 0;
+    const subscriber = this.#register(this.#keySubscribers, topic, { lastId, held: false });
     this.#histories.watch("key", topic);
     if (current !== undefined && !current.deleted) {
       subscriber.replay(frameOf(current.version, encodeEntryFrame(current)));
@@ -549,6 +556,8 @@ export class Broker {
   subscribeMulti(sources: MultiSources, options: SubscribeMultiOptions): Subscription {
     const sourceCount = sources.tables.length + sources.keys.length;
     assert(sourceCount >= 1 && sourceCount <= multiSourcesMax, "the caller bounds a stream's sources");
+    // Refused before a filter group is joined: a refused subscription leaves nothing behind.
+    this.#admit();
     const tables = new Set(sources.tables);
     const keyTopics = new Set(sources.keys.map(({ table, key }) => topicOf(table, key)));
     const { lastEventId, snapshot } = options;
@@ -829,13 +838,13 @@ export class Broker {
     return this.#registerAll([{ registry, topic }], position);
   }
 
-  /** Registers one subscriber under every (registry, topic) given: one subscription, many sources. */
-  #registerAll(
-    entries: Registration[],
-    position: { lastId: number; held: boolean },
-  ): Subscriber {
-    const { lastId } = position;
-    assert(entries.length >= 1, "a subscription has a source");
+  /**
+   * Throws unless one more subscription may open.
+   *
+   * @throws {UnavailableError} after {@linkcode Broker.close}.
+   * @throws {TooManySubscribersError} at `subscribersMax` open subscriptions.
+   */
+  #admit(): void {
     if (this.#closed) throw new UnavailableError("Cannot subscribe: the node is shutting down");
     if (this.#subscribers.size >= this.#limits.subscribersMax) {
       throw new TooManySubscribersError({
@@ -843,6 +852,16 @@ export class Broker {
         subscribersMax: this.#limits.subscribersMax,
       });
     }
+  }
+
+  /** Registers one subscriber under every (registry, topic) given: one subscription, many sources. */
+  #registerAll(
+    entries: Registration[],
+    position: { lastId: number; held: boolean },
+  ): Subscriber {
+    const { lastId } = position;
+    assert(entries.length >= 1, "a subscription has a source");
+    this.#admit();
     assert(Number.isSafeInteger(lastId), "the caller validates Last-Event-ID");
     assert(lastId >= 0, "the caller validates Last-Event-ID");
     const subscriber = new Subscriber({

@@ -53,6 +53,11 @@ export class FilterGroups {
     assert(!this.#groups.has(table));
   }
 
+  /** Tables some stream filters. */
+  get tableCount(): number {
+    return this.#groups.size;
+  }
+
   /** True when some stream filters `table`. */
   has(table: string): boolean {
     return this.#groups.has(table);

@@ -28,7 +28,7 @@ export interface SubscriberOptions {
 }
 
 /** A held subscriber's live frames: a frame's bytes with its id, or a Resync's bytes (no id). */
-type PendingFrame = { id: number; bytes: Uint8Array } | { id: undefined; bytes: Uint8Array };
+type PendingFrame = { id: number | undefined; bytes: Uint8Array };
 
 /**
  * The stream source of a held subscriber: as the subscriber, plus `pull`, which the stream calls when its
@@ -263,8 +263,7 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     if (this.shownAlready(change.topic, change.version)) return;
     const held = changes.get(change.topic);
     if (held === undefined && changes.size >= this.#snapshotKeysMax) {
-      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#snapshotKeysMax }));
-      this.#stop("overflow");
+      this.#overflow(this.#snapshotKeysMax);
       return;
     }
     if (held === undefined || held.version < change.version) {
@@ -342,8 +341,7 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   #hold(frame: PendingFrame): boolean {
     const pending = this.#pending!;
     if (pending.length >= this.#queueDepthMax) {
-      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#queueDepthMax }));
-      this.#stop("overflow");
+      this.#overflow(this.#queueDepthMax);
       return false;
     }
     pending.push(frame);
@@ -380,13 +378,19 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     assert(!this.#closed);
     const queuedCount = this.#queueDepthMax - (this.#controller.desiredSize ?? 0);
     if (queuedCount >= this.#queueDepthMax) {
-      this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: this.#queueDepthMax }));
-      this.#stop("overflow");
+      this.#overflow(this.#queueDepthMax);
       return false;
     }
     this.#controller.enqueue(bytes);
     assert(queuedCount + 1 <= this.#queueDepthMax);
     return true;
+  }
+
+  /** Disconnects the subscriber as too slow: its stream errors with what was over `limit`. */
+  #overflow(limit: number): void {
+    this.#controller.error(new SubscriberTooSlowError({ queueDepthMax: limit }));
+    this.#stop("overflow");
+    assert(this.#closed);
   }
 
   #stop(reason: CloseReason): void {

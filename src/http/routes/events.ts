@@ -7,10 +7,10 @@ import {
   type SnapshotRecord,
   type TableSnapshot,
 } from "../../sse/mod.ts";
-import { checkName, checkTableName } from "../schemas.ts";
+
 import { type Filter, parseFilter } from "../../filter/mod.ts";
 import { queryParamOf, tableAndKey, tableOf } from "../request.ts";
-import { parseLastEventId } from "../schemas.ts";
+import { checkName, checkTableName, parseLastEventId } from "../schemas.ts";
 import { markStreaming } from "../../server/mod.ts";
 
 const streamHeaders = {
@@ -39,14 +39,6 @@ function resumeIdOf(header: string | undefined, url: string): number | undefined
   return id;
 }
 
-/**
- * The live-update routes of SPEC §4: one key, or a whole table. Every stream starts with a ready block
- * whose id is its position (SPEC §4b); it resumes from `Last-Event-ID` or `?since=` (`resumeIdOf`).
- */
-export function registerEventRoutes(app: Hono, deps: AppDeps): void {
-  registerKeyAndTableStreams(app, deps);
-}
-
 /** `GET /subscribe?table=T&key=T/K` (SPEC §4b): a node path, served by the node app. */
 export function registerMultiStream(app: Hono, deps: AppDeps): void {
   app.get("/subscribe", (c) => {
@@ -57,7 +49,11 @@ export function registerMultiStream(app: Hono, deps: AppDeps): void {
   });
 }
 
-function registerKeyAndTableStreams(app: Hono, deps: AppDeps): void {
+/**
+ * The live-update routes of SPEC §4: one key, or a whole table. Every stream starts with a ready block
+ * whose id is its position (SPEC §4b); it resumes from `Last-Event-ID` or `?since=` (`resumeIdOf`).
+ */
+export function registerEventRoutes(app: Hono, deps: AppDeps): void {
   app.get("/:table/subscribe/:key", (c): Response | Promise<Response> => {
     const { table, key } = tableAndKey(c, deps);
     if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: streamHeaders });
@@ -156,7 +152,7 @@ async function* listingPages(deps: AppDeps, table: string): AsyncGenerator<Snaps
   let page: SnapshotRecord[] = [];
   try {
     for await (const entry of deps.kv.list(table, { limit: Number.MAX_SAFE_INTEGER })) {
-      page.push({ table, key: entry.key, version: versionOf(entry), json: entry.json });
+      page.push({ table, key: entry.key, version: entry.version, json: entry.json });
       if (page.length < snapshotPageCount) continue;
       yield page;
       page = [];
@@ -211,16 +207,6 @@ function multiSourcesOf(url: string, deps: AppDeps): MultiSources {
     };
   });
   return { tables, keys };
-}
-
-/** A listed record's version: given by the listing, else read from its VersionedValue. */
-function versionOf(entry: { json: string; version?: number }): number {
-  if (entry.version !== undefined) return entry.version;
-  const version = (JSON.parse(entry.json) as { version: unknown }).version;
-  if (typeof version !== "number" || !Number.isSafeInteger(version)) {
-    throw new InvalidRequestError("a listed record has no version");
-  }
-  return version;
 }
 
 /**

@@ -37,7 +37,7 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
       },
       list: async function* (table) {
         if (table !== "t") throw new KeyTableMissing();
-        yield { key: "k", json: entries.get("t/k")!.json };
+        yield { key: "k", json: entries.get("t/k")!.json, version: entries.get("t/k")!.version };
       },
     },
     broker,

@@ -210,3 +210,13 @@ Deno.test("Broker filter groups: subscribers of one filter share it; the last on
   assert.equal(broker.activeCount, 0);
   broker.close();
 });
+
+Deno.test("Broker: a filtered stream refused at subscribersMax leaves no filter group behind", () => {
+  const broker = new Broker({ limits: testLimits({ subscribersMax: 1 }), logger: silentLogger });
+  const filter = parseFilter('{"n":1}');
+  broker.subscribeMulti({ tables: ["t"], keys: [] }, {}); // takes the one place
+  assert.throws(() => broker.subscribeMulti({ tables: ["u"], keys: [] }, { filter }), /subscribers/i);
+  assert.equal(broker.filteredTableCount, 0, "no group joined, no states kept for u");
+  broker.close();
+  assert.equal(broker.filteredTableCount, 0);
+});

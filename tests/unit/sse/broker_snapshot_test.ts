@@ -207,3 +207,26 @@ Deno.test("Broker key snapshot: the current value, then Synced, then live; nothi
   );
   broker.close();
 });
+
+Deno.test("Broker key snapshot of a deleted key starts at its tombstone: a re-creation follows with no Resync", async () => {
+  const broker = new Broker({ limits: testLimits(), logger: silentLogger });
+  const events = new EventMaker();
+  const reader = new FrameReader(
+    broker.subscribeKey("t", "a", {
+      current: entryOf({ key: "a", version: 5, deleted: true }),
+      snapshot: true,
+    })
+      .stream,
+  );
+  const blocks = await readBlocksUntil(reader, (block) => block.data.event === "Synced");
+  assert.deepEqual(blocks.map((block) => [block.id, block.data.event]), [["5", "Ready"], [
+    undefined,
+    "Synced",
+  ]]);
+  broker.publish(events.updated({ table: "t", key: "a", version: 6 }));
+  assert.deepEqual(streamBlocksOf(await reader.next()).map((block) => [block.id, block.data.event]), [[
+    "6",
+    "Updated",
+  ]]);
+  broker.close();
+});
