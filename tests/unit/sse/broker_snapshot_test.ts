@@ -230,3 +230,30 @@ Deno.test("Broker key snapshot of a deleted key starts at its tombstone: a re-cr
   ]]);
   broker.close();
 });
+
+/** Lets every task queued so far run (a few turns of the event loop), to see what did not happen. */
+async function settleTurns(count = 5): Promise<void> {
+  for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+Deno.test("Broker table snapshot reads its next page only once the client took the last: a client that does not read holds one page", async () => {
+  const broker = new Broker({ limits: testLimits(), logger: silentLogger });
+  let pagesRead = 0;
+  async function* pages(): AsyncGenerator<SnapshotRecord[]> {
+    for (let page = 0; page < 4; page += 1) {
+      pagesRead += 1;
+      yield [{ table: "t", key: `k${page}`, version: 1, json: liveJson(`k${page}`, 1) }];
+    }
+  }
+  const client = new FrameReader(broker.subscribeTable("t", { snapshot: { pages: pages() } }).stream);
+  await settleTurns();
+  assert.equal(pagesRead, 1, "one page is read while the client reads nothing");
+  assert.equal(streamBlocksOf(await client.next())[0]!.data.event, "Ready");
+  await settleTurns();
+  assert.equal(pagesRead, 1, "the first page is still queued: the second waits");
+  assert.equal(streamBlocksOf(await client.next())[0]!.data.key, "k0");
+  const rest = await readBlocksUntil(client, (block) => block.data.event === "Synced");
+  assert.deepEqual(rest.map((block) => block.data.key ?? block.data.event), ["k1", "k2", "k3", "Synced"]);
+  assert.equal(pagesRead, 4);
+  broker.close();
+});
