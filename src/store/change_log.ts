@@ -9,7 +9,7 @@ import {
   logRecordText,
   topicHashOf,
 } from "./change_record.ts";
-import { decrypt, type Encryption, ivBytes } from "./crypto.ts";
+import { type Encryption, ivBytes } from "./crypto.ts";
 import { WalCorruptError, WrongKeyError } from "./errors.ts";
 import {
   checkFileHeader,
@@ -379,7 +379,7 @@ export class ChangeLog {
     const bytes = await this.#segmentBytes(slot.segment, slot.offset + slot.lengthBytes);
     if (bytes === undefined) return undefined;
     try {
-      return await this.#decodeFrame(bytes.subarray(slot.offset, slot.offset + slot.lengthBytes));
+      return this.#decodeFrame(bytes.subarray(slot.offset, slot.offset + slot.lengthBytes));
     } catch (error) {
       if (!(error instanceof RecordDecodeError)) throw error;
       this.#options.logger.warn("change log: a frame does not read back", { path: slot.segment.path });
@@ -387,14 +387,14 @@ export class ChangeLog {
     }
   }
 
-  async #decodeFrame(frame: Uint8Array): Promise<LogRecord[]> {
+  #decodeFrame(frame: Uint8Array): LogRecord[] {
     const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
     const ciphertext = frame.subarray(frameHeaderBytes);
     if (view.getUint32(0) !== ciphertext.length || view.getUint32(4) !== crc32(ciphertext)) {
       throw new RecordDecodeError("change log frame length or CRC does not match");
     }
     const iv = frame.subarray(8, 8 + ivBytes);
-    const plaintext = await decrypt(this.#options.encryption.key, {
+    const plaintext = this.#options.encryption.changeCipher.open({
       iv,
       ciphertext,
       additionalData: this.#header,
@@ -497,8 +497,8 @@ export class ChangeLog {
     if (this.#batchBuffer === undefined) return;
     const slot = this.#frames.at(-1)!;
     slot.plaintext = this.#batchBuffer.subarray(0, this.#batchUsed);
-    const { encryption } = this.#options;
-    const bytes = encodePlaintextFrame({ encryption, header: this.#header, plaintext: slot.plaintext });
+    const cipher = this.#options.encryption.changeCipher;
+    const bytes = encodePlaintextFrame({ cipher, header: this.#header, plaintext: slot.plaintext });
     slot.offset = slot.segment.sizeBytes;
     slot.lengthBytes = bytes.length;
     slot.segment.sizeBytes += bytes.length;
@@ -633,7 +633,8 @@ export class ChangeLog {
     const { file, path, sizeBytes } = options;
     const segment = emptySegment(path, { lastSeq: this.#lastSeq, nowMs: this.#options.clock.nowMs() });
     const frames: Array<{ offset: number; records: LogRecord[] }> = [];
-    const scan = { file, path, sizeBytes, encryption: this.#options.encryption, header: this.#header };
+    const { encryption } = this.#options;
+    const scan = { file, path, sizeBytes, encryption, cipher: encryption.changeCipher, header: this.#header };
     const result = await scanFrames(scan, (frame, offset) => {
       frames.push({ offset, records: recordsOf(frame).map(decodeLogRecord) });
     });

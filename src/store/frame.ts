@@ -1,7 +1,15 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { assert } from "../util/assert.ts";
 import { crc32 } from "../util/crc32.ts";
-import { decrypt, encrypt, type Encryption, ivBytes, keyIdLength, tagBytes } from "./crypto.ts";
+import {
+  decrypt,
+  encrypt,
+  type Encryption,
+  type FrameCipher,
+  ivBytes,
+  keyIdLength,
+  tagBytes,
+} from "./crypto.ts";
 import { WalCorruptError, WrongKeyError } from "./errors.ts";
 import type { FsFile } from "./fs.ts";
 import { RecordDecodeError } from "./wal_record.ts";
@@ -122,7 +130,20 @@ export function encodeFrame(
   const plaintext = new Uint8Array(1 + body.length);
   plaintext[0] = useDeflated ? flagDeflated : 0;
   plaintext.set(body, 1);
-  return encodePlaintextFrame({ encryption: options.encryption, header: options.header, plaintext });
+  return frameOf(encrypt(options.encryption.cipherKey, { plaintext, additionalData: options.header }));
+}
+
+/** A frame of a sealed plaintext: length, CRC-32 of the ciphertext, IV, ciphertext. */
+function frameOf(sealed: { iv: Uint8Array; ciphertext: Uint8Array }): Uint8Array {
+  const { iv, ciphertext } = sealed;
+  assert(iv.length === ivBytes && ciphertext.length > tagBytes, "a sealed frame has its IV and tag");
+  const frame = new Uint8Array(frameHeaderBytes + ciphertext.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, ciphertext.length);
+  view.setUint32(4, crc32(ciphertext));
+  frame.set(iv, 8);
+  frame.set(ciphertext, frameHeaderBytes);
+  return frame;
 }
 
 /**
@@ -131,22 +152,12 @@ export function encodeFrame(
  * buffer), without the copy `encodeFrame` makes.
  */
 export function encodePlaintextFrame(
-  options: { encryption: Encryption; header: Uint8Array; plaintext: Uint8Array },
+  options: { cipher: FrameCipher; header: Uint8Array; plaintext: Uint8Array },
 ): Uint8Array {
   const { plaintext } = options;
   assert(plaintext.length >= 1 && (plaintext[0]! & ~flagDeflated) === 0, "a plaintext starts with its flags");
   assert(plaintext.length < framePlaintextBytesMax + 1, "frame plaintext over framePlaintextBytesMax");
-  const { iv, ciphertext } = encrypt(options.encryption.cipherKey, {
-    plaintext,
-    additionalData: options.header,
-  });
-  const frame = new Uint8Array(frameHeaderBytes + ciphertext.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, ciphertext.length);
-  view.setUint32(4, crc32(ciphertext));
-  frame.set(iv, 8);
-  frame.set(ciphertext, frameHeaderBytes);
-  return frame;
+  return frameOf(options.cipher.seal({ plaintext, additionalData: options.header }));
 }
 
 /**
@@ -347,8 +358,14 @@ async function readFrame(
   const ciphertext = await reader.take(length);
   assert(ciphertext.length === length);
   if (crc32(ciphertext) !== crc) return { kind: "bad", end, reason: "CRC-32 mismatch" };
-  const plaintext = await decrypt(options.encryption.key, { iv, ciphertext, additionalData: options.header });
-  if (plaintext === undefined) return { kind: "bad", end, reason: "AES-GCM authentication failed" };
+  const { cipher } = options;
+  const sealed = { iv, ciphertext, additionalData: options.header };
+  const plaintext = cipher === undefined
+    ? await decrypt(options.encryption.key, sealed)
+    : cipher.open(sealed);
+  if (plaintext === undefined) {
+    return { kind: "bad", end, reason: `${cipher?.name ?? "AES-GCM"} authentication failed` };
+  }
   return { kind: "good", plaintext, end };
 }
 
@@ -370,6 +387,8 @@ export interface ScanOptions {
   /** The file's size when the scan starts. */
   sizeBytes: number;
   encryption: Encryption;
+  /** The frames' cipher when it is not the build key's AES-GCM (the change log's). */
+  cipher?: FrameCipher;
   /** The file header: the frames' additional authenticated data. */
   header: Uint8Array;
 }
