@@ -109,6 +109,11 @@ Deno.test("durability: a marker value appears in no file of the data dir", () =>
     }
     const files = await filesUnder(dataDir);
     assert.ok(files.some((path) => path.endsWith("storage.db")), `storage.db written: ${files.join(", ")}`);
+    // The change log holds every change's value too, under its own cipher.
+    assert.ok(
+      files.some((path) => /\/changes\/changes_\d{20}\.log$/.test(path)),
+      `change log: ${files.join(", ")}`,
+    );
     const needle = new TextEncoder().encode(marker);
     for (const path of files) {
       const bytes = await Deno.readFile(path);
