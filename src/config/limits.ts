@@ -120,7 +120,7 @@ export function assertLimits(limits: Limits): void {
   assert(limits.requestBytesMax >= 64, "requestBytesMax must allow a minimal body");
   assert(limits.nameBytesMax >= 1);
   assert(limits.valueDepthMax >= 1);
-  assert(limits.sseKeepaliveMs <= 15_000, "SPEC §4: keepalive at least every 15 s");
+  assert(limits.sseKeepaliveMs <= 15_000, "an event stream sends a keepalive at least every 15 s");
   assert(limits.sseHistoryDepth >= 1);
   assert(limits.requestTimeoutMs >= 100, "a request timeout under 100 ms would cut off ordinary clients");
   assert(limits.loginFailuresMax >= 1);

@@ -164,7 +164,7 @@ export const KeyListBody = z.array(z.string());
  * What `?where=` of a listing route says, for the OpenAPI document: the language is `src/filter/mod.ts`'s,
  * and `parseFilter` validates it.
  */
-export const whereDescription = "Only records this filter matches (SPEC §3, §4b): URL-encoded JSON, an " +
+export const whereDescription = "Only records this filter matches: URL-encoded JSON, an " +
   "object of field paths to a JSON value (deep equality) or to an object of operators: $eq, $ne (any " +
   "JSON value), $gt, $gte, $lt, $lte (a number or a string: numbers compare with numbers, strings with " +
   "strings), $in, $nin (a non-empty array), $exists (true or false), $prefix (a string). Fields are " +

@@ -26,7 +26,7 @@ export interface Encryption {
   changeCipher: FrameCipher;
 }
 
-/** An authenticated cipher of frames: a fresh random 96-bit nonce each, a 16-byte tag after the ciphertext. */
+/** An authenticated cipher of frames: a fresh random 96-bit nonce each, a 16-byte tag after the text. */
 export interface FrameCipher {
   /** How failures name it: `ChaCha20-Poly1305`. */
   readonly name: string;

@@ -294,7 +294,8 @@ function reportSnapshot(
     target: snapshotTarget,
     value: second.growthMb,
     unit: "MB",
-    met: second.growthMb <= snapshotGrowthMbMax && second.recordCount === count && first.recordCount === count,
+    met: second.growthMb <= snapshotGrowthMbMax && second.recordCount === count &&
+      first.recordCount === count,
   });
   report.info({
     scenario: `${label}: the first read after the node started (the store inflates its cold pages for good)`,
