@@ -4,6 +4,7 @@
  * the routes. Request schemas are those `schemas.ts` validates with.
  */
 import { z } from "zod";
+import { assert } from "../util/assert.ts";
 import { AuthBody, JsonValue, KeyListBody, ListQuery, MergePatchBody, ValueBody } from "./schemas.ts";
 
 export type Method = "get" | "post" | "put" | "patch" | "delete";
@@ -16,6 +17,11 @@ export interface Answer {
 }
 
 export interface Operation {
+  /**
+   * The operation's `operationId` in the OpenAPI document: camelCase, unique among the operations, and
+   * never renamed, since client generators name their methods after it.
+   */
+  operationId: string;
   summary: string;
   /** Needs `Authorization: Bearer <token>`. */
   auth?: true;
@@ -137,6 +143,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/auth/:user",
     operations: {
       post: {
+        operationId: "authenticate",
         summary: "Register (first call for a name) or log in; answers a bearer token",
         body: "AuthBody",
         answers: {
@@ -153,6 +160,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/key/:key",
     operations: {
       get: {
+        operationId: "getKey",
         summary: "Read a key",
         query: consistentQuery,
         answers: {
@@ -163,6 +171,7 @@ export const apiRoutes: readonly RouteDoc[] = [
         },
       },
       put: {
+        operationId: "putKey",
         summary: "Create or replace a key (201 once durable); ttl_secs gives it a lifetime",
         auth: true,
         body: "ValueBody",
@@ -178,6 +187,7 @@ export const apiRoutes: readonly RouteDoc[] = [
         },
       },
       patch: {
+        operationId: "patchKey",
         summary:
           "Merge an object into a key's object value (JSON Merge Patch, RFC 7396); ttl_secs as for PUT",
         auth: true,
@@ -193,6 +203,7 @@ export const apiRoutes: readonly RouteDoc[] = [
         },
       },
       delete: {
+        operationId: "deleteKey",
         summary: "Delete a key",
         auth: true,
         headers: [ifMatch],
@@ -209,6 +220,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/store",
     operations: {
       get: {
+        operationId: "listValues",
         summary: "Every key of a table with its value, in key order, streamed; paged with limit and after, " +
           "filtered with where",
         query: listQuery,
@@ -224,6 +236,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/keys",
     operations: {
       get: {
+        operationId: "listKeys",
         summary: "The key names of a table, in key order, streamed; paged with limit and after, filtered " +
           "with where",
         query: listQuery,
@@ -234,6 +247,7 @@ export const apiRoutes: readonly RouteDoc[] = [
         },
       },
       post: {
+        operationId: "getKeys",
         summary: "Read many keys at once; missing keys are left out",
         body: "KeyList",
         answers: {
@@ -247,6 +261,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/subscribe/:key",
     operations: {
       get: {
+        operationId: "subscribeKey",
         summary: "Live changes of one key",
         headers: [lastEventId],
         query: keyStreamQuery,
@@ -262,6 +277,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/:table/subscribe",
     operations: {
       get: {
+        operationId: "subscribeTable",
         summary: "Live changes of every key of a table",
         headers: [lastEventId],
         query: tableStreamQuery,
@@ -277,6 +293,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/subscribe",
     operations: {
       get: {
+        operationId: "subscribeMany",
         summary: "One stream of several tables and keys (each event names its table and key)",
         headers: [lastEventId],
         query: multiStreamQuery,
@@ -294,6 +311,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/stats",
     operations: {
       get: {
+        operationId: "getStats",
         summary: "Counters of this node",
         answers: { 200: { description: "Counters", schema: "Stats" } },
       },
@@ -303,6 +321,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/membership",
     operations: {
       get: {
+        operationId: "getMembership",
         summary: "Every known node with its gossip state",
         answers: { 200: { description: "Members", schema: "Membership" } },
       },
@@ -312,6 +331,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/health",
     operations: {
       get: {
+        operationId: "getHealth",
         summary: "Whether this node serves",
         answers: { 200: { description: "Serving", schema: "Health" }, 503: problem("Starting or draining") },
       },
@@ -321,6 +341,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/metrics",
     operations: {
       get: {
+        operationId: "getMetrics",
         summary: "Counters in the Prometheus text format",
         answers: { 200: { description: "Prometheus exposition 0.0.4", contentType: "text/plain" } },
       },
@@ -330,6 +351,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/openapi.json",
     operations: {
       get: {
+        operationId: "getOpenApiDocument",
         summary: "This document",
         answers: { 200: { description: "OpenAPI 3.1", contentType: "application/json" } },
       },
@@ -339,6 +361,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/admin",
     operations: {
       get: {
+        operationId: "getAdminPage",
         summary: "The dashboard: members, tables, a key browser, live changes; log in to edit your keys",
         answers: { 200: { description: "One self-contained HTML page", contentType: "text/html" } },
       },
@@ -349,6 +372,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     internal: true,
     operations: {
       post: {
+        operationId: "postInternal",
         summary: "Node-to-node requests, signed with CLUSTER_SECRET; not for clients",
         answers: {
           200: { description: "The peer's answer", contentType: "application/json" },
@@ -363,6 +387,21 @@ export const apiRoutes: readonly RouteDoc[] = [
     },
   },
 ];
+
+/**
+ * Checks that every `operationId` of `routes` is camelCase and that no two are alike; called at load. They
+ * are declared by hand, not derived from paths, so that they stay as they are when a route's path changes.
+ */
+export function assertOperationIds(routes: readonly RouteDoc[]): void {
+  const operationIds = new Set<string>();
+  for (const { operationId } of routes.flatMap((route) => Object.values(route.operations))) {
+    assert(/^[a-z][A-Za-z0-9]*$/.test(operationId), `operationId "${operationId}" is camelCase`);
+    assert(!operationIds.has(operationId), `operationId "${operationId}" is unique`);
+    operationIds.add(operationId);
+  }
+}
+
+assertOperationIds(apiRoutes);
 
 /** A route's path in the OpenAPI form, which metrics use as its label too: `/{table}/key/{key}`. */
 export function templateOf(path: string): string {

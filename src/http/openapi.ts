@@ -1,6 +1,8 @@
 /**
- * `GET /openapi.json`: an OpenAPI 3.1 document of `apiRoutes`, its schemas converted from the zod
- * schemas the routes validate with (zod's JSON Schema output, draft 2020-12, which OpenAPI 3.1 uses).
+ * `GET /openapi.json`: an OpenAPI 3.1 document of the public `apiRoutes` (the node-to-node ones are no
+ * client's business and stay out), its schemas converted from the zod schemas the routes validate with
+ * (zod's JSON Schema output, draft 2020-12, which OpenAPI 3.1 uses). Every operation states its security:
+ * the bearer scheme where it needs a token, `[]` (none) where it does not.
  */
 import { z } from "zod";
 import { assert } from "../util/assert.ts";
@@ -68,12 +70,13 @@ function operationObject(operation: Operation, pathParameters: JsonSchema[]): Js
     responses[status] = response;
   }
   return {
+    operationId: operation.operationId,
     summary: operation.summary,
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(operation.body === undefined
       ? {}
       : { requestBody: { required: true, content: jsonContent(refOf(operation.body)) } }),
-    ...(operation.auth === undefined ? {} : { security: [{ bearer: [] }] }),
+    security: operation.auth === undefined ? [] : [{ bearer: [] }],
     responses,
   };
 }
@@ -81,7 +84,7 @@ function operationObject(operation: Operation, pathParameters: JsonSchema[]): Js
 /** The document; `version` is the node's. */
 export function openApiDocument(version: string): JsonSchema {
   const paths: Record<string, JsonSchema> = {};
-  for (const route of apiRoutes) {
+  for (const route of apiRoutes.filter((route) => route.internal === undefined)) {
     const names = [...route.path.matchAll(/:(\w+)/g)].map((match) => match[1]!);
     const pathParameters = names.map((name) => ({
       name,
@@ -104,6 +107,8 @@ export function openApiDocument(version: string): JsonSchema {
       description: "A distributed key → JSON value store: anyone reads, only a key's owner writes, " +
         "every change is pushed live over Server-Sent Events. Errors are application/problem+json.",
     },
+    // Relative: the node that served this document, whatever origin (scheme, proxy, port) reached it.
+    servers: [{ url: "/", description: "This node" }],
     paths,
     components: {
       schemas: componentSchemas(),
