@@ -4,9 +4,11 @@
 // as an end entity, so the node certificate is a leaf (`CA:FALSE`, `serverAuth`) signed by the CA, and
 // `cert.pem` holds the chain: the leaf, then the CA. Peers trust the CA found at the end of that chain.
 //
-// Usage: deno task cert [--dir cert] [--hosts 127.0.0.1,localhost,node1.example] [--days 825]
-// Writes DIR/ca.pem and DIR/ca-key.pem (only when absent), then DIR/cert.pem and DIR/key.pem (replaced).
-// Keys are written 0600. The CA is valid for 10 years (or --days, when longer); the node for --days.
+// Usage: deno task cert [--dir cert] [--hosts 127.0.0.1,localhost,node1.example] [--days 825]  (--help: all
+// flags, meanings and defaults). Writes DIR/ca.pem and DIR/ca-key.pem (only when absent), then DIR/cert.pem
+// and DIR/key.pem (replaced). Keys are written 0600. The CA is valid for 10 years (or --days, when longer);
+// the node for --days. Exit 0 when written, 1 when openssl fails, 64 for a command line it cannot use.
+import { type CommandSpec, type Invocation, parseCommand, runTool, UsageError } from "./cli.ts";
 
 /** Options of {@linkcode createCertificates}. */
 export interface CertOptions {
@@ -37,25 +39,59 @@ const defaultOptions: CertOptions = { dir: "cert", hosts: ["127.0.0.1", "::1", "
 const caDaysMin = 3650;
 const daysMax = 36500;
 const hostsMax = 100;
-const usage = "usage: deno task cert [--dir DIR] [--hosts HOST,HOST,...] [--days N]";
 
-/** The options in `args` (`--name value` pairs), over the defaults. @throws {CertError} */
-export function parseCertArgs(args: readonly string[]): CertOptions {
+const certCommand: CommandSpec = {
+  usage: "deno task cert [--dir DIR] [--hosts HOST,HOST,...] [--days N]",
+  summary: [
+    "Writes a private CA (DIR/ca.pem, DIR/ca-key.pem; kept and reused when both exist, so every node of a",
+    "cluster is signed by the same one) and a node certificate chain signed by it (DIR/cert.pem, the node",
+    "certificate then the CA; DIR/key.pem), with the openssl command. Keys are written 0600.",
+  ],
+  flags: {
+    dir: { type: "string", valueName: "DIR", meaning: "directory of the four files", defaultText: "cert" },
+    hosts: {
+      type: "string",
+      valueName: "HOST,...",
+      meaning: `IP addresses and DNS names the node certificate is for, comma-separated, 1 to ${hostsMax}`,
+      defaultText: defaultOptions.hosts.join(","),
+    },
+    days: {
+      type: "string",
+      valueName: "N",
+      meaning: `validity of the node certificate in days, 1 to ${daysMax} (the CA's: at least ${caDaysMin})`,
+      defaultText: `${defaultOptions.days} (the longest browsers accept)`,
+    },
+  },
+};
+
+/**
+ * The options in `args` over the defaults, or the help text (`--help`).
+ *
+ * @throws {UsageError} naming the flag that is unknown, lacks a value, or has one out of range.
+ */
+export function parseCertArgs(args: readonly string[]): Invocation<CertOptions> {
+  const parsed = parseCommand(certCommand, args);
+  if (parsed.kind === "help") return parsed;
+  const { dir, hosts, days } = parsed.values;
   const options = { ...defaultOptions };
-  if (args.length % 2 !== 0) throw new CertError(`${usage}; got: ${args.join(" ")}`);
-  for (let index = 0; index < args.length; index += 2) {
-    const name = args[index]!;
-    const value = args[index + 1]!;
-    if (name === "--dir" && value.length > 0) options.dir = value;
-    else if (name === "--hosts") options.hosts = value.split(",").map((host) => host.trim());
-    else if (name === "--days" && /^[0-9]+$/.test(value)) options.days = Number(value);
-    else throw new CertError(`${usage}; got: ${name} ${value}`);
+  if (typeof dir === "string") {
+    if (dir === "") throw new UsageError("--dir must name a directory; got an empty value");
+    options.dir = dir;
   }
-  if (options.days < 1 || options.days > daysMax) {
-    throw new CertError(`--days must be 1 to ${daysMax}; got ${options.days}`);
+  if (typeof hosts === "string") options.hosts = hosts.split(",").map((host) => host.trim());
+  if (typeof days === "string") {
+    if (!/^[0-9]{1,9}$/.test(days) || Number(days) < 1 || Number(days) > daysMax) {
+      throw new UsageError(`--days must be a whole number from 1 to ${daysMax}; got "${days}"`);
+    }
+    options.days = Number(days);
   }
-  subjectAltNameOf(options.hosts); // validates the hosts
-  return options;
+  try {
+    subjectAltNameOf(options.hosts); // validates the hosts
+  } catch (error) {
+    if (!(error instanceof CertError)) throw error;
+    throw new UsageError(error.message, { cause: error });
+  }
+  return { kind: "run", options };
 }
 
 /** The `subjectAltName` value for `hosts`: `IP:` for addresses, `DNS:` for names. @throws {CertError} */
@@ -250,9 +286,9 @@ export function reportLines(options: CertOptions, result: CertResult): string[] 
   ];
 }
 
-async function main(): Promise<number> {
+/** Makes the files and prints what it wrote; a failing openssl step exits 1 with its reason. */
+async function runCert(options: CertOptions): Promise<number> {
   try {
-    const options = parseCertArgs(Deno.args);
     const result = await createCertificates(options);
     for (const line of reportLines(options, result)) console.log(line);
     return 0;
@@ -263,4 +299,6 @@ async function main(): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  Deno.exit(await runTool({ name: "cert", args: Deno.args, parse: parseCertArgs, run: runCert }));
+}

@@ -1,6 +1,6 @@
 // Enforces STYLE.md B2 ("Which way dependencies point") over `src/**/*.ts` and `main.ts`.
 //
-// Usage: deno run --allow-read tools/check_imports.ts [--root DIR]   (default: the working directory)
+// Usage: deno run --allow-read tools/check_imports.ts [--root DIR]   (default: the working directory; --help)
 // Prints `file:line: rule` for each violation and exits 1, or prints "imports ok" and exits 0.
 //
 // Import and export-from specifiers are found with regular expressions anchored at the start of a
@@ -15,7 +15,8 @@
 //   library's), only `src/server/listener.ts` listens and only
 //   `src/server/fd_limit.ts` loads a native library; nothing serves, reads args or env, handles signals,
 //   spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise.
-import { listFiles, parseRoot } from "./source_tree.ts";
+import { runTool } from "./cli.ts";
+import { listFiles, parseRoot, sourceTreeCommand } from "./source_tree.ts";
 
 /** One broken rule. */
 export interface Violation {
@@ -280,8 +281,17 @@ export function checkFile(file: string, text: string): Violation[] {
   return violations;
 }
 
-async function main(): Promise<number> {
-  const root = parseRoot(Deno.args);
+const command = sourceTreeCommand({
+  script: "check_imports.ts",
+  summary: [
+    "Checks the dependency rules of STYLE.md B2 over src/**/*.ts and main.ts: which module may import which",
+    "module or package, mod.ts as the only entry point, and one door per side effect. Prints each",
+    'violation as file:line: rule and exits 1, or prints "imports ok" and exits 0.',
+  ],
+});
+
+/** Checks the tree at `root`; returns the exit code. */
+async function checkTree(root: string): Promise<number> {
   const files = (await listFiles(root, "src", { recursive: true })).filter((path) => path.endsWith(".ts"));
   const hasMain = await Deno.stat(`${root}/main.ts`).then(() => true, () => false);
   if (hasMain) files.push("main.ts");
@@ -296,4 +306,13 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  Deno.exit(
+    await runTool({
+      name: "check_imports",
+      args: Deno.args,
+      parse: (args) => parseRoot(command, args),
+      run: checkTree,
+    }),
+  );
+}

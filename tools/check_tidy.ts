@@ -4,14 +4,15 @@
 // - every `src/<module>/` has a test: a test file under `tests/unit/<module>/`, or one under
 //   `tests/integration/` whose text names `src/<module>/`.
 //
-// Usage: deno run --allow-read tools/check_tidy.ts [--root DIR]   (default: the working directory)
+// Usage: deno run --allow-read tools/check_tidy.ts [--root DIR]   (default: the working directory; --help)
 // Prints each violation and exits 1, or prints "tidy ok" and exits 0.
 //
 // Functions are found by a heuristic scan, not a parser: comments, strings, template literals and
 // regular expression literals are blanked first, so braces inside them do not count; then `function`
 // declarations and expressions, methods (a line that starts with a name, its parameters, an optional
 // return type and `{`) and arrow functions with a block body are matched to their closing brace.
-import { listFiles, parseRoot } from "./source_tree.ts";
+import { runTool } from "./cli.ts";
+import { listFiles, parseRoot, sourceTreeCommand } from "./source_tree.ts";
 
 /** One broken rule; `line` is 0 for a rule about a whole directory. */
 export interface TidyViolation {
@@ -315,8 +316,17 @@ async function checkModulesTested(root: string): Promise<TidyViolation[]> {
   return violations;
 }
 
-async function main(): Promise<number> {
-  const root = parseRoot(Deno.args);
+const command = sourceTreeCommand({
+  script: "check_tidy.ts",
+  summary: [
+    "Checks the tidy rules over src/**/*.ts, main.ts and tools/*.ts: a function spans at most 70 lines, a",
+    "line at most 110 characters, and every src/<module>/ has a test. Prints each violation and exits 1,",
+    'or prints "tidy ok" and exits 0.',
+  ],
+});
+
+/** Checks the tree at `root`; returns the exit code. */
+async function checkTree(root: string): Promise<number> {
   const files = [
     ...(await listFiles(root, "src", { recursive: true })),
     ...(await listFiles(root, "tools", { recursive: false })),
@@ -338,4 +348,13 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  Deno.exit(
+    await runTool({
+      name: "check_tidy",
+      args: Deno.args,
+      parse: (args) => parseRoot(command, args),
+      run: checkTree,
+    }),
+  );
+}

@@ -8,12 +8,40 @@
 //                 with the old key could no longer be read
 //   --if-missing  writes a new key only when there is none; otherwise does nothing (exit 0, silent)
 //   --force       replaces an existing key (keep a copy of the old module first: its data needs it)
+//   --help        lists the flags, their meanings and defaults
+// A command line it cannot use (an unknown flag, --out without a path, both modes) exits 64.
 // Writing prints one line on stderr: where the key is, its id, and that the file must be kept. The key id
 // is the first 16 hex digits of SHA-256("dynarust-key-id\0" followed by the raw key bytes).
+import { type CommandSpec, type Invocation, parseCommand, runTool, UsageError } from "./cli.ts";
 
 const defaultOutPath = "src/store/encryption_key.ts";
 const keyBytes = 32;
-const usage = `usage: gen_key.ts [--if-missing | --force] [--out PATH] (default ${defaultOutPath})`;
+
+const genKeyCommand: CommandSpec = {
+  usage: "deno task gen-key [--if-missing | --force] [--out PATH]",
+  summary: [
+    "Writes a fresh random 32-byte AES-256 key for data at rest as a TypeScript module (mode 0600) that",
+    "builds embed. Git ignores the module: keep it, since data written with a key is read only with it.",
+  ],
+  flags: {
+    out: {
+      type: "string",
+      valueName: "PATH",
+      meaning: "where to write the key module",
+      defaultText: defaultOutPath,
+    },
+    "if-missing": {
+      type: "boolean",
+      meaning: "write a key only when there is none; otherwise do nothing (exit 0)",
+      defaultText: "off",
+    },
+    force: {
+      type: "boolean",
+      meaning: "replace an existing key (keep a copy of the old module first: its data needs it)",
+      defaultText: "off (an existing key is then refused, exit 1)",
+    },
+  },
+};
 
 /** The key id of raw key bytes, as the store names it in its files and errors. */
 export async function keyIdOf(key: Uint8Array): Promise<string> {
@@ -42,20 +70,22 @@ export interface GenKeyOptions {
   existing: "keep" | "refuse" | "replace";
 }
 
-/** Parses the arguments. @throws {Error} with the usage line. */
-export function parseGenKeyArgs(args: readonly string[]): GenKeyOptions {
-  const options: GenKeyOptions = { outPath: defaultOutPath, existing: "refuse" };
-  let modeFlags = 0;
-  // Bounded by the number of arguments: each step consumes one or two.
-  for (let index = 0; index < args.length; index += 1) {
-    const arg = args[index];
-    if (arg === "--out" && (args[index + 1] ?? "").length > 0) options.outPath = args[++index]!;
-    else if (arg === "--if-missing") [options.existing, modeFlags] = ["keep", modeFlags + 1];
-    else if (arg === "--force") [options.existing, modeFlags] = ["replace", modeFlags + 1];
-    else throw new Error(`${usage}; got: ${args.join(" ")}`);
+/**
+ * The options in `args`, or the help text (`--help`).
+ *
+ * @throws {UsageError} for an unknown flag, `--out` without a path, or `--if-missing` with `--force`.
+ */
+export function parseGenKeyArgs(args: readonly string[]): Invocation<GenKeyOptions> {
+  const parsed = parseCommand(genKeyCommand, args);
+  if (parsed.kind === "help") return parsed;
+  const { out, force } = parsed.values;
+  const ifMissing = parsed.values["if-missing"];
+  if (out === "") throw new UsageError("--out must name a file; got an empty value");
+  if (ifMissing === true && force === true) {
+    throw new UsageError("--if-missing and --force exclude each other");
   }
-  if (modeFlags > 1) throw new Error(`${usage}: --if-missing and --force exclude each other`);
-  return options;
+  const existing = ifMissing === true ? "keep" : force === true ? "replace" : "refuse";
+  return { kind: "run", options: { outPath: typeof out === "string" ? out : defaultOutPath, existing } };
 }
 
 /** The key id of the key in an existing module's text, or a note that it holds none. */
@@ -132,15 +162,6 @@ export async function genKey(options: GenKeyOptions): Promise<number> {
   return 0;
 }
 
-async function main(): Promise<number> {
-  let options: GenKeyOptions;
-  try {
-    options = parseGenKeyArgs(Deno.args);
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : String(error));
-    return 2;
-  }
-  return await genKey(options);
+if (import.meta.main) {
+  Deno.exit(await runTool({ name: "gen-key", args: Deno.args, parse: parseGenKeyArgs, run: genKey }));
 }
-
-if (import.meta.main) Deno.exit(await main());

@@ -1,10 +1,36 @@
-// Shared by the tools that read the source tree: the `--root` argument and a bounded directory walk.
+// Shared by the tools that read the source tree: the `--root` flag and a bounded directory walk.
+import { type CommandSpec, type Invocation, parseCommand, UsageError } from "./cli.ts";
 
-/** The `--root` argument, or the working directory. */
-export function parseRoot(args: readonly string[]): string {
-  if (args.length === 0) return ".";
-  if (args.length === 2 && args[0] === "--root" && args[1] !== undefined) return args[1];
-  throw new Error(`usage: --root DIR; got: ${args.join(" ")}`);
+/**
+ * The command line of a tool that reads the source tree: `--root DIR`, default the working directory.
+ * `script` is the tool's file name in `tools/`; `summary` says what it checks.
+ */
+export function sourceTreeCommand(options: { script: string; summary: readonly string[] }): CommandSpec {
+  return {
+    usage: `deno run --allow-read tools/${options.script} [--root DIR]`,
+    summary: options.summary,
+    flags: {
+      root: {
+        type: "string",
+        valueName: "DIR",
+        meaning: "the repository to check (src/, tests/, tools/ and main.ts under it)",
+        defaultText: "the working directory",
+      },
+    },
+  };
+}
+
+/**
+ * The `--root` of `args` (the working directory, ".", when absent), or the help text (`--help`).
+ *
+ * @throws {UsageError} for an unknown flag, or `--root` without a directory.
+ */
+export function parseRoot(command: CommandSpec, args: readonly string[]): Invocation<string> {
+  const parsed = parseCommand(command, args);
+  if (parsed.kind === "help") return parsed;
+  const root = parsed.values.root;
+  if (root === "") throw new UsageError("--root must name a directory; got an empty value");
+  return { kind: "run", options: typeof root === "string" ? root : "." };
 }
 
 /** Files under `root/dir` (paths relative to `root`), sorted; a missing `dir` has none. */

@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import { equalConstantTime } from "../util/constant_time.ts";
 
 /** Stored per user; all strings base64. The auth module never touches the disk: main.ts adapts the store. */
 export interface UserRecord {
@@ -34,20 +35,7 @@ export async function verifySecret(secret: string, record: UserRecord): Promise<
   const expected = Uint8Array.fromBase64(record.hash);
   assert(expected.length === hashBytes, "stored hash must be 32 bytes");
   const actual = await deriveHash(secret, { salt, iterations: record.iterations });
-  return equalConstantTime(actual, expected);
-}
-
-/**
- * Whether two byte arrays are equal, in time that depends only on their length: every byte is
- * XOR-accumulated and nothing exits early. The length itself is not secret (all hashes are 32 bytes).
- */
-export function equalConstantTime(source: Uint8Array, target: Uint8Array): boolean {
-  if (source.length !== target.length) return false;
-  let difference = 0;
-  for (let index = 0; index < source.length; index += 1) {
-    difference |= source[index]! ^ target[index]!;
-  }
-  return difference === 0;
+  return equalConstantTime({ expected, actual });
 }
 
 async function deriveHash(

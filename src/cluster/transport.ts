@@ -1,6 +1,7 @@
 import { assert } from "../util/assert.ts";
 import { decodeUtf8Strict } from "../util/bytes.ts";
 import type { Clock } from "../util/clock.ts";
+import { equalConstantTime } from "../util/constant_time.ts";
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
 import { scanJson } from "../util/json.ts";
 import { ClusterAuthError, UnknownKindError } from "./errors.ts";
@@ -229,7 +230,7 @@ export class InternalHandler implements InternalDoor {
         `Cluster request body is ${body.length} bytes, limit is ${admission.bodyBytesMax} bytes`,
       );
     }
-    if (bodyDigest(body) !== verified.digest) {
+    if (!equalConstantTime({ expected: verified.digest, actual: bodyDigest(body) })) {
       throw new ClusterAuthError({ path: path.slice(0, 100), reason: "its body does not match its digest" });
     }
     const nowMs = this.#clock.nowMs();

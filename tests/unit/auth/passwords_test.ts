@@ -1,8 +1,8 @@
 // Goal: hashSecret/verifySecret store only salted PBKDF2 hashes and check them with the stored
-// iterations; equalConstantTime compares whole arrays.
+// iterations (compared with util/constant_time.ts, tested in tests/unit/util/constant_time_test.ts).
 // Method: direct calls with 1000 iterations.
 import assert from "node:assert/strict";
-import { equalConstantTime, hashSecret, verifySecret } from "../../../src/auth/passwords.ts";
+import { hashSecret, verifySecret } from "../../../src/auth/passwords.ts";
 
 Deno.test("hashSecret() salts every hash and verifySecret() accepts only the same secret", async () => {
   const first = await hashSecret("secret", { iterations: 1000 });
@@ -38,13 +38,4 @@ Deno.test("hashSecret() matches PBKDF2-SHA-256 computed independently", async ()
     256,
   );
   assert.equal(new Uint8Array(bits).toBase64(), record.hash);
-});
-
-Deno.test("equalConstantTime() compares every byte and the lengths", () => {
-  const bytes = new Uint8Array([1, 2, 3, 4]);
-  assert.equal(equalConstantTime(bytes, new Uint8Array([1, 2, 3, 4])), true);
-  assert.equal(equalConstantTime(bytes, new Uint8Array([0, 2, 3, 4])), false);
-  assert.equal(equalConstantTime(bytes, new Uint8Array([1, 2, 3, 5])), false);
-  assert.equal(equalConstantTime(bytes, new Uint8Array([1, 2, 3])), false);
-  assert.equal(equalConstantTime(new Uint8Array(), new Uint8Array()), true);
 });

@@ -3,7 +3,8 @@
 // Method: run the script with Deno.Command into a temp dir twice, and read the files back with openssl.
 // The argument parsing is tested in-process. Without openssl the runs are ignored and the reason printed.
 import assert from "node:assert/strict";
-import { CertError, parseCertArgs, subjectAltNameOf } from "../../../tools/cert.ts";
+import { parseCertArgs, subjectAltNameOf } from "../../../tools/cert.ts";
+import { UsageError } from "../../../tools/cli.ts";
 
 const scriptPath = new URL("../../../tools/cert.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -22,10 +23,11 @@ if (!hasOpenssl) {
   console.log("cert_test: runs of tools/cert.ts skipped: the openssl command is not installed");
 }
 
-async function runCert(args: string[], env: Record<string, string> = {}) {
+async function runCert(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", scriptPath, ...args],
-    env,
+    env: options.env ?? {},
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -117,7 +119,7 @@ Deno.test({
 Deno.test("cert.ts says openssl is missing when it is not on PATH", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
   try {
-    const result = await runCert(["--dir", dir], { PATH: dir });
+    const result = await runCert(["--dir", dir], { env: { PATH: dir } });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /the openssl command is not installed/);
   } finally {
@@ -126,18 +128,109 @@ Deno.test("cert.ts says openssl is missing when it is not on PATH", async () => 
 });
 
 Deno.test("parseCertArgs() applies defaults and validates --dir, --hosts and --days", () => {
-  assert.deepEqual(parseCertArgs([]), { dir: "cert", hosts: ["127.0.0.1", "::1", "localhost"], days: 825 });
+  const defaults = { dir: "cert", hosts: ["127.0.0.1", "::1", "localhost"], days: 825 };
+  assert.deepEqual(parseCertArgs([]), { kind: "run", options: defaults });
+  const options = { dir: "x", hosts: ["10.0.0.1", "a.example"], days: 36500 };
   assert.deepEqual(parseCertArgs(["--hosts", "10.0.0.1, a.example", "--days", "36500", "--dir", "x"]), {
-    dir: "x",
-    hosts: ["10.0.0.1", "a.example"],
-    days: 36500,
+    kind: "run",
+    options,
   });
-  assert.throws(() => parseCertArgs(["--days", "36501"]), /--days must be 1 to 36500; got 36501/);
-  assert.throws(() => parseCertArgs(["--days", "0"]), CertError);
-  assert.throws(() => parseCertArgs(["--days", "-3"]), /usage/);
-  assert.throws(() => parseCertArgs(["--dir"]), /usage/);
-  assert.throws(() => parseCertArgs(["--out", "x"]), /usage/);
-  assert.throws(() => parseCertArgs(["--hosts", ""]), /neither an IP address nor a DNS name/);
+  assert.deepEqual(parseCertArgs(["--hosts=10.0.0.1, a.example", "--days=36500", "--dir=x"]), {
+    kind: "run",
+    options,
+  });
+  assert.deepEqual(parseCertArgs(["--days", "1"]), { kind: "run", options: { ...defaults, days: 1 } });
+  assert.equal(parseCertArgs(["--help"]).kind, "help");
+  const refusals = [
+    [["--days", "36501"], /^--days must be a whole number from 1 to 36500; got "36501"$/],
+    [["--days=0"], /--days must be a whole number from 1 to 36500; got "0"/],
+    [["--days", "1.5"], /got "1\.5"/],
+    [["--days", "-3"], /'--days' argument is ambiguous/],
+    [["--dir"], /'--dir <value>' argument missing/],
+    [["--dir="], /--dir must name a directory; got an empty value/],
+    [["--out", "x"], /^unknown flag --out; the flags are --dir, --hosts, --days, --help$/],
+    [["--hosts", ""], /neither an IP address nor a DNS name/],
+    [["--hosts=a,,b"], /neither an IP address nor a DNS name/],
+  ] as const;
+  for (const [args, message] of refusals) {
+    assert.throws(() => parseCertArgs(args), (error) => {
+      assert.ok(error instanceof UsageError, String(error));
+      assert.match(error.message, message);
+      return true;
+    }, args.join(" "));
+  }
+});
+
+Deno.test("cert.ts --help lists every flag with its meaning and default, exits 0 and writes nothing", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
+  try {
+    for (const flag of ["--help", "-h"]) {
+      const result = await runCert([flag, "--days", "30"], { cwd });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stderr, "");
+      assert.match(
+        result.stdout,
+        /^usage: deno task cert \[--dir DIR\] \[--hosts HOST,HOST,\.\.\.\] \[--days N\]/,
+      );
+      assert.match(result.stdout, /--dir DIR +directory of the four files\n +default: cert\n/);
+      assert.match(
+        result.stdout,
+        /--hosts HOST,\.\.\. +IP addresses and DNS names .*1 to 100\n +default: 127\.0\.0\.1,::1,localhost\n/,
+      );
+      assert.match(result.stdout, /--days N +validity .* 1 to 36500 .*\n +default: 825 /);
+      assert.match(result.stdout, /-h, --help +print this help and exit/);
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), [], "no cert/ directory");
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("cert.ts refuses an unknown flag or a bad value with exit 64, naming it, and writes nothing", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
+  try {
+    const cases = [
+      [
+        ["--out", "x"],
+        /^cert: unknown flag --out; the flags are --dir, --hosts, --days, --help \(see --help\)\n$/,
+      ],
+      [["--days=0"], /^cert: --days must be a whole number from 1 to 36500; got "0" \(see --help\)\n$/],
+      [["--hosts", "a b"], /^cert: --hosts: "a b" is neither an IP address nor a DNS name/],
+    ] as const;
+    for (const [args, message] of cases) {
+      const result = await runCert([...args], { cwd });
+      assert.equal(result.code, 64, result.stderr);
+      assert.equal(result.stdout, "");
+      assert.match(result.stderr, message);
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), [], "no cert/ directory");
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "cert.ts takes --dir=, --hosts= and --days= as it takes them with a space",
+  ignore: !hasOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
+    try {
+      const result = await runCert([`--dir=${dir}`, "--hosts=10.0.0.3,node3.example", "--days=30"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /certificate for 10\.0\.0\.3, node3\.example, valid 30 days/);
+      const leaf = pemBlocks(await Deno.readTextFile(`${dir}/cert.pem`))[0]!;
+      await Deno.writeTextFile(`${dir}/leaf.pem`, leaf);
+      const leafText = await opensslText(["x509", "-in", `${dir}/leaf.pem`, "-noout", "-text"]);
+      assert.match(leafText, /IP Address:10\.0\.0\.3, DNS:node3\.example/);
+      const dates = await opensslText(["x509", "-in", `${dir}/leaf.pem`, "-noout", "-startdate", "-enddate"]);
+      const [notBefore, notAfter] = [/notBefore=(.+)/, /notAfter=(.+)/].map((pattern) =>
+        Date.parse(pattern.exec(dates)![1]!)
+      );
+      assert.equal((notAfter! - notBefore!) / 86_400_000, 30, dates);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("subjectAltNameOf() names addresses IP: and names DNS:, and refuses anything else", () => {

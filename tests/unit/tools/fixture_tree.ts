@@ -11,9 +11,14 @@ export async function writeTree(root: string, files: Record<string, string>): Pr
 
 /** Runs `tools/<script>` with `--root root` and read-only permission. */
 export async function runTool(script: string, root: string) {
+  return await runToolWith(script, { root, args: ["--root", root] });
+}
+
+/** Runs `tools/<script>` with `args`, allowed to read `root` only. */
+export async function runToolWith(script: string, options: { root: string; args: readonly string[] }) {
   const scriptPath = new URL(`../../../tools/${script}`, import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", `--allow-read=${root}`, scriptPath, "--root", root],
+    args: ["run", `--allow-read=${options.root}`, scriptPath, ...options.args],
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -3,14 +3,19 @@
 // existing one silently (issue 18 item 5).
 // Method: run the script into a temp dir with Deno.Command, then import what it wrote.
 import assert from "node:assert/strict";
+import { UsageError } from "../../../tools/cli.ts";
 import { keyIdOf, parseGenKeyArgs } from "../../../tools/gen_key.ts";
 
 const scriptPath = new URL("../../../tools/gen_key.ts", import.meta.url).pathname;
 
-/** Runs gen_key.ts with `args`, allowed to read `dir` and write in it (as the task is for its module). */
+/**
+ * Runs gen_key.ts with `args`, allowed to read `dir` and write in it (as the task is for its module), in
+ * `dir` as its working directory.
+ */
 async function runGenKey(args: string[], dir: string) {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", `--allow-read=${dir}`, `--allow-write=${dir}`, scriptPath, ...args],
+    cwd: dir,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -100,18 +105,107 @@ Deno.test("keyIdOf() is the first 16 hex digits of SHA-256 of the prefix and the
   assert.notEqual(await keyIdOf(key), await keyIdOf(new Uint8Array(32)));
 });
 
-Deno.test("gen_key.ts refuses unknown or conflicting arguments without writing", async () => {
-  assert.deepEqual(parseGenKeyArgs([]), { outPath: "src/store/encryption_key.ts", existing: "refuse" });
-  assert.deepEqual(parseGenKeyArgs(["--if-missing"]).existing, "keep");
-  assert.throws(() => parseGenKeyArgs(["--force", "--if-missing"]), /exclude each other/);
-  assert.throws(() => parseGenKeyArgs(["--out"]), /usage/);
+Deno.test("parseGenKeyArgs() takes --out PATH or --out=PATH and one of --if-missing and --force", () => {
+  const run = (outPath: string, existing: string) => ({ kind: "run", options: { outPath, existing } });
+  assert.deepEqual(parseGenKeyArgs([]), run("src/store/encryption_key.ts", "refuse"));
+  assert.deepEqual(parseGenKeyArgs(["--if-missing"]), run("src/store/encryption_key.ts", "keep"));
+  assert.deepEqual(parseGenKeyArgs(["--force", "--out", "k.ts"]), run("k.ts", "replace"));
+  assert.deepEqual(parseGenKeyArgs(["--out=k.ts", "--if-missing"]), run("k.ts", "keep"));
+  assert.equal(parseGenKeyArgs(["--force", "-h"]).kind, "help");
+  const refusals = [
+    [["--force", "--if-missing"], /^--if-missing and --force exclude each other$/],
+    [["--out"], /'--out <value>' argument missing/],
+    [["--out="], /^--out must name a file; got an empty value$/],
+    [["--force=yes"], /'--force' does not take an argument/],
+    [["--output", "x.ts"], /^unknown flag --output; the flags are --out, --if-missing, --force, --help$/],
+    [["x.ts"], /Unexpected argument 'x\.ts'/],
+  ] as const;
+  for (const [args, message] of refusals) {
+    assert.throws(() => parseGenKeyArgs(args), (error) => {
+      assert.ok(error instanceof UsageError, String(error));
+      assert.match(error.message, message);
+      return true;
+    }, args.join(" "));
+  }
+});
+
+Deno.test("gen_key.ts --help lists every flag with its meaning and default, exits 0 and writes nothing", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const result = await runGenKey(["--output", `${dir}/x.ts`], dir);
-    assert.equal(result.code, 2);
-    assert.match(result.stderr, /usage: gen_key\.ts \[--if-missing \| --force\] \[--out PATH\]/);
+    const result = await runGenKey(["--help", "--out", `${dir}/x.ts`], dir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, "");
+    assert.match(result.stdout, /^usage: deno task gen-key \[--if-missing \| --force\] \[--out PATH\]\n/);
+    assert.match(
+      result.stdout,
+      /--out PATH +where to write the key module\n +default: src\/store\/encryption_key\.ts\n/,
+    );
+    assert.match(result.stdout, /--if-missing +write a key only when there is none.*\n +default: off\n/);
+    assert.match(
+      result.stdout,
+      /--force +replace an existing key.*\n +default: off \(an existing key is then refused/,
+    );
+    assert.match(result.stdout, /-h, --help +print this help and exit/);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("gen_key.ts --out=PATH writes the key there", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const outPath = `${dir}/equals.ts`;
+    const result = await runGenKey([`--out=${outPath}`, "--if-missing"], dir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, new RegExp(`in ${outPath}: keep this file`));
+    assert.equal(Uint8Array.fromBase64(await keyOf(outPath)).length, 32);
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), ["equals.ts"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gen_key.ts refuses unknown or conflicting arguments with exit 64, naming them, without writing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases = [
+      [
+        ["--output", `${dir}/x.ts`],
+        /^gen-key: unknown flag --output; the flags are --out, --if-missing, --force, --help/,
+      ],
+      [
+        ["--if-missing", "--force"],
+        /^gen-key: --if-missing and --force exclude each other \(see --help\)\n$/,
+      ],
+      [["--out"], /^gen-key: Option '--out <value>' argument missing \(see --help\)\n$/],
+    ] as const;
+    for (const [args, message] of cases) {
+      const result = await runGenKey([...args], dir);
+      assert.equal(result.code, 64, result.stderr);
+      assert.equal(result.stdout, "");
+      assert.match(result.stderr, message);
+    }
+    assert.deepEqual(
+      await Array.fromAsync(Deno.readDir(dir)),
+      [],
+      "not even the default path, relative to cwd",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task gen-key passes --help through, under the task's own narrow permissions", async () => {
+  const root = new URL("../../..", import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "gen-key", "--help"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  assert.match(stdout, /^usage: deno task gen-key /);
+  assert.match(stdout, /--if-missing/);
 });
