@@ -363,7 +363,34 @@ export const apiRoutes: readonly RouteDoc[] = [
       get: {
         operationId: "getAdminPage",
         summary: "The dashboard: members, tables, a key browser, live changes; log in to edit your keys",
-        answers: { 200: { description: "One self-contained HTML page", contentType: "text/html" } },
+        answers: {
+          200: { description: "The page; it loads its script and style below", contentType: "text/html" },
+          304: { description: "Unchanged since the ETag sent in If-None-Match" },
+        },
+      },
+    },
+  },
+  {
+    path: "/admin/admin.js",
+    operations: {
+      get: {
+        summary: "The dashboard's script",
+        answers: {
+          200: { description: "JavaScript", contentType: "text/javascript" },
+          304: { description: "Unchanged since the ETag sent in If-None-Match" },
+        },
+      },
+    },
+  },
+  {
+    path: "/admin/admin.css",
+    operations: {
+      get: {
+        summary: "The dashboard's style",
+        answers: {
+          200: { description: "CSS", contentType: "text/css" },
+          304: { description: "Unchanged since the ETag sent in If-None-Match" },
+        },
       },
     },
   },

@@ -24,6 +24,7 @@ import { internalAnswer, registerNodeRoutes } from "./routes/node.ts";
 import { RequestMetrics, routeOf } from "./metrics.ts";
 import { allowedMethods, templateOf } from "./api.ts";
 import { Cors, preflightResponse } from "./cors.ts";
+import { adminAssetPaths } from "./admin_page.ts";
 
 export type {
   AppDeps,
@@ -176,10 +177,11 @@ function readKeyOrError(
   }
 }
 
-/** A path of one segment, or `/auth/{user}`: served by the node app. */
+/** A path of one segment, `/auth/{user}`, or a file of the dashboard: served by the node app. */
 function isNodePath(path: string): boolean {
   const second = path.indexOf("/", 1);
   if (second === -1) return true;
+  if (adminAssetPaths.has(path)) return true;
   return path.startsWith(authPrefix) && path.indexOf("/", authPrefix.length) === -1;
 }
 

@@ -5,7 +5,7 @@ import { jsonText } from "../request.ts";
 import { readBodyBytes } from "../body.ts";
 import { metricsContentType, publicTables, renderMetrics, type RequestMetrics } from "../metrics.ts";
 import { openApiDocument } from "../openapi.ts";
-import { adminPageHtml } from "../admin_page.ts";
+import { registerAdminRoutes } from "../admin_page.ts";
 
 /** `/stats`, `/health`, `/membership`, `/metrics` (SPEC §3 rows 9–11) and the node-to-node door. */
 export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: RequestMetrics): void {
@@ -37,10 +37,7 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
   let openApiText: string | undefined;
   app.get("/openapi.json", () => jsonText(openApiText ??= JSON.stringify(openApiDocument(deps.version))));
 
-  app.get("/admin", () =>
-    new Response(adminPageHtml, {
-      headers: { "content-type": "text/html; charset=utf-8", "x-frame-options": "DENY" },
-    }));
+  registerAdminRoutes(app);
 
   app.get("/health", () => {
     const phase = deps.phase();

@@ -60,6 +60,9 @@ Deno.test({
       const dashboard = await fetch(`${baseUrl}/admin`);
       assert.equal(dashboard.status, 200, "the dashboard is inside the binary");
       assert.match(await dashboard.text(), /<title>dynarust<\/title>/);
+      const script = await fetch(`${baseUrl}/admin/admin.js`);
+      assert.equal(script.status, 200, "the dashboard's script is inside the binary too");
+      assert.match(await script.text(), /function openTable/);
       const exportHelp = await new Deno.Command(built.path, { args: ["export", "--help"], cwd: elsewhere })
         .output();
       assert.equal(exportHelp.code, 0, "the backup commands are in the binary");

@@ -161,6 +161,8 @@ Deno.test("openapi: every public route the node serves is documented, and no und
     "/metrics",
     "/openapi.json",
     "/admin",
+    "/admin/admin.js",
+    "/admin/admin.css",
     "/auth/u",
     "/_internal/kind",
     "/t/key",
@@ -266,6 +268,8 @@ Deno.test("openapi: each documented operation answers a documented status with a
     ["get", "/metrics", {}],
     ["get", "/openapi.json", {}],
     ["get", "/admin", {}],
+    ["get", "/admin/admin.js", {}],
+    ["get", "/admin/admin.css", {}],
     ["get", "/{table}/subscribe/{key}", {}],
     ["get", "/{table}/subscribe", {}],
     ["get", "/subscribe", {}], // no source: a documented 400 with a Problem body

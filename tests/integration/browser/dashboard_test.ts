@@ -1,5 +1,7 @@
 // Goal: the dashboard (`GET /admin`, issue 6) works in a real browser: it lists the members of a 2-node
-// cluster, shows a change made on the other node within a second, and lets a user log in and edit a key.
+// cluster, shows a change made on the other node within a second, and lets a user log in and edit a key;
+// all under its Content-Security-Policy (issue 21), which the browser enforces without one violation (an
+// inline script or style left in the page would be refused and reported in the console).
 // Method: Debian's `chromium`, driven headless by playwright-core, against a real TestCluster. Without
 // Chromium (`apt-get install chromium`; `.ci/run` installs it) the test is reported as ignored and why.
 import assert from "node:assert/strict";
@@ -30,7 +32,14 @@ Deno.test({
       const page = await browser.newPage();
       const problems: string[] = [];
       page.on("pageerror", (error) => problems.push(String(error)));
-      await page.goto(`${first.baseUrl}/admin#t`);
+      const violations: string[] = [];
+      page.on("console", (message) => {
+        if (/Content.Security.Policy/i.test(message.text())) violations.push(message.text());
+      });
+      const loaded = await page.goto(`${first.baseUrl}/admin#t`);
+      const policy = loaded?.headers()["content-security-policy"] ?? "";
+      assert.match(policy, /script-src 'self'/, "the page is served with its Content-Security-Policy");
+      assert.match(policy, /frame-ancestors 'none'/);
       await page.waitForFunction(
         `document.querySelectorAll('#members tr[data-status="alive"]').length === 2`,
         null,
@@ -65,6 +74,7 @@ Deno.test({
       const saved = await (await first.fetch("/t/key/first")).json();
       assert.deepEqual([saved.version, saved.value, saved.owner], [2, { n: 2 }, "alice"]);
       assert.deepEqual(problems, [], "no script error on the page");
+      assert.deepEqual(violations, [], "no Content-Security-Policy violation on the page");
     } finally {
       await browser.close();
     }

@@ -148,6 +148,7 @@ Deno.test("createApp() puts Access-Control-Allow-Origin * and exposes ETag on ev
     ["/metrics", {}, 200],
     ["/openapi.json", {}, 200],
     ["/admin", {}, 200],
+    ["/admin/admin.js", {}, 200],
     ["/no/such/route/here", {}, 404],
     ["/t/key/%FF", {}, 400],
   ];
