@@ -374,6 +374,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/admin/admin.js",
     operations: {
       get: {
+        operationId: "getAdminScript",
         summary: "The dashboard's script",
         answers: {
           200: { description: "JavaScript", contentType: "text/javascript" },
@@ -386,6 +387,7 @@ export const apiRoutes: readonly RouteDoc[] = [
     path: "/admin/admin.css",
     operations: {
       get: {
+        operationId: "getAdminStyle",
         summary: "The dashboard's style",
         answers: {
           200: { description: "CSS", contentType: "text/css" },
