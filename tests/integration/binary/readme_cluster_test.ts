@@ -43,16 +43,21 @@ Deno.test("README: the cluster block starts three nodes, waits for each, lists t
     .replaceAll("6661", String(ports[1]))
     .replaceAll("6662", String(ports[2]))
     .replaceAll("data/n", `${dataDir}/n`);
+  const stdoutPath = `${dataDir}/stdout`;
+  const stderrPath = `${dataDir}/stderr`;
   try {
+    // Output to files, not pipes: a node the block failed to stop would hold a pipe open, and the test would
+    // wait for it instead of failing.
     const output = await new Deno.Command("bash", {
-      args: ["-euo", "pipefail", "-c", script],
+      args: ["-euo", "pipefail", "-c", `{\n${script}\n} >"$OUT" 2>"$ERR"`],
       cwd: repoRoot,
-      stdout: "piped",
-      stderr: "piped",
+      env: { OUT: stdoutPath, ERR: stderrPath },
+      stdout: "null",
+      stderr: "null",
       signal: AbortSignal.timeout(120_000),
     }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
+    const stdout = await Deno.readTextFile(stdoutPath);
+    const stderr = await Deno.readTextFile(stderrPath);
     assert.equal(output.code, 0, `the block failed:\n${stdout}\n${stderr.slice(-3_000)}`);
     const membership = JSON.parse(stdout.slice(stdout.indexOf("{"), stdout.lastIndexOf("}") + 1));
     const members: Array<{ address: string; status: string }> = membership.nodes;
@@ -67,7 +72,7 @@ Deno.test("README: the cluster block starts three nodes, waits for each, lists t
       what: "every node of the README's cluster stopped",
     });
   } finally {
-    await new Deno.Command("pkill", { args: ["-f", `--data-dir ${dataDir}/n`] }).output();
+    await new Deno.Command("pkill", { args: ["-f", `data-dir ${dataDir}/n`] }).output();
     await Deno.remove(dataDir, { recursive: true });
   }
 });
