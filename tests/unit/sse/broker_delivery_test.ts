@@ -83,7 +83,9 @@ Deno.test("Broker times a change held behind a snapshot from its publication to 
   clock.advance(250);
   releasePage();
   const texts: string[] = [];
-  while (!texts.some((text) => text.includes('"Synced"'))) texts.push(await withTimeout(reader.next(), 2_000));
+  while (!texts.some((text) => text.includes('"Synced"'))) {
+    texts.push(await withTimeout(reader.next(), 2_000));
+  }
   broker.close();
   texts.push(...await reader.rest());
   // a:2 replaces the page's a:1 (sent in its place), b:1 follows the last page.
