@@ -352,15 +352,10 @@ export class Broker {
     assert(Number.isSafeInteger(event.version));
     assert(event.version >= 1);
     if (this.#closed) return;
-    // Without a subscription nothing is handed over: no clock is read.
-    if (this.#subscribers.size === 0) return this.#publishChange(event);
-    this.#delivery.begin();
-    this.#publishChange(event);
-    this.#delivery.end();
-  }
-
-  /** {@linkcode Broker.publish} once its delivery timer is started (or not needed). */
-  #publishChange(event: ChangeEvent): void {
+    // Without a subscription nothing is handed over: no clock is read. A return before the fan-out
+    // leaves the timer begun with nothing counted, which the next begin() resets.
+    const timed = this.#subscribers.size > 0;
+    if (timed) this.#delivery.begin();
     const topic = topicOf(event.table, event.key);
     // Kept as text until a subscriber needs the bytes: most frames are only remembered.
     const { key: keyFrame, table: changeFrame } = changeFrames(event, this.#tableId + 1);
@@ -401,6 +396,7 @@ export class Broker {
       this.#sendChange(multiSubscribers, { event, topic, frame: tableFrame });
     }
     if (this.#filterGroups.has(event.table)) this.#sendFiltered({ event, topic, frame: tableFrame });
+    if (timed) this.#delivery.end();
   }
 
   /** Sends a change of a filtered table to each filter group that must hear of it: the change, or `Left`. */
