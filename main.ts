@@ -381,6 +381,8 @@ async function buildNode(config: Config, options: BuildOptions): Promise<Running
     membership: () => cluster.members(),
     nodeStats: () => nodeStats({ store, changes, broker, cluster, server: options.server }),
     nodeMetrics: () => nodeMetrics(store, broker, cluster),
+    // The real disk, not the store's (a test may hand the store a faulty one): `/proc` for `/metrics`.
+    processFiles: new DenoFs(),
     version,
     internal: cluster.door,
     phase: options.phase,
@@ -467,6 +469,7 @@ function nodeMetrics(store: Store, broker: Broker, cluster: ClusterNode): NodeMe
     walBytes: stats.walBytes,
     sseConnections: broker.activeCount,
     sseDropped: broker.droppedCount,
+    sseDeliverySeconds: broker.deliverySeconds,
     replicationBacklog: cluster.replicator.pipelineBacklog(),
     hintBacklog: replication.hintCount,
     hintsDropped: replication.hintsDropped,

@@ -103,6 +103,8 @@ export interface NodeMetrics {
   walBytes: number;
   sseConnections: number;
   sseDropped: number;
+  /** Seconds from a change's publication to the hand-over of its frame to a stream, per frame. */
+  sseDeliverySeconds: Histogram;
   replicationBacklog: number;
   hintBacklog: number;
   hintsDropped: number;
@@ -113,13 +115,22 @@ export interface NodeMetrics {
   expiredKeys: number;
 }
 
+/**
+ * The files `/metrics` reads the process figures from (`/proc/self/*` on Linux): the store's `DenoFs` in
+ * `main.ts`, the one door to the disk. A path that does not exist reads as undefined (or no names).
+ */
+export interface ProcessFiles {
+  readFile(path: string): Promise<Uint8Array | undefined>;
+  readDir(path: string): Promise<string[]>;
+}
+
 /** Everything `createApp` needs; built in `main.ts`. */
 export interface AppDeps {
   kv: Kv;
   broker: EventBroker;
   auth: Authenticator;
   limits: Limits;
-  /** The node's version, for `/openapi.json`. */
+  /** The node's version (the one `--version` prints), for `/openapi.json` and `dynarust_build_info`. */
   version: string;
   clock: Clock;
   logger: Logger;
@@ -129,6 +140,8 @@ export interface AppDeps {
   nodeStats(): { tables: Map<string, number>; activeSseConnections: number; extra: Record<string, unknown> };
   /** Counters of this node for `/metrics`. */
   nodeMetrics(): NodeMetrics;
+  /** Where `/metrics` reads the `process_*` figures from. */
+  processFiles: ProcessFiles;
   /**
    * Serves node-to-node requests (`POST /_internal/{kind}`): `admit` checks the headers before any byte of
    * the body is read, `serve` takes the body read within the bounds `admit` gave.

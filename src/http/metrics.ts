@@ -3,9 +3,10 @@
  * route template (never the raw path, so table and key names do not multiply the series) and status.
  */
 import { Histogram, MetricsText, secondsBounds } from "../util/metrics.ts";
-import type { AppDeps, MemberView } from "./deps.ts";
+import type { AppDeps, MemberView, NodeMetrics } from "./deps.ts";
 import { isInternalTable } from "./schemas.ts";
 import { apiRoutes, templateOf } from "./api.ts";
+import { type ProcessMetrics, writeProcessMetrics } from "./process_metrics.ts";
 
 /** The content type of the text exposition format. */
 export const metricsContentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -107,7 +108,7 @@ export class RequestMetrics {
 
 /**
  * Tables with a series of their own: a table per user or per tenant is common, and thousands of series
- * per node would weigh on every scrape and on Prometheus; `dynarust_keys_total` counts them all.
+ * per node would weigh on every scrape and on Prometheus; `dynarust_keys_all_tables` counts them all.
  */
 export const tableSeriesMax = 100;
 
@@ -127,11 +128,26 @@ function keysTotal(tables: ReadonlyMap<string, number>): number {
   return publicTables(tables).reduce((total, [, count]) => total + count, 0);
 }
 
-/** The whole exposition of a node. */
-export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
+/** The whole exposition of a node; `process` is what `/proc` gave, if anything. */
+export function renderMetrics(
+  deps: AppDeps,
+  sources: { requests: RequestMetrics; process: ProcessMetrics | undefined },
+): string {
   const text = new MetricsText();
-  requests.writeTo(text);
+  text.gauge("dynarust_build_info", "The node's version, as `dynarust --version` prints it; always 1.", [
+    [{ version: deps.version }, 1],
+  ]);
+  writeProcessMetrics(text, sources.process);
+  sources.requests.writeTo(text);
   const node = deps.nodeMetrics();
+  writeStoreMetrics(text, node);
+  writeSseMetrics(text, node);
+  writeClusterMetrics(text, { node, members: deps.membership() });
+  return text.text();
+}
+
+/** The WAL and key families. */
+function writeStoreMetrics(text: MetricsText, node: NodeMetrics): void {
   text
     .histogram("dynarust_wal_batch_records", "Records per WAL batch (one write and one fsync each).", [
       [{}, node.walBatchRecords],
@@ -145,17 +161,34 @@ export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
       `Live keys held by this node, by table (the ${tableSeriesMax} largest tables).`,
       largestTables(node.tables).map(([table, count]) => [{ table }, count]),
     )
-    .gauge("dynarust_keys_total", "Live keys held by this node, in every table.", [[
+    // Not `_total`: that suffix is for counters, and this goes down as keys are deleted.
+    .gauge("dynarust_keys_all_tables", "Live keys held by this node, in every table.", [[
       {},
       keysTotal(node.tables),
-    ]])
+    ]]);
+}
+
+/** The event-stream families. */
+function writeSseMetrics(text: MetricsText, node: NodeMetrics): void {
+  text
     .gauge("dynarust_sse_connections", "Open event streams.", [[{}, node.sseConnections]])
+    .histogram(
+      "dynarust_sse_event_delivery_seconds",
+      "Time from a change's publication (as its write is acknowledged) to the hand-over of its frame to " +
+        "a subscriber's stream, per frame; a live frame is timed by its whole fan-out, a frame held behind " +
+        "a replay or a snapshot until it is handed over.",
+      [[{}, node.sseDeliverySeconds]],
+    )
     .counter(
       "dynarust_sse_dropped_subscribers_total",
       "Subscribers disconnected because they fell too far behind.",
       [[{}, node.sseDropped]],
     );
-  const members = deps.membership();
+}
+
+/** The membership, replication and consensus families. */
+function writeClusterMetrics(text: MetricsText, view: { node: NodeMetrics; members: MemberView[] }): void {
+  const { node, members } = view;
   text.gauge(
     "dynarust_cluster_members",
     "Members of the cluster as this node sees them, by gossip state (itself included).",
@@ -190,5 +223,4 @@ export function renderMetrics(deps: AppDeps, requests: RequestMetrics): string {
         "nodes, the cluster's expirations).",
       [[{}, node.expiredKeys]],
     );
-  return text.text();
 }

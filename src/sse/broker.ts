@@ -4,6 +4,7 @@ import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
+import type { Histogram } from "../util/metrics.ts";
 import {
   changeFrames,
   encodeEntryFrame,
@@ -18,6 +19,7 @@ import {
   snapshotFrameText,
   snapshotResyncFrame,
 } from "./event_format.ts";
+import { DeliveryTimer } from "./delivery.ts";
 import { TooManySubscribersError } from "./errors.ts";
 import { FilterGroups } from "./filter_groups.ts";
 import type { Filter } from "../filter/mod.ts";
@@ -69,6 +71,7 @@ export interface BrokerOptions {
   /**
    * Sets the first table-stream id: `clock.nowMs() * 1000`, so ids keep growing across restarts as
    * long as the wall clock does not go back and fewer than 1000 changes a millisecond were published.
+   * Its monotonic time times each frame from its change's publication to its hand-over to a stream.
    * @default systemClock
    */
   clock?: Clock;
@@ -246,6 +249,7 @@ export class Broker {
   readonly #histories: Histories;
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
   #droppedCount = 0;
+  readonly #delivery: DeliveryTimer;
   /** Id of the newest table-stream frame, or the starting id before the first. */
   #tableId: number;
   readonly #history: ChangeHistory | undefined;
@@ -267,6 +271,7 @@ export class Broker {
       frameOverheadBytes: historyFrameOverheadBytes,
     });
     this.#logger = options.logger;
+    this.#delivery = new DeliveryTimer(options.clock ?? systemClock);
     this.#history = options.history;
     this.#tableId = options.history === undefined
       ? Math.floor((options.clock ?? systemClock).nowMs()) * 1000
@@ -288,6 +293,14 @@ export class Broker {
   /** Subscribers disconnected for being too slow, since the broker started. */
   get droppedCount(): number {
     return this.#droppedCount;
+  }
+
+  /**
+   * Seconds from a change's publication to the hand-over of its frame to a subscriber's stream, one
+   * observation per frame handed over (see {@linkcode DeliveryTimer}); replayed frames are not counted.
+   */
+  get deliverySeconds(): Histogram {
+    return this.#delivery.seconds;
   }
 
   /** Tables some filtered stream follows (each keeps a bounded memory of its keys' last states). */
@@ -339,6 +352,10 @@ export class Broker {
     assert(Number.isSafeInteger(event.version));
     assert(event.version >= 1);
     if (this.#closed) return;
+    // Without a subscription nothing is handed over: no clock is read. A return before the fan-out
+    // leaves the timer begun with nothing counted, which the next begin() resets.
+    const timed = this.#subscribers.size > 0;
+    if (timed) this.#delivery.begin();
     const topic = topicOf(event.table, event.key);
     // Kept as text until a subscriber needs the bytes: most frames are only remembered.
     const { key: keyFrame, table: changeFrame } = changeFrames(event, this.#tableId + 1);
@@ -379,6 +396,7 @@ export class Broker {
       this.#sendChange(multiSubscribers, { event, topic, frame: tableFrame });
     }
     if (this.#filterGroups.has(event.table)) this.#sendFiltered({ event, topic, frame: tableFrame });
+    if (timed) this.#delivery.end();
   }
 
   /** Sends a change of a filtered table to each filter group that must hear of it: the change, or `Left`. */
@@ -870,6 +888,7 @@ export class Broker {
       queueDepthMax: this.#limits.sseQueueDepthMax,
       lastId,
       held: position.held,
+      delivery: this.#delivery,
       onClose: (closing, reason) => this.#unregister({ entries, subscriber: closing, reason }),
     });
     for (const { registry, topic } of entries) {

@@ -3,7 +3,8 @@
  * key (`GET /{table}/subscribe/{key}`) or per table (`GET /{table}/subscribe`).
  *
  * It owns the wire format of the events, the bounded per-subscriber queues, the `Last-Event-ID` replay
- * histories (every table's; a key's from its first subscription on this node) and the keepalive timer.
+ * histories (every table's; a key's from its first subscription on this node), the keepalive timer, and the
+ * timing of each frame from its change's publication to its hand-over to a stream (`deliverySeconds`).
  * Every stream starts with a ready block (`event: ready`, `id: <position>`, `data: {"event":"Ready"}`,
  * SPEC §4b), so a client that reconnects before any change still resumes from its position.
  * It knows nothing of HTTP, hono or the cluster: the HTTP layer turns a {@linkcode Subscription}'s stream

@@ -1,6 +1,7 @@
 import { assert } from "../util/assert.ts";
 
 const encoder = new TextEncoder();
+import type { DeliveryTimer } from "./delivery.ts";
 import { encodeReadyFrame } from "./event_format.ts";
 import { SubscriberTooSlowError } from "./errors.ts";
 import type { Frame } from "./history.ts";
@@ -25,10 +26,18 @@ export interface SubscriberOptions {
    * @default false
    */
   held?: boolean;
+  /** Times each live frame from its publication to its hand-over to this stream (one per broker). */
+  delivery: DeliveryTimer;
 }
 
-/** A held subscriber's live frames: a frame's bytes with its id, or a Resync's bytes (no id). */
-type PendingFrame = { id: number | undefined; bytes: Uint8Array };
+/**
+ * A held subscriber's live frames: a frame's bytes with its id, or a Resync's bytes (no id), with when its
+ * change was published (monotonic ms, see {@linkcode DeliveryTimer}).
+ */
+type PendingFrame = { id: number | undefined; bytes: Uint8Array; publishedMs: number };
+
+/** A live change held during a snapshot: the newest of its key, with when it was published. */
+type HeldChange = { version: number; bytes: Uint8Array; publishedMs: number };
 
 /**
  * The stream source of a held subscriber: as the subscriber, plus `pull`, which the stream calls when its
@@ -69,6 +78,7 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   readonly stream: ReadableStream<Uint8Array>;
   readonly #queueDepthMax: number;
   readonly #onClose: (subscriber: Subscriber, reason: CloseReason) => void;
+  readonly #delivery: DeliveryTimer;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #lastId: number;
   #closed = false;
@@ -79,7 +89,7 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   /** Resolves a replay waiting for room in the queue. */
   #roomWaiter: (() => void) | undefined;
   /** While a table snapshot streams: each key's newest live change (a frame without an id), by key. */
-  #snapshotChanges: Map<string, { version: number; bytes: Uint8Array }> | undefined;
+  #snapshotChanges: Map<string, HeldChange> | undefined;
   #snapshotKeysMax = 0;
   /**
    * Versions sent for keys a snapshot confirmed (a state this node had not published: its notice may
@@ -94,6 +104,7 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     assert(options.lastId >= 0);
     this.#queueDepthMax = options.queueDepthMax;
     this.#onClose = options.onClose;
+    this.#delivery = options.delivery;
     this.#lastId = options.lastId;
     // Each chunk counts 1 against the high-water mark: `desiredSize` is queueDepthMax minus chunks queued.
     this.#pending = options.held === true ? [] : undefined;
@@ -148,14 +159,18 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
 
   /**
    * Queues a live frame, unless the client already has it. A full queue disconnects the subscriber.
+   * Called by the broker's publish only: the hand-over is timed from the change's publication.
    *
    * @returns false when this frame overflowed the queue and the subscriber was disconnected.
    */
   send(frame: Frame): boolean {
     if (this.#closed || frame.id <= this.#lastId) return true;
-    if (this.#pending !== undefined) return this.#hold({ id: frame.id, bytes: frame.bytes });
+    if (this.#pending !== undefined) {
+      return this.#hold({ id: frame.id, bytes: frame.bytes, publishedMs: this.#delivery.publishedMs });
+    }
     if (!this.#enqueueLive(frame.bytes)) return false;
     this.#lastId = frame.id;
+    this.#delivery.handedOver();
     return true;
   }
 
@@ -170,7 +185,9 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
   sendResync(bytes: Uint8Array): boolean {
     assert(bytes.length > 0);
     if (this.#closed) return true;
-    if (this.#pending !== undefined) return this.#hold({ id: undefined, bytes });
+    if (this.#pending !== undefined) {
+      return this.#hold({ id: undefined, bytes, publishedMs: this.#delivery.publishedMs });
+    }
     return this.#enqueueLive(bytes);
   }
 
@@ -205,17 +222,25 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
 
   /**
    * Ends the hold: the live frames that waited follow the replay, each unless the client already has it
-   * (a change both replayed and published live is sent once). From now on live frames go out at once.
+   * (a change both replayed and published live is sent once), timed from its publication to now. From
+   * now on live frames go out at once.
    */
   release(): void {
     if (this.#closed) return;
     const pending = this.#pending;
     assert(pending !== undefined, "release follows a hold");
     this.#pending = undefined;
+    const handedMs = pending.length === 0 ? 0 : this.#delivery.nowMs();
     for (const frame of pending) {
       if (this.#closed) return;
-      if (frame.id === undefined) this.sendResync(frame.bytes);
-      else this.send({ id: frame.id, byteLength: frame.bytes.length, bytes: frame.bytes });
+      if (frame.id === undefined) {
+        this.sendResync(frame.bytes);
+        continue;
+      }
+      if (frame.id <= this.#lastId) continue;
+      if (!this.#enqueueLive(frame.bytes)) return;
+      this.#lastId = frame.id;
+      this.#delivery.handedOverHeld(handedMs - frame.publishedMs);
     }
     assert(this.#pending === undefined);
   }
@@ -267,7 +292,8 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
       return;
     }
     if (held === undefined || held.version < change.version) {
-      changes.set(change.topic, { version: change.version, bytes: change.bytes });
+      const publishedMs = this.#delivery.publishedMs;
+      changes.set(change.topic, { version: change.version, bytes: change.bytes, publishedMs });
     }
     assert(changes.size <= this.#snapshotKeysMax);
   }
@@ -287,6 +313,8 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     const heldBefore = changes.size;
     // Most pages meet no held change: then no record's topic is built, and the texts are one string.
     const lookup = heldBefore > 0;
+    // Read once, when the page first sends a held change.
+    let handedMs: number | undefined;
     let text = "";
     for (const record of records) {
       if (lookup || record.confirmed === true) {
@@ -298,6 +326,8 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
           if (text.length > 0) this.#controller.enqueue(encoder.encode(text));
           text = "";
           this.#controller.enqueue(held.bytes);
+          handedMs ??= this.#delivery.nowMs();
+          this.#delivery.handedOverHeld(handedMs - held.publishedMs);
           continue;
         }
         if (record.confirmed === true) this.#setFloor(topic, record.version);
@@ -324,7 +354,12 @@ export class Subscriber implements UnderlyingDefaultSource<Uint8Array> {
     assert(changes !== undefined, "a snapshot ends once");
     this.#snapshotChanges = undefined;
     if (this.#closed) return;
-    for (const key of [...changes.keys()].sort()) this.#controller.enqueue(changes.get(key)!.bytes);
+    const handedMs = changes.size === 0 ? 0 : this.#delivery.nowMs();
+    for (const key of [...changes.keys()].sort()) {
+      const held = changes.get(key)!;
+      this.#controller.enqueue(held.bytes);
+      this.#delivery.handedOverHeld(handedMs - held.publishedMs);
+    }
     this.#controller.enqueue(synced.bytes);
     this.#lastId = Math.max(this.#lastId, synced.id);
     assert(this.#lastId >= synced.id);

@@ -46,6 +46,17 @@ export class Histogram {
     this.count += 1;
   }
 
+  /** Counts `count` observations of one `value` (a fan-out's deliveries, all timed by one clock read). */
+  observeMany(value: number, count: number): void {
+    assert(Number.isSafeInteger(count));
+    assert(count >= 1);
+    let index = 0;
+    while (index < this.bounds.length && value > this.bounds[index]!) index += 1;
+    this.#counts[index]! += count;
+    this.sum += value * count;
+    this.count += count;
+  }
+
   /** Cumulative counts, one per bound and a last one for +Inf (equal to `count`). */
   cumulative(): number[] {
     let total = 0;

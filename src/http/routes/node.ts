@@ -6,6 +6,7 @@ import { readBodyBytes } from "../body.ts";
 import { metricsContentType, publicTables, renderMetrics, type RequestMetrics } from "../metrics.ts";
 import { openApiDocument } from "../openapi.ts";
 import { registerAdminRoutes } from "../admin_page.ts";
+import { ProcessCollector } from "../process_metrics.ts";
 
 /** `/stats`, `/health`, `/membership`, `/metrics` (SPEC §3 rows 9–11) and the node-to-node door. */
 export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: RequestMetrics): void {
@@ -28,11 +29,12 @@ export function registerNodeRoutes(app: Hono, deps: AppDeps, requestStats: Reque
     }));
   });
 
-  app.get(
-    "/metrics",
-    () =>
-      new Response(renderMetrics(deps, requestStats), { headers: { "content-type": metricsContentType } }),
-  );
+  const processCollector = new ProcessCollector({ files: deps.processFiles, logger: deps.logger });
+  app.get("/metrics", async () => {
+    const process = await processCollector.collect();
+    const text = renderMetrics(deps, { requests: requestStats, process });
+    return new Response(text, { headers: { "content-type": metricsContentType } });
+  });
 
   let openApiText: string | undefined;
   app.get("/openapi.json", () => jsonText(openApiText ??= JSON.stringify(openApiDocument(deps.version))));

@@ -53,7 +53,7 @@ Deno.test("metrics: requests by route and status, latency, WAL batches and fsync
   assert.ok(batches >= 1);
   assert.equal(valueOf(families, "dynarust_wal_fsync_duration_seconds_count"), batches);
   assert.equal(valueOf(families, "dynarust_keys", { table }), 3);
-  assert.equal(valueOf(families, "dynarust_keys_total"), 3, "users are not keys of a table");
+  assert.equal(valueOf(families, "dynarust_keys_all_tables"), 3, "users are not keys of a table");
   assert.equal(valueOf(families, "dynarust_sse_connections"), 1);
   assert.equal(valueOf(families, "dynarust_sse_dropped_subscribers_total"), 0);
   assert.equal(valueOf(families, "dynarust_cluster_members", { state: "alive" }), 1);
@@ -113,5 +113,89 @@ Deno.test("metrics: only the 100 largest tables get a series of their own; the t
   const series = families.get("dynarust_keys")!.samples;
   assert.equal(series.length, 100);
   assert.ok(series.every((sample) => sample.value === 2), "the three smallest tables are the ones left out");
-  assert.equal(valueOf(families, "dynarust_keys_total"), 3 + 2 * 100);
+  assert.equal(valueOf(families, "dynarust_keys_all_tables"), 3 + 2 * 100);
+});
+
+/** `promtool`'s path when it runs here; undefined (and the test below skipped) when it is not installed. */
+async function findPromtool(): Promise<string | undefined> {
+  try {
+    const output = await new Deno.Command("promtool", { args: ["--version"], stdout: "null", stderr: "null" })
+      .output();
+    return output.success ? "promtool" : undefined;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+const promtool = await findPromtool();
+if (promtool === undefined) {
+  console.log("metrics: skipping the promtool check: promtool is not installed (apt-get install prometheus)");
+}
+
+/** Runs `promtool check metrics` on `text`: its exit code and everything it printed. */
+async function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
+  const child = new Deno.Command(promtool!, {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return { code: output.code, output: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
+}
+
+Deno.test({
+  name:
+    "metrics: promtool check metrics accepts a scrape with build info, process figures and SSE delivery times",
+  ignore: promtool === undefined,
+  fn: async () => {
+    const { stdout: versionLine } = await NodeProcess.runToExit(["--version"]);
+    await using node = await NodeProcess.start();
+    const token = await tokenFor(node, "alice");
+    await using keyReader = await SseReader.open(`${node.baseUrl}/t/subscribe/k`);
+    await using tableReader = await SseReader.open(`${node.baseUrl}/t/subscribe`);
+    for (const [key, value] of [["k", 1], ["other", 2], ["k", 3], ["other", 4], ["k", 5]] as const) {
+      const response = await putValue(node, `/t/key/${key}`, value, { token });
+      assert.equal(response.status, 201);
+      await response.body?.cancel();
+    }
+    // Three changes of t/k to its key stream, all five to the table stream.
+    let delivered = 0;
+    for (const [reader, count] of [[keyReader, 3], [tableReader, 5]] as const) {
+      for (let index = 0; index < count; index += 1) {
+        assert.equal((await reader.nextEvent()).data.event, "Updated");
+        delivered += 1;
+      }
+    }
+    const response = await node.fetch("/metrics");
+    const text = await response.text();
+    const check = await promtoolCheck(text);
+    assert.deepEqual(check, { code: 0, output: "" }, "promtool check metrics has no complaint");
+
+    const families = parseExposition(text);
+    const version = /^dynarust (\S+)$/m.exec(versionLine)?.[1];
+    assert.ok(version !== undefined, `--version printed ${versionLine}`);
+    assert.equal(valueOf(families, "dynarust_build_info", { version }), 1);
+    assert.equal(valueOf(families, "dynarust_sse_event_delivery_seconds_count"), delivered);
+    assert.ok(valueOf(families, "dynarust_sse_event_delivery_seconds_sum")! >= 0);
+    const resident = valueOf(families, "process_resident_memory_bytes")!;
+    const open = valueOf(families, "process_open_fds")!;
+    const max = valueOf(families, "process_max_fds")!;
+    const started = valueOf(families, "process_start_time_seconds")!;
+    assert.ok(resident > 1 << 20, `RSS ${resident} bytes`);
+    assert.ok(open >= 1, `${open} open descriptors`);
+    assert.ok(max >= open, `limit ${max} >= ${open} open descriptors`);
+    assert.ok(valueOf(families, "process_cpu_seconds_total")! > 0);
+    const nowSeconds = Date.now() / 1000;
+    // /proc/stat's boot time is whole seconds: a second or two of slack on the side of the future.
+    assert.ok(
+      started > nowSeconds - 3600 && started < nowSeconds + 2,
+      `started at ${started}, now ${nowSeconds}`,
+    );
+  },
 });

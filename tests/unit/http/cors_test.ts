@@ -58,6 +58,7 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
       walBytes: 0,
       sseConnections: 0,
       sseDropped: 0,
+      sseDeliverySeconds: new Histogram(secondsBounds),
       replicationBacklog: 0,
       hintBacklog: 0,
       hintsDropped: 0,
@@ -65,6 +66,7 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
       paxosRounds: { fastPath: 0, prepare: 0, retry: 0 },
       expiredKeys: 0,
     }),
+    processFiles: { readFile: () => Promise.resolve(undefined), readDir: () => Promise.resolve([]) },
     internal: {
       // Every request admitted and answered `{"ok":true}`: only the headers of the answer are under test.
       admit: (kind) => ({

@@ -1,6 +1,8 @@
 // Goal: a Subscriber sends frames once and in id order, bounds its queue and reports why it stopped.
 // Method: drive one Subscriber directly and read its stream with a reader.
 import assert from "node:assert/strict";
+import { DeliveryTimer } from "../../../src/sse/delivery.ts";
+import { ManualClock } from "../../../src/util/clock.ts";
 import { keepaliveFrame } from "../../../src/sse/event_format.ts";
 import { SubscriberTooSlowError } from "../../../src/sse/errors.ts";
 import { type Frame, frameOf } from "../../../src/sse/history.ts";
@@ -18,6 +20,7 @@ function makeSubscriber(options: { queueDepthMax: number; lastId?: number }) {
   const subscriber = new Subscriber({
     queueDepthMax: options.queueDepthMax,
     lastId: options.lastId ?? 0,
+    delivery: new DeliveryTimer(new ManualClock()),
     onClose: (closing, reason) => {
       assert.equal(closing, subscriber);
       reasons.push(reason);

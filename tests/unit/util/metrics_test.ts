@@ -50,3 +50,16 @@ Deno.test("parseExposition() refuses what a scraper would: a sample without TYPE
   assert.throws(() => parseExposition('# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n'));
   assert.throws(() => parseExposition("# TYPE a gauge\na 1"));
 });
+
+Deno.test("Histogram.observeMany() counts one value n times, as n observe() calls would", () => {
+  const many = new Histogram([1, 2, 4]);
+  const single = new Histogram([1, 2, 4]);
+  many.observeMany(1.5, 3);
+  many.observeMany(5, 1);
+  for (const value of [1.5, 1.5, 1.5, 5]) single.observe(value);
+  assert.deepEqual(many.cumulative(), single.cumulative());
+  assert.equal(many.count, 4);
+  assert.equal(many.sum, single.sum);
+  assert.throws(() => many.observeMany(1, 0));
+  assert.throws(() => many.observeMany(1, 1.5));
+});
