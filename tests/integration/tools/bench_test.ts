@@ -34,11 +34,30 @@ interface TargetOutcome {
   note?: string;
 }
 
+/** The whole text of a stream; `onLine` sees each line as it arrives. */
+async function textOf(stream: ReadableStream<Uint8Array>, onLine?: (line: string) => void): Promise<string> {
+  let text = "";
+  let lineStart = 0;
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text += chunk;
+    for (let end = text.indexOf("\n", lineStart); end >= 0; end = text.indexOf("\n", lineStart)) {
+      onLine?.(text.slice(lineStart, end));
+      lineStart = end + 1;
+    }
+  }
+  return text;
+}
+
+/** Shows the bench's step starts and ends, so the long run is not silent. */
+function showSteps(line: string): void {
+  if (/^[▸✓✗]/.test(line)) console.log(`  bench ${line}`);
+}
+
 Deno.test("bench: a small run of every scenario ends with a verdict, or a stated reason, for each target", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bench_test_" });
   try {
     const resultsPath = `${dir}/results.json`;
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "tools/bench.ts"],
       cwd: repositoryRoot,
       env: {
@@ -52,8 +71,14 @@ Deno.test("bench: a small run of every scenario ends with a verdict, or a stated
       stderr: "piped",
       // The bench bounds each of its steps; this only keeps a hung run from holding the suite.
       signal: AbortSignal.timeout(15 * 60_000),
-    }).output();
-    const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    }).spawn();
+    // The run takes minutes: its step lines (`▸ name (expected ~N s)`) are shown as they come.
+    const [stdout, stderr] = await Promise.all([
+      textOf(child.stdout, showSteps),
+      textOf(child.stderr, showSteps),
+    ]);
+    const { code } = await child.status;
+    const output = stdout + stderr;
     assert.equal(code, 0, output.slice(-4000));
     const results = JSON.parse(await Deno.readTextFile(resultsPath)) as {
       table: string;
