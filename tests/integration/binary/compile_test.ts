@@ -5,11 +5,12 @@
 // machine that can do neither, the test is reported as ignored and the reason is printed.
 import assert from "node:assert/strict";
 import { listenAndWrite } from "../../helpers/node_process.ts";
+import { unavailableExitCode } from "../../../tools/compile.ts";
 
 const root = new URL("../../../", import.meta.url).pathname;
 const taskCommand: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.compile;
 
-/** Runs the task's steps (`deno task gen-key --if-missing && deno compile ...`) with `--output` in `dir`. */
+/** Runs the task's steps (`deno task gen-key --if-missing && deno run -A tools/compile.ts`) into a temp dir. */
 async function buildBinary(): Promise<{ path: string; dir: string } | { skipped: string }> {
   const dir = await Deno.makeTempDir({ prefix: "dynarust_compile_" });
   const [ensureKey, compile] = taskCommand.split(" && ");
@@ -17,7 +18,7 @@ async function buildBinary(): Promise<{ path: string; dir: string } | { skipped:
   const made = await new Deno.Command(Deno.execPath(), { args: ensureKey!.split(" ").slice(1), cwd: root })
     .output();
   assert.ok(made.success, "the key module exists or was made");
-  const args = compile!.split(" ").slice(1).map((arg) => arg === "dynarust" ? `${dir}/dynarust` : arg);
+  const args = [...compile!.split(" ").slice(1), "--output", `${dir}/dynarust`];
   const output = await new Deno.Command(Deno.execPath(), {
     args,
     cwd: root,
@@ -28,9 +29,11 @@ async function buildBinary(): Promise<{ path: string; dir: string } | { skipped:
   if (output.success) return { path: `${dir}/dynarust`, dir };
   await Deno.remove(dir, { recursive: true });
   const stderr = new TextDecoder().decode(output.stderr);
-  const cannotDownload = /dns error|download|failed to lookup|connect/i.test(stderr);
-  if (cannotDownload && Deno.env.get("DENORT_BIN") === undefined) {
-    return { skipped: "deno compile cannot download its runtime (denort) here and DENORT_BIN is not set" };
+  // The task's own verdict (tools/compile.ts): the runtime could not be had, and it said why.
+  if (output.code === unavailableExitCode && Deno.env.get("DENORT_BIN") === undefined) {
+    return {
+      skipped: `deno compile cannot download its runtime (denort) here and DENORT_BIN is not set: ${stderr}`,
+    };
   }
   throw new Error(`deno compile failed: ${stderr}`);
 }
