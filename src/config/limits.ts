@@ -112,8 +112,12 @@ export const defaultLimits: Readonly<Limits> = Object.freeze({
   ttlSecsMax: 10 * 365 * 24 * 60 * 60,
 });
 
-/** Bytes of a WAL record header (length + CRC); see `store/mod.ts`. */
-export const recordHeaderBytes = 8;
+/**
+ * Bytes of a WAL record besides its value and names, at most: 37 fixed bytes (op, sequence, version,
+ * timestamp, three string lengths), the largest ballot (12 + 300) and an expiry (8). `store/mod.ts` lays the
+ * record out, and the store asserts that its own sum is this one.
+ */
+export const recordOverheadBytesMax = 37 + 12 + 300 + 8;
 
 /** Checks the relations between limits; called at load and on every configured set. */
 export function assertLimits(limits: Limits): void {
@@ -125,7 +129,10 @@ export function assertLimits(limits: Limits): void {
   assert(limits.requestTimeoutMs >= 100, "a request timeout under 100 ms would cut off ordinary clients");
   assert(limits.loginFailuresMax >= 1);
   assert(limits.loginAddressFailuresMax >= 1);
-  assert(limits.walCheckpointBytes > limits.requestBytesMax + 2 * limits.nameBytesMax + recordHeaderBytes);
+  // The WAL may grow past its checkpoint threshold by one whole record (a value, its table, key and owner).
+  assert(
+    limits.walCheckpointBytes > limits.requestBytesMax + 3 * limits.nameBytesMax + recordOverheadBytesMax,
+  );
   assert(limits.ttlSecsMax >= 1, "a lifetime of one second must be allowed");
   assert(limits.ttlSecsMax * 1000 < 2 ** 52, "an expiry stays a safe integer for any timestamp to 2^52 ms");
 }

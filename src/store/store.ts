@@ -1,3 +1,4 @@
+import { recordOverheadBytesMax } from "../config/limits.ts";
 import { assert } from "../util/assert.ts";
 import { InvalidRequestError, PayloadTooLargeError } from "../util/errors.ts";
 import { isJsonObject, mergePatch } from "../util/json.ts";
@@ -100,6 +101,7 @@ const promiseOpCode = opCodeOf("promise");
  * expiry.
  */
 const recordOverheadBytes = recordFixedBytes + ballotBytesMax + expiryBytes;
+assert(recordOverheadBytes === recordOverheadBytesMax, "config's record overhead is the store's");
 /** Longest delay `setTimeout` takes; longer snapshot intervals are clamped to it. */
 const timerDelayMsMax = 2 ** 31 - 1;
 /**
