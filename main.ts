@@ -3,14 +3,8 @@
  * builds the broker, the authenticator and the HTTP app, listens, and turns signals into a graceful stop.
  * Only this file reads `Deno.args`/`Deno.env`, listens, handles signals or exits.
  */
-import {
-  ConfigError,
-  configExitCode,
-  envNames,
-  helpText,
-  type Invocation,
-  loadConfig,
-} from "./src/config/load.ts";
+import { ConfigError, configExitCode, envNames, type Invocation, loadConfig } from "./src/config/load.ts";
+import { helpText } from "./src/config/help.ts";
 import type { Config } from "./src/config/schema.ts";
 import { systemClock } from "./src/util/clock.ts";
 import { KvError } from "./src/util/errors.ts";

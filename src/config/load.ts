@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { KvError } from "../util/errors.ts";
-import { type Config, ConfigSchema, limitEnvNames } from "./schema.ts";
+import { type Config, ConfigSchema, configSettings, limitSettings } from "./schema.ts";
 
 /** Exit code for bad configuration (`EX_CONFIG` of sysexits.h). */
 export const configExitCode = 78;
@@ -14,45 +14,30 @@ export class ConfigError extends KvError {
   }
 }
 
-/** Settings that come from an env var and a flag of the same meaning (SPEC §1). */
-const envSettings = {
-  jwtSecret: { env: ["JWT_SECRET"], flag: "jwt-secret" },
-  clusterSecret: { env: ["CLUSTER_SECRET"], flag: "cluster-secret" },
-  mode: { env: ["DYNA_MODE"], flag: "mode" },
-  certPath: { env: ["DYNA_CERT"], flag: "cert" },
-  keyPath: { env: ["DYNA_KEY"], flag: "key" },
-  snapLimit: { env: ["SNAP_LIMIT"], flag: "snap-limit" },
-  snapIntervalSecs: { env: ["SNAP_INTERVAL_SECS"], flag: "snap-interval-secs" },
-  logLevel: { env: ["DYNA_LOG", "RUST_LOG"], flag: "log" },
-  logFormat: { env: ["DYNA_LOG_FORMAT"], flag: "log-format" },
-  advertise: { env: ["DYNA_ADVERTISE"], flag: "advertise" },
-  clusterPreset: { env: ["DYNA_CLUSTER_PRESET"], flag: "cluster-preset" },
-  replicationFactor: { env: ["REPLICATION_FACTOR"], flag: "replication-factor" },
-  writeQuorum: { env: ["WRITE_QUORUM"], flag: "write-quorum" },
-  joinTimeoutSecs: { env: ["DYNA_JOIN_TIMEOUT_SECS"], flag: "join-timeout-secs" },
-  corsOrigins: { env: ["DYNA_CORS_ORIGINS"], flag: "cors-origins" },
-} as const;
-
-function kebab(name: string): string {
+/** The flag of a limit: its name in kebab-case (`requestBytesMax` → `request-bytes-max`). */
+export function limitFlag(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
 
 /** Every environment variable the configuration reads (the node is granted these and no others). */
 export function envNames(): string[] {
   return [
-    ...Object.values(envSettings).flatMap((setting) => setting.env),
-    ...Object.values(limitEnvNames),
-    "DYNA_REPAIR",
+    ...Object.values(configSettings).flatMap((setting) => setting.env),
+    ...Object.values(limitSettings).map((setting) => setting.env),
   ];
 }
 
-/** The flags the CLI understands, for `--help` and the parser. */
-export function flagNames(): string[] {
-  return [
-    "data-dir",
-    ...Object.values(envSettings).map((setting) => setting.flag),
-    ...Object.keys(limitEnvNames).map(kebab),
-  ];
+/** The options `parseArgs` takes: `--help`, `--version` and the flag of every setting. */
+function parserOptions(): Record<string, { type: "string" | "boolean"; short?: string }> {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
+  };
+  for (const setting of Object.values(configSettings)) {
+    options[setting.flag] = { type: "value" in setting ? "string" : "boolean" };
+  }
+  for (const name of Object.keys(limitSettings)) options[limitFlag(name)] = { type: "string" };
+  return options;
 }
 
 /** What the command line asked for. */
@@ -75,12 +60,7 @@ export function loadConfig(
       args: [...options.args],
       allowPositionals: true,
       strict: true,
-      options: {
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-        repair: { type: "boolean" },
-        ...Object.fromEntries(flagNames().map((name) => [name, { type: "string" as const }])),
-      },
+      options: parserOptions(),
     });
   } catch (error) {
     throw new ConfigError([error instanceof Error ? error.message : String(error)]);
@@ -93,22 +73,22 @@ export function loadConfig(
     throw new ConfigError(["LISTEN_ADDRESS is required (for example 127.0.0.1:6660)"]);
   }
   if (positionals.length > 2) throw new ConfigError([`unexpected argument "${positionals[2]}"`]);
+  // A flag wins over its env vars; a switch given (`--repair`) reads as "true".
   const pick = (flag: string, envNames: readonly string[]): string | undefined => {
     const fromFlag = values[flag];
     if (typeof fromFlag === "string") return fromFlag;
+    if (fromFlag === true) return "true";
     for (const name of envNames) if (options.env[name] !== undefined) return options.env[name];
     return undefined;
   };
   const input: Record<string, unknown> = {
     listen: positionals[0],
     join: positionals[1],
-    dataDir: values["data-dir"],
-    repair: values.repair === true ? "true" : options.env.DYNA_REPAIR,
     limits: Object.fromEntries(
-      Object.entries(limitEnvNames).map(([name, envName]) => [name, pick(kebab(name), [envName])]),
+      Object.entries(limitSettings).map(([name, setting]) => [name, pick(limitFlag(name), [setting.env])]),
     ),
   };
-  for (const [name, setting] of Object.entries(envSettings)) input[name] = pick(setting.flag, setting.env);
+  for (const [name, setting] of Object.entries(configSettings)) input[name] = pick(setting.flag, setting.env);
   const result = ConfigSchema.safeParse(input);
   if (!result.success) {
     throw new ConfigError(
@@ -121,13 +101,16 @@ export function loadConfig(
   return { kind: "run", config: deepFreeze(config) };
 }
 
+/** The name a problem is reported under: the setting's first env var, else its flag. */
 const pathNames: Record<string, string> = {
   listen: "LISTEN_ADDRESS",
   join: "JOIN_ADDRESS",
-  dataDir: "--data-dir",
-  repair: "DYNA_REPAIR",
-  ...Object.fromEntries(Object.entries(envSettings).map(([name, setting]) => [name, setting.env[0]])),
-  ...limitEnvNames,
+  ...Object.fromEntries(
+    Object.entries(configSettings).map((
+      [name, setting],
+    ) => [name, setting.env[0] ?? `--${setting.flag}`]),
+  ),
+  ...Object.fromEntries(Object.entries(limitSettings).map(([name, setting]) => [name, setting.env])),
 };
 
 function describePath(path: readonly PropertyKey[]): string {
@@ -163,29 +146,4 @@ function deepFreeze<T>(value: T): Readonly<T> {
     Object.freeze(value);
   }
   return value;
-}
-
-/** The `--help` text. */
-export function helpText(): string {
-  const envLines = Object.values(envSettings).map((setting) =>
-    `  --${setting.flag.padEnd(22)} env ${setting.env.join(" or ")}`
-  );
-  const limitLines = Object.entries(limitEnvNames).map(([name, envName]) =>
-    `  --${kebab(name).padEnd(22)} env ${envName}`
-  );
-  return [
-    "dynarust: a distributed key -> JSON value store",
-    "",
-    "usage: dynarust <LISTEN_ADDRESS> [JOIN_ADDRESS] [flags]",
-    "       dynarust export --to FILE [--node URL]     back up a running cluster (see export --help)",
-    "       dynarust import --from FILE [--node URL]   restore a backup into a cluster (see import --help)",
-    "",
-    "  LISTEN_ADDRESS          host:port to serve on (port 0 picks a free port)",
-    "  JOIN_ADDRESS            host:port of a live member to join",
-    "  --data-dir DIR          where every file of this node lives (default: .)",
-    "  --repair                env DYNA_REPAIR=1: repair damaged data files at start, keeping .broken copies",
-    ...envLines,
-    ...limitLines,
-    "  --help, --version",
-  ].join("\n");
 }

@@ -52,37 +52,90 @@ const secret = z.string().refine((text) => new TextEncoder().encode(text).length
 
 const positiveInt = z.coerce.number().int().positive();
 
-/** Limits settable from the outside, with the env var that sets each (flag: the same name, kebab-case). */
-export const limitEnvNames = {
-  requestBytesMax: "DYNA_REQUEST_BYTES_MAX",
-  valueDepthMax: "DYNA_VALUE_DEPTH_MAX",
-  nameBytesMax: "DYNA_NAME_BYTES_MAX",
-  batchKeysMax: "DYNA_BATCH_KEYS_MAX",
-  tokenLifetimeSecs: "DYNA_TOKEN_LIFETIME_SECS",
-  loginFailuresMax: "DYNA_LOGIN_FAILURES_MAX",
-  loginAddressFailuresMax: "DYNA_LOGIN_ADDRESS_FAILURES_MAX",
-  subscribersMax: "DYNA_SUBSCRIBERS_MAX",
-  connectionsMax: "DYNA_CONNECTIONS_MAX",
-  requestTimeoutMs: "DYNA_REQUEST_TIMEOUT_MS",
-  sseQueueDepthMax: "DYNA_SSE_QUEUE_DEPTH_MAX",
-  sseKeepaliveMs: "DYNA_SSE_KEEPALIVE_MS",
-  walCheckpointBytes: "DYNA_WAL_CHECKPOINT_BYTES",
-  changeRetentionBytes: "DYNA_CHANGE_RETENTION_BYTES",
-} as const satisfies Partial<Record<keyof Limits, string>>;
+/**
+ * How a setting is given on the command line and in the environment, and what `--help` says of it. The
+ * README's configuration table lists the same flags and env vars (a test compares them).
+ */
+export interface Setting {
+  /** The flag, without its leading `--`. */
+  readonly flag: string;
+  /** The env vars that set it, the first one set winning; none for `--data-dir`. */
+  readonly env: readonly string[];
+  /** What the flag takes, as `--help` shows it (`SECRET`, `N`); absent for a switch (`--repair`). */
+  readonly value?: string;
+  /** What it does, one phrase in plain text. */
+  readonly meaning: string;
+  /** The default in words, where the schema's own value would not say it (a secret, a derived address). */
+  readonly defaultText?: string;
+  /** Gone, and still read only so that a node given it refuses to start; `--help` lists it apart. */
+  readonly removed?: boolean;
+}
+
+/** A limit settable from the outside: its env var and meaning (its flag: the same name, kebab-case). */
+export interface LimitSetting {
+  readonly env: string;
+  readonly meaning: string;
+}
+
+/** Limits settable from the outside (SPEC §7), in the order `--help` lists them. */
+export const limitSettings = {
+  requestBytesMax: {
+    env: "DYNA_REQUEST_BYTES_MAX",
+    meaning: "largest request body; with CLUSTER_SECRET at most 33,521,664 (every value must fit one " +
+      "node-to-node message)",
+  },
+  valueDepthMax: { env: "DYNA_VALUE_DEPTH_MAX", meaning: "deepest nesting of a value" },
+  nameBytesMax: { env: "DYNA_NAME_BYTES_MAX", meaning: "longest table, key or user name (UTF-8 bytes)" },
+  batchKeysMax: { env: "DYNA_BATCH_KEYS_MAX", meaning: "keys in one batch read" },
+  tokenLifetimeSecs: { env: "DYNA_TOKEN_LIFETIME_SECS", meaning: "token lifetime" },
+  loginFailuresMax: {
+    env: "DYNA_LOGIN_FAILURES_MAX",
+    meaning: "failed logins a minute for one user from one client address",
+  },
+  loginAddressFailuresMax: {
+    env: "DYNA_LOGIN_ADDRESS_FAILURES_MAX",
+    meaning: "failed logins a minute from one client address across all users; over it that address is " +
+      "refused for every user",
+  },
+  subscribersMax: {
+    env: "DYNA_SUBSCRIBERS_MAX",
+    meaning: "SSE subscribers per node; lowered at start to fit the descriptor limit",
+  },
+  connectionsMax: {
+    env: "DYNA_CONNECTIONS_MAX",
+    meaning: "open connections per node; lowered at start to the descriptor limit less a reserve",
+  },
+  requestTimeoutMs: {
+    env: "DYNA_REQUEST_TIMEOUT_MS",
+    meaning: "a connection with no request in progress this long (a request head not finished, or " +
+      "idle), or with a request body not whole this long after its head, is closed; at least 100",
+  },
+  sseQueueDepthMax: {
+    env: "DYNA_SSE_QUEUE_DEPTH_MAX",
+    meaning: "events queued for one subscriber before it is dropped",
+  },
+  sseKeepaliveMs: { env: "DYNA_SSE_KEEPALIVE_MS", meaning: "keepalive comment interval; at most 15000" },
+  walCheckpointBytes: { env: "DYNA_WAL_CHECKPOINT_BYTES", meaning: "WAL size that triggers a checkpoint" },
+  changeRetentionBytes: {
+    env: "DYNA_CHANGE_RETENTION_BYTES",
+    meaning: "bytes of the change log on disk that streams resume from (with 10 minutes and 100,000 " +
+      "changes, whichever is less)",
+  },
+} as const satisfies Partial<Record<keyof Limits, LimitSetting>>;
 
 /** Upper bounds of settable limits; the store's frame size (256 MiB) caps one record. */
-const limitMaxima: Partial<Record<keyof typeof limitEnvNames, number>> = {
+const limitMaxima: Partial<Record<keyof typeof limitSettings, number>> = {
   requestBytesMax: 64 << 20,
   nameBytesMax: 4096,
   valueDepthMax: 10_000,
 };
 
 const limitsShape = Object.fromEntries(
-  Object.keys(limitEnvNames).map((name) => {
-    const maximum = limitMaxima[name as keyof typeof limitEnvNames];
+  Object.keys(limitSettings).map((name) => {
+    const maximum = limitMaxima[name as keyof typeof limitSettings];
     return [name, (maximum === undefined ? positiveInt : positiveInt.max(maximum)).optional()];
   }),
-) as Record<keyof typeof limitEnvNames, z.ZodOptional<typeof positiveInt>>;
+) as Record<keyof typeof limitSettings, z.ZodOptional<typeof positiveInt>>;
 
 /** The one schema of a node's configuration (SPEC §1, §7). Input is strings, as from flags and env. */
 export const ConfigSchema = z.object({
@@ -148,3 +201,97 @@ export const ConfigSchema = z.object({
 
 /** A node's configuration after validation. */
 export type Config = z.output<typeof ConfigSchema>;
+
+/** The settings that flags and env vars give: every field of the schema but the two addresses and limits. */
+export type SettingName = Exclude<keyof z.input<typeof ConfigSchema>, "listen" | "join" | "limits">;
+
+/**
+ * Every setting of {@linkcode ConfigSchema} but the positional addresses and the limits, in the order
+ * `--help` lists them. A field added to the schema without its entry here does not compile.
+ */
+export const configSettings = {
+  dataDir: { flag: "data-dir", env: [], value: "DIR", meaning: "where every file of the node lives" },
+  jwtSecret: {
+    flag: "jwt-secret",
+    env: ["JWT_SECRET"],
+    value: "SECRET",
+    meaning: "HMAC key of user tokens, at least 32 bytes",
+    defaultText: "required off loopback; generated on loopback",
+  },
+  clusterSecret: {
+    flag: "cluster-secret",
+    env: ["CLUSTER_SECRET"],
+    value: "SECRET",
+    meaning: "secret shared by cluster nodes, at least 32 bytes",
+    defaultText: "required with JOIN_ADDRESS",
+  },
+  mode: { flag: "mode", env: ["DYNA_MODE"], value: "http|https", meaning: "http or https" },
+  certPath: { flag: "cert", env: ["DYNA_CERT"], value: "FILE", meaning: "PEM certificate for https" },
+  keyPath: { flag: "key", env: ["DYNA_KEY"], value: "FILE", meaning: "PEM private key for https" },
+  snapLimit: { flag: "snap-limit", env: ["SNAP_LIMIT"], value: "N", meaning: "snapshots kept" },
+  snapIntervalSecs: {
+    flag: "snap-interval-secs",
+    env: ["SNAP_INTERVAL_SECS"],
+    value: "SECS",
+    meaning: "seconds between snapshots",
+  },
+  logLevel: {
+    flag: "log",
+    env: ["DYNA_LOG", "RUST_LOG"],
+    value: "LEVEL",
+    meaning: `one of ${logLevels.join(", ")}`,
+  },
+  logFormat: {
+    flag: "log-format",
+    env: ["DYNA_LOG_FORMAT"],
+    value: "text|json",
+    meaning: "text (one TIME LEVEL message key=value line per event) or json (one object per line: " +
+      "time, level, msg and the fields), for log shippers",
+  },
+  replicationFactor: {
+    flag: "replication-factor",
+    env: ["REPLICATION_FACTOR"],
+    value: "N",
+    meaning: "nodes each key lives on (all when fewer), 1 to 16",
+  },
+  advertise: {
+    flag: "advertise",
+    env: ["DYNA_ADVERTISE"],
+    value: "HOST:PORT",
+    meaning: "host:port peers dial to reach this node; for a listen address of 0.0.0.0, its host name",
+    defaultText: "the listen address",
+  },
+  joinTimeoutSecs: {
+    flag: "join-timeout-secs",
+    env: ["DYNA_JOIN_TIMEOUT_SECS"],
+    value: "SECS",
+    meaning: "how long a node keeps trying to reach JOIN_ADDRESS (it may be starting too) before it " +
+      "exits 1; a refusal is final at once",
+  },
+  corsOrigins: {
+    flag: "cors-origins",
+    env: ["DYNA_CORS_ORIGINS"],
+    value: "ORIGINS",
+    meaning: "comma list of origins (scheme://host[:port]) whose pages may call the public routes, * for " +
+      "any, empty for none",
+  },
+  clusterPreset: {
+    flag: "cluster-preset",
+    env: ["DYNA_CLUSTER_PRESET"],
+    value: "lan|local-test",
+    meaning: "gossip timing: lan, or local-test (short intervals, for tests on one machine)",
+  },
+  repair: {
+    flag: "repair",
+    env: ["DYNA_REPAIR"],
+    meaning: "start despite a damaged WAL or storage.db: keep a .broken.<ms> copy, cut the WAL at the " +
+      "last whole frame (or rebuild from the newest snapshot plus the WAL) and log what was lost",
+  },
+  writeQuorum: {
+    flag: "write-quorum",
+    env: ["WRITE_QUORUM"],
+    value: "N",
+    meaning: "removed: every write needs a majority of its key's replicas",
+    removed: true,
+  },
+} as const satisfies Record<SettingName, Setting>;
