@@ -54,6 +54,7 @@ import {
   type Progress,
   progressDisplay,
 } from "./src/backup/mod.ts";
+import { checkHealth, HealthUsageError, parseHealthCommand } from "./src/health/mod.ts";
 
 /** The version `--version` prints. */
 export const version = "0.1.0";
@@ -782,8 +783,46 @@ async function runBackup(kind: "export" | "import", args: readonly string[]): Pr
   return result.missed === 0 ? 0 : 1;
 }
 
+/** `dynarust health [URL]`: 0 when the node at URL serves, 1 otherwise (a container's health check). */
+async function runHealth(args: readonly string[]): Promise<number> {
+  let command;
+  try {
+    command = parseHealthCommand(args);
+  } catch (error) {
+    if (!(error instanceof HealthUsageError)) throw error;
+    console.error(`dynarust health: ${error.message}`);
+    return 1;
+  }
+  if (command.kind === "help") {
+    console.log(command.text);
+    return 0;
+  }
+  let httpClient: Deno.HttpClient | undefined;
+  try {
+    if (command.caPath !== undefined) {
+      httpClient = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(command.caPath)] });
+    }
+  } catch (error) {
+    console.error(`dynarust health: cannot read --ca ${command.caPath} (${(error as Error).name})`);
+    return 1;
+  }
+  const client = httpClient;
+  const result = await checkHealth({
+    url: command.url,
+    timeoutMs: command.timeoutMs,
+    ...(client === undefined ? {} : {
+      fetch: ((input, init) => fetch(input, { ...init, client })) as typeof fetch,
+    }),
+  });
+  client?.close();
+  if (result.healthy) console.log(`dynarust health: ${result.message}`);
+  else console.error(`dynarust health: ${result.message}`);
+  return result.healthy ? 0 : 1;
+}
+
 async function main(): Promise<number> {
   const subcommand = Deno.args[0];
+  if (subcommand === "health") return await runHealth(Deno.args.slice(1));
   if (subcommand === "export" || subcommand === "import") {
     try {
       return await runBackup(subcommand, Deno.args.slice(1));

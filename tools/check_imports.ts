@@ -50,6 +50,8 @@ const moduleRules: Record<string, { modules: readonly string[]; packages: readon
   client: { modules: [], packages: [] },
   // `dynarust export` / `import`: a client of the public API and of the node-to-node one.
   backup: { modules: ["util", "config", "cluster", "client"], packages: ["zod"] },
+  // `dynarust health`: a container's health check, a client of the public API like `backup`.
+  health: { modules: ["util", "client"], packages: [] },
 };
 /** Modules another module may reach only with `import type`. */
 const typeOnlyModules: Record<string, readonly string[]> = { sse: ["store"] };

@@ -202,6 +202,16 @@ export class DynaClient {
     return subscribeStream<WatchEvent<T>>(this, `/subscribe?${query}${streamQuery(options, "&")}`, options);
   }
 
+  /**
+   * `GET /health`: resolves once the node answers 200 (it serves: joined, caught up, not draining).
+   *
+   * @throws {DynaError} 503 `unavailable` while the node starts or shuts down.
+   */
+  async health(options: { signal?: AbortSignal } = {}): Promise<{ status: string }> {
+    const signal = options.signal === undefined ? {} : { signal: options.signal };
+    return await (await this.request("GET", "/health", signal)).json();
+  }
+
   /** Members as this node sees them. */
   async membership(): Promise<Array<{ id: string; address: string; status: string; last_seen_ms: number }>> {
     return (await (await this.request("GET", "/membership")).json()).nodes;
