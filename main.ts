@@ -59,8 +59,8 @@ import { checkHealth, HealthUsageError, parseHealthCommand } from "./src/health/
 /** The version `--version` prints. */
 export const version = "0.1.0";
 
-/** Exit code when the data on disk cannot be used (`EX_DATAERR`). */
-const dataExitCode = 65;
+/** Exit code when the data on disk cannot be used (`EX_DATAERR`); deploy/dynarust.service won't restart. */
+export const dataExitCode = 65;
 
 /**
  * The variables among `names` that are set. Only these are read, so the node runs with
