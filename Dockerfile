@@ -11,8 +11,8 @@ WORKDIR /src
 COPY deno.json deno.lock ./
 COPY main.ts ./
 COPY src ./src
-# The compile task starts with `deno task gen-key --if-missing`, which runs this script.
-COPY tools/gen_key.ts ./tools/
+# The compile task runs these scripts: `gen-key --if-missing` first, then `deno compile` with the node's flags.
+COPY tools/cli.ts tools/gen_key.ts tools/compile.ts ./tools/
 RUN test -s src/store/encryption_key.ts || { \
   echo "dynarust: src/store/encryption_key.ts is missing from the build context. Run 'deno task gen-key'" \
   "once, keep that file, and build every image that must read the same volumes with it." >&2; exit 1; }
