@@ -4,6 +4,7 @@
 // do (set DENORT_BIN, or build where the download works), and exits 69 (EX_UNAVAILABLE, sysexits.h).
 //
 // Usage: deno run -A tools/compile.ts [--output PATH]   (--help lists the flags)
+import { stripVTControlCharacters } from "node:util";
 import { type CommandSpec, type Invocation, parseCommand, runTool, UsageError } from "./cli.ts";
 
 /** Exit code when the runtime could not be had: the download failed, or DENORT_BIN names no file. */
@@ -94,7 +95,7 @@ export function runtimeAdvice(stderr: string, denortBin: string | undefined): st
  * 0: ..., 1: ..." and a backtrace), without colours.
  */
 export function failureOf(stderr: string): string {
-  const lines = stderr.replace(/\x1b\[[0-9;]*m/g, "").split("\n").map((line) => line.trim());
+  const lines = stripVTControlCharacters(stderr).split("\n").map((line) => line.trim());
   const causes = lines.filter((line) => /^\d+: /.test(line)).map((line) => line.replace(/^\d+: /, ""));
   const dns = causes.find((cause) => /dns error/i.test(cause));
   const found = (dns === undefined ? undefined : dns.slice(dns.search(/dns error/i))) ??

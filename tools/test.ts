@@ -4,6 +4,7 @@
 // `N passed, M failed`. Exits 1 when a test failed or a step ended without its summary.
 //
 // Usage: deno run -A tools/test.ts   (no flags; deno.json's `test` task runs it after `gen-key --if-missing`)
+import { stripVTControlCharacters } from "node:util";
 
 /** One `deno test` run of the task: what it runs, and what to say before it. */
 interface Step {
@@ -38,12 +39,10 @@ export interface Totals {
 
 // deno test's summary: "ok | 12 passed (3 steps) | 0 failed (4s)" or "FAILED | 10 passed | 2 failed (5s)".
 const summaryPattern = /^(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/m;
-// deno test colours its output; the summary is matched without the escapes.
-const colourPattern = /\x1b\[[0-9;]*m/g;
 
 /** The counts of the last summary line in a run's output, or undefined when it printed none. */
 export function summaryOf(output: string): Totals | undefined {
-  const lines = output.replace(colourPattern, "").split("\n").reverse();
+  const lines = stripVTControlCharacters(output).split("\n").reverse();
   for (const line of lines) {
     const match = summaryPattern.exec(line);
     if (match !== null) return { passed: Number(match[1]), failed: Number(match[2]) };
