@@ -100,7 +100,7 @@ export function helpText(): string {
     "       dynarust health [URL]                              exit 0 when the node at URL serves",
     "       dynarust export|import|health --help               a command's own flags",
     "",
-    "  LISTEN_ADDRESS   host:port to serve on (port 0 picks a free port)",
+    "  LISTEN_ADDRESS   host:port to serve on (port 0 picks a free port); DYNA_LISTEN when absent",
     "  JOIN_ADDRESS     host:port of a live member to join",
     ...section(
       "Settings (each flag may be given by its env var instead; the flag wins):",

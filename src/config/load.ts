@@ -69,8 +69,11 @@ export function loadConfig(
   if (values.help === true) return { kind: "help" };
   if (values.version === true) return { kind: "version" };
   const positionals = parsed.positionals;
-  if (positionals.length < 1) {
-    throw new ConfigError(["LISTEN_ADDRESS is required (for example 127.0.0.1:6660)"]);
+  // DYNA_LISTEN stands for the first argument when there is none: `deno task start` sets it, so that an
+  // address given to the task is the node's own (`task start 127.0.0.1:7150`), not a member to join.
+  const listen = positionals[0] ?? options.env.DYNA_LISTEN;
+  if (listen === undefined) {
+    throw new ConfigError(["LISTEN_ADDRESS is required (for example 127.0.0.1:6660, or DYNA_LISTEN=...)"]);
   }
   if (positionals.length > 2) throw new ConfigError([`unexpected argument "${positionals[2]}"`]);
   // A flag wins over its env vars; a switch given (`--repair`) reads as "true".
@@ -82,7 +85,7 @@ export function loadConfig(
     return undefined;
   };
   const input: Record<string, unknown> = {
-    listen: positionals[0],
+    listen,
     join: positionals[1],
     limits: Object.fromEntries(
       Object.entries(limitSettings).map(([name, setting]) => [name, pick(limitFlag(name), [setting.env])]),

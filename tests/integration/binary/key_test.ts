@@ -63,10 +63,12 @@ async function startTaskSteps(clone: string, dataDir: string): Promise<[string[]
   const steps = (tasks.start as string).split(" && ");
   assert.equal(steps.length, 2);
   assert.equal(steps[0], "deno task gen-key --if-missing", "task start makes a key when there is none");
-  const node = steps[1]!.split(" ").slice(1).map((arg) =>
-    arg === "127.0.0.1:6660" ? "127.0.0.1:0" : arg === "./data" ? dataDir : arg
-  );
-  assert.ok(node.includes("127.0.0.1:0") && node.includes(dataDir), steps[1]);
+  const [assignment, deno, ...args] = steps[1]!.split(" ");
+  assert.equal(assignment, "DYNA_LISTEN=127.0.0.1:6660", "task start listens there unless given an address");
+  assert.equal(deno, "deno");
+  // As `deno task start 127.0.0.1:0` runs it: the address given is appended, and is the node's own.
+  const node = [...args.map((arg) => arg === "./data" ? dataDir : arg), "127.0.0.1:0"];
+  assert.ok(node.includes(dataDir), steps[1]);
   return [steps[0].split(" ").slice(1), node];
 }
 
