@@ -23,7 +23,7 @@ import {
   scanFrames,
 } from "./frame.ts";
 import { type Fs, type FsFile, privateDirPermissions, privateFilePermissions } from "./fs.ts";
-import { RecordDecodeError } from "./wal_record.ts";
+import { RecordDecodeError } from "./errors.ts";
 
 export type { LoggedChange, LogMarker, LogRecord } from "./change_record.ts";
 

@@ -1,5 +1,5 @@
 import { assert } from "../util/assert.ts";
-import { RecordDecodeError } from "./wal_record.ts";
+import { RecordDecodeError } from "./errors.ts";
 
 /** One change as the change log holds it: what a broker published, with the sequence it gave it. */
 export interface LoggedChange {

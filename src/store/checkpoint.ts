@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 import type { Encryption } from "./crypto.ts";
-import { WalCorruptError } from "./errors.ts";
+import { RecordDecodeError, WalCorruptError } from "./errors.ts";
 import type { FailpointName, Failpoints } from "./failpoints.ts";
 import {
   checkFileHeader,
@@ -23,7 +23,6 @@ import {
   decodeRecordHead,
   encodeRecord,
   opCodeOf,
-  RecordDecodeError,
   setRecordSequence,
   tableAndKeyAt,
 } from "./wal_record.ts";

@@ -109,3 +109,11 @@ export class BuildKeyError extends KvError {
     super("config_invalid", message, options);
   }
 }
+
+/**
+ * A record's bytes do not follow the layout. The caller names the file and offset. Not a `KvError`: it never
+ * leaves the store, which turns it into a `WalCorruptError` naming where it was read.
+ */
+export class RecordDecodeError extends Error {
+  override name = "RecordDecodeError";
+}

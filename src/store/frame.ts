@@ -10,9 +10,8 @@ import {
   keyIdLength,
   tagBytes,
 } from "./crypto.ts";
-import { WalCorruptError, WrongKeyError } from "./errors.ts";
+import { RecordDecodeError, WalCorruptError, WrongKeyError } from "./errors.ts";
 import type { FsFile } from "./fs.ts";
-import { RecordDecodeError } from "./wal_record.ts";
 
 /** The kinds of data file, each with its magic (see `mod.ts`). */
 export const fileMagics = { wal: "DYNW", state: "DYNS", secret: "DYNK", changes: "DYNC" } as const;

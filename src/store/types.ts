@@ -1,4 +1,3 @@
-import type { WalMetrics } from "./wal.ts";
 import type { Encryption } from "./crypto.ts";
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
@@ -7,6 +6,7 @@ import type { Failpoints } from "./failpoints.ts";
 import type { Fs } from "./fs.ts";
 
 import type { Ballot } from "../util/ballot.ts";
+import type { Histogram } from "../util/metrics.ts";
 export { type Ballot, compareBallots, zeroBallot } from "../util/ballot.ts";
 
 /**
@@ -164,3 +164,11 @@ export interface AcceptorState {
  * exactly that state at that ballot) or `stale` (this node holds a state, or a promise, that wins over it).
  */
 export type ReplicaResult = "applied" | "identical" | "stale";
+
+/** What a WAL measures of each batch, for `/metrics`. */
+export interface WalMetrics {
+  /** Records per batch. */
+  batchRecords: Histogram;
+  /** Seconds each `syncData` took. */
+  syncSeconds: Histogram;
+}

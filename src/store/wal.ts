@@ -2,6 +2,7 @@ import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
 import { countBounds, Histogram, secondsBounds } from "../util/metrics.ts";
 import type { Encryption } from "./crypto.ts";
+import type { WalMetrics } from "./types.ts";
 import { StorageFailedError, StorageFullError } from "./errors.ts";
 import type { Failpoints } from "./failpoints.ts";
 import { encodeFrame, fileHeaderBytes } from "./frame.ts";
@@ -17,14 +18,6 @@ export const walBatchBytesMax = 16 * 1024 * 1024;
 /** What the WAL carries: an encoded record (`encodeRecord`), plus what the caller needs back when durable. */
 export interface WalItem {
   readonly encoded: Uint8Array;
-}
-
-/** What a WAL measures of each batch, for `/metrics`. */
-export interface WalMetrics {
-  /** Records per batch. */
-  batchRecords: Histogram;
-  /** Seconds each `syncData` took. */
-  syncSeconds: Histogram;
 }
 
 /** Options of {@linkcode Wal}. */

@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import { RecordDecodeError } from "./errors.ts";
 import type { RecordSpan } from "./record_pages.ts";
 import { type Ballot, ballotNodeBytesMax, type Entry, type StoredEntry, zeroBallot } from "./types.ts";
 import { utf8Length } from "../util/bytes.ts";
@@ -129,11 +130,6 @@ export const recordFixedBytes = 1 + 8 * 3 + 4 * 3;
 export const ballotFixedBytes = 8 + 4;
 /** Largest ballot at the end of a record; every record's size limit counts it. */
 export const ballotBytesMax = ballotFixedBytes + ballotNodeBytesMax;
-
-/** A record's bytes do not follow the layout. The caller names the file and offset. */
-export class RecordDecodeError extends Error {
-  override name = "RecordDecodeError";
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

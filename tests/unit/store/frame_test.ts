@@ -18,7 +18,7 @@ import {
   scanFrames,
 } from "../../../src/store/frame.ts";
 import { MemoryFs } from "../../../src/store/fs.ts";
-import { RecordDecodeError } from "../../../src/store/wal_record.ts";
+import { RecordDecodeError } from "../../../src/store/errors.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import { otherEncryption, testEncryption } from "./test_store.ts";
 

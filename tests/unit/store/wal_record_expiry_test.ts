@@ -4,6 +4,7 @@
 // Method: encode and decode puts and deletes with and without ballots and expiries; compare bytes with the
 // records without the expiry; damage the expiry and the op byte.
 import assert from "node:assert/strict";
+import { RecordDecodeError } from "../../../src/store/errors.ts";
 import {
   checkRecordAt,
   decodeRecord,
@@ -22,7 +23,6 @@ import {
   isStateOpCode,
   lifetimeAt,
   type PutRecord,
-  RecordDecodeError,
   stateAt,
   valueJsonOf,
   versionAt,

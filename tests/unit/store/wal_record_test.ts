@@ -1,6 +1,7 @@
 // Goal: records round trip through their binary layout and rebuild Entry.json without parsing values.
 // Method: encode and decode every op with odd strings and large numbers; damage bytes and check errors.
 import assert from "node:assert/strict";
+import { RecordDecodeError } from "../../../src/store/errors.ts";
 import { AssertionError } from "../../../src/util/assert.ts";
 import {
   ballotAt,
@@ -18,7 +19,6 @@ import {
   type PromiseRecord,
   type PurgeRecord,
   type PutRecord,
-  RecordDecodeError,
   recordFixedBytes,
   sequenceAt,
   setRecordSequence,
