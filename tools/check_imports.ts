@@ -14,7 +14,8 @@
 //   `src/cluster/http1_client.ts` connects to peers (the cluster's transport; `fetch` is only the client
 //   library's), only `src/server/listener.ts` listens and only
 //   `src/server/fd_limit.ts` loads a native library; nothing serves, reads args or env, handles signals,
-//   spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise.
+//   spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise;
+// - no import cycle among the files of `src/` and `main.ts`.
 import { runTool } from "./cli.ts";
 import { listFiles, parseRoot, sourceTreeCommand } from "./source_tree.ts";
 
@@ -283,6 +284,47 @@ export function checkFile(file: string, text: string): Violation[] {
   return violations;
 }
 
+/**
+ * One violation per import cycle among `files` (path to text): files that import each other, directly or
+ * through others, cannot be read or tested one at a time. Each cycle is named by its files, smallest first,
+ * at the import that closes it. Type-only imports count too: they tie the files' meanings together.
+ */
+export function findCycles(files: ReadonlyMap<string, string>): Violation[] {
+  const edges = new Map<string, Array<{ target: string; line: number }>>();
+  for (const [file, text] of files) {
+    const targets = findImports(text)
+      .filter((ref) => ref.specifier.startsWith("./") || ref.specifier.startsWith("../"))
+      .map((ref) => ({ target: resolveRelative(file, ref.specifier) ?? "", line: ref.line }))
+      .filter((edge) => files.has(edge.target));
+    edges.set(file, targets);
+  }
+  const violations: Violation[] = [];
+  const seen = new Set<string>();
+  const state = new Map<string, "open" | "done">();
+  const path: string[] = [];
+  // Depth-first; a path back to a file still open is a cycle. Bounded: each file is opened once.
+  const visit = (file: string): void => {
+    state.set(file, "open");
+    path.push(file);
+    for (const { target, line } of edges.get(file) ?? []) {
+      if (state.get(target) === "open") {
+        const cycle = path.slice(path.indexOf(target));
+        const key = [...cycle].sort().join(" ");
+        if (!seen.has(key)) {
+          seen.add(key);
+          violations.push({ file, line, rule: `import cycle: ${[...cycle, target].join(" -> ")}` });
+        }
+      } else if (state.get(target) === undefined) {
+        visit(target);
+      }
+    }
+    path.pop();
+    state.set(file, "done");
+  };
+  for (const file of [...files.keys()].sort()) if (state.get(file) === undefined) visit(file);
+  return violations;
+}
+
 const command = sourceTreeCommand({
   script: "check_imports.ts",
   summary: [
@@ -298,7 +340,10 @@ async function checkTree(root: string): Promise<number> {
   const hasMain = await Deno.stat(`${root}/main.ts`).then(() => true, () => false);
   if (hasMain) files.push("main.ts");
   const violations: Violation[] = [];
-  for (const file of files) violations.push(...checkFile(file, await Deno.readTextFile(`${root}/${file}`)));
+  const texts = new Map<string, string>();
+  for (const file of files) texts.set(file, await Deno.readTextFile(`${root}/${file}`));
+  for (const [file, text] of texts) violations.push(...checkFile(file, text));
+  violations.push(...findCycles(texts));
   for (const violation of violations) console.error(`${violation.file}:${violation.line}: ${violation.rule}`);
   if (violations.length > 0) {
     console.error(`${violations.length} import rule violation(s)`);

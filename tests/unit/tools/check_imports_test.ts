@@ -1,7 +1,7 @@
 // Goal: tools/check_imports.ts reports every STYLE.md B2 violation as `file:line: rule` and passes a
 // clean tree. Method: fixture trees in a temp dir, checked by running the script with --root.
 import assert from "node:assert/strict";
-import { checkFile, findImports } from "../../../tools/check_imports.ts";
+import { checkFile, findCycles, findImports } from "../../../tools/check_imports.ts";
 import { runTool, withTempDir, writeTree } from "./fixture_tree.ts";
 
 const cleanTree: Record<string, string> = {
@@ -45,6 +45,8 @@ const cleanTree: Record<string, string> = {
 
 const violatingTree: Record<string, string> = {
   ...cleanTree,
+  "src/util/ping.ts": 'import { pong } from "./pong.ts";\n',
+  "src/util/pong.ts": 'import { ping } from "./ping.ts";\n',
   "src/auth/tokens.ts":
     '// tokens\nimport { Store } from "../store/mod.ts";\nimport { readFile } from "node:fs/promises";\n',
   "src/http/routes/kv.ts":
@@ -66,6 +68,7 @@ const violatingTree: Record<string, string> = {
 };
 
 const expectedViolations = [
+  "src/util/pong.ts:1: import cycle: src/util/ping.ts -> src/util/pong.ts -> src/util/ping.ts",
   "main.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",
   "src/auth/tokens.ts:2: auth may not import store (STYLE.md B2)",
   "src/auth/tokens.ts:3: auth may not import node:fs/promises: one door per side effect (STYLE.md B2)",
@@ -144,4 +147,33 @@ Deno.test("checkFile() lets a module import its own files and refuses paths that
       rule: 'import "https://example.com/x.ts": remote imports are not allowed',
     },
   ]);
+});
+
+Deno.test("findCycles() names each import cycle once, at the import that closes it; type imports count", () => {
+  const files = new Map<string, string>([
+    ["src/store/frame.ts", 'import { RecordDecodeError } from "./wal_record.ts";\n'],
+    ["src/store/wal_record.ts", 'import type { RecordSpan } from "./record_pages.ts";\n'],
+    ["src/store/record_pages.ts", 'import { deflateRecords } from "./frame.ts";\n'],
+    ["src/store/types.ts", 'import type { WalMetrics } from "./wal.ts";\n'],
+    ["src/store/wal.ts", 'import { x } from "./errors.ts";\nimport type { Entry } from "./types.ts";\n'],
+    ["src/store/errors.ts", 'import { KvError } from "../util/errors.ts";\n'],
+    ["src/util/errors.ts", "export class KvError extends Error {}\n"],
+  ]);
+  assert.deepEqual(findCycles(files), [
+    {
+      file: "src/store/record_pages.ts",
+      line: 1,
+      rule: "import cycle: src/store/frame.ts -> src/store/wal_record.ts -> src/store/record_pages.ts -> " +
+        "src/store/frame.ts",
+    },
+    {
+      file: "src/store/wal.ts",
+      line: 2,
+      rule: "import cycle: src/store/types.ts -> src/store/wal.ts -> src/store/types.ts",
+    },
+  ]);
+  // Broken as this repository broke it: the error among the errors, the metrics among the types.
+  files.set("src/store/frame.ts", 'import { RecordDecodeError } from "./errors.ts";\n');
+  files.set("src/store/wal.ts", 'import { x } from "./errors.ts";\n');
+  assert.deepEqual(findCycles(files), []);
 });
