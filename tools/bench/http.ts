@@ -1,8 +1,9 @@
 /**
  * Scenario `http`: GETs and durable PUTs at 64 connections (wrk -t1 -c64 --latency, pinned to CPU1,
  * after a warm-up run), against this machine's GET limit (a bare Hono route over a Map,
- * `hono_baseline.ts`), dynarust, and etcd's v3 JSON gateway. Scenario `redis`: redis-benchmark SET/GET
- * at 64 connections with `appendfsync always`, as a reference row. Every server runs in each of
+ * `hono_baseline.ts`), dynarust, and the peers a user would pick instead: etcd's v3 JSON gateway and Deno KV
+ * behind the same Hono routes (`denokv_peer.ts`). Scenario `redis`: redis-benchmark SET/GET at 64
+ * connections with `appendfsync always`, as a reference row. Every server runs in each of
  * `BENCH_ROUNDS` interleaved rounds: a figure is its best round, and a ratio the median of the rounds'
  * ratios (see {@linkcode pairedRatio}).
  *
@@ -10,8 +11,16 @@
  */
 import { attemptStep, type BenchContext, type Scenario, skippedBecauseMissing } from "./context.ts";
 import { startPreloadedNode } from "./dynarust.ts";
-import { freePort, makeDataDir, removeDataDir, rssMb, type Settings, startServerScript } from "./lib.ts";
-import { type RedisFigures, runRedisBenchmark, startEtcd, startRedis } from "./peers.ts";
+import {
+  freePort,
+  makeDataDir,
+  messageOf,
+  removeDataDir,
+  rssMb,
+  type Settings,
+  startServerScript,
+} from "./lib.ts";
+import { type RedisFigures, runRedisBenchmark, startDenoKv, startEtcd, startRedis } from "./peers.ts";
 import { formatCount, formatRatio } from "./report.ts";
 import { describeHttp, type HttpFigures, runWrk } from "./wrk.ts";
 
@@ -63,7 +72,17 @@ async function startBaseline(options: { script: string; args?: string[] }): Prom
 
 /** One wrk measurement of the scenario: which figure, on which server, with which script. */
 interface Measurement {
-  figure: "limit" | "getWithEtag" | "durablePut" | "contractPut" | "get" | "put" | "etcdPut" | "etcdGet";
+  figure:
+    | "limit"
+    | "getWithEtag"
+    | "durablePut"
+    | "contractPut"
+    | "get"
+    | "put"
+    | "etcdPut"
+    | "etcdGet"
+    | "denoKvPut"
+    | "denoKvGet";
   server: RunningServer;
   script: string;
 }
@@ -292,6 +311,24 @@ interface HttpRun {
   limits: Limits;
   node: NodeFigures;
   etcd?: { put: Measured; get: Measured };
+  /** Deno KV's figures, or why it was skipped (it did not start). */
+  denoKv: { put: Measured; get: Measured } | string;
+}
+
+/**
+ * Starts Deno KV (`denokv_peer.ts`) and adds its PUT and GET runs to each round; returns why it was
+ * skipped when it does not start, so the rest of the scenario still runs.
+ */
+async function addDenoKv(servers: RunningServer[], measurements: Measurement[]): Promise<string | undefined> {
+  try {
+    const denoKv = await startDenoKv();
+    servers.push({ url: denoKv.url, token: "none", stop: () => denoKv.stop() });
+  } catch (error) {
+    return `skipped: Deno KV did not start: ${messageOf(error).slice(0, 300)}`;
+  }
+  measurements.push({ figure: "denoKvPut", server: servers.at(-1)!, script: "put.lua" });
+  measurements.push({ figure: "denoKvGet", server: servers.at(-1)!, script: "get.lua" });
+  return undefined;
 }
 
 async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<HttpRun> {
@@ -325,6 +362,7 @@ async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<
       measurements.push({ figure: "etcdPut", server: servers.at(-1)!, script: "etcd_put.lua" });
       measurements.push({ figure: "etcdGet", server: servers.at(-1)!, script: "etcd_get.lua" });
     }
+    const denoKvSkipped = await addDenoKv(servers, measurements);
     const best = await measureRounds(settings, measurements);
     const figure = (name: Measurement["figure"]) => best.get(name)!;
     return {
@@ -336,6 +374,7 @@ async function measureHttp(context: BenchContext, signal: AbortSignal): Promise<
       },
       node: { get: figure("get"), put: figure("put"), rssMb: rssMb(node.pid) },
       ...(installed.has("etcd") ? { etcd: { put: figure("etcdPut"), get: figure("etcdGet") } } : {}),
+      denoKv: denoKvSkipped ?? { put: figure("denoKvPut"), get: figure("denoKvGet") },
     };
   } finally {
     for (const server of servers.toReversed()) await server.stop();
@@ -353,7 +392,7 @@ async function runHttp(context: BenchContext): Promise<void> {
   const run = await attemptStep(
     context,
     {
-      name: `HTTP: limits, dynarust and etcd, ${settings.httpRounds} interleaved rounds`,
+      name: `HTTP: limits, dynarust, etcd and Deno KV, ${settings.httpRounds} interleaved rounds`,
       expectedSecs: httpSecs(settings) - 2,
     },
     (signal) => measureHttp(context, signal),
@@ -366,6 +405,7 @@ async function runHttp(context: BenchContext): Promise<void> {
     ...run?.limits,
     dynarust: run?.node,
     etcd: run?.etcd ?? etcdMissing ?? "failed",
+    denoKv: run?.denoKv ?? "failed",
   });
   reportGet(context, run === undefined ? {} : { limit: run.limit, limits: run.limits, node: run.node });
   reportPut(context, {
@@ -373,6 +413,36 @@ async function runHttp(context: BenchContext): Promise<void> {
     ...(run?.etcd === undefined ? {} : { etcd: run.etcd }),
   }, etcdMissing);
   if (run !== undefined) reportLimits(context, run);
+  if (run !== undefined) reportDenoKv(context, run);
+}
+
+/**
+ * Deno KV's rows, a peer beside dynarust's GET and durable PUT of the same rounds: its figures, dynarust's
+ * as the baseline, and how many times Deno KV's rate dynarust made (the median of the rounds' ratios).
+ */
+function reportDenoKv(context: BenchContext, run: HttpRun): void {
+  const { report } = context;
+  const { node, denoKv } = run;
+  const label = `${scenarioLabel}: Deno KV (Hono + Deno.openKv, SQLite)`;
+  if (typeof denoKv === "string") {
+    report.problem(label, denoKv);
+    return;
+  }
+  const rows = [
+    { what: "GET (1000 keys)", name: "GET", ours: node.get, theirs: denoKv.get },
+    { what: "durable PUT (versionstamp check)", name: "PUT", ours: node.put, theirs: denoKv.put },
+  ];
+  for (const { what, name, ours, theirs } of rows) {
+    report.info({
+      scenario: `${label} ${what}`,
+      figure: describeHttp(theirs),
+      baseline: `dynarust ${name} ${formatCount(ours.requestsPerSec)} req/s · p99 ${
+        ours.p99Ms.toFixed(2)
+      } ms`,
+      ratio: `dynarust ${formatRatio(pairedRatio(ours, theirs), 1)}`,
+      target: "peer",
+    });
+  }
 }
 
 /**
@@ -432,15 +502,15 @@ function reportLimits(context: BenchContext, run: HttpRun): void {
   });
 }
 
-/** Seconds the scenario should take: 8 wrk runs per round, warm-ups in the first. */
+/** Seconds the scenario should take: 10 wrk runs per round, warm-ups in the first. */
 function httpSecs(settings: Settings): number {
-  return 8 * settings.httpRounds * roundSecs(settings) + 8 * warmupSecs(settings) + 20;
+  return 10 * settings.httpRounds * roundSecs(settings) + 10 * warmupSecs(settings) + 20;
 }
 
 /** Scenario `http`; see the module doc. */
 export const httpScenario: Scenario = {
   name: "http",
-  title: "HTTP GET/PUT, 64 connections: GET limit (Hono+Map), dynarust, etcd",
+  title: "HTTP GET/PUT, 64 connections: GET limit (Hono+Map), dynarust, etcd, Deno KV",
   expectedSecs: httpSecs,
   run: runHttp,
 };

@@ -1,12 +1,22 @@
 /**
  * The peers a user would pick instead of dynarust, started by the bench itself on 127.0.0.1 and pinned
  * to the server CPU: a single-node etcd 3.x (temp data dir, measured through its v3 JSON gateway with
- * wrk) and redis with `appendonly yes appendfsync always` (measured with redis-benchmark pinned to the
- * load CPU).
+ * wrk), redis with `appendonly yes appendfsync always` (measured with redis-benchmark pinned to the
+ * load CPU), and Deno KV behind the same Hono routes as the baselines (`denokv_peer.ts`, measured with wrk).
  *
  * @module
  */
-import { freePort, loadCpu, makeDataDir, PinnedProcess, removeDataDir, serverCpu, waitUntil } from "./lib.ts";
+import {
+  denoPath,
+  freePort,
+  loadCpu,
+  makeDataDir,
+  PinnedProcess,
+  removeDataDir,
+  serverCpu,
+  serverV8Flags,
+  waitUntil,
+} from "./lib.ts";
 
 /** A running peer and its data dir; `stop` kills it and removes the dir. */
 export interface Peer {
@@ -49,6 +59,34 @@ export async function startEtcd(): Promise<Peer> {
     throw error;
   }
   return { process, url, port, stop };
+}
+
+/**
+ * Starts `denokv_peer.ts` (Deno KV in a fresh data dir, `k0`..`k999` of table `t` written) with
+ * `--unstable-kv` and the V8 flags of every server, and waits until it listens.
+ *
+ * @throws {Error} with its stderr when it exits or does not listen within 30 s.
+ */
+export async function startDenoKv(): Promise<Peer> {
+  const dataDir = await makeDataDir("denokv");
+  const port = freePort();
+  const process = PinnedProcess.start({
+    name: "denokv_peer.ts",
+    cpu: serverCpu,
+    command: denoPath,
+    args: ["run", "-A", "--unstable-kv", serverV8Flags, "tools/bench/denokv_peer.ts", String(port), dataDir],
+  });
+  const stop = async () => {
+    await process.stop();
+    await removeDataDir(dataDir);
+  };
+  try {
+    const match = await process.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
+    return { process, url: match[1]!, port, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
 
 async function redisPing(port: number): Promise<boolean> {

@@ -27,6 +27,12 @@ const issueTargets = [
   /^write → read elsewhere p99 ≤ 20 ms$/,
 ];
 
+/** What the bench keeps of one wrk run. */
+interface HttpFigures {
+  requestsPerSec: number;
+  non2xxCount: number;
+}
+
 interface TargetOutcome {
   target: string;
   value: number | null;
@@ -84,6 +90,7 @@ Deno.test("bench: a small run of every scenario ends with a verdict, or a stated
       table: string;
       problems: Record<string, string>;
       targets: TargetOutcome[];
+      figures: Record<string, Record<string, unknown>>;
     };
     assert.match(results.table, /^\| scenario \| figure \| baseline \| ratio \| target \| met\? \|/);
     assert.match(output, /targets: \d+ met, \d+ not met/);
@@ -99,6 +106,18 @@ Deno.test("bench: a small run of every scenario ends with a verdict, or a stated
       } else {
         assert.ok(Number.isFinite(outcome.value), `${outcome.target}: measured value ${outcome.value}`);
       }
+    }
+    // Deno KV needs nothing installed: wherever the HTTP scenario ran, its peer rows hold figures, every
+    // answer a 2xx (a 409 or 404 would mean the peer does less than dynarust's PUT and GET).
+    const denoKv = results.figures["http"]?.["denoKv"] as Record<string, HttpFigures> | undefined;
+    if (results.figures["http"] !== undefined) {
+      for (const figure of ["put", "get"]) {
+        const measured = denoKv?.[figure];
+        assert.ok(measured !== undefined, `Deno KV ${figure}: ${JSON.stringify(denoKv)}`);
+        assert.ok(measured.requestsPerSec > 0, `Deno KV ${figure}: ${measured.requestsPerSec} req/s`);
+        assert.equal(measured.non2xxCount, 0, `Deno KV ${figure}: answers outside 2xx`);
+      }
+      assert.match(results.table, /\| HTTP, 64 connections: Deno KV .* durable PUT .* \| dynarust PUT /);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
