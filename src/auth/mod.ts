@@ -10,7 +10,14 @@
  *
  * @example
  * ```ts
- * const auth = new Auth({ secret: config.jwtSecret, limits: config.limits, clock: systemClock, users });
+ * import { defaultLimits } from "../config/limits.ts";
+ * import { systemClock } from "../util/clock.ts";
+ *
+ * declare const jwtSecret: string; // JWT_SECRET: at least 32 bytes
+ * declare const storage: UserStorage; // main.ts: adapted from the store and the cluster
+ *
+ * const users = new ReplicatedUsers(storage);
+ * const auth = new Auth({ secret: jwtSecret, limits: defaultLimits, clock: systemClock, users });
  * const { created, token } = await auth.authenticate("alice", "correct horse", "203.0.113.7");
  * const user = await auth.verify(token); // "alice"
  * ```

@@ -3,10 +3,13 @@
  *
  * @example
  * ```ts
+ * declare const clusterSecret: string; // CLUSTER_SECRET of the cluster
+ *
  * const lines: string[] = [];
  * const target = { nodeUrl: "http://127.0.0.1:6660", clusterSecret };
- * await exportCluster(target, async (line) => void lines.push(line));
- * await importCluster({ nodeUrl: "http://127.0.0.1:7770", clusterSecret }, toAsync(lines));
+ * const recordCount = await exportCluster(target, async (line) => void lines.push(line));
+ * const other = { nodeUrl: "http://127.0.0.1:7770", clusterSecret };
+ * const { restored, missed } = await importCluster(other, ReadableStream.from(lines));
  * ```
  * @module
  */

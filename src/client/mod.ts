@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { DynaClient } from "./src/client/mod.ts";
+ * import { DynaClient } from "./mod.ts"; // src/client/mod.ts
  *
  * interface Task { title: string; done: boolean }
  * const client = new DynaClient({ baseUrl: "http://127.0.0.1:6660" });

@@ -10,6 +10,11 @@
  *
  * @example
  * ```ts
+ * import { systemClock } from "../util/clock.ts";
+ * import { createLogger } from "../util/log.ts";
+ *
+ * declare const secret: string; // CLUSTER_SECRET
+ * const logger = createLogger({ level: "info" });
  * const config = lanClusterConfig(secret);
  * const self = "10.0.0.5:6660"; // the advertised host:port
  * const signer = await RequestSigner.create(config.secret);

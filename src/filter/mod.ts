@@ -48,8 +48,10 @@
  * ```ts
  * const filter = parseFilter('{"age":{"$gte":18},"$owner":"alice"}'); // throws InvalidRequestError if bad
  * filter.text; // '{"$owner":{"$eq":"alice"},"age":{"$gte":18}}': the same for every spelling of it
- * const record = recordOfJson("k1", entry.json); // parse a change's VersionedValue text once...
- * if (filter.matches(record)) send(entry);       // ...and evaluate every filter on it
+ * // A change's VersionedValue text (`Entry.json`), parsed once and then evaluated by every filter:
+ * const json = '{"value":{"age":30},"version":3,"timestamp":1700000000000,"owner":"alice"}';
+ * const record = recordOfJson("k1", json);
+ * filter.matches(record); // true
  * ```
  *
  * @module

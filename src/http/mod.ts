@@ -5,8 +5,11 @@
  *
  * @example
  * ```ts
- * const app = createApp({ kv: cluster, broker, auth, limits, clock, logger, internal: cluster.door, ... });
- * Deno.serve({ hostname: "127.0.0.1", port: 0 }, app.handle);
+ * // main.ts: { kv: cluster, broker, auth, limits, clock, logger, internal: cluster.door, phase, ... }
+ * declare const deps: AppDeps;
+ *
+ * const app = createApp(deps); // main.ts serves it: Server.listen({ ..., handler: app.handle })
+ * const response = await app.handle(new Request("http://127.0.0.1:6660/health")); // 200 while serving
  * ```
  * @module
  */

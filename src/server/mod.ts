@@ -11,11 +11,18 @@
  *
  * @example
  * ```ts
- * const limit = raiseFdLimit({ fallbackFds: 1024 });
+ * import { createLogger } from "../util/log.ts";
+ *
+ * const fds = raiseFdLimit({ fallbackFds: 1024 }); // raised to the hard limit where the OS allows
+ * const limits = { fdLimit: fds.soft, connectionsMax: 10_000, subscribersMax: 10_000 };
+ * const { connectionsMax } = capacityOf(limits); // what the descriptors leave room for
  * const server = Server.listen({
- *   hostname: "127.0.0.1", port: 0, connectionsMax: capacityOf(limit).connectionsMax,
- *   requestTimeoutMs: 10_000, logger, handler: app.handle,
+ *   hostname: "127.0.0.1", port: 0, connectionsMax, requestTimeoutMs: 10_000,
+ *   logger: createLogger({ level: "info" }), descriptorsMax: fds.soft, answerHeaders: {},
+ *   handler: () => new Response("hello"), // main.ts: the HTTP app's `handle`
  * });
+ * console.log(server.port); // the free port picked
+ * await server.shutdown(); // lets every connection finish its answer
  * ```
  * @module
  */

@@ -20,12 +20,19 @@
  *
  * @example
  * ```ts
- * const broker = new Broker({ limits: config.limits, logger });
- * broker.publish(event); // main.ts: each store or forwarded change; duplicates dropped, skips announced
- * // http: GET /users/subscribe/alice with `Last-Event-ID: 7`; `current` read from the store just before
- * // (a fresh subscribe reads it too: the key's current version is the stream's position)
+ * import { defaultLimits } from "../config/limits.ts";
+ * import { createLogger } from "../util/log.ts";
+ * import type { ChangeEvent, Entry } from "../store/mod.ts";
+ *
+ * declare const event: ChangeEvent; // main.ts: from the store's onChange, or a change forwarded to this node
+ * declare const current: Entry | undefined; // http: the key's entry, read from the store just before
+ *
+ * const broker = new Broker({ limits: defaultLimits, logger: createLogger({ level: "info" }) });
+ * broker.publish(event); // duplicates dropped, skips announced
+ * // http: GET /users/subscribe/alice with `Last-Event-ID: 7` (a fresh subscribe reads `current` too: the
+ * // key's current version is the stream's position)
  * const subscription = broker.subscribeKey("users", "alice", { lastEventId: 7, current });
- * return new Response(subscription.stream, { headers: { "content-type": "text/event-stream" } });
+ * const response = new Response(subscription.stream, { headers: { "content-type": "text/event-stream" } });
  * ```
  *
  * @module

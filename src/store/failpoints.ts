@@ -41,6 +41,12 @@ export class FailpointError extends Error {
  * `if (failpoints.armed) await failpoints.reach(name)`.
  *
  * ```ts
+ * import { MemoryFs, Store, type StoreOptions } from "./mod.ts";
+ *
+ * declare const options: StoreOptions; // dir, clock, logger, limits, encryption, ...
+ *
+ * const memoryFs = new MemoryFs();
+ * let image: MemoryFs | undefined;
  * const failpoints = new Failpoints();
  * failpoints.arm("wal.afterAppendBeforeSync", (name) => {
  *   image = memoryFs.crashCopy(); // what a power cut here would leave

@@ -11,10 +11,14 @@
  * (`purge`); which node holds which key, and the protocol, are not its business.
  *
  * ```ts
+ * import { defaultLimits } from "../config/limits.ts";
+ * import { systemClock } from "../util/clock.ts";
+ * import { createLogger } from "../util/log.ts";
+ *
  * const encryption = await loadBuildEncryption(); // the build's key (src/store/encryption_key.ts)
  * const store = await Store.open({
- *   dir: "./data", fs: new DenoFs(), clock: systemClock, logger, limits: defaultLimits, encryption,
- *   snapshotLimit: 100, snapshotIntervalSecs: 3600,
+ *   dir: "./data", fs: new DenoFs(), clock: systemClock, logger: createLogger({ level: "info" }),
+ *   limits: defaultLimits, encryption, snapshotLimit: 100, snapshotIntervalSecs: 3600,
  * });
  * const entry = await store.put("fruits", "apple", { color: "red" }, { owner: "alice" }); // durable now
  * store.get("fruits", "apple")?.json;

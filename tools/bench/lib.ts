@@ -4,7 +4,9 @@
  * call ({@linkcode stopAllProcesses}) stops whatever is still running, whatever failed.
  *
  * ```ts
- * const server = PinnedProcess.start({ name: "hono", cpu: 0, command: denoPath, args: ["run", "-A", file] });
+ * const file = `${benchDir}hono_baseline.ts`; // prints "listening on <url>"
+ * const args = ["run", "-A", file, "8002"];
+ * const server = PinnedProcess.start({ name: "hono", cpu: 0, command: denoPath, args });
  * try {
  *   const [, url] = await server.waitForLine(/listening on (\S+)/, { timeoutMs: 30_000 });
  * } finally {
