@@ -111,9 +111,17 @@ export class ManualClock implements Clock {
     if (handle !== undefined) this.#timers.delete(handle);
   }
 
-  /** Moves both clocks forward by `deltaMs`, running every timer that falls due on the way. */
+  /**
+   * Moves both clocks forward by `deltaMs`, running every timer that falls due on the way. A negative
+   * `deltaMs` sets only the wall clock back (a host's clock stepped back): monotonic time never goes back,
+   * and no timer runs.
+   */
   advance(deltaMs: number): void {
-    assert(Number.isFinite(deltaMs) && deltaMs >= 0, "a manual clock moves forward");
+    assert(Number.isFinite(deltaMs), "a manual clock moves by a finite time");
+    if (deltaMs < 0) {
+      this.#nowMs += deltaMs;
+      return;
+    }
     const targetMs = this.#monotonicMs + deltaMs;
     for (let runCount = 0;; runCount += 1) {
       const next = this.#nextDue(targetMs);
