@@ -97,6 +97,7 @@ export class ClusterNode {
       store: options.store,
       pusher: this.replicator,
       logger: options.logger,
+      clock: options.clock,
     });
     this.replicator.onPlacementChange((previous, next) => this.rebalancer.onPlacementChange(previous, next));
     this.antiEntropy = options.config === undefined ? undefined : new AntiEntropy({
