@@ -53,7 +53,7 @@ export class AntiEntropy {
     this.#options = options;
   }
 
-  /** Starts a round every `intervalMs` after the last one ended (one timer chain); {@linkcode stop} ends them. */
+  /** Starts a round `intervalMs` after the last one ended (one timer chain) until {@linkcode stop}. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
@@ -71,7 +71,10 @@ export class AntiEntropy {
 
   #schedule(chain: number): void {
     assert(this.#timer === undefined, "one anti-entropy timer at a time");
-    this.#timer = this.#options.clock.setTimer(this.#options.intervalMs, () => void this.#runScheduledRound(chain));
+    this.#timer = this.#options.clock.setTimer(
+      this.#options.intervalMs,
+      () => void this.#runScheduledRound(chain),
+    );
   }
 
   /** Runs one round from the timer and schedules the next while this chain runs; failures are logged. */
@@ -216,6 +219,7 @@ export class AntiEntropy {
       if (everyKey || this.#shared(placement, peer, table, key)) visit(table, key, state);
       if (++sinceYield === scanSliceKeys) {
         sinceYield = 0;
+        // A turn of the event loop, not a wait on time: it must run on a test's manual clock too.
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
     }

@@ -21,7 +21,7 @@ export interface Clock {
   monotonicMs(): number;
   /** Calls `callback` once, `delayMs` from now on the monotonic clock, unless cleared first. */
   setTimer(delayMs: number, callback: () => void): TimerHandle;
-  /** Cancels a timer so its callback never runs; clearing one that ran, was cleared, or `undefined` is harmless. */
+  /** Cancels a timer: its callback never runs. Clearing one that ran or was cleared is harmless. */
   clearTimer(handle: TimerHandle | undefined): void;
 }
 
