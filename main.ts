@@ -6,7 +6,7 @@
 import { ConfigError, configExitCode, envNames, type Invocation, loadConfig } from "./src/config/load.ts";
 import { helpText } from "./src/config/help.ts";
 import type { Config } from "./src/config/schema.ts";
-import { systemClock } from "./src/util/clock.ts";
+import { sleep, systemClock } from "./src/util/clock.ts";
 import { KvError } from "./src/util/errors.ts";
 import { createLogger, type Logger } from "./src/util/log.ts";
 import { Auth, ReplicatedUsers, type UserDirectory, type UserRecord } from "./src/auth/mod.ts";
@@ -662,7 +662,7 @@ async function joinCluster(cluster: ClusterNode, config: Config, logger: Logger)
         retry_in_ms: waitMs,
         gives_up_in_s: Math.ceil(remainingMs / 1_000),
       });
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      await sleep(systemClock, waitMs);
       delayMs = Math.min(delayMs * 2, joinRetryMaxMs);
     }
   }

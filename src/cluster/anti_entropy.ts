@@ -1,4 +1,5 @@
-import type { Clock } from "../util/clock.ts";
+import { assert } from "../util/assert.ts";
+import { type Clock, raceDeadline, type TimerHandle } from "../util/clock.ts";
 import { InvalidRequestError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import type { KeyState, LocalStore } from "./local_store.ts";
@@ -41,8 +42,10 @@ export interface AntiEntropyOptions {
  */
 export class AntiEntropy {
   readonly #options: AntiEntropyOptions;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
   #running = false;
+  /** Bumped by every start() and stop(), so a round still in flight from an old chain does not reschedule. */
+  #timerChain = 0;
   roundCount = 0;
   pushedCount = 0;
 
@@ -50,28 +53,39 @@ export class AntiEntropy {
     this.#options = options;
   }
 
-  /** Starts the rounds. */
+  /** Starts a round `intervalMs` after the last one ended (one timer chain) until {@linkcode stop}. */
   start(): void {
-    this.#schedule();
-  }
-
-  /** Stops the rounds. */
-  stop(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#running = false;
-  }
-
-  #schedule(): void {
+    if (this.#running) return;
     this.#running = true;
-    this.#timer = setTimeout(async () => {
-      try {
-        await this.round();
-      } catch (error) {
-        this.#options.logger.debug("anti-entropy round failed", { error: String(error) });
-      }
-      if (this.#running) this.#schedule();
-    }, this.#options.intervalMs);
+    this.#timerChain += 1;
+    this.#schedule(this.#timerChain);
+  }
+
+  /** Stops the rounds: no timer is left armed; a round in flight finishes and schedules no other. */
+  stop(): void {
+    this.#running = false;
+    this.#timerChain += 1;
+    this.#options.clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(chain: number): void {
+    assert(this.#timer === undefined, "one anti-entropy timer at a time");
+    this.#timer = this.#options.clock.setTimer(
+      this.#options.intervalMs,
+      () => void this.#runScheduledRound(chain),
+    );
+  }
+
+  /** Runs one round from the timer and schedules the next while this chain runs; failures are logged. */
+  async #runScheduledRound(chain: number): Promise<void> {
+    this.#timer = undefined;
+    try {
+      await this.round();
+    } catch (error) {
+      this.#options.logger.debug("anti-entropy round failed", { error: String(error) });
+    }
+    if (this.#running && chain === this.#timerChain) this.#schedule(chain);
   }
 
   /** One round with one random live peer. */
@@ -91,7 +105,7 @@ export class AntiEntropy {
     const placement = this.#options.placement();
     const peers = placement.liveIds().filter((id) => id !== placement.self);
     const rounds = Promise.allSettled(peers.map((peer) => this.syncWith(peer)));
-    await Promise.race([rounds, new Promise((resolve) => setTimeout(resolve, deadlineMs))]);
+    await raceDeadline(rounds, { clock: this.#options.clock, deadlineMs });
   }
 
   /** Compares digests with `peer` and repairs the buckets that differ, in both directions. */
@@ -205,6 +219,7 @@ export class AntiEntropy {
       if (everyKey || this.#shared(placement, peer, table, key)) visit(table, key, state);
       if (++sinceYield === scanSliceKeys) {
         sinceYield = 0;
+        // A turn of the event loop, not a wait on time: it must run on a test's manual clock too.
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
     }

@@ -1,5 +1,5 @@
 import { assert, AssertionError } from "../util/assert.ts";
-import type { Clock } from "../util/clock.ts";
+import type { Clock, TimerHandle } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { ExpiringKey, LocalStore } from "./local_store.ts";
 
@@ -57,7 +57,7 @@ export interface ExpirerStats {
 export class Expirer {
   readonly #options: ExpirerOptions;
   #running = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
   /** The timer runs at once (a batch is waiting): completions need not set it again. */
   #timerImmediate = false;
   #inFlight = 0;
@@ -84,7 +84,7 @@ export class Expirer {
   /** Stops sweeping; expiries in flight finish on their own. */
   stop(): void {
     this.#running = false;
-    clearTimeout(this.#timer);
+    this.#options.clock.clearTimer(this.#timer);
     this.#timer = undefined;
     this.#timerImmediate = false;
   }
@@ -157,9 +157,9 @@ export class Expirer {
   }
 
   #schedule(delayMs: number): void {
-    clearTimeout(this.#timer);
+    this.#options.clock.clearTimer(this.#timer);
     this.#timerImmediate = delayMs === 0;
-    this.#timer = setTimeout(() => this.#tick(), delayMs);
+    this.#timer = this.#options.clock.setTimer(delayMs, () => this.#tick());
   }
 
   /** A timer's turn: one batch, then the next turn (at once while keys are due and slots are free). */

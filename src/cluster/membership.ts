@@ -1,5 +1,5 @@
 import { assert, AssertionError } from "../util/assert.ts";
-import type { Clock } from "../util/clock.ts";
+import type { Clock, TimerHandle } from "../util/clock.ts";
 import { InvalidRequestError, KvError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { JoinRefusedError, PeerRequestError } from "./errors.ts";
@@ -78,7 +78,7 @@ export class Membership {
   readonly #listeners = new Set<(members: readonly Member[]) => void>();
   #probeOrder: string[] = [];
   #probeIndex = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
   #running = false;
   /** Bumped by every start() and stop(), so a round still in flight from an old chain does not reschedule. */
   #timerChain = 0;
@@ -167,7 +167,7 @@ export class Membership {
   stop(): void {
     this.#running = false;
     this.#timerChain += 1;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
   }
 
@@ -529,11 +529,12 @@ export class Membership {
 
   #schedule(delayMs: number): void {
     const chain = this.#timerChain;
-    this.#timer = setTimeout(() => void this.#runScheduledTick(chain), delayMs);
+    this.#timer = this.#clock.setTimer(delayMs, () => void this.#runScheduledTick(chain));
   }
 
   /** Runs one round from the timer and schedules the next; a programmer error escapes and crashes. */
   async #runScheduledTick(chain: number): Promise<void> {
+    this.#timer = undefined;
     const startedMs = this.#clock.monotonicMs();
     try {
       await this.tick();

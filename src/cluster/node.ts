@@ -1,5 +1,5 @@
 import { AssertionError } from "../util/assert.ts";
-import type { Clock } from "../util/clock.ts";
+import { type Clock, raceDeadline } from "../util/clock.ts";
 import { InvalidRequestError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { AntiEntropy } from "./anti_entropy.ts";
@@ -97,6 +97,7 @@ export class ClusterNode {
       store: options.store,
       pusher: this.replicator,
       logger: options.logger,
+      clock: options.clock,
     });
     this.replicator.onPlacementChange((previous, next) => this.rebalancer.onPlacementChange(previous, next));
     this.antiEntropy = options.config === undefined ? undefined : new AntiEntropy({
@@ -200,13 +201,12 @@ export class ClusterNode {
     this.antiEntropy?.stop();
     this.expirer.stop();
     if (this.membership === undefined) return;
-    const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs));
     this.rebalancer.purgeEnabled = false;
     const handOff = (async () => {
       await this.membership!.leave();
       await this.rebalancer.idle();
     })();
-    await Promise.race([handOff, deadline]);
+    await raceDeadline(handOff, { clock: this.#options.clock, deadlineMs });
     this.stop();
   }
 

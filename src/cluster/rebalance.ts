@@ -1,3 +1,4 @@
+import { type Clock, sleep, systemClock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { LocalStore } from "./local_store.ts";
 import { type Placement, sameList } from "./placement.ts";
@@ -29,6 +30,7 @@ export class Rebalancer {
   readonly #pusher: KeyPusher;
   readonly #logger: Logger;
   readonly #retryDelayMs: number;
+  readonly #clock: Clock;
   #running: Promise<void> | undefined;
   #pending: { previous: Placement; next: Placement } | undefined;
   movedCount = 0;
@@ -39,11 +41,18 @@ export class Rebalancer {
    */
   purgeEnabled = true;
 
-  constructor(options: { store: LocalStore; pusher: KeyPusher; logger: Logger; retryDelayMs?: number }) {
+  /**
+   * `retryDelayMs` (default 250) is the pause before the second pass over keys that failed to settle; the
+   * n-th retry waits n times as long, on `clock` (default `systemClock`).
+   */
+  constructor(
+    options: { store: LocalStore; pusher: KeyPusher; logger: Logger; retryDelayMs?: number; clock?: Clock },
+  ) {
     this.#store = options.store;
     this.#pusher = options.pusher;
     this.#logger = options.logger;
     this.#retryDelayMs = options.retryDelayMs ?? 250;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** Called on every placement change; starts a pass when the ring itself changed. */
@@ -86,7 +95,7 @@ export class Rebalancer {
     }
     const total = changed.length;
     for (let attempt = 0; attempt < settleAttemptsMax && changed.length > 0; attempt += 1) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, this.#retryDelayMs * attempt));
+      if (attempt > 0) await sleep(this.#clock, this.#retryDelayMs * attempt);
       changed = await this.#settleAll(changed);
     }
     if (changed.length === 0) this.#pusher.passDone(next);

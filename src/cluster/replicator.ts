@@ -1,6 +1,6 @@
 import { assert } from "../util/assert.ts";
 import { compareBallots, effectivePromise, zeroBallot } from "../util/ballot.ts";
-import type { Clock } from "../util/clock.ts";
+import type { Clock, TimerHandle } from "../util/clock.ts";
 import { InvalidRequestError, KvError, PayloadTooLargeError, UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { Acceptor, replicaEntryOfWire } from "./acceptor.ts";
@@ -134,7 +134,7 @@ export class Replicator {
   /** The change a rejoining node starts with, for the rebalancer's first pass. */
   #initialChange: { previous: Placement; next: Placement } | undefined;
   /** Keys with a repair round waiting or in flight (`#settleIfBlocked`), with the waiting ones' timers. */
-  readonly #settling = new Map<string, ReturnType<typeof setTimeout> | undefined>();
+  readonly #settling = new Map<string, TimerHandle | undefined>();
   readonly #counters = { forwardedWrites: 0, forwardedReads: 0, readRepairs: 0, expiredKeys: 0 };
   /**
    * The reader's view of each state this node got chosen and published, until the write that proposed it
@@ -209,7 +209,7 @@ export class Replicator {
   /** Stops following the membership and fails what is still queued. */
   close(): void {
     this.#unsubscribe();
-    for (const timer of this.#settling.values()) clearTimeout(timer);
+    for (const timer of this.#settling.values()) this.#options.clock.clearTimer(timer);
     this.#settling.clear();
     for (const pipelines of this.#allPipelines()) {
       for (const pipeline of pipelines.values()) pipeline.close();
@@ -704,11 +704,11 @@ export class Replicator {
     if (this.#settling.has(id) || this.#settling.size >= settlingMax) return;
     // Not at once: a key being written has promises in flight that its proposer's next accept clears; a
     // round now would only compete with it. Still behind after a while, the key is stuck: settle it.
-    const timer = setTimeout(() => {
+    const timer = this.#options.clock.setTimer(this.#options.config.requestTimeoutMs * 2, () => {
       this.#settling.set(id, undefined);
       const round = blocked() ? this.settle(table, key) : Promise.resolve(true);
       void round.finally(() => this.#settling.delete(id));
-    }, this.#options.config.requestTimeoutMs * 2);
+    });
     this.#settling.set(id, timer);
   }
 

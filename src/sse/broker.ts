@@ -1,7 +1,7 @@
 import type { Limits } from "../config/limits.ts";
 import type { ChangeEvent, Entry, LoggedChange, LogRecord } from "../store/mod.ts";
 import { assert } from "../util/assert.ts";
-import { type Clock, systemClock } from "../util/clock.ts";
+import { type Clock, systemClock, type TimerHandle } from "../util/clock.ts";
 import { UnavailableError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import type { Histogram } from "../util/metrics.ts";
@@ -71,7 +71,8 @@ export interface BrokerOptions {
   /**
    * Sets the first table-stream id: `clock.nowMs() * 1000`, so ids keep growing across restarts as
    * long as the wall clock does not go back and fewer than 1000 changes a millisecond were published.
-   * Its monotonic time times each frame from its change's publication to its hand-over to a stream.
+   * Its monotonic time times each frame from its change's publication to its hand-over to a stream, and
+   * its timers send the keepalive.
    * @default systemClock
    */
   clock?: Clock;
@@ -247,7 +248,9 @@ export class Broker {
   readonly #filterGroups = new FilterGroups();
   /** Key histories by topic and table histories by table, within `sseHistory*` bounds. */
   readonly #histories: Histories;
-  #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #clock: Clock;
+  /** The keepalive's next timer; set again each time it fires, cleared with the last subscriber. */
+  #keepaliveTimer: TimerHandle | undefined;
   #droppedCount = 0;
   readonly #delivery: DeliveryTimer;
   /** Id of the newest table-stream frame, or the starting id before the first. */
@@ -271,10 +274,11 @@ export class Broker {
       frameOverheadBytes: historyFrameOverheadBytes,
     });
     this.#logger = options.logger;
-    this.#delivery = new DeliveryTimer(options.clock ?? systemClock);
+    this.#clock = options.clock ?? systemClock;
+    this.#delivery = new DeliveryTimer(this.#clock);
     this.#history = options.history;
     this.#tableId = options.history === undefined
-      ? Math.floor((options.clock ?? systemClock).nowMs()) * 1000
+      ? Math.floor(this.#clock.nowMs()) * 1000
       : options.history.nextSeq - 1;
     assert(Number.isSafeInteger(this.#tableId), "table-stream ids must be safe integers");
     assert(this.#tableId >= 1, "a Resync before the first change needs an id >= 1");
@@ -943,14 +947,21 @@ export class Broker {
 
   #startKeepalive(): void {
     if (this.#keepaliveTimer !== undefined) return;
-    this.#keepaliveTimer = setInterval(() => {
+    this.#armKeepalive();
+  }
+
+  /** Sets the keepalive's next timer, `sseKeepaliveMs` from now: one repeating timer, like `setInterval`. */
+  #armKeepalive(): void {
+    this.#keepaliveTimer = this.#clock.setTimer(this.#limits.sseKeepaliveMs, () => {
+      assert(this.#subscribers.size > 0, "the keepalive runs only while a subscription is open");
+      this.#armKeepalive();
       for (const subscriber of this.#subscribers) subscriber.sendComment(keepaliveFrame);
-    }, this.#limits.sseKeepaliveMs);
+    });
   }
 
   #stopKeepalive(): void {
     if (this.#keepaliveTimer === undefined) return;
-    clearInterval(this.#keepaliveTimer);
+    this.#clock.clearTimer(this.#keepaliveTimer);
     this.#keepaliveTimer = undefined;
   }
 }

@@ -3,8 +3,9 @@
  * key (`GET /{table}/subscribe/{key}`) or per table (`GET /{table}/subscribe`).
  *
  * It owns the wire format of the events, the bounded per-subscriber queues, the `Last-Event-ID` replay
- * histories (every table's; a key's from its first subscription on this node), the keepalive timer, and the
- * timing of each frame from its change's publication to its hand-over to a stream (`deliverySeconds`).
+ * histories (every table's; a key's from its first subscription on this node), the keepalive timer (on the
+ * injected clock, armed only while a stream is open), and the timing of each frame from its change's
+ * publication to its hand-over to a stream (`deliverySeconds`).
  * Every stream starts with a ready block (`event: ready`, `id: <position>`, `data: {"event":"Ready"}`,
  * SPEC §4b), so a client that reconnects before any change still resumes from its position.
  * It knows nothing of HTTP, hono or the cluster: the HTTP layer turns a {@linkcode Subscription}'s stream

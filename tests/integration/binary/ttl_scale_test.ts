@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { defaultLimits } from "../../../src/config/limits.ts";
 import { DenoFs, loadBuildEncryption, Store } from "../../../src/store/mod.ts";
+import { systemClock } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { NodeProcess } from "../../helpers/node_process.ts";
 import { waitFor } from "../../helpers/wait_for.ts";
@@ -24,7 +25,7 @@ async function seedDataDir(dir: string, writtenAtMs: number): Promise<number> {
   const store = await Store.open({
     dir,
     fs: new DenoFs(),
-    clock: { nowMs: () => writtenAtMs, monotonicMs: () => performance.now() },
+    clock: { ...systemClock, nowMs: () => writtenAtMs },
     logger: silentLogger,
     limits: defaultLimits,
     encryption: await loadBuildEncryption(),

@@ -1,12 +1,15 @@
 // Goal: anti-entropy makes two replicas hold the same state of every key they share after one syncWith,
 // in both directions and by the store's conflict rule (version, then timestamp, tombstones included);
 // identical replicas exchange only the digest; keys the peer does not replicate are left out.
+// start() runs rounds on the injected clock, and neither stop() nor catchUp() leaves a timer armed.
 // Method: a FakeCluster of real Stores on MemoryFs over a fake Transport; syncWith() and round() are
-// called directly (start() is never called, so no timer runs) and settle() waits for the far side's pushes.
+// called directly, start()'s rounds run as the test advances the cluster's ManualClock (whose timerCount
+// shows a timer left armed), and settle() waits for the far side's pushes.
 import assert from "node:assert/strict";
 import { digestBucketCount } from "../../../src/cluster/replication_wire.ts";
 import type { ReplicaEntry, Store } from "../../../src/store/mod.ts";
 import { InvalidRequestError } from "../../../src/util/errors.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
 import { FakeCluster, findKey, nodeA, nodeB, nodeC } from "./fake_cluster.ts";
 
 const table = "t";
@@ -177,4 +180,71 @@ Deno.test("AntiEntropy.handlers() refuse malformed digest and sync bodies", asyn
   await assert.rejects(async () => await sync!({ bucket: 0 }, nodeB), InvalidRequestError);
   const empty = { buckets: Array.from({ length: digestBucketCount }, () => "0.0") };
   assert.deepEqual(await digest!(empty, nodeB), { differing: [] }, "empty stores agree");
+});
+
+Deno.test("AntiEntropy.start() runs a round every antiEntropyIntervalMs of its clock until stop()", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+  const { clock } = cluster;
+  const antiEntropy = cluster.node(nodeA).antiEntropy;
+  const intervalMs = cluster.config.antiEntropyIntervalMs;
+  antiEntropy.start();
+  antiEntropy.start();
+  assert.equal(clock.timerCount, 1, "start() twice runs one timer chain");
+  clock.advance(intervalMs - 1);
+  assert.equal(antiEntropy.roundCount, 0);
+  clock.advance(1);
+  assert.equal(antiEntropy.roundCount, 1);
+  await cluster.network.settle();
+  await waitFor(() => clock.timerCount === 1, { timeoutMs: 2_000, what: "the next round's timer" });
+  clock.advance(intervalMs);
+  assert.equal(antiEntropy.roundCount, 2);
+  await cluster.network.settle();
+  antiEntropy.stop();
+  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+  clock.advance(10 * intervalMs);
+  assert.equal(antiEntropy.roundCount, 2);
+});
+
+Deno.test("AntiEntropy: a round in flight across stop() and start() does not start a second timer chain", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+  const { clock } = cluster;
+  const antiEntropy = cluster.node(nodeA).antiEntropy;
+  await seed(cluster.node(nodeA).store, { k: live(1, 10, "1") });
+  cluster.network.pause(nodeB); // the round's digest request waits for B
+  antiEntropy.start();
+  clock.advance(cluster.config.antiEntropyIntervalMs);
+  assert.equal(antiEntropy.roundCount, 1, "a round is in flight");
+  antiEntropy.stop();
+  antiEntropy.start();
+  assert.equal(clock.timerCount, 1);
+  cluster.network.resume(nodeB);
+  await cluster.network.settle();
+  assert.deepEqual(cluster.node(nodeB).store.replicaOf(table, "k"), live(1, 10, "1"), "the round ended");
+  assert.equal(clock.timerCount, 1, "the old chain's round scheduled nothing");
+  antiEntropy.stop();
+  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+});
+
+Deno.test("AntiEntropy.catchUp() clears its deadline's timer when every peer answers first", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB, nodeC] });
+  await seed(cluster.node(nodeB).store, { k: live(1, 10, "1") });
+  await cluster.node(nodeA).antiEntropy.catchUp(60_000);
+  assert.equal(cluster.clock.timerCount, 0, "no deadline timer is left armed");
+  assert.deepEqual(cluster.node(nodeA).store.replicaOf(table, "k"), live(1, 10, "1"));
+});
+
+Deno.test("AntiEntropy.catchUp() gives up at its deadline when a peer does not answer", async () => {
+  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+  cluster.network.pause(nodeB);
+  let ended = false;
+  const catchingUp = cluster.node(nodeA).antiEntropy.catchUp(5_000).then(() => ended = true);
+  await Promise.resolve();
+  cluster.clock.advance(4_999);
+  await Promise.resolve();
+  assert.equal(ended, false, "not before the deadline");
+  assert.equal(cluster.clock.timerCount, 1, "the deadline's timer is still armed");
+  cluster.clock.advance(1);
+  await catchingUp;
+  assert.equal(cluster.clock.timerCount, 0);
+  cluster.network.resume(nodeB);
 });

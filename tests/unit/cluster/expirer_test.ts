@@ -1,10 +1,17 @@
 // Goal: the expiry sweeper takes due keys in bounded batches, never has more than expiryInFlightMax expiries
 // in flight, lets the usual proposer go first (a grace delay for the others), drops keys that are no longer
-// this node's, retries failures with a doubling pause, and, started, expires every due key by itself.
-// Method: a real Store on MemoryFs with a manual clock; the expiry is a function the test controls (held
-// promises), or the store's own conditional write.
+// this node's, retries failures with a doubling pause, and, started, expires every due key by itself, looking
+// again when the next key falls due by its clock (at least every expiryIdleMsMax).
+// Method: a real Store on MemoryFs with a manual clock, whose timers run the started sweeper's turns; the
+// expiry is a function the test controls (held promises), or the store's own conditional write.
 import assert from "node:assert/strict";
-import { Expirer, expiryBatchMax, expiryInFlightMax, expiryRetryMs } from "../../../src/cluster/expirer.ts";
+import {
+  Expirer,
+  expiryBatchMax,
+  expiryIdleMsMax,
+  expiryInFlightMax,
+  expiryRetryMs,
+} from "../../../src/cluster/expirer.ts";
 import type { ExpiringKey } from "../../../src/cluster/local_store.ts";
 import type { Store } from "../../../src/store/mod.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
@@ -140,7 +147,11 @@ Deno.test("Expirer.start() expires every due key by itself, through the store's 
   });
   expirer.start();
   try {
-    await waitFor(() => expirer.stats.expired === 700, { timeoutMs: 10_000 });
+    // The sweeper's turns are timers of its clock, due at once while keys are due: the test runs them.
+    await waitFor(() => {
+      clock.advance(0);
+      return expirer.stats.expired === 700;
+    }, { timeoutMs: 10_000 });
     assert.equal(store.tableCounts().get("t"), 0);
     assert.equal(store.getEntry("t", "k5")!.json.endsWith(',"reason":"expired"}'), true);
     assert.equal(expirer.stats.refused, 0);
@@ -148,4 +159,28 @@ Deno.test("Expirer.start() expires every due key by itself, through the store's 
     expirer.stop();
     await store.close();
   }
+});
+
+Deno.test("Expirer.start() sweeps at once, then on its clock when the next key falls due; stop() clears it", async () => {
+  const clock = new ManualClock();
+  const store = await openTestStore(clock);
+  await store.put("t", "later", 1, { owner: "o", ttlSecs: 3 });
+  const { held, expire } = heldExpiries();
+  const expirer = new Expirer({ store, clock, logger: silentLogger, delayOf: () => 0, expire });
+  expirer.start();
+  expirer.start();
+  assert.equal(clock.timerCount, 1, "one timer");
+  clock.advance(0);
+  assert.equal(held.length, 0, "nothing is due yet");
+  assert.equal(clock.timerCount, 1, "the next look is armed");
+  clock.advance(expiryIdleMsMax);
+  clock.advance(2_999 - expiryIdleMsMax);
+  assert.equal(held.length, 0, "not a millisecond early");
+  clock.advance(1);
+  assert.deepEqual(held.map((expiry) => expiry.item.key), ["later"]);
+  held[0]!.settle(true);
+  await waitFor(() => expirer.stats.expired === 1 && clock.timerCount === 1, { timeoutMs: 1_000 });
+  expirer.stop();
+  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+  await store.close();
 });

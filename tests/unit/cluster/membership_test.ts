@@ -1,7 +1,8 @@
 // Goal: SWIM membership spreads joins, detects failures within the computed timeouts, lets suspects
 // refute, survives a cut direct link through indirect probes, heals partitions and shows leaves.
 // Method: several Membership instances on a FakeNetwork (real MACs, in-memory delivery, cuttable links)
-// driven round by round with a ManualClock; deterministic seeds; no sockets, no sleeps.
+// driven round by round with a ManualClock, whose timers also run start()'s rounds; deterministic seeds;
+// no sockets, no sleeps.
 import assert from "node:assert/strict";
 import {
   JoinRefusedError,
@@ -211,18 +212,30 @@ Deno.test("Membership: a restarted node outranks the dead entry of its previous 
   await network.roundsUntil(() => network.converged(), 3);
 });
 
-Deno.test("Membership.start() runs probe rounds on a timer until stop()", async () => {
+Deno.test("Membership.start() runs a probe round every probeIntervalMs of its clock until stop()", async () => {
   const network = new FakeNetwork();
+  const { clock } = network;
+  const intervalMs = network.config.probeIntervalMs;
   const [first, second] = await network.startCluster(2);
-  const pingsBefore = network.sentCounts.get("ping") ?? 0;
+  const pings = () => network.sentCounts.get("ping") ?? 0;
+  const pingsBefore = pings();
   first!.membership.start();
   second!.membership.start();
-  try {
-    await waitFor(() => (network.sentCounts.get("ping") ?? 0) >= pingsBefore + 2, { timeoutMs: 5_000 });
-  } finally {
-    first!.membership.stop();
-    second!.membership.stop();
-  }
+  first!.membership.start();
+  assert.equal(clock.timerCount, 2, "one timer chain per member");
+  clock.advance(intervalMs - 1);
+  assert.equal(pings(), pingsBefore, "no round before probeIntervalMs");
+  clock.advance(1);
+  // Each round pings the other member once; the next round's timer is set when a round ends.
+  await waitFor(() => pings() === pingsBefore + 2 && clock.timerCount === 2, { timeoutMs: 5_000 });
+  clock.advance(intervalMs);
+  await waitFor(() => pings() === pingsBefore + 4 && clock.timerCount === 2, { timeoutMs: 5_000 });
+  first!.membership.stop();
+  second!.membership.stop();
+  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+  clock.advance(10 * intervalMs);
+  assert.equal(pings(), pingsBefore + 4);
   first!.membership.start();
   first!.membership.stop();
+  assert.equal(clock.timerCount, 0);
 });

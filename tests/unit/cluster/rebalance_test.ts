@@ -1,6 +1,6 @@
 // Goal: a Rebalancer pass settles exactly the local keys whose replica set changed (one `settle` round
 // each), purges a key this node left only once its round succeeded and never while purgeEnabled is false,
-// retries the keys that failed for up to settleAttemptsMax rounds, tells the pusher `passDone(next)` only
+// retries the keys that failed for up to settleAttemptsMax rounds (pausing on its clock), tells the pusher `passDone(next)` only
 // when every key settled, settles at most rebalanceBatchKeys keys at once, and runs passes one at a time,
 // folding changes that arrive meanwhile into one more pass. Over a fake cluster, a node that joins ends
 // the pass holding the latest state of every key it now replicates, learnt through joint rounds.
@@ -17,7 +17,9 @@ import {
   settleAttemptsMax,
 } from "../../../src/cluster/rebalance.ts";
 import type { Store } from "../../../src/store/mod.ts";
+import { ManualClock } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
+import { waitFor } from "../../helpers/wait_for.ts";
 import {
   FakeCluster,
   nodeA,
@@ -172,6 +174,31 @@ Deno.test("Rebalancer.pass() retries failed keys and purges a left key only once
     assert.equal(purgedBeforeSettled, false, "kept while its round failed");
     for (const key of leaving) assert.equal(store.getEntry(table, key), undefined, `${key} purged`);
     assert.equal(rebalancer.movedCount, movedKeys(keys).length);
+    assert.deepEqual(pusher.passes, [after]);
+  });
+});
+
+Deno.test("Rebalancer.pass() pauses retryDelayMs times the attempt on its clock before each retry", async () => {
+  await withStore(async (store) => {
+    const keys = await putOwnKeys(store, before, 80);
+    const [late] = leavingKeys(keys) as [string];
+    const pusher = new RecordingPusher();
+    pusher.answer = (key, round) => key !== late || round >= 2;
+    const clock = new ManualClock();
+    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger, retryDelayMs: 100, clock });
+    const passing = rebalancer.pass(before, after);
+    await waitFor(() => clock.timerCount === 1, { timeoutMs: 2_000, what: "the first pause" });
+    assert.equal(pusher.roundsOf(late), 1);
+    clock.advance(99);
+    assert.equal(clock.timerCount, 1, "still pausing");
+    clock.advance(1);
+    await waitFor(() => pusher.roundsOf(late) === 2 && clock.timerCount === 1, { timeoutMs: 2_000 });
+    clock.advance(199);
+    assert.equal(clock.timerCount, 1, "the second pause is twice as long");
+    clock.advance(1);
+    await passing;
+    assert.equal(pusher.roundsOf(late), 3);
+    assert.equal(clock.timerCount, 0);
     assert.deepEqual(pusher.passes, [after]);
   });
 });

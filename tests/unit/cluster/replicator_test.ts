@@ -979,7 +979,14 @@ Deno.test("Replicator.handlers().apply of a state blocked by a stale promise run
   const answer = await apply!({ items: [{ store: true, table, key, entry: chosen }] }, nodeB);
   assert.deepEqual(answer, { results: [{ result: "stale" }] });
   await cluster.network.settle();
-  // The round starts two request timeouts (2 s at local-test) after the refusal, then takes its time.
+  // The round starts two request timeouts of the node's clock after the refusal, not before.
+  const settleDelayMs = 2 * cluster.config.requestTimeoutMs;
+  assert.equal(cluster.clock.timerCount, 1, "the round waits on a timer");
+  cluster.clock.advance(settleDelayMs - 1);
+  await cluster.network.settle();
+  assert.equal(store.replicaOf(table, key)?.valueJson, undefined, "no round before the delay");
+  cluster.clock.advance(1);
+  assert.equal(cluster.clock.timerCount, 0);
   await waitFor(() => store.replicaOf(table, key)?.valueJson === '"chosen"', {
     timeoutMs: 6_000,
     what: "the round that brings A onto the chosen state",

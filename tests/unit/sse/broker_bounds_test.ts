@@ -1,7 +1,7 @@
 // Goal: the Broker keeps every bound of SPEC §4 and §7: subscribers, per-subscriber queues, histories,
 // the one keepalive timer; and it cleans up after cancelled streams and on close.
 // Method: publish into a Broker with small limits and read its streams; wait on frames, never sleep.
-// Deno 2.9's op sanitizer does not report a leaked setInterval, so the tests check keepaliveRunning.
+// The keepalive runs on the broker's clock: the tests move a ManualClock and count its armed timers.
 import assert from "node:assert/strict";
 import { Broker, TooManySubscribersError } from "../../../src/sse/mod.ts";
 import { historyFrameOverheadBytes } from "../../../src/sse/broker.ts";
@@ -125,33 +125,49 @@ Deno.test("Subscription.close() ends the stream after the queued frames and unre
   assert.deepEqual(await reader.rest(), [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))]);
 });
 
-Deno.test("Broker sends one shared keepalive to every open stream every sseKeepaliveMs", async () => {
-  const broker = makeBroker({ sseKeepaliveMs: 20 });
+Deno.test("Broker sends one shared keepalive to every open stream every sseKeepaliveMs of its clock", async () => {
+  const clock = new ManualClock(1);
+  const broker = new Broker({ limits: testLimits({ sseKeepaliveMs: 20 }), logger: silentLogger, clock });
+  const events = new EventMaker();
   const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
   const second = new FrameReader(broker.subscribeTable("t", {}).stream);
   assert.equal(await first.next(), ready(0));
   assert.equal(await second.next(), ready(1000));
+  assert.equal(clock.timerCount, 1, "one timer for every stream");
+  clock.advance(19);
+  // Not due yet: the next frame of each stream is a change published after the 19 ms.
+  broker.publish(events.updated({ table: "t", key: "k", version: 1 }));
+  assert.equal(await first.next(), keyFrameText("Updated", 1, liveJson(1, 1)));
+  await second.next();
+  clock.advance(1);
   const firstKeepalive = await withTimeout(first.nextBytes(), 2_000);
   const secondKeepalive = await withTimeout(second.nextBytes(), 2_000);
   assert.equal(new TextDecoder().decode(firstKeepalive), ": keepalive\n\n");
   assert.equal(secondKeepalive, firstKeepalive, "one Uint8Array for every stream");
+  clock.advance(20);
   assert.equal(await withTimeout(first.next(), 2_000), ": keepalive\n\n", "it repeats");
+  assert.equal(clock.timerCount, 1);
   await first.cancel();
   await second.cancel();
   assert.equal(broker.keepaliveRunning, false);
+  assert.equal(clock.timerCount, 0, "the last subscriber left: no timer is left armed");
 });
 
 Deno.test("Broker restarts the keepalive timer for a subscriber that arrives after all had left", async () => {
-  const broker = makeBroker({ sseKeepaliveMs: 20 });
+  const clock = new ManualClock(1);
+  const broker = new Broker({ limits: testLimits({ sseKeepaliveMs: 20 }), logger: silentLogger, clock });
   assert.equal(broker.keepaliveRunning, false, "no timer before the first subscriber");
   await new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream).cancel();
   assert.equal(broker.activeCount, 0);
   assert.equal(broker.keepaliveRunning, false);
+  assert.equal(clock.timerCount, 0);
   const reader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
   assert.equal(await reader.next(), ready(0));
+  clock.advance(20);
   assert.equal(await withTimeout(reader.next(), 2_000), ": keepalive\n\n");
   broker.close();
   assert.deepEqual(await reader.rest(), []);
+  assert.equal(clock.timerCount, 0, "close() clears the keepalive's timer");
 });
 
 Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to Resync and the current value past it", async () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Broker, type SnapshotRecord } from "../../../src/sse/mod.ts";
 import { ChangeLog } from "../../../src/store/change_log.ts";
 import { MemoryFs } from "../../../src/store/fs.ts";
-import type { Clock } from "../../../src/util/clock.ts";
+import { type Clock, ManualClock, type TimerHandle } from "../../../src/util/clock.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 import { testEncryption } from "../../helpers/test_key.ts";
 import { EventMaker, FrameReader, streamBlocksOf, testLimits, withTimeout } from "./sse_helpers.ts";
@@ -31,6 +31,18 @@ class CountingClock implements Clock {
 
   advance(deltaMs: number): void {
     this.#monotonicMs += deltaMs;
+    this.#timers.advance(deltaMs);
+  }
+
+  /** Timers (the broker's keepalive) run on a manual clock of their own, which reads are not counted on. */
+  readonly #timers = new ManualClock();
+
+  setTimer(delayMs: number, callback: () => void): TimerHandle {
+    return this.#timers.setTimer(delayMs, callback);
+  }
+
+  clearTimer(handle: TimerHandle | undefined): void {
+    this.#timers.clearTimer(handle);
   }
 }
 
