@@ -14,6 +14,7 @@ import { Broker } from "./src/sse/mod.ts";
 import {
   BuildKeyError,
   ChangeLog,
+  DataDirLockedError,
   DenoFs,
   type Encryption,
   type Failpoints,
@@ -23,7 +24,9 @@ import {
   privateDirPermissions,
   privateFilePermissions,
   replaceFile,
+  storageFileName,
   Store,
+  walFileName,
 } from "./src/store/mod.ts";
 import {
   type App,
@@ -46,12 +49,12 @@ import type { Transport } from "./src/cluster/mod.ts";
 import { capacityOf, type Handler, raiseFdLimit, Server } from "./src/server/mod.ts";
 import {
   BackupError,
-  type BackupTarget,
   exportCluster,
+  exportStore,
   importCluster,
+  importStore,
   linesOf,
   parseBackupCommand,
-  type Progress,
   progressDisplay,
 } from "./src/backup/mod.ts";
 import { checkHealth, HealthUsageError, parseHealthCommand } from "./src/health/mod.ts";
@@ -703,13 +706,17 @@ async function stopNode(
 }
 
 /**
- * Exports the cluster into `path` through a temporary file next to it (`<path>.tmp.<pid>`, 0600: an
- * export holds password hashes), renamed over `path` only once every record is written and synced; a
- * failed export leaves the previous backup as it was.
+ * Writes the lines `produce` hands out into `path` through a temporary file next to it
+ * (`<path>.tmp.<pid>`, 0600: an export holds password hashes), renamed over `path` only once every record
+ * is written and synced; a failed export leaves the previous backup as it was.
  *
- * @throws {BackupError} naming the node's URL and the cause, or the file that could not be written.
+ * @throws {BackupError} from `produce` (naming the node's URL and the cause), or naming the file that
+ * could not be written.
  */
-async function exportToFile(path: string, target: BackupTarget, progress: Progress): Promise<number> {
+async function exportToFile(
+  path: string,
+  produce: (write: (line: string) => Promise<void>) => Promise<number>,
+): Promise<number> {
   const encoder = new TextEncoder();
   const options = {
     fs: new DenoFs(),
@@ -724,10 +731,10 @@ async function exportToFile(path: string, target: BackupTarget, progress: Progre
         if (pending.length > 0) await file.write(encoder.encode(pending.join("")));
         pending = [];
       };
-      const count = await exportCluster(target, async (line) => {
+      const count = await produce(async (line) => {
         pending.push(`${line}\n`);
         if (pending.length >= 1_000) await flush();
-      }, progress);
+      });
       await flush();
       return count;
     });
@@ -739,13 +746,122 @@ async function exportToFile(path: string, target: BackupTarget, progress: Progre
   }
 }
 
-/** `dynarust export|import ...`: a backup of a running cluster, over HTTP. */
+/** The progress display of a backup on stderr: a bar on a terminal, plain lines otherwise. */
+function backupDisplay(kind: "export" | "import") {
+  const stderr = new TextEncoder();
+  return progressDisplay({
+    verb: kind === "export" ? "exported" : "imported",
+    terminal: Deno.stderr.isTerminal(),
+    write: (text) => Deno.stderr.writeSync(stderr.encode(text)),
+  });
+}
+
+/** Ends a progress bar's line before an error's own line is printed. */
+function endProgressLine(): void {
+  if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+}
+
+/**
+ * Opens the store of a stopped node's data dir for `dynarust export|import --data-dir`: read-only for an
+ * export, to write for an import (the dir is created when missing), with the build's key and the limits
+ * the node takes from the same DYNA_* variables. Its lock refuses a dir a node runs on.
+ *
+ * @throws {BackupError} saying what to do when a node runs on it, or why its files cannot be read.
+ */
+async function openDataDir(kind: "export" | "import", dataDir: string): Promise<Store> {
+  const fs = new DenoFs();
+  const holdsData = await fs.stat(`${dataDir}/${storageFileName}`) !== undefined ||
+    await fs.stat(`${dataDir}/${walFileName}`) !== undefined;
+  if (kind === "export" && !holdsData) {
+    throw new BackupError(
+      `--data-dir ${dataDir} holds no dynarust data (no ${storageFileName} or ${walFileName})`,
+    );
+  }
+  try {
+    const invocation = loadConfig({ args: ["127.0.0.1:0", "--data-dir", dataDir], env: readEnv(envNames()) });
+    if (invocation.kind !== "run") throw new ConfigError(["unexpected --help or --version"]);
+    const { config } = invocation;
+    return await Store.open({
+      dir: dataDir,
+      fs,
+      clock: systemClock,
+      logger: createLogger({ level: "warn", format: config.logFormat }),
+      limits: config.limits,
+      encryption: await loadBuildEncryption(),
+      snapshotLimit: config.snapLimit,
+      snapshotIntervalSecs: 0,
+      readOnly: kind === "export",
+    });
+  } catch (error) {
+    if (error instanceof DataDirLockedError) {
+      throw new BackupError(
+        `${error.message}: stop the node first, or ${kind} through the running node with ` +
+          "--node URL and CLUSTER_SECRET",
+        { cause: error },
+      );
+    }
+    if (error instanceof ConfigError) throw new BackupError(error.issues.join("; "), { cause: error });
+    if (error instanceof KvError) throw new BackupError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+/** `dynarust export|import --data-dir DIR ...`: a backup of a stopped node, from or into its files. */
+async function runDataDirBackup(command: { kind: "export" | "import"; dataDir: string; path: string }) {
+  const { kind, dataDir, path } = command;
+  const display = backupDisplay(kind);
+  if (kind === "export") {
+    const store = await openDataDir(kind, dataDir);
+    try {
+      const source = { store, dataDir, nowMs: systemClock.nowMs() };
+      const count = await exportToFile(path, (write) => exportStore(source, write, display.update))
+        .catch((error) => {
+          endProgressLine();
+          throw error;
+        });
+      display.finish(`exported ${count} records from ${dataDir} to ${path}`);
+    } finally {
+      await store.close();
+    }
+    return 0;
+  }
+  // Opened before the store, so a missing file changes nothing in the data dir.
+  const file = await Deno.open(path, { read: true });
+  const store = await openDataDir(kind, dataDir).catch((error) => {
+    file.close();
+    throw error;
+  });
+  try {
+    const lines = linesOf(file.readable.pipeThrough(new TextDecoderStream()));
+    const result = await importStore(store, lines, display.update).catch((error) => {
+      endProgressLine();
+      throw error instanceof KvError && !(error instanceof BackupError)
+        ? new BackupError(error.message, { cause: error })
+        : error;
+    });
+    display.finish(
+      `imported ${result.restored} records from ${path} into ${dataDir}` +
+        (result.kept === 0
+          ? ""
+          : `; ${result.kept} kept the state the data dir already held (as new or newer)`),
+    );
+  } finally {
+    await store.close();
+  }
+  return 0;
+}
+
+/**
+ * `dynarust export|import ...`: a backup of a running cluster over HTTP, or of a stopped node's data dir
+ * (`--data-dir`).
+ */
 async function runBackup(kind: "export" | "import", args: readonly string[]): Promise<number> {
   const command = parseBackupCommand(kind, args, readEnv(["CLUSTER_SECRET"]));
   if (command.kind === "help") {
     console.log(command.text);
     return 0;
   }
+  if ("dataDir" in command) return await runDataDirBackup(command);
   const caCerts = command.caPath === undefined ? undefined : [await Deno.readTextFile(command.caPath)];
   const httpClient = caCerts === undefined ? undefined : Deno.createHttpClient({ caCerts });
   const target = {
@@ -756,15 +872,13 @@ async function runBackup(kind: "export" | "import", args: readonly string[]): Pr
       fetch: ((input, init) => fetch(input, { ...init, client: httpClient })) as typeof fetch,
     }),
   };
-  const stderr = new TextEncoder();
-  const display = progressDisplay({
-    verb: kind === "export" ? "exported" : "imported",
-    terminal: Deno.stderr.isTerminal(),
-    write: (text) => Deno.stderr.writeSync(stderr.encode(text)),
-  });
+  const display = backupDisplay(kind);
   if (kind === "export") {
-    const count = await exportToFile(command.path, target, display.update).catch((error) => {
-      if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(stderr.encode("\n")); // the error's own line
+    const count = await exportToFile(
+      command.path,
+      (write) => exportCluster(target, write, display.update),
+    ).catch((error) => {
+      endProgressLine();
       throw error;
     });
     display.finish(`exported ${count} records to ${command.path}`);
@@ -848,6 +962,11 @@ async function main(): Promise<number> {
   } catch (error) {
     if (error instanceof ConfigError) {
       for (const issue of error.issues) console.error(`dynarust: ${issue}`);
+      return configExitCode;
+    }
+    if (error instanceof DataDirLockedError) {
+      // A second node on one data dir would interleave two WALs: the lock stops it before any file changes.
+      console.error(`dynarust: ${error.message}; give each node its own --data-dir, or stop the other first`);
       return configExitCode;
     }
     if (error instanceof KvError && (error.code === "wrong_key" || error.code === "wal_corrupt")) {

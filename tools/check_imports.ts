@@ -49,8 +49,9 @@ const moduleRules: Record<string, { modules: readonly string[]; packages: readon
   server: { modules: ["util"], packages: [] },
   // Runs in browsers and Node as well: the web platform only.
   client: { modules: [], packages: [] },
-  // `dynarust export` / `import`: a client of the public API and of the node-to-node one.
-  backup: { modules: ["util", "config", "cluster", "client"], packages: ["zod"] },
+  // `dynarust export` / `import`: a client of the public API and of the node-to-node one, or (`--data-dir`)
+  // a reader and writer of a stopped node's store, which main.ts opens and hands in.
+  backup: { modules: ["util", "config", "cluster", "client", "store"], packages: ["zod"] },
   // `dynarust health`: a container's health check, a client of the public API like `backup`.
   health: { modules: ["util", "client"], packages: [] },
 };

@@ -194,32 +194,26 @@ export interface ImportResult {
   missed: number;
 }
 
-/**
- * Restores the records of an export, in batches; the first line must be the export header.
- *
- * @throws {BackupError} on a line that is not a record (naming it), or when the node refuses.
- */
-export async function importCluster(
-  target: BackupTarget,
-  lines: AsyncIterable<string>,
-  progress: Progress = () => {},
-): Promise<ImportResult> {
-  const { transport, node } = await transportOf(target);
-  const result: ImportResult = { restored: 0, missed: 0 };
-  let batch: Array<{ table: string; key: string; entry: unknown }> = [];
-  let batchBytes = 0;
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const reply = await askNode(
-      target.nodeUrl,
-      () => transport.request(node, "restore", { items: batch }, { timeoutMs }),
-    ) as ImportResult;
-    result.restored += reply.restored;
-    result.missed += reply.missed;
-    batch = [];
-    batchBytes = 0;
-    progress(result.restored + result.missed, undefined);
+/** One record of an export as a key's state: what a cluster's `restore` and `Store.applyReplicas` take. */
+export interface ExportItem {
+  table: string;
+  key: string;
+  entry: {
+    version: number;
+    timestamp: number;
+    owner: string;
+    deleted: false;
+    valueJson: string;
+    expiresAt?: number;
   };
+}
+
+/**
+ * The records of an export, checked line by line; the first line must be the export header.
+ *
+ * @throws {BackupError} on a line that is not a record (naming it), or an empty file.
+ */
+export async function* exportItems(lines: AsyncIterable<string>): AsyncGenerator<ExportItem> {
   let lineNumber = 0;
   for await (const text of lines) {
     lineNumber += 1;
@@ -243,14 +237,44 @@ export async function importCluster(
       throw new BackupError(`line ${lineNumber} is not a record: ${line.error.issues[0]?.message ?? ""}`);
     }
     const { table, key, value, version, timestamp, owner, expires_at: expiresAt } = line.data;
-    const entry = { version, timestamp, owner, deleted: false, valueJson: JSON.stringify(value) };
-    const item = { table, key, entry: expiresAt === undefined ? entry : { ...entry, expiresAt } };
+    const entry = { version, timestamp, owner, deleted: false as const, valueJson: JSON.stringify(value) };
+    yield { table, key, entry: expiresAt === undefined ? entry : { ...entry, expiresAt } };
+  }
+  if (lineNumber === 0) throw new BackupError("the file is empty");
+}
+
+/**
+ * Restores the records of an export, in batches; the first line must be the export header.
+ *
+ * @throws {BackupError} on a line that is not a record (naming it), or when the node refuses.
+ */
+export async function importCluster(
+  target: BackupTarget,
+  lines: AsyncIterable<string>,
+  progress: Progress = () => {},
+): Promise<ImportResult> {
+  const { transport, node } = await transportOf(target);
+  const result: ImportResult = { restored: 0, missed: 0 };
+  let batch: ExportItem[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const reply = await askNode(
+      target.nodeUrl,
+      () => transport.request(node, "restore", { items: batch }, { timeoutMs }),
+    ) as ImportResult;
+    result.restored += reply.restored;
+    result.missed += reply.missed;
+    batch = [];
+    batchBytes = 0;
+    progress(result.restored + result.missed, undefined);
+  };
+  for await (const item of exportItems(lines)) {
     const itemBytes = encoder.encode(JSON.stringify(item)).length;
     if (batch.length === restoreBatch || batchBytes + itemBytes > restoreBatchBytes) await flush();
     batch.push(item);
     batchBytes += itemBytes;
   }
-  if (lineNumber === 0) throw new BackupError("the file is empty");
   await flush();
   return result;
 }

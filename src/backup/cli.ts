@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { BackupError } from "./errors.ts";
 
-/** A parsed backup command line. */
+/** A parsed backup command line: through a node of a running cluster, or in a stopped node's data dir. */
 export type BackupCommand =
   | { kind: "help"; text: string }
   | {
@@ -16,6 +16,12 @@ export type BackupCommand =
     clusterSecret: string;
     /** A PEM file of CA certificates to trust for https. */
     caPath: string | undefined;
+  }
+  | {
+    kind: "export" | "import";
+    /** The data dir of a stopped node (`--data-dir`): read by export, written by import. */
+    dataDir: string;
+    path: string;
   };
 
 const defaultNode = "http://127.0.0.1:6660";
@@ -23,25 +29,32 @@ const defaultNode = "http://127.0.0.1:6660";
 const helpTexts = {
   export: [
     "usage: dynarust export --to FILE [--node URL] [--cluster-secret S] [--ca PEM]",
+    "       dynarust export --to FILE --data-dir DIR",
     "",
     "Writes every record of a running cluster to FILE as JSON lines: a header line, the users (with their",
     "password hashes), then every key of every table with its value, version, timestamp and owner.",
+    "With --data-dir it reads the files of a stopped node instead (no network, no CLUSTER_SECRET).",
     "",
     "  --to FILE               the file to write, 0600: replaced only once the export has succeeded",
     `  --node URL              a node of the cluster (default ${defaultNode})`,
     "  --cluster-secret S      env CLUSTER_SECRET: the cluster's secret (node-to-node reads need it)",
     "  --ca PEM                CA certificates to trust for an https node",
+    "  --data-dir DIR          the data dir of a stopped node, read without changing a byte; refused",
+    "                          while a node runs on it",
   ],
   import: [
     "usage: dynarust import --from FILE [--node URL] [--cluster-secret S] [--ca PEM]",
+    "       dynarust import --from FILE --data-dir DIR",
     "",
     "Restores a file written by `dynarust export` into a running cluster: every record keeps its owner,",
     "version and timestamp; a key that already holds a newer version keeps it (the conflict rule).",
+    "With --data-dir it writes into the data dir of a stopped node instead (created when missing).",
     "",
     "  --from FILE             the export to read",
     `  --node URL              a node of the cluster (default ${defaultNode})`,
     "  --cluster-secret S      env CLUSTER_SECRET: the cluster's secret",
     "  --ca PEM                CA certificates to trust for an https node",
+    "  --data-dir DIR          the data dir of a stopped node (refused while a node runs on it)",
   ],
 } as const;
 
@@ -68,6 +81,7 @@ export function parseBackupCommand(
         node: { type: "string" },
         "cluster-secret": { type: "string" },
         ca: { type: "string" },
+        "data-dir": { type: "string" },
       },
     }).values;
   } catch (error) {
@@ -79,10 +93,25 @@ export function parseBackupCommand(
   const pathFlag = kind === "export" ? "to" : "from";
   const path = values[pathFlag];
   if (typeof path !== "string" || path === "") throw new BackupError(`--${pathFlag} FILE is required`);
+  const dataDir = values["data-dir"];
+  if (dataDir !== undefined) {
+    if (typeof dataDir !== "string" || dataDir === "") throw new BackupError("--data-dir DIR is empty");
+    const networkFlags = ["node", "cluster-secret", "ca"].filter((flag) => values[flag] !== undefined);
+    if (networkFlags.length > 0) {
+      throw new BackupError(
+        `--data-dir works on a stopped node's files and takes no ${
+          networkFlags.map((flag) => `--${flag}`)
+            .join(", ")
+        }: use one or the other (see dynarust ${kind} --help)`,
+      );
+    }
+    return { kind, dataDir, path };
+  }
   const clusterSecret = (values["cluster-secret"] as string | undefined) ?? env.CLUSTER_SECRET;
   if (clusterSecret === undefined || clusterSecret === "") {
     throw new BackupError(
-      "CLUSTER_SECRET (or --cluster-secret) is required: node-to-node requests are signed",
+      "CLUSTER_SECRET (or --cluster-secret) is required: node-to-node requests are signed (a single node " +
+        "without one is backed up while stopped, with --data-dir DIR)",
     );
   }
   const nodeUrl = (values.node as string | undefined) ?? defaultNode;

@@ -117,3 +117,30 @@ export class BuildKeyError extends KvError {
 export class RecordDecodeError extends Error {
   override name = "RecordDecodeError";
 }
+
+/**
+ * Another process holds the data dir's lock: a node runs on it (its store holds the lock exclusively), or
+ * a read-only reader (an offline export) shares it while a node tries to start.
+ */
+export class DataDirLockedError extends KvError {
+  /** The data dir. */
+  readonly dir: string;
+
+  constructor(target: { dir: string; lockPath: string; readOnly: boolean }) {
+    super(
+      "config_invalid",
+      target.readOnly
+        ? `${target.dir} is in use: a node runs on it (it holds the lock ${target.lockPath})`
+        : `${target.dir} is in use by another process: a node, or an offline export or import, holds ` +
+          `the lock ${target.lockPath}`,
+    );
+    this.dir = target.dir;
+  }
+}
+
+/** The store was opened read-only: it refuses every write, checkpoint and snapshot. */
+export class StoreReadOnlyError extends UnavailableError {
+  constructor(operation: string) {
+    super(`Cannot ${operation}: the store is open read-only`);
+  }
+}

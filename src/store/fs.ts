@@ -67,6 +67,29 @@ export interface Fs {
   narrowPermissions(path: string, permissions: number): Promise<number | undefined>;
   /** Makes the directory's entries (creations, renames, removals) durable. */
   syncDir(path: string): Promise<void>;
+  /**
+   * Takes an advisory lock on the file `path` without waiting (`flock`): `exclusive` for one holder,
+   * shared otherwise (any number of shared holders, no exclusive one). With `create` a missing file is
+   * created with its permissions; without it a missing file throws `Deno.errors.NotFound`.
+   *
+   * @returns the lock, held until `release` (or the process's end); undefined when another holder's lock
+   *   conflicts with it.
+   */
+  tryLock(path: string, options: LockOptions): Promise<FsLock | undefined>;
+}
+
+/** Options of `Fs.tryLock`. */
+export interface LockOptions {
+  /** One holder (a node's store) instead of many shared ones (read-only readers). */
+  exclusive: boolean;
+  /** Creates a missing lock file with these permissions. @default a missing file throws NotFound */
+  create?: CreateOptions;
+}
+
+/** A lock taken by `Fs.tryLock`. */
+export interface FsLock {
+  /** Lets the lock go (closing its file); a second call does nothing. */
+  release(): void;
 }
 
 /** True when `error` is "no space left on device" (ENOSPC, os error 28), from any Fs. */
@@ -231,6 +254,102 @@ export class DenoFs implements Fs {
       dir.close();
     }
   }
+
+  async tryLock(path: string, options: LockOptions): Promise<FsLock | undefined> {
+    const file = options.create === undefined
+      ? await Deno.open(path, { read: true })
+      : await Deno.open(path, { read: true, write: true, create: true, mode: options.create.permissions });
+    let locked = false;
+    try {
+      // `flock`: held by this open file, so a second open, in this process too, conflicts with it.
+      locked = await file.tryLock(options.exclusive);
+    } finally {
+      if (!locked) file.close();
+    }
+    if (!locked) return undefined;
+    let held = true;
+    return {
+      release: () => {
+        if (held) file.close();
+        held = false;
+      },
+    };
+  }
+}
+
+/**
+ * An `Fs` that only reads, for a read-only store: every call that would create, change or remove a file
+ * or directory is a bug of the caller and fails an assertion, as does writing through a file it opened.
+ */
+export class ReadOnlyFs implements Fs {
+  readonly #inner: Fs;
+
+  constructor(inner: Fs) {
+    this.#inner = inner;
+  }
+
+  #refuse(operation: string, path: string): never {
+    assert(false, `a read-only store must not ${operation} ${path}`);
+  }
+
+  mkdir(path: string): Promise<void> {
+    this.#refuse("create the directory", path);
+  }
+
+  async openRead(path: string): Promise<FsFile | undefined> {
+    const file = await this.#inner.openRead(path);
+    if (file === undefined) return undefined;
+    return {
+      read: (buffer) => file.read(buffer),
+      write: () => this.#refuse("write", path),
+      syncData: () => this.#refuse("sync", path),
+      truncate: () => this.#refuse("truncate", path),
+      sizeBytes: () => file.sizeBytes(),
+      close: () => file.close(),
+    };
+  }
+
+  openAppend(path: string): Promise<FsFile> {
+    this.#refuse("open for appending", path);
+  }
+
+  createFile(path: string): Promise<FsFile> {
+    this.#refuse("create", path);
+  }
+
+  readFile(path: string): Promise<Uint8Array | undefined> {
+    return this.#inner.readFile(path);
+  }
+
+  stat(path: string): Promise<FsStat | undefined> {
+    return this.#inner.stat(path);
+  }
+
+  readDir(path: string): Promise<string[]> {
+    return this.#inner.readDir(path);
+  }
+
+  rename(source: string): Promise<void> {
+    this.#refuse("rename", source);
+  }
+
+  remove(path: string): Promise<void> {
+    this.#refuse("remove", path);
+  }
+
+  narrowPermissions(path: string): Promise<number | undefined> {
+    this.#refuse("change the permissions of", path);
+  }
+
+  syncDir(path: string): Promise<void> {
+    this.#refuse("sync the directory", path);
+  }
+
+  tryLock(path: string, options: LockOptions): Promise<FsLock | undefined> {
+    if (options.exclusive) this.#refuse("lock exclusively", path);
+    if (options.create !== undefined) this.#refuse("create the lock file", path);
+    return this.#inner.tryLock(path, options);
+  }
 }
 
 /**
@@ -391,6 +510,8 @@ export class MemoryFs implements Fs {
   #durable = new Map<string, MemoryInode>();
   /** Directories and their permission bits. */
   #dirs = new Map<string, number>([["/", 0o755], [".", 0o755]]);
+  /** Locks held, by path: one exclusive holder, or a count of shared ones. Never copied by `crashCopy`. */
+  #locks = new Map<string, { exclusive: boolean; holderCount: number }>();
   /** Total bytes all files may hold; `Infinity` for no limit. */
   capacityBytes: number;
 
@@ -501,11 +622,34 @@ export class MemoryFs implements Fs {
     return Promise.resolve();
   }
 
+  tryLock(path: string, options: LockOptions): Promise<FsLock | undefined> {
+    if (!this.#live.has(path)) {
+      if (options.create === undefined) return Promise.reject(notFoundError(path));
+      this.#requireDir(path);
+      this.#live.set(path, new MemoryInode(options.create.permissions));
+    }
+    const held = this.#locks.get(path);
+    if (held !== undefined && (held.exclusive || options.exclusive)) return Promise.resolve(undefined);
+    const lock = held ?? { exclusive: options.exclusive, holderCount: 0 };
+    lock.holderCount += 1;
+    this.#locks.set(path, lock);
+    let holding = true;
+    return Promise.resolve({
+      release: () => {
+        if (!holding) return;
+        holding = false;
+        lock.holderCount -= 1;
+        assert(lock.holderCount >= 0);
+        if (lock.holderCount === 0) this.#locks.delete(path);
+      },
+    });
+  }
+
   /**
    * The file system a power cut would leave now: synced data of files whose directory entry was synced.
    * With `keepUnsynced`, what a crash of the process alone leaves: the kernel still writes back every
    * byte and entry, synced or not. The copy is independent of this one; open files of this one do not
-   * reach it.
+   * reach it, nor do its locks (the crashed process held them).
    */
   crashCopy(options: { keepUnsynced?: boolean } = {}): MemoryFs {
     const copy = new MemoryFs({ capacityBytes: this.capacityBytes });

@@ -43,13 +43,22 @@
  * | `snapshots/snapshot_<ms>.json` | `DYNS` | the whole state at `<ms>` (ms since the epoch) |
  * | secret files (e.g. a generated JWT secret) | `DYNK` | one frame holding one record: the secret's UTF-8 |
  * | `changes/changes_<seq>.log` | `DYNC` | the change log's segments (`change_log.ts`), never deflated |
+| `node.lock` | none | empty; an open store holds its `flock` (see "Lock") |
  *
  * Every file is created `0600` (temp files and `.broken.<ms>` copies too), the data dir and `snapshots/`
  * `0700`, with the mode passed at creation so no umask can widen them. A data dir that already exists
  * with wider bits is kept as it is, with a warning (it may be a shared working directory); `snapshots/`,
  * `wal.log` and `storage.db` left wider by an older build are narrowed at open.
  *
- * ## Key
+ * ## Lock
+
+`Store.open` takes an advisory lock (`flock`) on `node.lock` without waiting, and holds it until `close`
+(or the process's end): exclusively for a store that writes (a node, an offline import), shared for a
+read-only one (an offline export). A conflicting holder makes the open fail with `DataDirLockedError`
+before any file is read or changed, so two nodes never share a data dir and a reader never reads one that a
+node is writing. A read-only open of a dir without `node.lock` takes no lock: no store opened it to write.
+
+## Key
  *
  * The build's key is `encryptionKeyBase64` (base64 of 32 random bytes) of `src/store/encryption_key.ts`,
  * written by `deno task gen-key` (`task start` and `task compile` run it when the module is missing) and
@@ -170,7 +179,14 @@
  *    the WAL's first change is more than one past the base's sequence, the gap is logged as lost writes;
  *    a missing WAL next to a state file is logged too. Nothing else changes on disk.
  *
- * ## Repair (`--repair`, `DYNA_REPAIR=1`, `StoreOptions.repair`)
+ * ## Read-only open (`StoreOptions.readOnly`)
+
+It reads the files as steps 2 to 5 do and changes nothing: no directory is created, no permission narrowed,
+no `*.tmp` removed, a WAL shorter than its header reads as empty, and a torn tail is read up to its last good
+frame and logged as a warning, not cut; there is no checkpoint, snapshot or write (`StoreReadOnlyError`). Its
+`Fs` is wrapped so that any call that would write fails an assertion.
+
+## Repair (`--repair`, `DYNA_REPAIR=1`, `StoreOptions.repair`)
  *
  * Off by default: a damaged file stops the node (exit 65) with file and offset. With it, at open:
  * - a WAL damaged at offset X is copied to `wal.log.broken.<ms>` (synced), then cut at X (the start of
@@ -207,12 +223,14 @@
 export { type Encryption, importEncryptionKey } from "./crypto.ts";
 export {
   BuildKeyError,
+  DataDirLockedError,
   ForbiddenError,
   KeyNotFoundError,
   NotAnObjectError,
   StorageFailedError,
   StorageFullError,
   StoreClosedError,
+  StoreReadOnlyError,
   VersionConflictError,
   WalCorruptError,
   WrongKeyError,
@@ -230,16 +248,20 @@ export {
   DenoFs,
   type Fs,
   type FsFile,
+  type FsLock,
   type FsStat,
   isNoSpaceError,
+  type LockOptions,
   MemoryFs,
   privateDirPermissions,
   privateFilePermissions,
+  ReadOnlyFs,
 } from "./fs.ts";
 export { loadOrCreateSecretFile, type SecretFileOptions } from "./secret_file.ts";
 export { replaceFile, type ReplaceFileOptions } from "./replace_file.ts";
 export { compareReplicaEntries } from "./replica.ts";
-export { Store } from "./store.ts";
+export { lockFileName, Store, walFileName } from "./store.ts";
+export { storageFileName } from "./checkpoint.ts";
 export type { ExpiringKey } from "./expiry_queue.ts";
 export {
   ChangeLog,

@@ -16,6 +16,7 @@ import {
   writeStateFile,
 } from "./checkpoint.ts";
 import {
+  DataDirLockedError,
   ForbiddenError,
   KeyNotFoundError,
   NotAnObjectError,
@@ -23,6 +24,7 @@ import {
   StorageFailedError,
   StorageFullError,
   StoreClosedError,
+  StoreReadOnlyError,
   VersionConflictError,
   WalCorruptError,
 } from "./errors.ts";
@@ -37,7 +39,14 @@ import {
   type ScanResult,
 } from "./frame.ts";
 import { type Failpoints, inertFailpoints } from "./failpoints.ts";
-import { type FsFile, isNoSpaceError, privateDirPermissions, privateFilePermissions } from "./fs.ts";
+import {
+  type FsFile,
+  type FsLock,
+  isNoSpaceError,
+  privateDirPermissions,
+  privateFilePermissions,
+  ReadOnlyFs,
+} from "./fs.ts";
 import {
   checkBallot,
   checkReplicaEntry,
@@ -89,6 +98,11 @@ import {
 
 /** File name of the write-ahead log in the data dir. */
 export const walFileName = "wal.log";
+/**
+ * File name of the data dir's lock: an open store holds it exclusively, a read-only one shares it, so no
+ * two processes write one data dir and no reader reads one a node is writing. Empty; never removed.
+ */
+export const lockFileName = "node.lock";
 
 /** Permission bits as `chmod` writes them, e.g. `0755`. */
 function octal(permissions: number): string {
@@ -191,6 +205,10 @@ export class Store {
   readonly #listeners = new Set<(event: ChangeEvent) => void>();
   readonly #recordBytesMax: number;
   readonly #failpoints: Failpoints;
+  /** Opened with `readOnly`: `#options.fs` is a {@linkcode ReadOnlyFs}, and `#wal` stays undefined. */
+  readonly #readOnly: boolean;
+  /** The data dir's lock, held until close; undefined for a read-only store of a dir without one. */
+  #lock: FsLock | undefined;
   #wal: Wal<PendingWrite> | undefined;
   #sequenceDurable = 0;
   #sequenceAccepted = 0;
@@ -211,7 +229,10 @@ export class Store {
     assert(options.snapshotLimit >= 1);
     assert(Number.isSafeInteger(options.snapshotIntervalSecs));
     assert(options.snapshotIntervalSecs >= 0);
-    this.#options = options;
+    this.#readOnly = options.readOnly === true;
+    if (this.#readOnly) assert(options.repair !== true, "a read-only store repairs nothing");
+    // Read-only means read-only: every call that would write fails an assertion instead of writing.
+    this.#options = this.#readOnly ? { ...options, fs: new ReadOnlyFs(options.fs) } : options;
     this.#failpoints = options.failpoints ?? inertFailpoints;
     this.#recordBytesMax = options.limits.requestBytesMax + 3 * options.limits.nameBytesMax +
       recordOverheadBytes;
@@ -227,17 +248,48 @@ export class Store {
    * the newest readable snapshot), replays the WAL (cutting off a torn tail with a warning) and starts the
    * snapshot timer. With `repair`, a damaged file is first kept as `<name>.broken.<ms>`, then the WAL is
    * cut at its last good frame or a damaged `storage.db` is moved aside, and the store opens on what is
-   * left, logging what was lost.
+   * left, logging what was lost. With `readOnly` it only reads (see `StoreOptions.readOnly`).
    *
+   * @throws {DataDirLockedError} when another process holds the data dir's lock (`lockFileName`).
    * @throws {WrongKeyError} when a file was written under another key; nothing is modified.
    * @throws {WalCorruptError} when a file is damaged other than at the WAL's tail (and `repair` is off).
    */
   static async open(options: StoreOptions): Promise<Store> {
     const store = new Store(options);
-    const repaired = await store.#recover();
-    if (repaired) await store.#checkpointRepaired();
+    await store.#lockDataDir();
+    try {
+      const repaired = await store.#recover();
+      if (repaired) await store.#checkpointRepaired();
+    } catch (error) {
+      store.#lock?.release();
+      throw error;
+    }
     store.#scheduleSnapshot();
     return store;
+  }
+
+  /**
+   * Takes the data dir's lock without waiting: exclusively (creating the dir and the lock file when
+   * missing), or shared when read-only. A read-only store of a dir without a lock file takes none: no
+   * store ever opened that dir for writing, so none has it open now.
+   *
+   * @throws {DataDirLockedError} when another process holds it in a conflicting mode.
+   */
+  async #lockDataDir(): Promise<void> {
+    const { fs } = this.#options;
+    const lockPath = `${this.#dir}/${lockFileName}`;
+    assert(this.#lock === undefined, "the lock is taken once");
+    if (this.#readOnly) {
+      if (await fs.stat(lockPath) === undefined) return;
+      this.#lock = await fs.tryLock(lockPath, { exclusive: false });
+    } else {
+      await fs.mkdir(this.#dir, { permissions: privateDirPermissions });
+      const create = { permissions: privateFilePermissions };
+      this.#lock = await fs.tryLock(lockPath, { exclusive: true, create });
+    }
+    if (this.#lock === undefined) {
+      throw new DataDirLockedError({ dir: this.#dir, lockPath, readOnly: this.#readOnly });
+    }
   }
 
   /** Makes the repaired state storage.db at once; the .broken copies stay for a human to inspect. */
@@ -309,9 +361,14 @@ export class Store {
   /** Recovers the state from the files, repairing them when allowed; returns whether it repaired any. */
   async #recover(): Promise<boolean> {
     const { fs, logger } = this.#options;
-    await this.#prepareDirs();
-    const removed = [...await removeTmpFiles(fs, this.#dir), ...await removeTmpFiles(fs, this.#snapshotDir)];
-    if (removed.length > 0) logger.info("removed files left by an interrupted write", { files: removed });
+    if (!this.#readOnly) {
+      await this.#prepareDirs();
+      const removed = [
+        ...await removeTmpFiles(fs, this.#dir),
+        ...await removeTmpFiles(fs, this.#snapshotDir),
+      ];
+      if (removed.length > 0) logger.info("removed files left by an interrupted write", { files: removed });
+    }
     const snapshots = await listSnapshots(fs, this.#snapshotDir);
     this.#lastSnapshotMs = snapshots.at(-1)?.timestampMs ?? 0;
     let repairCount = 0;
@@ -336,7 +393,7 @@ export class Store {
     // Recovery overwrote keys of earlier frames: move what is left of mostly dead pages.
     this.#index.compact();
     this.#dropSupersededPromises();
-    assert(this.#wal !== undefined);
+    assert(this.#readOnly === (this.#wal === undefined), "only a writable store opens the WAL for appends");
     assert(Number.isSafeInteger(this.#sequenceDurable));
     this.#sequenceAccepted = this.#sequenceDurable;
     logger.info("store opened", {
@@ -363,7 +420,10 @@ export class Store {
         base: base.source,
       });
     }
-    const file = await fs.openAppend(this.#walPath, { permissions: privateFilePermissions });
+    const file = this.#readOnly
+      ? await fs.openRead(this.#walPath)
+      : await fs.openAppend(this.#walPath, { permissions: privateFilePermissions });
+    if (file === undefined) return; // read-only, without a WAL: the base is the whole state
     try {
       const { sizeBytes, firstSequence } = await this.#recoverWal(file);
       if (firstSequence !== undefined && firstSequence > base.sequence + 1) {
@@ -373,7 +433,8 @@ export class Store {
           { lostCount: firstSequence - 1 - base.sequence },
         );
       }
-      this.#wal = this.#createWal(file, sizeBytes);
+      if (this.#readOnly) file.close();
+      else this.#wal = this.#createWal(file, sizeBytes);
     } catch (error) {
       file.close();
       throw error;
@@ -492,6 +553,12 @@ export class Store {
     const sizeBytes = await file.sizeBytes();
     if (sizeBytes < fileHeaderBytes) {
       // A new WAL, or a crash while its header was written: nothing after it was ever acknowledged.
+      if (this.#readOnly) {
+        if (sizeBytes > 0) {
+          logger.warn("read a torn WAL header as an empty WAL, left as it is", { file: path });
+        }
+        return { sizeBytes, firstSequence: undefined };
+      }
       if (sizeBytes > 0) logger.warn("rewriting a torn WAL header", { file: path, offset: 0 });
       await file.truncate(0);
       await file.write(header);
@@ -505,6 +572,14 @@ export class Store {
     const { result, firstSequence } = await this.#replayWal(file, { sizeBytes, header });
     if (result.torn === undefined) return { sizeBytes, firstSequence };
     const { offset, reason } = result.torn;
+    if (this.#readOnly) {
+      logger.warn(
+        `${path} has a torn tail at byte offset ${offset}: read up to its last good frame and left as it ` +
+          "is (read-only; a node cuts it when it next opens the data dir)",
+        { file: path, offset, unreadBytes: sizeBytes - offset, reason },
+      );
+      return { sizeBytes: offset, firstSequence };
+    }
     logger.warn(`cut off a torn tail of ${path} at byte offset ${offset}`, {
       file: path,
       offset,
@@ -774,6 +849,7 @@ export class Store {
   }
 
   #checkWritable(operation: string): void {
+    if (this.#readOnly) throw new StoreReadOnlyError(operation);
     if (this.#state !== "open") throw new StoreClosedError(operation);
     if (this.#failure !== undefined) throw this.#failure;
   }
@@ -1451,6 +1527,7 @@ export class Store {
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
   checkpoint(): Promise<void> {
+    if (this.#readOnly) return Promise.reject(new StoreReadOnlyError("checkpoint"));
     if (this.#state !== "open") return Promise.reject(new StoreClosedError("checkpoint"));
     return this.#enqueueCheckpoint();
   }
@@ -1491,6 +1568,7 @@ export class Store {
    * @throws {StoreClosedError} @throws {StorageFailedError} @throws {StorageFullError}
    */
   snapshot(): Promise<string> {
+    if (this.#readOnly) return Promise.reject(new StoreReadOnlyError("snapshot"));
     if (this.#state !== "open") return Promise.reject(new StoreClosedError("snapshot"));
     const run = this.#snapshotChain.then(() => this.#writeSnapshot());
     this.#snapshotChain = run.catch(() => {});
@@ -1498,7 +1576,7 @@ export class Store {
   }
 
   #scheduleSnapshot(): void {
-    if (this.#options.snapshotIntervalSecs === 0 || this.#state !== "open") return;
+    if (this.#readOnly || this.#options.snapshotIntervalSecs === 0 || this.#state !== "open") return;
     const delayMs = Math.min(this.#options.snapshotIntervalSecs * 1000, timerDelayMsMax);
     this.#snapshotTimer = setTimeout(() => {
       this.#snapshotTimer = undefined;
@@ -1511,7 +1589,7 @@ export class Store {
   /** Counters for `/stats`. */
   stats(): StoreStats {
     const wal = this.#wal;
-    assert(wal !== undefined);
+    assert(wal !== undefined, "a read-only store has no WAL to count");
     return {
       walBatchCount: wal.metrics.batchRecords.count,
       walRecordCount: wal.metrics.batchRecords.sum,
@@ -1535,9 +1613,9 @@ export class Store {
 
   /**
    * Stops taking writes, waits for the accepted ones, writes a final checkpoint (unless the WAL holds
-   * nothing since the last one), closes the files and
-   * clears the timer. Later writes throw `StoreClosedError`. A failed final checkpoint is logged: the WAL
-   * still holds every write.
+   * nothing since the last one), closes the files, clears the timer and lets the data dir's lock go. Later
+   * writes throw `StoreClosedError`. A failed final checkpoint is logged: the WAL still holds every write.
+   * A read-only store only lets its lock go.
    */
   close(): Promise<void> {
     this.#closing ??= this.#closeOnce();
@@ -1546,6 +1624,13 @@ export class Store {
 
   async #closeOnce(): Promise<void> {
     const wal = this.#wal;
+    if (this.#readOnly) {
+      assert(wal === undefined, "a read-only store never opens the WAL for appends");
+      this.#lock?.release();
+      this.#listeners.clear();
+      this.#state = "closed";
+      return;
+    }
     assert(wal !== undefined);
     this.#state = "closing";
     clearTimeout(this.#snapshotTimer);
@@ -1566,6 +1651,7 @@ export class Store {
       }
     }
     await wal.close();
+    this.#lock?.release();
     this.#listeners.clear();
     this.#state = "closed";
   }

@@ -82,7 +82,7 @@ export interface WriteOptions {
 
 /** Options of `Store.open`. */
 export interface StoreOptions {
-  /** Directory every file lives in; created when missing. */
+  /** Directory every file lives in; created when missing (unless `readOnly`). */
   dir: string;
   fs: Fs;
   clock: Clock;
@@ -103,6 +103,14 @@ export interface StoreOptions {
   repair?: boolean;
   /** Named failpoints for crash tests. @default inertFailpoints (never armed; one property check each) */
   failpoints?: Failpoints;
+  /**
+   * Open for reading only (an offline export): no file or directory is created, changed or removed, at
+   * open, while open or at close. A torn WAL tail is read up to its last good frame and reported, not
+   * cut; `*.tmp` files are left; nothing is checkpointed or snapshotted; every write throws
+   * `StoreReadOnlyError`. The data dir's lock is shared, so a running node (which holds it exclusively)
+   * makes the open fail with `DataDirLockedError`. Not with `repair`. @default false
+   */
+  readOnly?: boolean;
 }
 
 /** Counters the store exposes to `/stats`. */

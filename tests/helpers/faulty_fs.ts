@@ -4,7 +4,7 @@
  * the file system is "crashed": every operation fails, as if the process had died mid-write), and a bit
  * flipped at a file offset. Faults are armed and healed by the test; the store only sees the `Fs` seam.
  */
-import type { CreateOptions, Fs, FsFile, FsStat } from "../../src/store/mod.ts";
+import type { CreateOptions, Fs, FsFile, FsLock, FsStat, LockOptions } from "../../src/store/mod.ts";
 import type { Random } from "./seed.ts";
 
 /** An I/O error as the OS reports it (Deno has no class for EIO). */
@@ -218,5 +218,11 @@ export class FaultyFs implements Fs {
       throw ioError(`sync dir ${path}`);
     }
     await this.inner.syncDir(path);
+  }
+
+  /** A lock taken before a crash is let go by `release`, as the dead process's would be by its end. */
+  async tryLock(path: string, options: LockOptions): Promise<FsLock | undefined> {
+    this.#check(`lock ${path}`);
+    return await this.inner.tryLock(path, options);
   }
 }

@@ -19,14 +19,33 @@ Deno.test("parseBackupCommand() reads flags and env, with clear errors", () => {
     },
   );
   assert.ok(
-    command.kind === "import" && command.nodeUrl === "https://n1:6660" && command.caPath === "ca.pem",
+    "nodeUrl" in command && command.nodeUrl === "https://n1:6660" && command.caPath === "ca.pem",
   );
+  // A stopped node's data dir: no network, so no CLUSTER_SECRET needed (and none used when set).
+  assert.deepEqual(parseBackupCommand("export", ["--data-dir", "./data", "--to", "b"], {}), {
+    kind: "export",
+    dataDir: "./data",
+    path: "b",
+  });
+  assert.deepEqual(parseBackupCommand("import", ["--from", "b", "--data-dir", "/new"], env), {
+    kind: "import",
+    dataDir: "/new",
+    path: "b",
+  });
   assert.equal(parseBackupCommand("import", ["--help"], {}).kind, "help");
   const refusals: Array<[string[], Record<string, string>, RegExp]> = [
     [["--to", "x"], {}, /CLUSTER_SECRET/],
     [[], env, /--to FILE is required/],
     [["--to", "x", "--node", "ftp://x"], env, /not an http/],
     [["--to", "x", "--bogus"], env, /bogus.*--help/],
+    [["--to", "x", "--data-dir", ""], {}, /--data-dir DIR is empty/],
+    [["--data-dir", "d"], {}, /--to FILE is required/],
+    [
+      ["--to", "x", "--data-dir", "d", "--node", "http://n:1", "--ca", "c.pem"],
+      env,
+      /--data-dir works on a stopped node's files and takes no --node, --ca: use one or the other/,
+    ],
+    [["--to", "x"], {}, /a single node without one is backed up while stopped, with --data-dir DIR/],
   ];
   for (const [args, environment, message] of refusals) {
     assert.throws(() => parseBackupCommand("export", args, environment), (error: unknown) => {

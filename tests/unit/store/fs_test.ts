@@ -170,3 +170,46 @@ Deno.test("parentDir() returns the directory part of a path", () => {
   assert.equal(parentDir("/a"), "/");
   assert.equal(parentDir("a"), ".");
 });
+
+/** The lock rules both Fs implementations follow (`flock`): one exclusive holder, or many shared ones. */
+async function exerciseLocks(fs: Fs, dir: string): Promise<void> {
+  const path = `${dir}/node.lock`;
+  await assert.rejects(() => fs.tryLock(path, { exclusive: false }), Deno.errors.NotFound);
+  const create = { permissions: 0o600 };
+  const exclusive = await fs.tryLock(path, { exclusive: true, create });
+  assert(exclusive !== undefined);
+  assert.equal((await fs.stat(path))?.permissions, 0o600, "created with the bits asked");
+  assert.equal(await fs.tryLock(path, { exclusive: true, create }), undefined, "a second opener is refused");
+  assert.equal(await fs.tryLock(path, { exclusive: false }), undefined, "no shared lock beside it");
+  exclusive.release();
+  exclusive.release(); // a second release does nothing
+  const shared = await fs.tryLock(path, { exclusive: false });
+  const alsoShared = await fs.tryLock(path, { exclusive: false });
+  assert(shared !== undefined && alsoShared !== undefined, "shared locks share");
+  assert.equal(await fs.tryLock(path, { exclusive: true }), undefined, "no exclusive lock beside them");
+  shared.release();
+  assert.equal(await fs.tryLock(path, { exclusive: true }), undefined, "until the last one goes");
+  alsoShared.release();
+  const again = await fs.tryLock(path, { exclusive: true });
+  assert(again !== undefined);
+  again.release();
+}
+
+Deno.test("DenoFs.tryLock() and MemoryFs.tryLock(): one exclusive holder or many shared, never waiting", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dynarust_fs_lock_" });
+  try {
+    await exerciseLocks(new DenoFs(), dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const memory = new MemoryFs();
+  await memory.mkdir("/data", { permissions: 0o700 });
+  await exerciseLocks(memory, "/data");
+  const held = await memory.tryLock("/data/node.lock", { exclusive: true });
+  assert(held !== undefined);
+  const crashed = memory.crashCopy({ keepUnsynced: true });
+  const after = await crashed.tryLock("/data/node.lock", { exclusive: true });
+  assert(after !== undefined, "a crash ends the process that held the lock");
+  after.release();
+  held.release();
+});

@@ -3,7 +3,7 @@
 import { defaultLimits, type Limits } from "../../../src/config/limits.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import type { Logger, LogLevel } from "../../../src/util/log.ts";
-import type { CreateOptions, Fs, FsFile, FsStat } from "../../../src/store/fs.ts";
+import type { CreateOptions, Fs, FsFile, FsLock, FsStat, LockOptions } from "../../../src/store/fs.ts";
 import { importEncryptionKey, MemoryFs, Store, type StoreOptions } from "../../../src/store/mod.ts";
 
 /** The key every test store uses (not the build key, so tests do not depend on it). */
@@ -143,6 +143,9 @@ export class HookedFs implements Fs {
   }
   syncDir(path: string): Promise<void> {
     return this.inner.syncDir(path);
+  }
+  tryLock(path: string, options: LockOptions): Promise<FsLock | undefined> {
+    return this.inner.tryLock(path, options);
   }
 }
 
