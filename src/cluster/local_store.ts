@@ -5,21 +5,8 @@
 
 import type { Ballot } from "../util/ballot.ts";
 
-/** A key's state as shipped between replicas. `valueJson` is absent for a tombstone. */
-export interface ReplicaEntry {
-  version: number;
-  timestamp: number;
-  owner: string;
-  deleted: boolean;
-  valueJson?: string;
-  /** The ballot the state was accepted at; absent: the zero ballot. */
-  ballot?: Ballot;
-  /**
-   * Live: when the state's lifetime ends (ms since the epoch); absent: it has none. On a tombstone: the
-   * lifetime an expiry ended (DESIGN.md, "Expiry (TTL)"); absent for a delete's.
-   */
-  expiresAt?: number;
-}
+import type { ReplicaEntry } from "../util/replica_entry.ts";
+export type { ReplicaEntry };
 
 /** The ballots of a key's Paxos acceptor state on this node, pending (not yet durable) writes included. */
 export interface AcceptorBallots {
@@ -34,7 +21,10 @@ export interface AcceptorState extends AcceptorBallots {
   entry: ReplicaEntry | undefined;
 }
 
-/** A key's current state as the store holds it. */
+/**
+ * A key's current state as a reader gets it: what the store's `getEntry` returns, what the cluster's
+ * reads and writes answer, and what the HTTP layer serves (`http/deps.ts` re-exports this one).
+ */
 export interface EntryView {
   readonly version: number;
   readonly timestamp: number;

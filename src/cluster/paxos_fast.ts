@@ -107,9 +107,10 @@ function usualProposal(raw: Fields): Item | undefined {
   return checkedEntry === undefined ? undefined : { op: "accept", ...fields, entry: checkedEntry };
 }
 
-type Entry = Extract<Item, { op: "accept" }>["entry"];
+/** A `ReplicaEntry` as an accept item carries it on the wire. */
+type WireReplicaEntry = Extract<Item, { op: "accept" }>["entry"];
 
-function entryOf(raw: unknown): Entry | undefined {
+function entryOf(raw: unknown): WireReplicaEntry | undefined {
   if (!isRecord(raw)) return undefined;
   const { version, timestamp, owner, deleted, valueJson, ballot, expiresAt } = raw;
   const optionalCount = (valueJson === undefined ? 0 : 1) + (ballot === undefined ? 0 : 1) +
@@ -119,7 +120,7 @@ function entryOf(raw: unknown): Entry | undefined {
   if (typeof deleted !== "boolean" || deleted !== (valueJson === undefined)) return undefined;
   if (valueJson !== undefined && !isJsonText(valueJson)) return undefined;
   if (expiresAt !== undefined && !isExpiry(expiresAt)) return undefined;
-  const entry: Entry = { version, timestamp, owner, deleted };
+  const entry: WireReplicaEntry = { version, timestamp, owner, deleted };
   if (valueJson !== undefined) entry.valueJson = valueJson;
   if (expiresAt !== undefined) entry.expiresAt = expiresAt;
   if (ballot === undefined) return entry;

@@ -1,4 +1,4 @@
-import type { InternalDoor } from "../cluster/mod.ts";
+import type { EntryView, InternalDoor } from "../cluster/mod.ts";
 import type { Limits } from "../config/limits.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -6,18 +6,8 @@ import type { Histogram } from "../util/metrics.ts";
 import type { MultiSources, TableSnapshot } from "../sse/mod.ts";
 import type { Filter } from "../filter/mod.ts";
 
-/** A key's state as the HTTP layer serves it: the bytes prepared at write time and the version. */
-export interface EntryView {
-  readonly version: number;
-  readonly deleted: boolean;
-  /** A VersionedValue, or a tombstone's Deleted-event value. */
-  readonly json: string;
-  /**
-   * When a live state's lifetime ends (ms since the epoch); absent or 0: never. Past it, the read routes
-   * answer the key as missing, by this node's clock.
-   */
-  readonly expiresAt?: number | undefined;
-}
+/** A key's state as the HTTP layer serves it: the cluster's view, the bytes prepared at write time. */
+export type { EntryView };
 
 /** A client write after authentication. */
 export interface KvWrite {

@@ -6,8 +6,11 @@ import type { Failpoints } from "./failpoints.ts";
 import type { Fs } from "./fs.ts";
 
 import type { Ballot } from "../util/ballot.ts";
+import type { ReplicaEntry } from "../util/replica_entry.ts";
 import type { Histogram } from "../util/metrics.ts";
 export { type Ballot, compareBallots, zeroBallot } from "../util/ballot.ts";
+/** See `util/replica_entry.ts`: the store and the cluster share one definition. */
+export type { ReplicaEntry };
 
 /**
  * Longest node id of a ballot, in UTF-8 bytes: member ids are `host:port`, and a DNS name is at most 253
@@ -128,25 +131,6 @@ export interface StoreStats {
   indexLiveBytes: number;
   /** Records per WAL batch, and seconds per WAL sync, since open. */
   wal: WalMetrics;
-}
-
-/**
- * A key's state as shipped between replicas: everything `Entry` holds, with the value's JSON instead of
- * the reader's bytes. `valueJson` is absent for a tombstone.
- */
-export interface ReplicaEntry {
-  /** Version of the key, >= 1. */
-  version: number;
-  /** Milliseconds since the epoch when the coordinator accepted the write. */
-  timestamp: number;
-  owner: string;
-  deleted: boolean;
-  /** The value's JSON, exactly as the coordinator serialized it; only for a live value. */
-  valueJson?: string;
-  /** The ballot the state was accepted at; absent means {@linkcode zeroBallot}. */
-  ballot?: Ballot;
-  /** See `Entry.expiresAt`; absent for a state without a lifetime and for a delete's tombstone. */
-  expiresAt?: number;
 }
 
 /** A key's Paxos acceptor state on this node, writes and promises still pending included. */

@@ -23,6 +23,8 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
   const entries = new Map<string, EntryView>();
   entries.set("t/k", {
     version: 3,
+    timestamp: 1,
+    owner: "alice",
     deleted: false,
     json: '{"value":1,"version":3,"timestamp":1,"owner":"alice"}',
   });
@@ -31,7 +33,13 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
     kv: {
       read: (table, key) => entries.get(`${table}/${key}`),
       write: (write) => {
-        const entry = { version: 4, deleted: false, json: `{"value":${JSON.stringify(write.value)}}` };
+        const entry = {
+          version: 4,
+          timestamp: 2,
+          owner: "alice",
+          deleted: false,
+          json: `{"value":${JSON.stringify(write.value)}}`,
+        };
         entries.set(`${write.table}/${write.key}`, entry);
         return Promise.resolve(entry);
       },
