@@ -16,13 +16,8 @@ import { joinCluster } from "./join.ts";
 async function readTls(config: Config): Promise<{ cert: string; key: string } | undefined> {
   if (config.mode !== "https") return undefined;
   const fs = new DenoFs();
-  const readText = async (path: string) => {
-    const bytes = await fs.readFile(path);
-    if (bytes === undefined) throw new Deno.errors.NotFound(path);
-    return new TextDecoder().decode(bytes);
-  };
   try {
-    return { cert: await readText(config.certPath), key: await readText(config.keyPath) };
+    return { cert: await fs.readTextFile(config.certPath), key: await fs.readTextFile(config.keyPath) };
   } catch (error) {
     throw new ConfigError([
       `DYNA_CERT/DYNA_KEY: cannot read ${config.certPath} or ${config.keyPath} (${(error as Error).name})`,

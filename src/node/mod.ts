@@ -6,3 +6,4 @@ export { type DiskOptions, version } from "./build.ts";
 export { JoinError } from "./join.ts";
 export { leftLastTime } from "./members.ts";
 export { type NodeHandle, startNode, type StartOptions } from "./lifecycle.ts";
+export { type CommandIo, runBackup, runHealth } from "./commands.ts";
