@@ -82,6 +82,6 @@ export {
   suspicionTimeoutMs,
 } from "./presets.ts";
 export { isMemberId, memberIdCharsMax, MemberListWire, MemberWire, parseWire, peersMax } from "./wire.ts";
-export { ClusterNode, type ClusterNodeOptions } from "./node.ts";
+export { ClusterNode, type ClusterNodeOptions, type ClusterStats } from "./node.ts";
 export { usersTable } from "./placement.ts";
 export type { ChangeSink, EntryView, LocalStore, ReplicaEntry } from "./local_store.ts";

@@ -18,6 +18,30 @@ import type { Transport } from "./transport.ts";
 import { HttpTransport } from "./transport_http.ts";
 import type { ClusterConfig, Member } from "./types.ts";
 
+/** What {@linkcode ClusterNode.stats} returns: counters since this node started, and backlogs now. */
+export interface ClusterStats {
+  /** Known members, self included. */
+  members: number;
+  /** Changes queued for replicas, not yet sent. */
+  pipelineBacklog: number;
+  hints: number;
+  hintsDropped: number;
+  forwardedWrites: number;
+  forwardedReads: number;
+  readRepairs: number;
+  fastPathWrites: number;
+  prepareRounds: number;
+  proposalRetries: number;
+  rebalancedKeys: number;
+  purgedKeys: number;
+  antiEntropyRounds: number;
+  antiEntropyPushed: number;
+  membershipChangesUnsettled: number;
+  expiredKeys: number;
+  /** The expiry sweeper's counters (DESIGN.md, "Expiry (TTL)"). */
+  expiry: { proposed: number; refused: number; failed: number; deferred: number; inFlight: number };
+}
+
 /** Options of {@linkcode ClusterNode.create}. */
 export interface ClusterNodeOptions {
   /** This node's id: the `host:port` peers dial. */
@@ -239,6 +263,49 @@ export class ClusterNode {
     const placement = this.replicator.placement;
     if (placement.fullyReplicated) return this.#options.store.getEntry(table, key);
     return this.replicator.readEntry(table, key);
+  }
+
+  /** The ids of the ring this node places keys on, in ring order. */
+  ringIds(): readonly string[] {
+    return this.replicator.placement.ringIds;
+  }
+
+  /** Calls `listener` with the new ring's ids whenever the ring changes (not on other placement changes). */
+  onRingChange(listener: (ringIds: readonly string[]) => void): void {
+    this.replicator.onPlacementChange((previous, next) => {
+      if (previous.ringIds.join() !== next.ringIds.join()) listener(next.ringIds);
+    });
+  }
+
+  /** The counters of this node's part of the cluster, for `/stats` and `/metrics`. */
+  stats(): ClusterStats {
+    const replication = this.replicator.stats;
+    const expiry = this.expirer.stats;
+    return {
+      members: this.members().length,
+      pipelineBacklog: this.replicator.pipelineBacklog(),
+      hints: replication.hintCount,
+      hintsDropped: replication.hintsDropped,
+      forwardedWrites: replication.forwardedWrites,
+      forwardedReads: replication.forwardedReads,
+      readRepairs: replication.readRepairs,
+      fastPathWrites: replication.fastPathWrites,
+      prepareRounds: replication.prepareRounds,
+      proposalRetries: replication.proposalRetries,
+      rebalancedKeys: this.rebalancer.movedCount,
+      purgedKeys: this.rebalancer.purgedCount,
+      antiEntropyRounds: this.antiEntropy?.roundCount ?? 0,
+      antiEntropyPushed: this.antiEntropy?.pushedCount ?? 0,
+      membershipChangesUnsettled: this.replicator.transitionCount,
+      expiredKeys: replication.expiredKeys,
+      expiry: {
+        proposed: expiry.proposed,
+        refused: expiry.refused,
+        failed: expiry.failed,
+        deferred: expiry.deferred,
+        inFlight: expiry.inFlight,
+      },
+    };
   }
 
   /** True with `CLUSTER_SECRET`: a replica's state may then be accepted and never chosen. */

@@ -191,6 +191,22 @@ export class DenoFs implements Fs {
     return new DenoFsFile(file);
   }
 
+  /**
+   * A text file the operator named (a certificate, a CA), read whole; unlike the store's files its absence
+   * is an error, thrown as `Deno.readTextFile` throws it (`Deno.errors.NotFound` naming the path).
+   */
+  readTextFile(path: string): Promise<string> {
+    return Deno.readTextFile(path);
+  }
+
+  /**
+   * A file the operator named (a backup to import), as a stream read front to back; the file closes when
+   * the stream ends or is cancelled. Its absence throws as `Deno.open` does (`Deno.errors.NotFound`).
+   */
+  async openStream(path: string): Promise<ReadableStream<Uint8Array>> {
+    return (await Deno.open(path, { read: true })).readable;
+  }
+
   async readFile(path: string): Promise<Uint8Array | undefined> {
     try {
       return await Deno.readFile(path);
