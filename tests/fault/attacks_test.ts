@@ -134,41 +134,44 @@ async function attackTokens(realToken: string): Promise<Array<[string, string]>>
   ];
 }
 
-Deno.test("attacks: forged, confused, expired, tampered and incomplete tokens are all 401 and change nothing", async () => {
-  await using cluster = await TestCluster.start({ nodeCount: 1 });
-  const node = cluster.node(0);
-  const realToken = await tokenFor(node, "alice");
-  const original = await putValue(node, "/t/key/owned", "original", { token: realToken });
-  assert.equal(original.status, 201);
-  await original.body?.cancel();
-  // The hand-made tokens are right except for the attack: a correct one is accepted.
-  const control = await putValue(node, "/t/key/control", 1, { token: await hmacToken(hs256, claims()) });
-  assert.equal(control.status, 201, "a hand-made HS256 token with the right key is accepted");
-  await control.body?.cancel();
-  const accepted: string[] = [];
-  for (const [name, token] of await attackTokens(realToken)) {
-    for (const method of ["PUT", "PATCH", "DELETE"]) {
-      const response = await node.fetch("/t/key/owned", {
-        method,
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: method === "DELETE" ? null : JSON.stringify({ value: { forged: name } }),
-      });
-      const text = await response.text();
-      if (response.status !== 401) {
-        accepted.push(`${name}: ${method} -> ${response.status} ${text.slice(0, 120)}`);
-      } else {
-        assert.equal(JSON.parse(text).code, "token_invalid", `${name}: ${text}`);
-        assert.equal(response.headers.get("www-authenticate"), "Bearer");
-        assert.ok(!text.includes(token.split(".")[1] ?? token), `${name}: the error quotes the token`);
+Deno.test(
+  "attacks: forged, confused, expired, tampered and incomplete tokens are all 401 and change nothing",
+  async () => {
+    await using cluster = await TestCluster.start({ nodeCount: 1 });
+    const node = cluster.node(0);
+    const realToken = await tokenFor(node, "alice");
+    const original = await putValue(node, "/t/key/owned", "original", { token: realToken });
+    assert.equal(original.status, 201);
+    await original.body?.cancel();
+    // The hand-made tokens are right except for the attack: a correct one is accepted.
+    const control = await putValue(node, "/t/key/control", 1, { token: await hmacToken(hs256, claims()) });
+    assert.equal(control.status, 201, "a hand-made HS256 token with the right key is accepted");
+    await control.body?.cancel();
+    const accepted: string[] = [];
+    for (const [name, token] of await attackTokens(realToken)) {
+      for (const method of ["PUT", "PATCH", "DELETE"]) {
+        const response = await node.fetch("/t/key/owned", {
+          method,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: method === "DELETE" ? null : JSON.stringify({ value: { forged: name } }),
+        });
+        const text = await response.text();
+        if (response.status !== 401) {
+          accepted.push(`${name}: ${method} -> ${response.status} ${text.slice(0, 120)}`);
+        } else {
+          assert.equal(JSON.parse(text).code, "token_invalid", `${name}: ${text}`);
+          assert.equal(response.headers.get("www-authenticate"), "Bearer");
+          assert.ok(!text.includes(token.split(".")[1] ?? token), `${name}: the error quotes the token`);
+        }
       }
     }
-  }
-  assert.deepEqual(accepted, [], "attack tokens that were not refused with 401");
-  const read = await node.fetch("/t/key/owned");
-  const entry = await read.json();
-  assert.equal(entry.value, "original", "no attack changed the key");
-  assert.equal(entry.version, 1);
-});
+    assert.deepEqual(accepted, [], "attack tokens that were not refused with 401");
+    const read = await node.fetch("/t/key/owned");
+    const entry = await read.json();
+    assert.equal(entry.value, "original", "no attack changed the key");
+    assert.equal(entry.version, 1);
+  },
+);
 
 Deno.test({
   name: "attacks: a token whose iat is in the future is refused",
@@ -181,128 +184,138 @@ Deno.test({
   },
 });
 
-Deno.test("attacks: a login brute force gets 429 with Retry-After, for that user from that address", async () => {
-  await using node = await NodeProcess.start({ env: { JWT_SECRET: jwtSecret } });
-  await tokenFor(node, "victim", "the-right-secret");
-  const login = async (user: string, secret: string) => {
-    const response = await node.fetch(`/auth/${user}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ secret }),
-    });
-    const body = await response.json();
-    return { status: response.status, retryAfter: response.headers.get("retry-after"), body };
-  };
-  // A burst of concurrent guesses cannot slip past the limit while the slow hashes run.
-  const burst = await Promise.all(
-    Array.from({ length: 25 }, (_, index) => login("victim", `guess-${index}`)),
-  );
-  const statuses = burst.map((result) => result.status);
-  assert.ok(statuses.every((status) => status === 401 || status === 429), `statuses ${statuses}`);
-  const wrongCount = statuses.filter((status) => status === 401).length;
-  assert.ok(wrongCount <= 10, `${wrongCount} guesses were checked; the limit is 10 a minute`);
-  assert.ok(statuses.includes(429), "the burst was stopped");
-  for (const result of burst.filter((result) => result.status === 429)) {
-    assert.equal(result.body.code, "rate_limited");
-    const retryAfter = Number(result.retryAfter);
-    assert.ok(
-      Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
-      `Retry-After ${result.retryAfter}`,
+Deno.test(
+  "attacks: a login brute force gets 429 with Retry-After, for that user from that address",
+  async () => {
+    await using node = await NodeProcess.start({ env: { JWT_SECRET: jwtSecret } });
+    await tokenFor(node, "victim", "the-right-secret");
+    const login = async (user: string, secret: string) => {
+      const response = await node.fetch(`/auth/${user}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ secret }),
+      });
+      const body = await response.json();
+      return { status: response.status, retryAfter: response.headers.get("retry-after"), body };
+    };
+    // A burst of concurrent guesses cannot slip past the limit while the slow hashes run.
+    const burst = await Promise.all(
+      Array.from({ length: 25 }, (_, index) => login("victim", `guess-${index}`)),
     );
-    assert.ok(!JSON.stringify(result.body).includes("guess-"), "the error quotes no secret");
-  }
-  // While locked, even the right secret is refused, so the lock is no oracle.
-  const right = await login("victim", "the-right-secret");
-  assert.equal(right.status, 429);
-  assert.ok(Number(right.retryAfter) >= 1);
-  // Only this user from this address is locked (SPEC §8): a neighbour behind the same address is not,
-  // until the address's own ceiling across users (100 failures a minute) is reached.
-  const other = await login("someone-else", "x");
-  assert.equal(other.status, 201, "another user from the same address is not refused");
-});
+    const statuses = burst.map((result) => result.status);
+    assert.ok(statuses.every((status) => status === 401 || status === 429), `statuses ${statuses}`);
+    const wrongCount = statuses.filter((status) => status === 401).length;
+    assert.ok(wrongCount <= 10, `${wrongCount} guesses were checked; the limit is 10 a minute`);
+    assert.ok(statuses.includes(429), "the burst was stopped");
+    for (const result of burst.filter((result) => result.status === 429)) {
+      assert.equal(result.body.code, "rate_limited");
+      const retryAfter = Number(result.retryAfter);
+      assert.ok(
+        Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
+        `Retry-After ${result.retryAfter}`,
+      );
+      assert.ok(!JSON.stringify(result.body).includes("guess-"), "the error quotes no secret");
+    }
+    // While locked, even the right secret is refused, so the lock is no oracle.
+    const right = await login("victim", "the-right-secret");
+    assert.equal(right.status, 429);
+    assert.ok(Number(right.retryAfter) >= 1);
+    // Only this user from this address is locked (SPEC §8): a neighbour behind the same address is not,
+    // until the address's own ceiling across users (100 failures a minute) is reached.
+    const other = await login("someone-else", "x");
+    assert.equal(other.status, 201, "another user from the same address is not refused");
+  },
+);
 
-Deno.test("attacks: internal requests replayed outside their time window or to another path are 403", async () => {
-  await using cluster = await TestCluster.start({ nodeCount: 1 });
-  const node = cluster.node(0);
-  const token = await tokenFor(node, "alice");
-  const written = await putValue(node, "/t/key/k", "v", { token });
-  assert.equal(written.status, 201);
-  await written.body?.cancel();
-  const signer = await RequestSigner.create(clusterSecret);
-  const sender = "127.0.0.1:1";
-  const send = async (path: string, headers: Record<string, string>, body: string) => {
-    const response = await node.fetch(path, { method: "POST", headers, body });
-    const text = await response.text();
-    return { status: response.status, text };
-  };
-  const body = JSON.stringify({ table: "t", key: "k" });
-  const target = cluster.id(0);
-  const captured = await signer.sign({
-    path: "/_internal/read",
-    sender,
-    target,
-    bodyText: body,
-    nowMs: Date.now(),
-  });
-  const fresh = await send("/_internal/read", captured, body);
-  assert.equal(fresh.status, 200, `the captured request itself is accepted: ${fresh.text}`);
-
-  for (
-    const [label, offsetMs] of [["an hour old", -3_600_000], ["an hour ahead", 3_600_000], [
-      "a day old",
-      -86_400_000,
-    ]] as const
-  ) {
-    const headers = await signer.sign({
+Deno.test(
+  "attacks: internal requests replayed outside their time window or to another path are 403",
+  async () => {
+    await using cluster = await TestCluster.start({ nodeCount: 1 });
+    const node = cluster.node(0);
+    const token = await tokenFor(node, "alice");
+    const written = await putValue(node, "/t/key/k", "v", { token });
+    assert.equal(written.status, 201);
+    await written.body?.cancel();
+    const signer = await RequestSigner.create(clusterSecret);
+    const sender = "127.0.0.1:1";
+    const send = async (path: string, headers: Record<string, string>, body: string) => {
+      const response = await node.fetch(path, { method: "POST", headers, body });
+      const text = await response.text();
+      return { status: response.status, text };
+    };
+    const body = JSON.stringify({ table: "t", key: "k" });
+    const target = cluster.id(0);
+    const captured = await signer.sign({
       path: "/_internal/read",
       sender,
       target,
       bodyText: body,
-      nowMs: Date.now() + offsetMs,
+      nowMs: Date.now(),
     });
-    const replayed = await send("/_internal/read", headers, body);
-    assert.equal(replayed.status, 403, `${label}: ${replayed.text}`);
-    assert.equal(JSON.parse(replayed.text).code, "cluster_unauthorized");
-  }
-  const leaveBody = JSON.stringify({ member: { id: cluster.id(0), status: "left", incarnation: 1e15 } });
-  const oldLeave = await signer.sign({
-    path: "/_internal/leave",
-    sender,
-    target,
-    bodyText: leaveBody,
-    nowMs: Date.now() - 3_600_000,
-  });
-  assert.equal((await send("/_internal/leave", oldLeave, leaveBody)).status, 403, "an old leave is refused");
+    const fresh = await send("/_internal/read", captured, body);
+    assert.equal(fresh.status, 200, `the captured request itself is accepted: ${fresh.text}`);
 
-  for (
-    const kind of [
-      "list",
-      "write",
-      "writes",
-      "restore",
-      "apply",
-      "leave",
-      "join",
-      "ping",
-      "ping-req",
-      "digest",
-      "sync",
-      "read%2f",
-    ]
-  ) {
-    const replayed = await send(`/_internal/${kind}`, captured, body);
-    assert.equal(replayed.status, 403, `the captured read replayed to ${kind}: ${replayed.text}`);
-  }
-  const otherBody = JSON.stringify({ table: "t", key: "other" });
-  assert.equal(
-    (await send("/_internal/read", captured, otherBody)).status,
-    403,
-    "the captured MAC over another body",
-  );
-  const listBody = JSON.stringify({ table: "t", limit: 10 });
-  assert.equal((await send("/_internal/list", captured, listBody)).status, 403, "another path and body");
-  assert.equal((await cluster.membership(0)).get(cluster.id(0)), "alive", "no replay changed membership");
-});
+    for (
+      const [label, offsetMs] of [["an hour old", -3_600_000], ["an hour ahead", 3_600_000], [
+        "a day old",
+        -86_400_000,
+      ]] as const
+    ) {
+      const headers = await signer.sign({
+        path: "/_internal/read",
+        sender,
+        target,
+        bodyText: body,
+        nowMs: Date.now() + offsetMs,
+      });
+      const replayed = await send("/_internal/read", headers, body);
+      assert.equal(replayed.status, 403, `${label}: ${replayed.text}`);
+      assert.equal(JSON.parse(replayed.text).code, "cluster_unauthorized");
+    }
+    const leaveBody = JSON.stringify({ member: { id: cluster.id(0), status: "left", incarnation: 1e15 } });
+    const oldLeave = await signer.sign({
+      path: "/_internal/leave",
+      sender,
+      target,
+      bodyText: leaveBody,
+      nowMs: Date.now() - 3_600_000,
+    });
+    assert.equal(
+      (await send("/_internal/leave", oldLeave, leaveBody)).status,
+      403,
+      "an old leave is refused",
+    );
+
+    for (
+      const kind of [
+        "list",
+        "write",
+        "writes",
+        "restore",
+        "apply",
+        "leave",
+        "join",
+        "ping",
+        "ping-req",
+        "digest",
+        "sync",
+        "read%2f",
+      ]
+    ) {
+      const replayed = await send(`/_internal/${kind}`, captured, body);
+      assert.equal(replayed.status, 403, `the captured read replayed to ${kind}: ${replayed.text}`);
+    }
+    const otherBody = JSON.stringify({ table: "t", key: "other" });
+    assert.equal(
+      (await send("/_internal/read", captured, otherBody)).status,
+      403,
+      "the captured MAC over another body",
+    );
+    const listBody = JSON.stringify({ table: "t", limit: 10 });
+    assert.equal((await send("/_internal/list", captured, listBody)).status, 403, "another path and body");
+    assert.equal((await cluster.membership(0)).get(cluster.id(0)), "alive", "no replay changed membership");
+  },
+);
 
 /** One node-to-node request as a node sent it: enough to send it again byte for byte. */
 interface CapturedRequest {
@@ -395,112 +408,119 @@ async function replay(request: CapturedRequest): Promise<{ status: number; text:
   return { status: response.status, text: await response.text() };
 }
 
-Deno.test("attacks: a captured node-to-node write or delete replayed verbatim is 403 and changes nothing, also after restarts (issue 18, item 6)", async () => {
-  await using cluster = await InProcessCluster.start({ nodeCount: 2 });
-  using capture = captureInternalRequests();
-  const auth = await cluster.fetch(0, "/auth/alice", { method: "POST", body: '{"secret":"alice secret"}' });
-  const { token } = await auth.json();
-  const key = keyCoordinatedBy(cluster, 1);
-  const path = `/t/key/${key}`;
-  const write = async (method: string, value?: unknown) => {
-    const response = await cluster.fetch(0, path, {
-      method,
-      headers: { authorization: `Bearer ${token}` },
-      ...(value === undefined ? {} : { body: JSON.stringify({ value }) }),
-    });
-    await response.body?.cancel();
-    return response.status;
-  };
-  /** The forwarded write node 0 sent node 1 for the last client request: what an attacker captures. */
-  const forwarded = (marker: string): CapturedRequest => {
-    const found = capture.requests.filter((request) =>
-      request.url.startsWith(`${cluster.node(1).url}/_internal/write`) && request.body.includes(marker)
-    ).at(-1);
-    assert.ok(found !== undefined, `node 0 forwarded ${marker} to node 1`);
-    return found;
-  };
-  // Node 1 takes the key first: node 0 then forwards its writes of it to node 1, their usual proposer.
-  const first = await cluster.fetch(1, path, {
-    method: "PUT",
-    headers: { authorization: `Bearer ${token}` },
-    body: JSON.stringify({ value: "first" }),
-  });
-  assert.equal(first.status, 201);
-  await first.body?.cancel();
-  assert.equal(await write("PUT", "old value"), 201);
-  const capturedPut = forwarded('"old value"');
-  assert.equal(await write("PUT", "new value"), 201);
-  const expected = { value: "new value", version: 3 };
-  const replayed = await replay(capturedPut);
-  assert.equal(replayed.status, 403, replayed.text);
-  assert.match(replayed.text, /it is a replay/);
-  assert.deepEqual(await stateOf(cluster, 1, path), expected, "the old value did not come back");
-
-  assert.equal(await write("DELETE"), 200);
-  const capturedDelete = forwarded('"op":"delete"');
-  assert.equal(await write("PUT", "re-created"), 201);
-  const recreated = { value: "re-created", version: 5 };
-  assert.equal((await replay(capturedDelete)).status, 403);
-  assert.deepEqual(await stateOf(cluster, 1, path), recreated, "the re-created key was not deleted");
-
-  // The sender restarts (a new epoch): its old requests stay refused.
-  await cluster.crash(0);
-  await cluster.restart(0);
-  await cluster.waitConverged();
-  for (const request of [capturedPut, capturedDelete]) {
-    const again = await replay(request);
-    assert.equal(again.status, 403, `after the sender restarted: ${again.text}`);
-  }
-  // The receiver restarts (its memory starts empty): requests signed before it started are refused.
-  await cluster.crash(1);
-  await cluster.restart(1);
-  await cluster.waitConverged();
-  for (const request of [capturedPut, capturedDelete]) {
-    const again = await replay(request);
-    assert.equal(again.status, 403, `after the receiver restarted: ${again.text}`);
-  }
-  assert.deepEqual(await stateOf(cluster, 1, path), recreated);
-  assert.deepEqual(await stateOf(cluster, 0, path), recreated);
-});
-
-Deno.test("attacks: concurrent node-to-node requests arriving out of order are each accepted once", async () => {
-  await using cluster = await InProcessCluster.start({ nodeCount: 2 });
-  const signer = await RequestSigner.create(clusterSecret);
-  const target = cluster.id(1);
-  const path = "/_internal/read";
-  const signed = Array.from({ length: 300 }, (_, index) => {
-    const body = JSON.stringify({ table: "t", key: `k${index}` });
-    return {
-      body,
-      headers: signer.sign({ path, sender: "127.0.0.1:1", target, bodyText: body, nowMs: Date.now() }),
+Deno.test(
+  "attacks: a captured node-to-node write or delete replayed verbatim is 403 and changes nothing, " +
+    "also after restarts (issue 18, item 6)",
+  async () => {
+    await using cluster = await InProcessCluster.start({ nodeCount: 2 });
+    using capture = captureInternalRequests();
+    const auth = await cluster.fetch(0, "/auth/alice", { method: "POST", body: '{"secret":"alice secret"}' });
+    const { token } = await auth.json();
+    const key = keyCoordinatedBy(cluster, 1);
+    const path = `/t/key/${key}`;
+    const write = async (method: string, value?: unknown) => {
+      const response = await cluster.fetch(0, path, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+        ...(value === undefined ? {} : { body: JSON.stringify({ value }) }),
+      });
+      await response.body?.cancel();
+      return response.status;
     };
-  });
-  // Reversed and interleaved, 50 at a time: every one is new to the receiver, in whatever order it comes.
-  const order = signed.map((_, index) => index).sort((a, b) => (a % 7) - (b % 7) || b - a);
-  const send = async (index: number) => {
-    const { body, headers } = signed[index]!;
-    const response = await cluster.fetch(1, path, { method: "POST", headers, body });
-    await response.body?.cancel();
-    return response.status;
-  };
-  const statuses: number[] = [];
-  for (let start = 0; start < order.length; start += 50) {
-    statuses.push(...await Promise.all(order.slice(start, start + 50).map(send)));
-  }
-  assert.deepEqual([...new Set(statuses)], [200], "every first delivery is accepted");
-  const again = await Promise.all(order.slice(0, 50).map(send));
-  assert.deepEqual([...new Set(again)], [403], "every second delivery is a replay");
-  // Real traffic between the nodes: concurrent writes forwarded and replicated through the same door.
-  const auth = await cluster.fetch(0, "/auth/bob", { method: "POST", body: '{"secret":"bob secret"}' });
-  const { token } = await auth.json();
-  const writes = await Promise.all(Array.from({ length: 100 }, async (_, index) => {
-    const response = await cluster.fetch(index % 2, `/t/key/w${index}`, {
+    /** The forwarded write node 0 sent node 1 for the last client request: what an attacker captures. */
+    const forwarded = (marker: string): CapturedRequest => {
+      const found = capture.requests.filter((request) =>
+        request.url.startsWith(`${cluster.node(1).url}/_internal/write`) && request.body.includes(marker)
+      ).at(-1);
+      assert.ok(found !== undefined, `node 0 forwarded ${marker} to node 1`);
+      return found;
+    };
+    // Node 1 takes the key first: node 0 then forwards its writes of it to node 1, their usual proposer.
+    const first = await cluster.fetch(1, path, {
       method: "PUT",
       headers: { authorization: `Bearer ${token}` },
-      body: JSON.stringify({ value: index }),
+      body: JSON.stringify({ value: "first" }),
     });
-    await response.body?.cancel();
-    return response.status;
-  }));
-  assert.deepEqual([...new Set(writes)], [201]);
-});
+    assert.equal(first.status, 201);
+    await first.body?.cancel();
+    assert.equal(await write("PUT", "old value"), 201);
+    const capturedPut = forwarded('"old value"');
+    assert.equal(await write("PUT", "new value"), 201);
+    const expected = { value: "new value", version: 3 };
+    const replayed = await replay(capturedPut);
+    assert.equal(replayed.status, 403, replayed.text);
+    assert.match(replayed.text, /it is a replay/);
+    assert.deepEqual(await stateOf(cluster, 1, path), expected, "the old value did not come back");
+
+    assert.equal(await write("DELETE"), 200);
+    const capturedDelete = forwarded('"op":"delete"');
+    assert.equal(await write("PUT", "re-created"), 201);
+    const recreated = { value: "re-created", version: 5 };
+    assert.equal((await replay(capturedDelete)).status, 403);
+    assert.deepEqual(await stateOf(cluster, 1, path), recreated, "the re-created key was not deleted");
+
+    // The sender restarts (a new epoch): its old requests stay refused.
+    await cluster.crash(0);
+    await cluster.restart(0);
+    await cluster.waitConverged();
+    for (const request of [capturedPut, capturedDelete]) {
+      const again = await replay(request);
+      assert.equal(again.status, 403, `after the sender restarted: ${again.text}`);
+    }
+    // The receiver restarts (its memory starts empty): requests signed before it started are refused.
+    await cluster.crash(1);
+    await cluster.restart(1);
+    await cluster.waitConverged();
+    for (const request of [capturedPut, capturedDelete]) {
+      const again = await replay(request);
+      assert.equal(again.status, 403, `after the receiver restarted: ${again.text}`);
+    }
+    assert.deepEqual(await stateOf(cluster, 1, path), recreated);
+    assert.deepEqual(await stateOf(cluster, 0, path), recreated);
+  },
+);
+
+Deno.test(
+  "attacks: concurrent node-to-node requests arriving out of order are each accepted once",
+  async () => {
+    await using cluster = await InProcessCluster.start({ nodeCount: 2 });
+    const signer = await RequestSigner.create(clusterSecret);
+    const target = cluster.id(1);
+    const path = "/_internal/read";
+    const signed = Array.from({ length: 300 }, (_, index) => {
+      const body = JSON.stringify({ table: "t", key: `k${index}` });
+      return {
+        body,
+        headers: signer.sign({ path, sender: "127.0.0.1:1", target, bodyText: body, nowMs: Date.now() }),
+      };
+    });
+    // Reversed and interleaved, 50 at a time: every one is new to the receiver, in whatever order it comes.
+    const order = signed.map((_, index) => index).sort((a, b) => (a % 7) - (b % 7) || b - a);
+    const send = async (index: number) => {
+      const { body, headers } = signed[index]!;
+      const response = await cluster.fetch(1, path, { method: "POST", headers, body });
+      await response.body?.cancel();
+      return response.status;
+    };
+    const statuses: number[] = [];
+    for (let start = 0; start < order.length; start += 50) {
+      statuses.push(...await Promise.all(order.slice(start, start + 50).map(send)));
+    }
+    assert.deepEqual([...new Set(statuses)], [200], "every first delivery is accepted");
+    const again = await Promise.all(order.slice(0, 50).map(send));
+    assert.deepEqual([...new Set(again)], [403], "every second delivery is a replay");
+    // Real traffic between the nodes: concurrent writes forwarded and replicated through the same door.
+    const auth = await cluster.fetch(0, "/auth/bob", { method: "POST", body: '{"secret":"bob secret"}' });
+    const { token } = await auth.json();
+    const writes = await Promise.all(Array.from({ length: 100 }, async (_, index) => {
+      const response = await cluster.fetch(index % 2, `/t/key/w${index}`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${token}` },
+        body: JSON.stringify({ value: index }),
+      });
+      await response.body?.cancel();
+      return response.status;
+    }));
+    assert.deepEqual([...new Set(writes)], [201]);
+  },
+);

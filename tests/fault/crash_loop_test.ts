@@ -323,7 +323,8 @@ Deno.test("crash loop: SIGKILL at random moments under write load loses no ackno
   const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
   console.log(
     `crash loop: KV_TEST_SEED=${random.seed} kills=${kills} acknowledged writes=${acknowledged} ` +
-      `(put ${totals.acknowledged.put}, patch ${totals.acknowledged.patch}, delete ${totals.acknowledged.delete}) ` +
+      `(put ${totals.acknowledged.put}, patch ${totals.acknowledged.patch}, ` +
+      `delete ${totals.acknowledged.delete}) ` +
       `key checks=${totals.keyChecks} lost=${totals.lost} recovery ms min/p50/max=` +
       `${sorted[0]!.toFixed(0)}/${percentile(sorted, 0.5).toFixed(0)}/${sorted.at(-1)!.toFixed(0)} ` +
       `runtime=${seconds}s`,

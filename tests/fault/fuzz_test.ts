@@ -180,8 +180,8 @@ const storePreconditionBodies: Record<"apply" | "paxos" | "write" | "restore" | 
     ...badEntries.map((entry) => ({ items: [{ store: true, strict: true, table: "t", key: "k", entry }] })),
     ...badNames.map((name) => ({ items: [{ store: true, table: name, key: "k", entry: entryWith({}) }] })),
   ];
-  // Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker. Proposals at
-  // the zero ballot, which names no proposer (the acceptor asserts on it).
+  // Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker. Proposals
+  // at the zero ballot, which names no proposer (the acceptor asserts on it).
   const zero = { counter: 0, node: "" };
   const paxos: unknown[] = [
     { items: [{ op: "prepare", table: "t", key: "k", ballot: zero, replicas: ["127.0.0.1:1"] }] },
@@ -220,7 +220,8 @@ const storePreconditionBodies: Record<"apply" | "paxos" | "write" | "restore" | 
   const restore: unknown[] = [
     ...badEntries.map((entry) => ({ items: [{ table: "t", key: "k", entry }] })),
     new RawJson(
-      '{"items":[{"table":"t","key":"k","entry":{"version":1e400,"timestamp":1,"owner":"a","deleted":true}}]}',
+      '{"items":[{"table":"t","key":"k","entry":' +
+        '{"version":1e400,"timestamp":1,"owner":"a","deleted":true}}]}',
     ),
   ];
   const other: unknown[] = [
@@ -546,62 +547,65 @@ async function fuzzInternal(options: {
 
 // ---------------------------------------------------------------------------------------------------
 
-Deno.test("fuzz: hostile requests to every public and internal route of a 3-node cluster get no 5xx", async () => {
-  const random = Random.fromEnv("fuzz routes");
-  await using cluster = await TestCluster.start({ nodeCount: 3 });
-  const nodes = [0, 1, 2].map((index) => cluster.node(index));
-  const token = await tokenFor(nodes[0]!, "alice");
-  for (const key of ["k", "obj"]) {
-    const written = await putValue(nodes[0]!, `/t/key/${key}`, key === "obj" ? { a: 1 } : "v", { token });
-    assert.equal(written.status, 201);
-    await written.body?.cancel();
-  }
-  const rssBefore = await Promise.all(nodes.map((node) => rssMiB(node.pid)));
-  const stopTraffic = new AbortController();
-  const traffic = normalTraffic(nodes, token, stopTraffic.signal);
-  const failures = new Failures();
-  const statuses = new Map<number, number>();
-  const requests: FuzzRequest[] = Array.from({ length: 1_500 }, () => hostileRequest(random, token));
-  const targets = requests.map(() => random.int(3));
-  const startedMs = performance.now();
-  await runPool(requests.length, 8, async (index) => {
-    const request = requests[index]!;
-    const outcome = await sendFuzz(nodes[targets[index]!]!.baseUrl, request);
-    if (outcome.kind === "status") statuses.set(outcome.status, (statuses.get(outcome.status) ?? 0) + 1);
-    failures.check(
-      outcome,
-      `#${index} node ${targets[index]} ${describeRequest(request)}`,
-      (status) => status < 500,
-    );
-  });
-  const tally = await fuzzInternal({ random, cluster, count: 600, failures });
-  stopTraffic.abort();
-  const { rounds, errors } = await traffic;
-  console.log(
-    `fuzzed ${requests.length} public and 600 internal requests in ${
-      (performance.now() - startedMs).toFixed(0)
-    } ms;`,
-    `statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}; internal ${
-      JSON.stringify(tally)
-    };`,
-    `${rounds} rounds of normal traffic meanwhile`,
-  );
-  assert.deepEqual(failures.list, [], "requests answered 5xx (or a wrong status for internal routes)");
-  assert.deepEqual(errors, [], "normal traffic failed while the fuzzer ran");
-  assert.ok(rounds >= 3, `normal traffic made progress (${rounds} rounds)`);
-  await assertServing(nodes, token, "after the fuzzer");
-  for (const node of nodes) {
-    await waitFor(async () => await activeSse(node) === 0, {
-      timeoutMs: 5_000,
-      what: "fuzzed streams to close",
+Deno.test(
+  "fuzz: hostile requests to every public and internal route of a 3-node cluster get no 5xx",
+  async () => {
+    const random = Random.fromEnv("fuzz routes");
+    await using cluster = await TestCluster.start({ nodeCount: 3 });
+    const nodes = [0, 1, 2].map((index) => cluster.node(index));
+    const token = await tokenFor(nodes[0]!, "alice");
+    for (const key of ["k", "obj"]) {
+      const written = await putValue(nodes[0]!, `/t/key/${key}`, key === "obj" ? { a: 1 } : "v", { token });
+      assert.equal(written.status, 201);
+      await written.body?.cancel();
+    }
+    const rssBefore = await Promise.all(nodes.map((node) => rssMiB(node.pid)));
+    const stopTraffic = new AbortController();
+    const traffic = normalTraffic(nodes, token, stopTraffic.signal);
+    const failures = new Failures();
+    const statuses = new Map<number, number>();
+    const requests: FuzzRequest[] = Array.from({ length: 1_500 }, () => hostileRequest(random, token));
+    const targets = requests.map(() => random.int(3));
+    const startedMs = performance.now();
+    await runPool(requests.length, 8, async (index) => {
+      const request = requests[index]!;
+      const outcome = await sendFuzz(nodes[targets[index]!]!.baseUrl, request);
+      if (outcome.kind === "status") statuses.set(outcome.status, (statuses.get(outcome.status) ?? 0) + 1);
+      failures.check(
+        outcome,
+        `#${index} node ${targets[index]} ${describeRequest(request)}`,
+        (status) => status < 500,
+      );
     });
-  }
-  for (const [index, node] of nodes.entries()) {
-    const rss = await rssMiB(node.pid);
-    console.log(`node ${index} RSS ${rssBefore[index]!.toFixed(0)} -> ${rss.toFixed(0)} MiB`);
-    assert.ok(rss < rssBefore[index]! + rssGrowthMaxMiB, `node ${index} RSS grew to ${rss.toFixed(0)} MiB`);
-  }
-});
+    const tally = await fuzzInternal({ random, cluster, count: 600, failures });
+    stopTraffic.abort();
+    const { rounds, errors } = await traffic;
+    console.log(
+      `fuzzed ${requests.length} public and 600 internal requests in ${
+        (performance.now() - startedMs).toFixed(0)
+      } ms;`,
+      `statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}; internal ${
+        JSON.stringify(tally)
+      };`,
+      `${rounds} rounds of normal traffic meanwhile`,
+    );
+    assert.deepEqual(failures.list, [], "requests answered 5xx (or a wrong status for internal routes)");
+    assert.deepEqual(errors, [], "normal traffic failed while the fuzzer ran");
+    assert.ok(rounds >= 3, `normal traffic made progress (${rounds} rounds)`);
+    await assertServing(nodes, token, "after the fuzzer");
+    for (const node of nodes) {
+      await waitFor(async () => await activeSse(node) === 0, {
+        timeoutMs: 5_000,
+        what: "fuzzed streams to close",
+      });
+    }
+    for (const [index, node] of nodes.entries()) {
+      const rss = await rssMiB(node.pid);
+      console.log(`node ${index} RSS ${rssBefore[index]!.toFixed(0)} -> ${rss.toFixed(0)} MiB`);
+      assert.ok(rss < rssBefore[index]! + rssGrowthMaxMiB, `node ${index} RSS grew to ${rss.toFixed(0)} MiB`);
+    }
+  },
+);
 
 /** Sends `text` one byte at a time, `delayMs` apart, then reads the answer's head. */
 async function dribble(connection: Deno.Conn, text: string, delayMs: number): Promise<string> {
@@ -627,112 +631,120 @@ async function openStreams(baseUrl: string, paths: string[], count: number): Pro
   return connections;
 }
 
-Deno.test("fuzz: slowloris, truncated requests, 500 idle streams and subscribers that never read keep one node serving with bounded memory", async () => {
-  const random = Random.fromEnv("fuzz connections");
-  // A small queue makes the never-reading subscribers overflow after a few writes instead of 512.
-  await using node = await NodeProcess.start({ env: { DYNA_SSE_QUEUE_DEPTH_MAX: "16" } });
-  const token = await tokenFor(node, "alice");
-  const rssBefore = await rssMiB(node.pid);
-  const stopTraffic = new AbortController();
-  const traffic = normalTraffic([node], token, stopTraffic.signal);
+Deno.test(
+  "fuzz: slowloris, truncated requests, 500 idle streams and subscribers that never read keep one " +
+    "node serving with bounded memory",
+  async () => {
+    const random = Random.fromEnv("fuzz connections");
+    // A small queue makes the never-reading subscribers overflow after a few writes instead of 512.
+    await using node = await NodeProcess.start({ env: { DYNA_SSE_QUEUE_DEPTH_MAX: "16" } });
+    const token = await tokenFor(node, "alice");
+    const rssBefore = await rssMiB(node.pid);
+    const stopTraffic = new AbortController();
+    const traffic = normalTraffic([node], token, stopTraffic.signal);
 
-  // Slowloris: complete requests sent a byte at a time are answered; unfinished ones hold no one up.
-  const slowBody = JSON.stringify({ value: "slow" });
-  const slow = [
-    `PUT /t/key/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${slowBody.length}\r\n\r\n${slowBody}`,
-    "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-  ];
-  const unfinished: Deno.Conn[] = [];
-  for (let index = 0; index < 30; index += 1) {
-    const connection = await connectRaw(node.baseUrl);
-    unfinished.push(connection);
-    await connection.write(encoder.encode(random.pick([
-      "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n",
-      'PUT /t/key/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"value":',
-      'POST /auth/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"sec',
-      "G",
-    ])));
-  }
-  const slowHeads = await Promise.all(Array.from({ length: 24 }, async (_, index) => {
-    const connection = await connectRaw(node.baseUrl);
-    try {
-      return await dribble(connection, slow[index % slow.length]!, 3);
-    } finally {
+    // Slowloris: complete requests sent a byte at a time are answered; unfinished ones hold no one up.
+    const slowBody = JSON.stringify({ value: "slow" });
+    const slow = [
+      `PUT /t/key/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+      `Content-Type: application/json\r\n` +
+      `Content-Length: ${slowBody.length}\r\n\r\n${slowBody}`,
+      "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    const unfinished: Deno.Conn[] = [];
+    for (let index = 0; index < 30; index += 1) {
+      const connection = await connectRaw(node.baseUrl);
+      unfinished.push(connection);
+      await connection.write(encoder.encode(random.pick([
+        "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n",
+        'PUT /t/key/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"value":',
+        'POST /auth/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"sec',
+        "G",
+      ])));
+    }
+    const slowHeads = await Promise.all(Array.from({ length: 24 }, async (_, index) => {
+      const connection = await connectRaw(node.baseUrl);
+      try {
+        return await dribble(connection, slow[index % slow.length]!, 3);
+      } finally {
+        closeQuietly(connection);
+      }
+    }));
+    for (const [index, head] of slowHeads.entries()) {
+      const status = statusOfHead(head);
+      assert.ok(status !== undefined && status < 500, `slow request ${index} answered ${head.slice(0, 80)}`);
+    }
+
+    // Truncated requests: cut at a random byte, then the connection is closed.
+    for (let index = 0; index < 40; index += 1) {
+      const body = random.pick(['{"value":"truncated"}', '{"value":{"a":[1,2,3]}}', "{}"]);
+      const full = encoder.encode(
+        `PUT /t/key/cut${index} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      );
+      const connection = await connectRaw(node.baseUrl);
+      await connection.write(full.subarray(0, 1 + random.int(full.length - 1))).catch(() => 0);
       closeQuietly(connection);
     }
-  }));
-  for (const [index, head] of slowHeads.entries()) {
-    const status = statusOfHead(head);
-    assert.ok(status !== undefined && status < 500, `slow request ${index} answered ${head.slice(0, 80)}`);
-  }
+    for (const connection of unfinished) closeQuietly(connection);
 
-  // Truncated requests: cut at a random byte, then the connection is closed.
-  for (let index = 0; index < 40; index += 1) {
-    const body = random.pick(['{"value":"truncated"}', '{"value":{"a":[1,2,3]}}', "{}"]);
-    const full = encoder.encode(
-      `PUT /t/key/cut${index} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-    );
-    const connection = await connectRaw(node.baseUrl);
-    await connection.write(full.subarray(0, 1 + random.int(full.length - 1))).catch(() => 0);
-    closeQuietly(connection);
-  }
-  for (const connection of unfinished) closeQuietly(connection);
-
-  // Two rounds of 500 idle streams plus 20 that never read a hot key written 60 times with 250 kB
-  // (15 MB: more than a non-reading socket's kernel buffers plus a queue of 16 frames hold).
-  const rssPeaks: number[] = [];
-  const rssAfterClose: number[] = [];
-  const big = "v".repeat(250_000);
-  for (let round = 0; round < 2; round += 1) {
-    const idle = await openStreams(
-      node.baseUrl,
-      Array.from({ length: 50 }, (_, index) => `/t/subscribe/k${index}`),
-      500,
-    );
-    const stuck = await openStreams(node.baseUrl, ["/t/subscribe/hot", "/t/subscribe"], 20);
-    await waitFor(async () => await activeSse(node) === 520, { timeoutMs: 10_000, what: "520 streams open" });
-    for (let write = 0; write < 60; write += 1) {
-      const written = await putValue(node, "/t/key/hot", `${big}${write}`, { token });
-      assert.equal(written.status, 201, `hot write ${write} with 520 streams open`);
-      await written.body?.cancel();
+    // Two rounds of 500 idle streams plus 20 that never read a hot key written 60 times with 250 kB
+    // (15 MB: more than a non-reading socket's kernel buffers plus a queue of 16 frames hold).
+    const rssPeaks: number[] = [];
+    const rssAfterClose: number[] = [];
+    const big = "v".repeat(250_000);
+    for (let round = 0; round < 2; round += 1) {
+      const idle = await openStreams(
+        node.baseUrl,
+        Array.from({ length: 50 }, (_, index) => `/t/subscribe/k${index}`),
+        500,
+      );
+      const stuck = await openStreams(node.baseUrl, ["/t/subscribe/hot", "/t/subscribe"], 20);
+      await waitFor(async () => await activeSse(node) === 520, {
+        timeoutMs: 10_000,
+        what: "520 streams open",
+      });
+      for (let write = 0; write < 60; write += 1) {
+        const written = await putValue(node, "/t/key/hot", `${big}${write}`, { token });
+        assert.equal(written.status, 201, `hot write ${write} with 520 streams open`);
+        await written.body?.cancel();
+      }
+      await waitFor(async () => await activeSse(node) <= 500, {
+        timeoutMs: 10_000,
+        what: "subscribers that never read to be disconnected",
+      });
+      rssPeaks.push(await rssMiB(node.pid));
+      for (const connection of [...idle, ...stuck]) closeQuietly(connection);
+      await waitFor(async () => await activeSse(node) === 0, {
+        timeoutMs: 10_000,
+        what: "every stream to close",
+      });
+      rssAfterClose.push(await rssMiB(node.pid));
     }
-    await waitFor(async () => await activeSse(node) <= 500, {
-      timeoutMs: 10_000,
-      what: "subscribers that never read to be disconnected",
-    });
-    rssPeaks.push(await rssMiB(node.pid));
-    for (const connection of [...idle, ...stuck]) closeQuietly(connection);
-    await waitFor(async () => await activeSse(node) === 0, {
-      timeoutMs: 10_000,
-      what: "every stream to close",
-    });
-    rssAfterClose.push(await rssMiB(node.pid));
-  }
-  stopTraffic.abort();
-  const { rounds, errors } = await traffic;
-  console.log(
-    `RSS before ${rssBefore.toFixed(0)} MiB; with 520 streams ${rssPeaks.map((r) => r.toFixed(0))};`,
-    `after they closed ${rssAfterClose.map((r) => r.toFixed(0))}; ${rounds} rounds of normal traffic`,
-  );
-  assert.deepEqual(errors, [], "normal traffic failed during the connection attacks");
-  for (const rss of [...rssPeaks, ...rssAfterClose]) {
-    assert.ok(
-      rss < rssBefore + rssGrowthMaxMiB,
-      `RSS ${rss.toFixed(0)} MiB is over ${rssBefore.toFixed(0)} + ${rssGrowthMaxMiB}`,
+    stopTraffic.abort();
+    const { rounds, errors } = await traffic;
+    console.log(
+      `RSS before ${rssBefore.toFixed(0)} MiB; with 520 streams ${rssPeaks.map((r) => r.toFixed(0))};`,
+      `after they closed ${rssAfterClose.map((r) => r.toFixed(0))}; ${rounds} rounds of normal traffic`,
     );
-  }
-  // A second identical round must not keep what the first left behind (no leak per stream).
-  assert.ok(
-    rssAfterClose[1]! < rssAfterClose[0]! + 64,
-    `RSS after the second round ${rssAfterClose[1]!.toFixed(0)} MiB vs ${
-      rssAfterClose[0]!.toFixed(0)
-    } after the first`,
-  );
-  await assertServing([node], token, "after the connection attacks");
-});
+    assert.deepEqual(errors, [], "normal traffic failed during the connection attacks");
+    for (const rss of [...rssPeaks, ...rssAfterClose]) {
+      assert.ok(
+        rss < rssBefore + rssGrowthMaxMiB,
+        `RSS ${rss.toFixed(0)} MiB is over ${rssBefore.toFixed(0)} + ${rssGrowthMaxMiB}`,
+      );
+    }
+    // A second identical round must not keep what the first left behind (no leak per stream).
+    assert.ok(
+      rssAfterClose[1]! < rssAfterClose[0]! + 64,
+      `RSS after the second round ${rssAfterClose[1]!.toFixed(0)} MiB vs ${
+        rssAfterClose[0]!.toFixed(0)
+      } after the first`,
+    );
+    await assertServing([node], token, "after the connection attacks");
+  },
+);
 
 Deno.test({
   name: "fuzz: HEAD on a subscribe route does not leave a subscriber open",
@@ -775,8 +787,8 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "fuzz: signed messages of every internal kind that break what the store or broker asserts are 4xx, node up",
+  name: "fuzz: signed messages of every internal kind that break what the store or broker asserts are 4xx, " +
+    "node up",
   fn: async () => {
     await using cluster = await TestCluster.start({ nodeCount: 2 });
     const signer = await RequestSigner.create(clusterSecret);

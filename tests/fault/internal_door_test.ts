@@ -61,83 +61,91 @@ function chunkedBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-Deno.test("internal door (a): 60 MB bodies are refused unread, and the node's memory stays flat", async () => {
-  const big = new Uint8Array(bigBytes).fill(0x20);
-  const bigText = " ".repeat(bigBytes);
-  const signer = await RequestSigner.create(clusterSecret);
-  for (const withSecret of [false, true]) {
-    await using node = withSecret ? await startClusterNode() : await NodeProcess.start();
-    const path = "/_internal/apply";
-    const before = await rssMiB(node.pid);
-    const cases: Array<[string, () => Promise<Response>, number]> = [
-      ["unsigned", () => node.fetch(path, { method: "POST", body: big }), withSecret ? 413 : 403],
-      ["unsigned, chunked", () => node.fetch(path, { method: "POST", body: chunkedBody(big) }), 403],
-    ];
-    if (withSecret) {
-      // Signed over the very bytes sent: the headers pass, and the body is cut off at the 4 MiB limit.
-      const signedOver = () =>
-        signer.sign({ path, sender, target: idOf(node), bodyText: bigText, nowMs: Date.now() });
-      cases.push([
-        "signed, declared 60 MB",
-        () => node.fetch(path, { method: "POST", headers: signedOver(), body: big }),
-        413,
-      ]);
-      cases.push([
-        "signed, chunked",
-        () => node.fetch(path, { method: "POST", headers: signedOver(), body: chunkedBody(big) }),
-        413,
-      ]);
-    }
-    for (let round = 0; round < 4; round += 1) {
-      for (const [label, send, expected] of cases) {
-        const status = await statusOf(send());
-        // A refusal sent while the body is still coming may reach the client as a reset: also unread.
-        assert.ok(
-          status === expected || typeof status === "string",
-          `${label} (secret: ${withSecret}): ${status}`,
-        );
+Deno.test(
+  "internal door (a): 60 MB bodies are refused unread, and the node's memory stays flat",
+  async () => {
+    const big = new Uint8Array(bigBytes).fill(0x20);
+    const bigText = " ".repeat(bigBytes);
+    const signer = await RequestSigner.create(clusterSecret);
+    for (const withSecret of [false, true]) {
+      await using node = withSecret ? await startClusterNode() : await NodeProcess.start();
+      const path = "/_internal/apply";
+      const before = await rssMiB(node.pid);
+      const cases: Array<[string, () => Promise<Response>, number]> = [
+        ["unsigned", () => node.fetch(path, { method: "POST", body: big }), withSecret ? 413 : 403],
+        ["unsigned, chunked", () => node.fetch(path, { method: "POST", body: chunkedBody(big) }), 403],
+      ];
+      if (withSecret) {
+        // Signed over the very bytes sent: the headers pass, and the body is cut off at the 4 MiB limit.
+        const signedOver = () =>
+          signer.sign({ path, sender, target: idOf(node), bodyText: bigText, nowMs: Date.now() });
+        cases.push([
+          "signed, declared 60 MB",
+          () => node.fetch(path, { method: "POST", headers: signedOver(), body: big }),
+          413,
+        ]);
+        cases.push([
+          "signed, chunked",
+          () => node.fetch(path, { method: "POST", headers: signedOver(), body: chunkedBody(big) }),
+          413,
+        ]);
       }
-    }
-    const after = await rssMiB(node.pid);
-    assert.ok(
-      after - before < rssGrowthMaxMiB,
-      `VmRSS grew from ${before.toFixed(0)} to ${after.toFixed(0)} MiB after ${
-        4 * cases.length
-      } bodies of 60 MB`,
-    );
-    await assertServing(node);
-  }
-});
-
-Deno.test("internal door (b): a declared 60 MB body that never comes is answered at once, unread", async () => {
-  for (const withSecret of [false, true]) {
-    await using node = withSecret ? await startClusterNode() : await NodeProcess.start();
-    const attempts: Array<[string, number]> = [[`content-length: ${bigBytes}`, withSecret ? 413 : 403]];
-    if (withSecret) attempts.push(["content-length: 1000", 403]); // within the limit but not signed
-    for (const [lengthHeader, expected] of attempts) {
-      const connection = await connectRaw(node.baseUrl);
-      try {
-        const startedMs = performance.now();
-        await connection.write(
-          encoder.encode(`POST /_internal/apply HTTP/1.1\r\nhost: x\r\n${lengthHeader}\r\n\r\n`),
-        );
-        const head = await readHead(connection, 3_000);
-        const elapsedMs = performance.now() - startedMs;
-        assert.equal(
-          statusOfHead(head),
-          expected,
-          `${lengthHeader} (secret: ${withSecret}): ${head.slice(0, 80)}`,
-        );
-        assert.ok(elapsedMs < 2_000, `answered after ${elapsedMs.toFixed(0)} ms`);
-      } finally {
-        closeQuietly(connection);
+      for (let round = 0; round < 4; round += 1) {
+        for (const [label, send, expected] of cases) {
+          const status = await statusOf(send());
+          // A refusal sent while the body is still coming may reach the client as a reset: also unread.
+          assert.ok(
+            status === expected || typeof status === "string",
+            `${label} (secret: ${withSecret}): ${status}`,
+          );
+        }
       }
+      const after = await rssMiB(node.pid);
+      assert.ok(
+        after - before < rssGrowthMaxMiB,
+        `VmRSS grew from ${before.toFixed(0)} to ${after.toFixed(0)} MiB after ${
+          4 * cases.length
+        } bodies of 60 MB`,
+      );
+      await assertServing(node);
     }
-    await assertServing(node);
-  }
-});
+  },
+);
 
-/** Sends signed headers for a body of `bodyBytes` and only its first 10 bytes; returns the answer and when. */
+Deno.test(
+  "internal door (b): a declared 60 MB body that never comes is answered at once, unread",
+  async () => {
+    for (const withSecret of [false, true]) {
+      await using node = withSecret ? await startClusterNode() : await NodeProcess.start();
+      const attempts: Array<[string, number]> = [[`content-length: ${bigBytes}`, withSecret ? 413 : 403]];
+      if (withSecret) attempts.push(["content-length: 1000", 403]); // within the limit but not signed
+      for (const [lengthHeader, expected] of attempts) {
+        const connection = await connectRaw(node.baseUrl);
+        try {
+          const startedMs = performance.now();
+          await connection.write(
+            encoder.encode(`POST /_internal/apply HTTP/1.1\r\nhost: x\r\n${lengthHeader}\r\n\r\n`),
+          );
+          const head = await readHead(connection, 3_000);
+          const elapsedMs = performance.now() - startedMs;
+          assert.equal(
+            statusOfHead(head),
+            expected,
+            `${lengthHeader} (secret: ${withSecret}): ${head.slice(0, 80)}`,
+          );
+          assert.ok(elapsedMs < 2_000, `answered after ${elapsedMs.toFixed(0)} ms`);
+        } finally {
+          closeQuietly(connection);
+        }
+      }
+      await assertServing(node);
+    }
+  },
+);
+
+/**
+ * Sends signed headers for a body of `bodyBytes` and only its first 10 bytes; returns the answer and when.
+ */
 /** Whether the peer closes `connection` within `timeoutMs` (what it still sends is skipped). */
 async function closedWithin(connection: Deno.Conn, timeoutMs: number): Promise<boolean> {
   const buffer = new Uint8Array(4096);
@@ -193,100 +201,117 @@ Deno.test("internal door (c): an authenticated body that stalls is cut off on ti
   await assertServing(node);
 });
 
-Deno.test("internal door (d): a body that does not match its signed digest is 403 and never served", async () => {
-  await using node = await startClusterNode();
-  const token = await tokenFor(node, "alice");
-  const written = await putValue(node, "/t/key/k", "original", { token });
-  assert.equal(written.status, 201);
-  await written.body?.cancel();
-  const signer = await RequestSigner.create(clusterSecret);
-  const path = "/_internal/write";
-  const signedBody = JSON.stringify({ op: "put", table: "t", key: "k", value: "AAAAAAAA", owner: "alice" });
-  const sentBody = JSON.stringify({ op: "put", table: "t", key: "k", value: "tampered", owner: "alice" });
-  assert.equal(signedBody.length, sentBody.length);
-  const headers = signer.sign({ path, sender, target: idOf(node), bodyText: signedBody, nowMs: Date.now() });
-  const response = await node.fetch(path, { method: "POST", headers, body: sentBody });
-  const text = await response.text();
-  assert.equal(response.status, 403, text);
-  assert.match(text, /does not match its digest/);
-  const read = await (await node.fetch("/t/key/k")).json();
-  assert.equal(read.value, "original");
-  assert.equal(read.version, 1);
-});
-
-Deno.test("internal door: a signed apply whose JSON spans lines is 400 and the node serves on (issue 18, item 4)", async () => {
-  await using node = await startClusterNode();
-  const signer = await RequestSigner.create(clusterSecret);
-  const multiLine = '{"value":\n"x","version":1,"timestamp":1,"owner":"a"}';
-  const bodies: Array<[path: string, body: unknown]> = [
-    ["/_internal/paxos", {
-      items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json: multiLine }],
-    }],
-    ["/_internal/apply", {
-      items: [{
-        store: true,
-        table: "t",
-        key: "k",
-        entry: { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: '{\n"a":1}' },
-      }],
-    }],
-  ];
-  for (const [path, body] of bodies) {
-    const bodyText = JSON.stringify(body);
-    const headers = signer.sign({ path, sender, target: idOf(node), bodyText, nowMs: Date.now() });
-    const response = await node.fetch(path, { method: "POST", headers, body: bodyText }).catch((error) =>
-      error
-    );
-    assert.ok(response instanceof Response, `the node answered: ${response}`);
+Deno.test(
+  "internal door (d): a body that does not match its signed digest is 403 and never served",
+  async () => {
+    await using node = await startClusterNode();
+    const token = await tokenFor(node, "alice");
+    const written = await putValue(node, "/t/key/k", "original", { token });
+    assert.equal(written.status, 201);
+    await written.body?.cancel();
+    const signer = await RequestSigner.create(clusterSecret);
+    const path = "/_internal/write";
+    const signedBody = JSON.stringify({ op: "put", table: "t", key: "k", value: "AAAAAAAA", owner: "alice" });
+    const sentBody = JSON.stringify({ op: "put", table: "t", key: "k", value: "tampered", owner: "alice" });
+    assert.equal(signedBody.length, sentBody.length);
+    const headers = signer.sign({
+      path,
+      sender,
+      target: idOf(node),
+      bodyText: signedBody,
+      nowMs: Date.now(),
+    });
+    const response = await node.fetch(path, { method: "POST", headers, body: sentBody });
     const text = await response.text();
-    assert.equal(response.status, 400, text);
-    assert.match(text, /invalid_request/);
-    await assertServing(node);
-  }
-  const read = await node.fetch("/t/key/k");
-  await read.body?.cancel();
-  assert.equal(read.status, 404, "nothing was stored");
-});
+    assert.equal(response.status, 403, text);
+    assert.match(text, /does not match its digest/);
+    const read = await (await node.fetch("/t/key/k")).json();
+    assert.equal(read.value, "original");
+    assert.equal(read.version, 1);
+  },
+);
 
-Deno.test("assertion policy: a broken invariant fails its request (500) and the node serves on, unless it is the store's", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_policy_" });
-  const invocation = loadConfig({
-    args: ["127.0.0.1:0", "--data-dir", dataDir],
-    env: { CLUSTER_SECRET: clusterSecret, JWT_SECRET: jwtSecret, DYNA_CLUSTER_PRESET: "local-test" },
-  });
-  if (invocation.kind !== "run") throw new Error("unexpected invocation");
-  const lines: string[] = [];
-  const handle = await startNode(invocation.config, {
-    logger: createLogger({ level: "error", write: (line) => lines.push(line) }),
-  });
-  let fatalCode: number | undefined;
-  void handle.fatal.then((code) => fatalCode = code);
-  try {
-    const cluster = handle.cluster as unknown as { read: () => never };
-    const read = cluster.read;
-    cluster.read = () => {
-      throw new AssertionError("a bug in request handling");
-    };
-    const failed = await fetch(`${handle.url}/t/key/k`);
-    assert.equal(failed.status, 500);
-    assert.equal((await failed.json()).code, "internal");
-    assert.ok(lines.some((line) => line.includes("a bug in request handling")), "logged with its stack");
-    cluster.read = read;
-    const served = await fetch(`${handle.url}/t/key/k`);
-    await served.body?.cancel();
-    assert.equal(served.status, 404, "the node serves on");
-    assert.equal(fatalCode, undefined, "and does not stop");
-    // Broken inside the store: its own state is in doubt, so the node stops (exit code 70).
-    const store = handle.store as unknown as { getEntry: () => never };
-    store.getEntry = () => {
-      throw new AssertionError("the index lost a record");
-    };
-    const broken = await fetch(`${handle.url}/t/key/k`);
-    await broken.body?.cancel();
-    assert.equal(broken.status, 500);
-    assert.equal(await handle.fatal, 70);
-  } finally {
-    await handle.stop({ graceful: false });
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
+Deno.test(
+  "internal door: a signed apply whose JSON spans lines is 400 and the node serves on (issue 18, " +
+    "item 4)",
+  async () => {
+    await using node = await startClusterNode();
+    const signer = await RequestSigner.create(clusterSecret);
+    const multiLine = '{"value":\n"x","version":1,"timestamp":1,"owner":"a"}';
+    const bodies: Array<[path: string, body: unknown]> = [
+      ["/_internal/paxos", {
+        items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json: multiLine }],
+      }],
+      ["/_internal/apply", {
+        items: [{
+          store: true,
+          table: "t",
+          key: "k",
+          entry: { version: 1, timestamp: 1, owner: "a", deleted: false, valueJson: '{\n"a":1}' },
+        }],
+      }],
+    ];
+    for (const [path, body] of bodies) {
+      const bodyText = JSON.stringify(body);
+      const headers = signer.sign({ path, sender, target: idOf(node), bodyText, nowMs: Date.now() });
+      const response = await node.fetch(path, { method: "POST", headers, body: bodyText }).catch((error) =>
+        error
+      );
+      assert.ok(response instanceof Response, `the node answered: ${response}`);
+      const text = await response.text();
+      assert.equal(response.status, 400, text);
+      assert.match(text, /invalid_request/);
+      await assertServing(node);
+    }
+    const read = await node.fetch("/t/key/k");
+    await read.body?.cancel();
+    assert.equal(read.status, 404, "nothing was stored");
+  },
+);
+
+Deno.test(
+  "assertion policy: a broken invariant fails its request (500) and the node serves on, unless it is " +
+    "the store's",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "dynarust_policy_" });
+    const invocation = loadConfig({
+      args: ["127.0.0.1:0", "--data-dir", dataDir],
+      env: { CLUSTER_SECRET: clusterSecret, JWT_SECRET: jwtSecret, DYNA_CLUSTER_PRESET: "local-test" },
+    });
+    if (invocation.kind !== "run") throw new Error("unexpected invocation");
+    const lines: string[] = [];
+    const handle = await startNode(invocation.config, {
+      logger: createLogger({ level: "error", write: (line) => lines.push(line) }),
+    });
+    let fatalCode: number | undefined;
+    void handle.fatal.then((code) => fatalCode = code);
+    try {
+      const cluster = handle.cluster as unknown as { read: () => never };
+      const read = cluster.read;
+      cluster.read = () => {
+        throw new AssertionError("a bug in request handling");
+      };
+      const failed = await fetch(`${handle.url}/t/key/k`);
+      assert.equal(failed.status, 500);
+      assert.equal((await failed.json()).code, "internal");
+      assert.ok(lines.some((line) => line.includes("a bug in request handling")), "logged with its stack");
+      cluster.read = read;
+      const served = await fetch(`${handle.url}/t/key/k`);
+      await served.body?.cancel();
+      assert.equal(served.status, 404, "the node serves on");
+      assert.equal(fatalCode, undefined, "and does not stop");
+      // Broken inside the store: its own state is in doubt, so the node stops (exit code 70).
+      const store = handle.store as unknown as { getEntry: () => never };
+      store.getEntry = () => {
+        throw new AssertionError("the index lost a record");
+      };
+      const broken = await fetch(`${handle.url}/t/key/k`);
+      await broken.body?.cancel();
+      assert.equal(broken.status, 500);
+      assert.equal(await handle.fatal, 70);
+    } finally {
+      await handle.stop({ graceful: false });
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+);

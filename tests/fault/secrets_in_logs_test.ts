@@ -334,75 +334,90 @@ function assertNoSecrets(text: string, where: string, secrets: Secrets, tokens: 
   }
 }
 
-Deno.test("secrets: a node at trace level prints no secret, token or stored value, and no error body holds one", async () => {
-  const secrets = makeSecrets();
-  await using node = await LoggedNode.start({
-    env: { RUST_LOG: "trace", JWT_SECRET: secrets.jwtSecret, CLUSTER_SECRET: secrets.clusterSecret },
-  });
-  const errors = new ErrorBodies();
-  const tokens = await exerciseRoutes([node], secrets, errors);
-  const printed = await node.stop();
-  assert.match(printed, /DEBUG request/, "trace level printed the request lines (the level took effect)");
-  console.log(
-    `checked ${printed.split("\n").length} printed lines and ${errors.list.length} error bodies and headers`,
-  );
-  assertNoSecrets(printed, "the node's output", secrets, tokens);
-  for (const { what, body } of errors.list) assertNoSecrets(body, what, secrets, tokens);
-});
-
-Deno.test("secrets: a 2-node cluster at debug level prints no secret, token or stored value, and no error body holds one", async () => {
-  const secrets = makeSecrets();
-  const env = {
-    DYNA_LOG: "debug",
-    JWT_SECRET: secrets.jwtSecret,
-    CLUSTER_SECRET: secrets.clusterSecret,
-    DYNA_CLUSTER_PRESET: "local-test",
-  };
-  // Port 0: a port probed free beforehand could be taken by a parallel test before the node binds it.
-  await using first = await LoggedNode.start({ env });
-  await using second = await LoggedNode.start({ env, join: new URL(first.baseUrl).host });
-  await waitFor(async () => {
-    const views = await Promise.all(
-      [first, second].map(async (node) => (await (await node.fetch("/membership")).json()).nodes),
+Deno.test(
+  "secrets: a node at trace level prints no secret, token or stored value, and no error body holds " +
+    "one",
+  async () => {
+    const secrets = makeSecrets();
+    await using node = await LoggedNode.start({
+      env: { RUST_LOG: "trace", JWT_SECRET: secrets.jwtSecret, CLUSTER_SECRET: secrets.clusterSecret },
+    });
+    const errors = new ErrorBodies();
+    const tokens = await exerciseRoutes([node], secrets, errors);
+    const printed = await node.stop();
+    assert.match(printed, /DEBUG request/, "trace level printed the request lines (the level took effect)");
+    console.log(
+      `checked ${
+        printed.split("\n").length
+      } printed lines and ${errors.list.length} error bodies and headers`,
     );
-    return views.every((nodes: Array<{ status: string }>) =>
-      nodes.length === 2 && nodes.every((n) => n.status === "alive")
-    );
-  }, { timeoutMs: 10_000, what: "the two nodes to see each other" });
-  const errors = new ErrorBodies();
-  const tokens = await exerciseRoutes([first, second], secrets, errors);
-  // The second node leaves gracefully (hand-off, leave messages), then the first stops.
-  const printed = `${await second.stop()}\n${await first.stop()}`;
-  assert.match(printed, /DEBUG request/, "debug level printed the request lines");
-  console.log(
-    `checked ${printed.split("\n").length} printed lines and ${errors.list.length} error bodies and headers`,
-  );
-  assertNoSecrets(printed, "the nodes' output", secrets, tokens);
-  for (const { what, body } of errors.list) assertNoSecrets(body, what, secrets, tokens);
-});
+    assertNoSecrets(printed, "the node's output", secrets, tokens);
+    for (const { what, body } of errors.list) assertNoSecrets(body, what, secrets, tokens);
+  },
+);
 
-Deno.test("secrets: a refused configuration names the setting but never prints the secret given", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_secrets_config_" });
-  try {
-    const cases: Array<[string, string]> = [
-      ["JWT_SECRET", `short-${randomHex(4)}`],
-      ["CLUSTER_SECRET", `short-${randomHex(4)}`],
-    ];
-    for (const [name, value] of cases) {
-      const env = { [name]: value, DYNA_LOG: "trace" };
-      const result = await NodeProcess.runToExit(["127.0.0.1:0", "--data-dir", dataDir], env);
-      assert.notEqual(result.code, 0, `${name} too short is refused`);
-      assert.match(
-        result.stderr,
-        new RegExp(name.replace("_", "_?"), "i"),
-        `names ${name}: ${result.stderr}`,
+Deno.test(
+  "secrets: a 2-node cluster at debug level prints no secret, token or stored value, and no error " +
+    "body holds one",
+  async () => {
+    const secrets = makeSecrets();
+    const env = {
+      DYNA_LOG: "debug",
+      JWT_SECRET: secrets.jwtSecret,
+      CLUSTER_SECRET: secrets.clusterSecret,
+      DYNA_CLUSTER_PRESET: "local-test",
+    };
+    // Port 0: a port probed free beforehand could be taken by a parallel test before the node binds it.
+    await using first = await LoggedNode.start({ env });
+    await using second = await LoggedNode.start({ env, join: new URL(first.baseUrl).host });
+    await waitFor(async () => {
+      const views = await Promise.all(
+        [first, second].map(async (node) => (await (await node.fetch("/membership")).json()).nodes),
       );
-      assert.ok(
-        !`${result.stdout}${result.stderr}`.includes(value),
-        `${name}'s value printed: ${result.stderr}`,
+      return views.every((nodes: Array<{ status: string }>) =>
+        nodes.length === 2 && nodes.every((n) => n.status === "alive")
       );
+    }, { timeoutMs: 10_000, what: "the two nodes to see each other" });
+    const errors = new ErrorBodies();
+    const tokens = await exerciseRoutes([first, second], secrets, errors);
+    // The second node leaves gracefully (hand-off, leave messages), then the first stops.
+    const printed = `${await second.stop()}\n${await first.stop()}`;
+    assert.match(printed, /DEBUG request/, "debug level printed the request lines");
+    console.log(
+      `checked ${
+        printed.split("\n").length
+      } printed lines and ${errors.list.length} error bodies and headers`,
+    );
+    assertNoSecrets(printed, "the nodes' output", secrets, tokens);
+    for (const { what, body } of errors.list) assertNoSecrets(body, what, secrets, tokens);
+  },
+);
+
+Deno.test(
+  "secrets: a refused configuration names the setting but never prints the secret given",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "dynarust_secrets_config_" });
+    try {
+      const cases: Array<[string, string]> = [
+        ["JWT_SECRET", `short-${randomHex(4)}`],
+        ["CLUSTER_SECRET", `short-${randomHex(4)}`],
+      ];
+      for (const [name, value] of cases) {
+        const env = { [name]: value, DYNA_LOG: "trace" };
+        const result = await NodeProcess.runToExit(["127.0.0.1:0", "--data-dir", dataDir], env);
+        assert.notEqual(result.code, 0, `${name} too short is refused`);
+        assert.match(
+          result.stderr,
+          new RegExp(name.replace("_", "_?"), "i"),
+          `names ${name}: ${result.stderr}`,
+        );
+        assert.ok(
+          !`${result.stdout}${result.stderr}`.includes(value),
+          `${name}'s value printed: ${result.stderr}`,
+        );
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
     }
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
+  },
+);

@@ -468,16 +468,20 @@ Deno.test("failpoint snapshot.beforeRename: the tmp is removed at open, older sn
   }
 });
 
-Deno.test("failpoint wal.afterAppendBeforeSync (paxos): acked promises and accepts survive, the rest whole or absent", async () => {
-  const { crash, afterCrash } = await runCrash({
-    workload: paxos,
-    name: "wal.afterAppendBeforeSync",
-    hitsBeforeCrash: (random) => random.int(4),
-  });
-  const ackedCount = crash.ackedAtCrash.promised.size + crash.ackedAtCrash.accepted.size;
-  assert.ok(ackedCount > 0, "some promises or accepts were acknowledged before the crash");
-  assert.equal(afterCrash, "refused");
-});
+Deno.test(
+  "failpoint wal.afterAppendBeforeSync (paxos): acked promises and accepts survive, the rest whole " +
+    "or absent",
+  async () => {
+    const { crash, afterCrash } = await runCrash({
+      workload: paxos,
+      name: "wal.afterAppendBeforeSync",
+      hitsBeforeCrash: (random) => random.int(4),
+    });
+    const ackedCount = crash.ackedAtCrash.promised.size + crash.ackedAtCrash.accepted.size;
+    assert.ok(ackedCount > 0, "some promises or accepts were acknowledged before the crash");
+    assert.equal(afterCrash, "refused");
+  },
+);
 
 for (
   const name of [
@@ -500,29 +504,32 @@ for (
   });
 }
 
-Deno.test("failpoint snapshot.beforeRename (paxos): a start from a snapshot keeps the promises it holds", async () => {
-  const { crash, workload } = await runCrash({
-    workload: paxos,
-    name: "snapshot.beforeRename",
-    hitsBeforeCrash: () => 0,
-    // A snapshot, then a checkpoint at the same sequence: without storage.db, the snapshot and the WAL
-    // after the checkpoint hold everything, the promises made before it only in the snapshot.
-    prepare: async (store) => {
-      await store.snapshot();
-      await store.checkpoint();
-    },
-    trigger: (store) => store.snapshot(),
-  });
-  for (
-    const [label, image] of [["power cut", crash.powerCut], ["process crash", crash.processCrash]] as const
-  ) {
-    const copy = image.crashCopy();
-    await copy.remove("/data/storage.db");
-    const logger = new RecordingLogger();
-    const recovered = await Store.open(storeOptions({ fs: copy, logger }));
-    assert.ok(logger.at("warn").some((line) => line.message.includes("starting from")), label);
-    assert.ok(!logger.lines.some((line) => line.message.includes("are lost")), `${label}: no gap`);
-    workload.check(recovered, crash.ackedAtCrash, `${label}, from the snapshot`);
-    await recovered.close();
-  }
-});
+Deno.test(
+  "failpoint snapshot.beforeRename (paxos): a start from a snapshot keeps the promises it holds",
+  async () => {
+    const { crash, workload } = await runCrash({
+      workload: paxos,
+      name: "snapshot.beforeRename",
+      hitsBeforeCrash: () => 0,
+      // A snapshot, then a checkpoint at the same sequence: without storage.db, the snapshot and the WAL
+      // after the checkpoint hold everything, the promises made before it only in the snapshot.
+      prepare: async (store) => {
+        await store.snapshot();
+        await store.checkpoint();
+      },
+      trigger: (store) => store.snapshot(),
+    });
+    for (
+      const [label, image] of [["power cut", crash.powerCut], ["process crash", crash.processCrash]] as const
+    ) {
+      const copy = image.crashCopy();
+      await copy.remove("/data/storage.db");
+      const logger = new RecordingLogger();
+      const recovered = await Store.open(storeOptions({ fs: copy, logger }));
+      assert.ok(logger.at("warn").some((line) => line.message.includes("starting from")), label);
+      assert.ok(!logger.lines.some((line) => line.message.includes("are lost")), `${label}: no gap`);
+      workload.check(recovered, crash.ackedAtCrash, `${label}, from the snapshot`);
+      await recovered.close();
+    }
+  },
+);

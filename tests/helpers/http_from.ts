@@ -14,7 +14,9 @@ export interface AnswerFrom {
   body: string;
 }
 
-/** Sends `method path` with a JSON `body` to `baseUrl` (http only) from `localAddress`; `Connection: close`. */
+/**
+ * Sends `method path` with a JSON `body` to `baseUrl` (http only) from `localAddress`; `Connection: close`.
+ */
 export function requestFrom(
   localAddress: string,
   request: { baseUrl: string; method: string; path: string; body?: string },

@@ -20,10 +20,13 @@ async function checkDocs(cwd: string, paths: string[]): Promise<{ code: number; 
   return { code: output.code, text };
 }
 
-Deno.test("deno check --doc-only: every doc comment example of main.ts, src/ and tools/ compiles", async () => {
-  const { code, text } = await checkDocs(repositoryRoot, ["main.ts", "src/", "tools/"]);
-  assert.equal(code, 0, `deno check --doc-only failed:\n${text}`);
-});
+Deno.test(
+  "deno check --doc-only: every doc comment example of main.ts, src/ and tools/ compiles",
+  async () => {
+    const { code, text } = await checkDocs(repositoryRoot, ["main.ts", "src/", "tools/"]);
+    assert.equal(code, 0, `deno check --doc-only failed:\n${text}`);
+  },
+);
 
 Deno.test("deno check --doc-only: an example that does not compile fails the check", async () => {
   // The control: without it, a check that no longer looks at examples would pass the test above.
@@ -32,7 +35,8 @@ Deno.test("deno check --doc-only: an example that does not compile fails the che
     const example = "```ts\n * const count: number = double(2);\n * ```";
     await Deno.writeTextFile(
       `${dir}/mod.ts`,
-      `/**\n * Doubles.\n *\n * ${example}\n */\nexport function double(n: number): string {\n  return String(n * 2);\n}\n`,
+      `/**\n * Doubles.\n *\n * ${example}\n */\n` +
+        `export function double(n: number): string {\n  return String(n * 2);\n}\n`,
     );
     const { code, text } = await checkDocs(dir, ["mod.ts"]);
     assert.notEqual(code, 0, `the broken example passed:\n${text}`);

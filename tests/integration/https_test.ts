@@ -154,7 +154,10 @@ Deno.test({
   },
 });
 
-/** Starts a node of an https cluster on a port of its own, joining `seed` when given, and waits until it serves. */
+/**
+ * Starts a node of an https cluster on a port of its own, joining `seed` when given, and waits until it
+ * serves.
+ */
 async function startClusterNode(
   options: { client: Deno.HttpClient; certificate: NodeCertificate; seed?: string },
 ): Promise<NodeProcess> {

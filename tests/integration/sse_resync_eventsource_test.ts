@@ -92,70 +92,78 @@ function serveBroker(
   });
 }
 
-Deno.test("eventsource: a key's Resync is a message before the version after the jump; cut after it, the client resumes from its last version and is told again", async () => {
-  const broker = new Broker({ limits: defaultLimits, logger: silentLogger });
-  const published = new Map<string, ChangeEvent>();
-  const publish = (event: ChangeEvent) => {
-    published.set(event.key, event);
-    broker.publish(event);
-  };
-  const lastEventIds: Array<string | null> = [];
-  const server = serveBroker(broker, {
-    current: (key) => {
-      const event = published.get(key);
-      return event === undefined ? undefined : entryOf(event);
-    },
-    lastEventIds,
-    cutOnce: true,
-  });
-  try {
-    await using log = new EventSourceLog(`http://127.0.0.1:${server.addr.port}/t/subscribe/k`);
-    await waitFor(() => log.readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
-    // This node gets versions 1 and 2, misses 3 and 4, and gets 5.
-    for (const version of [1, 2, 5]) publish(change("k", version));
-    await waitFor(() => log.openCount === 2 && log.readyIds.length === 2, {
-      timeoutMs: 10_000,
-      what: "the client to reconnect after the cut",
+Deno.test(
+  "eventsource: a key's Resync is a message before the version after the jump; cut after it, the " +
+    "client resumes from its last version and is told again",
+  async () => {
+    const broker = new Broker({ limits: defaultLimits, logger: silentLogger });
+    const published = new Map<string, ChangeEvent>();
+    const publish = (event: ChangeEvent) => {
+      published.set(event.key, event);
+      broker.publish(event);
+    };
+    const lastEventIds: Array<string | null> = [];
+    const server = serveBroker(broker, {
+      current: (key) => {
+        const event = published.get(key);
+        return event === undefined ? undefined : entryOf(event);
+      },
+      lastEventIds,
+      cutOnce: true,
     });
-    publish(change("k", 6));
-    await waitFor(() => log.versions().includes(6), { timeoutMs: 10_000, what: "the live version 6" });
-    const resync = { event: "Resync", table: "t", key: "k" };
-    const received = log.changes.map((message) =>
-      message.data.event === "Resync" ? message.data : message.data.value?.version
-    );
-    assert.deepEqual(received, [1, 2, resync, resync, 5, 6], "told of the jump on each connection");
-    assert.deepEqual(lastEventIds, [null, "2"], "the Resync has no id: the client resumes from version 2");
-    assert.deepEqual(log.readyIds, ["0", "2"]);
-    // npm eventsource gives an event without an id the lastEventId "" (a browser gives the last id);
-    // either way the id it sends back on a reconnect stays the last one received.
-    assert.deepEqual(log.changes.map((message) => message.id), ["1", "2", "", "", "5", "6"]);
-  } finally {
-    broker.close();
-    await server.shutdown();
-  }
-});
+    try {
+      await using log = new EventSourceLog(`http://127.0.0.1:${server.addr.port}/t/subscribe/k`);
+      await waitFor(() => log.readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
+      // This node gets versions 1 and 2, misses 3 and 4, and gets 5.
+      for (const version of [1, 2, 5]) publish(change("k", version));
+      await waitFor(() => log.openCount === 2 && log.readyIds.length === 2, {
+        timeoutMs: 10_000,
+        what: "the client to reconnect after the cut",
+      });
+      publish(change("k", 6));
+      await waitFor(() => log.versions().includes(6), { timeoutMs: 10_000, what: "the live version 6" });
+      const resync = { event: "Resync", table: "t", key: "k" };
+      const received = log.changes.map((message) =>
+        message.data.event === "Resync" ? message.data : message.data.value?.version
+      );
+      assert.deepEqual(received, [1, 2, resync, resync, 5, 6], "told of the jump on each connection");
+      assert.deepEqual(lastEventIds, [null, "2"], "the Resync has no id: the client resumes from version 2");
+      assert.deepEqual(log.readyIds, ["0", "2"]);
+      // npm eventsource gives an event without an id the lastEventId "" (a browser gives the last id);
+      // either way the id it sends back on a reconnect stays the last one received.
+      assert.deepEqual(log.changes.map((message) => message.id), ["1", "2", "", "", "5", "6"]);
+    } finally {
+      broker.close();
+      await server.shutdown();
+    }
+  },
+);
 
-Deno.test("eventsource: a table stream tells of a key's skipped versions with the key's Resync, before the change", async () => {
-  const broker = new Broker({ limits: defaultLimits, logger: silentLogger });
-  const lastEventIds: Array<string | null> = [];
-  const server = serveBroker(broker, { current: () => undefined, lastEventIds, cutOnce: false });
-  try {
-    await using log = new EventSourceLog(`http://127.0.0.1:${server.addr.port}/t/subscribe`);
-    await waitFor(() => log.readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
-    const start = Number(log.readyIds[0]);
-    broker.publish(change("k", 1));
-    broker.publish(change("j", 1));
-    broker.publish(change("k", 4)); // this node missed 2 and 3
-    broker.publish(change("j", 2));
-    await waitFor(() => log.changes.length === 5, { timeoutMs: 10_000, what: "five messages" });
-    // The Resync has no id: it is an event between the changes of ids start + 2 and start + 3.
-    const ids = log.changes.map((received) => received.id);
-    assert.deepEqual(ids, [start + 1, start + 2, "", start + 3, start + 4].map((id) => String(id)));
-    assert.deepEqual(log.changes[2]?.data, { event: "Resync", table: "t", key: "k" });
-    assert.deepEqual([log.changes[3]?.data.key, log.changes[3]?.data.value?.version], ["k", 4]);
-    assert.deepEqual(lastEventIds, [null], "one connection");
-  } finally {
-    broker.close();
-    await server.shutdown();
-  }
-});
+Deno.test(
+  "eventsource: a table stream tells of a key's skipped versions with the key's Resync, before the " +
+    "change",
+  async () => {
+    const broker = new Broker({ limits: defaultLimits, logger: silentLogger });
+    const lastEventIds: Array<string | null> = [];
+    const server = serveBroker(broker, { current: () => undefined, lastEventIds, cutOnce: false });
+    try {
+      await using log = new EventSourceLog(`http://127.0.0.1:${server.addr.port}/t/subscribe`);
+      await waitFor(() => log.readyIds.length === 1, { timeoutMs: 10_000, what: "the stream's ready block" });
+      const start = Number(log.readyIds[0]);
+      broker.publish(change("k", 1));
+      broker.publish(change("j", 1));
+      broker.publish(change("k", 4)); // this node missed 2 and 3
+      broker.publish(change("j", 2));
+      await waitFor(() => log.changes.length === 5, { timeoutMs: 10_000, what: "five messages" });
+      // The Resync has no id: it is an event between the changes of ids start + 2 and start + 3.
+      const ids = log.changes.map((received) => received.id);
+      assert.deepEqual(ids, [start + 1, start + 2, "", start + 3, start + 4].map((id) => String(id)));
+      assert.deepEqual(log.changes[2]?.data, { event: "Resync", table: "t", key: "k" });
+      assert.deepEqual([log.changes[3]?.data.key, log.changes[3]?.data.value?.version], ["k", 4]);
+      assert.deepEqual(lastEventIds, [null], "one connection");
+    } finally {
+      broker.close();
+      await server.shutdown();
+    }
+  },
+);

@@ -461,8 +461,8 @@ function reportCluster(context: BenchContext, figures: ClusterFigures): void {
     const secs = slices * sliceSecs;
     const ratio = clusterRequests / loneRequests;
     report.check({
-      scenario:
-        `${label}: durable PUT via node 1 paired with a lone node (${slices} alternating ${sliceSecs} s slices each)`,
+      scenario: `${label}: durable PUT via node 1 paired with a lone node ` +
+        `(${slices} alternating ${sliceSecs} s slices each)`,
       figure: `${formatCount(clusterRequests / secs)} req/s`,
       baseline: `lone node ${formatCount(loneRequests / secs)} req/s, same slices`,
       ratio: formatRatio(clusterRequests, loneRequests),

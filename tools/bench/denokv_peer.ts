@@ -42,7 +42,9 @@ interface BenchRecord {
   owner: string;
 }
 
-/** `k0`..`k999` of table `t`, version 1, the values `hono_baseline.ts` answers; only into an empty database. */
+/**
+ * `k0`..`k999` of table `t`, version 1, the values `hono_baseline.ts` answers; only into an empty database.
+ */
 async function preload(kv: Deno.Kv): Promise<void> {
   for await (const _entry of kv.list({ prefix: [] }, { limit: 1 })) return;
   for (let start = 0; start < preloadCount; start += preloadBatchCount) {

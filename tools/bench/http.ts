@@ -159,7 +159,10 @@ async function measureRounds(
 interface Limits {
   getWithEtag: Measured;
   durablePut: Measured;
-  /** The durable PUT limit with SPEC's ETag, CORS headers and encrypted, deflated batches (`put_baseline.ts --contract`). */
+  /**
+   * The durable PUT limit with SPEC's ETag, CORS headers and encrypted, deflated batches (`put_baseline.ts
+   * --contract`).
+   */
   contractPut: Measured;
 }
 
@@ -446,8 +449,8 @@ function reportDenoKv(context: BenchContext, run: HttpRun): void {
 }
 
 /**
- * The rows that say how far the targets are from physics: the GET limit with SPEC's ETag and CORS headers, and a
- * bare durable PUT (parse, Map, one write and one fsync per batch, no encryption) and the same with the
+ * The rows that say how far the targets are from physics: the GET limit with SPEC's ETag and CORS headers,
+ * and a bare durable PUT (parse, Map, one write and one fsync per batch, no encryption) and the same with the
  * contract's ETag and encrypted batches, each against dynarust.
  */
 function reportLimits(context: BenchContext, run: HttpRun): void {

@@ -449,7 +449,8 @@ async function runResume(context: BenchContext): Promise<void> {
   const check = exact
     ? "exact: the live stream's ids, in order"
     : `NOT exact: ${formatCount(figures.replayedCount)} replayed, same ids ${figures.sameIds}, ` +
-      `${figures.resyncCount} Resync, ${figures.outOfOrderCount} out of order, ${figures.writeErrorCount} PUT errors`;
+      `${figures.resyncCount} Resync, ${figures.outOfOrderCount} out of order, ` +
+      `${figures.writeErrorCount} PUT errors`;
   report.check({
     scenario: `${label}: reconnect → last missed change received`,
     figure: `${formatMs(figures.resumeMs)} · ${check}`,

@@ -3,11 +3,11 @@
 // writes waiting are joined into one `write` and one `syncData`). No encryption, no checks, no events:
 // whatever dynarust adds costs throughput against this.
 // With `--contract` it also does what SPEC requires of every write and a bare route can do cheaply: it
-// answers with the version's `ETag` and the CORS headers of any origin, and each batch is deflated and sealed with AES-256-GCM before it is
-// written (encrypted at rest, as dynarust's WAL frames). That variant is the limit for a durable PUT that
-// keeps the contract; what dynarust does beyond it (names, owners, conditions, replication, events) is its
-// own cost.
-// Usage: deno run -A tools/bench/put_baseline.ts <port> [--contract] <data dir>
+// answers with the version's `ETag` and the CORS headers of any origin, and each batch is deflated and sealed
+// with AES-256-GCM before it is written (encrypted at rest, as dynarust's WAL frames). That variant is the
+// limit for a durable PUT that keeps the contract; what dynarust does beyond it (names, owners, conditions,
+// replication, events) is its own cost. Usage: deno run -A tools/bench/put_baseline.ts <port> [--contract]
+// <data dir>
 import { Hono } from "hono";
 import { Buffer } from "node:buffer";
 import { createCipheriv, randomBytes } from "node:crypto";

@@ -53,24 +53,30 @@ async function assertServing(node: NodeProcess): Promise<void> {
   await health.body?.cancel();
 }
 
-Deno.test("POST /auth/{user}: 50 concurrent registrations of one new name give one 201 and a live node", async () => {
-  await using node = await NodeProcess.start({ env: raceEnv });
-  for (const user of ["u1", "jos%C3%A9"]) {
-    assertOneWinner(await race([node], user), user);
-    await assertServing(node);
-  }
-});
+Deno.test(
+  "POST /auth/{user}: 50 concurrent registrations of one new name give one 201 and a live node",
+  async () => {
+    await using node = await NodeProcess.start({ env: raceEnv });
+    for (const user of ["u1", "jos%C3%A9"]) {
+      assertOneWinner(await race([node], user), user);
+      await assertServing(node);
+    }
+  },
+);
 
-Deno.test("POST /auth/{user}: concurrent registrations spread over a 3-node cluster give one 201", async () => {
-  // The LAN timing preset: 150 hashes on a shared machine stall nodes for longer than the local-test
-  // preset's 150 ms probe timeout, and a member wrongly declared dead moves the users' coordinator.
-  await using cluster = await TestCluster.start({
-    nodeCount: 3,
-    env: { ...raceEnv, DYNA_CLUSTER_PRESET: "lan" },
-  });
-  const nodes = [cluster.node(0), cluster.node(1), cluster.node(2)];
-  for (const user of ["c1", "c2"]) {
-    assertOneWinner(await race(nodes, user), user);
-    for (const node of nodes) await assertServing(node);
-  }
-});
+Deno.test(
+  "POST /auth/{user}: concurrent registrations spread over a 3-node cluster give one 201",
+  async () => {
+    // The LAN timing preset: 150 hashes on a shared machine stall nodes for longer than the local-test
+    // preset's 150 ms probe timeout, and a member wrongly declared dead moves the users' coordinator.
+    await using cluster = await TestCluster.start({
+      nodeCount: 3,
+      env: { ...raceEnv, DYNA_CLUSTER_PRESET: "lan" },
+    });
+    const nodes = [cluster.node(0), cluster.node(1), cluster.node(2)];
+    for (const user of ["c1", "c2"]) {
+      assertOneWinner(await race(nodes, user), user);
+      for (const node of nodes) await assertServing(node);
+    }
+  },
+);

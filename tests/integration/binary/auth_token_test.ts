@@ -15,37 +15,40 @@ async function signedToken(user: string): Promise<string> {
     .setIssuedAt(nowSecs).setExpirationTime(nowSecs + 3600).sign(new TextEncoder().encode(jwtSecret));
 }
 
-Deno.test("PUT/PATCH/DELETE with a well-signed token of a never-registered user are 401 and write nothing", async () => {
-  await using node = await NodeProcess.start({ env: { JWT_SECRET: jwtSecret } });
-  const owner = await tokenFor(node, "owner");
-  const existing = await putValue(node, "/t/key/existing", { n: 1 }, { token: owner });
-  assert.equal(existing.status, 201);
-  await existing.body?.cancel();
-  const forged = await signedToken("ghost");
-  const attempts: Array<[string, string]> = [
-    ["PUT", "/t/key/planted"],
-    ["PATCH", "/t/key/existing"],
-    ["DELETE", "/t/key/existing"],
-  ];
-  for (const [method, path] of attempts) {
-    const response = await node.fetch(path, {
-      method,
-      headers: { authorization: `Bearer ${forged}`, "content-type": "application/json" },
-      body: method === "DELETE" ? null : JSON.stringify({ value: { planted: true } }),
-    });
-    const problem = await response.json();
-    assert.equal(response.status, 401, `${method} ${path}: ${JSON.stringify(problem)}`);
-    assert.equal(problem.code, "token_invalid");
-    assert.match(problem.detail, /user \(sub\) does not exist/);
-  }
-  // The name registered afterwards owns nothing the token tried to write.
-  const ghost = await tokenFor(node, "ghost", "ghost-secret");
-  const planted = await node.fetch("/t/key/planted");
-  assert.equal(planted.status, 404, "the forged PUT wrote nothing");
-  await planted.body?.cancel();
-  const fresh = await putValue(node, "/t/key/planted", "mine", { token: ghost });
-  assert.equal(fresh.status, 201);
-  assert.equal((await fresh.json()).version, 1);
-  const read = await node.fetch("/t/key/existing");
-  assert.deepEqual((await read.json()).value, { n: 1 }, "the forged PATCH and DELETE changed nothing");
-});
+Deno.test(
+  "PUT/PATCH/DELETE with a well-signed token of a never-registered user are 401 and write nothing",
+  async () => {
+    await using node = await NodeProcess.start({ env: { JWT_SECRET: jwtSecret } });
+    const owner = await tokenFor(node, "owner");
+    const existing = await putValue(node, "/t/key/existing", { n: 1 }, { token: owner });
+    assert.equal(existing.status, 201);
+    await existing.body?.cancel();
+    const forged = await signedToken("ghost");
+    const attempts: Array<[string, string]> = [
+      ["PUT", "/t/key/planted"],
+      ["PATCH", "/t/key/existing"],
+      ["DELETE", "/t/key/existing"],
+    ];
+    for (const [method, path] of attempts) {
+      const response = await node.fetch(path, {
+        method,
+        headers: { authorization: `Bearer ${forged}`, "content-type": "application/json" },
+        body: method === "DELETE" ? null : JSON.stringify({ value: { planted: true } }),
+      });
+      const problem = await response.json();
+      assert.equal(response.status, 401, `${method} ${path}: ${JSON.stringify(problem)}`);
+      assert.equal(problem.code, "token_invalid");
+      assert.match(problem.detail, /user \(sub\) does not exist/);
+    }
+    // The name registered afterwards owns nothing the token tried to write.
+    const ghost = await tokenFor(node, "ghost", "ghost-secret");
+    const planted = await node.fetch("/t/key/planted");
+    assert.equal(planted.status, 404, "the forged PUT wrote nothing");
+    await planted.body?.cancel();
+    const fresh = await putValue(node, "/t/key/planted", "mine", { token: ghost });
+    assert.equal(fresh.status, 201);
+    assert.equal((await fresh.json()).version, 1);
+    const read = await node.fetch("/t/key/existing");
+    assert.deepEqual((await read.json()).value, { n: 1 }, "the forged PATCH and DELETE changed nothing");
+  },
+);

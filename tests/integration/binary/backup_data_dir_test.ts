@@ -125,181 +125,202 @@ async function writeHistory(node: NodeProcess): Promise<{ live: Map<string, Reco
   return { live, deleted: ["/notes/key/gone"] };
 }
 
-Deno.test("backup --data-dir: a stopped single node exported from its files (unchanged) and restored into a new data dir", async () => {
-  const root = await Deno.makeTempDir({ prefix: "dynarust_offline_" });
-  const source = `${root}/source`;
-  const restored = `${root}/restored`;
-  const file = `${root}/backup.jsonl`;
-  try {
-    let history: Awaited<ReturnType<typeof writeHistory>>;
-    {
-      await using node = await NodeProcess.start({ dataDir: source });
-      history = await writeHistory(node);
-      assert.equal((await node.stop("SIGTERM")).code, 0, "a graceful stop checkpoints into storage.db");
-    }
-    {
-      await using node = await NodeProcess.start({ dataDir: source });
-      const token = await tokenFor(node, "alice", "alice-secret");
-      history.live.set(
-        "/fruits/key/apple",
-        await write(node, "/fruits/key/apple", { value: { n: 3 } }, { token }),
+Deno.test(
+  "backup --data-dir: a stopped single node exported from its files (unchanged) and restored into a " +
+    "new data dir",
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "dynarust_offline_" });
+    const source = `${root}/source`;
+    const restored = `${root}/restored`;
+    const file = `${root}/backup.jsonl`;
+    try {
+      let history: Awaited<ReturnType<typeof writeHistory>>;
+      {
+        await using node = await NodeProcess.start({ dataDir: source });
+        history = await writeHistory(node);
+        assert.equal((await node.stop("SIGTERM")).code, 0, "a graceful stop checkpoints into storage.db");
+      }
+      {
+        await using node = await NodeProcess.start({ dataDir: source });
+        const token = await tokenFor(node, "alice", "alice-secret");
+        history.live.set(
+          "/fruits/key/apple",
+          await write(node, "/fruits/key/apple", { value: { n: 3 } }, { token }),
+        );
+        // Killed this time: its WAL keeps the write, which a store that was not read-only would checkpoint
+        // at close (changing storage.db and wal.log), as it would cut the torn tail added below.
+        await node.stop("SIGKILL");
+      }
+      const wal = await Deno.open(`${source}/wal.log`, { append: true });
+      await wal.write(new Uint8Array(9)); // a zero-filled tail, as a power cut can leave
+      wal.close();
+      const before = await hashTree(source);
+      assert.ok(
+        before.has("/node.lock") && before.has("/wal.log") && before.has("/storage.db"),
+        [...before.keys()].join(),
       );
-      // Killed this time: its WAL keeps the write, which a store that was not read-only would checkpoint
-      // at close (changing storage.db and wal.log), as it would cut the torn tail added below.
-      await node.stop("SIGKILL");
+
+      const exported = await offline("export", source, file);
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.match(
+        exported.stderr,
+        new RegExp(`exported ${history.live.size + 2} records from ${source} to ${file}`),
+      );
+      assert.match(
+        exported.stderr,
+        /wal\.log has a torn tail at byte offset \d+: read up to its last good frame/,
+      );
+      assert.deepEqual(await hashTree(source), before, "read-only: every file of the data dir byte for byte");
+      assert.equal(((await Deno.stat(file)).mode ?? 0) & 0o777, 0o600, "it holds password hashes");
+      const lines = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
+      assert.equal(lines[0].dynarust_export, 1);
+      assert.deepEqual(lines.slice(1).map((line) => `${line.table}/${line.key}`), [
+        "_users/alice",
+        "_users/bob",
+        "fruits/apple",
+        "fruits/pear",
+        "notes/back",
+        "notes/n 1",
+      ], "users first, then tables and keys in order; no deleted key");
+
+      const imported = await offline("import", restored, file);
+      assert.equal(imported.code, 0, imported.stderr);
+      assert.match(
+        imported.stderr,
+        new RegExp(`imported ${history.live.size + 2} records from ${file} into ${restored}\n$`),
+      );
+      await using node = await NodeProcess.start({ dataDir: restored });
+      for (const [path, record] of history.live) assert.deepEqual(await read(node, path), record, path);
+      for (const path of history.deleted) assert.equal(await read(node, path), undefined, path);
+      assert.equal(await loginStatus(node, "alice", "alice-secret"), 200);
+      assert.equal(await loginStatus(node, "bob", "bob-secret"), 200);
+      assert.equal(await loginStatus(node, "bob", "alice-secret"), 401, "bob's own hash came back");
+      const alice = await tokenFor(node, "alice", "alice-secret");
+      const stolen = await putValue(node, "/fruits/key/pear", "mine now", { token: alice });
+      assert.equal(stolen.status, 403, "bob still owns pear");
+      await stolen.body?.cancel();
+      assert.equal(
+        (await write(node, "/fruits/key/apple", { value: { n: 4 } }, { token: alice })).version,
+        4,
+      );
+      await node.stop("SIGTERM");
+
+      // Imported again into that data dir: apple keeps its newer version 4; nothing else changes.
+      const again = await offline("import", restored, file);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(
+        again.stderr,
+        new RegExp(
+          `imported 0 records .*; ${history.live.size + 2} kept the state the data dir already held`,
+        ),
+      );
+      await using after = await NodeProcess.start({ dataDir: restored });
+      assert.deepEqual((await read(after, "/fruits/key/apple"))?.value, { n: 4 });
+      assert.deepEqual(await read(after, "/fruits/key/pear"), history.live.get("/fruits/key/pear"));
+    } finally {
+      await Deno.remove(root, { recursive: true });
     }
-    const wal = await Deno.open(`${source}/wal.log`, { append: true });
-    await wal.write(new Uint8Array(9)); // a zero-filled tail, as a power cut can leave
-    wal.close();
-    const before = await hashTree(source);
-    assert.ok(
-      before.has("/node.lock") && before.has("/wal.log") && before.has("/storage.db"),
-      [...before.keys()].join(),
-    );
+  },
+);
 
-    const exported = await offline("export", source, file);
-    assert.equal(exported.code, 0, exported.stderr);
-    assert.match(
-      exported.stderr,
-      new RegExp(`exported ${history.live.size + 2} records from ${source} to ${file}`),
-    );
-    assert.match(
-      exported.stderr,
-      /wal\.log has a torn tail at byte offset \d+: read up to its last good frame/,
-    );
-    assert.deepEqual(await hashTree(source), before, "read-only: every file of the data dir byte for byte");
-    assert.equal(((await Deno.stat(file)).mode ?? 0) & 0o777, 0o600, "it holds password hashes");
-    const lines = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
-    assert.equal(lines[0].dynarust_export, 1);
-    assert.deepEqual(lines.slice(1).map((line) => `${line.table}/${line.key}`), [
-      "_users/alice",
-      "_users/bob",
-      "fruits/apple",
-      "fruits/pear",
-      "notes/back",
-      "notes/n 1",
-    ], "users first, then tables and keys in order; no deleted key");
+Deno.test(
+  "backup --data-dir: refused while the node runs (no file written); a second node on its data dir " +
+    "exits 78",
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "dynarust_offline_" });
+    const dataDir = `${root}/data`;
+    try {
+      await using node = await NodeProcess.start({ dataDir });
+      const token = await tokenFor(node, "alice");
+      await write(node, "/t/key/k", { value: 1 }, { token });
+      // The node's own change log goes on flushing meanwhile: the store's files are what must not change.
+      const storeFiles = async () =>
+        new Map([...await hashTree(dataDir)].filter(([path]) => !path.startsWith("/changes/")));
+      const before = await storeFiles();
 
-    const imported = await offline("import", restored, file);
-    assert.equal(imported.code, 0, imported.stderr);
-    assert.match(
-      imported.stderr,
-      new RegExp(`imported ${history.live.size + 2} records from ${file} into ${restored}\n$`),
-    );
-    await using node = await NodeProcess.start({ dataDir: restored });
-    for (const [path, record] of history.live) assert.deepEqual(await read(node, path), record, path);
-    for (const path of history.deleted) assert.equal(await read(node, path), undefined, path);
-    assert.equal(await loginStatus(node, "alice", "alice-secret"), 200);
-    assert.equal(await loginStatus(node, "bob", "bob-secret"), 200);
-    assert.equal(await loginStatus(node, "bob", "alice-secret"), 401, "bob's own hash came back");
-    const alice = await tokenFor(node, "alice", "alice-secret");
-    const stolen = await putValue(node, "/fruits/key/pear", "mine now", { token: alice });
-    assert.equal(stolen.status, 403, "bob still owns pear");
-    await stolen.body?.cancel();
-    assert.equal((await write(node, "/fruits/key/apple", { value: { n: 4 } }, { token: alice })).version, 4);
-    await node.stop("SIGTERM");
+      const exported = await offline("export", dataDir, `${root}/backup.jsonl`);
+      assert.equal(exported.code, 1, exported.stderr);
+      assert.equal(
+        exported.stderr,
+        `dynarust export: ${dataDir} is in use: a node runs on it ` +
+          `(it holds the lock ${dataDir}/node.lock): ` +
+          "stop the node first, or export through the running node with --node URL and CLUSTER_SECRET\n",
+      );
+      assert.deepEqual(
+        (await Array.fromAsync(Deno.readDir(root))).map((entry) => entry.name),
+        ["data"],
+        "no file",
+      );
 
-    // Imported again into that data dir: apple keeps its newer version 4; nothing else changes.
-    const again = await offline("import", restored, file);
-    assert.equal(again.code, 0, again.stderr);
-    assert.match(
-      again.stderr,
-      new RegExp(`imported 0 records .*; ${history.live.size + 2} kept the state the data dir already held`),
-    );
-    await using after = await NodeProcess.start({ dataDir: restored });
-    assert.deepEqual((await read(after, "/fruits/key/apple"))?.value, { n: 4 });
-    assert.deepEqual(await read(after, "/fruits/key/pear"), history.live.get("/fruits/key/pear"));
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+      await Deno.writeTextFile(
+        `${root}/other.jsonl`,
+        '{"dynarust_export":1}\n' +
+          '{"table":"t","key":"k","value":2,"version":9,"timestamp":1,"owner":"alice"}\n',
+      );
+      const imported = await offline("import", dataDir, `${root}/other.jsonl`);
+      assert.equal(imported.code, 1, imported.stderr);
+      assert.match(
+        imported.stderr,
+        /^dynarust import: .* is in use: a node runs on it|^dynarust import: .* is in use by another process/,
+      );
+      assert.match(
+        imported.stderr,
+        /stop the node first, or import through the running node with --node URL and CLUSTER_SECRET\n$/,
+      );
 
-Deno.test("backup --data-dir: refused while the node runs (no file written); a second node on its data dir exits 78", async () => {
-  const root = await Deno.makeTempDir({ prefix: "dynarust_offline_" });
-  const dataDir = `${root}/data`;
-  try {
-    await using node = await NodeProcess.start({ dataDir });
-    const token = await tokenFor(node, "alice");
-    await write(node, "/t/key/k", { value: 1 }, { token });
-    // The node's own change log goes on flushing meanwhile: the store's files are what must not change.
-    const storeFiles = async () =>
-      new Map([...await hashTree(dataDir)].filter(([path]) => !path.startsWith("/changes/")));
-    const before = await storeFiles();
+      const second = await NodeProcess.runToExit(["127.0.0.1:0", "--data-dir", dataDir]);
+      assert.equal(second.code, 78, second.stderr);
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `dynarust: ${dataDir} is in use by another process: .*; give each node its own --data-dir`,
+        ),
+      );
+      assert.equal(second.stdout, "", "it never served");
+      assert.deepEqual(
+        await storeFiles(),
+        before,
+        "neither the refused commands nor the second node changed a file",
+      );
+      assert.equal((await read(node, "/t/key/k"))?.version, 1, "the first node still serves its data");
+      assert.equal((await node.stop("SIGTERM")).code, 0);
+      const afterStop = await offline("export", dataDir, `${root}/backup.jsonl`);
+      assert.equal(afterStop.code, 0, afterStop.stderr);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
 
-    const exported = await offline("export", dataDir, `${root}/backup.jsonl`);
-    assert.equal(exported.code, 1, exported.stderr);
-    assert.equal(
-      exported.stderr,
-      `dynarust export: ${dataDir} is in use: a node runs on it (it holds the lock ${dataDir}/node.lock): ` +
-        "stop the node first, or export through the running node with --node URL and CLUSTER_SECRET\n",
-    );
-    assert.deepEqual(
-      (await Array.fromAsync(Deno.readDir(root))).map((entry) => entry.name),
-      ["data"],
-      "no file",
-    );
-
-    await Deno.writeTextFile(
-      `${root}/other.jsonl`,
-      '{"dynarust_export":1}\n{"table":"t","key":"k","value":2,"version":9,"timestamp":1,"owner":"alice"}\n',
-    );
-    const imported = await offline("import", dataDir, `${root}/other.jsonl`);
-    assert.equal(imported.code, 1, imported.stderr);
-    assert.match(
-      imported.stderr,
-      /^dynarust import: .* is in use: a node runs on it|^dynarust import: .* is in use by another process/,
-    );
-    assert.match(
-      imported.stderr,
-      /stop the node first, or import through the running node with --node URL and CLUSTER_SECRET\n$/,
-    );
-
-    const second = await NodeProcess.runToExit(["127.0.0.1:0", "--data-dir", dataDir]);
-    assert.equal(second.code, 78, second.stderr);
-    assert.match(
-      second.stderr,
-      new RegExp(`dynarust: ${dataDir} is in use by another process: .*; give each node its own --data-dir`),
-    );
-    assert.equal(second.stdout, "", "it never served");
-    assert.deepEqual(
-      await storeFiles(),
-      before,
-      "neither the refused commands nor the second node changed a file",
-    );
-    assert.equal((await read(node, "/t/key/k"))?.version, 1, "the first node still serves its data");
-    assert.equal((await node.stop("SIGTERM")).code, 0);
-    const afterStop = await offline("export", dataDir, `${root}/backup.jsonl`);
-    assert.equal(afterStop.code, 0, afterStop.stderr);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
-
-Deno.test("backup --data-dir: a dir without data, a missing export file, or --node beside it fail with a clear line", async () => {
-  const root = await Deno.makeTempDir({ prefix: "dynarust_offline_" });
-  try {
-    const empty = await offline("export", root, `${root}/b.jsonl`);
-    assert.equal(empty.code, 1);
-    assert.equal(
-      empty.stderr,
-      `dynarust export: --data-dir ${root} holds no dynarust data (no storage.db or wal.log)\n`,
-    );
-    const missing = await offline("import", `${root}/new`, `${root}/absent.jsonl`);
-    assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /^dynarust import: .*absent\.jsonl/);
-    assert.deepEqual((await Array.fromAsync(Deno.readDir(root))).length, 0, "no data dir was created");
-    const both = await NodeProcess.runToExit([
-      "export",
-      "--data-dir",
-      root,
-      "--node",
-      "http://127.0.0.1:1",
-      "--to",
-      "x",
-    ]);
-    assert.equal(both.code, 1);
-    assert.match(both.stderr, /--data-dir works on a stopped node's files and takes no --node/);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+Deno.test(
+  "backup --data-dir: a dir without data, a missing export file, or --node beside it fail with a " +
+    "clear line",
+  async () => {
+    const root = await Deno.makeTempDir({ prefix: "dynarust_offline_" });
+    try {
+      const empty = await offline("export", root, `${root}/b.jsonl`);
+      assert.equal(empty.code, 1);
+      assert.equal(
+        empty.stderr,
+        `dynarust export: --data-dir ${root} holds no dynarust data (no storage.db or wal.log)\n`,
+      );
+      const missing = await offline("import", `${root}/new`, `${root}/absent.jsonl`);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /^dynarust import: .*absent\.jsonl/);
+      assert.deepEqual((await Array.fromAsync(Deno.readDir(root))).length, 0, "no data dir was created");
+      const both = await NodeProcess.runToExit([
+        "export",
+        "--data-dir",
+        root,
+        "--node",
+        "http://127.0.0.1:1",
+        "--to",
+        "x",
+      ]);
+      assert.equal(both.code, 1);
+      assert.match(both.stderr, /--data-dir works on a stopped node's files and takes no --node/);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);

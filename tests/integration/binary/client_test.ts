@@ -121,51 +121,57 @@ Deno.test("client: getMany, pages in key order, and every entry through entries(
   assert.equal((await client.membership())[0]?.status, "alive");
 });
 
-Deno.test("client: subscribe() reconnects with Last-Event-ID after the stream breaks and delivers each change once", async () => {
-  await using node = await NodeProcess.start();
-  await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
-  const writer = new DynaClient({ baseUrl: node.baseUrl });
-  await writer.login("alice", "pw");
-  const direct = writer.table<{ n: number }>("live");
-  const viaProxy = new DynaClient({ baseUrl: `http://127.0.0.1:${proxy.port}` }).table<{ n: number }>("live");
-  const stop = new AbortController();
-  const changes = viaProxy.subscribe("k", { signal: stop.signal, retryMs: 50 });
-  const table = viaProxy.subscribe(undefined, { signal: stop.signal, retryMs: 50 });
-  const first = next(changes); // the generators connect on their first pull
-  const firstOfTable = next(table);
-  await waitSubscribed(node, 2);
-  await direct.put("k", { n: 1 });
-  const seen: KeyEvent<{ n: number }>[] = [await first];
-  const seenInTable: TableEvent<{ n: number }>[] = [await firstOfTable];
-  for (const n of [2, 3]) await direct.put("k", { n });
-  seen.push(await next(changes), await next(changes));
-  proxy.cut(); // breaks both streams; reconnects are refused until heal
-  for (const n of [4, 5]) await direct.put("k", { n });
-  await direct.delete("k");
-  proxy.heal();
-  for (let count = 0; count < 3; count += 1) seen.push(await next(changes));
-  await direct.put("k", { n: 7 });
-  seen.push(await next(changes));
-  assert.deepEqual(seen.map((event) => event.id), [1, 2, 3, 4, 5, 6, 7]);
-  assert.deepEqual(seen.map((event) => event.event), [
-    "Updated",
-    "Updated",
-    "Updated",
-    "Updated",
-    "Updated",
-    "Deleted",
-    "Updated",
-  ]);
-  const last = seen[6]!;
-  assert.ok(last.event === "Updated" && last.value.value.n === 7);
-  for (let count = 0; count < 6; count += 1) seenInTable.push(await next(table));
-  const ids = seenInTable.map((event) => event.id!);
-  assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "table events in order");
-  assert.equal(new Set(ids).size, 7, "no table event twice");
-  stop.abort();
-  assert.equal((await changes.next()).done, true, "an aborted subscription ends");
-  await table.return(undefined);
-});
+Deno.test(
+  "client: subscribe() reconnects with Last-Event-ID after the stream breaks and delivers each " +
+    "change once",
+  async () => {
+    await using node = await NodeProcess.start();
+    await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
+    const writer = new DynaClient({ baseUrl: node.baseUrl });
+    await writer.login("alice", "pw");
+    const direct = writer.table<{ n: number }>("live");
+    const viaProxy = new DynaClient({ baseUrl: `http://127.0.0.1:${proxy.port}` }).table<{ n: number }>(
+      "live",
+    );
+    const stop = new AbortController();
+    const changes = viaProxy.subscribe("k", { signal: stop.signal, retryMs: 50 });
+    const table = viaProxy.subscribe(undefined, { signal: stop.signal, retryMs: 50 });
+    const first = next(changes); // the generators connect on their first pull
+    const firstOfTable = next(table);
+    await waitSubscribed(node, 2);
+    await direct.put("k", { n: 1 });
+    const seen: KeyEvent<{ n: number }>[] = [await first];
+    const seenInTable: TableEvent<{ n: number }>[] = [await firstOfTable];
+    for (const n of [2, 3]) await direct.put("k", { n });
+    seen.push(await next(changes), await next(changes));
+    proxy.cut(); // breaks both streams; reconnects are refused until heal
+    for (const n of [4, 5]) await direct.put("k", { n });
+    await direct.delete("k");
+    proxy.heal();
+    for (let count = 0; count < 3; count += 1) seen.push(await next(changes));
+    await direct.put("k", { n: 7 });
+    seen.push(await next(changes));
+    assert.deepEqual(seen.map((event) => event.id), [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(seen.map((event) => event.event), [
+      "Updated",
+      "Updated",
+      "Updated",
+      "Updated",
+      "Updated",
+      "Deleted",
+      "Updated",
+    ]);
+    const last = seen[6]!;
+    assert.ok(last.event === "Updated" && last.value.value.n === 7);
+    for (let count = 0; count < 6; count += 1) seenInTable.push(await next(table));
+    const ids = seenInTable.map((event) => event.id!);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "table events in order");
+    assert.equal(new Set(ids).size, 7, "no table event twice");
+    stop.abort();
+    assert.equal((await changes.next()).done, true, "an aborted subscription ends");
+    await table.return(undefined);
+  },
+);
 
 function waitSubscribed(node: NodeProcess, count: number): Promise<void> {
   return waitFor(async () => (await (await node.fetch("/stats")).json()).active_sse_connections >= count, {
@@ -174,41 +180,47 @@ function waitSubscribed(node: NodeProcess, count: number): Promise<void> {
   });
 }
 
-Deno.test("client: watch() follows tables and keys in one stream with a snapshot and a filter, resuming after a cut", async () => {
-  await using node = await NodeProcess.start();
-  await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
-  const writer = new DynaClient({ baseUrl: node.baseUrl });
-  await writer.login("alice", "pw");
-  const tasks = writer.table<{ status: string }>("tasks");
-  await tasks.put("a", { status: "open" });
-  await tasks.put("b", { status: "closed" });
-  await writer.table<string>("settings").put("theme", "dark");
-  const stop = new AbortController();
-  const reader = new DynaClient({ baseUrl: `http://127.0.0.1:${proxy.port}` });
-  const events = reader.watch<{ status: string } | string>(
-    { tables: ["tasks"], keys: [["settings", "theme"]] },
-    { snapshot: true, where: { status: "open" }, signal: stop.signal, retryMs: 50 },
-  );
-  const snapshot = [await next(events), await next(events), await next(events)];
-  assert.deepEqual(snapshot.map((event) => [event.event, "key" in event ? event.key : undefined]), [
-    ["Updated", "a"],
-    ["Updated", "theme"],
-    ["Synced", undefined],
-  ]);
-  await tasks.put("b", { status: "open" }); // enters the filter
-  const entered = await next(events);
-  assert.ok(entered.event === "Updated" && entered.key === "b" && entered.table === "tasks");
-  proxy.cut();
-  await tasks.put("a", { status: "closed" }); // leaves it while the stream is cut
-  await writer.table<string>("settings").put("theme", "light");
-  proxy.heal();
-  const left = await next(events);
-  assert.ok(left.event === "Left" && left.key === "a" && left.version === 2, JSON.stringify(left));
-  const theme = await next(events);
-  assert.ok(theme.event === "Updated" && theme.key === "theme" && theme.value.value === "light");
-  assert.ok(Number(theme.id) > Number(left.id) && Number(left.id) > Number(entered.id));
-  stop.abort();
-  assert.equal((await events.next()).done, true);
-  const bad = await refusal(() => reader.watch({ tables: ["tasks"] }, { where: { n: { $gt: {} } } }).next());
-  assert.equal(bad.code, "invalid_request");
-});
+Deno.test(
+  "client: watch() follows tables and keys in one stream with a snapshot and a filter, resuming " +
+    "after a cut",
+  async () => {
+    await using node = await NodeProcess.start();
+    await using proxy = TcpProxy.start(Number(new URL(node.baseUrl).port));
+    const writer = new DynaClient({ baseUrl: node.baseUrl });
+    await writer.login("alice", "pw");
+    const tasks = writer.table<{ status: string }>("tasks");
+    await tasks.put("a", { status: "open" });
+    await tasks.put("b", { status: "closed" });
+    await writer.table<string>("settings").put("theme", "dark");
+    const stop = new AbortController();
+    const reader = new DynaClient({ baseUrl: `http://127.0.0.1:${proxy.port}` });
+    const events = reader.watch<{ status: string } | string>(
+      { tables: ["tasks"], keys: [["settings", "theme"]] },
+      { snapshot: true, where: { status: "open" }, signal: stop.signal, retryMs: 50 },
+    );
+    const snapshot = [await next(events), await next(events), await next(events)];
+    assert.deepEqual(snapshot.map((event) => [event.event, "key" in event ? event.key : undefined]), [
+      ["Updated", "a"],
+      ["Updated", "theme"],
+      ["Synced", undefined],
+    ]);
+    await tasks.put("b", { status: "open" }); // enters the filter
+    const entered = await next(events);
+    assert.ok(entered.event === "Updated" && entered.key === "b" && entered.table === "tasks");
+    proxy.cut();
+    await tasks.put("a", { status: "closed" }); // leaves it while the stream is cut
+    await writer.table<string>("settings").put("theme", "light");
+    proxy.heal();
+    const left = await next(events);
+    assert.ok(left.event === "Left" && left.key === "a" && left.version === 2, JSON.stringify(left));
+    const theme = await next(events);
+    assert.ok(theme.event === "Updated" && theme.key === "theme" && theme.value.value === "light");
+    assert.ok(Number(theme.id) > Number(left.id) && Number(left.id) > Number(entered.id));
+    stop.abort();
+    assert.equal((await events.next()).done, true);
+    const bad = await refusal(() =>
+      reader.watch({ tables: ["tasks"] }, { where: { n: { $gt: {} } } }).next()
+    );
+    assert.equal(bad.code, "invalid_request");
+  },
+);

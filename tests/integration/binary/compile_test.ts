@@ -10,7 +10,9 @@ import { unavailableExitCode } from "../../../tools/compile.ts";
 const root = new URL("../../../", import.meta.url).pathname;
 const taskCommand: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.compile;
 
-/** Runs the task's steps (`deno task gen-key --if-missing && deno run -A tools/compile.ts`) into a temp dir. */
+/**
+ * Runs the task's steps (`deno task gen-key --if-missing && deno run -A tools/compile.ts`) into a temp dir.
+ */
 async function buildBinary(): Promise<{ path: string; dir: string } | { skipped: string }> {
   const dir = await Deno.makeTempDir({ prefix: "dynarust_compile_" });
   const [ensureKey, compile] = taskCommand.split(" && ");

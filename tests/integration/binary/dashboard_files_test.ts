@@ -22,38 +22,41 @@ const policy = [
   "base-uri 'none'",
 ];
 
-Deno.test("dashboard: each file is served as in src/http/admin/, with its type and security headers", async () => {
-  await using node = await NodeProcess.start();
-  for (const { path, file, contentType } of files) {
-    const response = await node.fetch(path);
-    assert.equal(response.status, 200, path);
-    assert.equal(await response.text(), await Deno.readTextFile(new URL(file, adminDir)), path);
-    const headers = response.headers;
-    assert.equal(headers.get("content-type"), contentType, path);
-    assert.deepEqual(headers.get("content-security-policy")?.split("; "), policy, path);
-    assert.equal(headers.get("x-frame-options"), "DENY", path);
-    assert.equal(headers.get("x-content-type-options"), "nosniff", path);
-    assert.equal(headers.get("referrer-policy"), "no-referrer", path);
-    assert.equal(headers.get("strict-transport-security"), null, `${path}: TLS is the node's choice`);
-    assert.equal(headers.get("cache-control"), "no-cache", path);
-    const etag = headers.get("etag");
-    assert.match(etag ?? "", /^"[0-9a-f]{8}"$/, path);
+Deno.test(
+  "dashboard: each file is served as in src/http/admin/, with its type and security headers",
+  async () => {
+    await using node = await NodeProcess.start();
+    for (const { path, file, contentType } of files) {
+      const response = await node.fetch(path);
+      assert.equal(response.status, 200, path);
+      assert.equal(await response.text(), await Deno.readTextFile(new URL(file, adminDir)), path);
+      const headers = response.headers;
+      assert.equal(headers.get("content-type"), contentType, path);
+      assert.deepEqual(headers.get("content-security-policy")?.split("; "), policy, path);
+      assert.equal(headers.get("x-frame-options"), "DENY", path);
+      assert.equal(headers.get("x-content-type-options"), "nosniff", path);
+      assert.equal(headers.get("referrer-policy"), "no-referrer", path);
+      assert.equal(headers.get("strict-transport-security"), null, `${path}: TLS is the node's choice`);
+      assert.equal(headers.get("cache-control"), "no-cache", path);
+      const etag = headers.get("etag");
+      assert.match(etag ?? "", /^"[0-9a-f]{8}"$/, path);
 
-    const unchanged = await node.fetch(path, { headers: { "if-none-match": `W/"other", ${etag}` } });
-    assert.equal(unchanged.status, 304, `${path}: revalidated by its ETag`);
-    assert.equal(await unchanged.text(), "");
-    const changed = await node.fetch(path, { headers: { "if-none-match": '"00000000"' } });
-    assert.equal(changed.status, 200, `${path}: another ETag gets the file`);
-    await changed.body?.cancel();
-  }
-  const page = await (await node.fetch("/admin")).text();
-  assert.doesNotMatch(page, /<script(?![^>]*\bsrc=)/, "no inline script");
-  assert.doesNotMatch(page, /<style|\sstyle=/, "no inline style");
-  const posted = await node.fetch("/admin/admin.js", { method: "POST", body: "{}" });
-  assert.equal(posted.status, 405);
-  assert.equal(posted.headers.get("allow"), "GET, HEAD, OPTIONS");
-  await posted.body?.cancel();
-});
+      const unchanged = await node.fetch(path, { headers: { "if-none-match": `W/"other", ${etag}` } });
+      assert.equal(unchanged.status, 304, `${path}: revalidated by its ETag`);
+      assert.equal(await unchanged.text(), "");
+      const changed = await node.fetch(path, { headers: { "if-none-match": '"00000000"' } });
+      assert.equal(changed.status, 200, `${path}: another ETag gets the file`);
+      await changed.body?.cancel();
+    }
+    const page = await (await node.fetch("/admin")).text();
+    assert.doesNotMatch(page, /<script(?![^>]*\bsrc=)/, "no inline script");
+    assert.doesNotMatch(page, /<style|\sstyle=/, "no inline style");
+    const posted = await node.fetch("/admin/admin.js", { method: "POST", body: "{}" });
+    assert.equal(posted.status, 405);
+    assert.equal(posted.headers.get("allow"), "GET, HEAD, OPTIONS");
+    await posted.body?.cancel();
+  },
+);
 
 Deno.test("dashboard: a table named admin keeps its routes beside the dashboard's files", async () => {
   await using node = await NodeProcess.start();

@@ -131,7 +131,10 @@ Deno.test({
       assert.equal(made.code, 0, made.stderr);
       assert.match(
         made.stderr,
-        /wrote a new encryption key \(key id [0-9a-f]{16}\) in src\/store\/encryption_key\.ts: keep this file/,
+        new RegExp(
+          /wrote a new encryption key \(key id [0-9a-f]{16}\) in /.source +
+            /src\/store\/encryption_key\.ts: keep this file/.source,
+        ),
       );
       const key = await keyOf(clone);
       assert.equal(((await Deno.stat(`${clone}/${keyModule}`)).mode ?? 0) & 0o777, 0o600);
@@ -178,31 +181,37 @@ Deno.test({
   },
 });
 
-Deno.test("key: the Docker build embeds the context's key module and stops, saying so, when there is none", async () => {
-  const dockerfile = await Deno.readTextFile(`${root}/Dockerfile`);
-  const lines = dockerfile.split("\n");
-  const checkStart = lines.findIndex((line) => line.startsWith("RUN test -s src/store/encryption_key.ts"));
-  const compile = lines.findIndex((line) => line === "RUN deno task compile");
-  assert.ok(checkStart > 0 && compile > checkStart, "the key is checked before the compile");
-  assert.ok(!/^RUN .*gen[-_]key/m.test(dockerfile), "an image build never draws a key of its own");
-  const checkEnd = lines.findIndex((line, index) => index > checkStart && !line.endsWith("\\"));
-  const check = lines.slice(checkStart, checkEnd + 1).join("\n").replace(/^RUN /, "").replaceAll("\\\n", "");
-  assert.ok(
-    !(await Deno.readTextFile(`${root}/.dockerignore`)).split("\n").some((line) => /^\/?src/.test(line)),
-  );
-
-  const context = await Deno.makeTempDir({ prefix: "dynarust_docker_" });
-  try {
-    const missing = await run("sh", ["-c", check], context);
-    assert.equal(missing.code, 1);
-    assert.match(
-      missing.stderr,
-      /src\/store\/encryption_key\.ts is missing from the build context\. Run 'deno task gen-key'/,
+Deno.test(
+  "key: the Docker build embeds the context's key module and stops, saying so, when there is none",
+  async () => {
+    const dockerfile = await Deno.readTextFile(`${root}/Dockerfile`);
+    const lines = dockerfile.split("\n");
+    const checkStart = lines.findIndex((line) => line.startsWith("RUN test -s src/store/encryption_key.ts"));
+    const compile = lines.findIndex((line) => line === "RUN deno task compile");
+    assert.ok(checkStart > 0 && compile > checkStart, "the key is checked before the compile");
+    assert.ok(!/^RUN .*gen[-_]key/m.test(dockerfile), "an image build never draws a key of its own");
+    const checkEnd = lines.findIndex((line, index) => index > checkStart && !line.endsWith("\\"));
+    const check = lines.slice(checkStart, checkEnd + 1).join("\n").replace(/^RUN /, "").replaceAll(
+      "\\\n",
+      "",
     );
-    await Deno.mkdir(`${context}/src/store`, { recursive: true });
-    await Deno.writeTextFile(`${context}/${keyModule}`, 'export const encryptionKeyBase64 = "...";\n');
-    assert.equal((await run("sh", ["-c", check], context)).code, 0, "with the module the build goes on");
-  } finally {
-    await Deno.remove(context, { recursive: true });
-  }
-});
+    assert.ok(
+      !(await Deno.readTextFile(`${root}/.dockerignore`)).split("\n").some((line) => /^\/?src/.test(line)),
+    );
+
+    const context = await Deno.makeTempDir({ prefix: "dynarust_docker_" });
+    try {
+      const missing = await run("sh", ["-c", check], context);
+      assert.equal(missing.code, 1);
+      assert.match(
+        missing.stderr,
+        /src\/store\/encryption_key\.ts is missing from the build context\. Run 'deno task gen-key'/,
+      );
+      await Deno.mkdir(`${context}/src/store`, { recursive: true });
+      await Deno.writeTextFile(`${context}/${keyModule}`, 'export const encryptionKeyBase64 = "...";\n');
+      assert.equal((await run("sh", ["-c", check], context)).code, 0, "with the module the build goes on");
+    } finally {
+      await Deno.remove(context, { recursive: true });
+    }
+  },
+);

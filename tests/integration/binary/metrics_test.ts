@@ -69,7 +69,8 @@ Deno.test("metrics: requests by route and status, latency, WAL batches and fsync
 Deno.test("metrics: gossip member states and the hinted-handoff backlog of a 3-node cluster", async () => {
   await using cluster = await TestCluster.start({ nodeCount: 3 });
   await cluster.waitConverged();
-  const token = await tokenFor(cluster.node(0), "bob"); // users live on every node: registered before the kill
+  // users live on every node: registered before the kill
+  const token = await tokenFor(cluster.node(0), "bob");
   const families = await scrape(cluster.node(0));
   assert.equal(valueOf(families, "dynarust_cluster_members", { state: "alive" }), 3);
   assert.equal(valueOf(families, "dynarust_cluster_members", { state: "dead" }), 0);
@@ -93,28 +94,34 @@ Deno.test("metrics: gossip member states and the hinted-handoff backlog of a 3-n
   assert.ok(hints >= 1, `a write while a replica is down leaves a hint (${hints})`);
 });
 
-Deno.test("metrics: only the 100 largest tables get a series of their own; the total counts every table", async () => {
-  await using node = await NodeProcess.start();
-  const token = await tokenFor(node, "alice");
-  const writes: Promise<void>[] = [];
-  for (let index = 0; index < 103; index += 1) {
-    const count = index < 3 ? 1 : 2; // tables 0..2 are the smallest
-    for (let key = 0; key < count; key += 1) {
-      writes.push(
-        putValue(node, `/t${index}/key/k${key}`, key, { token }).then(async (response) => {
-          assert.equal(response.status, 201);
-          await response.body?.cancel();
-        }),
-      );
+Deno.test(
+  "metrics: only the 100 largest tables get a series of their own; the total counts every table",
+  async () => {
+    await using node = await NodeProcess.start();
+    const token = await tokenFor(node, "alice");
+    const writes: Promise<void>[] = [];
+    for (let index = 0; index < 103; index += 1) {
+      const count = index < 3 ? 1 : 2; // tables 0..2 are the smallest
+      for (let key = 0; key < count; key += 1) {
+        writes.push(
+          putValue(node, `/t${index}/key/k${key}`, key, { token }).then(async (response) => {
+            assert.equal(response.status, 201);
+            await response.body?.cancel();
+          }),
+        );
+      }
     }
-  }
-  await Promise.all(writes);
-  const families = await scrape(node);
-  const series = families.get("dynarust_keys")!.samples;
-  assert.equal(series.length, 100);
-  assert.ok(series.every((sample) => sample.value === 2), "the three smallest tables are the ones left out");
-  assert.equal(valueOf(families, "dynarust_keys_all_tables"), 3 + 2 * 100);
-});
+    await Promise.all(writes);
+    const families = await scrape(node);
+    const series = families.get("dynarust_keys")!.samples;
+    assert.equal(series.length, 100);
+    assert.ok(
+      series.every((sample) => sample.value === 2),
+      "the three smallest tables are the ones left out",
+    );
+    assert.equal(valueOf(families, "dynarust_keys_all_tables"), 3 + 2 * 100);
+  },
+);
 
 /** `promtool`'s path when it runs here; undefined (and the test below skipped) when it is not installed. */
 async function findPromtool(): Promise<string | undefined> {
@@ -150,8 +157,8 @@ async function promtoolCheck(text: string): Promise<{ code: number; output: stri
 }
 
 Deno.test({
-  name:
-    "metrics: promtool check metrics accepts a scrape with build info, process figures and SSE delivery times",
+  name: "metrics: promtool check metrics accepts a scrape with build info, process figures and SSE " +
+    "delivery times",
   ignore: promtool === undefined,
   fn: async () => {
     const { stdout: versionLine } = await NodeProcess.runToExit(["--version"]);

@@ -54,16 +54,19 @@ rules:
   info-license: off
 `;
 
-Deno.test("openapi: the document passes two OpenAPI 3.1 validators (swagger-parser, openapi-schema-validator)", async () => {
-  await using node = await NodeProcess.start();
-  const document = await (await node.fetch("/openapi.json")).json();
-  // Throws, naming every schema violation, when the document is not valid OpenAPI.
-  await SwaggerParser.validate(structuredClone(document));
-  const validator = new Validator();
-  const result = await validator.validate(structuredClone(document));
-  assert.ok(result.valid, `not valid OpenAPI: ${JSON.stringify(result.errors, null, 1)}`);
-  assert.equal(validator.version, "3.1");
-});
+Deno.test(
+  "openapi: the document passes two OpenAPI 3.1 validators (swagger-parser, openapi-schema-validator)",
+  async () => {
+    await using node = await NodeProcess.start();
+    const document = await (await node.fetch("/openapi.json")).json();
+    // Throws, naming every schema violation, when the document is not valid OpenAPI.
+    await SwaggerParser.validate(structuredClone(document));
+    const validator = new Validator();
+    const result = await validator.validate(structuredClone(document));
+    assert.ok(result.valid, `not valid OpenAPI: ${JSON.stringify(result.errors, null, 1)}`);
+    assert.equal(validator.version, "3.1");
+  },
+);
 
 Deno.test("openapi: Redocly's linter (recommended rules) finds no problem, offline", async () => {
   await using node = await NodeProcess.start();
@@ -150,161 +153,179 @@ Deno.test("openapi: a 3.1 document whose every $ref resolves, generated from the
   assert.equal(versioned.required.includes("expires_at"), false);
 });
 
-Deno.test("openapi: every public route the node serves is documented, and no undocumented one answers", async () => {
-  await using node = await NodeProcess.start();
-  const document = await (await node.fetch("/openapi.json")).json();
-  const paths = [
-    "/x",
-    "/stats",
-    "/health",
-    "/membership",
-    "/metrics",
-    "/openapi.json",
-    "/admin",
-    "/admin/admin.js",
-    "/admin/admin.css",
-    "/auth/u",
-    "/_internal/kind",
-    "/t/key",
-    "/t/key/k",
-    "/t/store",
-    "/t/keys",
-    "/t/subscribe",
-    "/t/subscribe/k",
-    "/subscribe",
-    "/t/other",
-    "/t/key/k/more",
-    "/a/b/c/d",
-  ];
-  const served: string[] = [];
-  for (const path of paths) {
-    for (const method of methods) {
-      const controller = new AbortController();
-      const response = await node.fetch(path, {
-        method: method.toUpperCase(),
-        signal: controller.signal,
-        ...(method === "get" || method === "head" ? {} : { body: "{}" }),
-      });
-      const body = method === "head"
-        ? ""
-        : response.headers.get("content-type") === "text/event-stream"
-        ? (controller.abort(), "")
-        : await response.text();
-      // A HEAD answer has no body: its 404 is a route's when the GET of the same path was routed.
-      const unknownRoute = method === "head"
-        ? !served.includes(`get ${path}`)
-        : /"code":"not_found"/.test(body);
-      const notRouted = response.status === 405 || (response.status === 404 && unknownRoute);
-      if (notRouted) continue;
-      served.push(`${method} ${path}`);
-      const template = templateOf(document, path);
-      if (path.startsWith("/_internal/")) {
-        // Node-to-node: it answers (signed requests only), and the public document leaves it out.
-        assert.equal(template, undefined, `${method} ${path} is internal but documented as ${template}`);
-        continue;
+Deno.test(
+  "openapi: every public route the node serves is documented, and no undocumented one answers",
+  async () => {
+    await using node = await NodeProcess.start();
+    const document = await (await node.fetch("/openapi.json")).json();
+    const paths = [
+      "/x",
+      "/stats",
+      "/health",
+      "/membership",
+      "/metrics",
+      "/openapi.json",
+      "/admin",
+      "/admin/admin.js",
+      "/admin/admin.css",
+      "/auth/u",
+      "/_internal/kind",
+      "/t/key",
+      "/t/key/k",
+      "/t/store",
+      "/t/keys",
+      "/t/subscribe",
+      "/t/subscribe/k",
+      "/subscribe",
+      "/t/other",
+      "/t/key/k/more",
+      "/a/b/c/d",
+    ];
+    const served: string[] = [];
+    for (const path of paths) {
+      for (const method of methods) {
+        const controller = new AbortController();
+        const response = await node.fetch(path, {
+          method: method.toUpperCase(),
+          signal: controller.signal,
+          ...(method === "get" || method === "head" ? {} : { body: "{}" }),
+        });
+        const body = method === "head"
+          ? ""
+          : response.headers.get("content-type") === "text/event-stream"
+          ? (controller.abort(), "")
+          : await response.text();
+        // A HEAD answer has no body: its 404 is a route's when the GET of the same path was routed.
+        const unknownRoute = method === "head"
+          ? !served.includes(`get ${path}`)
+          : /"code":"not_found"/.test(body);
+        const notRouted = response.status === 405 || (response.status === 404 && unknownRoute);
+        if (notRouted) continue;
+        served.push(`${method} ${path}`);
+        const template = templateOf(document, path);
+        if (path.startsWith("/_internal/")) {
+          // Node-to-node: it answers (signed requests only), and the public document leaves it out.
+          assert.equal(template, undefined, `${method} ${path} is internal but documented as ${template}`);
+          continue;
+        }
+        assert.ok(
+          template !== undefined,
+          `${method} ${path} answers ${response.status} but is not documented`,
+        );
+        const documented = method === "head" ? "get" : method;
+        assert.ok(
+          document.paths[template][documented] !== undefined,
+          `${documented} ${template} is not documented`,
+        );
       }
-      assert.ok(template !== undefined, `${method} ${path} answers ${response.status} but is not documented`);
-      const documented = method === "head" ? "get" : method;
-      assert.ok(
-        document.paths[template][documented] !== undefined,
-        `${documented} ${template} is not documented`,
-      );
     }
-  }
-  for (const [template, operations] of Object.entries(document.paths as Record<string, object>)) {
-    for (const method of Object.keys(operations)) {
-      const probe = template.replace(/\{[^}]+\}/g, (name) => ({ "{table}": "t", "{key}": "k" })[name] ?? "u");
-      assert.ok(served.includes(`${method} ${probe}`), `documented ${method} ${template} does not answer`);
+    for (const [template, operations] of Object.entries(document.paths as Record<string, object>)) {
+      for (const method of Object.keys(operations)) {
+        const probe = template.replace(
+          /\{[^}]+\}/g,
+          (name) => ({ "{table}": "t", "{key}": "k" })[name] ?? "u",
+        );
+        assert.ok(served.includes(`${method} ${probe}`), `documented ${method} ${template} does not answer`);
+      }
     }
-  }
-  assert.ok(served.includes("post /_internal/kind"), "the internal route answers, undocumented");
-});
+    assert.ok(served.includes("post /_internal/kind"), "the internal route answers, undocumented");
+  },
+);
 
-Deno.test("openapi: an operation needs a token (401 without one) exactly when it documents the bearer scheme", async () => {
-  await using node = await NodeProcess.start();
-  const document = await (await node.fetch("/openapi.json")).json();
-  for (const [template, operations] of Object.entries(document.paths as Record<string, Document>)) {
-    for (const [method, operation] of Object.entries(operations as Record<string, Document>)) {
+Deno.test(
+  "openapi: an operation needs a token (401 without one) exactly when it documents the bearer scheme",
+  async () => {
+    await using node = await NodeProcess.start();
+    const document = await (await node.fetch("/openapi.json")).json();
+    for (const [template, operations] of Object.entries(document.paths as Record<string, Document>)) {
+      for (const [method, operation] of Object.entries(operations as Record<string, Document>)) {
+        const path = template.replace("{table}", "t").replace("{key}", "k").replace("{user}", "bob");
+        const controller = new AbortController();
+        const response = await node.fetch(path, {
+          method: method.toUpperCase(),
+          signal: controller.signal,
+          ...(method === "get" ? {} : { body: '{"value":1}' }),
+        });
+        if (response.headers.get("content-type") === "text/event-stream") controller.abort();
+        else await response.body?.cancel();
+        // POST /auth/{user}'s 401 is a wrong secret, not a missing token.
+        const needsToken = response.status === 401 && path !== "/auth/bob";
+        const security = needsToken ? [{ bearer: [] }] : [];
+        assert.deepEqual(
+          operation.security,
+          security,
+          `${method} ${path} answers ${response.status} untokened`,
+        );
+      }
+    }
+  },
+);
+
+Deno.test(
+  "openapi: each documented operation answers a documented status with a body of its schema",
+  async () => {
+    await using node = await NodeProcess.start();
+    const document = await (await node.fetch("/openapi.json")).json();
+    const token = await tokenFor(node, "alice");
+    const written = await putValue(node, "/t/key/k", { a: 1 }, { token });
+    assert.equal(written.status, 201);
+    await written.body?.cancel();
+    const auth = { authorization: `Bearer ${token}` };
+    const calls: Array<[string, string, RequestInit]> = [
+      ["post", "/auth/{user}", { body: '{"secret":"pw"}' }],
+      ["get", "/{table}/key/{key}", {}],
+      ["put", "/{table}/key/{key}", { headers: auth, body: '{"value":{"a":2}}' }],
+      ["patch", "/{table}/key/{key}", { headers: auth, body: '{"value":{"b":3}}' }],
+      ["get", "/{table}/store", {}],
+      ["get", "/{table}/keys", {}],
+      ["post", "/{table}/keys", { body: '["k","absent"]' }],
+      ["get", "/stats", {}],
+      ["get", "/membership", {}],
+      ["get", "/health", {}],
+      ["get", "/metrics", {}],
+      ["get", "/openapi.json", {}],
+      ["get", "/admin", {}],
+      ["get", "/admin/admin.js", {}],
+      ["get", "/admin/admin.css", {}],
+      ["get", "/{table}/subscribe/{key}", {}],
+      ["get", "/{table}/subscribe", {}],
+      ["get", "/subscribe", {}], // no source: a documented 400 with a Problem body
+      ["delete", "/{table}/key/{key}", { headers: auth }],
+      ["get", "/{table}/key/{key}", {}], // now deleted: a documented 404 with a Problem body
+    ];
+    const covered = new Set(calls.map(([method, template]) => `${method} ${template}`));
+    for (const [template, operations] of Object.entries(document.paths as Record<string, object>)) {
+      for (const method of Object.keys(operations)) {
+        assert.ok(covered.has(`${method} ${template}`), `no call for ${method} ${template}`);
+      }
+    }
+    for (const [method, template, init] of calls) {
       const path = template.replace("{table}", "t").replace("{key}", "k").replace("{user}", "bob");
       const controller = new AbortController();
       const response = await node.fetch(path, {
+        ...init,
         method: method.toUpperCase(),
         signal: controller.signal,
-        ...(method === "get" ? {} : { body: '{"value":1}' }),
       });
-      if (response.headers.get("content-type") === "text/event-stream") controller.abort();
-      else await response.body?.cancel();
-      // POST /auth/{user}'s 401 is a wrong secret, not a missing token.
-      const needsToken = response.status === 401 && path !== "/auth/bob";
-      const security = needsToken ? [{ bearer: [] }] : [];
-      assert.deepEqual(
-        operation.security,
-        security,
-        `${method} ${path} answers ${response.status} untokened`,
+      const answer = document.paths[template][method].responses[String(response.status)];
+      assert.ok(
+        answer !== undefined,
+        `${method} ${path} answered ${response.status}, which is not documented`,
       );
+      const [contentType, media] = Object.entries(answer.content ?? {})[0] ?? [];
+      if (contentType === "text/event-stream") {
+        assert.equal(response.headers.get("content-type"), "text/event-stream");
+        controller.abort();
+        continue;
+      }
+      const text = await response.text();
+      if (contentType === undefined) continue;
+      assert.ok(response.headers.get("content-type")?.startsWith(contentType as string), `${method} ${path}`);
+      const ref = (media as { schema: { $ref?: string } }).schema.$ref;
+      if (ref === undefined) continue;
+      const name = ref.split("/").at(-1) as keyof typeof components;
+      const parsed = components[name].safeParse(JSON.parse(text));
+      assert.ok(parsed.success, `${method} ${path}: ${text} is not a ${name}: ${parsed.error?.message}`);
     }
-  }
-});
-
-Deno.test("openapi: each documented operation answers a documented status with a body of its schema", async () => {
-  await using node = await NodeProcess.start();
-  const document = await (await node.fetch("/openapi.json")).json();
-  const token = await tokenFor(node, "alice");
-  const written = await putValue(node, "/t/key/k", { a: 1 }, { token });
-  assert.equal(written.status, 201);
-  await written.body?.cancel();
-  const auth = { authorization: `Bearer ${token}` };
-  const calls: Array<[string, string, RequestInit]> = [
-    ["post", "/auth/{user}", { body: '{"secret":"pw"}' }],
-    ["get", "/{table}/key/{key}", {}],
-    ["put", "/{table}/key/{key}", { headers: auth, body: '{"value":{"a":2}}' }],
-    ["patch", "/{table}/key/{key}", { headers: auth, body: '{"value":{"b":3}}' }],
-    ["get", "/{table}/store", {}],
-    ["get", "/{table}/keys", {}],
-    ["post", "/{table}/keys", { body: '["k","absent"]' }],
-    ["get", "/stats", {}],
-    ["get", "/membership", {}],
-    ["get", "/health", {}],
-    ["get", "/metrics", {}],
-    ["get", "/openapi.json", {}],
-    ["get", "/admin", {}],
-    ["get", "/admin/admin.js", {}],
-    ["get", "/admin/admin.css", {}],
-    ["get", "/{table}/subscribe/{key}", {}],
-    ["get", "/{table}/subscribe", {}],
-    ["get", "/subscribe", {}], // no source: a documented 400 with a Problem body
-    ["delete", "/{table}/key/{key}", { headers: auth }],
-    ["get", "/{table}/key/{key}", {}], // now deleted: a documented 404 with a Problem body
-  ];
-  const covered = new Set(calls.map(([method, template]) => `${method} ${template}`));
-  for (const [template, operations] of Object.entries(document.paths as Record<string, object>)) {
-    for (const method of Object.keys(operations)) {
-      assert.ok(covered.has(`${method} ${template}`), `no call for ${method} ${template}`);
-    }
-  }
-  for (const [method, template, init] of calls) {
-    const path = template.replace("{table}", "t").replace("{key}", "k").replace("{user}", "bob");
-    const controller = new AbortController();
-    const response = await node.fetch(path, {
-      ...init,
-      method: method.toUpperCase(),
-      signal: controller.signal,
-    });
-    const answer = document.paths[template][method].responses[String(response.status)];
-    assert.ok(answer !== undefined, `${method} ${path} answered ${response.status}, which is not documented`);
-    const [contentType, media] = Object.entries(answer.content ?? {})[0] ?? [];
-    if (contentType === "text/event-stream") {
-      assert.equal(response.headers.get("content-type"), "text/event-stream");
-      controller.abort();
-      continue;
-    }
-    const text = await response.text();
-    if (contentType === undefined) continue;
-    assert.ok(response.headers.get("content-type")?.startsWith(contentType as string), `${method} ${path}`);
-    const ref = (media as { schema: { $ref?: string } }).schema.$ref;
-    if (ref === undefined) continue;
-    const name = ref.split("/").at(-1) as keyof typeof components;
-    const parsed = components[name].safeParse(JSON.parse(text));
-    assert.ok(parsed.success, `${method} ${path}: ${text} is not a ${name}: ${parsed.error?.message}`);
-  }
-});
+  },
+);

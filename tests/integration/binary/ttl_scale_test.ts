@@ -45,44 +45,54 @@ async function seedDataDir(dir: string, writtenAtMs: number): Promise<number> {
   return writtenAtMs + ttlSecs * 1000;
 }
 
-Deno.test(`ttl scale: ${keyCount.toLocaleString("en")} keys expiring in one millisecond; the node keeps answering and expires them all`, async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_ttl_scale_" });
-  try {
-    const expiresAtMs = await seedDataDir(dataDir, Date.now());
-    await using node = await NodeProcess.start({ dataDir });
-    assert.ok(Date.now() < expiresAtMs, "the node serves before the keys are due; raise ttlSecs otherwise");
-    let latencyMsMax = 0;
-    let probes = 0;
-    let probesDuringSweep = 0;
-    let expiredKeys = 0;
-    // Bounded by waitFor's timeout; each step is one /health request, and every tenth a /stats request.
-    await waitFor(async () => {
-      const started = performance.now();
-      const health = await node.fetch("/health");
-      await health.body?.cancel();
-      assert.equal(health.status, 200);
-      latencyMsMax = Math.max(latencyMsMax, performance.now() - started);
-      probes += 1;
-      if (Date.now() >= expiresAtMs) probesDuringSweep += 1;
-      if (probes % 10 !== 0) return false;
-      expiredKeys = ((await (await node.fetch("/stats")).json()) as { expired_keys: number }).expired_keys;
-      return expiredKeys === keyCount;
-    }, { timeoutMs: keyCount > 100_000 ? 600_000 : 45_000, intervalMs: 5, what: "every key to be expired" });
-    const sweptMs = Date.now() - expiresAtMs;
-    console.log(
-      `ttl scale: ${keyCount} keys expired ${sweptMs} ms after they were due; /health max ` +
-        `${latencyMsMax.toFixed(1)} ms over ${probes} probes, ${probesDuringSweep} of them during the sweep`,
-    );
-    assert.ok(latencyMsMax < healthLatencyMsMax, `/health took up to ${latencyMsMax.toFixed(1)} ms`);
-    assert.ok(probesDuringSweep >= 10, `only ${probesDuringSweep} probes ran while the keys were expired`);
-    const stats = await (await node.fetch("/stats")).json();
-    assert.equal(stats.tables.sessions, 0);
-    assert.equal(stats.expiry.refused, 0, "each key expired once");
-    const tombstone = await node.fetch("/sessions/key/s77");
-    assert.equal(tombstone.status, 404);
-    await tombstone.body?.cancel();
-    assert.deepEqual(await (await node.fetch("/sessions/keys?limit=5")).json(), []);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-  }
-});
+Deno.test(
+  `ttl scale: ${keyCount.toLocaleString("en")} keys expiring in one millisecond; ` +
+    "the node keeps answering and expires them all",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "dynarust_ttl_scale_" });
+    try {
+      const expiresAtMs = await seedDataDir(dataDir, Date.now());
+      await using node = await NodeProcess.start({ dataDir });
+      assert.ok(Date.now() < expiresAtMs, "the node serves before the keys are due; raise ttlSecs otherwise");
+      let latencyMsMax = 0;
+      let probes = 0;
+      let probesDuringSweep = 0;
+      let expiredKeys = 0;
+      // Bounded by waitFor's timeout; each step is one /health request, and every tenth a /stats request.
+      await waitFor(async () => {
+        const started = performance.now();
+        const health = await node.fetch("/health");
+        await health.body?.cancel();
+        assert.equal(health.status, 200);
+        latencyMsMax = Math.max(latencyMsMax, performance.now() - started);
+        probes += 1;
+        if (Date.now() >= expiresAtMs) probesDuringSweep += 1;
+        if (probes % 10 !== 0) return false;
+        expiredKeys = ((await (await node.fetch("/stats")).json()) as { expired_keys: number }).expired_keys;
+        return expiredKeys === keyCount;
+      }, {
+        timeoutMs: keyCount > 100_000 ? 600_000 : 45_000,
+        intervalMs: 5,
+        what: "every key to be expired",
+      });
+      const sweptMs = Date.now() - expiresAtMs;
+      console.log(
+        `ttl scale: ${keyCount} keys expired ${sweptMs} ms after they were due; /health max ` +
+          `${
+            latencyMsMax.toFixed(1)
+          } ms over ${probes} probes, ${probesDuringSweep} of them during the sweep`,
+      );
+      assert.ok(latencyMsMax < healthLatencyMsMax, `/health took up to ${latencyMsMax.toFixed(1)} ms`);
+      assert.ok(probesDuringSweep >= 10, `only ${probesDuringSweep} probes ran while the keys were expired`);
+      const stats = await (await node.fetch("/stats")).json();
+      assert.equal(stats.tables.sessions, 0);
+      assert.equal(stats.expiry.refused, 0, "each key expired once");
+      const tombstone = await node.fetch("/sessions/key/s77");
+      assert.equal(tombstone.status, 404);
+      await tombstone.body?.cancel();
+      assert.deepEqual(await (await node.fetch("/sessions/keys?limit=5")).json(), []);
+    } finally {
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+);

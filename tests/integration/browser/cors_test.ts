@@ -131,8 +131,8 @@ async function write(node: NodeProcess, token: string, ns: number[]): Promise<vo
 }
 
 Deno.test({
-  name:
-    "browser: a page on another origin writes with If-Match, reads the ETag, and its EventSource misses no change across a cut",
+  name: "browser: a page on another origin writes with If-Match, reads the ETag, and its EventSource " +
+    "misses no change across a cut",
   ignore: chromiumPath === undefined,
   // playwright keeps its pipe to the browser open in ways Deno's sanitizers count; the browser is closed.
   sanitizeOps: false,
@@ -166,8 +166,8 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "browser: with DYNA_CORS_ORIGINS naming another origin the page's requests fail, naming the page's they succeed",
+  name: "browser: with DYNA_CORS_ORIGINS naming another origin the page's requests fail, naming the page's " +
+    "they succeed",
   ignore: chromiumPath === undefined,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -230,8 +230,8 @@ async function bundledClient(): Promise<string> {
 }
 
 Deno.test({
-  name:
-    "browser: the typed client on a page of another origin logs in, writes, reads and follows a key across a cut",
+  name: "browser: the typed client on a page of another origin logs in, writes, reads and follows a key " +
+    "across a cut",
   ignore: chromiumPath === undefined,
   sanitizeOps: false,
   sanitizeResources: false,

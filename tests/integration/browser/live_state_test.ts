@@ -19,8 +19,8 @@ const chromiumPath = chromiumPathOr("live state browser test");
 const pageText = Deno.readTextFileSync(new URL("../../../docs/live_page.html", import.meta.url));
 
 Deno.test({
-  name:
-    "live state page: one multiplexed EventSource with snapshot and filter, cut by a proxy, ends equal to the store",
+  name: "live state page: one multiplexed EventSource with snapshot and filter, cut by a proxy, ends equal " +
+    "to the store",
   ignore: chromiumPath === undefined,
   async fn() {
     await using node = await NodeProcess.start();

@@ -25,29 +25,32 @@ function put(cluster: InProcessCluster, index: number, path: string, token: stri
   });
 }
 
-Deno.test("cluster auth: a token is valid on every node at once, and only for a user some node holds", async () => {
-  await using cluster = await InProcessCluster.start({ nodeCount: 3 });
-  const registered = await cluster.fetch(0, "/auth/alice", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ secret: "alice-secret" }),
-  });
-  assert.equal(registered.status, 201);
-  const { token } = await registered.json();
-  const used = await put(cluster, 2, "/t/key/a", token);
-  assert.equal(used.status, 201, await used.text());
+Deno.test(
+  "cluster auth: a token is valid on every node at once, and only for a user some node holds",
+  async () => {
+    await using cluster = await InProcessCluster.start({ nodeCount: 3 });
+    const registered = await cluster.fetch(0, "/auth/alice", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ secret: "alice-secret" }),
+    });
+    assert.equal(registered.status, 201);
+    const { token } = await registered.json();
+    const used = await put(cluster, 2, "/t/key/a", token);
+    assert.equal(used.status, 201, await used.text());
 
-  // A record only node 0 holds, as when its replication to node 2 is still on its way.
-  const record = await hashSecret("bob-secret", { iterations: 1 });
-  await cluster.node(0).store.put(usersTable, "bob", record, { owner: "bob", ifVersion: 0 });
-  assert.equal(cluster.node(2).store.get(usersTable, "bob"), undefined, "node 2 does not hold bob yet");
-  const bobOnNode2 = await put(cluster, 2, "/t/key/b", await signedToken("bob"));
-  assert.equal(bobOnNode2.status, 201, await bobOnNode2.text());
+    // A record only node 0 holds, as when its replication to node 2 is still on its way.
+    const record = await hashSecret("bob-secret", { iterations: 1 });
+    await cluster.node(0).store.put(usersTable, "bob", record, { owner: "bob", ifVersion: 0 });
+    assert.equal(cluster.node(2).store.get(usersTable, "bob"), undefined, "node 2 does not hold bob yet");
+    const bobOnNode2 = await put(cluster, 2, "/t/key/b", await signedToken("bob"));
+    assert.equal(bobOnNode2.status, 201, await bobOnNode2.text());
 
-  const ghost = await put(cluster, 2, "/t/key/g", await signedToken("ghost"));
-  assert.equal(ghost.status, 401);
-  assert.equal((await ghost.json()).code, "token_invalid");
-  const planted = await cluster.fetch(1, "/t/key/g");
-  assert.equal(planted.status, 404);
-  await planted.body?.cancel();
-});
+    const ghost = await put(cluster, 2, "/t/key/g", await signedToken("ghost"));
+    assert.equal(ghost.status, 401);
+    assert.equal((await ghost.json()).code, "token_invalid");
+    const planted = await cluster.fetch(1, "/t/key/g");
+    assert.equal(planted.status, 404);
+    await planted.body?.cancel();
+  },
+);

@@ -144,13 +144,16 @@ async function checkRefusals(cluster: InProcessCluster, node: number): Promise<v
   await badLimit.body?.cancel();
 }
 
-Deno.test("listing where: one node answers matching records of /store and /keys, pages and refuses", async () => {
-  await using cluster = await InProcessCluster.start({ nodeCount: 1 });
-  await seed(cluster);
-  await checkFilters(cluster, 0);
-  await checkPaging(cluster, 0);
-  await checkRefusals(cluster, 0);
-});
+Deno.test(
+  "listing where: one node answers matching records of /store and /keys, pages and refuses",
+  async () => {
+    await using cluster = await InProcessCluster.start({ nodeCount: 1 });
+    await seed(cluster);
+    await checkFilters(cluster, 0);
+    await checkPaging(cluster, 0);
+    await checkRefusals(cluster, 0);
+  },
+);
 
 Deno.test("listing where: every node of a 3-node cluster answers the same matches", async () => {
   await using cluster = await InProcessCluster.start({ nodeCount: 3 });

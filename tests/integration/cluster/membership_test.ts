@@ -24,19 +24,22 @@ Deno.test("cluster: 5 nodes join at runtime and every node sees every other aliv
   }
 });
 
-Deno.test("cluster: a joiner with a wrong CLUSTER_SECRET is refused and exits non-zero naming the cause", async () => {
-  await using cluster = await TestCluster.start({ nodeCount: 1 });
-  const dataDir = await Deno.makeTempDir({ prefix: "dynarust_wrong_" });
-  const result = await NodeProcess.runToExit(
-    ["127.0.0.1:0", cluster.id(0), "--data-dir", dataDir],
-    { CLUSTER_SECRET: "a-different-secret-0123456789abcdef", JWT_SECRET: jwtSecret },
-  );
-  await Deno.remove(dataDir, { recursive: true });
-  assert.notEqual(result.code, 0);
-  assert.match(result.stderr, /join refused by 127\.0\.0\.1:\d+: CLUSTER_SECRET does not match \(403\)/);
-  assert.ok(!result.stderr.includes(clusterSecret) && !result.stderr.includes("a-different-secret"));
-  assert.equal((await cluster.membership(0)).size, 1, "the refused node never became a member");
-});
+Deno.test(
+  "cluster: a joiner with a wrong CLUSTER_SECRET is refused and exits non-zero naming the cause",
+  async () => {
+    await using cluster = await TestCluster.start({ nodeCount: 1 });
+    const dataDir = await Deno.makeTempDir({ prefix: "dynarust_wrong_" });
+    const result = await NodeProcess.runToExit(
+      ["127.0.0.1:0", cluster.id(0), "--data-dir", dataDir],
+      { CLUSTER_SECRET: "a-different-secret-0123456789abcdef", JWT_SECRET: jwtSecret },
+    );
+    await Deno.remove(dataDir, { recursive: true });
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /join refused by 127\.0\.0\.1:\d+: CLUSTER_SECRET does not match \(403\)/);
+    assert.ok(!result.stderr.includes(clusterSecret) && !result.stderr.includes("a-different-secret"));
+    assert.equal((await cluster.membership(0)).size, 1, "the refused node never became a member");
+  },
+);
 
 Deno.test("cluster: every internal route refuses requests without or with wrong credentials", async () => {
   await using cluster = await TestCluster.start({ nodeCount: 1 });

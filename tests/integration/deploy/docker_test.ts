@@ -71,33 +71,36 @@ Deno.test("Dockerfile: dockerfile-utils finds no problem in it", () => {
   assert.deepEqual(problems, []);
 });
 
-Deno.test(".dockerignore: the context holds the build's inputs and the key module, and nothing else", async () => {
-  const context = await buildContext();
-  assert.ok(
-    context.has("src/store/encryption_key.ts"),
-    "the key module must reach the build (the image embeds it)",
-  );
-  const copied = buildStage(dockerfile).filter((step) => step.keyword === "COPY")
-    .flatMap((step) => step.args.split(/\s+/).slice(0, -1));
-  for (const source of copied) {
+Deno.test(
+  ".dockerignore: the context holds the build's inputs and the key module, and nothing else",
+  async () => {
+    const context = await buildContext();
     assert.ok(
-      [...context].some((file) => file === source || file.startsWith(`${source}/`)),
-      `COPY ${source}`,
+      context.has("src/store/encryption_key.ts"),
+      "the key module must reach the build (the image embeds it)",
     );
-  }
-  const leaked = [...context].filter((file) =>
-    !copied.some((source) => file === source || file.startsWith(`${source}/`))
-  );
-  assert.deepEqual(leaked, [], "files sent to the builder that the Dockerfile never copies");
-  const outside = ["data/", "n1/", "n2/", "cert/", "bench/", "tests/", "tools/bench", ".git", "dynarust"];
-  for (const prefix of outside) {
-    assert.ok(
-      ![...context].some((file) => file.startsWith(prefix)),
-      `${prefix} must stay out of the context`,
+    const copied = buildStage(dockerfile).filter((step) => step.keyword === "COPY")
+      .flatMap((step) => step.args.split(/\s+/).slice(0, -1));
+    for (const source of copied) {
+      assert.ok(
+        [...context].some((file) => file === source || file.startsWith(`${source}/`)),
+        `COPY ${source}`,
+      );
+    }
+    const leaked = [...context].filter((file) =>
+      !copied.some((source) => file === source || file.startsWith(`${source}/`))
     );
-  }
-  assert.ok(![...context].some((file) => file.endsWith(".tmp")), "temp files must stay out of the context");
-});
+    assert.deepEqual(leaked, [], "files sent to the builder that the Dockerfile never copies");
+    const outside = ["data/", "n1/", "n2/", "cert/", "bench/", "tests/", "tools/bench", ".git", "dynarust"];
+    for (const prefix of outside) {
+      assert.ok(
+        ![...context].some((file) => file.startsWith(prefix)),
+        `${prefix} must stay out of the context`,
+      );
+    }
+    assert.ok(![...context].some((file) => file.endsWith(".tmp")), "temp files must stay out of the context");
+  },
+);
 
 Deno.test("Dockerfile: the build stage's test and deno steps succeed on the build context", async () => {
   const work = await Deno.makeTempDir({ prefix: "dynarust_docker_context_" });

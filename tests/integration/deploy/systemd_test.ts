@@ -104,11 +104,16 @@ Deno.test({
   },
 });
 
-Deno.test("dynarust.service: a restart is prevented exactly on the exit codes for bad config and damaged data", () => {
-  const prevented = unitValues("RestartPreventExitStatus").flatMap((value) => value.split(/\s+/)).map(Number);
-  assert.deepEqual(prevented.toSorted(), [configExitCode, dataExitCode].toSorted());
-  assert.deepEqual(unitValues("Restart"), ["on-failure"]);
-});
+Deno.test(
+  "dynarust.service: a restart is prevented exactly on the exit codes for bad config and damaged data",
+  () => {
+    const prevented = unitValues("RestartPreventExitStatus").flatMap((value) => value.split(/\s+/)).map(
+      Number,
+    );
+    assert.deepEqual(prevented.toSorted(), [configExitCode, dataExitCode].toSorted());
+    assert.deepEqual(unitValues("Restart"), ["on-failure"]);
+  },
+);
 
 /** Every system call the unit's SystemCallFilter lines allow, groups expanded by systemd-analyze. */
 async function allowedSyscalls(): Promise<Set<string>> {

@@ -74,32 +74,35 @@ Deno.test("denokv_peer.ts: concurrent PUTs of one key each commit their own vers
   }
 });
 
-Deno.test("denokv_peer.ts: an acknowledged PUT survives SIGKILL, and a restart keeps the keys it holds", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "denokv_peer_test_" });
-  try {
-    let written: Record<string, unknown>;
-    {
-      await using peer = await startPeer(dataDir);
-      const preloaded = await fetch(`${peer.url}/t/key/k5`);
-      assert.deepEqual(await preloaded.json(), {
-        value: { n: 5, s: "hello" },
-        version: 1,
-        timestamp: 0,
-        owner: "bench",
-      });
-      const answer = await put(`${peer.url}/t/key/k5`, JSON.stringify({ value: { kept: true } }));
-      assert.equal(answer.status, 201);
-      assert.equal(answer.json["version"], 2);
-      written = answer.json;
-    } // SIGKILL, right after the 201.
-    await using restarted = await startPeer(dataDir);
-    const response = await fetch(`${restarted.url}/t/key/k5`);
-    assert.equal(response.status, 200);
-    assert.deepEqual(await response.json(), written);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
+Deno.test(
+  "denokv_peer.ts: an acknowledged PUT survives SIGKILL, and a restart keeps the keys it holds",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "denokv_peer_test_" });
+    try {
+      let written: Record<string, unknown>;
+      {
+        await using peer = await startPeer(dataDir);
+        const preloaded = await fetch(`${peer.url}/t/key/k5`);
+        assert.deepEqual(await preloaded.json(), {
+          value: { n: 5, s: "hello" },
+          version: 1,
+          timestamp: 0,
+          owner: "bench",
+        });
+        const answer = await put(`${peer.url}/t/key/k5`, JSON.stringify({ value: { kept: true } }));
+        assert.equal(answer.status, 201);
+        assert.equal(answer.json["version"], 2);
+        written = answer.json;
+      } // SIGKILL, right after the 201.
+      await using restarted = await startPeer(dataDir);
+      const response = await fetch(`${restarted.url}/t/key/k5`);
+      assert.equal(response.status, 200);
+      assert.deepEqual(await response.json(), written);
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+);
 
 Deno.test("denokv_peer.ts: bad bodies get a 4xx saying why, an absent key 404", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "denokv_peer_test_" });

@@ -59,67 +59,70 @@ function showSteps(line: string): void {
   if (/^[▸✓✗]/.test(line)) console.log(`  bench ${line}`);
 }
 
-Deno.test("bench: a small run of every scenario ends with a verdict, or a stated reason, for each target", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "bench_test_" });
-  try {
-    const resultsPath = `${dir}/results.json`;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "tools/bench.ts"],
-      cwd: repositoryRoot,
-      env: {
-        BENCH_SECS: "1",
-        BENCH_ROUNDS: "1",
-        BENCH_RECORDS: "2000",
-        BENCH_RESTART_RECORDS: "5000",
-        BENCH_OUT: resultsPath,
-      },
-      stdout: "piped",
-      stderr: "piped",
-      // The bench bounds each of its steps; this only keeps a hung run from holding the suite.
-      signal: AbortSignal.timeout(15 * 60_000),
-    }).spawn();
-    // The run takes minutes: its step lines (`▸ name (expected ~N s)`) are shown as they come.
-    const [stdout, stderr] = await Promise.all([
-      textOf(child.stdout, showSteps),
-      textOf(child.stderr, showSteps),
-    ]);
-    const { code } = await child.status;
-    const output = stdout + stderr;
-    assert.equal(code, 0, output.slice(-4000));
-    const results = JSON.parse(await Deno.readTextFile(resultsPath)) as {
-      table: string;
-      problems: Record<string, string>;
-      targets: TargetOutcome[];
-      figures: Record<string, Record<string, unknown>>;
-    };
-    assert.match(results.table, /^\| scenario \| figure \| baseline \| ratio \| target \| met\? \|/);
-    assert.match(output, /targets: \d+ met, \d+ not met/);
-    // A step that failed is a broken bench; only a tool that is not installed may skip a scenario.
-    for (const [step, why] of Object.entries(results.problems)) {
-      assert.match(why, /^skipped: \S+ not installed/, `${step}: ${why}`);
-    }
-    for (const pattern of issueTargets) {
-      const outcome = results.targets.find((candidate) => pattern.test(candidate.target));
-      assert.ok(outcome !== undefined, `no outcome for the target ${pattern}`);
-      if (outcome.met === null) {
-        assert.match(outcome.note ?? "", /^skipped: \S+ not installed/, outcome.target);
-      } else {
-        assert.ok(Number.isFinite(outcome.value), `${outcome.target}: measured value ${outcome.value}`);
+Deno.test(
+  "bench: a small run of every scenario ends with a verdict, or a stated reason, for each target",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "bench_test_" });
+    try {
+      const resultsPath = `${dir}/results.json`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "tools/bench.ts"],
+        cwd: repositoryRoot,
+        env: {
+          BENCH_SECS: "1",
+          BENCH_ROUNDS: "1",
+          BENCH_RECORDS: "2000",
+          BENCH_RESTART_RECORDS: "5000",
+          BENCH_OUT: resultsPath,
+        },
+        stdout: "piped",
+        stderr: "piped",
+        // The bench bounds each of its steps; this only keeps a hung run from holding the suite.
+        signal: AbortSignal.timeout(15 * 60_000),
+      }).spawn();
+      // The run takes minutes: its step lines (`▸ name (expected ~N s)`) are shown as they come.
+      const [stdout, stderr] = await Promise.all([
+        textOf(child.stdout, showSteps),
+        textOf(child.stderr, showSteps),
+      ]);
+      const { code } = await child.status;
+      const output = stdout + stderr;
+      assert.equal(code, 0, output.slice(-4000));
+      const results = JSON.parse(await Deno.readTextFile(resultsPath)) as {
+        table: string;
+        problems: Record<string, string>;
+        targets: TargetOutcome[];
+        figures: Record<string, Record<string, unknown>>;
+      };
+      assert.match(results.table, /^\| scenario \| figure \| baseline \| ratio \| target \| met\? \|/);
+      assert.match(output, /targets: \d+ met, \d+ not met/);
+      // A step that failed is a broken bench; only a tool that is not installed may skip a scenario.
+      for (const [step, why] of Object.entries(results.problems)) {
+        assert.match(why, /^skipped: \S+ not installed/, `${step}: ${why}`);
       }
-    }
-    // Deno KV needs nothing installed: wherever the HTTP scenario ran, its peer rows hold figures, every
-    // answer a 2xx (a 409 or 404 would mean the peer does less than dynarust's PUT and GET).
-    const denoKv = results.figures["http"]?.["denoKv"] as Record<string, HttpFigures> | undefined;
-    if (results.figures["http"] !== undefined) {
-      for (const figure of ["put", "get"]) {
-        const measured = denoKv?.[figure];
-        assert.ok(measured !== undefined, `Deno KV ${figure}: ${JSON.stringify(denoKv)}`);
-        assert.ok(measured.requestsPerSec > 0, `Deno KV ${figure}: ${measured.requestsPerSec} req/s`);
-        assert.equal(measured.non2xxCount, 0, `Deno KV ${figure}: answers outside 2xx`);
+      for (const pattern of issueTargets) {
+        const outcome = results.targets.find((candidate) => pattern.test(candidate.target));
+        assert.ok(outcome !== undefined, `no outcome for the target ${pattern}`);
+        if (outcome.met === null) {
+          assert.match(outcome.note ?? "", /^skipped: \S+ not installed/, outcome.target);
+        } else {
+          assert.ok(Number.isFinite(outcome.value), `${outcome.target}: measured value ${outcome.value}`);
+        }
       }
-      assert.match(results.table, /\| HTTP, 64 connections: Deno KV .* durable PUT .* \| dynarust PUT /);
+      // Deno KV needs nothing installed: wherever the HTTP scenario ran, its peer rows hold figures, every
+      // answer a 2xx (a 409 or 404 would mean the peer does less than dynarust's PUT and GET).
+      const denoKv = results.figures["http"]?.["denoKv"] as Record<string, HttpFigures> | undefined;
+      if (results.figures["http"] !== undefined) {
+        for (const figure of ["put", "get"]) {
+          const measured = denoKv?.[figure];
+          assert.ok(measured !== undefined, `Deno KV ${figure}: ${JSON.stringify(denoKv)}`);
+          assert.ok(measured.requestsPerSec > 0, `Deno KV ${figure}: ${measured.requestsPerSec} req/s`);
+          assert.equal(measured.non2xxCount, 0, `Deno KV ${figure}: answers outside 2xx`);
+        }
+        assert.match(results.table, /\| HTTP, 64 connections: Deno KV .* durable PUT .* \| dynarust PUT /);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);

@@ -7,13 +7,16 @@ import { MemoryUsers } from "./memory_users.ts";
 
 const record = await hashSecret("pw", { iterations: 1 });
 
-Deno.test("ReplicatedUsers.find() answers a durable record at once, without asking other members", async () => {
-  const users = new MemoryUsers();
-  users.records.set("alice", record);
-  const directory = users.directory();
-  assert.equal(await directory.find("alice", { waitMs: 1_000 }), record);
-  assert.equal(users.elsewhereCount, 0);
-});
+Deno.test(
+  "ReplicatedUsers.find() answers a durable record at once, without asking other members",
+  async () => {
+    const users = new MemoryUsers();
+    users.records.set("alice", record);
+    const directory = users.directory();
+    assert.equal(await directory.find("alice", { waitMs: 1_000 }), record);
+    assert.equal(users.elsewhereCount, 0);
+  },
+);
 
 Deno.test("ReplicatedUsers.find() with waitMs 0 asks the other members once", async () => {
   const users = new MemoryUsers();

@@ -87,26 +87,29 @@ Deno.test("Auth.authenticate() rejects a wrong secret with WrongSecretError, not
   });
 });
 
-Deno.test("Auth.authenticate() refuses the 11th failure of a user from one address, and only there", async () => {
-  const { auth, users, clock } = makeAuth();
-  await auth.authenticate("alice", "right", "registrar");
-  await auth.authenticate("bob", "bob-secret", "registrar");
-  await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker"));
-  clock.advance(20_000);
-  for (let index = 1; index < 10; index += 1) {
-    await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker")); // the 10th is still checked
-  }
-  const readCountBefore = users.readCount;
-  await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 40);
-  assert.equal(users.readCount, readCountBefore, "refused before the user is even looked up");
-  // The owner from another address, and another user behind the attacker's address, are not refused.
-  assert.equal((await auth.authenticate("alice", "right", "home")).created, false);
-  assert.equal((await auth.authenticate("bob", "bob-secret", "attacker")).created, false);
-  clock.advance(39_999);
-  await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 1);
-  clock.advance(1);
-  assert.equal((await auth.authenticate("alice", "right", "attacker")).created, false);
-});
+Deno.test(
+  "Auth.authenticate() refuses the 11th failure of a user from one address, and only there",
+  async () => {
+    const { auth, users, clock } = makeAuth();
+    await auth.authenticate("alice", "right", "registrar");
+    await auth.authenticate("bob", "bob-secret", "registrar");
+    await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker"));
+    clock.advance(20_000);
+    for (let index = 1; index < 10; index += 1) {
+      await assertWrongSecret(auth.authenticate("alice", "wrong", "attacker")); // the 10th is still checked
+    }
+    const readCountBefore = users.readCount;
+    await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 40);
+    assert.equal(users.readCount, readCountBefore, "refused before the user is even looked up");
+    // The owner from another address, and another user behind the attacker's address, are not refused.
+    assert.equal((await auth.authenticate("alice", "right", "home")).created, false);
+    assert.equal((await auth.authenticate("bob", "bob-secret", "attacker")).created, false);
+    clock.advance(39_999);
+    await assertRateLimited(auth.authenticate("alice", "right", "attacker"), 1);
+    clock.advance(1);
+    assert.equal((await auth.authenticate("alice", "right", "attacker")).created, false);
+  },
+);
 
 Deno.test("Auth.authenticate() refuses an address for every user over loginAddressFailuresMax", async () => {
   const { auth } = makeAuth({ limits: { loginAddressFailuresMax: 25 } });
@@ -144,34 +147,40 @@ Deno.test("Auth.authenticate() success forgets the pair's failures but not the a
   );
 });
 
-Deno.test("Auth.authenticate() races two registrations with one secret: one creates, one logs in", async () => {
-  const { auth, users } = makeAuth();
-  const results = await Promise.all([
-    auth.authenticate("carol", "same", "10.0.0.1"),
-    auth.authenticate("carol", "same", "10.0.0.2"),
-  ]);
-  assert.deepEqual(results.map((result) => result.created).sort(), [false, true]);
-  assert.equal(users.createCount, 2, "both raced to create");
-  for (const result of results) assert.equal(await auth.verify(result.token), "carol");
-});
+Deno.test(
+  "Auth.authenticate() races two registrations with one secret: one creates, one logs in",
+  async () => {
+    const { auth, users } = makeAuth();
+    const results = await Promise.all([
+      auth.authenticate("carol", "same", "10.0.0.1"),
+      auth.authenticate("carol", "same", "10.0.0.2"),
+    ]);
+    assert.deepEqual(results.map((result) => result.created).sort(), [false, true]);
+    assert.equal(users.createCount, 2, "both raced to create");
+    for (const result of results) assert.equal(await auth.verify(result.token), "carol");
+  },
+);
 
-Deno.test("Auth.authenticate() races two registrations with two secrets: one gets WrongSecretError", async () => {
-  const { auth, users } = makeAuth();
-  const settled = await Promise.allSettled([
-    auth.authenticate("dave", "first", "10.0.0.1"),
-    auth.authenticate("dave", "second", "10.0.0.2"),
-  ]);
-  const fulfilled = settled.filter((outcome) => outcome.status === "fulfilled");
-  const rejected = settled.filter((outcome) => outcome.status === "rejected");
-  assert.equal(fulfilled.length, 1);
-  assert.equal(rejected.length, 1);
-  assert.equal(fulfilled[0]!.value.created, true);
-  assert.ok(rejected[0]!.reason instanceof WrongSecretError);
-  assert.equal(users.records.size, 1);
-  const winner = settled[0]!.status === "fulfilled" ? "first" : "second";
-  const login = await auth.authenticate("dave", winner, "10.0.0.3");
-  assert.equal(login.created, false);
-});
+Deno.test(
+  "Auth.authenticate() races two registrations with two secrets: one gets WrongSecretError",
+  async () => {
+    const { auth, users } = makeAuth();
+    const settled = await Promise.allSettled([
+      auth.authenticate("dave", "first", "10.0.0.1"),
+      auth.authenticate("dave", "second", "10.0.0.2"),
+    ]);
+    const fulfilled = settled.filter((outcome) => outcome.status === "fulfilled");
+    const rejected = settled.filter((outcome) => outcome.status === "rejected");
+    assert.equal(fulfilled.length, 1);
+    assert.equal(rejected.length, 1);
+    assert.equal(fulfilled[0]!.value.created, true);
+    assert.ok(rejected[0]!.reason instanceof WrongSecretError);
+    assert.equal(users.records.size, 1);
+    const winner = settled[0]!.status === "fulfilled" ? "first" : "second";
+    const login = await auth.authenticate("dave", winner, "10.0.0.3");
+    assert.equal(login.created, false);
+  },
+);
 
 Deno.test("Auth uses 600,000 PBKDF2 iterations by default", async () => {
   const users = new MemoryUsers();
@@ -259,67 +268,78 @@ Deno.test("Auth.verify() remembers at most verifiedTokensMax tokens and never a 
   }
 });
 
-Deno.test("Auth.authenticate() logs a losing registration in against the winner's record once it is durable", async () => {
-  const { auth, users } = makeAuth();
-  users.holdWrites();
-  const secrets = ["same", "same", "other"];
-  const attempts = secrets.map((secret, index) => auth.authenticate("hana", secret, `10.0.0.${index}`));
-  // Every create ran: one is pending (invisible to reads), two met it and wait for it.
-  await waitFor(() => users.createCount === 3, { timeoutMs: 5_000, what: "three creates" });
-  assert.equal(users.pendingCount, 1);
-  assert.equal(users.records.size, 0);
-  users.releaseWrites();
-  const settled = await Promise.allSettled(attempts);
-  const winnerIndex = settled.findIndex((outcome) => outcome.status === "fulfilled" && outcome.value.created);
-  assert.ok(winnerIndex >= 0, "one registration created the user");
-  settled.forEach((outcome, index) => {
-    if (index === winnerIndex) return;
-    if (secrets[index] === secrets[winnerIndex]) {
-      assert.ok(outcome.status === "fulfilled" && !outcome.value.created, "logged in, not created");
-    } else {
-      assert.ok(outcome.status === "rejected" && outcome.reason instanceof WrongSecretError);
-    }
-  });
-});
-
-Deno.test("Auth.authenticate() answers UserNotReadableError (503) when the winner's record stays pending", async () => {
-  const { auth, users } = makeAuth({ userWaitMs: 20 });
-  users.holdWrites();
-  const attempts = ["10.0.0.1", "10.0.0.2"].map((client) =>
-    auth.authenticate("ivan", "same", client).then(
-      (result) => ({ result, error: undefined }),
-      (error: unknown) => ({ result: undefined, error }),
-    )
-  );
-  // The winner's write is held pending, so the first to settle is the loser, after its wait.
-  const { error } = await Promise.race(attempts);
-  assert.ok(error instanceof UserNotReadableError, String(error));
-  assert.equal(error.code, "unavailable");
-  assert.equal(error.headers["Retry-After"], "1");
-  assert.match(error.message, /within 20 ms/);
-  assert.ok(users.elsewhereCount >= 2, "the other members were asked, at the start and at the end");
-  users.releaseWrites();
-  const created = (await Promise.all(attempts)).filter((attempt) => attempt.result?.created === true);
-  assert.equal(created.length, 1);
-});
-
-Deno.test("Auth.verify() refuses a well-signed token of a user that does not exist, and remembers no refusal", async () => {
-  const { auth, users, clock } = makeAuth();
-  const tokenKey = { key: new TextEncoder().encode(testSecret), clock };
-  const forged = await signToken(tokenKey, { user: "mallory", lifetimeSecs: 3600 });
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    await assert.rejects(async () => await auth.verify(forged), (error: unknown) => {
-      assert.ok(error instanceof TokenInvalidError);
-      assert.equal(error.reason, "user_unknown");
-      assert.equal(error.message, "Cannot verify token: its user (sub) does not exist");
-      return true;
+Deno.test(
+  "Auth.authenticate() logs a losing registration in against the winner's record once it is durable",
+  async () => {
+    const { auth, users } = makeAuth();
+    users.holdWrites();
+    const secrets = ["same", "same", "other"];
+    const attempts = secrets.map((secret, index) => auth.authenticate("hana", secret, `10.0.0.${index}`));
+    // Every create ran: one is pending (invisible to reads), two met it and wait for it.
+    await waitFor(() => users.createCount === 3, { timeoutMs: 5_000, what: "three creates" });
+    assert.equal(users.pendingCount, 1);
+    assert.equal(users.records.size, 0);
+    users.releaseWrites();
+    const settled = await Promise.allSettled(attempts);
+    const winnerIndex = settled.findIndex((outcome) =>
+      outcome.status === "fulfilled" && outcome.value.created
+    );
+    assert.ok(winnerIndex >= 0, "one registration created the user");
+    settled.forEach((outcome, index) => {
+      if (index === winnerIndex) return;
+      if (secrets[index] === secrets[winnerIndex]) {
+        assert.ok(outcome.status === "fulfilled" && !outcome.value.created, "logged in, not created");
+      } else {
+        assert.ok(outcome.status === "rejected" && outcome.reason instanceof WrongSecretError);
+      }
     });
-  }
-  assert.equal(users.elsewhereCount, 2, "each refusal asked the other members again");
-  assert.equal(auth.verifiedTokenCount, 0);
-  await auth.authenticate("mallory", "secret", "10.0.0.1");
-  assert.equal(await auth.verify(forged), "mallory", "once the user exists, the signature is what counts");
-});
+  },
+);
+
+Deno.test(
+  "Auth.authenticate() answers UserNotReadableError (503) when the winner's record stays pending",
+  async () => {
+    const { auth, users } = makeAuth({ userWaitMs: 20 });
+    users.holdWrites();
+    const attempts = ["10.0.0.1", "10.0.0.2"].map((client) =>
+      auth.authenticate("ivan", "same", client).then(
+        (result) => ({ result, error: undefined }),
+        (error: unknown) => ({ result: undefined, error }),
+      )
+    );
+    // The winner's write is held pending, so the first to settle is the loser, after its wait.
+    const { error } = await Promise.race(attempts);
+    assert.ok(error instanceof UserNotReadableError, String(error));
+    assert.equal(error.code, "unavailable");
+    assert.equal(error.headers["Retry-After"], "1");
+    assert.match(error.message, /within 20 ms/);
+    assert.ok(users.elsewhereCount >= 2, "the other members were asked, at the start and at the end");
+    users.releaseWrites();
+    const created = (await Promise.all(attempts)).filter((attempt) => attempt.result?.created === true);
+    assert.equal(created.length, 1);
+  },
+);
+
+Deno.test(
+  "Auth.verify() refuses a well-signed token of a user that does not exist, and remembers no refusal",
+  async () => {
+    const { auth, users, clock } = makeAuth();
+    const tokenKey = { key: new TextEncoder().encode(testSecret), clock };
+    const forged = await signToken(tokenKey, { user: "mallory", lifetimeSecs: 3600 });
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      await assert.rejects(async () => await auth.verify(forged), (error: unknown) => {
+        assert.ok(error instanceof TokenInvalidError);
+        assert.equal(error.reason, "user_unknown");
+        assert.equal(error.message, "Cannot verify token: its user (sub) does not exist");
+        return true;
+      });
+    }
+    assert.equal(users.elsewhereCount, 2, "each refusal asked the other members again");
+    assert.equal(auth.verifiedTokenCount, 0);
+    await auth.authenticate("mallory", "secret", "10.0.0.1");
+    assert.equal(await auth.verify(forged), "mallory", "once the user exists, the signature is what counts");
+  },
+);
 
 Deno.test("Auth.verify() accepts the token of a user that so far only another member holds", async () => {
   const { auth, users, clock } = makeAuth();

@@ -73,9 +73,12 @@ Deno.test("progressDisplay(): a bar redrawn in place on a terminal, plain lines 
   assert.equal(drawn[1], "\r\x1b[Kimported 100 records\n");
 });
 
-Deno.test("linesOf() splits a stream at line breaks, across chunks, CRLF and a last line without one", async () => {
-  const stream = ReadableStream.from(["a\nb", "c\r\n", "\nd"]);
-  const lines: string[] = [];
-  for await (const line of linesOf(stream)) lines.push(line);
-  assert.deepEqual(lines, ["a", "bc", "", "d"]);
-});
+Deno.test(
+  "linesOf() splits a stream at line breaks, across chunks, CRLF and a last line without one",
+  async () => {
+    const stream = ReadableStream.from(["a\nb", "c\r\n", "\nd"]);
+    const lines: string[] = [];
+    for await (const line of linesOf(stream)) lines.push(line);
+    assert.deepEqual(lines, ["a", "bc", "", "d"]);
+  },
+);

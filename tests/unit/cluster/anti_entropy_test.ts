@@ -85,17 +85,20 @@ Deno.test("AntiEntropy.syncWith() between identical replicas sends only the dige
   assert.equal(cluster.node(nodeB).antiEntropy.pushedCount, 0);
 });
 
-Deno.test("AntiEntropy.syncWith() sees replicas as identical whatever their local commit sequences", async () => {
-  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
-  const states = { k1: live(1, 10, "1"), k2: live(4, 10, "[2]"), k3: tombstone(2, 30) };
-  // B took other writes first, and the same states in another order: every sequence differs from A's.
-  await seed(cluster.node(nodeB).store, { other: live(1, 5, "0"), k3: tombstone(2, 30) });
-  await seed(cluster.node(nodeB).store, { k2: live(4, 10, "[2]"), k1: live(1, 10, "1") });
-  await seed(cluster.node(nodeA).store, { ...states, other: live(1, 5, "0") });
-  await cluster.node(nodeA).antiEntropy.syncWith(nodeB);
-  await cluster.network.settle();
-  assert.deepEqual(cluster.network.sent.map(({ kind }) => kind), ["digest"]);
-});
+Deno.test(
+  "AntiEntropy.syncWith() sees replicas as identical whatever their local commit sequences",
+  async () => {
+    await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+    const states = { k1: live(1, 10, "1"), k2: live(4, 10, "[2]"), k3: tombstone(2, 30) };
+    // B took other writes first, and the same states in another order: every sequence differs from A's.
+    await seed(cluster.node(nodeB).store, { other: live(1, 5, "0"), k3: tombstone(2, 30) });
+    await seed(cluster.node(nodeB).store, { k2: live(4, 10, "[2]"), k1: live(1, 10, "1") });
+    await seed(cluster.node(nodeA).store, { ...states, other: live(1, 5, "0") });
+    await cluster.node(nodeA).antiEntropy.syncWith(nodeB);
+    await cluster.network.settle();
+    assert.deepEqual(cluster.network.sent.map(({ kind }) => kind), ["digest"]);
+  },
+);
 
 Deno.test("AntiEntropy digests a large store in slices, letting other work run in between", async () => {
   await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
@@ -182,48 +185,54 @@ Deno.test("AntiEntropy.handlers() refuse malformed digest and sync bodies", asyn
   assert.deepEqual(await digest!(empty, nodeB), { differing: [] }, "empty stores agree");
 });
 
-Deno.test("AntiEntropy.start() runs a round every antiEntropyIntervalMs of its clock until stop()", async () => {
-  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
-  const { clock } = cluster;
-  const antiEntropy = cluster.node(nodeA).antiEntropy;
-  const intervalMs = cluster.config.antiEntropyIntervalMs;
-  antiEntropy.start();
-  antiEntropy.start();
-  assert.equal(clock.timerCount, 1, "start() twice runs one timer chain");
-  clock.advance(intervalMs - 1);
-  assert.equal(antiEntropy.roundCount, 0);
-  clock.advance(1);
-  assert.equal(antiEntropy.roundCount, 1);
-  await cluster.network.settle();
-  await waitFor(() => clock.timerCount === 1, { timeoutMs: 2_000, what: "the next round's timer" });
-  clock.advance(intervalMs);
-  assert.equal(antiEntropy.roundCount, 2);
-  await cluster.network.settle();
-  antiEntropy.stop();
-  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
-  clock.advance(10 * intervalMs);
-  assert.equal(antiEntropy.roundCount, 2);
-});
+Deno.test(
+  "AntiEntropy.start() runs a round every antiEntropyIntervalMs of its clock until stop()",
+  async () => {
+    await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+    const { clock } = cluster;
+    const antiEntropy = cluster.node(nodeA).antiEntropy;
+    const intervalMs = cluster.config.antiEntropyIntervalMs;
+    antiEntropy.start();
+    antiEntropy.start();
+    assert.equal(clock.timerCount, 1, "start() twice runs one timer chain");
+    clock.advance(intervalMs - 1);
+    assert.equal(antiEntropy.roundCount, 0);
+    clock.advance(1);
+    assert.equal(antiEntropy.roundCount, 1);
+    await cluster.network.settle();
+    await waitFor(() => clock.timerCount === 1, { timeoutMs: 2_000, what: "the next round's timer" });
+    clock.advance(intervalMs);
+    assert.equal(antiEntropy.roundCount, 2);
+    await cluster.network.settle();
+    antiEntropy.stop();
+    assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+    clock.advance(10 * intervalMs);
+    assert.equal(antiEntropy.roundCount, 2);
+  },
+);
 
-Deno.test("AntiEntropy: a round in flight across stop() and start() does not start a second timer chain", async () => {
-  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
-  const { clock } = cluster;
-  const antiEntropy = cluster.node(nodeA).antiEntropy;
-  await seed(cluster.node(nodeA).store, { k: live(1, 10, "1") });
-  cluster.network.pause(nodeB); // the round's digest request waits for B
-  antiEntropy.start();
-  clock.advance(cluster.config.antiEntropyIntervalMs);
-  assert.equal(antiEntropy.roundCount, 1, "a round is in flight");
-  antiEntropy.stop();
-  antiEntropy.start();
-  assert.equal(clock.timerCount, 1);
-  cluster.network.resume(nodeB);
-  await cluster.network.settle();
-  assert.deepEqual(cluster.node(nodeB).store.replicaOf(table, "k"), live(1, 10, "1"), "the round ended");
-  assert.equal(clock.timerCount, 1, "the old chain's round scheduled nothing");
-  antiEntropy.stop();
-  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
-});
+Deno.test(
+  "AntiEntropy: a round in flight across stop() and start() does not start a second timer chain",
+  async () => {
+    await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB] });
+    const { clock } = cluster;
+    const antiEntropy = cluster.node(nodeA).antiEntropy;
+    await seed(cluster.node(nodeA).store, { k: live(1, 10, "1") });
+    cluster.network.pause(nodeB); // the round's digest request waits for B
+    antiEntropy.start();
+    clock.advance(cluster.config.antiEntropyIntervalMs);
+    assert.equal(antiEntropy.roundCount, 1, "a round is in flight");
+    antiEntropy.stop();
+    antiEntropy.start();
+    assert.equal(clock.timerCount, 1);
+    cluster.network.resume(nodeB);
+    await cluster.network.settle();
+    assert.deepEqual(cluster.node(nodeB).store.replicaOf(table, "k"), live(1, 10, "1"), "the round ended");
+    assert.equal(clock.timerCount, 1, "the old chain's round scheduled nothing");
+    antiEntropy.stop();
+    assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+  },
+);
 
 Deno.test("AntiEntropy.catchUp() clears its deadline's timer when every peer answers first", async () => {
   await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB, nodeC] });

@@ -131,60 +131,67 @@ function failsWith(failure: string, status?: number): (error: unknown) => boolea
   };
 }
 
-Deno.test("Http1Client reuses one kept-alive connection and reads Content-Length and chunked replies", async () => {
-  const server = scriptedServer((request, count) => {
-    if (count === 2) {
-      const reply = `{"echo":${request.body}}`;
-      return {
-        reply: `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n${reply.slice(0, 5)}\r\n${
-          (reply.length - 5).toString(16)
-        }\r\n${reply.slice(5)}\r\n0\r\n\r\n`,
-      };
+Deno.test(
+  "Http1Client reuses one kept-alive connection and reads Content-Length and chunked replies",
+  async () => {
+    const server = scriptedServer((request, count) => {
+      if (count === 2) {
+        const reply = `{"echo":${request.body}}`;
+        return {
+          reply: `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n${reply.slice(0, 5)}\r\n${
+            (reply.length - 5).toString(16)
+          }\r\n${reply.slice(5)}\r\n0\r\n\r\n`,
+        };
+      }
+      return { reply: ok(`{"echo":${request.body}}`) };
+    });
+    const client = new Http1Client({ tls: false, clock: systemClock });
+    try {
+      for (const n of [1, 2, 3]) {
+        const reply = await post(client, server.address, `{"n":${n}}`);
+        assert.equal(reply.status, 200);
+        assert.deepEqual(JSON.parse(decoder.decode(reply.body)), { echo: { n } });
+      }
+      assert.equal(server.connections, 1, "three requests, one connection");
+      assert.match(server.received[0]!.head, /^POST \/_internal\/test HTTP\/1\.1\r\n/);
+      assert.match(server.received[0]!.head, /\r\nx-dyna-node: 127\.0\.0\.1:1(\r\n|$)/);
+      assert.match(server.received[0]!.head, new RegExp(`\r\nhost: ${server.address}(\r\n|$)`));
+    } finally {
+      client.close();
+      await server.close();
     }
-    return { reply: ok(`{"echo":${request.body}}`) };
-  });
-  const client = new Http1Client({ tls: false, clock: systemClock });
-  try {
-    for (const n of [1, 2, 3]) {
-      const reply = await post(client, server.address, `{"n":${n}}`);
-      assert.equal(reply.status, 200);
-      assert.deepEqual(JSON.parse(decoder.decode(reply.body)), { echo: { n } });
-    }
-    assert.equal(server.connections, 1, "three requests, one connection");
-    assert.match(server.received[0]!.head, /^POST \/_internal\/test HTTP\/1\.1\r\n/);
-    assert.match(server.received[0]!.head, /\r\nx-dyna-node: 127\.0\.0\.1:1(\r\n|$)/);
-    assert.match(server.received[0]!.head, new RegExp(`\r\nhost: ${server.address}(\r\n|$)`));
-  } finally {
-    client.close();
-    await server.close();
-  }
-});
+  },
+);
 
-Deno.test("Http1Client opens a new connection after Connection: close, after a peer dropped an idle one, and after a long idle", async () => {
-  const server = scriptedServer((request) => {
-    const close = request.body === '"close"';
-    return { reply: ok(request.body, close ? "connection: close\r\n" : ""), close };
-  });
-  const clock = new ManualClock();
-  const client = new Http1Client({ tls: false, clock });
-  try {
-    await post(client, server.address, '"close"');
-    await post(client, server.address, '"a"');
-    assert.equal(server.connections, 2, "the closed connection was not reused");
-    // The peer closes the idle connection (a restart): the request goes out again on a new one, once.
-    server.dropConnections();
-    assert.equal(decoder.decode((await post(client, server.address, '"b"')).body), '"b"');
-    assert.equal(server.connections, 3);
-    assert.deepEqual(server.received.map((request) => request.body), ['"close"', '"a"', '"b"']);
-    // Idle for longer than the reuse window: closed, not tried.
-    clock.advance(60_000);
-    await post(client, server.address, '"c"');
-    assert.equal(server.connections, 4);
-  } finally {
-    client.close();
-    await server.close();
-  }
-});
+Deno.test(
+  "Http1Client opens a new connection after Connection: close, after a peer dropped an idle one, and " +
+    "after a long idle",
+  async () => {
+    const server = scriptedServer((request) => {
+      const close = request.body === '"close"';
+      return { reply: ok(request.body, close ? "connection: close\r\n" : ""), close };
+    });
+    const clock = new ManualClock();
+    const client = new Http1Client({ tls: false, clock });
+    try {
+      await post(client, server.address, '"close"');
+      await post(client, server.address, '"a"');
+      assert.equal(server.connections, 2, "the closed connection was not reused");
+      // The peer closes the idle connection (a restart): the request goes out again on a new one, once.
+      server.dropConnections();
+      assert.equal(decoder.decode((await post(client, server.address, '"b"')).body), '"b"');
+      assert.equal(server.connections, 3);
+      assert.deepEqual(server.received.map((request) => request.body), ['"close"', '"a"', '"b"']);
+      // Idle for longer than the reuse window: closed, not tried.
+      clock.advance(60_000);
+      await post(client, server.address, '"c"');
+      assert.equal(server.connections, 4);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  },
+);
 
 Deno.test("Http1Client: a request the peer may have run is interrupted, never unreachable", async () => {
   // The peer reads the request and dies before answering, on a kept-alive connection: the retry on a new

@@ -63,18 +63,21 @@ function summary(entries: readonly ListedEntry[]): string[] {
   return entries.map((entry) => `${entry.key}@${entry.version}`);
 }
 
-Deno.test("listTable() merges every node's keys in order, keeping the highest version of a duplicate", async () => {
-  await using cluster = await overlappingCluster();
-  const listed = await list(cluster);
-  assert.deepEqual(summary(listed), ["a@2", "b@1", "c@3", "d@1"]);
-  assert.equal(listed[0]!.json, cluster.node(nodeB).store.getEntry(table, "a")?.json);
-  assert.equal(listed[2]!.json, cluster.node(nodeC).store.getEntry(table, "c")?.json);
-  assert.deepEqual(
-    cluster.network.sentWhere({ kind: "list" }).map(({ target }) => target).sort(),
-    [nodeB, nodeC],
-    "this node's page is read locally",
-  );
-});
+Deno.test(
+  "listTable() merges every node's keys in order, keeping the highest version of a duplicate",
+  async () => {
+    await using cluster = await overlappingCluster();
+    const listed = await list(cluster);
+    assert.deepEqual(summary(listed), ["a@2", "b@1", "c@3", "d@1"]);
+    assert.equal(listed[0]!.json, cluster.node(nodeB).store.getEntry(table, "a")?.json);
+    assert.equal(listed[2]!.json, cluster.node(nodeC).store.getEntry(table, "c")?.json);
+    assert.deepEqual(
+      cluster.network.sentWhere({ kind: "list" }).map(({ target }) => target).sort(),
+      [nodeB, nodeC],
+      "this node's page is read locally",
+    );
+  },
+);
 
 Deno.test("listTable() pages with after (exclusive) and limit", async () => {
   await using cluster = await overlappingCluster();
@@ -160,15 +163,22 @@ Deno.test("listLocal() answers one sorted page of live keys and whether the tabl
   ]);
 });
 
-Deno.test("listTable() leaves out a key whose newest state expired, not showing an older live copy instead", async () => {
-  await using cluster = await overlappingCluster();
-  // c's newest state (on C) expired; A still holds an older live c@1 without a lifetime.
-  await seed(cluster.node(nodeC).store, { c: { ...live(4, '"c4"'), expiresAt: 1_000 } });
-  await seed(cluster.node(nodeB).store, { e: { ...live(1, '"e1"'), expiresAt: Date.now() + 3_600_000 } });
-  assert.deepEqual(summary(await list(cluster)), ["a@2", "b@1", "d@1", "e@1"]);
-  assert.deepEqual(summary(await list(cluster, { limit: 3 })), ["a@2", "b@1", "d@1"], "not counted in limit");
-  // Fully replicated, the node's own listing leaves it out as well, before the limit.
-  await using whole = await FakeCluster.start();
-  await seed(whole.node(nodeA).store, { x: { ...live(1, "1"), expiresAt: 1_000 }, y: live(1, "2") });
-  assert.deepEqual(summary(await list(whole, { limit: 1 })), ["y@1"]);
-});
+Deno.test(
+  "listTable() leaves out a key whose newest state expired, not showing an older live copy instead",
+  async () => {
+    await using cluster = await overlappingCluster();
+    // c's newest state (on C) expired; A still holds an older live c@1 without a lifetime.
+    await seed(cluster.node(nodeC).store, { c: { ...live(4, '"c4"'), expiresAt: 1_000 } });
+    await seed(cluster.node(nodeB).store, { e: { ...live(1, '"e1"'), expiresAt: Date.now() + 3_600_000 } });
+    assert.deepEqual(summary(await list(cluster)), ["a@2", "b@1", "d@1", "e@1"]);
+    assert.deepEqual(
+      summary(await list(cluster, { limit: 3 })),
+      ["a@2", "b@1", "d@1"],
+      "not counted in limit",
+    );
+    // Fully replicated, the node's own listing leaves it out as well, before the limit.
+    await using whole = await FakeCluster.start();
+    await seed(whole.node(nodeA).store, { x: { ...live(1, "1"), expiresAt: 1_000 }, y: live(1, "2") });
+    assert.deepEqual(summary(await list(whole, { limit: 1 })), ["y@1"]);
+  },
+);

@@ -43,22 +43,25 @@ function refused(pattern: RegExp, mac?: string): (error: unknown) => boolean {
 
 const verifyBase = { path: request.path, self, nowMs, windowMs };
 
-Deno.test("RequestSigner.sign() then verify() returns the sender, time, sequence and body digest", async () => {
-  const signer = await RequestSigner.create(secret);
-  const headers = await signedHeaders(signer);
-  assert.equal(headers.get("x-dyna-node"), request.sender);
-  assert.equal(headers.get("x-dyna-target"), self);
-  assert.equal(headers.get("x-dyna-time"), String(nowMs));
-  assert.match(headers.get("x-dyna-seq")!, /^[0-9a-f]{16}-1$/);
-  assert.equal(headers.get("x-dyna-digest"), bodyDigest(new TextEncoder().encode(request.bodyText)));
-  assert.match(headers.get("x-dyna-mac")!, /^[A-Za-z0-9_-]{43}$/);
-  const verifier = await RequestSigner.create(secret);
-  const verified = verifier.verify({ ...verifyBase, headers });
-  assert.equal(verified.sender, request.sender);
-  assert.equal(verified.timeMs, nowMs);
-  assert.equal(verified.sequence.counter, 1);
-  assert.equal(verified.digest, bodyDigest(request.bodyText));
-});
+Deno.test(
+  "RequestSigner.sign() then verify() returns the sender, time, sequence and body digest",
+  async () => {
+    const signer = await RequestSigner.create(secret);
+    const headers = await signedHeaders(signer);
+    assert.equal(headers.get("x-dyna-node"), request.sender);
+    assert.equal(headers.get("x-dyna-target"), self);
+    assert.equal(headers.get("x-dyna-time"), String(nowMs));
+    assert.match(headers.get("x-dyna-seq")!, /^[0-9a-f]{16}-1$/);
+    assert.equal(headers.get("x-dyna-digest"), bodyDigest(new TextEncoder().encode(request.bodyText)));
+    assert.match(headers.get("x-dyna-mac")!, /^[A-Za-z0-9_-]{43}$/);
+    const verifier = await RequestSigner.create(secret);
+    const verified = verifier.verify({ ...verifyBase, headers });
+    assert.equal(verified.sender, request.sender);
+    assert.equal(verified.timeMs, nowMs);
+    assert.equal(verified.sequence.counter, 1);
+    assert.equal(verified.digest, bodyDigest(request.bodyText));
+  },
+);
 
 Deno.test("RequestSigner.sign() counts per target from 1 within one epoch", async () => {
   const signer = await RequestSigner.create(secret);
@@ -82,60 +85,69 @@ Deno.test("RequestSigner.verify() refuses a MAC made with another secret", async
   );
 });
 
-Deno.test("RequestSigner.verify() refuses a tampered path, sender, target, time, sequence or digest", async () => {
-  const signer = await RequestSigner.create(secret);
-  const headers = await signedHeaders(signer);
-  assert.throws(
-    () => signer.verify({ ...verifyBase, path: "/_internal/join", headers }),
-    refused(/MAC does not match/),
-  );
-  const tampered: Array<[string, string]> = [
-    ["x-dyna-node", "127.0.0.1:7002"],
-    ["x-dyna-target", "127.0.0.1:7003"],
-    ["x-dyna-time", String(nowMs + 1)],
-    ["x-dyna-seq", headers.get("x-dyna-seq")!.replace(/-1$/, "-2")],
-    ["x-dyna-digest", bodyDigest('{"members":[1]}')],
-  ];
-  for (const [name, value] of tampered) {
-    const forged = new Headers(headers);
-    forged.set(name, value);
+Deno.test(
+  "RequestSigner.verify() refuses a tampered path, sender, target, time, sequence or digest",
+  async () => {
+    const signer = await RequestSigner.create(secret);
+    const headers = await signedHeaders(signer);
     assert.throws(
-      () => signer.verify({ ...verifyBase, headers: forged }),
+      () => signer.verify({ ...verifyBase, path: "/_internal/join", headers }),
       refused(/MAC does not match/),
-      name,
     );
-  }
-});
+    const tampered: Array<[string, string]> = [
+      ["x-dyna-node", "127.0.0.1:7002"],
+      ["x-dyna-target", "127.0.0.1:7003"],
+      ["x-dyna-time", String(nowMs + 1)],
+      ["x-dyna-seq", headers.get("x-dyna-seq")!.replace(/-1$/, "-2")],
+      ["x-dyna-digest", bodyDigest('{"members":[1]}')],
+    ];
+    for (const [name, value] of tampered) {
+      const forged = new Headers(headers);
+      forged.set(name, value);
+      assert.throws(
+        () => signer.verify({ ...verifyBase, headers: forged }),
+        refused(/MAC does not match/),
+        name,
+      );
+    }
+  },
+);
 
-Deno.test("RequestSigner.verify() refuses a request addressed to another node, naming this node's id", async () => {
-  const signer = await RequestSigner.create(secret);
-  const headers = await signedHeaders(signer, { target: "localhost:7000" });
-  assert.throws(() => signer.verify({ ...verifyBase, headers }), (error: unknown) => {
-    assert.ok(refused(/addressed to localhost:7000, this node is 127\.0\.0\.1:7000/)(error));
-    assert.deepEqual((error as ClusterAuthError).headers, { "x-dyna-node": self });
-    return true;
-  });
-  const unauthenticated = new Headers(headers);
-  unauthenticated.set("x-dyna-mac", "A".repeat(43));
-  assert.throws(
-    () => signer.verify({ ...verifyBase, headers: unauthenticated }),
-    (error: unknown) =>
-      refused(/MAC does not match/)(error) && Object.keys((error as ClusterAuthError).headers).length === 0,
-    "only an authenticated sender learns the id",
-  );
-});
-
-Deno.test("RequestSigner.verify() accepts a time at the window's edge and refuses one 1 ms beyond", async () => {
-  const signer = await RequestSigner.create(secret);
-  for (const skewMs of [windowMs, -windowMs]) {
-    const headers = await signedHeaders(signer, { nowMs: nowMs + skewMs });
-    assert.equal(signer.verify({ ...verifyBase, headers }).sender, request.sender);
+Deno.test(
+  "RequestSigner.verify() refuses a request addressed to another node, naming this node's id",
+  async () => {
+    const signer = await RequestSigner.create(secret);
+    const headers = await signedHeaders(signer, { target: "localhost:7000" });
+    assert.throws(() => signer.verify({ ...verifyBase, headers }), (error: unknown) => {
+      assert.ok(refused(/addressed to localhost:7000, this node is 127\.0\.0\.1:7000/)(error));
+      assert.deepEqual((error as ClusterAuthError).headers, { "x-dyna-node": self });
+      return true;
+    });
+    const unauthenticated = new Headers(headers);
+    unauthenticated.set("x-dyna-mac", "A".repeat(43));
     assert.throws(
-      () => signer.verify({ ...verifyBase, headers, nowMs: nowMs - Math.sign(skewMs) }),
-      refused(/30001 ms away from this node's clock, the window is 30000 ms/),
+      () => signer.verify({ ...verifyBase, headers: unauthenticated }),
+      (error: unknown) =>
+        refused(/MAC does not match/)(error) && Object.keys((error as ClusterAuthError).headers).length === 0,
+      "only an authenticated sender learns the id",
     );
-  }
-});
+  },
+);
+
+Deno.test(
+  "RequestSigner.verify() accepts a time at the window's edge and refuses one 1 ms beyond",
+  async () => {
+    const signer = await RequestSigner.create(secret);
+    for (const skewMs of [windowMs, -windowMs]) {
+      const headers = await signedHeaders(signer, { nowMs: nowMs + skewMs });
+      assert.equal(signer.verify({ ...verifyBase, headers }).sender, request.sender);
+      assert.throws(
+        () => signer.verify({ ...verifyBase, headers, nowMs: nowMs - Math.sign(skewMs) }),
+        refused(/30001 ms away from this node's clock, the window is 30000 ms/),
+      );
+    }
+  },
+);
 
 Deno.test("RequestSigner.verify() refuses a missing or malformed header", async () => {
   const signer = await RequestSigner.create(secret);

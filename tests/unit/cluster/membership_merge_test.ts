@@ -46,35 +46,41 @@ Deno.test("Membership merge: at equal incarnation left > dead > suspect > alive"
   }
 });
 
-Deno.test("Membership merge: a peer saying it is alive at the incarnation it is dead at stays dead", async () => {
-  const { network, send, statusOfPeer, node } = await setup();
-  await network.addSender(peer);
-  await send([{ id: peer, status: "dead", incarnation: 5 }]);
-  await send([{ id: peer, status: "alive", incarnation: 5 }], peer);
-  assert.equal(statusOfPeer(), "dead", "direct contact does not flip it");
-  assert.equal(node.membership.member(peer)!.lastSeenMs, network.clock.nowMs(), "but it was seen");
-  await send([{ id: peer, status: "alive", incarnation: 6 }], peer);
-  assert.equal(statusOfPeer(), "alive", "its refutation does");
-});
+Deno.test(
+  "Membership merge: a peer saying it is alive at the incarnation it is dead at stays dead",
+  async () => {
+    const { network, send, statusOfPeer, node } = await setup();
+    await network.addSender(peer);
+    await send([{ id: peer, status: "dead", incarnation: 5 }]);
+    await send([{ id: peer, status: "alive", incarnation: 5 }], peer);
+    assert.equal(statusOfPeer(), "dead", "direct contact does not flip it");
+    assert.equal(node.membership.member(peer)!.lastSeenMs, network.clock.nowMs(), "but it was seen");
+    await send([{ id: peer, status: "alive", incarnation: 6 }], peer);
+    assert.equal(statusOfPeer(), "alive", "its refutation does");
+  },
+);
 
-Deno.test("Membership merge: a node reported suspect, dead or left refutes with incarnation + 1", async () => {
-  const { send, node } = await setup();
-  const own = () => node.membership.member(node.id)!;
-  const start = own().incarnation;
-  assert.equal(start, new FakeNetwork().clock.nowMs(), "incarnation starts at the clock");
-  for (const [step, status] of (["suspect", "dead", "left"] as const).entries()) {
-    const reply = await send([{ id: node.id, status, incarnation: start + step }]) as { members: Member[] };
-    assert.equal(own().status, "alive");
-    assert.equal(own().incarnation, start + step + 1);
-    assert.deepEqual(reply.members.find((member) => member.id === node.id), {
-      id: node.id,
-      status: "alive",
-      incarnation: start + step + 1,
-    });
-  }
-  await send([{ id: node.id, status: "dead", incarnation: start }]);
-  assert.equal(own().incarnation, start + 3, "an old report changes nothing");
-});
+Deno.test(
+  "Membership merge: a node reported suspect, dead or left refutes with incarnation + 1",
+  async () => {
+    const { send, node } = await setup();
+    const own = () => node.membership.member(node.id)!;
+    const start = own().incarnation;
+    assert.equal(start, new FakeNetwork().clock.nowMs(), "incarnation starts at the clock");
+    for (const [step, status] of (["suspect", "dead", "left"] as const).entries()) {
+      const reply = await send([{ id: node.id, status, incarnation: start + step }]) as { members: Member[] };
+      assert.equal(own().status, "alive");
+      assert.equal(own().incarnation, start + step + 1);
+      assert.deepEqual(reply.members.find((member) => member.id === node.id), {
+        id: node.id,
+        status: "alive",
+        incarnation: start + step + 1,
+      });
+    }
+    await send([{ id: node.id, status: "dead", incarnation: start }]);
+    assert.equal(own().incarnation, start + 3, "an old report changes nothing");
+  },
+);
 
 Deno.test("Membership.onChange() fires on status and incarnation changes only", async () => {
   const { send, node } = await setup();

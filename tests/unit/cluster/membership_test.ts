@@ -41,33 +41,39 @@ Deno.test("Membership.join() spreads a 5-node cluster to every member within 2 r
   }
 });
 
-Deno.test("Membership: a stopped member is suspected, then declared dead within the computed timeout", async () => {
-  const network = new FakeNetwork();
-  const nodes = await network.startCluster(5);
-  await network.roundsUntil(() => network.converged(), 2);
-  const victim = nodes[4]!;
-  const others = nodes.slice(0, 4);
-  const statuses = recordStatuses(others, victim.id);
-  victim.down = true;
-  const stoppedMs = network.clock.nowMs();
-  // Each prober reaches the victim within 4 rounds (its probe order cycles over the 4 others).
-  await network.roundsUntil(() => others.some((node) => network.statusOf(node.id, victim.id) !== "alive"), 4);
-  const suspectedMs = network.clock.nowMs();
-  const timeoutMs = suspicionTimeoutMs(network.config, 5);
-  assert.equal(timeoutMs, 2 * network.config.probeIntervalMs, "the floor of the formula: two intervals");
-  const timeoutRounds = timeoutMs / network.config.probeIntervalMs;
-  await network.roundsUntil(
-    () => others.every((node) => network.statusOf(node.id, victim.id) === "dead"),
-    timeoutRounds + 2,
-  );
-  assert.ok(network.clock.nowMs() - suspectedMs >= timeoutMs, "dead only after the suspicion timeout");
-  assert.ok(network.clock.nowMs() - stoppedMs <= (4 + timeoutRounds + 2) * network.config.probeIntervalMs);
-  for (const node of others) {
-    assert.ok(statuses.get(node.id)!.has("dead"));
-    assert.deepEqual(node.membership.liveIds(), others.map((other) => other.id).sort());
-  }
-  assert.ok([...statuses.values()].some((seen) => seen.has("suspect")), "someone suspected it first");
-});
+Deno.test(
+  "Membership: a stopped member is suspected, then declared dead within the computed timeout",
+  async () => {
+    const network = new FakeNetwork();
+    const nodes = await network.startCluster(5);
+    await network.roundsUntil(() => network.converged(), 2);
+    const victim = nodes[4]!;
+    const others = nodes.slice(0, 4);
+    const statuses = recordStatuses(others, victim.id);
+    victim.down = true;
+    const stoppedMs = network.clock.nowMs();
+    // Each prober reaches the victim within 4 rounds (its probe order cycles over the 4 others).
+    await network.roundsUntil(
+      () => others.some((node) => network.statusOf(node.id, victim.id) !== "alive"),
+      4,
+    );
+    const suspectedMs = network.clock.nowMs();
+    const timeoutMs = suspicionTimeoutMs(network.config, 5);
+    assert.equal(timeoutMs, 2 * network.config.probeIntervalMs, "the floor of the formula: two intervals");
+    const timeoutRounds = timeoutMs / network.config.probeIntervalMs;
+    await network.roundsUntil(
+      () => others.every((node) => network.statusOf(node.id, victim.id) === "dead"),
+      timeoutRounds + 2,
+    );
+    assert.ok(network.clock.nowMs() - suspectedMs >= timeoutMs, "dead only after the suspicion timeout");
+    assert.ok(network.clock.nowMs() - stoppedMs <= (4 + timeoutRounds + 2) * network.config.probeIntervalMs);
+    for (const node of others) {
+      assert.ok(statuses.get(node.id)!.has("dead"));
+      assert.deepEqual(node.membership.liveIds(), others.map((other) => other.id).sort());
+    }
+    assert.ok([...statuses.values()].some((seen) => seen.has("suspect")), "someone suspected it first");
+  },
+);
 
 Deno.test("Membership: a suspected member that is alive refutes with a higher incarnation", async () => {
   // A long suspicion timeout, so the refutation surely arrives before anyone declares it dead.
@@ -212,30 +218,33 @@ Deno.test("Membership: a restarted node outranks the dead entry of its previous 
   await network.roundsUntil(() => network.converged(), 3);
 });
 
-Deno.test("Membership.start() runs a probe round every probeIntervalMs of its clock until stop()", async () => {
-  const network = new FakeNetwork();
-  const { clock } = network;
-  const intervalMs = network.config.probeIntervalMs;
-  const [first, second] = await network.startCluster(2);
-  const pings = () => network.sentCounts.get("ping") ?? 0;
-  const pingsBefore = pings();
-  first!.membership.start();
-  second!.membership.start();
-  first!.membership.start();
-  assert.equal(clock.timerCount, 2, "one timer chain per member");
-  clock.advance(intervalMs - 1);
-  assert.equal(pings(), pingsBefore, "no round before probeIntervalMs");
-  clock.advance(1);
-  // Each round pings the other member once; the next round's timer is set when a round ends.
-  await waitFor(() => pings() === pingsBefore + 2 && clock.timerCount === 2, { timeoutMs: 5_000 });
-  clock.advance(intervalMs);
-  await waitFor(() => pings() === pingsBefore + 4 && clock.timerCount === 2, { timeoutMs: 5_000 });
-  first!.membership.stop();
-  second!.membership.stop();
-  assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
-  clock.advance(10 * intervalMs);
-  assert.equal(pings(), pingsBefore + 4);
-  first!.membership.start();
-  first!.membership.stop();
-  assert.equal(clock.timerCount, 0);
-});
+Deno.test(
+  "Membership.start() runs a probe round every probeIntervalMs of its clock until stop()",
+  async () => {
+    const network = new FakeNetwork();
+    const { clock } = network;
+    const intervalMs = network.config.probeIntervalMs;
+    const [first, second] = await network.startCluster(2);
+    const pings = () => network.sentCounts.get("ping") ?? 0;
+    const pingsBefore = pings();
+    first!.membership.start();
+    second!.membership.start();
+    first!.membership.start();
+    assert.equal(clock.timerCount, 2, "one timer chain per member");
+    clock.advance(intervalMs - 1);
+    assert.equal(pings(), pingsBefore, "no round before probeIntervalMs");
+    clock.advance(1);
+    // Each round pings the other member once; the next round's timer is set when a round ends.
+    await waitFor(() => pings() === pingsBefore + 2 && clock.timerCount === 2, { timeoutMs: 5_000 });
+    clock.advance(intervalMs);
+    await waitFor(() => pings() === pingsBefore + 4 && clock.timerCount === 2, { timeoutMs: 5_000 });
+    first!.membership.stop();
+    second!.membership.stop();
+    assert.equal(clock.timerCount, 0, "stop() leaves no timer armed");
+    clock.advance(10 * intervalMs);
+    assert.equal(pings(), pingsBefore + 4);
+    first!.membership.start();
+    first!.membership.stop();
+    assert.equal(clock.timerCount, 0);
+  },
+);

@@ -131,45 +131,51 @@ function sameJudgement(body: Json, schema: typeof PaxosRequest | typeof PaxosRep
   return expected.success;
 }
 
-Deno.test("paxos_fast: usual requests are checked without the schema, exactly as the schema checks them", () => {
-  const random = Random.fromEnv("paxos fast requests");
-  let fast = 0;
-  let accepted = 0;
-  for (let round = 0; round < 3_000; round += 1) {
-    const items = Array.from({ length: 1 + random.int(4) }, () => item(random));
-    const body: Json = { items };
-    if (usualPaxosItems(body) !== undefined) fast += 1;
-    assert.ok(sameJudgement(body, PaxosRequest, PaxosRequestChecked), "a generated message is valid");
-    for (let mutation = 0; mutation < 4; mutation += 1) {
-      if (sameJudgement(mutate(random, body), PaxosRequest, PaxosRequestChecked)) {
-        accepted += 1;
+Deno.test(
+  "paxos_fast: usual requests are checked without the schema, exactly as the schema checks them",
+  () => {
+    const random = Random.fromEnv("paxos fast requests");
+    let fast = 0;
+    let accepted = 0;
+    for (let round = 0; round < 3_000; round += 1) {
+      const items = Array.from({ length: 1 + random.int(4) }, () => item(random));
+      const body: Json = { items };
+      if (usualPaxosItems(body) !== undefined) fast += 1;
+      assert.ok(sameJudgement(body, PaxosRequest, PaxosRequestChecked), "a generated message is valid");
+      for (let mutation = 0; mutation < 4; mutation += 1) {
+        if (sameJudgement(mutate(random, body), PaxosRequest, PaxosRequestChecked)) {
+          accepted += 1;
+        }
       }
     }
-  }
-  assert.ok(fast > 300, `the fast path took ${fast} of 3000 valid messages`);
-  assert.ok(accepted > 100 && accepted < 10_000, `mutations judged valid: ${accepted}`);
-});
+    assert.ok(fast > 300, `the fast path took ${fast} of 3000 valid messages`);
+    assert.ok(accepted > 100 && accepted < 10_000, `mutations judged valid: ${accepted}`);
+  },
+);
 
-Deno.test("paxos_fast: usual replies are checked without the schema, exactly as the schema checks them", () => {
-  const random = Random.fromEnv("paxos fast replies");
-  const results: Json[] = [
-    { result: "accepted" },
-    { result: "noted" },
-    { result: "refused", promised: { counter: 4, node: "127.0.0.1:1" } },
-    { result: "misplaced" },
-  ];
-  let fast = 0;
-  for (let round = 0; round < 2_000; round += 1) {
-    const body: Json = {
-      results: Array.from({ length: random.int(5) }, () => random.pick(results.slice(0, 2))),
-    };
-    if (usualPaxosResults(body) !== undefined) fast += 1;
-    assert.ok(sameJudgement(body, PaxosReply, PaxosReplyChecked));
-    const other: Json = { results: Array.from({ length: 1 + random.int(4) }, () => random.pick(results)) };
-    sameJudgement(other, PaxosReply, PaxosReplyChecked);
-    for (let mutation = 0; mutation < 3; mutation += 1) {
-      sameJudgement(mutate(random, other), PaxosReply, PaxosReplyChecked);
+Deno.test(
+  "paxos_fast: usual replies are checked without the schema, exactly as the schema checks them",
+  () => {
+    const random = Random.fromEnv("paxos fast replies");
+    const results: Json[] = [
+      { result: "accepted" },
+      { result: "noted" },
+      { result: "refused", promised: { counter: 4, node: "127.0.0.1:1" } },
+      { result: "misplaced" },
+    ];
+    let fast = 0;
+    for (let round = 0; round < 2_000; round += 1) {
+      const body: Json = {
+        results: Array.from({ length: random.int(5) }, () => random.pick(results.slice(0, 2))),
+      };
+      if (usualPaxosResults(body) !== undefined) fast += 1;
+      assert.ok(sameJudgement(body, PaxosReply, PaxosReplyChecked));
+      const other: Json = { results: Array.from({ length: 1 + random.int(4) }, () => random.pick(results)) };
+      sameJudgement(other, PaxosReply, PaxosReplyChecked);
+      for (let mutation = 0; mutation < 3; mutation += 1) {
+        sameJudgement(mutate(random, other), PaxosReply, PaxosReplyChecked);
+      }
     }
-  }
-  assert.equal(fast, 2_000, "every reply of accepts and notices takes the fast path");
-});
+    assert.equal(fast, 2_000, "every reply of accepts and notices takes the fast path");
+  },
+);

@@ -47,33 +47,36 @@ async function consistentChain(cluster: FakeCluster, id: string, key: string): P
   return (JSON.parse(entry.json) as { value: { writes: string[] } }).value.writes;
 }
 
-Deno.test("Paxos: an isolated proposer cannot answer 201, and the majority's write survives the heal", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyOnABC(cluster);
-  assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1"], 0))), 1);
-  cluster.network.partition([nodeA], [nodeB, nodeC]);
-  // Through B: A (first replica) is unreachable, so B proposes; B and C are a majority.
-  assert.equal(await outcome(cluster.node(nodeB).replicator.write(cas(key, ["w1", "w2-majority"], 1))), 2);
-  // A still believes everyone alive; alone it is no majority, whatever it believes.
-  assert.equal(
-    await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1", "w2-minority"], 1))),
-    "unavailable",
-  );
-  cluster.network.heal();
-  for (const id of [nodeA, nodeB, nodeC]) {
-    assert.deepEqual(await consistentChain(cluster, id, key), ["w1", "w2-majority"]);
-  }
-  // A's next write is ordered after the majority's, not after its own failed branch.
-  assert.equal(
-    await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1", "w2-majority", "w3"], 2))),
-    3,
-  );
-  await cluster.network.settle();
-  await cluster.drained(); // the proposer's own accept is written lazily
-  for (const id of [nodeA, nodeB, nodeC]) {
-    assert.deepEqual(chainOn(cluster, id, key), ["w1", "w2-majority", "w3"]);
-  }
-});
+Deno.test(
+  "Paxos: an isolated proposer cannot answer 201, and the majority's write survives the heal",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyOnABC(cluster);
+    assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1"], 0))), 1);
+    cluster.network.partition([nodeA], [nodeB, nodeC]);
+    // Through B: A (first replica) is unreachable, so B proposes; B and C are a majority.
+    assert.equal(await outcome(cluster.node(nodeB).replicator.write(cas(key, ["w1", "w2-majority"], 1))), 2);
+    // A still believes everyone alive; alone it is no majority, whatever it believes.
+    assert.equal(
+      await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1", "w2-minority"], 1))),
+      "unavailable",
+    );
+    cluster.network.heal();
+    for (const id of [nodeA, nodeB, nodeC]) {
+      assert.deepEqual(await consistentChain(cluster, id, key), ["w1", "w2-majority"]);
+    }
+    // A's next write is ordered after the majority's, not after its own failed branch.
+    assert.equal(
+      await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1", "w2-majority", "w3"], 2))),
+      3,
+    );
+    await cluster.network.settle();
+    await cluster.drained(); // the proposer's own accept is written lazily
+    for (const id of [nodeA, nodeB, nodeC]) {
+      assert.deepEqual(chainOn(cluster, id, key), ["w1", "w2-majority", "w3"]);
+    }
+  },
+);
 
 Deno.test("Paxos: a paused proposer's queued write does not replace one acknowledged meanwhile", async () => {
   await using cluster = await FakeCluster.start();
@@ -135,58 +138,77 @@ Deno.test("Paxos: the usual write is one accept round, without a prepare", async
   assert.equal(replicator.stats.fastPathWrites, 4);
 });
 
-Deno.test("Paxos: an answer that does not answer its item is a failure, never an acknowledgement", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyOnABC(cluster);
-  // C answers every paxos item with "accepted", whatever it was asked; B is cut off.
-  cluster.network.register(nodeC, {
-    paxos: (body) =>
-      Promise.resolve({ results: (body as { items: unknown[] }).items.map(() => ({ result: "accepted" })) }),
-  });
-  cluster.network.partition([nodeA], [nodeB]);
-  assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1"], 0))), "unavailable");
-});
+Deno.test(
+  "Paxos: an answer that does not answer its item is a failure, never an acknowledgement",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyOnABC(cluster);
+    // C answers every paxos item with "accepted", whatever it was asked; B is cut off.
+    cluster.network.register(nodeC, {
+      paxos: (body) =>
+        Promise.resolve({
+          results: (body as { items: unknown[] }).items.map(() => ({ result: "accepted" })),
+        }),
+    });
+    cluster.network.partition([nodeA], [nodeB]);
+    assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1"], 0))), "unavailable");
+  },
+);
 
-Deno.test("Paxos: a consistent read completes a write accepted by a minority, and reads agree after", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyOnABC(cluster);
-  assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1"], 0))), 1);
-  // A's next write reaches only its own acceptor (the fast path's accept, then its prepare, fail elsewhere).
-  cluster.network.partition([nodeA], [nodeB, nodeC]);
-  assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1", "w2"], 1))), "unavailable");
-  assert.deepEqual(chainOn(cluster, nodeA, key), ["w1", "w2"], "accepted by A alone");
-  // Without A, the majority has not seen it: v1 is the latest chosen state.
-  assert.deepEqual(await consistentChain(cluster, nodeB, key), ["w1"]);
-  cluster.network.heal();
-  // The unacknowledged write may take effect now (its 503 said so), but reads never go back: once one shows
-  // it, every later one does.
-  const reads: string[][] = [];
-  for (const id of [nodeC, nodeA, nodeB, nodeC, nodeA]) reads.push(await consistentChain(cluster, id, key));
-  assert.deepEqual(
-    reads.at(-1),
-    ["w1", "w2"],
-    "A's own acceptor holds w2, so a round through A completes it",
-  );
-  for (let index = 1; index < reads.length; index += 1) {
-    assert.deepEqual(
-      reads[index]!.slice(0, reads[index - 1]!.length),
-      reads[index - 1],
-      `read ${index} went back`,
+Deno.test(
+  "Paxos: a consistent read completes a write accepted by a minority, and reads agree after",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyOnABC(cluster);
+    assert.equal(await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1"], 0))), 1);
+    // A's next write reaches only its own acceptor (the fast path's accept, then its prepare, fail
+    // elsewhere).
+    cluster.network.partition([nodeA], [nodeB, nodeC]);
+    assert.equal(
+      await outcome(cluster.node(nodeA).replicator.write(cas(key, ["w1", "w2"], 1))),
+      "unavailable",
     );
-  }
-});
+    assert.deepEqual(chainOn(cluster, nodeA, key), ["w1", "w2"], "accepted by A alone");
+    // Without A, the majority has not seen it: v1 is the latest chosen state.
+    assert.deepEqual(await consistentChain(cluster, nodeB, key), ["w1"]);
+    cluster.network.heal();
+    // The unacknowledged write may take effect now (its 503 said so), but reads never go back: once one shows
+    // it, every later one does.
+    const reads: string[][] = [];
+    for (const id of [nodeC, nodeA, nodeB, nodeC, nodeA]) reads.push(await consistentChain(cluster, id, key));
+    assert.deepEqual(
+      reads.at(-1),
+      ["w1", "w2"],
+      "A's own acceptor holds w2, so a round through A completes it",
+    );
+    for (let index = 1; index < reads.length; index += 1) {
+      assert.deepEqual(
+        reads[index]!.slice(0, reads[index - 1]!.length),
+        reads[index - 1],
+        `read ${index} went back`,
+      );
+    }
+  },
+);
 
-Deno.test("Paxos: refusals answer against the chosen state: 404, 403 and 409 as on a single node", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyOnABC(cluster);
-  const replicator = cluster.node(nodeB).replicator;
-  const patch: ClientWrite = { op: "patch", table, key, value: { a: 1 }, conditions: { owner } };
-  assert.equal(await outcome(replicator.write(patch)), "key_not_found");
-  assert.equal(await outcome(replicator.write(cas(key, ["w1"], 0))), 1);
-  assert.equal(await outcome(replicator.write(cas(key, ["again"], 0))), "version_conflict");
-  const mallory: ClientWrite = { op: "put", table, key, value: 1, conditions: { owner: "mallory" } };
-  assert.equal(await outcome(replicator.write(mallory)), "forbidden");
-  const remove: ClientWrite = { op: "delete", table, key, conditions: { owner } };
-  assert.equal(await outcome(replicator.write(remove)), 2);
-  assert.equal(await outcome(replicator.write(cas(key, ["reborn"], 0))), 3, "a tombstone keeps its version");
-});
+Deno.test(
+  "Paxos: refusals answer against the chosen state: 404, 403 and 409 as on a single node",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyOnABC(cluster);
+    const replicator = cluster.node(nodeB).replicator;
+    const patch: ClientWrite = { op: "patch", table, key, value: { a: 1 }, conditions: { owner } };
+    assert.equal(await outcome(replicator.write(patch)), "key_not_found");
+    assert.equal(await outcome(replicator.write(cas(key, ["w1"], 0))), 1);
+    assert.equal(await outcome(replicator.write(cas(key, ["again"], 0))), "version_conflict");
+    const mallory: ClientWrite = { op: "put", table, key, value: 1, conditions: { owner: "mallory" } };
+    assert.equal(await outcome(replicator.write(mallory)), "forbidden");
+    const remove: ClientWrite = { op: "delete", table, key, conditions: { owner } };
+    assert.equal(await outcome(replicator.write(remove)), 2);
+    assert.equal(
+      await outcome(replicator.write(cas(key, ["reborn"], 0))),
+      3,
+      "a tombstone keeps its version",
+    );
+  },
+);

@@ -203,28 +203,31 @@ Deno.test("PeerPipeline sends an item over batchBytesMax alone rather than never
   await Promise.all(acknowledgements);
 });
 
-Deno.test("PeerPipeline.send() holds pipelineItemsMax items (in flight included) and refuses the next", async () => {
-  const { transport, pipeline } = makePipeline();
-  const acknowledgements = [sendAccepted(pipeline, item("in-flight"))];
-  for (let index = 1; index < pipelineItemsMax; index += 1) {
-    acknowledgements.push(sendAccepted(pipeline, item(`k${index}`)));
-  }
-  assert.equal(pipeline.backlog, pipelineItemsMax);
-  assert.deepEqual(pipeline.send(item("over")), { accepted: false });
-  assert.equal(pipeline.backlog, pipelineItemsMax);
-  // Drain everything: each answer releases the next batch.
-  const requestCount = 1 + Math.ceil((pipelineItemsMax - 1) / applyItemsMax);
-  for (let index = 0; index < requestCount; index += 1) {
-    applyAll(transport.at(index));
-    if (index + 1 < requestCount) await waitForRequests(transport, index + 2);
-  }
-  await Promise.all(acknowledgements);
-  assert.equal(transport.requests.length, requestCount);
-  assert.equal(pipeline.backlog, 0);
-  const after = sendAccepted(pipeline, item("after")); // room again once drained
-  applyAll(transport.at(transport.requests.length - 1));
-  await after;
-});
+Deno.test(
+  "PeerPipeline.send() holds pipelineItemsMax items (in flight included) and refuses the next",
+  async () => {
+    const { transport, pipeline } = makePipeline();
+    const acknowledgements = [sendAccepted(pipeline, item("in-flight"))];
+    for (let index = 1; index < pipelineItemsMax; index += 1) {
+      acknowledgements.push(sendAccepted(pipeline, item(`k${index}`)));
+    }
+    assert.equal(pipeline.backlog, pipelineItemsMax);
+    assert.deepEqual(pipeline.send(item("over")), { accepted: false });
+    assert.equal(pipeline.backlog, pipelineItemsMax);
+    // Drain everything: each answer releases the next batch.
+    const requestCount = 1 + Math.ceil((pipelineItemsMax - 1) / applyItemsMax);
+    for (let index = 0; index < requestCount; index += 1) {
+      applyAll(transport.at(index));
+      if (index + 1 < requestCount) await waitForRequests(transport, index + 2);
+    }
+    await Promise.all(acknowledgements);
+    assert.equal(transport.requests.length, requestCount);
+    assert.equal(pipeline.backlog, 0);
+    const after = sendAccepted(pipeline, item("after")); // room again once drained
+    applyAll(transport.at(transport.requests.length - 1));
+    await after;
+  },
+);
 
 Deno.test({
   name: "PeerPipeline.backlog counts the items in flight, as documented",
@@ -270,177 +273,204 @@ Deno.test("PeerPipeline fails an apply item whose answer is unusable: never an a
   }
 });
 
-Deno.test("PeerPipeline.close() fails queued items, lets the in-flight batch finish and refuses more", async () => {
-  const { transport, pipeline } = makePipeline();
-  const inFlight = sendAccepted(pipeline, item("a"));
-  const queuedB = sendAccepted(pipeline, item("b"));
-  const queuedC = sendAccepted(pipeline, item("c"));
-  pipeline.close();
-  assert.equal(pipeline.backlog, 1, "only the batch in flight is left");
-  await assert.rejects(queuedB, /pipeline to 127\.0\.0\.1:7002 closed/);
-  await assert.rejects(queuedC, /closed/);
-  assert.deepEqual(pipeline.send(item("d")), { accepted: false });
-  applyAll(transport.at(0));
-  await inFlight;
-  assert.equal(transport.requests.length, 1, "nothing is sent after close()");
-});
+Deno.test(
+  "PeerPipeline.close() fails queued items, lets the in-flight batch finish and refuses more",
+  async () => {
+    const { transport, pipeline } = makePipeline();
+    const inFlight = sendAccepted(pipeline, item("a"));
+    const queuedB = sendAccepted(pipeline, item("b"));
+    const queuedC = sendAccepted(pipeline, item("c"));
+    pipeline.close();
+    assert.equal(pipeline.backlog, 1, "only the batch in flight is left");
+    await assert.rejects(queuedB, /pipeline to 127\.0\.0\.1:7002 closed/);
+    await assert.rejects(queuedC, /closed/);
+    assert.deepEqual(pipeline.send(item("d")), { accepted: false });
+    applyAll(transport.at(0));
+    await inFlight;
+    assert.equal(transport.requests.length, 1, "nothing is sent after close()");
+  },
+);
 
-Deno.test("PeerPipeline of forwarded writes: answers each item in order, fails a batch with a malformed answer", async () => {
-  const { transport, pipeline } = pipelineOf(writeBatches);
-  const write = (key: string): WriteRequest => ({
-    op: "put",
-    table: "t",
-    key,
-    value: { n: 1 },
-    owner: "alice",
-  });
-  const send = (key: string) => {
-    const sent = pipeline.send(write(key));
-    assert.ok(sent.accepted);
-    return sent.acknowledged;
-  };
-  const [a, b, c] = [send("a"), send("b"), send("c")];
-  assert.equal(transport.at(0).kind, "writes");
-  transport.at(0).resolve({ results: [{ json: "{}", version: 1, deleted: false }] });
-  assert.deepEqual(await a, { json: "{}", version: 1, deleted: false });
-  await waitForRequests(transport, 2);
-  assert.deepEqual((transport.at(1).body as { items: WriteRequest[] }).items.map((item) => item.key), [
-    "b",
-    "c",
-  ]);
-  transport.at(1).resolve({ results: [{ json: "{}", version: 1, deleted: false }] }); // one result for two
-  await assert.rejects(b, /malformed/);
-  await assert.rejects(c, /malformed/, "unlike apply, a write without its answer is not taken as done");
-});
-
-Deno.test("PeerPipeline of forwarded writes counts 3 bytes per character, so a batch of CJK text fits the limit", async () => {
-  const { transport, pipeline } = pipelineOf(writeBatches);
-  // Each value is ~1.2 MB in UTF-8: three of them (3.6 MB) would pass the transport's 4 MiB with the rest.
-  const value = "中".repeat(400_000);
-  const sent = ["a", "b", "c", "d"].map((key) =>
-    pipeline.send({ op: "put", table: "t", key, value, owner: "alice" } satisfies WriteRequest)
-  );
-  const keys = (index: number) =>
-    (transport.at(index).body as { items: WriteRequest[] }).items.map((item) => item.key);
-  const answer = (count: number) => ({
-    results: Array.from({ length: count }, () => ({ json: "{}", version: 1, deleted: false })),
-  });
-  assert.deepEqual(keys(0), ["a"]);
-  transport.at(0).resolve(answer(1));
-  await waitForRequests(transport, 2);
-  assert.deepEqual(keys(1), ["b", "c"], "a third value would take the batch over batchBytesMax");
-  const bodyBytes = new TextEncoder().encode(JSON.stringify(transport.at(1).body)).length;
-  assert.ok(bodyBytes < batchBytesMax, `${bodyBytes} bytes`);
-  transport.at(1).resolve(answer(2));
-  await waitForRequests(transport, 3);
-  assert.deepEqual(keys(2), ["d"]);
-  transport.at(2).resolve(answer(1));
-  for (const result of sent) {
-    assert.ok(result.accepted);
-    assert.deepEqual(await result.acknowledged, { json: "{}", version: 1, deleted: false });
-  }
-});
-
-Deno.test("PeerPipeline of replicas counts a value's UTF-8 bytes, so a batch of CJK text splits in time", async () => {
-  const { transport, pipeline } = makePipeline();
-  // 200,000 characters of 3 bytes: 0.6 MB each, counted twice for escaping; three of them are over the limit.
-  const cjk = (key: string): ApplyItem => ({
-    store: true,
-    table: "t",
-    key,
-    entry: {
-      version: 1,
-      timestamp: 1,
+Deno.test(
+  "PeerPipeline of forwarded writes: answers each item in order, fails a batch with a malformed " +
+    "answer",
+  async () => {
+    const { transport, pipeline } = pipelineOf(writeBatches);
+    const write = (key: string): WriteRequest => ({
+      op: "put",
+      table: "t",
+      key,
+      value: { n: 1 },
       owner: "alice",
-      deleted: false,
-      valueJson: JSON.stringify("中".repeat(200_000)),
-    },
-  });
-  const acknowledgements = ["a", "b", "c", "d"].map((key) => sendAccepted(pipeline, cjk(key)));
-  applyAll(transport.at(0));
-  await waitForRequests(transport, 2);
-  assert.deepEqual(keysOf(transport.at(1).body), ["b", "c"]);
-  applyAll(transport.at(1));
-  await waitForRequests(transport, 3);
-  assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
-  applyAll(transport.at(2));
-  await Promise.all(acknowledgements);
-});
-
-Deno.test("PeerPipeline.post() queues an item in order with sent ones, ignores its failure, and is refused when full or closed", async () => {
-  const { transport, pipeline } = makePipeline();
-  const first = sendAccepted(pipeline, item("sent-1"));
-  assert.equal(pipeline.post(item("posted-1")), true);
-  const second = sendAccepted(pipeline, item("sent-2"));
-  assert.equal(pipeline.post(item("posted-2")), true);
-  assert.equal(pipeline.backlog, 4, "posted items count in the backlog");
-  await waitForRequests(transport, 1);
-  assert.deepEqual(keysOf(transport.at(0).body), ["sent-1"]);
-  applyAll(transport.at(0));
-  await first;
-  await waitForRequests(transport, 2);
-  assert.deepEqual(keysOf(transport.at(1).body), ["posted-1", "sent-2", "posted-2"], "in the order queued");
-  // The batch fails: the sent item's caller hears of it, the posted ones fail silently (nobody waits).
-  transport.at(1).reject(new Error("peer gone"));
-  await assert.rejects(second, /peer gone/);
-  assert.equal(pipeline.backlog, 0);
-  for (let index = 0; index < pipelineItemsMax; index += 1) {
-    assert.equal(pipeline.post(item(`k${index}`)), true);
-  }
-  assert.equal(pipeline.post(item("over")), false, "refused when the backlog is full");
-  pipeline.close();
-  assert.equal(pipeline.post(item("closed")), false, "refused once closed");
-});
-
-Deno.test("PeerPipeline.deliver() calls its sink once per item with the item's tag: answered, or failed with the batch's error", async () => {
-  const { transport, pipeline } = makePipeline();
-  const calls: string[] = [];
-  const sink = {
-    answered: (tag: number, result: ApplyResult) => calls.push(`answered ${tag} ${result.result}`),
-    failed: (tag: number, error: unknown) => calls.push(`failed ${tag} ${(error as Error).message}`),
-  };
-  assert.ok(pipeline.deliver(item("a"), sink, 7));
-  assert.ok(pipeline.deliver(item("b"), sink, 3));
-  assert.ok(pipeline.deliver(item("c"), sink, 5));
-  assert.deepEqual(calls, [], "never called from deliver itself");
-  await waitForRequests(transport, 1);
-  assert.deepEqual(keysOf(transport.requests[0]!.body), ["a"]);
-  applyAll(transport.requests[0]!);
-  await waitForRequests(transport, 2);
-  assert.deepEqual(calls, ["answered 7 applied"]);
-  assert.deepEqual(keysOf(transport.requests[1]!.body), ["b", "c"]);
-  transport.requests[1]!.reject(new Error("gone"));
-  await waitFor(() => calls.length === 3, { timeoutMs: 2_000, what: "the failed batch's sink calls" });
-  assert.deepEqual(calls, ["answered 7 applied", "failed 3 gone", "failed 5 gone"]);
-  pipeline.close();
-  assert.equal(pipeline.deliver(item("d"), sink, 1), false, "a closed pipeline refuses");
-  assert.equal(calls.length, 3, "a refused item's sink is never called");
-});
-
-Deno.test("PeerPipeline.deliver(): a sink that throws is not called again as failed (the batch's answers stand)", async () => {
-  const { transport, pipeline } = makePipeline();
-  const calls: string[] = [];
-  let throwOnce = true;
-  const sink = {
-    answered: (tag: number) => {
-      calls.push(`answered ${tag}`);
-      if (throwOnce) {
-        throwOnce = false;
-        throw new Error("the sink broke");
-      }
-    },
-    failed: (tag: number) => calls.push(`failed ${tag}`),
-  };
-  const unhandled = new Promise<unknown>((resolve) => {
-    globalThis.addEventListener("unhandledrejection", function onUnhandled(event) {
-      event.preventDefault();
-      globalThis.removeEventListener("unhandledrejection", onUnhandled);
-      resolve(event.reason);
     });
-  });
-  assert.ok(pipeline.deliver(item("a"), sink, 1));
-  await waitForRequests(transport, 1);
-  applyAll(transport.requests[0]!);
-  assert.equal(((await unhandled) as Error).message, "the sink broke");
-  assert.deepEqual(calls, ["answered 1"], "never answered then failed");
-});
+    const send = (key: string) => {
+      const sent = pipeline.send(write(key));
+      assert.ok(sent.accepted);
+      return sent.acknowledged;
+    };
+    const [a, b, c] = [send("a"), send("b"), send("c")];
+    assert.equal(transport.at(0).kind, "writes");
+    transport.at(0).resolve({ results: [{ json: "{}", version: 1, deleted: false }] });
+    assert.deepEqual(await a, { json: "{}", version: 1, deleted: false });
+    await waitForRequests(transport, 2);
+    assert.deepEqual((transport.at(1).body as { items: WriteRequest[] }).items.map((item) => item.key), [
+      "b",
+      "c",
+    ]);
+    transport.at(1).resolve({ results: [{ json: "{}", version: 1, deleted: false }] }); // one result for two
+    await assert.rejects(b, /malformed/);
+    await assert.rejects(c, /malformed/, "unlike apply, a write without its answer is not taken as done");
+  },
+);
+
+Deno.test(
+  "PeerPipeline of forwarded writes counts 3 bytes per character, so a batch of CJK text fits the " +
+    "limit",
+  async () => {
+    const { transport, pipeline } = pipelineOf(writeBatches);
+    // Each value is ~1.2 MB in UTF-8: three of them (3.6 MB) would pass the transport's 4 MiB with the rest.
+    const value = "中".repeat(400_000);
+    const sent = ["a", "b", "c", "d"].map((key) =>
+      pipeline.send({ op: "put", table: "t", key, value, owner: "alice" } satisfies WriteRequest)
+    );
+    const keys = (index: number) =>
+      (transport.at(index).body as { items: WriteRequest[] }).items.map((item) => item.key);
+    const answer = (count: number) => ({
+      results: Array.from({ length: count }, () => ({ json: "{}", version: 1, deleted: false })),
+    });
+    assert.deepEqual(keys(0), ["a"]);
+    transport.at(0).resolve(answer(1));
+    await waitForRequests(transport, 2);
+    assert.deepEqual(keys(1), ["b", "c"], "a third value would take the batch over batchBytesMax");
+    const bodyBytes = new TextEncoder().encode(JSON.stringify(transport.at(1).body)).length;
+    assert.ok(bodyBytes < batchBytesMax, `${bodyBytes} bytes`);
+    transport.at(1).resolve(answer(2));
+    await waitForRequests(transport, 3);
+    assert.deepEqual(keys(2), ["d"]);
+    transport.at(2).resolve(answer(1));
+    for (const result of sent) {
+      assert.ok(result.accepted);
+      assert.deepEqual(await result.acknowledged, { json: "{}", version: 1, deleted: false });
+    }
+  },
+);
+
+Deno.test(
+  "PeerPipeline of replicas counts a value's UTF-8 bytes, so a batch of CJK text splits in time",
+  async () => {
+    const { transport, pipeline } = makePipeline();
+    // 200,000 characters of 3 bytes: 0.6 MB each, counted twice for escaping; three of them are over the
+    // limit.
+    const cjk = (key: string): ApplyItem => ({
+      store: true,
+      table: "t",
+      key,
+      entry: {
+        version: 1,
+        timestamp: 1,
+        owner: "alice",
+        deleted: false,
+        valueJson: JSON.stringify("中".repeat(200_000)),
+      },
+    });
+    const acknowledgements = ["a", "b", "c", "d"].map((key) => sendAccepted(pipeline, cjk(key)));
+    applyAll(transport.at(0));
+    await waitForRequests(transport, 2);
+    assert.deepEqual(keysOf(transport.at(1).body), ["b", "c"]);
+    applyAll(transport.at(1));
+    await waitForRequests(transport, 3);
+    assert.deepEqual(keysOf(transport.at(2).body), ["d"]);
+    applyAll(transport.at(2));
+    await Promise.all(acknowledgements);
+  },
+);
+
+Deno.test(
+  "PeerPipeline.post() queues an item in order with sent ones, ignores its failure, and is refused " +
+    "when full or closed",
+  async () => {
+    const { transport, pipeline } = makePipeline();
+    const first = sendAccepted(pipeline, item("sent-1"));
+    assert.equal(pipeline.post(item("posted-1")), true);
+    const second = sendAccepted(pipeline, item("sent-2"));
+    assert.equal(pipeline.post(item("posted-2")), true);
+    assert.equal(pipeline.backlog, 4, "posted items count in the backlog");
+    await waitForRequests(transport, 1);
+    assert.deepEqual(keysOf(transport.at(0).body), ["sent-1"]);
+    applyAll(transport.at(0));
+    await first;
+    await waitForRequests(transport, 2);
+    assert.deepEqual(keysOf(transport.at(1).body), ["posted-1", "sent-2", "posted-2"], "in the order queued");
+    // The batch fails: the sent item's caller hears of it, the posted ones fail silently (nobody waits).
+    transport.at(1).reject(new Error("peer gone"));
+    await assert.rejects(second, /peer gone/);
+    assert.equal(pipeline.backlog, 0);
+    for (let index = 0; index < pipelineItemsMax; index += 1) {
+      assert.equal(pipeline.post(item(`k${index}`)), true);
+    }
+    assert.equal(pipeline.post(item("over")), false, "refused when the backlog is full");
+    pipeline.close();
+    assert.equal(pipeline.post(item("closed")), false, "refused once closed");
+  },
+);
+
+Deno.test(
+  "PeerPipeline.deliver() calls its sink once per item with the item's tag: answered, or failed with " +
+    "the batch's error",
+  async () => {
+    const { transport, pipeline } = makePipeline();
+    const calls: string[] = [];
+    const sink = {
+      answered: (tag: number, result: ApplyResult) => calls.push(`answered ${tag} ${result.result}`),
+      failed: (tag: number, error: unknown) => calls.push(`failed ${tag} ${(error as Error).message}`),
+    };
+    assert.ok(pipeline.deliver(item("a"), sink, 7));
+    assert.ok(pipeline.deliver(item("b"), sink, 3));
+    assert.ok(pipeline.deliver(item("c"), sink, 5));
+    assert.deepEqual(calls, [], "never called from deliver itself");
+    await waitForRequests(transport, 1);
+    assert.deepEqual(keysOf(transport.requests[0]!.body), ["a"]);
+    applyAll(transport.requests[0]!);
+    await waitForRequests(transport, 2);
+    assert.deepEqual(calls, ["answered 7 applied"]);
+    assert.deepEqual(keysOf(transport.requests[1]!.body), ["b", "c"]);
+    transport.requests[1]!.reject(new Error("gone"));
+    await waitFor(() => calls.length === 3, { timeoutMs: 2_000, what: "the failed batch's sink calls" });
+    assert.deepEqual(calls, ["answered 7 applied", "failed 3 gone", "failed 5 gone"]);
+    pipeline.close();
+    assert.equal(pipeline.deliver(item("d"), sink, 1), false, "a closed pipeline refuses");
+    assert.equal(calls.length, 3, "a refused item's sink is never called");
+  },
+);
+
+Deno.test(
+  "PeerPipeline.deliver(): a sink that throws is not called again as failed (the batch's answers " +
+    "stand)",
+  async () => {
+    const { transport, pipeline } = makePipeline();
+    const calls: string[] = [];
+    let throwOnce = true;
+    const sink = {
+      answered: (tag: number) => {
+        calls.push(`answered ${tag}`);
+        if (throwOnce) {
+          throwOnce = false;
+          throw new Error("the sink broke");
+        }
+      },
+      failed: (tag: number) => calls.push(`failed ${tag}`),
+    };
+    const unhandled = new Promise<unknown>((resolve) => {
+      globalThis.addEventListener("unhandledrejection", function onUnhandled(event) {
+        event.preventDefault();
+        globalThis.removeEventListener("unhandledrejection", onUnhandled);
+        resolve(event.reason);
+      });
+    });
+    assert.ok(pipeline.deliver(item("a"), sink, 1));
+    await waitForRequests(transport, 1);
+    applyAll(transport.requests[0]!);
+    assert.equal(((await unhandled) as Error).message, "the sink broke");
+    assert.deepEqual(calls, ["answered 1"], "never answered then failed");
+  },
+);

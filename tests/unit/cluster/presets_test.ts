@@ -11,16 +11,20 @@ import { AssertionError } from "../../../src/util/assert.ts";
 
 const secret = "presets-test-secret-0123456789abcdef";
 
-Deno.test("suspicionTimeoutMs() is suspicionMult * max(1, log10(n + 1)) * probeIntervalMs, at least 2 intervals", () => {
-  const lan = lanClusterConfig(secret);
-  assert.equal(suspicionTimeoutMs(lan, 0), 1_500);
-  assert.equal(suspicionTimeoutMs(lan, 5), 1_500);
-  assert.equal(suspicionTimeoutMs(lan, 9), 1_500);
-  assert.equal(suspicionTimeoutMs(lan, 99), 3_000);
-  assert.equal(suspicionTimeoutMs(lan, 20), Math.ceil(3 * Math.log10(21) * 500));
-  assert.equal(suspicionTimeoutMs(localTestClusterConfig(secret), 5), 400);
-  assert.equal(suspicionTimeoutMs({ ...lan, suspicionMult: 1 }, 5), 1_000, "floor of 2 intervals");
-});
+Deno.test(
+  "suspicionTimeoutMs() is suspicionMult * max(1, log10(n + 1)) * probeIntervalMs, at least 2 " +
+    "intervals",
+  () => {
+    const lan = lanClusterConfig(secret);
+    assert.equal(suspicionTimeoutMs(lan, 0), 1_500);
+    assert.equal(suspicionTimeoutMs(lan, 5), 1_500);
+    assert.equal(suspicionTimeoutMs(lan, 9), 1_500);
+    assert.equal(suspicionTimeoutMs(lan, 99), 3_000);
+    assert.equal(suspicionTimeoutMs(lan, 20), Math.ceil(3 * Math.log10(21) * 500));
+    assert.equal(suspicionTimeoutMs(localTestClusterConfig(secret), 5), 400);
+    assert.equal(suspicionTimeoutMs({ ...lan, suspicionMult: 1 }, 5), 1_000, "floor of 2 intervals");
+  },
+);
 
 Deno.test("lanClusterConfig() marks a dead member of a 5-node cluster dead within 5 s (DESIGN.md)", () => {
   const lan = lanClusterConfig(secret);

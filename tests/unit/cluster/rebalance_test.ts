@@ -1,9 +1,10 @@
 // Goal: a Rebalancer pass settles exactly the local keys whose replica set changed (one `settle` round
 // each), purges a key this node left only once its round succeeded and never while purgeEnabled is false,
-// retries the keys that failed for up to settleAttemptsMax rounds (pausing on its clock), tells the pusher `passDone(next)` only
-// when every key settled, settles at most rebalanceBatchKeys keys at once, and runs passes one at a time,
-// folding changes that arrive meanwhile into one more pass. Over a fake cluster, a node that joins ends
-// the pass holding the latest state of every key it now replicates, learnt through joint rounds.
+// retries the keys that failed for up to settleAttemptsMax rounds (pausing on its clock), tells the pusher
+// `passDone(next)` only when every key settled, settles at most rebalanceBatchKeys keys at once, and runs
+// passes one at a time, folding changes that arrive meanwhile into one more pass. Over a fake cluster, a node
+// that joins ends the pass holding the latest state of every key it now replicates, learnt through joint
+// rounds.
 // Method: a real Store on MemoryFs, Placements built by hand and a recording KeyPusher whose `settle`
 // answers (and timing) the test scripts; then a FakeCluster (real Stores and Replicators over a fake
 // network) with a Rebalancer per node wired as ClusterNode wires it, and a 4th node added to the ring.
@@ -143,17 +144,20 @@ Deno.test("Rebalancer.pass() calls passDone for a change that moves none of its 
   });
 });
 
-Deno.test("Rebalancer.pass() does nothing when every member left (a whole cluster stopped at once)", async () => {
-  await withStore(async (store) => {
-    const keys = await putOwnKeys(store, before, 20);
-    const pusher = new RecordingPusher();
-    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
-    await rebalancer.pass(before, placementOf({ self: nodeA, ringIds: [], liveIds: [nodeA] }));
-    assert.deepEqual(pusher.settles, [], "no round: there is no replica set to settle on");
-    assert.deepEqual(pusher.passes, []);
-    for (const key of keys) assert.equal(store.getEntry(table, key)?.version, 1, `${key} kept, not purged`);
-  });
-});
+Deno.test(
+  "Rebalancer.pass() does nothing when every member left (a whole cluster stopped at once)",
+  async () => {
+    await withStore(async (store) => {
+      const keys = await putOwnKeys(store, before, 20);
+      const pusher = new RecordingPusher();
+      const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger });
+      await rebalancer.pass(before, placementOf({ self: nodeA, ringIds: [], liveIds: [nodeA] }));
+      assert.deepEqual(pusher.settles, [], "no round: there is no replica set to settle on");
+      assert.deepEqual(pusher.passes, []);
+      for (const key of keys) assert.equal(store.getEntry(table, key)?.version, 1, `${key} kept, not purged`);
+    });
+  },
+);
 
 Deno.test("Rebalancer.pass() retries failed keys and purges a left key only once settled", async () => {
   await withStore(async (store) => {
@@ -178,30 +182,33 @@ Deno.test("Rebalancer.pass() retries failed keys and purges a left key only once
   });
 });
 
-Deno.test("Rebalancer.pass() pauses retryDelayMs times the attempt on its clock before each retry", async () => {
-  await withStore(async (store) => {
-    const keys = await putOwnKeys(store, before, 80);
-    const [late] = leavingKeys(keys) as [string];
-    const pusher = new RecordingPusher();
-    pusher.answer = (key, round) => key !== late || round >= 2;
-    const clock = new ManualClock();
-    const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger, retryDelayMs: 100, clock });
-    const passing = rebalancer.pass(before, after);
-    await waitFor(() => clock.timerCount === 1, { timeoutMs: 2_000, what: "the first pause" });
-    assert.equal(pusher.roundsOf(late), 1);
-    clock.advance(99);
-    assert.equal(clock.timerCount, 1, "still pausing");
-    clock.advance(1);
-    await waitFor(() => pusher.roundsOf(late) === 2 && clock.timerCount === 1, { timeoutMs: 2_000 });
-    clock.advance(199);
-    assert.equal(clock.timerCount, 1, "the second pause is twice as long");
-    clock.advance(1);
-    await passing;
-    assert.equal(pusher.roundsOf(late), 3);
-    assert.equal(clock.timerCount, 0);
-    assert.deepEqual(pusher.passes, [after]);
-  });
-});
+Deno.test(
+  "Rebalancer.pass() pauses retryDelayMs times the attempt on its clock before each retry",
+  async () => {
+    await withStore(async (store) => {
+      const keys = await putOwnKeys(store, before, 80);
+      const [late] = leavingKeys(keys) as [string];
+      const pusher = new RecordingPusher();
+      pusher.answer = (key, round) => key !== late || round >= 2;
+      const clock = new ManualClock();
+      const rebalancer = new Rebalancer({ store, pusher, logger: silentLogger, retryDelayMs: 100, clock });
+      const passing = rebalancer.pass(before, after);
+      await waitFor(() => clock.timerCount === 1, { timeoutMs: 2_000, what: "the first pause" });
+      assert.equal(pusher.roundsOf(late), 1);
+      clock.advance(99);
+      assert.equal(clock.timerCount, 1, "still pausing");
+      clock.advance(1);
+      await waitFor(() => pusher.roundsOf(late) === 2 && clock.timerCount === 1, { timeoutMs: 2_000 });
+      clock.advance(199);
+      assert.equal(clock.timerCount, 1, "the second pause is twice as long");
+      clock.advance(1);
+      await passing;
+      assert.equal(pusher.roundsOf(late), 3);
+      assert.equal(clock.timerCount, 0);
+      assert.deepEqual(pusher.passes, [after]);
+    });
+  },
+);
 
 Deno.test("Rebalancer.pass() gives up after settleAttemptsMax rounds, without passDone", async () => {
   await withStore(async (store) => {
@@ -383,25 +390,28 @@ Deno.test("Rebalancer: a joining node learns each moved key's latest state in jo
   for (const target of targets) assert.ok(newRing.replicasOf(table, key).includes(target), target);
 });
 
-Deno.test("Rebalancer: a joining node that answers only after the passes still gets each moved key's state", async () => {
-  await using cluster = await FakeCluster.start();
-  const keys = Array.from({ length: 24 }, (_, index) => `p${index}`);
-  const { rebalancers } = await joinD(cluster, keys, { pauseD: true });
-  const newRing = cluster.placement(nodeA);
-  const moved = keys.filter((key) => newRing.replicasOf(table, key).includes(nodeD));
-  assert.ok(moved.length > 0, "some keys move to D");
-  assert.deepEqual(rebalancers.map((rebalancer) => rebalancer.movedCount), [
-    moved.length,
-    moved.length,
-    moved.length,
-    0,
-  ]);
-  // Every settling round ended without D (a quorum of the new set without it); its accepts reached D late.
-  for (const key of moved) {
-    const state = cluster.node(nodeD).store.replicaOf(table, key);
-    assert.deepEqual([state?.version, state?.valueJson], [2, '{"n":2}'], `${key} on D`);
-  }
-});
+Deno.test(
+  "Rebalancer: a joining node that answers only after the passes still gets each moved key's state",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const keys = Array.from({ length: 24 }, (_, index) => `p${index}`);
+    const { rebalancers } = await joinD(cluster, keys, { pauseD: true });
+    const newRing = cluster.placement(nodeA);
+    const moved = keys.filter((key) => newRing.replicasOf(table, key).includes(nodeD));
+    assert.ok(moved.length > 0, "some keys move to D");
+    assert.deepEqual(rebalancers.map((rebalancer) => rebalancer.movedCount), [
+      moved.length,
+      moved.length,
+      moved.length,
+      0,
+    ]);
+    // Every settling round ended without D (a quorum of the new set without it); its accepts reached D late.
+    for (const key of moved) {
+      const state = cluster.node(nodeD).store.replicaOf(table, key);
+      assert.deepEqual([state?.version, state?.valueJson], [2, '{"n":2}'], `${key} on D`);
+    }
+  },
+);
 
 Deno.test({
   name: "Rebalancer: after every pass no node holds a key outside its replica set",

@@ -26,39 +26,45 @@ Deno.test("SequenceWindow accepts each counter once, in any order", () => {
   assert.throws(() => window.accept(3, 0), AssertionError, "a seen counter is never accepted");
 });
 
-Deno.test("SequenceWindow keeps exactly `bits` counters: top - (bits - 1) is in, top - bits is too old", () => {
-  const bits = 64;
-  const window = new SequenceWindow(bits);
-  window.accept(1_000, 0);
-  assert.equal(window.status(1_000 - (bits - 1)), "fresh", "the lowest counter in the window");
-  assert.equal(window.status(1_000 - bits), "too_old", "one below it");
-  window.accept(1_000 - (bits - 1), 0);
-  assert.equal(window.status(1_000 - (bits - 1)), "seen");
-  // Sliding up by one pushes that counter out: it is too old now, never fresh again.
-  window.accept(1_001, 0);
-  assert.equal(window.status(1_000 - (bits - 1)), "too_old");
-  assert.equal(window.status(1_001 - (bits - 1)), "fresh");
-});
+Deno.test(
+  "SequenceWindow keeps exactly `bits` counters: top - (bits - 1) is in, top - bits is too old",
+  () => {
+    const bits = 64;
+    const window = new SequenceWindow(bits);
+    window.accept(1_000, 0);
+    assert.equal(window.status(1_000 - (bits - 1)), "fresh", "the lowest counter in the window");
+    assert.equal(window.status(1_000 - bits), "too_old", "one below it");
+    window.accept(1_000 - (bits - 1), 0);
+    assert.equal(window.status(1_000 - (bits - 1)), "seen");
+    // Sliding up by one pushes that counter out: it is too old now, never fresh again.
+    window.accept(1_001, 0);
+    assert.equal(window.status(1_000 - (bits - 1)), "too_old");
+    assert.equal(window.status(1_001 - (bits - 1)), "fresh");
+  },
+);
 
-Deno.test("SequenceWindow clears the slots it slides over, by one, by many and by more than its width", () => {
-  const bits = 32;
-  const window = new SequenceWindow(bits);
-  for (let counter = 1; counter <= bits; counter += 1) window.accept(counter, 0);
-  // Every slot is set; counters bits+1.. reuse them and must read as fresh, not as seen.
-  for (let counter = bits + 1; counter <= 2 * bits; counter += 1) {
-    assert.equal(window.status(counter), "fresh", `counter ${counter} after a full window`);
-  }
-  window.accept(bits + 5, 0); // a jump of 5: slots of bits+1..bits+5 cleared, only bits+5 set
-  assert.equal(window.status(bits + 3), "fresh");
-  assert.equal(window.status(bits + 5), "seen");
-  assert.equal(window.status(6), "seen", "still in the window and accepted before");
-  window.accept(10 * bits, 0); // a jump over the whole width
-  assert.equal(window.status(10 * bits), "seen");
-  for (let counter = 9 * bits + 1; counter < 10 * bits; counter += 1) {
-    assert.equal(window.status(counter), "fresh", `counter ${counter} after a long jump`);
-  }
-  assert.equal(window.status(9 * bits), "too_old");
-});
+Deno.test(
+  "SequenceWindow clears the slots it slides over, by one, by many and by more than its width",
+  () => {
+    const bits = 32;
+    const window = new SequenceWindow(bits);
+    for (let counter = 1; counter <= bits; counter += 1) window.accept(counter, 0);
+    // Every slot is set; counters bits+1.. reuse them and must read as fresh, not as seen.
+    for (let counter = bits + 1; counter <= 2 * bits; counter += 1) {
+      assert.equal(window.status(counter), "fresh", `counter ${counter} after a full window`);
+    }
+    window.accept(bits + 5, 0); // a jump of 5: slots of bits+1..bits+5 cleared, only bits+5 set
+    assert.equal(window.status(bits + 3), "fresh");
+    assert.equal(window.status(bits + 5), "seen");
+    assert.equal(window.status(6), "seen", "still in the window and accepted before");
+    window.accept(10 * bits, 0); // a jump over the whole width
+    assert.equal(window.status(10 * bits), "seen");
+    for (let counter = 9 * bits + 1; counter < 10 * bits; counter += 1) {
+      assert.equal(window.status(counter), "fresh", `counter ${counter} after a long jump`);
+    }
+    assert.equal(window.status(9 * bits), "too_old");
+  },
+);
 
 Deno.test("SequenceWindow's default width is 65,536 counters and remembers the latest signed time", () => {
   assert.equal(sequenceWindowBits, 65_536);
@@ -104,20 +110,28 @@ Deno.test("ReplayGuard refuses a recorded request, also after its sender restart
   assert.equal(guard.streamCount, 3);
 });
 
-Deno.test("ReplayGuard keeps a stream while a request of it could pass the time check, then forgets it", () => {
-  const guard = new ReplayGuard({ windowMs, streamsMax: 2 });
-  const old = { path, sender: "a:1", sequence: { epoch: "000000000000000a", counter: 1 }, timeMs: 0 };
-  guard.record({ ...old, nowMs: 0 });
-  guard.record({ ...old, sender: "b:1", timeMs: 10_000, nowMs: 10_000 });
-  const fresh = { path, sender: "c:1", sequence: { epoch: "000000000000000c", counter: 1 }, timeMs: 30_000 };
-  // At now = 30,000 a request signed at 0 still passes the time check (|30,000 - 0| <= window): no room.
-  assert.throws(() => guard.check({ ...fresh, nowMs: 30_000 }), UnavailableError);
-  assert.throws(() => guard.check({ ...old, nowMs: 30_000 }), /it is a replay/);
-  // One ms later it cannot pass any more: its stream is forgotten and the new sender fits.
-  guard.record({ ...fresh, nowMs: 30_001 });
-  assert.equal(guard.streamCount, 2);
-  assert.throws(() => guard.check({ ...fresh, nowMs: 30_001 }), /it is a replay/);
-});
+Deno.test(
+  "ReplayGuard keeps a stream while a request of it could pass the time check, then forgets it",
+  () => {
+    const guard = new ReplayGuard({ windowMs, streamsMax: 2 });
+    const old = { path, sender: "a:1", sequence: { epoch: "000000000000000a", counter: 1 }, timeMs: 0 };
+    guard.record({ ...old, nowMs: 0 });
+    guard.record({ ...old, sender: "b:1", timeMs: 10_000, nowMs: 10_000 });
+    const fresh = {
+      path,
+      sender: "c:1",
+      sequence: { epoch: "000000000000000c", counter: 1 },
+      timeMs: 30_000,
+    };
+    // At now = 30,000 a request signed at 0 still passes the time check (|30,000 - 0| <= window): no room.
+    assert.throws(() => guard.check({ ...fresh, nowMs: 30_000 }), UnavailableError);
+    assert.throws(() => guard.check({ ...old, nowMs: 30_000 }), /it is a replay/);
+    // One ms later it cannot pass any more: its stream is forgotten and the new sender fits.
+    guard.record({ ...fresh, nowMs: 30_001 });
+    assert.equal(guard.streamCount, 2);
+    assert.throws(() => guard.check({ ...fresh, nowMs: 30_001 }), /it is a replay/);
+  },
+);
 
 Deno.test("ReplayGuard at its bound refuses a new stream (503) and still serves known ones", () => {
   const guard = new ReplayGuard({ windowMs, streamsMax: 3 });

@@ -25,27 +25,33 @@ function refusedJson(valueJson: string): boolean {
     !PaxosItem.safeParse({ ...notice, json: valueJson }).success;
 }
 
-Deno.test("replication wire: stored and published JSON must be one line (the apply that stopped a node)", () => {
-  for (const text of ['{\n"a":1}', '{"a":1}\r', "[1,\r\n2]", "\n1"]) {
-    assert.ok(refusedJson(text), JSON.stringify(text));
-  }
-  assert.ok(ApplyItem.safeParse({ store: true, table: "t", key: "k", entry }).success);
-  assert.ok(PaxosItem.safeParse(notice).success);
-  // A line break inside a JSON string is always escaped: allowed, it is one line.
-  assert.ok(ReplicaEntryWire.safeParse({ ...entry, valueJson: '"a\\nb"' }).success);
-});
+Deno.test(
+  "replication wire: stored and published JSON must be one line (the apply that stopped a node)",
+  () => {
+    for (const text of ['{\n"a":1}', '{"a":1}\r', "[1,\r\n2]", "\n1"]) {
+      assert.ok(refusedJson(text), JSON.stringify(text));
+    }
+    assert.ok(ApplyItem.safeParse({ store: true, table: "t", key: "k", entry }).success);
+    assert.ok(PaxosItem.safeParse(notice).success);
+    // A line break inside a JSON string is always escaped: allowed, it is one line.
+    assert.ok(ReplicaEntryWire.safeParse({ ...entry, valueJson: '"a\\nb"' }).success);
+  },
+);
 
-Deno.test("replication wire: JSON must be valid, valid Unicode, nested at most internalJsonDepthMax, finite", () => {
-  for (const text of ["", "{", '"\ud800"', "1e400", '{"a":[-2e308]}', `[${"1".repeat(400)}]`]) {
-    assert.ok(refusedJson(text), JSON.stringify(text.slice(0, 40)));
-  }
-  const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
-  assert.ok(!refusedJson(nested(internalJsonDepthMax)));
-  assert.ok(refusedJson(nested(internalJsonDepthMax + 1)));
-  for (const text of ["1e308", "-1e-400", '"1e400"', "null", "[]", '{"a":"é😀"}']) {
-    assert.ok(!refusedJson(text), text);
-  }
-});
+Deno.test(
+  "replication wire: JSON must be valid, valid Unicode, nested at most internalJsonDepthMax, finite",
+  () => {
+    for (const text of ["", "{", '"\ud800"', "1e400", '{"a":[-2e308]}', `[${"1".repeat(400)}]`]) {
+      assert.ok(refusedJson(text), JSON.stringify(text.slice(0, 40)));
+    }
+    const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+    assert.ok(!refusedJson(nested(internalJsonDepthMax)));
+    assert.ok(refusedJson(nested(internalJsonDepthMax + 1)));
+    for (const text of ["1e308", "-1e-400", '"1e400"', "null", "[]", '{"a":"é😀"}']) {
+      assert.ok(!refusedJson(text), text);
+    }
+  },
+);
 
 Deno.test("replication wire: names, owner, versions and the tombstone rule", () => {
   const bad = [

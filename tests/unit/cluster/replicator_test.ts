@@ -185,98 +185,112 @@ Deno.test("Replicator.write() proposes locally when this node is the key's first
   assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 0);
 });
 
-Deno.test("Replicator.write() proposes a new key itself when a replica, wherever it sits in the ring", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
-  const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
-  await cluster.drained(); // the proposer's own accept is written lazily
-  assert.equal(entry.version, 1);
-  assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0, "no forward");
-  assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeA);
-  assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 0);
-});
+Deno.test(
+  "Replicator.write() proposes a new key itself when a replica, wherever it sits in the ring",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyWithReplicas(cluster, [nodeB, nodeC, nodeA]);
+    const entry = await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+    await cluster.drained(); // the proposer's own accept is written lazily
+    assert.equal(entry.version, 1);
+    assert.equal(cluster.network.sentWhere({ kind: "writes" }).length, 0, "no forward");
+    assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeA);
+    assert.equal(cluster.node(nodeA).replicator.stats.forwardedWrites, 0);
+  },
+);
 
-Deno.test("Replicator.write() in one round judges a put or delete on the key's head and a patch on its value", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeA]);
-  const node = cluster.node(nodeA);
-  const write = (request: ClientWrite) => node.replicator.write(request);
-  const first = await write(put(key, { a: 1 }));
-  const fastBefore = node.replicator.stats.fastPathWrites;
-  // The clock went back: a state's timestamp never does (the head carries it).
-  cluster.clock.advance(-60_000);
-  const second = await write(put(key, { a: 2 }, { owner: "alice", ifVersion: 1 }));
-  assert.equal(second.timestamp, first.timestamp, "not below the state it follows");
-  await assert.rejects(
-    write(put(key, { a: 9 }, { owner: "bob" })),
-    (error) => error instanceof KvError && error.code === "forbidden",
-  );
-  await assert.rejects(
-    write(put(key, { a: 9 }, { owner: "alice", ifVersion: 1 })),
-    (error) => error instanceof KvError && error.code === "version_conflict",
-  );
-  const patched = await write({ op: "patch", table, key, value: { b: 3 }, conditions: alice });
-  assert.equal(
-    patched.json,
-    `{"value":{"a":2,"b":3},"version":3,"timestamp":${first.timestamp},"owner":"alice"}`,
-  );
-  assert.equal((await write({ op: "delete", table, key, conditions: alice })).version, 4);
-  await assert.rejects(
-    write({ op: "patch", table, key, value: { b: 4 }, conditions: alice }),
-    (error) => error instanceof KvError && error.code === "key_not_found",
-  );
-  assert.equal((await write(put(key, { c: 5 }, { owner: "bob" }))).version, 5, "a deleted key is anyone's");
-  assert.equal(node.replicator.stats.fastPathWrites, fastBefore + 4, "each in one round");
-});
-
-Deno.test("Replicator.write() forwards to the replica that took the key last; it writes in one round", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeA]);
-  await cluster.node(nodeB).replicator.write(put(key, { n: 1 }));
-  await cluster.network.settle();
-  const fastBefore = cluster.node(nodeB).replicator.stats.fastPathWrites;
-  const since = cluster.network.sent.length;
-  for (const n of [2, 3]) {
-    const entry = await cluster.node(nodeA).replicator.write(put(key, { n }));
-    assert.equal(entry.version, n);
-  }
-  assert.deepEqual(
-    cluster.network.sentWhere({ kind: "writes" }).map(({ source, target }) => [source, target]),
-    [[nodeA, nodeB], [nodeA, nodeB]],
-    "B holds the key, first replica or not",
-  );
-  assert.equal(cluster.node(nodeB).replicator.stats.fastPathWrites, fastBefore + 2, "one round each");
-  assert.ok(paxosItemsSince(cluster, since).every(({ item }) => item.op !== "prepare"), "no prepare");
-  await cluster.network.settle();
-  const reads = cluster.network.sent.length;
-  assert.equal(
-    (await cluster.node(nodeA).replicator.readEntry(table, key, { consistent: true }))?.version,
-    3,
-  );
-  assert.deepEqual(
-    cluster.network.sent.slice(reads).filter(({ kind }) => kind === "read").map(({ target }) => target),
-    [nodeB],
-    "a consistent read runs on the key's proposer too",
-  );
-});
-
-Deno.test("Replicator.write(): three nodes taking one new key at once all commit; a loser's write goes to the winner", async () => {
-  await using cluster = await FakeCluster.start();
-  for (let round = 0; round < 10; round += 1) {
-    const key = `race${round}`;
-    const writes = [nodeA, nodeB, nodeC].map((id, index) =>
-      cluster.node(id).replicator.write(put(key, { from: index }))
+Deno.test(
+  "Replicator.write() in one round judges a put or delete on the key's head and a patch on its value",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyWithReplicas(cluster, [nodeA]);
+    const node = cluster.node(nodeA);
+    const write = (request: ClientWrite) => node.replicator.write(request);
+    const first = await write(put(key, { a: 1 }));
+    const fastBefore = node.replicator.stats.fastPathWrites;
+    // The clock went back: a state's timestamp never does (the head carries it).
+    cluster.clock.advance(-60_000);
+    const second = await write(put(key, { a: 2 }, { owner: "alice", ifVersion: 1 }));
+    assert.equal(second.timestamp, first.timestamp, "not below the state it follows");
+    await assert.rejects(
+      write(put(key, { a: 9 }, { owner: "bob" })),
+      (error) => error instanceof KvError && error.code === "forbidden",
     );
-    const results = await Promise.allSettled(writes);
-    const versions = results.map((result) =>
-      result.status === "fulfilled" ? result.value.version : result.reason
+    await assert.rejects(
+      write(put(key, { a: 9 }, { owner: "alice", ifVersion: 1 })),
+      (error) => error instanceof KvError && error.code === "version_conflict",
     );
-    assert.deepEqual([...versions].sort(), [1, 2, 3], `${key}: every write committed once, no 503`);
-  }
-  // A write refused at its prepare went to the winner; one refused at its accept (its state went out) retried.
-  const forwarded = [nodeA, nodeB, nodeC].map((id) => cluster.node(id).replicator.stats.forwardedWrites);
-  assert.ok(forwarded.some((count) => count > 0), `some losers forwarded: ${forwarded}`);
-});
+    const patched = await write({ op: "patch", table, key, value: { b: 3 }, conditions: alice });
+    assert.equal(
+      patched.json,
+      `{"value":{"a":2,"b":3},"version":3,"timestamp":${first.timestamp},"owner":"alice"}`,
+    );
+    assert.equal((await write({ op: "delete", table, key, conditions: alice })).version, 4);
+    await assert.rejects(
+      write({ op: "patch", table, key, value: { b: 4 }, conditions: alice }),
+      (error) => error instanceof KvError && error.code === "key_not_found",
+    );
+    assert.equal((await write(put(key, { c: 5 }, { owner: "bob" }))).version, 5, "a deleted key is anyone's");
+    assert.equal(node.replicator.stats.fastPathWrites, fastBefore + 4, "each in one round");
+  },
+);
+
+Deno.test(
+  "Replicator.write() forwards to the replica that took the key last; it writes in one round",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyWithReplicas(cluster, [nodeA]);
+    await cluster.node(nodeB).replicator.write(put(key, { n: 1 }));
+    await cluster.network.settle();
+    const fastBefore = cluster.node(nodeB).replicator.stats.fastPathWrites;
+    const since = cluster.network.sent.length;
+    for (const n of [2, 3]) {
+      const entry = await cluster.node(nodeA).replicator.write(put(key, { n }));
+      assert.equal(entry.version, n);
+    }
+    assert.deepEqual(
+      cluster.network.sentWhere({ kind: "writes" }).map(({ source, target }) => [source, target]),
+      [[nodeA, nodeB], [nodeA, nodeB]],
+      "B holds the key, first replica or not",
+    );
+    assert.equal(cluster.node(nodeB).replicator.stats.fastPathWrites, fastBefore + 2, "one round each");
+    assert.ok(paxosItemsSince(cluster, since).every(({ item }) => item.op !== "prepare"), "no prepare");
+    await cluster.network.settle();
+    const reads = cluster.network.sent.length;
+    assert.equal(
+      (await cluster.node(nodeA).replicator.readEntry(table, key, { consistent: true }))?.version,
+      3,
+    );
+    assert.deepEqual(
+      cluster.network.sent.slice(reads).filter(({ kind }) => kind === "read").map(({ target }) => target),
+      [nodeB],
+      "a consistent read runs on the key's proposer too",
+    );
+  },
+);
+
+Deno.test(
+  "Replicator.write(): three nodes taking one new key at once all commit; a loser's write goes to " +
+    "the winner",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    for (let round = 0; round < 10; round += 1) {
+      const key = `race${round}`;
+      const writes = [nodeA, nodeB, nodeC].map((id, index) =>
+        cluster.node(id).replicator.write(put(key, { from: index }))
+      );
+      const results = await Promise.allSettled(writes);
+      const versions = results.map((result) =>
+        result.status === "fulfilled" ? result.value.version : result.reason
+      );
+      assert.deepEqual([...versions].sort(), [1, 2, 3], `${key}: every write committed once, no 503`);
+    }
+    // A write refused at its prepare went to the winner; one refused at its accept (its state went out)
+    // retried.
+    const forwarded = [nodeA, nodeB, nodeC].map((id) => cluster.node(id).replicator.stats.forwardedWrites);
+    assert.ok(forwarded.some((count) => count > 0), `some losers forwarded: ${forwarded}`);
+  },
+);
 
 Deno.test("Replicator.write() forwards from a non-replica to the key's first live replica", async () => {
   await using cluster = await FakeCluster.start({ ids: fourNodes });
@@ -322,19 +336,22 @@ Deno.test("Replicator.write() proposes itself when it is next after an unreachab
   assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeB]);
 });
 
-Deno.test("Replicator: once every member left, writes and consistent reads are 503, settles fail", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeA]);
-  await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
-  await cluster.drained(); // the proposer's own accept is written lazily
-  cluster.membership.set({ ring: [], live: [nodeA] }); // SIGTERM to every node at once: each saw all leave
-  const replicator = cluster.node(nodeA).replicator;
-  await assert.rejects(replicator.write(put(key, { n: 2 })), UnavailableError);
-  await cluster.drained(); // the proposer's own accept is written lazily
-  await assert.rejects(replicator.readEntry(table, key, { consistent: true }), UnavailableError);
-  assert.equal(await replicator.settle(table, key), false);
-  assert.equal(versionOn(cluster, nodeA, key), 1, "nothing changed");
-});
+Deno.test(
+  "Replicator: once every member left, writes and consistent reads are 503, settles fail",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyWithReplicas(cluster, [nodeA]);
+    await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+    await cluster.drained(); // the proposer's own accept is written lazily
+    cluster.membership.set({ ring: [], live: [nodeA] }); // SIGTERM to every node at once: each saw all leave
+    const replicator = cluster.node(nodeA).replicator;
+    await assert.rejects(replicator.write(put(key, { n: 2 })), UnavailableError);
+    await cluster.drained(); // the proposer's own accept is written lazily
+    await assert.rejects(replicator.readEntry(table, key, { consistent: true }), UnavailableError);
+    assert.equal(await replicator.settle(table, key), false);
+    assert.equal(versionOn(cluster, nodeA, key), 1, "nothing changed");
+  },
+);
 
 Deno.test("Replicator.write() does not retry elsewhere after a timeout: it may have applied", async () => {
   await using cluster = await FakeCluster.start({ ids: fourNodes });
@@ -544,31 +561,35 @@ Deno.test("Replicator.write() commits on the others while its own acceptor's fsy
   await waitFor(() => versionOn(cluster, nodeA, key) === 1, { timeoutMs: 2_000, what: "A's own accept" });
 });
 
-Deno.test("Replicator: a one-round write is read back at once from its proposer, before its own lazy accept is durable", async () => {
-  const gated = new SyncGateFs();
-  await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? gated : new MemoryFs() });
-  const key = keyWithReplicas(cluster, [nodeA]);
-  const { replicator, store } = cluster.node(nodeA);
-  assert.equal((await replicator.write(put(key, { n: 1 }))).version, 1);
-  await cluster.drained();
-  const fastBefore = replicator.stats.fastPathWrites;
-  gated.hold();
-  // One round (A wrote the key last): A's own accept is lazy, B and C make the quorum.
-  assert.equal((await replicator.write(put(key, { n: 2 }))).version, 2);
-  assert.equal(replicator.stats.fastPathWrites, fastBefore + 1, "the one-round path");
-  assert.equal(store.getEntry(table, key)?.version, 1, "A's own copy is not durable yet");
-  const read = await replicator.readEntry(table, key);
-  assert.equal(read?.version, 2, "read back from A at once");
-  assert.deepEqual(JSON.parse(read!.json).value, { n: 2 });
-  // The next one-round write still takes one round: A's acceptor holds the state, durable or not.
-  assert.equal((await replicator.write(put(key, { n: 3 }))).version, 3);
-  assert.equal(replicator.stats.fastPathWrites, fastBefore + 2);
-  assert.equal((await replicator.readEntry(table, key))?.version, 3);
-  gated.release();
-  await cluster.drained();
-  assert.equal(store.getEntry(table, key)?.version, 3, "durable on A too");
-  assert.equal((await replicator.readEntry(table, key))?.version, 3);
-});
+Deno.test(
+  "Replicator: a one-round write is read back at once from its proposer, before its own lazy accept " +
+    "is durable",
+  async () => {
+    const gated = new SyncGateFs();
+    await using cluster = await FakeCluster.start({ fsOf: (id) => id === nodeA ? gated : new MemoryFs() });
+    const key = keyWithReplicas(cluster, [nodeA]);
+    const { replicator, store } = cluster.node(nodeA);
+    assert.equal((await replicator.write(put(key, { n: 1 }))).version, 1);
+    await cluster.drained();
+    const fastBefore = replicator.stats.fastPathWrites;
+    gated.hold();
+    // One round (A wrote the key last): A's own accept is lazy, B and C make the quorum.
+    assert.equal((await replicator.write(put(key, { n: 2 }))).version, 2);
+    assert.equal(replicator.stats.fastPathWrites, fastBefore + 1, "the one-round path");
+    assert.equal(store.getEntry(table, key)?.version, 1, "A's own copy is not durable yet");
+    const read = await replicator.readEntry(table, key);
+    assert.equal(read?.version, 2, "read back from A at once");
+    assert.deepEqual(JSON.parse(read!.json).value, { n: 2 });
+    // The next one-round write still takes one round: A's acceptor holds the state, durable or not.
+    assert.equal((await replicator.write(put(key, { n: 3 }))).version, 3);
+    assert.equal(replicator.stats.fastPathWrites, fastBefore + 2);
+    assert.equal((await replicator.readEntry(table, key))?.version, 3);
+    gated.release();
+    await cluster.drained();
+    assert.equal(store.getEntry(table, key)?.version, 3, "durable on A too");
+    assert.equal((await replicator.readEntry(table, key))?.version, 3);
+  },
+);
 
 Deno.test({
   name: "Replicator keeps no hint for itself when its own acceptor answered after the quorum",
@@ -628,25 +649,29 @@ Deno.test("Replicator.write() retries above a refused ballot, after the newest s
   assert.ok((state?.ballot?.counter ?? 0) > 8, "above (8, C), the promise B and C refused with");
 });
 
-Deno.test("Replicator.write() of a client whose prepare another proposer refused goes to that proposer", async () => {
-  await using cluster = await FakeCluster.start();
-  const key = keyWithReplicas(cluster, [nodeA]);
-  // B and C accepted v9 at a ballot of C that A has never seen; A holds nothing, so it proposes and is refused.
-  for (const id of [nodeB, nodeC]) {
-    await cluster.node(id).store.applyReplicas([{
-      table,
-      key,
-      entry: stateOf(9, '"nine"', ballot(7, nodeC)),
-    }]);
-  }
-  const replicator = cluster.node(nodeA).replicator;
-  const entry = await replicator.write(put(key, "ten"));
-  assert.equal(entry.version, 10);
-  assert.equal(replicator.stats.proposalRetries, 0, "no duel");
-  assert.equal(replicator.stats.forwardedWrites, 1, "nothing of it went out: it went to C instead");
-  assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeC]);
-  assert.equal(cluster.node(nodeC).store.replicaOf(table, key)?.ballot?.node, nodeC, "C proposed it");
-});
+Deno.test(
+  "Replicator.write() of a client whose prepare another proposer refused goes to that proposer",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const key = keyWithReplicas(cluster, [nodeA]);
+    // B and C accepted v9 at a ballot of C that A has never seen; A holds nothing, so it proposes and is
+    // refused.
+    for (const id of [nodeB, nodeC]) {
+      await cluster.node(id).store.applyReplicas([{
+        table,
+        key,
+        entry: stateOf(9, '"nine"', ballot(7, nodeC)),
+      }]);
+    }
+    const replicator = cluster.node(nodeA).replicator;
+    const entry = await replicator.write(put(key, "ten"));
+    assert.equal(entry.version, 10);
+    assert.equal(replicator.stats.proposalRetries, 0, "no duel");
+    assert.equal(replicator.stats.forwardedWrites, 1, "nothing of it went out: it went to C instead");
+    assert.deepEqual(cluster.network.sentWhere({ kind: "writes" }).map(({ target }) => target), [nodeC]);
+    assert.equal(cluster.node(nodeC).store.replicaOf(table, key)?.ballot?.node, nodeC, "C proposed it");
+  },
+);
 
 Deno.test("Replicator.write() refused by a state its store lacks accepts that state first", async () => {
   await using cluster = await FakeCluster.start();
@@ -833,72 +858,82 @@ Deno.test("Replicator.handlers().paxos answers each item by the acceptor rules, 
   await assert.rejects(async () => await paxos!({ items: [noBallotNode] }, nodeB), InvalidRequestError);
 });
 
-Deno.test("Replicator.handlers().paxos asks a proposer that counts no quorum of the key's earlier set to", async () => {
-  await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB, nodeC, nodeD] });
-  cluster.membership.set({ ring: [nodeA, nodeB, nodeC], live: [nodeA, nodeB, nodeC, nodeD] });
-  const before = cluster.placement(nodeA);
-  cluster.membership.set({ ring: [nodeA, nodeB, nodeC, nodeD] }); // D joins: a change A has not settled
-  const after = cluster.placement(nodeA);
-  const key = findKey((candidate) => {
-    const now = after.replicasOf(table, candidate);
-    return now.includes(nodeA) && now.join() !== before.replicasOf(table, candidate).join();
-  });
-  const replicas = after.replicasOf(table, key);
-  const earlier = before.replicasOf(table, key);
-  const { paxos } = cluster.node(nodeA).replicator.handlers();
-  // A proposer that never saw the change (a node restarted after leaving, say) names the new set alone.
-  const alone = { op: "prepare" as const, table, key, ballot: ballot(1, nodeD), replicas };
-  assert.deepEqual(await paxos!({ items: [alone] }, nodeD), {
-    results: [{ result: "joint", sets: [earlier] }],
-  });
-  assert.deepEqual(
-    cluster.node(nodeA).store.acceptorOf(table, key).promised,
-    { counter: 0, node: "" },
-    "nothing recorded",
-  );
-  const joint = { ...alone, joint: [earlier] };
-  assert.deepEqual(await paxos!({ items: [joint] }, nodeD), {
-    results: [{ result: "promised", accepted: { counter: 0, node: "" }, entry: null }],
-  });
-  // Once this node settled the key with a joint round of its own, the new set alone will do.
-  assert.equal(await cluster.node(nodeA).replicator.settle(table, key), true);
-  const later = { ...alone, ballot: ballot(9, nodeD) };
-  assert.equal(
-    ((await paxos!({ items: [later] }, nodeD)) as { results: Array<{ result: string }> }).results[0]!.result,
-    "promised",
-  );
-});
+Deno.test(
+  "Replicator.handlers().paxos asks a proposer that counts no quorum of the key's earlier set to",
+  async () => {
+    await using cluster = await FakeCluster.start({ ids: [nodeA, nodeB, nodeC, nodeD] });
+    cluster.membership.set({ ring: [nodeA, nodeB, nodeC], live: [nodeA, nodeB, nodeC, nodeD] });
+    const before = cluster.placement(nodeA);
+    cluster.membership.set({ ring: [nodeA, nodeB, nodeC, nodeD] }); // D joins: a change A has not settled
+    const after = cluster.placement(nodeA);
+    const key = findKey((candidate) => {
+      const now = after.replicasOf(table, candidate);
+      return now.includes(nodeA) && now.join() !== before.replicasOf(table, candidate).join();
+    });
+    const replicas = after.replicasOf(table, key);
+    const earlier = before.replicasOf(table, key);
+    const { paxos } = cluster.node(nodeA).replicator.handlers();
+    // A proposer that never saw the change (a node restarted after leaving, say) names the new set alone.
+    const alone = { op: "prepare" as const, table, key, ballot: ballot(1, nodeD), replicas };
+    assert.deepEqual(await paxos!({ items: [alone] }, nodeD), {
+      results: [{ result: "joint", sets: [earlier] }],
+    });
+    assert.deepEqual(
+      cluster.node(nodeA).store.acceptorOf(table, key).promised,
+      { counter: 0, node: "" },
+      "nothing recorded",
+    );
+    const joint = { ...alone, joint: [earlier] };
+    assert.deepEqual(await paxos!({ items: [joint] }, nodeD), {
+      results: [{ result: "promised", accepted: { counter: 0, node: "" }, entry: null }],
+    });
+    // Once this node settled the key with a joint round of its own, the new set alone will do.
+    assert.equal(await cluster.node(nodeA).replicator.settle(table, key), true);
+    const later = { ...alone, ballot: ballot(9, nodeD) };
+    assert.equal(
+      ((await paxos!({ items: [later] }, nodeD)) as { results: Array<{ result: string }> }).results[0]!
+        .result,
+      "promised",
+    );
+  },
+);
 
-Deno.test("Replicator (rejoining): its acceptor asks for the ring without it until the key is settled", async () => {
-  await using cluster = await FakeCluster.start();
-  const withD = placementOf({ self: nodeD, ringIds: fourNodes });
-  const withoutD = placementOf({ self: nodeD, ringIds: [nodeA, nodeB, nodeC] });
-  const key = findKey((candidate) => withD.replicasOf(table, candidate).includes(nodeD));
-  await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
-  // D left in its last life and comes back: the others take it back into the ring, D starts from its data.
-  cluster.membership.set({ ring: fourNodes, live: fourNodes });
-  const rejoined = await cluster.addNode(nodeD, new MemoryFs(), { rejoining: true });
-  assert.deepEqual(rejoined.replicator.initialChange?.previous.ringIds, [nodeA, nodeB, nodeC]);
-  assert.equal(rejoined.replicator.transitionCount, 1);
-  const { paxos } = rejoined.replicator.handlers();
-  const prepare = (counter: number, joint?: string[][]) => ({
-    op: "prepare",
-    table,
-    key,
-    ballot: ballot(counter, "127.0.0.1:7005"),
-    replicas: withD.replicasOf(table, key),
-    ...(joint === undefined ? {} : { joint }),
-  });
-  const answerOf = async (item: unknown) =>
-    ((await paxos!({ items: [item] }, "127.0.0.1:7005")) as { results: Array<Record<string, unknown>> })
-      .results[0]!;
-  // A proposer that never saw D leave names D's old set alone: D does not serve that view by itself.
-  assert.deepEqual(await answerOf(prepare(50)), { result: "joint", sets: [withoutD.replicasOf(table, key)] });
-  assert.equal((await answerOf(prepare(51, [[...withoutD.replicasOf(table, key)]]))).result, "promised");
-  // Its first pass settles the keys it holds; from then on its own view will do.
-  assert.equal(await rejoined.replicator.settle(table, key), true);
-  assert.equal((await answerOf(prepare(90))).result, "promised");
-});
+Deno.test(
+  "Replicator (rejoining): its acceptor asks for the ring without it until the key is settled",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const withD = placementOf({ self: nodeD, ringIds: fourNodes });
+    const withoutD = placementOf({ self: nodeD, ringIds: [nodeA, nodeB, nodeC] });
+    const key = findKey((candidate) => withD.replicasOf(table, candidate).includes(nodeD));
+    await cluster.node(nodeA).replicator.write(put(key, { n: 1 }));
+    // D left in its last life and comes back: the others take it back into the ring, D starts from its data.
+    cluster.membership.set({ ring: fourNodes, live: fourNodes });
+    const rejoined = await cluster.addNode(nodeD, new MemoryFs(), { rejoining: true });
+    assert.deepEqual(rejoined.replicator.initialChange?.previous.ringIds, [nodeA, nodeB, nodeC]);
+    assert.equal(rejoined.replicator.transitionCount, 1);
+    const { paxos } = rejoined.replicator.handlers();
+    const prepare = (counter: number, joint?: string[][]) => ({
+      op: "prepare",
+      table,
+      key,
+      ballot: ballot(counter, "127.0.0.1:7005"),
+      replicas: withD.replicasOf(table, key),
+      ...(joint === undefined ? {} : { joint }),
+    });
+    const answerOf = async (item: unknown) =>
+      ((await paxos!({ items: [item] }, "127.0.0.1:7005")) as { results: Array<Record<string, unknown>> })
+        .results[0]!;
+    // A proposer that never saw D leave names D's old set alone: D does not serve that view by itself.
+    assert.deepEqual(await answerOf(prepare(50)), {
+      result: "joint",
+      sets: [withoutD.replicasOf(table, key)],
+    });
+    assert.equal((await answerOf(prepare(51, [[...withoutD.replicasOf(table, key)]]))).result, "promised");
+    // Its first pass settles the keys it holds; from then on its own view will do.
+    assert.equal(await rejoined.replicator.settle(table, key), true);
+    assert.equal((await answerOf(prepare(90))).result, "promised");
+  },
+);
 
 Deno.test("Replicator without rejoining has no change to start with", async () => {
   await using cluster = await FakeCluster.start();
@@ -906,34 +941,41 @@ Deno.test("Replicator without rejoining has no change to start with", async () =
   assert.equal(cluster.node(nodeA).replicator.transitionCount, 0);
 });
 
-Deno.test("Replicator.handlers().paxos publishes notices and answers proposals, in the batch's order", async () => {
-  await using cluster = await FakeCluster.start();
-  const { paxos } = cluster.node(nodeA).replicator.handlers();
-  const key = keyWithReplicas(cluster, [nodeB]);
-  const replicas = [...cluster.placement(nodeA).replicasOf(table, key)];
-  const items: PaxosItem[] = [
-    { op: "chosen", table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" },
-    { op: "prepare", table, key, ballot: ballot(5, nodeB), replicas },
-    { op: "accept", table, key, ballot: ballot(5, nodeB), replicas, entry: stateOf(1, '"one"') },
-    { op: "chosen", table, key, kind: "Updated", version: 1, json: '{"value":"one"}' },
-  ];
-  assert.deepEqual(await paxos!({ items }, nodeB), {
-    results: [
-      { result: "noted" },
-      { result: "promised", accepted: { counter: 0, node: "" }, entry: null },
-      { result: "accepted" },
-      { result: "noted" },
-    ],
-  });
-  assert.equal(cluster.node(nodeA).store.getEntry(table, "elsewhere"), undefined, "a notice stores nothing");
-  assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeB);
-  assert.deepEqual(cluster.node(nodeA).sink.events, [
-    { kind: "Deleted", table, key: "elsewhere", version: 4, sequence: 0, json: "{}" },
-    { kind: "Updated", table, key, version: 1, sequence: 0, json: '{"value":"one"}' },
-  ]);
-  const malformed = { op: "chosen", table, key, kind: "Updated", version: 0, json: "{}" };
-  await assert.rejects(async () => await paxos!({ items: [malformed] }, nodeB), InvalidRequestError);
-});
+Deno.test(
+  "Replicator.handlers().paxos publishes notices and answers proposals, in the batch's order",
+  async () => {
+    await using cluster = await FakeCluster.start();
+    const { paxos } = cluster.node(nodeA).replicator.handlers();
+    const key = keyWithReplicas(cluster, [nodeB]);
+    const replicas = [...cluster.placement(nodeA).replicasOf(table, key)];
+    const items: PaxosItem[] = [
+      { op: "chosen", table, key: "elsewhere", kind: "Deleted", version: 4, json: "{}" },
+      { op: "prepare", table, key, ballot: ballot(5, nodeB), replicas },
+      { op: "accept", table, key, ballot: ballot(5, nodeB), replicas, entry: stateOf(1, '"one"') },
+      { op: "chosen", table, key, kind: "Updated", version: 1, json: '{"value":"one"}' },
+    ];
+    assert.deepEqual(await paxos!({ items }, nodeB), {
+      results: [
+        { result: "noted" },
+        { result: "promised", accepted: { counter: 0, node: "" }, entry: null },
+        { result: "accepted" },
+        { result: "noted" },
+      ],
+    });
+    assert.equal(
+      cluster.node(nodeA).store.getEntry(table, "elsewhere"),
+      undefined,
+      "a notice stores nothing",
+    );
+    assert.equal(cluster.node(nodeA).store.replicaOf(table, key)?.ballot?.node, nodeB);
+    assert.deepEqual(cluster.node(nodeA).sink.events, [
+      { kind: "Deleted", table, key: "elsewhere", version: 4, sequence: 0, json: "{}" },
+      { kind: "Updated", table, key, version: 1, sequence: 0, json: '{"value":"one"}' },
+    ]);
+    const malformed = { op: "chosen", table, key, kind: "Updated", version: 0, json: "{}" };
+    await assert.rejects(async () => await paxos!({ items: [malformed] }, nodeB), InvalidRequestError);
+  },
+);
 
 Deno.test("Replicator.handlers().apply stores by the accept rule", async () => {
   await using cluster = await FakeCluster.start();

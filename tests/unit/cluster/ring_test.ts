@@ -23,34 +23,37 @@ Deno.test("fnv1a32() and fmix32() match known test vectors", () => {
   assert.equal(fmix32(1), 0x514e28b7);
 });
 
-Deno.test("fnv1a32Utf8() hashes exactly the bytes TextEncoder gives, lone surrogates included (seeded)", () => {
-  const random = Random.fromEnv("ring utf8");
-  const encoder = new TextEncoder();
-  // One of each UTF-8 length, both surrogate halves alone and paired, at every position of a string.
-  const units = [
-    0x41,
-    0x00,
-    0x7f,
-    0x80,
-    0x7ff,
-    0x800,
-    0x8868,
-    0xfffd,
-    0xffff,
-    0xd800,
-    0xdbff,
-    0xdc00,
-    0xdfff,
-  ];
-  const cases = ["", "a", "t\u0000k", "\ud83d\ude00", "x\ud83d", "\ude00x", "\udc00\ud800"];
-  for (let index = 0; index < 2_000; index += 1) {
-    const length = random.int(12);
-    cases.push(String.fromCharCode(...Array.from({ length }, () => random.pick(units))));
-  }
-  for (const text of cases) {
-    assert.equal(fnv1a32Utf8(text), fnv1a32(encoder.encode(text)), JSON.stringify(text));
-  }
-});
+Deno.test(
+  "fnv1a32Utf8() hashes exactly the bytes TextEncoder gives, lone surrogates included (seeded)",
+  () => {
+    const random = Random.fromEnv("ring utf8");
+    const encoder = new TextEncoder();
+    // One of each UTF-8 length, both surrogate halves alone and paired, at every position of a string.
+    const units = [
+      0x41,
+      0x00,
+      0x7f,
+      0x80,
+      0x7ff,
+      0x800,
+      0x8868,
+      0xfffd,
+      0xffff,
+      0xd800,
+      0xdbff,
+      0xdc00,
+      0xdfff,
+    ];
+    const cases = ["", "a", "t\u0000k", "\ud83d\ude00", "x\ud83d", "\ude00x", "\udc00\ud800"];
+    for (let index = 0; index < 2_000; index += 1) {
+      const length = random.int(12);
+      cases.push(String.fromCharCode(...Array.from({ length }, () => random.pick(units))));
+    }
+    for (const text of cases) {
+      assert.equal(fnv1a32Utf8(text), fnv1a32(encoder.encode(text)), JSON.stringify(text));
+    }
+  },
+);
 
 Deno.test("keyHash() is stable: golden values never change", () => {
   assert.equal(keyHash("users", "alice"), keyHash("users", "alice"));
@@ -123,19 +126,22 @@ Deno.test("Ring: adding a sixth member moves about 1/6 of the keys, all to the n
   assert.ok(fraction > 0.75 / 6 && fraction < 1.25 / 6, `moved ${fraction}`);
 });
 
-Deno.test("Ring.replicasOf() gives distinct members, capped at the member count, the same for any input order", () => {
-  const ring = new Ring({ memberIds: fiveIds, virtualNodeCount });
-  const shuffled = new Ring({ memberIds: [...fiveIds].reverse(), virtualNodeCount });
-  for (let index = 0; index < 500; index += 1) {
-    const replicas = ring.replicasOf("t", `k${index}`, 3);
-    assert.equal(replicas.length, 3);
-    assert.equal(new Set(replicas).size, 3);
-    assert.deepEqual(shuffled.replicasOf("t", `k${index}`, 3), replicas);
-    assert.deepEqual(ring.replicasOf("t", `k${index}`, 2), replicas.slice(0, 2));
-  }
-  assert.equal(ring.replicasOf("t", "k", 9).length, 5);
-  assert.deepEqual(ring.replicasOf("t", "k", 0), []);
-  assert.deepEqual(new Ring({ memberIds: [], virtualNodeCount }).replicasOf("t", "k", 3), []);
-  assert.deepEqual(new Ring({ memberIds: ["a:1"], virtualNodeCount: 1 }).replicasOf("t", "k", 3), ["a:1"]);
-  assert.deepEqual(ring.memberIds(), fiveIds);
-});
+Deno.test(
+  "Ring.replicasOf() gives distinct members, capped at the member count, the same for any input order",
+  () => {
+    const ring = new Ring({ memberIds: fiveIds, virtualNodeCount });
+    const shuffled = new Ring({ memberIds: [...fiveIds].reverse(), virtualNodeCount });
+    for (let index = 0; index < 500; index += 1) {
+      const replicas = ring.replicasOf("t", `k${index}`, 3);
+      assert.equal(replicas.length, 3);
+      assert.equal(new Set(replicas).size, 3);
+      assert.deepEqual(shuffled.replicasOf("t", `k${index}`, 3), replicas);
+      assert.deepEqual(ring.replicasOf("t", `k${index}`, 2), replicas.slice(0, 2));
+    }
+    assert.equal(ring.replicasOf("t", "k", 9).length, 5);
+    assert.deepEqual(ring.replicasOf("t", "k", 0), []);
+    assert.deepEqual(new Ring({ memberIds: [], virtualNodeCount }).replicasOf("t", "k", 3), []);
+    assert.deepEqual(new Ring({ memberIds: ["a:1"], virtualNodeCount: 1 }).replicasOf("t", "k", 3), ["a:1"]);
+    assert.deepEqual(ring.memberIds(), fiveIds);
+  },
+);

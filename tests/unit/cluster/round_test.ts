@@ -60,42 +60,53 @@ Deno.test("Round ends with a quorum at two grants of three, and a late answer ch
   assert.deepEqual(ended.failed, []);
 });
 
-Deno.test("Round ends without a quorum as soon as a set cannot have one, with the refusals and failures so far", async () => {
-  const { round } = roundOf([["a", "b", "c"]]);
-  round.answered(1, { result: "refused", promised: { counter: 4, node: "b" } });
-  assert.equal(await outcomeOf(round), "open");
-  round.failed(2, new Error("down"));
-  const outcome = await outcomeOf(round) as RoundOutcome;
-  assert.equal(outcome.quorum, false);
-  assert.deepEqual(outcome.refusedBy, { counter: 4, node: "b" });
-  assert.deepEqual(outcome.failed, ["c"]);
-  assert.deepEqual(outcome.granted, []);
-});
+Deno.test(
+  "Round ends without a quorum as soon as a set cannot have one, with the refusals and failures so " +
+    "far",
+  async () => {
+    const { round } = roundOf([["a", "b", "c"]]);
+    round.answered(1, { result: "refused", promised: { counter: 4, node: "b" } });
+    assert.equal(await outcomeOf(round), "open");
+    round.failed(2, new Error("down"));
+    const outcome = await outcomeOf(round) as RoundOutcome;
+    assert.equal(outcome.quorum, false);
+    assert.deepEqual(outcome.refusedBy, { counter: 4, node: "b" });
+    assert.deepEqual(outcome.failed, ["c"]);
+    assert.deepEqual(outcome.granted, []);
+  },
+);
 
-Deno.test("Round with joint sets needs a quorum of each: grants of one set count only for the sets naming them", async () => {
-  // {a, b, c} and {c, d, e}: a, b reach the first set's quorum; the second needs two of c, d, e.
-  const { round } = roundOf([["a", "b", "c"], ["c", "d", "e"]]);
-  assert.deepEqual(round.members, ["a", "b", "c", "d", "e"]);
-  round.answered(0, accepted);
-  round.answered(1, accepted);
-  assert.equal(await outcomeOf(round), "open", "the second set has no grant yet");
-  round.answered(3, accepted);
-  assert.equal(await outcomeOf(round), "open", "one grant of the second set");
-  round.answered(2, accepted);
-  const outcome = await outcomeOf(round) as RoundOutcome;
-  assert.equal(outcome.quorum, true);
-  assert.deepEqual(outcome.granted.map(({ replica }) => replica), ["a", "b", "d", "c"]);
-});
+Deno.test(
+  "Round with joint sets needs a quorum of each: grants of one set count only for the sets naming " +
+    "them",
+  async () => {
+    // {a, b, c} and {c, d, e}: a, b reach the first set's quorum; the second needs two of c, d, e.
+    const { round } = roundOf([["a", "b", "c"], ["c", "d", "e"]]);
+    assert.deepEqual(round.members, ["a", "b", "c", "d", "e"]);
+    round.answered(0, accepted);
+    round.answered(1, accepted);
+    assert.equal(await outcomeOf(round), "open", "the second set has no grant yet");
+    round.answered(3, accepted);
+    assert.equal(await outcomeOf(round), "open", "one grant of the second set");
+    round.answered(2, accepted);
+    const outcome = await outcomeOf(round) as RoundOutcome;
+    assert.equal(outcome.quorum, true);
+    assert.deepEqual(outcome.granted.map(({ replica }) => replica), ["a", "b", "d", "c"]);
+  },
+);
 
-Deno.test("Round passes on the sets an acceptor asks for, and counts misplaced and joint answers as no grant", async () => {
-  const { round } = roundOf([["a", "b", "c"]]);
-  round.answered(1, { result: "joint", sets: [["b", "c", "d"]] });
-  round.answered(2, { result: "misplaced" });
-  const outcome = await outcomeOf(round) as RoundOutcome;
-  assert.equal(outcome.quorum, false);
-  assert.deepEqual(outcome.needs, [["b", "c", "d"]]);
-  assert.deepEqual(outcome.failed, []);
-});
+Deno.test(
+  "Round passes on the sets an acceptor asks for, and counts misplaced and joint answers as no grant",
+  async () => {
+    const { round } = roundOf([["a", "b", "c"]]);
+    round.answered(1, { result: "joint", sets: [["b", "c", "d"]] });
+    round.answered(2, { result: "misplaced" });
+    const outcome = await outcomeOf(round) as RoundOutcome;
+    assert.equal(outcome.quorum, false);
+    assert.deepEqual(outcome.needs, [["b", "c", "d"]]);
+    assert.deepEqual(outcome.failed, []);
+  },
+);
 
 Deno.test("Round ends at its deadline with what it has, without a quorum", async () => {
   const { round, deadlines } = roundOf([["a", "b", "c"]], 5);

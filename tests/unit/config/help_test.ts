@@ -123,29 +123,36 @@ Deno.test("loadConfig() accepts every flag --help lists", () => {
   }
 });
 
-Deno.test("README's configuration table lists the flags and env vars of --help, with their defaults", async () => {
-  const rows = await readmeRows();
-  const expected = expectedFlags();
-  const live = expected.filter((entry) => !entry.removed);
-  const readmeFlags = new Set(rows.flatMap((row) => row.flags));
-  const helpFlags = new Set(live.map((entry) => entry.flag));
-  assert.deepEqual(missing(helpFlags, readmeFlags), [], "flags of --help missing from the README table");
-  assert.deepEqual(missing(readmeFlags, helpFlags), [], "flags in the README table that --help lacks");
-  const helpEnv = new Set(live.flatMap((entry) => entry.env));
-  const readmeEnv = new Set(rows.flatMap((row) => row.env));
-  assert.deepEqual(missing(helpEnv, readmeEnv), [], "env vars of --help missing from the README table");
-  assert.deepEqual(missing(readmeEnv, helpEnv), [], "env vars in the README table that --help lacks");
-  for (const row of rows) {
-    const entries = live.filter((entry) => row.flags.includes(entry.flag));
-    assert.deepEqual(row.env.toSorted(), entries.flatMap((entry) => entry.env).toSorted(), row.flags.join());
-    for (const entry of entries) {
-      assert.ok(
-        row.defaultCell.includes(entry.defaultText),
-        `--${entry.flag}: README says "${row.defaultCell}"`,
+Deno.test(
+  "README's configuration table lists the flags and env vars of --help, with their defaults",
+  async () => {
+    const rows = await readmeRows();
+    const expected = expectedFlags();
+    const live = expected.filter((entry) => !entry.removed);
+    const readmeFlags = new Set(rows.flatMap((row) => row.flags));
+    const helpFlags = new Set(live.map((entry) => entry.flag));
+    assert.deepEqual(missing(helpFlags, readmeFlags), [], "flags of --help missing from the README table");
+    assert.deepEqual(missing(readmeFlags, helpFlags), [], "flags in the README table that --help lacks");
+    const helpEnv = new Set(live.flatMap((entry) => entry.env));
+    const readmeEnv = new Set(rows.flatMap((row) => row.env));
+    assert.deepEqual(missing(helpEnv, readmeEnv), [], "env vars of --help missing from the README table");
+    assert.deepEqual(missing(readmeEnv, helpEnv), [], "env vars in the README table that --help lacks");
+    for (const row of rows) {
+      const entries = live.filter((entry) => row.flags.includes(entry.flag));
+      assert.deepEqual(
+        row.env.toSorted(),
+        entries.flatMap((entry) => entry.env).toSorted(),
+        row.flags.join(),
       );
+      for (const entry of entries) {
+        assert.ok(
+          row.defaultCell.includes(entry.defaultText),
+          `--${entry.flag}: README says "${row.defaultCell}"`,
+        );
+      }
     }
-  }
-});
+  },
+);
 
 Deno.test("README's configuration section names each removed setting", async () => {
   const readme = await Deno.readTextFile(new URL("../../../README.md", import.meta.url));

@@ -117,19 +117,22 @@ Deno.test("loadConfig() refuses a CORS origin that is not scheme://host[:port], 
   }
 });
 
-Deno.test("loadConfig() takes DYNA_LISTEN when no address is given; an address given is always the node's own", () => {
-  const alone = run([], { DYNA_LISTEN: "127.0.0.1:6660" });
-  assert.equal(`${alone.listen.hostname}:${alone.listen.port}`, "127.0.0.1:6660");
-  assert.equal(alone.join, undefined);
-  // `deno task start 127.0.0.1:7150` (the task sets DYNA_LISTEN): the address is where the node listens.
-  const given = run(["127.0.0.1:7150"], { DYNA_LISTEN: "127.0.0.1:6660" });
-  assert.equal(`${given.listen.hostname}:${given.listen.port}`, "127.0.0.1:7150");
-  assert.equal(given.join, undefined);
-  // Two addresses: its own, then a member to join.
-  const joining = run(["127.0.0.1:7151", "127.0.0.1:7150"], {
-    DYNA_LISTEN: "127.0.0.1:6660",
-    CLUSTER_SECRET: secret,
-  });
-  assert.equal(`${joining.listen.hostname}:${joining.listen.port}`, "127.0.0.1:7151");
-  assert.equal(`${joining.join?.hostname}:${joining.join?.port}`, "127.0.0.1:7150");
-});
+Deno.test(
+  "loadConfig() takes DYNA_LISTEN when no address is given; an address given is always the node's own",
+  () => {
+    const alone = run([], { DYNA_LISTEN: "127.0.0.1:6660" });
+    assert.equal(`${alone.listen.hostname}:${alone.listen.port}`, "127.0.0.1:6660");
+    assert.equal(alone.join, undefined);
+    // `deno task start 127.0.0.1:7150` (the task sets DYNA_LISTEN): the address is where the node listens.
+    const given = run(["127.0.0.1:7150"], { DYNA_LISTEN: "127.0.0.1:6660" });
+    assert.equal(`${given.listen.hostname}:${given.listen.port}`, "127.0.0.1:7150");
+    assert.equal(given.join, undefined);
+    // Two addresses: its own, then a member to join.
+    const joining = run(["127.0.0.1:7151", "127.0.0.1:7150"], {
+      DYNA_LISTEN: "127.0.0.1:6660",
+      CLUSTER_SECRET: secret,
+    });
+    assert.equal(`${joining.listen.hostname}:${joining.listen.port}`, "127.0.0.1:7151");
+    assert.equal(`${joining.join?.hostname}:${joining.join?.port}`, "127.0.0.1:7150");
+  },
+);

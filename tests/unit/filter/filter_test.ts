@@ -52,19 +52,22 @@ const people: Record<string, unknown> = {
   fay: "just a string",
 };
 
-Deno.test("parseFilter() equality: plain values and $eq are deep JSON equality, objects in any key order", () => {
-  assert.deepEqual(matching({ age: 30 }, people), ["ann", "dee"], "30 equals 30.0, not the string");
-  assert.deepEqual(matching({ age: { $eq: "30" } }, people), ["cid"]);
-  assert.deepEqual(matching({ address: { zip: "0150", city: "Oslo" } }, people), ["ann", "dee"]);
-  assert.deepEqual(matching({ address: { city: "Oslo" } }, people), [], "an object equals only whole");
-  assert.deepEqual(matching({ tags: ["a", "b"] }, people), ["ann"], "arrays in order");
-  assert.deepEqual(matching({ tags: ["b", "a"] }, people), []);
-  assert.deepEqual(matching({ tags: [] }, people), ["cid"]);
-  assert.deepEqual(matching({ tags: {} }, people), [], "an empty array is not an empty object");
-  assert.deepEqual(matching({ nick: null }, people), ["cid"], "null equals only a present null");
-  assert.deepEqual(matching({ tags: "b" }, people), [], "no implicit walk into arrays");
-  assert.deepEqual(matching({ age: { $eq: { $gt: 1 } } }, { x: { age: { $gt: 1 } } }), ["x"]);
-});
+Deno.test(
+  "parseFilter() equality: plain values and $eq are deep JSON equality, objects in any key order",
+  () => {
+    assert.deepEqual(matching({ age: 30 }, people), ["ann", "dee"], "30 equals 30.0, not the string");
+    assert.deepEqual(matching({ age: { $eq: "30" } }, people), ["cid"]);
+    assert.deepEqual(matching({ address: { zip: "0150", city: "Oslo" } }, people), ["ann", "dee"]);
+    assert.deepEqual(matching({ address: { city: "Oslo" } }, people), [], "an object equals only whole");
+    assert.deepEqual(matching({ tags: ["a", "b"] }, people), ["ann"], "arrays in order");
+    assert.deepEqual(matching({ tags: ["b", "a"] }, people), []);
+    assert.deepEqual(matching({ tags: [] }, people), ["cid"]);
+    assert.deepEqual(matching({ tags: {} }, people), [], "an empty array is not an empty object");
+    assert.deepEqual(matching({ nick: null }, people), ["cid"], "null equals only a present null");
+    assert.deepEqual(matching({ tags: "b" }, people), [], "no implicit walk into arrays");
+    assert.deepEqual(matching({ age: { $eq: { $gt: 1 } } }, { x: { age: { $gt: 1 } } }), ["x"]);
+  },
+);
 
 Deno.test("parseFilter() $ne and $nin match a missing field; $eq and $in never do", () => {
   assert.deepEqual(matching({ age: { $ne: 30 } }, people), ["bob", "cid", "eve", "fay"]);
@@ -134,42 +137,45 @@ Deno.test("parseFilter() fields are ANDed, $or ORs, and $or beside fields is AND
   );
 });
 
-Deno.test("parseFilter() refuses malformed filters with invalid_request naming the problem and its place", () => {
-  const cases: Array<[string, string[]]> = [
-    ["not json", ["where is not JSON"]],
-    ["", ["where is not JSON"]],
-    ["[]", ["where must be a JSON object", "got array"]],
-    ["3", ["where must be a JSON object", "got number"]],
-    ["null", ["got null"]],
-    ["{}", ["where is an empty object"]],
-    ['{"$foo":1}', ['unknown operator "$foo"']],
-    ['{"$and":[{"a":1}]}', ['unknown operator "$and"']],
-    ['{"a":{"$foo":1}}', ['field "a"', 'unknown operator "$foo"']],
-    ['{"a":{"$gt":1,"b":2}}', ['field "a"', '"b" is not an operator']],
-    ['{"age":{"$gt":{}}}', ['field "age"', 'operator "$gt" needs a number or string, got object']],
-    ['{"age":{"$gte":null}}', ['operator "$gte" needs a number or string, got null']],
-    ['{"age":{"$lt":true}}', ['operator "$lt" needs a number or string, got boolean']],
-    ['{"age":{"$lte":[1]}}', ['operator "$lte" needs a number or string, got array']],
-    ['{"a":{"$in":[]}}', ['operator "$in" needs a non-empty array', "got an empty array"]],
-    ['{"a":{"$in":1}}', ['operator "$in" needs a non-empty array', "got number"]],
-    ['{"a":{"$nin":{}}}', ['operator "$nin" needs a non-empty array', "got object"]],
-    ['{"a":{"$exists":"yes"}}', ['operator "$exists" needs true or false, got string']],
-    ['{"a":{"$exists":1}}', ['operator "$exists" needs true or false, got number']],
-    ['{"a":{"$prefix":3}}', ['operator "$prefix" needs a string, got number']],
-    ['{"$or":{}}', ['"$or" needs a non-empty array of filters, got object']],
-    ['{"$or":[]}', ['"$or" needs a non-empty array', "got an empty array"]],
-    ['{"$or":[1]}', ["where: $or[0] must be a JSON object", "got number"]],
-    ['{"$or":[{"a":1},{}]}', ["where: $or[1] is an empty object"]],
-    ['{"$or":[{"$or":[{"a":{"$gt":[]}}]}]}', ['where: $or[0].$or[0]: field "a": operator "$gt"']],
-    ['{"":1}', ['field ""', "the path is empty"]],
-    ['{"a..b":1}', ['field "a..b"', "empty segment"]],
-    ['{"a.":1}', ["empty segment"]],
-    ['{"$key.x":1}', ['unknown operator "$key.x"']],
-    ['{"a":1e400}', ["does not fit a double", "overflow"]],
-    ['{"a":1e-400}', ["does not fit a double", "underflow"]],
-  ];
-  for (const [text, words] of cases) assertRefused(text, words);
-});
+Deno.test(
+  "parseFilter() refuses malformed filters with invalid_request naming the problem and its place",
+  () => {
+    const cases: Array<[string, string[]]> = [
+      ["not json", ["where is not JSON"]],
+      ["", ["where is not JSON"]],
+      ["[]", ["where must be a JSON object", "got array"]],
+      ["3", ["where must be a JSON object", "got number"]],
+      ["null", ["got null"]],
+      ["{}", ["where is an empty object"]],
+      ['{"$foo":1}', ['unknown operator "$foo"']],
+      ['{"$and":[{"a":1}]}', ['unknown operator "$and"']],
+      ['{"a":{"$foo":1}}', ['field "a"', 'unknown operator "$foo"']],
+      ['{"a":{"$gt":1,"b":2}}', ['field "a"', '"b" is not an operator']],
+      ['{"age":{"$gt":{}}}', ['field "age"', 'operator "$gt" needs a number or string, got object']],
+      ['{"age":{"$gte":null}}', ['operator "$gte" needs a number or string, got null']],
+      ['{"age":{"$lt":true}}', ['operator "$lt" needs a number or string, got boolean']],
+      ['{"age":{"$lte":[1]}}', ['operator "$lte" needs a number or string, got array']],
+      ['{"a":{"$in":[]}}', ['operator "$in" needs a non-empty array', "got an empty array"]],
+      ['{"a":{"$in":1}}', ['operator "$in" needs a non-empty array', "got number"]],
+      ['{"a":{"$nin":{}}}', ['operator "$nin" needs a non-empty array', "got object"]],
+      ['{"a":{"$exists":"yes"}}', ['operator "$exists" needs true or false, got string']],
+      ['{"a":{"$exists":1}}', ['operator "$exists" needs true or false, got number']],
+      ['{"a":{"$prefix":3}}', ['operator "$prefix" needs a string, got number']],
+      ['{"$or":{}}', ['"$or" needs a non-empty array of filters, got object']],
+      ['{"$or":[]}', ['"$or" needs a non-empty array', "got an empty array"]],
+      ['{"$or":[1]}', ["where: $or[0] must be a JSON object", "got number"]],
+      ['{"$or":[{"a":1},{}]}', ["where: $or[1] is an empty object"]],
+      ['{"$or":[{"$or":[{"a":{"$gt":[]}}]}]}', ['where: $or[0].$or[0]: field "a": operator "$gt"']],
+      ['{"":1}', ['field ""', "the path is empty"]],
+      ['{"a..b":1}', ['field "a..b"', "empty segment"]],
+      ['{"a.":1}', ["empty segment"]],
+      ['{"$key.x":1}', ['unknown operator "$key.x"']],
+      ['{"a":1e400}', ["does not fit a double", "overflow"]],
+      ['{"a":1e-400}', ["does not fit a double", "underflow"]],
+    ];
+    for (const [text, words] of cases) assertRefused(text, words);
+  },
+);
 
 Deno.test("parseFilter() bounds the text's bytes at bytesMax and bytesMax + 1, in UTF-8 bytes", () => {
   const padded = (bytes: number, char = "x") => {

@@ -109,131 +109,144 @@ function routePaths(): Array<[string, string]> {
   return allowedMethods().map(([path, allow]) => [path.replace(":table", "t").replace(/:\w+/g, "k"), allow]);
 }
 
-Deno.test("createApp() answers OPTIONS on every public route with 204 and the route's preflight headers", async () => {
-  const { app, broker } = makeApp();
-  for (const [path, allow] of routePaths()) {
-    const response = await answer(app, path, {
+Deno.test(
+  "createApp() answers OPTIONS on every public route with 204 and the route's preflight headers",
+  async () => {
+    const { app, broker } = makeApp();
+    for (const [path, allow] of routePaths()) {
+      const response = await answer(app, path, {
+        method: "OPTIONS",
+        headers: { origin: "http://page.example", "access-control-request-method": "PUT" },
+      });
+      assert.equal(response.status, 204, path);
+      assert.match(allow, /OPTIONS$/);
+      assert.equal(response.headers.get("allow"), allow, path);
+      assert.equal(response.headers.get("access-control-allow-methods"), allow, path);
+      assert.equal(response.headers.get("access-control-allow-headers"), corsAllowHeaders, path);
+      assert.equal(response.headers.get("access-control-max-age"), String(corsMaxAgeSecs), path);
+      assert.equal(response.headers.get("access-control-allow-origin"), "*", path);
+    }
+    const keyPreflight = await answer(app, "/t/key/k", { method: "OPTIONS" });
+    assert.equal(
+      keyPreflight.headers.get("access-control-allow-methods"),
+      "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
+    );
+    assert.equal(corsAllowHeaders, "Authorization, Content-Type, If-Match, Last-Event-ID");
+    const internal = await answer(app, "/_internal/apply", { method: "OPTIONS" });
+    assert.equal(internal.status, 404);
+    assert.equal(internal.headers.get("access-control-allow-origin"), null, "node-to-node routes: no CORS");
+    broker.close();
+  },
+);
+
+Deno.test(
+  "createApp() puts Access-Control-Allow-Origin * and exposes ETag on every public answer",
+  async () => {
+    const { app, broker } = makeApp();
+    const bearer = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const cases: Array<[string, RequestInit, number]> = [
+      ["/t/key/k", {}, 200],
+      ["/t/key/missing", {}, 404],
+      ["/t/key/k", { method: "HEAD" }, 200],
+      ["/t/key/k", { method: "PUT", headers: bearer, body: '{"value":2}' }, 201],
+      ["/t/key/k", { method: "PUT", body: '{"value":2}' }, 401],
+      ["/t/key/k", { method: "POST" }, 405],
+      ["/t/store", {}, 200],
+      ["/t/keys", {}, 200],
+      ["/t/keys", { method: "POST", body: '["k"]' }, 200],
+      ["/t/subscribe/k", {}, 200],
+      ["/t/subscribe", {}, 200],
+      ["/auth/alice", { method: "POST", body: '{"secret":"pw"}' }, 201],
+      ["/stats", {}, 200],
+      ["/health", {}, 200],
+      ["/membership", {}, 200],
+      ["/metrics", {}, 200],
+      ["/openapi.json", {}, 200],
+      ["/admin", {}, 200],
+      ["/admin/admin.js", {}, 200],
+      ["/no/such/route/here", {}, 404],
+      ["/t/key/%FF", {}, 400],
+    ];
+    for (const [path, init, status] of cases) {
+      const response = await answer(app, path, init);
+      const what = `${init.method ?? "GET"} ${path}`;
+      assert.equal(response.status, status, what);
+      assert.equal(response.headers.get("access-control-allow-origin"), "*", what);
+      assert.equal(response.headers.get("access-control-expose-headers"), "ETag, Retry-After", what);
+      assert.equal(response.headers.get("vary"), null, `${what}: the same for every origin`);
+      await response.body?.cancel();
+    }
+    const read = await answer(app, "/t/key/k");
+    assert.equal(read.headers.get("etag"), '"4"', "the PUT above wrote version 4");
+    const internal = await answer(app, "/_internal/apply", { method: "POST", body: "{}" });
+    assert.equal(internal.status, 200);
+    assert.equal(internal.headers.get("access-control-allow-origin"), null, "node-to-node answers: no CORS");
+    const starting = makeApp({ phase: "starting" });
+    const unavailable = await answer(starting.app, "/t/key/k");
+    assert.equal(unavailable.status, 503);
+    assert.equal(unavailable.headers.get("access-control-allow-origin"), "*");
+    assert.equal(unavailable.headers.get("retry-after"), "1");
+    starting.broker.close();
+    broker.close();
+  },
+);
+
+Deno.test(
+  "createApp() with the default * answers the GET of a key without reading a request header",
+  async () => {
+    const { app, broker } = makeApp();
+    let headerReads = 0;
+    // Deno copies every header on the first read of one, 4-10% of a GET: the hot path must not read any.
+    const request = {
+      url: "http://127.0.0.1:1/t/key/k",
+      method: "GET",
+      get headers(): Headers {
+        headerReads += 1;
+        return new Headers();
+      },
+    } as unknown as Request;
+    const response = await app.handle(request);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    assert.equal(response.headers.get("access-control-expose-headers"), "ETag, Retry-After");
+    assert.equal(headerReads, 0);
+    broker.close();
+  },
+);
+
+Deno.test(
+  "createApp() with an origin list echoes a listed Origin with Vary: Origin and omits the header " +
+    "otherwise",
+  async () => {
+    const { app, broker } = makeApp({ corsOrigins: ["http://page.example", "https://app.example:8443"] });
+    for (const path of ["/t/key/k", "/t/key/missing", "/stats", "/t/subscribe/k"]) {
+      const listed = await answer(app, path, { headers: { origin: "https://app.example:8443" } });
+      assert.equal(listed.headers.get("access-control-allow-origin"), "https://app.example:8443", path);
+      assert.equal(listed.headers.get("access-control-expose-headers"), "ETag, Retry-After", path);
+      assert.equal(listed.headers.get("vary"), "Origin", path);
+      const unlisted = await answer(app, path, { headers: { origin: "http://evil.example" } });
+      assert.equal(unlisted.headers.get("access-control-allow-origin"), null, path);
+      assert.equal(unlisted.headers.get("access-control-expose-headers"), null, path);
+      assert.equal(unlisted.headers.get("vary"), "Origin", path);
+      const none = await answer(app, path);
+      assert.equal(none.headers.get("access-control-allow-origin"), null, path);
+      for (const response of [listed, unlisted, none]) await response.body?.cancel();
+    }
+    const preflight = await answer(app, "/t/key/k", {
       method: "OPTIONS",
-      headers: { origin: "http://page.example", "access-control-request-method": "PUT" },
+      headers: { origin: "http://page.example" },
     });
-    assert.equal(response.status, 204, path);
-    assert.match(allow, /OPTIONS$/);
-    assert.equal(response.headers.get("allow"), allow, path);
-    assert.equal(response.headers.get("access-control-allow-methods"), allow, path);
-    assert.equal(response.headers.get("access-control-allow-headers"), corsAllowHeaders, path);
-    assert.equal(response.headers.get("access-control-max-age"), String(corsMaxAgeSecs), path);
-    assert.equal(response.headers.get("access-control-allow-origin"), "*", path);
-  }
-  const keyPreflight = await answer(app, "/t/key/k", { method: "OPTIONS" });
-  assert.equal(
-    keyPreflight.headers.get("access-control-allow-methods"),
-    "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
-  );
-  assert.equal(corsAllowHeaders, "Authorization, Content-Type, If-Match, Last-Event-ID");
-  const internal = await answer(app, "/_internal/apply", { method: "OPTIONS" });
-  assert.equal(internal.status, 404);
-  assert.equal(internal.headers.get("access-control-allow-origin"), null, "node-to-node routes: no CORS");
-  broker.close();
-});
-
-Deno.test("createApp() puts Access-Control-Allow-Origin * and exposes ETag on every public answer", async () => {
-  const { app, broker } = makeApp();
-  const bearer = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-  const cases: Array<[string, RequestInit, number]> = [
-    ["/t/key/k", {}, 200],
-    ["/t/key/missing", {}, 404],
-    ["/t/key/k", { method: "HEAD" }, 200],
-    ["/t/key/k", { method: "PUT", headers: bearer, body: '{"value":2}' }, 201],
-    ["/t/key/k", { method: "PUT", body: '{"value":2}' }, 401],
-    ["/t/key/k", { method: "POST" }, 405],
-    ["/t/store", {}, 200],
-    ["/t/keys", {}, 200],
-    ["/t/keys", { method: "POST", body: '["k"]' }, 200],
-    ["/t/subscribe/k", {}, 200],
-    ["/t/subscribe", {}, 200],
-    ["/auth/alice", { method: "POST", body: '{"secret":"pw"}' }, 201],
-    ["/stats", {}, 200],
-    ["/health", {}, 200],
-    ["/membership", {}, 200],
-    ["/metrics", {}, 200],
-    ["/openapi.json", {}, 200],
-    ["/admin", {}, 200],
-    ["/admin/admin.js", {}, 200],
-    ["/no/such/route/here", {}, 404],
-    ["/t/key/%FF", {}, 400],
-  ];
-  for (const [path, init, status] of cases) {
-    const response = await answer(app, path, init);
-    const what = `${init.method ?? "GET"} ${path}`;
-    assert.equal(response.status, status, what);
-    assert.equal(response.headers.get("access-control-allow-origin"), "*", what);
-    assert.equal(response.headers.get("access-control-expose-headers"), "ETag, Retry-After", what);
-    assert.equal(response.headers.get("vary"), null, `${what}: the same for every origin`);
-    await response.body?.cancel();
-  }
-  const read = await answer(app, "/t/key/k");
-  assert.equal(read.headers.get("etag"), '"4"', "the PUT above wrote version 4");
-  const internal = await answer(app, "/_internal/apply", { method: "POST", body: "{}" });
-  assert.equal(internal.status, 200);
-  assert.equal(internal.headers.get("access-control-allow-origin"), null, "node-to-node answers: no CORS");
-  const starting = makeApp({ phase: "starting" });
-  const unavailable = await answer(starting.app, "/t/key/k");
-  assert.equal(unavailable.status, 503);
-  assert.equal(unavailable.headers.get("access-control-allow-origin"), "*");
-  assert.equal(unavailable.headers.get("retry-after"), "1");
-  starting.broker.close();
-  broker.close();
-});
-
-Deno.test("createApp() with the default * answers the GET of a key without reading a request header", async () => {
-  const { app, broker } = makeApp();
-  let headerReads = 0;
-  // Deno copies every header on the first read of one, 4-10% of a GET: the hot path must not read any.
-  const request = {
-    url: "http://127.0.0.1:1/t/key/k",
-    method: "GET",
-    get headers(): Headers {
-      headerReads += 1;
-      return new Headers();
-    },
-  } as unknown as Request;
-  const response = await app.handle(request);
-  assert.equal(response.status, 200);
-  assert.equal(response.headers.get("access-control-allow-origin"), "*");
-  assert.equal(response.headers.get("access-control-expose-headers"), "ETag, Retry-After");
-  assert.equal(headerReads, 0);
-  broker.close();
-});
-
-Deno.test("createApp() with an origin list echoes a listed Origin with Vary: Origin and omits the header otherwise", async () => {
-  const { app, broker } = makeApp({ corsOrigins: ["http://page.example", "https://app.example:8443"] });
-  for (const path of ["/t/key/k", "/t/key/missing", "/stats", "/t/subscribe/k"]) {
-    const listed = await answer(app, path, { headers: { origin: "https://app.example:8443" } });
-    assert.equal(listed.headers.get("access-control-allow-origin"), "https://app.example:8443", path);
-    assert.equal(listed.headers.get("access-control-expose-headers"), "ETag, Retry-After", path);
-    assert.equal(listed.headers.get("vary"), "Origin", path);
-    const unlisted = await answer(app, path, { headers: { origin: "http://evil.example" } });
-    assert.equal(unlisted.headers.get("access-control-allow-origin"), null, path);
-    assert.equal(unlisted.headers.get("access-control-expose-headers"), null, path);
-    assert.equal(unlisted.headers.get("vary"), "Origin", path);
-    const none = await answer(app, path);
-    assert.equal(none.headers.get("access-control-allow-origin"), null, path);
-    for (const response of [listed, unlisted, none]) await response.body?.cancel();
-  }
-  const preflight = await answer(app, "/t/key/k", {
-    method: "OPTIONS",
-    headers: { origin: "http://page.example" },
-  });
-  assert.equal(preflight.status, 204);
-  assert.equal(preflight.headers.get("access-control-allow-origin"), "http://page.example");
-  const refused = await answer(app, "/t/key/k", {
-    method: "OPTIONS",
-    headers: { origin: "http://evil.example" },
-  });
-  assert.equal(refused.status, 204);
-  assert.equal(refused.headers.get("access-control-allow-origin"), null, "the browser refuses the request");
-  broker.close();
-});
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "http://page.example");
+    const refused = await answer(app, "/t/key/k", {
+      method: "OPTIONS",
+      headers: { origin: "http://evil.example" },
+    });
+    assert.equal(refused.status, 204);
+    assert.equal(refused.headers.get("access-control-allow-origin"), null, "the browser refuses the request");
+    broker.close();
+  },
+);
 
 Deno.test("createApp() with an empty origin list sends no CORS header and reads no Origin", async () => {
   const { app, broker } = makeApp({ corsOrigins: [] });

@@ -63,41 +63,47 @@ Deno.test("streamListing() answers only matching records, in order, as store and
   assert.deepEqual(JSON.parse(empty.chunks.join("")), {});
 });
 
-Deno.test("streamListing() with a filter counts limit in matches and releases the source at the limit", async () => {
-  const even = parseFilter('{"$key":{"$prefix":"k0000"},"n":{"$nin":[1,3,5,7,9]}}');
-  const page = await listed(1_000, { shape: "keys", filter: even, limit: 3 });
-  assert.deepEqual(JSON.parse(page.chunks.join("")), ["k000000", "k000002", "k000004"]);
-  assert.equal(page.seen.scanned, 5, "the scan stops at the third match");
-  assert.equal(page.seen.released, true, "the source is closed (its cursors released)");
-  const exact = await listed(1_000, { shape: "keys", filter: even, limit: 5 });
-  assert.deepEqual(JSON.parse(exact.chunks.join("")), [
-    "k000000",
-    "k000002",
-    "k000004",
-    "k000006",
-    "k000008",
-  ]);
-  const unfiltered = await listed(1_000, { shape: "keys", limit: 2 });
-  assert.deepEqual(JSON.parse(unfiltered.chunks.join("")), ["k000000", "k000001"]);
-});
+Deno.test(
+  "streamListing() with a filter counts limit in matches and releases the source at the limit",
+  async () => {
+    const even = parseFilter('{"$key":{"$prefix":"k0000"},"n":{"$nin":[1,3,5,7,9]}}');
+    const page = await listed(1_000, { shape: "keys", filter: even, limit: 3 });
+    assert.deepEqual(JSON.parse(page.chunks.join("")), ["k000000", "k000002", "k000004"]);
+    assert.equal(page.seen.scanned, 5, "the scan stops at the third match");
+    assert.equal(page.seen.released, true, "the source is closed (its cursors released)");
+    const exact = await listed(1_000, { shape: "keys", filter: even, limit: 5 });
+    assert.deepEqual(JSON.parse(exact.chunks.join("")), [
+      "k000000",
+      "k000002",
+      "k000004",
+      "k000006",
+      "k000008",
+    ]);
+    const unfiltered = await listed(1_000, { shape: "keys", limit: 2 });
+    assert.deepEqual(JSON.parse(unfiltered.chunks.join("")), ["k000000", "k000001"]);
+  },
+);
 
-Deno.test("streamListing() with a filter matching nothing in 1,000,000 records streams short chunks and ends", async () => {
-  const count = 1_000_000;
-  const nothing = parseFilter('{"n":{"$lt":0}}');
-  const { chunks, seen } = await listed(count, { shape: "store", filter: nothing });
-  assert.deepEqual(JSON.parse(chunks.join("")), {});
-  assert.equal(seen.scanned, count);
-  assert.equal(
-    chunks.length,
-    Math.floor(count / chunkScanCountMax) + 1,
-    "one chunk per scan bound, the last one closing",
-  );
-  assert.ok(chunks.every((chunk) => chunk.length <= 2), "each chunk is white space or a bracket");
-  // A match now and then still comes out in the chunk that scanned it, bounded by the scan.
-  const rare = await listed(100_000, { shape: "keys", filter: parseFilter('{"n":{"$in":[0,99999]}}') });
-  assert.deepEqual(JSON.parse(rare.chunks.join("")), ["k000000", "k099999"]);
-  assert.equal(rare.chunks.length, Math.floor(100_000 / chunkScanCountMax) + 1);
-});
+Deno.test(
+  "streamListing() with a filter matching nothing in 1,000,000 records streams short chunks and ends",
+  async () => {
+    const count = 1_000_000;
+    const nothing = parseFilter('{"n":{"$lt":0}}');
+    const { chunks, seen } = await listed(count, { shape: "store", filter: nothing });
+    assert.deepEqual(JSON.parse(chunks.join("")), {});
+    assert.equal(seen.scanned, count);
+    assert.equal(
+      chunks.length,
+      Math.floor(count / chunkScanCountMax) + 1,
+      "one chunk per scan bound, the last one closing",
+    );
+    assert.ok(chunks.every((chunk) => chunk.length <= 2), "each chunk is white space or a bracket");
+    // A match now and then still comes out in the chunk that scanned it, bounded by the scan.
+    const rare = await listed(100_000, { shape: "keys", filter: parseFilter('{"n":{"$in":[0,99999]}}') });
+    assert.deepEqual(JSON.parse(rare.chunks.join("")), ["k000000", "k099999"]);
+    assert.equal(rare.chunks.length, Math.floor(100_000 / chunkScanCountMax) + 1);
+  },
+);
 
 Deno.test("streamListing() unfiltered keeps its chunks of entries", async () => {
   const { chunks } = await listed(1_100, { shape: "keys" });

@@ -40,41 +40,47 @@ const linux = {
   "/proc/stat": procStat,
 };
 
-Deno.test("ProcessCollector.collect() reads RSS, descriptors, their soft limit, CPU and start time from /proc", async () => {
-  const collector = new ProcessCollector({ files: filesOf(linux), logger: silentLogger });
-  assert.deepEqual(
-    await collector.collect(),
-    {
-      residentBytes: 32584 * 1024,
-      openFds: 4,
-      maxFds: 20000,
-      cpuSeconds: 3,
-      startTimeSeconds: 1767225600 + 13677.5,
-    } satisfies ProcessMetrics,
-  );
-  assert.equal(statFields(stat)[0], "R", "the command name ends at its last parenthesis");
-});
+Deno.test(
+  "ProcessCollector.collect() reads RSS, descriptors, their soft limit, CPU and start time from /proc",
+  async () => {
+    const collector = new ProcessCollector({ files: filesOf(linux), logger: silentLogger });
+    assert.deepEqual(
+      await collector.collect(),
+      {
+        residentBytes: 32584 * 1024,
+        openFds: 4,
+        maxFds: 20000,
+        cpuSeconds: 3,
+        startTimeSeconds: 1767225600 + 13677.5,
+      } satisfies ProcessMetrics,
+    );
+    assert.equal(statFields(stat)[0], "R", "the command name ends at its last parenthesis");
+  },
+);
 
-Deno.test("ProcessCollector.collect() gives nothing without /proc, and leaves out a figure it cannot read", async () => {
-  assert.equal(
-    await new ProcessCollector({ files: filesOf({}), logger: silentLogger }).collect(),
-    undefined,
-  );
-  const partial = filesOf({ "/proc/self/stat": "16543 (deno) R 1 2" });
-  const metrics = await new ProcessCollector({ files: partial, logger: silentLogger }).collect();
-  assert.deepEqual(metrics, {
-    residentBytes: undefined,
-    openFds: 4,
-    maxFds: undefined,
-    cpuSeconds: undefined,
-    startTimeSeconds: undefined,
-  });
-  const text = new MetricsText();
-  writeProcessMetrics(text, metrics);
-  const families = parseExposition(text.text());
-  assert.deepEqual([...families.keys()], ["process_open_fds"], "absent, not zero");
-  assert.equal(maxFdsOf(limits.replace("20000 ", "unlimited ")), undefined);
-});
+Deno.test(
+  "ProcessCollector.collect() gives nothing without /proc, and leaves out a figure it cannot read",
+  async () => {
+    assert.equal(
+      await new ProcessCollector({ files: filesOf({}), logger: silentLogger }).collect(),
+      undefined,
+    );
+    const partial = filesOf({ "/proc/self/stat": "16543 (deno) R 1 2" });
+    const metrics = await new ProcessCollector({ files: partial, logger: silentLogger }).collect();
+    assert.deepEqual(metrics, {
+      residentBytes: undefined,
+      openFds: 4,
+      maxFds: undefined,
+      cpuSeconds: undefined,
+      startTimeSeconds: undefined,
+    });
+    const text = new MetricsText();
+    writeProcessMetrics(text, metrics);
+    const families = parseExposition(text.text());
+    assert.deepEqual([...families.keys()], ["process_open_fds"], "absent, not zero");
+    assert.equal(maxFdsOf(limits.replace("20000 ", "unlimited ")), undefined);
+  },
+);
 
 Deno.test("ProcessCollector.collect() gives nothing when /proc refuses to be read", async () => {
   const refused: ProcessFiles = {

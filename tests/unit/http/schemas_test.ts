@@ -68,36 +68,39 @@ Deno.test("decodeName() normalizes to NFC, so composed and decomposed spellings 
   assert.equal(decodeName("Zo%C3%AB%20%F0%9F%98%80", options), "Zo\u00eb \u{1f600}");
 });
 
-Deno.test("decodeName() refuses invisible and bidirectional control characters, naming the code point", () => {
-  const options = { what: "user" as const, bytesMax: 256 };
-  const refused: Array<[string, string, RegExp]> = [
-    ["zero width joiner", "a%E2%80%8Db", /U\+200D, an invisible \(default-ignorable\) character/],
-    ["zero width non-joiner", "a%E2%80%8Cb", /U\+200C, an invisible/],
-    ["zero width space", "%E2%80%8Bab", /U\+200B, an invisible/],
-    ["soft hyphen", "jo%C2%ADse", /U\+00AD, an invisible/],
-    ["variation selector 16", "a%EF%B8%8F", /U\+FE0F, an invisible/],
-    ["variation selector 17", "a%F3%A0%84%80", /U\+E0100, an invisible/],
-    ["byte order mark", "%EF%BB%BFa", /U\+FEFF, an invisible/],
-    ["combining grapheme joiner", "a%CD%8Fb", /U\+034F, an invisible/],
-    ["Hangul filler", "%E3%85%A4", /U\+3164, an invisible/],
-    ["arabic letter mark", "a%D8%9Cb", /U\+061C, a bidirectional control character/],
-    ["left-to-right mark", "a%E2%80%8E", /U\+200E, a bidirectional control/],
-    ["right-to-left mark", "a%E2%80%8F", /U\+200F, a bidirectional control/],
-    ["right-to-left override", "%E2%80%AEgnp.exe", /U\+202E, a bidirectional control/],
-    ["left-to-right embedding", "%E2%80%AAa", /U\+202A, a bidirectional control/],
-    ["first strong isolate", "a%E2%81%A8", /U\+2068, a bidirectional control/],
-    ["pop directional isolate", "a%E2%81%A9", /U\+2069, a bidirectional control/],
-  ];
-  for (const [what, raw, message] of refused) {
-    assert.throws(() => decodeName(raw, options), (error: unknown) => {
-      assert.ok(error instanceof KvError, what);
-      assert.equal(error.code, "invalid_name", what);
-      assert.match(error.message, message, what);
-      assert.ok(/^[\x20-\x7e]*$/.test(error.message), `${what}: the message quotes no raw character`);
-      return true;
-    });
-  }
-});
+Deno.test(
+  "decodeName() refuses invisible and bidirectional control characters, naming the code point",
+  () => {
+    const options = { what: "user" as const, bytesMax: 256 };
+    const refused: Array<[string, string, RegExp]> = [
+      ["zero width joiner", "a%E2%80%8Db", /U\+200D, an invisible \(default-ignorable\) character/],
+      ["zero width non-joiner", "a%E2%80%8Cb", /U\+200C, an invisible/],
+      ["zero width space", "%E2%80%8Bab", /U\+200B, an invisible/],
+      ["soft hyphen", "jo%C2%ADse", /U\+00AD, an invisible/],
+      ["variation selector 16", "a%EF%B8%8F", /U\+FE0F, an invisible/],
+      ["variation selector 17", "a%F3%A0%84%80", /U\+E0100, an invisible/],
+      ["byte order mark", "%EF%BB%BFa", /U\+FEFF, an invisible/],
+      ["combining grapheme joiner", "a%CD%8Fb", /U\+034F, an invisible/],
+      ["Hangul filler", "%E3%85%A4", /U\+3164, an invisible/],
+      ["arabic letter mark", "a%D8%9Cb", /U\+061C, a bidirectional control character/],
+      ["left-to-right mark", "a%E2%80%8E", /U\+200E, a bidirectional control/],
+      ["right-to-left mark", "a%E2%80%8F", /U\+200F, a bidirectional control/],
+      ["right-to-left override", "%E2%80%AEgnp.exe", /U\+202E, a bidirectional control/],
+      ["left-to-right embedding", "%E2%80%AAa", /U\+202A, a bidirectional control/],
+      ["first strong isolate", "a%E2%81%A8", /U\+2068, a bidirectional control/],
+      ["pop directional isolate", "a%E2%81%A9", /U\+2069, a bidirectional control/],
+    ];
+    for (const [what, raw, message] of refused) {
+      assert.throws(() => decodeName(raw, options), (error: unknown) => {
+        assert.ok(error instanceof KvError, what);
+        assert.equal(error.code, "invalid_name", what);
+        assert.match(error.message, message, what);
+        assert.ok(/^[\x20-\x7e]*$/.test(error.message), `${what}: the message quotes no raw character`);
+        return true;
+      });
+    }
+  },
+);
 
 Deno.test("decodeName() measures nameBytesMax on the normalized name: max passes, max + 1 is refused", () => {
   const options = { what: "key" as const, bytesMax: 10 };
@@ -168,29 +171,32 @@ Deno.test("readBodyText() reads up to bytesMax and refuses bytesMax + 1 while re
   );
 });
 
-Deno.test("readBodyText() gives up on a body that stalls after timeoutMs (408), and a broken one is 400", async () => {
-  const request = (body: BodyInit) => new Request("http://h/", { method: "POST", body });
-  const stalled = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(new Uint8Array(10)); // ... and nothing more, ever
-    },
-  });
-  const startedMs = performance.now();
-  await assert.rejects(readBodyText(request(stalled), { bytesMax: 4096, timeoutMs: 50 }), {
-    code: "request_timeout",
-    message: "the request body did not arrive whole within 50 ms",
-  });
-  assert.ok(performance.now() - startedMs >= 45, "it waited for the timeout");
-  const broken = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      controller.error(new Deno.errors.BadResource("Cannot read body as underlying resource unavailable"));
-    },
-  });
-  assert.equal(
-    await asyncCodeOf(() => readBodyText(request(broken), { bytesMax: 4096, timeoutMs: 1_000 })),
-    "invalid_request",
-  );
-});
+Deno.test(
+  "readBodyText() gives up on a body that stalls after timeoutMs (408), and a broken one is 400",
+  async () => {
+    const request = (body: BodyInit) => new Request("http://h/", { method: "POST", body });
+    const stalled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array(10)); // ... and nothing more, ever
+      },
+    });
+    const startedMs = performance.now();
+    await assert.rejects(readBodyText(request(stalled), { bytesMax: 4096, timeoutMs: 50 }), {
+      code: "request_timeout",
+      message: "the request body did not arrive whole within 50 ms",
+    });
+    assert.ok(performance.now() - startedMs >= 45, "it waited for the timeout");
+    const broken = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.error(new Deno.errors.BadResource("Cannot read body as underlying resource unavailable"));
+      },
+    });
+    assert.equal(
+      await asyncCodeOf(() => readBodyText(request(broken), { bytesMax: 4096, timeoutMs: 1_000 })),
+      "invalid_request",
+    );
+  },
+);
 
 Deno.test("readJsonBody() checks depth before parsing and reports bad JSON as 400", async () => {
   const request = (body: string) => new Request("http://h/", { method: "POST", body });
@@ -222,46 +228,50 @@ Deno.test("readJsonBody() refuses a number that would become Infinity or 0, nami
   });
 });
 
-Deno.test("valueOfBody() refuses exactly the bodies the documented schemas ValueBody and MergePatchBody refuse", () => {
-  // Bodies as JSON.parse gives them: the hand check and the schema must agree on each.
-  const bodies = [
-    "{}",
-    '{"value":1}',
-    '{"value":null}',
-    '{"value":"s"}',
-    '{"value":[1,{"a":2}]}',
-    '{"value":{}}',
-    '{"value":{"a":{"b":[null]}}}',
-    '{"other":1}',
-    '{"value":1,"extra":2}',
-    "[]",
-    '[{"value":1}]',
-    "null",
-    "3",
-    '"value"',
-    '{"value":{},"ttl_secs":1}',
-    `{"value":{},"ttl_secs":${defaultLimits.ttlSecsMax}}`,
-    `{"value":{},"ttl_secs":${defaultLimits.ttlSecsMax + 1}}`,
-    '{"value":{},"ttl_secs":0}',
-    '{"value":{},"ttl_secs":-3}',
-    '{"value":{},"ttl_secs":1.5}',
-    '{"value":{},"ttl_secs":"5"}',
-    '{"value":{},"ttl_secs":null}',
-    '{"value":{},"ttl_secs":[5]}',
-    '{"value":1,"ttl_secs":1e3}',
-  ];
-  for (const text of bodies) {
-    const body = JSON.parse(text);
-    for (const [objectOnly, schema] of [[false, ValueBody], [true, MergePatchBody]] as const) {
-      const byHand = codeOf(() => {
-        valueOfBody(body, { objectOnly });
-        ttlSecsOfBody(body, defaultLimits.ttlSecsMax);
-      });
-      const bySchema = schema.safeParse(body).success ? "none" : "invalid_request";
-      assert.equal(byHand, bySchema, `${text} (objectOnly ${objectOnly})`);
+Deno.test(
+  "valueOfBody() refuses exactly the bodies the documented schemas ValueBody and MergePatchBody " +
+    "refuse",
+  () => {
+    // Bodies as JSON.parse gives them: the hand check and the schema must agree on each.
+    const bodies = [
+      "{}",
+      '{"value":1}',
+      '{"value":null}',
+      '{"value":"s"}',
+      '{"value":[1,{"a":2}]}',
+      '{"value":{}}',
+      '{"value":{"a":{"b":[null]}}}',
+      '{"other":1}',
+      '{"value":1,"extra":2}',
+      "[]",
+      '[{"value":1}]',
+      "null",
+      "3",
+      '"value"',
+      '{"value":{},"ttl_secs":1}',
+      `{"value":{},"ttl_secs":${defaultLimits.ttlSecsMax}}`,
+      `{"value":{},"ttl_secs":${defaultLimits.ttlSecsMax + 1}}`,
+      '{"value":{},"ttl_secs":0}',
+      '{"value":{},"ttl_secs":-3}',
+      '{"value":{},"ttl_secs":1.5}',
+      '{"value":{},"ttl_secs":"5"}',
+      '{"value":{},"ttl_secs":null}',
+      '{"value":{},"ttl_secs":[5]}',
+      '{"value":1,"ttl_secs":1e3}',
+    ];
+    for (const text of bodies) {
+      const body = JSON.parse(text);
+      for (const [objectOnly, schema] of [[false, ValueBody], [true, MergePatchBody]] as const) {
+        const byHand = codeOf(() => {
+          valueOfBody(body, { objectOnly });
+          ttlSecsOfBody(body, defaultLimits.ttlSecsMax);
+        });
+        const bySchema = schema.safeParse(body).success ? "none" : "invalid_request";
+        assert.equal(byHand, bySchema, `${text} (objectOnly ${objectOnly})`);
+      }
     }
-  }
-});
+  },
+);
 
 Deno.test("ListQuery passes where through as text and still checks limit", () => {
   const where = '{"age":{"$gte":18}}';
@@ -277,24 +287,27 @@ Deno.test("ListQuery passes where through as text and still checks limit", () =>
   );
 });
 
-Deno.test("ttlSecsOfBody() takes an integer from 1 to ttlSecsMax and names the limit and the value otherwise", () => {
-  const max = defaultLimits.ttlSecsMax;
-  assert.equal(ttlSecsOfBody({ value: 1 }, max), undefined);
-  assert.equal(ttlSecsOfBody({ value: 1, ttl_secs: 1 }, max), 1);
-  assert.equal(ttlSecsOfBody({ value: 1, ttl_secs: max }, max), max);
-  const refusals: Array<[unknown, string]> = [
-    [0, "0"],
-    [-1, "-1"],
-    [1.5, "1.5"],
-    [max + 1, String(max + 1)],
-    ["5", '"5"'],
-    [null, "null"],
-    [{ a: "x".repeat(100) }, `{"a":"${"x".repeat(34)}...`],
-  ];
-  for (const [ttlSecs, shown] of refusals) {
-    assert.throws(() => ttlSecsOfBody({ value: 1, ttl_secs: ttlSecs }, max), {
-      code: "invalid_request",
-      message: `ttl_secs is ${shown}; it must be an integer from 1 to ${max} (ttlSecsMax, seconds)`,
-    });
-  }
-});
+Deno.test(
+  "ttlSecsOfBody() takes an integer from 1 to ttlSecsMax and names the limit and the value otherwise",
+  () => {
+    const max = defaultLimits.ttlSecsMax;
+    assert.equal(ttlSecsOfBody({ value: 1 }, max), undefined);
+    assert.equal(ttlSecsOfBody({ value: 1, ttl_secs: 1 }, max), 1);
+    assert.equal(ttlSecsOfBody({ value: 1, ttl_secs: max }, max), max);
+    const refusals: Array<[unknown, string]> = [
+      [0, "0"],
+      [-1, "-1"],
+      [1.5, "1.5"],
+      [max + 1, String(max + 1)],
+      ["5", '"5"'],
+      [null, "null"],
+      [{ a: "x".repeat(100) }, `{"a":"${"x".repeat(34)}...`],
+    ];
+    for (const [ttlSecs, shown] of refusals) {
+      assert.throws(() => ttlSecsOfBody({ value: 1, ttl_secs: ttlSecs }, max), {
+        code: "invalid_request",
+        message: `ttl_secs is ${shown}; it must be an integer from 1 to ${max} (ttlSecsMax, seconds)`,
+      });
+    }
+  },
+);

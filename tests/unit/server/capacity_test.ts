@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { capacityOf } from "../../../src/server/mod.ts";
 import { reservedFdsOf } from "../../../src/server/capacity.ts";
 
-Deno.test("capacityOf() keeps connections a reserve below the descriptor limit, subscribers below connections", () => {
-  const capacity = capacityOf({ fdLimit: 1_024, connectionsMax: 1_000_000, subscribersMax: 20_000 });
-  assert.deepEqual(capacity, { connectionsMax: 896, subscribersMax: 851, reservedFds: 128 });
-});
+Deno.test(
+  "capacityOf() keeps connections a reserve below the descriptor limit, subscribers below connections",
+  () => {
+    const capacity = capacityOf({ fdLimit: 1_024, connectionsMax: 1_000_000, subscribersMax: 20_000 });
+    assert.deepEqual(capacity, { connectionsMax: 896, subscribersMax: 851, reservedFds: 128 });
+  },
+);
 
 Deno.test("capacityOf() reserves a tenth of a large limit", () => {
   const capacity = capacityOf({ fdLimit: 20_000, connectionsMax: 1_000_000, subscribersMax: 20_000 });

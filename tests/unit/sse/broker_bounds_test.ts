@@ -32,31 +32,34 @@ function makeBroker(overrides: Partial<Limits> = {}): Broker {
   return new Broker({ limits: testLimits(overrides), logger: silentLogger, clock: new ManualClock(1) });
 }
 
-Deno.test("Broker disconnects a slow subscriber at sseQueueDepthMax + 1 while a fast one gets everything", async () => {
-  const logger = recordingLogger();
-  const broker = new Broker({ limits: testLimits({ sseQueueDepthMax: 4 }), logger });
-  const events = new EventMaker();
-  const slow = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  const fast = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  assert.equal(await slow.next(), ready(0));
-  assert.equal(await fast.next(), ready(0));
-  for (let version = 1; version <= 4; version += 1) {
-    broker.publish(events.updated({ table: "t", key: "k", version }));
-    assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
-  }
-  assert.equal(broker.activeCount, 2, "at sseQueueDepthMax the slow subscriber is still open");
-  assert.equal(broker.droppedCount, 0);
-  for (let version = 5; version <= 12; version += 1) {
-    broker.publish(events.updated({ table: "t", key: "k", version }));
-    assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
-  }
-  assert.equal(broker.activeCount, 1);
-  assert.equal(broker.droppedCount, 1);
-  assert.deepEqual(logger.debugMessages, ["sse: disconnected a slow subscriber"]);
-  await assert.rejects(slow.reader.read(), SubscriberTooSlowError, "the backlog is dropped, not delivered");
-  broker.close();
-  assert.deepEqual(await fast.rest(), []);
-});
+Deno.test(
+  "Broker disconnects a slow subscriber at sseQueueDepthMax + 1 while a fast one gets everything",
+  async () => {
+    const logger = recordingLogger();
+    const broker = new Broker({ limits: testLimits({ sseQueueDepthMax: 4 }), logger });
+    const events = new EventMaker();
+    const slow = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+    const fast = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+    assert.equal(await slow.next(), ready(0));
+    assert.equal(await fast.next(), ready(0));
+    for (let version = 1; version <= 4; version += 1) {
+      broker.publish(events.updated({ table: "t", key: "k", version }));
+      assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
+    }
+    assert.equal(broker.activeCount, 2, "at sseQueueDepthMax the slow subscriber is still open");
+    assert.equal(broker.droppedCount, 0);
+    for (let version = 5; version <= 12; version += 1) {
+      broker.publish(events.updated({ table: "t", key: "k", version }));
+      assert.equal(await fast.next(), keyFrameText("Updated", version, liveJson(version, version)));
+    }
+    assert.equal(broker.activeCount, 1);
+    assert.equal(broker.droppedCount, 1);
+    assert.deepEqual(logger.debugMessages, ["sse: disconnected a slow subscriber"]);
+    await assert.rejects(slow.reader.read(), SubscriberTooSlowError, "the backlog is dropped, not delivered");
+    broker.close();
+    assert.deepEqual(await fast.rest(), []);
+  },
+);
 
 Deno.test("Broker holds sseQueueDepthMax frames for a subscriber that has not read yet", async () => {
   const broker = makeBroker({ sseQueueDepthMax: 3 });
@@ -125,73 +128,83 @@ Deno.test("Subscription.close() ends the stream after the queued frames and unre
   assert.deepEqual(await reader.rest(), [ready(0), keyFrameText("Updated", 1, liveJson(1, 1))]);
 });
 
-Deno.test("Broker sends one shared keepalive to every open stream every sseKeepaliveMs of its clock", async () => {
-  const clock = new ManualClock(1);
-  const broker = new Broker({ limits: testLimits({ sseKeepaliveMs: 20 }), logger: silentLogger, clock });
-  const events = new EventMaker();
-  const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  const second = new FrameReader(broker.subscribeTable("t", {}).stream);
-  assert.equal(await first.next(), ready(0));
-  assert.equal(await second.next(), ready(1000));
-  assert.equal(clock.timerCount, 1, "one timer for every stream");
-  clock.advance(19);
-  // Not due yet: the next frame of each stream is a change published after the 19 ms.
-  broker.publish(events.updated({ table: "t", key: "k", version: 1 }));
-  assert.equal(await first.next(), keyFrameText("Updated", 1, liveJson(1, 1)));
-  await second.next();
-  clock.advance(1);
-  const firstKeepalive = await withTimeout(first.nextBytes(), 2_000);
-  const secondKeepalive = await withTimeout(second.nextBytes(), 2_000);
-  assert.equal(new TextDecoder().decode(firstKeepalive), ": keepalive\n\n");
-  assert.equal(secondKeepalive, firstKeepalive, "one Uint8Array for every stream");
-  clock.advance(20);
-  assert.equal(await withTimeout(first.next(), 2_000), ": keepalive\n\n", "it repeats");
-  assert.equal(clock.timerCount, 1);
-  await first.cancel();
-  await second.cancel();
-  assert.equal(broker.keepaliveRunning, false);
-  assert.equal(clock.timerCount, 0, "the last subscriber left: no timer is left armed");
-});
+Deno.test(
+  "Broker sends one shared keepalive to every open stream every sseKeepaliveMs of its clock",
+  async () => {
+    const clock = new ManualClock(1);
+    const broker = new Broker({ limits: testLimits({ sseKeepaliveMs: 20 }), logger: silentLogger, clock });
+    const events = new EventMaker();
+    const first = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+    const second = new FrameReader(broker.subscribeTable("t", {}).stream);
+    assert.equal(await first.next(), ready(0));
+    assert.equal(await second.next(), ready(1000));
+    assert.equal(clock.timerCount, 1, "one timer for every stream");
+    clock.advance(19);
+    // Not due yet: the next frame of each stream is a change published after the 19 ms.
+    broker.publish(events.updated({ table: "t", key: "k", version: 1 }));
+    assert.equal(await first.next(), keyFrameText("Updated", 1, liveJson(1, 1)));
+    await second.next();
+    clock.advance(1);
+    const firstKeepalive = await withTimeout(first.nextBytes(), 2_000);
+    const secondKeepalive = await withTimeout(second.nextBytes(), 2_000);
+    assert.equal(new TextDecoder().decode(firstKeepalive), ": keepalive\n\n");
+    assert.equal(secondKeepalive, firstKeepalive, "one Uint8Array for every stream");
+    clock.advance(20);
+    assert.equal(await withTimeout(first.next(), 2_000), ": keepalive\n\n", "it repeats");
+    assert.equal(clock.timerCount, 1);
+    await first.cancel();
+    await second.cancel();
+    assert.equal(broker.keepaliveRunning, false);
+    assert.equal(clock.timerCount, 0, "the last subscriber left: no timer is left armed");
+  },
+);
 
-Deno.test("Broker restarts the keepalive timer for a subscriber that arrives after all had left", async () => {
-  const clock = new ManualClock(1);
-  const broker = new Broker({ limits: testLimits({ sseKeepaliveMs: 20 }), logger: silentLogger, clock });
-  assert.equal(broker.keepaliveRunning, false, "no timer before the first subscriber");
-  await new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream).cancel();
-  assert.equal(broker.activeCount, 0);
-  assert.equal(broker.keepaliveRunning, false);
-  assert.equal(clock.timerCount, 0);
-  const reader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  assert.equal(await reader.next(), ready(0));
-  clock.advance(20);
-  assert.equal(await withTimeout(reader.next(), 2_000), ": keepalive\n\n");
-  broker.close();
-  assert.deepEqual(await reader.rest(), []);
-  assert.equal(clock.timerCount, 0, "close() clears the keepalive's timer");
-});
+Deno.test(
+  "Broker restarts the keepalive timer for a subscriber that arrives after all had left",
+  async () => {
+    const clock = new ManualClock(1);
+    const broker = new Broker({ limits: testLimits({ sseKeepaliveMs: 20 }), logger: silentLogger, clock });
+    assert.equal(broker.keepaliveRunning, false, "no timer before the first subscriber");
+    await new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream).cancel();
+    assert.equal(broker.activeCount, 0);
+    assert.equal(broker.keepaliveRunning, false);
+    assert.equal(clock.timerCount, 0);
+    const reader = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+    assert.equal(await reader.next(), ready(0));
+    clock.advance(20);
+    assert.equal(await withTimeout(reader.next(), 2_000), ": keepalive\n\n");
+    broker.close();
+    assert.deepEqual(await reader.rest(), []);
+    assert.equal(clock.timerCount, 0, "close() clears the keepalive's timer");
+  },
+);
 
-Deno.test("Broker replays sseHistoryDepth versions of a key, and falls back to Resync and the current value past it", async () => {
-  const broker = makeBroker({ sseHistoryDepth: 3 });
-  const events = new EventMaker();
-  watchKeys(broker, "t", ["k"]);
-  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
-  const atMax = new FrameReader(
-    broker.subscribeKey("t", "k", { lastEventId: 0, current: entryOf({ key: "k", version: 3 }) }).stream,
-  );
-  broker.publish(events.updated({ table: "t", key: "k", version: 4 }));
-  const current = entryOf({ key: "k", version: 4 });
-  const overMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
-  const withinMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
-  broker.close();
-  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
-  assert.deepEqual(await atMax.rest(), [ready(0), frame(1), frame(2), frame(3), frame(4)]);
-  assert.deepEqual(await overMax.rest(), [
-    ready(0),
-    keyResyncText("t", "k"),
-    keyFrameText("Updated", 4, current.json),
-  ]);
-  assert.deepEqual(await withinMax.rest(), [ready(1), frame(2), frame(3), frame(4)]);
-});
+Deno.test(
+  "Broker replays sseHistoryDepth versions of a key, and falls back to Resync and the current value " +
+    "past it",
+  async () => {
+    const broker = makeBroker({ sseHistoryDepth: 3 });
+    const events = new EventMaker();
+    watchKeys(broker, "t", ["k"]);
+    for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+    const atMax = new FrameReader(
+      broker.subscribeKey("t", "k", { lastEventId: 0, current: entryOf({ key: "k", version: 3 }) }).stream,
+    );
+    broker.publish(events.updated({ table: "t", key: "k", version: 4 }));
+    const current = entryOf({ key: "k", version: 4 });
+    const overMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
+    const withinMax = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
+    broker.close();
+    const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+    assert.deepEqual(await atMax.rest(), [ready(0), frame(1), frame(2), frame(3), frame(4)]);
+    assert.deepEqual(await overMax.rest(), [
+      ready(0),
+      keyResyncText("t", "k"),
+      keyFrameText("Updated", 4, current.json),
+    ]);
+    assert.deepEqual(await withinMax.rest(), [ready(1), frame(2), frame(3), frame(4)]);
+  },
+);
 
 Deno.test("Broker remembers sseHistoryKeysMax keys and forgets the least recently changed one", async () => {
   const broker = makeBroker({ sseHistoryKeysMax: 2 });
@@ -245,16 +258,19 @@ Deno.test("Broker.close() ends every stream and refuses new subscriptions", asyn
   broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 1 }));
 });
 
-Deno.test("Broker.publish() ignores event.sequence and asserts the version is a positive safe integer", () => {
-  const broker = makeBroker();
-  const events = new EventMaker();
-  const first = events.updated({ table: "t", key: "k", version: 1 });
-  broker.publish({ ...first, sequence: 0 }); // a forwarded change has no local sequence
-  broker.publish({ ...first, key: "j", sequence: 0 });
-  assert.equal(broker.publishedVersionCount, 2);
-  assert.throws(() => broker.publish({ ...first, version: 0 }), AssertionError);
-  assert.throws(() => broker.publish({ ...first, version: 2.5 }), AssertionError);
-});
+Deno.test(
+  "Broker.publish() ignores event.sequence and asserts the version is a positive safe integer",
+  () => {
+    const broker = makeBroker();
+    const events = new EventMaker();
+    const first = events.updated({ table: "t", key: "k", version: 1 });
+    broker.publish({ ...first, sequence: 0 }); // a forwarded change has no local sequence
+    broker.publish({ ...first, key: "j", sequence: 0 });
+    assert.equal(broker.publishedVersionCount, 2);
+    assert.throws(() => broker.publish({ ...first, version: 0 }), AssertionError);
+    assert.throws(() => broker.publish({ ...first, version: 2.5 }), AssertionError);
+  },
+);
 
 Deno.test("Broker asserts that its first table-stream id is a positive safe integer", () => {
   const limits = testLimits();
@@ -280,19 +296,22 @@ function eventBytes(): { keyFrameBytes: number; tableFrameBytes: number } {
   };
 }
 
-Deno.test("Broker.historyBytes counts key and table frames with their overhead, within sseHistoryBytesMax", () => {
-  const { keyFrameBytes, tableFrameBytes } = eventBytes();
-  const broker = makeBroker({ sseHistoryBytesMax: 2 * (keyFrameBytes + tableFrameBytes) });
-  const events = new EventMaker();
-  for (const [table, key] of [["t", "a"], ["u", "b"], ["v", "c"]]) watchKeys(broker, table!, [key!]);
-  assert.equal(broker.historyBytes, 0);
-  broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
-  assert.equal(broker.historyBytes, keyFrameBytes + tableFrameBytes);
-  broker.publish(events.updated({ table: "u", key: "b", version: 1 }));
-  assert.equal(broker.historyBytes, 2 * (keyFrameBytes + tableFrameBytes), "at sseHistoryBytesMax");
-  broker.publish(events.updated({ table: "v", key: "c", version: 1 }));
-  assert.equal(broker.historyBytes, 2 * (keyFrameBytes + tableFrameBytes), "one over: the oldest went");
-});
+Deno.test(
+  "Broker.historyBytes counts key and table frames with their overhead, within sseHistoryBytesMax",
+  () => {
+    const { keyFrameBytes, tableFrameBytes } = eventBytes();
+    const broker = makeBroker({ sseHistoryBytesMax: 2 * (keyFrameBytes + tableFrameBytes) });
+    const events = new EventMaker();
+    for (const [table, key] of [["t", "a"], ["u", "b"], ["v", "c"]]) watchKeys(broker, table!, [key!]);
+    assert.equal(broker.historyBytes, 0);
+    broker.publish(events.updated({ table: "t", key: "a", version: 1 }));
+    assert.equal(broker.historyBytes, keyFrameBytes + tableFrameBytes);
+    broker.publish(events.updated({ table: "u", key: "b", version: 1 }));
+    assert.equal(broker.historyBytes, 2 * (keyFrameBytes + tableFrameBytes), "at sseHistoryBytesMax");
+    broker.publish(events.updated({ table: "v", key: "c", version: 1 }));
+    assert.equal(broker.historyBytes, 2 * (keyFrameBytes + tableFrameBytes), "one over: the oldest went");
+  },
+);
 
 Deno.test("Broker resumes a key or table evicted by sseHistoryBytesMax: value, Resync", async () => {
   const { keyFrameBytes, tableFrameBytes } = eventBytes();

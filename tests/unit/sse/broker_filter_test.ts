@@ -46,170 +46,178 @@ async function readAll(reader: FrameReader, until: (seen: Seen) => boolean): Pro
   return (await readBlocksUntil(reader, (block) => until(seenOf(block)))).map(seenOf);
 }
 
-Deno.test("Broker filtered streams match a model of the same writes: Updated, Left, Deleted and nothing else (seeded)", async () => {
-  const random = Random.fromEnv("filter model");
-  const fs = new MemoryFs();
-  const log = await ChangeLog.open({
-    dir: "/data",
-    fs,
-    encryption: testEncryption,
-    clock: new ManualClock(1_700_000_000_000),
-    logger: silentLogger,
-    retention: { ageMs: 600_000, recordsMax: 100_000, bytesMax: 64 << 20 },
-  });
-  const broker = new Broker({
-    limits: testLimits({ sseQueueDepthMax: 8_192 }),
-    logger: silentLogger,
-    history: log,
-  });
-  const filter = parseFilter(filterText);
-  const model = new Map<string, Write>();
-  const writes: Write[] = [];
-  const write = () => {
-    const key = `k${random.int(40)}`;
-    const version = (model.get(key)?.version ?? 0) + 1;
-    const value = random.next() < 0.15
-      ? undefined
-      : { n: random.int(10), color: ["red", "blue", "green"][random.int(3)]! };
-    const entry: Write = { key, version, value };
-    model.set(key, entry);
-    writes.push(entry);
-    const json = jsonOf(entry);
-    const kind = value === undefined ? "Deleted" : "Updated";
-    broker.publish({ kind, table: "t", key, version, sequence: 0, json, source: "local" });
-  };
-  for (let count = 0; count < 200; count += 1) write();
-  // A snapshot stream: its records are the model's matching ones; pages read the model now.
-  async function* pages(): AsyncGenerator<SnapshotRecord[]> {
-    const records = [...model.values()].filter((entry) => entry.value !== undefined).sort((a, b) =>
-      a.key < b.key ? -1 : 1
+Deno.test(
+  "Broker filtered streams match a model of the same writes: Updated, Left, Deleted and nothing else " +
+    "(seeded)",
+  async () => {
+    const random = Random.fromEnv("filter model");
+    const fs = new MemoryFs();
+    const log = await ChangeLog.open({
+      dir: "/data",
+      fs,
+      encryption: testEncryption,
+      clock: new ManualClock(1_700_000_000_000),
+      logger: silentLogger,
+      retention: { ageMs: 600_000, recordsMax: 100_000, bytesMax: 64 << 20 },
+    });
+    const broker = new Broker({
+      limits: testLimits({ sseQueueDepthMax: 8_192 }),
+      logger: silentLogger,
+      history: log,
+    });
+    const filter = parseFilter(filterText);
+    const model = new Map<string, Write>();
+    const writes: Write[] = [];
+    const write = () => {
+      const key = `k${random.int(40)}`;
+      const version = (model.get(key)?.version ?? 0) + 1;
+      const value = random.next() < 0.15
+        ? undefined
+        : { n: random.int(10), color: ["red", "blue", "green"][random.int(3)]! };
+      const entry: Write = { key, version, value };
+      model.set(key, entry);
+      writes.push(entry);
+      const json = jsonOf(entry);
+      const kind = value === undefined ? "Deleted" : "Updated";
+      broker.publish({ kind, table: "t", key, version, sequence: 0, json, source: "local" });
+    };
+    for (let count = 0; count < 200; count += 1) write();
+    // A snapshot stream: its records are the model's matching ones; pages read the model now.
+    async function* pages(): AsyncGenerator<SnapshotRecord[]> {
+      const records = [...model.values()].filter((entry) => entry.value !== undefined).sort((a, b) =>
+        a.key < b.key ? -1 : 1
+      );
+      yield records.map((entry) => ({
+        table: "t",
+        key: entry.key,
+        version: entry.version,
+        json: jsonOf(entry),
+      }));
+    }
+    const snapshotReader = new FrameReader(
+      broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, snapshot: { pages: pages() } }).stream,
     );
-    yield records.map((entry) => ({
+    const snapshotBlocks = await readAll(snapshotReader, (seen) => seen.event === "Synced");
+    const snapshotKeys = snapshotBlocks.filter((seen) => seen.event === "Updated").map((seen) => seen.key)
+      .sort();
+    const expectedKeys = [...model.values()].filter((entry) => matches(entry.value)).map((entry) => entry.key)
+      .sort();
+    assert.deepEqual(
+      snapshotKeys,
+      expectedKeys,
+      `seed ${random.seed}: the snapshot holds the matching records`,
+    );
+    const liveReader = new FrameReader(broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter }).stream);
+    const firstId = Number(blocksOf(await liveReader.next())[0]!.id) + 1;
+    const before = new Map(model);
+    const startIndex = writes.length;
+    for (let count = 0; count < 600; count += 1) write();
+    // What each write must send, from the model: the state before it and after it.
+    const expected: Array<[number, string, string, number]> = [];
+    const state = new Map(before);
+    // The broker knows a key's past once a filtered stream exists: the snapshot's live records, and every
+    // change published since. A key it knows nothing of may have been in the filter: a non-matching change
+    // of it is sent as Left (or Deleted), never dropped.
+    const known = new Set(
+      [...before.values()].filter((entry) => entry.value !== undefined).map((entry) => entry.key),
+    );
+    writes.slice(startIndex).forEach((entry, index) => {
+      const wasIn = known.has(entry.key) ? matches(state.get(entry.key)?.value) : true;
+      known.add(entry.key);
+      state.set(entry.key, entry);
+      const isIn = matches(entry.value);
+      const event = isIn ? "Updated" : !wasIn ? undefined : entry.value === undefined ? "Deleted" : "Left";
+      if (event !== undefined) expected.push([firstId + index, event, entry.key, entry.version]);
+    });
+    broker.publish({
+      kind: "Updated",
       table: "t",
-      key: entry.key,
-      version: entry.version,
-      json: jsonOf(entry),
-    }));
-  }
-  const snapshotReader = new FrameReader(
-    broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, snapshot: { pages: pages() } }).stream,
-  );
-  const snapshotBlocks = await readAll(snapshotReader, (seen) => seen.event === "Synced");
-  const snapshotKeys = snapshotBlocks.filter((seen) => seen.event === "Updated").map((seen) => seen.key)
-    .sort();
-  const expectedKeys = [...model.values()].filter((entry) => matches(entry.value)).map((entry) => entry.key)
-    .sort();
-  assert.deepEqual(
-    snapshotKeys,
-    expectedKeys,
-    `seed ${random.seed}: the snapshot holds the matching records`,
-  );
-  const liveReader = new FrameReader(broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter }).stream);
-  const firstId = Number(blocksOf(await liveReader.next())[0]!.id) + 1;
-  const before = new Map(model);
-  const startIndex = writes.length;
-  for (let count = 0; count < 600; count += 1) write();
-  // What each write must send, from the model: the state before it and after it.
-  const expected: Array<[number, string, string, number]> = [];
-  const state = new Map(before);
-  // The broker knows a key's past once a filtered stream exists: the snapshot's live records, and every
-  // change published since. A key it knows nothing of may have been in the filter: a non-matching change
-  // of it is sent as Left (or Deleted), never dropped.
-  const known = new Set(
-    [...before.values()].filter((entry) => entry.value !== undefined).map((entry) => entry.key),
-  );
-  writes.slice(startIndex).forEach((entry, index) => {
-    const wasIn = known.has(entry.key) ? matches(state.get(entry.key)?.value) : true;
-    known.add(entry.key);
-    state.set(entry.key, entry);
-    const isIn = matches(entry.value);
-    const event = isIn ? "Updated" : !wasIn ? undefined : entry.value === undefined ? "Deleted" : "Left";
-    if (event !== undefined) expected.push([firstId + index, event, entry.key, entry.version]);
-  });
-  broker.publish({
-    kind: "Updated",
-    table: "t",
-    key: "end",
-    version: 1,
-    sequence: 0,
-    json: jsonOf({ key: "end", version: 1, value: { n: 9, color: "red" } }),
-    source: "local",
-  });
-  const live = await readAll(liveReader, (seen) => seen.key === "end");
-  assert.deepEqual(
-    live.slice(0, -1).map((seen) => [Number(seen.id), seen.event, seen.key, seen.version]),
-    expected,
-    `seed ${random.seed}: each write's verdict`,
-  );
-  // Resumed from the change log at the first live write: the same verdicts, but the first change of each
-  // key has no known past in the replay, so a non-matching one may also come as a Left (never dropped).
-  const resumed = new FrameReader(
-    broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, lastEventId: firstId - 1 }).stream,
-  );
-  await resumed.next();
-  const replayed = await readAll(resumed, (seen) => seen.key === "end");
-  const replayedSet = new Set(replayed.slice(0, -1).map((seen) => `${seen.id} ${seen.event}`));
-  for (const [id, event] of expected) {
-    assert.ok(replayedSet.has(`${id} ${event}`), `replay lacks ${id} ${event}`);
-  }
-  assert.ok(
-    replayed.slice(0, -1).every((seen) =>
-      seen.event !== "Updated" || expected.some(([id]) => id === Number(seen.id))
-    ),
-  );
-  broker.close();
-  await log.close();
-});
+      key: "end",
+      version: 1,
+      sequence: 0,
+      json: jsonOf({ key: "end", version: 1, value: { n: 9, color: "red" } }),
+      source: "local",
+    });
+    const live = await readAll(liveReader, (seen) => seen.key === "end");
+    assert.deepEqual(
+      live.slice(0, -1).map((seen) => [Number(seen.id), seen.event, seen.key, seen.version]),
+      expected,
+      `seed ${random.seed}: each write's verdict`,
+    );
+    // Resumed from the change log at the first live write: the same verdicts, but the first change of each
+    // key has no known past in the replay, so a non-matching one may also come as a Left (never dropped).
+    const resumed = new FrameReader(
+      broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, lastEventId: firstId - 1 }).stream,
+    );
+    await resumed.next();
+    const replayed = await readAll(resumed, (seen) => seen.key === "end");
+    const replayedSet = new Set(replayed.slice(0, -1).map((seen) => `${seen.id} ${seen.event}`));
+    for (const [id, event] of expected) {
+      assert.ok(replayedSet.has(`${id} ${event}`), `replay lacks ${id} ${event}`);
+    }
+    assert.ok(
+      replayed.slice(0, -1).every((seen) =>
+        seen.event !== "Updated" || expected.some(([id]) => id === Number(seen.id))
+      ),
+    );
+    broker.close();
+    await log.close();
+  },
+);
 
-Deno.test("Broker filter groups: subscribers of one filter share it; the last one leaving forgets the table's states", async () => {
-  const broker = new Broker({ limits: testLimits(), logger: silentLogger });
-  const filter = parseFilter('{"n":{"$gt":1}}');
-  const same = parseFilter('{ "n" : { "$gt" : 1 } }');
-  const readers = [filter, same].map((one) =>
-    new FrameReader(broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter: one }).stream)
-  );
-  for (const reader of readers) await reader.next();
-  const json = (n: number, version: number) =>
-    JSON.stringify({ value: { n }, version, timestamp: 1, owner: "a" });
-  broker.publish({
-    kind: "Updated",
-    table: "t",
-    key: "a",
-    version: 1,
-    sequence: 0,
-    json: json(5, 1),
-    source: "local",
-  });
-  broker.publish({
-    kind: "Updated",
-    table: "t",
-    key: "a",
-    version: 2,
-    sequence: 0,
-    json: json(0, 2),
-    source: "local",
-  });
-  broker.publish({
-    kind: "Updated",
-    table: "t",
-    key: "b",
-    version: 1,
-    sequence: 0,
-    json: json(0, 1),
-    source: "local",
-  });
-  for (const reader of readers) {
-    assert.deepEqual(blocksOf(await reader.next()).map((seen) => seen.event), ["Updated"]);
-    assert.deepEqual(blocksOf(await reader.next()).map((seen) => [seen.event, seen.key, seen.version]), [[
-      "Left",
-      "a",
-      2,
-    ]]);
-    await reader.cancel();
-  }
-  assert.equal(broker.activeCount, 0);
-  broker.close();
-});
+Deno.test(
+  "Broker filter groups: subscribers of one filter share it; the last one leaving forgets the " +
+    "table's states",
+  async () => {
+    const broker = new Broker({ limits: testLimits(), logger: silentLogger });
+    const filter = parseFilter('{"n":{"$gt":1}}');
+    const same = parseFilter('{ "n" : { "$gt" : 1 } }');
+    const readers = [filter, same].map((one) =>
+      new FrameReader(broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter: one }).stream)
+    );
+    for (const reader of readers) await reader.next();
+    const json = (n: number, version: number) =>
+      JSON.stringify({ value: { n }, version, timestamp: 1, owner: "a" });
+    broker.publish({
+      kind: "Updated",
+      table: "t",
+      key: "a",
+      version: 1,
+      sequence: 0,
+      json: json(5, 1),
+      source: "local",
+    });
+    broker.publish({
+      kind: "Updated",
+      table: "t",
+      key: "a",
+      version: 2,
+      sequence: 0,
+      json: json(0, 2),
+      source: "local",
+    });
+    broker.publish({
+      kind: "Updated",
+      table: "t",
+      key: "b",
+      version: 1,
+      sequence: 0,
+      json: json(0, 1),
+      source: "local",
+    });
+    for (const reader of readers) {
+      assert.deepEqual(blocksOf(await reader.next()).map((seen) => seen.event), ["Updated"]);
+      assert.deepEqual(blocksOf(await reader.next()).map((seen) => [seen.event, seen.key, seen.version]), [[
+        "Left",
+        "a",
+        2,
+      ]]);
+      await reader.cancel();
+    }
+    assert.equal(broker.activeCount, 0);
+    broker.close();
+  },
+);
 
 Deno.test("Broker: a filtered stream refused at subscribersMax leaves no filter group behind", () => {
   const broker = new Broker({ limits: testLimits({ subscribersMax: 1 }), logger: silentLogger });

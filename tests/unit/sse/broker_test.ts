@@ -85,81 +85,98 @@ Deno.test("Broker.subscribeKey() replays the history after Last-Event-ID, then g
   ]);
 });
 
-Deno.test("Broker remembers a key's changes only once it was subscribed here; before that, a resume gets the current value", async () => {
-  const broker = makeBroker();
-  const events = new EventMaker();
-  for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
-  assert.equal(broker.historyBytes > 0, true, "the table's frames are remembered");
-  const before = broker.historyBytes;
-  const current = entryOf({ key: "k", version: 2 });
-  // A client that was subscribed on another node resumes here: nothing of k was remembered.
-  const moved = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
-  broker.publish(events.updated({ table: "t", key: "k", version: 3 }));
-  assert.ok(broker.historyBytes > before, "from the subscription on, k's changes are remembered");
-  const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 2, current }).stream);
-  broker.close();
-  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
-  assert.deepEqual(await moved.rest(), [ready(1), keyFrameText("Updated", 2, current.json), frame(3)]);
-  assert.deepEqual(await resumed.rest(), [ready(2), frame(3)], "replayed from the history");
-});
+Deno.test(
+  "Broker remembers a key's changes only once it was subscribed here; before that, a resume gets the " +
+    "current value",
+  async () => {
+    const broker = makeBroker();
+    const events = new EventMaker();
+    for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
+    assert.equal(broker.historyBytes > 0, true, "the table's frames are remembered");
+    const before = broker.historyBytes;
+    const current = entryOf({ key: "k", version: 2 });
+    // A client that was subscribed on another node resumes here: nothing of k was remembered.
+    const moved = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 1, current }).stream);
+    broker.publish(events.updated({ table: "t", key: "k", version: 3 }));
+    assert.ok(broker.historyBytes > before, "from the subscription on, k's changes are remembered");
+    const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 2, current }).stream);
+    broker.close();
+    const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+    assert.deepEqual(await moved.rest(), [ready(1), keyFrameText("Updated", 2, current.json), frame(3)]);
+    assert.deepEqual(await resumed.rest(), [ready(2), frame(3)], "replayed from the history");
+  },
+);
 
-Deno.test("Broker.subscribeKey() without Last-Event-ID starts at the current version and replays nothing", async () => {
-  const broker = makeBroker();
-  const events = new EventMaker();
-  for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
-  const current = entryOf({ key: "k", version: 2 });
-  const reader = new FrameReader(broker.subscribeKey("t", "k", { current }).stream);
-  broker.close();
-  assert.deepEqual(await reader.rest(), [ready(2)]);
-});
+Deno.test(
+  "Broker.subscribeKey() without Last-Event-ID starts at the current version and replays nothing",
+  async () => {
+    const broker = makeBroker();
+    const events = new EventMaker();
+    for (const version of [1, 2]) broker.publish(events.updated({ table: "t", key: "k", version }));
+    const current = entryOf({ key: "k", version: 2 });
+    const reader = new FrameReader(broker.subscribeKey("t", "k", { current }).stream);
+    broker.close();
+    assert.deepEqual(await reader.rest(), [ready(2)]);
+  },
+);
 
-Deno.test("Broker.subscribeKey() sends the key's Resync and the current value when the gap is older than the history", async () => {
-  const broker = makeBroker({ sseHistoryDepth: 2 });
-  const events = new EventMaker();
-  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
-  const resync = keyResyncText("t", "k");
-  const live = entryOf({ key: "k", version: 3, value: "now" });
-  const liveReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current: live }).stream);
-  const tombstone = entryOf({ key: "k", version: 3, deleted: true });
-  const goneReader = new FrameReader(
-    broker.subscribeKey("t", "k", { lastEventId: 0, current: tombstone }).stream,
-  );
-  // A key this broker never saw change (changed before a restart): the history is missing entirely.
-  const unseen = entryOf({ key: "u", version: 9 });
-  const unseenReader = new FrameReader(
-    broker.subscribeKey("t", "u", { lastEventId: 4, current: unseen }).stream,
-  );
-  broker.close();
-  // Versions 1 and 2 (5 to 8 for u) cannot be produced: announced, never a silent jump (SPEC §4b).
-  assert.deepEqual(await liveReader.rest(), [ready(0), resync, keyFrameText("Updated", 3, live.json)]);
-  assert.deepEqual(await goneReader.rest(), [ready(0), resync, keyFrameText("Deleted", 3, tombstone.json)]);
-  assert.deepEqual(await unseenReader.rest(), [
-    ready(4),
-    keyResyncText("t", "u"),
-    keyFrameText("Updated", 9, unseen.json),
-  ]);
-});
+Deno.test(
+  "Broker.subscribeKey() sends the key's Resync and the current value when the gap is older than the " +
+    "history",
+  async () => {
+    const broker = makeBroker({ sseHistoryDepth: 2 });
+    const events = new EventMaker();
+    for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+    const resync = keyResyncText("t", "k");
+    const live = entryOf({ key: "k", version: 3, value: "now" });
+    const liveReader = new FrameReader(
+      broker.subscribeKey("t", "k", { lastEventId: 0, current: live }).stream,
+    );
+    const tombstone = entryOf({ key: "k", version: 3, deleted: true });
+    const goneReader = new FrameReader(
+      broker.subscribeKey("t", "k", { lastEventId: 0, current: tombstone }).stream,
+    );
+    // A key this broker never saw change (changed before a restart): the history is missing entirely.
+    const unseen = entryOf({ key: "u", version: 9 });
+    const unseenReader = new FrameReader(
+      broker.subscribeKey("t", "u", { lastEventId: 4, current: unseen }).stream,
+    );
+    broker.close();
+    // Versions 1 and 2 (5 to 8 for u) cannot be produced: announced, never a silent jump (SPEC §4b).
+    assert.deepEqual(await liveReader.rest(), [ready(0), resync, keyFrameText("Updated", 3, live.json)]);
+    assert.deepEqual(await goneReader.rest(), [ready(0), resync, keyFrameText("Deleted", 3, tombstone.json)]);
+    assert.deepEqual(await unseenReader.rest(), [
+      ready(4),
+      keyResyncText("t", "u"),
+      keyFrameText("Updated", 9, unseen.json),
+    ]);
+  },
+);
 
-Deno.test("Broker.subscribeKey() resumes at the current version quietly, and past every known version with the current value", async () => {
-  const broker = makeBroker();
-  const current = entryOf({ key: "k", version: 5 });
-  const atReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 5, current }).stream);
-  const pastReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 8, current }).stream);
-  const noneReader = new FrameReader(
-    broker.subscribeKey("t", "n", { lastEventId: 2, current: undefined }).stream,
-  );
-  broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 6 }));
-  broker.close();
-  assert.deepEqual(await atReader.rest(), [ready(5), keyFrameText("Updated", 6, liveJson(6, 6))]);
-  // 8 is no version this node knows (another node's, or garbage): it starts just below the current
-  // value and sends it, rather than silently skipping every version up to 8.
-  assert.deepEqual(await pastReader.rest(), [
-    ready(4),
-    keyFrameText("Updated", 5, current.json),
-    keyFrameText("Updated", 6, liveJson(6, 6)),
-  ]);
-  assert.deepEqual(await noneReader.rest(), [ready(0)], "a key that does not exist: position 0");
-});
+Deno.test(
+  "Broker.subscribeKey() resumes at the current version quietly, and past every known version with " +
+    "the current value",
+  async () => {
+    const broker = makeBroker();
+    const current = entryOf({ key: "k", version: 5 });
+    const atReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 5, current }).stream);
+    const pastReader = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 8, current }).stream);
+    const noneReader = new FrameReader(
+      broker.subscribeKey("t", "n", { lastEventId: 2, current: undefined }).stream,
+    );
+    broker.publish(new EventMaker().updated({ table: "t", key: "k", version: 6 }));
+    broker.close();
+    assert.deepEqual(await atReader.rest(), [ready(5), keyFrameText("Updated", 6, liveJson(6, 6))]);
+    // 8 is no version this node knows (another node's, or garbage): it starts just below the current
+    // value and sends it, rather than silently skipping every version up to 8.
+    assert.deepEqual(await pastReader.rest(), [
+      ready(4),
+      keyFrameText("Updated", 5, current.json),
+      keyFrameText("Updated", 6, liveJson(6, 6)),
+    ]);
+    assert.deepEqual(await noneReader.rest(), [ready(0)], "a key that does not exist: position 0");
+  },
+);
 
 Deno.test("Broker never sends a version twice between replay and live", async () => {
   const broker = makeBroker({ sseHistoryDepth: 2 });
@@ -243,44 +260,51 @@ Deno.test("Broker encodes each frame once: every subscriber and the replay get t
   assert.equal(broker.activeCount, 0);
 });
 
-Deno.test("Broker.subscribeKey() without Last-Event-ID starts at the newest version it knows: read or published since", async () => {
-  const broker = makeBroker();
-  const events = new EventMaker();
-  for (const version of [1, 2, 3, 4, 5]) broker.publish(events.updated({ table: "t", key: "k", version }));
-  // A remote read answered version 3 while versions 4 and 5 arrived here: the position is 5, not 3.
-  const stale = new FrameReader(
-    broker.subscribeKey("t", "k", { current: entryOf({ key: "k", version: 3 }) }).stream,
-  );
-  const tombstone = entryOf({ key: "gone", version: 8, deleted: true });
-  const deleted = new FrameReader(broker.subscribeKey("t", "gone", { current: tombstone }).stream);
-  broker.publish(events.updated({ table: "t", key: "k", version: 6 }));
-  broker.close();
-  assert.deepEqual(await stale.rest(), [ready(5), keyFrameText("Updated", 6, liveJson(6, 6))]);
-  assert.deepEqual(await deleted.rest(), [ready(8)], "a deleted key's position is its tombstone's version");
-});
+Deno.test(
+  "Broker.subscribeKey() without Last-Event-ID starts at the newest version it knows: read or " +
+    "published since",
+  async () => {
+    const broker = makeBroker();
+    const events = new EventMaker();
+    for (const version of [1, 2, 3, 4, 5]) broker.publish(events.updated({ table: "t", key: "k", version }));
+    // A remote read answered version 3 while versions 4 and 5 arrived here: the position is 5, not 3.
+    const stale = new FrameReader(
+      broker.subscribeKey("t", "k", { current: entryOf({ key: "k", version: 3 }) }).stream,
+    );
+    const tombstone = entryOf({ key: "gone", version: 8, deleted: true });
+    const deleted = new FrameReader(broker.subscribeKey("t", "gone", { current: tombstone }).stream);
+    broker.publish(events.updated({ table: "t", key: "k", version: 6 }));
+    broker.close();
+    assert.deepEqual(await stale.rest(), [ready(5), keyFrameText("Updated", 6, liveJson(6, 6))]);
+    assert.deepEqual(await deleted.rest(), [ready(8)], "a deleted key's position is its tombstone's version");
+  },
+);
 
-Deno.test("Broker: a client that reconnects with its ready id before any change gets every change since", async () => {
-  const broker = makeBroker();
-  const events = new EventMaker();
-  const fresh = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
-  const freshTable = new FrameReader(broker.subscribeTable("t", {}).stream);
-  assert.equal(await fresh.next(), ready(0));
-  assert.equal(await freshTable.next(), ready(1000));
-  await fresh.cancel(); // the connection breaks before any change
-  await freshTable.cancel();
-  for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
-  // EventSource sends the ready id back as Last-Event-ID.
-  const current = entryOf({ key: "k", version: 3 });
-  const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
-  const resumedTable = new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
-  broker.close();
-  const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
-  assert.deepEqual(await resumed.rest(), [ready(0), frame(1), frame(2), frame(3)]);
-  const tableTexts = await resumedTable.rest();
-  assert.equal(tableTexts[0], ready(1000));
-  assert.deepEqual(tableTexts.slice(1).map((text) => text.split("\n")[0]), [
-    "id: 1001",
-    "id: 1002",
-    "id: 1003",
-  ]);
-});
+Deno.test(
+  "Broker: a client that reconnects with its ready id before any change gets every change since",
+  async () => {
+    const broker = makeBroker();
+    const events = new EventMaker();
+    const fresh = new FrameReader(broker.subscribeKey("t", "k", { current: undefined }).stream);
+    const freshTable = new FrameReader(broker.subscribeTable("t", {}).stream);
+    assert.equal(await fresh.next(), ready(0));
+    assert.equal(await freshTable.next(), ready(1000));
+    await fresh.cancel(); // the connection breaks before any change
+    await freshTable.cancel();
+    for (const version of [1, 2, 3]) broker.publish(events.updated({ table: "t", key: "k", version }));
+    // EventSource sends the ready id back as Last-Event-ID.
+    const current = entryOf({ key: "k", version: 3 });
+    const resumed = new FrameReader(broker.subscribeKey("t", "k", { lastEventId: 0, current }).stream);
+    const resumedTable = new FrameReader(broker.subscribeTable("t", { lastEventId: 1000 }).stream);
+    broker.close();
+    const frame = (version: number) => keyFrameText("Updated", version, liveJson(version, version));
+    assert.deepEqual(await resumed.rest(), [ready(0), frame(1), frame(2), frame(3)]);
+    const tableTexts = await resumedTable.rest();
+    assert.equal(tableTexts[0], ready(1000));
+    assert.deepEqual(tableTexts.slice(1).map((text) => text.split("\n")[0]), [
+      "id: 1001",
+      "id: 1002",
+      "id: 1003",
+    ]);
+  },
+);

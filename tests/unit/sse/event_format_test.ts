@@ -54,17 +54,20 @@ Deno.test("changeFrames() writes a Deleted key frame with the tombstone json", (
   );
 });
 
-Deno.test("changeFrames() gives the table frame the given id, not the sequence, and escapes the key as JSON", () => {
-  const key = 'a "quoted" \\ key é';
-  assert.equal(
-    tableFrameText(event({ key }), 42),
-    `id: 42\ndata: {"event":"Updated","table":"t","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
-  );
-  assert.equal(
-    tableFrameText(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001),
-    `id: 1700000000000001\ndata: {"event":"Deleted","table":"t","key":"k","value":${oddJson}}\n\n`,
-  );
-});
+Deno.test(
+  "changeFrames() gives the table frame the given id, not the sequence, and escapes the key as JSON",
+  () => {
+    const key = 'a "quoted" \\ key é';
+    assert.equal(
+      tableFrameText(event({ key }), 42),
+      `id: 42\ndata: {"event":"Updated","table":"t","key":${JSON.stringify(key)},"value":${oddJson}}\n\n`,
+    );
+    assert.equal(
+      tableFrameText(event({ kind: "Deleted", sequence: 0 }), 1_700_000_000_000_001),
+      `id: 1700000000000001\ndata: {"event":"Deleted","table":"t","key":"k","value":${oddJson}}\n\n`,
+    );
+  },
+);
 
 Deno.test("changeFrames() counts the UTF-8 bytes of json and key that are not ASCII", () => {
   const json = '{"value":"é😀 \\ud83d","version":7,"timestamp":9,"owner":"ö"}';
@@ -98,50 +101,62 @@ Deno.test("encodeResyncFrame() tells the client to re-read the table", () => {
   assert.equal(text(encodeResyncFrame(12)), 'id: 12\ndata: {"event":"Resync"}\n\n');
 });
 
-Deno.test("encodeKeyResyncFrame() names table and key as JSON strings on one data line, without an id", () => {
-  assert.equal(
-    text(encodeKeyResyncFrame({ table: "t", key: "k" })),
-    'data: {"event":"Resync","table":"t","key":"k"}\n\n',
-  );
-  const key = 'a "quoted" \\ key\nwith a line break, é and 🔑';
-  const bytes = encodeKeyResyncFrame({ table: "tâble", key });
-  const decoded = text(bytes);
-  assert.equal(decoded, `data: {"event":"Resync","table":"tâble","key":${JSON.stringify(key)}}\n\n`);
-  assert.equal(decoded.indexOf("\n"), decoded.length - 2, "one line, then the blank line that ends it");
-  assert.deepEqual(JSON.parse(decoded.slice("data: ".length)), { event: "Resync", table: "tâble", key });
-  assert.equal(bytes.length, encoder.encode(decoded).length);
-});
+Deno.test(
+  "encodeKeyResyncFrame() names table and key as JSON strings on one data line, without an id",
+  () => {
+    assert.equal(
+      text(encodeKeyResyncFrame({ table: "t", key: "k" })),
+      'data: {"event":"Resync","table":"t","key":"k"}\n\n',
+    );
+    const key = 'a "quoted" \\ key\nwith a line break, é and 🔑';
+    const bytes = encodeKeyResyncFrame({ table: "tâble", key });
+    const decoded = text(bytes);
+    assert.equal(decoded, `data: {"event":"Resync","table":"tâble","key":${JSON.stringify(key)}}\n\n`);
+    assert.equal(decoded.indexOf("\n"), decoded.length - 2, "one line, then the blank line that ends it");
+    assert.deepEqual(JSON.parse(decoded.slice("data: ".length)), { event: "Resync", table: "tâble", key });
+    assert.equal(bytes.length, encoder.encode(decoded).length);
+  },
+);
 
-Deno.test("resyncThenFrame() joins a key's Resync and a change's frame into one frame with the change's id", () => {
-  const resync = encodeKeyResyncFrame({ table: "t", key: "k" });
-  const change = changeFrames(event(), 42).table;
-  const joined = resyncThenFrame(resync, change);
-  assert.equal(joined.id, 42);
-  assert.equal(joined.byteLength, resync.length + change.byteLength);
-  assert.equal(joined.bytes.length, joined.byteLength);
-  assert.equal(
-    text(joined.bytes),
-    `data: {"event":"Resync","table":"t","key":"k"}\n\n` +
-      `id: 42\ndata: {"event":"Updated","table":"t","key":"k","value":${oddJson}}\n\n`,
-  );
-  assert.throws(() => resyncThenFrame(new Uint8Array(0), change), AssertionError);
-});
+Deno.test(
+  "resyncThenFrame() joins a key's Resync and a change's frame into one frame with the change's id",
+  () => {
+    const resync = encodeKeyResyncFrame({ table: "t", key: "k" });
+    const change = changeFrames(event(), 42).table;
+    const joined = resyncThenFrame(resync, change);
+    assert.equal(joined.id, 42);
+    assert.equal(joined.byteLength, resync.length + change.byteLength);
+    assert.equal(joined.bytes.length, joined.byteLength);
+    assert.equal(
+      text(joined.bytes),
+      `data: {"event":"Resync","table":"t","key":"k"}\n\n` +
+        `id: 42\ndata: {"event":"Updated","table":"t","key":"k","value":${oddJson}}\n\n`,
+    );
+    assert.throws(() => resyncThenFrame(new Uint8Array(0), change), AssertionError);
+  },
+);
 
 Deno.test("keepaliveFrame is an SSE comment", () => {
   assert.equal(text(keepaliveFrame), ": keepalive\n\n");
 });
 
-Deno.test("encodeReadyFrame() writes the named ready block of a position, with data so that its id counts", () => {
-  assert.equal(text(encodeReadyFrame(0)), 'event: ready\nid: 0\ndata: {"event":"Ready"}\n\n');
-  assert.equal(text(encodeReadyFrame(7)), 'event: ready\nid: 7\ndata: {"event":"Ready"}\n\n');
-  const largest = Number.MAX_SAFE_INTEGER;
-  assert.equal(text(encodeReadyFrame(largest)), `event: ready\nid: ${largest}\ndata: {"event":"Ready"}\n\n`);
-  assert.equal(
-    encodeReadyFrame(0),
-    encodeReadyFrame(0),
-    "position 0, the most frequent, is one shared block",
-  );
-});
+Deno.test(
+  "encodeReadyFrame() writes the named ready block of a position, with data so that its id counts",
+  () => {
+    assert.equal(text(encodeReadyFrame(0)), 'event: ready\nid: 0\ndata: {"event":"Ready"}\n\n');
+    assert.equal(text(encodeReadyFrame(7)), 'event: ready\nid: 7\ndata: {"event":"Ready"}\n\n');
+    const largest = Number.MAX_SAFE_INTEGER;
+    assert.equal(
+      text(encodeReadyFrame(largest)),
+      `event: ready\nid: ${largest}\ndata: {"event":"Ready"}\n\n`,
+    );
+    assert.equal(
+      encodeReadyFrame(0),
+      encodeReadyFrame(0),
+      "position 0, the most frequent, is one shared block",
+    );
+  },
+);
 
 Deno.test("encodeReadyFrame() rejects a position that is not a safe integer >= 0", () => {
   assert.throws(() => encodeReadyFrame(-1), AssertionError);
@@ -168,28 +183,33 @@ Deno.test("changeFrames() rejects an unknown kind", () => {
   assert.throws(() => keyFrameText(bad), AssertionError);
 });
 
-Deno.test("event frames of an expired key's tombstone say reason expired at the top, on every kind of stream", () => {
-  const json = '{"key":"k","version":8,"timestamp":1,"reason":"expired"}';
-  const frames = changeFrames({ kind: "Deleted", table: "t", key: "k", version: 8, json }, 42);
-  assert.equal(
-    text(frames.key.bytes),
-    `id: 8\ndata: {"event":"Deleted","reason":"expired","value":${json}}\n\n`,
-  );
-  assert.equal(frames.key.byteLength, frames.key.bytes.length);
-  assert.equal(
-    text(frames.table.bytes),
-    `id: 42\ndata: {"event":"Deleted","reason":"expired","table":"t","key":"k","value":${json}}\n\n`,
-  );
-  assert.equal(frames.table.byteLength, frames.table.bytes.length);
-  const plain = changeFrames({
-    kind: "Deleted",
-    table: "t",
-    key: "k",
-    version: 8,
-    json: '{"key":"k","version":8,"timestamp":1}',
-  }, 42);
-  assert.ok(!text(plain.key.bytes).includes("reason"), "an ordinary delete has no reason");
-  assert.ok(
-    text(encodeSnapshotFrame({ kind: "Deleted", table: "t", key: "k", json })).includes('"reason":"expired"'),
-  );
-});
+Deno.test(
+  "event frames of an expired key's tombstone say reason expired at the top, on every kind of stream",
+  () => {
+    const json = '{"key":"k","version":8,"timestamp":1,"reason":"expired"}';
+    const frames = changeFrames({ kind: "Deleted", table: "t", key: "k", version: 8, json }, 42);
+    assert.equal(
+      text(frames.key.bytes),
+      `id: 8\ndata: {"event":"Deleted","reason":"expired","value":${json}}\n\n`,
+    );
+    assert.equal(frames.key.byteLength, frames.key.bytes.length);
+    assert.equal(
+      text(frames.table.bytes),
+      `id: 42\ndata: {"event":"Deleted","reason":"expired","table":"t","key":"k","value":${json}}\n\n`,
+    );
+    assert.equal(frames.table.byteLength, frames.table.bytes.length);
+    const plain = changeFrames({
+      kind: "Deleted",
+      table: "t",
+      key: "k",
+      version: 8,
+      json: '{"key":"k","version":8,"timestamp":1}',
+    }, 42);
+    assert.ok(!text(plain.key.bytes).includes("reason"), "an ordinary delete has no reason");
+    assert.ok(
+      text(encodeSnapshotFrame({ kind: "Deleted", table: "t", key: "k", json })).includes(
+        '"reason":"expired"',
+      ),
+    );
+  },
+);

@@ -80,15 +80,19 @@ Deno.test("FrameHistory.forgetOldest() reports the lost frame as a gap and keeps
   assert.throws(() => history.forgetOldest(), AssertionError, "a history is never empty");
 });
 
-Deno.test("FrameHistory.framesHeldAfter() returns the frames held past a gap, where framesAfter() says undefined", () => {
-  const history = new FrameHistory({ depthMax: 2, first: frame(1) });
-  for (const id of [2, 3, 4]) history.append(frame(id));
-  assert.equal(history.framesAfter(1), undefined);
-  assert.deepEqual(ids(history.framesHeldAfter(1)), [3, 4]);
-  assert.deepEqual(ids(history.framesHeldAfter(0)), [3, 4]);
-  assert.deepEqual(ids(history.framesHeldAfter(3)), [4]);
-  assert.deepEqual(ids(history.framesHeldAfter(4)), []);
-});
+Deno.test(
+  "FrameHistory.framesHeldAfter() returns the frames held past a gap, where framesAfter() says " +
+    "undefined",
+  () => {
+    const history = new FrameHistory({ depthMax: 2, first: frame(1) });
+    for (const id of [2, 3, 4]) history.append(frame(id));
+    assert.equal(history.framesAfter(1), undefined);
+    assert.deepEqual(ids(history.framesHeldAfter(1)), [3, 4]);
+    assert.deepEqual(ids(history.framesHeldAfter(0)), [3, 4]);
+    assert.deepEqual(ids(history.framesHeldAfter(3)), [4]);
+    assert.deepEqual(ids(history.framesHeldAfter(4)), []);
+  },
+);
 
 Deno.test("FrameHistory holds what a plain list would through appends and forgets in any order", () => {
   let seed = 7;

@@ -69,42 +69,51 @@ Deno.test("Subscriber is disconnected without its backlog at sseQueueDepthMax + 
   assert.deepEqual(reasons, ["overflow"], "onClose is called once");
 });
 
-Deno.test("Subscriber.replay() is not bounded by the queue: the replay is bounded by the history", async () => {
-  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1 });
-  for (const id of [1, 2, 3]) subscriber.replay(frame(id));
-  assert.equal(subscriber.closed, false);
-  subscriber.close();
-  assert.deepEqual(await reader.rest(), [readyText(0), "id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
-});
+Deno.test(
+  "Subscriber.replay() is not bounded by the queue: the replay is bounded by the history",
+  async () => {
+    const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1 });
+    for (const id of [1, 2, 3]) subscriber.replay(frame(id));
+    assert.equal(subscriber.closed, false);
+    subscriber.close();
+    assert.deepEqual(await reader.rest(), [readyText(0), "id: 1\n\n", "id: 2\n\n", "id: 3\n\n"]);
+  },
+);
 
-Deno.test("Subscriber.sendResync() queues a frame without an id within the queue bound; lastId stays", async () => {
-  const resync = encoder.encode('data: {"event":"Resync","table":"t","key":"k"}\n\n');
-  const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 3, lastId: 2 });
-  await reader.next(); // empty the queue of the ready block
-  assert.equal(subscriber.sendResync(resync), true);
-  assert.equal(subscriber.lastId, 2, "a Resync carries no version");
-  assert.equal(subscriber.send(frame(5)), true);
-  assert.equal(subscriber.sendResync(resync), true, "the third queued chunk: at sseQueueDepthMax");
-  assert.equal(subscriber.sendResync(resync), false, "the fourth overflows");
-  assert.deepEqual(reasons, ["overflow"]);
-  await assert.rejects(
-    reader.reader.read(),
-    SubscriberTooSlowError,
-    "the backlog, Resync included, is dropped",
-  );
-  assert.equal(subscriber.sendResync(resync), true, "a closed subscriber ignores it");
-});
+Deno.test(
+  "Subscriber.sendResync() queues a frame without an id within the queue bound; lastId stays",
+  async () => {
+    const resync = encoder.encode('data: {"event":"Resync","table":"t","key":"k"}\n\n');
+    const { subscriber, reader, reasons } = makeSubscriber({ queueDepthMax: 3, lastId: 2 });
+    await reader.next(); // empty the queue of the ready block
+    assert.equal(subscriber.sendResync(resync), true);
+    assert.equal(subscriber.lastId, 2, "a Resync carries no version");
+    assert.equal(subscriber.send(frame(5)), true);
+    assert.equal(subscriber.sendResync(resync), true, "the third queued chunk: at sseQueueDepthMax");
+    assert.equal(subscriber.sendResync(resync), false, "the fourth overflows");
+    assert.deepEqual(reasons, ["overflow"]);
+    await assert.rejects(
+      reader.reader.read(),
+      SubscriberTooSlowError,
+      "the backlog, Resync included, is dropped",
+    );
+    assert.equal(subscriber.sendResync(resync), true, "a closed subscriber ignores it");
+  },
+);
 
-Deno.test("Subscriber.replayResync() queues a frame without an id outside the queue bound; lastId stays", async () => {
-  const resync = encoder.encode('data: {"event":"Resync","table":"t","key":"k"}\n\n');
-  const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1, lastId: 1 });
-  subscriber.replayResync(resync);
-  assert.equal(subscriber.lastId, 1);
-  subscriber.replay(frame(4));
-  assert.equal(subscriber.closed, false);
-  subscriber.close();
-  assert.deepEqual(await reader.rest(), [readyText(1), new TextDecoder().decode(resync), "id: 4\n\n"]);
-});
+Deno.test(
+  "Subscriber.replayResync() queues a frame without an id outside the queue bound; lastId stays",
+  async () => {
+    const resync = encoder.encode('data: {"event":"Resync","table":"t","key":"k"}\n\n');
+    const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1, lastId: 1 });
+    subscriber.replayResync(resync);
+    assert.equal(subscriber.lastId, 1);
+    subscriber.replay(frame(4));
+    assert.equal(subscriber.closed, false);
+    subscriber.close();
+    assert.deepEqual(await reader.rest(), [readyText(1), new TextDecoder().decode(resync), "id: 4\n\n"]);
+  },
+);
 
 Deno.test("Subscriber.sendComment() sends a keepalive only when nothing is queued", async () => {
   const { subscriber, reader } = makeSubscriber({ queueDepthMax: 4 });
@@ -124,22 +133,25 @@ Deno.test("Subscriber reports a cancelled stream once", async () => {
   assert.deepEqual(reasons, ["cancelled"]);
 });
 
-Deno.test("Subscriber.onEnd() calls its listener once when the subscriber stops, for any reason", async () => {
-  for (const stop of ["close", "overflow", "cancel"] as const) {
-    const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1 });
-    let ends = 0;
-    subscriber.onEnd(() => ends += 1);
-    assert.equal(ends, 0, "not before it stops");
-    if (stop === "close") subscriber.close();
-    if (stop === "overflow") [1, 2].forEach((id) => subscriber.send(frame(id)));
-    if (stop === "cancel") await reader.reader.cancel();
-    assert.equal(ends, 1, `once on ${stop}`);
+Deno.test(
+  "Subscriber.onEnd() calls its listener once when the subscriber stops, for any reason",
+  async () => {
+    for (const stop of ["close", "overflow", "cancel"] as const) {
+      const { subscriber, reader } = makeSubscriber({ queueDepthMax: 1 });
+      let ends = 0;
+      subscriber.onEnd(() => ends += 1);
+      assert.equal(ends, 0, "not before it stops");
+      if (stop === "close") subscriber.close();
+      if (stop === "overflow") [1, 2].forEach((id) => subscriber.send(frame(id)));
+      if (stop === "cancel") await reader.reader.cancel();
+      assert.equal(ends, 1, `once on ${stop}`);
+      subscriber.close();
+      assert.equal(ends, 1, `and never again after ${stop}`);
+    }
+    const { subscriber } = makeSubscriber({ queueDepthMax: 1 });
     subscriber.close();
-    assert.equal(ends, 1, `and never again after ${stop}`);
-  }
-  const { subscriber } = makeSubscriber({ queueDepthMax: 1 });
-  subscriber.close();
-  let late = 0;
-  subscriber.onEnd(() => late += 1);
-  assert.equal(late, 1, "a listener given after the end is called at once");
-});
+    let late = 0;
+    subscriber.onEnd(() => late += 1);
+    assert.equal(late, 1, "a listener given after the end is called at once");
+  },
+);

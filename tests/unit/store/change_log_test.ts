@@ -52,30 +52,33 @@ async function collect<T>(chunks: AsyncGenerator<T[]>): Promise<T[]> {
 
 const seqsOf = (records: LogRecord[]) => records.map((record) => `${record.type}:${record.seq}`);
 
-Deno.test("ChangeLog reads back appended changes from memory, then from disk after a flush and a reopen", async () => {
-  const fs = new MemoryFs();
-  const log = await ChangeLog.open(optionsOf(fs, { batchBytesMax: 300 }));
-  const start = log.nextSeq;
-  for (let index = 0; index < 20; index += 1) {
-    log.append(changeOf(start + index, { key: `k${index % 3}`, version: index + 1 }));
-  }
-  const fromMemory = await collect(log.recordsAfter(start + 4, { chunkCount: 7 }));
-  assert.deepEqual(
-    fromMemory.map((record) => record.seq),
-    Array.from({ length: 15 }, (_, index) => start + 5 + index),
-  );
-  await log.flush();
-  const fromDisk = await collect(log.recordsAfter(start + 4, { chunkCount: 7 }));
-  assert.deepEqual(fromDisk, fromMemory);
-  await log.close();
-  const reopened = await ChangeLog.open(optionsOf(fs));
-  assert.ok(reopened.nextSeq > start + 19);
-  const afterReopen = await collect(reopened.recordsAfter(start + 4, { chunkCount: 100 }));
-  assert.deepEqual(afterReopen.filter((record) => record.type === "change"), fromMemory);
-  // A clean close leaves no gap: the client of the last change resumes with nothing missing.
-  assert.deepEqual(await collect(reopened.recordsAfter(start + 19, { chunkCount: 10 })), []);
-  await reopened.close();
-});
+Deno.test(
+  "ChangeLog reads back appended changes from memory, then from disk after a flush and a reopen",
+  async () => {
+    const fs = new MemoryFs();
+    const log = await ChangeLog.open(optionsOf(fs, { batchBytesMax: 300 }));
+    const start = log.nextSeq;
+    for (let index = 0; index < 20; index += 1) {
+      log.append(changeOf(start + index, { key: `k${index % 3}`, version: index + 1 }));
+    }
+    const fromMemory = await collect(log.recordsAfter(start + 4, { chunkCount: 7 }));
+    assert.deepEqual(
+      fromMemory.map((record) => record.seq),
+      Array.from({ length: 15 }, (_, index) => start + 5 + index),
+    );
+    await log.flush();
+    const fromDisk = await collect(log.recordsAfter(start + 4, { chunkCount: 7 }));
+    assert.deepEqual(fromDisk, fromMemory);
+    await log.close();
+    const reopened = await ChangeLog.open(optionsOf(fs));
+    assert.ok(reopened.nextSeq > start + 19);
+    const afterReopen = await collect(reopened.recordsAfter(start + 4, { chunkCount: 100 }));
+    assert.deepEqual(afterReopen.filter((record) => record.type === "change"), fromMemory);
+    // A clean close leaves no gap: the client of the last change resumes with nothing missing.
+    assert.deepEqual(await collect(reopened.recordsAfter(start + 19, { chunkCount: 10 })), []);
+    await reopened.close();
+  },
+);
 
 Deno.test("ChangeLog after a crash records a gap that a resume from before the crash meets", async () => {
   const fs = new MemoryFs();
@@ -125,40 +128,44 @@ Deno.test("ChangeLog.keyChangesAfter returns one key's changes above a version, 
   await log.close();
 });
 
-Deno.test("ChangeLog retention drops whole old segments, raises the floor and answers a resume below it with a gap", async () => {
-  const fs = new MemoryFs();
-  const clock = new ManualClock(1_700_000_000_000);
-  const retention = { ageMs: 600_000, recordsMax: 50, bytesMax: 1 << 20 };
-  const log = await ChangeLog.open(optionsOf(fs, { clock, retention, batchBytesMax: 4_000 }));
-  const start = log.nextSeq;
-  for (let index = 0; index < 2_000; index += 1) {
-    log.append(changeOf(start + index, { key: "k", version: index + 1 }));
-  }
-  await log.flush();
-  assert.ok(log.recordCount >= 50, "at least recordsMax records stay");
-  assert.ok(log.recordCount < 2_000, "older segments went");
-  assert.ok(log.floorSeq > start);
-  const below = await collect(log.recordsAfter(log.floorSeq - 1, { chunkCount: 10 }));
-  assert.deepEqual(seqsOf(below), [`gap:${log.floorSeq}`]);
-  const atFloor = await collect(log.recordsAfter(log.floorSeq, { chunkCount: 1000 }));
-  assert.equal(atFloor.length, log.recordCount);
-  assert.ok(
-    atFloor.every((record, index) => record.seq === log.floorSeq + 1 + index),
-    "nothing above the floor is missing",
-  );
-  // Age: once every record of the old segments is older than ageMs, the next segment drops them.
-  const floorBefore = log.floorSeq;
-  clock.advance(600_001);
-  for (let index = 2_000; index < 4_000; index += 1) {
-    log.append(changeOf(start + index, { key: "k", version: index + 1 }));
-  }
-  await log.flush();
-  assert.ok(log.floorSeq >= start + 1_999, "every record older than ageMs went with its segment");
-  assert.ok(log.floorSeq > floorBefore);
-  await log.close();
-  const files = (await fs.readDir(`${dir}/changes`)).length;
-  assert.ok(files >= 1 && files <= 4, `${files} segment files remain`);
-});
+Deno.test(
+  "ChangeLog retention drops whole old segments, raises the floor and answers a resume below it with " +
+    "a gap",
+  async () => {
+    const fs = new MemoryFs();
+    const clock = new ManualClock(1_700_000_000_000);
+    const retention = { ageMs: 600_000, recordsMax: 50, bytesMax: 1 << 20 };
+    const log = await ChangeLog.open(optionsOf(fs, { clock, retention, batchBytesMax: 4_000 }));
+    const start = log.nextSeq;
+    for (let index = 0; index < 2_000; index += 1) {
+      log.append(changeOf(start + index, { key: "k", version: index + 1 }));
+    }
+    await log.flush();
+    assert.ok(log.recordCount >= 50, "at least recordsMax records stay");
+    assert.ok(log.recordCount < 2_000, "older segments went");
+    assert.ok(log.floorSeq > start);
+    const below = await collect(log.recordsAfter(log.floorSeq - 1, { chunkCount: 10 }));
+    assert.deepEqual(seqsOf(below), [`gap:${log.floorSeq}`]);
+    const atFloor = await collect(log.recordsAfter(log.floorSeq, { chunkCount: 1000 }));
+    assert.equal(atFloor.length, log.recordCount);
+    assert.ok(
+      atFloor.every((record, index) => record.seq === log.floorSeq + 1 + index),
+      "nothing above the floor is missing",
+    );
+    // Age: once every record of the old segments is older than ageMs, the next segment drops them.
+    const floorBefore = log.floorSeq;
+    clock.advance(600_001);
+    for (let index = 2_000; index < 4_000; index += 1) {
+      log.append(changeOf(start + index, { key: "k", version: index + 1 }));
+    }
+    await log.flush();
+    assert.ok(log.floorSeq >= start + 1_999, "every record older than ageMs went with its segment");
+    assert.ok(log.floorSeq > floorBefore);
+    await log.close();
+    const files = (await fs.readDir(`${dir}/changes`)).length;
+    assert.ok(files >= 1 && files <= 4, `${files} segment files remain`);
+  },
+);
 
 Deno.test("ChangeLog keeps its files within the byte budget", async () => {
   const fs = new MemoryFs();
@@ -230,31 +237,37 @@ Deno.test("ChangeLog drops a damaged segment and every older one, never reading 
   await reopened.close();
 });
 
-Deno.test("ChangeLog marks a frame whose write failed as lost: a reader meets a gap, later frames still read", async () => {
-  const fs = new MemoryFs();
-  const log = await ChangeLog.open(optionsOf(fs, { batchBytesMax: 400 }));
-  const start = log.nextSeq;
-  for (let index = 0; index < 5; index += 1) {
-    log.append(changeOf(start + index, { key: "k", version: index + 1 }));
-  }
-  await log.flush();
-  fs.capacityBytes = 0; // the disk is full
-  for (let index = 5; index < 10; index += 1) {
-    log.append(changeOf(start + index, { key: "k", version: index + 1 }));
-  }
-  await log.flush();
-  fs.capacityBytes = Infinity;
-  for (let index = 10; index < 15; index += 1) {
-    log.append(changeOf(start + index, { key: "k", version: index + 1 }));
-  }
-  await log.flush();
-  const records = await collect(log.recordsAfter(start + 2, { chunkCount: 100 }));
-  assert.equal(records.at(-1)?.type, "gap");
-  assert.ok(records.slice(0, -1).every((record) => record.type === "change" && record.seq <= start + 4));
-  const afterLoss = await collect(log.recordsAfter(start + 9, { chunkCount: 100 }));
-  assert.deepEqual(afterLoss.map((record) => record.seq), [10, 11, 12, 13, 14].map((index) => start + index));
-  await log.close();
-});
+Deno.test(
+  "ChangeLog marks a frame whose write failed as lost: a reader meets a gap, later frames still read",
+  async () => {
+    const fs = new MemoryFs();
+    const log = await ChangeLog.open(optionsOf(fs, { batchBytesMax: 400 }));
+    const start = log.nextSeq;
+    for (let index = 0; index < 5; index += 1) {
+      log.append(changeOf(start + index, { key: "k", version: index + 1 }));
+    }
+    await log.flush();
+    fs.capacityBytes = 0; // the disk is full
+    for (let index = 5; index < 10; index += 1) {
+      log.append(changeOf(start + index, { key: "k", version: index + 1 }));
+    }
+    await log.flush();
+    fs.capacityBytes = Infinity;
+    for (let index = 10; index < 15; index += 1) {
+      log.append(changeOf(start + index, { key: "k", version: index + 1 }));
+    }
+    await log.flush();
+    const records = await collect(log.recordsAfter(start + 2, { chunkCount: 100 }));
+    assert.equal(records.at(-1)?.type, "gap");
+    assert.ok(records.slice(0, -1).every((record) => record.type === "change" && record.seq <= start + 4));
+    const afterLoss = await collect(log.recordsAfter(start + 9, { chunkCount: 100 }));
+    assert.deepEqual(
+      afterLoss.map((record) => record.seq),
+      [10, 11, 12, 13, 14].map((index) => start + index),
+    );
+    await log.close();
+  },
+);
 
 Deno.test("ChangeLog matches a model over seeded appends, flushes, reopens and resumes", async () => {
   const rng = Random.fromEnv("change log model");
@@ -293,30 +306,33 @@ Deno.test("ChangeLog matches a model over seeded appends, flushes, reopens and r
   await log.close();
 });
 
-Deno.test("ChangeLog holds records larger than a batch and names with any characters, from memory and disk", async () => {
-  const fs = new MemoryFs();
-  const log = await ChangeLog.open(optionsOf(fs));
-  const start = log.nextSeq;
-  const big = JSON.stringify({ value: "é".repeat(150_000), version: 1, timestamp: 1, owner: "o" });
-  const odd: LoggedChange = {
-    ...changeOf(start + 1, { table: 'ta,b\n"é', key: "k\n1,2", version: 2 }),
-    json: '{"value":"line\\nbreak ✓","version":2,"timestamp":1,"owner":"ü"}',
-    resyncBefore: true,
-  };
-  log.append({ ...changeOf(start, { key: "big", version: 1 }), json: big });
-  log.append(odd);
-  log.append(changeOf(start + 2, { key: "after", version: 1 }));
-  const fromMemory = await collect(log.recordsAfter(start - 1, { chunkCount: 10 }));
-  assert.equal(fromMemory.length, 3);
-  assert.equal((fromMemory[0] as LoggedChange).json, big);
-  assert.deepEqual(fromMemory[1], odd);
-  await log.close();
-  const reopened = await ChangeLog.open(optionsOf(fs));
-  const fromDisk = await collect(reopened.recordsAfter(start - 1, { chunkCount: 10 }));
-  assert.deepEqual(fromDisk.filter((record) => record.type === "change"), fromMemory);
-  const [keyed] = await collect(
-    reopened.keyChangesAfter({ table: 'ta,b\n"é', key: "k\n1,2" }, { after: 0, chunkCount: 5 }),
-  );
-  assert.deepEqual(keyed, odd);
-  await reopened.close();
-});
+Deno.test(
+  "ChangeLog holds records larger than a batch and names with any characters, from memory and disk",
+  async () => {
+    const fs = new MemoryFs();
+    const log = await ChangeLog.open(optionsOf(fs));
+    const start = log.nextSeq;
+    const big = JSON.stringify({ value: "é".repeat(150_000), version: 1, timestamp: 1, owner: "o" });
+    const odd: LoggedChange = {
+      ...changeOf(start + 1, { table: 'ta,b\n"é', key: "k\n1,2", version: 2 }),
+      json: '{"value":"line\\nbreak ✓","version":2,"timestamp":1,"owner":"ü"}',
+      resyncBefore: true,
+    };
+    log.append({ ...changeOf(start, { key: "big", version: 1 }), json: big });
+    log.append(odd);
+    log.append(changeOf(start + 2, { key: "after", version: 1 }));
+    const fromMemory = await collect(log.recordsAfter(start - 1, { chunkCount: 10 }));
+    assert.equal(fromMemory.length, 3);
+    assert.equal((fromMemory[0] as LoggedChange).json, big);
+    assert.deepEqual(fromMemory[1], odd);
+    await log.close();
+    const reopened = await ChangeLog.open(optionsOf(fs));
+    const fromDisk = await collect(reopened.recordsAfter(start - 1, { chunkCount: 10 }));
+    assert.deepEqual(fromDisk.filter((record) => record.type === "change"), fromMemory);
+    const [keyed] = await collect(
+      reopened.keyChangesAfter({ table: 'ta,b\n"é', key: "k\n1,2" }, { after: 0, chunkCount: 5 }),
+    );
+    assert.deepEqual(keyed, odd);
+    await reopened.close();
+  },
+);

@@ -35,95 +35,107 @@ Deno.test("Store: the WAL is checkpointed into storage.db once it passes walChec
   await store.close();
 });
 
-Deno.test("Store.checkpoint() truncates the WAL to its header, and a restart recovers everything", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  await store.put("t", "live", { n: 1 }, alice);
-  await store.put("t", "dead", 1, alice);
-  await store.delete("t", "dead", alice);
-  const writes = Array.from({ length: 10 }, (_, index) => store.put("u", `k${index}`, index, alice));
-  const checkpoint = store.checkpoint();
-  await Promise.all(writes);
-  await checkpoint;
-  assert.equal(store.stats().checkpointCount, 1);
-  await store.put("t", "after", 2, alice);
-  const recovered = await openStore(storeOptions({ fs: fs.crashCopy() }));
-  assert.deepEqual(dumpTable(recovered, "t"), dumpTable(store, "t"));
-  assert.deepEqual(dumpTable(recovered, "u"), dumpTable(store, "u"));
-  assert.equal(recovered.getEntry("t", "dead")?.version, 2, "tombstones survive the checkpoint");
-  assert.equal(recovered.stats().sequence, 14);
-  await store.checkpoint();
-  assert.equal(store.stats().walBytes, fileHeaderBytes);
-  await recovered.close();
-  await store.close();
-});
+Deno.test(
+  "Store.checkpoint() truncates the WAL to its header, and a restart recovers everything",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    await store.put("t", "live", { n: 1 }, alice);
+    await store.put("t", "dead", 1, alice);
+    await store.delete("t", "dead", alice);
+    const writes = Array.from({ length: 10 }, (_, index) => store.put("u", `k${index}`, index, alice));
+    const checkpoint = store.checkpoint();
+    await Promise.all(writes);
+    await checkpoint;
+    assert.equal(store.stats().checkpointCount, 1);
+    await store.put("t", "after", 2, alice);
+    const recovered = await openStore(storeOptions({ fs: fs.crashCopy() }));
+    assert.deepEqual(dumpTable(recovered, "t"), dumpTable(store, "t"));
+    assert.deepEqual(dumpTable(recovered, "u"), dumpTable(store, "u"));
+    assert.equal(recovered.getEntry("t", "dead")?.version, 2, "tombstones survive the checkpoint");
+    assert.equal(recovered.stats().sequence, 14);
+    await store.checkpoint();
+    assert.equal(store.stats().walBytes, fileHeaderBytes);
+    await recovered.close();
+    await store.close();
+  },
+);
 
-Deno.test("Store: a crash between the storage.db rename and the WAL truncation replays idempotently", async () => {
-  const inner = new MemoryFs();
-  const fs = new HookedFs(inner);
-  const store = await openStore(storeOptions({ fs }));
-  await store.put("t", "k", 1, alice);
-  await store.put("t", "k", 2, alice);
-  await store.put("t", "gone", 1, alice);
-  await store.delete("t", "gone", alice);
-  let crashed: MemoryFs | undefined;
-  fs.hooks.beforeTruncate = (path) => {
-    if (path === "/data/wal.log") crashed ??= inner.crashCopy();
-  };
-  await store.checkpoint();
-  assert(crashed !== undefined);
-  assert((await crashed.stat("/data/storage.db")) !== undefined);
-  assert(
-    (await crashed.stat("/data/wal.log"))!.sizeBytes > fileHeaderBytes,
-    "the WAL still holds the records",
-  );
-  const recovered = await openStore(storeOptions({ fs: crashed }));
-  assert.deepEqual(dumpTable(recovered, "t"), dumpTable(store, "t"));
-  assert.equal(recovered.getEntry("t", "gone")?.version, 2);
-  assert.equal(recovered.stats().sequence, 4);
-  assert.equal((await recovered.put("t", "k", 3, alice)).version, 3);
-  assert.equal((await recovered.put("t", "gone", 3, alice)).version, 3);
-  await recovered.close();
-  await store.close();
-});
+Deno.test(
+  "Store: a crash between the storage.db rename and the WAL truncation replays idempotently",
+  async () => {
+    const inner = new MemoryFs();
+    const fs = new HookedFs(inner);
+    const store = await openStore(storeOptions({ fs }));
+    await store.put("t", "k", 1, alice);
+    await store.put("t", "k", 2, alice);
+    await store.put("t", "gone", 1, alice);
+    await store.delete("t", "gone", alice);
+    let crashed: MemoryFs | undefined;
+    fs.hooks.beforeTruncate = (path) => {
+      if (path === "/data/wal.log") crashed ??= inner.crashCopy();
+    };
+    await store.checkpoint();
+    assert(crashed !== undefined);
+    assert((await crashed.stat("/data/storage.db")) !== undefined);
+    assert(
+      (await crashed.stat("/data/wal.log"))!.sizeBytes > fileHeaderBytes,
+      "the WAL still holds the records",
+    );
+    const recovered = await openStore(storeOptions({ fs: crashed }));
+    assert.deepEqual(dumpTable(recovered, "t"), dumpTable(store, "t"));
+    assert.equal(recovered.getEntry("t", "gone")?.version, 2);
+    assert.equal(recovered.stats().sequence, 4);
+    assert.equal((await recovered.put("t", "k", 3, alice)).version, 3);
+    assert.equal((await recovered.put("t", "gone", 3, alice)).version, 3);
+    await recovered.close();
+    await store.close();
+  },
+);
 
-Deno.test("Store.close() writes a final checkpoint: the WAL is empty and storage.db holds everything", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  for (let index = 0; index < 3000; index += 1) {
-    await store.put("t", `k${index}`, { text: `${index}`.repeat(60) }, alice);
-  }
-  await store.close();
-  assert.equal((await fs.stat("/data/wal.log"))?.sizeBytes, fileHeaderBytes);
-  const seen: string[] = [];
-  const summary = await readStateFile(
-    { fs, path: "/data/storage.db", encryption: testEncryption },
-    (frame) => seen.push(...keysOf(frame)),
-  );
-  assert.deepEqual(summary, { sequence: 3000, entryCount: 3000 });
-  assert.equal(new Set(seen).size, 3000);
-  const reopened = await openStore(storeOptions({ fs }));
-  assert.equal(reopened.tableCounts().get("t"), 3000);
-  assert.equal(JSON.parse(reopened.get("t", "k2999")!.json).value.text, "2999".repeat(60));
-  await reopened.close();
-});
+Deno.test(
+  "Store.close() writes a final checkpoint: the WAL is empty and storage.db holds everything",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    for (let index = 0; index < 3000; index += 1) {
+      await store.put("t", `k${index}`, { text: `${index}`.repeat(60) }, alice);
+    }
+    await store.close();
+    assert.equal((await fs.stat("/data/wal.log"))?.sizeBytes, fileHeaderBytes);
+    const seen: string[] = [];
+    const summary = await readStateFile(
+      { fs, path: "/data/storage.db", encryption: testEncryption },
+      (frame) => seen.push(...keysOf(frame)),
+    );
+    assert.deepEqual(summary, { sequence: 3000, entryCount: 3000 });
+    assert.equal(new Set(seen).size, 3000);
+    const reopened = await openStore(storeOptions({ fs }));
+    assert.equal(reopened.tableCounts().get("t"), 3000);
+    assert.equal(JSON.parse(reopened.get("t", "k2999")!.json).value.text, "2999".repeat(60));
+    await reopened.close();
+  },
+);
 
-Deno.test("Store.checkpoint() on a full disk rejects with StorageFullError, keeps the WAL and stays writable", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  for (let index = 0; index < 20; index += 1) await store.put("t", `k${index}`, "x".repeat(50), alice);
-  const walBefore = store.stats().walBytes;
-  fs.capacityBytes = walBefore + 100;
-  await assert.rejects(() => store.checkpoint(), StorageFullError);
-  assert.equal(await fs.stat("/data/storage.db.tmp"), undefined, "the tmp file was removed");
-  assert.equal(store.stats().walBytes, walBefore);
-  fs.capacityBytes = Infinity;
-  await store.put("t", "more", 1, alice);
-  const recovered = await openStore(storeOptions({ fs: fs.crashCopy() }));
-  assert.equal(recovered.tableCounts().get("t"), 21);
-  await recovered.close();
-  await store.close();
-});
+Deno.test(
+  "Store.checkpoint() on a full disk rejects with StorageFullError, keeps the WAL and stays writable",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    for (let index = 0; index < 20; index += 1) await store.put("t", `k${index}`, "x".repeat(50), alice);
+    const walBefore = store.stats().walBytes;
+    fs.capacityBytes = walBefore + 100;
+    await assert.rejects(() => store.checkpoint(), StorageFullError);
+    assert.equal(await fs.stat("/data/storage.db.tmp"), undefined, "the tmp file was removed");
+    assert.equal(store.stats().walBytes, walBefore);
+    fs.capacityBytes = Infinity;
+    await store.put("t", "more", 1, alice);
+    const recovered = await openStore(storeOptions({ fs: fs.crashCopy() }));
+    assert.equal(recovered.tableCounts().get("t"), 21);
+    await recovered.close();
+    await store.close();
+  },
+);
 
 Deno.test("Store.snapshot() writes a readable snapshot and keeps only the newest snapshotLimit", async () => {
   const fs = new MemoryFs();
@@ -154,14 +166,17 @@ Deno.test("Store.snapshot() writes a readable snapshot and keeps only the newest
   await store.close();
 });
 
-Deno.test("Store: the snapshot timer writes snapshots every snapshotIntervalSecs and close() clears it", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs, snapshotIntervalSecs: 1 }));
-  await store.put("t", "k", 1, alice);
-  await waitFor(() => store.stats().snapshotCount >= 1, { timeoutMs: 5_000 });
-  assert.equal((await listSnapshots(fs, "/data/snapshots")).length, 1);
-  await store.close();
-});
+Deno.test(
+  "Store: the snapshot timer writes snapshots every snapshotIntervalSecs and close() clears it",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs, snapshotIntervalSecs: 1 }));
+    await store.put("t", "k", 1, alice);
+    await waitFor(() => store.stats().snapshotCount >= 1, { timeoutMs: 5_000 });
+    assert.equal((await listSnapshots(fs, "/data/snapshots")).length, 1);
+    await store.close();
+  },
+);
 
 Deno.test("Store: rewriting keys keeps the index pages compact, before and after a restart", async () => {
   const fs = new MemoryFs();
@@ -203,35 +218,38 @@ Deno.test("Store: rewriting keys keeps the index pages compact, before and after
   await reopened.close();
 });
 
-Deno.test("storage.db holds each outstanding promise after the keys, counted by the checkpoint end", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  const ballot = { counter: 3, node: "n1:6660" };
-  await store.put("t", "a", 1, alice);
-  await store.promise("t", "a", ballot);
-  await store.promise("t", "bare", ballot);
-  await store.promise("t", "cleared", ballot);
-  await store.accept("t", "cleared", { counter: 4, node: "n1:6660" }, {
-    version: 1,
-    timestamp: 1,
-    owner: "alice",
-    deleted: false,
-    valueJson: "2",
-  });
-  await store.checkpoint();
-  const frames: StateFrame[] = [];
-  const summary = await readStateFile(
-    { fs, path: "/data/storage.db", encryption: testEncryption },
-    (frame) => frames.push(frame),
-  );
-  assert.deepEqual(summary, { sequence: 2, entryCount: 4 }, "two keys and two promises");
-  const promises = frames.flatMap((frame) => frame.promises);
-  assert.deepEqual(promises.sort((a, b) => a.key < b.key ? -1 : 1), [
-    { table: "t", key: "a", ballot },
-    { table: "t", key: "bare", ballot },
-  ]);
-  const ops = frames.flatMap((frame) => recordsOf(frame.records).map((record) => decodeRecord(record).op));
-  assert.deepEqual(ops.slice(0, 2), ["put", "put"]);
-  assert.deepEqual(ops.slice(2), ["promise", "promise", "checkpointEnd"], "promises follow the keys");
-  await store.close();
-});
+Deno.test(
+  "storage.db holds each outstanding promise after the keys, counted by the checkpoint end",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    const ballot = { counter: 3, node: "n1:6660" };
+    await store.put("t", "a", 1, alice);
+    await store.promise("t", "a", ballot);
+    await store.promise("t", "bare", ballot);
+    await store.promise("t", "cleared", ballot);
+    await store.accept("t", "cleared", { counter: 4, node: "n1:6660" }, {
+      version: 1,
+      timestamp: 1,
+      owner: "alice",
+      deleted: false,
+      valueJson: "2",
+    });
+    await store.checkpoint();
+    const frames: StateFrame[] = [];
+    const summary = await readStateFile(
+      { fs, path: "/data/storage.db", encryption: testEncryption },
+      (frame) => frames.push(frame),
+    );
+    assert.deepEqual(summary, { sequence: 2, entryCount: 4 }, "two keys and two promises");
+    const promises = frames.flatMap((frame) => frame.promises);
+    assert.deepEqual(promises.sort((a, b) => a.key < b.key ? -1 : 1), [
+      { table: "t", key: "a", ballot },
+      { table: "t", key: "bare", ballot },
+    ]);
+    const ops = frames.flatMap((frame) => recordsOf(frame.records).map((record) => decodeRecord(record).op));
+    assert.deepEqual(ops.slice(0, 2), ["put", "put"]);
+    assert.deepEqual(ops.slice(2), ["promise", "promise", "checkpointEnd"], "promises follow the keys");
+    await store.close();
+  },
+);

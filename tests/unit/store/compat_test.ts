@@ -95,48 +95,51 @@ Deno.test("Store.open() starts from a snapshot written before ballots", async ()
   }
 });
 
-Deno.test("Store: plain writes, zero-ballot replicas and purges still write the old op codes 1, 2 and 4", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const store = await openStore(storeOptions({ dir, fs: new DenoFs() }));
-    const alice = { owner: "alice" };
-    await store.put("t", "a", 1, alice);
-    await store.patch("t", "a", {}, alice).catch(() => {}); // not an object: refused, nothing written
-    await store.delete("t", "a", alice);
-    await store.applyReplica("t", "r", {
-      version: 2,
-      timestamp: 5,
-      owner: "bob",
-      deleted: false,
-      valueJson: "2",
-    });
-    await store.applyReplica("t", "d", { version: 2, timestamp: 5, owner: "bob", deleted: true });
-    await store.purge("t", "r");
-    assert.deepEqual(await walOpCodes(dir), [1, 2, 1, 2, 4]);
-    const zero = encodeRecord({
-      op: "put",
-      sequence: 3,
-      version: 2,
-      timestamp: 5,
-      table: "t",
-      key: "r",
-      owner: "bob",
-      valueJson: "2",
-      ballot: { counter: 0, node: "" },
-    });
-    const none = encodeRecord({
-      op: "put",
-      sequence: 3,
-      version: 2,
-      timestamp: 5,
-      table: "t",
-      key: "r",
-      owner: "bob",
-      valueJson: "2",
-    });
-    assert.deepEqual(zero, none, "a zero ballot adds no byte");
-    await store.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+Deno.test(
+  "Store: plain writes, zero-ballot replicas and purges still write the old op codes 1, 2 and 4",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const store = await openStore(storeOptions({ dir, fs: new DenoFs() }));
+      const alice = { owner: "alice" };
+      await store.put("t", "a", 1, alice);
+      await store.patch("t", "a", {}, alice).catch(() => {}); // not an object: refused, nothing written
+      await store.delete("t", "a", alice);
+      await store.applyReplica("t", "r", {
+        version: 2,
+        timestamp: 5,
+        owner: "bob",
+        deleted: false,
+        valueJson: "2",
+      });
+      await store.applyReplica("t", "d", { version: 2, timestamp: 5, owner: "bob", deleted: true });
+      await store.purge("t", "r");
+      assert.deepEqual(await walOpCodes(dir), [1, 2, 1, 2, 4]);
+      const zero = encodeRecord({
+        op: "put",
+        sequence: 3,
+        version: 2,
+        timestamp: 5,
+        table: "t",
+        key: "r",
+        owner: "bob",
+        valueJson: "2",
+        ballot: { counter: 0, node: "" },
+      });
+      const none = encodeRecord({
+        op: "put",
+        sequence: 3,
+        version: 2,
+        timestamp: 5,
+        table: "t",
+        key: "r",
+        owner: "bob",
+        valueJson: "2",
+      });
+      assert.deepEqual(zero, none, "a zero ballot adds no byte");
+      await store.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

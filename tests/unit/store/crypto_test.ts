@@ -25,22 +25,29 @@ Deno.test("importEncryptionKey() rejects a key that is not 32 bytes", async () =
   await assert.rejects(() => importEncryptionKey(btoa("short")), /32 bytes/);
 });
 
-Deno.test("encrypt() (node:crypto) and decrypt() (WebCrypto) round trip; tampering or another key fails authentication", async () => {
-  const plaintext = new TextEncoder().encode("hello frames");
-  const additionalData = new TextEncoder().encode("header");
-  const { iv, ciphertext } = encrypt(testEncryption.cipherKey, { plaintext, additionalData });
-  assert.deepEqual(await decrypt(testEncryption.key, { iv, ciphertext, additionalData }), plaintext);
-  const flipped = ciphertext.slice();
-  flipped[0]! ^= 1;
-  assert.equal(await decrypt(testEncryption.key, { iv, ciphertext: flipped, additionalData }), undefined);
-  const otherHeader = new TextEncoder().encode("Header");
-  assert.equal(await decrypt(testEncryption.key, { iv, ciphertext, additionalData: otherHeader }), undefined);
-  assert.equal(await decrypt(otherEncryption.key, { iv, ciphertext, additionalData }), undefined);
-  assert.equal(
-    await decrypt(testEncryption.key, { iv, ciphertext: ciphertext.subarray(0, 5), additionalData }),
-    undefined,
-  );
-});
+Deno.test(
+  "encrypt() (node:crypto) and decrypt() (WebCrypto) round trip; tampering or another key fails " +
+    "authentication",
+  async () => {
+    const plaintext = new TextEncoder().encode("hello frames");
+    const additionalData = new TextEncoder().encode("header");
+    const { iv, ciphertext } = encrypt(testEncryption.cipherKey, { plaintext, additionalData });
+    assert.deepEqual(await decrypt(testEncryption.key, { iv, ciphertext, additionalData }), plaintext);
+    const flipped = ciphertext.slice();
+    flipped[0]! ^= 1;
+    assert.equal(await decrypt(testEncryption.key, { iv, ciphertext: flipped, additionalData }), undefined);
+    const otherHeader = new TextEncoder().encode("Header");
+    assert.equal(
+      await decrypt(testEncryption.key, { iv, ciphertext, additionalData: otherHeader }),
+      undefined,
+    );
+    assert.equal(await decrypt(otherEncryption.key, { iv, ciphertext, additionalData }), undefined);
+    assert.equal(
+      await decrypt(testEncryption.key, { iv, ciphertext: ciphertext.subarray(0, 5), additionalData }),
+      undefined,
+    );
+  },
+);
 
 Deno.test("encrypt() uses a fresh IV every time", () => {
   const plaintext = new Uint8Array(10);

@@ -54,31 +54,34 @@ Deno.test("Store on DenoFs: no file under the data dir holds a value, table or k
   }
 });
 
-Deno.test("Store on DenoFs: a torn WAL tail is cut off in the real file and the store appends after it", async () => {
-  const memory = new MemoryFs();
-  const writer = await Store.open(storeOptions({ fs: memory }));
-  await writer.put("t", "a", 1, alice);
-  const lastFrameOffset = writer.stats().walBytes;
-  await writer.put("t", "b", 2, alice);
-  const wal = (await memory.crashCopy().readFile("/data/wal.log"))!;
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeFile(`${dir}/wal.log`, wal.subarray(0, wal.length - 5), { mode: 0o600 });
-    const logger = new RecordingLogger();
-    const store = await Store.open(storeOptions({ dir, fs: new DenoFs(), logger }));
-    assert.deepEqual(Object.keys(dumpTable(store, "t")), ["a"]);
-    assert.match(
-      logger.at("warn")[0]!.message,
-      new RegExp(`${dir}/wal.log at byte offset ${lastFrameOffset}`),
-    );
-    assert.equal((await Deno.stat(`${dir}/wal.log`)).size, lastFrameOffset);
-    await store.put("t", "c", 3, alice);
-    await store.close();
-    const reopened = await Store.open(storeOptions({ dir, fs: new DenoFs() }));
-    assert.deepEqual(Object.keys(dumpTable(reopened, "t")), ["a", "c"]);
-    await reopened.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-  await writer.close();
-});
+Deno.test(
+  "Store on DenoFs: a torn WAL tail is cut off in the real file and the store appends after it",
+  async () => {
+    const memory = new MemoryFs();
+    const writer = await Store.open(storeOptions({ fs: memory }));
+    await writer.put("t", "a", 1, alice);
+    const lastFrameOffset = writer.stats().walBytes;
+    await writer.put("t", "b", 2, alice);
+    const wal = (await memory.crashCopy().readFile("/data/wal.log"))!;
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(`${dir}/wal.log`, wal.subarray(0, wal.length - 5), { mode: 0o600 });
+      const logger = new RecordingLogger();
+      const store = await Store.open(storeOptions({ dir, fs: new DenoFs(), logger }));
+      assert.deepEqual(Object.keys(dumpTable(store, "t")), ["a"]);
+      assert.match(
+        logger.at("warn")[0]!.message,
+        new RegExp(`${dir}/wal.log at byte offset ${lastFrameOffset}`),
+      );
+      assert.equal((await Deno.stat(`${dir}/wal.log`)).size, lastFrameOffset);
+      await store.put("t", "c", 3, alice);
+      await store.close();
+      const reopened = await Store.open(storeOptions({ dir, fs: new DenoFs() }));
+      assert.deepEqual(Object.keys(dumpTable(reopened, "t")), ["a", "c"]);
+      await reopened.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    await writer.close();
+  },
+);

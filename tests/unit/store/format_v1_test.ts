@@ -55,66 +55,76 @@ Deno.test("format v1 fixture: wal.log holds records not yet checkpointed, of eve
   });
 });
 
-Deno.test("Store.open() reads the format v1 fixture's storage.db and WAL exactly as they were written", async () => {
-  await withCopy(async (dir) => {
-    const logger = new RecordingLogger();
-    const store = await openAtFixtureClock(dir, logger);
-    try {
-      assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.current);
-      const due = store.takeExpired(clockMs, 100).map(({ table, key }) => `${table}/${key}`);
-      assert.deepEqual(due, expected.current.expired, "the expiry queue is rebuilt from the files");
-      assert.deepEqual(logger.at("warn"), [], "nothing to warn about in an intact data dir");
-      // Owners come back: a live key is written only by its owner; a key re-created after a tombstone
-      // belongs to its new writer.
-      await assert.rejects(store.put("t", "a", 4, { owner: "bob" }), ForbiddenError);
-      await assert.rejects(store.put("t", "b", 4, { owner: "alice" }), ForbiddenError);
-      assert.equal((await store.put("t", "b", 4, { owner: "carol" })).version, 4);
-      assert.equal(store.stats().sequence, expected.current.sequence + 1, "sequences go on from the files");
-    } finally {
-      await store.close();
-    }
-  });
-});
+Deno.test(
+  "Store.open() reads the format v1 fixture's storage.db and WAL exactly as they were written",
+  async () => {
+    await withCopy(async (dir) => {
+      const logger = new RecordingLogger();
+      const store = await openAtFixtureClock(dir, logger);
+      try {
+        assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.current);
+        const due = store.takeExpired(clockMs, 100).map(({ table, key }) => `${table}/${key}`);
+        assert.deepEqual(due, expected.current.expired, "the expiry queue is rebuilt from the files");
+        assert.deepEqual(logger.at("warn"), [], "nothing to warn about in an intact data dir");
+        // Owners come back: a live key is written only by its owner; a key re-created after a tombstone
+        // belongs to its new writer.
+        await assert.rejects(store.put("t", "a", 4, { owner: "bob" }), ForbiddenError);
+        await assert.rejects(store.put("t", "b", 4, { owner: "alice" }), ForbiddenError);
+        assert.equal((await store.put("t", "b", 4, { owner: "carol" })).version, 4);
+        assert.equal(store.stats().sequence, expected.current.sequence + 1, "sequences go on from the files");
+      } finally {
+        await store.close();
+      }
+    });
+  },
+);
 
-Deno.test("Store.open() reads the format v1 fixture's storage.db alone as the checkpoint; the WAL adds the rest", async () => {
-  await withCopy(async (dir) => {
-    await Deno.remove(`${dir}/wal.log`);
-    const store = await openAtFixtureClock(dir);
-    try {
-      assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.checkpointed);
-    } finally {
-      await store.close();
-    }
-  });
-  // What only wal.log holds, which the test above found: so it was replayed.
-  const walOnly = Object.keys(expected.current.entries).filter((name) =>
-    JSON.stringify(expected.current.entries[name]) !== JSON.stringify(expected.checkpointed.entries[name])
-  );
-  assert.ok(walOnly.length >= 10, `keys changed only in wal.log: ${walOnly.join(", ")}`);
-  assert.notDeepEqual(expected.current.promises, expected.checkpointed.promises);
-});
+Deno.test(
+  "Store.open() reads the format v1 fixture's storage.db alone as the checkpoint; the WAL adds the " +
+    "rest",
+  async () => {
+    await withCopy(async (dir) => {
+      await Deno.remove(`${dir}/wal.log`);
+      const store = await openAtFixtureClock(dir);
+      try {
+        assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.checkpointed);
+      } finally {
+        await store.close();
+      }
+    });
+    // What only wal.log holds, which the test above found: so it was replayed.
+    const walOnly = Object.keys(expected.current.entries).filter((name) =>
+      JSON.stringify(expected.current.entries[name]) !== JSON.stringify(expected.checkpointed.entries[name])
+    );
+    assert.ok(walOnly.length >= 10, `keys changed only in wal.log: ${walOnly.join(", ")}`);
+    assert.notDeepEqual(expected.current.promises, expected.checkpointed.promises);
+  },
+);
 
-Deno.test("Store.open() recovers the format v1 fixture from its snapshot, with and without the WAL", async () => {
-  await withCopy(async (dir) => {
-    await Deno.remove(`${dir}/storage.db`);
-    const store = await openAtFixtureClock(dir);
-    try {
-      assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.current);
-    } finally {
-      await store.close();
-    }
-  });
-  await withCopy(async (dir) => {
-    await Deno.remove(`${dir}/storage.db`);
-    await Deno.remove(`${dir}/wal.log`);
-    const store = await openAtFixtureClock(dir);
-    try {
-      assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.checkpointed);
-    } finally {
-      await store.close();
-    }
-  });
-});
+Deno.test(
+  "Store.open() recovers the format v1 fixture from its snapshot, with and without the WAL",
+  async () => {
+    await withCopy(async (dir) => {
+      await Deno.remove(`${dir}/storage.db`);
+      const store = await openAtFixtureClock(dir);
+      try {
+        assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.current);
+      } finally {
+        await store.close();
+      }
+    });
+    await withCopy(async (dir) => {
+      await Deno.remove(`${dir}/storage.db`);
+      await Deno.remove(`${dir}/wal.log`);
+      const store = await openAtFixtureClock(dir);
+      try {
+        assert.deepEqual(await storeStateOf(store, { promiseKeys, nowMs: clockMs }), expected.checkpointed);
+      } finally {
+        await store.close();
+      }
+    });
+  },
+);
 
 Deno.test("Store.open() refuses the format v1 fixture's storage.db with one byte changed", async () => {
   await withCopy(async (dir) => {
@@ -164,20 +174,25 @@ Deno.test("loadOrCreateSecretFile() reads the format v1 fixture's JWT secret", a
   });
 });
 
-Deno.test("ChangeLog.open() reads the format v1 fixture's segment: every record's id, version and state", async () => {
-  await withCopy(async (dir) => {
-    const logger = new RecordingLogger();
-    const log = await openChangeLog({ dir, clock: new ManualClock(clockMs), logger });
-    try {
-      assert.deepEqual(await changeLogStateOf(log), expected.changeLog);
-      const versions: number[] = [];
-      for await (const chunk of log.keyChangesAfter({ table: "t", key: "a" }, { after: 0, chunkCount: 8 })) {
-        versions.push(...chunk.map((change) => change.version));
+Deno.test(
+  "ChangeLog.open() reads the format v1 fixture's segment: every record's id, version and state",
+  async () => {
+    await withCopy(async (dir) => {
+      const logger = new RecordingLogger();
+      const log = await openChangeLog({ dir, clock: new ManualClock(clockMs), logger });
+      try {
+        assert.deepEqual(await changeLogStateOf(log), expected.changeLog);
+        const versions: number[] = [];
+        for await (
+          const chunk of log.keyChangesAfter({ table: "t", key: "a" }, { after: 0, chunkCount: 8 })
+        ) {
+          versions.push(...chunk.map((change) => change.version));
+        }
+        assert.deepEqual(versions, [1, 2, 3]);
+        assert.deepEqual(logger.at("warn"), [], "a segment closed cleanly: no gap, nothing cut");
+      } finally {
+        await log.close();
       }
-      assert.deepEqual(versions, [1, 2, 3]);
-      assert.deepEqual(logger.at("warn"), [], "a segment closed cleanly: no gap, nothing cut");
-    } finally {
-      await log.close();
-    }
-  });
-});
+    });
+  },
+);

@@ -66,22 +66,25 @@ Deno.test("encodeFileHeader() writes magic, format version and key id; checkFile
   );
 });
 
-Deno.test("encodeFrame() lays out length, CRC-32, IV and ciphertext; small plaintext is not compressed", async () => {
-  const frame = frameOf(["one", "two"]);
-  const view = new DataView(frame.buffer);
-  const ciphertext = frame.subarray(frameHeaderBytes);
-  assert.equal(view.getUint32(0), ciphertext.length);
-  assert.equal(view.getUint32(4), crc32(ciphertext));
-  const plaintext = await plaintextOf(frame);
-  assert.equal(plaintext[0], 0);
-  assert.deepEqual(
-    recordsOf(decodeFramePlaintext(plaintext)).map((bytes) => new TextDecoder().decode(bytes)),
-    [
-      "one",
-      "two",
-    ],
-  );
-});
+Deno.test(
+  "encodeFrame() lays out length, CRC-32, IV and ciphertext; small plaintext is not compressed",
+  async () => {
+    const frame = frameOf(["one", "two"]);
+    const view = new DataView(frame.buffer);
+    const ciphertext = frame.subarray(frameHeaderBytes);
+    assert.equal(view.getUint32(0), ciphertext.length);
+    assert.equal(view.getUint32(4), crc32(ciphertext));
+    const plaintext = await plaintextOf(frame);
+    assert.equal(plaintext[0], 0);
+    assert.deepEqual(
+      recordsOf(decodeFramePlaintext(plaintext)).map((bytes) => new TextDecoder().decode(bytes)),
+      [
+        "one",
+        "two",
+      ],
+    );
+  },
+);
 
 Deno.test("encodeFrame() deflates a plaintext of at least 1 KiB", async () => {
   const big = "x".repeat(compressPlaintextBytesMin);
@@ -167,18 +170,27 @@ Deno.test("scanFrames() reads every frame of an intact file", async () => {
   assert.deepEqual(result, { endOffset: bytes.length, frameCount: 3 });
 });
 
-Deno.test("scanFrames() reports a torn last frame at every kind of cut and keeps the frames before it", async () => {
-  const { fs, bytes, offsets } = await fileOfFrames(3);
-  const last = offsets[2]!;
-  for (
-    const cut of [last + 1, last + 7, last + frameHeaderBytes, last + frameHeaderBytes + 5, bytes.length - 1]
-  ) {
-    const { result, seen } = await scan(fs, bytes.subarray(0, cut));
-    assert.deepEqual(seen, ["record 0", "record 1"], `cut at ${cut}`);
-    assert.equal(result.endOffset, last);
-    assert.equal(result.torn?.offset, last);
-  }
-});
+Deno.test(
+  "scanFrames() reports a torn last frame at every kind of cut and keeps the frames before it",
+  async () => {
+    const { fs, bytes, offsets } = await fileOfFrames(3);
+    const last = offsets[2]!;
+    for (
+      const cut of [
+        last + 1,
+        last + 7,
+        last + frameHeaderBytes,
+        last + frameHeaderBytes + 5,
+        bytes.length - 1,
+      ]
+    ) {
+      const { result, seen } = await scan(fs, bytes.subarray(0, cut));
+      assert.deepEqual(seen, ["record 0", "record 1"], `cut at ${cut}`);
+      assert.equal(result.endOffset, last);
+      assert.equal(result.torn?.offset, last);
+    }
+  },
+);
 
 Deno.test("scanFrames() treats a damaged last frame and a zero-filled tail as torn", async () => {
   const { fs, bytes, offsets } = await fileOfFrames(3);
@@ -194,19 +206,22 @@ Deno.test("scanFrames() treats a damaged last frame and a zero-filled tail as to
   assert.equal(zeros.result.torn?.offset, bytes.length);
 });
 
-Deno.test("scanFrames() throws WalCorruptError naming file and offset for a damaged frame in the middle", async () => {
-  const { fs, bytes, offsets } = await fileOfFrames(3);
-  for (const position of [offsets[1]! + 5, offsets[1]! + frameHeaderBytes + 3]) {
-    const damaged = bytes.slice();
-    damaged[position]! ^= 0x01;
-    await assert.rejects(
-      () => scan(fs, damaged),
-      (error: unknown) =>
-        error instanceof WalCorruptError && error.offset === offsets[1] && error.path === "/d/f" &&
-        error.message.includes(`/d/f is corrupt at byte offset ${offsets[1]}`),
-    );
-  }
-});
+Deno.test(
+  "scanFrames() throws WalCorruptError naming file and offset for a damaged frame in the middle",
+  async () => {
+    const { fs, bytes, offsets } = await fileOfFrames(3);
+    for (const position of [offsets[1]! + 5, offsets[1]! + frameHeaderBytes + 3]) {
+      const damaged = bytes.slice();
+      damaged[position]! ^= 0x01;
+      await assert.rejects(
+        () => scan(fs, damaged),
+        (error: unknown) =>
+          error instanceof WalCorruptError && error.offset === offsets[1] && error.path === "/d/f" &&
+          error.message.includes(`/d/f is corrupt at byte offset ${offsets[1]}`),
+      );
+    }
+  },
+);
 
 Deno.test("scanFrames() rejects frames encrypted under another key or for another file kind", async () => {
   const { fs, bytes } = await fileOfFrames(2);
@@ -288,19 +303,24 @@ Deno.test("scanFrames() tells a long zero-filled tail from zeros followed by dat
   await assert.rejects(() => scan(fs, padded), WalCorruptError);
 });
 
-Deno.test("decodeFramePlaintext() inflates any size exactly; inflateRecords() inflates the same bytes again", async () => {
-  for (const size of [2_000, 300_000, 330_000, 2_000_000]) {
-    const text = Array.from({ length: size / 10 }, (_, index) => `${index % 997}`.padStart(10, "-")).join("");
-    const frame = frameOf([text, "end"]);
-    const records = decodeFramePlaintext(await plaintextOf(frame));
-    assert.deepEqual(recordsOf(records).map((bytes) => new TextDecoder().decode(bytes)), [text, "end"]);
-    assert.equal(records.bytes.length, 4 + text.length + 4 + 3, "the records and nothing more");
-    assert(records.deflated !== undefined);
-    // Below 4 KiB a frame is deflated for speed (level 1, 4 KiB window), which keeps less of it.
-    assert(records.deflated.length < records.bytes.length / (size < 4_096 ? 2 : 4));
-    assert.deepEqual(inflateRecords(records.deflated, records.bytes.length), records.bytes);
-    assert.throws(() => inflateRecords(records.deflated!, records.bytes.length + 1), AssertionError);
-  }
-  const small = decodeFramePlaintext(await plaintextOf(frameOf(["tiny"])));
-  assert.equal(small.deflated, undefined, "an uncompressed frame has nothing to inflate");
-});
+Deno.test(
+  "decodeFramePlaintext() inflates any size exactly; inflateRecords() inflates the same bytes again",
+  async () => {
+    for (const size of [2_000, 300_000, 330_000, 2_000_000]) {
+      const text = Array.from({ length: size / 10 }, (_, index) => `${index % 997}`.padStart(10, "-")).join(
+        "",
+      );
+      const frame = frameOf([text, "end"]);
+      const records = decodeFramePlaintext(await plaintextOf(frame));
+      assert.deepEqual(recordsOf(records).map((bytes) => new TextDecoder().decode(bytes)), [text, "end"]);
+      assert.equal(records.bytes.length, 4 + text.length + 4 + 3, "the records and nothing more");
+      assert(records.deflated !== undefined);
+      // Below 4 KiB a frame is deflated for speed (level 1, 4 KiB window), which keeps less of it.
+      assert(records.deflated.length < records.bytes.length / (size < 4_096 ? 2 : 4));
+      assert.deepEqual(inflateRecords(records.deflated, records.bytes.length), records.bytes);
+      assert.throws(() => inflateRecords(records.deflated!, records.bytes.length + 1), AssertionError);
+    }
+    const small = decodeFramePlaintext(await plaintextOf(frameOf(["tiny"])));
+    assert.equal(small.deflated, undefined, "an uncompressed frame has nothing to inflate");
+  },
+);

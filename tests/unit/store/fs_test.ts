@@ -195,21 +195,24 @@ async function exerciseLocks(fs: Fs, dir: string): Promise<void> {
   again.release();
 }
 
-Deno.test("DenoFs.tryLock() and MemoryFs.tryLock(): one exclusive holder or many shared, never waiting", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "dynarust_fs_lock_" });
-  try {
-    await exerciseLocks(new DenoFs(), dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-  const memory = new MemoryFs();
-  await memory.mkdir("/data", { permissions: 0o700 });
-  await exerciseLocks(memory, "/data");
-  const held = await memory.tryLock("/data/node.lock", { exclusive: true });
-  assert(held !== undefined);
-  const crashed = memory.crashCopy({ keepUnsynced: true });
-  const after = await crashed.tryLock("/data/node.lock", { exclusive: true });
-  assert(after !== undefined, "a crash ends the process that held the lock");
-  after.release();
-  held.release();
-});
+Deno.test(
+  "DenoFs.tryLock() and MemoryFs.tryLock(): one exclusive holder or many shared, never waiting",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "dynarust_fs_lock_" });
+    try {
+      await exerciseLocks(new DenoFs(), dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    const memory = new MemoryFs();
+    await memory.mkdir("/data", { permissions: 0o700 });
+    await exerciseLocks(memory, "/data");
+    const held = await memory.tryLock("/data/node.lock", { exclusive: true });
+    assert(held !== undefined);
+    const crashed = memory.crashCopy({ keepUnsynced: true });
+    const after = await crashed.tryLock("/data/node.lock", { exclusive: true });
+    assert(after !== undefined, "a crash ends the process that held the lock");
+    after.release();
+    held.release();
+  },
+);

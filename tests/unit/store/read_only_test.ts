@@ -58,94 +58,106 @@ async function crashedWithTornTail(): Promise<{ fs: MemoryFs; tornOffset: number
   return { fs: image, tornOffset };
 }
 
-Deno.test("Store.open({ readOnly }) reads storage.db and the WAL up to a torn tail, reports it, and changes no file", async () => {
-  const { fs, tornOffset } = await crashedWithTornTail();
-  const before = await filesOf(fs, "/data");
-  assert.ok(before.has("/data/storage.db.tmp"));
-  assert.ok([...before.keys()].some((path) => path.startsWith("/data/snapshots/snapshot_")));
-  const logger = new RecordingLogger();
-  const store = await Store.open(storeOptions({ fs, logger, readOnly: true }));
-  assert.deepEqual(Object.keys(dumpTable(store, "t")).sort(), ["b", "base"]);
-  assert.equal(store.get("t", "b")?.version, 1);
-  assert.ok((store.get("t", "b")?.expiresAt ?? 0) > 0, "the lifetime is read back");
-  assert.equal(store.getEntry("t", "gone")?.deleted, true);
-  const torn = logger.at("warn").filter((line) => line.message.includes("torn tail"));
-  assert.equal(torn.length, 1, JSON.stringify(logger.lines));
-  assert.match(torn[0]!.message, new RegExp(`^${walPath} has a torn tail at byte offset ${tornOffset}:`));
-  assert.equal(torn[0]!.fields?.offset, tornOffset);
-  const refused = (error: unknown) => error instanceof StoreReadOnlyError && /read-only/.test(error.message);
-  await assert.rejects(() => store.put("t", "x", 1, alice), refused);
-  await assert.rejects(() => store.delete("t", "b", alice), refused);
-  await assert.rejects(
-    () =>
-      store.applyReplicas([{
-        table: "t",
-        key: "x",
-        entry: { ...alice, version: 9, timestamp: 1, deleted: true },
-      }]),
-    refused,
-  );
-  await assert.rejects(() => store.purge("t", "b"), refused);
-  await assert.rejects(() => store.checkpoint(), refused);
-  await assert.rejects(() => store.snapshot(), refused);
-  assert.throws(() => store.promise("t", "b", { counter: 1, node: "n:1" }), refused);
-  await store.close();
-  assert.deepEqual(await filesOf(fs, "/data"), before, "every file as it was, and no other");
-  // The node that opens it next cuts the tail and sees the same state.
-  const node = await openStore(storeOptions({ fs }));
-  assert.deepEqual(Object.keys(dumpTable(node, "t")).sort(), ["b", "base"]);
-  assert.equal((await fs.readFile(walPath))?.length, tornOffset);
-  await node.close();
-});
+Deno.test(
+  "Store.open({ readOnly }) reads storage.db and the WAL up to a torn tail, reports it, and changes " +
+    "no file",
+  async () => {
+    const { fs, tornOffset } = await crashedWithTornTail();
+    const before = await filesOf(fs, "/data");
+    assert.ok(before.has("/data/storage.db.tmp"));
+    assert.ok([...before.keys()].some((path) => path.startsWith("/data/snapshots/snapshot_")));
+    const logger = new RecordingLogger();
+    const store = await Store.open(storeOptions({ fs, logger, readOnly: true }));
+    assert.deepEqual(Object.keys(dumpTable(store, "t")).sort(), ["b", "base"]);
+    assert.equal(store.get("t", "b")?.version, 1);
+    assert.ok((store.get("t", "b")?.expiresAt ?? 0) > 0, "the lifetime is read back");
+    assert.equal(store.getEntry("t", "gone")?.deleted, true);
+    const torn = logger.at("warn").filter((line) => line.message.includes("torn tail"));
+    assert.equal(torn.length, 1, JSON.stringify(logger.lines));
+    assert.match(torn[0]!.message, new RegExp(`^${walPath} has a torn tail at byte offset ${tornOffset}:`));
+    assert.equal(torn[0]!.fields?.offset, tornOffset);
+    const refused = (error: unknown) =>
+      error instanceof StoreReadOnlyError && /read-only/.test(error.message);
+    await assert.rejects(() => store.put("t", "x", 1, alice), refused);
+    await assert.rejects(() => store.delete("t", "b", alice), refused);
+    await assert.rejects(
+      () =>
+        store.applyReplicas([{
+          table: "t",
+          key: "x",
+          entry: { ...alice, version: 9, timestamp: 1, deleted: true },
+        }]),
+      refused,
+    );
+    await assert.rejects(() => store.purge("t", "b"), refused);
+    await assert.rejects(() => store.checkpoint(), refused);
+    await assert.rejects(() => store.snapshot(), refused);
+    assert.throws(() => store.promise("t", "b", { counter: 1, node: "n:1" }), refused);
+    await store.close();
+    assert.deepEqual(await filesOf(fs, "/data"), before, "every file as it was, and no other");
+    // The node that opens it next cuts the tail and sees the same state.
+    const node = await openStore(storeOptions({ fs }));
+    assert.deepEqual(Object.keys(dumpTable(node, "t")).sort(), ["b", "base"]);
+    assert.equal((await fs.readFile(walPath))?.length, tornOffset);
+    await node.close();
+  },
+);
 
-Deno.test("Store.open({ readOnly }) reads a WAL without storage.db, a torn WAL header as empty, and a missing dir as empty", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  await store.put("t", "k", 1, alice);
-  const image = fs.crashCopy();
-  await store.close();
-  const before = await filesOf(image, "/data");
-  assert.ok(!before.has("/data/storage.db"));
-  const reader = await Store.open(storeOptions({ fs: image, readOnly: true }));
-  assert.equal(reader.get("t", "k")?.version, 1);
-  await reader.close();
-  await image.writeFileDurably(walPath, new Uint8Array(7));
-  const tornHeader = await filesOf(image, "/data");
-  const logger = new RecordingLogger();
-  const empty = await Store.open(storeOptions({ fs: image, logger, readOnly: true }));
-  assert.equal(empty.tableCounts().size, 0);
-  assert.equal(logger.at("warn").filter((line) => /torn WAL header/.test(line.message)).length, 1);
-  await empty.close();
-  assert.deepEqual(await filesOf(image, "/data"), tornHeader);
-  const nothing = new MemoryFs();
-  const none = await Store.open(storeOptions({ fs: nothing, dir: "/absent", readOnly: true }));
-  assert.equal(none.tableCounts().size, 0);
-  await none.close();
-  assert.deepEqual(await nothing.readDir("/"), [], "no directory was created");
-});
+Deno.test(
+  "Store.open({ readOnly }) reads a WAL without storage.db, a torn WAL header as empty, and a " +
+    "missing dir as empty",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    await store.put("t", "k", 1, alice);
+    const image = fs.crashCopy();
+    await store.close();
+    const before = await filesOf(image, "/data");
+    assert.ok(!before.has("/data/storage.db"));
+    const reader = await Store.open(storeOptions({ fs: image, readOnly: true }));
+    assert.equal(reader.get("t", "k")?.version, 1);
+    await reader.close();
+    await image.writeFileDurably(walPath, new Uint8Array(7));
+    const tornHeader = await filesOf(image, "/data");
+    const logger = new RecordingLogger();
+    const empty = await Store.open(storeOptions({ fs: image, logger, readOnly: true }));
+    assert.equal(empty.tableCounts().size, 0);
+    assert.equal(logger.at("warn").filter((line) => /torn WAL header/.test(line.message)).length, 1);
+    await empty.close();
+    assert.deepEqual(await filesOf(image, "/data"), tornHeader);
+    const nothing = new MemoryFs();
+    const none = await Store.open(storeOptions({ fs: nothing, dir: "/absent", readOnly: true }));
+    assert.equal(none.tableCounts().size, 0);
+    await none.close();
+    assert.deepEqual(await nothing.readDir("/"), [], "no directory was created");
+  },
+);
 
-Deno.test("Store.open() holds node.lock: a second store, or a read-only one, is refused while it is open", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  await store.put("t", "k", 1, alice);
-  const locked = (readOnly: boolean) => (error: unknown) =>
-    error instanceof DataDirLockedError && error.code === "config_invalid" &&
-    error.message.startsWith("/data is in use") && error.message.includes(`/data/${lockFileName}`) &&
-    (readOnly ? /a node runs on it/ : /another process/).test(error.message);
-  await assert.rejects(() => openStore(storeOptions({ fs })), locked(false));
-  await assert.rejects(() => Store.open(storeOptions({ fs, readOnly: true })), locked(true));
-  assert.equal(store.get("t", "k")?.version, 1, "the refused opens touched nothing");
-  await store.close();
-  const first = await Store.open(storeOptions({ fs, readOnly: true }));
-  const second = await Store.open(storeOptions({ fs, readOnly: true }));
-  await assert.rejects(() => openStore(storeOptions({ fs })), locked(false));
-  await first.close();
-  await assert.rejects(() => openStore(storeOptions({ fs })), locked(false));
-  await second.close();
-  const reopened = await openStore(storeOptions({ fs }));
-  assert.equal(reopened.get("t", "k")?.version, 1);
-  await reopened.close();
-});
+Deno.test(
+  "Store.open() holds node.lock: a second store, or a read-only one, is refused while it is open",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    await store.put("t", "k", 1, alice);
+    const locked = (readOnly: boolean) => (error: unknown) =>
+      error instanceof DataDirLockedError && error.code === "config_invalid" &&
+      error.message.startsWith("/data is in use") && error.message.includes(`/data/${lockFileName}`) &&
+      (readOnly ? /a node runs on it/ : /another process/).test(error.message);
+    await assert.rejects(() => openStore(storeOptions({ fs })), locked(false));
+    await assert.rejects(() => Store.open(storeOptions({ fs, readOnly: true })), locked(true));
+    assert.equal(store.get("t", "k")?.version, 1, "the refused opens touched nothing");
+    await store.close();
+    const first = await Store.open(storeOptions({ fs, readOnly: true }));
+    const second = await Store.open(storeOptions({ fs, readOnly: true }));
+    await assert.rejects(() => openStore(storeOptions({ fs })), locked(false));
+    await first.close();
+    await assert.rejects(() => openStore(storeOptions({ fs })), locked(false));
+    await second.close();
+    const reopened = await openStore(storeOptions({ fs }));
+    assert.equal(reopened.get("t", "k")?.version, 1);
+    await reopened.close();
+  },
+);
 
 Deno.test("Store.open() lets the lock go when recovery fails", async () => {
   const fs = new MemoryFs();

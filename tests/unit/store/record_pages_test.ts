@@ -128,40 +128,46 @@ Deno.test("RecordPages.adopt() uses a frame's bytes as is; seal() drops it when 
   assert.throws(() => pages.addressIn(open, 1), AssertionError, "an offset inside a record is refused");
 });
 
-Deno.test("RecordPages.view() reads records as they were after their page was dropped and its slot reused", () => {
-  const pages = new RecordPages();
-  const first = pages.append(record(1, writePageBytes - 4));
-  pages.retain(first);
-  const view = pages.view();
-  pages.retain(pages.append(record(2))); // seals the first page
-  pages.release(first);
-  const reused = pages.append(record(3, writePageBytes - 4));
-  assert.equal(Math.floor(reused / writePageBytes), Math.floor(first / writePageBytes));
-  assert.deepEqual(bytesAt(view, first), record(1, writePageBytes - 4));
-  assert.deepEqual(bytesAt(pages, reused), record(3, writePageBytes - 4));
-});
+Deno.test(
+  "RecordPages.view() reads records as they were after their page was dropped and its slot reused",
+  () => {
+    const pages = new RecordPages();
+    const first = pages.append(record(1, writePageBytes - 4));
+    pages.retain(first);
+    const view = pages.view();
+    pages.retain(pages.append(record(2))); // seals the first page
+    pages.release(first);
+    const reused = pages.append(record(3, writePageBytes - 4));
+    assert.equal(Math.floor(reused / writePageBytes), Math.floor(first / writePageBytes));
+    assert.deepEqual(bytesAt(view, first), record(1, writePageBytes - 4));
+    assert.deepEqual(bytesAt(pages, reused), record(3, writePageBytes - 4));
+  },
+);
 
-Deno.test("RecordPages: an adopted page with deflated bytes goes cold at seal and inflates at its first read", () => {
-  const pages = new RecordPages();
-  const records = framed([record(5, 40_000), record(6, 50_000), record(7, 30)]);
-  const bytes = new Uint8Array(records[0]!.buffer);
-  const sizeBytes = bytes.length;
-  const deflated = deflateRawSync(bytes);
-  const page = pages.adopt(bytes, deflated);
-  const addresses = records.map((item) => pages.addressIn(page, item.byteOffset - 4));
-  for (const address of addresses) pages.retain(address);
-  const view = pages.view();
-  pages.seal(page);
-  assert.equal(page.cold, true, "only the deflated bytes are held");
-  assert.equal(bytes.length, 0, "the page owned the inflated bytes and freed them");
-  assert.equal(pages.pageBytes, sizeBytes, "a cold page counts its records' bytes");
-  assert.deepEqual(bytesAt(view, addresses[1]!), record(6, 50_000), "a view taken before reads it too");
-  assert.equal(page.cold, false, "inflated once, then kept");
-  assert.deepEqual(bytesAt(pages, addresses[2]!), record(7, 30));
-  assert.notEqual(pages.recordAt(addresses[0]!).bytes, bytes, "the records were inflated anew");
-  for (const address of addresses) pages.release(address);
-  assert.equal(pages.pageBytes, 0);
-});
+Deno.test(
+  "RecordPages: an adopted page with deflated bytes goes cold at seal and inflates at its first read",
+  () => {
+    const pages = new RecordPages();
+    const records = framed([record(5, 40_000), record(6, 50_000), record(7, 30)]);
+    const bytes = new Uint8Array(records[0]!.buffer);
+    const sizeBytes = bytes.length;
+    const deflated = deflateRawSync(bytes);
+    const page = pages.adopt(bytes, deflated);
+    const addresses = records.map((item) => pages.addressIn(page, item.byteOffset - 4));
+    for (const address of addresses) pages.retain(address);
+    const view = pages.view();
+    pages.seal(page);
+    assert.equal(page.cold, true, "only the deflated bytes are held");
+    assert.equal(bytes.length, 0, "the page owned the inflated bytes and freed them");
+    assert.equal(pages.pageBytes, sizeBytes, "a cold page counts its records' bytes");
+    assert.deepEqual(bytesAt(view, addresses[1]!), record(6, 50_000), "a view taken before reads it too");
+    assert.equal(page.cold, false, "inflated once, then kept");
+    assert.deepEqual(bytesAt(pages, addresses[2]!), record(7, 30));
+    assert.notEqual(pages.recordAt(addresses[0]!).bytes, bytes, "the records were inflated anew");
+    for (const address of addresses) pages.release(address);
+    assert.equal(pages.pageBytes, 0);
+  },
+);
 
 Deno.test("RecordPages: a page sealed sparse stays inflated for the compaction that reads it next", () => {
   const pages = new RecordPages();
@@ -177,33 +183,38 @@ Deno.test("RecordPages: a page sealed sparse stays inflated for the compaction t
   assert.throws(() => unsealed.cool(), AssertionError, "a page being indexed does not go cold");
 });
 
-Deno.test("RecordPages: a write page still dense freezeLagPages seals later is kept deflated until read", () => {
-  const pages = new RecordPages();
-  const perPage = Math.floor(writePageBytes / 104);
-  const append = (index: number) => {
-    const address = pages.append(record(index % 251));
-    pages.retain(address);
-    return address;
-  };
-  const addresses = Array.from({ length: perPage }, (_, index) => append(index));
-  const first = pages.recordAt(addresses[0]!);
-  for (let index = perPage; index < perPage * (freezeLagPages + 1); index += 1) addresses.push(append(index));
-  assert.equal(pages.coldPageCount, 0, "sealed pages wait freezeLagPages seals before deflating");
-  addresses.push(append(perPage * (freezeLagPages + 1)));
-  assert.equal(pages.pageCount, freezeLagPages + 2);
-  assert.equal(pages.coldPageCount, 1, "the first page holds only its deflated records");
-  assert.deepEqual(first.bytes.slice(first.start, first.end), record(0), "a span read before still reads");
-  assert.deepEqual(bytesAt(pages.view(), addresses[1]!), record(1), "the page inflates at its first read");
-  assert.equal(pages.coldPageCount, 0, "inflated once, then kept");
-  for (const [index, address] of addresses.entries()) {
-    assert.deepEqual(bytesAt(pages, address), record(index % 251));
-  }
-  assert.equal(
-    pages.pageBytes,
-    (freezeLagPages + 2) * writePageBytes,
-    "a frozen page counts its records' bytes",
-  );
-});
+Deno.test(
+  "RecordPages: a write page still dense freezeLagPages seals later is kept deflated until read",
+  () => {
+    const pages = new RecordPages();
+    const perPage = Math.floor(writePageBytes / 104);
+    const append = (index: number) => {
+      const address = pages.append(record(index % 251));
+      pages.retain(address);
+      return address;
+    };
+    const addresses = Array.from({ length: perPage }, (_, index) => append(index));
+    const first = pages.recordAt(addresses[0]!);
+    for (let index = perPage; index < perPage * (freezeLagPages + 1); index += 1) {
+      addresses.push(append(index));
+    }
+    assert.equal(pages.coldPageCount, 0, "sealed pages wait freezeLagPages seals before deflating");
+    addresses.push(append(perPage * (freezeLagPages + 1)));
+    assert.equal(pages.pageCount, freezeLagPages + 2);
+    assert.equal(pages.coldPageCount, 1, "the first page holds only its deflated records");
+    assert.deepEqual(first.bytes.slice(first.start, first.end), record(0), "a span read before still reads");
+    assert.deepEqual(bytesAt(pages.view(), addresses[1]!), record(1), "the page inflates at its first read");
+    assert.equal(pages.coldPageCount, 0, "inflated once, then kept");
+    for (const [index, address] of addresses.entries()) {
+      assert.deepEqual(bytesAt(pages, address), record(index % 251));
+    }
+    assert.equal(
+      pages.pageBytes,
+      (freezeLagPages + 2) * writePageBytes,
+      "a frozen page counts its records' bytes",
+    );
+  },
+);
 
 Deno.test("RecordPages: a write page that turned sparse before its turn is not deflated", () => {
   const pages = new RecordPages();

@@ -81,37 +81,41 @@ Deno.test("Store.open() after a crash has no trace of a write that was not yet a
   await store.close();
 });
 
-Deno.test("Store.open() cuts a torn WAL tail at several offsets, warns with file and offset, and appends again", async () => {
-  const { fs: base, sizes } = await threeBatches();
-  const [, , lastFrameOffset, end] = sizes as [number, number, number, number];
-  const original = await walBytes(base);
-  assert.equal(original.length, end);
-  for (
-    const cut of [
-      lastFrameOffset + 1,
-      lastFrameOffset + 8,
-      lastFrameOffset + 20,
-      lastFrameOffset + 30,
-      end - 1,
-    ]
-  ) {
-    const fs = base.crashCopy();
-    await fs.writeFileDurably(walPath, original.subarray(0, cut));
-    const logger = new RecordingLogger();
-    const store = await openStore(storeOptions({ fs, logger }));
-    assert.deepEqual(Object.keys(dumpTable(store, "t")), ["a", "b"], `cut at ${cut}`);
-    const warnings = logger.at("warn");
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!.message, new RegExp(`${walPath} at byte offset ${lastFrameOffset}$`));
-    assert.equal(warnings[0]!.fields?.offset, lastFrameOffset);
-    assert.equal((await walBytes(fs)).length, lastFrameOffset, "the file was truncated");
-    assert.equal((await store.put("t", "d", 4, alice)).version, 1);
-    const again = await openStore(storeOptions({ fs: fs.crashCopy(), logger: new RecordingLogger() }));
-    assert.deepEqual(Object.keys(dumpTable(again, "t")), ["a", "b", "d"]);
-    await again.close();
-    await store.close();
-  }
-});
+Deno.test(
+  "Store.open() cuts a torn WAL tail at several offsets, warns with file and offset, and appends " +
+    "again",
+  async () => {
+    const { fs: base, sizes } = await threeBatches();
+    const [, , lastFrameOffset, end] = sizes as [number, number, number, number];
+    const original = await walBytes(base);
+    assert.equal(original.length, end);
+    for (
+      const cut of [
+        lastFrameOffset + 1,
+        lastFrameOffset + 8,
+        lastFrameOffset + 20,
+        lastFrameOffset + 30,
+        end - 1,
+      ]
+    ) {
+      const fs = base.crashCopy();
+      await fs.writeFileDurably(walPath, original.subarray(0, cut));
+      const logger = new RecordingLogger();
+      const store = await openStore(storeOptions({ fs, logger }));
+      assert.deepEqual(Object.keys(dumpTable(store, "t")), ["a", "b"], `cut at ${cut}`);
+      const warnings = logger.at("warn");
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!.message, new RegExp(`${walPath} at byte offset ${lastFrameOffset}$`));
+      assert.equal(warnings[0]!.fields?.offset, lastFrameOffset);
+      assert.equal((await walBytes(fs)).length, lastFrameOffset, "the file was truncated");
+      assert.equal((await store.put("t", "d", 4, alice)).version, 1);
+      const again = await openStore(storeOptions({ fs: fs.crashCopy(), logger: new RecordingLogger() }));
+      assert.deepEqual(Object.keys(dumpTable(again, "t")), ["a", "b", "d"]);
+      await again.close();
+      await store.close();
+    }
+  },
+);
 
 Deno.test("Store.open() rewrites a WAL whose header was torn", async () => {
   const { fs, sizes } = await threeBatches();
@@ -125,19 +129,23 @@ Deno.test("Store.open() rewrites a WAL whose header was torn", async () => {
   await store.close();
 });
 
-Deno.test("Store.open() refuses a WAL damaged before its last frame with WalCorruptError naming file and offset", async () => {
-  const { fs, sizes } = await threeBatches();
-  const damaged = (await walBytes(fs)).slice();
-  damaged[sizes[1]! + 25]! ^= 0x40;
-  await fs.writeFileDurably(walPath, damaged);
-  await assert.rejects(
-    () => Store.open(storeOptions({ fs })),
-    (error: unknown) =>
-      error instanceof WalCorruptError && error.code === "wal_corrupt" && error.offset === sizes[1] &&
-      error.message.startsWith(`${walPath} is corrupt at byte offset ${sizes[1]}`),
-  );
-  assert.deepEqual(await walBytes(fs), damaged, "the WAL was not modified");
-});
+Deno.test(
+  "Store.open() refuses a WAL damaged before its last frame with WalCorruptError naming file and " +
+    "offset",
+  async () => {
+    const { fs, sizes } = await threeBatches();
+    const damaged = (await walBytes(fs)).slice();
+    damaged[sizes[1]! + 25]! ^= 0x40;
+    await fs.writeFileDurably(walPath, damaged);
+    await assert.rejects(
+      () => Store.open(storeOptions({ fs })),
+      (error: unknown) =>
+        error instanceof WalCorruptError && error.code === "wal_corrupt" && error.offset === sizes[1] &&
+        error.message.startsWith(`${walPath} is corrupt at byte offset ${sizes[1]}`),
+    );
+    assert.deepEqual(await walBytes(fs), damaged, "the WAL was not modified");
+  },
+);
 
 Deno.test("Store.open() refuses a WAL with a foreign magic", async () => {
   const { fs } = await threeBatches();
@@ -150,28 +158,31 @@ Deno.test("Store.open() refuses a WAL with a foreign magic", async () => {
   );
 });
 
-Deno.test("Store.open() refuses a WAL and a storage.db written under another key, without touching them", async () => {
-  const { fs } = await threeBatches();
-  const wal = await walBytes(fs);
-  const isWrongKey = (file: string) => (error: unknown) =>
-    error instanceof WrongKeyError && error.code === "wrong_key" && error.message.includes(file) &&
-    error.message.includes(`key id ${storeOptions().encryption.keyId}`) &&
-    error.message.includes(`this build has key id ${otherEncryption.keyId}`);
-  await assert.rejects(
-    () => Store.open(storeOptions({ fs, encryption: otherEncryption })),
-    isWrongKey("wal.log"),
-  );
-  assert.deepEqual(await walBytes(fs), wal);
-  const store = await openStore(storeOptions({ fs }));
-  await store.close();
-  const storage = await fs.readFile("/data/storage.db");
-  assert(storage !== undefined);
-  await assert.rejects(
-    () => Store.open(storeOptions({ fs, encryption: otherEncryption })),
-    isWrongKey("storage.db"),
-  );
-  assert.deepEqual(await fs.readFile("/data/storage.db"), storage);
-});
+Deno.test(
+  "Store.open() refuses a WAL and a storage.db written under another key, without touching them",
+  async () => {
+    const { fs } = await threeBatches();
+    const wal = await walBytes(fs);
+    const isWrongKey = (file: string) => (error: unknown) =>
+      error instanceof WrongKeyError && error.code === "wrong_key" && error.message.includes(file) &&
+      error.message.includes(`key id ${storeOptions().encryption.keyId}`) &&
+      error.message.includes(`this build has key id ${otherEncryption.keyId}`);
+    await assert.rejects(
+      () => Store.open(storeOptions({ fs, encryption: otherEncryption })),
+      isWrongKey("wal.log"),
+    );
+    assert.deepEqual(await walBytes(fs), wal);
+    const store = await openStore(storeOptions({ fs }));
+    await store.close();
+    const storage = await fs.readFile("/data/storage.db");
+    assert(storage !== undefined);
+    await assert.rejects(
+      () => Store.open(storeOptions({ fs, encryption: otherEncryption })),
+      isWrongKey("storage.db"),
+    );
+    assert.deepEqual(await fs.readFile("/data/storage.db"), storage);
+  },
+);
 
 Deno.test("Store.open() removes .tmp files left by an interrupted checkpoint or snapshot", async () => {
   const { fs } = await threeBatches();
@@ -200,41 +211,44 @@ Deno.test("Store.open() refuses a storage.db damaged anywhere, its tail included
   }
 });
 
-Deno.test("Store.open() indexes storage.db cold, then reads, rewrites, purges, lists and restarts the same", async () => {
-  const fs = new MemoryFs();
-  const store = await openStore(storeOptions({ fs }));
-  const text = "lorem ipsum dolor sit amet ".repeat(12);
-  for (let start = 0; start < 6_000; start += 500) {
+Deno.test(
+  "Store.open() indexes storage.db cold, then reads, rewrites, purges, lists and restarts the same",
+  async () => {
+    const fs = new MemoryFs();
+    const store = await openStore(storeOptions({ fs }));
+    const text = "lorem ipsum dolor sit amet ".repeat(12);
+    for (let start = 0; start < 6_000; start += 500) {
+      await Promise.all(
+        Array.from(
+          { length: 500 },
+          (_, index) => store.put("t", `k${start + index}`, { text, n: start + index }, alice),
+        ),
+      );
+    }
+    await store.delete("t", "k5", alice);
+    const before = dumpTable(store, "t");
+    await store.close();
+    assert.equal((await fs.stat(walPath))?.sizeBytes, fileHeaderBytes, "everything is in storage.db");
+    const reopened = await openStore(storeOptions({ fs }));
+    assert.deepEqual(dumpTable(reopened, "t"), before);
+    assert.equal(reopened.tableCounts().get("t"), 5_999);
+    await reopened.put("t", "k7", { rewritten: true }, alice);
+    await reopened.purge("t", "k8");
+    await reopened.delete("t", "k9", alice);
+    const after = dumpTable(reopened, "t");
+    assert.equal(JSON.parse(reopened.get("t", "k7")!.json).version, 2);
+    assert.equal(reopened.get("t", "k8"), undefined);
+    assert.equal([...reopened.scan()].length, 6_000 - 1, "every key but the purged one, tombstones included");
+    await reopened.close();
+    const third = await openStore(storeOptions({ fs }));
+    assert.deepEqual(dumpTable(third, "t"), after);
+    // One WAL batch of rewrites (a deflated frame, cold once replayed) over cold storage.db pages.
     await Promise.all(
-      Array.from(
-        { length: 500 },
-        (_, index) => store.put("t", `k${start + index}`, { text, n: start + index }, alice),
-      ),
+      Array.from({ length: 800 }, (_, index) => third.put("t", `k${index * 7}`, { text, b: 1 }, alice)),
     );
-  }
-  await store.delete("t", "k5", alice);
-  const before = dumpTable(store, "t");
-  await store.close();
-  assert.equal((await fs.stat(walPath))?.sizeBytes, fileHeaderBytes, "everything is in storage.db");
-  const reopened = await openStore(storeOptions({ fs }));
-  assert.deepEqual(dumpTable(reopened, "t"), before);
-  assert.equal(reopened.tableCounts().get("t"), 5_999);
-  await reopened.put("t", "k7", { rewritten: true }, alice);
-  await reopened.purge("t", "k8");
-  await reopened.delete("t", "k9", alice);
-  const after = dumpTable(reopened, "t");
-  assert.equal(JSON.parse(reopened.get("t", "k7")!.json).version, 2);
-  assert.equal(reopened.get("t", "k8"), undefined);
-  assert.equal([...reopened.scan()].length, 6_000 - 1, "every key but the purged one, tombstones included");
-  await reopened.close();
-  const third = await openStore(storeOptions({ fs }));
-  assert.deepEqual(dumpTable(third, "t"), after);
-  // One WAL batch of rewrites (a deflated frame, cold once replayed) over cold storage.db pages.
-  await Promise.all(
-    Array.from({ length: 800 }, (_, index) => third.put("t", `k${index * 7}`, { text, b: 1 }, alice)),
-  );
-  const crashed = await openStore(storeOptions({ fs: fs.crashCopy() }));
-  assert.deepEqual(dumpTable(crashed, "t"), dumpTable(third, "t"));
-  await crashed.close();
-  await third.close();
-});
+    const crashed = await openStore(storeOptions({ fs: fs.crashCopy() }));
+    assert.deepEqual(dumpTable(crashed, "t"), dumpTable(third, "t"));
+    await crashed.close();
+    await third.close();
+  },
+);

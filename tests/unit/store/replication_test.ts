@@ -60,51 +60,57 @@ Deno.test("Store.applyReplica() applies a winning state, refuses stale and ident
   await store.close();
 });
 
-Deno.test("Store: a local write after a replica continues from its version and checks its owner", async () => {
-  const store = await openStore(storeOptions());
-  await store.applyReplica("t", "k", live(7, "1", { owner: "bob" }));
-  await assert.rejects(() => store.put("t", "k", 2, alice), /owned by another user/);
-  assert.equal((await store.put("t", "k", 2, { owner: "bob" })).version, 8);
-  await store.applyReplica("t", "gone", dead(4));
-  const recreated = await store.put("t", "gone", 1, alice);
-  assert.equal(recreated.version, 5, "a re-created key continues after the replica's tombstone");
-  await store.close();
-});
+Deno.test(
+  "Store: a local write after a replica continues from its version and checks its owner",
+  async () => {
+    const store = await openStore(storeOptions());
+    await store.applyReplica("t", "k", live(7, "1", { owner: "bob" }));
+    await assert.rejects(() => store.put("t", "k", 2, alice), /owned by another user/);
+    assert.equal((await store.put("t", "k", 2, { owner: "bob" })).version, 8);
+    await store.applyReplica("t", "gone", dead(4));
+    const recreated = await store.put("t", "gone", 1, alice);
+    assert.equal(recreated.version, 5, "a re-created key continues after the replica's tombstone");
+    await store.close();
+  },
+);
 
-Deno.test("Store: a replica's Entry.json and ChangeEvent are exactly those of the same local write", async () => {
-  const clock = new ManualClock(t0);
-  const coordinator = await openStore(storeOptions({ clock }));
-  const replica = await openStore(storeOptions());
-  const localEvents: ChangeEvent[] = [];
-  const replicaEvents: ChangeEvent[] = [];
-  coordinator.onChange((event) => localEvents.push(event));
-  replica.onChange((event) => replicaEvents.push(event));
-  const key = 'k"1 😀';
-  const value = { s: 'a,"version":9,"owner":"x"}', list: [1, { deep: null }], unicode: "é\u2028" };
-  const states: ReplicaEntry[] = [];
-  await coordinator.put("_users", key, value, alice);
-  states.push(coordinator.replicaOf("_users", key)!);
-  clock.advance(3);
-  await coordinator.patch("_users", key, { more: true }, alice);
-  states.push(coordinator.replicaOf("_users", key)!);
-  await coordinator.delete("_users", key, alice);
-  states.push(coordinator.replicaOf("_users", key)!);
-  assert.equal(states[0]!.valueJson, JSON.stringify(value), "replicaOf() round-trips the value's JSON");
-  assert.equal(states[2]!.valueJson, undefined);
-  for (const state of states) assert.equal(await replica.applyReplica("_users", key, state), "applied");
-  assert.deepEqual(replicaEvents.map((event) => event.source), ["replica", "replica", "replica"]);
-  assert.deepEqual(localEvents.map((event) => event.source), ["local", "local", "local"]);
-  assert.deepEqual(
-    replicaEvents.map((event) => ({ ...event, source: "local" })),
-    localEvents,
-    "the same change but its source",
-  );
-  assert.deepEqual(dumpAll(replica), dumpAll(coordinator));
-  assert.deepEqual(replica.replicaOf("_users", key), states[2]);
-  assert.equal(replica.replicaOf("_users", "missing"), undefined);
-  await replica.close();
-  await coordinator.close();
-});
+Deno.test(
+  "Store: a replica's Entry.json and ChangeEvent are exactly those of the same local write",
+  async () => {
+    const clock = new ManualClock(t0);
+    const coordinator = await openStore(storeOptions({ clock }));
+    const replica = await openStore(storeOptions());
+    const localEvents: ChangeEvent[] = [];
+    const replicaEvents: ChangeEvent[] = [];
+    coordinator.onChange((event) => localEvents.push(event));
+    replica.onChange((event) => replicaEvents.push(event));
+    const key = 'k"1 😀';
+    const value = { s: 'a,"version":9,"owner":"x"}', list: [1, { deep: null }], unicode: "é\u2028" };
+    const states: ReplicaEntry[] = [];
+    await coordinator.put("_users", key, value, alice);
+    states.push(coordinator.replicaOf("_users", key)!);
+    clock.advance(3);
+    await coordinator.patch("_users", key, { more: true }, alice);
+    states.push(coordinator.replicaOf("_users", key)!);
+    await coordinator.delete("_users", key, alice);
+    states.push(coordinator.replicaOf("_users", key)!);
+    assert.equal(states[0]!.valueJson, JSON.stringify(value), "replicaOf() round-trips the value's JSON");
+    assert.equal(states[2]!.valueJson, undefined);
+    for (const state of states) assert.equal(await replica.applyReplica("_users", key, state), "applied");
+    assert.deepEqual(replicaEvents.map((event) => event.source), ["replica", "replica", "replica"]);
+    assert.deepEqual(localEvents.map((event) => event.source), ["local", "local", "local"]);
+    assert.deepEqual(
+      replicaEvents.map((event) => ({ ...event, source: "local" })),
+      localEvents,
+      "the same change but its source",
+    );
+    assert.deepEqual(dumpAll(replica), dumpAll(coordinator));
+    assert.deepEqual(replica.replicaOf("_users", key), states[2]);
+    assert.equal(replica.replicaOf("_users", "missing"), undefined);
+    await replica.close();
+    await coordinator.close();
+  },
+);
 
 Deno.test("Store.applyReplicas() publishes applied states in order, only after their sync", async () => {
   const fs = new HookedFs(new MemoryFs());
@@ -210,154 +216,169 @@ Deno.test("Store.applyReplicas() checks every item first: one invalid item refus
   await assert.rejects(() => store.applyReplica("t", "v", live(2, "2")), StoreClosedError);
 });
 
-Deno.test("Store: replicas survive a crash, a checkpoint, and a crash between storage.db and WAL truncation", async () => {
-  const inner = new MemoryFs();
-  const fs = new HookedFs(inner);
-  const store = await openStore(storeOptions({ fs }));
-  await store.applyReplica("t", "k", live(4, '"first"'));
-  // Same version, later timestamp: replay must use the conflict rule, not the version alone.
-  await store.applyReplica("t", "k", live(4, '"second"', { timestamp: t0 + 1 }));
-  await store.applyReplica("t", "tie", live(2, '"a"'));
-  await store.applyReplica("t", "tie", dead(2));
-  await store.applyReplica("_auth", "x", live(1, '{"hash":"h"}', { owner: "root" }));
-  const expected = dumpAll(store);
-  const afterCrash = await openStore(storeOptions({ fs: inner.crashCopy() }));
-  assert.deepEqual(dumpAll(afterCrash), expected);
-  assert.equal(afterCrash.stats().sequence, 5);
-  await afterCrash.close();
-  let crashed: MemoryFs | undefined;
-  fs.hooks.beforeTruncate = (path) => {
-    if (path === walPath) crashed ??= inner.crashCopy();
-  };
-  await store.checkpoint();
-  assert(crashed !== undefined);
-  const halfway = await openStore(storeOptions({ fs: crashed }));
-  assert.deepEqual(dumpAll(halfway), expected, "storage.db plus the whole WAL replays to the same state");
-  await halfway.close();
-  await store.applyReplica("t", "k", live(4, '"third"', { timestamp: t0 + 2 }));
-  await store.close();
-  const reopened = await openStore(storeOptions({ fs: inner.crashCopy() }));
-  assert.equal(JSON.parse(reopened.get("t", "k")!.json).value, "third");
-  assert.equal(reopened.getEntry("t", "tie")?.deleted, true);
-  assert.equal(reopened.stats().sequence, 6);
-  await reopened.close();
-});
-
-Deno.test("Store.scan() yields every key of every table, tombstones and reserved tables included, lazily", async () => {
-  const store = await openStore(storeOptions());
-  await store.put("_users", "alice", {}, alice);
-  await store.put("t", "a", 1, alice);
-  await store.put("t", "b", 2, alice);
-  await store.delete("t", "b", alice);
-  await store.applyReplica("u", "c", dead(3));
-  const seen = [...store.scan()].map(({ table, key, entry }) => `${table}/${key}/${entry.deleted}`).sort();
-  assert.deepEqual(seen, ["_users/alice/false", "t/a/false", "t/b/true", "u/c/true"]);
-  const keys = [...store.scanKeys()].map(({ table, key }) => `${table}/${key}`).sort();
-  assert.deepEqual(keys, ["_users/alice", "t/a", "t/b", "u/c"], "scanKeys() walks the same keys");
-  const iterator = store.scan()[Symbol.iterator]();
-  const first = iterator.next();
-  assert(!first.done);
-  await store.put("t", "new", 1, alice);
-  await store.purge("u", "c");
-  const rest = [];
-  for (let next = iterator.next(); !next.done; next = iterator.next()) rest.push(next.value);
-  assert(rest.length >= 2, "the walk went on through the changes");
-  assert(rest.every(({ table, key }) => !(table === "u" && key === "c")), "a purged key is not yielded");
-  await store.close();
-});
-
-Deno.test("Store.purge() drops a key without a tombstone or an event, durably across restart and checkpoint", async () => {
-  const inner = new MemoryFs();
-  const fs = new HookedFs(inner);
-  const store = await openStore(storeOptions({ fs }));
-  const events: ChangeEvent[] = [];
-  store.onChange((event) => events.push(event));
-  for (const key of ["a", "b", "c"]) await store.put("t", key, key, alice);
-  await store.delete("t", "c", alice);
-  await store.applyReplica("only", "x", live(3, "3"));
-  const walBytes = store.stats().walBytes;
-  await store.purge("t", "missing");
-  await store.purge("never", "x");
-  assert.equal(store.stats().walBytes, walBytes, "purging a key this node lacks writes nothing");
-  await store.purge("t", "b");
-  await store.purge("t", "c");
-  await store.purge("only", "x");
-  assert.equal(events.length, 5, "a purge publishes nothing");
-  assert.equal(store.stats().sequence, 5, "and takes no sequence");
-  assert.equal(store.getEntry("t", "b"), undefined);
-  assert.equal(store.getEntry("t", "c"), undefined, "no tombstone either");
-  assert.equal(store.replicaOf("t", "b"), undefined);
-  assert.deepEqual(dumpTable(store, "t"), { a: store.get("t", "a")!.json });
-  assert.deepEqual(store.tableCounts(), new Map([["t", 1]]), "a table purged empty is gone");
-  assert(!store.hasTable("only"));
-  const expected = dumpAll(store);
-  const afterCrash = await openStore(storeOptions({ fs: inner.crashCopy() }));
-  assert.deepEqual(dumpAll(afterCrash), expected);
-  assert(!afterCrash.hasTable("only"));
-  await afterCrash.close();
-  let crashed: MemoryFs | undefined;
-  fs.hooks.beforeTruncate = (path) => {
-    if (path === walPath) crashed ??= inner.crashCopy();
-  };
-  await store.checkpoint();
-  const halfway = await openStore(storeOptions({ fs: crashed! }));
-  assert.deepEqual(dumpAll(halfway), expected, "storage.db plus the whole WAL, purges included");
-  await halfway.close();
-  const recreated = await store.put("t", "b", "again", { owner: "bob" });
-  assert.equal(recreated.version, 1, "a purged key starts over");
-  assert.equal(events.at(-1)?.sequence, 6, "sequences stay contiguous across purges");
-  await store.close();
-  const reopened = await openStore(storeOptions({ fs: inner.crashCopy() }));
-  assert.deepEqual(dumpAll(reopened), dumpAll(store));
-  assert.equal(reopened.stats().sequence, 6);
-  await reopened.close();
-});
-
-Deno.test("Store: a key purged and written again replays to its last state, from the WAL and from storage.db", async () => {
-  const inner = new MemoryFs();
-  const fs = new HookedFs(inner);
-  const store = await openStore(storeOptions({ fs }));
-  await store.put("t", "k", 1, alice);
-  await store.put("t", "k", 2, alice);
-  await store.purge("t", "k");
-  await store.put("t", "k", "back", { owner: "bob" });
-  await store.purge("t", "k");
-  await store.purge("t", "k");
-  await store.applyReplica("t", "k", live(1, '"replica"', { owner: "carol" }));
-  const expected = dumpAll(store);
-  assert.equal(expected["t/k"], `{"value":"replica","version":1,"timestamp":${t0},"owner":"carol"}`);
-  let crashed: MemoryFs | undefined;
-  fs.hooks.beforeTruncate = (path) => {
-    if (path === walPath) crashed ??= inner.crashCopy();
-  };
-  await store.checkpoint();
-  for (const copy of [crashed!, inner.crashCopy()]) {
-    const reopened = await openStore(storeOptions({ fs: copy }));
-    assert.deepEqual(dumpAll(reopened), expected);
-    assert.equal(reopened.stats().sequence, 4);
+Deno.test(
+  "Store: replicas survive a crash, a checkpoint, and a crash between storage.db and WAL truncation",
+  async () => {
+    const inner = new MemoryFs();
+    const fs = new HookedFs(inner);
+    const store = await openStore(storeOptions({ fs }));
+    await store.applyReplica("t", "k", live(4, '"first"'));
+    // Same version, later timestamp: replay must use the conflict rule, not the version alone.
+    await store.applyReplica("t", "k", live(4, '"second"', { timestamp: t0 + 1 }));
+    await store.applyReplica("t", "tie", live(2, '"a"'));
+    await store.applyReplica("t", "tie", dead(2));
+    await store.applyReplica("_auth", "x", live(1, '{"hash":"h"}', { owner: "root" }));
+    const expected = dumpAll(store);
+    const afterCrash = await openStore(storeOptions({ fs: inner.crashCopy() }));
+    assert.deepEqual(dumpAll(afterCrash), expected);
+    assert.equal(afterCrash.stats().sequence, 5);
+    await afterCrash.close();
+    let crashed: MemoryFs | undefined;
+    fs.hooks.beforeTruncate = (path) => {
+      if (path === walPath) crashed ??= inner.crashCopy();
+    };
+    await store.checkpoint();
+    assert(crashed !== undefined);
+    const halfway = await openStore(storeOptions({ fs: crashed }));
+    assert.deepEqual(dumpAll(halfway), expected, "storage.db plus the whole WAL replays to the same state");
+    await halfway.close();
+    await store.applyReplica("t", "k", live(4, '"third"', { timestamp: t0 + 2 }));
+    await store.close();
+    const reopened = await openStore(storeOptions({ fs: inner.crashCopy() }));
+    assert.equal(JSON.parse(reopened.get("t", "k")!.json).value, "third");
+    assert.equal(reopened.getEntry("t", "tie")?.deleted, true);
+    assert.equal(reopened.stats().sequence, 6);
     await reopened.close();
-  }
-  await store.close();
-});
+  },
+);
 
-Deno.test("Store: a purge during a listing and a key re-added after a purge keep listings exact", async () => {
-  const store = await openStore(storeOptions());
-  for (const key of ["a", "b", "c", "d"]) await store.put("t", key, key, alice);
-  const iterator = store.entries("t", { limit: 10 })[Symbol.iterator]();
-  assert.equal(iterator.next().value?.[0], "a");
-  await store.purge("t", "b");
-  await store.purge("t", "d");
-  await store.put("t", "d", "again", alice);
-  await store.put("t", "e", "new", alice);
-  assert.deepEqual([...{ [Symbol.iterator]: () => iterator }].map(([key]) => key), ["c", "d"]);
-  assert.deepEqual([...store.entries("t", { limit: 10 })].map(([key]) => key), ["a", "c", "d", "e"]);
-  await store.purge("t", "a");
-  await store.put("t", "a", 1, alice);
-  await store.purge("t", "a");
-  assert.deepEqual([...store.entries("t", { after: "", limit: 10 })].map(([key]) => key), ["c", "d", "e"]);
-  assert.deepEqual(store.tableCounts(), new Map([["t", 3]]));
-  await store.close();
-});
+Deno.test(
+  "Store.scan() yields every key of every table, tombstones and reserved tables included, lazily",
+  async () => {
+    const store = await openStore(storeOptions());
+    await store.put("_users", "alice", {}, alice);
+    await store.put("t", "a", 1, alice);
+    await store.put("t", "b", 2, alice);
+    await store.delete("t", "b", alice);
+    await store.applyReplica("u", "c", dead(3));
+    const seen = [...store.scan()].map(({ table, key, entry }) => `${table}/${key}/${entry.deleted}`).sort();
+    assert.deepEqual(seen, ["_users/alice/false", "t/a/false", "t/b/true", "u/c/true"]);
+    const keys = [...store.scanKeys()].map(({ table, key }) => `${table}/${key}`).sort();
+    assert.deepEqual(keys, ["_users/alice", "t/a", "t/b", "u/c"], "scanKeys() walks the same keys");
+    const iterator = store.scan()[Symbol.iterator]();
+    const first = iterator.next();
+    assert(!first.done);
+    await store.put("t", "new", 1, alice);
+    await store.purge("u", "c");
+    const rest = [];
+    for (let next = iterator.next(); !next.done; next = iterator.next()) rest.push(next.value);
+    assert(rest.length >= 2, "the walk went on through the changes");
+    assert(rest.every(({ table, key }) => !(table === "u" && key === "c")), "a purged key is not yielded");
+    await store.close();
+  },
+);
+
+Deno.test(
+  "Store.purge() drops a key without a tombstone or an event, durably across restart and checkpoint",
+  async () => {
+    const inner = new MemoryFs();
+    const fs = new HookedFs(inner);
+    const store = await openStore(storeOptions({ fs }));
+    const events: ChangeEvent[] = [];
+    store.onChange((event) => events.push(event));
+    for (const key of ["a", "b", "c"]) await store.put("t", key, key, alice);
+    await store.delete("t", "c", alice);
+    await store.applyReplica("only", "x", live(3, "3"));
+    const walBytes = store.stats().walBytes;
+    await store.purge("t", "missing");
+    await store.purge("never", "x");
+    assert.equal(store.stats().walBytes, walBytes, "purging a key this node lacks writes nothing");
+    await store.purge("t", "b");
+    await store.purge("t", "c");
+    await store.purge("only", "x");
+    assert.equal(events.length, 5, "a purge publishes nothing");
+    assert.equal(store.stats().sequence, 5, "and takes no sequence");
+    assert.equal(store.getEntry("t", "b"), undefined);
+    assert.equal(store.getEntry("t", "c"), undefined, "no tombstone either");
+    assert.equal(store.replicaOf("t", "b"), undefined);
+    assert.deepEqual(dumpTable(store, "t"), { a: store.get("t", "a")!.json });
+    assert.deepEqual(store.tableCounts(), new Map([["t", 1]]), "a table purged empty is gone");
+    assert(!store.hasTable("only"));
+    const expected = dumpAll(store);
+    const afterCrash = await openStore(storeOptions({ fs: inner.crashCopy() }));
+    assert.deepEqual(dumpAll(afterCrash), expected);
+    assert(!afterCrash.hasTable("only"));
+    await afterCrash.close();
+    let crashed: MemoryFs | undefined;
+    fs.hooks.beforeTruncate = (path) => {
+      if (path === walPath) crashed ??= inner.crashCopy();
+    };
+    await store.checkpoint();
+    const halfway = await openStore(storeOptions({ fs: crashed! }));
+    assert.deepEqual(dumpAll(halfway), expected, "storage.db plus the whole WAL, purges included");
+    await halfway.close();
+    const recreated = await store.put("t", "b", "again", { owner: "bob" });
+    assert.equal(recreated.version, 1, "a purged key starts over");
+    assert.equal(events.at(-1)?.sequence, 6, "sequences stay contiguous across purges");
+    await store.close();
+    const reopened = await openStore(storeOptions({ fs: inner.crashCopy() }));
+    assert.deepEqual(dumpAll(reopened), dumpAll(store));
+    assert.equal(reopened.stats().sequence, 6);
+    await reopened.close();
+  },
+);
+
+Deno.test(
+  "Store: a key purged and written again replays to its last state, from the WAL and from storage.db",
+  async () => {
+    const inner = new MemoryFs();
+    const fs = new HookedFs(inner);
+    const store = await openStore(storeOptions({ fs }));
+    await store.put("t", "k", 1, alice);
+    await store.put("t", "k", 2, alice);
+    await store.purge("t", "k");
+    await store.put("t", "k", "back", { owner: "bob" });
+    await store.purge("t", "k");
+    await store.purge("t", "k");
+    await store.applyReplica("t", "k", live(1, '"replica"', { owner: "carol" }));
+    const expected = dumpAll(store);
+    assert.equal(expected["t/k"], `{"value":"replica","version":1,"timestamp":${t0},"owner":"carol"}`);
+    let crashed: MemoryFs | undefined;
+    fs.hooks.beforeTruncate = (path) => {
+      if (path === walPath) crashed ??= inner.crashCopy();
+    };
+    await store.checkpoint();
+    for (const copy of [crashed!, inner.crashCopy()]) {
+      const reopened = await openStore(storeOptions({ fs: copy }));
+      assert.deepEqual(dumpAll(reopened), expected);
+      assert.equal(reopened.stats().sequence, 4);
+      await reopened.close();
+    }
+    await store.close();
+  },
+);
+
+Deno.test(
+  "Store: a purge during a listing and a key re-added after a purge keep listings exact",
+  async () => {
+    const store = await openStore(storeOptions());
+    for (const key of ["a", "b", "c", "d"]) await store.put("t", key, key, alice);
+    const iterator = store.entries("t", { limit: 10 })[Symbol.iterator]();
+    assert.equal(iterator.next().value?.[0], "a");
+    await store.purge("t", "b");
+    await store.purge("t", "d");
+    await store.put("t", "d", "again", alice);
+    await store.put("t", "e", "new", alice);
+    assert.deepEqual([...{ [Symbol.iterator]: () => iterator }].map(([key]) => key), ["c", "d"]);
+    assert.deepEqual([...store.entries("t", { limit: 10 })].map(([key]) => key), ["a", "c", "d", "e"]);
+    await store.purge("t", "a");
+    await store.put("t", "a", 1, alice);
+    await store.purge("t", "a");
+    assert.deepEqual([...store.entries("t", { after: "", limit: 10 })].map(([key]) => key), ["c", "d", "e"]);
+    assert.deepEqual(store.tableCounts(), new Map([["t", 3]]));
+    await store.close();
+  },
+);
 
 Deno.test("Store.applyReplica() waits behind a pending local write of its key, then compares", async () => {
   const fs = new HookedFs(new MemoryFs());
@@ -386,31 +407,34 @@ Deno.test("Store.applyReplica() waits behind a pending local write of its key, t
   await store.close();
 });
 
-Deno.test("Store: a replica waiting behind a local write that fails on a full disk is then applied", async () => {
-  const inner = new MemoryFs();
-  const fs = new HookedFs(inner);
-  const store = await openStore(storeOptions({ fs }));
-  await store.put("t", "k", "v1", alice);
-  const gate = holdWalSyncs(fs);
-  const blocker = store.put("t", "blocker", 1, alice);
-  await waitFor(gate.held, { timeoutMs: 2_000 });
-  // The next WAL write (the batch holding the local write) finds the disk full; later ones fit.
-  let fullWrites = 1;
-  fs.hooks.beforeWrite = (path) => {
-    if (path !== walPath || fullWrites === 0) return;
-    fullWrites -= 1;
-    throw new Error("No space left on device (os error 28)");
-  };
-  const local = store.put("t", "k", "v2 local", alice);
-  const replica = store.applyReplica("t", "k", live(2, '"v2 replica"', { timestamp: t0 - 5 }));
-  gate.release();
-  await blocker;
-  await assert.rejects(() => local, /disk is full/);
-  assert.equal(await replica, "applied", "a stale verdict against the failed write would have lost it");
-  assert.equal(store.get("t", "k")?.version, 2);
-  assert.equal((await store.put("t", "k", "v3", alice)).version, 3);
-  await store.close();
-});
+Deno.test(
+  "Store: a replica waiting behind a local write that fails on a full disk is then applied",
+  async () => {
+    const inner = new MemoryFs();
+    const fs = new HookedFs(inner);
+    const store = await openStore(storeOptions({ fs }));
+    await store.put("t", "k", "v1", alice);
+    const gate = holdWalSyncs(fs);
+    const blocker = store.put("t", "blocker", 1, alice);
+    await waitFor(gate.held, { timeoutMs: 2_000 });
+    // The next WAL write (the batch holding the local write) finds the disk full; later ones fit.
+    let fullWrites = 1;
+    fs.hooks.beforeWrite = (path) => {
+      if (path !== walPath || fullWrites === 0) return;
+      fullWrites -= 1;
+      throw new Error("No space left on device (os error 28)");
+    };
+    const local = store.put("t", "k", "v2 local", alice);
+    const replica = store.applyReplica("t", "k", live(2, '"v2 replica"', { timestamp: t0 - 5 }));
+    gate.release();
+    await blocker;
+    await assert.rejects(() => local, /disk is full/);
+    assert.equal(await replica, "applied", "a stale verdict against the failed write would have lost it");
+    assert.equal(store.get("t", "k")?.version, 2);
+    assert.equal((await store.put("t", "k", "v3", alice)).version, 3);
+    await store.close();
+  },
+);
 
 Deno.test("Store.purge() waits behind pending writes of its key; a later write starts over", async () => {
   const fs = new HookedFs(new MemoryFs());

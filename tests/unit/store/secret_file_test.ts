@@ -29,18 +29,21 @@ Deno.test("loadOrCreateSecretFile() creates an encrypted 0600 file once and read
   }
 });
 
-Deno.test("loadOrCreateSecretFile() survives a crash right after creation and refuses another key", async () => {
-  const fs = new MemoryFs();
-  const options = { fs, path: "/data/secret", encryption: testEncryption, create: () => secret };
-  await loadOrCreateSecretFile(options);
-  const crashed = fs.crashCopy();
-  assert.deepEqual(await loadOrCreateSecretFile({ ...options, fs: crashed }), { secret, created: false });
-  assert.equal((await crashed.stat("/data/secret"))?.permissions, 0o600);
-  await assert.rejects(
-    () => loadOrCreateSecretFile({ ...options, encryption: otherEncryption }),
-    WrongKeyError,
-  );
-});
+Deno.test(
+  "loadOrCreateSecretFile() survives a crash right after creation and refuses another key",
+  async () => {
+    const fs = new MemoryFs();
+    const options = { fs, path: "/data/secret", encryption: testEncryption, create: () => secret };
+    await loadOrCreateSecretFile(options);
+    const crashed = fs.crashCopy();
+    assert.deepEqual(await loadOrCreateSecretFile({ ...options, fs: crashed }), { secret, created: false });
+    assert.equal((await crashed.stat("/data/secret"))?.permissions, 0o600);
+    await assert.rejects(
+      () => loadOrCreateSecretFile({ ...options, encryption: otherEncryption }),
+      WrongKeyError,
+    );
+  },
+);
 
 Deno.test("loadOrCreateSecretFile() refuses a damaged file instead of replacing the secret", async () => {
   const fs = new MemoryFs();

@@ -64,53 +64,59 @@ Deno.test("VisibleIndex.loadFrame() indexes a frame's records in place and decod
   assert.equal(pageBytes, liveBytes, "the frame's bytes are the page: nothing copied, nothing dead");
 });
 
-Deno.test("VisibleIndex.loadFrame() applies records in order: a key's last record wins, a purge removes it", () => {
-  const index = new VisibleIndex();
-  const first = frameOf([put("k", 5, "five"), put("x", 1, 1), put("tie", 2, "a")]);
-  index.loadFrame(first, first.count);
-  const purge: PurgeRecord = { op: "purge", sequence: 0, timestamp: 9, table: "t", key: "x" };
-  const ballot = { counter: 3, node: "n1:7000" };
-  const second = frameOf([put("k", 4, "accepted at a ballot", { ballot }), purge, del("tie", 2)]);
-  index.loadFrame(second, second.count);
-  // Ballots, not versions, order accepted states: a lower version logged later was applied later.
-  const k = index.get("t", "k")!;
-  assert.equal(JSON.parse(k.json).value, "accepted at a ballot");
-  assert.deepEqual(k.ballot, ballot);
-  assert.equal(index.get("t", "x"), undefined, "a purge removes the key");
-  assert.equal(index.get("t", "tie")!.deleted, true);
-  assert.deepEqual(index.tableCounts(), new Map([["t", 1]]));
-  const promise: PromiseRecord = { op: "promise", sequence: 0, timestamp: 9, table: "p", key: "k", ballot };
-  const newer = frameOf([put("k", 6, "six"), promise]);
-  index.loadFrame(newer, newer.count);
-  assert.equal(index.versionOf("t", "k"), 6);
-  assert.deepEqual(
-    index.get("t", "k")!.ballot,
-    { counter: 0, node: "" },
-    "a local write is at the zero ballot",
-  );
-  assert.equal(index.hasTable("p"), false, "a promise is not a key's state");
-});
+Deno.test(
+  "VisibleIndex.loadFrame() applies records in order: a key's last record wins, a purge removes it",
+  () => {
+    const index = new VisibleIndex();
+    const first = frameOf([put("k", 5, "five"), put("x", 1, 1), put("tie", 2, "a")]);
+    index.loadFrame(first, first.count);
+    const purge: PurgeRecord = { op: "purge", sequence: 0, timestamp: 9, table: "t", key: "x" };
+    const ballot = { counter: 3, node: "n1:7000" };
+    const second = frameOf([put("k", 4, "accepted at a ballot", { ballot }), purge, del("tie", 2)]);
+    index.loadFrame(second, second.count);
+    // Ballots, not versions, order accepted states: a lower version logged later was applied later.
+    const k = index.get("t", "k")!;
+    assert.equal(JSON.parse(k.json).value, "accepted at a ballot");
+    assert.deepEqual(k.ballot, ballot);
+    assert.equal(index.get("t", "x"), undefined, "a purge removes the key");
+    assert.equal(index.get("t", "tie")!.deleted, true);
+    assert.deepEqual(index.tableCounts(), new Map([["t", 1]]));
+    const promise: PromiseRecord = { op: "promise", sequence: 0, timestamp: 9, table: "p", key: "k", ballot };
+    const newer = frameOf([put("k", 6, "six"), promise]);
+    index.loadFrame(newer, newer.count);
+    assert.equal(index.versionOf("t", "k"), 6);
+    assert.deepEqual(
+      index.get("t", "k")!.ballot,
+      { counter: 0, node: "" },
+      "a local write is at the zero ballot",
+    );
+    assert.equal(index.hasTable("p"), false, "a promise is not a key's state");
+  },
+);
 
-Deno.test("VisibleIndex.loadFrame() indexes only the first entryCount records (a checkpoint end follows)", () => {
-  const index = new VisibleIndex();
-  const end: WalRecord = { op: "checkpointEnd", sequence: 7, entryCount: 2, timestamp: 9 };
-  const frame = frameOf([put("a", 1, "a"), del("b", 1), end]);
-  index.loadFrame(frame, 2);
-  assert.deepEqual(index.tableCounts(), new Map([["t", 1]]));
-  assert.equal(index.get("t", "b")!.deleted, true);
-  const { pageBytes, liveBytes } = index.pageStats;
-  assert.equal(pageBytes - liveBytes, frame.bytes.length - liveBytes, "the whole frame is the page");
-  assert(pageBytes - liveBytes < 64, "only the checkpoint end is dead");
-  const purgesOnly = frameOf([
-    { op: "purge", sequence: 8, timestamp: 9, table: "t", key: "a" },
-    { op: "purge", sequence: 8, timestamp: 9, table: "elsewhere", key: "a" },
-  ]);
-  index.loadFrame(purgesOnly, 2);
-  assert.equal(index.get("t", "a"), undefined);
-  assert.equal(index.hasTable("elsewhere"), false, "a purge of an unknown table makes no table");
-  assert.equal(index.tableCount, 1);
-  assert.equal(index.pageStats.pageBytes, pageBytes, "a page nobody points into is not kept");
-});
+Deno.test(
+  "VisibleIndex.loadFrame() indexes only the first entryCount records (a checkpoint end follows)",
+  () => {
+    const index = new VisibleIndex();
+    const end: WalRecord = { op: "checkpointEnd", sequence: 7, entryCount: 2, timestamp: 9 };
+    const frame = frameOf([put("a", 1, "a"), del("b", 1), end]);
+    index.loadFrame(frame, 2);
+    assert.deepEqual(index.tableCounts(), new Map([["t", 1]]));
+    assert.equal(index.get("t", "b")!.deleted, true);
+    const { pageBytes, liveBytes } = index.pageStats;
+    assert.equal(pageBytes - liveBytes, frame.bytes.length - liveBytes, "the whole frame is the page");
+    assert(pageBytes - liveBytes < 64, "only the checkpoint end is dead");
+    const purgesOnly = frameOf([
+      { op: "purge", sequence: 8, timestamp: 9, table: "t", key: "a" },
+      { op: "purge", sequence: 8, timestamp: 9, table: "elsewhere", key: "a" },
+    ]);
+    index.loadFrame(purgesOnly, 2);
+    assert.equal(index.get("t", "a"), undefined);
+    assert.equal(index.hasTable("elsewhere"), false, "a purge of an unknown table makes no table");
+    assert.equal(index.tableCount, 1);
+    assert.equal(index.pageStats.pageBytes, pageBytes, "a page nobody points into is not kept");
+  },
+);
 
 Deno.test("VisibleIndex finds every key among many, across tables, after purges and rewrites", () => {
   const index = new VisibleIndex();
@@ -151,22 +157,26 @@ Deno.test("VisibleIndex finds every key among many, across tables, after purges 
   assert.equal(index.cut().addresses.length, expected.size);
 });
 
-Deno.test("VisibleIndex.applyRecord() replaces records, tells the version replaced, and compact() keeps dead bytes bounded", () => {
-  const index = new VisibleIndex();
-  const text = "x".repeat(500);
-  for (let round = 1; round <= 200; round += 1) {
-    for (let key = 0; key < 50; key += 1) {
-      const encoded = encodeRecord(put(`k${key}`, round, { round, text }));
-      const replaced = index.applyRecord({ table: "t", key: `k${key}`, encoded, deleted: false });
-      assert.equal(replaced, round - 1, "the version it replaced, 0 for a new key");
+Deno.test(
+  "VisibleIndex.applyRecord() replaces records, tells the version replaced, and compact() keeps dead " +
+    "bytes bounded",
+  () => {
+    const index = new VisibleIndex();
+    const text = "x".repeat(500);
+    for (let round = 1; round <= 200; round += 1) {
+      for (let key = 0; key < 50; key += 1) {
+        const encoded = encodeRecord(put(`k${key}`, round, { round, text }));
+        const replaced = index.applyRecord({ table: "t", key: `k${key}`, encoded, deleted: false });
+        assert.equal(replaced, round - 1, "the version it replaced, 0 for a new key");
+      }
+      index.compact();
     }
-    index.compact();
-  }
-  assert.equal(JSON.parse(index.get("t", "k7")!.json).value.round, 200);
-  const { pageBytes, liveBytes } = index.pageStats;
-  assert(liveBytes > 50 * 500);
-  assert(pageBytes <= 2 * liveBytes + 2 * 65_536, `${pageBytes} page bytes for ${liveBytes} live`);
-});
+    assert.equal(JSON.parse(index.get("t", "k7")!.json).value.round, 200);
+    const { pageBytes, liveBytes } = index.pageStats;
+    assert(liveBytes > 50 * 500);
+    assert(pageBytes <= 2 * liveBytes + 2 * 65_536, `${pageBytes} page bytes for ${liveBytes} live`);
+  },
+);
 
 Deno.test("VisibleIndex.cut() keeps reading the records it saw while keys change and pages go", () => {
   const index = new VisibleIndex();
@@ -210,28 +220,31 @@ Deno.test("VisibleIndex.entries() lists live keys in order; remove() drops a tab
   assert.equal(index.pageStats.pageBytes, 0, "a page nobody points into is dropped");
 });
 
-Deno.test("VisibleIndex.get() never answers a kept entry once its page went and the address is reused", () => {
-  const index = new VisibleIndex();
-  const text = "y".repeat(700);
-  const expected = new Map<string, number>();
-  for (let round = 1; round <= 120; round += 1) {
-    for (let key = 0; key < 40; key += 1) {
-      // Keys rewritten at different rates, so pages empty unevenly and slots are reused at new offsets.
-      if ((round + key) % (1 + (key % 3)) !== 0) continue;
-      const name = `k${key}`;
-      index.applyRecord({
-        table: "t",
-        key: name,
-        encoded: encodeRecord(put(name, round, { round, text })),
-        deleted: false,
-      });
-      expected.set(name, round);
+Deno.test(
+  "VisibleIndex.get() never answers a kept entry once its page went and the address is reused",
+  () => {
+    const index = new VisibleIndex();
+    const text = "y".repeat(700);
+    const expected = new Map<string, number>();
+    for (let round = 1; round <= 120; round += 1) {
+      for (let key = 0; key < 40; key += 1) {
+        // Keys rewritten at different rates, so pages empty unevenly and slots are reused at new offsets.
+        if ((round + key) % (1 + (key % 3)) !== 0) continue;
+        const name = `k${key}`;
+        index.applyRecord({
+          table: "t",
+          key: name,
+          encoded: encodeRecord(put(name, round, { round, text })),
+          deleted: false,
+        });
+        expected.set(name, round);
+      }
+      index.compact();
+      for (const [name, version] of expected) {
+        const entry = index.getLive("t", name);
+        assert.equal(entry?.version, version, `${name} in round ${round}`);
+        assert.equal(JSON.parse(entry.json).value.round, version);
+      }
     }
-    index.compact();
-    for (const [name, version] of expected) {
-      const entry = index.getLive("t", name);
-      assert.equal(entry?.version, version, `${name} in round ${round}`);
-      assert.equal(JSON.parse(entry.json).value.round, version);
-    }
-  }
-});
+  },
+);

@@ -141,27 +141,30 @@ Deno.test("decodeRecordHead() reads what indexing needs and checks the owner and
   assert.throws(() => decodeRecordHead(bytes, 0, 40), RecordDecodeError);
 });
 
-Deno.test("checkRecordAt() checks a record in place as decodeRecordHead() does and returns its op code", () => {
-  const end: WalRecord = { op: "checkpointEnd", sequence: 5, entryCount: 2, timestamp: 9 };
-  const deleted: DeleteRecord = { ...put, op: "delete", sequence: 3 };
-  for (const record of [put, deleted, purge, end]) {
-    const encoded = encodeRecord(record);
-    const bytes = new Uint8Array(encoded.length + 10);
-    bytes.set(encoded, 7);
-    assert.equal(checkRecordAt(bytes, 7, 7 + encoded.length), opCodeOf(record.op));
-    assert.equal(sequenceAt(bytes, 7), record.sequence);
-    if (record.op !== "checkpointEnd") {
-      const keyField = 7 + 25 + 4 + new TextEncoder().encode(record.table).length;
-      assert.equal(tableNameAt(bytes, 7, keyField), record.table);
-      assert.equal(keyAt(bytes, keyField), record.key);
+Deno.test(
+  "checkRecordAt() checks a record in place as decodeRecordHead() does and returns its op code",
+  () => {
+    const end: WalRecord = { op: "checkpointEnd", sequence: 5, entryCount: 2, timestamp: 9 };
+    const deleted: DeleteRecord = { ...put, op: "delete", sequence: 3 };
+    for (const record of [put, deleted, purge, end]) {
+      const encoded = encodeRecord(record);
+      const bytes = new Uint8Array(encoded.length + 10);
+      bytes.set(encoded, 7);
+      assert.equal(checkRecordAt(bytes, 7, 7 + encoded.length), opCodeOf(record.op));
+      assert.equal(sequenceAt(bytes, 7), record.sequence);
+      if (record.op !== "checkpointEnd") {
+        const keyField = 7 + 25 + 4 + new TextEncoder().encode(record.table).length;
+        assert.equal(tableNameAt(bytes, 7, keyField), record.table);
+        assert.equal(keyAt(bytes, keyField), record.key);
+      }
     }
-  }
-  const short = encodeRecord(put);
-  assert.throws(() => checkRecordAt(short, 0, 40), RecordDecodeError);
-  const badKey = encodeRecord({ ...put, key: "é" });
-  badKey[25 + 4 + new TextEncoder().encode(put.table).length + 4] = 0xff;
-  assert.throws(() => checkRecordAt(badKey, 0, badKey.length), /not valid UTF-8/);
-});
+    const short = encodeRecord(put);
+    assert.throws(() => checkRecordAt(short, 0, 40), RecordDecodeError);
+    const badKey = encodeRecord({ ...put, key: "é" });
+    badKey[25 + 4 + new TextEncoder().encode(put.table).length + 4] = 0xff;
+    assert.throws(() => checkRecordAt(badKey, 0, badKey.length), /not valid UTF-8/);
+  },
+);
 
 Deno.test("checkRecordAt() finds a byte that is not UTF-8 anywhere in a long value, at any alignment", () => {
   const valueJson = JSON.stringify("v".repeat(70));
@@ -297,63 +300,69 @@ const promise: PromiseRecord = {
   ballot,
 };
 
-Deno.test("encodeRecord(): a put or delete with a ballot is ops 5 and 6, the old layout then the ballot", () => {
-  const deleted: DeleteRecord = {
-    op: "delete",
-    sequence: 8,
-    version: 8,
-    timestamp: 5,
-    table: "t",
-    key: "k",
-    owner: "o",
-  };
-  for (const [record, code] of [[put, 5], [deleted, 6]] as const) {
-    const plain = encodeRecord(record);
-    const withBallot = encodeRecord({ ...record, ballot });
-    const nodeBytes = new TextEncoder().encode(ballot.node);
-    assert.equal(withBallot[0], code);
-    assert.deepEqual(withBallot.subarray(1, plain.length), plain.subarray(1), "the old fields, unchanged");
-    assert.equal(withBallot.length, plain.length + 8 + nodeBytes.length + 4);
-    const view = new DataView(withBallot.buffer);
-    assert.equal(view.getUint32(withBallot.length - 4), nodeBytes.length, "the node's length comes last");
-    assert.deepEqual(withBallot.subarray(plain.length + 8, withBallot.length - 4), nodeBytes);
-    assert.deepEqual(decodeRecord(withBallot), { ...record, ballot });
-    assert.equal(checkRecordAt(withBallot, 0, withBallot.length), code);
-    assert.deepEqual(encodeRecord({ ...record, ballot: zero }), plain, "the zero ballot is never written");
-  }
-  const bytes = encodeRecord({ ...put, ballot });
-  const span = { bytes, start: 0, end: bytes.length };
-  assert.deepEqual(entryAt(span), entryOf({ ...put, ballot }));
-  assert.deepEqual(entryAt(span).ballot, ballot);
-  assert.equal(entryAt(span).json, entryOf(put).json, "the reader's JSON does not show the ballot");
-  assert.deepEqual(headAt(span), {
-    version: 7,
-    timestamp: put.timestamp,
-    owner: put.owner,
-    deleted: false,
-    ballot,
-    expiresAt: 0,
-  });
-  assert.deepEqual(ballotAt(span), ballot);
-  assert.deepEqual(ballotAt({ bytes: encodeRecord(put), start: 0, end: encodeRecord(put).length }), zero);
-  assert.equal(versionAt(span), 7);
-});
+Deno.test(
+  "encodeRecord(): a put or delete with a ballot is ops 5 and 6, the old layout then the ballot",
+  () => {
+    const deleted: DeleteRecord = {
+      op: "delete",
+      sequence: 8,
+      version: 8,
+      timestamp: 5,
+      table: "t",
+      key: "k",
+      owner: "o",
+    };
+    for (const [record, code] of [[put, 5], [deleted, 6]] as const) {
+      const plain = encodeRecord(record);
+      const withBallot = encodeRecord({ ...record, ballot });
+      const nodeBytes = new TextEncoder().encode(ballot.node);
+      assert.equal(withBallot[0], code);
+      assert.deepEqual(withBallot.subarray(1, plain.length), plain.subarray(1), "the old fields, unchanged");
+      assert.equal(withBallot.length, plain.length + 8 + nodeBytes.length + 4);
+      const view = new DataView(withBallot.buffer);
+      assert.equal(view.getUint32(withBallot.length - 4), nodeBytes.length, "the node's length comes last");
+      assert.deepEqual(withBallot.subarray(plain.length + 8, withBallot.length - 4), nodeBytes);
+      assert.deepEqual(decodeRecord(withBallot), { ...record, ballot });
+      assert.equal(checkRecordAt(withBallot, 0, withBallot.length), code);
+      assert.deepEqual(encodeRecord({ ...record, ballot: zero }), plain, "the zero ballot is never written");
+    }
+    const bytes = encodeRecord({ ...put, ballot });
+    const span = { bytes, start: 0, end: bytes.length };
+    assert.deepEqual(entryAt(span), entryOf({ ...put, ballot }));
+    assert.deepEqual(entryAt(span).ballot, ballot);
+    assert.equal(entryAt(span).json, entryOf(put).json, "the reader's JSON does not show the ballot");
+    assert.deepEqual(headAt(span), {
+      version: 7,
+      timestamp: put.timestamp,
+      owner: put.owner,
+      deleted: false,
+      ballot,
+      expiresAt: 0,
+    });
+    assert.deepEqual(ballotAt(span), ballot);
+    assert.deepEqual(ballotAt({ bytes: encodeRecord(put), start: 0, end: encodeRecord(put).length }), zero);
+    assert.equal(versionAt(span), 7);
+  },
+);
 
-Deno.test("encodeRecord()/decodeRecord() round trip a promise: op 7, version 0, no owner, then its ballot", () => {
-  const bytes = encodeRecord(promise);
-  assert.equal(bytes[0], opCodeOf("promise"));
-  assert.equal(bytes[0], 7);
-  assert.deepEqual(bytes.subarray(9, 17), new Uint8Array(8), "version field is 0");
-  assert.deepEqual(decodeRecord(bytes), promise);
-  assert.deepEqual(decodeRecordHead(bytes, 0, bytes.length), promise);
-  assert.equal(checkRecordAt(bytes, 0, bytes.length), 7);
-  assert.deepEqual(tableAndKeyAt({ bytes, start: 0, end: bytes.length }), { table: "fruits", key: "k" });
-  assert.throws(
-    () => encodeRecord({ ...promise, ballot: zero }),
-    AssertionError,
-    "a promise of the zero ballot",
-  );
-});
+Deno.test(
+  "encodeRecord()/decodeRecord() round trip a promise: op 7, version 0, no owner, then its ballot",
+  () => {
+    const bytes = encodeRecord(promise);
+    assert.equal(bytes[0], opCodeOf("promise"));
+    assert.equal(bytes[0], 7);
+    assert.deepEqual(bytes.subarray(9, 17), new Uint8Array(8), "version field is 0");
+    assert.deepEqual(decodeRecord(bytes), promise);
+    assert.deepEqual(decodeRecordHead(bytes, 0, bytes.length), promise);
+    assert.equal(checkRecordAt(bytes, 0, bytes.length), 7);
+    assert.deepEqual(tableAndKeyAt({ bytes, start: 0, end: bytes.length }), { table: "fruits", key: "k" });
+    assert.throws(
+      () => encodeRecord({ ...promise, ballot: zero }),
+      AssertionError,
+      "a promise of the zero ballot",
+    );
+  },
+);
 
 Deno.test("encodeRecord() takes a ballot node of 300 bytes and asserts on 301", () => {
   const atMax = { counter: 1, node: "é".repeat(150) };

@@ -46,32 +46,35 @@ Deno.test("Wal: a batch holds at most walBatchRecordsMax records", async () => {
   await store.close();
 });
 
-Deno.test("Wal: appends made while a batch syncs go into the next batch, and batches resolve in order", async () => {
-  const fs = new HookedFs(new MemoryFs());
-  const store = await openStore(storeOptions({ fs }));
-  let release: () => void = () => {};
-  const gate = new Promise<void>((resolve) => release = resolve);
-  let syncing = false;
-  fs.hooks.beforeSyncData = async (path) => {
-    if (path !== walPath || syncing) return;
-    syncing = true;
-    await gate;
-  };
-  const order: string[] = [];
-  const first = store.put("t", "first", 1, { owner: "a" }).then(() => order.push("first"));
-  await waitFor(() => syncing, { timeoutMs: 2_000 });
-  const rest = Array.from(
-    { length: 50 },
-    (_, index) =>
-      store.put("t", `later${index}`, index, { owner: "a" }).then(() => order.push(`later${index}`)),
-  );
-  assert.equal(store.stats().walBatchCount, 0);
-  release();
-  await Promise.all([first, ...rest]);
-  assert.equal(store.stats().walBatchCount, 2);
-  assert.deepEqual(order, ["first", ...Array.from({ length: 50 }, (_, index) => `later${index}`)]);
-  await store.close();
-});
+Deno.test(
+  "Wal: appends made while a batch syncs go into the next batch, and batches resolve in order",
+  async () => {
+    const fs = new HookedFs(new MemoryFs());
+    const store = await openStore(storeOptions({ fs }));
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => release = resolve);
+    let syncing = false;
+    fs.hooks.beforeSyncData = async (path) => {
+      if (path !== walPath || syncing) return;
+      syncing = true;
+      await gate;
+    };
+    const order: string[] = [];
+    const first = store.put("t", "first", 1, { owner: "a" }).then(() => order.push("first"));
+    await waitFor(() => syncing, { timeoutMs: 2_000 });
+    const rest = Array.from(
+      { length: 50 },
+      (_, index) =>
+        store.put("t", `later${index}`, index, { owner: "a" }).then(() => order.push(`later${index}`)),
+    );
+    assert.equal(store.stats().walBatchCount, 0);
+    release();
+    await Promise.all([first, ...rest]);
+    assert.equal(store.stats().walBatchCount, 2);
+    assert.deepEqual(order, ["first", ...Array.from({ length: 50 }, (_, index) => `later${index}`)]);
+    await store.close();
+  },
+);
 
 Deno.test("Wal: sequential writes each get their own durable batch", async () => {
   const fs = new HookedFs(new MemoryFs());

@@ -161,53 +161,62 @@ Deno.test("parseCertArgs() applies defaults and validates --dir, --hosts and --d
   }
 });
 
-Deno.test("cert.ts --help lists every flag with its meaning and default, exits 0 and writes nothing", async () => {
-  const cwd = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
-  try {
-    for (const flag of ["--help", "-h"]) {
-      const result = await runCert([flag, "--days", "30"], { cwd });
-      assert.equal(result.code, 0, result.stderr);
-      assert.equal(result.stderr, "");
-      assert.match(
-        result.stdout,
-        /^usage: deno task cert \[--dir DIR\] \[--hosts HOST,HOST,\.\.\.\] \[--days N\]/,
-      );
-      assert.match(result.stdout, /--dir DIR +directory of the four files\n +default: cert\n/);
-      assert.match(
-        result.stdout,
-        /--hosts HOST,\.\.\. +IP addresses and DNS names .*1 to 100\n +default: 127\.0\.0\.1,::1,localhost\n/,
-      );
-      assert.match(result.stdout, /--days N +validity .* 1 to 36500 .*\n +default: 825 /);
-      assert.match(result.stdout, /-h, --help +print this help and exit/);
+Deno.test(
+  "cert.ts --help lists every flag with its meaning and default, exits 0 and writes nothing",
+  async () => {
+    const cwd = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
+    try {
+      for (const flag of ["--help", "-h"]) {
+        const result = await runCert([flag, "--days", "30"], { cwd });
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stderr, "");
+        assert.match(
+          result.stdout,
+          /^usage: deno task cert \[--dir DIR\] \[--hosts HOST,HOST,\.\.\.\] \[--days N\]/,
+        );
+        assert.match(result.stdout, /--dir DIR +directory of the four files\n +default: cert\n/);
+        assert.match(
+          result.stdout,
+          new RegExp(
+            /--hosts HOST,\.\.\. +IP addresses and DNS names .*1 to 100\n/.source +
+              / +default: 127\.0\.0\.1,::1,localhost\n/.source,
+          ),
+        );
+        assert.match(result.stdout, /--days N +validity .* 1 to 36500 .*\n +default: 825 /);
+        assert.match(result.stdout, /-h, --help +print this help and exit/);
+      }
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), [], "no cert/ directory");
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
     }
-    assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), [], "no cert/ directory");
-  } finally {
-    await Deno.remove(cwd, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("cert.ts refuses an unknown flag or a bad value with exit 64, naming it, and writes nothing", async () => {
-  const cwd = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
-  try {
-    const cases = [
-      [
-        ["--out", "x"],
-        /^cert: unknown flag --out; the flags are --dir, --hosts, --days, --help \(see --help\)\n$/,
-      ],
-      [["--days=0"], /^cert: --days must be a whole number from 1 to 36500; got "0" \(see --help\)\n$/],
-      [["--hosts", "a b"], /^cert: --hosts: "a b" is neither an IP address nor a DNS name/],
-    ] as const;
-    for (const [args, message] of cases) {
-      const result = await runCert([...args], { cwd });
-      assert.equal(result.code, 64, result.stderr);
-      assert.equal(result.stdout, "");
-      assert.match(result.stderr, message);
+Deno.test(
+  "cert.ts refuses an unknown flag or a bad value with exit 64, naming it, and writes nothing",
+  async () => {
+    const cwd = await Deno.makeTempDir({ prefix: "dynarust_cert_" });
+    try {
+      const cases = [
+        [
+          ["--out", "x"],
+          /^cert: unknown flag --out; the flags are --dir, --hosts, --days, --help \(see --help\)\n$/,
+        ],
+        [["--days=0"], /^cert: --days must be a whole number from 1 to 36500; got "0" \(see --help\)\n$/],
+        [["--hosts", "a b"], /^cert: --hosts: "a b" is neither an IP address nor a DNS name/],
+      ] as const;
+      for (const [args, message] of cases) {
+        const result = await runCert([...args], { cwd });
+        assert.equal(result.code, 64, result.stderr);
+        assert.equal(result.stdout, "");
+        assert.match(result.stderr, message);
+      }
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), [], "no cert/ directory");
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
     }
-    assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), [], "no cert/ directory");
-  } finally {
-    await Deno.remove(cwd, { recursive: true });
-  }
-});
+  },
+);
 
 Deno.test({
   name: "cert.ts takes --dir=, --hosts= and --days= as it takes them with a space",

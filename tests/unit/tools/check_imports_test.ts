@@ -73,14 +73,18 @@ const expectedViolations = [
   "src/auth/tokens.ts:2: auth may not import store (STYLE.md B2)",
   "src/auth/tokens.ts:3: auth may not import node:fs/promises: one door per side effect (STYLE.md B2)",
   "src/client/mod.ts:1: client may not import util (STYLE.md B2)",
-  "src/cluster/gossip.ts:2: fetch: only src/client/mod.ts (clients) calls fetch; peers are reached by src/cluster/http1_client.ts",
-  "src/cluster/transport_http.ts:1: Deno.connectTls: only src/cluster/http1_client.ts may call it (one door per side effect)",
+  "src/cluster/gossip.ts:2: fetch: only src/client/mod.ts (clients) calls fetch; peers are reached by " +
+  "src/cluster/http1_client.ts",
+  "src/cluster/transport_http.ts:1: Deno.connectTls: only src/cluster/http1_client.ts may call it (one " +
+  "door per side effect)",
   'src/config/schema.ts:1: config may not import package "jose" (STYLE.md B2)',
   "src/extra/mod.ts:1: src/extra is not a module of STYLE.md B2",
   "src/filter/filter.ts:1: filter may not import store (STYLE.md B2)",
   'src/filter/filter.ts:2: filter may not import package "hono" (STYLE.md B2)',
-  "src/http/routes/listing.ts:1: import src/filter/mod.ts, not src/filter/filter.ts (mod.ts is a module's only entry point)",
-  "src/http/routes/kv.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",
+  "src/http/routes/listing.ts:1: import src/filter/mod.ts, not src/filter/filter.ts (mod.ts is a " +
+  "module's only entry point)",
+  "src/http/routes/kv.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only " +
+  "entry point)",
   "src/http/routes/kv.ts:2: Deno.env: only main.ts may serve, read args/env, signal or exit",
   'src/sse/broker.ts:1: sse may import store only with "import type" (STYLE.md B2)',
   "src/sse/broker.ts:2: sse may not import http (STYLE.md B2)",
@@ -149,31 +153,34 @@ Deno.test("checkFile() lets a module import its own files and refuses paths that
   ]);
 });
 
-Deno.test("findCycles() names each import cycle once, at the import that closes it; type imports count", () => {
-  const files = new Map<string, string>([
-    ["src/store/frame.ts", 'import { RecordDecodeError } from "./wal_record.ts";\n'],
-    ["src/store/wal_record.ts", 'import type { RecordSpan } from "./record_pages.ts";\n'],
-    ["src/store/record_pages.ts", 'import { deflateRecords } from "./frame.ts";\n'],
-    ["src/store/types.ts", 'import type { WalMetrics } from "./wal.ts";\n'],
-    ["src/store/wal.ts", 'import { x } from "./errors.ts";\nimport type { Entry } from "./types.ts";\n'],
-    ["src/store/errors.ts", 'import { KvError } from "../util/errors.ts";\n'],
-    ["src/util/errors.ts", "export class KvError extends Error {}\n"],
-  ]);
-  assert.deepEqual(findCycles(files), [
-    {
-      file: "src/store/record_pages.ts",
-      line: 1,
-      rule: "import cycle: src/store/frame.ts -> src/store/wal_record.ts -> src/store/record_pages.ts -> " +
-        "src/store/frame.ts",
-    },
-    {
-      file: "src/store/wal.ts",
-      line: 2,
-      rule: "import cycle: src/store/types.ts -> src/store/wal.ts -> src/store/types.ts",
-    },
-  ]);
-  // Broken as this repository broke it: the error among the errors, the metrics among the types.
-  files.set("src/store/frame.ts", 'import { RecordDecodeError } from "./errors.ts";\n');
-  files.set("src/store/wal.ts", 'import { x } from "./errors.ts";\n');
-  assert.deepEqual(findCycles(files), []);
-});
+Deno.test(
+  "findCycles() names each import cycle once, at the import that closes it; type imports count",
+  () => {
+    const files = new Map<string, string>([
+      ["src/store/frame.ts", 'import { RecordDecodeError } from "./wal_record.ts";\n'],
+      ["src/store/wal_record.ts", 'import type { RecordSpan } from "./record_pages.ts";\n'],
+      ["src/store/record_pages.ts", 'import { deflateRecords } from "./frame.ts";\n'],
+      ["src/store/types.ts", 'import type { WalMetrics } from "./wal.ts";\n'],
+      ["src/store/wal.ts", 'import { x } from "./errors.ts";\nimport type { Entry } from "./types.ts";\n'],
+      ["src/store/errors.ts", 'import { KvError } from "../util/errors.ts";\n'],
+      ["src/util/errors.ts", "export class KvError extends Error {}\n"],
+    ]);
+    assert.deepEqual(findCycles(files), [
+      {
+        file: "src/store/record_pages.ts",
+        line: 1,
+        rule: "import cycle: src/store/frame.ts -> src/store/wal_record.ts -> src/store/record_pages.ts -> " +
+          "src/store/frame.ts",
+      },
+      {
+        file: "src/store/wal.ts",
+        line: 2,
+        rule: "import cycle: src/store/types.ts -> src/store/wal.ts -> src/store/types.ts",
+      },
+    ]);
+    // Broken as this repository broke it: the error among the errors, the metrics among the types.
+    files.set("src/store/frame.ts", 'import { RecordDecodeError } from "./errors.ts";\n');
+    files.set("src/store/wal.ts", 'import { x } from "./errors.ts";\n');
+    assert.deepEqual(findCycles(files), []);
+  },
+);

@@ -89,30 +89,33 @@ Deno.test("parseCommand() refuses a missing value, a value for a boolean and a p
   }
 });
 
-Deno.test("runTool() prints the help (exit 0), a usage error (exit 64) or runs with the options", async () => {
-  const printed: string[] = [];
-  const { log, error } = console;
-  console.log = (text: string) => printed.push(`out: ${text}`);
-  console.error = (text: string) => printed.push(`err: ${text}`);
-  try {
-    const parse = (args: readonly string[]) => {
-      const parsed = parseCommand(spec, args);
-      return parsed.kind === "help" ? parsed : { kind: "run" as const, options: parsed.values };
-    };
-    const ran: unknown[] = [];
-    const run = (args: string[]) =>
-      runTool({ name: "demo", args, parse, run: (options) => Promise.resolve(ran.push(options) + 6) });
-    assert.equal(await run(["--help"]), 0);
-    assert.equal(await run(["--bad"]), usageExitCode);
-    assert.equal(usageExitCode, 64);
-    assert.equal(await run(["--dir=d"]), 7);
-    assert.deepEqual(ran.map((options) => ({ ...options as object })), [{ dir: "d" }]);
-    assert.deepEqual(printed, [
-      `out: ${helpTextOf(spec)}`,
-      "err: demo: unknown flag --bad; the flags are --dir, --force, --help (see --help)",
-    ]);
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-});
+Deno.test(
+  "runTool() prints the help (exit 0), a usage error (exit 64) or runs with the options",
+  async () => {
+    const printed: string[] = [];
+    const { log, error } = console;
+    console.log = (text: string) => printed.push(`out: ${text}`);
+    console.error = (text: string) => printed.push(`err: ${text}`);
+    try {
+      const parse = (args: readonly string[]) => {
+        const parsed = parseCommand(spec, args);
+        return parsed.kind === "help" ? parsed : { kind: "run" as const, options: parsed.values };
+      };
+      const ran: unknown[] = [];
+      const run = (args: string[]) =>
+        runTool({ name: "demo", args, parse, run: (options) => Promise.resolve(ran.push(options) + 6) });
+      assert.equal(await run(["--help"]), 0);
+      assert.equal(await run(["--bad"]), usageExitCode);
+      assert.equal(usageExitCode, 64);
+      assert.equal(await run(["--dir=d"]), 7);
+      assert.deepEqual(ran.map((options) => ({ ...options as object })), [{ dir: "d" }]);
+      assert.deepEqual(printed, [
+        `out: ${helpTextOf(spec)}`,
+        "err: demo: unknown flag --bad; the flags are --dir, --force, --help (see --help)",
+      ]);
+    } finally {
+      console.log = log;
+      console.error = error;
+    }
+  },
+);

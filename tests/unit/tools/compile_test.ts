@@ -7,11 +7,15 @@ import { failureOf, parseCompileArgs, runtimeAdvice, unavailableExitCode } from 
 
 const noNetwork = `\x1b[0m\x1b[32mCompile\x1b[0m main.ts to ../../tmp/xx
 \x1b[0m\x1b[32mDownload\x1b[0m https://dl.deno.land/release/v2.9.6/denort-x86_64-unknown-linux-gnu.zip
-\x1b[0m\x1b[1m\x1b[31merror\x1b[0m: Writing deno compile executable to temporary file '/tmp/xx.tmp-1429c6a154412ca3'
+\x1b[0m\x1b[1m\x1b[31merror\x1b[0m: Writing deno compile executable to temporary file \
+'/tmp/xx.tmp-1429c6a154412ca3'
 
 Caused by:
     0: Setting up base binary.
-    1: error sending request for url (https://dl.deno.land/release/v2.9.6/denort-x86_64-unknown-linux-gnu.zip): client error (Connect): dns error: failed to lookup address information: Name or service not known
+    1: error sending request for url \
+(https://dl.deno.land/release/v2.9.6/denort-x86_64-unknown-linux-gnu.zip): \
+client error (Connect): \
+dns error: failed to lookup address information: Name or service not known
     2: client error (Connect)
 
 Stack backtrace:
@@ -19,7 +23,8 @@ Stack backtrace:
 `;
 
 const missingDenort = `\x1b[0m\x1b[32mCompile\x1b[0m main.ts to ../../tmp/xx
-\x1b[0m\x1b[1m\x1b[31merror\x1b[0m: Writing deno compile executable to temporary file '/tmp/xx.tmp-c370ca82c557b1a3'
+\x1b[0m\x1b[1m\x1b[31merror\x1b[0m: Writing deno compile executable to temporary file \
+'/tmp/xx.tmp-c370ca82c557b1a3'
 
 Caused by:
     0: Could not find denort at '/nonexistent/denort'

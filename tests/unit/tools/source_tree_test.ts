@@ -44,21 +44,25 @@ for (const [script, { tree, report }] of Object.entries(violations)) {
     });
   });
 
-  Deno.test(`${script} refuses an unknown flag, a missing value or a stray argument with exit 64`, async () => {
-    await withTempDir(async (root) => {
-      const cases = [
-        { args: ["--rot", root], message: /unknown flag --rot; the flags are --root, --help/ },
-        { args: [`--root=${root}`, "-r"], message: /unknown flag -r; the flags are --root, --help/ },
-        { args: ["--root"], message: /--root <value>' argument missing/ },
-        { args: [root], message: /Unexpected argument/ },
-      ];
-      for (const { args, message } of cases) {
-        const result = await runToolWith(script, { root, args });
-        assert.equal(result.code, 64, `${args.join(" ")}: ${result.stderr}`);
-        assert.equal(result.stdout, "");
-        assert.match(result.stderr, message);
-        assert.match(result.stderr, /\(see --help\)\n$/);
-      }
-    });
-  });
+  Deno.test(
+    `${script} refuses an unknown flag, a missing value or a stray argument ` +
+      "with exit 64",
+    async () => {
+      await withTempDir(async (root) => {
+        const cases = [
+          { args: ["--rot", root], message: /unknown flag --rot; the flags are --root, --help/ },
+          { args: [`--root=${root}`, "-r"], message: /unknown flag -r; the flags are --root, --help/ },
+          { args: ["--root"], message: /--root <value>' argument missing/ },
+          { args: [root], message: /Unexpected argument/ },
+        ];
+        for (const { args, message } of cases) {
+          const result = await runToolWith(script, { root, args });
+          assert.equal(result.code, 64, `${args.join(" ")}: ${result.stderr}`);
+          assert.equal(result.stdout, "");
+          assert.match(result.stderr, message);
+          assert.match(result.stderr, /\(see --help\)\n$/);
+        }
+      });
+    },
+  );
 }

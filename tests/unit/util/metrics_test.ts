@@ -36,20 +36,26 @@ Deno.test("MetricsText writes an exposition a strict reader accepts, label value
   assert.equal(families.get("demo_seconds")?.type, "histogram");
 });
 
-Deno.test("MetricsText refuses what would break the format: a counter not named _total, a family twice", () => {
-  assert.throws(() => new MetricsText().counter("demo_requests", "x", []));
-  assert.throws(() => new MetricsText().gauge("a", "x", []).gauge("a", "x", []));
-  assert.throws(() => new MetricsText().gauge("a-b", "x", []));
-  assert.throws(() => new MetricsText().gauge("a", "x", [[{ "bad-label": 1 }, 1]]));
-});
+Deno.test(
+  "MetricsText refuses what would break the format: a counter not named _total, a family twice",
+  () => {
+    assert.throws(() => new MetricsText().counter("demo_requests", "x", []));
+    assert.throws(() => new MetricsText().gauge("a", "x", []).gauge("a", "x", []));
+    assert.throws(() => new MetricsText().gauge("a-b", "x", []));
+    assert.throws(() => new MetricsText().gauge("a", "x", [[{ "bad-label": 1 }, 1]]));
+  },
+);
 
-Deno.test("parseExposition() refuses what a scraper would: a sample without TYPE, bad escapes, split families", () => {
-  assert.throws(() => parseExposition("loose 1\n"));
-  assert.throws(() => parseExposition('# TYPE a gauge\na{l="\\x"} 1\n'));
-  assert.throws(() => parseExposition('# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{x="1"} 2\n'));
-  assert.throws(() => parseExposition('# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n'));
-  assert.throws(() => parseExposition("# TYPE a gauge\na 1"));
-});
+Deno.test(
+  "parseExposition() refuses what a scraper would: a sample without TYPE, bad escapes, split families",
+  () => {
+    assert.throws(() => parseExposition("loose 1\n"));
+    assert.throws(() => parseExposition('# TYPE a gauge\na{l="\\x"} 1\n'));
+    assert.throws(() => parseExposition('# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{x="1"} 2\n'));
+    assert.throws(() => parseExposition('# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n'));
+    assert.throws(() => parseExposition("# TYPE a gauge\na 1"));
+  },
+);
 
 Deno.test("Histogram.observeMany() counts one value n times, as n observe() calls would", () => {
   const many = new Histogram([1, 2, 4]);
