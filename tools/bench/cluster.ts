@@ -437,6 +437,26 @@ function reportRounds(report: BenchContext["report"], label: string, rounds: Rou
   });
 }
 
+function reportFloors(
+  report: BenchContext["report"],
+  label: string,
+  roundTripFloor: ProbeFigures,
+  fsyncFloor: ProbeFigures,
+): void {
+  report.info({
+    scenario: `${label}: floors, one loopback round trip between two processes`,
+    figure: describeFloor(roundTripFloor),
+    baseline: "—",
+    ratio: "—",
+  });
+  report.info({
+    scenario: `${label}: floors, one append + fdatasync`,
+    figure: describeFloor(fsyncFloor),
+    baseline: "—",
+    ratio: "—",
+  });
+}
+
 function reportCluster(context: BenchContext, figures: ClusterFigures): void {
   const { report } = context;
   const label = "3-node cluster (all nodes on CPU0)";
@@ -482,18 +502,7 @@ function reportCluster(context: BenchContext, figures: ClusterFigures): void {
     });
   }
   if (figures.roundTripFloor !== undefined && figures.fsyncFloor !== undefined) {
-    report.info({
-      scenario: `${label}: floors, one loopback round trip between two processes`,
-      figure: describeFloor(figures.roundTripFloor),
-      baseline: "—",
-      ratio: "—",
-    });
-    report.info({
-      scenario: `${label}: floors, one append + fdatasync`,
-      figure: describeFloor(figures.fsyncFloor),
-      baseline: "—",
-      ratio: "—",
-    });
+    reportFloors(report, label, figures.roundTripFloor, figures.fsyncFloor);
   }
   const { writeToReadMs, baselineWriteToReadMs: baseline } = figures;
   report.check({

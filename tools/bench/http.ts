@@ -230,6 +230,26 @@ function reportGet(
   });
 }
 
+/** The rows of etcd's own PUT and GET figures, its GET next to dynarust's when that was measured. */
+function reportEtcd(
+  report: BenchContext["report"],
+  etcd: { put: Measured; get: Measured },
+  node: NodeFigures | undefined,
+): void {
+  report.info({
+    scenario: `${scenarioLabel}: etcd PUT (v3 JSON gateway)`,
+    figure: describeHttp(etcd.put),
+    baseline: "—",
+    ratio: "—",
+  });
+  report.info({
+    scenario: `${scenarioLabel}: etcd GET (linearizable range)`,
+    figure: describeHttp(etcd.get),
+    baseline: node === undefined ? "—" : `dynarust GET ${formatCount(node.get.requestsPerSec)} req/s`,
+    ratio: node === undefined ? "—" : formatRatio(pairedRatio(etcd.get, node.get), 1),
+  });
+}
+
 function reportPut(
   context: BenchContext,
   figures: {
@@ -245,20 +265,7 @@ function reportPut(
   // A PUT that keeps the contract can go no faster than the contract PUT limit: when that misses a
   // target in this run, the target is out of reach here, and the row says so.
   const contractPut = limits?.contractPut;
-  if (etcd !== undefined) {
-    report.info({
-      scenario: `${scenarioLabel}: etcd PUT (v3 JSON gateway)`,
-      figure: describeHttp(etcd.put),
-      baseline: "—",
-      ratio: "—",
-    });
-    report.info({
-      scenario: `${scenarioLabel}: etcd GET (linearizable range)`,
-      figure: describeHttp(etcd.get),
-      baseline: node === undefined ? "—" : `dynarust GET ${formatCount(node.get.requestsPerSec)} req/s`,
-      ratio: node === undefined ? "—" : formatRatio(pairedRatio(etcd.get, node.get), 1),
-    });
-  }
+  if (etcd !== undefined) reportEtcd(report, etcd, node);
   if (node === undefined) {
     for (const target of putTargets) {
       report.unmeasured({ scenario: scenarioLabel, target, why: "not measured: dynarust step failed" });

@@ -151,6 +151,43 @@ async function measureLatency(settings: Settings, start: () => Promise<SseServer
   }
 }
 
+/** The rows of the latency baselines and the fsync floor that were measured. */
+function reportLatencyBaselines(
+  report: BenchContext["report"],
+  label: string,
+  measured: {
+    baseline: ClientResult | undefined;
+    durable: ClientResult | undefined;
+    fsync: Awaited<ReturnType<typeof measureFloor>> | undefined;
+  },
+): void {
+  const { baseline, durable, fsync } = measured;
+  if (baseline !== undefined) {
+    report.info({
+      scenario: `${label}: bare Deno.serve baseline (publish, no fsync)`,
+      figure: describeLatency(baseline),
+      baseline: "—",
+      ratio: "—",
+    });
+  }
+  if (durable !== undefined) {
+    report.info({
+      scenario: `${label}: bare Deno.serve baseline, durable (append + fdatasync, then publish)`,
+      figure: describeLatency(durable),
+      baseline: "—",
+      ratio: "—",
+    });
+  }
+  if (fsync !== undefined) {
+    report.info({
+      scenario: `${label}: floor, one append + fdatasync at 300/s (no HTTP)`,
+      figure: describeFloor(fsync),
+      baseline: "—",
+      ratio: "—",
+    });
+  }
+}
+
 async function runLatency(context: BenchContext): Promise<void> {
   const { settings, report } = context;
   const label = "SSE, 1 subscriber, 300 writes/s";
@@ -181,30 +218,7 @@ async function runLatency(context: BenchContext): Promise<void> {
     { name: "SSE: 1 subscriber, 300 writes/s", expectedSecs: settings.wrkSecs + 4 },
     () => measureLatency(settings, () => startNodeServer(1_000)),
   );
-  if (baseline !== undefined) {
-    report.info({
-      scenario: `${label}: bare Deno.serve baseline (publish, no fsync)`,
-      figure: describeLatency(baseline),
-      baseline: "—",
-      ratio: "—",
-    });
-  }
-  if (durable !== undefined) {
-    report.info({
-      scenario: `${label}: bare Deno.serve baseline, durable (append + fdatasync, then publish)`,
-      figure: describeLatency(durable),
-      baseline: "—",
-      ratio: "—",
-    });
-  }
-  if (fsync !== undefined) {
-    report.info({
-      scenario: `${label}: floor, one append + fdatasync at 300/s (no HTTP)`,
-      figure: describeFloor(fsync),
-      baseline: "—",
-      ratio: "—",
-    });
-  }
+  reportLatencyBaselines(report, label, { baseline, durable, fsync });
   if (result === undefined) {
     report.unmeasured({ scenario: label, target: latencyTarget, why: "not measured: step failed" });
     return;
@@ -446,6 +460,24 @@ async function measureMany(start: () => Promise<SseServer>) {
   }
 }
 
+/** The row of what Deno.serve alone holds for as many open streams. */
+function reportManyBaseline(
+  report: BenchContext["report"],
+  label: string,
+  baseline: Awaited<ReturnType<typeof measureMany>>,
+): void {
+  report.info({
+    scenario: `${label}: bare Deno.serve baseline RSS`,
+    figure: `${baseline.serverRssMbAfterWrites?.toFixed(0) ?? "n/a"} MB after the writes (${
+      baseline.serverRssMbAfterConnect?.toFixed(0) ?? "n/a"
+    } MB after connecting) · ${formatCount(baseline.deliveredCount)}/${
+      formatCount(baseline.expectedCount)
+    } delivered`,
+    baseline: "—",
+    ratio: "—",
+  });
+}
+
 async function runMany(context: BenchContext): Promise<void> {
   const { report } = context;
   const label = `SSE, ${formatCount(manySubscriberCount)} subscribers over ${formatCount(manyKeyCount)} keys`;
@@ -467,18 +499,7 @@ async function runMany(context: BenchContext): Promise<void> {
     () => measureMany(() => startNodeServer(manySubscriberCount + 2_000)),
   );
   const baselineRss = baseline?.serverRssMbAfterWrites ?? undefined;
-  if (baseline !== undefined) {
-    report.info({
-      scenario: `${label}: bare Deno.serve baseline RSS`,
-      figure: `${baselineRss?.toFixed(0) ?? "n/a"} MB after the writes (${
-        baseline.serverRssMbAfterConnect?.toFixed(0) ?? "n/a"
-      } MB after connecting) · ${formatCount(baseline.deliveredCount)}/${
-        formatCount(baseline.expectedCount)
-      } delivered`,
-      baseline: "—",
-      ratio: "—",
-    });
-  }
+  if (baseline !== undefined) reportManyBaseline(report, label, baseline);
   if (result === undefined) {
     for (const target of [completeTarget, rssTarget]) {
       report.unmeasured({ scenario: label, target, why: "not measured: step failed" });
