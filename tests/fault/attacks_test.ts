@@ -227,6 +227,39 @@ Deno.test(
   },
 );
 
+/** Sends one internal request as a peer would; answers its status and body text. */
+type InternalSend = (
+  path: string,
+  headers: Record<string, string>,
+  body: string,
+) => Promise<{ status: number; text: string }>;
+
+/** A captured signed read, replayed to every other internal path (and an encoded one), is 403. */
+async function assertReplayedToOtherPathsRefused(
+  send: InternalSend,
+  captured: Record<string, string>,
+  body: string,
+): Promise<void> {
+  const kinds = [
+    "list",
+    "write",
+    "writes",
+    "restore",
+    "apply",
+    "leave",
+    "join",
+    "ping",
+    "ping-req",
+    "digest",
+    "sync",
+    "read%2f",
+  ];
+  for (const kind of kinds) {
+    const replayed = await send(`/_internal/${kind}`, captured, body);
+    assert.equal(replayed.status, 403, `the captured read replayed to ${kind}: ${replayed.text}`);
+  }
+}
+
 Deno.test(
   "attacks: internal requests replayed outside their time window or to another path are 403",
   async () => {
@@ -238,7 +271,7 @@ Deno.test(
     await written.body?.cancel();
     const signer = await RequestSigner.create(clusterSecret);
     const sender = "127.0.0.1:1";
-    const send = async (path: string, headers: Record<string, string>, body: string) => {
+    const send: InternalSend = async (path, headers, body) => {
       const response = await node.fetch(path, { method: "POST", headers, body });
       const text = await response.text();
       return { status: response.status, text };
@@ -286,25 +319,7 @@ Deno.test(
       "an old leave is refused",
     );
 
-    for (
-      const kind of [
-        "list",
-        "write",
-        "writes",
-        "restore",
-        "apply",
-        "leave",
-        "join",
-        "ping",
-        "ping-req",
-        "digest",
-        "sync",
-        "read%2f",
-      ]
-    ) {
-      const replayed = await send(`/_internal/${kind}`, captured, body);
-      assert.equal(replayed.status, 403, `the captured read replayed to ${kind}: ${replayed.text}`);
-    }
+    await assertReplayedToOtherPathsRefused(send, captured, body);
     const otherBody = JSON.stringify({ table: "t", key: "other" });
     assert.equal(
       (await send("/_internal/read", captured, otherBody)).status,

@@ -254,6 +254,27 @@ function percentile(sorted: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
 }
 
+/** `heading`, then the first 20 of `violations`, one a line, and how many more there are. */
+function listed(heading: string, violations: string[]): string {
+  return `${heading}:\n  ${violations.slice(0, 20).join("\n  ")}` +
+    (violations.length > 20 ? `\n  ... and ${violations.length - 20} more` : "");
+}
+
+/** Prints the run's seed, kills, acknowledged writes, key checks, losses, recovery times and runtime. */
+function printSummary(seed: number, kills: number, totals: Totals, startedAt: number): void {
+  const acknowledged = totals.acknowledged.put + totals.acknowledged.patch + totals.acknowledged.delete;
+  const sorted = [...totals.recoveryMs].sort((a, b) => a - b);
+  const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
+  console.log(
+    `crash loop: KV_TEST_SEED=${seed} kills=${kills} acknowledged writes=${acknowledged} ` +
+      `(put ${totals.acknowledged.put}, patch ${totals.acknowledged.patch}, ` +
+      `delete ${totals.acknowledged.delete}) ` +
+      `key checks=${totals.keyChecks} lost=${totals.lost} recovery ms min/p50/max=` +
+      `${sorted[0]!.toFixed(0)}/${percentile(sorted, 0.5).toFixed(0)}/${sorted.at(-1)!.toFixed(0)} ` +
+      `runtime=${seconds}s`,
+  );
+}
+
 Deno.test("crash loop: SIGKILL at random moments under write load loses no acknowledged write", async () => {
   const random = Random.fromEnv("crash loop");
   // Kill delays get their own stream, so a replay kills at the same moments whatever the writers drew.
@@ -280,10 +301,7 @@ Deno.test("crash loop: SIGKILL at random moments under write load loses no ackno
         if (round === 0) token = await tokenFor(node, user);
         const checked = await checkRound(node, model, unknown, totals);
         if (checked.length > 0) {
-          throw new Violation(
-            `after kill ${round} of ${kills} (${replay}):\n  ${checked.slice(0, 20).join("\n  ")}` +
-              (checked.length > 20 ? `\n  ... and ${checked.length - 20} more` : ""),
-          );
+          throw new Violation(listed(`after kill ${round} of ${kills} (${replay})`, checked));
         }
         if (round === kills) {
           assert.equal((await node.stop("SIGTERM")).code, 0, `final SIGTERM exits 0 (${replay})`);
@@ -319,16 +337,7 @@ Deno.test("crash loop: SIGKILL at random moments under write load loses no ackno
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
   const acknowledged = totals.acknowledged.put + totals.acknowledged.patch + totals.acknowledged.delete;
-  const sorted = [...totals.recoveryMs].sort((a, b) => a - b);
-  const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
-  console.log(
-    `crash loop: KV_TEST_SEED=${random.seed} kills=${kills} acknowledged writes=${acknowledged} ` +
-      `(put ${totals.acknowledged.put}, patch ${totals.acknowledged.patch}, ` +
-      `delete ${totals.acknowledged.delete}) ` +
-      `key checks=${totals.keyChecks} lost=${totals.lost} recovery ms min/p50/max=` +
-      `${sorted[0]!.toFixed(0)}/${percentile(sorted, 0.5).toFixed(0)}/${sorted.at(-1)!.toFixed(0)} ` +
-      `runtime=${seconds}s`,
-  );
+  printSummary(random.seed, kills, totals, startedAt);
   assert.equal(totals.lost, 0, `lost acknowledged writes (${replay})`);
   assert.ok(
     acknowledged >= kills,

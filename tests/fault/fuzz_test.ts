@@ -151,6 +151,32 @@ function entryWith(fields: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
+ * Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker. Proposals at
+ * the zero ballot, which names no proposer (the acceptor asserts on it).
+ */
+function paxosPreconditionBodies(): unknown[] {
+  const zero = { counter: 0, node: "" };
+  return [
+    { items: [{ op: "prepare", table: "t", key: "k", ballot: zero, replicas: ["127.0.0.1:1"] }] },
+    {
+      items: [{
+        op: "accept",
+        table: "t",
+        key: "k",
+        ballot: zero,
+        replicas: ["127.0.0.1:1"],
+        entry: entryWith({}),
+      }],
+    },
+    ...['{"value":\n1}', "", "{", "1e999", '"\udc00"'].map((json) => ({
+      items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json }],
+    })),
+    { items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 0, json: "{}" }] },
+    { items: [{ op: "chosen", table: "a\ud800", key: "k", kind: "Deleted", version: 1, json: "{}" }] },
+  ];
+}
+
+/**
  * Signed messages that break a precondition the store or the event broker asserts (issue 18, item 4): JSON
  * spanning lines (the `apply` that stopped a node), JSON that is not JSON, not valid Unicode, too deep or
  * holding a number that overflows; names, owners, versions and timestamps out of range; a tombstone with a
@@ -180,27 +206,7 @@ const storePreconditionBodies: Record<"apply" | "paxos" | "write" | "restore" | 
     ...badEntries.map((entry) => ({ items: [{ store: true, strict: true, table: "t", key: "k", entry }] })),
     ...badNames.map((name) => ({ items: [{ store: true, table: name, key: "k", entry: entryWith({}) }] })),
   ];
-  // Notices of chosen states, in a proposer's paxos batches: their JSON goes to the event broker. Proposals
-  // at the zero ballot, which names no proposer (the acceptor asserts on it).
-  const zero = { counter: 0, node: "" };
-  const paxos: unknown[] = [
-    { items: [{ op: "prepare", table: "t", key: "k", ballot: zero, replicas: ["127.0.0.1:1"] }] },
-    {
-      items: [{
-        op: "accept",
-        table: "t",
-        key: "k",
-        ballot: zero,
-        replicas: ["127.0.0.1:1"],
-        entry: entryWith({}),
-      }],
-    },
-    ...['{"value":\n1}', "", "{", "1e999", '"\udc00"'].map((json) => ({
-      items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 1, json }],
-    })),
-    { items: [{ op: "chosen", table: "t", key: "k", kind: "Updated", version: 0, json: "{}" }] },
-    { items: [{ op: "chosen", table: "a\ud800", key: "k", kind: "Deleted", version: 1, json: "{}" }] },
-  ];
+  const paxos = paxosPreconditionBodies();
   const write: unknown[] = [
     new RawJson('{"op":"put","table":"t","key":"k","owner":"a","value":{"n":1e400}}'),
     new RawJson(`{"op":"put","table":"t","key":"k","owner":"a","value":[${"9".repeat(400)}]}`),
@@ -241,26 +247,15 @@ function messageText(message: unknown): string {
   return message instanceof RawJson ? message.text : JSON.stringify(message);
 }
 
-function malformedBody(random: Random, kind: string): string {
-  const generic = [
-    "",
-    "{",
-    "null",
-    "[]",
-    "1",
-    '"x"',
-    "{}",
-    '{"a":1,"a":2}',
-    deepNesting(random, random.pick([129, 1_000, 50_000])),
-    "\u0000",
-  ];
+/** Membership messages (join, ping, ping-req, leave) whose fields are out of range or of the wrong type. */
+function malformedMembershipBodies(): Record<string, unknown[]> {
   const member = (fields: Record<string, unknown>) => ({
     id: "127.0.0.1:1",
     status: "alive",
     incarnation: 0,
     ...fields,
   });
-  const specific: Record<string, unknown[]> = {
+  return {
     join: [
       { member: member({ id: "no-port" }) },
       { member: member({ status: "zombie" }) },
@@ -280,6 +275,12 @@ function malformedBody(random: Random, kind: string): string {
     ],
     "ping-req": [{ target: "nope", members: [] }, { target: "127.0.0.1:1" }, { target: 1, members: [] }],
     leave: [{ member: member({ status: "gone" }) }, { member: null }],
+  };
+}
+
+/** Replication messages (apply, paxos) that break the schema or a precondition of the store. */
+function malformedReplicationBodies(): Record<string, unknown[]> {
+  return {
     apply: [
       { items: "x" },
       { items: [{ store: "yes", table: "t", key: "k" }] },
@@ -332,6 +333,12 @@ function malformedBody(random: Random, kind: string): string {
       { items: Array.from({ length: 513 }, () => ({ op: "chosen" })) },
       ...storePreconditionBodies.paxos,
     ],
+  };
+}
+
+/** Data messages (write, writes, read, restore, list, digest, sync) that break the schema. */
+function malformedDataBodies(): Record<string, unknown[]> {
+  return {
     write: [
       { op: "drop", table: "t", key: "k", owner: "a" },
       { op: "put", table: "t", key: "k" },
@@ -373,6 +380,26 @@ function malformedBody(random: Random, kind: string): string {
       { buckets: [{ bucket: 0, summaries: [{ table: "t" }] }] },
       { buckets: "x" },
     ],
+  };
+}
+
+function malformedBody(random: Random, kind: string): string {
+  const generic = [
+    "",
+    "{",
+    "null",
+    "[]",
+    "1",
+    '"x"',
+    "{}",
+    '{"a":1,"a":2}',
+    deepNesting(random, random.pick([129, 1_000, 50_000])),
+    "\u0000",
+  ];
+  const specific: Record<string, unknown[]> = {
+    ...malformedMembershipBodies(),
+    ...malformedReplicationBodies(),
+    ...malformedDataBodies(),
   };
   if (random.next() < 0.4) return random.pick(generic);
   return messageText(random.pick(specific[kind] ?? [{}]));
@@ -631,6 +658,106 @@ async function openStreams(baseUrl: string, paths: string[], count: number): Pro
   return connections;
 }
 
+/**
+ * Slowloris: complete requests sent a byte at a time are answered; unfinished ones hold no one up. Answers
+ * the 30 unfinished connections, still open.
+ */
+async function assertSlowlorisAnswered(
+  node: NodeProcess,
+  token: string,
+  random: Random,
+): Promise<Deno.Conn[]> {
+  const slowBody = JSON.stringify({ value: "slow" });
+  const slow = [
+    `PUT /t/key/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Type: application/json\r\n` +
+    `Content-Length: ${slowBody.length}\r\n\r\n${slowBody}`,
+    "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+  ];
+  const unfinished: Deno.Conn[] = [];
+  for (let index = 0; index < 30; index += 1) {
+    const connection = await connectRaw(node.baseUrl);
+    unfinished.push(connection);
+    await connection.write(encoder.encode(random.pick([
+      "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n",
+      'PUT /t/key/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"value":',
+      'POST /auth/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"sec',
+      "G",
+    ])));
+  }
+  const slowHeads = await Promise.all(Array.from({ length: 24 }, async (_, index) => {
+    const connection = await connectRaw(node.baseUrl);
+    try {
+      return await dribble(connection, slow[index % slow.length]!, 3);
+    } finally {
+      closeQuietly(connection);
+    }
+  }));
+  for (const [index, head] of slowHeads.entries()) {
+    const status = statusOfHead(head);
+    assert.ok(status !== undefined && status < 500, `slow request ${index} answered ${head.slice(0, 80)}`);
+  }
+  return unfinished;
+}
+
+/** Truncated requests: cut at a random byte, then the connection is closed. */
+async function sendTruncatedRequests(node: NodeProcess, token: string, random: Random): Promise<void> {
+  for (let index = 0; index < 40; index += 1) {
+    const body = random.pick(['{"value":"truncated"}', '{"value":{"a":[1,2,3]}}', "{}"]);
+    const full = encoder.encode(
+      `PUT /t/key/cut${index} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    const connection = await connectRaw(node.baseUrl);
+    await connection.write(full.subarray(0, 1 + random.int(full.length - 1))).catch(() => 0);
+    closeQuietly(connection);
+  }
+}
+
+/**
+ * Two rounds of 500 idle streams plus 20 that never read a hot key written 60 times with 250 kB (15 MB:
+ * more than a non-reading socket's kernel buffers plus a queue of 16 frames hold). Answers the node's RSS
+ * with the streams open and after they closed, per round.
+ */
+async function floodStreams(
+  node: NodeProcess,
+  token: string,
+): Promise<{ rssPeaks: number[]; rssAfterClose: number[] }> {
+  const rssPeaks: number[] = [];
+  const rssAfterClose: number[] = [];
+  const big = "v".repeat(250_000);
+  for (let round = 0; round < 2; round += 1) {
+    const idle = await openStreams(
+      node.baseUrl,
+      Array.from({ length: 50 }, (_, index) => `/t/subscribe/k${index}`),
+      500,
+    );
+    const stuck = await openStreams(node.baseUrl, ["/t/subscribe/hot", "/t/subscribe"], 20);
+    await waitFor(async () => await activeSse(node) === 520, {
+      timeoutMs: 10_000,
+      what: "520 streams open",
+    });
+    for (let write = 0; write < 60; write += 1) {
+      const written = await putValue(node, "/t/key/hot", `${big}${write}`, { token });
+      assert.equal(written.status, 201, `hot write ${write} with 520 streams open`);
+      await written.body?.cancel();
+    }
+    await waitFor(async () => await activeSse(node) <= 500, {
+      timeoutMs: 10_000,
+      what: "subscribers that never read to be disconnected",
+    });
+    rssPeaks.push(await rssMiB(node.pid));
+    for (const connection of [...idle, ...stuck]) closeQuietly(connection);
+    await waitFor(async () => await activeSse(node) === 0, {
+      timeoutMs: 10_000,
+      what: "every stream to close",
+    });
+    rssAfterClose.push(await rssMiB(node.pid));
+  }
+  return { rssPeaks, rssAfterClose };
+}
+
 Deno.test(
   "fuzz: slowloris, truncated requests, 500 idle streams and subscribers that never read keep one " +
     "node serving with bounded memory",
@@ -643,85 +770,10 @@ Deno.test(
     const stopTraffic = new AbortController();
     const traffic = normalTraffic([node], token, stopTraffic.signal);
 
-    // Slowloris: complete requests sent a byte at a time are answered; unfinished ones hold no one up.
-    const slowBody = JSON.stringify({ value: "slow" });
-    const slow = [
-      `PUT /t/key/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
-      `Content-Type: application/json\r\n` +
-      `Content-Length: ${slowBody.length}\r\n\r\n${slowBody}`,
-      "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n\r\n",
-      "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-    ];
-    const unfinished: Deno.Conn[] = [];
-    for (let index = 0; index < 30; index += 1) {
-      const connection = await connectRaw(node.baseUrl);
-      unfinished.push(connection);
-      await connection.write(encoder.encode(random.pick([
-        "GET /t/key/slow HTTP/1.1\r\nHost: x\r\n",
-        'PUT /t/key/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"value":',
-        'POST /auth/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"sec',
-        "G",
-      ])));
-    }
-    const slowHeads = await Promise.all(Array.from({ length: 24 }, async (_, index) => {
-      const connection = await connectRaw(node.baseUrl);
-      try {
-        return await dribble(connection, slow[index % slow.length]!, 3);
-      } finally {
-        closeQuietly(connection);
-      }
-    }));
-    for (const [index, head] of slowHeads.entries()) {
-      const status = statusOfHead(head);
-      assert.ok(status !== undefined && status < 500, `slow request ${index} answered ${head.slice(0, 80)}`);
-    }
-
-    // Truncated requests: cut at a random byte, then the connection is closed.
-    for (let index = 0; index < 40; index += 1) {
-      const body = random.pick(['{"value":"truncated"}', '{"value":{"a":[1,2,3]}}', "{}"]);
-      const full = encoder.encode(
-        `PUT /t/key/cut${index} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
-          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-      );
-      const connection = await connectRaw(node.baseUrl);
-      await connection.write(full.subarray(0, 1 + random.int(full.length - 1))).catch(() => 0);
-      closeQuietly(connection);
-    }
+    const unfinished = await assertSlowlorisAnswered(node, token, random);
+    await sendTruncatedRequests(node, token, random);
     for (const connection of unfinished) closeQuietly(connection);
-
-    // Two rounds of 500 idle streams plus 20 that never read a hot key written 60 times with 250 kB
-    // (15 MB: more than a non-reading socket's kernel buffers plus a queue of 16 frames hold).
-    const rssPeaks: number[] = [];
-    const rssAfterClose: number[] = [];
-    const big = "v".repeat(250_000);
-    for (let round = 0; round < 2; round += 1) {
-      const idle = await openStreams(
-        node.baseUrl,
-        Array.from({ length: 50 }, (_, index) => `/t/subscribe/k${index}`),
-        500,
-      );
-      const stuck = await openStreams(node.baseUrl, ["/t/subscribe/hot", "/t/subscribe"], 20);
-      await waitFor(async () => await activeSse(node) === 520, {
-        timeoutMs: 10_000,
-        what: "520 streams open",
-      });
-      for (let write = 0; write < 60; write += 1) {
-        const written = await putValue(node, "/t/key/hot", `${big}${write}`, { token });
-        assert.equal(written.status, 201, `hot write ${write} with 520 streams open`);
-        await written.body?.cancel();
-      }
-      await waitFor(async () => await activeSse(node) <= 500, {
-        timeoutMs: 10_000,
-        what: "subscribers that never read to be disconnected",
-      });
-      rssPeaks.push(await rssMiB(node.pid));
-      for (const connection of [...idle, ...stuck]) closeQuietly(connection);
-      await waitFor(async () => await activeSse(node) === 0, {
-        timeoutMs: 10_000,
-        what: "every stream to close",
-      });
-      rssAfterClose.push(await rssMiB(node.pid));
-    }
+    const { rssPeaks, rssAfterClose } = await floodStreams(node, token);
     stopTraffic.abort();
     const { rounds, errors } = await traffic;
     console.log(
