@@ -161,20 +161,21 @@ function json(method: string, body: unknown, token?: string): RequestInit {
   };
 }
 
-/** Runs every route of SPEC §3 against `nodes` (in turn), successes and failures; returns the token. */
-async function exerciseRoutes(nodes: LoggedNode[], secrets: Secrets, errors: ErrorBodies): Promise<string[]> {
-  const [first, second] = [nodes[0]!, nodes[nodes.length - 1]!];
-  const created = await errors.send(first, "/auth/alice", json("POST", { secret: secrets.password }));
-  assert.equal(created.status, 201, created.body);
-  const token = JSON.parse(created.body).token as string;
-  const login = await errors.send(second, "/auth/alice", json("POST", { secret: secrets.password }));
-  assert.equal(login.status, 200, login.body);
-  const secondToken = JSON.parse(login.body).token as string;
-  const bob = JSON.parse(
-    (await errors.send(first, "/auth/bob", json("POST", { secret: `${secrets.password}-bob` }))).body,
-  ).token as string;
+/** What the steps of {@linkcode exerciseRoutes} share: the nodes, secrets, error log and users' tokens. */
+interface RouteRun {
+  nodes: LoggedNode[];
+  first: LoggedNode;
+  second: LoggedNode;
+  secrets: Secrets;
+  errors: ErrorBodies;
+  token: string;
+  secondToken: string;
+  bob: string;
+}
 
-  // Failing logins and malformed login bodies that carry the password.
+/** Failing logins and malformed login bodies that carry the password are refused. */
+async function refuseBadLogins(run: RouteRun): Promise<void> {
+  const { first, nodes, secrets, errors } = run;
   for (const node of nodes) {
     assert.equal(
       (await errors.send(node, "/auth/alice", json("POST", { secret: secrets.wrongPassword }))).status,
@@ -198,8 +199,11 @@ async function exerciseRoutes(nodes: LoggedNode[], secrets: Secrets, errors: Err
     (await errors.send(first, `/auth/${"a".repeat(300)}`, json("POST", { secret: secrets.password }))).status,
     400,
   );
+}
 
-  // Writes, reads, listings and a live event of the stored value, on every node.
+/** Writes, reads, listings and a live event of the stored value, on every node. */
+async function writeAndReadEverywhere(run: RouteRun): Promise<void> {
+  const { first, second, nodes, secrets, errors, token, secondToken } = run;
   const events = await SseReader.open(`${second.baseUrl}/t/subscribe/k`);
   const put = await errors.send(first, "/t/key/k", json("PUT", { value: secrets.storedValue }, token));
   assert.equal(put.status, 201, put.body);
@@ -228,8 +232,11 @@ async function exerciseRoutes(nodes: LoggedNode[], secrets: Secrets, errors: Err
     (await errors.send(first, "/t/key/obj", json("PATCH", { value: { more: 1 } }, token))).status,
     201,
   );
+}
 
-  // Refused writes and reads whose error could quote the stored value, the token or the body.
+/** Refused writes and reads whose error could quote the stored value, the token or the body. */
+async function refuseWritesAndReads(run: RouteRun): Promise<void> {
+  const { nodes, secrets, errors, token, bob } = run;
   const refusals: Array<[string, RequestInit, number]> = [
     ["/t/key/k", {
       ...json("PUT", { value: "x" }, token),
@@ -268,8 +275,11 @@ async function exerciseRoutes(nodes: LoggedNode[], secrets: Secrets, errors: Err
     const response = await errors.send(node, path, init);
     assert.equal(response.status, status, `${init.method ?? "GET"} ${path}: ${response.body.slice(0, 200)}`);
   }
+}
 
-  // Internal requests: unsigned, badly signed, carrying a secret in the body.
+/** Internal requests, unsigned, badly signed, carrying a secret in the body, are 403. */
+async function refuseForgedInternal(run: RouteRun): Promise<void> {
+  const { nodes, secrets, errors } = run;
   for (const node of nodes) {
     for (const kind of ["read", "write", "join"]) {
       const body = JSON.stringify({
@@ -290,6 +300,25 @@ async function exerciseRoutes(nodes: LoggedNode[], secrets: Secrets, errors: Err
       }
     }
   }
+}
+
+/** Runs every route of SPEC §3 against `nodes` (in turn), successes and failures; returns the token. */
+async function exerciseRoutes(nodes: LoggedNode[], secrets: Secrets, errors: ErrorBodies): Promise<string[]> {
+  const [first, second] = [nodes[0]!, nodes[nodes.length - 1]!];
+  const created = await errors.send(first, "/auth/alice", json("POST", { secret: secrets.password }));
+  assert.equal(created.status, 201, created.body);
+  const token = JSON.parse(created.body).token as string;
+  const login = await errors.send(second, "/auth/alice", json("POST", { secret: secrets.password }));
+  assert.equal(login.status, 200, login.body);
+  const secondToken = JSON.parse(login.body).token as string;
+  const bob = JSON.parse(
+    (await errors.send(first, "/auth/bob", json("POST", { secret: `${secrets.password}-bob` }))).body,
+  ).token as string;
+  const run: RouteRun = { nodes, first, second, secrets, errors, token, secondToken, bob };
+  await refuseBadLogins(run);
+  await writeAndReadEverywhere(run);
+  await refuseWritesAndReads(run);
+  await refuseForgedInternal(run);
 
   const deleted = await errors.send(second, "/t/key/obj", {
     method: "DELETE",
