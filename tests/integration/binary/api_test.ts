@@ -48,6 +48,51 @@ Deno.test("api: failed logins are limited with 429 and Retry-After", async () =>
   await problem(limited, 429, "rate_limited");
 });
 
+/**
+ * PATCH merges into the value, refuses a non-object, another owner, a stale If-Match and a missing key.
+ */
+async function assertPatchRules(node: NodeProcess, alice: string, bob: string): Promise<void> {
+  const patch = (body: unknown, token: string, headers: Record<string, string> = {}) =>
+    node.fetch("/default/key/foo", {
+      method: "PATCH",
+      headers: { ...json, authorization: `Bearer ${token}`, ...headers },
+      body: JSON.stringify(body),
+    });
+  const patched = await patch({ value: { a: null, b: { d: 3 } } }, alice);
+  assert.equal(patched.status, 201);
+  assert.deepEqual((await patched.json()).value, { b: { c: 2, d: 3 } });
+  await problem(await patch({ value: [1] }, alice), 400, "invalid_request");
+  await problem(await patch({ value: {} }, bob), 403, "forbidden");
+  await problem(await patch({ value: {} }, alice, { "if-match": '"1"' }), 412, "version_conflict");
+  await problem(
+    await node.fetch("/default/key/none", {
+      method: "PATCH",
+      headers: { ...json, authorization: `Bearer ${alice}` },
+      body: JSON.stringify({ value: {} }),
+    }),
+    404,
+    "key_not_found",
+  );
+}
+
+/**
+ * DELETE needs a token and the owner, answers `Deleted`, then the key is gone and a second DELETE is 404.
+ */
+async function assertDeleteRules(node: NodeProcess, alice: string, bob: string): Promise<void> {
+  const del = (path: string, token?: string) =>
+    node.fetch(path, {
+      method: "DELETE",
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    });
+  await problem(await del("/default/key/foo"), 401, "unauthorized");
+  await problem(await del("/default/key/foo", bob), 403, "forbidden");
+  const deleted = await del("/default/key/foo", alice);
+  assert.equal(deleted.status, 200);
+  assert.deepEqual(await deleted.json(), { message: "Deleted" });
+  await problem(await node.fetch("/default/key/foo"), 404, "key_not_found");
+  await problem(await del("/default/key/foo", alice), 404, "key_not_found");
+}
+
 Deno.test("api: PUT, GET, PATCH, DELETE of a key with versions, owners and conditions", async () => {
   await using node = await NodeProcess.start();
   const alice = await tokenFor(node, "alice");
@@ -88,41 +133,8 @@ Deno.test("api: PUT, GET, PATCH, DELETE of a key with versions, owners and condi
   });
   assert.equal((await conditional.json()).version, 3);
 
-  const patch = (body: unknown, token: string, headers: Record<string, string> = {}) =>
-    node.fetch("/default/key/foo", {
-      method: "PATCH",
-      headers: { ...json, authorization: `Bearer ${token}`, ...headers },
-      body: JSON.stringify(body),
-    });
-  const patched = await patch({ value: { a: null, b: { d: 3 } } }, alice);
-  assert.equal(patched.status, 201);
-  assert.deepEqual((await patched.json()).value, { b: { c: 2, d: 3 } });
-  await problem(await patch({ value: [1] }, alice), 400, "invalid_request");
-  await problem(await patch({ value: {} }, bob), 403, "forbidden");
-  await problem(await patch({ value: {} }, alice, { "if-match": '"1"' }), 412, "version_conflict");
-  await problem(
-    await node.fetch("/default/key/none", {
-      method: "PATCH",
-      headers: { ...json, authorization: `Bearer ${alice}` },
-      body: JSON.stringify({ value: {} }),
-    }),
-    404,
-    "key_not_found",
-  );
-
-  const del = (path: string, token?: string) =>
-    node.fetch(path, {
-      method: "DELETE",
-      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
-    });
-  await problem(await del("/default/key/foo"), 401, "unauthorized");
-  await problem(await del("/default/key/foo", bob), 403, "forbidden");
-  const deleted = await del("/default/key/foo", alice);
-  assert.equal(deleted.status, 200);
-  assert.deepEqual(await deleted.json(), { message: "Deleted" });
-  await problem(await node.fetch("/default/key/foo"), 404, "key_not_found");
-  await problem(await del("/default/key/foo", alice), 404, "key_not_found");
-
+  await assertPatchRules(node, alice, bob);
+  await assertDeleteRules(node, alice, bob);
   const recreated = await putValue(node, "/default/key/foo", "again", { token: bob });
   const recreatedBody = await recreated.json();
   assert.equal(recreatedBody.version, 6, "a re-created key continues after its tombstone's version");

@@ -125,6 +125,47 @@ async function writeHistory(node: NodeProcess): Promise<{ live: Map<string, Reco
   return { live, deleted: ["/notes/key/gone"] };
 }
 
+/** Writes the history into a node on `source`, then stops it gracefully: storage.db holds it all. */
+async function stopAfterHistory(source: string): Promise<Awaited<ReturnType<typeof writeHistory>>> {
+  await using node = await NodeProcess.start({ dataDir: source });
+  const history = await writeHistory(node);
+  assert.equal((await node.stop("SIGTERM")).code, 0, "a graceful stop checkpoints into storage.db");
+  return history;
+}
+
+/**
+ * Exports `source` into `file`: every record, users first, the torn tail reported, the data dir untouched.
+ */
+async function assertExported(
+  source: string,
+  file: string,
+  recordCount: number,
+  before: Map<string, string>,
+): Promise<void> {
+  const exported = await offline("export", source, file);
+  assert.equal(exported.code, 0, exported.stderr);
+  assert.match(
+    exported.stderr,
+    new RegExp(`exported ${recordCount} records from ${source} to ${file}`),
+  );
+  assert.match(
+    exported.stderr,
+    /wal\.log has a torn tail at byte offset \d+: read up to its last good frame/,
+  );
+  assert.deepEqual(await hashTree(source), before, "read-only: every file of the data dir byte for byte");
+  assert.equal(((await Deno.stat(file)).mode ?? 0) & 0o777, 0o600, "it holds password hashes");
+  const lines = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
+  assert.equal(lines[0].dynarust_export, 1);
+  assert.deepEqual(lines.slice(1).map((line) => `${line.table}/${line.key}`), [
+    "_users/alice",
+    "_users/bob",
+    "fruits/apple",
+    "fruits/pear",
+    "notes/back",
+    "notes/n 1",
+  ], "users first, then tables and keys in order; no deleted key");
+}
+
 Deno.test(
   "backup --data-dir: a stopped single node exported from its files (unchanged) and restored into a " +
     "new data dir",
@@ -134,12 +175,7 @@ Deno.test(
     const restored = `${root}/restored`;
     const file = `${root}/backup.jsonl`;
     try {
-      let history: Awaited<ReturnType<typeof writeHistory>>;
-      {
-        await using node = await NodeProcess.start({ dataDir: source });
-        history = await writeHistory(node);
-        assert.equal((await node.stop("SIGTERM")).code, 0, "a graceful stop checkpoints into storage.db");
-      }
+      const history = await stopAfterHistory(source);
       {
         await using node = await NodeProcess.start({ dataDir: source });
         const token = await tokenFor(node, "alice", "alice-secret");
@@ -160,29 +196,7 @@ Deno.test(
         [...before.keys()].join(),
       );
 
-      const exported = await offline("export", source, file);
-      assert.equal(exported.code, 0, exported.stderr);
-      assert.match(
-        exported.stderr,
-        new RegExp(`exported ${history.live.size + 2} records from ${source} to ${file}`),
-      );
-      assert.match(
-        exported.stderr,
-        /wal\.log has a torn tail at byte offset \d+: read up to its last good frame/,
-      );
-      assert.deepEqual(await hashTree(source), before, "read-only: every file of the data dir byte for byte");
-      assert.equal(((await Deno.stat(file)).mode ?? 0) & 0o777, 0o600, "it holds password hashes");
-      const lines = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
-      assert.equal(lines[0].dynarust_export, 1);
-      assert.deepEqual(lines.slice(1).map((line) => `${line.table}/${line.key}`), [
-        "_users/alice",
-        "_users/bob",
-        "fruits/apple",
-        "fruits/pear",
-        "notes/back",
-        "notes/n 1",
-      ], "users first, then tables and keys in order; no deleted key");
-
+      await assertExported(source, file, history.live.size + 2, before);
       const imported = await offline("import", restored, file);
       assert.equal(imported.code, 0, imported.stderr);
       assert.match(
