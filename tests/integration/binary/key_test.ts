@@ -97,6 +97,25 @@ async function keyOf(clone: string): Promise<string> {
   return key;
 }
 
+/**
+ * `gen-key --force` replaces the key, and a node refuses the data dir written with the old one, untouched.
+ */
+async function assertForcedKeyRefusesOldData(clone: string, dataDir: string, node: string[]): Promise<void> {
+  const storage = await Deno.readFile(`${dataDir}/storage.db`);
+  const forced = await run(Deno.execPath(), ["task", "gen-key", "--force"], clone);
+  assert.equal(forced.code, 0, forced.stderr);
+  const oldId = /replaced the old \(key id ([0-9a-f]{16})\) by a new encryption key \(key id ([0-9a-f]{16})\)/
+    .exec(forced.stderr);
+  assert.ok(oldId !== null, forced.stderr);
+  const wrongKey = await run(Deno.execPath(), node, clone);
+  assert.equal(wrongKey.code, 78, "a data dir written with another key is refused");
+  assert.match(
+    wrongKey.stderr,
+    new RegExp(`written with key id ${oldId[1]} and this build has key id ${oldId[2]}`),
+  );
+  assert.deepEqual(await Deno.readFile(`${dataDir}/storage.db`), storage, "and left untouched");
+}
+
 Deno.test({
   name: "key: a fresh clone makes its own key on task start, keeps it out of git, never overwrites it",
   ignore: skipped !== undefined,
@@ -161,20 +180,7 @@ Deno.test({
       assert.match(refused.stderr, /already exists \(key id [0-9a-f]{16}\); not overwriting it/);
       assert.equal(await keyOf(clone), key, "neither overwrote the key");
 
-      const storage = await Deno.readFile(`${dir}/data/storage.db`);
-      const forced = await run(Deno.execPath(), ["task", "gen-key", "--force"], clone);
-      assert.equal(forced.code, 0, forced.stderr);
-      const oldId =
-        /replaced the old \(key id ([0-9a-f]{16})\) by a new encryption key \(key id ([0-9a-f]{16})\)/
-          .exec(forced.stderr);
-      assert.ok(oldId !== null, forced.stderr);
-      const wrongKey = await run(Deno.execPath(), node, clone);
-      assert.equal(wrongKey.code, 78, "a data dir written with another key is refused");
-      assert.match(
-        wrongKey.stderr,
-        new RegExp(`written with key id ${oldId[1]} and this build has key id ${oldId[2]}`),
-      );
-      assert.deepEqual(await Deno.readFile(`${dir}/data/storage.db`), storage, "and left untouched");
+      await assertForcedKeyRefusesOldData(clone, `${dir}/data`, node);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
