@@ -7,7 +7,7 @@
 // through playwright-core, a real node process, a TCP proxy in front of it; the page's own `liveState`
 // and a listener the test adds to its `liveSource`. Without Chromium the test is ignored and says why.
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { chromium, type Page } from "playwright-core";
 import { NodeProcess, tokenFor } from "../../helpers/node_process.ts";
 import { expectedState, writeTasks } from "../../helpers/live_tasks.ts";
 import { TcpProxy } from "../../helpers/tcp_proxy.ts";
@@ -17,6 +17,26 @@ import { waitFor } from "../../helpers/wait_for.ts";
 const chromiumPath = chromiumPathOr("live state browser test");
 
 const pageText = Deno.readTextFileSync(new URL("../../../docs/live_page.html", import.meta.url));
+
+/** What the page received: each key's versions increase between Resyncs, and records left the filter. */
+async function assertReceivedInOrder(page: Page): Promise<void> {
+  const received = await page.evaluate(() => (globalThis as unknown as PageGlobals).received) as Array<
+    [string, string, number]
+  >;
+  let last = new Map<string, number>();
+  for (const [event, id, version] of received) {
+    if (event === "Resync" && id.endsWith("/undefined")) last = new Map();
+    if (version === 0) continue;
+    assert.ok(version > (last.get(id) ?? 0), `${id}: ${event} v${version} after v${last.get(id)}`);
+    last.set(id, version);
+  }
+  const counts: Record<string, number> = {};
+  for (const [event] of received) counts[event] = (counts[event] ?? 0) + 1;
+  assert.ok(
+    received.some(([event]) => event === "Left"),
+    `records left the filter while the page watched: ${JSON.stringify(counts)}`,
+  );
+}
 
 Deno.test({
   name: "live state page: one multiplexed EventSource with snapshot and filter, cut by a proxy, ends equal " +
@@ -72,22 +92,7 @@ Deno.test({
         timeoutMs: 30_000,
         what: "the page to show the store's open tasks and theme",
       });
-      const received = await page.evaluate(() => (globalThis as unknown as PageGlobals).received) as Array<
-        [string, string, number]
-      >;
-      let last = new Map<string, number>();
-      for (const [event, id, version] of received) {
-        if (event === "Resync" && id.endsWith("/undefined")) last = new Map();
-        if (version === 0) continue;
-        assert.ok(version > (last.get(id) ?? 0), `${id}: ${event} v${version} after v${last.get(id)}`);
-        last.set(id, version);
-      }
-      const counts: Record<string, number> = {};
-      for (const [event] of received) counts[event] = (counts[event] ?? 0) + 1;
-      assert.ok(
-        received.some(([event]) => event === "Left"),
-        `records left the filter while the page watched: ${JSON.stringify(counts)}`,
-      );
+      await assertReceivedInOrder(page);
     } finally {
       await browser.close();
       await pageServer.shutdown();

@@ -43,59 +43,66 @@ async function read(node: NodeProcess, path: string): Promise<Record | undefined
   return await response.json();
 }
 
+/**
+ * Writes records with owners, versions, a lifetime, a patch, a deletion and two users into a 3-node
+ * cluster, waits until every replica holds them, then exports it into `file`; answers the live records.
+ */
+async function exportSourceCluster(file: string): Promise<Map<string, Record>> {
+  const expected = new Map<string, Record>();
+  await using source = await TestCluster.start({ nodeCount: 3 });
+  const alice = await tokenFor(source.node(0), "alice", "alice-secret");
+  const bob = await tokenFor(source.node(1), "bob", "bob-secret");
+  await write(source.node(0), "/fruits/key/apple", { n: 1 }, alice);
+  await write(source.node(1), "/fruits/key/apple", { n: 2 }, alice);
+  expected.set("fruits/key/apple", await write(source.node(1), "/fruits/key/apple", { n: 3 }, alice));
+  // With a lifetime (SPEC §2): the import restores its expires_at too.
+  const pear = await source.node(2).fetch("/fruits/key/pear", {
+    method: "PUT",
+    headers: { authorization: `Bearer ${bob}` },
+    body: JSON.stringify({ value: 'quote " and \\ and é', ttl_secs: 3_600 }),
+  });
+  expected.set("fruits/key/pear", await pear.json());
+  assert.equal(typeof expected.get("fruits/key/pear")?.expires_at, "number");
+  await write(source.node(0), "/notes/key/n%201", { a: 1 }, bob);
+  expected.set(
+    "notes/key/n%201",
+    await write(source.node(0), "/notes/key/n%201", { b: null }, bob, "PATCH"),
+  );
+  expected.set(
+    "notes/key/%F0%9F%8D%8E",
+    await write(source.node(1), "/notes/key/%F0%9F%8D%8E", [1, { deep: [true] }], alice),
+  );
+  await write(source.node(1), "/notes/key/gone", 1, alice);
+  await write(source.node(1), "/notes/key/gone", undefined, alice, "DELETE");
+  assert.equal(expected.get("fruits/key/apple")?.version, 3);
+  // A write is acknowledged by a quorum; the export is taken once the third replica has it too.
+  await waitFor(async () => {
+    for (const [key, record] of expected) {
+      for (const index of [0, 1, 2]) {
+        if (JSON.stringify(await read(source.node(index), `/${key}`)) !== JSON.stringify(record)) {
+          return false;
+        }
+      }
+    }
+    return (await read(source.node(2), "/notes/key/gone")) === undefined;
+  }, { timeoutMs: 10_000, what: "every replica to hold every write" });
+
+  const help = await NodeProcess.runToExit(["export", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /usage: dynarust export --to FILE/);
+  const exported = await backup("export", source.node(1).baseUrl, file);
+  assert.equal(exported.code, 0, exported.stderr);
+  assert.match(exported.stderr, /exported 6 records to /, "2 users and 4 live keys");
+  return expected;
+}
+
 Deno.test(
   "backup: export a cluster, import it into a fresh one: every record, owner, version, user",
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "dynarust_backup_" });
     const file = `${dir}/backup.jsonl`;
     try {
-      const expected = new Map<string, Record>();
-      {
-        await using source = await TestCluster.start({ nodeCount: 3 });
-        const alice = await tokenFor(source.node(0), "alice", "alice-secret");
-        const bob = await tokenFor(source.node(1), "bob", "bob-secret");
-        await write(source.node(0), "/fruits/key/apple", { n: 1 }, alice);
-        await write(source.node(1), "/fruits/key/apple", { n: 2 }, alice);
-        expected.set("fruits/key/apple", await write(source.node(1), "/fruits/key/apple", { n: 3 }, alice));
-        // With a lifetime (SPEC §2): the import restores its expires_at too.
-        const pear = await source.node(2).fetch("/fruits/key/pear", {
-          method: "PUT",
-          headers: { authorization: `Bearer ${bob}` },
-          body: JSON.stringify({ value: 'quote " and \\ and é', ttl_secs: 3_600 }),
-        });
-        expected.set("fruits/key/pear", await pear.json());
-        assert.equal(typeof expected.get("fruits/key/pear")?.expires_at, "number");
-        await write(source.node(0), "/notes/key/n%201", { a: 1 }, bob);
-        expected.set(
-          "notes/key/n%201",
-          await write(source.node(0), "/notes/key/n%201", { b: null }, bob, "PATCH"),
-        );
-        expected.set(
-          "notes/key/%F0%9F%8D%8E",
-          await write(source.node(1), "/notes/key/%F0%9F%8D%8E", [1, { deep: [true] }], alice),
-        );
-        await write(source.node(1), "/notes/key/gone", 1, alice);
-        await write(source.node(1), "/notes/key/gone", undefined, alice, "DELETE");
-        assert.equal(expected.get("fruits/key/apple")?.version, 3);
-        // A write is acknowledged by a quorum; the export is taken once the third replica has it too.
-        await waitFor(async () => {
-          for (const [key, record] of expected) {
-            for (const index of [0, 1, 2]) {
-              if (JSON.stringify(await read(source.node(index), `/${key}`)) !== JSON.stringify(record)) {
-                return false;
-              }
-            }
-          }
-          return (await read(source.node(2), "/notes/key/gone")) === undefined;
-        }, { timeoutMs: 10_000, what: "every replica to hold every write" });
-
-        const help = await NodeProcess.runToExit(["export", "--help"]);
-        assert.equal(help.code, 0);
-        assert.match(help.stdout, /usage: dynarust export --to FILE/);
-        const exported = await backup("export", source.node(1).baseUrl, file);
-        assert.equal(exported.code, 0, exported.stderr);
-        assert.match(exported.stderr, /exported 6 records to /, "2 users and 4 live keys");
-      }
+      const expected = await exportSourceCluster(file);
       const lines = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
       assert.equal(lines[0].dynarust_export, 1);
       assert.deepEqual(lines.slice(1).map((line) => line.table).sort(), [
