@@ -116,6 +116,25 @@ Deno.test({
   },
 });
 
+/** Cuts one random node off from the other two; waits until it sees the cut when it runs. */
+async function partitionOneNode(cluster: InProcessCluster, random: Random): Promise<void> {
+  const lone = random.pick([0, 1, 2]);
+  cluster.network.partition(
+    [cluster.id(lone)],
+    [0, 1, 2].filter((i) => i !== lone).map((i) => cluster.id(i)),
+  );
+  if (cluster.running().includes(lone)) {
+    // Let the failure detector see the partition, so both sides really take writes apart.
+    await waitFor(
+      () => cluster.node(lone).cluster.members().some((member) => member.status !== "alive"),
+      {
+        timeoutMs: 5_000,
+        what: "the partition to be detected",
+      },
+    );
+  }
+}
+
 Deno.test({
   name: "partition: seeded random writes, crashes, restarts and partitions end converged with nothing lost",
   ...options,
@@ -143,22 +162,8 @@ Deno.test({
           // every running node is partitioned away from it: it stays down this step
         }
       } else if (roll < 0.17) {
-        const lone = random.pick([0, 1, 2]);
-        cluster.network.partition(
-          [cluster.id(lone)],
-          [0, 1, 2].filter((i) => i !== lone).map((i) => cluster.id(i)),
-        );
+        await partitionOneNode(cluster, random);
         counts.partitions += 1;
-        if (cluster.running().includes(lone)) {
-          // Let the failure detector see the partition, so both sides really take writes apart.
-          await waitFor(
-            () => cluster.node(lone).cluster.members().some((member) => member.status !== "alive"),
-            {
-              timeoutMs: 5_000,
-              what: "the partition to be detected",
-            },
-          );
-        }
       } else if (roll < 0.25) {
         cluster.network.heal();
       } else {
