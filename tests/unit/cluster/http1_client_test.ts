@@ -22,6 +22,39 @@ interface Received {
 /** What the script does with one request: the bytes to answer, and whether to close the connection after. */
 type Script = (request: Received, count: number) => { reply?: string | Uint8Array; close?: boolean };
 
+/** Reads requests (a head, then a body of its Content-Length) off one connection, keeping what follows. */
+class RequestReader {
+  #buffer = new Uint8Array(0);
+
+  constructor(private readonly conn: Deno.Conn) {}
+
+  /** The next request's head and body; undefined once the connection ends before a whole one. */
+  async next(): Promise<{ head: string; body: string } | undefined> {
+    let end = decoder.decode(this.#buffer).indexOf("\r\n\r\n");
+    while (end < 0) {
+      if (!(await this.#readMore())) return undefined;
+      end = decoder.decode(this.#buffer).indexOf("\r\n\r\n");
+    }
+    const head = decoder.decode(this.#buffer.subarray(0, end));
+    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? "0");
+    while (this.#buffer.length < end + 4 + length) if (!(await this.#readMore())) return undefined;
+    const body = decoder.decode(this.#buffer.subarray(end + 4, end + 4 + length));
+    this.#buffer = this.#buffer.slice(end + 4 + length);
+    return { head, body };
+  }
+
+  async #readMore(): Promise<boolean> {
+    const chunk = new Uint8Array(64 * 1024);
+    const read = await this.conn.read(chunk).catch(() => null);
+    if (read === null) return false;
+    const grown = new Uint8Array(this.#buffer.length + read);
+    grown.set(this.#buffer);
+    grown.set(chunk.subarray(0, read), this.#buffer.length);
+    this.#buffer = grown;
+    return true;
+  }
+}
+
 /** A TCP server that answers each request as `script` says. */
 function scriptedServer(script: Script) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -30,30 +63,12 @@ function scriptedServer(script: Script) {
   let connections = 0;
   const serveConnection = async (conn: Deno.Conn, index: number) => {
     open.add(conn);
-    let buffer = new Uint8Array(0);
-    const readMore = async () => {
-      const chunk = new Uint8Array(64 * 1024);
-      const read = await conn.read(chunk).catch(() => null);
-      if (read === null) return false;
-      const grown = new Uint8Array(buffer.length + read);
-      grown.set(buffer);
-      grown.set(chunk.subarray(0, read), buffer.length);
-      buffer = grown;
-      return true;
-    };
+    const reader = new RequestReader(conn);
     try {
       for (;;) {
-        let end = decoder.decode(buffer).indexOf("\r\n\r\n");
-        while (end < 0) {
-          if (!(await readMore())) return;
-          end = decoder.decode(buffer).indexOf("\r\n\r\n");
-        }
-        const head = decoder.decode(buffer.subarray(0, end));
-        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? "0");
-        while (buffer.length < end + 4 + length) if (!(await readMore())) return;
-        const body = decoder.decode(buffer.subarray(end + 4, end + 4 + length));
-        buffer = buffer.slice(end + 4 + length);
-        const request = { head, body, connection: index };
+        const next = await reader.next();
+        if (next === undefined) return;
+        const request = { ...next, connection: index };
         received.push(request);
         const action = script(request, received.length);
         if (action.reply !== undefined) {
