@@ -5,7 +5,7 @@
 // (updates that move records in and out of the filter, deletes, re-creates) published to a Broker with a
 // real ChangeLog on MemoryFs; each event's id is mapped back to the write that made it.
 import assert from "node:assert/strict";
-import { parseFilter } from "../../../src/filter/mod.ts";
+import { type Filter, parseFilter } from "../../../src/filter/mod.ts";
 import { Broker, type SnapshotRecord } from "../../../src/sse/mod.ts";
 import { ChangeLog } from "../../../src/store/change_log.ts";
 import { MemoryFs } from "../../../src/store/fs.ts";
@@ -46,25 +46,116 @@ async function readAll(reader: FrameReader, until: (seen: Seen) => boolean): Pro
   return (await readBlocksUntil(reader, (block) => until(seenOf(block)))).map(seenOf);
 }
 
+/** A Broker over a real ChangeLog on MemoryFs, with room for every event of the test. */
+async function openFilteredBroker(): Promise<{ log: ChangeLog; broker: Broker }> {
+  const fs = new MemoryFs();
+  const log = await ChangeLog.open({
+    dir: "/data",
+    fs,
+    encryption: testEncryption,
+    clock: new ManualClock(1_700_000_000_000),
+    logger: silentLogger,
+    retention: { ageMs: 600_000, recordsMax: 100_000, bytesMax: 64 << 20 },
+  });
+  const broker = new Broker({
+    limits: testLimits({ sseQueueDepthMax: 8_192 }),
+    logger: silentLogger,
+    history: log,
+  });
+  return { log, broker };
+}
+
+/** A snapshot stream with the filter holds exactly the model's matching records. */
+async function assertSnapshotMatches(
+  broker: Broker,
+  filter: Filter,
+  model: Map<string, Write>,
+  seed: number,
+): Promise<void> {
+  // A snapshot stream: its records are the model's matching ones; pages read the model now.
+  async function* pages(): AsyncGenerator<SnapshotRecord[]> {
+    const records = [...model.values()].filter((entry) => entry.value !== undefined).sort((a, b) =>
+      a.key < b.key ? -1 : 1
+    );
+    yield records.map((entry) => ({
+      table: "t",
+      key: entry.key,
+      version: entry.version,
+      json: jsonOf(entry),
+    }));
+  }
+  const snapshotReader = new FrameReader(
+    broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, snapshot: { pages: pages() } }).stream,
+  );
+  const snapshotBlocks = await readAll(snapshotReader, (seen) => seen.event === "Synced");
+  const snapshotKeys = snapshotBlocks.filter((seen) => seen.event === "Updated").map((seen) => seen.key)
+    .sort();
+  const expectedKeys = [...model.values()].filter((entry) => matches(entry.value)).map((entry) => entry.key)
+    .sort();
+  assert.deepEqual(
+    snapshotKeys,
+    expectedKeys,
+    `seed ${seed}: the snapshot holds the matching records`,
+  );
+}
+
+/** What each write of `after` must send, from the model: `[id, event, key, version]`, in order. */
+function expectedVerdicts(
+  before: Map<string, Write>,
+  after: Write[],
+  firstId: number,
+): Array<[number, string, string, number]> {
+  const expected: Array<[number, string, string, number]> = [];
+  const state = new Map(before);
+  // The broker knows a key's past once a filtered stream exists: the snapshot's live records, and every
+  // change published since. A key it knows nothing of may have been in the filter: a non-matching change
+  // of it is sent as Left (or Deleted), never dropped.
+  const known = new Set(
+    [...before.values()].filter((entry) => entry.value !== undefined).map((entry) => entry.key),
+  );
+  after.forEach((entry, index) => {
+    const wasIn = known.has(entry.key) ? matches(state.get(entry.key)?.value) : true;
+    known.add(entry.key);
+    state.set(entry.key, entry);
+    const isIn = matches(entry.value);
+    const event = isIn ? "Updated" : !wasIn ? undefined : entry.value === undefined ? "Deleted" : "Left";
+    if (event !== undefined) expected.push([firstId + index, event, entry.key, entry.version]);
+  });
+  return expected;
+}
+
+/**
+ * Resumed from the change log at the first live write: the same verdicts, but the first change of each key
+ * has no known past in the replay, so a non-matching one may also come as a Left (never dropped).
+ */
+async function assertResumedVerdicts(
+  broker: Broker,
+  filter: Filter,
+  firstId: number,
+  expected: Array<[number, string, string, number]>,
+): Promise<void> {
+  const resumed = new FrameReader(
+    broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, lastEventId: firstId - 1 }).stream,
+  );
+  await resumed.next();
+  const replayed = await readAll(resumed, (seen) => seen.key === "end");
+  const replayedSet = new Set(replayed.slice(0, -1).map((seen) => `${seen.id} ${seen.event}`));
+  for (const [id, event] of expected) {
+    assert.ok(replayedSet.has(`${id} ${event}`), `replay lacks ${id} ${event}`);
+  }
+  assert.ok(
+    replayed.slice(0, -1).every((seen) =>
+      seen.event !== "Updated" || expected.some(([id]) => id === Number(seen.id))
+    ),
+  );
+}
+
 Deno.test(
   "Broker filtered streams match a model of the same writes: Updated, Left, Deleted and nothing else " +
     "(seeded)",
   async () => {
     const random = Random.fromEnv("filter model");
-    const fs = new MemoryFs();
-    const log = await ChangeLog.open({
-      dir: "/data",
-      fs,
-      encryption: testEncryption,
-      clock: new ManualClock(1_700_000_000_000),
-      logger: silentLogger,
-      retention: { ageMs: 600_000, recordsMax: 100_000, bytesMax: 64 << 20 },
-    });
-    const broker = new Broker({
-      limits: testLimits({ sseQueueDepthMax: 8_192 }),
-      logger: silentLogger,
-      history: log,
-    });
+    const { log, broker } = await openFilteredBroker();
     const filter = parseFilter(filterText);
     const model = new Map<string, Write>();
     const writes: Write[] = [];
@@ -82,53 +173,13 @@ Deno.test(
       broker.publish({ kind, table: "t", key, version, sequence: 0, json, source: "local" });
     };
     for (let count = 0; count < 200; count += 1) write();
-    // A snapshot stream: its records are the model's matching ones; pages read the model now.
-    async function* pages(): AsyncGenerator<SnapshotRecord[]> {
-      const records = [...model.values()].filter((entry) => entry.value !== undefined).sort((a, b) =>
-        a.key < b.key ? -1 : 1
-      );
-      yield records.map((entry) => ({
-        table: "t",
-        key: entry.key,
-        version: entry.version,
-        json: jsonOf(entry),
-      }));
-    }
-    const snapshotReader = new FrameReader(
-      broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, snapshot: { pages: pages() } }).stream,
-    );
-    const snapshotBlocks = await readAll(snapshotReader, (seen) => seen.event === "Synced");
-    const snapshotKeys = snapshotBlocks.filter((seen) => seen.event === "Updated").map((seen) => seen.key)
-      .sort();
-    const expectedKeys = [...model.values()].filter((entry) => matches(entry.value)).map((entry) => entry.key)
-      .sort();
-    assert.deepEqual(
-      snapshotKeys,
-      expectedKeys,
-      `seed ${random.seed}: the snapshot holds the matching records`,
-    );
+    await assertSnapshotMatches(broker, filter, model, random.seed);
     const liveReader = new FrameReader(broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter }).stream);
     const firstId = Number(blocksOf(await liveReader.next())[0]!.id) + 1;
     const before = new Map(model);
     const startIndex = writes.length;
     for (let count = 0; count < 600; count += 1) write();
-    // What each write must send, from the model: the state before it and after it.
-    const expected: Array<[number, string, string, number]> = [];
-    const state = new Map(before);
-    // The broker knows a key's past once a filtered stream exists: the snapshot's live records, and every
-    // change published since. A key it knows nothing of may have been in the filter: a non-matching change
-    // of it is sent as Left (or Deleted), never dropped.
-    const known = new Set(
-      [...before.values()].filter((entry) => entry.value !== undefined).map((entry) => entry.key),
-    );
-    writes.slice(startIndex).forEach((entry, index) => {
-      const wasIn = known.has(entry.key) ? matches(state.get(entry.key)?.value) : true;
-      known.add(entry.key);
-      state.set(entry.key, entry);
-      const isIn = matches(entry.value);
-      const event = isIn ? "Updated" : !wasIn ? undefined : entry.value === undefined ? "Deleted" : "Left";
-      if (event !== undefined) expected.push([firstId + index, event, entry.key, entry.version]);
-    });
+    const expected = expectedVerdicts(before, writes.slice(startIndex), firstId);
     broker.publish({
       kind: "Updated",
       table: "t",
@@ -144,22 +195,7 @@ Deno.test(
       expected,
       `seed ${random.seed}: each write's verdict`,
     );
-    // Resumed from the change log at the first live write: the same verdicts, but the first change of each
-    // key has no known past in the replay, so a non-matching one may also come as a Left (never dropped).
-    const resumed = new FrameReader(
-      broker.subscribeMulti({ tables: ["t"], keys: [] }, { filter, lastEventId: firstId - 1 }).stream,
-    );
-    await resumed.next();
-    const replayed = await readAll(resumed, (seen) => seen.key === "end");
-    const replayedSet = new Set(replayed.slice(0, -1).map((seen) => `${seen.id} ${seen.event}`));
-    for (const [id, event] of expected) {
-      assert.ok(replayedSet.has(`${id} ${event}`), `replay lacks ${id} ${event}`);
-    }
-    assert.ok(
-      replayed.slice(0, -1).every((seen) =>
-        seen.event !== "Updated" || expected.some(([id]) => id === Number(seen.id))
-      ),
-    );
+    await assertResumedVerdicts(broker, filter, firstId, expected);
     broker.close();
     await log.close();
   },

@@ -35,6 +35,16 @@ function applyBlocks(
   }
 }
 
+/** Each key's versions, in the order its events came, only increase. */
+function assertVersionsIncrease(seen: Map<string, number[]>): void {
+  for (const [key, list] of seen) {
+    assert.ok(
+      list.every((version, index) => index === 0 || version > list[index - 1]!),
+      `${key}: ${list}`,
+    );
+  }
+}
+
 Deno.test(
   "Broker table snapshot: racing writes are neither lost nor doubled, versions increase per key " +
     "(seeded)",
@@ -100,12 +110,7 @@ Deno.test(
       const live = await readBlocksUntil(reader, () => true);
       assert.equal(Number(live[0]!.id), Number(blocks.at(-1)!.id) + 1);
       applyBlocks(state, live, seen);
-      for (const [key, list] of seen) {
-        assert.ok(
-          list.every((version, index) => index === 0 || version > list[index - 1]!),
-          `${key}: ${list}`,
-        );
-      }
+      assertVersionsIncrease(seen);
       broker.close();
     }
   },
