@@ -1,4 +1,5 @@
-// Enforces the mechanical parts of STYLE.md B8 and B1 over `src/**/*.ts`, `main.ts` and `tools/*.ts`:
+// Enforces the mechanical parts of STYLE.md B8 and B1 over `src/**/*.ts`, `main.ts`, `tools/*.ts`,
+// `tools/bench/**/*.ts` and `tests/**/*.ts`:
 // - a function spans at most 70 lines, from the line that opens it to its closing brace;
 // - a line is at most 110 characters (deno.json's fmt lineWidth);
 // - every `src/<module>/` has a test: a test file under `tests/unit/<module>/`, or one under
@@ -319,9 +320,9 @@ async function checkModulesTested(root: string): Promise<TidyViolation[]> {
 const command = sourceTreeCommand({
   script: "check_tidy.ts",
   summary: [
-    "Checks the tidy rules over src/**/*.ts, main.ts and tools/*.ts: a function spans at most 70 lines, a",
-    "line at most 110 characters, and every src/<module>/ has a test. Prints each violation and exits 1,",
-    'or prints "tidy ok" and exits 0.',
+    "Checks the tidy rules over src/**/*.ts, main.ts, tools/*.ts, tools/bench/**/*.ts and tests/**/*.ts:",
+    "a function spans at most 70 lines, a line at most 110 characters, and every src/<module>/ has a test.",
+    'Prints each violation and exits 1, or prints "tidy ok" and exits 0.',
   ],
 });
 
@@ -330,6 +331,8 @@ async function checkTree(root: string): Promise<number> {
   const files = [
     ...(await listFiles(root, "src", { recursive: true })),
     ...(await listFiles(root, "tools", { recursive: false })),
+    ...(await listFiles(root, "tools/bench", { recursive: true })),
+    ...(await listFiles(root, "tests", { recursive: true })),
   ].filter((path) => path.endsWith(".ts"));
   if (await Deno.stat(`${root}/main.ts`).then(() => true, () => false)) files.push("main.ts");
   const violations: TidyViolation[] = [];

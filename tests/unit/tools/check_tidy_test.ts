@@ -1,5 +1,6 @@
 // Goal: tools/check_tidy.ts flags functions over 70 lines, lines over 110 characters and modules
-// without tests, at max and max + 1, and is not fooled by braces inside strings, comments and regexes.
+// without tests, at max and max + 1, in src/, main.ts, tools/*.ts, tools/bench/**/*.ts and tests/**/*.ts,
+// and is not fooled by braces inside strings, comments and regexes.
 // Method: fixture trees in a temp dir, checked by running the script with --root.
 import assert from "node:assert/strict";
 import { findFunctions, maskText } from "../../../tools/check_tidy.ts";
@@ -41,6 +42,8 @@ const cleanTree: Record<string, string> = {
   "src/store/mod.ts": "export const b = () => {\n  return 1;\n};\n",
   "tools/t.ts": functionOfLines("tool", 12),
   "main.ts": functionOfLines("main", 5),
+  "tools/bench/deep/b.ts": functionOfLines("bench", 70),
+  "tests/helpers/h.ts": functionOfLines("helper", 70) + line110 + "\n",
   "tests/unit/util/a_test.ts": "Deno.test('a', () => {});\n",
   "tests/integration/store_test.ts": 'import { b } from "../../src/store/mod.ts";\n',
 };
@@ -61,6 +64,8 @@ Deno.test("check_tidy.ts reports functions, lines and untested modules one over 
       ...cleanTree,
       "src/util/a.ts": functionOfLines("overMax", 71) + line111 + "\n" + membersOfLines(71),
       "tools/t.ts": functionOfLines("tool", 71),
+      "tools/bench/deep/b.ts": functionOfLines("bench", 71),
+      "tests/helpers/h.ts": functionOfLines("helper", 12) + line111 + "\n",
       "src/sse/mod.ts": "export const c = 1;\n",
       "tests/unit/sse/helper.ts": "export const notATest = 1;\n",
       "tests/integration/store_test.ts": "// names no module\n",
@@ -73,9 +78,11 @@ Deno.test("check_tidy.ts reports functions, lines and untested modules one over 
       "src/util/a.ts:74: run is 71 lines, limit is 70",
       "src/util/a.ts:146: arrow function is 71 lines, limit is 70",
       "tools/t.ts:1: tool is 71 lines, limit is 70",
+      "tools/bench/deep/b.ts:1: bench is 71 lines, limit is 70",
+      "tests/helpers/h.ts:13: line is 111 characters, limit is 110",
       "src/sse/: no test file under tests/unit/sse/ nor one in tests/integration/ naming src/sse/",
       "src/store/: no test file under tests/unit/store/ nor one in tests/integration/ naming src/store/",
-      "7 tidy violation(s)",
+      "9 tidy violation(s)",
     ]);
   });
 });
