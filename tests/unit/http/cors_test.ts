@@ -18,6 +18,23 @@ import { Histogram, secondsBounds } from "../../../src/util/metrics.ts";
 
 const token = "token-of-alice";
 
+/** Node metrics with nothing counted yet. */
+const emptyNodeMetrics: AppDeps["nodeMetrics"] = () => ({
+  tables: new Map(),
+  walBatchRecords: new Histogram([1]),
+  walSyncSeconds: new Histogram(secondsBounds),
+  walBytes: 0,
+  sseConnections: 0,
+  sseDropped: 0,
+  sseDeliverySeconds: new Histogram(secondsBounds),
+  replicationBacklog: 0,
+  hintBacklog: 0,
+  hintsDropped: 0,
+  forwardedWrites: 0,
+  paxosRounds: { fastPath: 0, prepare: 0, retry: 0 },
+  expiredKeys: 0,
+});
+
 /** An app over a Map of `table/key` → entry, with `corsOrigins` and a phase the test can change. */
 function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodePhase } = {}) {
   const entries = new Map<string, EntryView>();
@@ -59,21 +76,7 @@ function makeApp(options: { corsOrigins?: "*" | readonly string[]; phase?: NodeP
     logger: silentLogger,
     membership: () => [],
     nodeStats: () => ({ tables: new Map([["t", 1]]), activeSseConnections: broker.activeCount, extra: {} }),
-    nodeMetrics: () => ({
-      tables: new Map(),
-      walBatchRecords: new Histogram([1]),
-      walSyncSeconds: new Histogram(secondsBounds),
-      walBytes: 0,
-      sseConnections: 0,
-      sseDropped: 0,
-      sseDeliverySeconds: new Histogram(secondsBounds),
-      replicationBacklog: 0,
-      hintBacklog: 0,
-      hintsDropped: 0,
-      forwardedWrites: 0,
-      paxosRounds: { fastPath: 0, prepare: 0, retry: 0 },
-      expiredKeys: 0,
-    }),
+    nodeMetrics: emptyNodeMetrics,
     processFiles: { readFile: () => Promise.resolve(undefined), readDir: () => Promise.resolve([]) },
     internal: {
       // Every request admitted and answered `{"ok":true}`: only the headers of the answer are under test.
