@@ -15,7 +15,9 @@
 //   library's), only `src/server/listener.ts` listens and only
 //   `src/server/fd_limit.ts` loads a native library; nothing serves, reads args or env, handles signals,
 //   spawns or exits (that is `main.ts`'s job); side-effecting `node:` built-ins likewise;
-// - no import cycle among the files of `src/` and `main.ts`.
+// - no import cycle among the files of `src/` and `main.ts`;
+// - `cluster` and `sse` take time from the injected `Clock`, not `setTimeout`/`setInterval` (three named
+//   files excepted).
 import { runTool } from "./cli.ts";
 import { listFiles, parseRoot, sourceTreeCommand } from "./source_tree.ts";
 
@@ -147,6 +149,17 @@ const callDoors: Record<string, string> = {
   connect: "src/cluster/http1_client.ts",
   connectTls: "src/cluster/http1_client.ts",
 };
+/**
+ * Time in `cluster` and `sse` goes through the injected `Clock` (`setTimer`), so tests drive it; the files
+ * that keep a system timer, and why: socket deadlines on real I/O, a 0 ms yield to the event loop during a
+ * long scan, and the Paxos proposer's retry backoff (its rounds' deadlines are the system clock's too).
+ */
+const systemTimerDoors = new Set([
+  "src/cluster/http1_client.ts",
+  "src/cluster/anti_entropy.ts",
+  "src/cluster/proposer.ts",
+]);
+const systemTimerCall = /(?:^|[^.\w$])(setTimeout|setInterval)\s*\(/;
 const fsCall = new RegExp(`\\bDeno\\.(${fsCallNames.join("|")})(Sync)?\\b`);
 const mainOnlyCall = new RegExp(`\\bDeno\\.(${[...mainOnlyCallNames, "dlopen"].join("|")})\\b`);
 const fetchCall = /(?:^|[^.\w$])fetch\s*\(|\bglobalThis\.fetch\b/;
@@ -263,6 +276,11 @@ function checkCalls(file: string, line: string): string[] {
         ? `Deno.${mainOnly[1]}: only main.ts may serve, read args/env, signal or exit`
         : `Deno.${mainOnly[1]}: only ${door} may call it (one door per side effect)`,
     );
+  }
+  const timer = systemTimerCall.exec(code);
+  const clocked = file.startsWith("src/cluster/") || file.startsWith("src/sse/");
+  if (timer !== null && clocked && !systemTimerDoors.has(file)) {
+    rules.push(`${timer[1]}: cluster and sse time goes through util/clock.ts (Clock.setTimer)`);
   }
   if (fetchCall.test(code) && !fetchDoors.has(file)) {
     rules.push(

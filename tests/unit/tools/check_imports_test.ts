@@ -46,6 +46,7 @@ const cleanTree: Record<string, string> = {
 const violatingTree: Record<string, string> = {
   ...cleanTree,
   "src/util/ping.ts": 'import { pong } from "./pong.ts";\n',
+  "src/sse/pacer.ts": "export const tick = () => setTimeout(() => {}, 5);\n",
   "src/util/pong.ts": 'import { ping } from "./ping.ts";\n',
   "src/auth/tokens.ts":
     '// tokens\nimport { Store } from "../store/mod.ts";\nimport { readFile } from "node:fs/promises";\n',
@@ -68,6 +69,7 @@ const violatingTree: Record<string, string> = {
 };
 
 const expectedViolations = [
+  "src/sse/pacer.ts:1: setTimeout: cluster and sse time goes through util/clock.ts (Clock.setTimer)",
   "src/util/pong.ts:1: import cycle: src/util/ping.ts -> src/util/pong.ts -> src/util/ping.ts",
   "main.ts:1: import src/store/mod.ts, not src/store/wal.ts (mod.ts is a module's only entry point)",
   "src/auth/tokens.ts:2: auth may not import store (STYLE.md B2)",
