@@ -5,22 +5,11 @@
 //
 // Usage: deno run -A tools/compile.ts [--output PATH]   (--help lists the flags)
 import { stripVTControlCharacters } from "node:util";
+import { libcPaths } from "../src/server/mod.ts";
 import { type CommandSpec, type Invocation, parseCommand, runTool, UsageError } from "./cli.ts";
 
 /** Exit code when the runtime could not be had: the download failed, or DENORT_BIN names no file. */
 export const unavailableExitCode = 69;
-
-/** The C library's paths the node may call (raising its file-descriptor limit, cutting TLS handshakes). */
-const libcPaths = [
-  "/lib/x86_64-linux-gnu/libc.so.6",
-  "/usr/lib/x86_64-linux-gnu/libc.so.6",
-  "/lib/aarch64-linux-gnu/libc.so.6",
-  "/usr/lib/aarch64-linux-gnu/libc.so.6",
-  "/lib64/libc.so.6",
-  "/usr/lib64/libc.so.6",
-  "/usr/lib/libc.so.6",
-  "/usr/lib/libSystem.B.dylib",
-];
 
 /** The environment variables the node may read, as `task start` runs it. */
 const envNames =

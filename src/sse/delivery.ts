@@ -1,31 +1,13 @@
 import { assert } from "../util/assert.ts";
 import type { Clock } from "../util/clock.ts";
-import { Histogram } from "../util/metrics.ts";
+import { Histogram, secondsBounds } from "../util/metrics.ts";
 
 /**
  * Upper bounds, in seconds, of the delivery histogram: a live frame is handed over within the publish
  * that carries it (microseconds for a few subscribers, tens of milliseconds for a fan-out to ten
  * thousand), a frame held behind a replay or a snapshot when the client has read them (up to seconds).
  */
-export const deliverySecondsBounds: readonly number[] = [
-  0.00001,
-  0.00005,
-  0.0001,
-  0.00025,
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  10,
-];
+export const deliverySecondsBounds: readonly number[] = [0.00001, 0.00005, 0.0001, 0.00025, ...secondsBounds];
 
 /**
  * Times each change from its publication ({@linkcode DeliveryTimer.begin}, when the broker takes it) to
